@@ -1,0 +1,98 @@
+//! The set of source files a run works on, and byte-offset → line/column mapping.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::syntax::ast::Span;
+
+/// Identifies a file in a [`SourceMap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct FileId(pub u32);
+
+/// One source file: where it came from and its text.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: Arc<str>,
+    line_starts: Vec<u32>,
+}
+
+impl SourceFile {
+    /// 1-based line and 1-based column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: u32) -> (u32, u32) {
+        let offset = offset.min(self.text.len() as u32);
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let start = self.line_starts[line] as usize;
+        let column = self.text[start..offset as usize].chars().count() as u32;
+        (line as u32 + 1, column + 1)
+    }
+
+    /// Start and end positions of a span as (line, column) pairs, both 1-based.
+    pub fn span_lines(&self, span: Span) -> ((u32, u32), (u32, u32)) {
+        (self.line_col(span.start), self.line_col(span.end))
+    }
+}
+
+/// All files of one run. Files keep the order they were added in.
+#[derive(Debug, Default)]
+pub struct SourceMap {
+    files: Vec<SourceFile>,
+}
+
+impl SourceMap {
+    /// An empty map.
+    pub fn new() -> SourceMap {
+        SourceMap::default()
+    }
+
+    /// Adds a file and returns its id.
+    pub fn add(&mut self, path: impl Into<PathBuf>, text: impl Into<Arc<str>>) -> FileId {
+        let text: Arc<str> = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
+        let id = FileId(self.files.len() as u32);
+        self.files.push(SourceFile { path: path.into(), text, line_starts });
+        id
+    }
+
+    /// The file with this id.
+    pub fn get(&self, id: FileId) -> &SourceFile {
+        &self.files[id.0 as usize]
+    }
+
+    /// Every file with its id.
+    pub fn iter(&self) -> impl Iterator<Item = (FileId, &SourceFile)> {
+        self.files.iter().enumerate().map(|(i, file)| (FileId(i as u32), file))
+    }
+
+    /// The id of the file at `path`, if present.
+    pub fn find(&self, path: &Path) -> Option<FileId> {
+        self.iter().find(|(_, file)| file.path == path).map(|(id, _)| id)
+    }
+
+    /// How many files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether there are no files.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_count_characters() {
+        let mut map = SourceMap::new();
+        let id = map.add("a.apt", "ab\nçd\n");
+        let file = map.get(id);
+        assert_eq!(file.line_col(0), (1, 1));
+        assert_eq!(file.line_col(3), (2, 1));
+        assert_eq!(file.line_col(5), (2, 2)); // after the two-byte 'ç'
+        assert_eq!(file.line_col(99), (3, 1));
+    }
+}

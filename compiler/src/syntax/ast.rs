@@ -1,0 +1,500 @@
+//! The syntax tree of one .apt file.
+//!
+//! Every node carries its byte span, so diagnostics, the formatter and the language
+//! server can point at exact source. The tree is typed per construct (a `Claim` is not
+//! a `Cluster`), and holds `Error` nodes where the parser recovered, so later stages
+//! still see everything that did parse.
+
+use serde::Serialize;
+
+/// A byte range in one file. `u32` keeps nodes small; files over 4 GiB are refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// A span from byte offsets (saturating at `u32::MAX`).
+    pub fn new(start: usize, end: usize) -> Span {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Span { start: clamp(start), end: clamp(end) }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+
+    /// As a `Range<usize>`, for slicing the source.
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// A node with its span.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Spanned<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+/// A name as written, e.g. a service name or a label key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Ident {
+    pub text: String,
+    pub span: Span,
+}
+
+/// A dotted name: `kafka`, `platform.kafka`, `labels.env`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Path {
+    pub segments: Vec<Ident>,
+    pub span: Span,
+}
+
+/// A `{ … }` body: its statements and the span from `{` to `}` (inclusive).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Block<S> {
+    pub stmts: Vec<Spanned<S>>,
+    pub span: Span,
+}
+
+/// `///` lines before an item, joined, with the `///` and one space removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Docs {
+    pub text: String,
+    pub span: Span,
+}
+
+/// One parsed file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SourceFile {
+    pub items: Vec<Item>,
+}
+
+/// A top-level declaration with its doc comment.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Item {
+    pub docs: Option<Docs>,
+    pub kind: ItemKind,
+    pub span: Span,
+}
+
+/// The kinds of top-level declaration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ItemKind {
+    Namespace(NamespaceDecl),
+    Import(Import),
+    Label(LabelDecl),
+    Service(Service),
+    Contract(Contract),
+    Rule(Rule),
+    Cluster(Cluster),
+    Claim(Claim),
+    User(User),
+    Team(Team),
+    UsersFrom(UsersFrom),
+    Grant(Grant),
+    Function(FunctionDecl),
+    /// Text the parser skipped after a syntax error.
+    Error,
+}
+
+/// `namespace analytics owned_by analytics_team`: which namespace a file's objects
+/// belong to and which team owns it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NamespaceDecl {
+    pub name: Ident,
+    pub owner: Option<Ident>,
+}
+
+/// `import platform`, `import platform.kafka as kafka`, `import platform.{kafka, spark}`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Import {
+    pub path: Path,
+    pub members: Option<Vec<Ident>>,
+    pub alias: Option<Ident>,
+}
+
+/// `label env: "dev" | "prod" = "dev"`: a label key with its type and default.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LabelDecl {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub default: Option<Expr>,
+}
+
+/// A type as written.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TypeExpr {
+    pub kind: TypeExprKind,
+    pub span: Span,
+}
+
+/// The forms of a type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TypeExprKind {
+    /// `string`, `int`, `bool`, `any`.
+    Named(Ident),
+    /// `"dev" | "stage" | "prod"`.
+    Enum(Vec<StrLit>),
+    /// `[string]`.
+    List(Box<TypeExpr>),
+}
+
+/// `service NAME { component … }`: what a team runs.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Service {
+    pub name: Ident,
+    pub body: Block<ServiceStmt>,
+}
+
+/// What a service body holds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ServiceStmt {
+    Component(Component),
+    Error,
+}
+
+/// `component NAME SOURCE [{ … }]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Component {
+    pub docs: Option<Docs>,
+    pub name: Ident,
+    pub source: Spanned<ComponentSource>,
+    pub body: Option<Block<ComponentStmt>>,
+}
+
+/// Where a component comes from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ComponentSource {
+    /// `uses platform.kafka`: an instance of another contract.
+    Uses(Path),
+    /// `chart "spark"`: a Helm chart (name, local path, or `oci://` reference).
+    Chart(StrLit),
+    /// `manifests "k8s/*.yaml"`: raw Kubernetes manifests from files.
+    Manifests(StrLit),
+}
+
+/// Statements in a component body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ComponentStmt {
+    Repo(StrLit),
+    Version(StrLit),
+    When(Expr),
+    After(Vec<Ident>),
+    Values(MapLit),
+    Discovery(MapLit),
+    Error,
+}
+
+/// `contract NAME { set…/remove…; context … }`: what consumers ask for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Contract {
+    pub name: Ident,
+    pub body: Block<ContractStmt>,
+}
+
+/// Statements in a contract body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ContractStmt {
+    LabelOp(LabelOp),
+    Context(Context),
+    Error,
+}
+
+/// `context NAME [when EXPR] { … }`: one way to serve a consumer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Context {
+    pub docs: Option<Docs>,
+    pub name: Ident,
+    pub criteria: Option<Expr>,
+    pub body: Block<ContextStmt>,
+}
+
+/// Statements in a context body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ContextStmt {
+    LabelOp(LabelOp),
+    /// `allocate per EXPR, …`: the keys that decide which consumers share an instance.
+    Allocate(Vec<Expr>),
+    /// `use SERVICE`.
+    Use(Path),
+    Error,
+}
+
+/// A change to the label set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum LabelOp {
+    /// `set labels.KEY = EXPR`.
+    Set { label: Ident, value: Expr },
+    /// `remove labels.KEY`.
+    Remove { label: Ident },
+}
+
+/// `rule NAME [weight N] [when EXPR] { … }`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rule {
+    pub name: Ident,
+    pub weight: Option<Spanned<i64>>,
+    pub criteria: Option<Expr>,
+    pub body: Block<RuleStmt>,
+}
+
+/// Actions in a rule body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum RuleStmt {
+    LabelOp(LabelOp),
+    /// `reject "message"`.
+    Reject(StrLit),
+    /// `place on CLUSTER [namespace EXPR]`.
+    Place {
+        cluster: Path,
+        namespace: Option<Expr>,
+    },
+    Error,
+}
+
+/// `cluster NAME { … }`: a deployment target.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Cluster {
+    pub name: Ident,
+    pub body: Block<ClusterStmt>,
+}
+
+/// Statements in a cluster body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ClusterStmt {
+    /// `context "kind-us-east"`: the kubeconfig context.
+    Context(StrLit),
+    /// `kubeconfig "path"`.
+    Kubeconfig(StrLit),
+    /// `namespace "default"`: the default Kubernetes namespace.
+    Namespace(StrLit),
+    Labels(MapLit),
+    Error,
+}
+
+/// `claim NAME { … }`: a consumer's request for a contract.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Claim {
+    pub name: Ident,
+    pub body: Block<ClaimStmt>,
+}
+
+/// Statements in a claim body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ClaimStmt {
+    User(StrLit),
+    Team(Ident),
+    Contract(Path),
+    Labels(MapLit),
+    Error,
+}
+
+/// `user "alice@example.com" { … }`: a consumer, with the facts rules may read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct User {
+    pub name: StrLit,
+    pub body: Option<Block<UserStmt>>,
+}
+
+/// Statements in a user body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum UserStmt {
+    Team(Ident),
+    Groups(Vec<Expr>),
+    Labels(MapLit),
+    Error,
+}
+
+/// `team NAME [{ labels {…} }]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Team {
+    pub name: Ident,
+    pub body: Option<Block<TeamStmt>>,
+}
+
+/// Statements in a team body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TeamStmt {
+    Labels(MapLit),
+    Error,
+}
+
+/// `users from "users.yaml"`: users kept outside the policy.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UsersFrom {
+    pub path: StrLit,
+}
+
+/// `grant ROLE [on NS, … | on *] [when EXPR]`: who may do what.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Grant {
+    pub role: Ident,
+    pub scope: Option<Spanned<GrantScope>>,
+    pub criteria: Option<Expr>,
+}
+
+/// The namespaces a grant covers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum GrantScope {
+    All,
+    Namespaces(Vec<Ident>),
+}
+
+/// `fn lower(s: string) -> string`: a standard-library function signature.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FunctionDecl {
+    pub name: Ident,
+    pub params: Vec<Param>,
+    pub ret: TypeExpr,
+}
+
+/// A function parameter.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Param {
+    pub name: Ident,
+    pub ty: TypeExpr,
+}
+
+/// An expression.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+/// The forms of an expression.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ExprKind {
+    Int(i64),
+    Bool(bool),
+    Str(StrLit),
+    List(Vec<Expr>),
+    Map(MapLit),
+    /// `labels.env`, `user.name`, `kafka.discovery.url`.
+    Path(Path),
+    /// `lower(labels.team)`.
+    Call {
+        func: Ident,
+        args: Vec<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        expr: Box<Expr>,
+    },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    /// `( … )`, kept so the formatter prints what the author wrote.
+    Paren(Box<Expr>),
+    /// An expression that failed to parse.
+    Error,
+}
+
+/// Prefix operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+/// Infix operators, loosest first: `or`, `and`, then comparisons (non-associative).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum BinaryOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Matches,
+}
+
+impl BinaryOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryOp::Or => "or",
+            BinaryOp::And => "and",
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::In => "in",
+            BinaryOp::NotIn => "not in",
+            BinaryOp::Matches => "matches",
+        }
+    }
+}
+
+/// A string literal, split into text and `${…}` interpolations.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StrLit {
+    pub parts: Vec<StrPart>,
+    pub span: Span,
+}
+
+impl StrLit {
+    /// The literal's value when it has no interpolation.
+    pub fn as_plain(&self) -> Option<String> {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                StrPart::Text(text) => Some(text.as_str()),
+                StrPart::Interp(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A piece of a string literal.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum StrPart {
+    /// Literal text, escapes already decoded.
+    Text(String),
+    /// `${ EXPR }`.
+    Interp(Expr),
+}
+
+/// `{ key = value, … }`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MapLit {
+    pub entries: Vec<MapEntry>,
+    pub span: Span,
+}
+
+/// One `key = value` of a map.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MapEntry {
+    pub key: MapKey,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// A map key: a bare name or a quoted string (for keys like `"app.kubernetes.io/name"`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum MapKey {
+    Name(Ident),
+    Str(StrLit),
+}
+
+impl MapKey {
+    /// The key's span.
+    pub fn span(&self) -> Span {
+        match self {
+            MapKey::Name(ident) => ident.span,
+            MapKey::Str(lit) => lit.span,
+        }
+    }
+}

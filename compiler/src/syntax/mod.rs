@@ -1,0 +1,277 @@
+//! Syntax: text → tokens → tree, and tree → canonical text.
+//!
+//! [`parse`] never fails: it returns the tree it could build plus diagnostics. This
+//! module knows nothing of names or types; that is `semantics`' job.
+
+pub mod ast;
+pub mod format;
+pub mod lexer;
+mod parser;
+mod strings;
+pub mod validate;
+
+use chumsky::error::{RichPattern, RichReason};
+use chumsky::span::SimpleSpan;
+
+use ast::{ContractStmt, Docs, Item, ItemKind, ServiceStmt, SourceFile, Span};
+use lexer::{Comment, CommentKind, Keyword, LexError, Token};
+use parser::{Issue, ParseError};
+
+use crate::diagnostics::{Code, Diagnostic, codes};
+use crate::source::FileId;
+
+/// The result of parsing one file.
+#[derive(Debug)]
+pub struct Parse {
+    pub file: SourceFile,
+    /// Every comment, in order; the formatter puts them back.
+    pub comments: Vec<Comment>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parse {
+    /// Whether the file had syntax errors (the tree then holds `Error` nodes).
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses `src` (the text of `file`), recovering from errors.
+pub fn parse(file: FileId, src: &str) -> Parse {
+    if u32::try_from(src.len()).is_err() {
+        let diagnostic = Diagnostic::new(codes::FILE_TOO_LARGE, file, Span::default(), "file is larger than 4 GiB")
+            .with_help("split the policy into several files");
+        return Parse { file: SourceFile { items: Vec::new() }, comments: Vec::new(), diagnostics: vec![diagnostic] };
+    }
+    let lexed = lexer::lex(src);
+    let mut errors: Vec<SyntaxError> = lexed.errors.iter().map(|e| lex_error(e, |s| s)).collect();
+    let tokens: Vec<(Token<'_>, SimpleSpan)> = lexed
+        .tokens
+        .iter()
+        .filter(|(token, _)| *token != Token::Error) // already reported as lex errors
+        .map(|&(token, span)| (token, SimpleSpan::from(span.range())))
+        .collect();
+    let (mut items, parse_errors) = parser::parse_tokens(&tokens, src.len());
+    for error in &parse_errors {
+        match error.reason() {
+            RichReason::Custom(Issue::InString(inner)) => errors.push(inner.clone()),
+            _ => errors.push(describe(error)),
+        }
+    }
+    attach_docs(&mut items, &lexed.comments, src);
+    let mut diagnostics: Vec<Diagnostic> = errors.into_iter().map(|e| e.into_diagnostic(file)).collect();
+    crate::diagnostics::sort(&mut diagnostics);
+    diagnostics.dedup();
+    Parse { file: SourceFile { items }, comments: lexed.comments, diagnostics }
+}
+
+/// A syntax error before it is tied to a file.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SyntaxError {
+    pub code: Code,
+    pub span: Span,
+    pub message: String,
+    pub primary_message: Option<String>,
+    pub label: Option<(Span, String)>,
+    pub help: Option<String>,
+}
+
+impl SyntaxError {
+    pub(crate) fn new(code: Code, span: Span, message: impl Into<String>) -> SyntaxError {
+        SyntaxError { code, span, message: message.into(), primary_message: None, label: None, help: None }
+    }
+
+    pub(crate) fn with_help(mut self, help: impl Into<String>) -> SyntaxError {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub(crate) fn with_primary(mut self, message: impl Into<String>) -> SyntaxError {
+        self.primary_message = Some(message.into());
+        self
+    }
+
+    fn into_diagnostic(self, file: FileId) -> Diagnostic {
+        let mut diagnostic = Diagnostic::new(self.code, file, self.span, self.message);
+        diagnostic.primary.message = self.primary_message;
+        diagnostic.help = self.help;
+        if let Some((span, message)) = self.label {
+            diagnostic = diagnostic.with_label(file, span, message);
+        }
+        diagnostic
+    }
+}
+
+pub(crate) fn lex_error(error: &LexError, shift: impl Fn(Span) -> Span) -> SyntaxError {
+    match error {
+        LexError::InvalidChar(span) => SyntaxError::new(codes::INVALID_CHARACTER, shift(*span), "invalid character")
+            .with_primary("not part of any token")
+            .with_help("remove it; strings go in double quotes and comments start with `//`"),
+        LexError::UnterminatedString(span) => {
+            SyntaxError::new(codes::UNTERMINATED_STRING, shift(*span), "unterminated string")
+                .with_primary("this string has no closing `\"` on its line")
+                .with_help("add the closing `\"`; strings cannot span lines (write `\\n` for a line break)")
+        }
+        LexError::UnterminatedBlockComment(span) => {
+            let start = shift(*span);
+            SyntaxError::new(
+                codes::UNTERMINATED_COMMENT,
+                Span { end: start.start + 2, ..start },
+                "unterminated block comment",
+            )
+            .with_primary("this `/*` is never closed")
+            .with_help("close the comment with `*/` (block comments nest, so each `/*` needs its own `*/`)")
+        }
+    }
+}
+
+/// Turns a chumsky error into a syntax error with a code, message and help.
+pub(crate) fn describe(error: &ParseError<'_, '_>) -> SyntaxError {
+    let at = parser::span(*error.span());
+    match error.reason() {
+        RichReason::Custom(Issue::Unclosed { what }) => {
+            SyntaxError::new(codes::UNCLOSED_DELIMITER, at, format!("this {what}'s `{{` is never closed"))
+                .with_primary("unclosed `{`")
+                .with_help("add the missing `}` where the block should end")
+        }
+        RichReason::Custom(Issue::IntOutOfRange) => {
+            SyntaxError::new(codes::INTEGER_OUT_OF_RANGE, at, "integer does not fit in 64 bits")
+                .with_primary("too large")
+                .with_help(format!("integers range from {} to {}", i64::MIN, i64::MAX))
+        }
+        RichReason::Custom(Issue::InString(inner)) => inner.clone(),
+        RichReason::Custom(Issue::ChainedComparison) => {
+            SyntaxError::new(codes::CHAINED_COMPARISON, at, "comparisons cannot be chained")
+                .with_primary("a second comparison operator")
+                .with_help("join the comparisons with `and`, e.g. `a < b and b < c`")
+        }
+        RichReason::ExpectedFound { expected, found } => {
+            let found_text = found.as_deref().map_or_else(|| "end of file".to_string(), |t| t.to_string());
+            let mut expected: Vec<String> = expected.iter().filter_map(pattern_text).collect();
+            expected.sort();
+            expected.dedup();
+            if expected.iter().any(|e| e == "expression") {
+                // `-` and `not` begin expressions too; naming them separately is noise.
+                expected.retain(|e| e != "`-`" && e != "`not`");
+            }
+            let message = format!("unexpected {found_text}");
+            let primary = match expected.len() {
+                0 => "not expected here".to_string(),
+                1..=6 => format!("expected {}", join_or(&expected)),
+                n => format!("expected {} or one of {} other things", expected[..5].join(", "), n - 5),
+            };
+            let mut err = SyntaxError::new(codes::UNEXPECTED_TOKEN, at, message).with_primary(primary);
+            err.help = help_for(found.as_deref(), &expected);
+            err
+        }
+    }
+}
+
+fn pattern_text(pattern: &RichPattern<'_, Token<'_>>) -> Option<String> {
+    match pattern {
+        RichPattern::Token(token) => Some(token.to_string()),
+        RichPattern::Label(label) => Some(label.to_string()),
+        RichPattern::Identifier(ident) => Some(format!("`{ident}`")),
+        RichPattern::EndOfInput => Some("end of file".to_string()),
+        _ => None,
+    }
+}
+
+fn join_or(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
+
+fn help_for(found: Option<&Token<'_>>, expected: &[String]) -> Option<String> {
+    let expects = |what: &str| expected.iter().any(|e| e == what);
+    match found {
+        Some(Token::Keyword(k)) if expects("identifier") || expects("name") => Some(format!(
+            "`{}` is a keyword and cannot name an object here; choose another name (e.g. `{}_`)",
+            k.as_str(),
+            k.as_str()
+        )),
+        Some(Token::Ident(text)) => closest_keyword(text, expected)
+            .map(|kw| format!("did you mean `{kw}`?"))
+            .or_else(|| Some("check the statement against docs/language.md".to_string())),
+        None if expects("`}`") => Some("a block is missing its closing `}`".to_string()),
+        Some(Token::Assign) if expects("operator") => Some("use `==` to compare; `=` only sets values".to_string()),
+        _ => None,
+    }
+}
+
+/// The expected keyword closest to a misspelt identifier (edit distance ≤ 2).
+fn closest_keyword(text: &str, expected: &[String]) -> Option<&'static str> {
+    Keyword::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .filter(|k| expected.iter().any(|e| e.trim_matches('`') == *k))
+        .map(|k| (edit_distance(text, k), k))
+        .filter(|&(d, _)| d <= 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Gives items, components and contexts the `///` comments written right above them.
+fn attach_docs(items: &mut [Item], comments: &[Comment], src: &str) {
+    let docs_before = |start: u32| docs_before(comments, src, start);
+    for item in items {
+        item.docs = docs_before(item.span.start);
+        match &mut item.kind {
+            ItemKind::Service(service) => {
+                for stmt in &mut service.body.stmts {
+                    if let ServiceStmt::Component(component) = &mut stmt.node {
+                        component.docs = docs_before(stmt.span.start);
+                    }
+                }
+            }
+            ItemKind::Contract(contract) => {
+                for stmt in &mut contract.body.stmts {
+                    if let ContractStmt::Context(context) = &mut stmt.node {
+                        context.docs = docs_before(stmt.span.start);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn docs_before(comments: &[Comment], src: &str, start: u32) -> Option<Docs> {
+    let mut index = comments.partition_point(|c| c.span.end <= start);
+    let mut end = start as usize;
+    let mut lines = Vec::new();
+    let mut span: Option<Span> = None;
+    while index > 0 {
+        let comment = &comments[index - 1];
+        if comment.kind != CommentKind::Doc || !src[comment.span.end as usize..end].trim().is_empty() {
+            break;
+        }
+        let text = &src[comment.span.range()];
+        let text = text.strip_prefix("///").unwrap_or(text);
+        lines.push(text.strip_prefix(' ').unwrap_or(text).trim_end().to_string());
+        span = Some(span.map_or(comment.span, |s| s.to(comment.span)));
+        end = comment.span.start as usize;
+        index -= 1;
+    }
+    lines.reverse();
+    span.map(|span| Docs { text: lines.join("\n"), span })
+}

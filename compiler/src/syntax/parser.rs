@@ -1,0 +1,553 @@
+//! The chumsky parser: tokens → [`ast`](super::ast), recovering from errors.
+//!
+//! Recovery works at three levels, so one mistake costs one diagnostic and the rest of
+//! the file still parses:
+//! - a bad statement inside a block is skipped up to the next statement keyword or `}`
+//!   (balanced brackets are skipped whole) and becomes an `Error` statement;
+//! - a block whose `}` is missing ends at the next top-level keyword or end of file, and
+//!   the error points at the `{` that was never closed;
+//! - a bad item is skipped up to the next top-level keyword and becomes `ItemKind::Error`.
+
+use chumsky::input::{Input, MappedInput};
+use chumsky::prelude::*;
+
+use super::ast::Spanned;
+use super::ast::*;
+use super::lexer::{Keyword, Token};
+use super::strings;
+
+/// Problems the parser names itself, beyond "expected X, found Y".
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Issue {
+    /// A `{` whose `}` never came; `what` names the construct.
+    Unclosed {
+        what: &'static str,
+    },
+    IntOutOfRange,
+    /// An error inside a string literal (escape or interpolation), already described.
+    InString(strings::StringError),
+    ChainedComparison,
+}
+
+pub(crate) type ParseError<'tok, 'src> = Rich<'tok, Token<'src>, SimpleSpan, Issue>;
+type Extra<'tok, 'src> = extra::Err<ParseError<'tok, 'src>>;
+pub(crate) type TokenInput<'tok, 'src> = MappedInput<'tok, Token<'src>, SimpleSpan, &'tok [(Token<'src>, SimpleSpan)]>;
+
+/// Shorthand for a parser over the token slice.
+trait P<'tok, 'src: 'tok, O>: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<'tok, 'src>> + Clone {}
+impl<'tok, 'src: 'tok, O, T> P<'tok, 'src, O> for T where
+    T: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<'tok, 'src>> + Clone
+{
+}
+
+/// Keywords that start a top-level item: where item-level recovery resumes.
+const ITEM_KEYWORDS: &[Keyword] = &[
+    Keyword::Namespace,
+    Keyword::Import,
+    Keyword::Label,
+    Keyword::Service,
+    Keyword::Contract,
+    Keyword::Rule,
+    Keyword::Cluster,
+    Keyword::Claim,
+    Keyword::User,
+    Keyword::Users,
+    Keyword::Team,
+    Keyword::Grant,
+    Keyword::Fn,
+    Keyword::Test,
+];
+
+pub(crate) fn span(s: SimpleSpan) -> Span {
+    Span::new(s.start, s.end)
+}
+
+/// Parses a whole token stream into items.
+pub(crate) fn parse_tokens<'tok, 'src: 'tok>(
+    tokens: &'tok [(Token<'src>, SimpleSpan)],
+    eoi: usize,
+) -> (Vec<Item>, Vec<ParseError<'tok, 'src>>) {
+    let input = tokens.split_token_span(SimpleSpan::from(eoi..eoi));
+    let (items, errors) = file_parser().parse(input).into_output_errors();
+    (items.unwrap_or_default(), errors)
+}
+
+/// Parses one expression (the inside of a `${…}` interpolation).
+pub(crate) fn parse_expr_tokens<'tok, 'src: 'tok>(
+    tokens: &'tok [(Token<'src>, SimpleSpan)],
+    eoi: usize,
+) -> (Option<Expr>, Vec<ParseError<'tok, 'src>>) {
+    let input = tokens.split_token_span(SimpleSpan::from(eoi..eoi));
+    expr_parser().then_ignore(end()).parse(input).into_output_errors()
+}
+
+fn kw<'tok, 'src: 'tok>(keyword: Keyword) -> impl P<'tok, 'src, ()> {
+    just(Token::Keyword(keyword)).ignored()
+}
+
+fn punct<'tok, 'src: 'tok>(token: Token<'src>) -> impl P<'tok, 'src, ()> {
+    just(token).ignored()
+}
+
+/// An identifier (object names, namespaces, components).
+fn ident<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Ident> {
+    select! { Token::Ident(text) = e => Ident { text: text.to_string(), span: span(e.span()) } }.labelled("identifier")
+}
+
+/// An identifier or a keyword that may stand for a name (labels, fields, map keys).
+fn name<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Ident> {
+    select! {
+        Token::Ident(text) = e => Ident { text: text.to_string(), span: span(e.span()) },
+        Token::Keyword(k) = e if k.is_name_like() => Ident { text: k.as_str().to_string(), span: span(e.span()) },
+    }
+    .labelled("name")
+}
+
+/// `a.b.c` for object references: an identifier, then names.
+fn path<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Path> {
+    ident()
+        .then(punct(Token::Dot).ignore_then(name()).repeated().collect::<Vec<_>>())
+        .map_with(|(first, rest), e| {
+            let mut segments = Vec::with_capacity(rest.len() + 1);
+            segments.push(first);
+            segments.extend(rest);
+            Path { segments, span: span(e.span()) }
+        })
+        .labelled("name")
+}
+
+/// A string literal, decoded into text and interpolations.
+fn string<'tok, 'src: 'tok>() -> impl P<'tok, 'src, StrLit> {
+    select! { Token::Str(token) = e => (token, e.span()) }
+        .validate(|(token, s): (super::lexer::StrToken<'src>, SimpleSpan), _, emitter| {
+            let (lit, errors) = strings::decode(token.raw, s.start);
+            for error in errors {
+                let at = SimpleSpan::from(error.span.range());
+                emitter.emit(Rich::custom(at, Issue::InString(error)));
+            }
+            lit
+        })
+        .labelled("string")
+}
+
+fn int<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Option<i64>> {
+    select! { Token::Int(text) = e => (text, e.span()) }
+        .validate(|(text, s), _, emitter| match text.replace('_', "").parse::<i64>() {
+            Ok(value) => Some(value),
+            Err(_) => {
+                emitter.emit(Rich::custom(s, Issue::IntOutOfRange));
+                None
+            }
+        })
+        .labelled("integer")
+}
+
+/// The expression language, loosest binding first: or, and, not, comparison, unary.
+fn expr_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Expr> {
+    recursive(|expr| {
+        let mk = |kind: ExprKind, s: SimpleSpan| Expr { kind, span: span(s) };
+        let int_lit = int().map_with(move |value, e| match value {
+            Some(v) => mk(ExprKind::Int(v), e.span()),
+            None => mk(ExprKind::Error, e.span()),
+        });
+        let str_lit = string().map(|lit| Expr { span: lit.span, kind: ExprKind::Str(lit) });
+        let bool_lit = kw(Keyword::True)
+            .to(true)
+            .or(kw(Keyword::False).to(false))
+            .map_with(move |b, e| mk(ExprKind::Bool(b), e.span()));
+        let list = expr
+            .clone()
+            .separated_by(punct(Token::Comma))
+            .allow_trailing()
+            .collect::<Vec<_>>()
+            .delimited_by(punct(Token::LBracket), punct(Token::RBracket))
+            .map_with(move |items, e| mk(ExprKind::List(items), e.span()));
+        let map = map_lit(expr.clone()).map(|map| Expr { span: map.span, kind: ExprKind::Map(map) });
+        let call = ident()
+            .then(
+                expr.clone()
+                    .separated_by(punct(Token::Comma))
+                    .allow_trailing()
+                    .collect::<Vec<_>>()
+                    .delimited_by(punct(Token::LParen), punct(Token::RParen)),
+            )
+            .map_with(move |(func, args), e| mk(ExprKind::Call { func, args }, e.span()));
+        let expr_path = name()
+            .separated_by(punct(Token::Dot))
+            .at_least(1)
+            .collect::<Vec<_>>()
+            .map_with(move |segments, e| mk(ExprKind::Path(Path { segments, span: span(e.span()) }), e.span()));
+        let paren = expr
+            .clone()
+            .delimited_by(punct(Token::LParen), punct(Token::RParen))
+            .map_with(move |inner, e| mk(ExprKind::Paren(Box::new(inner)), e.span()));
+        let atom =
+            choice((int_lit, str_lit, bool_lit, list, map, call, expr_path, paren)).labelled("expression").boxed();
+
+        let unary = punct(Token::Minus).map_with(|_, e| e.span()).repeated().foldr(atom, |op: SimpleSpan, rhs| Expr {
+            span: span(op).to(rhs.span),
+            kind: ExprKind::Unary { op: UnaryOp::Neg, expr: Box::new(rhs) },
+        });
+
+        let comparison_op = choice((
+            punct(Token::EqEq).to(BinaryOp::Eq),
+            punct(Token::NotEq).to(BinaryOp::Ne),
+            punct(Token::Le).to(BinaryOp::Le),
+            punct(Token::Lt).to(BinaryOp::Lt),
+            punct(Token::Ge).to(BinaryOp::Ge),
+            punct(Token::Gt).to(BinaryOp::Gt),
+            kw(Keyword::In).to(BinaryOp::In),
+            kw(Keyword::Not).then(kw(Keyword::In)).to(BinaryOp::NotIn),
+            kw(Keyword::Matches).to(BinaryOp::Matches),
+        ))
+        .labelled("operator");
+        let comparison = unary
+            .clone()
+            .then(comparison_op.clone().then(unary).or_not())
+            .map(|(lhs, rest)| match rest {
+                None => lhs,
+                Some((op, rhs)) => binary(op, lhs, rhs),
+            })
+            .then(comparison_op.map_with(|_, e| e.span()).or_not())
+            .validate(|(comparison, chained), _, emitter| {
+                if let Some(at) = chained {
+                    emitter.emit(Rich::custom(at, Issue::ChainedComparison));
+                }
+                comparison
+            })
+            .boxed();
+
+        let not = kw(Keyword::Not).map_with(|_, e| e.span()).repeated().foldr(comparison, |op: SimpleSpan, rhs| Expr {
+            span: span(op).to(rhs.span),
+            kind: ExprKind::Unary { op: UnaryOp::Not, expr: Box::new(rhs) },
+        });
+        let and =
+            not.clone().foldl(kw(Keyword::And).ignore_then(not).repeated(), |lhs, rhs| binary(BinaryOp::And, lhs, rhs));
+        and.clone()
+            .foldl(kw(Keyword::Or).ignore_then(and).repeated(), |lhs, rhs| binary(BinaryOp::Or, lhs, rhs))
+            .boxed()
+    })
+}
+
+fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+    Expr { span: lhs.span.to(rhs.span), kind: ExprKind::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) } }
+}
+
+/// `{ key = value … }`, entries separated by optional commas.
+fn map_lit<'tok, 'src: 'tok>(expr: impl P<'tok, 'src, Expr> + 'tok) -> impl P<'tok, 'src, MapLit> {
+    let key = name().map(MapKey::Name).or(string().map(MapKey::Str)).labelled("map key");
+    key.then_ignore(punct(Token::Assign))
+        .then(expr)
+        .map(|(key, value)| MapEntry { span: key.span().to(value.span), key, value })
+        .then_ignore(punct(Token::Comma).or_not())
+        .repeated()
+        .collect::<Vec<_>>()
+        .delimited_by(punct(Token::LBrace), punct(Token::RBrace))
+        .map_with(|entries, e| MapLit { entries, span: span(e.span()) })
+        .boxed()
+}
+
+fn is_keyword_in(token: &Token<'_>, set: &[Keyword]) -> bool {
+    matches!(token, Token::Keyword(k) if set.contains(k))
+}
+
+/// One token, or a balanced bracket group taken whole; used to skip bad input.
+fn token_tree<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ()> {
+    recursive(|tree| {
+        let group = |open, close| tree.clone().repeated().delimited_by(just(open), just(close)).ignored();
+        choice((
+            group(Token::LBrace, Token::RBrace),
+            group(Token::LParen, Token::RParen),
+            group(Token::LBracket, Token::RBracket),
+            any().filter(|t: &Token| !matches!(t, Token::RBrace | Token::RParen | Token::RBracket)).ignored(),
+        ))
+    })
+    .boxed()
+}
+
+/// A `{ stmt* }` block whose statements recover individually.
+///
+/// `starters` are the keywords that begin a statement of this block. `what` names the
+/// construct for the unclosed-brace error ("service `x`" is built by the caller's span).
+fn block<'tok, 'src: 'tok, S: Clone + 'tok>(
+    stmt: impl P<'tok, 'src, S> + 'tok,
+    error: S,
+    starters: &'static [Keyword],
+    what: &'static str,
+) -> impl P<'tok, 'src, Block<S>> {
+    // Top-level keywords that cannot begin a statement here end a block missing its `}`.
+    let ends_block = move |t: &Token| is_keyword_in(t, ITEM_KEYWORDS) && !is_keyword_in(t, starters);
+    let skip_first = token_tree().and_is(any().filter(move |t: &Token| !ends_block(t)).rewind());
+    let skip_rest =
+        token_tree().and_is(any().filter(move |t: &Token| !ends_block(t) && !is_keyword_in(t, starters)).rewind());
+    let recovery = skip_first
+        .then(skip_rest.repeated())
+        .map_with(move |_, e| Spanned { node: error.clone(), span: span(e.span()) });
+    let stmt = stmt
+        .map_with(|node, e| Spanned { node, span: span(e.span()) })
+        .then_ignore(punct(Token::Semi).repeated())
+        .recover_with(via_parser(recovery));
+    let close = punct(Token::RBrace)
+        .to(true)
+        .or(any().filter(move |t: &Token| ends_block(t)).rewind().to(false))
+        .or(end().to(false));
+    punct(Token::LBrace)
+        .map_with(|_, e| e.span())
+        .then(stmt.repeated().collect::<Vec<_>>())
+        .then(close)
+        .validate(move |((open, stmts), closed), e, emitter| {
+            if !closed {
+                emitter.emit(Rich::custom(open, Issue::Unclosed { what }));
+            }
+            Block { stmts, span: span(e.span()) }
+        })
+        .boxed()
+}
+
+fn label_op<'tok, 'src: 'tok>() -> impl P<'tok, 'src, LabelOp> {
+    let label = kw(Keyword::Labels).ignore_then(punct(Token::Dot)).ignore_then(name());
+    let set = kw(Keyword::Set)
+        .ignore_then(label.clone())
+        .then_ignore(punct(Token::Assign))
+        .then(expr_parser())
+        .map(|(label, value)| LabelOp::Set { label, value });
+    let remove = kw(Keyword::Remove).ignore_then(label).map(|label| LabelOp::Remove { label });
+    set.or(remove)
+}
+
+fn criteria<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Option<Expr>> {
+    kw(Keyword::When).ignore_then(expr_parser()).or_not()
+}
+
+fn item_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ItemKind> {
+    let expr = expr_parser();
+    let ty = recursive(|ty| {
+        let named = ident().map(TypeExprKind::Named);
+        let enumeration =
+            string().separated_by(punct(Token::Pipe)).at_least(1).collect::<Vec<_>>().map(TypeExprKind::Enum);
+        let list =
+            ty.delimited_by(punct(Token::LBracket), punct(Token::RBracket)).map(|t| TypeExprKind::List(Box::new(t)));
+        choice((named, enumeration, list)).map_with(|kind, e| TypeExpr { kind, span: span(e.span()) }).labelled("type")
+    })
+    .boxed();
+
+    let namespace = kw(Keyword::Namespace)
+        .ignore_then(ident())
+        .then(kw(Keyword::OwnedBy).ignore_then(ident()).or_not())
+        .map(|(name, owner)| ItemKind::Namespace(NamespaceDecl { name, owner }));
+
+    let import = kw(Keyword::Import)
+        .ignore_then(path())
+        .then(
+            punct(Token::Dot)
+                .ignore_then(
+                    ident()
+                        .separated_by(punct(Token::Comma))
+                        .allow_trailing()
+                        .at_least(1)
+                        .collect::<Vec<_>>()
+                        .delimited_by(punct(Token::LBrace), punct(Token::RBrace)),
+                )
+                .or_not(),
+        )
+        .then(kw(Keyword::As).ignore_then(ident()).or_not())
+        .map(|((path, members), alias)| ItemKind::Import(Import { path, members, alias }));
+
+    let label = kw(Keyword::Label)
+        .ignore_then(name())
+        .then_ignore(punct(Token::Colon))
+        .then(ty.clone())
+        .then(punct(Token::Assign).ignore_then(expr.clone()).or_not())
+        .map(|((name, ty), default)| ItemKind::Label(LabelDecl { name, ty, default }));
+
+    let component_source = choice((
+        kw(Keyword::Uses).ignore_then(path()).map(ComponentSource::Uses),
+        kw(Keyword::Chart).ignore_then(string()).map(ComponentSource::Chart),
+        kw(Keyword::Manifests).ignore_then(string()).map(ComponentSource::Manifests),
+    ))
+    .map_with(|node, e| Spanned { node, span: span(e.span()) })
+    .labelled("`uses`, `chart` or `manifests`");
+    const COMPONENT_STMTS: &[Keyword] =
+        &[Keyword::Repo, Keyword::Version, Keyword::When, Keyword::After, Keyword::Values, Keyword::Discovery];
+    let component_stmt = choice((
+        kw(Keyword::Repo).ignore_then(string()).map(ComponentStmt::Repo),
+        kw(Keyword::Version).ignore_then(string()).map(ComponentStmt::Version),
+        kw(Keyword::When).ignore_then(expr.clone()).map(ComponentStmt::When),
+        kw(Keyword::After)
+            .ignore_then(ident().separated_by(punct(Token::Comma)).at_least(1).collect::<Vec<_>>())
+            .map(ComponentStmt::After),
+        kw(Keyword::Values).ignore_then(map_lit(expr.clone())).map(ComponentStmt::Values),
+        kw(Keyword::Discovery).ignore_then(map_lit(expr.clone())).map(ComponentStmt::Discovery),
+    ));
+    let component = kw(Keyword::Component)
+        .ignore_then(ident())
+        .then(component_source)
+        .then(block(component_stmt, ComponentStmt::Error, COMPONENT_STMTS, "component").or_not())
+        .map(|((name, source), body)| ServiceStmt::Component(Component { docs: None, name, source, body }));
+    let service = kw(Keyword::Service)
+        .ignore_then(ident())
+        .then(block(component, ServiceStmt::Error, &[Keyword::Component], "service"))
+        .map(|(name, body)| ItemKind::Service(Service { name, body }));
+
+    const CONTEXT_STMTS: &[Keyword] = &[Keyword::Set, Keyword::Remove, Keyword::Allocate, Keyword::Use];
+    let context_stmt = choice((
+        label_op().map(ContextStmt::LabelOp),
+        kw(Keyword::Allocate)
+            .ignore_then(kw(Keyword::Per))
+            .ignore_then(expr.clone().separated_by(punct(Token::Comma)).at_least(1).collect::<Vec<_>>())
+            .map(ContextStmt::Allocate),
+        kw(Keyword::Use).ignore_then(path()).map(ContextStmt::Use),
+    ));
+    let context = kw(Keyword::Context)
+        .ignore_then(ident())
+        .then(criteria())
+        .then(block(context_stmt, ContextStmt::Error, CONTEXT_STMTS, "context"))
+        .map(|((name, criteria), body)| ContractStmt::Context(Context { docs: None, name, criteria, body }));
+    let contract_stmt = label_op().map(ContractStmt::LabelOp).or(context);
+    let contract = kw(Keyword::Contract)
+        .ignore_then(ident())
+        .then(block(contract_stmt, ContractStmt::Error, &[Keyword::Set, Keyword::Remove, Keyword::Context], "contract"))
+        .map(|(name, body)| ItemKind::Contract(Contract { name, body }));
+
+    let rule_stmt = choice((
+        label_op().map(RuleStmt::LabelOp),
+        kw(Keyword::Reject).ignore_then(string()).map(RuleStmt::Reject),
+        kw(Keyword::Place)
+            .ignore_then(kw(Keyword::On))
+            .ignore_then(path())
+            .then(kw(Keyword::Namespace).ignore_then(expr.clone()).or_not())
+            .map(|(cluster, namespace)| RuleStmt::Place { cluster, namespace }),
+    ));
+    let weight = kw(Keyword::Weight)
+        .ignore_then(int())
+        .map_with(|value, e| Spanned { node: value.unwrap_or(0), span: span(e.span()) });
+    let rule = kw(Keyword::Rule)
+        .ignore_then(ident())
+        .then(weight.or_not())
+        .then(criteria())
+        .then(block(
+            rule_stmt,
+            RuleStmt::Error,
+            &[Keyword::Set, Keyword::Remove, Keyword::Reject, Keyword::Place],
+            "rule",
+        ))
+        .map(|(((name, weight), criteria), body)| ItemKind::Rule(Rule { name, weight, criteria, body }));
+
+    let cluster_stmt = choice((
+        kw(Keyword::Context).ignore_then(string()).map(ClusterStmt::Context),
+        kw(Keyword::Kubeconfig).ignore_then(string()).map(ClusterStmt::Kubeconfig),
+        kw(Keyword::Namespace).ignore_then(string()).map(ClusterStmt::Namespace),
+        kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClusterStmt::Labels),
+    ));
+    let cluster = kw(Keyword::Cluster)
+        .ignore_then(ident())
+        .then(block(
+            cluster_stmt,
+            ClusterStmt::Error,
+            &[Keyword::Context, Keyword::Kubeconfig, Keyword::Namespace, Keyword::Labels],
+            "cluster",
+        ))
+        .map(|(name, body)| ItemKind::Cluster(Cluster { name, body }));
+
+    let claim_stmt = choice((
+        kw(Keyword::User).ignore_then(string()).map(ClaimStmt::User),
+        kw(Keyword::Team).ignore_then(ident()).map(ClaimStmt::Team),
+        kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract),
+        kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels),
+    ));
+    let claim = kw(Keyword::Claim)
+        .ignore_then(ident())
+        .then(block(
+            claim_stmt,
+            ClaimStmt::Error,
+            &[Keyword::User, Keyword::Team, Keyword::Contract, Keyword::Labels],
+            "claim",
+        ))
+        .map(|(name, body)| ItemKind::Claim(Claim { name, body }));
+
+    let list = expr
+        .clone()
+        .separated_by(punct(Token::Comma))
+        .allow_trailing()
+        .collect::<Vec<_>>()
+        .delimited_by(punct(Token::LBracket), punct(Token::RBracket));
+    let user_stmt = choice((
+        kw(Keyword::Team).ignore_then(ident()).map(UserStmt::Team),
+        kw(Keyword::Groups).ignore_then(list).map(UserStmt::Groups),
+        kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(UserStmt::Labels),
+    ));
+    let user = kw(Keyword::User)
+        .ignore_then(string())
+        .then(block(user_stmt, UserStmt::Error, &[Keyword::Team, Keyword::Groups, Keyword::Labels], "user").or_not())
+        .map(|(name, body)| ItemKind::User(User { name, body }));
+
+    let team_stmt = kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(TeamStmt::Labels);
+    let team = kw(Keyword::Team)
+        .ignore_then(ident())
+        .then(block(team_stmt, TeamStmt::Error, &[Keyword::Labels], "team").or_not())
+        .map(|(name, body)| ItemKind::Team(Team { name, body }));
+
+    let users_from = kw(Keyword::Users)
+        .ignore_then(kw(Keyword::From))
+        .ignore_then(string())
+        .map(|path| ItemKind::UsersFrom(UsersFrom { path }));
+
+    let scope =
+        kw(Keyword::On)
+            .ignore_then(punct(Token::Star).to(GrantScope::All).or(
+                ident().separated_by(punct(Token::Comma)).at_least(1).collect::<Vec<_>>().map(GrantScope::Namespaces),
+            ))
+            .map_with(|node, e| Spanned { node, span: span(e.span()) });
+    let grant = kw(Keyword::Grant)
+        .ignore_then(ident())
+        .then(scope.or_not())
+        .then(criteria())
+        .map(|((role, scope), criteria)| ItemKind::Grant(Grant { role, scope, criteria }));
+
+    let param = name().then_ignore(punct(Token::Colon)).then(ty.clone()).map(|(name, ty)| Param { name, ty });
+    let function = kw(Keyword::Fn)
+        .ignore_then(ident())
+        .then(
+            param
+                .separated_by(punct(Token::Comma))
+                .allow_trailing()
+                .collect::<Vec<_>>()
+                .delimited_by(punct(Token::LParen), punct(Token::RParen)),
+        )
+        .then_ignore(punct(Token::Arrow))
+        .then(ty)
+        .map(|((name, params), ret)| ItemKind::Function(FunctionDecl { name, params, ret }));
+
+    choice((
+        namespace.boxed(),
+        import.boxed(),
+        label.boxed(),
+        service.boxed(),
+        contract.boxed(),
+        rule.boxed(),
+        cluster.boxed(),
+        claim.boxed(),
+        user.boxed(),
+        team.boxed(),
+        users_from.boxed(),
+        grant.boxed(),
+        function.boxed(),
+    ))
+    .labelled("declaration")
+}
+
+fn file_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Vec<Item>> {
+    let at_item_start = any().filter(|t: &Token| is_keyword_in(t, ITEM_KEYWORDS)).rewind();
+    // Skip at least one token (closing brackets too), then up to the next item keyword.
+    let recovery = any()
+        .ignored()
+        .then(token_tree().or(any().ignored()).and_is(at_item_start.not()).repeated())
+        .to(ItemKind::Error);
+    item_parser()
+        .recover_with(via_parser(recovery))
+        .map_with(|kind, e| Item { docs: None, kind, span: span(e.span()) })
+        .then_ignore(punct(Token::Semi).repeated())
+        .repeated()
+        .collect::<Vec<_>>()
+        .then_ignore(end())
+}

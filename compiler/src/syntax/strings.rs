@@ -1,0 +1,182 @@
+//! String literals: escapes and `${…}` interpolation.
+//!
+//! The lexer keeps a string whole (quotes included); here it is split into text and
+//! interpolated expressions, each parsed with the ordinary expression parser so that
+//! `"${lower(user.name)}-dev"` is as checked as any other expression.
+
+use chumsky::span::SimpleSpan;
+
+use super::SyntaxError;
+use super::ast::{ExprKind, Span, StrLit, StrPart};
+use super::lexer;
+use super::parser;
+use crate::diagnostics::codes;
+
+/// An error found inside a string literal.
+pub(crate) type StringError = SyntaxError;
+
+/// Decodes the raw literal `raw` (with quotes) that starts at byte `start` of its file.
+pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
+    let mut parts = Vec::new();
+    let mut errors = Vec::new();
+    let mut text = String::new();
+    let body_end = if raw.len() >= 2 && raw.ends_with('"') { raw.len() - 1 } else { raw.len() };
+    let body = &raw[1.min(raw.len())..body_end];
+    let base = start + 1;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, escaped @ ('"' | '\\' | '$'))) => text.push(escaped),
+                Some((_, 'n')) => text.push('\n'),
+                Some((_, 't')) => text.push('\t'),
+                Some((_, 'r')) => text.push('\r'),
+                Some((j, other)) => {
+                    let span = Span::new(base + i, base + j + other.len_utf8());
+                    errors.push(
+                        SyntaxError::new(codes::INVALID_ESCAPE, span, format!("unknown escape `\\{other}`"))
+                            .with_primary("not an escape")
+                            .with_help("the escapes are \\\" \\\\ \\n \\t \\r and \\$; write \\\\ for a backslash"),
+                    );
+                    text.push(other);
+                }
+                None => {} // an unterminated string; the lexer reported it
+            },
+            '$' if chars.peek().map(|&(_, c)| c) == Some('{') => {
+                chars.next();
+                let open = i;
+                let inner_start = i + 2;
+                let Some(inner_end) = interpolation_end(&body[inner_start..]).map(|n| inner_start + n) else {
+                    errors.push(
+                        SyntaxError::new(
+                            codes::BAD_INTERPOLATION,
+                            Span::new(base + open, base + open + 2),
+                            "this `${` is never closed",
+                        )
+                        .with_primary("no `}` before the string ends")
+                        .with_help("end the interpolation with `}`, or write `\\${` for a literal `${`"),
+                    );
+                    text.push_str(&body[open..]);
+                    break;
+                };
+                if !text.is_empty() {
+                    parts.push(StrPart::Text(std::mem::take(&mut text)));
+                }
+                parts.push(StrPart::Interp(parse_interpolation(
+                    &body[inner_start..inner_end],
+                    base + inner_start,
+                    Span::new(base + open, base + inner_end + 1),
+                    &mut errors,
+                )));
+                // Skip to after the closing `}`.
+                while chars.peek().is_some_and(|&(j, _)| j <= inner_end) {
+                    chars.next();
+                }
+            }
+            _ => text.push(c),
+        }
+    }
+    if !text.is_empty() || parts.is_empty() {
+        parts.push(StrPart::Text(text));
+    }
+    (StrLit { parts, span: Span::new(start, start + raw.len()) }, errors)
+}
+
+/// Byte length up to (not including) the `}` that closes an interpolation.
+fn interpolation_end(rest: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'{' if !in_string => depth += 1,
+            b'}' if !in_string && depth == 0 => return Some(i),
+            b'}' if !in_string => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<StringError>) -> super::ast::Expr {
+    let error_expr = super::ast::Expr { kind: ExprKind::Error, span: whole };
+    if text.trim().is_empty() {
+        errors.push(
+            SyntaxError::new(codes::BAD_INTERPOLATION, whole, "empty interpolation")
+                .with_primary("nothing inside")
+                .with_help("put an expression inside, like `${labels.team}`"),
+        );
+        return error_expr;
+    }
+    let lexed = lexer::lex(text);
+    let shift = |span: Span| Span::new(span.start as usize + offset, span.end as usize + offset);
+    for error in &lexed.errors {
+        errors.push(super::lex_error(error, shift));
+    }
+    if !lexed.errors.is_empty() {
+        return error_expr;
+    }
+    let tokens: Vec<_> = lexed
+        .tokens
+        .iter()
+        .map(|&(token, span)| {
+            let span = shift(span);
+            (token, SimpleSpan::from(span.range()))
+        })
+        .collect();
+    let (expr, parse_errors) = parser::parse_expr_tokens(&tokens, offset + text.len());
+    errors.extend(parse_errors.iter().map(super::describe));
+    match expr {
+        Some(expr) if parse_errors.is_empty() => expr,
+        _ => error_expr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(lit: &StrLit) -> Vec<String> {
+        lit.parts
+            .iter()
+            .map(|p| match p {
+                StrPart::Text(t) => format!("text:{t}"),
+                StrPart::Interp(e) => format!("expr@{}..{}", e.span.start, e.span.end),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_and_escapes() {
+        let (lit, errors) = decode(r#""a\"b\n\$c""#, 0);
+        assert!(errors.is_empty());
+        assert_eq!(lit.as_plain().as_deref(), Some("a\"b\n$c"));
+    }
+
+    #[test]
+    fn interpolation_spans_are_file_offsets() {
+        let (lit, errors) = decode(r#""x-${user.name}-y""#, 10);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(texts(&lit), ["text:x-", "expr@15..24", "text:-y"]);
+    }
+
+    #[test]
+    fn nested_strings_inside_interpolation() {
+        let (lit, errors) = decode(r#""${default(labels.x, "}")}""#, 0);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(lit.parts.len(), 1);
+    }
+
+    #[test]
+    fn errors_inside_strings() {
+        let (_, errors) = decode(r#""\q ${} ${a ==}""#, 0);
+        let codes: Vec<_> = errors.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["APT0007", "APT0008", "APT0004"]);
+        let (_, errors) = decode(r#""${oops""#, 0);
+        assert_eq!(errors[0].code.as_str(), "APT0008");
+    }
+}

@@ -1,0 +1,451 @@
+//! Structural checks on one file's tree: what each declaration must, may and may not
+//! contain. They need no other file, so they run right after parsing; checks that need
+//! names or types across files belong to the semantic stage.
+
+use std::collections::HashMap;
+
+use super::ast::*;
+use crate::diagnostics::{Diagnostic, codes};
+use crate::source::FileId;
+
+/// Roles a `grant` may name.
+pub const ROLES: &[&str] = &["domain_admin", "namespace_admin", "consumer"];
+
+/// The namespace whose files declare the standard library.
+pub const STD_NAMESPACE: &str = "std";
+
+/// Runs every structural check on `file`.
+pub fn validate(file_id: FileId, file: &SourceFile) -> Vec<Diagnostic> {
+    let mut v = Validator { file: file_id, out: Vec::new() };
+    v.namespace_decls(file);
+    let in_std = file.items.iter().any(|i| matches!(&i.kind, ItemKind::Namespace(ns) if ns.name.text == STD_NAMESPACE));
+    for item in &file.items {
+        v.item(item, in_std);
+    }
+    v.out
+}
+
+struct Validator {
+    file: FileId,
+    out: Vec<Diagnostic>,
+}
+
+impl Validator {
+    fn namespace_decls(&mut self, file: &SourceFile) {
+        let mut decls = file.items.iter().filter(|i| matches!(i.kind, ItemKind::Namespace(_)));
+        let first_item = file.items.iter().find(|i| !matches!(i.kind, ItemKind::Error));
+        match (decls.next(), first_item) {
+            (None, Some(item)) => self.out.push(
+                Diagnostic::new(codes::MISSING_NAMESPACE, self.file, item.span, "this file declares no namespace")
+                    .with_primary_message("objects here would belong to no namespace")
+                    .with_help("start the file with `namespace NAME` (optionally `owned_by TEAM`)"),
+            ),
+            (Some(decl), Some(first)) if decl.span != first.span => self.out.push(
+                Diagnostic::new(
+                    codes::MISSING_NAMESPACE,
+                    self.file,
+                    decl.span,
+                    "the namespace declaration must come first",
+                )
+                .with_label(self.file, first.span, "this declaration comes before it")
+                .with_help("move `namespace …` to the top of the file"),
+            ),
+            _ => {}
+        }
+        let first = file.items.iter().find(|i| matches!(i.kind, ItemKind::Namespace(_)));
+        for extra in decls {
+            if let Some(first) = first {
+                self.out.push(
+                    Diagnostic::new(
+                        codes::DUPLICATE_NAMESPACE_DECL,
+                        self.file,
+                        extra.span,
+                        "a second namespace declaration",
+                    )
+                    .with_label(self.file, first.span, "the file's namespace is declared here")
+                    .with_help("a file belongs to one namespace; move these declarations to a file of their own"),
+                );
+            }
+        }
+    }
+
+    fn item(&mut self, item: &Item, in_std: bool) {
+        match &item.kind {
+            ItemKind::Label(label) => {
+                if let Some(default) = &label.default {
+                    self.expr(default);
+                }
+            }
+            ItemKind::Service(service) => self.service(service),
+            ItemKind::Contract(contract) => self.contract(item, contract),
+            ItemKind::Rule(rule) => self.rule(item, rule),
+            ItemKind::Cluster(cluster) => {
+                self.unique(&cluster.body.stmts, |s| match s {
+                    ClusterStmt::Context(_) => Some("context"),
+                    ClusterStmt::Kubeconfig(_) => Some("kubeconfig"),
+                    ClusterStmt::Namespace(_) => Some("namespace"),
+                    ClusterStmt::Labels(_) => Some("labels"),
+                    ClusterStmt::Error => None,
+                });
+                for stmt in &cluster.body.stmts {
+                    if let ClusterStmt::Labels(map) = &stmt.node {
+                        self.map(map);
+                    }
+                }
+            }
+            ItemKind::Claim(claim) => self.claim(item, claim),
+            ItemKind::User(user) => {
+                if let Some(body) = &user.body {
+                    self.unique(&body.stmts, |s| match s {
+                        UserStmt::Team(_) => Some("team"),
+                        UserStmt::Groups(_) => Some("groups"),
+                        UserStmt::Labels(_) => Some("labels"),
+                        UserStmt::Error => None,
+                    });
+                    for stmt in &body.stmts {
+                        match &stmt.node {
+                            UserStmt::Labels(map) => self.map(map),
+                            UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            ItemKind::Team(team) => {
+                if let Some(body) = &team.body {
+                    self.unique(&body.stmts, |s| matches!(s, TeamStmt::Labels(_)).then_some("labels"));
+                    for stmt in &body.stmts {
+                        if let TeamStmt::Labels(map) = &stmt.node {
+                            self.map(map);
+                        }
+                    }
+                }
+            }
+            ItemKind::Grant(grant) => {
+                if !ROLES.contains(&grant.role.text.as_str()) {
+                    let suggestion = ROLES
+                        .iter()
+                        .min_by_key(|r| super::edit_distance(&grant.role.text, r))
+                        .filter(|r| super::edit_distance(&grant.role.text, r) <= 3);
+                    let mut d = Diagnostic::new(
+                        codes::UNKNOWN_ROLE,
+                        self.file,
+                        grant.role.span,
+                        format!("unknown role `{}`", grant.role.text),
+                    )
+                    .with_primary_message("not a role");
+                    d = match suggestion {
+                        Some(role) => d.with_help(format!("did you mean `{role}`? The roles are {}", ROLES.join(", "))),
+                        None => d.with_help(format!("the roles are {}", ROLES.join(", "))),
+                    };
+                    self.out.push(d);
+                }
+                if let Some(criteria) = &grant.criteria {
+                    self.expr(criteria);
+                }
+            }
+            ItemKind::Function(function) => {
+                if !in_std {
+                    self.out.push(
+                        Diagnostic::new(
+                            codes::MISPLACED_STATEMENT,
+                            self.file,
+                            function.name.span,
+                            "functions can only be declared by the standard library",
+                        )
+                        .with_primary_message("`fn` outside `namespace std`")
+                        .with_help("use the functions of stdlib/; policies cannot define their own"),
+                    );
+                }
+            }
+            ItemKind::Namespace(_) | ItemKind::Import(_) | ItemKind::UsersFrom(_) | ItemKind::Error => {}
+        }
+    }
+
+    fn service(&mut self, service: &Service) {
+        if service.body.stmts.is_empty() {
+            self.out.push(
+                Diagnostic::new(
+                    codes::EMPTY_BLOCK,
+                    self.file,
+                    service.name.span,
+                    format!("service `{}` has no components", service.name.text),
+                )
+                .with_help("add a `component`, or remove the service"),
+            );
+        }
+        for stmt in &service.body.stmts {
+            let ServiceStmt::Component(component) = &stmt.node else { continue };
+            let Some(body) = &component.body else {
+                self.unpinned(component, false);
+                continue;
+            };
+            self.unique(&body.stmts, |s| match s {
+                ComponentStmt::Repo(_) => Some("repo"),
+                ComponentStmt::Version(_) => Some("version"),
+                ComponentStmt::When(_) => Some("when"),
+                ComponentStmt::After(_) => Some("after"),
+                ComponentStmt::Values(_) => Some("values"),
+                ComponentStmt::Discovery(_) => Some("discovery"),
+                ComponentStmt::Error => None,
+            });
+            let mut has_version = false;
+            for stmt in &body.stmts {
+                let misplaced = match (&component.source.node, &stmt.node) {
+                    (ComponentSource::Chart(_), _) => None,
+                    (_, ComponentStmt::Repo(_)) => Some("`repo` only applies to `chart` components"),
+                    (_, ComponentStmt::Version(_)) => Some("`version` only applies to `chart` components"),
+                    (ComponentSource::Uses(_), ComponentStmt::Values(_)) => {
+                        Some("`values` do not apply to `uses` components: the used contract's service renders its own")
+                    }
+                    _ => None,
+                };
+                if let Some(message) = misplaced {
+                    self.out.push(
+                        Diagnostic::new(codes::MISPLACED_STATEMENT, self.file, stmt.span, message)
+                            .with_label(self.file, component.source.span, "the component's source")
+                            .with_help("remove the statement, or change the component's source"),
+                    );
+                }
+                match &stmt.node {
+                    ComponentStmt::Version(_) => has_version = true,
+                    ComponentStmt::When(e) => self.expr(e),
+                    ComponentStmt::Values(map) | ComponentStmt::Discovery(map) => self.map(map),
+                    _ => {}
+                }
+            }
+            self.unpinned(component, has_version);
+        }
+    }
+
+    fn unpinned(&mut self, component: &Component, has_version: bool) {
+        let ComponentSource::Chart(chart) = &component.source.node else { return };
+        let is_local =
+            chart.as_plain().is_some_and(|c| c.starts_with("./") || c.starts_with("../") || c.starts_with('/'));
+        if !has_version && !is_local {
+            self.out.push(
+                Diagnostic::new(
+                    codes::UNPINNED_CHART,
+                    self.file,
+                    component.source.span,
+                    format!("chart of component `{}` has no version", component.name.text),
+                )
+                .with_primary_message("any new chart release will be deployed")
+                .with_help("pin it: add `version \"x.y.z\"` to the component"),
+            );
+        }
+    }
+
+    fn contract(&mut self, item: &Item, contract: &Contract) {
+        let mut contexts = 0;
+        for stmt in &contract.body.stmts {
+            match &stmt.node {
+                ContractStmt::LabelOp(op) => self.label_op(op),
+                ContractStmt::Context(context) => {
+                    contexts += 1;
+                    if let Some(criteria) = &context.criteria {
+                        self.expr(criteria);
+                    }
+                    self.unique(&context.body.stmts, |s| match s {
+                        ContextStmt::Allocate(_) => Some("allocate"),
+                        ContextStmt::Use(_) => Some("use"),
+                        _ => None,
+                    });
+                    let mut uses = false;
+                    for stmt in &context.body.stmts {
+                        match &stmt.node {
+                            ContextStmt::LabelOp(op) => self.label_op(op),
+                            ContextStmt::Allocate(keys) => keys.iter().for_each(|k| self.expr(k)),
+                            ContextStmt::Use(_) => uses = true,
+                            ContextStmt::Error => uses = true, // do not pile up errors
+                        }
+                    }
+                    if !uses {
+                        self.out.push(
+                            Diagnostic::new(
+                                codes::MISSING_STATEMENT,
+                                self.file,
+                                context.name.span,
+                                format!("context `{}` does not say which service to use", context.name.text),
+                            )
+                            .with_help("add `use SERVICE` to the context"),
+                        );
+                    }
+                }
+                ContractStmt::Error => contexts += 1,
+            }
+        }
+        if contexts == 0 {
+            self.out.push(
+                Diagnostic::new(
+                    codes::MISSING_STATEMENT,
+                    self.file,
+                    contract.name.span,
+                    format!("contract `{}` has no context", contract.name.text),
+                )
+                .with_label(self.file, item.span, "no claim on this contract could ever be served")
+                .with_help("add `context NAME { use SERVICE }`"),
+            );
+        }
+    }
+
+    fn rule(&mut self, item: &Item, rule: &Rule) {
+        if let Some(criteria) = &rule.criteria {
+            self.expr(criteria);
+        }
+        if rule.body.stmts.is_empty() {
+            self.out.push(
+                Diagnostic::new(
+                    codes::EMPTY_BLOCK,
+                    self.file,
+                    rule.name.span,
+                    format!("rule `{}` has no action", rule.name.text),
+                )
+                .with_label(self.file, item.span, "this rule changes nothing")
+                .with_help("add `set`, `remove`, `reject` or `place`, or remove the rule"),
+            );
+        }
+        for stmt in &rule.body.stmts {
+            match &stmt.node {
+                RuleStmt::LabelOp(op) => self.label_op(op),
+                RuleStmt::Place { namespace: Some(e), .. } => self.expr(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn claim(&mut self, item: &Item, claim: &Claim) {
+        self.unique(&claim.body.stmts, |s| match s {
+            ClaimStmt::User(_) => Some("user"),
+            ClaimStmt::Team(_) => Some("team"),
+            ClaimStmt::Contract(_) => Some("contract"),
+            ClaimStmt::Labels(_) => Some("labels"),
+            ClaimStmt::Error => None,
+        });
+        let find = |f: fn(&ClaimStmt) -> bool| claim.body.stmts.iter().find(|s| f(&s.node));
+        let user = find(|s| matches!(s, ClaimStmt::User(_)));
+        let team = find(|s| matches!(s, ClaimStmt::Team(_)));
+        let broken = find(|s| matches!(s, ClaimStmt::Error)).is_some();
+        if let (Some(user), Some(team)) = (user, team) {
+            self.out.push(
+                Diagnostic::new(
+                    codes::CONFLICTING_STATEMENTS,
+                    self.file,
+                    team.span,
+                    "a claim is made by a user or by a team, not both",
+                )
+                .with_label(self.file, user.span, "the claim's user")
+                .with_help("keep `user` for a person's claim or `team` for a team's claim"),
+            );
+        }
+        if !broken && user.is_none() && team.is_none() {
+            self.out.push(
+                Diagnostic::new(
+                    codes::MISSING_STATEMENT,
+                    self.file,
+                    claim.name.span,
+                    format!("claim `{}` names no consumer", claim.name.text),
+                )
+                .with_label(self.file, item.span, "whose claim is this?")
+                .with_help("add `user \"NAME\"` or `team NAME`"),
+            );
+        }
+        if !broken && find(|s| matches!(s, ClaimStmt::Contract(_))).is_none() {
+            self.out.push(
+                Diagnostic::new(
+                    codes::MISSING_STATEMENT,
+                    self.file,
+                    claim.name.span,
+                    format!("claim `{}` names no contract", claim.name.text),
+                )
+                .with_help("add `contract NAME` (or `contract NAMESPACE.NAME`)"),
+            );
+        }
+        for stmt in &claim.body.stmts {
+            if let ClaimStmt::Labels(map) = &stmt.node {
+                self.map(map);
+            }
+        }
+    }
+
+    fn label_op(&mut self, op: &LabelOp) {
+        if let LabelOp::Set { value, .. } = op {
+            self.expr(value);
+        }
+    }
+
+    /// Reports statements of the same kind given twice in one block.
+    fn unique<S>(&mut self, stmts: &[Spanned<S>], kind: impl Fn(&S) -> Option<&'static str>) {
+        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        for stmt in stmts {
+            let Some(name) = kind(&stmt.node) else { continue };
+            match seen.get(name) {
+                Some(first) => self.out.push(
+                    Diagnostic::new(
+                        codes::DUPLICATE_STATEMENT,
+                        self.file,
+                        stmt.span,
+                        format!("`{name}` is given twice"),
+                    )
+                    .with_primary_message("second one here")
+                    .with_label(self.file, *first, "first given here")
+                    .with_help(format!("keep one `{name}`")),
+                ),
+                None => {
+                    seen.insert(name, stmt.span);
+                }
+            }
+        }
+    }
+
+    /// Walks an expression for map literals, whose keys must be unique.
+    fn expr(&mut self, expr: &Expr) {
+        match &expr.kind {
+            ExprKind::Map(map) => self.map(map),
+            ExprKind::List(items) => items.iter().for_each(|e| self.expr(e)),
+            ExprKind::Call { args, .. } => args.iter().for_each(|e| self.expr(e)),
+            ExprKind::Unary { expr, .. } | ExprKind::Paren(expr) => self.expr(expr),
+            ExprKind::Binary { lhs, rhs, .. } => {
+                self.expr(lhs);
+                self.expr(rhs);
+            }
+            ExprKind::Str(lit) => self.string(lit),
+            ExprKind::Int(_) | ExprKind::Bool(_) | ExprKind::Path(_) | ExprKind::Error => {}
+        }
+    }
+
+    fn string(&mut self, lit: &StrLit) {
+        for part in &lit.parts {
+            if let StrPart::Interp(e) = part {
+                self.expr(e);
+            }
+        }
+    }
+
+    fn map(&mut self, map: &MapLit) {
+        let mut seen: HashMap<String, Span> = HashMap::new();
+        for entry in &map.entries {
+            let key = match &entry.key {
+                MapKey::Name(ident) => Some(ident.text.clone()),
+                MapKey::Str(lit) => lit.as_plain(),
+            };
+            if let Some(key) = key {
+                if let Some(first) = seen.get(&key) {
+                    self.out.push(
+                        Diagnostic::new(
+                            codes::DUPLICATE_KEY,
+                            self.file,
+                            entry.key.span(),
+                            format!("key `{key}` appears twice in this map"),
+                        )
+                        .with_label(self.file, *first, "first here")
+                        .with_help("remove one of them; a map holds each key once"),
+                    );
+                } else {
+                    seen.insert(key, entry.key.span());
+                }
+            }
+            self.expr(&entry.value);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Command-line arguments and dispatch.
+
+mod check;
+mod fmt;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code when the policy has errors (or warnings under `--deny-warnings`).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code for bad usage or unreadable files.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The .apt policy compiler: check, format and (soon) resolve and deploy policies.
+#[derive(Debug, Parser)]
+#[command(
+    name = "aptc",
+    version,
+    about,
+    long_about = "aptc compiles .apt policies: teams declare services, contracts, rules, clusters and \
+claims; aptc checks them like a program and turns them into what runs on Kubernetes.",
+    after_help = "Examples:\n  aptc check examples/             check every .apt file under examples/\n  \
+aptc check --format sarif . > aptc.sarif\n  aptc fmt --check .                fail if any file is not formatted\n\n\
+Exit codes: 0 clean, 1 errors found (or warnings with --deny-warnings), 2 usage or I/O error.\n\
+Logs: set APTC_LOG=debug (or any tracing filter) to see what aptc does."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// When to colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and check policy files; report diagnostics.
+    #[command(after_help = "Examples:\n  aptc check                        check the current directory\n  \
+aptc check examples/quickstart     check one policy tree\n  \
+aptc check --format json a.apt     diagnostics as JSON\n  \
+aptc check --deny-warnings .       fail CI on warnings too")]
+    Check(check::CheckArgs),
+    /// Format policy files in the canonical style.
+    #[command(after_help = "Examples:\n  aptc fmt                          format every .apt file under .\n  \
+aptc fmt --check .                 list unformatted files, exit 1 if any\n  \
+aptc fmt policy.apt                format one file in place")]
+    Fmt(fmt::FmtArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let color = cli.color.enabled();
+    match cli.command {
+        Command::Check(args) => check::run(args, color),
+        Command::Fmt(args) => fmt::run(args, color),
+    }
+}
+
+/// Logs go to stderr, filtered by `APTC_LOG` (default: warnings only).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("APTC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// Paths from the command line, or the current directory when none are given.
+fn paths_or_cwd(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    if paths.is_empty() { vec![PathBuf::from(".")] } else { paths }
+}
