@@ -10,7 +10,7 @@ use super::ast::Span;
 
 /// One token. Variants that carry text borrow it from the source.
 #[derive(Logos, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[logos(skip r"[ \t\r\n\f]+")]
+#[logos(skip "[ \t\r\n\x0C\u{FEFF}]+")]
 pub enum Token<'src> {
     /// `///` comment: documentation for the next item.
     #[regex(r"///[^\n]*", allow_greedy = true)]
@@ -210,9 +210,32 @@ fn lex_string<'src>(lex: &mut logos::Lexer<'src, Token<'src>>) -> StrToken<'src>
         }
         i += 1;
     }
+    if !terminated && depth > 0 {
+        // An unclosed `${` must not swallow the closing quote: end at the first plain
+        // `"` on the line, and let the string decoder report the interpolation.
+        if let Some(end) = plain_string_end(rest) {
+            lex.bump(end);
+            return StrToken { raw: lex.slice(), terminated: true };
+        }
+    }
     let i = i.min(rest.len());
     lex.bump(i);
     StrToken { raw: lex.slice(), terminated }
+}
+
+/// Where a string ends if `${` is not treated specially (after the closing quote).
+fn plain_string_end(rest: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 1,
+            b'\n' => return None,
+            b'"' => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Lexes a block comment after its opening `/*`, allowing nesting.

@@ -44,7 +44,7 @@ pub fn parse(file: FileId, src: &str) -> Parse {
         return Parse { file: SourceFile { items: Vec::new() }, comments: Vec::new(), diagnostics: vec![diagnostic] };
     }
     let lexed = lexer::lex(src);
-    let mut errors: Vec<SyntaxError> = lexed.errors.iter().map(|e| lex_error(e, |s| s)).collect();
+    let mut errors: Vec<SyntaxError> = lexed.errors.iter().map(|e| lex_error(e, src, |s| s)).collect();
     let tokens: Vec<(Token<'_>, SimpleSpan)> = lexed
         .tokens
         .iter()
@@ -52,7 +52,17 @@ pub fn parse(file: FileId, src: &str) -> Parse {
         .map(|&(token, span)| (token, SimpleSpan::from(span.range())))
         .collect();
     let (mut items, parse_errors) = parser::parse_tokens(&tokens, src.len());
+    // The token after an invalid character is usually "unexpected" only because of it.
+    let after_invalid: Vec<u32> = lexed
+        .tokens
+        .windows(2)
+        .filter(|pair| pair[0].0 == Token::Error && pair[1].0 != Token::Error)
+        .map(|pair| pair[1].1.start)
+        .collect();
     for error in &parse_errors {
+        if after_invalid.contains(&(error.span().start as u32)) {
+            continue;
+        }
         match error.reason() {
             RichReason::Custom(Issue::InString(inner)) => errors.push(inner.clone()),
             _ => errors.push(describe(error)),
@@ -102,11 +112,24 @@ impl SyntaxError {
     }
 }
 
-pub(crate) fn lex_error(error: &LexError, shift: impl Fn(Span) -> Span) -> SyntaxError {
+pub(crate) fn lex_error(error: &LexError, src: &str, shift: impl Fn(Span) -> Span) -> SyntaxError {
+    let text = match error {
+        LexError::InvalidChar(span) => src.get(span.range()).unwrap_or(""),
+        _ => "",
+    };
     match error {
-        LexError::InvalidChar(span) => SyntaxError::new(codes::INVALID_CHARACTER, shift(*span), "invalid character")
-            .with_primary("not part of any token")
-            .with_help("remove it; strings go in double quotes and comments start with `//`"),
+        LexError::InvalidChar(span) => {
+            let help = match text {
+                "&&" | "&" => "write `and` to combine conditions",
+                "!" => "write `not` to negate a condition (`!=` compares)",
+                "'" => "strings use double quotes: \"…\"",
+                "#" => "comments start with `//`",
+                _ => "remove it; strings go in double quotes and comments start with `//`",
+            };
+            SyntaxError::new(codes::INVALID_CHARACTER, shift(*span), format!("invalid character `{text}`"))
+                .with_primary("not part of any token")
+                .with_help(help)
+        }
         LexError::UnterminatedString(span) => {
             SyntaxError::new(codes::UNTERMINATED_STRING, shift(*span), "unterminated string")
                 .with_primary("this string has no closing `\"` on its line")
@@ -197,6 +220,7 @@ fn help_for(found: Option<&Token<'_>>, expected: &[String]) -> Option<String> {
             .map(|kw| format!("did you mean `{kw}`?"))
             .or_else(|| Some("check the statement against docs/language.md".to_string())),
         None if expects("`}`") => Some("a block is missing its closing `}`".to_string()),
+        Some(Token::Pipe) if expects("operator") => Some("write `or` to combine conditions".to_string()),
         Some(Token::Assign) if expects("operator") => Some("use `==` to compare; `=` only sets values".to_string()),
         _ => None,
     }

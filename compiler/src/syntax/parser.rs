@@ -203,14 +203,16 @@ fn expr_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Expr> {
         .labelled("operator");
         let comparison = unary
             .clone()
-            .then(comparison_op.clone().then(unary).or_not())
+            .then(comparison_op.clone().then(unary.clone()).or_not())
             .map(|(lhs, rest)| match rest {
                 None => lhs,
                 Some((op, rhs)) => binary(op, lhs, rhs),
             })
-            .then(comparison_op.map_with(|_, e| e.span()).or_not())
+            // A chained comparison is parsed whole, so the error is about chaining
+            // rather than whatever token follows the second operator.
+            .then(comparison_op.map_with(|_, e| e.span()).then(unary.clone()).or_not())
             .validate(|(comparison, chained), _, emitter| {
-                if let Some(at) = chained {
+                if let Some((at, _)) = chained {
                     emitter.emit(Rich::custom(at, Issue::ChainedComparison));
                 }
                 comparison

@@ -115,7 +115,7 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
     let lexed = lexer::lex(text);
     let shift = |span: Span| Span::new(span.start as usize + offset, span.end as usize + offset);
     for error in &lexed.errors {
-        errors.push(super::lex_error(error, shift));
+        errors.push(super::lex_error(error, text, shift));
     }
     if !lexed.errors.is_empty() {
         return error_expr;
@@ -129,7 +129,13 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
         })
         .collect();
     let (expr, parse_errors) = parser::parse_expr_tokens(&tokens, offset + text.len());
-    errors.extend(parse_errors.iter().map(super::describe));
+    errors.extend(parse_errors.iter().map(|error| {
+        let mut described = super::describe(error);
+        if error.found().is_none() {
+            described.message = "the interpolation ends too early".to_string();
+        }
+        described
+    }));
     match expr {
         Some(expr) if parse_errors.is_empty() => expr,
         _ => error_expr,

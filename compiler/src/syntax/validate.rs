@@ -62,6 +62,7 @@ impl Validator {
                         extra.span,
                         "a second namespace declaration",
                     )
+                    .with_primary_message("second declaration")
                     .with_label(self.file, first.span, "the file's namespace is declared here")
                     .with_help("a file belongs to one namespace; move these declarations to a file of their own"),
                 );
@@ -171,6 +172,7 @@ impl Validator {
                     service.name.span,
                     format!("service `{}` has no components", service.name.text),
                 )
+                .with_primary_message("nothing to deploy")
                 .with_help("add a `component`, or remove the service"),
             );
         }
@@ -203,6 +205,7 @@ impl Validator {
                 if let Some(message) = misplaced {
                     self.out.push(
                         Diagnostic::new(codes::MISPLACED_STATEMENT, self.file, stmt.span, message)
+                            .with_primary_message("not allowed here")
                             .with_label(self.file, component.source.span, "the component's source")
                             .with_help("remove the statement, or change the component's source"),
                     );
@@ -268,6 +271,7 @@ impl Validator {
                                 context.name.span,
                                 format!("context `{}` does not say which service to use", context.name.text),
                             )
+                            .with_primary_message("no `use` in this context")
                             .with_help("add `use SERVICE` to the context"),
                         );
                     }
@@ -283,6 +287,7 @@ impl Validator {
                     contract.name.span,
                     format!("contract `{}` has no context", contract.name.text),
                 )
+                .with_primary_message("no contexts")
                 .with_label(self.file, item.span, "no claim on this contract could ever be served")
                 .with_help("add `context NAME { use SERVICE }`"),
             );
@@ -301,6 +306,7 @@ impl Validator {
                     rule.name.span,
                     format!("rule `{}` has no action", rule.name.text),
                 )
+                .with_primary_message("no actions")
                 .with_label(self.file, item.span, "this rule changes nothing")
                 .with_help("add `set`, `remove`, `reject` or `place`, or remove the rule"),
             );
@@ -334,6 +340,7 @@ impl Validator {
                     team.span,
                     "a claim is made by a user or by a team, not both",
                 )
+                .with_primary_message("and a team")
                 .with_label(self.file, user.span, "the claim's user")
                 .with_help("keep `user` for a person's claim or `team` for a team's claim"),
             );
@@ -346,6 +353,7 @@ impl Validator {
                     claim.name.span,
                     format!("claim `{}` names no consumer", claim.name.text),
                 )
+                .with_primary_message("no `user` or `team`")
                 .with_label(self.file, item.span, "whose claim is this?")
                 .with_help("add `user \"NAME\"` or `team NAME`"),
             );
@@ -358,6 +366,7 @@ impl Validator {
                     claim.name.span,
                     format!("claim `{}` names no contract", claim.name.text),
                 )
+                .with_primary_message("no `contract`")
                 .with_help("add `contract NAME` (or `contract NAMESPACE.NAME`)"),
             );
         }
@@ -438,6 +447,7 @@ impl Validator {
                             entry.key.span(),
                             format!("key `{key}` appears twice in this map"),
                         )
+                        .with_primary_message("again here")
                         .with_label(self.file, *first, "first here")
                         .with_help("remove one of them; a map holds each key once"),
                     );

@@ -1,0 +1,110 @@
+//! Tests as data: every file under `tests/cases/` is a case, every case a snapshot.
+//! Adding a case is adding a file (then `INSTA_UPDATE=always cargo test` and review).
+
+mod common;
+
+use aptc_compiler::check::check;
+use aptc_compiler::diagnostics::{codes, json, render};
+use aptc_compiler::source::{FileId, SourceMap};
+use aptc_compiler::syntax::{format::format_source, parse};
+
+#[test]
+fn parse_cases_snapshot_their_tree() {
+    for path in common::cases("parse") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parse = parse(FileId(0), &text);
+        assert!(parse.diagnostics.is_empty(), "{}: {:#?}", path.display(), parse.diagnostics);
+        insta::assert_snapshot!(format!("parse__{}", common::stem(&path)), common::compact_tree(&parse.file));
+    }
+}
+
+#[test]
+fn diagnostic_cases_snapshot_human_and_json_output() {
+    for path in common::cases("diagnostics") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = format!("diagnostics/{}", path.file_name().unwrap().to_string_lossy());
+        let mut sources = SourceMap::new();
+        sources.add(&name, text);
+        let result = check(&sources);
+        let code = common::stem(&path)[..7].to_string();
+        assert!(
+            result.diagnostics.iter().any(|d| d.code.as_str() == code),
+            "{name} should trigger {code}, got {:#?}",
+            result.diagnostics
+        );
+        let human = render::render(&sources, &result.diagnostics, false);
+        insta::assert_snapshot!(format!("diagnostics__{}", common::stem(&path)), human);
+        let json = serde_json::to_string_pretty(&json::to_json(&sources, &result.diagnostics)).unwrap();
+        insta::assert_snapshot!(format!("diagnostics_json__{}", common::stem(&path)), json);
+    }
+}
+
+#[test]
+fn every_code_has_a_case_and_documentation() {
+    let cases: Vec<String> = common::cases("diagnostics").iter().map(|p| common::stem(p)[..7].to_string()).collect();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/diagnostics.md")).unwrap();
+    for code in codes::ALL {
+        // A 4 GiB file is no test fixture; APT0010 is covered by reading the code path.
+        if *code != codes::FILE_TOO_LARGE {
+            assert!(
+                cases.contains(&code.as_str().to_string()),
+                "no case in tests/cases/diagnostics for {}",
+                code.as_str()
+            );
+        }
+        assert!(
+            docs.contains(&format!("## {}", code.as_str())),
+            "docs/diagnostics.md does not document {}",
+            code.as_str()
+        );
+    }
+}
+
+#[test]
+fn format_cases_snapshot_canonical_output() {
+    for path in common::cases("format") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let formatted = format_source(FileId(0), &text).unwrap();
+        assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
+        insta::assert_snapshot!(format!("format__{}", common::stem(&path)), formatted);
+    }
+}
+
+#[test]
+fn examples_and_stdlib_are_clean_and_formatted() {
+    let files = common::examples_and_stdlib();
+    assert!(files.len() >= 4, "examples are missing: {files:?}");
+    let sources = aptc_compiler::workspace::load(&files).unwrap();
+    let result = check(&sources);
+    assert!(result.diagnostics.is_empty(), "{}", render::render(&sources, &result.diagnostics, false));
+    for (id, file) in sources.iter() {
+        let formatted = format_source(id, &file.text).unwrap();
+        assert_eq!(formatted, *file.text, "{} is not formatted; run `aptc fmt`", file.path.display());
+    }
+}
+
+#[test]
+fn formatter_keeps_meaning_and_comments_of_every_parse_case() {
+    for path in common::cases("parse") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let formatted = format_source(FileId(0), &text).unwrap();
+        assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
+    }
+}
+
+/// fmt(fmt(x)) == fmt(x), parse(fmt(x)) == parse(x) modulo spans, and every comment survives.
+fn assert_formatting_is_sound(original: &str, formatted: &str, name: &str) {
+    let again = format_source(FileId(0), formatted).unwrap();
+    assert_eq!(again, formatted, "{name}: formatting is not idempotent");
+    let before = parse(FileId(0), original);
+    let after = parse(FileId(0), formatted);
+    assert_eq!(
+        common::tree_without_spans(&before.file),
+        common::tree_without_spans(&after.file),
+        "{name}: formatting changed the meaning"
+    );
+    let comment_texts = |parse: &aptc_compiler::syntax::Parse, src: &str| -> Vec<String> {
+        parse.comments.iter().map(|c| src[c.span.range()].trim_end().to_string()).collect()
+    };
+    assert_eq!(comment_texts(&before, original), comment_texts(&after, formatted), "{name}: comments changed");
+}

@@ -1,0 +1,73 @@
+//! Shared helpers for the case-driven tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use aptc_compiler::syntax::ast::SourceFile;
+use serde_json::Value;
+
+/// The `.apt` files of `tests/cases/<dir>`, sorted.
+pub fn cases(dir: &str) -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases").join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "apt"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every `.apt` file of the examples and the standard library.
+pub fn examples_and_stdlib() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    aptc_compiler::workspace::find_apt_files(&[root.join("examples"), root.join("stdlib")]).unwrap()
+}
+
+pub fn stem(path: &Path) -> String {
+    path.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+/// The tree as compact JSON: spans become `"start..end"`, identifiers `"text@start..end"`.
+pub fn compact_tree(file: &SourceFile) -> String {
+    let mut value = serde_json::to_value(file).unwrap();
+    compact(&mut value, true);
+    serde_json::to_string_pretty(&value).unwrap()
+}
+
+/// The tree with every span removed, for comparing meaning.
+pub fn tree_without_spans(file: &SourceFile) -> Value {
+    let mut value = serde_json::to_value(file).unwrap();
+    compact(&mut value, false);
+    value
+}
+
+fn compact(value: &mut Value, keep_spans: bool) {
+    match value {
+        Value::Object(map) => {
+            if map.len() == 2 && map.contains_key("start") && map.contains_key("end") {
+                *value =
+                    if keep_spans { Value::String(format!("{}..{}", map["start"], map["end"])) } else { Value::Null };
+                return;
+            }
+            if map.len() == 2 && map.contains_key("text") && map.contains_key("span") && map["text"].is_string() {
+                let span = &map["span"];
+                *value = Value::String(if keep_spans {
+                    format!("{}@{}..{}", map["text"].as_str().unwrap(), span["start"], span["end"])
+                } else {
+                    map["text"].as_str().unwrap().to_string()
+                });
+                return;
+            }
+            if !keep_spans {
+                map.remove("span");
+                // Doc comments belong to the comments, which the formatter keeps.
+                map.remove("docs");
+            }
+            map.values_mut().for_each(|v| compact(v, keep_spans));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| compact(v, keep_spans)),
+        _ => {}
+    }
+}
