@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let args = cli::Cli::parse();
     cli::init_logging();
     match cli::run(args) {
@@ -16,5 +17,15 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(cli::EXIT_USAGE)
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `aptc check | head` would panic on the closed pipe; a command-line tool
+/// should instead end quietly, as `cat` does.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -24,9 +24,11 @@ fn stdout(output: &Output) -> String {
 /// A fresh scratch directory under the target dir (removed at the start of each run).
 fn scratch(name: &str) -> PathBuf {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let dir = root()
-        .join("target/cli-tests")
-        .join(format!("{name}-{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst)));
+    let dir = root().join("target/cli-tests").join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::SeqCst)
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -107,7 +109,8 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     for target in [dir.to_str().unwrap(), "examples/"] {
         let out = aptc(&["check", "--format", "sarif", target]);
         let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&sarif).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&sarif).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "invalid SARIF for {target}: {errors:#?}");
     }
     let out = aptc(&["check", "--format", "sarif", dir.to_str().unwrap()]);
@@ -187,7 +190,8 @@ fn version_and_help() {
 #[test]
 fn binary_does_not_panic_on_hostile_input() {
     let dir = scratch("hostile");
-    let inputs = ["\"${\"${\"${", "service {{{{{{{{", "}}}}", "namespace", "\u{feff}namespace x", "/*/*/*", "label x: [[[["];
+    let inputs =
+        ["\"${\"${\"${", "service {{{{{{{{", "}}}}", "namespace", "\u{feff}namespace x", "/*/*/*", "label x: [[[["];
     for (i, input) in inputs.iter().enumerate() {
         std::fs::write(dir.join(format!("h{i}.apt")), input).unwrap();
     }

@@ -84,6 +84,37 @@ fn examples_and_stdlib_are_clean_and_formatted() {
 }
 
 #[test]
+fn formatter_restores_every_example_from_a_mangled_copy() {
+    // Strip all indentation and trailing space: the formatter must rebuild the file exactly.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for path in common::examples_and_stdlib() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mangled: String = text.lines().map(|line| format!("{}\n", line.trim())).collect();
+        let formatted = format_source(FileId(0), &mangled).unwrap();
+        assert_eq!(formatted, text, "{}: fmt(mangled) differs from the canonical file", path.display());
+        let name = path.strip_prefix(&root).unwrap().with_extension("").to_string_lossy().replace('/', "__");
+        insta::assert_snapshot!(format!("format_example__{name}"), formatted);
+    }
+}
+
+#[test]
+fn language_reference_examples_parse() {
+    // Every ```apt block of docs/language.md is a whole file that parses without syntax errors.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/language.md")).unwrap();
+    let blocks: Vec<&str> =
+        doc.split("```apt\n").skip(1).map(|rest| rest.split("\n```").next().unwrap_or_default()).collect();
+    assert!(blocks.len() >= 10, "docs/language.md has only {} ```apt examples", blocks.len());
+    for block in blocks {
+        let parse = parse(FileId(0), block);
+        assert!(
+            parse.diagnostics.is_empty(),
+            "docs/language.md example does not parse:\n{block}\n{:#?}",
+            parse.diagnostics
+        );
+    }
+}
+
+#[test]
 fn formatter_keeps_meaning_and_comments_of_every_parse_case() {
     for path in common::cases("parse") {
         let text = std::fs::read_to_string(&path).unwrap();

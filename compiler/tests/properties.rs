@@ -12,12 +12,31 @@ use aptc_compiler::syntax::lexer::Keyword;
 use aptc_compiler::syntax::parse;
 use proptest::prelude::*;
 
-const PUNCTUATION: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", ",", ";", ":", ".", "=", "==", "!=", "<", "<=", ">", ">=", "|", "-", "*", "->",
-];
+const PUNCTUATION: &[&str] =
+    &["{", "}", "(", ")", "[", "]", ",", ";", ":", ".", "=", "==", "!=", "<", "<=", ">", ">=", "|", "-", "*", "->"];
 const LITERALS: &[&str] = &[
-    "x", "web", "labels", "user", "kafka", "env", "0", "42", "99999999999999999999", "\"s\"", "\"${user.name}\"",
-    "\"${\"", "\"a\\q\"", "\"unterminated", "// c\n", "/// d\n", "/* b */", "/* open", "\n", "§", "&&", "é",
+    "x",
+    "web",
+    "labels",
+    "user",
+    "kafka",
+    "env",
+    "0",
+    "42",
+    "99999999999999999999",
+    "\"s\"",
+    "\"${user.name}\"",
+    "\"${\"",
+    "\"a\\q\"",
+    "\"unterminated",
+    "// c\n",
+    "/// d\n",
+    "/* b */",
+    "/* open",
+    "\n",
+    "§",
+    "&&",
+    "é",
 ];
 
 fn vocabulary() -> Vec<String> {

@@ -6,6 +6,7 @@
 //! still see everything that did parse.
 
 use serde::Serialize;
+pub use smol_str::SmolStr;
 
 /// A byte range in one file. `u32` keeps nodes small; files over 4 GiB are refused.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -33,7 +34,7 @@ impl Span {
 }
 
 /// A node with its span.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Spanned<T> {
     pub node: T,
     pub span: Span,
@@ -42,7 +43,7 @@ pub struct Spanned<T> {
 /// A name as written, e.g. a service name or a label key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Ident {
-    pub text: String,
+    pub text: SmolStr,
     pub span: Span,
 }
 
@@ -54,7 +55,7 @@ pub struct Path {
 }
 
 /// A `{ … }` body: its statements and the span from `{` to `}` (inclusive).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Block<S> {
     pub stmts: Vec<Spanned<S>>,
     pub span: Span,
@@ -68,13 +69,13 @@ pub struct Docs {
 }
 
 /// One parsed file.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SourceFile {
     pub items: Vec<Item>,
 }
 
 /// A top-level declaration with its doc comment.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Item {
     pub docs: Option<Docs>,
     pub kind: ItemKind,
@@ -82,7 +83,7 @@ pub struct Item {
 }
 
 /// The kinds of top-level declaration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ItemKind {
     Namespace(NamespaceDecl),
     Import(Import),
@@ -103,14 +104,14 @@ pub enum ItemKind {
 
 /// `namespace analytics owned_by analytics_team`: which namespace a file's objects
 /// belong to and which team owns it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NamespaceDecl {
     pub name: Ident,
     pub owner: Option<Ident>,
 }
 
 /// `import platform`, `import platform.kafka as kafka`, `import platform.{kafka, spark}`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Import {
     pub path: Path,
     pub members: Option<Vec<Ident>>,
@@ -118,7 +119,7 @@ pub struct Import {
 }
 
 /// `label env: "dev" | "prod" = "dev"`: a label key with its type and default.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LabelDecl {
     pub name: Ident,
     pub ty: TypeExpr,
@@ -126,14 +127,14 @@ pub struct LabelDecl {
 }
 
 /// A type as written.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TypeExpr {
     pub kind: TypeExprKind,
     pub span: Span,
 }
 
 /// The forms of a type.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum TypeExprKind {
     /// `string`, `int`, `bool`, `any`.
     Named(Ident),
@@ -144,21 +145,21 @@ pub enum TypeExprKind {
 }
 
 /// `service NAME { component … }`: what a team runs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Service {
     pub name: Ident,
     pub body: Block<ServiceStmt>,
 }
 
 /// What a service body holds.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ServiceStmt {
     Component(Component),
     Error,
 }
 
 /// `component NAME SOURCE [{ … }]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Component {
     pub docs: Option<Docs>,
     pub name: Ident,
@@ -167,7 +168,7 @@ pub struct Component {
 }
 
 /// Where a component comes from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ComponentSource {
     /// `uses platform.kafka`: an instance of another contract.
     Uses(Path),
@@ -178,7 +179,7 @@ pub enum ComponentSource {
 }
 
 /// Statements in a component body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ComponentStmt {
     Repo(StrLit),
     Version(StrLit),
@@ -190,14 +191,14 @@ pub enum ComponentStmt {
 }
 
 /// `contract NAME { set…/remove…; context … }`: what consumers ask for.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Contract {
     pub name: Ident,
     pub body: Block<ContractStmt>,
 }
 
 /// Statements in a contract body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ContractStmt {
     LabelOp(LabelOp),
     Context(Context),
@@ -205,7 +206,7 @@ pub enum ContractStmt {
 }
 
 /// `context NAME [when EXPR] { … }`: one way to serve a consumer.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Context {
     pub docs: Option<Docs>,
     pub name: Ident,
@@ -214,7 +215,7 @@ pub struct Context {
 }
 
 /// Statements in a context body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ContextStmt {
     LabelOp(LabelOp),
     /// `allocate per EXPR, …`: the keys that decide which consumers share an instance.
@@ -225,7 +226,7 @@ pub enum ContextStmt {
 }
 
 /// A change to the label set.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum LabelOp {
     /// `set labels.KEY = EXPR`.
     Set { label: Ident, value: Expr },
@@ -234,7 +235,7 @@ pub enum LabelOp {
 }
 
 /// `rule NAME [weight N] [when EXPR] { … }`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
     pub name: Ident,
     pub weight: Option<Spanned<i64>>,
@@ -243,7 +244,7 @@ pub struct Rule {
 }
 
 /// Actions in a rule body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum RuleStmt {
     LabelOp(LabelOp),
     /// `reject "message"`.
@@ -257,14 +258,14 @@ pub enum RuleStmt {
 }
 
 /// `cluster NAME { … }`: a deployment target.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Cluster {
     pub name: Ident,
     pub body: Block<ClusterStmt>,
 }
 
 /// Statements in a cluster body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ClusterStmt {
     /// `context "kind-us-east"`: the kubeconfig context.
     Context(StrLit),
@@ -277,14 +278,14 @@ pub enum ClusterStmt {
 }
 
 /// `claim NAME { … }`: a consumer's request for a contract.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Claim {
     pub name: Ident,
     pub body: Block<ClaimStmt>,
 }
 
 /// Statements in a claim body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ClaimStmt {
     User(StrLit),
     Team(Ident),
@@ -294,14 +295,14 @@ pub enum ClaimStmt {
 }
 
 /// `user "alice@example.com" { … }`: a consumer, with the facts rules may read.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct User {
     pub name: StrLit,
     pub body: Option<Block<UserStmt>>,
 }
 
 /// Statements in a user body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum UserStmt {
     Team(Ident),
     Groups(Vec<Expr>),
@@ -310,27 +311,27 @@ pub enum UserStmt {
 }
 
 /// `team NAME [{ labels {…} }]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Team {
     pub name: Ident,
     pub body: Option<Block<TeamStmt>>,
 }
 
 /// Statements in a team body.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum TeamStmt {
     Labels(MapLit),
     Error,
 }
 
 /// `users from "users.yaml"`: users kept outside the policy.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UsersFrom {
     pub path: StrLit,
 }
 
 /// `grant ROLE [on NS, … | on *] [when EXPR]`: who may do what.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Grant {
     pub role: Ident,
     pub scope: Option<Spanned<GrantScope>>,
@@ -338,14 +339,14 @@ pub struct Grant {
 }
 
 /// The namespaces a grant covers.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum GrantScope {
     All,
     Namespaces(Vec<Ident>),
 }
 
 /// `fn lower(s: string) -> string`: a standard-library function signature.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FunctionDecl {
     pub name: Ident,
     pub params: Vec<Param>,
@@ -353,21 +354,21 @@ pub struct FunctionDecl {
 }
 
 /// A function parameter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Param {
     pub name: Ident,
     pub ty: TypeExpr,
 }
 
 /// An expression.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
 }
 
 /// The forms of an expression.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ExprKind {
     Int(i64),
     Bool(bool),
@@ -439,7 +440,7 @@ impl BinaryOp {
 }
 
 /// A string literal, split into text and `${…}` interpolations.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StrLit {
     pub parts: Vec<StrPart>,
     pub span: Span,
@@ -459,23 +460,23 @@ impl StrLit {
 }
 
 /// A piece of a string literal.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum StrPart {
     /// Literal text, escapes already decoded.
-    Text(String),
+    Text(SmolStr),
     /// `${ EXPR }`.
     Interp(Expr),
 }
 
 /// `{ key = value, … }`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MapLit {
     pub entries: Vec<MapEntry>,
     pub span: Span,
 }
 
 /// One `key = value` of a map.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MapEntry {
     pub key: MapKey,
     pub value: Expr,
@@ -483,7 +484,7 @@ pub struct MapEntry {
 }
 
 /// A map key: a bare name or a quoted string (for keys like `"app.kubernetes.io/name"`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum MapKey {
     Name(Ident),
     Str(StrLit),

@@ -448,7 +448,7 @@ fn map_inline(map: &MapLit) -> String {
 
 fn map_key(key: &MapKey) -> String {
     match key {
-        MapKey::Name(ident) => ident.text.clone(),
+        MapKey::Name(ident) => ident.text.to_string(),
         MapKey::Str(lit) => string(lit),
     }
 }
@@ -459,7 +459,7 @@ fn path(path: &Path) -> String {
 
 fn type_expr(ty: &TypeExpr) -> String {
     match &ty.kind {
-        TypeExprKind::Named(name) => name.text.clone(),
+        TypeExprKind::Named(name) => name.text.to_string(),
         TypeExprKind::Enum(variants) => variants.iter().map(string).collect::<Vec<_>>().join(" | "),
         TypeExprKind::List(inner) => format!("[{}]", type_expr(inner)),
     }

@@ -21,7 +21,7 @@ use crate::diagnostics::{Code, Diagnostic, codes};
 use crate::source::FileId;
 
 /// The result of parsing one file.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Parse {
     pub file: SourceFile,
     /// Every comment, in order; the formatter puts them back.
@@ -222,6 +222,11 @@ fn help_for(found: Option<&Token<'_>>, expected: &[String]) -> Option<String> {
         None if expects("`}`") => Some("a block is missing its closing `}`".to_string()),
         Some(Token::Pipe) if expects("operator") => Some("write `or` to combine conditions".to_string()),
         Some(Token::Assign) if expects("operator") => Some("use `==` to compare; `=` only sets values".to_string()),
+        _ if expects("expression") => Some(
+            "a value is missing: write a string, a number, `true`/`false`, a list `[..]`, a map `{..}` \
+             or a reference such as `labels.env`"
+                .to_string(),
+        ),
         _ => None,
     }
 }

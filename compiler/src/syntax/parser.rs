@@ -8,6 +8,7 @@
 //!   the error points at the `{` that was never closed;
 //! - a bad item is skipped up to the next top-level keyword and becomes `ItemKind::Error`.
 
+use chumsky::error::{EmptyErr, LabelError};
 use chumsky::input::{Input, MappedInput};
 use chumsky::prelude::*;
 
@@ -29,14 +30,40 @@ pub(crate) enum Issue {
     ChainedComparison,
 }
 
+/// The detailed error of the second, diagnostic pass.
 pub(crate) type ParseError<'tok, 'src> = Rich<'tok, Token<'src>, SimpleSpan, Issue>;
-type Extra<'tok, 'src> = extra::Err<ParseError<'tok, 'src>>;
 pub(crate) type TokenInput<'tok, 'src> = MappedInput<'tok, Token<'src>, SimpleSpan, &'tok [(Token<'src>, SimpleSpan)]>;
 
+/// The error types the grammar can be run with. Files are parsed first with
+/// [`EmptyErr`], which costs nothing to build; only a file that fails is parsed again
+/// with [`ParseError`] to describe what went wrong. Most files are fine, and tracking
+/// expected tokens for every failed alternative would cost most of the parse time.
+pub(crate) trait SyntaxErr<'tok, 'src: 'tok>:
+    chumsky::error::Error<'tok, TokenInput<'tok, 'src>> + LabelError<'tok, TokenInput<'tok, 'src>, &'static str> + 'tok
+{
+    /// An error the grammar reports itself.
+    fn issue(span: SimpleSpan, issue: Issue) -> Self;
+}
+
+impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for ParseError<'tok, 'src> {
+    fn issue(span: SimpleSpan, issue: Issue) -> Self {
+        Rich::custom(span, issue)
+    }
+}
+
+impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for EmptyErr {
+    fn issue(_: SimpleSpan, _: Issue) -> Self {
+        EmptyErr::default()
+    }
+}
+
 /// Shorthand for a parser over the token slice.
-trait P<'tok, 'src: 'tok, O>: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<'tok, 'src>> + Clone {}
-impl<'tok, 'src: 'tok, O, T> P<'tok, 'src, O> for T where
-    T: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<'tok, 'src>> + Clone
+trait P<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>>:
+    Parser<'tok, TokenInput<'tok, 'src>, O, extra::Err<E>> + Clone
+{
+}
+impl<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>, T> P<'tok, 'src, O, E> for T where
+    T: Parser<'tok, TokenInput<'tok, 'src>, O, extra::Err<E>> + Clone
 {
 }
 
@@ -67,8 +94,14 @@ pub(crate) fn parse_tokens<'tok, 'src: 'tok>(
     tokens: &'tok [(Token<'src>, SimpleSpan)],
     eoi: usize,
 ) -> (Vec<Item>, Vec<ParseError<'tok, 'src>>) {
-    let input = tokens.split_token_span(SimpleSpan::from(eoi..eoi));
-    let (items, errors) = file_parser().parse(input).into_output_errors();
+    let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
+    let fast = file_parser::<EmptyErr>().parse(input());
+    if !fast.has_errors() {
+        if let Some(items) = fast.into_output() {
+            return (items, Vec::new());
+        }
+    }
+    let (items, errors) = file_parser::<ParseError>().parse(input()).into_output_errors();
     (items.unwrap_or_default(), errors)
 }
 
@@ -77,34 +110,41 @@ pub(crate) fn parse_expr_tokens<'tok, 'src: 'tok>(
     tokens: &'tok [(Token<'src>, SimpleSpan)],
     eoi: usize,
 ) -> (Option<Expr>, Vec<ParseError<'tok, 'src>>) {
-    let input = tokens.split_token_span(SimpleSpan::from(eoi..eoi));
-    expr_parser().then_ignore(end()).parse(input).into_output_errors()
+    let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
+    let fast = expr_parser::<EmptyErr>().then_ignore(end()).parse(input());
+    if !fast.has_errors() {
+        if let Some(expr) = fast.into_output() {
+            return (Some(expr), Vec::new());
+        }
+    }
+    expr_parser::<ParseError>().then_ignore(end()).parse(input()).into_output_errors()
 }
 
-fn kw<'tok, 'src: 'tok>(keyword: Keyword) -> impl P<'tok, 'src, ()> {
+fn kw<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(keyword: Keyword) -> impl P<'tok, 'src, (), E> {
     just(Token::Keyword(keyword)).ignored()
 }
 
-fn punct<'tok, 'src: 'tok>(token: Token<'src>) -> impl P<'tok, 'src, ()> {
+fn punct<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(token: Token<'src>) -> impl P<'tok, 'src, (), E> {
     just(token).ignored()
 }
 
 /// An identifier (object names, namespaces, components).
-fn ident<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Ident> {
-    select! { Token::Ident(text) = e => Ident { text: text.to_string(), span: span(e.span()) } }.labelled("identifier")
+fn ident<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ident, E> {
+    select! { Token::Ident(text) = e => Ident { text: SmolStr::new(text), span: span(e.span()) } }
+        .labelled("identifier")
 }
 
 /// An identifier or a keyword that may stand for a name (labels, fields, map keys).
-fn name<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Ident> {
+fn name<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ident, E> {
     select! {
-        Token::Ident(text) = e => Ident { text: text.to_string(), span: span(e.span()) },
-        Token::Keyword(k) = e if k.is_name_like() => Ident { text: k.as_str().to_string(), span: span(e.span()) },
+        Token::Ident(text) = e => Ident { text: SmolStr::new(text), span: span(e.span()) },
+        Token::Keyword(k) = e if k.is_name_like() => Ident { text: SmolStr::new_static(k.as_str()), span: span(e.span()) },
     }
     .labelled("name")
 }
 
 /// `a.b.c` for object references: an identifier, then names.
-fn path<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Path> {
+fn path<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Path, E> {
     ident()
         .then(punct(Token::Dot).ignore_then(name()).repeated().collect::<Vec<_>>())
         .map_with(|(first, rest), e| {
@@ -117,25 +157,25 @@ fn path<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Path> {
 }
 
 /// A string literal, decoded into text and interpolations.
-fn string<'tok, 'src: 'tok>() -> impl P<'tok, 'src, StrLit> {
+fn string<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, StrLit, E> {
     select! { Token::Str(token) = e => (token, e.span()) }
         .validate(|(token, s): (super::lexer::StrToken<'src>, SimpleSpan), _, emitter| {
             let (lit, errors) = strings::decode(token.raw, s.start);
             for error in errors {
                 let at = SimpleSpan::from(error.span.range());
-                emitter.emit(Rich::custom(at, Issue::InString(error)));
+                emitter.emit(E::issue(at, Issue::InString(error)));
             }
             lit
         })
         .labelled("string")
 }
 
-fn int<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Option<i64>> {
+fn int<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Option<i64>, E> {
     select! { Token::Int(text) = e => (text, e.span()) }
         .validate(|(text, s), _, emitter| match text.replace('_', "").parse::<i64>() {
             Ok(value) => Some(value),
             Err(_) => {
-                emitter.emit(Rich::custom(s, Issue::IntOutOfRange));
+                emitter.emit(E::issue(s, Issue::IntOutOfRange));
                 None
             }
         })
@@ -143,7 +183,7 @@ fn int<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Option<i64>> {
 }
 
 /// The expression language, loosest binding first: or, and, not, comparison, unary.
-fn expr_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Expr> {
+fn expr_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Expr, E> {
     recursive(|expr| {
         let mk = |kind: ExprKind, s: SimpleSpan| Expr { kind, span: span(s) };
         let int_lit = int().map_with(move |value, e| match value {
@@ -213,7 +253,7 @@ fn expr_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Expr> {
             .then(comparison_op.map_with(|_, e| e.span()).then(unary.clone()).or_not())
             .validate(|(comparison, chained), _, emitter| {
                 if let Some((at, _)) = chained {
-                    emitter.emit(Rich::custom(at, Issue::ChainedComparison));
+                    emitter.emit(E::issue(at, Issue::ChainedComparison));
                 }
                 comparison
             })
@@ -236,7 +276,9 @@ fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
 }
 
 /// `{ key = value … }`, entries separated by optional commas.
-fn map_lit<'tok, 'src: 'tok>(expr: impl P<'tok, 'src, Expr> + 'tok) -> impl P<'tok, 'src, MapLit> {
+fn map_lit<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(
+    expr: impl P<'tok, 'src, Expr, E> + 'tok,
+) -> impl P<'tok, 'src, MapLit, E> {
     let key = name().map(MapKey::Name).or(string().map(MapKey::Str)).labelled("map key");
     key.then_ignore(punct(Token::Assign))
         .then(expr)
@@ -254,7 +296,7 @@ fn is_keyword_in(token: &Token<'_>, set: &[Keyword]) -> bool {
 }
 
 /// One token, or a balanced bracket group taken whole; used to skip bad input.
-fn token_tree<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ()> {
+fn token_tree<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, (), E> {
     recursive(|tree| {
         let group = |open, close| tree.clone().repeated().delimited_by(just(open), just(close)).ignored();
         choice((
@@ -271,12 +313,12 @@ fn token_tree<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ()> {
 ///
 /// `starters` are the keywords that begin a statement of this block. `what` names the
 /// construct for the unclosed-brace error ("service `x`" is built by the caller's span).
-fn block<'tok, 'src: 'tok, S: Clone + 'tok>(
-    stmt: impl P<'tok, 'src, S> + 'tok,
+fn block<'tok, 'src: 'tok, S: Clone + 'tok, E: SyntaxErr<'tok, 'src>>(
+    stmt: impl P<'tok, 'src, S, E> + 'tok,
     error: S,
     starters: &'static [Keyword],
     what: &'static str,
-) -> impl P<'tok, 'src, Block<S>> {
+) -> impl P<'tok, 'src, Block<S>, E> {
     // Top-level keywords that cannot begin a statement here end a block missing its `}`.
     let ends_block = move |t: &Token| is_keyword_in(t, ITEM_KEYWORDS) && !is_keyword_in(t, starters);
     let skip_first = token_tree().and_is(any().filter(move |t: &Token| !ends_block(t)).rewind());
@@ -299,14 +341,14 @@ fn block<'tok, 'src: 'tok, S: Clone + 'tok>(
         .then(close)
         .validate(move |((open, stmts), closed), e, emitter| {
             if !closed {
-                emitter.emit(Rich::custom(open, Issue::Unclosed { what }));
+                emitter.emit(E::issue(open, Issue::Unclosed { what }));
             }
             Block { stmts, span: span(e.span()) }
         })
         .boxed()
 }
 
-fn label_op<'tok, 'src: 'tok>() -> impl P<'tok, 'src, LabelOp> {
+fn label_op<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, LabelOp, E> {
     let label = kw(Keyword::Labels).ignore_then(punct(Token::Dot)).ignore_then(name());
     let set = kw(Keyword::Set)
         .ignore_then(label.clone())
@@ -317,11 +359,11 @@ fn label_op<'tok, 'src: 'tok>() -> impl P<'tok, 'src, LabelOp> {
     set.or(remove)
 }
 
-fn criteria<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Option<Expr>> {
+fn criteria<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Option<Expr>, E> {
     kw(Keyword::When).ignore_then(expr_parser()).or_not()
 }
 
-fn item_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ItemKind> {
+fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, ItemKind, E> {
     let expr = expr_parser();
     let ty = recursive(|ty| {
         let named = ident().map(TypeExprKind::Named);
@@ -538,7 +580,7 @@ fn item_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, ItemKind> {
     .labelled("declaration")
 }
 
-fn file_parser<'tok, 'src: 'tok>() -> impl P<'tok, 'src, Vec<Item>> {
+fn file_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Vec<Item>, E> {
     let at_item_start = any().filter(|t: &Token| is_keyword_in(t, ITEM_KEYWORDS)).rewind();
     // Skip at least one token (closing brackets too), then up to the next item keyword.
     let recovery = any()

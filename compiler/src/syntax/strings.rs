@@ -7,8 +7,9 @@
 use chumsky::span::SimpleSpan;
 
 use super::SyntaxError;
-use super::ast::{ExprKind, Span, StrLit, StrPart};
+use super::ast::{Expr, ExprKind, Ident, Path, SmolStr, Span, StrLit, StrPart};
 use super::lexer;
+use super::lexer::Token;
 use super::parser;
 use crate::diagnostics::codes;
 
@@ -60,7 +61,7 @@ pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
                     break;
                 };
                 if !text.is_empty() {
-                    parts.push(StrPart::Text(std::mem::take(&mut text)));
+                    parts.push(StrPart::Text(SmolStr::new(std::mem::take(&mut text))));
                 }
                 parts.push(StrPart::Interp(parse_interpolation(
                     &body[inner_start..inner_end],
@@ -77,7 +78,7 @@ pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
         }
     }
     if !text.is_empty() || parts.is_empty() {
-        parts.push(StrPart::Text(text));
+        parts.push(StrPart::Text(SmolStr::new(text)));
     }
     (StrLit { parts, span: Span::new(start, start + raw.len()) }, errors)
 }
@@ -102,8 +103,8 @@ fn interpolation_end(rest: &str) -> Option<usize> {
     None
 }
 
-fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<StringError>) -> super::ast::Expr {
-    let error_expr = super::ast::Expr { kind: ExprKind::Error, span: whole };
+fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<StringError>) -> Expr {
+    let error_expr = Expr { kind: ExprKind::Error, span: whole };
     if text.trim().is_empty() {
         errors.push(
             SyntaxError::new(codes::BAD_INTERPOLATION, whole, "empty interpolation")
@@ -128,6 +129,9 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
             (token, SimpleSpan::from(span.range()))
         })
         .collect();
+    if let Some(path) = simple_path(&tokens) {
+        return path;
+    }
     let (expr, parse_errors) = parser::parse_expr_tokens(&tokens, offset + text.len());
     errors.extend(parse_errors.iter().map(|error| {
         let mut described = super::describe(error);
@@ -140,6 +144,25 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
         Some(expr) if parse_errors.is_empty() => expr,
         _ => error_expr,
     }
+}
+
+/// `a.b.c`, by far the most common interpolation, built without running the parser.
+fn simple_path(tokens: &[(Token<'_>, SimpleSpan)]) -> Option<Expr> {
+    let mut segments = Vec::with_capacity(tokens.len() / 2 + 1);
+    for (i, (token, s)) in tokens.iter().enumerate() {
+        let text = match (i % 2, token) {
+            (0, Token::Ident(text)) => SmolStr::new(text),
+            (0, Token::Keyword(k)) if k.is_name_like() => SmolStr::new_static(k.as_str()),
+            (1, Token::Dot) => continue,
+            _ => return None,
+        };
+        segments.push(Ident { text, span: Span::new(s.start, s.end) });
+    }
+    if tokens.len() % 2 == 0 {
+        return None; // empty, or ends with a dot
+    }
+    let span = segments.first()?.span.to(segments.last()?.span);
+    Some(Expr { kind: ExprKind::Path(Path { segments, span }), span })
 }
 
 #[cfg(test)]

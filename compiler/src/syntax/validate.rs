@@ -435,7 +435,7 @@ impl Validator {
         let mut seen: HashMap<String, Span> = HashMap::new();
         for entry in &map.entries {
             let key = match &entry.key {
-                MapKey::Name(ident) => Some(ident.text.clone()),
+                MapKey::Name(ident) => Some(ident.text.to_string()),
                 MapKey::Str(lit) => lit.as_plain(),
             };
             if let Some(key) = key {

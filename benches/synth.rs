@@ -1,0 +1,217 @@
+//! A generator of large synthetic policies, for benchmarks and load tests.
+//!
+//! The output is a realistic, well-formed workspace: one file per namespace (labels, services whose
+//! components are charts or uses of the previous namespace's contracts, contracts with several
+//! contexts, rules, claims) plus shared files for clusters, users and grants. It is deterministic:
+//! the same configuration and seed always give the same bytes, so measurements are comparable.
+
+use std::fmt::Write;
+
+/// How big the generated policy is.
+#[derive(Clone, Debug)]
+pub struct SynthConfig {
+    pub namespaces: usize,
+    pub services_per_namespace: usize,
+    pub contracts_per_namespace: usize,
+    pub rules_per_namespace: usize,
+    pub claims_per_namespace: usize,
+    pub clusters: usize,
+    pub users: usize,
+    pub seed: u64,
+}
+
+/// One generated file, with a path relative to the workspace root.
+pub struct SynthFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// Lines per namespace (its file and its share of users) with the proportions of
+/// [`SynthConfig::for_lines`], measured.
+const LINES_PER_NAMESPACE: usize = 373;
+
+impl SynthConfig {
+    /// A configuration whose output has roughly `lines` lines, in realistic proportions.
+    pub fn for_lines(lines: usize, seed: u64) -> SynthConfig {
+        let namespaces = lines.div_ceil(LINES_PER_NAMESPACE).max(1);
+        SynthConfig {
+            namespaces,
+            services_per_namespace: 6,
+            contracts_per_namespace: 6,
+            rules_per_namespace: 4,
+            claims_per_namespace: 8,
+            clusters: 4,
+            users: (namespaces * 2).clamp(4, 2_000),
+            seed,
+        }
+    }
+}
+
+/// A xorshift64* generator: tiny, deterministic and good enough for picking names.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const ENVS: [&str; 3] = ["dev", "stage", "prod"];
+const CHARTS: [&str; 6] = ["redis", "postgresql", "kafka", "nginx", "memcached", "rabbitmq"];
+const REGIONS: [&str; 4] = ["us-east", "us-west", "eu-central", "ap-south"];
+const TEAMS: [&str; 5] = ["web", "mobile", "data", "ml", "infra"];
+
+/// Generates the whole workspace.
+pub fn generate(config: &SynthConfig) -> Vec<SynthFile> {
+    let mut rng = Rng::new(config.seed);
+    let mut files = vec![system_file(config, &mut rng)];
+    for ns in 0..config.namespaces {
+        files.push(SynthFile { path: format!("ns{ns}/policy.apt"), text: namespace_file(config, ns, &mut rng) });
+    }
+    files
+}
+
+/// The size of the generated workspace in bytes, for throughput figures.
+pub fn total_bytes(files: &[SynthFile]) -> usize {
+    files.iter().map(|f| f.text.len()).sum()
+}
+
+fn system_file(config: &SynthConfig, rng: &mut Rng) -> SynthFile {
+    let mut out = String::new();
+    out.push_str("/// Shared definitions: clusters, users, teams and access.\nnamespace system owned_by infra\n\n");
+    out.push_str("label env: \"dev\" | \"stage\" | \"prod\" = \"dev\"\nlabel region: string = \"us-east\"\n\n");
+    for c in 0..config.clusters {
+        let region = REGIONS[c % REGIONS.len()];
+        let _ = writeln!(
+            out,
+            "/// Cluster {c}.\ncluster c{c} {{\n    context \"kind-c{c}\"\n    namespace \"apps\"\n    labels {{ region = \"{region}\", tier = \"{}\" }}\n}}\n",
+            rng.pick(&ENVS)
+        );
+    }
+    for team in TEAMS {
+        let _ = writeln!(out, "team {team} {{\n    labels {{ org = \"{team}-org\" }}\n}}");
+    }
+    out.push('\n');
+    for u in 0..config.users {
+        let team = rng.pick(&TEAMS);
+        let _ = writeln!(
+            out,
+            "user \"user{u}@example.com\" {{\n    team {team}\n    groups [\"dev\"{}]\n    labels {{ level = {} }}\n}}",
+            if rng.below(10) == 0 { ", \"intern\"" } else { "" },
+            1 + rng.below(5)
+        );
+    }
+    out.push_str("\ngrant domain_admin when \"platform-admins\" in user.groups\ngrant consumer on * when true\n");
+    SynthFile { path: "system.apt".to_string(), text: out }
+}
+
+fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
+    let mut out = String::new();
+    let team = TEAMS[ns % TEAMS.len()];
+    let _ = writeln!(out, "/// Namespace {ns}, generated.\nnamespace ns{ns} owned_by {team}\n");
+    if ns > 0 {
+        let _ = writeln!(out, "import ns{}\n", ns - 1);
+    }
+    let _ = writeln!(
+        out,
+        "label replicas: int = 1\nlabel debug: bool = false\nlabel tier: \"gold\" | \"silver\" | \"bronze\" = \"bronze\"\n"
+    );
+    out.push_str("grant namespace_admin on ns");
+    let _ = writeln!(out, "{ns} when user.team == \"{team}\"\n");
+    for s in 0..config.services_per_namespace {
+        service(&mut out, config, ns, s, rng);
+    }
+    for c in 0..config.contracts_per_namespace {
+        contract(&mut out, config, ns, c, rng);
+    }
+    for r in 0..config.rules_per_namespace {
+        rule(&mut out, config, ns, r, rng);
+    }
+    for c in 0..config.claims_per_namespace {
+        claim(&mut out, config, ns, c, rng);
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mut Rng) {
+    let chart = rng.pick(&CHARTS);
+    let _ = writeln!(out, "/// Service {s} of namespace {ns}.\nservice svc{s} {{");
+    if ns > 0 {
+        let dep = rng.below(config.contracts_per_namespace);
+        let _ = writeln!(
+            out,
+            "    /// A dependency on the previous namespace.\n    component upstream uses ns{}.api{dep}",
+            ns - 1
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    component store chart \"bitnami/{chart}\" {{\n        repo \"https://charts.example.com/bitnami\"\n        version \"{}.{}.{}\"\n        values {{\n            replicas = labels.replicas\n            fullname = \"${{instance.name}}-{chart}\"\n            persistence = {{ enabled = true, size = \"{}Gi\" }}\n        }}\n        discovery {{ url = \"{chart}://${{instance.name}}:{}\" }}\n    }}",
+        1 + rng.below(20),
+        rng.below(10),
+        rng.below(10),
+        1 + rng.below(100),
+        1000 + rng.below(9000)
+    );
+    let _ = writeln!(
+        out,
+        "    component app chart \"./charts/app\" {{\n        after store{}\n        when labels.debug == false or labels.env != \"prod\"\n        values {{\n            image = \"registry.example.com/ns{ns}/svc{s}:{}\"\n            store = \"${{store.discovery.url}}\"\n            debug = labels.debug\n        }}\n    }}",
+        if ns > 0 { ", upstream" } else { "" },
+        rng.below(1000)
+    );
+    out.push_str("}\n\n");
+}
+
+fn contract(out: &mut String, config: &SynthConfig, ns: usize, c: usize, rng: &mut Rng) {
+    let service = rng.below(config.services_per_namespace);
+    let _ = writeln!(
+        out,
+        "/// Contract {c}: what consumers of namespace {ns} ask for.\ncontract api{c} {{\n    set labels.tier = \"silver\"\n    /// Production, shared per team.\n    context prod when labels.env == \"prod\" and labels.replicas >= {} {{\n        set labels.replicas = {}\n        allocate per user.team\n        use svc{service}\n    }}\n    /// Staging, shared by everyone.\n    context stage when labels.env == \"stage\" {{\n        remove labels.debug\n        use svc{service}\n    }}\n    /// Development, one per user.\n    context dev {{\n        allocate per user.name, \"${{labels.env}}-dev\"\n        use svc{service}\n    }}\n}}\n",
+        1 + rng.below(3),
+        2 + rng.below(4)
+    );
+}
+
+fn rule(out: &mut String, config: &SynthConfig, ns: usize, r: usize, rng: &mut Rng) {
+    let weight = 10 * (1 + rng.below(10));
+    let env = rng.pick(&ENVS);
+    let body = match r % 3 {
+        0 => format!("place on system.c{} namespace \"ns{ns}-${{labels.env}}\"", rng.below(config.clusters)),
+        1 => format!("set labels.replicas = {}", 1 + rng.below(5)),
+        _ => format!("reject \"interns may not use {env} in ns{ns}\""),
+    };
+    let criteria = if r % 3 == 2 {
+        format!("\"intern\" in user.groups and labels.env == \"{env}\"")
+    } else {
+        format!("labels.env == \"{env}\" and not labels.debug")
+    };
+    let _ = writeln!(out, "/// Rule {r}.\nrule r{r} weight {weight} when {criteria} {{\n    {body}\n}}\n");
+}
+
+fn claim(out: &mut String, config: &SynthConfig, ns: usize, c: usize, rng: &mut Rng) {
+    let user = rng.below(config.users);
+    let contract = rng.below(config.contracts_per_namespace);
+    let env = rng.pick(&ENVS);
+    let _ = writeln!(
+        out,
+        "/// Claim {c}.\nclaim c{c} {{\n    user \"user{user}@example.com\"\n    contract ns{ns}.api{contract}\n    labels {{ env = \"{env}\", replicas = {} }}\n}}\n",
+        1 + rng.below(4)
+    );
+}
