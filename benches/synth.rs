@@ -94,12 +94,12 @@ pub fn total_bytes(files: &[SynthFile]) -> usize {
 fn system_file(config: &SynthConfig, rng: &mut Rng) -> SynthFile {
     let mut out = String::new();
     out.push_str("/// Shared definitions: clusters, users, teams and access.\nnamespace system owned_by infra\n\n");
-    out.push_str("label env: \"dev\" | \"stage\" | \"prod\" = \"dev\"\nlabel region: string = \"us-east\"\n\n");
+    out.push_str("label env: \"dev\" | \"stage\" | \"prod\" = \"dev\"\nlabel region: string = \"us-east\"\nlabel stage: \"dev\" | \"stage\" | \"prod\" = \"dev\"\nlabel org: string\nlabel level: int = 1\n\n");
     for c in 0..config.clusters {
         let region = REGIONS[c % REGIONS.len()];
         let _ = writeln!(
             out,
-            "/// Cluster {c}.\ncluster c{c} {{\n    context \"kind-c{c}\"\n    namespace \"apps\"\n    labels {{ region = \"{region}\", tier = \"{}\" }}\n}}\n",
+            "/// Cluster {c}.\ncluster c{c} {{\n    context \"kind-c{c}\"\n    namespace \"apps\"\n    labels {{ region = \"{region}\", stage = \"{}\" }}\n}}\n",
             rng.pick(&ENVS)
         );
     }
@@ -117,6 +117,9 @@ fn system_file(config: &SynthConfig, rng: &mut Rng) -> SynthFile {
         );
     }
     out.push_str("\ngrant domain_admin when \"platform-admins\" in user.groups\ngrant consumer on * when true\n");
+    for ns in 0..config.namespaces {
+        let _ = writeln!(out, "grant namespace_admin on ns{ns} when user.team == \"{}\"", TEAMS[ns % TEAMS.len()]);
+    }
     SynthFile { path: "system.apt".to_string(), text: out }
 }
 
@@ -124,15 +127,15 @@ fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
     let mut out = String::new();
     let team = TEAMS[ns % TEAMS.len()];
     let _ = writeln!(out, "/// Namespace {ns}, generated.\nnamespace ns{ns} owned_by {team}\n");
+    out.push_str("import system\n");
     if ns > 0 {
-        let _ = writeln!(out, "import ns{}\n", ns - 1);
+        let _ = writeln!(out, "import ns{} as previous", ns - 1);
     }
+    out.push('\n');
     let _ = writeln!(
         out,
         "label replicas: int = 1\nlabel debug: bool = false\nlabel tier: \"gold\" | \"silver\" | \"bronze\" = \"bronze\"\n"
     );
-    out.push_str("grant namespace_admin on ns");
-    let _ = writeln!(out, "{ns} when user.team == \"{team}\"\n");
     for s in 0..config.services_per_namespace {
         service(&mut out, config, ns, s, rng);
     }
@@ -157,8 +160,7 @@ fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mu
         let dep = rng.below(config.contracts_per_namespace);
         let _ = writeln!(
             out,
-            "    /// A dependency on the previous namespace.\n    component upstream uses ns{}.api{dep}",
-            ns - 1
+            "    /// A dependency on the previous namespace.\n    component upstream uses previous.api{dep}"
         );
     }
     let _ = writeln!(
@@ -180,7 +182,7 @@ fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mu
 }
 
 fn contract(out: &mut String, config: &SynthConfig, ns: usize, c: usize, rng: &mut Rng) {
-    let service = rng.below(config.services_per_namespace);
+    let service = c % config.services_per_namespace;
     let _ = writeln!(
         out,
         "/// Contract {c}: what consumers of namespace {ns} ask for.\ncontract api{c} {{\n    set labels.tier = \"silver\"\n    /// Production, shared per team.\n    context prod when labels.env == \"prod\" and labels.replicas >= {} {{\n        set labels.replicas = {}\n        allocate per user.team\n        use svc{service}\n    }}\n    /// Staging, shared by everyone.\n    context stage when labels.env == \"stage\" {{\n        remove labels.debug\n        use svc{service}\n    }}\n    /// Development, one per user.\n    context dev {{\n        allocate per user.name, \"${{labels.env}}-dev\"\n        use svc{service}\n    }}\n}}\n",
@@ -193,7 +195,7 @@ fn rule(out: &mut String, config: &SynthConfig, ns: usize, r: usize, rng: &mut R
     let weight = 10 * (1 + rng.below(10));
     let env = rng.pick(&ENVS);
     let body = match r % 3 {
-        0 => format!("place on system.c{} namespace \"ns{ns}-${{labels.env}}\"", rng.below(config.clusters)),
+        0 => format!("place on system.c{} namespace \"ns{ns}-${{labels.env}}\"", ns % config.clusters),
         1 => format!("set labels.replicas = {}", 1 + rng.below(5)),
         _ => format!("reject \"interns may not use {env} in ns{ns}\""),
     };
@@ -207,7 +209,7 @@ fn rule(out: &mut String, config: &SynthConfig, ns: usize, r: usize, rng: &mut R
 
 fn claim(out: &mut String, config: &SynthConfig, ns: usize, c: usize, rng: &mut Rng) {
     let user = rng.below(config.users);
-    let contract = rng.below(config.contracts_per_namespace);
+    let contract = c % config.contracts_per_namespace;
     let env = rng.pick(&ENVS);
     let _ = writeln!(
         out,

@@ -34,7 +34,7 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-const THREE_ERRORS: &str = r#"namespace demo
+const THREE_ERRORS: &str = r#"namespace system
 
 service web {
     componet frontend chart "nginx" {
@@ -49,10 +49,14 @@ contract web {
 }
 
 claim alice {
-    user "alice"
+    team demo_team
     contract web
     labels { replicas = }
 }
+
+team demo_team
+label env: "dev" | "prod" = "dev"
+label replicas: int = 1
 "#;
 
 #[test]
@@ -199,4 +203,42 @@ fn binary_does_not_panic_on_hostile_input() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     let out = aptc(&["fmt", "--check", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_resolves_names_and_types_across_files() {
+    let dir = scratch("semantic");
+    std::fs::write(dir.join("system.apt"), "namespace system\n\nlabel env: \"dev\" | \"prod\" = \"dev\"\n").unwrap();
+    std::fs::write(
+        dir.join("web.apt"),
+        "namespace web\n\nimport system\n\nservice site {\n    component app chart \"./chart\"\n}\n\ncontract site {\n    context prod when labels.evn == \"prod\" {\n        use site\n    }\n    context dev when labels.env == \"qa\" {\n        use sitee\n    }\n}\n",
+    )
+    .unwrap();
+    let out = aptc(&["check", "--color", "never", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("[APT0301] Error: no label `evn` is visible here"), "{text}");
+    assert!(text.contains("did you mean `env`?"), "{text}");
+    assert!(text.contains("[APT0303] Error: \"qa\" is not a value"), "{text}");
+    assert!(text.contains("[APT0201] Error: no service named `sitee`"), "{text}");
+    assert!(text.contains("did you mean `site`?"), "{text}");
+}
+
+#[test]
+fn check_as_a_user_lists_what_they_may_not_change() {
+    let out = aptc(&["check", "--color", "never", "--as", "ada@example.com", "examples/quickstart"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("[APT0502] Error: user `ada@example.com` may not define or change cluster `local`"),
+        "{text}"
+    );
+    assert!(!text.contains("service `hello`"), "ada's team owns the hello namespace: {text}");
+
+    let admin = aptc(&["check", "--as", "max@example.com", "examples/quickstart"]);
+    assert!(admin.status.success(), "{}", stdout(&admin));
+
+    let unknown = aptc(&["check", "--color", "never", "--as", "nobody@example.com", "examples/quickstart"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stdout(&unknown).contains("[APT0503]"), "{}", stdout(&unknown));
 }

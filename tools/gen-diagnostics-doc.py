@@ -32,6 +32,35 @@ EXPLAIN = {
     "APT0108": "A map literal has the same key twice; the second would silently win.",
     "APT0150": "(Warning.) A chart component without `version` deploys whatever the repository serves next: a chart release can change production without any policy change. Local charts (`./…`) are exempt.",
     "APT0151": "(Warning.) A declaration that can have no effect: a service without components, a rule without actions.",
+    "APT0201": "A reference names nothing: a contract, service, cluster, team, user, component (`after`) or namespace that does not exist where it is written, or a path with more than two parts. Aptomi found a misspelt `ns/name` only when it resolved a claim, at deploy time; `aptc` resolves every name before anything runs. The help suggests similarly spelt names and, for a name declared in another namespace, its qualified form. The same code reports a context that `use`s a service of another namespace (depend on other teams' services through their contracts) and a grant on a namespace no file declares.",
+    "APT0202": "Two objects of one kind share a name: two labels, services, contracts, rules or claims of one namespace (even in different files), two clusters, teams or users of the policy (user names compare case-insensitively), two components of a service, two contexts of a contract, or a value listed twice in an enum type. Which one a reference meant would depend on the order files are read. Rename one, or remove the second.",
+    "APT0203": "An unqualified name is provided by two imports (two glob imports that both declare it, or an object import that clashes with a declaration of the file's own namespace), so it is not clear which object is meant. For a contract or service, qualify the reference (`platform.kafka`). A label key cannot be qualified: import the one you mean by name (`import platform.region`), which takes precedence over glob imports, or drop one of the glob imports.",
+    "APT0204": "Namespaces import each other, directly or through others. Namespaces should form layers, with shared objects (the stage, the region) in a lower one such as `system`; a cycle usually means a label belongs in a third namespace that both import. A qualified reference (`ns.name`) to a contract or service needs no import and does not count.",
+    "APT0205": "An `import` brings in nothing: the namespace does not exist, the namespace declares no contract, service or label of that name (clusters, rules and claims cannot be imported), the path has more than two parts, or one `as` renames several names (`import ns.{a, b} as c`).",
+    "APT0206": "Two files of one namespace name different owning teams with `owned_by`. The owner's members administer the namespace, so which team that is must not depend on which file is read first. Name the same team everywhere, or write `owned_by` in one file only.",
+    "APT0207": "(Warning.) An import from which the file resolves no name. Imports apply to one file only, so an import that another file of the namespace needs must be written there. Remove it; a qualified reference (`ns.name`) needs no import.",
+    "APT0208": "A file named by `users from` cannot be used: it cannot be read, it is not a YAML (or JSON) list of users, a user has a field other than `name`, `team`, `groups` and `labels`, or a user is listed twice. The path is relative to the directory of the `.apt` file that names it. Until the file is fixed, its users are unknown, so claims and `--as` that name them fail too.",
+    "APT0301": "A label key (in `labels.KEY`, `set`, `remove`, a `labels { … }` map, `user.labels.KEY` or `cluster.labels.KEY`) that is not a label visible in the file. In Aptomi labels were free-form strings, so a misspelt key was silently `false` in every criterion that read it; here every key must be declared (`label KEY: TYPE`) in the file's namespace or imported from another one.",
+    "APT0302": "A value of the wrong type: `set labels.replicas = \"3\"` for an `int` label, comparing an `int` with a string, a list where a scalar is needed (an interpolation, an allocation key), mixed types in a list, an argument of the wrong type. Aptomi guessed types from strings (`\"10\"` became a number); `.apt` has no implicit conversions: use `to_int`, `to_string` or a literal of the right type.",
+    "APT0303": "A constant string where an enum is expected that is not one of its values: in a comparison (`labels.env == \"prdo\"`), an `in` list, a `set`, a default or a `labels` map. Such a comparison could never be true; Aptomi would simply never match it. Use one of the listed values, or add the value to the label's type.",
+    "APT0304": "A criterion (`when`), or an operand of `and`, `or` or `not`, that is not a `bool`. There is no truthiness: `when labels.replicas` does not mean \"non-zero\". Write the comparison you mean (`labels.replicas > 0`).",
+    "APT0305": "A name in an expression that means nothing here: a field that `user`, `claim`, `cluster` or `instance` does not have, a path that starts with none of the names of the language (see docs/language.md §13.3), or a component of the service read other than as `C.discovery.KEY`. The help lists what is available.",
+    "APT0306": "A name that exists but is not available where it is used: `cluster` before any rule can have placed the contract (in a contract or context), `instance` outside a component's `values` and `discovery`, `labels` or `claim` in a grant's criteria (grants see `user` only), or any name or call in a value that must be constant (label defaults, the `labels` of claims, users, teams and clusters).",
+    "APT0307": "A call to a function that the standard library does not have, or with the wrong number of arguments. The functions, with their signatures, are in `stdlib/prelude.apt`; policies cannot define their own.",
+    "APT0308": "A component reads `C.discovery.KEY` of a component `C` it does not depend on, or its own discovery (a `uses` component may re-export what it receives in its own `discovery` map). The value would not be known yet when the component is resolved. Add `after C` to the reading component.",
+    "APT0309": "The right side of `matches` is a string literal that is not a valid regular expression. Aptomi would have failed only when a claim evaluated it; here it is an error of the policy. The syntax is that of Rust's `regex` crate; remember that `\\` is written `\\\\` inside a string.",
+    "APT0310": "An interpolation (`${…}`) in a string that is read before any consumer exists and must be written as it is: a chart, `repo`, `version`, a `manifests` glob, a path of `users from`, a cluster's `context`, `kubeconfig` or `namespace`, a user name, an enum value, a label key, a discovery key. There is no consumer, label or environment variable to take the value from. Write the value itself, or `\\$` for a literal `$`; to choose a cluster namespace per consumer, use `place on CLUSTER namespace \"…\"` in a rule.",
+    "APT0311": "A type that does not exist in a label declaration or a function signature. The types are `string`, `int`, `bool`, `any`, lists `[T]` and enums `\"a\" | \"b\"`.",
+    "APT0312": "A component reads `C.discovery.KEY`, but `C` does not publish `KEY`: a chart or manifests component publishes its own `discovery` map; a `uses` component receives the keys that every service its contract may resolve to publishes (plus its own `discovery` entries). In Aptomi a misspelt discovery key rendered `<no value>` and failed only at deploy time.",
+    "APT0401": "Components of a service depend on each other in a cycle through `after`, or a component names itself in `after`. None of them could be resolved, deployed or deleted first. Remove one of the dependencies.",
+    "APT0402": "A contract reaches itself: one of its contexts uses a service, a component of which uses a contract, …, that leads back to the first contract. Resolving a claim on it would never end. Make one of the services stop using the next contract.",
+    "APT0403": "(Warning.) A context that no consumer can ever get: an earlier context has no `when` (or `when true`) and so always matches, or the earlier contexts already cover every value of an enum label. Contexts are tried in order and the first match wins: move the fallback last, or remove the dead context.",
+    "APT0404": "(Warning.) The contexts of a contract test one enum label, have no fallback, and leave some of its values uncovered: a claim with such a value matches no context and fails when it is resolved. Add a context for the missing values, or a fallback context without `when` at the end.",
+    "APT0405": "(Warning.) A rule's criteria require an enum label to have two values at once (`labels.env == \"stage\" and labels.env == \"prod\"`), so the rule never fires. Usually `or` was meant.",
+    "APT0406": "(Warning.) A label, service, contract or cluster that nothing refers to: a label nothing reads or sets, a service no context uses, a contract nobody claims or uses, a cluster no rule places anything on. It is dead code, or a misspelt reference elsewhere points somewhere else.",
+    "APT0501": "A claim's consumer (its user, or its team) lacks the `consumer` role (or a stronger one) in a namespace that resolving the claim would enter: the claimed contract's, or that of any contract its services use, directly or not. The claim would be refused when resolved. Grant the role in `system` (`grant consumer on NS when …`), or claim another contract.",
+    "APT0502": "With `aptc check --as USER`: an object that `USER` may not define or change. Labels, services, contracts and rules need `namespace_admin` of their namespace, claims `consumer`, and everything in `system` (clusters, users, teams, grants, global rules and labels) `domain_admin`. The roles come from the grants and from `owned_by`. Every object of the policy is reported, not only the ones the user added or changed, so the output also lists objects that others manage (here the team, the user and the grant in `system`); commands that compare with the previous policy report only what changed (docs/language.md §11.3).",
+    "APT0503": "`aptc check --as USER` names a user that the policy does not declare (with `user \"NAME\"` in namespace `system`), so no roles can be computed for it. User names compare case-insensitively.",
 }
 
 def main():
@@ -50,9 +79,13 @@ def main():
         "",
         "- `APT00xx`: lexical and syntax errors (the parser recovers and keeps going).",
         "- `APT01xx`: the structure of one declaration (what it must, may and may not contain).",
+        "- `APT02xx`: names, imports and definitions across files and namespaces.",
+        "- `APT03xx`: types of labels, expressions and interpolated strings.",
+        "- `APT04xx`: graph checks and lints (cycles, unreachable contexts, unused objects).",
+        "- `APT05xx`: ownership and access control.",
         "",
         "Errors make `aptc check` exit 1; warnings do so only with `--deny-warnings`.",
-        "Each example below is a file in `tests/cases/diagnostics/` and the output is what `aptc check` prints",
+        "Each example below is a file, or a directory of files, in `tests/cases/diagnostics/`, and the output is what `aptc check` prints",
         "for it (this page is generated by `tools/gen-diagnostics-doc.py`).",
         "",
         "| code | severity | title |",
@@ -62,12 +95,24 @@ def main():
     out.append("")
     for code, severity, title in codes:
         out += [f"## {code}", "", f"**{title}** ({severity.lower()})", "", EXPLAIN[code], ""]
-        cases = sorted((ROOT / "tests/cases/diagnostics").glob(f"{code}_*.apt"))
+        cases = sorted((ROOT / "tests/cases/diagnostics").glob(f"{code}_*"))
         for case in cases:
             rel = case.relative_to(ROOT)
-            out += ["```apt", case.read_text().rstrip("\n"), "```", ""]
-            run = subprocess.run([str(APTC), "check", "--color", "never", str(rel)], cwd=ROOT, capture_output=True, text=True)
-            out += ["```text", f"$ aptc check {rel}", run.stdout.rstrip("\n"), "```", ""]
+            args = []
+            if case.is_dir():
+                # A case of several files (policy files, and files they read such as users
+                # files): show each, then check the directory. ARGS shows in the command line.
+                fences = {".apt": "apt", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
+                for file in sorted(f for f in case.rglob("*") if f.is_file() and f.name != "ARGS"):
+                    fence = fences.get(file.suffix, "text")
+                    out += [f"`{file.relative_to(case)}`:", "", f"```{fence}", file.read_text().rstrip("\n"), "```", ""]
+                if (case / "ARGS").exists():
+                    args = (case / "ARGS").read_text().split()
+            else:
+                out += ["```apt", case.read_text().rstrip("\n"), "```", ""]
+            run = subprocess.run([str(APTC), "check", "--color", "never", *args, str(rel)], cwd=ROOT, capture_output=True, text=True)
+            shown = " ".join(["aptc check", *args, str(rel)])
+            out += ["```text", f"$ {shown}", run.stdout.rstrip("\n"), "```", ""]
     (ROOT / "docs/diagnostics.md").write_text("\n".join(out))
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 //! The .apt compiler: source text → syntax tree → checked policy, with diagnostics.
 //!
 //! Stages are modules: [`syntax`] (lexer, parser, formatter, structural checks),
-//! [`diagnostics`] (codes and rendering), [`source`] (files and positions), and
-//! [`check`], the front door the CLI and language server call.
+//! [`semantics`] (names, types, lints, access control), [`diagnostics`] (codes and
+//! rendering), [`source`] (files and positions). [`db`] is the incremental database every
+//! stage runs in; [`check`] is the front door the CLI calls.
 
 pub mod check;
+pub mod db;
 pub mod diagnostics;
+pub mod semantics;
 pub mod source;
 pub mod syntax;
 pub mod workspace;

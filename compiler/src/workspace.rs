@@ -69,3 +69,9 @@ pub fn load(files: &[PathBuf]) -> Result<SourceMap, LoadError> {
     }
     Ok(sources)
 }
+
+/// Reads a file a policy refers to (such as a users file); the error is the reason, for a
+/// diagnostic at the reference.
+pub fn read_referenced(path: &Path) -> Result<std::sync::Arc<str>, String> {
+    std::fs::read_to_string(path).map(std::sync::Arc::from).map_err(|error| error.to_string())
+}

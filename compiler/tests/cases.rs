@@ -3,9 +3,9 @@
 
 mod common;
 
-use aptc_compiler::check::check;
+use aptc_compiler::check::{check, check_with};
 use aptc_compiler::diagnostics::{codes, json, render};
-use aptc_compiler::source::{FileId, SourceMap};
+use aptc_compiler::source::FileId;
 use aptc_compiler::syntax::{format::format_source, parse};
 
 #[test]
@@ -21,11 +21,9 @@ fn parse_cases_snapshot_their_tree() {
 #[test]
 fn diagnostic_cases_snapshot_human_and_json_output() {
     for path in common::cases("diagnostics") {
-        let text = std::fs::read_to_string(&path).unwrap();
         let name = format!("diagnostics/{}", path.file_name().unwrap().to_string_lossy());
-        let mut sources = SourceMap::new();
-        sources.add(&name, text);
-        let result = check(&sources);
+        let (sources, settings) = common::load_case(&path);
+        let result = check_with(&sources, settings);
         let code = common::stem(&path)[..7].to_string();
         assert!(
             result.diagnostics.iter().any(|d| d.code.as_str() == code),
@@ -36,6 +34,22 @@ fn diagnostic_cases_snapshot_human_and_json_output() {
         insta::assert_snapshot!(format!("diagnostics__{}", common::stem(&path)), human);
         let json = serde_json::to_string_pretty(&json::to_json(&sources, &result.diagnostics)).unwrap();
         insta::assert_snapshot!(format!("diagnostics_json__{}", common::stem(&path)), json);
+    }
+}
+
+#[test]
+fn clean_cases_have_no_diagnostics() {
+    let cases = common::cases("clean");
+    assert!(cases.len() >= 5, "tests/cases/clean has only {} cases", cases.len());
+    for path in cases {
+        let (sources, settings) = common::load_case(&path);
+        let result = check_with(&sources, settings);
+        assert!(
+            result.diagnostics.is_empty(),
+            "{} should be clean:\n{}",
+            path.display(),
+            render::render(&sources, &result.diagnostics, false)
+        );
     }
 }
 

@@ -4,19 +4,48 @@
 
 use std::path::{Path, PathBuf};
 
+use aptc_compiler::db::Settings;
+use aptc_compiler::source::SourceMap;
 use aptc_compiler::syntax::ast::SourceFile;
 use serde_json::Value;
 
-/// The `.apt` files of `tests/cases/<dir>`, sorted.
+/// The cases of `tests/cases/<dir>`, sorted: `.apt` files, and directories (a case of several
+/// files, which may hold an `ARGS` file with `aptc check` options such as `--as USER`).
 pub fn cases(dir: &str) -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases").join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "apt"))
+        .filter(|path| path.is_dir() || path.extension().is_some_and(|ext| ext == "apt"))
         .collect();
     files.sort();
     files
+}
+
+/// The sources of a case (a file or a directory), named relative to the repository root as
+/// `aptc check` run there would name them, and its settings.
+pub fn load_case(path: &Path) -> (SourceMap, Settings) {
+    // Files a case refers to (`users from`) are read relative to the file's path: run where
+    // the names are valid. Every test that calls this wants the same directory.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap();
+    std::env::set_current_dir(&root).unwrap();
+    let path = path.canonicalize().unwrap();
+    let files = aptc_compiler::workspace::find_apt_files(std::slice::from_ref(&path)).unwrap();
+    let mut sources = SourceMap::new();
+    for file in files {
+        let name = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        sources.add(name, std::fs::read_to_string(&file).unwrap());
+    }
+    let mut settings = Settings::default();
+    let args = std::fs::read_to_string(path.join("ARGS")).unwrap_or_default();
+    let mut words = args.split_whitespace();
+    while let Some(word) = words.next() {
+        match word {
+            "--as" => settings.acting_user = words.next().map(str::to_string),
+            other => panic!("{}: unknown option {other} in ARGS", path.display()),
+        }
+    }
+    (sources, settings)
 }
 
 /// Every `.apt` file of the examples and the standard library.

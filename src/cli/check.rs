@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_compiler::check::{Summary, check};
+use aptc_compiler::check::{Summary, check_with};
+use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::{json, render, sarif};
 use aptc_compiler::workspace;
 use clap::{Args, ValueEnum};
@@ -21,6 +22,10 @@ pub struct CheckArgs {
     /// Treat warnings as errors (exit 1 if there are any).
     #[arg(long)]
     deny_warnings: bool,
+    /// Check as this user would change the policy: report every object they may not define or
+    /// change (a user declared in namespace `system`).
+    #[arg(long = "as", value_name = "USER")]
+    acting_user: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -37,8 +42,8 @@ pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
     let files = workspace::find_apt_files(&paths_or_cwd(args.paths))?;
     let sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");
-    let result = check(&sources);
-    let summary = result.summary();
+    let result = check_with(&sources, Settings { acting_user: args.acting_user });
+    let summary = result.summary;
     match args.format {
         Format::Human => {
             print!("{}", render::render(&sources, &result.diagnostics, color));

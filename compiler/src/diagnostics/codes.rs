@@ -2,6 +2,8 @@
 //! meaning forever, so CI configurations and suppressions can rely on it.
 //!
 //! APT00xx: lexical and syntax errors. APT01xx: structure of a single declaration.
+//! APT02xx: names and imports. APT03xx: types and expressions. APT04xx: graph checks and lints.
+//! APT05xx: ownership and access control.
 
 use serde::{Serialize, Serializer};
 
@@ -70,6 +72,35 @@ codes! {
     DUPLICATE_KEY = "APT0108", Error, "duplicate map key";
     UNPINNED_CHART = "APT0150", Warning, "chart version not pinned";
     EMPTY_BLOCK = "APT0151", Warning, "declaration has no effect";
+    UNRESOLVED_NAME = "APT0201", Error, "name does not resolve";
+    DUPLICATE_DEFINITION = "APT0202", Error, "duplicate definition";
+    AMBIGUOUS_NAME = "APT0203", Error, "ambiguous name";
+    IMPORT_CYCLE = "APT0204", Error, "import cycle";
+    UNRESOLVED_IMPORT = "APT0205", Error, "import of nothing";
+    CONFLICTING_OWNERS = "APT0206", Error, "namespace with two owners";
+    UNUSED_IMPORT = "APT0207", Warning, "unused import";
+    INVALID_USERS_FILE = "APT0208", Error, "users file cannot be used";
+    UNDECLARED_LABEL = "APT0301", Error, "undeclared label";
+    TYPE_MISMATCH = "APT0302", Error, "type mismatch";
+    NOT_AN_ENUM_VALUE = "APT0303", Error, "string outside an enum";
+    CONDITION_NOT_BOOL = "APT0304", Error, "condition is not a bool";
+    UNKNOWN_NAME = "APT0305", Error, "unknown name in an expression";
+    NOT_IN_SCOPE_HERE = "APT0306", Error, "name not available here";
+    BAD_CALL = "APT0307", Error, "unknown function or wrong arguments";
+    DISCOVERY_NOT_A_DEPENDENCY = "APT0308", Error, "discovery of a component that is not a dependency";
+    INVALID_REGEX = "APT0309", Error, "invalid regular expression";
+    INTERPOLATION_NOT_ALLOWED = "APT0310", Error, "interpolation where a plain string is required";
+    UNKNOWN_TYPE = "APT0311", Error, "unknown type";
+    UNKNOWN_DISCOVERY_KEY = "APT0312", Error, "discovery key not published";
+    DEPENDENCY_CYCLE = "APT0401", Error, "component dependency cycle";
+    CONTRACT_CYCLE = "APT0402", Error, "contract cycle";
+    UNREACHABLE_CONTEXT = "APT0403", Warning, "context can never be chosen";
+    NON_EXHAUSTIVE_CONTRACT = "APT0404", Warning, "contract does not cover every label value";
+    RULE_NEVER_MATCHES = "APT0405", Warning, "rule can never match";
+    UNUSED_OBJECT = "APT0406", Warning, "unused object";
+    MAY_NOT_CONSUME = "APT0501", Error, "consumer may not consume";
+    MAY_NOT_MANAGE = "APT0502", Error, "user may not manage this object";
+    UNKNOWN_ACTING_USER = "APT0503", Error, "unknown acting user";
 }
 
 /// Looks a code up by its text (`APT0004`).

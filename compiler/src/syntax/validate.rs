@@ -11,6 +11,9 @@ use crate::source::FileId;
 /// Roles a `grant` may name.
 pub const ROLES: &[&str] = &["domain_admin", "namespace_admin", "consumer"];
 
+/// The namespace of what is global: clusters, users, teams, users files, grants, global rules.
+pub const SYSTEM_NAMESPACE: &str = "system";
+
 /// The namespace whose files declare the standard library.
 pub const STD_NAMESPACE: &str = "std";
 
@@ -19,8 +22,17 @@ pub fn validate(file_id: FileId, file: &SourceFile) -> Vec<Diagnostic> {
     let mut v = Validator { file: file_id, out: Vec::new() };
     v.namespace_decls(file);
     let in_std = file.items.iter().any(|i| matches!(&i.kind, ItemKind::Namespace(ns) if ns.name.text == STD_NAMESPACE));
+    let namespace = file.items.iter().find_map(|i| match &i.kind {
+        ItemKind::Namespace(ns) => Some(ns.name.text.as_str()),
+        _ => None,
+    });
     for item in &file.items {
         v.item(item, in_std);
+        if let Some(namespace) = namespace
+            && namespace != SYSTEM_NAMESPACE
+        {
+            v.global_only(item, namespace);
+        }
     }
     v.out
 }
@@ -31,6 +43,30 @@ struct Validator {
 }
 
 impl Validator {
+    /// Clusters, users, teams, users files and grants belong to namespace `system` (§3.2).
+    fn global_only(&mut self, item: &Item, namespace: &str) {
+        let (what, span) = match &item.kind {
+            ItemKind::Cluster(c) => ("a cluster", c.name.span),
+            ItemKind::User(u) => ("a user", u.name.span),
+            ItemKind::Team(t) => ("a team", t.name.span),
+            ItemKind::UsersFrom(u) => ("`users from`", u.path.span),
+            ItemKind::Grant(g) => ("a grant", g.role.span),
+            _ => return,
+        };
+        self.out.push(
+            Diagnostic::new(
+                codes::MISPLACED_STATEMENT,
+                self.file,
+                span,
+                format!("{what} belongs in namespace `system`, not `{namespace}`"),
+            )
+            .with_primary_message("declared outside `system`")
+            .with_help(
+                "move it to a file that starts with `namespace system`: clusters, users, teams and grants are global",
+            ),
+        );
+    }
+
     fn namespace_decls(&mut self, file: &SourceFile) {
         let mut decls = file.items.iter().filter(|i| matches!(i.kind, ItemKind::Namespace(_)));
         let first_item = file.items.iter().find(|i| !matches!(i.kind, ItemKind::Error));

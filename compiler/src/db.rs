@@ -1,0 +1,113 @@
+//! The incremental database: one salsa database that the CLI and the language server share.
+//!
+//! Inputs are the source files and the settings of a run; every stage of the compiler is a
+//! tracked function over them, and diagnostics are accumulated as [`Reported`] values. Editing
+//! one file re-runs the queries of that file, and the queries of other files only when what
+//! they read of it (its names and label schema, see `semantics::index`) changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use salsa::{Accumulator, Setter};
+
+use crate::diagnostics::Diagnostic;
+use crate::source::{FileId, SourceMap};
+use crate::syntax::ast::Span;
+use crate::syntax::{self, Parse, validate};
+
+/// One source file: its id in the run's [`SourceMap`], its path and its text.
+#[salsa::input(debug)]
+pub struct SourceText {
+    #[returns(copy)]
+    pub id: FileId,
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub text: Arc<str>,
+}
+
+/// What one run checks: its files, in order, the users files they name, and its settings.
+#[salsa::input(debug)]
+pub struct Workspace {
+    #[returns(ref)]
+    pub files: Vec<SourceText>,
+    #[returns(ref)]
+    pub users_files: Vec<UsersFile>,
+    #[returns(ref)]
+    pub settings: Settings,
+}
+
+/// A file named by `users from "PATH"`, read by whoever builds the workspace (the database
+/// does no I/O): its text, or why it could not be read.
+#[salsa::input(debug)]
+pub struct UsersFile {
+    /// The `.apt` file and the span of the `users from` statement that names it.
+    #[returns(copy)]
+    pub declared_in: FileId,
+    #[returns(copy)]
+    pub span: Span,
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub text: Result<Arc<str>, String>,
+}
+
+/// Options that change what the checker reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Settings {
+    /// Check the policy as this user would change it (`aptc check --as USER`).
+    pub acting_user: Option<String>,
+}
+
+/// A diagnostic reported by a tracked function.
+#[salsa::accumulator]
+pub struct Reported(pub Diagnostic);
+
+/// Reports a diagnostic from inside a tracked function.
+pub fn report(db: &dyn salsa::Database, diagnostic: Diagnostic) {
+    Reported(diagnostic).accumulate(db);
+}
+
+/// The database. Cheap to clone (clones share storage), as the language server needs.
+#[salsa::db]
+#[derive(Clone, Default)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+impl Database {
+    /// A database whose storage calls `on_event` for every salsa event (for tests and tracing).
+    pub fn with_event_hook(on_event: impl Fn(salsa::Event) + Send + Sync + 'static) -> Database {
+        Database { storage: salsa::Storage::new(Some(Box::new(on_event))) }
+    }
+
+    /// A workspace holding every file of `sources`, in order.
+    pub fn workspace(&mut self, sources: &SourceMap, settings: Settings) -> Workspace {
+        let files =
+            sources.iter().map(|(id, file)| SourceText::new(self, id, file.path.clone(), file.text.clone())).collect();
+        Workspace::new(self, files, Vec::new(), settings)
+    }
+
+    /// Replaces the text of one file (an editor change); only what depends on it re-runs.
+    pub fn set_text(&mut self, file: SourceText, text: Arc<str>) {
+        file.set_text(self).to(text);
+    }
+}
+
+/// The syntax tree of a file, with its syntax diagnostics.
+#[salsa::tracked(returns(ref))]
+pub fn parse_file(db: &dyn salsa::Database, file: SourceText) -> Parse {
+    syntax::parse(file.id(db), file.text(db))
+}
+
+/// Reports the syntax and structural diagnostics of a file.
+#[salsa::tracked]
+pub fn check_syntax(db: &dyn salsa::Database, file: SourceText) {
+    let parse = parse_file(db, file);
+    for diagnostic in parse.diagnostics.iter().cloned().chain(validate::validate(file.id(db), &parse.file)) {
+        report(db, diagnostic);
+    }
+}

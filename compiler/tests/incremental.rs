@@ -1,0 +1,100 @@
+//! The database is incremental: an edit re-runs only the queries that depend on what changed.
+//! Counted with salsa's own events (`WillExecute` is emitted each time a query body runs).
+
+use std::sync::{Arc, Mutex};
+
+use aptc_compiler::check::load_workspace;
+use aptc_compiler::db::{Database, Settings};
+use aptc_compiler::semantics;
+use aptc_compiler::source::SourceMap;
+use salsa::Database as _;
+
+const PLATFORM: &str = r#"namespace platform
+
+label size: "small" | "large" = "small"
+
+service kafka {
+    component broker chart "./charts/kafka" {
+        values { replicas = 1 }
+    }
+}
+
+contract kafka {
+    context small when labels.size == "small" {
+        use kafka
+    }
+    context large {
+        use kafka
+    }
+}
+"#;
+
+const ANALYTICS: &str = r#"namespace analytics
+
+service pipeline {
+    component queue uses platform.kafka
+}
+
+contract pipeline {
+    context all {
+        use pipeline
+    }
+}
+"#;
+
+/// Runs the checker and returns how many times each query body ran, by query name.
+fn executions(
+    db: &Database,
+    log: &Mutex<Vec<salsa::DatabaseKeyIndex>>,
+    ws: aptc_compiler::db::Workspace,
+) -> (Vec<String>, usize) {
+    log.lock().unwrap().clear();
+    let diagnostics = semantics::diagnostics(db, ws);
+    let ran = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|key| format!("{}(", db.ingredient_debug_name(key.ingredient_index())))
+        .collect();
+    (ran, diagnostics.iter().filter(|d| d.is_error()).count())
+}
+
+fn count(ran: &[String], query: &str) -> usize {
+    ran.iter().filter(|name| name.starts_with(&format!("{query}("))).count()
+}
+
+#[test]
+fn editing_a_body_reruns_only_that_files_queries() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let mut db = Database::with_event_hook(move |event| {
+        if let salsa::EventKind::WillExecute { database_key } = event.kind {
+            sink.lock().unwrap().push(database_key);
+        }
+    });
+    let mut sources = SourceMap::new();
+    sources.add("platform.apt", PLATFORM);
+    sources.add("analytics.apt", ANALYTICS);
+    let ws = load_workspace(&mut db, &sources, Settings::default());
+    let platform = ws.files(&db)[0];
+
+    let (ran, errors) = executions(&db, &log, ws);
+    assert_eq!(errors, 0);
+    assert_eq!(count(&ran, "check_file"), 3, "both files and the prelude, first time: {ran:?}");
+
+    // A change inside a component's values: only the platform file is parsed and checked again.
+    db.set_text(platform, PLATFORM.replace("replicas = 1", "replicas = 3").into());
+    let (ran, errors) = executions(&db, &log, ws);
+    assert_eq!(errors, 0);
+    assert_eq!(count(&ran, "parse_file"), 1, "{ran:?}");
+    assert_eq!(count(&ran, "file_summary"), 1, "{ran:?}");
+    assert_eq!(count(&ran, "check_file"), 1, "the other files' checks are reused: {ran:?}");
+    assert_eq!(count(&ran, "workspace_index"), 0, "the outline did not change: {ran:?}");
+
+    // Renaming the contract changes what other files see: their checks run again and fail.
+    db.set_text(platform, PLATFORM.replace("contract kafka", "contract queue").into());
+    let (ran, errors) = executions(&db, &log, ws);
+    assert_eq!(count(&ran, "workspace_index"), 1, "{ran:?}");
+    assert!(count(&ran, "check_file") >= 2, "{ran:?}");
+    assert_eq!(errors, 1, "analytics now uses a contract that is gone");
+}
