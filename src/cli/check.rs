@@ -23,8 +23,8 @@ pub struct CheckArgs {
     #[arg(long)]
     deny_warnings: bool,
     /// Check as this user would change the policy: report every object they may not define or
-    /// change (a user declared in namespace `system`).
-    #[arg(long = "as", value_name = "USER")]
+    /// change (a user of the policy). CI can set it once in the environment.
+    #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
     acting_user: Option<String>,
 }
 
