@@ -2,12 +2,14 @@
 //!
 //! Stages are modules: [`syntax`] (lexer, parser, formatter, structural checks),
 //! [`semantics`] (names, types, lints, access control), [`diagnostics`] (codes and
-//! rendering), [`source`] (files and positions). [`db`] is the incremental database every
-//! stage runs in; [`check`] is the front door the CLI calls.
+//! rendering), [`source`] (files and positions), [`ir`] (the resolution IR and lowering).
+//! [`db`] is the incremental database every stage runs in; [`check`] is the front door the
+//! CLI calls.
 
 pub mod check;
 pub mod db;
 pub mod diagnostics;
+pub mod ir;
 pub mod semantics;
 pub mod source;
 pub mod syntax;

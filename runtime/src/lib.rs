@@ -1,5 +1,10 @@
-//! The aptc runtime: executes the resolution IR (resolve, plan, apply, store).
+//! The aptc runtime: executes the resolution IR.
 //!
-//! It is built by the resolver and runtime issues; until then the crate only fixes the
-//! place of this layer in the workspace (it depends on `aptc-compiler`, and nothing in
-//! the compiler depends on it).
+//! [`resolve`] turns a lowered policy into the desired state (pure, deterministic, no I/O);
+//! [`diff`] compares two desired states (the what-if of a policy change); [`graph`] draws one.
+//! Planning against live clusters, applying through Helm and Kubernetes, and the revision
+//! store come with the runtime issue; nothing in the compiler depends on this crate.
+
+pub mod diff;
+pub mod graph;
+pub mod resolve;

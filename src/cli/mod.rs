@@ -1,7 +1,13 @@
 //! Command-line arguments and dispatch.
 
+mod build;
 mod check;
+mod diff;
+mod explain;
 mod fmt;
+mod graph;
+mod plan;
+mod policy;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,6 +54,26 @@ aptc check --deny-warnings .       fail CI on warnings too")]
 aptc fmt --check .                 list unformatted files, exit 1 if any\n  \
 aptc fmt policy.apt                format one file in place")]
     Fmt(fmt::FmtArgs),
+    /// Lower a policy to the resolution IR (`.aptir`), for the runtime or for review.
+    #[command(after_help = "Examples:\n  aptc build examples/quickstart -o quickstart.aptir")]
+    Build(build::BuildArgs),
+    /// Resolve every claim and show the desired state: which instances, where, for whom.
+    #[command(after_help = "Examples:\n  aptc plan examples/twitter-analytics\n  \
+aptc plan --format json . > desired.json")]
+    Plan(plan::PlanArgs),
+    /// Explain a claim's decision chain, or why an instance exists.
+    #[command(after_help = "Examples:\n  aptc explain carol_dev examples/twitter-analytics\n  \
+aptc explain social.alice_dev examples/twitter-analytics")]
+    Explain(explain::ExplainArgs),
+    /// What a policy change would do: instances added, removed, changed; claims affected.
+    #[command(after_help = "Examples:\n  aptc diff old-policy/ new-policy/\n  \
+aptc diff --git HEAD~1 policies/        the last commit's change\n  \
+aptc diff --git main --exit-code .      fail CI when a change has effects")]
+    Diff(diff::DiffArgs),
+    /// Draw claims and instances as a Graphviz graph (DOT, or SVG with --svg).
+    #[command(after_help = "Examples:\n  aptc graph examples/guestbook > guestbook.dot\n  \
+aptc graph --svg guestbook.svg examples/guestbook")]
+    Graph(graph::GraphArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,6 +99,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Fmt(args) => fmt::run(args, color),
+        Command::Build(args) => build::run(args, color),
+        Command::Plan(args) => plan::run(args, color),
+        Command::Explain(args) => explain::run(args, color),
+        Command::Diff(args) => diff::run(args, color),
+        Command::Graph(args) => graph::run(args, color),
     }
 }
 

@@ -1,0 +1,487 @@
+//! Lowering: a policy that checks clean → [`Program`].
+//!
+//! Names are resolved with the same [`Scope`] the checker used, so lowering cannot disagree
+//! with checking. It refuses a policy with errors: the IR is only ever built from a policy
+//! that `aptc check` accepts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::db::{SourceText, Workspace, parse_file};
+use crate::diagnostics::Diagnostic;
+use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
+use crate::semantics::scope::{Lookup, Scope};
+use crate::semantics::{self, users};
+use crate::syntax::ast::{self, ItemKind};
+
+use super::*;
+
+/// Lowers the workspace, or returns its errors (warnings do not stop lowering).
+pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Diagnostic>> {
+    let errors: Vec<Diagnostic> = semantics::diagnostics(db, ws).into_iter().filter(Diagnostic::is_error).collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let index = workspace_index(db, ws);
+    let mut program = Program {
+        format: IR_FORMAT.to_string(),
+        version: IR_VERSION,
+        compiler: env!("CARGO_PKG_VERSION").to_string(),
+        labels: BTreeMap::new(),
+        namespaces: index.namespaces.iter().map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string()))).collect(),
+        services: BTreeMap::new(),
+        contracts: BTreeMap::new(),
+        rules: BTreeMap::new(),
+        clusters: BTreeMap::new(),
+        users: BTreeMap::new(),
+        teams: BTreeMap::new(),
+        grants: Vec::new(),
+        claims: Vec::new(),
+    };
+    for &file in ws.files(db) {
+        let summary = file_summary(db, file);
+        let Some(namespace) = summary.namespace.as_ref() else { continue };
+        if namespace == crate::syntax::validate::STD_NAMESPACE {
+            continue;
+        }
+        let scope = Scope { index, namespace, imports: &summary.imports };
+        let lowerer = Lowerer { scope, file: &FileInfo::new(db, file) };
+        for item in &parse_file(db, file).file.items {
+            lowerer.item(item, &mut program);
+        }
+    }
+    for user in users::external_users(db, ws) {
+        let (file, _) = user.declared_in;
+        let Some(&source) = ws.files(db).iter().find(|f| f.id(db) == file) else { continue };
+        let summary = file_summary(db, source);
+        let Some(namespace) = summary.namespace.as_ref() else { continue };
+        let lowerer = Lowerer { scope: Scope { index, namespace, imports: &summary.imports }, file: &FileInfo::new(db, source) };
+        let labels = user.labels.iter().filter_map(|(k, v)| Some((lowerer.label_id(k)?, acl_value(v)))).collect();
+        program.users.entry(user.name.to_lowercase()).or_insert(User {
+            name: user.name.clone(),
+            team: user.team.as_ref().map(|t| t.to_string()),
+            groups: user.groups.clone(),
+            labels,
+        });
+    }
+    for rules in program.rules.values_mut() {
+        rules.sort_by(|a, b| (a.weight, &a.name).cmp(&(b.weight, &b.name)));
+    }
+    program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(program)
+}
+
+fn acl_value(value: &semantics::acl::Value) -> Value {
+    match value {
+        semantics::acl::Value::Str(s) => Value::Str(s.clone()),
+        semantics::acl::Value::Int(n) => Value::Int(*n),
+        semantics::acl::Value::Bool(b) => Value::Bool(*b),
+        semantics::acl::Value::List(items) => Value::List(items.iter().map(acl_value).collect()),
+    }
+}
+
+/// A file's path, directory and line starts, for origins.
+struct FileInfo {
+    path: String,
+    dir: String,
+    line_starts: Vec<usize>,
+    text: std::sync::Arc<str>,
+}
+
+impl FileInfo {
+    fn new(db: &dyn salsa::Database, file: SourceText) -> FileInfo {
+        let text = file.text(db).clone();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        let path = file.path(db);
+        let dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        FileInfo { path: path.display().to_string(), dir: if dir.is_empty() { ".".into() } else { dir }, line_starts, text }
+    }
+
+    fn origin(&self, span: ast::Span) -> Origin {
+        let offset = (span.start as usize).min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let column = self.text[self.line_starts[line]..offset].chars().count();
+        Origin { file: self.path.clone(), line: line as u32 + 1, column: column as u32 + 1 }
+    }
+}
+
+struct Lowerer<'a> {
+    scope: Scope<'a>,
+    file: &'a FileInfo,
+}
+
+impl Lowerer<'_> {
+    fn namespace(&self) -> String {
+        self.scope.namespace.to_string()
+    }
+
+    fn resolve(&self, kind: Kind, segments: &[ast::Ident]) -> String {
+        let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+        match self.scope.resolve(kind, &texts) {
+            Lookup::Found(object, _) => object.to_string(),
+            // Unreachable after a clean check; keep the name as written.
+            _ => texts.join("."),
+        }
+    }
+
+    fn label_id(&self, key: &str) -> Option<String> {
+        match self.scope.resolve(Kind::Label, &[key]) {
+            Lookup::Found(label, _) => Some(label.to_string()),
+            _ => None,
+        }
+    }
+
+    fn item(&self, item: &ast::Item, program: &mut Program) {
+        let ns = self.namespace();
+        match &item.kind {
+            ItemKind::Label(label) => {
+                let ty = type_text(&label.ty);
+                let default = label.default.as_ref().and_then(constant);
+                program.labels.insert(format!("{ns}.{}", label.name.text), LabelDecl { ty, default });
+            }
+            ItemKind::Service(service) => {
+                let lowered = self.service(service);
+                program.services.insert(format!("{ns}.{}", service.name.text), lowered);
+            }
+            ItemKind::Contract(contract) => {
+                let lowered = self.contract(contract);
+                program.contracts.insert(format!("{ns}.{}", contract.name.text), lowered);
+            }
+            ItemKind::Rule(rule) => {
+                let lowered = self.rule(rule);
+                program.rules.entry(ns).or_default().push(lowered);
+            }
+            ItemKind::Cluster(cluster) => {
+                let mut lowered = Cluster { name: cluster.name.text.to_string(), context: None, kubeconfig: None, namespace: None, labels: BTreeMap::new() };
+                for stmt in &cluster.body.stmts {
+                    match &stmt.node {
+                        ast::ClusterStmt::Context(s) => lowered.context = s.as_plain(),
+                        ast::ClusterStmt::Kubeconfig(s) => lowered.kubeconfig = s.as_plain(),
+                        ast::ClusterStmt::Namespace(s) => lowered.namespace = s.as_plain(),
+                        ast::ClusterStmt::Labels(map) => lowered.labels = self.label_map(map),
+                        ast::ClusterStmt::Error => {}
+                    }
+                }
+                program.clusters.insert(format!("{ns}.{}", cluster.name.text), lowered);
+            }
+            ItemKind::Claim(claim) => program.claims.push(self.claim(claim)),
+            ItemKind::User(user) => {
+                let lowered = self.user(user);
+                program.users.insert(lowered.name.to_lowercase(), lowered);
+            }
+            ItemKind::Team(team) => {
+                let labels = team
+                    .body
+                    .iter()
+                    .flat_map(|b| &b.stmts)
+                    .filter_map(|s| match &s.node {
+                        ast::TeamStmt::Labels(map) => Some(self.label_map(map)),
+                        ast::TeamStmt::Error => None,
+                    })
+                    .next_back()
+                    .unwrap_or_default();
+                program.teams.insert(team.name.text.to_string(), Team { name: team.name.text.to_string(), labels });
+            }
+            ItemKind::Grant(grant) => {
+                let namespaces = match grant.scope.as_ref().map(|s| &s.node) {
+                    Some(ast::GrantScope::Namespaces(list)) => Some(list.iter().map(|i| i.text.to_string()).collect()),
+                    _ => None,
+                };
+                program.grants.push(Grant { role: grant.role.text.to_string(), namespaces, criteria: grant.criteria.as_ref().map(|e| self.expr(e)) });
+            }
+            _ => {}
+        }
+    }
+
+    /// A claim (of the policy, or of a test block).
+    pub(crate) fn claim(&self, claim: &ast::Claim) -> Claim {
+        let mut consumer = Consumer::Team(String::new());
+        let mut contract = String::new();
+        let mut labels = BTreeMap::new();
+        for stmt in &claim.body.stmts {
+            match &stmt.node {
+                ast::ClaimStmt::User(name) => consumer = Consumer::User(name.as_plain().unwrap_or_default().to_lowercase()),
+                ast::ClaimStmt::Team(team) => consumer = Consumer::Team(team.text.to_string()),
+                ast::ClaimStmt::Contract(path) => contract = self.resolve(Kind::Contract, &path.segments),
+                ast::ClaimStmt::Labels(map) => labels = self.label_map(map),
+                ast::ClaimStmt::Error => {}
+            }
+        }
+        Claim { namespace: self.namespace(), name: claim.name.text.to_string(), consumer, contract, labels, origin: self.file.origin(claim.name.span) }
+    }
+
+    /// A user (of the policy, or of a test block).
+    pub(crate) fn user(&self, user: &ast::User) -> User {
+        let name = user.name.as_plain().unwrap_or_default();
+        let mut lowered = User { name, team: None, groups: Vec::new(), labels: BTreeMap::new() };
+        for stmt in user.body.iter().flat_map(|b| &b.stmts) {
+            match &stmt.node {
+                ast::UserStmt::Team(team) => lowered.team = Some(team.text.to_string()),
+                ast::UserStmt::Groups(groups) => lowered.groups = groups.iter().filter_map(crate::semantics::expr::constant_string).collect(),
+                ast::UserStmt::Labels(map) => lowered.labels = self.label_map(map),
+                ast::UserStmt::Error => {}
+            }
+        }
+        lowered
+    }
+
+    fn label_map(&self, map: &ast::MapLit) -> BTreeMap<String, Value> {
+        map.entries
+            .iter()
+            .filter_map(|entry| {
+                let key = map_key_text(&entry.key)?;
+                Some((self.label_id(&key)?, constant(&entry.value)?))
+            })
+            .collect()
+    }
+
+    fn label_op(&self, op: &ast::LabelOp) -> LabelOp {
+        match op {
+            ast::LabelOp::Set { label, value } => LabelOp::Set { label: self.label_or_key(&label.text), value: self.expr(value) },
+            ast::LabelOp::Remove { label } => LabelOp::Remove { label: self.label_or_key(&label.text) },
+        }
+    }
+
+    fn label_or_key(&self, key: &str) -> String {
+        self.label_id(key).unwrap_or_else(|| key.to_string())
+    }
+
+    fn service(&self, service: &ast::Service) -> Service {
+        let components: Vec<&ast::Component> = service
+            .body
+            .stmts
+            .iter()
+            .filter_map(|s| match &s.node {
+                ast::ServiceStmt::Component(c) => Some(c),
+                ast::ServiceStmt::Error => None,
+            })
+            .collect();
+        let lowered: Vec<Component> = components.iter().map(|c| self.component(c)).collect();
+        Service { namespace: self.namespace(), name: service.name.text.to_string(), components: dependency_order(lowered) }
+    }
+
+    fn component(&self, component: &ast::Component) -> Component {
+        let mut repo = None;
+        let mut version = None;
+        let mut lowered = Component {
+            name: component.name.text.to_string(),
+            source: Source::Uses { contract: String::new() },
+            criteria: None,
+            after: Vec::new(),
+            values: Vec::new(),
+            discovery: Vec::new(),
+            origin: self.file.origin(component.name.span),
+        };
+        for stmt in component.body.iter().flat_map(|b| &b.stmts) {
+            match &stmt.node {
+                ast::ComponentStmt::Repo(s) => repo = s.as_plain(),
+                ast::ComponentStmt::Version(s) => version = s.as_plain(),
+                ast::ComponentStmt::When(e) => lowered.criteria = Some(self.expr(e)),
+                ast::ComponentStmt::After(names) => lowered.after = names.iter().map(|n| n.text.to_string()).collect(),
+                ast::ComponentStmt::Values(map) => {
+                    lowered.values = map.entries.iter().map(|e| (self.key(&e.key), self.expr(&e.value))).collect();
+                }
+                ast::ComponentStmt::Discovery(map) => {
+                    lowered.discovery =
+                        map.entries.iter().filter_map(|e| Some((map_key_text(&e.key)?.to_string(), self.expr(&e.value)))).collect();
+                }
+                ast::ComponentStmt::Error => {}
+            }
+        }
+        let base_dir = self.file.dir.clone();
+        lowered.source = match &component.source.node {
+            ast::ComponentSource::Uses(path) => Source::Uses { contract: self.resolve(Kind::Contract, &path.segments) },
+            ast::ComponentSource::Chart(chart) => Source::Chart { chart: chart.as_plain().unwrap_or_default(), repo, version, base_dir },
+            ast::ComponentSource::Manifests(glob) => Source::Manifests { glob: glob.as_plain().unwrap_or_default(), base_dir },
+        };
+        lowered
+    }
+
+    fn contract(&self, contract: &ast::Contract) -> Contract {
+        let mut lowered = Contract { namespace: self.namespace(), name: contract.name.text.to_string(), ops: Vec::new(), contexts: Vec::new(), origin: self.file.origin(contract.name.span) };
+        for stmt in &contract.body.stmts {
+            match &stmt.node {
+                ast::ContractStmt::LabelOp(op) => lowered.ops.push(self.label_op(op)),
+                ast::ContractStmt::Context(context) => {
+                    let mut ctx = Context {
+                        name: context.name.text.to_string(),
+                        criteria: context.criteria.as_ref().map(|e| self.expr(e)),
+                        ops: Vec::new(),
+                        allocate: Vec::new(),
+                        service: String::new(),
+                        origin: self.file.origin(context.name.span),
+                    };
+                    for stmt in &context.body.stmts {
+                        match &stmt.node {
+                            ast::ContextStmt::LabelOp(op) => ctx.ops.push(self.label_op(op)),
+                            ast::ContextStmt::Allocate(keys) => ctx.allocate = keys.iter().map(|k| self.expr(k)).collect(),
+                            ast::ContextStmt::Use(path) => ctx.service = self.resolve(Kind::Service, &path.segments),
+                            ast::ContextStmt::Error => {}
+                        }
+                    }
+                    lowered.contexts.push(ctx);
+                }
+                ast::ContractStmt::Error => {}
+            }
+        }
+        lowered
+    }
+
+    fn rule(&self, rule: &ast::Rule) -> Rule {
+        let actions = rule
+            .body
+            .stmts
+            .iter()
+            .filter_map(|stmt| match &stmt.node {
+                ast::RuleStmt::LabelOp(op) => Some(Action::Label(self.label_op(op))),
+                ast::RuleStmt::Reject(message) => Some(Action::Reject { message: self.template(message) }),
+                ast::RuleStmt::Place { cluster, namespace } => Some(Action::Place {
+                    cluster: self.resolve(Kind::Cluster, &cluster.segments),
+                    namespace: namespace.as_ref().map(|e| self.expr(e)),
+                }),
+                ast::RuleStmt::Error => None,
+            })
+            .collect();
+        Rule {
+            namespace: self.namespace(),
+            name: rule.name.text.to_string(),
+            weight: rule.weight.as_ref().map_or(0, |w| w.node),
+            criteria: rule.criteria.as_ref().map(|e| self.expr(e)),
+            actions,
+            origin: self.file.origin(rule.name.span),
+        }
+    }
+
+    fn key(&self, key: &ast::MapKey) -> Template {
+        match key {
+            ast::MapKey::Name(ident) => Template { parts: vec![TemplatePart::Text(ident.text.to_string())] },
+            ast::MapKey::Str(lit) => self.template(lit),
+        }
+    }
+
+    fn template(&self, lit: &ast::StrLit) -> Template {
+        let parts = lit
+            .parts
+            .iter()
+            .map(|part| match part {
+                ast::StrPart::Text(text) => TemplatePart::Text(text.to_string()),
+                ast::StrPart::Interp(e) => TemplatePart::Expr(self.expr(e)),
+            })
+            .collect();
+        Template { parts }
+    }
+
+    fn expr(&self, expr: &ast::Expr) -> Expr {
+        use ast::ExprKind as K;
+        match &expr.kind {
+            K::Int(n) => Expr::Const(Value::Int(*n)),
+            K::Bool(b) => Expr::Const(Value::Bool(*b)),
+            K::Str(lit) => match lit.as_plain() {
+                Some(text) => Expr::Const(Value::Str(text)),
+                None => Expr::Template(self.template(lit)),
+            },
+            K::List(items) => {
+                let lowered: Vec<Expr> = items.iter().map(|e| self.expr(e)).collect();
+                let constants: Option<Vec<Value>> =
+                    lowered.iter().map(|e| if let Expr::Const(v) = e { Some(v.clone()) } else { None }).collect();
+                constants.map_or(Expr::List(lowered), |values| Expr::Const(Value::List(values)))
+            }
+            K::Map(map) => Expr::Map(map.entries.iter().map(|e| (self.key(&e.key), self.expr(&e.value))).collect()),
+            K::Path(path) => self.path(path),
+            K::Call { func, args } => Expr::Call { function: func.text.to_string(), args: args.iter().map(|a| self.expr(a)).collect() },
+            K::Unary { op: ast::UnaryOp::Not, expr } => Expr::Not(Box::new(self.expr(expr))),
+            K::Unary { op: ast::UnaryOp::Neg, expr } => Expr::Neg(Box::new(self.expr(expr))),
+            K::Binary { op, lhs, rhs } => Expr::Binary { op: binary(*op), lhs: Box::new(self.expr(lhs)), rhs: Box::new(self.expr(rhs)) },
+            K::Paren(inner) => self.expr(inner),
+            K::Error => Expr::Const(Value::Bool(false)),
+        }
+    }
+
+    fn path(&self, path: &ast::Path) -> Expr {
+        let segments: Vec<&str> = path.segments.iter().map(|s| s.text.as_str()).collect();
+        match segments.as_slice() {
+            ["labels", key] => Expr::Label(self.label_or_key(key)),
+            ["user", "name"] => Expr::User(UserField::Name),
+            ["user", "team"] => Expr::User(UserField::Team),
+            ["user", "groups"] => Expr::User(UserField::Groups),
+            ["user", "labels", key] => Expr::User(UserField::Label(self.label_or_key(key))),
+            ["claim", "name"] => Expr::Claim(ClaimField::Name),
+            ["claim", "namespace"] => Expr::Claim(ClaimField::Namespace),
+            ["claim", "id"] => Expr::Claim(ClaimField::Id),
+            ["cluster", "name"] => Expr::Cluster(ClusterField::Name),
+            ["cluster", "namespace"] => Expr::Cluster(ClusterField::Namespace),
+            ["cluster", "labels", key] => Expr::Cluster(ClusterField::Label(self.label_or_key(key))),
+            ["instance", "name"] => Expr::Instance(InstanceField::Name),
+            ["instance", "id"] => Expr::Instance(InstanceField::Id),
+            [component, "discovery", key] => Expr::Discovery { component: component.to_string(), key: key.to_string() },
+            _ => Expr::Const(Value::Bool(false)),
+        }
+    }
+}
+
+fn binary(op: ast::BinaryOp) -> BinaryOp {
+    match op {
+        ast::BinaryOp::Or => BinaryOp::Or,
+        ast::BinaryOp::And => BinaryOp::And,
+        ast::BinaryOp::Eq => BinaryOp::Eq,
+        ast::BinaryOp::Ne => BinaryOp::Ne,
+        ast::BinaryOp::Lt => BinaryOp::Lt,
+        ast::BinaryOp::Le => BinaryOp::Le,
+        ast::BinaryOp::Gt => BinaryOp::Gt,
+        ast::BinaryOp::Ge => BinaryOp::Ge,
+        ast::BinaryOp::In => BinaryOp::In,
+        ast::BinaryOp::NotIn => BinaryOp::NotIn,
+        ast::BinaryOp::Matches => BinaryOp::Matches,
+    }
+}
+
+/// The value of a constant expression (label defaults, label maps).
+pub(crate) fn constant(expr: &ast::Expr) -> Option<Value> {
+    use ast::ExprKind as K;
+    Some(match &expr.kind {
+        K::Int(n) => Value::Int(*n),
+        K::Bool(b) => Value::Bool(*b),
+        K::Str(lit) => Value::Str(lit.as_plain()?),
+        K::List(items) => Value::List(items.iter().map(constant).collect::<Option<_>>()?),
+        K::Map(map) => Value::Map(map.entries.iter().map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?))).collect::<Option<_>>()?),
+        K::Unary { op: ast::UnaryOp::Neg, expr } => match constant(expr)? {
+            Value::Int(n) => Value::Int(n.checked_neg()?),
+            _ => return None,
+        },
+        K::Paren(inner) => constant(inner)?,
+        _ => return None,
+    })
+}
+
+fn type_text(ty: &ast::TypeExpr) -> String {
+    match &ty.kind {
+        ast::TypeExprKind::Named(name) => name.text.to_string(),
+        ast::TypeExprKind::Enum(variants) => {
+            variants.iter().map(|v| format!("{:?}", v.as_plain().unwrap_or_default())).collect::<Vec<_>>().join(" | ")
+        }
+        ast::TypeExprKind::List(inner) => format!("[{}]", type_text(inner)),
+    }
+}
+
+/// Components ordered so each comes after its dependencies; otherwise in declaration order.
+fn dependency_order(components: Vec<Component>) -> Vec<Component> {
+    let position: HashMap<String, usize> = components.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+    let mut placed = vec![false; components.len()];
+    let mut order = Vec::with_capacity(components.len());
+    fn visit(i: usize, components: &[Component], position: &HashMap<String, usize>, placed: &mut [bool], order: &mut Vec<usize>) {
+        if placed[i] {
+            return;
+        }
+        placed[i] = true;
+        for dep in &components[i].after {
+            if let Some(&j) = position.get(dep) {
+                visit(j, components, position, placed, order);
+            }
+        }
+        order.push(i);
+    }
+    for i in 0..components.len() {
+        visit(i, &components, &position, &mut placed, &mut order);
+    }
+    let mut slots: Vec<Option<Component>> = components.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}

@@ -1,0 +1,360 @@
+//! The resolution IR: a checked policy lowered to what the resolver needs, and nothing else.
+//!
+//! Every name is resolved (labels are `namespace.key`, objects `namespace.name`), every
+//! expression is a typed tree of known operations, components are in dependency order and
+//! rules in evaluation order. It is plain serde data, versioned: `aptc build` writes it and the
+//! runtime loads it, or lowers sources on the fly ([`lower::lower`]).
+
+pub mod lower;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The version of the IR format. Bump it on any change to these types.
+pub const IR_VERSION: u32 = 1;
+
+/// The `format` tag every IR file carries.
+pub const IR_FORMAT: &str = "aptc-ir";
+
+/// A lowered policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub format: String,
+    pub version: u32,
+    /// The aptc version that wrote it (informative).
+    pub compiler: String,
+    /// `namespace.key` → declaration.
+    pub labels: BTreeMap<String, LabelDecl>,
+    /// Namespace → owning team.
+    pub namespaces: BTreeMap<String, Option<String>>,
+    /// `namespace.name` → service.
+    pub services: BTreeMap<String, Service>,
+    /// `namespace.name` → contract.
+    pub contracts: BTreeMap<String, Contract>,
+    /// Rules by namespace, each list in evaluation order (weight, then name).
+    pub rules: BTreeMap<String, Vec<Rule>>,
+    /// `system.name` → cluster.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Lower-cased user name → user (declared and from users files).
+    pub users: BTreeMap<String, User>,
+    pub teams: BTreeMap<String, Team>,
+    pub grants: Vec<Grant>,
+    /// Claims in resolution order (namespace, then name).
+    pub claims: Vec<Claim>,
+}
+
+/// Where something was written, for explanations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// A constant value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    Str(String),
+    List(Vec<Value>),
+    /// Entries in written order, keys unique.
+    Map(Vec<(String, Value)>),
+}
+
+impl std::fmt::Display for Value {
+    /// The text of a value as interpolation writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Str(s) => f.write_str(s),
+            Value::List(items) => {
+                let shown: Vec<String> = items.iter().map(Value::literal).collect();
+                write!(f, "[{}]", shown.join(", "))
+            }
+            Value::Map(entries) => {
+                let shown: Vec<String> = entries.iter().map(|(k, v)| format!("{k} = {}", v.literal())).collect();
+                write!(f, "{{ {} }}", shown.join(", "))
+            }
+        }
+    }
+}
+
+impl Value {
+    /// The value as a literal of the language (strings quoted).
+    pub fn literal(&self) -> String {
+        match self {
+            Value::Str(s) => format!("{s:?}"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A declared label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelDecl {
+    /// `string`, `int`, `bool`, `any`, `[T]` or `"a" | "b"`, as written.
+    pub ty: String,
+    pub default: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub namespace: String,
+    pub name: String,
+    /// In dependency order, then declaration order.
+    pub components: Vec<Component>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub source: Source,
+    pub criteria: Option<Expr>,
+    /// Names of the components it depends on (directly).
+    pub after: Vec<String>,
+    pub values: Vec<(Template, Expr)>,
+    pub discovery: Vec<(String, Expr)>,
+    pub origin: Origin,
+}
+
+/// What a component deploys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Chart { chart: String, repo: Option<String>, version: Option<String>, base_dir: String },
+    Manifests { glob: String, base_dir: String },
+    /// `namespace.name` of a contract.
+    Uses { contract: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contract {
+    pub namespace: String,
+    pub name: String,
+    pub ops: Vec<LabelOp>,
+    pub contexts: Vec<Context>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    pub name: String,
+    pub criteria: Option<Expr>,
+    pub ops: Vec<LabelOp>,
+    pub allocate: Vec<Expr>,
+    /// `namespace.name` of the service.
+    pub service: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelOp {
+    Set { label: String, value: Expr },
+    Remove { label: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    pub namespace: String,
+    pub name: String,
+    pub weight: i64,
+    pub criteria: Option<Expr>,
+    pub actions: Vec<Action>,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Label(LabelOp),
+    Reject { message: Template },
+    Place { cluster: String, namespace: Option<Expr> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: String,
+    pub context: Option<String>,
+    pub kubeconfig: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub team: Option<String>,
+    pub groups: Vec<String>,
+    pub labels: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Team {
+    pub name: String,
+    pub labels: BTreeMap<String, Value>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    /// `domain_admin`, `namespace_admin` or `consumer`.
+    pub role: String,
+    /// `None`: every namespace but `system`.
+    pub namespaces: Option<Vec<String>>,
+    pub criteria: Option<Expr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claim {
+    pub namespace: String,
+    pub name: String,
+    pub consumer: Consumer,
+    pub contract: String,
+    pub labels: BTreeMap<String, Value>,
+    pub origin: Origin,
+}
+
+impl Claim {
+    /// `namespace.name`, unique in the policy.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consumer {
+    User(String),
+    Team(String),
+}
+
+/// A string with interpolations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplatePart {
+    Text(String),
+    Expr(Expr),
+}
+
+/// A resolved, typed expression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expr {
+    Const(Value),
+    Template(Template),
+    List(Vec<Expr>),
+    Map(Vec<(Template, Expr)>),
+    /// `labels.KEY`, by `namespace.key`.
+    Label(String),
+    User(UserField),
+    Claim(ClaimField),
+    Cluster(ClusterField),
+    Instance(InstanceField),
+    /// `C.discovery.KEY` of a component of the same service.
+    Discovery { component: String, key: String },
+    Call { function: String, args: Vec<Expr> },
+    Not(Box<Expr>),
+    Neg(Box<Expr>),
+    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserField {
+    Name,
+    Team,
+    Groups,
+    Label(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimField {
+    Name,
+    Namespace,
+    Id,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterField {
+    Name,
+    Namespace,
+    Label(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceField {
+    Name,
+    Id,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryOp {
+    Or,
+    And,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    NotIn,
+    Matches,
+}
+
+/// Why an IR file cannot be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("not an aptc IR file: {0}")]
+    NotIr(String),
+    #[error(
+        "this IR was written by aptc {compiler} in format version {found}; this aptc reads version {expected}: rebuild it with `aptc build`"
+    )]
+    Version { found: u32, expected: u32, compiler: String },
+}
+
+impl Program {
+    /// Serialises the program (JSON: diffable, and readable by other tools).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("IR values always serialise")
+    }
+
+    /// Loads a program written by [`Program::to_json`], checking its format and version first.
+    pub fn from_json(text: &str) -> Result<Program, LoadError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+            version: u32,
+            #[serde(default)]
+            compiler: String,
+        }
+        let header: Header = serde_json::from_str(text).map_err(|e| LoadError::NotIr(e.to_string()))?;
+        if header.format != IR_FORMAT {
+            return Err(LoadError::NotIr(format!("format is `{}`, not `{IR_FORMAT}`", header.format)));
+        }
+        if header.version != IR_VERSION {
+            return Err(LoadError::Version { found: header.version, expected: IR_VERSION, compiler: header.compiler });
+        }
+        serde_json::from_str(text).map_err(|e| LoadError::NotIr(e.to_string()))
+    }
+}

@@ -1,0 +1,286 @@
+//! Evaluation of IR expressions for one consumer at one point of resolution.
+
+use std::collections::BTreeMap;
+
+use aptc_compiler::ir::{
+    BinaryOp, ClaimField, ClusterField, Expr, InstanceField, Program, Template, TemplatePart, UserField, Value,
+};
+use thiserror::Error;
+
+/// Why an expression has no value.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EvalError {
+    #[error("{0} is not set (it has no default)")]
+    Unset(String),
+    #[error("`cluster` is read before any rule placed the contract")]
+    NotPlaced,
+    #[error("{0}")]
+    Function(String),
+    #[error("integer overflow")]
+    Overflow,
+    #[error("invalid regular expression {pattern:?}: {reason}")]
+    Regex { pattern: String, reason: String },
+    #[error("{0}")]
+    Type(String),
+}
+
+/// A consumer as expressions see it (`user.*`).
+#[derive(Clone, Debug, Default)]
+pub struct Subject {
+    pub name: String,
+    pub team: Option<String>,
+    pub groups: Vec<String>,
+    pub labels: BTreeMap<String, Value>,
+}
+
+/// Where the contract's instances go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// `system.name`.
+    pub cluster: String,
+    pub namespace: String,
+}
+
+/// Everything an expression may read.
+pub struct Env<'a> {
+    pub program: &'a Program,
+    pub labels: &'a BTreeMap<String, Value>,
+    pub user: &'a Subject,
+    /// (name, namespace, id) of the claim.
+    pub claim: (&'a str, &'a str, &'a str),
+    pub placement: Option<&'a Placement>,
+    pub instance: Option<(&'a str, &'a str)>,
+    /// Component → its discovery values, for `C.discovery.KEY`.
+    pub discovery: Option<&'a BTreeMap<String, BTreeMap<String, Value>>>,
+}
+
+impl Env<'_> {
+    /// The value of a label: set, else its default, else unset.
+    pub fn label(&self, id: &str) -> Result<Value, EvalError> {
+        if let Some(value) = self.labels.get(id) {
+            return Ok(value.clone());
+        }
+        self.program.labels.get(id).and_then(|decl| decl.default.clone()).ok_or_else(|| EvalError::Unset(format!("label `{id}`")))
+    }
+
+    pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        Ok(match expr {
+            Expr::Const(value) => value.clone(),
+            Expr::Template(template) => Value::Str(self.render(template)?),
+            Expr::List(items) => Value::List(items.iter().map(|e| self.eval(e)).collect::<Result<_, _>>()?),
+            Expr::Map(entries) => {
+                let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
+                for (key, value) in entries {
+                    let key = self.render(key)?;
+                    if out.iter().any(|(k, _)| *k == key) {
+                        return Err(EvalError::Type(format!("two entries of one map have the key `{key}`")));
+                    }
+                    out.push((key, self.eval(value)?));
+                }
+                Value::Map(out)
+            }
+            Expr::Label(id) => self.label(id)?,
+            Expr::User(field) => match field {
+                UserField::Name => Value::Str(self.user.name.clone()),
+                UserField::Team => Value::Str(self.user.team.clone().ok_or_else(|| EvalError::Unset("`user.team`".into()))?),
+                UserField::Groups => Value::List(self.user.groups.iter().cloned().map(Value::Str).collect()),
+                UserField::Label(id) => {
+                    self.user.labels.get(id).cloned().ok_or_else(|| EvalError::Unset(format!("`user.labels` `{id}`")))?
+                }
+            },
+            Expr::Claim(field) => Value::Str(
+                match field {
+                    ClaimField::Name => self.claim.0,
+                    ClaimField::Namespace => self.claim.1,
+                    ClaimField::Id => self.claim.2,
+                }
+                .to_string(),
+            ),
+            Expr::Cluster(field) => {
+                let placement = self.placement.ok_or(EvalError::NotPlaced)?;
+                let cluster = self.program.clusters.get(&placement.cluster);
+                match field {
+                    ClusterField::Name => Value::Str(cluster.map_or_else(|| placement.cluster.clone(), |c| c.name.clone())),
+                    ClusterField::Namespace => Value::Str(placement.namespace.clone()),
+                    ClusterField::Label(id) => match cluster.and_then(|c| c.labels.get(id)) {
+                        Some(value) => value.clone(),
+                        None => self
+                            .program
+                            .labels
+                            .get(id)
+                            .and_then(|d| d.default.clone())
+                            .ok_or_else(|| EvalError::Unset(format!("`cluster.labels` `{id}`")))?,
+                    },
+                }
+            }
+            Expr::Instance(field) => {
+                let (name, id) = self.instance.ok_or_else(|| EvalError::Type("`instance` outside a component".into()))?;
+                Value::Str(
+                    match field {
+                        InstanceField::Name => name,
+                        InstanceField::Id => id,
+                    }
+                    .to_string(),
+                )
+            }
+            Expr::Discovery { component, key } => {
+                self.discovery.and_then(|d| d.get(component)).and_then(|values| values.get(key)).cloned().ok_or_else(|| {
+                    EvalError::Unset(format!("`{component}.discovery.{key}` (was `{component}` skipped by its `when`?)"))
+                })?
+            }
+            Expr::Call { function, args } => self.call(function, args)?,
+            Expr::Not(inner) => Value::Bool(!self.bool(inner)?),
+            Expr::Neg(inner) => match self.eval(inner)? {
+                Value::Int(n) => Value::Int(n.checked_neg().ok_or(EvalError::Overflow)?),
+                other => return Err(EvalError::Type(format!("`-` of {}", other.literal()))),
+            },
+            Expr::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs)?,
+        })
+    }
+
+    /// Evaluates a condition.
+    pub fn bool(&self, expr: &Expr) -> Result<bool, EvalError> {
+        match self.eval(expr)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(EvalError::Type(format!("a condition evaluated to {}", other.literal()))),
+        }
+    }
+
+    /// Renders a template to its string.
+    pub fn render(&self, template: &Template) -> Result<String, EvalError> {
+        let mut out = String::new();
+        for part in &template.parts {
+            match part {
+                TemplatePart::Text(text) => out.push_str(text),
+                TemplatePart::Expr(expr) => out.push_str(&self.eval(expr)?.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    fn binary(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<Value, EvalError> {
+        match op {
+            BinaryOp::And => return Ok(Value::Bool(self.bool(lhs)? && self.bool(rhs)?)),
+            BinaryOp::Or => return Ok(Value::Bool(self.bool(lhs)? || self.bool(rhs)?)),
+            _ => {}
+        }
+        let (a, b) = (self.eval(lhs)?, self.eval(rhs)?);
+        let result = match (op, &a, &b) {
+            (BinaryOp::Eq, _, _) => a == b,
+            (BinaryOp::Ne, _, _) => a != b,
+            (BinaryOp::In, _, Value::List(items)) => items.contains(&a),
+            (BinaryOp::NotIn, _, Value::List(items)) => !items.contains(&a),
+            (BinaryOp::Lt, Value::Int(x), Value::Int(y)) => x < y,
+            (BinaryOp::Le, Value::Int(x), Value::Int(y)) => x <= y,
+            (BinaryOp::Gt, Value::Int(x), Value::Int(y)) => x > y,
+            (BinaryOp::Ge, Value::Int(x), Value::Int(y)) => x >= y,
+            (BinaryOp::Lt, Value::Str(x), Value::Str(y)) => x < y,
+            (BinaryOp::Le, Value::Str(x), Value::Str(y)) => x <= y,
+            (BinaryOp::Gt, Value::Str(x), Value::Str(y)) => x > y,
+            (BinaryOp::Ge, Value::Str(x), Value::Str(y)) => x >= y,
+            (BinaryOp::Matches, Value::Str(text), Value::Str(pattern)) => regex::Regex::new(pattern)
+                .map_err(|e| EvalError::Regex { pattern: pattern.clone(), reason: e.to_string() })?
+                .is_match(text),
+            _ => return Err(EvalError::Type(format!("cannot apply {op:?} to {} and {}", a.literal(), b.literal()))),
+        };
+        Ok(Value::Bool(result))
+    }
+
+    fn call(&self, function: &str, args: &[Expr]) -> Result<Value, EvalError> {
+        if function == "default" {
+            let [value, fallback] = args else { return Err(EvalError::Function("`default` takes 2 arguments".into())) };
+            return match self.eval(value) {
+                Ok(v) if !is_empty(&v) => Ok(v),
+                Ok(_) | Err(EvalError::Unset(_)) => self.eval(fallback),
+                Err(other) => Err(other),
+            };
+        }
+        let values: Vec<Value> = args.iter().map(|a| self.eval(a)).collect::<Result<_, _>>()?;
+        call(function, &values)
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Str(s) => s.is_empty(),
+        Value::List(items) => items.is_empty(),
+        Value::Map(entries) => entries.is_empty(),
+        _ => false,
+    }
+}
+
+/// The standard library (stdlib/prelude.apt declares the signatures).
+pub fn call(function: &str, args: &[Value]) -> Result<Value, EvalError> {
+    let wrong = || EvalError::Function(format!("`{function}` got arguments of the wrong type"));
+    let s = |i: usize| match args.get(i) {
+        Some(Value::Str(s)) => Ok(s.as_str()),
+        _ => Err(wrong()),
+    };
+    Ok(match function {
+        "lower" => Value::Str(s(0)?.to_lowercase()),
+        "upper" => Value::Str(s(0)?.to_uppercase()),
+        "trim" => Value::Str(s(0)?.trim().to_string()),
+        "starts_with" => Value::Bool(s(0)?.starts_with(s(1)?)),
+        "ends_with" => Value::Bool(s(0)?.ends_with(s(1)?)),
+        "contains" => Value::Bool(s(0)?.contains(s(1)?)),
+        "replace" => Value::Str(s(0)?.replace(s(1)?, s(2)?)),
+        "trim_prefix" => Value::Str(s(0)?.strip_prefix(s(1)?).unwrap_or(s(0)?).to_string()),
+        "trim_suffix" => Value::Str(s(0)?.strip_suffix(s(1)?).unwrap_or(s(0)?).to_string()),
+        "truncate" => match args.get(1) {
+            Some(Value::Int(n)) if *n >= 0 => Value::Str(s(0)?.chars().take(*n as usize).collect()),
+            Some(Value::Int(n)) => return Err(EvalError::Function(format!("`truncate` to {n} characters"))),
+            _ => return Err(wrong()),
+        },
+        "hash" => Value::Str(format!("{:08x}", fnv1a(s(0)?.as_bytes()) as u32)),
+        "split" => Value::List(s(0)?.split(s(1)?).map(|p| Value::Str(p.to_string())).collect()),
+        "join" => match args.first() {
+            Some(Value::List(items)) => Value::Str(items.iter().map(Value::to_string).collect::<Vec<_>>().join(s(1)?)),
+            _ => return Err(wrong()),
+        },
+        "len" => Value::Int(match args.first() {
+            Some(Value::Str(s)) => s.chars().count() as i64,
+            Some(Value::List(items)) => items.len() as i64,
+            Some(Value::Map(entries)) => entries.len() as i64,
+            _ => return Err(wrong()),
+        }),
+        "to_string" => Value::Str(args.first().ok_or_else(wrong)?.to_string()),
+        "to_int" => {
+            let text = s(0)?;
+            Value::Int(text.trim().parse().map_err(|_| EvalError::Function(format!("`to_int`: {text:?} is not an integer")))?)
+        }
+        other => return Err(EvalError::Function(format!("unknown function `{other}`"))),
+    })
+}
+
+/// FNV-1a, 64 bits: a tiny, stable hash (the same on every machine and release).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn str(s: &str) -> Value {
+        Value::Str(s.to_string())
+    }
+
+    #[test]
+    fn standard_library() {
+        assert_eq!(call("lower", &[str("AbC")]), Ok(str("abc")));
+        assert_eq!(call("trim_suffix", &[str("ada@example.com"), str("@example.com")]), Ok(str("ada")));
+        assert_eq!(call("truncate", &[str("kubernetes"), Value::Int(4)]), Ok(str("kube")));
+        assert_eq!(call("join", &[Value::List(vec![str("a"), str("b")]), str(",")]), Ok(str("a,b")));
+        assert_eq!(call("len", &[Value::List(vec![str("a")])]), Ok(Value::Int(1)));
+        assert_eq!(call("to_int", &[str(" 42 ")]), Ok(Value::Int(42)));
+        assert!(call("to_int", &[str("x")]).is_err());
+        assert_eq!(call("hash", &[str("a")]), call("hash", &[str("a")]));
+        assert_eq!(call("hash", &[str("a")]).unwrap().to_string().len(), 8);
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

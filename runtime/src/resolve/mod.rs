@@ -1,0 +1,565 @@
+//! The resolver: IR → desired state, a pure function (docs/language.md §15).
+//!
+//! Claims are resolved one at a time in the IR's order (namespace, then name); each is all or
+//! nothing: its instances are staged and enter the desired state only if it resolves and agrees
+//! with the instances earlier claims already fixed. The same program always gives the same
+//! state, byte for byte.
+
+pub mod eval;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use aptc_compiler::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, Source, Value};
+
+use eval::{Env, EvalError, Placement, Subject, fnv1a};
+pub use state::*;
+
+/// Contracts nested deeper than this are taken for a cycle.
+const MAX_DEPTH: usize = 64;
+
+/// The namespace of global rules and clusters.
+const SYSTEM: &str = "system";
+
+/// Resolves every claim of `program`.
+pub fn resolve(program: &Program) -> DesiredState {
+    let access = Access::new(program);
+    let mut state = DesiredState::default();
+    for claim in &program.claims {
+        let id = claim.id();
+        let mut run = ClaimRun {
+            program,
+            access: &access,
+            claim_id: &id,
+            claim_name: &claim.name,
+            claim_namespace: &claim.namespace,
+            subject: Subject::default(),
+            decisions: Vec::new(),
+            staged: BTreeMap::new(),
+            stack: Vec::new(),
+        };
+        let result = run.start(claim);
+        let mut outcome = ClaimOutcome {
+            claim: id.clone(),
+            origin: claim.origin.clone(),
+            status: Status::Resolved,
+            reason: None,
+            reason_origin: None,
+            root: None,
+            decisions: Vec::new(),
+            notes: Vec::new(),
+        };
+        match result.and_then(|root| merge_check(&state, &run.staged, &id).map(|()| root)) {
+            Ok(root) => {
+                merge(&mut state, std::mem::take(&mut run.staged));
+                outcome.root = Some(root);
+            }
+            Err(failure) => {
+                if let Some((earlier, note)) = &failure.conflict
+                    && let Some(other) = state.claims.get_mut(earlier)
+                {
+                    other.notes.push(note.clone());
+                }
+                outcome.status = failure.status;
+                outcome.reason = Some(failure.reason);
+                outcome.reason_origin = failure.origin;
+            }
+        }
+        outcome.decisions = run.decisions;
+        state.claims.insert(id, outcome);
+    }
+    state
+}
+
+/// Why a claim did not resolve.
+#[derive(Debug)]
+struct Failure {
+    status: Status,
+    reason: String,
+    origin: Option<Origin>,
+    /// For a conflict: the earlier claim and a note for it.
+    conflict: Option<(String, String)>,
+}
+
+impl Failure {
+    fn failed(reason: impl Into<String>, origin: Option<&Origin>) -> Failure {
+        Failure { status: Status::Failed, reason: reason.into(), origin: origin.cloned(), conflict: None }
+    }
+
+    fn eval(error: EvalError, what: &str, origin: &Origin) -> Failure {
+        Failure::failed(format!("{what}: {error}"), Some(origin))
+    }
+}
+
+/// The state of resolving one claim.
+struct ClaimRun<'a> {
+    program: &'a Program,
+    access: &'a Access<'a>,
+    claim_id: &'a str,
+    claim_name: &'a str,
+    claim_namespace: &'a str,
+    subject: Subject,
+    decisions: Vec<Decision>,
+    staged: BTreeMap<String, Instance>,
+    /// Contracts being resolved, outermost first (a repeat is a cycle).
+    stack: Vec<String>,
+}
+
+/// What resolving a contract gives its user: the service instance and what it publishes.
+struct Resolved {
+    key: String,
+    published: BTreeMap<String, Value>,
+}
+
+/// Where a component instance sits: its service instance's contract, context and keys.
+struct Site<'s> {
+    contract: &'s str,
+    context: &'s str,
+    service: &'s str,
+    keys: &'s [String],
+    placement: &'s Placement,
+}
+
+impl<'a> ClaimRun<'a> {
+    fn start(&mut self, claim: &'a Claim) -> Result<String, Failure> {
+        let program = self.program;
+        let (subject, consumer_labels) = match &claim.consumer {
+            Consumer::User(name) => {
+                let Some(user) = program.users.get(name) else {
+                    return Err(Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin)));
+                };
+                let mut labels = user.team.as_ref().and_then(|t| program.teams.get(t)).map(|t| t.labels.clone()).unwrap_or_default();
+                labels.extend(user.labels.clone());
+                let subject = Subject { name: user.name.clone(), team: user.team.clone(), groups: user.groups.clone(), labels: labels.clone() };
+                (subject, labels)
+            }
+            Consumer::Team(name) => {
+                let Some(team) = program.teams.get(name) else {
+                    return Err(Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)));
+                };
+                let subject = Subject { name: name.clone(), team: Some(name.clone()), groups: Vec::new(), labels: team.labels.clone() };
+                (subject, team.labels.clone())
+            }
+        };
+        self.subject = subject;
+        let mut labels = claim.labels.clone();
+        labels.extend(consumer_labels);
+        let resolved = self.contract(&claim.contract, labels, None, 0)?;
+        Ok(resolved.key)
+    }
+
+    fn env<'e>(
+        &'e self,
+        labels: &'e BTreeMap<String, Value>,
+        placement: Option<&'e Placement>,
+        instance: Option<(&'e str, &'e str)>,
+        discovery: Option<&'e BTreeMap<String, BTreeMap<String, Value>>>,
+    ) -> Env<'e> {
+        Env {
+            program: self.program,
+            labels,
+            user: &self.subject,
+            claim: (self.claim_name, self.claim_namespace, self.claim_id),
+            placement,
+            instance,
+            discovery,
+        }
+    }
+
+    fn apply(&self, op: &LabelOp, labels: &mut BTreeMap<String, Value>, placement: Option<&Placement>, origin: &Origin) -> Result<String, Failure> {
+        match op {
+            LabelOp::Set { label, value } => {
+                let value = self
+                    .env(labels, placement, None, None)
+                    .eval(value)
+                    .map_err(|e| Failure::eval(e, &format!("setting label `{label}`"), origin))?;
+                let effect = format!("set {label} = {}", value.literal());
+                labels.insert(label.clone(), value);
+                Ok(effect)
+            }
+            LabelOp::Remove { label } => {
+                labels.remove(label);
+                Ok(format!("remove {label}"))
+            }
+        }
+    }
+
+    fn contract(&mut self, id: &str, mut labels: BTreeMap<String, Value>, mut placement: Option<Placement>, depth: usize) -> Result<Resolved, Failure> {
+        let program = self.program;
+        let Some(contract) = program.contracts.get(id) else {
+            return Err(Failure::failed(format!("contract `{id}` does not exist"), None));
+        };
+        if self.stack.iter().any(|c| c == id) || depth > MAX_DEPTH {
+            let mut cycle = self.stack.clone();
+            cycle.push(id.to_string());
+            return Err(Failure::failed(format!("contracts form a cycle at run time: {}", cycle.join(" → ")), Some(&contract.origin)));
+        }
+        self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
+        // 1. access
+        if !self.access.may_consume(&self.subject, &contract.namespace) {
+            return Err(Failure::failed(
+                format!("`{}` may not consume in namespace `{}` (contract `{id}`)", self.subject.name, contract.namespace),
+                Some(&contract.origin),
+            ));
+        }
+        // 2. contract labels
+        for op in &contract.ops {
+            self.apply(op, &mut labels, placement.as_ref(), &contract.origin)?;
+        }
+        // 3. context
+        let mut chosen = None;
+        let mut tried = Vec::new();
+        for context in &contract.contexts {
+            let matched = match &context.criteria {
+                None => true,
+                Some(criteria) => self
+                    .env(&labels, placement.as_ref(), None, None)
+                    .bool(criteria)
+                    .map_err(|e| Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin))?,
+            };
+            self.decisions.push(Decision::Context { contract: id.to_string(), context: context.name.clone(), matched, origin: context.origin.clone() });
+            tried.push(format!("`{}` = {matched}", context.name));
+            if matched {
+                chosen = Some(context);
+                break;
+            }
+        }
+        let Some(context) = chosen else {
+            return Err(Failure::failed(format!("no context of contract `{id}` matched ({})", tried.join(", ")), Some(&contract.origin)));
+        };
+        // 4. context labels
+        for op in &context.ops {
+            self.apply(op, &mut labels, placement.as_ref(), &context.origin)?;
+        }
+        // 5. rules: local, then global
+        self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        // 6. placement
+        let Some(placement) = placement else {
+            return Err(Failure::failed(format!("no rule placed contract `{id}` on a cluster (add a rule with `place on …`)"), Some(&contract.origin)));
+        };
+        if !is_dns_label(&placement.namespace) {
+            return Err(Failure::failed(format!("`{}` is not a valid Kubernetes namespace name", placement.namespace), Some(&context.origin)));
+        }
+        self.decisions.push(Decision::Placement { cluster: placement.cluster.clone(), k8s_namespace: placement.namespace.clone() });
+        // 7. allocation keys
+        let mut keys = Vec::new();
+        for key in &context.allocate {
+            let value = self
+                .env(&labels, Some(&placement), None, None)
+                .eval(key)
+                .map_err(|e| Failure::eval(e, &format!("an allocation key of context `{}`", context.name), &context.origin))?;
+            keys.push(value.to_string());
+        }
+        self.decisions.push(Decision::Allocation { keys: keys.clone() });
+        // 8. the service instance
+        let mut base = format!("{}/{}/{id}/{}", placement.cluster.trim_start_matches("system."), placement.namespace, context.name);
+        for key in &keys {
+            base.push('/');
+            base.push_str(key);
+        }
+        let Some(service) = program.services.get(&context.service) else {
+            return Err(Failure::failed(format!("service `{}` does not exist", context.service), Some(&context.origin)));
+        };
+        self.stack.push(id.to_string());
+        let label_json: BTreeMap<String, serde_json::Value> = labels.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+        let site = Site { contract: id, context: &context.name, service: &context.service, keys: &keys, placement: &placement };
+        // 9. components, in dependency order
+        let mut discovery: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut published: BTreeMap<String, Value> = BTreeMap::new();
+        let mut component_keys: BTreeMap<String, String> = BTreeMap::new();
+        let mut edges = Vec::new();
+        for component in &service.components {
+            let included = match &component.criteria {
+                None => true,
+                Some(criteria) => self
+                    .env(&labels, Some(&placement), None, None)
+                    .bool(criteria)
+                    .map_err(|e| Failure::eval(e, &format!("the `when` of component `{}`", component.name), &component.origin))?,
+            };
+            let key = format!("{base}/{}", component.name);
+            self.decisions.push(Decision::Component { key: key.clone(), included });
+            if !included {
+                continue;
+            }
+            let (instance, own) = self.component(component, &key, &site, &labels, &discovery, depth, &component_keys)?;
+            published.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            discovery.insert(component.name.clone(), own);
+            component_keys.insert(component.name.clone(), key.clone());
+            edges.push(key);
+            self.stage(instance, depth, &label_json);
+        }
+        self.stack.pop();
+        let root_key = format!("{base}/root");
+        let root = instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges);
+        self.stage(root, depth, &label_json);
+        Ok(Resolved { key: root_key, published })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn component(
+        &mut self,
+        component: &Component,
+        key: &str,
+        site: &Site,
+        labels: &BTreeMap<String, Value>,
+        discovery: &BTreeMap<String, BTreeMap<String, Value>>,
+        depth: usize,
+        component_keys: &BTreeMap<String, String>,
+    ) -> Result<(Instance, BTreeMap<String, Value>), Failure> {
+        let (name, id) = instance_name(site.contract, &component.name, key);
+        let mut edges: Vec<String> = component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
+        let mut received = BTreeMap::new();
+        let kind = match &component.source {
+            Source::Uses { contract: used } => {
+                let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
+                edges.push(child.key);
+                received = child.published;
+                InstanceKind::Uses { contract: used.clone() }
+            }
+            Source::Chart { chart, repo, version, base_dir } => {
+                InstanceKind::Chart { chart: chart.clone(), repo: repo.clone(), version: version.clone(), base_dir: base_dir.clone() }
+            }
+            Source::Manifests { glob, base_dir } => InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone() },
+        };
+        // Within its own discovery map, a `uses` component reads what it receives.
+        let mut visible = discovery.clone();
+        visible.insert(component.name.clone(), received.clone());
+        let env = self.env(labels, Some(site.placement), Some((&name, &id)), Some(&visible));
+        let mut values = Vec::new();
+        for (k, v) in &component.values {
+            let k = env.render(k).map_err(|e| Failure::eval(e, &format!("a value key of component `{}`", component.name), &component.origin))?;
+            let v = env.eval(v).map_err(|e| Failure::eval(e, &format!("value `{k}` of component `{}`", component.name), &component.origin))?;
+            if values.iter().any(|(existing, _)| *existing == k) {
+                return Err(Failure::failed(format!("two values of component `{}` have the key `{k}`", component.name), Some(&component.origin)));
+            }
+            values.push((k, v));
+        }
+        let mut own = received;
+        for (k, v) in &component.discovery {
+            let v = env.eval(v).map_err(|e| Failure::eval(e, &format!("discovery `{k}` of component `{}`", component.name), &component.origin))?;
+            own.insert(k.clone(), v);
+        }
+        let instance = instance(key, kind, site, &component.name, Value::Map(values), &own, edges);
+        Ok((instance, own))
+    }
+
+    /// Adds an instance for this claim; reaching one key twice in one claim keeps one instance.
+    fn stage(&mut self, mut instance: Instance, depth: usize, labels: &BTreeMap<String, serde_json::Value>) {
+        let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
+        match self.staged.get_mut(&instance.key) {
+            Some(existing) => {
+                if !existing.claims.iter().any(|c| c.depth == depth) {
+                    existing.claims.push(used);
+                }
+            }
+            None => {
+                instance.claims.push(used);
+                self.staged.insert(instance.key.clone(), instance);
+            }
+        }
+    }
+
+    fn rules(&mut self, namespace: &str, labels: &mut BTreeMap<String, Value>, placement: &mut Option<Placement>) -> Result<(), Failure> {
+        let program = self.program;
+        let local = if namespace == SYSTEM { None } else { program.rules.get(namespace) };
+        for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM).into_iter().flatten()) {
+            let rule_id = format!("{}.{}", rule.namespace, rule.name);
+            let fired = match &rule.criteria {
+                None => true,
+                Some(criteria) => self
+                    .env(labels, placement.as_ref(), None, None)
+                    .bool(criteria)
+                    .map_err(|e| Failure::eval(e, &format!("the criteria of rule `{rule_id}`"), &rule.origin))?,
+            };
+            let mut effect = Vec::new();
+            if fired {
+                for action in &rule.actions {
+                    match action {
+                        Action::Label(op) => effect.push(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
+                        Action::Reject { message } => {
+                            let message = self
+                                .env(labels, placement.as_ref(), None, None)
+                                .render(message)
+                                .map_err(|e| Failure::eval(e, &format!("the message of rule `{rule_id}`"), &rule.origin))?;
+                            effect.push(format!("reject: {message}"));
+                            self.decisions.push(Decision::Rule { rule: rule_id.clone(), fired, effect, origin: rule.origin.clone() });
+                            return Err(Failure {
+                                status: Status::Rejected,
+                                reason: format!("rejected by rule `{rule_id}`: {message}"),
+                                origin: Some(rule.origin.clone()),
+                                conflict: None,
+                            });
+                        }
+                        Action::Place { cluster, namespace } => {
+                            let k8s = match namespace {
+                                Some(expr) => self
+                                    .env(labels, placement.as_ref(), None, None)
+                                    .eval(expr)
+                                    .map_err(|e| Failure::eval(e, &format!("the namespace of rule `{rule_id}`"), &rule.origin))?
+                                    .to_string(),
+                                None => program.clusters.get(cluster).and_then(|c| c.namespace.clone()).unwrap_or_else(|| "default".to_string()),
+                            };
+                            effect.push(format!("place on {cluster} namespace {k8s}"));
+                            *placement = Some(Placement { cluster: cluster.clone(), namespace: k8s });
+                        }
+                    }
+                }
+            }
+            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: rule.origin.clone() });
+        }
+        Ok(())
+    }
+}
+
+fn instance(key: &str, kind: InstanceKind, site: &Site, component: &str, values: Value, discovery: &BTreeMap<String, Value>, edges: Vec<String>) -> Instance {
+    let (name, id) = instance_name(site.contract, component, key);
+    Instance {
+        key: key.to_string(),
+        name,
+        id,
+        kind,
+        cluster: site.placement.cluster.clone(),
+        k8s_namespace: site.placement.namespace.clone(),
+        contract: site.contract.to_string(),
+        context: site.context.to_string(),
+        service: site.service.to_string(),
+        component: component.to_string(),
+        allocation: site.keys.to_vec(),
+        values: to_json(&values),
+        discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        edges,
+        claims: Vec::new(),
+    }
+}
+
+/// Checks a claim's staged instances against those earlier claims fixed (§15.5).
+fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim: &str) -> Result<(), Failure> {
+    for (key, instance) in staged {
+        let Some(existing) = state.instances.get(key) else { continue };
+        let mut diffs = differences(&existing.values, &instance.values);
+        diffs.extend(differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")));
+        if diffs.is_empty() {
+            continue;
+        }
+        let earlier = existing.claims.first().map(|c| c.claim.clone()).unwrap_or_default();
+        return Err(Failure {
+            status: Status::Failed,
+            reason: format!("conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {}", diffs.join(", ")),
+            origin: None,
+            conflict: Some((earlier, format!("claim `{claim}` conflicts on shared instance `{key}`: {}", diffs.join(", ")))),
+        });
+    }
+    Ok(())
+}
+
+/// Entries that differ between two JSON maps, as "`key`: old vs new".
+fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec![format!("{a} vs {b}")] };
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("`{k}`: {} vs {}", show(a.get(k)), show(b.get(k)))).collect()
+}
+
+fn show(value: Option<&serde_json::Value>) -> String {
+    value.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+}
+
+fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
+    for (key, instance) in staged {
+        match state.instances.get_mut(&key) {
+            Some(existing) => existing.claims.extend(instance.claims),
+            None => {
+                state.instances.insert(key, instance);
+            }
+        }
+    }
+}
+
+/// Who may consume where, from the grants (access control is off without grants).
+struct Access<'a> {
+    program: &'a Program,
+    granted: std::cell::RefCell<HashMap<String, Vec<(Option<Vec<String>>, String)>>>,
+}
+
+impl<'a> Access<'a> {
+    fn new(program: &'a Program) -> Access<'a> {
+        Access { program, granted: Default::default() }
+    }
+
+    fn may_consume(&self, subject: &Subject, namespace: &str) -> bool {
+        let program = self.program;
+        if program.grants.is_empty() {
+            return true;
+        }
+        if let Some(team) = &subject.team
+            && program.namespaces.get(namespace).and_then(|o| o.as_ref()) == Some(team)
+        {
+            return true;
+        }
+        let mut granted = self.granted.borrow_mut();
+        let grants = granted.entry(subject.name.clone()).or_insert_with(|| {
+            let no_labels = BTreeMap::new();
+            let env = Env { program, labels: &no_labels, user: subject, claim: ("", "", ""), placement: None, instance: None, discovery: None };
+            program
+                .grants
+                .iter()
+                .filter(|g| g.criteria.as_ref().is_none_or(|c| env.bool(c).unwrap_or(false)))
+                .map(|g| (g.namespaces.clone(), g.role.clone()))
+                .collect()
+        });
+        grants.iter().any(|(namespaces, role)| {
+            role == "domain_admin"
+                || match namespaces {
+                    None => namespace != SYSTEM,
+                    Some(list) => list.iter().any(|n| n == namespace),
+                }
+        })
+    }
+}
+
+/// A stable DNS-1123 name and short id for an instance key.
+pub fn instance_name(contract: &str, component: &str, key: &str) -> (String, String) {
+    let id = format!("{:010x}", fnv1a(key.as_bytes()) >> 24);
+    let contract_name = contract.rsplit('.').next().unwrap_or(contract);
+    let mut base: String = format!("{contract_name}-{component}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    base.truncate(63 - 11);
+    let base = base.trim_matches('-');
+    (format!("{base}-{id}"), id)
+}
+
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// A value as JSON (maps keep their written order).
+pub fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(n) => serde_json::Value::from(*n),
+        Value::Str(s) => serde_json::Value::String(s.clone()),
+        Value::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_are_stable_dns_labels() {
+        let (name, id) = instance_name("analytics.pipeline", "spark_master", "us_west/dev/analytics.pipeline/dev/alice/spark_master");
+        assert_eq!(id.len(), 10);
+        assert!(name.starts_with("pipeline-spark-master-"), "{name}");
+        assert!(is_dns_label(&name) && name.len() <= 63, "{name}");
+        assert_eq!(instance_name("analytics.pipeline", "spark_master", "us_west/dev/analytics.pipeline/dev/alice/spark_master").0, name);
+        let (long, _) = instance_name("ns.a_very_long_contract_name_that_goes_on", "and_a_long_component_name_too", "k");
+        assert!(long.len() <= 63 && is_dns_label(&long), "{long}");
+    }
+}

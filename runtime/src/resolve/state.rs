@@ -1,0 +1,105 @@
+//! The desired state: what resolution produces, and why (docs/language.md §15.6).
+
+use std::collections::BTreeMap;
+
+use aptc_compiler::ir::Origin;
+use serde::Serialize;
+
+/// Every instance of every resolved claim, and the outcome of every claim.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DesiredState {
+    /// By instance key.
+    pub instances: BTreeMap<String, Instance>,
+    /// By claim id (`namespace.name`).
+    pub claims: BTreeMap<String, ClaimOutcome>,
+}
+
+/// What an instance is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceKind {
+    /// The instance of a service (its components hang below it).
+    Service,
+    Chart { chart: String, repo: Option<String>, version: Option<String>, base_dir: String },
+    Manifests { glob: String, base_dir: String },
+    /// A `uses` component: an edge to the used contract's service instance.
+    Uses { contract: String },
+}
+
+/// One component (or service) instance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Instance {
+    pub key: String,
+    /// Stable, unique, a valid Kubernetes name (the Helm release name of a chart).
+    pub name: String,
+    /// A short stable hash of the key.
+    pub id: String,
+    pub kind: InstanceKind,
+    /// `system.name` of the cluster.
+    pub cluster: String,
+    pub k8s_namespace: String,
+    /// `namespace.name` of the contract, the chosen context and the service.
+    pub contract: String,
+    pub context: String,
+    pub service: String,
+    /// The component, or `root` for the service instance.
+    pub component: String,
+    pub allocation: Vec<String>,
+    pub values: serde_json::Value,
+    pub discovery: serde_json::Value,
+    /// Keys of the instances this one points to: a service instance to its components, a
+    /// `uses` component to the used service instance, a component to its dependencies.
+    pub edges: Vec<String>,
+    /// The claims that need it, in resolution order.
+    pub claims: Vec<ClaimUse>,
+}
+
+/// A claim's use of an instance.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClaimUse {
+    pub claim: String,
+    /// 0 for the claimed contract, +1 per `uses`.
+    pub depth: usize,
+    /// The labels the claim had there.
+    pub labels: BTreeMap<String, serde_json::Value>,
+}
+
+/// How a claim ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Resolved,
+    /// A rule rejected it.
+    Rejected,
+    /// Something went wrong: no context, no placement, an expression, access, a conflict.
+    Failed,
+}
+
+/// A claim's outcome, with the decisions that led to it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClaimOutcome {
+    pub claim: String,
+    pub origin: Origin,
+    pub status: Status,
+    /// Why it was rejected or failed.
+    pub reason: Option<String>,
+    /// Where the deciding rule, criteria or expression is.
+    pub reason_origin: Option<Origin>,
+    /// The service instance of the claimed contract.
+    pub root: Option<String>,
+    pub decisions: Vec<Decision>,
+    /// Facts worth knowing that did not fail the claim (a later claim conflicting with it).
+    pub notes: Vec<String>,
+}
+
+/// One step of the decision chain.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Decision {
+    EnterContract { contract: String, depth: usize },
+    Context { contract: String, context: String, matched: bool, origin: Origin },
+    Rule { rule: String, fired: bool, effect: Vec<String>, origin: Origin },
+    Placement { cluster: String, k8s_namespace: String },
+    Allocation { keys: Vec<String> },
+    Component { key: String, included: bool },
+}
