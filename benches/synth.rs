@@ -15,6 +15,8 @@ pub struct SynthConfig {
     pub contracts_per_namespace: usize,
     pub rules_per_namespace: usize,
     pub claims_per_namespace: usize,
+    /// Exactly this many claims in all, spread over the namespaces (overrides the above).
+    pub total_claims: Option<usize>,
     pub clusters: usize,
     pub users: usize,
     pub seed: u64,
@@ -40,6 +42,7 @@ impl SynthConfig {
             contracts_per_namespace: 6,
             rules_per_namespace: 4,
             claims_per_namespace: 8,
+            total_claims: None,
             clusters: 4,
             users: (namespaces * 2).clamp(4, 2_000),
             seed,
@@ -116,6 +119,11 @@ fn system_file(config: &SynthConfig, rng: &mut Rng) -> SynthFile {
             1 + rng.below(5)
         );
     }
+    out.push_str(
+        "\n/// Production goes to the first cluster, the rest to the second.\n\
+         rule prod_placement weight 100 when labels.env == \"prod\" {\n    place on c0\n}\n\
+         rule other_placement weight 100 when labels.env != \"prod\" {\n    place on c1 namespace \"apps-${labels.env}\"\n}\n",
+    );
     out.push_str("\ngrant domain_admin when \"platform-admins\" in user.groups\ngrant consumer on * when true\n");
     for ns in 0..config.namespaces {
         let _ = writeln!(out, "grant namespace_admin on ns{ns} when user.team == \"{}\"", TEAMS[ns % TEAMS.len()]);
@@ -128,7 +136,7 @@ fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
     let team = TEAMS[ns % TEAMS.len()];
     let _ = writeln!(out, "/// Namespace {ns}, generated.\nnamespace ns{ns} owned_by {team}\n");
     out.push_str("import system\n");
-    if ns > 0 {
+    if has_upstream(ns) {
         let _ = writeln!(out, "import ns{} as previous", ns - 1);
     }
     out.push('\n');
@@ -145,7 +153,11 @@ fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
     for r in 0..config.rules_per_namespace {
         rule(&mut out, config, ns, r, rng);
     }
-    for c in 0..config.claims_per_namespace {
+    let claims = match config.total_claims {
+        Some(total) => total / config.namespaces + usize::from(ns < total % config.namespaces),
+        None => config.claims_per_namespace,
+    };
+    for c in 0..claims {
         claim(&mut out, config, ns, c, rng);
     }
     out.truncate(out.trim_end().len());
@@ -153,10 +165,15 @@ fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
     out
 }
 
+/// Namespaces build on the previous one in chains of four, as teams' layers do.
+fn has_upstream(ns: usize) -> bool {
+    ns % 4 != 0
+}
+
 fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mut Rng) {
     let chart = rng.pick(&CHARTS);
     let _ = writeln!(out, "/// Service {s} of namespace {ns}.\nservice svc{s} {{");
-    if ns > 0 {
+    if has_upstream(ns) {
         let dep = rng.below(config.contracts_per_namespace);
         let _ = writeln!(
             out,
@@ -175,7 +192,7 @@ fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mu
     let _ = writeln!(
         out,
         "    component app chart \"./charts/app\" {{\n        after store{}\n        when labels.debug == false or labels.env != \"prod\"\n        values {{\n            image = \"registry.example.com/ns{ns}/svc{s}:{}\"\n            store = \"${{store.discovery.url}}\"\n            debug = labels.debug\n        }}\n    }}",
-        if ns > 0 { ", upstream" } else { "" },
+        if has_upstream(ns) { ", upstream" } else { "" },
         rng.below(1000)
     );
     out.push_str("}\n\n");

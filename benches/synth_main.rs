@@ -1,4 +1,4 @@
-//! `cargo run --release --example synth -- --lines 100000 --out /tmp/synth`: writes a synthetic policy
+//! `cargo run --release --example synth -- --lines 100000 [--claims N] --out /tmp/synth`: writes a synthetic policy
 //! workspace to a directory, for benchmarks and trying the CLI on big inputs.
 
 mod synth;
@@ -10,12 +10,14 @@ fn main() -> ExitCode {
     let mut lines = 10_000;
     let mut out = PathBuf::from("target/synth");
     let mut seed = 1;
+    let mut claims = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
         let parsed = match (arg.as_str(), value) {
             ("--lines", Some(v)) => v.parse().map(|v| lines = v).is_ok(),
             ("--seed", Some(v)) => v.parse().map(|v| seed = v).is_ok(),
+            ("--claims", Some(v)) => v.parse().map(|v| claims = Some(v)).is_ok(),
             ("--out", Some(v)) => {
                 out = PathBuf::from(v);
                 true
@@ -23,11 +25,12 @@ fn main() -> ExitCode {
             _ => false,
         };
         if !parsed {
-            eprintln!("usage: synth [--lines N] [--seed N] [--out DIR]");
+            eprintln!("usage: synth [--lines N] [--claims N] [--seed N] [--out DIR]");
             return ExitCode::from(2);
         }
     }
-    let files = synth::generate(&synth::SynthConfig::for_lines(lines, seed));
+    let config = synth::SynthConfig { total_claims: claims, ..synth::SynthConfig::for_lines(lines, seed) };
+    let files = synth::generate(&config);
     for file in &files {
         let path = out.join(&file.path);
         let written =

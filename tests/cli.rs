@@ -242,3 +242,180 @@ fn check_as_a_user_lists_what_they_may_not_change() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(stdout(&unknown).contains("[APT0503]"), "{}", stdout(&unknown));
 }
+
+#[test]
+fn test_runs_every_example_policy() {
+    let out = aptc(&["test", "--color", "never", "examples/"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // examples/ is three complete policies: each runs on its own.
+    for policy in ["examples/quickstart", "examples/guestbook", "examples/twitter-analytics"] {
+        assert!(text.contains(&format!(" tests in {policy}\n")), "{policy}: {text}");
+    }
+    assert!(text.contains("test social.carol_is_rejected ... ok"), "{text}");
+    let summary = text.lines().last().unwrap();
+    let (passed, failed) = summary.split_once(" passed, ").expect(summary);
+    assert!(passed.parse::<usize>().unwrap() >= 10, "{summary}");
+    assert_eq!(failed, "0 failed", "{text}");
+    assert!(!text.contains("FAILED"), "{text}");
+}
+
+#[test]
+fn test_reports_what_a_failing_test_expected_and_got() {
+    let dir = scratch("test-fails");
+    std::fs::write(
+        dir.join("policy.apt"),
+        r#"namespace system
+
+label env: "dev" | "prod" = "dev"
+
+team web_team
+
+user "alice@example.com" {
+    team web_team
+}
+
+cluster east {}
+
+rule everything_east {
+    place on east
+}
+
+service web {
+    component app chart "./charts/app" {
+        values { replicas = 1 }
+    }
+}
+
+contract web {
+    context everyone {
+        use web
+    }
+}
+
+claim alice_dev {
+    user "alice@example.com"
+    contract web
+}
+
+/// Holds.
+test resolves {
+    expect claim alice_dev resolved
+}
+
+/// Does not: alice's instance has one replica, and her claim is not rejected.
+test wrong {
+    expect instance web.app for alice_dev {
+        values { replicas = 3 }
+    }
+    expect claim alice_dev rejected
+}
+"#,
+    )
+    .unwrap();
+    let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("test system.resolves ... ok\n"), "{text}");
+    assert!(text.contains("test system.wrong ... FAILED"), "{text}");
+    assert!(text.contains("values.replicas: expected 3, got 1"), "{text}");
+    assert!(text.contains("expected claim `system.alice_dev` to be rejected, but it resolved"), "{text}");
+    assert_eq!(text.lines().last(), Some("1 passed, 1 failed"), "{text}");
+
+    // A policy with errors runs no test, and fails.
+    std::fs::write(dir.join("broken.apt"), "namespace system\n\ntest broken {\n    expect claim nobody resolved\n}\n")
+        .unwrap();
+    let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(errors.contains("[APT0201]") && errors.contains("its tests did not run"), "{errors}");
+    assert_eq!(stdout(&out).lines().last(), Some("0 passed, 0 failed"));
+}
+
+/// Copies a directory tree (a policy) for a test to change.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn plan_shows_what_each_claim_gets_and_why_not() {
+    let out = aptc(&["plan", "examples/twitter-analytics"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("cluster us_east, namespace analytics"), "{text}");
+    assert!(text.contains("social.alice_dev             resolved → social.twitter_stats / dev"), "{text}");
+    assert!(text.contains("social.carol_dev             REJECTED: rejected by rule `system.no_mobile_dev`"), "{text}");
+    assert!(text.contains("4 claims: 3 resolved, 1 rejected, 0 failed"), "{text}");
+
+    let json = aptc(&["plan", "--format", "json", "examples/twitter-analytics"]);
+    let state: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(state["claims"]["social.carol_dev"]["status"], "rejected");
+    assert!(state["instances"].as_object().unwrap().len() > 10);
+    let yaml = aptc(&["plan", "--format", "yaml", "examples/quickstart"]);
+    assert!(yaml.status.success() && stdout(&yaml).contains("instances:"), "{}", stdout(&yaml));
+}
+
+#[test]
+fn explain_names_the_rule_and_its_line() {
+    let out = aptc(&["explain", "carol_dev", "examples/twitter-analytics"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("rule system.no_mobile_dev fired"), "{text}");
+    assert!(text.contains("examples/twitter-analytics/system/rules.apt:"), "{text}");
+    assert!(text.contains("→ REJECTED"), "{text}");
+    let unknown = aptc(&["explain", "nobody", "examples/twitter-analytics"]);
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+#[test]
+fn diff_lists_exactly_the_instances_a_change_affects() {
+    let dir = scratch("diff");
+    copy_tree(&root().join("examples/twitter-analytics"), &dir);
+    let file = dir.join("social/twitter_stats.apt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("set labels.batch_seconds = 300"));
+    std::fs::write(&file, text.replace("set labels.batch_seconds = 300", "set labels.batch_seconds = 600")).unwrap();
+    let out = aptc(&["diff", "examples/twitter-analytics", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("values.spark.batchDuration: 300 → 600"), "{shown}");
+    assert!(shown.contains("0 added, 0 removed, 1 changed; 0 claims change"), "{shown}");
+    let same = aptc(&["diff", "--exit-code", "examples/quickstart", "examples/quickstart"]);
+    assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
+    let changed = aptc(&["diff", "--exit-code", "examples/twitter-analytics", dir.to_str().unwrap()]);
+    assert_eq!(changed.status.code(), Some(1));
+}
+
+#[test]
+fn build_writes_ir_that_plan_reads_and_refuses_other_versions() {
+    let dir = scratch("build");
+    let ir = dir.join("policy.aptir");
+    let out = aptc(&["build", "examples/guestbook", "-o", ir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let from_ir = aptc(&["plan", ir.to_str().unwrap()]);
+    let from_sources = aptc(&["plan", "examples/guestbook"]);
+    assert_eq!(stdout(&from_ir), stdout(&from_sources));
+    let text = std::fs::read_to_string(&ir).unwrap();
+    let version = aptc_compiler::ir::IR_VERSION;
+    std::fs::write(&ir, text.replacen(&format!("\"version\": {version}"), "\"version\": 999", 1)).unwrap();
+    let old = aptc(&["plan", ir.to_str().unwrap()]);
+    assert_eq!(old.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&old.stderr).contains("rebuild it with `aptc build`"), "{:?}", old);
+}
+
+#[test]
+fn graph_prints_dot() {
+    let out = aptc(&["graph", "examples/guestbook"]);
+    assert!(out.status.success());
+    let dot = stdout(&out);
+    assert!(dot.starts_with("digraph aptc {") && dot.contains("->"), "{dot}");
+}

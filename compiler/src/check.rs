@@ -38,6 +38,8 @@ pub struct Summary {
     pub rules: usize,
     pub clusters: usize,
     pub claims: usize,
+    /// `test` blocks (`aptc test` runs them).
+    pub tests: usize,
     pub errors: usize,
     pub warnings: usize,
 }
@@ -98,6 +100,7 @@ fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics: &[Diagnost
                 ItemKind::Rule(_) => summary.rules += 1,
                 ItemKind::Cluster(_) => summary.clusters += 1,
                 ItemKind::Claim(_) => summary.claims += 1,
+                ItemKind::Test(_) => summary.tests += 1,
                 _ => {}
             }
         }

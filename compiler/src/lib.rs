@@ -4,11 +4,12 @@
 //! [`semantics`] (names, types, lints, access control), [`diagnostics`] (codes and
 //! rendering), [`source`] (files and positions), [`ir`] (the resolution IR and lowering).
 //! [`db`] is the incremental database every stage runs in; [`check`] is the front door the
-//! CLI calls.
+//! CLI calls; [`ide`] holds the queries the language server asks.
 
 pub mod check;
 pub mod db;
 pub mod diagnostics;
+pub mod ide;
 pub mod ir;
 pub mod semantics;
 pub mod source;

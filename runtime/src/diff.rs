@@ -90,9 +90,12 @@ fn instance_changes(before: &Instance, after: &Instance) -> Vec<(String, String,
 /// different places deploy the same thing.
 fn located(kind: &InstanceKind) -> InstanceKind {
     match kind {
-        InstanceKind::Chart { chart, repo, version, .. } => {
-            InstanceKind::Chart { chart: chart.clone(), repo: repo.clone(), version: version.clone(), base_dir: String::new() }
-        }
+        InstanceKind::Chart { chart, repo, version, .. } => InstanceKind::Chart {
+            chart: chart.clone(),
+            repo: repo.clone(),
+            version: version.clone(),
+            base_dir: String::new(),
+        },
         InstanceKind::Manifests { glob, .. } => InstanceKind::Manifests { glob: glob.clone(), base_dir: String::new() },
         other => other.clone(),
     }

@@ -70,8 +70,10 @@ fn summary_line(s: &Summary) -> String {
         (0, w) => plural(w, "warning"),
         (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
     };
+    // Tests are counted only when there are some, so policies without any read as before.
+    let tests = if s.tests > 0 { format!(", {}", plural(s.tests, "test")) } else { String::new() };
     format!(
-        "checked {}: {verdict} ({}, {}, {}, {}, {})",
+        "checked {}: {verdict} ({}, {}, {}, {}, {}{tests})",
         plural(s.files, "file"),
         plural(s.services, "service"),
         plural(s.contracts, "contract"),

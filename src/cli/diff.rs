@@ -76,7 +76,8 @@ impl Checkout {
     fn of(rev: &str, path: &Path) -> anyhow::Result<Checkout> {
         let top = git(&["rev-parse", "--show-toplevel"], None)?;
         let prefix = git(&["rev-parse", "--show-prefix"], None)?.trim().to_string();
-        let dir = std::env::temp_dir().join(format!("aptc-diff-{}-{}", std::process::id(), rev.replace(['/', ':'], "_")));
+        let dir =
+            std::env::temp_dir().join(format!("aptc-diff-{}-{}", std::process::id(), rev.replace(['/', ':'], "_")));
         std::fs::create_dir_all(&dir)?;
         let archive = Command::new("git")
             .args(["archive", "--format=tar", rev, "--", &format!("{prefix}{}", path.display())])
@@ -86,7 +87,12 @@ impl Checkout {
         if !archive.status.success() {
             bail!("git archive {rev}: {}", String::from_utf8_lossy(&archive.stderr).trim());
         }
-        let mut tar = Command::new("tar").args(["-x", "-C"]).arg(&dir).stdin(std::process::Stdio::piped()).spawn().context("running tar")?;
+        let mut tar = Command::new("tar")
+            .args(["-x", "-C"])
+            .arg(&dir)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .context("running tar")?;
         std::io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout)?;
         if !tar.wait()?.success() {
             bail!("extracting {rev} failed");
@@ -99,7 +105,9 @@ impl Checkout {
 
 impl Drop for Checkout {
     fn drop(&mut self) {
-        if let Some(root) = self.dir.ancestors().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("aptc-diff-"))) {
+        if let Some(root) =
+            self.dir.ancestors().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("aptc-diff-")))
+        {
             let _ = std::fs::remove_dir_all(root);
         }
     }

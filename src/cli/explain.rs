@@ -32,8 +32,11 @@ pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
         let names: Vec<&str> = claims.iter().map(|c| c.claim.as_str()).collect();
         bail!("`{target}` names several claims: {}; write `namespace.name`", names.join(", "));
     }
-    let Some(instance) = state.instances.values().find(|i| i.key == target || i.name == target || i.id == target) else {
-        bail!("no claim or instance `{target}` (claims are `namespace.name`; instances are named as `aptc plan` shows)");
+    let Some(instance) = state.instances.values().find(|i| i.key == target || i.name == target || i.id == target)
+    else {
+        bail!(
+            "no claim or instance `{target}` (claims are `namespace.name`; instances are named as `aptc plan` shows)"
+        );
     };
     println!("instance {} (id {})", instance.name, instance.id);
     println!("  key      {}", instance.key);
@@ -70,20 +73,29 @@ pub fn explain_claim(state: &DesiredState, claim: &ClaimOutcome) -> String {
                 format!("{}contract {contract}", "  ".repeat(depth + 1))
             }
             Decision::Context { context, matched, origin, .. } => {
-                format!("{indent}  context {context}: {} ({origin})", if *matched { "matches, chosen" } else { "does not match" })
+                format!(
+                    "{indent}  context {context}: {} ({origin})",
+                    if *matched { "matches, chosen" } else { "does not match" }
+                )
             }
             Decision::Rule { rule, fired: true, effect, origin } => {
                 let what = if effect.is_empty() { "no action".to_string() } else { effect.join("; ") };
                 format!("{indent}  rule {rule} fired: {what} ({origin})")
             }
-            Decision::Rule { rule, fired: false, origin, .. } => format!("{indent}  rule {rule}: criteria false ({origin})"),
+            Decision::Rule { rule, fired: false, origin, .. } => {
+                format!("{indent}  rule {rule}: criteria false ({origin})")
+            }
             Decision::Placement { cluster, k8s_namespace } => {
                 format!("{indent}  placed on cluster {}, namespace {k8s_namespace}", cluster_name(cluster))
             }
-            Decision::Allocation { keys } if keys.is_empty() => format!("{indent}  no allocation keys: shared by everyone who gets here"),
+            Decision::Allocation { keys } if keys.is_empty() => {
+                format!("{indent}  no allocation keys: shared by everyone who gets here")
+            }
             Decision::Allocation { keys } => format!("{indent}  allocated per {}", keys.join(", ")),
             Decision::Component { key, included } => match state.instances.get(key) {
-                Some(instance) if *included => format!("{indent}  component {} → instance {}", instance.component, instance.name),
+                Some(instance) if *included => {
+                    format!("{indent}  component {} → instance {}", instance.component, instance.name)
+                }
                 _ if *included => format!("{indent}  component {key}"),
                 _ => format!("{indent}  component {key} skipped: its `when` is false"),
             },

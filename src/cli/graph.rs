@@ -28,7 +28,9 @@ pub fn run(args: GraphArgs, color: bool) -> anyhow::Result<ExitCode> {
     };
     let mut child = match Command::new("dot").arg("-Tsvg").arg("-o").arg(&svg).stdin(Stdio::piped()).spawn() {
         Ok(child) => child,
-        Err(_) => bail!("Graphviz `dot` is not on PATH: install it (`apt-get install graphviz`), or omit --svg to print DOT"),
+        Err(_) => {
+            bail!("Graphviz `dot` is not on PATH: install it (`apt-get install graphviz`), or omit --svg to print DOT")
+        }
     };
     std::io::Write::write_all(child.stdin.as_mut().expect("piped"), dot.as_bytes())?;
     if !child.wait().context("running dot")?.success() {

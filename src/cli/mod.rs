@@ -6,8 +6,10 @@ mod diff;
 mod explain;
 mod fmt;
 mod graph;
+mod lsp;
 mod plan;
 mod policy;
+mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -54,6 +56,10 @@ aptc check --deny-warnings .       fail CI on warnings too")]
 aptc fmt --check .                 list unformatted files, exit 1 if any\n  \
 aptc fmt policy.apt                format one file in place")]
     Fmt(fmt::FmtArgs),
+    /// Run the language server (LSP over standard input and output), for editors.
+    #[command(after_help = "Editors start it themselves; see README.md, \"Editors and the language server\".\n\
+Logs go to standard error: APTC_LOG=debug aptc lsp")]
+    Lsp(lsp::LspArgs),
     /// Lower a policy to the resolution IR (`.aptir`), for the runtime or for review.
     #[command(after_help = "Examples:\n  aptc build examples/quickstart -o quickstart.aptir")]
     Build(build::BuildArgs),
@@ -74,6 +80,11 @@ aptc diff --git main --exit-code .      fail CI when a change has effects")]
     #[command(after_help = "Examples:\n  aptc graph examples/guestbook > guestbook.dot\n  \
 aptc graph --svg guestbook.svg examples/guestbook")]
     Graph(graph::GraphArgs),
+    /// Run the policy's `test` blocks: resolve with each test's claims, check its expectations.
+    #[command(after_help = "Examples:\n  aptc test examples/twitter-analytics\n  \
+aptc test examples/                  each complete policy under it (each has a `namespace system`)\n\n\
+Prints one line per test and a summary line `N passed, N failed`; exit 1 if any test failed.")]
+    Test(test::TestArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,11 +110,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Fmt(args) => fmt::run(args, color),
+        Command::Lsp(args) => lsp::run(args),
         Command::Build(args) => build::run(args, color),
         Command::Plan(args) => plan::run(args, color),
         Command::Explain(args) => explain::run(args, color),
         Command::Diff(args) => diff::run(args, color),
         Command::Graph(args) => graph::run(args, color),
+        Command::Test(args) => test::run(args, color),
     }
 }
 

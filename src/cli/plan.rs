@@ -76,12 +76,27 @@ pub fn tree(state: &DesiredState) -> String {
         for root in roots {
             let service = &state.instances[*root];
             let claims: Vec<&str> = service.claims.iter().map(|c| c.claim.as_str()).collect();
-            let keys = if service.allocation.is_empty() { String::new() } else { format!(" [{}]", service.allocation.join(", ")) };
-            out.push_str(&format!("  {} via {} / {}{keys}  ← {}\n", service.service, service.contract, service.context, claims.join(", ")));
+            let keys = if service.allocation.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", service.allocation.join(", "))
+            };
+            out.push_str(&format!(
+                "  {} via {} / {}{keys}  ← {}\n",
+                service.service,
+                service.contract,
+                service.context,
+                claims.join(", ")
+            ));
             for (i, key) in service.edges.iter().enumerate() {
                 let Some(component) = state.instances.get(key) else { continue };
                 let last = i + 1 == service.edges.len();
-                out.push_str(&format!("    {} {} ({})\n", if last { "└─" } else { "├─" }, component.name, describe(state, component)));
+                out.push_str(&format!(
+                    "    {} {} ({})\n",
+                    if last { "└─" } else { "├─" },
+                    component.name,
+                    describe(state, component)
+                ));
                 if let Some(values) = component.values.as_object().filter(|v| !v.is_empty()) {
                     let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
                     out.push_str(&format!("    {}   values: {}\n", if last { "   " } else { "│  " }, shown.join(", ")));
@@ -113,7 +128,11 @@ pub fn tree(state: &DesiredState) -> String {
             out.push_str(&format!("  {:<28} note: {note}\n", ""));
         }
     }
-    let deployable = state.instances.values().filter(|i| matches!(i.kind, InstanceKind::Chart { .. } | InstanceKind::Manifests { .. })).count();
+    let deployable = state
+        .instances
+        .values()
+        .filter(|i| matches!(i.kind, InstanceKind::Chart { .. } | InstanceKind::Manifests { .. }))
+        .count();
     out.push_str(&format!(
         "{} claims: {resolved} resolved, {rejected} rejected, {failed} failed; {} instances ({deployable} to deploy) in {} cluster namespaces\n",
         state.claims.len(),

@@ -27,7 +27,11 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         version: IR_VERSION,
         compiler: env!("CARGO_PKG_VERSION").to_string(),
         labels: BTreeMap::new(),
-        namespaces: index.namespaces.iter().map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string()))).collect(),
+        namespaces: index
+            .namespaces
+            .iter()
+            .map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string())))
+            .collect(),
         services: BTreeMap::new(),
         contracts: BTreeMap::new(),
         rules: BTreeMap::new(),
@@ -36,6 +40,7 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         teams: BTreeMap::new(),
         grants: Vec::new(),
         claims: Vec::new(),
+        tests: Vec::new(),
     };
     for &file in ws.files(db) {
         let summary = file_summary(db, file);
@@ -54,7 +59,8 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         let Some(&source) = ws.files(db).iter().find(|f| f.id(db) == file) else { continue };
         let summary = file_summary(db, source);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let lowerer = Lowerer { scope: Scope { index, namespace, imports: &summary.imports }, file: &FileInfo::new(db, source) };
+        let lowerer =
+            Lowerer { scope: Scope { index, namespace, imports: &summary.imports }, file: &FileInfo::new(db, source) };
         let labels = user.labels.iter().filter_map(|(k, v)| Some((lowerer.label_id(k)?, acl_value(v)))).collect();
         program.users.entry(user.name.to_lowercase()).or_insert(User {
             name: user.name.clone(),
@@ -67,6 +73,8 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         rules.sort_by(|a, b| (a.weight, &a.name).cmp(&(b.weight, &b.name)));
     }
     program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    // Stable: a namespace's tests stay in file order, then as written.
+    program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     Ok(program)
 }
 
@@ -93,7 +101,12 @@ impl FileInfo {
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         let path = file.path(db);
         let dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
-        FileInfo { path: path.display().to_string(), dir: if dir.is_empty() { ".".into() } else { dir }, line_starts, text }
+        FileInfo {
+            path: path.display().to_string(),
+            dir: if dir.is_empty() { ".".into() } else { dir },
+            line_starts,
+            text,
+        }
     }
 
     fn origin(&self, span: ast::Span) -> Origin {
@@ -151,7 +164,13 @@ impl Lowerer<'_> {
                 program.rules.entry(ns).or_default().push(lowered);
             }
             ItemKind::Cluster(cluster) => {
-                let mut lowered = Cluster { name: cluster.name.text.to_string(), context: None, kubeconfig: None, namespace: None, labels: BTreeMap::new() };
+                let mut lowered = Cluster {
+                    name: cluster.name.text.to_string(),
+                    context: None,
+                    kubeconfig: None,
+                    namespace: None,
+                    labels: BTreeMap::new(),
+                };
                 for stmt in &cluster.body.stmts {
                     match &stmt.node {
                         ast::ClusterStmt::Context(s) => lowered.context = s.as_plain(),
@@ -164,6 +183,7 @@ impl Lowerer<'_> {
                 program.clusters.insert(format!("{ns}.{}", cluster.name.text), lowered);
             }
             ItemKind::Claim(claim) => program.claims.push(self.claim(claim)),
+            ItemKind::Test(test) => program.tests.push(self.test(test)),
             ItemKind::User(user) => {
                 let lowered = self.user(user);
                 program.users.insert(lowered.name.to_lowercase(), lowered);
@@ -186,7 +206,11 @@ impl Lowerer<'_> {
                     Some(ast::GrantScope::Namespaces(list)) => Some(list.iter().map(|i| i.text.to_string()).collect()),
                     _ => None,
                 };
-                program.grants.push(Grant { role: grant.role.text.to_string(), namespaces, criteria: grant.criteria.as_ref().map(|e| self.expr(e)) });
+                program.grants.push(Grant {
+                    role: grant.role.text.to_string(),
+                    namespaces,
+                    criteria: grant.criteria.as_ref().map(|e| self.expr(e)),
+                });
             }
             _ => {}
         }
@@ -199,14 +223,23 @@ impl Lowerer<'_> {
         let mut labels = BTreeMap::new();
         for stmt in &claim.body.stmts {
             match &stmt.node {
-                ast::ClaimStmt::User(name) => consumer = Consumer::User(name.as_plain().unwrap_or_default().to_lowercase()),
+                ast::ClaimStmt::User(name) => {
+                    consumer = Consumer::User(name.as_plain().unwrap_or_default().to_lowercase())
+                }
                 ast::ClaimStmt::Team(team) => consumer = Consumer::Team(team.text.to_string()),
                 ast::ClaimStmt::Contract(path) => contract = self.resolve(Kind::Contract, &path.segments),
                 ast::ClaimStmt::Labels(map) => labels = self.label_map(map),
                 ast::ClaimStmt::Error => {}
             }
         }
-        Claim { namespace: self.namespace(), name: claim.name.text.to_string(), consumer, contract, labels, origin: self.file.origin(claim.name.span) }
+        Claim {
+            namespace: self.namespace(),
+            name: claim.name.text.to_string(),
+            consumer,
+            contract,
+            labels,
+            origin: self.file.origin(claim.name.span),
+        }
     }
 
     /// A user (of the policy, or of a test block).
@@ -216,12 +249,107 @@ impl Lowerer<'_> {
         for stmt in user.body.iter().flat_map(|b| &b.stmts) {
             match &stmt.node {
                 ast::UserStmt::Team(team) => lowered.team = Some(team.text.to_string()),
-                ast::UserStmt::Groups(groups) => lowered.groups = groups.iter().filter_map(crate::semantics::expr::constant_string).collect(),
+                ast::UserStmt::Groups(groups) => {
+                    lowered.groups = groups.iter().filter_map(crate::semantics::expr::constant_string).collect()
+                }
                 ast::UserStmt::Labels(map) => lowered.labels = self.label_map(map),
                 ast::UserStmt::Error => {}
             }
         }
         lowered
+    }
+
+    /// A test block: its claims and users as the policy's would be lowered, and its expectations.
+    fn test(&self, test: &ast::TestBlock) -> TestCase {
+        let mut lowered = TestCase {
+            namespace: self.namespace(),
+            name: test.name.text.to_string(),
+            origin: self.file.origin(test.name.span),
+            claims: Vec::new(),
+            users: Vec::new(),
+            expects: Vec::new(),
+        };
+        for stmt in &test.body.stmts {
+            match &stmt.node {
+                ast::TestStmt::Claim(claim) => lowered.claims.push(self.claim(claim)),
+                ast::TestStmt::User(user) => lowered.users.push(self.user(user)),
+                ast::TestStmt::Expect(expect) => lowered
+                    .expects
+                    .push(Expectation { expect: self.expect(expect), origin: self.file.origin(stmt.span) }),
+                ast::TestStmt::Error => {}
+            }
+        }
+        lowered
+    }
+
+    fn expect(&self, expect: &ast::Expect) -> Expect {
+        match expect {
+            ast::Expect::Claim(e) => {
+                let claim = self.test_claim(&e.claim);
+                match &e.outcome.node {
+                    ast::ClaimOutcome::Resolved => Expect::Resolved { claim },
+                    ast::ClaimOutcome::Rejected { pattern } => {
+                        Expect::Rejected { claim, pattern: pattern.as_ref().and_then(|p| p.as_plain()) }
+                    }
+                }
+            }
+            ast::Expect::Instance(e) => {
+                let (service, component) = self.test_component(&e.component);
+                let mut lowered = Expect::Instance {
+                    service,
+                    component,
+                    claim: self.test_claim(&e.claim),
+                    context: None,
+                    cluster: None,
+                    namespace: None,
+                    values: Vec::new(),
+                };
+                if let Expect::Instance { context, cluster, namespace, values, .. } = &mut lowered {
+                    for stmt in e.body.iter().flat_map(|b| &b.stmts) {
+                        match &stmt.node {
+                            ast::InstanceStmt::Context(name) => *context = Some(name.text.to_string()),
+                            ast::InstanceStmt::Cluster(path) => {
+                                *cluster = Some(self.resolve(Kind::Cluster, &path.segments))
+                            }
+                            ast::InstanceStmt::Namespace(lit) => *namespace = lit.as_plain(),
+                            ast::InstanceStmt::Values(map) => {
+                                *values = map
+                                    .entries
+                                    .iter()
+                                    .filter_map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?)))
+                                    .collect();
+                            }
+                            ast::InstanceStmt::Error => {}
+                        }
+                    }
+                }
+                lowered
+            }
+            ast::Expect::NoInstance(e) => {
+                let (service, component) = self.test_component(&e.component);
+                Expect::NoInstance { service, component, claim: self.test_claim(&e.claim) }
+            }
+            ast::Expect::Instances(n) => Expect::Instances { count: n.node },
+        }
+    }
+
+    /// The id of a claim named in a test: `name` is the test's own claim or one of its
+    /// namespace's; `ns.name` is resolved as any qualified reference.
+    fn test_claim(&self, path: &ast::Path) -> String {
+        match path.segments.as_slice() {
+            [name] => format!("{}.{}", self.namespace(), name.text),
+            segments => self.resolve(Kind::Claim, segments),
+        }
+    }
+
+    /// `SERVICE.COMPONENT` → (`namespace.service`, component).
+    fn test_component(&self, path: &ast::Path) -> (String, String) {
+        match path.segments.split_last() {
+            Some((component, service)) if !service.is_empty() => {
+                (self.resolve(Kind::Service, service), component.text.to_string())
+            }
+            _ => (String::new(), path.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(".")),
+        }
     }
 
     fn label_map(&self, map: &ast::MapLit) -> BTreeMap<String, Value> {
@@ -236,7 +364,9 @@ impl Lowerer<'_> {
 
     fn label_op(&self, op: &ast::LabelOp) -> LabelOp {
         match op {
-            ast::LabelOp::Set { label, value } => LabelOp::Set { label: self.label_or_key(&label.text), value: self.expr(value) },
+            ast::LabelOp::Set { label, value } => {
+                LabelOp::Set { label: self.label_or_key(&label.text), value: self.expr(value) }
+            }
             ast::LabelOp::Remove { label } => LabelOp::Remove { label: self.label_or_key(&label.text) },
         }
     }
@@ -256,7 +386,11 @@ impl Lowerer<'_> {
             })
             .collect();
         let lowered: Vec<Component> = components.iter().map(|c| self.component(c)).collect();
-        Service { namespace: self.namespace(), name: service.name.text.to_string(), components: dependency_order(lowered) }
+        Service {
+            namespace: self.namespace(),
+            name: service.name.text.to_string(),
+            components: dependency_order(lowered),
+        }
     }
 
     fn component(&self, component: &ast::Component) -> Component {
@@ -281,8 +415,11 @@ impl Lowerer<'_> {
                     lowered.values = map.entries.iter().map(|e| (self.key(&e.key), self.expr(&e.value))).collect();
                 }
                 ast::ComponentStmt::Discovery(map) => {
-                    lowered.discovery =
-                        map.entries.iter().filter_map(|e| Some((map_key_text(&e.key)?.to_string(), self.expr(&e.value)))).collect();
+                    lowered.discovery = map
+                        .entries
+                        .iter()
+                        .filter_map(|e| Some((map_key_text(&e.key)?.to_string(), self.expr(&e.value))))
+                        .collect();
                 }
                 ast::ComponentStmt::Error => {}
             }
@@ -290,14 +427,24 @@ impl Lowerer<'_> {
         let base_dir = self.file.dir.clone();
         lowered.source = match &component.source.node {
             ast::ComponentSource::Uses(path) => Source::Uses { contract: self.resolve(Kind::Contract, &path.segments) },
-            ast::ComponentSource::Chart(chart) => Source::Chart { chart: chart.as_plain().unwrap_or_default(), repo, version, base_dir },
-            ast::ComponentSource::Manifests(glob) => Source::Manifests { glob: glob.as_plain().unwrap_or_default(), base_dir },
+            ast::ComponentSource::Chart(chart) => {
+                Source::Chart { chart: chart.as_plain().unwrap_or_default(), repo, version, base_dir }
+            }
+            ast::ComponentSource::Manifests(glob) => {
+                Source::Manifests { glob: glob.as_plain().unwrap_or_default(), base_dir }
+            }
         };
         lowered
     }
 
     fn contract(&self, contract: &ast::Contract) -> Contract {
-        let mut lowered = Contract { namespace: self.namespace(), name: contract.name.text.to_string(), ops: Vec::new(), contexts: Vec::new(), origin: self.file.origin(contract.name.span) };
+        let mut lowered = Contract {
+            namespace: self.namespace(),
+            name: contract.name.text.to_string(),
+            ops: Vec::new(),
+            contexts: Vec::new(),
+            origin: self.file.origin(contract.name.span),
+        };
         for stmt in &contract.body.stmts {
             match &stmt.node {
                 ast::ContractStmt::LabelOp(op) => lowered.ops.push(self.label_op(op)),
@@ -313,7 +460,9 @@ impl Lowerer<'_> {
                     for stmt in &context.body.stmts {
                         match &stmt.node {
                             ast::ContextStmt::LabelOp(op) => ctx.ops.push(self.label_op(op)),
-                            ast::ContextStmt::Allocate(keys) => ctx.allocate = keys.iter().map(|k| self.expr(k)).collect(),
+                            ast::ContextStmt::Allocate(keys) => {
+                                ctx.allocate = keys.iter().map(|k| self.expr(k)).collect()
+                            }
                             ast::ContextStmt::Use(path) => ctx.service = self.resolve(Kind::Service, &path.segments),
                             ast::ContextStmt::Error => {}
                         }
@@ -387,10 +536,14 @@ impl Lowerer<'_> {
             }
             K::Map(map) => Expr::Map(map.entries.iter().map(|e| (self.key(&e.key), self.expr(&e.value))).collect()),
             K::Path(path) => self.path(path),
-            K::Call { func, args } => Expr::Call { function: func.text.to_string(), args: args.iter().map(|a| self.expr(a)).collect() },
+            K::Call { func, args } => {
+                Expr::Call { function: func.text.to_string(), args: args.iter().map(|a| self.expr(a)).collect() }
+            }
             K::Unary { op: ast::UnaryOp::Not, expr } => Expr::Not(Box::new(self.expr(expr))),
             K::Unary { op: ast::UnaryOp::Neg, expr } => Expr::Neg(Box::new(self.expr(expr))),
-            K::Binary { op, lhs, rhs } => Expr::Binary { op: binary(*op), lhs: Box::new(self.expr(lhs)), rhs: Box::new(self.expr(rhs)) },
+            K::Binary { op, lhs, rhs } => {
+                Expr::Binary { op: binary(*op), lhs: Box::new(self.expr(lhs)), rhs: Box::new(self.expr(rhs)) }
+            }
             K::Paren(inner) => self.expr(inner),
             K::Error => Expr::Const(Value::Bool(false)),
         }
@@ -442,7 +595,12 @@ pub(crate) fn constant(expr: &ast::Expr) -> Option<Value> {
         K::Bool(b) => Value::Bool(*b),
         K::Str(lit) => Value::Str(lit.as_plain()?),
         K::List(items) => Value::List(items.iter().map(constant).collect::<Option<_>>()?),
-        K::Map(map) => Value::Map(map.entries.iter().map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?))).collect::<Option<_>>()?),
+        K::Map(map) => Value::Map(
+            map.entries
+                .iter()
+                .map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?)))
+                .collect::<Option<_>>()?,
+        ),
         K::Unary { op: ast::UnaryOp::Neg, expr } => match constant(expr)? {
             Value::Int(n) => Value::Int(n.checked_neg()?),
             _ => return None,
@@ -467,7 +625,13 @@ fn dependency_order(components: Vec<Component>) -> Vec<Component> {
     let position: HashMap<String, usize> = components.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
     let mut placed = vec![false; components.len()];
     let mut order = Vec::with_capacity(components.len());
-    fn visit(i: usize, components: &[Component], position: &HashMap<String, usize>, placed: &mut [bool], order: &mut Vec<usize>) {
+    fn visit(
+        i: usize,
+        components: &[Component],
+        position: &HashMap<String, usize>,
+        placed: &mut [bool],
+        order: &mut Vec<usize>,
+    ) {
         if placed[i] {
             return;
         }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The version of the IR format. Bump it on any change to these types.
-pub const IR_VERSION: u32 = 1;
+pub const IR_VERSION: u32 = 2;
 
 /// The `format` tag every IR file carries.
 pub const IR_FORMAT: &str = "aptc-ir";
@@ -43,6 +43,8 @@ pub struct Program {
     pub grants: Vec<Grant>,
     /// Claims in resolution order (namespace, then name).
     pub claims: Vec<Claim>,
+    /// The policy's `test` blocks, in namespace order, then as written (`aptc test`).
+    pub tests: Vec<TestCase>,
 }
 
 /// Where something was written, for explanations.
@@ -132,10 +134,20 @@ pub struct Component {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
-    Chart { chart: String, repo: Option<String>, version: Option<String>, base_dir: String },
-    Manifests { glob: String, base_dir: String },
+    Chart {
+        chart: String,
+        repo: Option<String>,
+        version: Option<String>,
+        base_dir: String,
+    },
+    Manifests {
+        glob: String,
+        base_dir: String,
+    },
     /// `namespace.name` of a contract.
-    Uses { contract: String },
+    Uses {
+        contract: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -239,6 +251,63 @@ pub enum Consumer {
     Team(String),
 }
 
+/// A `test` block: claims and users added to the policy for this test only, and what the
+/// desired state must then look like (docs/language.md §18).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TestCase {
+    /// The namespace of the test's file; its claims belong to it.
+    pub namespace: String,
+    pub name: String,
+    pub origin: Origin,
+    /// Claims of the test (in the test's namespace), resolved with the policy's.
+    pub claims: Vec<Claim>,
+    /// Users of the test, added to the policy's for this test.
+    pub users: Vec<User>,
+    pub expects: Vec<Expectation>,
+}
+
+impl TestCase {
+    /// `namespace.name`, unique in the policy.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+/// One `expect` statement of a test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub expect: Expect,
+    pub origin: Origin,
+}
+
+/// What a test expects of the desired state. Claims are ids (`namespace.name`), services
+/// `namespace.name`, clusters `system.name`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// `expect claim C resolved`.
+    Resolved { claim: String },
+    /// `expect claim C rejected [matches "PATTERN"]`: the claim does not resolve (a rule
+    /// rejects it, or it fails); the pattern, if any, must match its reason.
+    Rejected { claim: String, pattern: Option<String> },
+    /// `expect instance S.C for CLAIM { … }`: the claim needs an instance of component
+    /// `component` of service `service` that has every property given.
+    Instance {
+        service: String,
+        component: String,
+        claim: String,
+        context: Option<String>,
+        cluster: Option<String>,
+        namespace: Option<String>,
+        /// Entries the instance's `values` must have (maps compared entry by entry).
+        values: Vec<(String, Value)>,
+    },
+    /// `expect no instance S.C for CLAIM`.
+    NoInstance { service: String, component: String, claim: String },
+    /// `expect instances N`: the number of component instances in the desired state.
+    Instances { count: i64 },
+}
+
 /// A string with interpolations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Template {
@@ -267,11 +336,21 @@ pub enum Expr {
     Cluster(ClusterField),
     Instance(InstanceField),
     /// `C.discovery.KEY` of a component of the same service.
-    Discovery { component: String, key: String },
-    Call { function: String, args: Vec<Expr> },
+    Discovery {
+        component: String,
+        key: String,
+    },
+    Call {
+        function: String,
+        args: Vec<Expr>,
+    },
     Not(Box<Expr>),
     Neg(Box<Expr>),
-    Binary { op: BinaryOp, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -385,6 +385,12 @@ fn managed(item: &ItemKind, namespace: &str) -> Option<(String, Span, Role)> {
             c.name.span,
             if admin == Role::DomainAdmin { admin } else { Role::Consumer },
         ),
+        // A test deploys nothing: whoever may manage the namespace's claims may manage its tests.
+        ItemKind::Test(t) => (
+            format!("test `{}`", t.name.text),
+            t.name.span,
+            if admin == Role::DomainAdmin { admin } else { Role::Consumer },
+        ),
         ItemKind::Cluster(c) => (format!("cluster `{}`", c.name.text), c.name.span, Role::DomainAdmin),
         ItemKind::User(u) => {
             (format!("user \"{}\"", u.name.as_plain().unwrap_or_default()), u.name.span, Role::DomainAdmin)

@@ -391,28 +391,25 @@ impl Checker<'_> {
             BinaryOp::Matches => {
                 self.expect(lhs, env, &Ty::String, "the left side of `matches`");
                 self.expect(rhs, env, &Ty::String, "a regular expression");
-                if let Some(pattern) = constant_string(rhs)
-                    && let Err(error) = regex_syntax::Parser::new().parse(&pattern)
-                {
-                    let detail = error.to_string();
-                    let last = detail.lines().last().unwrap_or("invalid").trim();
-                    let reason = last.strip_prefix("error:").unwrap_or(last).trim().to_string();
-                    self.report(
-                        Diagnostic::new(
-                            codes::INVALID_REGEX,
-                            self.file,
-                            rhs.span,
-                            format!("invalid regular expression: {reason}"),
-                        )
-                        .with_primary_message("does not parse as a regular expression")
-                        .with_help(
-                            "the syntax is that of Rust's regex crate; escape `\\` in strings as `\\\\`".to_string(),
-                        ),
-                    );
+                if let Some(pattern) = constant_string(rhs) {
+                    self.regex(&pattern, rhs.span);
                 }
             }
         }
         Ty::Bool
+    }
+
+    /// Reports a regular expression (the text of the literal at `span`) that does not parse.
+    pub fn regex(&mut self, pattern: &str, span: Span) {
+        let Err(error) = regex_syntax::Parser::new().parse(pattern) else { return };
+        let detail = error.to_string();
+        let last = detail.lines().last().unwrap_or("invalid").trim();
+        let reason = last.strip_prefix("error:").unwrap_or(last).trim().to_string();
+        self.report(
+            Diagnostic::new(codes::INVALID_REGEX, self.file, span, format!("invalid regular expression: {reason}"))
+                .with_primary_message("does not parse as a regular expression")
+                .with_help("the syntax is that of Rust's regex crate; escape `\\` in strings as `\\\\`".to_string()),
+        );
     }
 
     /// For `enum == "literal"`: reports a literal outside the enum. True when it was such a pair.

@@ -23,6 +23,8 @@ pub enum Kind {
     Claim,
     Team,
     User,
+    /// A `test` block; tests are unique per namespace.
+    Test,
 }
 
 impl Kind {
@@ -37,6 +39,7 @@ impl Kind {
             Kind::Claim => "claim",
             Kind::Team => "team",
             Kind::User => "user",
+            Kind::Test => "test",
         }
     }
 
@@ -76,6 +79,10 @@ pub struct FileSummary {
     pub published: Vec<(SmolStr, Vec<SmolStr>)>,
     /// The services each contract's contexts `use` (as written: names in the contract's namespace).
     pub contract_services: Vec<(SmolStr, Vec<SmolStr>)>,
+    /// The components of each service, in declaration order.
+    pub components: Vec<(SmolStr, Vec<SmolStr>)>,
+    /// The contexts (of any contract of the file) that `use` each service, sorted.
+    pub service_contexts: Vec<(SmolStr, Vec<SmolStr>)>,
 }
 
 /// The outline of `file`.
@@ -115,11 +122,25 @@ fn summarize(file: &SourceFile) -> FileSummary {
             ItemKind::Service(service) => {
                 summary.objects.push((Kind::Service, service.name.text.clone()));
                 summary.published.push((service.name.text.clone(), published_keys(service)));
+                let components = service.body.stmts.iter().filter_map(|stmt| match &stmt.node {
+                    ServiceStmt::Component(c) => Some(c.name.text.clone()),
+                    ServiceStmt::Error => None,
+                });
+                summary.components.push((service.name.text.clone(), components.collect()));
             }
             ItemKind::Contract(c) => {
                 summary.objects.push((Kind::Contract, c.name.text.clone()));
                 summary.contract_services.push((c.name.text.clone(), used_services(c)));
+                for (context, service) in context_services(c) {
+                    match summary.service_contexts.iter_mut().find(|(s, _)| *s == service) {
+                        Some((_, contexts)) => contexts.push(context),
+                        None => summary.service_contexts.push((service, vec![context])),
+                    }
+                }
             }
+            // The test's own claims and users are not objects of the namespace: only the
+            // test sees them (semantics::file checks them).
+            ItemKind::Test(t) => summary.objects.push((Kind::Test, t.name.text.clone())),
             ItemKind::Rule(r) => summary.objects.push((Kind::Rule, r.name.text.clone())),
             ItemKind::Cluster(c) => summary.objects.push((Kind::Cluster, c.name.text.clone())),
             ItemKind::Claim(c) => summary.objects.push((Kind::Claim, c.name.text.clone())),
@@ -138,7 +159,27 @@ fn summarize(file: &SourceFile) -> FileSummary {
             _ => {}
         }
     }
+    for (_, contexts) in &mut summary.service_contexts {
+        contexts.sort();
+        contexts.dedup();
+    }
     summary
+}
+
+/// (context, service) for every `use` of a context of `contract`.
+fn context_services(contract: &Contract) -> Vec<(SmolStr, SmolStr)> {
+    let contexts = contract.body.stmts.iter().filter_map(|stmt| match &stmt.node {
+        ContractStmt::Context(context) => Some(context),
+        _ => None,
+    });
+    contexts
+        .flat_map(|c| {
+            c.body.stmts.iter().filter_map(|stmt| match &stmt.node {
+                ContextStmt::Use(path) => Some((c.name.text.clone(), path.segments.last()?.text.clone())),
+                _ => None,
+            })
+        })
+        .collect()
 }
 
 fn published_keys(service: &Service) -> Vec<SmolStr> {
@@ -223,6 +264,10 @@ pub struct Index {
     pub published: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
     /// (namespace, contract) → the services of that namespace its contexts use.
     pub contract_services: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
+    /// (namespace, service) → its components, in declaration order.
+    pub components: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
+    /// (namespace, service) → the names of the contexts that `use` it.
+    pub service_contexts: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
     /// File → its namespace and imports, for resolving names of any file.
     pub files: HashMap<FileId, (SmolStr, Vec<ImportSummary>)>,
 }
@@ -272,6 +317,15 @@ pub fn workspace_index(db: &dyn salsa::Database, ws: Workspace) -> Index {
         }
         for (contract, services) in &summary.contract_services {
             index.contract_services.insert((namespace.clone(), contract.clone()), services.clone());
+        }
+        for (service, components) in &summary.components {
+            index.components.entry((namespace.clone(), service.clone())).or_insert_with(|| components.clone());
+        }
+        for (service, contexts) in &summary.service_contexts {
+            let all = index.service_contexts.entry((namespace.clone(), service.clone())).or_default();
+            all.extend(contexts.iter().cloned());
+            all.sort();
+            all.dedup();
         }
     }
     for user in super::users::external_users(db, ws) {

@@ -89,6 +89,7 @@ fn declared(item: &ItemKind) -> Option<(Kind, SmolStr, Span)> {
         ItemKind::Claim(c) => (Kind::Claim, c.name.text.clone(), c.name.span),
         ItemKind::Team(t) => (Kind::Team, t.name.text.clone(), t.name.span),
         ItemKind::User(u) => (Kind::User, SmolStr::new(u.name.as_plain()?), u.name.span),
+        ItemKind::Test(t) => (Kind::Test, t.name.text.clone(), t.name.span),
         _ => return None,
     })
 }

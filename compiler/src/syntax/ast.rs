@@ -98,6 +98,8 @@ pub enum ItemKind {
     UsersFrom(UsersFrom),
     Grant(Grant),
     Function(FunctionDecl),
+    /// `test NAME { … }`: a policy test, run by `aptc test`.
+    Test(TestBlock),
     /// Text the parser skipped after a syntax error.
     Error,
 }
@@ -358,6 +360,99 @@ pub struct FunctionDecl {
 pub struct Param {
     pub name: Ident,
     pub ty: TypeExpr,
+}
+
+/// `test NAME { … }`: a policy test (docs/language.md §18).
+///
+/// A test resolves the whole policy, plus the claims and users declared in its body, and
+/// checks the outcome against its `expect` statements. The test's own claims and users
+/// exist only while the test runs: other tests and the policy never see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TestBlock {
+    pub name: Ident,
+    pub body: Block<TestStmt>,
+}
+
+/// Statements in a test body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum TestStmt {
+    /// `claim NAME { … }`: a claim added to the policy for this test only; it belongs to the
+    /// test's namespace.
+    Claim(Claim),
+    /// `user "NAME" [{ … }]`: a user added to the policy for this test only.
+    User(User),
+    /// `expect …`: what the resolved policy must look like.
+    Expect(Expect),
+    Error,
+}
+
+/// An `expect` statement: one assertion about the desired state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Expect {
+    /// `expect claim CLAIM resolved` or `expect claim CLAIM rejected [matches "REGEX"]`.
+    Claim(ExpectClaim),
+    /// `expect instance SERVICE.COMPONENT for CLAIM [{ … }]`.
+    Instance(ExpectInstance),
+    /// `expect no instance SERVICE.COMPONENT for CLAIM`: the claim produces no instance of
+    /// that component (it is rejected, or never reaches the component).
+    NoInstance(ExpectNoInstance),
+    /// `expect instances N`: the desired state holds exactly `N` component instances (every
+    /// instance of a chart, manifests or `uses` component; service instances are not
+    /// counted). The span is the number's.
+    Instances(Spanned<i64>),
+}
+
+/// `expect claim CLAIM resolved | rejected [matches "REGEX"]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpectClaim {
+    /// The claim: one of the test's own, or a claim of the policy (`name` or `namespace.name`).
+    pub claim: Path,
+    pub outcome: Spanned<ClaimOutcome>,
+}
+
+/// What should become of a claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ClaimOutcome {
+    /// `resolved`: the claim resolves without error.
+    Resolved,
+    /// `rejected [matches "REGEX"]`: the claim does not resolve (a rule rejects it, or
+    /// resolution fails). With a pattern, the message (the rule's `reject` message, or the
+    /// error) must match the regular expression, anywhere, as `matches` does in expressions.
+    Rejected { pattern: Option<StrLit> },
+}
+
+/// `expect instance SERVICE.COMPONENT for CLAIM [{ … }]`: the claim produces an instance of
+/// the component, and the instance has what the body lists (anything not listed is not
+/// compared).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpectInstance {
+    /// `service.component` or `namespace.service.component`.
+    pub component: Path,
+    pub claim: Path,
+    pub body: Option<Block<InstanceStmt>>,
+}
+
+/// `expect no instance SERVICE.COMPONENT for CLAIM`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExpectNoInstance {
+    /// `service.component` or `namespace.service.component`.
+    pub component: Path,
+    pub claim: Path,
+}
+
+/// What an expected instance must have.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum InstanceStmt {
+    /// `context NAME`: the context chosen for the instance's contract.
+    Context(Ident),
+    /// `cluster NAME`: the cluster it is placed on.
+    Cluster(Path),
+    /// `namespace "NAME"`: the Kubernetes namespace it is placed in.
+    Namespace(StrLit),
+    /// `values { key = value, … }`: these entries of the instance's evaluated `values` must
+    /// equal the given constants; entries not listed are not compared.
+    Values(MapLit),
+    Error,
 }
 
 /// An expression.

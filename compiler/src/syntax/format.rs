@@ -231,32 +231,8 @@ impl Printer<'_> {
                     ClusterStmt::Error => p.verbatim(s.span),
                 });
             }
-            ItemKind::Claim(claim) => {
-                self.write("claim ");
-                self.write(&claim.name.text);
-                self.block(&claim.body, |p, s| match &s.node {
-                    ClaimStmt::User(v) => p.write(&format!("user {}", string(v))),
-                    ClaimStmt::Team(t) => p.write(&format!("team {}", t.text)),
-                    ClaimStmt::Contract(c) => p.write(&format!("contract {}", path(c))),
-                    ClaimStmt::Labels(map) => p.keyword_map("labels", map),
-                    ClaimStmt::Error => p.verbatim(s.span),
-                });
-            }
-            ItemKind::User(user) => {
-                self.write("user ");
-                self.write(&string(&user.name));
-                if let Some(body) = &user.body {
-                    self.block(body, |p, s| match &s.node {
-                        UserStmt::Team(t) => p.write(&format!("team {}", t.text)),
-                        UserStmt::Groups(groups) => {
-                            p.write("groups ");
-                            p.list(groups);
-                        }
-                        UserStmt::Labels(map) => p.keyword_map("labels", map),
-                        UserStmt::Error => p.verbatim(s.span),
-                    });
-                }
-            }
+            ItemKind::Claim(claim) => self.claim(claim),
+            ItemKind::User(user) => self.user(user),
             ItemKind::Team(team) => {
                 self.write("team ");
                 self.write(&team.name.text);
@@ -294,7 +270,76 @@ impl Printer<'_> {
                     type_expr(&function.ret)
                 ));
             }
+            ItemKind::Test(test) => {
+                self.write("test ");
+                self.write(&test.name.text);
+                self.block(&test.body, |p, s| match &s.node {
+                    TestStmt::Claim(claim) => p.claim(claim),
+                    TestStmt::User(user) => p.user(user),
+                    TestStmt::Expect(expect) => p.expect(expect),
+                    TestStmt::Error => p.verbatim(s.span),
+                });
+            }
             ItemKind::Error => self.verbatim(item.span),
+        }
+    }
+
+    fn claim(&mut self, claim: &Claim) {
+        self.write("claim ");
+        self.write(&claim.name.text);
+        self.block(&claim.body, |p, s| match &s.node {
+            ClaimStmt::User(v) => p.write(&format!("user {}", string(v))),
+            ClaimStmt::Team(t) => p.write(&format!("team {}", t.text)),
+            ClaimStmt::Contract(c) => p.write(&format!("contract {}", path(c))),
+            ClaimStmt::Labels(map) => p.keyword_map("labels", map),
+            ClaimStmt::Error => p.verbatim(s.span),
+        });
+    }
+
+    fn user(&mut self, user: &User) {
+        self.write("user ");
+        self.write(&string(&user.name));
+        if let Some(body) = &user.body {
+            self.block(body, |p, s| match &s.node {
+                UserStmt::Team(t) => p.write(&format!("team {}", t.text)),
+                UserStmt::Groups(groups) => {
+                    p.write("groups ");
+                    p.list(groups);
+                }
+                UserStmt::Labels(map) => p.keyword_map("labels", map),
+                UserStmt::Error => p.verbatim(s.span),
+            });
+        }
+    }
+
+    fn expect(&mut self, expect: &Expect) {
+        match expect {
+            Expect::Claim(e) => {
+                self.write(&format!("expect claim {} ", path(&e.claim)));
+                match &e.outcome.node {
+                    ClaimOutcome::Resolved => self.write("resolved"),
+                    ClaimOutcome::Rejected { pattern: None } => self.write("rejected"),
+                    ClaimOutcome::Rejected { pattern: Some(p) } => {
+                        self.write(&format!("rejected matches {}", string(p)))
+                    }
+                }
+            }
+            Expect::Instance(e) => {
+                self.write(&format!("expect instance {} for {}", path(&e.component), path(&e.claim)));
+                if let Some(body) = &e.body {
+                    self.block(body, |p, s| match &s.node {
+                        InstanceStmt::Context(c) => p.write(&format!("context {}", c.text)),
+                        InstanceStmt::Cluster(c) => p.write(&format!("cluster {}", path(c))),
+                        InstanceStmt::Namespace(n) => p.write(&format!("namespace {}", string(n))),
+                        InstanceStmt::Values(map) => p.keyword_map("values", map),
+                        InstanceStmt::Error => p.verbatim(s.span),
+                    });
+                }
+            }
+            Expect::NoInstance(e) => {
+                self.write(&format!("expect no instance {} for {}", path(&e.component), path(&e.claim)))
+            }
+            Expect::Instances(n) => self.write(&format!("expect instances {}", n.node)),
         }
     }
 

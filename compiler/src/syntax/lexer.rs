@@ -159,6 +159,7 @@ keywords! {
     Grant => "grant",
     Fn => "fn",
     Test => "test",
+    Expect => "expect",
     True => "true",
     False => "false",
     And => "and",

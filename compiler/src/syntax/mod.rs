@@ -231,11 +231,12 @@ fn help_for(found: Option<&Token<'_>>, expected: &[String]) -> Option<String> {
     }
 }
 
-/// The expected keyword closest to a misspelt identifier (edit distance ≤ 2).
+/// The expected keyword (or contextual word) closest to a misspelt identifier (edit distance ≤ 2).
 fn closest_keyword(text: &str, expected: &[String]) -> Option<&'static str> {
     Keyword::ALL
         .iter()
         .map(|k| k.as_str())
+        .chain(parser::CONTEXTUAL_WORDS.iter().copied())
         .filter(|k| expected.iter().any(|e| e.trim_matches('`') == *k))
         .map(|k| (edit_distance(text, k), k))
         .filter(|&(d, _)| d <= 2)

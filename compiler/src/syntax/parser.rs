@@ -134,6 +134,18 @@ fn ident<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ide
         .labelled("identifier")
 }
 
+/// Words with a meaning only where they stand, in `expect` statements; elsewhere they are
+/// ordinary identifiers.
+pub(crate) const CONTEXTUAL_WORDS: &[&str] = &["resolved", "rejected", "instance", "instances", "no", "for"];
+
+/// A contextual word (one of [`CONTEXTUAL_WORDS`]); `label` is it in backquotes, for errors.
+fn word<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(
+    text: &'static str,
+    label: &'static str,
+) -> impl P<'tok, 'src, (), E> {
+    select! { Token::Ident(t) if t == text => () }.labelled(label)
+}
+
 /// An identifier or a keyword that may stand for a name (labels, fields, map keys).
 fn name<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ident, E> {
     select! {
@@ -319,9 +331,26 @@ fn block<'tok, 'src: 'tok, S: Clone + 'tok, E: SyntaxErr<'tok, 'src>>(
     starters: &'static [Keyword],
     what: &'static str,
 ) -> impl P<'tok, 'src, Block<S>, E> {
-    // Top-level keywords that cannot begin a statement here end a block missing its `}`.
-    let ends_block = move |t: &Token| is_keyword_in(t, ITEM_KEYWORDS) && !is_keyword_in(t, starters);
-    let skip_first = token_tree().and_is(any().filter(move |t: &Token| !ends_block(t)).rewind());
+    nested_block(stmt, error, starters, &[], what)
+}
+
+/// A block inside a block whose statements begin with `enclosing` keywords (besides the
+/// top-level ones): those end it too when its `}` is missing.
+fn nested_block<'tok, 'src: 'tok, S: Clone + 'tok, E: SyntaxErr<'tok, 'src>>(
+    stmt: impl P<'tok, 'src, S, E> + 'tok,
+    error: S,
+    starters: &'static [Keyword],
+    enclosing: &'static [Keyword],
+    what: &'static str,
+) -> impl P<'tok, 'src, Block<S>, E> {
+    // Top-level keywords (and the enclosing block's) that cannot begin a statement here end
+    // a block missing its `}`.
+    let ends_block = move |t: &Token| {
+        (is_keyword_in(t, ITEM_KEYWORDS) || is_keyword_in(t, enclosing)) && !is_keyword_in(t, starters)
+    };
+    // `expect claim …` is one statement even though `claim` also begins one.
+    let expect_claim = kw(Keyword::Expect).then(kw(Keyword::Claim)).ignored();
+    let skip_first = expect_claim.or(token_tree()).and_is(any().filter(move |t: &Token| !ends_block(t)).rewind());
     let skip_rest =
         token_tree().and_is(any().filter(move |t: &Token| !ends_block(t) && !is_keyword_in(t, starters)).rewind());
     let recovery = skip_first
@@ -499,15 +528,20 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract),
         kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels),
     ));
-    let claim = kw(Keyword::Claim)
-        .ignore_then(ident())
-        .then(block(
-            claim_stmt,
-            ClaimStmt::Error,
-            &[Keyword::User, Keyword::Team, Keyword::Contract, Keyword::Labels],
-            "claim",
-        ))
-        .map(|(name, body)| ItemKind::Claim(Claim { name, body }));
+    // Claims and users are items, and statements of tests: `enclosing` says which.
+    let claim_decl = move |enclosing: &'static [Keyword]| {
+        kw(Keyword::Claim)
+            .ignore_then(ident())
+            .then(nested_block(
+                claim_stmt.clone(),
+                ClaimStmt::Error,
+                &[Keyword::User, Keyword::Team, Keyword::Contract, Keyword::Labels],
+                enclosing,
+                "claim",
+            ))
+            .map(|(name, body)| Claim { name, body })
+    };
+    let claim = claim_decl(&[]).map(ItemKind::Claim);
 
     let list = expr
         .clone()
@@ -520,10 +554,22 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         kw(Keyword::Groups).ignore_then(list).map(UserStmt::Groups),
         kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(UserStmt::Labels),
     ));
-    let user = kw(Keyword::User)
-        .ignore_then(string())
-        .then(block(user_stmt, UserStmt::Error, &[Keyword::Team, Keyword::Groups, Keyword::Labels], "user").or_not())
-        .map(|(name, body)| ItemKind::User(User { name, body }));
+    let user_decl = move |enclosing: &'static [Keyword]| {
+        kw(Keyword::User)
+            .ignore_then(string())
+            .then(
+                nested_block(
+                    user_stmt.clone(),
+                    UserStmt::Error,
+                    &[Keyword::Team, Keyword::Groups, Keyword::Labels],
+                    enclosing,
+                    "user",
+                )
+                .or_not(),
+            )
+            .map(|(name, body)| User { name, body })
+    };
+    let user = user_decl(&[]).map(ItemKind::User);
 
     let team_stmt = kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(TeamStmt::Labels);
     let team = kw(Keyword::Team)
@@ -562,6 +608,59 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .then(ty)
         .map(|((name, params), ret)| ItemKind::Function(FunctionDecl { name, params, ret }));
 
+    // Tests. Inside a test, `expect` also ends a nested block whose `}` is missing.
+    const TEST_STMTS: &[Keyword] = &[Keyword::Claim, Keyword::User, Keyword::Expect];
+    const IN_TEST: &[Keyword] = &[Keyword::Expect];
+    let outcome = choice((
+        word("resolved", "`resolved`").to(ClaimOutcome::Resolved),
+        word("rejected", "`rejected`")
+            .ignore_then(kw(Keyword::Matches).ignore_then(string()).or_not())
+            .map(|pattern| ClaimOutcome::Rejected { pattern }),
+    ))
+    .map_with(|node, e| Spanned { node, span: span(e.span()) });
+    let expect_claim = kw(Keyword::Claim)
+        .ignore_then(path())
+        .then(outcome)
+        .map(|(claim, outcome)| Expect::Claim(ExpectClaim { claim, outcome }));
+    let instance_stmt = choice((
+        kw(Keyword::Context).ignore_then(ident()).map(InstanceStmt::Context),
+        kw(Keyword::Cluster).ignore_then(path()).map(InstanceStmt::Cluster),
+        kw(Keyword::Namespace).ignore_then(string()).map(InstanceStmt::Namespace),
+        kw(Keyword::Values).ignore_then(map_lit(expr.clone())).map(InstanceStmt::Values),
+    ));
+    let component_for_claim = path().then_ignore(word("for", "`for`")).then(path());
+    let expect_instance = word("instance", "`instance`")
+        .ignore_then(component_for_claim.clone())
+        .then(
+            nested_block(
+                instance_stmt,
+                InstanceStmt::Error,
+                &[Keyword::Context, Keyword::Cluster, Keyword::Namespace, Keyword::Values],
+                IN_TEST,
+                "expectation",
+            )
+            .or_not(),
+        )
+        .map(|((component, claim), body)| Expect::Instance(ExpectInstance { component, claim, body }));
+    let expect_no_instance = word("no", "`no`")
+        .ignore_then(word("instance", "`instance`"))
+        .ignore_then(component_for_claim)
+        .map(|(component, claim)| Expect::NoInstance(ExpectNoInstance { component, claim }));
+    let expect_count = word("instances", "`instances`")
+        .ignore_then(int().map_with(|value, e| Spanned { node: value.unwrap_or(0), span: span(e.span()) }))
+        .map(Expect::Instances);
+    let expect =
+        kw(Keyword::Expect).ignore_then(choice((expect_claim, expect_instance, expect_no_instance, expect_count)));
+    let test_stmt = choice((
+        claim_decl(IN_TEST).map(TestStmt::Claim),
+        user_decl(IN_TEST).map(TestStmt::User),
+        expect.map(TestStmt::Expect),
+    ));
+    let test = kw(Keyword::Test)
+        .ignore_then(ident())
+        .then(block(test_stmt, TestStmt::Error, TEST_STMTS, "test"))
+        .map(|(name, body)| ItemKind::Test(TestBlock { name, body }));
+
     choice((
         namespace.boxed(),
         import.boxed(),
@@ -576,6 +675,7 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         users_from.boxed(),
         grant.boxed(),
         function.boxed(),
+        test.boxed(),
     ))
     .labelled("declaration")
 }

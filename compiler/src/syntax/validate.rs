@@ -130,24 +130,9 @@ impl Validator {
                     }
                 }
             }
-            ItemKind::Claim(claim) => self.claim(item, claim),
-            ItemKind::User(user) => {
-                if let Some(body) = &user.body {
-                    self.unique(&body.stmts, |s| match s {
-                        UserStmt::Team(_) => Some("team"),
-                        UserStmt::Groups(_) => Some("groups"),
-                        UserStmt::Labels(_) => Some("labels"),
-                        UserStmt::Error => None,
-                    });
-                    for stmt in &body.stmts {
-                        match &stmt.node {
-                            UserStmt::Labels(map) => self.map(map),
-                            UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
-                            _ => {}
-                        }
-                    }
-                }
-            }
+            ItemKind::Claim(claim) => self.claim(item.span, claim),
+            ItemKind::User(user) => self.user(user),
+            ItemKind::Test(test) => self.test(test),
             ItemKind::Team(team) => {
                 if let Some(body) = &team.body {
                     self.unique(&body.stmts, |s| matches!(s, TeamStmt::Labels(_)).then_some("labels"));
@@ -356,7 +341,116 @@ impl Validator {
         }
     }
 
-    fn claim(&mut self, item: &Item, claim: &Claim) {
+    fn user(&mut self, user: &User) {
+        let Some(body) = &user.body else { return };
+        self.unique(&body.stmts, |s| match s {
+            UserStmt::Team(_) => Some("team"),
+            UserStmt::Groups(_) => Some("groups"),
+            UserStmt::Labels(_) => Some("labels"),
+            UserStmt::Error => None,
+        });
+        for stmt in &body.stmts {
+            match &stmt.node {
+                UserStmt::Labels(map) => self.map(map),
+                UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
+                _ => {}
+            }
+        }
+    }
+
+    /// A test's claims and users as at top level; expectations that can never all hold.
+    fn test(&mut self, test: &TestBlock) {
+        let mut expects = false;
+        let mut broken = false;
+        // Claim → (outcome, where) and (component, claim) → (present, where), for conflicts.
+        let mut outcomes: HashMap<String, (bool, Span)> = HashMap::new();
+        let mut instances: HashMap<(String, String), (bool, Span)> = HashMap::new();
+        for stmt in &test.body.stmts {
+            match &stmt.node {
+                TestStmt::Claim(claim) => self.claim(stmt.span, claim),
+                TestStmt::User(user) => self.user(user),
+                TestStmt::Expect(expect) => {
+                    expects = true;
+                    match expect {
+                        Expect::Claim(e) => {
+                            let resolved = matches!(e.outcome.node, ClaimOutcome::Resolved);
+                            let key = path_text(&e.claim);
+                            self.conflict(&mut outcomes, key, resolved, stmt.span, "`resolved` and `rejected`");
+                        }
+                        Expect::Instance(e) => {
+                            let key = (path_text(&e.component), path_text(&e.claim));
+                            self.conflict(&mut instances, key, true, stmt.span, "an instance and no instance");
+                            if let Some(body) = &e.body {
+                                self.unique(&body.stmts, |s| match s {
+                                    InstanceStmt::Context(_) => Some("context"),
+                                    InstanceStmt::Cluster(_) => Some("cluster"),
+                                    InstanceStmt::Namespace(_) => Some("namespace"),
+                                    InstanceStmt::Values(_) => Some("values"),
+                                    InstanceStmt::Error => None,
+                                });
+                                for stmt in &body.stmts {
+                                    if let InstanceStmt::Values(map) = &stmt.node {
+                                        self.map(map);
+                                    }
+                                }
+                            }
+                        }
+                        Expect::NoInstance(e) => {
+                            let key = (path_text(&e.component), path_text(&e.claim));
+                            self.conflict(&mut instances, key, false, stmt.span, "an instance and no instance");
+                        }
+                        Expect::Instances(_) => {}
+                    }
+                }
+                TestStmt::Error => broken = true,
+            }
+        }
+        self.unique(&test.body.stmts, |s| {
+            matches!(s, TestStmt::Expect(Expect::Instances(_))).then_some("expect instances")
+        });
+        if !expects && !broken {
+            self.out.push(
+                Diagnostic::new(
+                    codes::EMPTY_BLOCK,
+                    self.file,
+                    test.name.span,
+                    format!("test `{}` expects nothing", test.name.text),
+                )
+                .with_primary_message("no `expect` statement")
+                .with_help("add what the policy should do, e.g. `expect claim NAME resolved`, or remove the test"),
+            );
+        }
+    }
+
+    /// Two expectations about the same thing that cannot both hold (APT0105).
+    fn conflict<K: std::hash::Hash + Eq>(
+        &mut self,
+        seen: &mut HashMap<K, (bool, Span)>,
+        key: K,
+        value: bool,
+        span: Span,
+        what: &str,
+    ) {
+        match seen.get(&key) {
+            Some(&(first, first_span)) if first != value => self.out.push(
+                Diagnostic::new(
+                    codes::CONFLICTING_STATEMENTS,
+                    self.file,
+                    span,
+                    format!("this test expects both {what} here"),
+                )
+                .with_primary_message("contradicts an earlier expectation")
+                .with_label(self.file, first_span, "the earlier expectation")
+                .with_help("keep the expectation you mean; a test can never pass with both"),
+            ),
+            Some(_) => {}
+            None => {
+                seen.insert(key, (value, span));
+            }
+        }
+    }
+
+    fn claim(&mut self, span: Span, claim: &Claim) {
         self.unique(&claim.body.stmts, |s| match s {
             ClaimStmt::User(_) => Some("user"),
             ClaimStmt::Team(_) => Some("team"),
@@ -390,7 +484,7 @@ impl Validator {
                     format!("claim `{}` names no consumer", claim.name.text),
                 )
                 .with_primary_message("no `user` or `team`")
-                .with_label(self.file, item.span, "whose claim is this?")
+                .with_label(self.file, span, "whose claim is this?")
                 .with_help("add `user \"NAME\"` or `team NAME`"),
             );
         }
@@ -494,4 +588,9 @@ impl Validator {
             self.expr(&entry.value);
         }
     }
+}
+
+/// A path as written, for comparing references.
+fn path_text(path: &Path) -> String {
+    path.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(".")
 }

@@ -60,7 +60,24 @@ impl Env<'_> {
         if let Some(value) = self.labels.get(id) {
             return Ok(value.clone());
         }
-        self.program.labels.get(id).and_then(|decl| decl.default.clone()).ok_or_else(|| EvalError::Unset(format!("label `{id}`")))
+        self.program
+            .labels
+            .get(id)
+            .and_then(|decl| decl.default.clone())
+            .ok_or_else(|| EvalError::Unset(format!("label `{id}`")))
+    }
+
+    /// A label value some object holds, or else the label's declared default.
+    fn or_default(&self, held: Option<&Value>, id: &str, what: &str) -> Result<Value, EvalError> {
+        match held {
+            Some(value) => Ok(value.clone()),
+            None => self
+                .program
+                .labels
+                .get(id)
+                .and_then(|d| d.default.clone())
+                .ok_or_else(|| EvalError::Unset(format!("`{what}` `{id}`"))),
+        }
     }
 
     pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
@@ -82,11 +99,12 @@ impl Env<'_> {
             Expr::Label(id) => self.label(id)?,
             Expr::User(field) => match field {
                 UserField::Name => Value::Str(self.user.name.clone()),
-                UserField::Team => Value::Str(self.user.team.clone().ok_or_else(|| EvalError::Unset("`user.team`".into()))?),
-                UserField::Groups => Value::List(self.user.groups.iter().cloned().map(Value::Str).collect()),
-                UserField::Label(id) => {
-                    self.user.labels.get(id).cloned().ok_or_else(|| EvalError::Unset(format!("`user.labels` `{id}`")))?
+                UserField::Team => {
+                    Value::Str(self.user.team.clone().ok_or_else(|| EvalError::Unset("`user.team`".into()))?)
                 }
+                UserField::Groups => Value::List(self.user.groups.iter().cloned().map(Value::Str).collect()),
+                // A consumer without the label reads its default, as for `labels`.
+                UserField::Label(id) => self.or_default(self.user.labels.get(id), id, "user.labels")?,
             },
             Expr::Claim(field) => Value::Str(
                 match field {
@@ -100,21 +118,18 @@ impl Env<'_> {
                 let placement = self.placement.ok_or(EvalError::NotPlaced)?;
                 let cluster = self.program.clusters.get(&placement.cluster);
                 match field {
-                    ClusterField::Name => Value::Str(cluster.map_or_else(|| placement.cluster.clone(), |c| c.name.clone())),
+                    ClusterField::Name => {
+                        Value::Str(cluster.map_or_else(|| placement.cluster.clone(), |c| c.name.clone()))
+                    }
                     ClusterField::Namespace => Value::Str(placement.namespace.clone()),
-                    ClusterField::Label(id) => match cluster.and_then(|c| c.labels.get(id)) {
-                        Some(value) => value.clone(),
-                        None => self
-                            .program
-                            .labels
-                            .get(id)
-                            .and_then(|d| d.default.clone())
-                            .ok_or_else(|| EvalError::Unset(format!("`cluster.labels` `{id}`")))?,
-                    },
+                    ClusterField::Label(id) => {
+                        self.or_default(cluster.and_then(|c| c.labels.get(id)), id, "cluster.labels")?
+                    }
                 }
             }
             Expr::Instance(field) => {
-                let (name, id) = self.instance.ok_or_else(|| EvalError::Type("`instance` outside a component".into()))?;
+                let (name, id) =
+                    self.instance.ok_or_else(|| EvalError::Type("`instance` outside a component".into()))?;
                 Value::Str(
                     match field {
                         InstanceField::Name => name,
@@ -124,9 +139,13 @@ impl Env<'_> {
                 )
             }
             Expr::Discovery { component, key } => {
-                self.discovery.and_then(|d| d.get(component)).and_then(|values| values.get(key)).cloned().ok_or_else(|| {
-                    EvalError::Unset(format!("`{component}.discovery.{key}` (was `{component}` skipped by its `when`?)"))
-                })?
+                self.discovery.and_then(|d| d.get(component)).and_then(|values| values.get(key)).cloned().ok_or_else(
+                    || {
+                        EvalError::Unset(format!(
+                            "`{component}.discovery.{key}` (was `{component}` skipped by its `when`?)"
+                        ))
+                    },
+                )?
             }
             Expr::Call { function, args } => self.call(function, args)?,
             Expr::Not(inner) => Value::Bool(!self.bool(inner)?),
@@ -246,7 +265,11 @@ pub fn call(function: &str, args: &[Value]) -> Result<Value, EvalError> {
         "to_string" => Value::Str(args.first().ok_or_else(wrong)?.to_string()),
         "to_int" => {
             let text = s(0)?;
-            Value::Int(text.trim().parse().map_err(|_| EvalError::Function(format!("`to_int`: {text:?} is not an integer")))?)
+            Value::Int(
+                text.trim()
+                    .parse()
+                    .map_err(|_| EvalError::Function(format!("`to_int`: {text:?} is not an integer")))?,
+            )
         }
         other => return Err(EvalError::Function(format!("unknown function `{other}`"))),
     })

@@ -9,6 +9,9 @@ pub mod eval;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
 
 use aptc_compiler::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, Source, Value};
 
@@ -22,23 +25,35 @@ const MAX_DEPTH: usize = 64;
 const SYSTEM: &str = "system";
 
 /// Resolves every claim of `program`.
+///
+/// Claims resolve independently and in parallel (each stages its own instances); the merge
+/// then runs in claim order, so the first claim to reach a shared instance fixes it and the
+/// result is the same on any number of threads.
 pub fn resolve(program: &Program) -> DesiredState {
     let access = Access::new(program);
+    let runs: Vec<ClaimRunResult> = program
+        .claims
+        .par_iter()
+        .map(|claim| {
+            let id = claim.id();
+            let mut run = ClaimRun {
+                program,
+                access: &access,
+                claim_id: &id,
+                claim_name: &claim.name,
+                claim_namespace: &claim.namespace,
+                subject: Subject::default(),
+                decisions: Vec::new(),
+                staged: BTreeMap::new(),
+                stack: Vec::new(),
+            };
+            let result = run.start(claim);
+            let (staged, decisions) = (run.staged, run.decisions);
+            (id, result, staged, decisions)
+        })
+        .collect();
     let mut state = DesiredState::default();
-    for claim in &program.claims {
-        let id = claim.id();
-        let mut run = ClaimRun {
-            program,
-            access: &access,
-            claim_id: &id,
-            claim_name: &claim.name,
-            claim_namespace: &claim.namespace,
-            subject: Subject::default(),
-            decisions: Vec::new(),
-            staged: BTreeMap::new(),
-            stack: Vec::new(),
-        };
-        let result = run.start(claim);
+    for (claim, (id, result, staged, decisions)) in program.claims.iter().zip(runs) {
         let mut outcome = ClaimOutcome {
             claim: id.clone(),
             origin: claim.origin.clone(),
@@ -49,9 +64,9 @@ pub fn resolve(program: &Program) -> DesiredState {
             decisions: Vec::new(),
             notes: Vec::new(),
         };
-        match result.and_then(|root| merge_check(&state, &run.staged, &id).map(|()| root)) {
+        match result.and_then(|root| merge_check(&state, &staged, &id).map(|()| root)) {
             Ok(root) => {
-                merge(&mut state, std::mem::take(&mut run.staged));
+                merge(&mut state, staged);
                 outcome.root = Some(root);
             }
             Err(failure) => {
@@ -65,11 +80,17 @@ pub fn resolve(program: &Program) -> DesiredState {
                 outcome.reason_origin = failure.origin;
             }
         }
-        outcome.decisions = run.decisions;
+        outcome.decisions = decisions;
         state.claims.insert(id, outcome);
     }
     state
 }
+
+/// A claim resolved on its own: its id, root or failure, staged instances and decisions.
+type ClaimRunResult = (String, Result<String, Failure>, BTreeMap<String, Instance>, Vec<Decision>);
+
+/// A component's instance, what its siblings see of its discovery, and what it publishes.
+type ComponentResult = (Instance, BTreeMap<String, Value>, BTreeMap<String, Value>);
 
 /// Why a claim did not resolve.
 #[derive(Debug)]
@@ -126,18 +147,35 @@ impl<'a> ClaimRun<'a> {
         let (subject, consumer_labels) = match &claim.consumer {
             Consumer::User(name) => {
                 let Some(user) = program.users.get(name) else {
-                    return Err(Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin)));
+                    return Err(Failure::failed(
+                        format!("the claim's user `{name}` does not exist"),
+                        Some(&claim.origin),
+                    ));
                 };
-                let mut labels = user.team.as_ref().and_then(|t| program.teams.get(t)).map(|t| t.labels.clone()).unwrap_or_default();
+                let mut labels =
+                    user.team.as_ref().and_then(|t| program.teams.get(t)).map(|t| t.labels.clone()).unwrap_or_default();
                 labels.extend(user.labels.clone());
-                let subject = Subject { name: user.name.clone(), team: user.team.clone(), groups: user.groups.clone(), labels: labels.clone() };
+                let subject = Subject {
+                    name: user.name.clone(),
+                    team: user.team.clone(),
+                    groups: user.groups.clone(),
+                    labels: labels.clone(),
+                };
                 (subject, labels)
             }
             Consumer::Team(name) => {
                 let Some(team) = program.teams.get(name) else {
-                    return Err(Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)));
+                    return Err(Failure::failed(
+                        format!("the claim's team `{name}` does not exist"),
+                        Some(&claim.origin),
+                    ));
                 };
-                let subject = Subject { name: name.clone(), team: Some(name.clone()), groups: Vec::new(), labels: team.labels.clone() };
+                let subject = Subject {
+                    name: name.clone(),
+                    team: Some(name.clone()),
+                    groups: Vec::new(),
+                    labels: team.labels.clone(),
+                };
                 (subject, team.labels.clone())
             }
         };
@@ -166,7 +204,13 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
-    fn apply(&self, op: &LabelOp, labels: &mut BTreeMap<String, Value>, placement: Option<&Placement>, origin: &Origin) -> Result<String, Failure> {
+    fn apply(
+        &self,
+        op: &LabelOp,
+        labels: &mut BTreeMap<String, Value>,
+        placement: Option<&Placement>,
+        origin: &Origin,
+    ) -> Result<String, Failure> {
         match op {
             LabelOp::Set { label, value } => {
                 let value = self
@@ -184,7 +228,13 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
-    fn contract(&mut self, id: &str, mut labels: BTreeMap<String, Value>, mut placement: Option<Placement>, depth: usize) -> Result<Resolved, Failure> {
+    fn contract(
+        &mut self,
+        id: &str,
+        mut labels: BTreeMap<String, Value>,
+        mut placement: Option<Placement>,
+        depth: usize,
+    ) -> Result<Resolved, Failure> {
         let program = self.program;
         let Some(contract) = program.contracts.get(id) else {
             return Err(Failure::failed(format!("contract `{id}` does not exist"), None));
@@ -192,13 +242,19 @@ impl<'a> ClaimRun<'a> {
         if self.stack.iter().any(|c| c == id) || depth > MAX_DEPTH {
             let mut cycle = self.stack.clone();
             cycle.push(id.to_string());
-            return Err(Failure::failed(format!("contracts form a cycle at run time: {}", cycle.join(" → ")), Some(&contract.origin)));
+            return Err(Failure::failed(
+                format!("contracts form a cycle at run time: {}", cycle.join(" → ")),
+                Some(&contract.origin),
+            ));
         }
         self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
         // 1. access
         if !self.access.may_consume(&self.subject, &contract.namespace) {
             return Err(Failure::failed(
-                format!("`{}` may not consume in namespace `{}` (contract `{id}`)", self.subject.name, contract.namespace),
+                format!(
+                    "`{}` may not consume in namespace `{}` (contract `{id}`)",
+                    self.subject.name, contract.namespace
+                ),
                 Some(&contract.origin),
             ));
         }
@@ -212,12 +268,16 @@ impl<'a> ClaimRun<'a> {
         for context in &contract.contexts {
             let matched = match &context.criteria {
                 None => true,
-                Some(criteria) => self
-                    .env(&labels, placement.as_ref(), None, None)
-                    .bool(criteria)
-                    .map_err(|e| Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin))?,
+                Some(criteria) => self.env(&labels, placement.as_ref(), None, None).bool(criteria).map_err(|e| {
+                    Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin)
+                })?,
             };
-            self.decisions.push(Decision::Context { contract: id.to_string(), context: context.name.clone(), matched, origin: context.origin.clone() });
+            self.decisions.push(Decision::Context {
+                contract: id.to_string(),
+                context: context.name.clone(),
+                matched,
+                origin: context.origin.clone(),
+            });
             tried.push(format!("`{}` = {matched}", context.name));
             if matched {
                 chosen = Some(context);
@@ -225,7 +285,10 @@ impl<'a> ClaimRun<'a> {
             }
         }
         let Some(context) = chosen else {
-            return Err(Failure::failed(format!("no context of contract `{id}` matched ({})", tried.join(", ")), Some(&contract.origin)));
+            return Err(Failure::failed(
+                format!("no context of contract `{id}` matched ({})", tried.join(", ")),
+                Some(&contract.origin),
+            ));
         };
         // 4. context labels
         for op in &context.ops {
@@ -235,34 +298,57 @@ impl<'a> ClaimRun<'a> {
         self.rules(&contract.namespace, &mut labels, &mut placement)?;
         // 6. placement
         let Some(placement) = placement else {
-            return Err(Failure::failed(format!("no rule placed contract `{id}` on a cluster (add a rule with `place on …`)"), Some(&contract.origin)));
+            return Err(Failure::failed(
+                format!("no rule placed contract `{id}` on a cluster (add a rule with `place on …`)"),
+                Some(&contract.origin),
+            ));
         };
         if !is_dns_label(&placement.namespace) {
-            return Err(Failure::failed(format!("`{}` is not a valid Kubernetes namespace name", placement.namespace), Some(&context.origin)));
+            return Err(Failure::failed(
+                format!("`{}` is not a valid Kubernetes namespace name", placement.namespace),
+                Some(&context.origin),
+            ));
         }
-        self.decisions.push(Decision::Placement { cluster: placement.cluster.clone(), k8s_namespace: placement.namespace.clone() });
+        self.decisions.push(Decision::Placement {
+            cluster: placement.cluster.clone(),
+            k8s_namespace: placement.namespace.clone(),
+        });
         // 7. allocation keys
         let mut keys = Vec::new();
         for key in &context.allocate {
-            let value = self
-                .env(&labels, Some(&placement), None, None)
-                .eval(key)
-                .map_err(|e| Failure::eval(e, &format!("an allocation key of context `{}`", context.name), &context.origin))?;
+            let value = self.env(&labels, Some(&placement), None, None).eval(key).map_err(|e| {
+                Failure::eval(e, &format!("an allocation key of context `{}`", context.name), &context.origin)
+            })?;
             keys.push(value.to_string());
         }
         self.decisions.push(Decision::Allocation { keys: keys.clone() });
         // 8. the service instance
-        let mut base = format!("{}/{}/{id}/{}", placement.cluster.trim_start_matches("system."), placement.namespace, context.name);
+        let mut base = format!(
+            "{}/{}/{id}/{}",
+            placement.cluster.trim_start_matches("system."),
+            placement.namespace,
+            context.name
+        );
         for key in &keys {
             base.push('/');
-            base.push_str(key);
+            base.push_str(&escape_key(key));
         }
         let Some(service) = program.services.get(&context.service) else {
-            return Err(Failure::failed(format!("service `{}` does not exist", context.service), Some(&context.origin)));
+            return Err(Failure::failed(
+                format!("service `{}` does not exist", context.service),
+                Some(&context.origin),
+            ));
         };
         self.stack.push(id.to_string());
-        let label_json: BTreeMap<String, serde_json::Value> = labels.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
-        let site = Site { contract: id, context: &context.name, service: &context.service, keys: &keys, placement: &placement };
+        let label_json: BTreeMap<String, serde_json::Value> =
+            labels.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+        let site = Site {
+            contract: id,
+            context: &context.name,
+            service: &context.service,
+            keys: &keys,
+            placement: &placement,
+        };
         // 9. components, in dependency order
         let mut discovery: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         let mut published: BTreeMap<String, Value> = BTreeMap::new();
@@ -271,27 +357,30 @@ impl<'a> ClaimRun<'a> {
         for component in &service.components {
             let included = match &component.criteria {
                 None => true,
-                Some(criteria) => self
-                    .env(&labels, Some(&placement), None, None)
-                    .bool(criteria)
-                    .map_err(|e| Failure::eval(e, &format!("the `when` of component `{}`", component.name), &component.origin))?,
+                Some(criteria) => self.env(&labels, Some(&placement), None, None).bool(criteria).map_err(|e| {
+                    Failure::eval(e, &format!("the `when` of component `{}`", component.name), &component.origin)
+                })?,
             };
             let key = format!("{base}/{}", component.name);
             self.decisions.push(Decision::Component { key: key.clone(), included });
             if !included {
                 continue;
             }
-            let (instance, own) = self.component(component, &key, &site, &labels, &discovery, depth, &component_keys)?;
-            published.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-            discovery.insert(component.name.clone(), own);
+            let (instance, visible, own) =
+                self.component(component, &key, &site, &labels, &discovery, depth, &component_keys)?;
+            // A service publishes what its components write in `discovery`, not what a `uses`
+            // component receives (unless it re-exports it).
+            published.extend(own);
+            discovery.insert(component.name.clone(), visible);
             component_keys.insert(component.name.clone(), key.clone());
             edges.push(key);
-            self.stage(instance, depth, &label_json);
+            self.stage(instance, depth, &label_json)?;
         }
         self.stack.pop();
-        let root_key = format!("{base}/root");
+        // The service instance's key is the base itself: no component name can collide with it.
+        let root_key = base;
         let root = instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges);
-        self.stage(root, depth, &label_json);
+        self.stage(root, depth, &label_json)?;
         Ok(Resolved { key: root_key, published })
     }
 
@@ -305,9 +394,10 @@ impl<'a> ClaimRun<'a> {
         discovery: &BTreeMap<String, BTreeMap<String, Value>>,
         depth: usize,
         component_keys: &BTreeMap<String, String>,
-    ) -> Result<(Instance, BTreeMap<String, Value>), Failure> {
+    ) -> Result<ComponentResult, Failure> {
         let (name, id) = instance_name(site.contract, &component.name, key);
-        let mut edges: Vec<String> = component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
+        let mut edges: Vec<String> =
+            component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
         let mut received = BTreeMap::new();
         let kind = match &component.source {
             Source::Uses { contract: used } => {
@@ -316,10 +406,15 @@ impl<'a> ClaimRun<'a> {
                 received = child.published;
                 InstanceKind::Uses { contract: used.clone() }
             }
-            Source::Chart { chart, repo, version, base_dir } => {
-                InstanceKind::Chart { chart: chart.clone(), repo: repo.clone(), version: version.clone(), base_dir: base_dir.clone() }
+            Source::Chart { chart, repo, version, base_dir } => InstanceKind::Chart {
+                chart: chart.clone(),
+                repo: repo.clone(),
+                version: version.clone(),
+                base_dir: base_dir.clone(),
+            },
+            Source::Manifests { glob, base_dir } => {
+                InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
             }
-            Source::Manifests { glob, base_dir } => InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone() },
         };
         // Within its own discovery map, a `uses` component reads what it receives.
         let mut visible = discovery.clone();
@@ -327,27 +422,69 @@ impl<'a> ClaimRun<'a> {
         let env = self.env(labels, Some(site.placement), Some((&name, &id)), Some(&visible));
         let mut values = Vec::new();
         for (k, v) in &component.values {
-            let k = env.render(k).map_err(|e| Failure::eval(e, &format!("a value key of component `{}`", component.name), &component.origin))?;
-            let v = env.eval(v).map_err(|e| Failure::eval(e, &format!("value `{k}` of component `{}`", component.name), &component.origin))?;
+            let k = env.render(k).map_err(|e| {
+                Failure::eval(e, &format!("a value key of component `{}`", component.name), &component.origin)
+            })?;
+            let v = env.eval(v).map_err(|e| {
+                Failure::eval(e, &format!("value `{k}` of component `{}`", component.name), &component.origin)
+            })?;
             if values.iter().any(|(existing, _)| *existing == k) {
-                return Err(Failure::failed(format!("two values of component `{}` have the key `{k}`", component.name), Some(&component.origin)));
+                return Err(Failure::failed(
+                    format!("two values of component `{}` have the key `{k}`", component.name),
+                    Some(&component.origin),
+                ));
             }
             values.push((k, v));
         }
-        let mut own = received;
+        let mut own = BTreeMap::new();
         for (k, v) in &component.discovery {
-            let v = env.eval(v).map_err(|e| Failure::eval(e, &format!("discovery `{k}` of component `{}`", component.name), &component.origin))?;
+            if received.contains_key(k) {
+                return Err(Failure::failed(
+                    format!(
+                        "component `{}` publishes `{k}`, which it also receives from its contract: rename one",
+                        component.name
+                    ),
+                    Some(&component.origin),
+                ));
+            }
+            let v = env.eval(v).map_err(|e| {
+                Failure::eval(e, &format!("discovery `{k}` of component `{}`", component.name), &component.origin)
+            })?;
             own.insert(k.clone(), v);
         }
-        let instance = instance(key, kind, site, &component.name, Value::Map(values), &own, edges);
-        Ok((instance, own))
+        // What siblings read as `C.discovery`: what it receives and what it writes.
+        let mut visible = received;
+        visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let instance = instance(key, kind, site, &component.name, Value::Map(values), &visible, edges);
+        Ok((instance, visible, own))
     }
 
-    /// Adds an instance for this claim; reaching one key twice in one claim keeps one instance.
-    fn stage(&mut self, mut instance: Instance, depth: usize, labels: &BTreeMap<String, serde_json::Value>) {
+    /// Adds an instance for this claim. Reaching one key twice in one claim gives one instance,
+    /// and both paths must compute the same values (§15.5, within a claim).
+    fn stage(
+        &mut self,
+        mut instance: Instance,
+        depth: usize,
+        labels: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
         match self.staged.get_mut(&instance.key) {
             Some(existing) => {
+                let mut diffs = differences(&existing.values, &instance.values);
+                diffs.extend(
+                    differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")),
+                );
+                if !diffs.is_empty() {
+                    return Err(Failure::failed(
+                        format!(
+                            "the claim reaches instance `{}` twice with different values: {}",
+                            instance.key,
+                            diffs.join(", ")
+                        ),
+                        None,
+                    ));
+                }
+                union_edges(&mut existing.edges, instance.edges);
                 if !existing.claims.iter().any(|c| c.depth == depth) {
                     existing.claims.push(used);
                 }
@@ -357,9 +494,15 @@ impl<'a> ClaimRun<'a> {
                 self.staged.insert(instance.key.clone(), instance);
             }
         }
+        Ok(())
     }
 
-    fn rules(&mut self, namespace: &str, labels: &mut BTreeMap<String, Value>, placement: &mut Option<Placement>) -> Result<(), Failure> {
+    fn rules(
+        &mut self,
+        namespace: &str,
+        labels: &mut BTreeMap<String, Value>,
+        placement: &mut Option<Placement>,
+    ) -> Result<(), Failure> {
         let program = self.program;
         let local = if namespace == SYSTEM { None } else { program.rules.get(namespace) };
         for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM).into_iter().flatten()) {
@@ -377,12 +520,17 @@ impl<'a> ClaimRun<'a> {
                     match action {
                         Action::Label(op) => effect.push(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
                         Action::Reject { message } => {
-                            let message = self
-                                .env(labels, placement.as_ref(), None, None)
-                                .render(message)
-                                .map_err(|e| Failure::eval(e, &format!("the message of rule `{rule_id}`"), &rule.origin))?;
+                            let message =
+                                self.env(labels, placement.as_ref(), None, None).render(message).map_err(|e| {
+                                    Failure::eval(e, &format!("the message of rule `{rule_id}`"), &rule.origin)
+                                })?;
                             effect.push(format!("reject: {message}"));
-                            self.decisions.push(Decision::Rule { rule: rule_id.clone(), fired, effect, origin: rule.origin.clone() });
+                            self.decisions.push(Decision::Rule {
+                                rule: rule_id.clone(),
+                                fired,
+                                effect,
+                                origin: rule.origin.clone(),
+                            });
                             return Err(Failure {
                                 status: Status::Rejected,
                                 reason: format!("rejected by rule `{rule_id}`: {message}"),
@@ -395,9 +543,15 @@ impl<'a> ClaimRun<'a> {
                                 Some(expr) => self
                                     .env(labels, placement.as_ref(), None, None)
                                     .eval(expr)
-                                    .map_err(|e| Failure::eval(e, &format!("the namespace of rule `{rule_id}`"), &rule.origin))?
+                                    .map_err(|e| {
+                                        Failure::eval(e, &format!("the namespace of rule `{rule_id}`"), &rule.origin)
+                                    })?
                                     .to_string(),
-                                None => program.clusters.get(cluster).and_then(|c| c.namespace.clone()).unwrap_or_else(|| "default".to_string()),
+                                None => program
+                                    .clusters
+                                    .get(cluster)
+                                    .and_then(|c| c.namespace.clone())
+                                    .unwrap_or_else(|| "default".to_string()),
                             };
                             effect.push(format!("place on {cluster} namespace {k8s}"));
                             *placement = Some(Placement { cluster: cluster.clone(), namespace: k8s });
@@ -411,7 +565,15 @@ impl<'a> ClaimRun<'a> {
     }
 }
 
-fn instance(key: &str, kind: InstanceKind, site: &Site, component: &str, values: Value, discovery: &BTreeMap<String, Value>, edges: Vec<String>) -> Instance {
+fn instance(
+    key: &str,
+    kind: InstanceKind,
+    site: &Site,
+    component: &str,
+    values: Value,
+    discovery: &BTreeMap<String, Value>,
+    edges: Vec<String>,
+) -> Instance {
     let (name, id) = instance_name(site.contract, component, key);
     Instance {
         key: key.to_string(),
@@ -437,16 +599,24 @@ fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim:
     for (key, instance) in staged {
         let Some(existing) = state.instances.get(key) else { continue };
         let mut diffs = differences(&existing.values, &instance.values);
-        diffs.extend(differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")));
+        diffs.extend(
+            differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")),
+        );
         if diffs.is_empty() {
             continue;
         }
         let earlier = existing.claims.first().map(|c| c.claim.clone()).unwrap_or_default();
         return Err(Failure {
             status: Status::Failed,
-            reason: format!("conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {}", diffs.join(", ")),
+            reason: format!(
+                "conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {}",
+                diffs.join(", ")
+            ),
             origin: None,
-            conflict: Some((earlier, format!("claim `{claim}` conflicts on shared instance `{key}`: {}", diffs.join(", ")))),
+            conflict: Some((
+                earlier,
+                format!("claim `{claim}` conflicts on shared instance `{key}`: {}", diffs.join(", ")),
+            )),
         });
     }
     Ok(())
@@ -456,17 +626,38 @@ fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim:
 fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec![format!("{a} vs {b}")] };
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("`{k}`: {} vs {}", show(a.get(k)), show(b.get(k)))).collect()
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("`{k}`: {} vs {}", show(a.get(k)), show(b.get(k))))
+        .collect()
 }
 
 fn show(value: Option<&serde_json::Value>) -> String {
     value.map_or_else(|| "(none)".to_string(), |v| v.to_string())
 }
 
+/// Adds the edges `more` has and `edges` lacks, keeping order.
+fn union_edges(edges: &mut Vec<String>, more: Vec<String>) {
+    for edge in more {
+        if !edges.contains(&edge) {
+            edges.push(edge);
+        }
+    }
+}
+
+/// An allocation key as one segment of an instance key: `/` and `%` are escaped, so keys
+/// `("a/b", "c")` and `("a", "b/c")` never meet.
+fn escape_key(key: &str) -> String {
+    key.replace('%', "%25").replace('/', "%2F")
+}
+
 fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
     for (key, instance) in staged {
         match state.instances.get_mut(&key) {
-            Some(existing) => existing.claims.extend(instance.claims),
+            Some(existing) => {
+                existing.claims.extend(instance.claims);
+                union_edges(&mut existing.edges, instance.edges);
+            }
             None => {
                 state.instances.insert(key, instance);
             }
@@ -474,10 +665,13 @@ fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
     }
 }
 
+/// The grants that apply to a subject: (namespaces, role).
+type Grants = Vec<(Option<Vec<String>>, String)>;
+
 /// Who may consume where, from the grants (access control is off without grants).
 struct Access<'a> {
     program: &'a Program,
-    granted: std::cell::RefCell<HashMap<String, Vec<(Option<Vec<String>>, String)>>>,
+    granted: Mutex<HashMap<String, Grants>>,
 }
 
 impl<'a> Access<'a> {
@@ -490,15 +684,25 @@ impl<'a> Access<'a> {
         if program.grants.is_empty() {
             return true;
         }
-        if let Some(team) = &subject.team
-            && program.namespaces.get(namespace).and_then(|o| o.as_ref()) == Some(team)
-        {
-            return true;
+        // Owning a namespace makes its team administer it; owning `system`, everything.
+        if let Some(team) = &subject.team {
+            let owns = |ns: &str| program.namespaces.get(ns).and_then(|o| o.as_ref()) == Some(team);
+            if owns(namespace) || owns(SYSTEM) {
+                return true;
+            }
         }
-        let mut granted = self.granted.borrow_mut();
+        let mut granted = self.granted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let grants = granted.entry(subject.name.clone()).or_insert_with(|| {
             let no_labels = BTreeMap::new();
-            let env = Env { program, labels: &no_labels, user: subject, claim: ("", "", ""), placement: None, instance: None, discovery: None };
+            let env = Env {
+                program,
+                labels: &no_labels,
+                user: subject,
+                claim: ("", "", ""),
+                placement: None,
+                instance: None,
+                discovery: None,
+            };
             program
                 .grants
                 .iter()
@@ -506,13 +710,17 @@ impl<'a> Access<'a> {
                 .map(|g| (g.namespaces.clone(), g.role.clone()))
                 .collect()
         });
-        grants.iter().any(|(namespaces, role)| {
-            role == "domain_admin"
-                || match namespaces {
-                    None => namespace != SYSTEM,
-                    Some(list) => list.iter().any(|n| n == namespace),
-                }
-        })
+        let administers_system = |(namespaces, role): &(Option<Vec<String>>, String)| {
+            role == "namespace_admin" && namespaces.as_ref().is_some_and(|l| l.iter().any(|n| n == SYSTEM))
+        };
+        grants.iter().any(administers_system)
+            || grants.iter().any(|(namespaces, role)| {
+                role == "domain_admin"
+                    || match namespaces {
+                        None => namespace != SYSTEM,
+                        Some(list) => list.iter().any(|n| n == namespace),
+                    }
+            })
     }
 }
 
@@ -537,14 +745,16 @@ fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
-/// A value as JSON (maps keep their written order).
+/// A value as JSON (object keys come out sorted).
 pub fn to_json(value: &Value) -> serde_json::Value {
     match value {
         Value::Bool(b) => serde_json::Value::Bool(*b),
         Value::Int(n) => serde_json::Value::from(*n),
         Value::Str(s) => serde_json::Value::String(s.clone()),
         Value::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        Value::Map(entries) => {
+            serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
     }
 }
 
@@ -554,12 +764,25 @@ mod tests {
 
     #[test]
     fn instance_names_are_stable_dns_labels() {
-        let (name, id) = instance_name("analytics.pipeline", "spark_master", "us_west/dev/analytics.pipeline/dev/alice/spark_master");
+        let (name, id) = instance_name(
+            "analytics.pipeline",
+            "spark_master",
+            "us_west/dev/analytics.pipeline/dev/alice/spark_master",
+        );
         assert_eq!(id.len(), 10);
         assert!(name.starts_with("pipeline-spark-master-"), "{name}");
         assert!(is_dns_label(&name) && name.len() <= 63, "{name}");
-        assert_eq!(instance_name("analytics.pipeline", "spark_master", "us_west/dev/analytics.pipeline/dev/alice/spark_master").0, name);
-        let (long, _) = instance_name("ns.a_very_long_contract_name_that_goes_on", "and_a_long_component_name_too", "k");
+        assert_eq!(
+            instance_name(
+                "analytics.pipeline",
+                "spark_master",
+                "us_west/dev/analytics.pipeline/dev/alice/spark_master"
+            )
+            .0,
+            name
+        );
+        let (long, _) =
+            instance_name("ns.a_very_long_contract_name_that_goes_on", "and_a_long_component_name_too", "k");
         assert!(long.len() <= 63 && is_dns_label(&long), "{long}");
     }
 }

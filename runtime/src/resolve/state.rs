@@ -20,10 +20,20 @@ pub struct DesiredState {
 pub enum InstanceKind {
     /// The instance of a service (its components hang below it).
     Service,
-    Chart { chart: String, repo: Option<String>, version: Option<String>, base_dir: String },
-    Manifests { glob: String, base_dir: String },
+    Chart {
+        chart: String,
+        repo: Option<String>,
+        version: Option<String>,
+        base_dir: String,
+    },
+    Manifests {
+        glob: String,
+        base_dir: String,
+    },
     /// A `uses` component: an edge to the used contract's service instance.
-    Uses { contract: String },
+    Uses {
+        contract: String,
+    },
 }
 
 /// One component (or service) instance.

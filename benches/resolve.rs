@@ -1,0 +1,48 @@
+//! Resolver benchmark: 10 to 10,000 claims over a ~200-service synthetic policy.
+//!
+//! `cargo bench --bench resolve`. Lowering happens once per size, outside the measurement;
+//! what is measured is `resolve(&program)`: every claim to its instances, sharing and checks.
+
+// Shared with the front-end benchmark, which uses more of it.
+#[allow(dead_code)]
+mod synth;
+
+use aptc_compiler::check::load_workspace;
+use aptc_compiler::db::{Database, Settings};
+use aptc_compiler::ir::{Program, lower::lower};
+use aptc_compiler::source::SourceMap;
+use aptc_runtime::resolve::resolve;
+use divan::counter::ItemsCount;
+use divan::{Bencher, black_box};
+
+fn main() {
+    divan::main();
+}
+
+/// 34 namespaces of 6 services: 204 services, 204 contracts.
+pub fn program(claims: usize) -> Program {
+    let config = synth::SynthConfig {
+        namespaces: 34,
+        services_per_namespace: 6,
+        contracts_per_namespace: 6,
+        rules_per_namespace: 4,
+        claims_per_namespace: 0,
+        total_claims: Some(claims),
+        clusters: 4,
+        users: 500,
+        seed: 11,
+    };
+    let mut sources = SourceMap::new();
+    for file in synth::generate(&config) {
+        sources.add(file.path, file.text);
+    }
+    let mut db = Database::default();
+    let ws = load_workspace(&mut db, &sources, Settings::default());
+    lower(&db, ws).expect("the synthetic policy checks clean")
+}
+
+#[divan::bench(args = [10, 100, 1_000, 10_000], sample_count = 10)]
+fn resolve_claims(bencher: Bencher, claims: usize) {
+    let program = program(claims);
+    bencher.counter(ItemsCount::new(claims)).bench(|| black_box(resolve(black_box(&program))));
+}

@@ -1,0 +1,958 @@
+//! Completion: what may be written at the cursor.
+//!
+//! The cursor's surroundings are read from tokens rather than from the tree, so that a
+//! half-written statement (the usual state of a file being typed) still gets answers: the
+//! blocks around the cursor come from the braces before it, and the place inside a
+//! statement from the few tokens before the cursor. Names come from the index and resolve as
+//! the checker resolves them.
+
+use std::collections::BTreeSet;
+
+use crate::db::{SourceText, Workspace, parse_file};
+use crate::semantics::index::{ImportSummary, Index, Kind, ObjectRef, file_summary, workspace_index};
+use crate::semantics::scope::{Lookup, Scope};
+use crate::semantics::types::Ty;
+use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, SmolStr, Span};
+use crate::syntax::lexer::{CommentKind, Keyword, Token, lex};
+use crate::syntax::validate::{ROLES, STD_NAMESPACE, SYSTEM_NAMESPACE};
+
+use super::hover::{declaration, published};
+use super::{FileSpan, Target, definitions};
+
+/// What a completion item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CompletionKind {
+    Keyword,
+    Namespace,
+    Label,
+    Service,
+    Contract,
+    Cluster,
+    Team,
+    User,
+    Component,
+    /// A field of `user`, `claim`, `cluster` or `instance`, or `discovery`.
+    Field,
+    /// A root name of expressions (`labels`, `user`, …).
+    Variable,
+    Function,
+    EnumValue,
+    DiscoveryKey,
+    Role,
+}
+
+/// One completion item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Completion {
+    pub label: String,
+    pub kind: CompletionKind,
+    /// A type or signature.
+    pub detail: Option<String>,
+    /// Markdown (the doc comment of the declaration).
+    pub documentation: Option<String>,
+    /// What to insert, when it is not the label.
+    pub insert: Option<String>,
+}
+
+impl Completion {
+    fn new(label: impl Into<String>, kind: CompletionKind) -> Completion {
+        Completion { label: label.into(), kind, detail: None, documentation: None, insert: None }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Completion {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// The items, and the span of source they replace (the part of the word before the cursor).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completions {
+    pub replace: Span,
+    pub items: Vec<Completion>,
+}
+
+/// The kinds of block the cursor can be in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FrameKind {
+    Service,
+    Component,
+    Contract,
+    Context,
+    Rule,
+    Cluster,
+    Claim,
+    User,
+    Team,
+    LabelsMap,
+    ValuesMap,
+    DiscoveryMap,
+    ExprMap,
+    Other,
+}
+
+#[derive(Clone, Debug)]
+struct Frame<'s> {
+    kind: FrameKind,
+    name: Option<&'s str>,
+    /// Index of the `{` in the token list.
+    open: usize,
+}
+
+type Tokens<'s> = [(Token<'s>, Span)];
+
+/// Lists longer than this come without doc comments (each costs a look at its declaration).
+const MAX_DOCUMENTED: usize = 200;
+
+/// Completions at `offset` of `file`.
+pub fn completions(db: &dyn salsa::Database, ws: Workspace, file: SourceText, offset: u32) -> Completions {
+    let text: &str = file.text(db);
+    let mut offset = (offset as usize).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let offset = offset as u32;
+    let lexed = lex(text);
+    let in_comment = lexed.comments.iter().any(|c| match c.kind {
+        CommentKind::Block => c.span.start < offset && offset < c.span.end,
+        _ => c.span.start < offset && offset <= c.span.end,
+    });
+    if in_comment {
+        return Completions { replace: Span { start: offset, end: offset }, items: Vec::new() };
+    }
+    let summary = file_summary(db, file);
+    let namespace = summary.namespace.clone().unwrap_or_default();
+    let index = workspace_index(db, ws);
+    let tokens = &lexed.tokens;
+    let string = tokens.iter().position(|(token, span)| match token {
+        Token::Str(s) => span.start < offset && (offset < span.end || (offset == span.end && !s.terminated)),
+        _ => false,
+    });
+    let cx = Cx { db, ws, file, index, namespace: &namespace, imports: &summary.imports, tokens };
+    match string {
+        Some(i) => {
+            let span = tokens[i].1;
+            let frames = frames(&tokens[..i]);
+            match interpolation_start(text, span.start, offset) {
+                Some(start) => {
+                    let inner = lex(&text[start as usize..offset as usize]);
+                    let shifted: Vec<(Token, Span)> = inner
+                        .tokens
+                        .iter()
+                        .map(|&(t, s)| (t, Span { start: s.start + start, end: s.end + start }))
+                        .collect();
+                    let (replace, before) = split_prefix(&shifted, offset);
+                    let mut items = cx.after_tokens(before, &frames, true);
+                    dedup(&mut items);
+                    Completions { replace, items }
+                }
+                None => {
+                    // Inside a plain string: the values of the enum label it is compared with
+                    // or assigned to.
+                    let replace = Span { start: span.start + 1, end: offset };
+                    let mut items = cx.values_for(&tokens[..i], &frames);
+                    for item in &mut items {
+                        item.insert = Some(item.label.trim_matches('"').to_string());
+                    }
+                    items.retain(|i| i.kind == CompletionKind::EnumValue);
+                    Completions { replace, items }
+                }
+            }
+        }
+        None => {
+            let before_cursor = tokens.partition_point(|(_, s)| s.start < offset);
+            let (replace, before) = split_prefix(&tokens[..before_cursor], offset);
+            let frames = frames(before);
+            let at_line_start = text[..replace.start as usize].rsplit('\n').next().is_none_or(|l| l.trim().is_empty());
+            let mut items = if at_line_start && !continues(before) {
+                cx.statement_keywords(&frames)
+            } else {
+                cx.after_tokens(before, &frames, false)
+            };
+            dedup(&mut items);
+            Completions { replace, items }
+        }
+    }
+}
+
+fn dedup(items: &mut Vec<Completion>) {
+    let mut seen = BTreeSet::new();
+    items.retain(|item| seen.insert((item.label.clone(), item.kind as u8)));
+}
+
+/// Splits off the word being typed (an identifier or keyword ending at the cursor).
+fn split_prefix<'t, 's>(tokens: &'t Tokens<'s>, offset: u32) -> (Span, &'t Tokens<'s>) {
+    match tokens.last() {
+        Some((Token::Ident(_) | Token::Keyword(_), span)) if span.start < offset && offset <= span.end => {
+            (Span { start: span.start, end: offset }, &tokens[..tokens.len() - 1])
+        }
+        _ => (Span { start: offset, end: offset }, tokens),
+    }
+}
+
+/// Whether the last token leaves an expression or list unfinished (so a new line continues it).
+fn continues(before: &Tokens) -> bool {
+    matches!(
+        before.last(),
+        Some((
+            Token::Dot
+                | Token::Assign
+                | Token::Comma
+                | Token::LParen
+                | Token::LBracket
+                | Token::EqEq
+                | Token::NotEq
+                | Token::Lt
+                | Token::Le
+                | Token::Gt
+                | Token::Ge
+                | Token::Minus
+                | Token::Colon
+                | Token::Pipe
+                | Token::Keyword(
+                    Keyword::And
+                        | Keyword::Or
+                        | Keyword::Not
+                        | Keyword::In
+                        | Keyword::Matches
+                        | Keyword::When
+                        | Keyword::Per
+                        | Keyword::Uses
+                        | Keyword::Use
+                        | Keyword::After
+                        | Keyword::On
+                        | Keyword::Import
+                        | Keyword::OwnedBy
+                ),
+            _
+        ))
+    )
+}
+
+/// Where the `${…}` around the cursor begins (after `${`), if the cursor is in one.
+fn interpolation_start(text: &str, string_start: u32, offset: u32) -> Option<u32> {
+    let bytes = text.as_bytes();
+    let mut open: Vec<u32> = Vec::new();
+    let mut in_nested = false;
+    let mut i = string_start as usize + 1;
+    while i < offset as usize {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'"' => in_nested = !in_nested,
+            b'$' if !in_nested && bytes.get(i + 1) == Some(&b'{') && (i + 1) < offset as usize => {
+                open.push(i as u32 + 2);
+                i += 1;
+            }
+            b'{' if !open.is_empty() && !in_nested => open.push(u32::MAX),
+            b'}' if !open.is_empty() && !in_nested => {
+                open.pop();
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open.into_iter().rev().find(|&start| start != u32::MAX)
+}
+
+fn adjacent_dot(tokens: &Tokens, i: usize) -> bool {
+    (i > 0 && tokens[i - 1].0 == Token::Dot) || tokens.get(i + 1).is_some_and(|(t, _)| *t == Token::Dot)
+}
+
+/// The blocks open at the end of `tokens`, outermost first.
+fn frames<'s>(tokens: &Tokens<'s>) -> Vec<Frame<'s>> {
+    let mut stack: Vec<Frame<'s>> = Vec::new();
+    for (i, (token, _)) in tokens.iter().enumerate() {
+        match token {
+            Token::LBrace => stack.push(frame_at(tokens, i)),
+            Token::RBrace => {
+                stack.pop();
+            }
+            Token::Keyword(_) if !stack.is_empty() && starts_item(tokens, i) => stack.clear(),
+            _ => {}
+        }
+    }
+    stack
+}
+
+/// Whether the keyword at `i` certainly begins a top-level item (the parser ends a block
+/// whose `}` is missing there).
+fn starts_item(tokens: &Tokens, i: usize) -> bool {
+    let Token::Keyword(keyword) = tokens[i].0 else { return false };
+    if adjacent_dot(tokens, i) {
+        return false;
+    }
+    let next = tokens.get(i + 1).map(|(t, _)| *t);
+    let next_is_ident = matches!(next, Some(Token::Ident(_)));
+    match keyword {
+        Keyword::Namespace | Keyword::Import | Keyword::Label | Keyword::Service | Keyword::Rule | Keyword::Grant => {
+            next_is_ident
+        }
+        Keyword::Users => matches!(next, Some(Token::Keyword(Keyword::From))),
+        Keyword::Contract | Keyword::Cluster | Keyword::Claim => {
+            next_is_ident && matches!(tokens.get(i + 2), Some((Token::LBrace, _)))
+        }
+        _ => false,
+    }
+}
+
+fn frame_at<'s>(tokens: &Tokens<'s>, open: usize) -> Frame<'s> {
+    let frame = |kind, name| Frame { kind, name, open };
+    let Some(j) = open.checked_sub(1) else { return frame(FrameKind::Other, None) };
+    match tokens[j].0 {
+        Token::Keyword(Keyword::Labels) if !adjacent_dot(tokens, j) => return frame(FrameKind::LabelsMap, None),
+        Token::Keyword(Keyword::Values) => return frame(FrameKind::ValuesMap, None),
+        Token::Keyword(Keyword::Discovery) if !adjacent_dot(tokens, j) => {
+            return frame(FrameKind::DiscoveryMap, None);
+        }
+        Token::Assign | Token::LParen | Token::LBracket | Token::Comma | Token::Colon => {
+            return frame(FrameKind::ExprMap, None);
+        }
+        _ => {}
+    }
+    for k in (0..open).rev() {
+        match tokens[k].0 {
+            Token::LBrace | Token::RBrace => break,
+            Token::Keyword(keyword) if !adjacent_dot(tokens, k) => {
+                let kind = match keyword {
+                    Keyword::Service => FrameKind::Service,
+                    Keyword::Component => FrameKind::Component,
+                    Keyword::Contract => FrameKind::Contract,
+                    Keyword::Context => FrameKind::Context,
+                    Keyword::Rule => FrameKind::Rule,
+                    Keyword::Cluster => FrameKind::Cluster,
+                    Keyword::Claim => FrameKind::Claim,
+                    Keyword::User => FrameKind::User,
+                    Keyword::Team => FrameKind::Team,
+                    _ => continue,
+                };
+                let name = match tokens.get(k + 1) {
+                    Some((Token::Ident(name), _)) => Some(*name),
+                    _ => None,
+                };
+                return frame(kind, name);
+            }
+            _ => {}
+        }
+    }
+    frame(FrameKind::Other, None)
+}
+
+/// The innermost frame that is not a map.
+fn block<'f, 's>(frames: &'f [Frame<'s>]) -> Option<&'f Frame<'s>> {
+    frames.iter().rev().find(|f| {
+        !matches!(f.kind, FrameKind::LabelsMap | FrameKind::ValuesMap | FrameKind::DiscoveryMap | FrameKind::ExprMap)
+    })
+}
+
+fn frame_of<'f, 's>(frames: &'f [Frame<'s>], kind: FrameKind) -> Option<&'f Frame<'s>> {
+    frames.iter().rev().find(|f| f.kind == kind)
+}
+
+/// A dotted path ending just before `end` (exclusive), as texts, with the index of its first token.
+fn path_before<'s>(tokens: &Tokens<'s>, end: usize) -> Option<(Vec<&'s str>, usize)> {
+    let mut segments = Vec::new();
+    let mut i = end;
+    loop {
+        let j = i.checked_sub(1)?;
+        let name = match tokens[j].0 {
+            Token::Ident(name) => name,
+            Token::Keyword(keyword) if keyword.is_name_like() => keyword.as_str(),
+            _ => return None,
+        };
+        segments.push(name);
+        if j > 0 && tokens[j - 1].0 == Token::Dot {
+            i = j - 1;
+        } else {
+            segments.reverse();
+            return Some((segments, j));
+        }
+    }
+}
+
+struct Cx<'a> {
+    db: &'a dyn salsa::Database,
+    ws: Workspace,
+    file: SourceText,
+    index: &'a Index,
+    namespace: &'a SmolStr,
+    imports: &'a [ImportSummary],
+    /// Every token of the file.
+    tokens: &'a Tokens<'a>,
+}
+
+impl Cx<'_> {
+    fn scope(&self) -> Scope<'_> {
+        Scope { index: self.index, namespace: self.namespace, imports: self.imports }
+    }
+
+    fn docs(&self, target: &Target) -> Option<String> {
+        let site: FileSpan = definitions(self.db, self.ws, target).into_iter().next()?;
+        declaration(self.db, self.ws, site)?.docs
+    }
+
+    /// The completions after `before` (the tokens up to the word being typed).
+    fn after_tokens(&self, before: &Tokens, frames: &[Frame], in_interpolation: bool) -> Vec<Completion> {
+        let n = before.len();
+        let last = before.last().map(|(t, _)| *t);
+        let block_kind = block(frames).map(|f| f.kind);
+        match last {
+            None if in_interpolation => self.expression(frames),
+            None => self.statement_keywords(frames),
+            Some(Token::Dot) => self.after_dot(before, frames),
+            Some(Token::Keyword(keyword)) => match keyword {
+                Keyword::Uses => self.objects(Kind::Contract, CompletionKind::Contract),
+                Keyword::Use => self.objects(Kind::Service, CompletionKind::Service),
+                Keyword::Contract if block_kind == Some(FrameKind::Claim) => {
+                    self.objects(Kind::Contract, CompletionKind::Contract)
+                }
+                Keyword::On if n >= 2 && before[n - 2].0 == Token::Keyword(Keyword::Place) => {
+                    self.objects(Kind::Cluster, CompletionKind::Cluster)
+                }
+                Keyword::On => self.namespaces(),
+                Keyword::After => self.components(frames, true),
+                Keyword::OwnedBy => self.objects(Kind::Team, CompletionKind::Team),
+                Keyword::Team if matches!(block_kind, Some(FrameKind::Claim | FrameKind::User)) => {
+                    self.objects(Kind::Team, CompletionKind::Team)
+                }
+                Keyword::User if block_kind == Some(FrameKind::Claim) => self.users(),
+                Keyword::Import => self.namespaces(),
+                Keyword::Namespace if frames.is_empty() => self.namespaces(),
+                Keyword::Grant => {
+                    ROLES.iter().map(|r| Completion::new(*r, CompletionKind::Role).detail("role")).collect()
+                }
+                Keyword::Allocate => vec![Completion::new("per", CompletionKind::Keyword)],
+                Keyword::Place => vec![Completion::new("on", CompletionKind::Keyword)],
+                Keyword::Set | Keyword::Remove => vec![Completion::new("labels", CompletionKind::Variable)],
+                Keyword::When
+                | Keyword::Per
+                | Keyword::And
+                | Keyword::Or
+                | Keyword::Not
+                | Keyword::Matches
+                | Keyword::Namespace => self.expression(frames),
+                Keyword::In => {
+                    let mut items = self.expression(frames);
+                    items.extend(self.enum_values_of_path(before, n - 1, false));
+                    items
+                }
+                _ => self.follow_ups(before, frames),
+            },
+            Some(Token::Comma) => self.after_comma(before, frames),
+            Some(Token::LBrace) => match frames.last().map(|f| f.kind) {
+                Some(FrameKind::LabelsMap) => self.label_keys(),
+                Some(FrameKind::ValuesMap | FrameKind::DiscoveryMap | FrameKind::ExprMap) => Vec::new(),
+                _ => self.statement_keywords(frames),
+            },
+            Some(Token::RBrace) => self.statement_keywords(frames),
+            Some(Token::Assign) => {
+                if frames.last().map(|f| f.kind) == Some(FrameKind::LabelsMap) {
+                    return self.values_for(before, frames);
+                }
+                let mut items = self.expression(frames);
+                // `set labels.KEY = `
+                items.extend(self.enum_values_of_path(before, n - 1, true));
+                items
+            }
+            Some(Token::EqEq | Token::NotEq) => {
+                let mut items = self.expression(frames);
+                items.extend(self.enum_values_of_path(before, n - 1, true));
+                items
+            }
+            Some(Token::LBracket) => {
+                let mut items = self.expression(frames);
+                if n >= 2 && before[n - 2].0 == Token::Keyword(Keyword::In) {
+                    items.extend(self.enum_values_of_path(before, n - 2, true));
+                }
+                items
+            }
+            Some(Token::LParen | Token::Lt | Token::Le | Token::Gt | Token::Ge | Token::Minus) => {
+                self.expression(frames)
+            }
+            _ => self.follow_ups(before, frames),
+        }
+    }
+
+    /// Keywords that may follow a name in a header: `component NAME uses`, `rule NAME when`.
+    fn follow_ups(&self, before: &Tokens, frames: &[Frame]) -> Vec<Completion> {
+        let n = before.len();
+        let keywords: &[Keyword] = match (n.checked_sub(2).map(|i| before[i].0), before.last().map(|(t, _)| *t)) {
+            (Some(Token::Keyword(Keyword::Component)), Some(Token::Ident(_))) => {
+                &[Keyword::Uses, Keyword::Chart, Keyword::Manifests]
+            }
+            (Some(Token::Keyword(Keyword::Rule)), Some(Token::Ident(_))) => &[Keyword::Weight, Keyword::When],
+            (Some(Token::Keyword(Keyword::Weight)), Some(Token::Int(_))) => &[Keyword::When],
+            (Some(Token::Keyword(Keyword::Context)), Some(Token::Ident(_)))
+                if block(frames).map(|f| f.kind) == Some(FrameKind::Contract) =>
+            {
+                &[Keyword::When]
+            }
+            (Some(Token::Keyword(Keyword::Namespace)), Some(Token::Ident(_))) if frames.is_empty() => {
+                &[Keyword::OwnedBy]
+            }
+            (Some(Token::Keyword(Keyword::Users)), _) => &[Keyword::From],
+            _ => &[],
+        };
+        keywords.iter().map(|k| Completion::new(k.as_str(), CompletionKind::Keyword)).collect()
+    }
+
+    fn statement_keywords(&self, frames: &[Frame]) -> Vec<Completion> {
+        use Keyword::*;
+        let top = frames.last();
+        if top.is_some_and(|f| f.kind == FrameKind::LabelsMap) {
+            return self.label_keys();
+        }
+        let keywords: &[Keyword] = match top.map(|f| f.kind) {
+            None => &[Namespace, Import, Label, Service, Contract, Rule, Cluster, Claim, User, Users, Team, Grant],
+            Some(FrameKind::Service) => &[Component],
+            Some(FrameKind::Component) => &[Repo, Version, When, After, Values, Discovery],
+            Some(FrameKind::Contract) => &[Set, Remove, Context],
+            Some(FrameKind::Context) => &[Set, Remove, Allocate, Use],
+            Some(FrameKind::Rule) => &[Set, Remove, Reject, Place],
+            Some(FrameKind::Cluster) => &[Context, Kubeconfig, Namespace, Labels],
+            Some(FrameKind::Claim) => &[User, Team, Contract, Labels],
+            Some(FrameKind::User) => &[Team, Groups, Labels],
+            Some(FrameKind::Team) => &[Labels],
+            _ => &[],
+        };
+        keywords.iter().map(|k| Completion::new(k.as_str(), CompletionKind::Keyword)).collect()
+    }
+
+    fn after_dot(&self, before: &Tokens, frames: &[Frame]) -> Vec<Completion> {
+        let n = before.len();
+        let Some((path, start)) = path_before(before, n - 1) else { return Vec::new() };
+        let lead = start.checked_sub(1).map(|i| before[i].0);
+        let block_kind = block(frames).map(|f| f.kind);
+        let object_kind = match lead {
+            Some(Token::Keyword(Keyword::Import)) => Some(None),
+            Some(Token::Keyword(Keyword::Uses)) => Some(Some((Kind::Contract, CompletionKind::Contract))),
+            Some(Token::Keyword(Keyword::Contract)) if block_kind == Some(FrameKind::Claim) => {
+                Some(Some((Kind::Contract, CompletionKind::Contract)))
+            }
+            Some(Token::Keyword(Keyword::Use)) => Some(Some((Kind::Service, CompletionKind::Service))),
+            Some(Token::Keyword(Keyword::On)) => Some(Some((Kind::Cluster, CompletionKind::Cluster))),
+            _ => None,
+        };
+        if let (Some(kind), [qualifier]) = (object_kind, path.as_slice()) {
+            let Some(namespace) = self.namespace_named(qualifier) else { return Vec::new() };
+            let kinds: Vec<(Kind, CompletionKind)> = match kind {
+                Some(kind) => vec![kind],
+                None => vec![
+                    (Kind::Contract, CompletionKind::Contract),
+                    (Kind::Service, CompletionKind::Service),
+                    (Kind::Label, CompletionKind::Label),
+                ],
+            };
+            return kinds.into_iter().flat_map(|(k, ck)| self.objects_of(&namespace, k, ck)).collect();
+        }
+        let field = |name: &str, detail: &str| Completion::new(name, CompletionKind::Field).detail(detail);
+        match path.as_slice() {
+            ["labels"] | ["user" | "cluster", "labels"] => self.label_keys(),
+            ["user"] => vec![
+                field("name", "string"),
+                field("team", "string"),
+                field("groups", "[string]"),
+                field("labels", "the user's labels"),
+            ],
+            ["claim"] => vec![field("name", "string"), field("namespace", "string"), field("id", "string")],
+            ["cluster"] => {
+                vec![field("name", "string"), field("namespace", "string"), field("labels", "the cluster's labels")]
+            }
+            ["instance"] => vec![field("name", "string"), field("id", "string")],
+            [component] if self.component_names(frames).iter().any(|c| c == component) => {
+                vec![field("discovery", "the values the component publishes")]
+            }
+            [component, "discovery"] => self.discovery_keys(frames, component),
+            [qualifier] => match self.namespace_named(qualifier) {
+                Some(namespace) => [
+                    (Kind::Contract, CompletionKind::Contract),
+                    (Kind::Service, CompletionKind::Service),
+                    (Kind::Cluster, CompletionKind::Cluster),
+                ]
+                .into_iter()
+                .flat_map(|(k, ck)| self.objects_of(&namespace, k, ck))
+                .collect(),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    fn after_comma(&self, before: &Tokens, frames: &[Frame]) -> Vec<Completion> {
+        // Back over a list: `after a, b,` or `grant r on a, b,` or `[x, y,` or `f(a,`.
+        let mut depth = 0i32;
+        for i in (0..before.len()).rev() {
+            match before[i].0 {
+                Token::RBracket | Token::RParen | Token::RBrace => depth += 1,
+                Token::LBracket if depth == 0 => {
+                    let mut items = self.expression(frames);
+                    if i >= 1 && before[i - 1].0 == Token::Keyword(Keyword::In) {
+                        items.extend(self.enum_values_of_path(before, i - 1, true));
+                    }
+                    return items;
+                }
+                Token::LParen if depth == 0 => return self.expression(frames),
+                Token::LBrace if depth == 0 => {
+                    return match frames.last().map(|f| f.kind) {
+                        Some(FrameKind::LabelsMap) => self.label_keys(),
+                        _ => Vec::new(),
+                    };
+                }
+                Token::LBracket | Token::LParen | Token::LBrace => depth -= 1,
+                Token::Keyword(Keyword::After) if depth == 0 => return self.components(frames, true),
+                Token::Keyword(Keyword::On) if depth == 0 => return self.namespaces(),
+                Token::Keyword(Keyword::Per) if depth == 0 => return self.expression(frames),
+                Token::Ident(_) | Token::Comma | Token::Str(_) | Token::Int(_) | Token::Dot => {}
+                Token::Keyword(k) if k.is_name_like() && depth == 0 => {}
+                _ if depth > 0 => {}
+                _ => break,
+            }
+        }
+        Vec::new()
+    }
+
+    /// The names an expression may start with here, functions, and the literals.
+    fn expression(&self, frames: &[Frame]) -> Vec<Completion> {
+        let in_map = |kind| frames.iter().rev().take_while(|f| f.kind != FrameKind::Component).any(|f| f.kind == kind);
+        let block_kind = block(frames).map(|f| f.kind);
+        let constant = frames.last().is_some_and(|f| f.kind == FrameKind::LabelsMap)
+            || matches!(block_kind, Some(FrameKind::Cluster | FrameKind::Claim | FrameKind::User | FrameKind::Team));
+        let mut roots: Vec<&str> = Vec::new();
+        let mut components = false;
+        if !constant {
+            match block_kind {
+                Some(FrameKind::Component) if in_map(FrameKind::ValuesMap) || in_map(FrameKind::DiscoveryMap) => {
+                    roots.extend(["labels", "user", "claim", "cluster", "instance"]);
+                    components = true;
+                }
+                // `allocate per` in a context may read the cluster too.
+                Some(FrameKind::Component | FrameKind::Rule | FrameKind::Context) => {
+                    roots.extend(["labels", "user", "claim", "cluster"]);
+                }
+                Some(FrameKind::Contract) => roots.extend(["labels", "user", "claim"]),
+                None => roots.extend(["labels", "user", "claim", "cluster"]),
+                _ => {}
+            }
+        }
+        let mut items: Vec<Completion> = roots
+            .into_iter()
+            .map(|root| {
+                let detail = match root {
+                    "labels" => "the consumer's labels",
+                    "user" => "the consumer",
+                    "claim" => "the claim being resolved",
+                    "cluster" => "the cluster the contract is placed on",
+                    _ => "the component instance",
+                };
+                Completion::new(root, CompletionKind::Variable).detail(detail)
+            })
+            .collect();
+        if components {
+            items.extend(self.components(frames, false));
+        }
+        if !constant {
+            for (name, signature) in &self.index.functions {
+                let mut item = Completion::new(name.as_str(), CompletionKind::Function);
+                item.detail = Some(format!("fn {name}{signature}"));
+                item.documentation = self.docs(&Target::Function(name.clone()));
+                items.push(item);
+            }
+            items.push(Completion::new("not", CompletionKind::Keyword));
+        }
+        items.push(Completion::new("true", CompletionKind::Keyword).detail("bool"));
+        items.push(Completion::new("false", CompletionKind::Keyword).detail("bool"));
+        items
+    }
+
+    /// The value of a `labels { KEY = … }` entry, or the string a label is compared with.
+    fn values_for(&self, before: &Tokens, frames: &[Frame]) -> Vec<Completion> {
+        let n = before.len();
+        match before.last().map(|(t, _)| *t) {
+            Some(Token::Assign) if frames.last().is_some_and(|f| f.kind == FrameKind::LabelsMap) => {
+                let key = match n.checked_sub(2).map(|i| before[i].0) {
+                    Some(Token::Ident(key)) => key.to_string(),
+                    Some(Token::Keyword(k)) => k.as_str().to_string(),
+                    Some(Token::Str(s)) => s.raw.trim_matches('"').to_string(),
+                    _ => return Vec::new(),
+                };
+                self.label_values(&key)
+            }
+            Some(Token::Assign | Token::EqEq | Token::NotEq) => self.enum_values_of_path(before, n - 1, true),
+            Some(Token::LBracket) if n >= 2 && before[n - 2].0 == Token::Keyword(Keyword::In) => {
+                self.enum_values_of_path(before, n - 2, true)
+            }
+            Some(Token::Comma) => self.after_comma(before, frames),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The values of the label read by the path that ends before `end` (`labels.env ==`).
+    fn enum_values_of_path(&self, before: &Tokens, end: usize, _quoted: bool) -> Vec<Completion> {
+        let Some((path, _)) = path_before(before, end) else { return Vec::new() };
+        match path.as_slice() {
+            ["labels", key] | ["user" | "cluster", "labels", key] => self.label_values(key),
+            _ => Vec::new(),
+        }
+    }
+
+    fn label_values(&self, key: &str) -> Vec<Completion> {
+        let Lookup::Found(label, _) = self.scope().resolve(Kind::Label, &[key]) else { return Vec::new() };
+        let Some(schema) = self.index.labels.get(&(label.namespace.clone(), label.name.clone())) else {
+            return Vec::new();
+        };
+        match &schema.ty {
+            Ty::Enum(variants) => variants
+                .iter()
+                .map(|v| Completion::new(format!("\"{v}\""), CompletionKind::EnumValue).detail(format!("label {key}")))
+                .collect(),
+            Ty::Bool => vec![
+                Completion::new("true", CompletionKind::Keyword).detail("bool"),
+                Completion::new("false", CompletionKind::Keyword).detail("bool"),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Labels visible in this file, with their types.
+    fn label_keys(&self) -> Vec<Completion> {
+        let mut keys: Vec<(SmolStr, ObjectRef)> = Vec::new();
+        for name in self.index.names_in(Kind::Label, self.namespace) {
+            keys.push((name.clone(), self.object(Kind::Label, self.namespace, name)));
+        }
+        for import in self.imports {
+            match (&import.members, &import.alias) {
+                (None, None) => {
+                    for name in self.index.names_in(Kind::Label, &import.namespace) {
+                        keys.push((name.clone(), self.object(Kind::Label, &import.namespace, name)));
+                    }
+                }
+                (Some(members), alias) => {
+                    for member in members.iter().filter(|m| self.index.has(Kind::Label, &import.namespace, m)) {
+                        let visible = match alias {
+                            Some(alias) if members.len() == 1 => alias.clone(),
+                            _ => member.clone(),
+                        };
+                        keys.push((visible, self.object(Kind::Label, &import.namespace, member)));
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+        }
+        let with_docs = keys.len() <= MAX_DOCUMENTED;
+        keys.into_iter()
+            .map(|(visible, label)| {
+                let ty =
+                    self.index.labels.get(&(label.namespace.clone(), label.name.clone())).map(|s| s.ty.to_string());
+                let mut item = Completion::new(visible.as_str(), CompletionKind::Label);
+                item.detail = Some(match ty {
+                    Some(ty) => format!("{ty} (label {label})"),
+                    None => format!("label {label}"),
+                });
+                if with_docs {
+                    item.documentation = self.docs(&Target::Object(label));
+                }
+                item
+            })
+            .collect()
+    }
+
+    fn object(&self, kind: Kind, namespace: &str, name: &SmolStr) -> ObjectRef {
+        ObjectRef { kind, namespace: namespace.into(), name: name.clone() }
+    }
+
+    /// Objects of `kind` this file can name: visible ones by name, others qualified.
+    fn objects(&self, kind: Kind, completion: CompletionKind) -> Vec<Completion> {
+        let mut items = Vec::new();
+        let mut visible: Vec<(SmolStr, ObjectRef)> = Vec::new();
+        if kind.is_global() {
+            for name in self.index.names_in(kind, "") {
+                visible.push((name.clone(), self.object(kind, "", name)));
+            }
+        } else {
+            for name in self.index.names_in(kind, self.namespace) {
+                visible.push((name.clone(), self.object(kind, self.namespace, name)));
+            }
+            for import in self.imports {
+                match (&import.members, &import.alias) {
+                    (None, None) => {
+                        for name in self.index.names_in(kind, &import.namespace) {
+                            visible.push((name.clone(), self.object(kind, &import.namespace, name)));
+                        }
+                    }
+                    (Some(members), alias) => {
+                        for member in members.iter().filter(|m| self.index.has(kind, &import.namespace, m)) {
+                            let name = match alias {
+                                Some(alias) if members.len() == 1 => alias.clone(),
+                                _ => member.clone(),
+                            };
+                            visible.push((name, self.object(kind, &import.namespace, member)));
+                        }
+                    }
+                    (None, Some(_)) => {}
+                }
+            }
+            if kind == Kind::Cluster {
+                for name in self.index.names_in(kind, SYSTEM_NAMESPACE) {
+                    visible.push((name.clone(), self.object(kind, SYSTEM_NAMESPACE, name)));
+                }
+            }
+        }
+        let shown: BTreeSet<ObjectRef> = visible.iter().map(|(_, o)| o.clone()).collect();
+        let mut named: Vec<(String, ObjectRef)> =
+            visible.into_iter().map(|(name, object)| (name.to_string(), object)).collect();
+        if !kind.is_global() {
+            // Other namespaces' objects, qualified.
+            let others = self
+                .index
+                .objects
+                .keys()
+                .filter(|o| o.kind == kind && o.namespace != STD_NAMESPACE && !shown.contains(*o))
+                .map(|o| (o.to_string(), o.clone()));
+            named.extend(others);
+        }
+        // Doc comments cost a look at each declaration: only for lists a person reads.
+        let with_docs = named.len() <= MAX_DOCUMENTED;
+        for (label, object) in named {
+            let mut item = self.object_item(&label, object.clone(), completion);
+            if with_docs {
+                item.documentation = self.docs(&Target::Object(object));
+            }
+            items.push(item);
+        }
+        items
+    }
+
+    fn objects_of(&self, namespace: &str, kind: Kind, completion: CompletionKind) -> Vec<Completion> {
+        let names: Vec<&SmolStr> = self.index.names_in(kind, namespace).collect();
+        let with_docs = names.len() <= MAX_DOCUMENTED;
+        names
+            .into_iter()
+            .map(|name| {
+                let object = self.object(kind, namespace, name);
+                let mut item = self.object_item(name, object.clone(), completion);
+                if with_docs {
+                    item.documentation = self.docs(&Target::Object(object));
+                }
+                item
+            })
+            .collect()
+    }
+
+    /// An item for an object, without its doc comment.
+    fn object_item(&self, label: &str, object: ObjectRef, kind: CompletionKind) -> Completion {
+        Completion::new(label, kind).detail(format!("{} {object}", object.kind.as_str()))
+    }
+
+    fn users(&self) -> Vec<Completion> {
+        self.index
+            .names_in(Kind::User, "")
+            .map(|name| Completion::new(format!("\"{name}\""), CompletionKind::User).detail("user"))
+            .collect()
+    }
+
+    fn namespaces(&self) -> Vec<Completion> {
+        self.index
+            .namespaces
+            .iter()
+            .filter(|(name, _)| name.as_str() != STD_NAMESPACE)
+            .map(|(name, info)| {
+                let detail = match &info.owner {
+                    Some(owner) => format!("namespace owned by {owner}"),
+                    None => "namespace".to_string(),
+                };
+                Completion::new(name.as_str(), CompletionKind::Namespace).detail(detail)
+            })
+            .collect()
+    }
+
+    /// The namespace a qualifier names (directly, or as an import alias).
+    fn namespace_named(&self, qualifier: &str) -> Option<SmolStr> {
+        let aliased =
+            self.imports.iter().find(|import| import.members.is_none() && import.alias.as_deref() == Some(qualifier));
+        match aliased {
+            Some(import) => Some(import.namespace.clone()),
+            None => self.index.namespaces.contains_key(qualifier).then(|| SmolStr::new(qualifier)),
+        }
+    }
+
+    /// The service around the cursor: its frame (whose `{` indexes the file's tokens).
+    fn service_frame<'f, 's>(&self, frames: &'f [Frame<'s>]) -> Option<&'f Frame<'s>> {
+        frame_of(frames, FrameKind::Service)
+    }
+
+    /// Components of the service around the cursor, read from its tokens.
+    fn component_names(&self, frames: &[Frame]) -> Vec<SmolStr> {
+        let Some(service) = self.service_frame(frames) else { return Vec::new() };
+        let mut names = Vec::new();
+        let mut depth = 0i32;
+        let tokens = self.tokens;
+        for i in service.open + 1..tokens.len() {
+            match tokens[i].0 {
+                Token::LBrace => depth += 1,
+                Token::RBrace if depth == 0 => break,
+                Token::RBrace => depth -= 1,
+                Token::Keyword(Keyword::Component) if depth == 0 => {
+                    if let Some((Token::Ident(name), _)) = tokens.get(i + 1) {
+                        names.push(SmolStr::new(name));
+                    }
+                }
+                _ if depth == 0 && starts_item(tokens, i) => break,
+                _ => {}
+            }
+        }
+        names
+    }
+
+    fn components(&self, frames: &[Frame], exclude_current: bool) -> Vec<Completion> {
+        let current = frame_of(frames, FrameKind::Component).and_then(|f| f.name);
+        let service = self.service_frame(frames).and_then(|f| f.name).unwrap_or_default();
+        self.component_names(frames)
+            .into_iter()
+            .filter(|name| !(exclude_current && Some(name.as_str()) == current))
+            .map(|name| {
+                Completion::new(name.as_str(), CompletionKind::Component).detail(format!("component of {service}"))
+            })
+            .collect()
+    }
+
+    /// What component `component` of the service around the cursor publishes.
+    fn discovery_keys(&self, frames: &[Frame], component: &str) -> Vec<Completion> {
+        let Some(service) = self.service_frame(frames).and_then(|f| f.name) else { return Vec::new() };
+        let parse = parse_file(self.db, self.file);
+        let found = parse.file.items.iter().find_map(|item| match &item.kind {
+            ItemKind::Service(s) if s.name.text == service => s.body.stmts.iter().find_map(|stmt| match &stmt.node {
+                ServiceStmt::Component(c) if c.name.text == component => Some(c),
+                _ => None,
+            }),
+            _ => None,
+        });
+        let Some(found) = found else { return Vec::new() };
+        let mut keys: Vec<SmolStr> = published(found);
+        if let ComponentSource::Uses(path) = &found.source.node {
+            let texts: Vec<&str> = path.segments.iter().map(|s| s.text.as_str()).collect();
+            if let Lookup::Found(contract, _) = self.scope().resolve(Kind::Contract, &texts) {
+                let services = self.index.contract_services.get(&(contract.namespace.clone(), contract.name.clone()));
+                let mut common: Option<BTreeSet<SmolStr>> = None;
+                for service in services.into_iter().flatten() {
+                    let published: BTreeSet<SmolStr> = self
+                        .index
+                        .published
+                        .get(&(contract.namespace.clone(), service.clone()))
+                        .map(|k| k.iter().cloned().collect())
+                        .unwrap_or_default();
+                    common = Some(match common {
+                        None => published,
+                        Some(before) => before.intersection(&published).cloned().collect(),
+                    });
+                }
+                keys.extend(common.unwrap_or_default());
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| {
+                Completion::new(key.as_str(), CompletionKind::DiscoveryKey).detail(format!("published by {component}"))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,439 @@
+//! Unit tests of the editor queries, on a small policy of three namespaces.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::check::load_workspace;
+use crate::db::{Database, Settings};
+use crate::semantics::scope::did_you_mean;
+use crate::source::SourceMap;
+
+const PLATFORM: &str = r#"/// The platform team's shared services.
+namespace platform owned_by platform_team
+
+/// Deployment stage.
+label env: "dev" | "prod" = "dev"
+
+/// Number of brokers.
+label replicas: int = 1
+
+/// Kafka brokers.
+service kafka {
+    /// The brokers.
+    component broker chart "./charts/kafka" {
+        values { replicas = labels.replicas }
+        discovery { brokers = "kafka-${instance.name}:9092" }
+    }
+}
+
+/// A message bus.
+contract kafka {
+    /// Shared in production.
+    context prod when labels.env == "prod" {
+        use kafka
+    }
+    context dev {
+        allocate per user.name
+        use kafka
+    }
+}
+"#;
+
+const ANALYTICS: &str = r#"namespace analytics owned_by app_team
+
+import platform.env
+
+/// The pipeline.
+service pipeline {
+    component queue uses platform.kafka
+    component app chart "./charts/app" {
+        after queue
+        values { brokers = "${queue.discovery.brokers}", stage = labels.env, name = lower(user.name) }
+    }
+}
+
+contract pipeline {
+    context all {
+        use pipeline
+    }
+}
+
+claim ada_pipeline {
+    user "ada@example.com"
+    contract pipeline
+    labels { env = "dev" }
+}
+"#;
+
+const SYSTEM: &str = r#"namespace system
+
+team platform_team
+team app_team
+
+user "ada@example.com" {
+    team app_team
+}
+
+cluster local {
+    context "kind-kind"
+}
+
+rule everything_on_local {
+    place on local
+}
+
+grant consumer on analytics, platform
+"#;
+
+struct Fixture {
+    db: Database,
+    ws: crate::db::Workspace,
+}
+
+impl Fixture {
+    fn new(files: &[(&str, &str)]) -> Fixture {
+        let mut sources = SourceMap::new();
+        for (path, text) in files {
+            sources.add(*path, *text);
+        }
+        let mut db = Database::default();
+        let ws = load_workspace(&mut db, &sources, Settings::default());
+        Fixture { db, ws }
+    }
+
+    fn standard() -> Fixture {
+        Fixture::new(&[("platform.apt", PLATFORM), ("analytics.apt", ANALYTICS), ("system.apt", SYSTEM)])
+    }
+
+    fn file(&self, path: &str) -> SourceText {
+        *self.ws.files(&self.db).iter().find(|f| f.path(&self.db).to_str() == Some(path)).expect("file")
+    }
+
+    fn id(&self, path: &str) -> FileId {
+        self.file(path).id(&self.db)
+    }
+
+    /// The offset of `needle` in `path`, plus `delta`.
+    fn at(&self, path: &str, needle: &str, delta: u32) -> u32 {
+        let text = self.file(path).text(&self.db).clone();
+        text.find(needle).unwrap_or_else(|| panic!("`{needle}` not in {path}")) as u32 + delta
+    }
+
+    fn text_at(&self, place: FileSpan) -> String {
+        let file = source(&self.db, self.ws, place.file).expect("file");
+        file.text(&self.db)[place.span.range()].to_string()
+    }
+
+    fn complete(&self, path: &str, needle: &str, delta: u32) -> Vec<String> {
+        let offset = self.at(path, needle, delta);
+        completions(&self.db, self.ws, self.file(path), offset).items.into_iter().map(|c| c.label).collect()
+    }
+}
+
+#[test]
+fn definition_of_a_qualified_reference_is_the_contract() {
+    let f = Fixture::standard();
+    let offset = f.at("analytics.apt", "platform.kafka", 10);
+    let found = definition_at(&f.db, f.ws, f.file("analytics.apt"), offset);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].file, f.id("platform.apt"));
+    assert_eq!(found[0].span.start, f.at("platform.apt", "contract kafka", 9));
+    // The qualifier is the namespace: its declaration.
+    let ns = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "platform.kafka", 2));
+    assert_eq!(ns.len(), 1);
+    assert_eq!(f.text_at(ns[0]), "platform");
+}
+
+#[test]
+fn definitions_of_components_labels_teams_and_functions() {
+    let f = Fixture::standard();
+    let after = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "after queue", 7));
+    assert_eq!(after[0].span.start, f.at("analytics.apt", "queue uses", 0));
+    let discovery = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "queue.discovery", 1));
+    assert_eq!(discovery, after);
+    let label = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "labels.env", 8));
+    assert_eq!(label[0].file, f.id("platform.apt"));
+    assert_eq!(f.text_at(label[0]), "env");
+    let team = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "app_team", 1));
+    assert_eq!(team[0].file, f.id("system.apt"));
+    let function = definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "lower(", 2));
+    assert_eq!(function.len(), 1);
+    assert_eq!(f.text_at(function[0]), "lower");
+    // Nothing to find on a keyword.
+    assert!(definition_at(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "service", 2)).is_empty());
+}
+
+#[test]
+fn references_span_files() {
+    let f = Fixture::standard();
+    let offset = f.at("platform.apt", "label env", 7);
+    let all = references(&f.db, f.ws, f.file("platform.apt"), offset, true);
+    let files: Vec<FileId> = all.iter().map(|r| r.file).collect();
+    assert!(files.contains(&f.id("platform.apt")) && files.contains(&f.id("analytics.apt")));
+    // declaration, `labels.env ==` in platform; the import, `labels.env`, `env =` in analytics.
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(all.iter().all(|r| f.text_at(*r) == "env"));
+    let uses = references(&f.db, f.ws, f.file("platform.apt"), offset, false);
+    assert_eq!(uses.len(), 4);
+    // The service `kafka` is used by both contexts, not by the contract of the same name.
+    let service = references(&f.db, f.ws, f.file("platform.apt"), f.at("platform.apt", "service kafka", 9), false);
+    assert_eq!(service.len(), 2);
+    let namespace = references(&f.db, f.ws, f.file("system.apt"), f.at("system.apt", "analytics,", 1), true);
+    assert_eq!(namespace.len(), 2, "the declaration and the grant");
+}
+
+#[test]
+fn hover_shows_declaration_type_and_docs() {
+    let f = Fixture::standard();
+    let on_label = hover(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "labels.env", 8)).unwrap();
+    assert!(on_label.markdown.contains(r#"label env: "dev" | "prod" = "dev""#), "{}", on_label.markdown);
+    assert!(on_label.markdown.contains("Deployment stage."));
+    assert!(on_label.markdown.contains("label `platform.env`"));
+    let on_contract = hover(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "platform.kafka", 10)).unwrap();
+    assert!(on_contract.markdown.contains("contract kafka"), "{}", on_contract.markdown);
+    assert!(on_contract.markdown.contains("A message bus."));
+    assert!(on_contract.markdown.contains("contexts `prod`, `dev`"));
+    assert!(on_contract.markdown.contains("declared in `platform.apt`, line 20"), "{}", on_contract.markdown);
+    let on_function = hover(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "lower(", 1)).unwrap();
+    assert!(on_function.markdown.contains("fn lower(s: string) -> string"), "{}", on_function.markdown);
+    assert!(on_function.markdown.contains("Lower-cases"));
+    let on_component =
+        hover(&f.db, f.ws, f.file("platform.apt"), f.at("platform.apt", "component broker", 11)).unwrap();
+    assert!(on_component.markdown.contains(r#"component broker chart "./charts/kafka""#));
+    assert!(on_component.markdown.contains("publishes `brokers`"));
+    assert!(hover(&f.db, f.ws, f.file("platform.apt"), 0).is_none());
+}
+
+#[test]
+fn completion_by_position() {
+    let f = Fixture::new(&[
+        ("platform.apt", PLATFORM),
+        ("system.apt", SYSTEM),
+        (
+            "edit.apt",
+            "namespace analytics\n\nimport platform.env\n\nservice t {\n    component q uses \n}\n\nservice s {\n    component q uses platform.kafka\n    component a chart \"x\" {\n        after q\n        values { u = \"${q.discovery.}\", e = labels. }\n    }\n    \n}\n\nclaim c {\n    contract platform.kafka\n    labels { env = \"d\" }\n}\n\ncontract s {\n    context c when labels.env ==  {\n        use s\n    }\n}\n",
+        ),
+    ]);
+    let uses = f.complete("edit.apt", "uses \n", 5);
+    assert!(uses.contains(&"platform.kafka".to_string()), "{uses:?}");
+    let discovery = f.complete("edit.apt", "discovery.}", 10);
+    assert_eq!(discovery, ["brokers"]);
+    let labels = f.complete("edit.apt", "labels. }", 7);
+    assert_eq!(labels, ["env"], "only the imported label is visible");
+    let statement = f.complete("edit.apt", "    \n}", 4);
+    assert_eq!(statement, ["component"]);
+    let top = f.complete("edit.apt", "claim c", 0);
+    assert!(top.contains(&"service".to_string()) && top.contains(&"claim".to_string()));
+    let value = f.complete("edit.apt", "env = \"d\"", 8);
+    assert_eq!(value, ["\"dev\"", "\"prod\""]);
+    let compared = f.complete("edit.apt", "==  {", 3);
+    assert!(compared.contains(&"\"prod\"".to_string()) && compared.contains(&"lower".to_string()), "{compared:?}");
+    let qualified = f.complete("edit.apt", "platform.kafka\n", 9);
+    assert_eq!(qualified, ["kafka"]);
+    let keys = f.complete("edit.apt", "{ env = ", 2);
+    assert!(keys.contains(&"env".to_string()));
+    // Completion details: a function's signature, a label's type.
+    let offset = f.at("edit.apt", "==  {", 3);
+    let items = completions(&f.db, f.ws, f.file("edit.apt"), offset).items;
+    let lower = items.iter().find(|c| c.label == "lower").unwrap();
+    assert_eq!(lower.detail.as_deref(), Some("fn lower(s: string) -> string"));
+    assert!(lower.documentation.as_deref().unwrap_or_default().contains("Lower-cases"));
+    // The word being typed is replaced.
+    let partial = f.at("edit.apt", "component q", 5);
+    let list = completions(&f.db, f.ws, f.file("edit.apt"), partial);
+    assert_eq!(list.replace, Span { start: partial - 5, end: partial });
+    assert_eq!(list.items.iter().map(|c| c.label.as_str()).collect::<Vec<_>>(), ["component"]);
+    // Nothing inside a comment.
+    let commented = Fixture::new(&[("a.apt", "namespace a\n// labels.\n")]);
+    assert!(commented.complete("a.apt", "labels.", 7).is_empty());
+}
+
+#[test]
+fn rename_is_workspace_wide_and_refuses_bad_names() {
+    let f = Fixture::standard();
+    let offset = f.at("platform.apt", "contract kafka", 9);
+    let edits = rename(&f.db, f.ws, f.file("platform.apt"), offset, "bus").unwrap();
+    let places: Vec<(FileId, String)> =
+        edits.iter().map(|e| (e.file, f.text_at(FileSpan { file: e.file, span: e.span }))).collect();
+    assert_eq!(places, [(f.id("platform.apt"), "kafka".to_string()), (f.id("analytics.apt"), "kafka".to_string())]);
+    assert!(rename(&f.db, f.ws, f.file("platform.apt"), offset, "2bad").unwrap_err().contains("not a valid name"));
+    assert!(rename(&f.db, f.ws, f.file("platform.apt"), offset, "service").is_err(), "a keyword");
+    assert!(rename(&f.db, f.ws, f.file("platform.apt"), offset, "a b").is_err());
+    let label = f.at("platform.apt", "label env", 7);
+    assert!(rename(&f.db, f.ws, f.file("platform.apt"), label, "replicas").unwrap_err().contains("already"));
+    let user = f.at("system.apt", "ada@", 0);
+    assert!(rename(&f.db, f.ws, f.file("system.apt"), user, "bob").is_err());
+    let label_edits = rename(&f.db, f.ws, f.file("platform.apt"), label, "stage").unwrap();
+    assert_eq!(label_edits.len(), 5);
+    assert!(prepare_rename(&f.db, f.ws, f.file("platform.apt"), 0).is_err());
+}
+
+#[test]
+fn symbols_outline_and_workspace() {
+    let f = Fixture::standard();
+    let symbols = document_symbols(&f.db, f.file("platform.apt"));
+    let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["platform", "env", "replicas", "kafka", "kafka"]);
+    assert_eq!(symbols[3].kind, SymbolKind::Service);
+    assert_eq!(symbols[3].children[0].name, "broker");
+    assert_eq!(symbols[4].children.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["prod", "dev"]);
+    let found = workspace_symbols(&f.db, f.ws, "pipe", 100);
+    assert!(found.iter().any(|s| s.symbol.name == "pipeline" && s.symbol.kind == SymbolKind::Contract));
+    assert!(found.iter().any(|s| s.symbol.name == "ada_pipeline"));
+    assert_eq!(workspace_symbols(&f.db, f.ws, "", 3).len(), 3);
+}
+
+#[test]
+fn semantic_tokens_classify_names_and_never_overlap() {
+    let f = Fixture::standard();
+    let file = f.file("analytics.apt");
+    let tokens = semantic_tokens(&f.db, f.ws, file);
+    for pair in tokens.windows(2) {
+        assert!(pair[0].span.end <= pair[1].span.start, "{pair:?}");
+    }
+    let kind_at = |needle: &str, delta: u32| {
+        let offset = f.at("analytics.apt", needle, delta);
+        tokens.iter().find(|t| t.span.start <= offset && offset < t.span.end).map(|t| (t.kind, t.modifiers))
+    };
+    assert_eq!(kind_at("platform.kafka", 10), Some((TokenKind::Contract, 0)));
+    assert_eq!(kind_at("platform.kafka", 1), Some((TokenKind::Namespace, 0)));
+    assert_eq!(kind_at("service pipeline", 9), Some((TokenKind::Service, TokenModifier::DECLARATION)));
+    assert_eq!(kind_at("service", 1), Some((TokenKind::Keyword, 0)));
+    assert_eq!(kind_at("queue.discovery", 1), Some((TokenKind::Component, 0)));
+    assert_eq!(kind_at("${queue", 0), Some((TokenKind::String, 0)));
+    assert_eq!(kind_at("lower", 1), Some((TokenKind::Function, TokenModifier::DEFAULT_LIBRARY)));
+    assert_eq!(kind_at("env = ", 0), Some((TokenKind::Label, 0)));
+}
+
+#[test]
+fn folding_ranges_cover_blocks_and_comments() {
+    let f = Fixture::new(&[(
+        "a.apt",
+        "// one\n// two\nnamespace a\n\nimport b\nimport c\n\nservice s {\n    component x chart \"y\" {\n        values {\n            a = 1\n        }\n    }\n}\n",
+    )]);
+    let folds = folding_ranges(&f.db, f.file("a.apt"));
+    let kinds: Vec<FoldKind> = folds.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, [FoldKind::Comment, FoldKind::Imports, FoldKind::Region, FoldKind::Region, FoldKind::Region]);
+}
+
+#[test]
+fn quick_fixes() {
+    let text = "namespace analytics\n\nimport platform\n\nservice s {\n    component q uses kafak\n}\n\ncontract s {\n    context c when labels.evn == \"dev\" and labels.region == \"eu\" {\n        use s\n    }\n}\n";
+    let f = Fixture::new(&[("platform.apt", PLATFORM), ("system.apt", SYSTEM), ("a.apt", text)]);
+    let file = f.file("a.apt");
+    let whole = Span { start: 0, end: text.len() as u32 };
+    let actions = code_actions(&f.db, f.ws, file, whole);
+    let titles: Vec<&str> = actions.iter().map(|a| a.title.as_str()).collect();
+    assert!(titles.contains(&"Replace `kafak` with `kafka`"), "{titles:?}");
+    assert!(titles.contains(&"Replace `evn` with `env`"), "{titles:?}");
+    assert!(titles.contains(&"Declare `label region: string` in namespace `analytics`"), "{titles:?}");
+    let declare = actions.iter().find(|a| a.title.starts_with("Declare `label region")).unwrap();
+    assert_eq!(declare.edits[0].text, "\n\nlabel region: string");
+    assert_eq!(declare.edits[0].span.start, f.at("a.apt", "import platform", 15));
+    // An object of another namespace that is not imported.
+    let text = "namespace analytics\n\nservice s {\n    component q uses kafka\n}\n";
+    let f = Fixture::new(&[("platform.apt", PLATFORM), ("system.apt", SYSTEM), ("a.apt", text)]);
+    let actions = code_actions(&f.db, f.ws, f.file("a.apt"), Span { start: 0, end: text.len() as u32 });
+    let import = actions.iter().find(|a| a.title.starts_with("Import")).expect("an import fix");
+    assert_eq!(import.title, "Import contract `kafka` from namespace `platform`");
+    assert_eq!(import.edits[0].text, "\n\nimport platform.kafka");
+    // An unused import is removed.
+    let text = "namespace analytics\n\nimport platform\n\nlabel x: int = 1\n";
+    let f = Fixture::new(&[("platform.apt", PLATFORM), ("system.apt", SYSTEM), ("a.apt", text)]);
+    let actions = code_actions(&f.db, f.ws, f.file("a.apt"), Span { start: 0, end: text.len() as u32 });
+    let remove = actions.iter().find(|a| a.title == "Remove the unused import").expect("a removal");
+    assert_eq!(f.text_at(FileSpan { file: f.id("a.apt"), span: remove.edits[0].span }), "import platform\n");
+}
+
+#[test]
+fn did_you_mean_round_trips() {
+    for names in [vec!["a".to_string()], vec!["a".into(), "b".into()], vec!["x.y".into(), "\"dev\"".into(), "c".into()]]
+    {
+        assert_eq!(actions::suggestions_in(&did_you_mean(&names).unwrap()), names);
+    }
+    assert_eq!(actions::suggestions_in("did you mean `admin`? The roles are `a`, `b`"), ["admin"]);
+    assert!(actions::suggestions_in("the conditions exclude each other; did you mean `or`?").is_empty());
+}
+
+#[test]
+fn inlay_hints_show_label_types_where_values_are_written() {
+    let f = Fixture::standard();
+    let file = f.file("analytics.apt");
+    let hints = inlay_hints(&f.db, f.ws, file, Span { start: 0, end: u32::MAX });
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert_eq!(hints[0].label, r#": "dev" | "prod""#);
+    assert_eq!(hints[0].offset, f.at("analytics.apt", "env = \"dev\"", 3));
+}
+
+#[test]
+fn formatting_matches_fmt_and_refuses_broken_files() {
+    let f = Fixture::new(&[("a.apt", "namespace a\nlabel x:int=1;\n"), ("b.apt", "namespace b\nservice {")]);
+    let expected = crate::syntax::format::format_source(FileId(0), "namespace a\nlabel x:int=1;\n").unwrap();
+    assert_eq!(format(&f.db, f.file("a.apt")).unwrap(), expected);
+    assert_eq!(expected, "namespace a\nlabel x: int = 1\n");
+    assert_eq!(format(&f.db, f.file("b.apt")), None);
+}
+
+/// Every query answers, without panicking, at every offset of every prefix of a file (the
+/// states a file passes through while it is typed).
+#[test]
+fn every_query_answers_on_every_prefix() {
+    let mut f = Fixture::standard();
+    let file = f.file("analytics.apt");
+    for cut in (0..ANALYTICS.len()).step_by(7).filter(|&c| ANALYTICS.is_char_boundary(c)) {
+        f.db.set_text(file, Arc::from(&ANALYTICS[..cut]));
+        let (db, ws) = (&f.db, f.ws);
+        let len = cut as u32;
+        let _ = crate::semantics::diagnostics(db, ws);
+        let _ = semantic_tokens(db, ws, file);
+        let _ = folding_ranges(db, file);
+        let _ = document_symbols(db, file);
+        let _ = format(db, file);
+        let _ = code_actions(db, ws, file, Span { start: 0, end: len });
+        let _ = inlay_hints(db, ws, file, Span { start: 0, end: len });
+        for offset in (0..=len).step_by(5) {
+            let _ = completions(db, ws, file, offset);
+            let _ = hover(db, ws, file, offset);
+            let _ = definition_at(db, ws, file, offset);
+            let _ = references(db, ws, file, offset, true);
+            let _ = rename(db, ws, file, offset, "x");
+        }
+    }
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random edits of a real file: every query answers, and tokens stay ordered.
+        #[test]
+        fn queries_survive_random_edits(edits in proptest::collection::vec((any::<u16>(), any::<u8>(), "[a-z{}\"$.=\n ]{0,6}"), 1..6)) {
+            let mut f = Fixture::standard();
+            let file = f.file("platform.apt");
+            let mut text = PLATFORM.to_string();
+            for (at, delete, insert) in edits {
+                let mut start = at as usize % (text.len() + 1);
+                while !text.is_char_boundary(start) { start -= 1; }
+                let mut end = (start + delete as usize % 8).min(text.len());
+                while !text.is_char_boundary(end) { end -= 1; }
+                text.replace_range(start..end, &insert);
+            }
+            f.db.set_text(file, Arc::from(text.as_str()));
+            let (db, ws) = (&f.db, f.ws);
+            let tokens = semantic_tokens(db, ws, file);
+            for pair in tokens.windows(2) {
+                prop_assert!(pair[0].span.end <= pair[1].span.start);
+            }
+            for offset in (0..=text.len() as u32).step_by(11) {
+                let _ = completions(db, ws, file, offset);
+                let _ = hover(db, ws, file, offset);
+                let _ = references(db, ws, file, offset, true);
+            }
+            let _ = code_actions(db, ws, file, Span { start: 0, end: text.len() as u32 });
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The IR round-trips through its file format, and refuses files of another version.
+
+use std::path::Path;
+
+use aptc_compiler::check::load_workspace;
+use aptc_compiler::db::{Database, Settings};
+use aptc_compiler::ir::{IR_VERSION, LoadError, Program, lower::lower};
+
+fn lower_example(name: &str) -> Program {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    let files = aptc_compiler::workspace::find_apt_files(&[root]).unwrap();
+    let sources = aptc_compiler::workspace::load(&files).unwrap();
+    let mut db = Database::default();
+    let ws = load_workspace(&mut db, &sources, Settings::default());
+    lower(&db, ws).expect("the example checks clean")
+}
+
+#[test]
+fn examples_lower_and_round_trip() {
+    for example in ["quickstart", "guestbook", "twitter-analytics"] {
+        let program = lower_example(example);
+        assert!(!program.claims.is_empty(), "{example} has claims");
+        let text = program.to_json();
+        assert_eq!(Program::from_json(&text).unwrap(), program, "{example} round-trips");
+        assert_eq!(lower_example(example).to_json(), text, "{example} lowers deterministically");
+    }
+}
+
+#[test]
+fn lowered_program_resolves_names_and_orders_rules() {
+    let program = lower_example("twitter-analytics");
+    // Every reference is qualified and points at something that exists.
+    for contract in program.contracts.values() {
+        for context in &contract.contexts {
+            assert!(program.services.contains_key(&context.service), "{} uses {}", contract.name, context.service);
+        }
+    }
+    for claim in &program.claims {
+        assert!(program.contracts.contains_key(&claim.contract), "{} claims {}", claim.name, claim.contract);
+    }
+    for rules in program.rules.values() {
+        assert!(rules.windows(2).all(|w| (w[0].weight, &w[0].name) <= (w[1].weight, &w[1].name)), "rules are in order");
+    }
+    let claims: Vec<(&str, &str)> = program.claims.iter().map(|c| (c.namespace.as_str(), c.name.as_str())).collect();
+    let mut sorted = claims.clone();
+    sorted.sort();
+    assert_eq!(claims, sorted, "claims are in resolution order");
+}
+
+#[test]
+fn a_file_of_another_version_is_refused_with_a_clear_error() {
+    let text =
+        lower_example("quickstart").to_json().replacen(&format!("\"version\": {IR_VERSION}"), "\"version\": 999", 1);
+    let error = Program::from_json(&text).unwrap_err();
+    assert!(matches!(error, LoadError::Version { found: 999, .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("version 999") && message.contains("aptc build"), "{message}");
+    assert!(matches!(Program::from_json("{\"format\": \"other\", \"version\": 1}"), Err(LoadError::NotIr(_))));
+    assert!(matches!(Program::from_json("not json"), Err(LoadError::NotIr(_))));
+}

@@ -1,0 +1,2 @@
+-- *.apt files are .apt policies (aptc).
+vim.filetype.add({ extension = { apt = 'apt' } })

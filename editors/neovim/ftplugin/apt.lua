@@ -1,0 +1,16 @@
+-- Buffer settings for .apt policies: the canonical layout of `aptc fmt` (four spaces), comments,
+-- and tree-sitter highlighting and folding when the `apt` parser is installed.
+vim.bo.commentstring = '// %s'
+vim.bo.comments = ':///,://'
+vim.bo.expandtab = true
+vim.bo.shiftwidth = 4
+vim.bo.softtabstop = 4
+vim.bo.tabstop = 4
+
+if pcall(vim.treesitter.start, 0, 'apt') then
+  vim.wo[0][0].foldmethod = 'expr'
+  vim.wo[0][0].foldexpr = 'v:lua.vim.treesitter.foldexpr()'
+  vim.wo[0][0].foldenable = false
+end
+
+vim.b.undo_ftplugin = (vim.b.undo_ftplugin or '') .. '\n setlocal commentstring< comments< expandtab< shiftwidth< softtabstop< tabstop<'

@@ -1,0 +1,20 @@
+; Folds: every block, multi-line map and list, argument and parameter list, and block comment.
+[
+  (service_body)
+  (component_body)
+  (contract_body)
+  (context_body)
+  (rule_body)
+  (cluster_body)
+  (claim_body)
+  (user_body)
+  (team_body)
+  (test_body)
+  (expect_body)
+  (import_list)
+  (map)
+  (list)
+  (argument_list)
+  (parameter_list)
+  (block_comment)
+] @fold

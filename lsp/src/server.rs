@@ -1,0 +1,587 @@
+//! The language server: LSP requests mapped to `aptc_compiler::ide` queries.
+//!
+//! Notifications that change documents update the database synchronously, in the order they
+//! arrive (the transport starts handlers in order, and these never wait before updating).
+//! Requests take a snapshot of the database when they arrive and run the query on a blocking
+//! thread, inside `catch_unwind`: a panic becomes an error response (and a log line), and a
+//! query cancelled by a newer edit (salsa unwinds with `Cancelled`) answers "content
+//! modified". Diagnostics are computed after ~200 ms without edits, and published per file.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aptc_compiler::ide;
+use aptc_compiler::semantics;
+use aptc_compiler::source::FileId;
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
+use tower_lsp_server::ls_types::*;
+use tower_lsp_server::{Client, LanguageServer};
+
+use crate::convert::{self, LineIndex};
+use crate::state::{Snapshot, State};
+
+/// How long diagnostics wait for the next edit before they are computed.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Options of a server.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// For tests of the server's robustness: the request method (e.g. `textDocument/hover`)
+    /// whose query panics, as a bug in the compiler would.
+    pub panic_in: Option<String>,
+}
+
+/// The server.
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    options: Options,
+    state: Mutex<Option<State>>,
+    /// Bumped by every edit; a diagnostics run publishes only if it is still the latest.
+    generation: AtomicU64,
+    /// Files whose last published diagnostics were not empty (to clear them when fixed).
+    published: Mutex<HashSet<Uri>>,
+}
+
+impl Backend {
+    pub fn new(client: Client, options: Options) -> Backend {
+        Backend {
+            inner: Arc::new(Inner {
+                client,
+                options,
+                state: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                published: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Runs `f` on the state, if the workspace is loaded.
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        let mut guard = self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        guard.as_mut().map(f)
+    }
+
+    /// Runs a query on a snapshot taken now, on a blocking thread; panics and cancellation
+    /// become error responses.
+    async fn query<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        f: impl FnOnce(&Snapshot) -> Option<T> + Send + 'static,
+    ) -> Result<Option<T>> {
+        let Some(snapshot) = self.with_state(|state| state.snapshot()) else { return Ok(None) };
+        let inject = self.inner.options.panic_in.as_deref() == Some(method);
+        let task = tokio::task::spawn_blocking(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                if inject {
+                    panic!("injected panic in {method}");
+                }
+                f(&snapshot)
+            }));
+            drop(snapshot);
+            result
+        });
+        match task.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(payload)) => Err(failure(method, payload)),
+            Err(join) => {
+                tracing::error!("{method}: the query task failed: {join}");
+                Err(Error::internal_error())
+            }
+        }
+    }
+
+    /// Schedules diagnostics for the current state, after [`DEBOUNCE`].
+    fn schedule_diagnostics(&self) {
+        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DEBOUNCE).await;
+            if inner.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            let snapshot = {
+                let guard = inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match guard.as_ref() {
+                    Some(state) => state.snapshot(),
+                    None => return,
+                }
+            };
+            let task = tokio::task::spawn_blocking(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| diagnostics_by_file(&snapshot)));
+                drop(snapshot);
+                result
+            });
+            let by_file = match task.await {
+                Ok(Ok(by_file)) => by_file,
+                Ok(Err(payload)) => {
+                    // Cancelled by a newer edit (which scheduled its own run), or a bug.
+                    let _ = failure("diagnostics", payload);
+                    return;
+                }
+                Err(join) => {
+                    tracing::error!("diagnostics: the task failed: {join}");
+                    return;
+                }
+            };
+            if inner.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            let to_clear: Vec<Uri> = {
+                let mut published = inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let now: HashSet<Uri> =
+                    by_file.iter().filter(|(_, _, d)| !d.is_empty()).map(|(uri, _, _)| uri.clone()).collect();
+                let stale = published.difference(&now).cloned().collect();
+                *published = now;
+                stale
+            };
+            let shown: HashSet<&Uri> = by_file.iter().map(|(uri, _, _)| uri).collect();
+            for uri in to_clear.into_iter().filter(|uri| !shown.contains(uri)) {
+                inner.client.publish_diagnostics(uri, Vec::new(), None).await;
+            }
+            for (uri, version, diagnostics) in by_file {
+                inner.client.publish_diagnostics(uri, diagnostics, version).await;
+            }
+        });
+    }
+
+    async fn publish_empty(&self, uri: Uri) {
+        self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
+        self.inner.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+}
+
+/// The error for a query that panicked: "content modified" when salsa cancelled it because
+/// of a newer edit; otherwise an internal error, logged with the panic's message.
+fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
+    if payload.downcast_ref::<salsa::Cancelled>().is_some() {
+        tracing::debug!("{method}: cancelled by a newer edit");
+        return Error::new(ErrorCode::ContentModified);
+    }
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!("{method}: the query panicked: {message}; the server goes on");
+    let mut error = Error::internal_error();
+    error.message = format!("aptc failed on this request ({message}); the server goes on").into();
+    error
+}
+
+/// Every diagnostic of the workspace, grouped by file, for the files to publish: open
+/// documents (even when clean) and files that have diagnostics.
+fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let all = semantics::diagnostics(&s.db, s.ws);
+    // The texts of the files the diagnostics point into, then one line index for each.
+    let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
+    for d in &all {
+        for file in d.labels.iter().map(|l| l.file).chain([d.primary.file]) {
+            if !texts.contains_key(&file)
+                && s.files.uri(file).is_some()
+                && let Some(input) = s.files.input(file)
+            {
+                texts.insert(file, s.text(input));
+            }
+        }
+    }
+    let lines: HashMap<FileId, LineIndex> = texts.iter().map(|(id, text)| (*id, LineIndex::new(text))).collect();
+    let locate = |file: FileId, span| {
+        let uri = s.files.uri(file)?.clone();
+        Some(Location { uri, range: lines.get(&file)?.range(span) })
+    };
+    let mut by_file: HashMap<FileId, Vec<Diagnostic>> = s.open.keys().map(|id| (*id, Vec::new())).collect();
+    for d in &all {
+        let Some(primary) = lines.get(&d.primary.file) else { continue };
+        let range = primary.range(d.primary.span);
+        by_file.entry(d.primary.file).or_default().push(convert::diagnostic(d, range, &locate));
+    }
+    by_file
+        .into_iter()
+        .filter_map(|(id, diagnostics)| Some((s.files.uri(id)?.clone(), s.open.get(&id).copied(), diagnostics)))
+        .collect()
+}
+
+/// The workspace folders of an `initialize` request.
+fn roots(params: &InitializeParams) -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = params
+        .workspace_folders
+        .iter()
+        .flatten()
+        .filter_map(|folder| folder.uri.to_file_path().map(|p| p.into_owned()))
+        .collect();
+    #[allow(deprecated)] // older clients send only `rootUri`
+    if roots.is_empty()
+        && let Some(root) = params.root_uri.as_ref().and_then(|uri| uri.to_file_path())
+    {
+        roots.push(root.into_owned());
+    }
+    roots
+}
+
+fn location(s: &Snapshot, place: ide::FileSpan) -> Option<Location> {
+    let uri = s.files.uri(place.file)?.clone();
+    let input = s.files.input(place.file)?;
+    let text = s.text(input);
+    Some(Location { uri, range: LineIndex::new(&text).range(place.span) })
+}
+
+fn workspace_edit(s: &Snapshot, edits: Vec<ide::Edit>) -> Option<WorkspaceEdit> {
+    let mut changes: HashMap<Uri, Vec<TextEdit>> = HashMap::new();
+    let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
+    for edit in edits {
+        let uri = s.files.uri(edit.file)?.clone();
+        let text = match texts.get(&edit.file) {
+            Some(text) => text.clone(),
+            None => {
+                let text = s.text(s.files.input(edit.file)?);
+                texts.insert(edit.file, text.clone());
+                text
+            }
+        };
+        let range = LineIndex::new(&text).range(edit.span);
+        changes.entry(uri).or_default().push(TextEdit { range, new_text: edit.text });
+    }
+    Some(WorkspaceEdit { changes: Some(changes), ..WorkspaceEdit::default() })
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let roots = roots(&params);
+        let state = State::load(roots);
+        *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
+        let capabilities = ServerCapabilities {
+            text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
+                open_close: Some(true),
+                change: Some(TextDocumentSyncKind::INCREMENTAL),
+                ..TextDocumentSyncOptions::default()
+            })),
+            completion_provider: Some(CompletionOptions {
+                trigger_characters: Some([".", "{", "\""].map(String::from).to_vec()),
+                ..CompletionOptions::default()
+            }),
+            hover_provider: Some(HoverProviderCapability::Simple(true)),
+            definition_provider: Some(OneOf::Left(true)),
+            references_provider: Some(OneOf::Left(true)),
+            document_highlight_provider: Some(OneOf::Left(true)),
+            rename_provider: Some(OneOf::Right(RenameOptions {
+                prepare_provider: Some(true),
+                work_done_progress_options: WorkDoneProgressOptions::default(),
+            })),
+            document_symbol_provider: Some(OneOf::Left(true)),
+            workspace_symbol_provider: Some(OneOf::Left(true)),
+            document_formatting_provider: Some(OneOf::Left(true)),
+            semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
+                SemanticTokensOptions {
+                    legend: convert::legend(),
+                    full: Some(SemanticTokensFullOptions::Bool(true)),
+                    range: None,
+                    work_done_progress_options: WorkDoneProgressOptions::default(),
+                },
+            )),
+            folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+            code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
+                code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                ..CodeActionOptions::default()
+            })),
+            inlay_hint_provider: Some(OneOf::Left(true)),
+            ..ServerCapabilities::default()
+        };
+        Ok(InitializeResult {
+            capabilities,
+            server_info: Some(ServerInfo { name: "aptc".to_string(), version: Some(env!("CARGO_PKG_VERSION").into()) }),
+            ..InitializeResult::default()
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        // Problems of the whole workspace, not only of the documents that get opened.
+        self.schedule_diagnostics();
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        let document = params.text_document;
+        self.with_state(|state| state.open(&document.uri, &document.text, document.version));
+        self.schedule_diagnostics();
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let uri = params.text_document.uri;
+        let version = params.text_document.version;
+        let applied = self.with_state(|state| {
+            let id = state.files.id_of(&uri)?;
+            let mut text = state.text_of(id)?;
+            for change in &params.content_changes {
+                convert::apply_change(&mut text, change);
+            }
+            state.set_text(id, &text);
+            state.open.insert(id, version);
+            Some(())
+        });
+        if applied.flatten().is_none() {
+            tracing::warn!("didChange for a document that is not open: {}", uri.as_str());
+        }
+        self.schedule_diagnostics();
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        let left = self.with_state(|state| state.close(&params.text_document.uri)).flatten();
+        if let Some(uri) = left {
+            self.publish_empty(uri).await;
+        }
+        self.schedule_diagnostics();
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position;
+        self.query("textDocument/completion", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let found = ide::completions(&s.db, s.ws, file, lines.offset(position));
+            let range = lines.range(found.replace);
+            let items = found.items.into_iter().map(|item| convert::completion(item, range)).collect();
+            Some(CompletionResponse::Array(items))
+        })
+        .await
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
+        self.query("textDocument/hover", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let hover = ide::hover(&s.db, s.ws, file, lines.offset(position))?;
+            Some(Hover {
+                contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: hover.markdown }),
+                range: Some(lines.range(hover.span)),
+            })
+        })
+        .await
+    }
+
+    async fn goto_definition(&self, params: GotoDefinitionParams) -> Result<Option<GotoDefinitionResponse>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
+        self.query("textDocument/definition", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let offset = LineIndex::new(&s.text(file)).offset(position);
+            let mut found: Vec<Location> =
+                ide::definition_at(&s.db, s.ws, file, offset).into_iter().filter_map(|d| location(s, d)).collect();
+            match found.len() {
+                0 => None,
+                1 => found.pop().map(GotoDefinitionResponse::Scalar),
+                _ => Some(GotoDefinitionResponse::Array(found)),
+            }
+        })
+        .await
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position;
+        let include = params.context.include_declaration;
+        self.query("textDocument/references", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let offset = LineIndex::new(&s.text(file)).offset(position);
+            let found = ide::references(&s.db, s.ws, file, offset, include);
+            Some(found.into_iter().filter_map(|r| location(s, r)).collect())
+        })
+        .await
+    }
+
+    async fn document_highlight(&self, params: DocumentHighlightParams) -> Result<Option<Vec<DocumentHighlight>>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
+        self.query("textDocument/documentHighlight", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let id = file.id(&s.db);
+            let found = ide::references(&s.db, s.ws, file, lines.offset(position), true);
+            Some(
+                found
+                    .into_iter()
+                    .filter(|r| r.file == id)
+                    .map(|r| DocumentHighlight { range: lines.range(r.span), kind: Some(DocumentHighlightKind::TEXT) })
+                    .collect(),
+            )
+        })
+        .await
+    }
+
+    async fn prepare_rename(&self, params: TextDocumentPositionParams) -> Result<Option<PrepareRenameResponse>> {
+        let TextDocumentPositionParams { text_document, position } = params;
+        let answer = self
+            .query("textDocument/prepareRename", move |s| {
+                let file = s.file(&text_document.uri)?;
+                let text = s.text(file);
+                let lines = LineIndex::new(&text);
+                Some(
+                    ide::prepare_rename(&s.db, s.ws, file, lines.offset(position))
+                        .map(|(span, _)| PrepareRenameResponse::Range(lines.range(span))),
+                )
+            })
+            .await?;
+        match answer {
+            Some(Ok(range)) => Ok(Some(range)),
+            Some(Err(message)) => Err(Error::invalid_params(message)),
+            None => Ok(None),
+        }
+    }
+
+    async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position;
+        let new_name = params.new_name;
+        let answer = self
+            .query("textDocument/rename", move |s| {
+                let file = s.file(&text_document.uri)?;
+                let offset = LineIndex::new(&s.text(file)).offset(position);
+                Some(ide::rename(&s.db, s.ws, file, offset, &new_name).map(|edits| workspace_edit(s, edits)))
+            })
+            .await?;
+        match answer {
+            Some(Ok(edit)) => Ok(edit),
+            Some(Err(message)) => Err(Error::invalid_params(message)),
+            None => Ok(None),
+        }
+    }
+
+    async fn document_symbol(&self, params: DocumentSymbolParams) -> Result<Option<DocumentSymbolResponse>> {
+        self.query("textDocument/documentSymbol", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let symbols = ide::document_symbols(&s.db, file);
+            Some(DocumentSymbolResponse::Nested(
+                symbols.into_iter().map(|symbol| convert::document_symbol(symbol, &lines)).collect(),
+            ))
+        })
+        .await
+    }
+
+    async fn symbol(&self, params: WorkspaceSymbolParams) -> Result<Option<WorkspaceSymbolResponse>> {
+        self.query("workspace/symbol", move |s| {
+            let found = ide::workspace_symbols(&s.db, s.ws, &params.query, 500);
+            #[allow(deprecated)] // `SymbolInformation::deprecated` must be set, to `None`
+            let symbols = found
+                .into_iter()
+                .filter_map(|w| {
+                    let location = location(s, ide::FileSpan { file: w.file, span: w.symbol.selection })?;
+                    Some(SymbolInformation {
+                        name: w.symbol.name,
+                        kind: convert::symbol_kind(w.symbol.kind),
+                        tags: None,
+                        deprecated: None,
+                        location,
+                        container_name: w.container,
+                    })
+                })
+                .collect();
+            Some(WorkspaceSymbolResponse::Flat(symbols))
+        })
+        .await
+    }
+
+    async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        self.query("textDocument/formatting", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            // A file with syntax errors is left as it is (as `aptc fmt` does).
+            let formatted = ide::format(&s.db, file)?;
+            if *formatted == *text {
+                return Some(Vec::new());
+            }
+            Some(vec![TextEdit { range: LineIndex::new(&text).everything(), new_text: formatted }])
+        })
+        .await
+    }
+
+    async fn semantic_tokens_full(&self, params: SemanticTokensParams) -> Result<Option<SemanticTokensResult>> {
+        self.query("textDocument/semanticTokens/full", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            let tokens = ide::semantic_tokens(&s.db, s.ws, file);
+            let data = convert::semantic_tokens(&tokens, &LineIndex::new(&text));
+            Some(SemanticTokensResult::Tokens(SemanticTokens { result_id: None, data }))
+        })
+        .await
+    }
+
+    async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
+        self.query("textDocument/foldingRange", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let folds = ide::folding_ranges(&s.db, file);
+            Some(folds.into_iter().filter_map(|fold| convert::folding_range(fold, &lines)).collect())
+        })
+        .await
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        self.query("textDocument/codeAction", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let actions = ide::code_actions(&s.db, s.ws, file, lines.span(params.range));
+            let locate = |file: FileId, span| location(s, ide::FileSpan { file, span });
+            let response = actions
+                .into_iter()
+                .filter_map(|action| {
+                    let diagnostics = action
+                        .diagnostic
+                        .as_ref()
+                        .map(|d| vec![convert::diagnostic(d, lines.range(d.primary.span), &locate)]);
+                    Some(CodeActionOrCommand::CodeAction(CodeAction {
+                        title: action.title,
+                        kind: Some(CodeActionKind::QUICKFIX),
+                        diagnostics,
+                        edit: Some(workspace_edit(s, action.edits)?),
+                        is_preferred: Some(action.preferred),
+                        ..CodeAction::default()
+                    }))
+                })
+                .collect();
+            Some(response)
+        })
+        .await
+    }
+
+    async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
+        self.query("textDocument/inlayHint", move |s| {
+            let file = s.file(&params.text_document.uri)?;
+            let text = s.text(file);
+            let lines = LineIndex::new(&text);
+            let hints = ide::inlay_hints(&s.db, s.ws, file, lines.span(params.range));
+            Some(
+                hints
+                    .into_iter()
+                    .map(|hint| InlayHint {
+                        position: lines.position(hint.offset),
+                        label: InlayHintLabel::String(hint.label),
+                        kind: Some(match hint.kind {
+                            ide::InlayHintKind::Type => InlayHintKind::TYPE,
+                            ide::InlayHintKind::Parameter => InlayHintKind::PARAMETER,
+                        }),
+                        text_edits: None,
+                        tooltip: None,
+                        padding_left: None,
+                        padding_right: Some(true),
+                        data: None,
+                    })
+                    .collect(),
+            )
+        })
+        .await
+    }
+}
