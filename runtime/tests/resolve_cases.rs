@@ -86,3 +86,15 @@ fn examples_resolve_deterministically() {
         );
     }
 }
+
+#[test]
+fn the_number_of_threads_does_not_change_the_result() {
+    let program = common::lower_path(&common::root().join("tests/cases/resolve/12_shared_conflict"));
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| serde_json::to_string(&resolve(&program)).unwrap())
+    };
+    let one = on(1);
+    assert_eq!(on(2), one);
+    assert_eq!(on(4), one);
+}

@@ -84,7 +84,8 @@ impl Checker<'_> {
                 self.used.insert(label.clone());
                 Some((label, ty.unwrap_or(Ty::Unknown)))
             }
-            Lookup::Ambiguous(candidates) => {
+            Lookup::Ambiguous(candidates, via) => {
+                self.used_imports.extend(via);
                 self.ambiguous(key.span, &key.text, &candidates);
                 None
             }

@@ -136,7 +136,8 @@ impl Walker<'_, '_> {
                 self.facts.used.insert(object.clone());
                 Some(object)
             }
-            Lookup::Ambiguous(candidates) => {
+            Lookup::Ambiguous(candidates, via) => {
+                self.c.used_imports.extend(via);
                 self.c.ambiguous(span, &written, &candidates);
                 None
             }

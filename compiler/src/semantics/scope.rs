@@ -21,8 +21,9 @@ pub enum Lookup {
     Found(ObjectRef, Option<usize>),
     /// Nothing of that name: similar names that would resolve, best first.
     NotFound { suggestions: Vec<String> },
-    /// Several objects: a conflict between an import and a declaration, or between imports.
-    Ambiguous(Vec<ObjectRef>),
+    /// Several objects: a conflict between an import and a declaration, or between imports;
+    /// with the imports (by position) involved, which are used, not unused.
+    Ambiguous(Vec<ObjectRef>, Vec<usize>),
     /// The qualifier is no namespace of the policy.
     UnknownNamespace { namespace: SmolStr, suggestions: Vec<String> },
     /// More than two segments.
@@ -73,12 +74,13 @@ impl Scope<'_> {
             (0, Some(local)) => return Lookup::Found(local, None),
             (0, None) => {}
             (_, local) => {
+                let via: Vec<usize> = imported.iter().map(|(_, i)| *i).collect();
                 let mut all: Vec<ObjectRef> = imported.into_iter().map(|(o, _)| o).chain(local).collect();
                 all.dedup();
                 if all.len() == 1 {
-                    return Lookup::Found(all.remove(0), None);
+                    return Lookup::Found(all.remove(0), via.first().copied());
                 }
-                return Lookup::Ambiguous(all);
+                return Lookup::Ambiguous(all, via);
             }
         }
         // 3. glob imports
@@ -93,7 +95,10 @@ impl Scope<'_> {
         match globs.len() {
             1 => return Lookup::Found(globs[0].0.clone(), Some(globs[0].1)),
             0 => {}
-            _ => return Lookup::Ambiguous(globs.into_iter().map(|(o, _)| o).collect()),
+            _ => {
+                let via = globs.iter().map(|(_, i)| *i).collect();
+                return Lookup::Ambiguous(globs.into_iter().map(|(o, _)| o).collect(), via);
+            }
         }
         // 4. clusters of `system`
         if kind == Kind::Cluster && self.index.has(kind, SYSTEM_NAMESPACE, name) {
