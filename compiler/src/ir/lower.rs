@@ -61,7 +61,16 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         let Some(namespace) = summary.namespace.as_ref() else { continue };
         let lowerer =
             Lowerer { scope: Scope { index, namespace, imports: &summary.imports }, file: &FileInfo::new(db, source) };
-        let labels = user.labels.iter().filter_map(|(k, v)| Some((lowerer.label_id(k)?, acl_value(v)))).collect();
+        let labels = user
+            .labels
+            .iter()
+            .filter_map(|(k, v)| {
+                let Lookup::Found(label, _) = lowerer.scope.resolve(Kind::Label, &[k.as_str()]) else { return None };
+                let ty = index.labels.get(&(label.namespace.clone(), label.name.clone())).map(|s| s.ty.clone());
+                let value = ty.map_or_else(|| v.clone(), |ty| users::as_declared(v, &ty));
+                Some((label.to_string(), acl_value(&value)))
+            })
+            .collect();
         program.users.entry(user.name.to_lowercase()).or_insert(User {
             name: user.name.clone(),
             team: user.team.as_ref().map(|t| t.to_string()),

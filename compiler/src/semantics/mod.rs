@@ -31,6 +31,7 @@ pub fn check_workspace(db: &dyn salsa::Database, ws: Workspace) {
         check_file(db, ws, file);
     }
     check_definitions(db, ws);
+    users::check_external_users(db, ws);
     check_graph(db, ws);
     acl::check_acl(db, ws);
 }

@@ -14,6 +14,9 @@ use crate::source::FileId;
 use crate::syntax::ast::{SmolStr, Span};
 
 use super::acl::Value;
+use super::index::Kind;
+use super::scope::{Lookup, Scope};
+use super::types::Ty;
 
 /// One user from a users file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,4 +125,94 @@ pub fn external_users(db: &dyn salsa::Database, ws: Workspace) -> Vec<ExternalUs
         }
     }
     users
+}
+
+/// Users from files must name declared teams and labels, with values of the labels' types.
+#[salsa::tracked]
+pub fn check_external_users(db: &dyn salsa::Database, ws: Workspace) {
+    let index = super::index::workspace_index(db, ws);
+    for user in external_users(db, ws) {
+        let (file, span) = user.declared_in;
+        let Some(source) = ws.files(db).iter().copied().find(|f| f.id(db) == file) else { continue };
+        let summary = super::index::file_summary(db, source);
+        let Some(namespace) = summary.namespace.as_ref() else { continue };
+        let scope = Scope { index, namespace, imports: &summary.imports };
+        if let Some(team) = &user.team
+            && !index.has(Kind::Team, "", team)
+        {
+            report(
+                db,
+                Diagnostic::new(
+                    codes::UNRESOLVED_NAME,
+                    file,
+                    span,
+                    format!("user `{}` in this users file names team `{team}`, which is not declared", user.name),
+                )
+                .with_primary_message("users file named here")
+                .with_help(format!("declare it in namespace `system`: `team {team}`")),
+            );
+        }
+        for (key, value) in &user.labels {
+            let label = match scope.resolve(Kind::Label, &[key.as_str()]) {
+                Lookup::Found(label, _) => label,
+                _ => {
+                    report(
+                        db,
+                        Diagnostic::new(
+                            codes::UNDECLARED_LABEL,
+                            file,
+                            span,
+                            format!(
+                                "user `{}` in this users file has label `{key}`, which is not visible here",
+                                user.name
+                            ),
+                        )
+                        .with_primary_message("users file named here")
+                        .with_help("declare the label (or import its namespace) in the file that says `users from`"),
+                    );
+                    continue;
+                }
+            };
+            let Some(schema) = index.labels.get(&(label.namespace.clone(), label.name.clone())) else { continue };
+            if !value_fits(value, &schema.ty) {
+                report(
+                    db,
+                    Diagnostic::new(
+                        codes::TYPE_MISMATCH,
+                        file,
+                        span,
+                        format!(
+                            "user `{}` in this users file gives label `{key}` a value that is not `{}`",
+                            user.name, schema.ty
+                        ),
+                    )
+                    .with_primary_message("users file named here")
+                    .with_help(format!("write a `{}` for `{key}` in the users file", schema.ty)),
+                );
+            }
+        }
+    }
+}
+
+/// A value read from a users file, as the label's declared type reads it: for a string or enum
+/// label any scalar is its text (`region: no` is "no"), never a guessed bool or number.
+pub fn as_declared(value: &Value, ty: &Ty) -> Value {
+    match (value, ty) {
+        (Value::Int(n), Ty::String | Ty::Enum(_)) => Value::Str(n.to_string()),
+        (Value::Bool(b), Ty::String | Ty::Enum(_)) => Value::Str(b.to_string()),
+        (Value::List(items), Ty::List(inner)) => Value::List(items.iter().map(|i| as_declared(i, inner)).collect()),
+        _ => value.clone(),
+    }
+}
+
+/// Whether a value read from a users file has type `ty` (enums: one of their values).
+fn value_fits(value: &Value, ty: &Ty) -> bool {
+    let value = &as_declared(value, ty);
+    match (value, ty) {
+        (_, Ty::Any | Ty::Unknown) => true,
+        (Value::Str(_), Ty::String) | (Value::Int(_), Ty::Int) | (Value::Bool(_), Ty::Bool) => true,
+        (Value::Str(s), Ty::Enum(variants)) => variants.iter().any(|v| v == s),
+        (Value::List(items), Ty::List(inner)) => items.iter().all(|item| value_fits(item, inner)),
+        _ => false,
+    }
 }
