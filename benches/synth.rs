@@ -167,7 +167,7 @@ fn namespace_file(config: &SynthConfig, ns: usize, rng: &mut Rng) -> String {
 
 /// Namespaces build on the previous one in chains of four, as teams' layers do.
 fn has_upstream(ns: usize) -> bool {
-    ns % 4 != 0
+    !ns.is_multiple_of(4)
 }
 
 fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mut Rng) {

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Checks the editor support: the tree-sitter grammar (grammar/tree-sitter-apt) and the VS Code
-# extension (editors/vscode). Meant for CI on a fresh machine with the Rust toolchain (and its C
-# compiler), Python 3 and Node >= 20; it installs everything else itself:
+# Checks the editor support: the tree-sitter grammar (grammar/tree-sitter-apt), the VS Code
+# extension (editors/vscode), and `aptc lsp` in a real editor (Neovim's LSP client, end to end:
+# editors/neovim/test/lsp_e2e.lua). Meant for CI on a fresh machine with the Rust toolchain (and
+# its C compiler), Python 3 and Node >= 20; it installs everything else itself:
 #
 #   - tree-sitter-cli (pinned below) into .tools/ with `cargo install` when it is missing; this
 #     compile dominates the first run (4.5 to 7 minutes on a 2-core machine), later runs reuse it;
-#   - the extension's npm packages, exactly as package-lock.json pins them (`npm ci`).
+#   - the extension's npm packages, exactly as package-lock.json pins them (`npm ci`);
+#   - Neovim (0.7 or later), with apt-get when `nvim` is missing and the script runs as root
+#     (otherwise the nvim part is skipped with a message), and aptc itself (`cargo build`, debug;
+#     set APTC_BIN to test another binary instead).
 #
-# Usage: tools/editors-test.sh [tree-sitter|vscode]...   (no argument: both)
+# Usage: tools/editors-test.sh [tree-sitter|vscode|nvim]...   (no argument: all three)
 # Exits non-zero on the first failure.
 set -euo pipefail
 
 TREE_SITTER_VERSION=0.27.1
 MIN_NODE_MAJOR=20
+MIN_NVIM_MINOR=7     # Neovim 0.7: nvim_create_autocmd and the vim.lsp API the test uses
+NVIM_TIMEOUT=60      # seconds for the whole Neovim session (the test itself takes about a second)
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 GRAMMAR="$ROOT/grammar/tree-sitter-apt"
@@ -186,10 +192,67 @@ PY
     done_step
 }
 
+# ------------------------------------------------------------------------------------ Neovim
+
+# Prints nothing and returns 1 when nvim is missing or older than 0.MIN_NVIM_MINOR.
+nvim_is_usable() {
+    command -v nvim >/dev/null || return 1
+    local version major minor
+    version="$(nvim --version | head -n 1 | sed -n 's/^NVIM v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')"
+    [[ -n "$version" ]] || return 1
+    read -r major minor <<<"$version"
+    ((major > 0 || minor >= MIN_NVIM_MINOR))
+}
+
+neovim_lsp() {
+    step "Neovim >= 0.$MIN_NVIM_MINOR"
+    if ! nvim_is_usable; then
+        if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null; then
+            echo "   nvim is missing or too old: apt-get install neovim"
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq neovim >/dev/null) ||
+                fail "apt-get install neovim"
+            nvim_is_usable || fail "the installed nvim is older than 0.$MIN_NVIM_MINOR: $(nvim --version | head -n 1)"
+        else
+            echo "   SKIPPED: no nvim 0.$MIN_NVIM_MINOR+ on PATH, and not root with apt-get to install it;"
+            echo "   install Neovim to run the end-to-end test of aptc lsp (editors/neovim/test/lsp_e2e.lua)"
+            return 0
+        fi
+    fi
+    echo "   $(command -v nvim): $(nvim --version | head -n 1)"
+    done_step
+
+    local aptc
+    if [[ -n "${APTC_BIN:-}" ]]; then
+        step "aptc binary: APTC_BIN=$APTC_BIN"
+        aptc="$APTC_BIN"
+    else
+        step "aptc binary: cargo build --bin aptc (debug)"
+        command -v cargo >/dev/null || fail "cargo is needed to build aptc (or set APTC_BIN)"
+        (cd "$ROOT" && cargo build --bin aptc --locked) || fail "cargo build --bin aptc"
+        aptc="${CARGO_TARGET_DIR:-$ROOT/target}/debug/aptc"
+    fi
+    [[ -x "$aptc" ]] || fail "not an executable: $aptc"
+    done_step
+
+    step "Neovim's LSP client against aptc lsp: diagnostics, completion, hover (editors/neovim/test/lsp_e2e.lua)"
+    # Neovim's LSP log, shada and state go to the scratch directory, not to $HOME; the test copies
+    # examples/quickstart into a temporary directory of its own.
+    mkdir -p "$SCRATCH/nvim"
+    local status=0
+    (cd "$ROOT" && XDG_CACHE_HOME="$SCRATCH/nvim/cache" XDG_STATE_HOME="$SCRATCH/nvim/state" \
+        XDG_DATA_HOME="$SCRATCH/nvim/data" XDG_CONFIG_HOME="$SCRATCH/nvim/config" \
+        APTC_BIN="$aptc" APTC_REPO="$ROOT" \
+        timeout "$NVIM_TIMEOUT" nvim --headless -u NONE -i NONE -n \
+        -c "luafile editors/neovim/test/lsp_e2e.lua") </dev/null || status=$?
+    ((status != 124)) || fail "the Neovim LSP test did not finish within ${NVIM_TIMEOUT}s"
+    ((status == 0)) || fail "the Neovim LSP test (exit status $status)"
+    done_step
+}
+
 # ------------------------------------------------------------------------------------ main
 
 parts=("$@")
-((${#parts[@]} > 0)) || parts=(tree-sitter vscode)
+((${#parts[@]} > 0)) || parts=(tree-sitter vscode nvim)
 for part in "${parts[@]}"; do
     case "$part" in
         tree-sitter)
@@ -202,8 +265,11 @@ for part in "${parts[@]}"; do
         vscode)
             vscode_extension
             ;;
+        nvim)
+            neovim_lsp
+            ;;
         *)
-            fail "unknown part '$part' (expected tree-sitter or vscode)"
+            fail "unknown part '$part' (expected tree-sitter, vscode or nvim)"
             ;;
     esac
 done

@@ -3,10 +3,23 @@
 //! [`resolve`] turns a lowered policy into the desired state (pure, deterministic, no I/O);
 //! [`diff`] compares two desired states (the what-if of a policy change); [`graph`] draws one;
 //! [`testing`] runs a policy's `test` blocks against it.
-//! Planning against live clusters, applying through Helm and Kubernetes, and the revision
-//! store come with the runtime issue; nothing in the compiler depends on this crate.
+//!
+//! Deploying: [`plan`] turns a desired state into deployable units and plans the actions from
+//! what is applied to what is desired; [`apply`] carries a plan out with a [`driver`] (the
+//! [`render`] driver writes into a directory; `helm` runs the real Helm binary; `manifest` stamps
+//! the objects); [`store`] keeps the revisions; [`deploy`] ties them together for the CLI.
+//! Nothing in the compiler depends on this crate.
 
+pub mod apply;
+pub mod deploy;
 pub mod diff;
+pub mod driver;
 pub mod graph;
+pub mod helm;
+pub mod manifest;
+pub mod plan;
+pub mod render;
 pub mod resolve;
+pub mod source;
+pub mod store;
 pub mod testing;

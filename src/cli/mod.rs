@@ -2,10 +2,12 @@
 
 mod build;
 mod check;
+mod deploy;
 mod diff;
 mod explain;
 mod fmt;
 mod graph;
+mod history;
 mod lsp;
 mod plan;
 mod policy;
@@ -22,7 +24,7 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for bad usage or unreadable files.
 pub const EXIT_USAGE: u8 = 2;
 
-/// The .apt policy compiler: check, format and (soon) resolve and deploy policies.
+/// The .apt policy compiler: check, format, test, resolve and explain policies.
 #[derive(Debug, Parser)]
 #[command(
     name = "aptc",
@@ -31,7 +33,10 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "aptc compiles .apt policies: teams declare services, contracts, rules, clusters and \
 claims; aptc checks them like a program and turns them into what runs on Kubernetes.",
     after_help = "Examples:\n  aptc check examples/             check every .apt file under examples/\n  \
-aptc check --format sarif . > aptc.sarif\n  aptc fmt --check .                fail if any file is not formatted\n\n\
+aptc check --format sarif . > aptc.sarif\n  aptc fmt --check .                fail if any file is not formatted\n  \
+aptc test examples/              run the policies' test blocks\n  \
+aptc plan examples/guestbook     what the claims resolve to, and where\n  \
+aptc explain carol_dev examples/twitter-analytics\n\n\
 Exit codes: 0 clean, 1 errors found (or warnings with --deny-warnings), 2 usage or I/O error.\n\
 Logs: set APTC_LOG=debug (or any tracing filter) to see what aptc does."
 )]
@@ -85,6 +90,22 @@ aptc graph --svg guestbook.svg examples/guestbook")]
 aptc test examples/                  each complete policy under it (each has a `namespace system`)\n\n\
 Prints one line per test and a summary line `N passed, N failed`; exit 1 if any test failed.")]
     Test(test::TestArgs),
+    /// Resolve, plan against the last revision, apply, and record a revision. No cluster driver
+    /// exists yet: it renders into a directory (the embedded default).
+    #[command(after_help = "Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
+aptc deploy --yes examples/quickstart         render into .aptc/rendered, record in .aptc/state.db\n  \
+aptc deploy --yes --out out/ --state out.db .\n\n\
+Exit codes: 0 applied (or nothing to do), 1 some instance failed or was skipped (run again to retry),\n\
+2 usage error, policy errors, helm missing, or refused (no --yes without a terminal).")]
+    Deploy(deploy::DeployArgs),
+    /// List the deployed revisions, or show one (`history show N`).
+    #[command(
+        after_help = "Examples:\n  aptc history\n  aptc history show 3\n  aptc history --format json --state out.db"
+    )]
+    History(history::HistoryArgs),
+    /// Apply a past revision's desired state again, as a new revision.
+    #[command(after_help = "Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run")]
+    Rollback(deploy::RollbackArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -117,6 +138,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args, color),
         Command::Graph(args) => graph::run(args, color),
         Command::Test(args) => test::run(args, color),
+        Command::Deploy(args) => deploy::run(args, color),
+        Command::History(args) => history::run(args),
+        Command::Rollback(args) => deploy::rollback(args),
     }
 }
 

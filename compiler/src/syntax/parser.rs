@@ -96,10 +96,10 @@ pub(crate) fn parse_tokens<'tok, 'src: 'tok>(
 ) -> (Vec<Item>, Vec<ParseError<'tok, 'src>>) {
     let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
     let fast = file_parser::<EmptyErr>().parse(input());
-    if !fast.has_errors() {
-        if let Some(items) = fast.into_output() {
-            return (items, Vec::new());
-        }
+    if !fast.has_errors()
+        && let Some(items) = fast.into_output()
+    {
+        return (items, Vec::new());
     }
     let (items, errors) = file_parser::<ParseError>().parse(input()).into_output_errors();
     (items.unwrap_or_default(), errors)
@@ -112,10 +112,10 @@ pub(crate) fn parse_expr_tokens<'tok, 'src: 'tok>(
 ) -> (Option<Expr>, Vec<ParseError<'tok, 'src>>) {
     let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
     let fast = expr_parser::<EmptyErr>().then_ignore(end()).parse(input());
-    if !fast.has_errors() {
-        if let Some(expr) = fast.into_output() {
-            return (Some(expr), Vec::new());
-        }
+    if !fast.has_errors()
+        && let Some(expr) = fast.into_output()
+    {
+        return (Some(expr), Vec::new());
     }
     expr_parser::<ParseError>().then_ignore(end()).parse(input()).into_output_errors()
 }

@@ -1,0 +1,48 @@
+//! What applies a plan's actions to a target: the driver interface.
+//!
+//! A driver applies one action at a time (a create, update or delete of one unit) and may be
+//! called from several threads at once for independent actions. The render driver
+//! ([`crate::render`]) writes what would be applied into a directory; drivers for real clusters
+//! (Helm releases and server-side apply through the Kubernetes API) implement the same trait.
+
+use crate::plan::{Action, Plan, Unit};
+
+/// Applies actions to one target.
+pub trait Driver: Sync {
+    /// The target, for people and for the revision store (`render:/abs/dir`). A store's revisions
+    /// all belong to one target.
+    fn target(&self) -> String;
+
+    /// What the target is, in a sentence: `rendered to DIR`.
+    fn describe(&self) -> String;
+
+    /// Checks, before anything is applied, that the driver can carry out `plan` (its tools are
+    /// there, its target is usable). An error here stops the deploy before it starts.
+    fn preflight(&self, plan: &Plan) -> Result<(), DriverError>;
+
+    /// Whether an applied unit is still found on the target (a unit recorded as applied but gone
+    /// is created again).
+    fn is_present(&self, unit: &Unit) -> bool;
+
+    /// Applies one action, as part of revision `revision`.
+    fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError>;
+}
+
+/// What a successful action did, in a few words (`2 objects in DIR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionResult {
+    pub detail: String,
+}
+
+/// Why an action (or a preflight) failed; the message is shown as it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    pub message: String,
+}
+
+impl DriverError {
+    pub fn new(message: impl Into<String>) -> DriverError {
+        DriverError { message: message.into() }
+    }
+}

@@ -1,0 +1,404 @@
+//! The render driver: writes what would be applied into a directory tree, one directory per
+//! instance, `OUT/CLUSTER/K8S_NAMESPACE/INSTANCE_NAME/`:
+//!
+//! - a chart instance: `manifest.yaml`, the output of the real `helm template` (the values in a
+//!   private temporary file, removed afterwards), every object stamped ([`crate::manifest`]);
+//! - a manifests instance: `manifests/NN-FILE.yaml`, each matched file stamped, in sorted path
+//!   order (manifest templates, files with `${…}`, are refused: their interpolation is not built
+//!   yet);
+//! - every instance: `instance.json`, its key, claims, values, discovery and source.
+//!
+//! An instance's directory is replaced whole (written beside it, then swapped in), so a failed
+//! render leaves the previous one in place. A directory without aptc's `instance.json` for that
+//! instance is never overwritten or removed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::driver::{ActionResult, Driver, DriverError};
+use crate::helm::{Helm, HelmError, TemplateRequest};
+use crate::manifest::{Document, Stamp, parse_stream, stamp, write_stream};
+use crate::plan::{Action, Op, Plan, Unit};
+use crate::source::{ChartRef, Source, manifest_files};
+
+/// The name of the file that marks an instance directory as aptc's.
+pub const INSTANCE_FILE: &str = "instance.json";
+
+/// Renders into a directory: the embedded default target, needing no cluster.
+pub struct RenderDriver {
+    out: PathBuf,
+    helm: Result<Helm, HelmError>,
+}
+
+impl RenderDriver {
+    /// Renders into `out` (made absolute); `helm` is needed only for chart instances.
+    pub fn new(out: &Path, helm: Result<Helm, HelmError>) -> RenderDriver {
+        RenderDriver { out: crate::source::absolute(out), helm }
+    }
+
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// `OUT/CLUSTER/K8S_NAMESPACE/NAME`.
+    pub fn instance_dir(&self, unit: &Unit) -> Result<PathBuf, DriverError> {
+        for part in [unit.cluster_name(), unit.k8s_namespace.as_str(), unit.name.as_str()] {
+            let plain = !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !plain {
+                return Err(DriverError::new(format!("`{part}` cannot be a directory name")));
+            }
+        }
+        Ok(self.out.join(unit.cluster_name()).join(&unit.k8s_namespace).join(&unit.name))
+    }
+
+    fn relative<'p>(&self, path: &'p Path) -> std::borrow::Cow<'p, str> {
+        path.strip_prefix(&self.out).unwrap_or(path).to_string_lossy()
+    }
+
+    /// The files of an instance directory (relative name, content) and its number of objects.
+    fn render(&self, revision: u64, unit: &Unit) -> Result<(Vec<(String, String)>, usize), String> {
+        let stamp_with = Stamp {
+            instance_id: unit.id.clone(),
+            instance_key: unit.key.clone(),
+            revision,
+            namespace: unit.namespace.clone(),
+        };
+        let stamped = |mut documents: Vec<Document>| -> Result<(String, usize), String> {
+            for document in &mut documents {
+                stamp(&mut document.value, &stamp_with)?;
+            }
+            Ok((write_stream(&documents)?, documents.len()))
+        };
+        let mut files = Vec::new();
+        let mut objects = 0;
+        let mut listed = Vec::new();
+        match &unit.source {
+            Source::Chart { version, .. } => {
+                let helm = self.helm.as_ref().map_err(|e| e.0.clone())?;
+                let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
+                if let ChartRef::Local(path) = &chart
+                    && !path.exists()
+                {
+                    return Err(format!("the chart {} does not exist", path.display()));
+                }
+                let values = PrivateValues::write(&unit.values)?;
+                let output = helm
+                    .template(&TemplateRequest {
+                        release: &unit.name,
+                        chart: &chart,
+                        version: version.as_deref(),
+                        namespace: &unit.k8s_namespace,
+                        values_file: values.path(),
+                    })
+                    .map_err(|e| e.0)?;
+                values.remove()?;
+                let documents = parse_stream(&output).map_err(|e| format!("reading helm's output: {e}"))?;
+                let (text, n) = stamped(documents)?;
+                files.push(("manifest.yaml".to_string(), text));
+                objects += n;
+                listed.push("manifest.yaml".to_string());
+            }
+            Source::Manifests { glob, base_dir } => {
+                let matched = manifest_files(base_dir, glob)?;
+                let width = matched.len().to_string().len().max(2);
+                for (n, file) in matched.iter().enumerate() {
+                    let text = std::fs::read_to_string(&file.path)
+                        .map_err(|e| format!("reading {}: {e}", file.path.display()))?;
+                    if text.contains("${") {
+                        return Err(format!(
+                            "{} is a manifest template (it contains `${{`): interpolating manifest templates is not \
+supported yet, so this instance is not rendered",
+                            file.path.display()
+                        ));
+                    }
+                    let mut documents = parse_stream(&text).map_err(|e| format!("{}: {e}", file.path.display()))?;
+                    for document in &mut documents {
+                        document.source = Some(file.relative.clone());
+                    }
+                    let (text, count) = stamped(documents).map_err(|e| format!("{}: {e}", file.path.display()))?;
+                    let stem = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let name = format!("manifests/{:0width$}-{stem}.yaml", n + 1);
+                    files.push((name.clone(), text));
+                    objects += count;
+                    listed.push(name);
+                }
+            }
+        }
+        let record = json!({
+            "format": "aptc-rendered-instance",
+            "key": unit.key,
+            "name": unit.name,
+            "id": unit.id,
+            "revision": revision,
+            "cluster": unit.cluster,
+            "k8s_namespace": unit.k8s_namespace,
+            "namespace": unit.namespace,
+            "service": unit.service,
+            "contract": unit.contract,
+            "context": unit.context,
+            "component": unit.component,
+            "source": unit.source,
+            "claims": unit.claims,
+            "values": unit.values,
+            "discovery": unit.discovery,
+            "depends_on": unit.depends_on,
+            "files": listed,
+            "objects": objects,
+            "helm": self.helm.as_ref().ok().filter(|_| matches!(unit.source, Source::Chart { .. })).map(|h| &h.version),
+        });
+        let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
+        files.push((INSTANCE_FILE.to_string(), text));
+        Ok((files, objects))
+    }
+
+    /// Whether `dir` holds aptc's rendering of the instance `key`.
+    fn owns(dir: &Path, key: &str) -> bool {
+        std::fs::read_to_string(dir.join(INSTANCE_FILE))
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|v| v["key"] == key)
+    }
+
+    fn write(&self, revision: u64, unit: &Unit) -> Result<ActionResult, DriverError> {
+        let dir = self.instance_dir(unit)?;
+        let (files, objects) = self.render(revision, unit).map_err(DriverError::new)?;
+        let parent = dir.parent().expect("an instance directory has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
+        if dir.exists() && !Self::owns(&dir, &unit.key) {
+            return Err(DriverError::new(format!(
+                "{} exists and is not aptc's rendering of this instance (no {INSTANCE_FILE} for {}); move it away",
+                dir.display(),
+                unit.key
+            )));
+        }
+        let tag = format!("{}-{revision}", std::process::id());
+        let staging = parent.join(format!(".{}.staging-{tag}", unit.name));
+        let old = parent.join(format!(".{}.old-{tag}", unit.name));
+        let written = (|| {
+            for (name, text) in &files {
+                let path = staging.join(name);
+                if let Some(folder) = path.parent() {
+                    std::fs::create_dir_all(folder).map_err(|e| io_error("creating", folder, e))?;
+                }
+                std::fs::write(&path, text).map_err(|e| io_error("writing", &path, e))?;
+            }
+            if dir.exists() {
+                std::fs::rename(&dir, &old).map_err(|e| io_error("moving aside", &dir, e))?;
+            }
+            std::fs::rename(&staging, &dir).map_err(|e| io_error("moving into place", &staging, e))?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+            if old.exists() && !dir.exists() {
+                let _ = std::fs::rename(&old, &dir);
+            }
+        }
+        written?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| io_error("removing", &old, e))?;
+        }
+        let noun = if objects == 1 { "object" } else { "objects" };
+        Ok(ActionResult { detail: format!("{objects} {noun} in {}", self.relative(&dir)) })
+    }
+
+    fn remove(&self, unit: &Unit) -> Result<ActionResult, DriverError> {
+        let dir = self.instance_dir(unit)?;
+        if !dir.exists() {
+            return Ok(ActionResult { detail: format!("{} was already gone", self.relative(&dir)) });
+        }
+        if !Self::owns(&dir, &unit.key) {
+            return Err(DriverError::new(format!(
+                "{} is not aptc's rendering of this instance (no {INSTANCE_FILE} for {}); not removed",
+                dir.display(),
+                unit.key
+            )));
+        }
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error("removing", &dir, e))?;
+        // The namespace and cluster directories go when they are left empty.
+        for folder in dir.ancestors().skip(1).take(2) {
+            if std::fs::remove_dir(folder).is_err() {
+                break;
+            }
+        }
+        Ok(ActionResult { detail: format!("removed {}", self.relative(&dir)) })
+    }
+}
+
+impl Driver for RenderDriver {
+    fn target(&self) -> String {
+        format!("render:{}", self.out.display())
+    }
+
+    fn describe(&self) -> String {
+        format!("rendered to {}", self.out.display())
+    }
+
+    fn preflight(&self, plan: &Plan) -> Result<(), DriverError> {
+        let charts = plan.actions.iter().any(|a| a.op != Op::Delete && matches!(a.unit.source, Source::Chart { .. }));
+        if charts && let Err(error) = &self.helm {
+            return Err(DriverError::new(format!("chart instances need helm: {error}")));
+        }
+        std::fs::create_dir_all(&self.out).map_err(|e| io_error("creating", &self.out, e))?;
+        Ok(())
+    }
+
+    fn is_present(&self, unit: &Unit) -> bool {
+        self.instance_dir(unit).is_ok_and(|dir| Self::owns(&dir, &unit.key))
+    }
+
+    fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError> {
+        match action.op {
+            Op::Create | Op::Update => self.write(revision, &action.unit),
+            Op::Delete => self.remove(&action.unit),
+        }
+    }
+}
+
+fn io_error(what: &str, path: &Path, error: std::io::Error) -> DriverError {
+    DriverError::new(format!("{what} {}: {error}", path.display()))
+}
+
+/// An instance's values in a file only its owner can read (0600, in a private temporary
+/// directory), for `helm --values`; removed afterwards, also when rendering fails.
+struct PrivateValues {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PrivateValues {
+    fn write(values: &serde_json::Value) -> Result<PrivateValues, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("aptc-values-")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let path = dir.path().join("values.json");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(|e| format!("writing the values file: {e}"))?;
+        let text = serde_json::to_string(values).map_err(|e| e.to_string())?;
+        file.write_all(text.as_bytes()).map_err(|e| format!("writing the values file: {e}"))?;
+        Ok(PrivateValues { dir, path })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn remove(self) -> Result<(), String> {
+        self.dir.close().map_err(|e| format!("removing the values file: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::unit;
+
+    fn manifests_unit(base: &Path, glob: &str) -> Unit {
+        let mut unit = unit("local/default/team.svc/dev/web", &[]);
+        unit.name = "svc-web-0123456789".into();
+        unit.id = "0123456789".into();
+        unit.source = Source::Manifests { glob: glob.into(), base_dir: base.to_string_lossy().into_owned() };
+        unit
+    }
+
+    fn action(op: Op, unit: Unit) -> Action {
+        Action { op, unit, why: "test".into(), after: Vec::new() }
+    }
+
+    #[test]
+    fn manifests_are_rendered_stamped_and_removed() {
+        let policy = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::create_dir(policy.path().join("k8s")).unwrap();
+        std::fs::write(
+            policy.path().join("k8s/config.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
+        )
+        .unwrap();
+        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm in this test".into())));
+        let unit = manifests_unit(policy.path(), "k8s/*.yaml");
+        assert!(!driver.is_present(&unit));
+        driver.preflight(&Plan { actions: vec![action(Op::Create, unit.clone())], unchanged: vec![] }).unwrap();
+        let done = driver.apply(3, &action(Op::Create, unit.clone())).unwrap();
+        assert_eq!(done.detail, "2 objects in local/default/svc-web-0123456789");
+        let dir = out.path().join("local/default/svc-web-0123456789");
+        let text = std::fs::read_to_string(dir.join("manifests/01-config.yaml")).unwrap();
+        assert!(text.contains("aptc.dev/instance: \"0123456789\""), "{text}");
+        assert!(text.contains("aptc.dev/key: local/default/team.svc/dev/web"), "{text}");
+        assert!(text.contains("aptc.dev/revision: \"3\""), "{text}");
+        assert!(text.contains("# Source: k8s/config.yaml"), "{text}");
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(INSTANCE_FILE)).unwrap()).unwrap();
+        assert_eq!(record["key"], unit.key.as_str());
+        assert_eq!(record["objects"], 2);
+        assert!(driver.is_present(&unit));
+        // Updating replaces the directory whole.
+        driver.apply(4, &action(Op::Update, unit.clone())).unwrap();
+        assert!(std::fs::read_to_string(dir.join("manifests/01-config.yaml")).unwrap().contains("revision: \"4\""));
+        assert_eq!(std::fs::read_dir(dir.parent().unwrap()).unwrap().count(), 1, "no staging directory left behind");
+        driver.apply(5, &action(Op::Delete, unit.clone())).unwrap();
+        assert!(!dir.exists() && !out.path().join("local").exists(), "empty parents are removed too");
+        assert_eq!(
+            driver.apply(6, &action(Op::Delete, unit)).unwrap().detail,
+            "local/default/svc-web-0123456789 was already gone"
+        );
+    }
+
+    #[test]
+    fn manifest_templates_and_foreign_directories_are_refused() {
+        let policy = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(
+            policy.path().join("t.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${instance.name}\n",
+        )
+        .unwrap();
+        std::fs::write(policy.path().join("ok.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
+            .unwrap();
+        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));
+        let error = driver.apply(1, &action(Op::Create, manifests_unit(policy.path(), "t.yaml"))).unwrap_err();
+        assert!(error.message.contains("manifest templates is not supported yet"), "{error}");
+        let unit = manifests_unit(policy.path(), "ok.yaml");
+        let dir = driver.instance_dir(&unit).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("precious.txt"), "mine").unwrap();
+        let error = driver.apply(1, &action(Op::Create, unit.clone())).unwrap_err();
+        assert!(error.message.contains("is not aptc's rendering"), "{error}");
+        assert!(driver.apply(1, &action(Op::Delete, unit)).is_err());
+        assert!(dir.join("precious.txt").exists());
+    }
+
+    #[test]
+    fn charts_without_helm_fail_the_preflight_with_the_install_hint() {
+        let out = tempfile::tempdir().unwrap();
+        let driver = RenderDriver::new(out.path(), Helm::locate(Some(Path::new("/nonexistent/helm"))));
+        let plan = Plan { actions: vec![action(Op::Create, unit("k", &[]))], unchanged: vec![] };
+        let error = driver.preflight(&plan).unwrap_err();
+        assert!(error.message.contains("tools/install-helm.sh"), "{error}");
+    }
+
+    #[test]
+    fn the_values_file_is_private_and_removed() {
+        let values = PrivateValues::write(&json!({ "a": 1 })).unwrap();
+        let path = values.path().to_path_buf();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        values.remove().unwrap();
+        assert!(!path.exists() && !path.parent().unwrap().exists());
+    }
+}

@@ -1,0 +1,464 @@
+//! The revision store: every deploy is a revision, kept in one embedded, transactional file
+//! (redb; `.aptc/state.db` by default).
+//!
+//! A revision records who deployed what and when (number, RFC 3339 UTC time, identity, a hash of
+//! the policy), the desired state, the plan with each action's outcome and timing, and what the
+//! target holds afterwards (`applied`): the next deploy plans against that, so whatever failed is
+//! tried again. Writing a revision is one ACID transaction. While a store is open for writing, no
+//! other process can open it (redb locks the file), so two deploys never interleave.
+//!
+//! Tables: `meta` (`schema` → [`SCHEMA`]), `revisions` (number → the [`Revision`] as JSON) and
+//! `desired` (number → the full desired state as JSON, kept apart because only `history show`
+//! reads it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{ActionReport, Applied, Outcome};
+use crate::plan::{Op, Plan, Unit};
+
+/// The layout of the store; a store written by a newer aptc is refused.
+pub const SCHEMA: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISIONS: TableDefinition<u64, &str> = TableDefinition::new("revisions");
+const DESIRED: TableDefinition<u64, &str> = TableDefinition::new("desired");
+
+/// A store error, with the store's path in its message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Why a revision was made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Cause {
+    /// `aptc deploy PATHS`.
+    Deploy { paths: Vec<String> },
+    /// `aptc rollback N`: revision N's desired state applied again.
+    Rollback { to: u64 },
+}
+
+/// One action of a revision's plan and how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub op: Op,
+    pub key: String,
+    pub name: String,
+    pub place: String,
+    pub source: String,
+    pub why: String,
+    #[serde(flatten)]
+    pub report: ActionReport,
+}
+
+/// One deploy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    pub number: u64,
+    /// When it started, RFC 3339 in UTC.
+    pub time: String,
+    /// Who ran it (`--as`, `APTC_USER` or `USER`).
+    pub user: String,
+    pub cause: Cause,
+    /// `sha256:` of the policy's resolution IR.
+    pub policy: String,
+    /// The driver's target (`render:/abs/dir`).
+    pub target: String,
+    pub duration_ms: u64,
+    pub actions: Vec<ActionRecord>,
+    /// The deployable units of the desired state (what a rollback to this revision applies).
+    pub desired: BTreeMap<String, Unit>,
+    /// What the target holds after this revision.
+    pub applied: BTreeMap<String, Applied>,
+}
+
+/// Counts of a revision's actions by outcome.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Counts {
+    pub fn of(actions: &[ActionRecord]) -> Counts {
+        let mut counts = Counts::default();
+        for action in actions {
+            match (&action.report.outcome, action.op) {
+                (Outcome::Succeeded { .. }, Op::Create) => counts.created += 1,
+                (Outcome::Succeeded { .. }, Op::Update) => counts.updated += 1,
+                (Outcome::Succeeded { .. }, Op::Delete) => counts.deleted += 1,
+                (Outcome::Failed { .. }, _) => counts.failed += 1,
+                (Outcome::Skipped { .. }, _) => counts.skipped += 1,
+            }
+        }
+        counts
+    }
+
+    /// `2 created, 1 updated, 0 deleted` and, when there are any, `, 1 failed, 2 skipped`.
+    pub fn summary(&self) -> String {
+        let mut text = format!("{} created, {} updated, {} deleted", self.created, self.updated, self.deleted);
+        if self.failed > 0 || self.skipped > 0 {
+            text.push_str(&format!(", {} failed, {} skipped", self.failed, self.skipped));
+        }
+        text
+    }
+}
+
+impl Revision {
+    pub fn counts(&self) -> Counts {
+        Counts::of(&self.actions)
+    }
+
+    /// What the target holds after it, as units by key.
+    pub fn applied_units(&self) -> BTreeMap<String, Unit> {
+        self.applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect()
+    }
+
+    /// `deploy examples/quickstart` or `rollback to 3`.
+    pub fn cause_text(&self) -> String {
+        match &self.cause {
+            Cause::Deploy { paths } => format!("deploy {}", paths.join(" ")),
+            Cause::Rollback { to } => format!("rollback to {to}"),
+        }
+    }
+}
+
+/// The records of a plan's actions with their reports.
+pub fn action_records(plan: &Plan, reports: &[ActionReport]) -> Vec<ActionRecord> {
+    plan.actions
+        .iter()
+        .zip(reports)
+        .map(|(action, report)| ActionRecord {
+            op: action.op,
+            key: action.unit.key.clone(),
+            name: action.unit.name.clone(),
+            place: action.unit.place(),
+            source: action.unit.source.describe(),
+            why: action.why.clone(),
+            report: report.clone(),
+        })
+        .collect()
+}
+
+enum Db {
+    Write(Database),
+    Read(ReadOnlyDatabase),
+}
+
+/// An open store.
+pub struct Store {
+    db: Db,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `path` for writing, creating it (and its directory) if needed. Fails if
+    /// another process has it open.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
+        }
+        let db = Database::builder().set_cache_size(16 << 20).create(path).map_err(|e| open_error(path, e))?;
+        let store = Store { db: Db::Write(db), path: path.to_path_buf() };
+        store.initialise()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only; `None` if there is no store at `path`.
+    pub fn open_read(path: &Path) -> Result<Option<Store>, StoreError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let db = redb::Builder::new().set_cache_size(16 << 20).open_read_only(path).map_err(|e| open_error(path, e))?;
+        let store = Store { db: Db::Read(db), path: path.to_path_buf() };
+        store.check_schema()?;
+        Ok(Some(store))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, what: &str, error: impl std::fmt::Display) -> StoreError {
+        StoreError(format!("{what} {}: {error}", self.path.display()))
+    }
+
+    fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        match &self.db {
+            Db::Write(db) => db.begin_read(),
+            Db::Read(db) => db.begin_read(),
+        }
+        .map_err(|e| self.err("reading", e))
+    }
+
+    fn writer(&self) -> Result<&Database, StoreError> {
+        match &self.db {
+            Db::Write(db) => Ok(db),
+            Db::Read(_) => Err(StoreError(format!("{} is open for reading only", self.path.display()))),
+        }
+    }
+
+    /// Creates the tables and the schema mark of a new store; checks the mark of an old one.
+    fn initialise(&self) -> Result<(), StoreError> {
+        let db = self.writer()?;
+        let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err("writing", e))?;
+            let schema = meta.get("schema").map_err(|e| self.err("reading", e))?.map(|v| v.value());
+            match schema {
+                None => {
+                    meta.insert("schema", SCHEMA).map_err(|e| self.err("writing", e))?;
+                }
+                Some(found) if found > SCHEMA => return Err(self.newer(found)),
+                Some(_) => {}
+            }
+            txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
+            txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
+        }
+        txn.commit().map_err(|e| self.err("writing", e))
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let txn = self.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err("reading", e)),
+        };
+        match meta.get("schema").map_err(|e| self.err("reading", e))?.map(|v| v.value()) {
+            Some(found) if found > SCHEMA => Err(self.newer(found)),
+            _ => Ok(()),
+        }
+    }
+
+    fn newer(&self, found: u64) -> StoreError {
+        StoreError(format!(
+            "{} was written by a newer aptc (store schema {found}, this aptc knows {SCHEMA}); use that aptc",
+            self.path.display()
+        ))
+    }
+
+    /// Every revision, oldest first.
+    pub fn list(&self) -> Result<Vec<Revision>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(REVISIONS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err("reading", e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.err("reading", e))? {
+            let (number, text) = entry.map_err(|e| self.err("reading", e))?;
+            out.push(self.decode(number.value(), text.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Revision `number`.
+    pub fn get(&self, number: u64) -> Result<Option<Revision>, StoreError> {
+        self.read_text(REVISIONS, number)?.map(|text| self.decode(number, &text)).transpose()
+    }
+
+    /// The latest revision.
+    pub fn last(&self) -> Result<Option<Revision>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(REVISIONS) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err("reading", e)),
+        };
+        match table.last().map_err(|e| self.err("reading", e))? {
+            Some((number, text)) => Ok(Some(self.decode(number.value(), text.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The number the next revision gets.
+    pub fn next_number(&self) -> Result<u64, StoreError> {
+        Ok(self.last()?.map_or(1, |r| r.number + 1))
+    }
+
+    /// How many revisions there are.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let txn = self.begin_read()?;
+        match txn.open_table(REVISIONS) {
+            Ok(table) => table.len().map_err(|e| self.err("reading", e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.err("reading", e)),
+        }
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The full desired state revision `number` deployed (as JSON).
+    pub fn desired_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
+        self.read_text(DESIRED, number)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| self.err(&format!("decoding revision {number} of"), e)))
+            .transpose()
+    }
+
+    /// Records a new revision with its full desired state, in one transaction. Its number must
+    /// be the next one.
+    pub fn record(&self, revision: &Revision, desired_state: &serde_json::Value) -> Result<(), StoreError> {
+        let db = self.writer()?;
+        let next = self.next_number()?;
+        if revision.number != next {
+            return Err(StoreError(format!(
+                "revision {} cannot be recorded in {}: the next revision is {next}",
+                revision.number,
+                self.path.display()
+            )));
+        }
+        let record = serde_json::to_string(revision).map_err(|e| self.err("encoding a revision for", e))?;
+        let desired = serde_json::to_string(desired_state).map_err(|e| self.err("encoding a revision for", e))?;
+        let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
+        {
+            let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
+            revisions.insert(revision.number, record.as_str()).map_err(|e| self.err("writing", e))?;
+            let mut states = txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
+            states.insert(revision.number, desired.as_str()).map_err(|e| self.err("writing", e))?;
+        }
+        txn.commit().map_err(|e| self.err("writing", e))
+    }
+
+    fn read_text(&self, table: TableDefinition<u64, &str>, number: u64) -> Result<Option<String>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(table) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err("reading", e)),
+        };
+        Ok(table.get(number).map_err(|e| self.err("reading", e))?.map(|v| v.value().to_string()))
+    }
+
+    fn decode(&self, number: u64, text: &str) -> Result<Revision, StoreError> {
+        serde_json::from_str(text).map_err(|e| self.err(&format!("decoding revision {number} of"), e))
+    }
+}
+
+fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
+    match error {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
+            "{} is in use by another aptc (a deploy or rollback is running); try again when it has finished",
+            path.display()
+        )),
+        other => StoreError(format!("opening the state {}: {other}", path.display())),
+    }
+}
+
+/// The time now, RFC 3339 in UTC, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::unit;
+
+    fn revision(number: u64, cause: Cause, keys: &[&str]) -> Revision {
+        let desired: BTreeMap<String, Unit> = keys.iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
+        let applied = desired.iter().map(|(k, u)| (k.clone(), Applied { revision: number, unit: u.clone() })).collect();
+        let actions = keys
+            .iter()
+            .map(|k| ActionRecord {
+                op: Op::Create,
+                key: k.to_string(),
+                name: format!("{k}-name"),
+                place: "local/default".into(),
+                source: "chart ./c".into(),
+                why: "new".into(),
+                report: ActionReport {
+                    outcome: Outcome::Succeeded { detail: "ok".into() },
+                    started_ms: 0,
+                    duration_ms: 5,
+                },
+            })
+            .collect();
+        Revision {
+            number,
+            time: now_rfc3339(),
+            user: "ada".into(),
+            cause,
+            policy: crate::source::sha256("policy"),
+            target: "render:/out".into(),
+            duration_ms: 7,
+            actions,
+            desired,
+            applied,
+        }
+    }
+
+    #[test]
+    fn revisions_are_written_read_back_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/state.db");
+        assert!(Store::open_read(&path).unwrap().is_none(), "reading creates nothing");
+        assert!(!path.exists());
+        let store = Store::open(&path).unwrap();
+        assert!(store.is_empty().unwrap());
+        assert_eq!(store.next_number().unwrap(), 1);
+        let first = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &["a", "b"]);
+        store.record(&first, &serde_json::json!({ "instances": {} })).unwrap();
+        let second = revision(2, Cause::Deploy { paths: vec!["p".into()] }, &["a"]);
+        store.record(&second, &serde_json::json!({ "instances": { "a": 1 } })).unwrap();
+        assert!(store.record(&first, &serde_json::json!({})).unwrap_err().0.contains("the next revision is 3"));
+        assert_eq!(store.get(1).unwrap().unwrap(), first);
+        assert_eq!(store.last().unwrap().unwrap(), second);
+        assert_eq!(store.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(store.desired_state(2).unwrap().unwrap()["instances"]["a"], 1);
+        assert!(store.get(9).unwrap().is_none());
+        assert_eq!(first.counts().summary(), "2 created, 0 updated, 0 deleted");
+        drop(store);
+        let again = Store::open_read(&path).unwrap().unwrap();
+        assert_eq!(again.len().unwrap(), 2);
+        assert!(again.record(&revision(3, Cause::Rollback { to: 1 }, &[]), &serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn a_rollback_plans_back_to_the_old_desired_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        store.record(&revision(1, Cause::Deploy { paths: vec![] }, &["a", "b"]), &serde_json::json!({})).unwrap();
+        store.record(&revision(2, Cause::Deploy { paths: vec![] }, &["a", "c"]), &serde_json::json!({})).unwrap();
+        // Rolling back to 1 from what 2 left applied: create b, delete c, keep a.
+        let target = store.get(1).unwrap().unwrap().desired;
+        let current = store.last().unwrap().unwrap().applied_units();
+        let plan = crate::plan::plan(&current, &target, &|_| true);
+        let shown: Vec<String> = plan.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.unit.key)).collect();
+        assert_eq!(shown, ["create b", "delete c"]);
+        assert_eq!(plan.unchanged, ["a"]);
+    }
+
+    #[test]
+    fn a_store_in_use_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let _held = Store::open(&path).unwrap();
+        let error = Store::open(&path).err().unwrap().0;
+        assert!(error.contains("in use by another aptc"), "{error}");
+    }
+
+    #[test]
+    fn a_newer_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(Store::open(&path).err().unwrap().0.contains("newer aptc"));
+        assert!(Store::open_read(&path).err().unwrap().0.contains("newer aptc"));
+    }
+}

@@ -1,0 +1,120 @@
+//! The render driver with the real Helm binary: examples/quickstart rendered into a directory, and
+//! a chart that cannot be downloaded failing only its own instance (and its dependents).
+//!
+//! Helm comes from `tools/install-helm.sh` (CI runs it first); without it these tests say so and
+//! pass without checking anything, except under CI (`CI` set), where a missing helm fails them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aptc_runtime::apply::{Outcome, Quiet, execute};
+use aptc_runtime::driver::Driver;
+use aptc_runtime::helm::Helm;
+use aptc_runtime::manifest::{ANNOTATION_KEY, LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, parse_stream};
+use aptc_runtime::plan::{plan, units};
+use aptc_runtime::render::{INSTANCE_FILE, RenderDriver};
+use aptc_runtime::resolve::resolve;
+use aptc_runtime::source::Source;
+
+/// Helm, or `None` after saying why the test checks nothing.
+fn helm(test: &str) -> Option<Helm> {
+    std::env::set_current_dir(common::root()).unwrap();
+    match Helm::locate(std::env::var_os("APTC_HELM").as_deref().map(Path::new)) {
+        Ok(helm) => Some(helm),
+        Err(error) if std::env::var_os("CI").is_some() => panic!("{test}: CI installs helm first, yet: {error}"),
+        Err(error) => {
+            eprintln!("SKIPPED {test}: {error}");
+            None
+        }
+    }
+}
+
+#[test]
+fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
+    let Some(helm) = helm("quickstart_renders_with_real_helm_and_every_object_is_stamped") else { return };
+    let program = common::lower_path(Path::new("examples/quickstart"));
+    let state = resolve(&program);
+    let desired = units(&state);
+    assert_eq!(desired.len(), 2, "ada's private greeter and the shared production one");
+    let out = tempfile::tempdir().unwrap();
+    let driver = RenderDriver::new(out.path(), Ok(helm));
+    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let reports = execute(&plan, &driver, 1, 2, &Quiet);
+    for (action, report) in plan.actions.iter().zip(&reports) {
+        assert!(report.outcome.succeeded(), "{}: {:?}", action.unit.key, report.outcome);
+    }
+    for unit in desired.values() {
+        let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+        let text = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();
+        let documents = parse_stream(&text).unwrap();
+        let kinds: Vec<&str> = documents.iter().map(|d| d.value["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["Service", "Deployment"], "helm's order is kept");
+        assert_eq!(documents[0].source.as_deref(), Some("hello/templates/service.yaml"));
+        for document in &documents {
+            let metadata = &document.value["metadata"];
+            assert_eq!(metadata["name"], unit.name.as_str(), "the release is named after the instance");
+            assert_eq!(metadata["labels"][LABEL_INSTANCE], unit.id.as_str());
+            assert_eq!(metadata["labels"][LABEL_REVISION], "1");
+            assert_eq!(metadata["labels"][LABEL_NAMESPACE], "hello");
+            assert_eq!(metadata["annotations"][ANNOTATION_KEY], unit.key.as_str());
+            assert_eq!(metadata["labels"]["app.kubernetes.io/managed-by"], "Helm", "the chart's own labels stay");
+        }
+        let replicas = &documents[1].value["spec"]["replicas"];
+        assert_eq!(replicas, &unit.values["replicaCount"], "the instance's values reached the chart");
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(INSTANCE_FILE)).unwrap()).unwrap();
+        assert_eq!(record["key"], unit.key.as_str());
+        assert_eq!(record["claims"], serde_json::json!(unit.claims));
+        assert_eq!(record["values"], unit.values);
+        assert_eq!(record["discovery"], unit.discovery);
+        assert!(driver.is_present(unit));
+    }
+}
+
+#[test]
+fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
+    let Some(helm) = helm("a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents") else { return };
+    let program = common::lower_path(Path::new("examples/quickstart"));
+    let mut desired = units(&resolve(&program));
+    let local = desired.values().next().unwrap().clone();
+    // A remote chart from a repository that refuses connections (nothing listens on port 9 here),
+    // and an instance that depends on it.
+    let mut remote = local.clone();
+    remote.key = format!("{}-remote", local.key);
+    remote.name = "remote-chart-0000000000".into();
+    remote.source = Source::Chart {
+        chart: "nothing".into(),
+        repo: Some("http://127.0.0.1:9/charts".into()),
+        version: Some("1.0.0".into()),
+        base_dir: String::new(),
+    };
+    remote.content = None;
+    let mut dependent = local.clone();
+    dependent.key = format!("{}-dependent", local.key);
+    dependent.name = "dependent-0000000000".into();
+    dependent.depends_on = vec![remote.key.clone()];
+    desired.insert(remote.key.clone(), remote.clone());
+    desired.insert(dependent.key.clone(), dependent.clone());
+    let out = tempfile::tempdir().unwrap();
+    let driver = RenderDriver::new(out.path(), Ok(helm));
+    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let reports = execute(&plan, &driver, 1, 4, &Quiet);
+    let outcome = |key: &str| {
+        let i = plan.actions.iter().position(|a| a.unit.key == key).unwrap();
+        reports[i].outcome.clone()
+    };
+    match outcome(&remote.key) {
+        Outcome::Failed { error } => {
+            assert!(error.contains("helm template failed"), "{error}");
+            assert!(error.contains("127.0.0.1:9"), "helm's own error is shown: {error}");
+        }
+        other => panic!("the remote chart should fail: {other:?}"),
+    }
+    assert!(matches!(outcome(&dependent.key), Outcome::Skipped { reason } if reason.contains("which failed")));
+    for unit in desired.values().filter(|u| u.key != remote.key && u.key != dependent.key) {
+        assert!(outcome(&unit.key).succeeded(), "{}: {:?}", unit.key, outcome(&unit.key));
+    }
+    assert!(!out.path().join("local/hello/remote-chart-0000000000").exists());
+}

@@ -1,0 +1,317 @@
+//! `aptc deploy` and `aptc rollback`: plan against the last revision, confirm, apply with the
+//! render driver (the embedded default: no cluster driver exists yet), record the revision.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aptc_runtime::apply::{ActionReport, Outcome, Progress};
+use aptc_runtime::deploy::{Prepared, Request, apply, policy_hash, prepare};
+use aptc_runtime::driver::Driver;
+use aptc_runtime::helm::Helm;
+use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
+use aptc_runtime::render::RenderDriver;
+use aptc_runtime::resolve::{Status, resolve};
+use aptc_runtime::store::{Cause, Revision, Store};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::{EXIT_FINDINGS, policy};
+
+/// Where revisions are kept, unless `--state` or `APTC_STATE` says otherwise.
+pub const DEFAULT_STATE: &str = ".aptc/state.db";
+/// Where the render driver writes, unless `--out` says otherwise.
+pub const DEFAULT_OUT: &str = ".aptc/rendered";
+
+/// What `deploy` and `rollback` share: the store, the target, who, and how.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The revision store (created on the first deploy).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
+    state: PathBuf,
+    /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/. One state file keeps the revisions
+    /// of one output directory.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
+    out: PathBuf,
+    /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
+    #[arg(long, value_name = "PATH", env = "APTC_HELM")]
+    helm: Option<PathBuf>,
+    /// Who deploys, as recorded in the history (default: $USER).
+    #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
+    user: Option<String>,
+    /// Apply without asking for confirmation (needed when standard input is not a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Show the plan only: nothing is applied, nothing recorded.
+    #[arg(long)]
+    dry_run: bool,
+    /// At most this many instances are applied at once (independent ones only).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Policy files or directories, or one `.aptir` file. Default: the current directory.
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The revision whose desired state to apply again (see `aptc history`).
+    revision: u64,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let paths = policy::paths_or_cwd(&args.paths);
+    let program = policy::load(&paths, color)?;
+    let state = resolve(&program);
+    for outcome in state.claims.values().filter(|o| o.status != Status::Resolved) {
+        let status = if outcome.status == Status::Rejected { "rejected" } else { "failed" };
+        println!(
+            "claim {} is not deployed: {status}: {} (`aptc explain {}`)",
+            outcome.claim,
+            outcome.reason.clone().unwrap_or_default(),
+            outcome.claim
+        );
+    }
+    let desired = units(&state);
+    let request = Request {
+        user: user(&args.target),
+        cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
+        policy: policy_hash(&program),
+        desired: desired.clone(),
+        desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
+        parallel: usize::from(args.target.parallel),
+    };
+    carry_out(&args.target, request)
+}
+
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let state_path = &args.target.state;
+    let missing = || format!("there are no revisions: {} does not exist", state_path.display());
+    let (revision, desired_state) = {
+        let store = Store::open_read(state_path)?.with_context(missing)?;
+        let Some(revision) = store.get(args.revision)? else {
+            let last = store.last()?.map_or("none".to_string(), |r| r.number.to_string());
+            bail!(
+                "there is no revision {} in {} (the last is {last}; see `aptc history`)",
+                args.revision,
+                state_path.display()
+            );
+        };
+        let desired_state = store.desired_state(args.revision)?.unwrap_or(serde_json::Value::Null);
+        (revision, desired_state)
+    };
+    println!(
+        "rolling back to revision {} ({} by {}: {}); its charts and manifests are read from disk as they are now",
+        revision.number,
+        revision.time,
+        revision.user,
+        revision.cause_text()
+    );
+    let mut desired = revision.desired.clone();
+    refresh_digests(&mut desired);
+    let request = Request {
+        user: user(&args.target),
+        cause: Cause::Rollback { to: revision.number },
+        policy: revision.policy.clone(),
+        desired,
+        desired_state,
+        parallel: usize::from(args.target.parallel),
+    };
+    carry_out(&args.target, request)
+}
+
+/// Who runs the deploy: `--as`/`APTC_USER`, else `$USER`.
+fn user(args: &TargetArgs) -> String {
+    args.user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Plan, show, confirm, apply, record, report.
+fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
+    let store = if args.dry_run { Store::open_read(&args.state)? } else { Some(Store::open(&args.state)?) };
+    let driver = RenderDriver::new(&args.out, Helm::locate(args.helm.as_deref()));
+    let prepared = prepare(store.as_ref(), &driver, &request.desired)?;
+    print!("{}", show_plan(&prepared, &driver));
+    if prepared.plan.is_empty() {
+        let after = prepared.previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
+        println!("nothing to do: {} instances up to date{after}; no revision recorded", prepared.plan.unchanged.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.dry_run {
+        println!("dry run: nothing applied, nothing recorded");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let store = store.expect("opened for writing above");
+    driver.preflight(&prepared.plan)?;
+    if !args.yes && !confirm(&prepared.plan)? {
+        println!("nothing applied");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let progress = Bars::new(&prepared.plan);
+    let revision = apply(&store, &driver, prepared, request, &progress)?;
+    progress.done();
+    print!("{}", show_results(&revision));
+    let counts = revision.counts();
+    println!(
+        "revision {}: {} in {:.2} s",
+        revision.number,
+        counts.summary(),
+        Duration::from_millis(revision.duration_ms).as_secs_f64()
+    );
+    println!("no cluster driver yet: {} (the embedded default)", driver.describe());
+    if counts.failed > 0 || counts.skipped > 0 {
+        println!("run the same command again to retry what failed or was skipped");
+        return Ok(ExitCode::from(EXIT_FINDINGS));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per action, then the counts.
+fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
+    let plan = &prepared.plan;
+    let mut out = String::new();
+    let after = prepared.previous.map(|n| format!(" (the last is {n})")).unwrap_or_default();
+    if !plan.is_empty() {
+        out.push_str(&format!("plan for revision {}{after}, {}:\n", prepared.revision, driver.describe()));
+    }
+    let width = plan.actions.iter().map(|a| a.unit.name.len()).max().unwrap_or(0);
+    for action in &plan.actions {
+        out.push_str(&format!(
+            "  {} {:<6}  {:<width$}  {}  {}  ({})\n",
+            sign(action.op),
+            action.op.verb(),
+            action.unit.name,
+            action.unit.key,
+            action.unit.source.describe(),
+            action.why
+        ));
+    }
+    if !plan.is_empty() {
+        out.push_str(&format!(
+            "{} to create, {} to update, {} to delete; {} unchanged\n",
+            plan.count(Op::Create),
+            plan.count(Op::Update),
+            plan.count(Op::Delete),
+            plan.unchanged.len()
+        ));
+    }
+    out
+}
+
+fn sign(op: Op) -> char {
+    match op {
+        Op::Create => '+',
+        Op::Update => '~',
+        Op::Delete => '-',
+    }
+}
+
+/// One line per action of a revision, in plan order, with its outcome.
+pub fn show_results(revision: &Revision) -> String {
+    let mut out = String::new();
+    let width = revision.actions.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    for action in &revision.actions {
+        let took = Duration::from_millis(action.report.duration_ms).as_secs_f64();
+        let (verb, name) = (action.op.verb(), &action.name);
+        match &action.report.outcome {
+            Outcome::Succeeded { detail } => {
+                out.push_str(&format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", action.op.past()))
+            }
+            Outcome::Failed { error } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
+            Outcome::Skipped { reason } => out.push_str(&format!("  - skipped {verb} {name}: {reason}\n")),
+        }
+    }
+    out
+}
+
+/// Continuation lines of a multi-line message, indented under the first.
+fn indent(text: &str) -> String {
+    text.trim_end().replace('\n', "\n      ")
+}
+
+/// Asks on the terminal; refuses when standard input is not one.
+fn confirm(plan: &Plan) -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "not applying without confirmation: standard input is not a terminal; pass --yes to apply, or --dry-run \
+to see the plan only"
+        );
+    }
+    eprint!("apply these {} actions? [y/N] ", plan.actions.len());
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).context("reading the answer")?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Progress on standard error when it is a terminal: a line per running instance and an overall
+/// bar. Hidden otherwise (the results are printed after, in plan order, either way).
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    running: Mutex<HashMap<usize, ProgressBar>>,
+}
+
+impl Bars {
+    fn new(plan: &Plan) -> Bars {
+        let target =
+            if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(plan.actions.len() as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} instances  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Bars { multi, overall, running: Mutex::new(HashMap::new()) }
+    }
+
+    fn done(&self) {
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+
+    fn line(action: &Action) -> String {
+        let unit: &Unit = &action.unit;
+        format!("{} {} ({})", action.op.verb(), unit.name, unit.place())
+    }
+}
+
+impl Progress for Bars {
+    fn started(&self, index: usize, action: &Action) {
+        let bar = self.multi.insert_before(&self.overall, ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_message(Self::line(action));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(index, bar);
+    }
+
+    fn finished(&self, index: usize, action: &Action, report: &ActionReport) {
+        if let Some(bar) = self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&index) {
+            bar.finish_and_clear();
+        }
+        let mark = match report.outcome {
+            Outcome::Succeeded { .. } => "✓",
+            Outcome::Failed { .. } => "✗",
+            Outcome::Skipped { .. } => "-",
+        };
+        self.overall.set_message(format!("{mark} {}", Self::line(action)));
+        self.overall.inc(1);
+    }
+}

@@ -1,0 +1,139 @@
+//! `aptc history`: the revisions of the store, one line each; `aptc history show N`: one
+//! revision's plan and results.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use aptc_runtime::apply::Outcome;
+use aptc_runtime::store::{Revision, Store};
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::deploy::{DEFAULT_STATE, show_results};
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(subcommand)]
+    command: Option<HistoryCommand>,
+    /// The revision store.
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE, global = true)]
+    state: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+    format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum HistoryCommand {
+    /// Show one revision: who, when, what policy, and each action with its outcome and timing.
+    Show {
+        /// The revision number.
+        revision: u64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// For people.
+    Text,
+    /// The stored records as JSON (`show` adds the full desired state).
+    Json,
+}
+
+pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let Some(store) = Store::open_read(&args.state)? else {
+        match (&args.command, args.format) {
+            (Some(HistoryCommand::Show { revision }), _) => {
+                bail!("there is no revision {revision}: {} does not exist", args.state.display())
+            }
+            (None, Format::Json) => println!("[]"),
+            (None, Format::Text) => println!("no revisions yet ({} does not exist)", args.state.display()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    match args.command {
+        None => {
+            let revisions = store.list()?;
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&revisions).context("encoding JSON")?),
+                Format::Text if revisions.is_empty() => println!("no revisions yet"),
+                Format::Text => {
+                    let width = revisions.iter().map(|r| r.user.chars().count()).max().unwrap_or(0);
+                    for revision in &revisions {
+                        println!(
+                            "{:>4}  {}  {:<width$}  {}: {}  (policy {})",
+                            revision.number,
+                            revision.time,
+                            revision.user,
+                            revision.cause_text(),
+                            revision.counts().summary(),
+                            short(&revision.policy)
+                        );
+                    }
+                }
+            }
+        }
+        Some(HistoryCommand::Show { revision: number }) => {
+            let Some(revision) = store.get(number)? else {
+                let last = store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
+                bail!("there is no revision {number} in {} ({last})", args.state.display());
+            };
+            match args.format {
+                Format::Json => {
+                    let mut value = serde_json::to_value(&revision).context("encoding JSON")?;
+                    value["desired_state"] = store.desired_state(number)?.unwrap_or_default();
+                    println!("{}", serde_json::to_string_pretty(&value).context("encoding JSON")?);
+                }
+                Format::Text => print!("{}", show(&revision)),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sha256:0123456789ab` (the first 12 hex digits).
+fn short(hash: &str) -> String {
+    let cut = hash.find(':').map_or(0, |i| i + 1) + 12;
+    hash.get(..cut).unwrap_or(hash).to_string()
+}
+
+fn show(revision: &Revision) -> String {
+    let counts = revision.counts();
+    let mut out = format!("revision {}\n", revision.number);
+    let took = Duration::from_millis(revision.duration_ms).as_secs_f64();
+    for (name, value) in [
+        ("time", revision.time.clone()),
+        ("user", revision.user.clone()),
+        ("cause", revision.cause_text()),
+        ("policy", revision.policy.clone()),
+        ("target", revision.target.clone()),
+        ("took", format!("{took:.2} s")),
+        ("result", counts.summary()),
+        ("applied", format!("{} instances after it", revision.applied.len())),
+    ] {
+        out.push_str(&format!("  {name:<8}{value}\n"));
+    }
+    out.push_str("plan\n");
+    if revision.actions.is_empty() {
+        out.push_str("  (no actions)\n");
+    }
+    for action in &revision.actions {
+        let mark = match action.report.outcome {
+            Outcome::Succeeded { .. } => "ok",
+            Outcome::Failed { .. } => "FAILED",
+            Outcome::Skipped { .. } => "skipped",
+        };
+        out.push_str(&format!(
+            "  {:<6}  {}  {}  {}  ({})  {mark}\n",
+            action.op.verb(),
+            action.name,
+            action.place,
+            action.source,
+            action.why
+        ));
+    }
+    out.push_str("results\n");
+    out.push_str(&show_results(revision));
+    out
+}
