@@ -98,6 +98,7 @@ codes! {
     NON_EXHAUSTIVE_CONTRACT = "APT0404", Warning, "contract does not cover every label value";
     RULE_NEVER_MATCHES = "APT0405", Warning, "rule can never match";
     UNUSED_OBJECT = "APT0406", Warning, "unused object";
+    OVERRIDDEN_CLAIM_LABEL = "APT0407", Warning, "claim label overridden by its consumer";
     MAY_NOT_CONSUME = "APT0501", Error, "consumer may not consume";
     MAY_NOT_MANAGE = "APT0502", Error, "user may not manage this object";
     UNKNOWN_ACTING_USER = "APT0503", Error, "unknown acting user";

@@ -30,6 +30,8 @@ pub struct ClaimFacts {
     pub name: SmolStr,
     pub consumer: Option<Consumer>,
     pub contract: Option<ObjectRef>,
+    /// The labels its `labels` map sets.
+    pub labels: Vec<ObjectRef>,
 }
 
 /// What a file contributes to the whole-policy checks.
@@ -343,6 +345,18 @@ impl Walker<'_, '_> {
                 }
             }
         }
+    }
+
+    /// The labels a `labels { … }` map sets, resolved (keys that resolve to nothing are left out).
+    fn label_ids(&self, map: &MapLit) -> Vec<ObjectRef> {
+        map.entries
+            .iter()
+            .filter_map(|entry| map_key_text(&entry.key))
+            .filter_map(|key| match self.c.scope.resolve(Kind::Label, &[key.as_str()]) {
+                Lookup::Found(label, _) => Some(label),
+                _ => None,
+            })
+            .collect()
     }
 
     fn label_op(&mut self, op: &LabelOp, env: &Env) {
@@ -867,7 +881,7 @@ impl Walker<'_, '_> {
 
     /// A claim; in a test, `test_users` are the test's own users (lower-cased), which it may name.
     fn claim(&mut self, claim: &Claim, test_users: Option<&HashMap<String, Span>>) -> ClaimFacts {
-        let mut facts = ClaimFacts { name: claim.name.text.clone(), consumer: None, contract: None };
+        let mut facts = ClaimFacts { name: claim.name.text.clone(), consumer: None, contract: None, labels: Vec::new() };
         for stmt in &claim.body.stmts {
             match &stmt.node {
                 ClaimStmt::User(lit) => {
@@ -885,7 +899,10 @@ impl Walker<'_, '_> {
                     }
                 }
                 ClaimStmt::Contract(path) => facts.contract = self.reference(Kind::Contract, &path.segments, path.span),
-                ClaimStmt::Labels(map) => self.label_map(map, "a claim's labels"),
+                ClaimStmt::Labels(map) => {
+                    self.label_map(map, "a claim's labels");
+                    facts.labels = self.label_ids(map);
+                }
                 ClaimStmt::Error => {}
             }
         }

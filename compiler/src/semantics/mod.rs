@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod expr;
 pub mod file;
+pub mod overrides;
 pub mod index;
 pub mod scope;
 pub mod types;
@@ -32,6 +33,7 @@ pub fn check_workspace(db: &dyn salsa::Database, ws: Workspace) {
     }
     check_definitions(db, ws);
     users::check_external_users(db, ws);
+    overrides::check_label_overrides(db, ws);
     check_graph(db, ws);
     acl::check_acl(db, ws);
 }

@@ -1,0 +1,103 @@
+//! Claim labels that the consumer's own labels override (docs/language.md §15.1): the claim's
+//! value never takes effect, which is worth a warning where it can be seen statically.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::db::{Workspace, parse_file, report};
+use crate::diagnostics::{Diagnostic, codes};
+use crate::syntax::ast::{ItemKind, MapLit, SmolStr, TeamStmt, UserStmt};
+
+use super::file::Consumer;
+use super::index::{Kind, ObjectRef, file_summary, map_key_text, workspace_index};
+use super::scope::{Lookup, Scope};
+use super::{all_facts, definition_sites, users};
+
+/// Warns for each claim label that its consumer (team, or user and team) also sets.
+#[salsa::tracked]
+pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
+    let index = workspace_index(db, ws);
+    let mut team_labels: BTreeMap<SmolStr, BTreeSet<ObjectRef>> = BTreeMap::new();
+    let mut user_labels: BTreeMap<String, (Option<SmolStr>, BTreeSet<ObjectRef>)> = BTreeMap::new();
+    for &file in ws.files(db) {
+        let summary = file_summary(db, file);
+        let Some(namespace) = summary.namespace.as_ref() else { continue };
+        let scope = Scope { index, namespace, imports: &summary.imports };
+        let resolve = |map: &MapLit| -> BTreeSet<ObjectRef> {
+            map.entries
+                .iter()
+                .filter_map(|e| map_key_text(&e.key))
+                .filter_map(|k| match scope.resolve(Kind::Label, &[k.as_str()]) {
+                    Lookup::Found(label, _) => Some(label),
+                    _ => None,
+                })
+                .collect()
+        };
+        for item in &parse_file(db, file).file.items {
+            match &item.kind {
+                ItemKind::Team(team) => {
+                    let set = team_labels.entry(team.name.text.clone()).or_default();
+                    for stmt in team.body.iter().flat_map(|b| &b.stmts) {
+                        if let TeamStmt::Labels(map) = &stmt.node {
+                            set.extend(resolve(map));
+                        }
+                    }
+                }
+                ItemKind::User(user) => {
+                    let Some(name) = user.name.as_plain() else { continue };
+                    let entry = user_labels.entry(name.to_lowercase()).or_default();
+                    for stmt in user.body.iter().flat_map(|b| &b.stmts) {
+                        match &stmt.node {
+                            UserStmt::Team(team) => entry.0 = Some(team.text.clone()),
+                            UserStmt::Labels(map) => entry.1.extend(resolve(map)),
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for user in users::external_users(db, ws) {
+        let Some(source) = ws.files(db).iter().copied().find(|f| f.id(db) == user.declared_in.0) else { continue };
+        let summary = file_summary(db, source);
+        let Some(namespace) = summary.namespace.as_ref() else { continue };
+        let scope = Scope { index, namespace, imports: &summary.imports };
+        let labels = user.labels.iter().filter_map(|(k, _)| match scope.resolve(Kind::Label, &[k.as_str()]) {
+            Lookup::Found(label, _) => Some(label),
+            _ => None,
+        });
+        let entry = user_labels.entry(user.name.to_lowercase()).or_default();
+        entry.0 = entry.0.clone().or_else(|| user.team.clone());
+        entry.1.extend(labels);
+    }
+    let sites = definition_sites(db, ws);
+    for (file, facts) in all_facts(db, ws) {
+        let Some((namespace, _)) = index.files.get(&file) else { continue };
+        for claim in &facts.claims {
+            let (who, overriding): (String, BTreeSet<&ObjectRef>) = match &claim.consumer {
+                Some(Consumer::Team(team)) => (format!("team `{team}`"), team_labels.get(team).into_iter().flatten().collect()),
+                Some(Consumer::User(name)) => {
+                    let Some((team, own)) = user_labels.get(name.as_str()) else { continue };
+                    let from_team = team.as_ref().and_then(|t| team_labels.get(t)).into_iter().flatten();
+                    (format!("user `{name}`"), own.iter().chain(from_team).collect())
+                }
+                None => continue,
+            };
+            let site = ObjectRef { kind: Kind::Claim, namespace: namespace.clone(), name: claim.name.clone() };
+            let Some(&(claim_file, span)) = sites.get(&site).and_then(|s| s.first()) else { continue };
+            for label in claim.labels.iter().filter(|l| overriding.contains(l)) {
+                report(
+                    db,
+                    Diagnostic::new(
+                        codes::OVERRIDDEN_CLAIM_LABEL,
+                        claim_file,
+                        span,
+                        format!("claim `{}` sets label `{}`, which {who} also sets: the consumer's value wins", claim.name, label.name),
+                    )
+                    .with_primary_message(format!("its `{}` has no effect", label.name))
+                    .with_help("remove the label from the claim, or change it on the consumer (a claim cannot contradict what is stated about its consumer)"),
+                );
+            }
+        }
+    }
+}
