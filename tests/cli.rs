@@ -446,7 +446,8 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     let dir = scratch("deploy");
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &target[..]].concat());
+    // As a user of the policy, which grants roles (docs/language.md §11.3).
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
 
     let dry = run(&["deploy", "--dry-run", "examples/quickstart"]);
     assert!(dry.status.success(), "{dry:?}");
@@ -457,7 +458,7 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     assert_eq!(refused.status.code(), Some(2), "no --yes and no terminal: {refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("pass --yes"), "{refused:?}");
 
-    let first = run(&["deploy", "--yes", "--as", "ada", "examples/quickstart"]);
+    let first = run(&["deploy", "--yes", "examples/quickstart"]);
     assert!(first.status.success(), "{first:?}");
     let shown = stdout(&first);
     assert!(shown.contains("+ create  hello-web-"), "{shown}");
@@ -500,7 +501,7 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     assert_eq!(lines.len(), 3, "a deploy with nothing to do records no revision: {lines:?}");
     assert!(
         lines[0].trim_start().starts_with("1  ")
-            && lines[0].contains(" ada ")
+            && lines[0].contains(" ada@example.com ")
             && lines[0].contains("deploy examples/quickstart")
     );
     assert!(lines[2].contains("rollback to 1: 0 created, 1 updated"), "{lines:?}");
@@ -578,7 +579,8 @@ fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
     manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-${instance.name}\n");
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &target[..]].concat());
+    // As a user of the policy, which grants roles (docs/language.md §11.3).
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
 
     let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(1), "{first:?}");
@@ -624,4 +626,207 @@ fn history_and_rollback_without_a_store() {
     assert_eq!(rollback.status.code(), Some(2), "{rollback:?}");
     assert!(String::from_utf8_lossy(&rollback.stderr).contains("there are no revisions"), "{rollback:?}");
     assert!(!state.exists(), "reading the history creates no store");
+}
+
+const ACL_SYSTEM: &str = r#"namespace system
+
+team platform_team
+team web_team
+
+user "pat@example.com" {
+    team platform_team
+}
+user "wendy@example.com" {
+    team web_team
+}
+user "root@example.com" {
+    groups ["admins"]
+}
+
+cluster local {
+    context "kind-kind"
+    namespace "demo"
+}
+
+rule everywhere {
+    place on local
+}
+
+grant domain_admin when "admins" in user.groups
+grant consumer on platform
+"#;
+
+const ACL_PLATFORM: &str = r#"namespace platform owned_by platform_team
+
+service cache {
+    component server manifests "k8s/cache.yaml"
+}
+
+contract cache {
+    context all {
+        use cache
+    }
+}
+"#;
+
+const ACL_WEB: &str = r#"namespace web owned_by web_team
+
+service site {
+    component page manifests "k8s/page.yaml"
+}
+
+contract site {
+    context all {
+        use site
+    }
+}
+
+claim wendy_site {
+    user "wendy@example.com"
+    contract site
+}
+"#;
+
+#[test]
+fn deploy_refuses_changes_the_user_may_not_make_with_the_old_roles() {
+    let dir = scratch("deploy-acl");
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM).unwrap();
+    std::fs::write(policy.join("platform.apt"), ACL_PLATFORM).unwrap();
+    std::fs::write(policy.join("web.apt"), ACL_WEB).unwrap();
+    for name in ["cache", "page"] {
+        std::fs::write(
+            policy.join(format!("k8s/{name}.yaml")),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+        )
+        .unwrap();
+    }
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let deploy =
+        |user: &str| aptc(&[&["deploy", "--yes", "--as", user, policy.to_str().unwrap()], &target[..]].concat());
+    let revisions = || stdout(&aptc(&["history", "--state", state.to_str().unwrap()])).lines().count();
+
+    // Pat administers platform only: the web instance is not theirs. Nothing is written.
+    let refused = deploy("pat@example.com");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let shown = stdout(&refused);
+    assert!(shown.contains("refused: `pat@example.com` may not make every change"), "{shown}");
+    assert!(shown.contains("may not create instance site-page-"), "{shown}");
+    assert!(
+        shown.contains("namespace `web` of contract web.site needs namespace_admin (their role there: none)"),
+        "{shown}"
+    );
+    assert!(shown.contains("nothing applied, nothing recorded"), "{shown}");
+    assert!(!state.exists() && !out.exists(), "a refused deploy writes nothing");
+
+    // Someone who is not a user of a policy with grants may not deploy at all.
+    let stranger = deploy("mallory");
+    assert_eq!(stranger.status.code(), Some(1), "{stranger:?}");
+    assert!(stdout(&stranger).contains("`mallory` is not a user of the policy"), "{stranger:?}");
+
+    // Wendy owns web: allowed.
+    let first = deploy("wendy@example.com");
+    assert!(first.status.success(), "{first:?}");
+    assert!(stdout(&first).contains("revision 1: 1 created"), "{first:?}");
+
+    // Wendy claims platform's cache (a consumer may manage claims): allowed, due to the claim alone.
+    let web =
+        ACL_WEB.to_string() + "\nclaim wendy_cache {\n    user \"wendy@example.com\"\n    contract platform.cache\n}\n";
+    std::fs::write(policy.join("web.apt"), &web).unwrap();
+    let claimed = deploy("wendy@example.com");
+    assert!(claimed.status.success(), "{claimed:?}");
+    assert!(stdout(&claimed).contains("revision 2: 1 created"), "{claimed:?}");
+
+    // Wendy changes platform's service and, in the same deploy, makes her team platform's owner:
+    // the roles come from the last revision, so it is refused.
+    std::fs::write(policy.join("k8s/cache.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cache2\n")
+        .unwrap();
+    std::fs::write(policy.join("platform.apt"), ACL_PLATFORM.replace("owned_by platform_team", "owned_by web_team"))
+        .unwrap();
+    let escalated = deploy("wendy@example.com");
+    assert_eq!(escalated.status.code(), Some(1), "{escalated:?}");
+    let shown = stdout(&escalated);
+    assert!(shown.contains("may not update instance cache-server-"), "{shown}");
+    assert!(shown.contains("needs namespace_admin (their role there: consumer)"), "{shown}");
+    assert_eq!(revisions(), 2, "nothing recorded");
+
+    // The platform's owner (by the old policy) may make it.
+    let owner = deploy("pat@example.com");
+    assert!(owner.status.success(), "{owner:?}");
+    assert!(stdout(&owner).contains("revision 3: 0 created, 1 updated"), "{owner:?}");
+}
+
+/// Polls `done` every 100 ms for up to `seconds`.
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
+#[cfg(unix)]
+#[test]
+fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
+    if !helm_found("watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm") {
+        return;
+    }
+    /// Kills the watcher if the test fails before stopping it.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            if self.0.try_wait().ok().flatten().is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let dir = scratch("watch");
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["watch", "--interval", "1", "--fix", "--yes", "--as", "ada@example.com"])
+        .args(deploy_args(&state, &out))
+        .arg(&policy)
+        .current_dir(root())
+        .env_remove("APTC_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("watch.err")).unwrap())
+        .spawn()
+        .expect("running aptc watch");
+    let mut watcher = Reaper(child);
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    let hello = out.join("local/hello");
+    let instances = || std::fs::read_dir(&hello).map(|d| d.count()).unwrap_or(0);
+    assert!(wait_for(15, || instances() == 2), "the first revision renders both instances: {}", shown());
+
+    let victim = std::fs::read_dir(&hello).unwrap().next().unwrap().unwrap().path();
+    std::fs::remove_dir_all(&victim).unwrap();
+    assert!(
+        wait_for(15, || victim.join("instance.json").exists() && shown().contains("revision 2:")),
+        "the deleted instance is rendered again: {}",
+        shown()
+    );
+
+    let pid = i32::try_from(watcher.0.id()).unwrap();
+    // SAFETY: sending a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let stopped = wait_for(10, || watcher.0.try_wait().unwrap().is_some());
+    assert!(stopped, "aptc watch did not stop on SIGTERM: {}", shown());
+    let status = watcher.0.wait().unwrap();
+    let text = shown();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("drift: ") && text.contains("missing from the target"), "{text}");
+    assert!(text.contains("(drift: missing from the target)"), "the repair is planned as such: {text}");
+    assert!(text.contains("aptc watch stopped"), "{text}");
+
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success(), "{history:?}");
 }

@@ -6,6 +6,7 @@
 //! place before what it replaces goes away.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,14 +57,44 @@ enum Slot {
     Done(ActionReport),
 }
 
+/// The reason recorded for the actions an interrupt kept from starting.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// Set by [`interrupt`] (the CLI's SIGINT/SIGTERM handler): [`execute`] starts no new action.
+static INTERRUPT: AtomicBool = AtomicBool::new(false);
+
+/// Asks every [`execute`] in this process to stop cleanly: no new action starts, running ones
+/// finish, the rest are skipped as [`INTERRUPTED`]. Safe to call from a signal handler thread.
+pub fn interrupt() {
+    INTERRUPT.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPT.load(Ordering::SeqCst)
+}
+
 /// Applies `plan` as revision `revision` with at most `parallel` actions at once; one report per
-/// action, in plan order.
+/// action, in plan order. Stops cleanly after [`interrupt`].
 pub fn execute(
     plan: &Plan,
     driver: &dyn Driver,
     revision: u64,
     parallel: usize,
     progress: &dyn Progress,
+) -> Vec<ActionReport> {
+    execute_until(plan, driver, revision, parallel, progress, &INTERRUPT)
+}
+
+/// [`execute`], stopping cleanly once `stop` is set: no new action starts, running ones finish,
+/// the others are skipped as [`INTERRUPTED`] (so the next deploy does them).
+pub fn execute_until(
+    plan: &Plan,
+    driver: &dyn Driver,
+    revision: u64,
+    parallel: usize,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
 ) -> Vec<ActionReport> {
     let start = Instant::now();
     let slots = Mutex::new(vec![Slot::Waiting; plan.actions.len()]);
@@ -77,7 +108,7 @@ pub fn execute(
         let workers = parallel.clamp(1, phase.len());
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| worker(plan, &phase, driver, revision, progress, &slots, &changed, start));
+                scope.spawn(|| worker(plan, &phase, driver, revision, progress, &slots, &changed, start, stop));
             }
         });
     }
@@ -134,6 +165,7 @@ fn worker(
     slots: &Mutex<Vec<Slot>>,
     changed: &Condvar,
     start: Instant,
+    stop: &AtomicBool,
 ) {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let skipped = |reason: String| ActionReport {
@@ -143,6 +175,18 @@ fn worker(
     };
     let mut guard = slots.lock().unwrap_or_else(|p| p.into_inner());
     loop {
+        if stop.load(Ordering::SeqCst) {
+            // Interrupted: nothing new starts; what runs finishes in its own worker.
+            for &i in phase {
+                if matches!(guard[i], Slot::Waiting) {
+                    let report = skipped(INTERRUPTED.to_string());
+                    progress.finished(i, &plan.actions[i], &report);
+                    guard[i] = Slot::Done(report);
+                }
+            }
+            changed.notify_all();
+            return;
+        }
         // The first waiting action (in plan order) that can run; skip those that never will.
         let mut next = None;
         let (mut waiting, mut running) = (false, false);
@@ -216,6 +260,11 @@ fn worker(
 pub struct Applied {
     pub revision: u64,
     pub unit: Unit,
+    /// What the driver found on the target right after applying it (for the render driver: each
+    /// rendered file's SHA-256), to tell drift from it later ([`crate::drift`]). Absent in
+    /// revisions recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<BTreeMap<String, String>>,
 }
 
 /// What the target holds after `plan` ran with `reports` as revision `revision`, starting from
@@ -234,7 +283,10 @@ pub fn applied_after(
         }
         match action.op {
             Op::Create | Op::Update => {
-                after.insert(action.unit.key.clone(), Applied { revision, unit: action.unit.clone() });
+                after.insert(
+                    action.unit.key.clone(),
+                    Applied { revision, unit: action.unit.clone(), fingerprint: None },
+                );
             }
             Op::Delete => {
                 after.remove(&action.unit.key);
@@ -350,6 +402,63 @@ mod tests {
         assert!(outcomes[1].contains("internal error in the driver (a bug): driver bug"), "{outcomes:?}");
         assert!(outcomes[2].starts_with("Skipped"), "{outcomes:?}");
         assert!(reports[0].outcome.succeeded(), "{outcomes:?}");
+    }
+
+    /// Sets `stop` while applying `db`, as a signal arriving mid-deploy would.
+    struct Interrupting<'a> {
+        stop: &'a AtomicBool,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl Driver for Interrupting<'_> {
+        fn target(&self) -> String {
+            "fake".into()
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn preflight(&self, _: &Plan) -> Result<(), DriverError> {
+            Ok(())
+        }
+        fn is_present(&self, _: &Unit) -> bool {
+            true
+        }
+        fn apply(&self, _: u64, action: &Action) -> Result<ActionResult, DriverError> {
+            if action.unit.key == "db" {
+                self.stop.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            self.log.lock().unwrap().push(action.unit.key.clone());
+            Ok(ActionResult { detail: "ok".into() })
+        }
+    }
+
+    #[test]
+    fn an_interrupt_lets_running_actions_finish_and_skips_the_rest_as_interrupted() {
+        let applied = map(vec![unit("old", &[])]);
+        let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("web", &["app"])]);
+        let plan = plan(&applied, &desired, &|_| true);
+        let stop = AtomicBool::new(false);
+        let driver = Interrupting { stop: &stop, log: Mutex::new(Vec::new()) };
+        let reports = execute_until(&plan, &driver, 2, 1, &Quiet, &stop);
+        assert_eq!(*driver.log.lock().unwrap(), ["db"], "nothing new starts after the interrupt");
+        let outcomes: Vec<(&str, &Outcome)> =
+            plan.actions.iter().zip(&reports).map(|(a, r)| (a.unit.key.as_str(), &r.outcome)).collect();
+        assert!(outcomes[0].1.succeeded(), "the running action finished: {outcomes:?}");
+        for (key, outcome) in &outcomes[1..] {
+            assert!(matches!(outcome, Outcome::Skipped { reason } if reason == INTERRUPTED), "{key}: {outcome:?}");
+        }
+        assert_eq!(outcomes.last().unwrap().0, "old", "the delete phase does not start either");
+        // What was done is what the next deploy plans against: it carries on from there.
+        let before: BTreeMap<String, Applied> = applied
+            .iter()
+            .map(|(k, u)| (k.clone(), Applied { revision: 1, unit: u.clone(), fingerprint: None }))
+            .collect();
+        let after = applied_after(&before, &plan, &reports, 2);
+        let current: BTreeMap<String, Unit> = after.into_iter().map(|(k, a)| (k, a.unit)).collect();
+        let next = crate::plan::plan(&current, &desired, &|_| true);
+        let keys: Vec<_> = next.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.unit.key)).collect();
+        assert_eq!(keys, ["create app", "create web", "delete old"]);
     }
 
     #[test]

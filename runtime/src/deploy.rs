@@ -7,10 +7,16 @@
 //! ```
 //!
 //! A plan with no action records nothing: a revision is a change (or an attempt at one).
+//!
+//! Before applying, [`refusals`] checks that the deploying user may make every change of the plan
+//! (docs/language.md §11.3), with the roles of the policy the last revision deployed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use aptc_compiler::ir::Program;
+
+use crate::access::{Access, Role};
 use crate::apply::{Applied, Progress, applied_after, execute};
 use crate::driver::Driver;
 use crate::plan::{Plan, Unit, plan};
@@ -37,6 +43,8 @@ pub struct Prepared {
     /// What the target holds now (by the store).
     pub applied: BTreeMap<String, Applied>,
     pub plan: Plan,
+    /// The policy the last revision deployed (`None`: no revision, or one recorded without it).
+    pub last_program: Option<Program>,
 }
 
 /// Plans `desired` against what the store's last revision left applied (nothing without a store
@@ -64,11 +72,16 @@ pub fn prepare(
     let applied = last.as_ref().map(|r| r.applied.clone()).unwrap_or_default();
     let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
     let plan = plan(&current, desired, &|unit| driver.is_present(unit));
+    let last_program = match (store, &last) {
+        (Some(store), Some(last)) => store.program(last.number)?,
+        _ => None,
+    };
     Ok(Prepared {
         revision: last.as_ref().map_or(1, |r| r.number + 1),
         previous: last.map(|r| r.number),
         applied,
         plan,
+        last_program,
     })
 }
 
@@ -78,6 +91,9 @@ pub struct Request {
     pub cause: Cause,
     /// `sha256:` of the policy (see [`policy_hash`]).
     pub policy: String,
+    /// The policy deployed, kept with the revision (the next deploy's roles come from it); `None`
+    /// when unknown (a rollback to a revision recorded without it).
+    pub program: Option<Program>,
     pub desired: BTreeMap<String, Unit>,
     /// The full desired state, kept with the revision.
     pub desired_state: serde_json::Value,
@@ -105,7 +121,8 @@ pub fn apply(
     let time = now_rfc3339();
     let started = Instant::now();
     let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, progress);
-    let applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
+    let mut applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
+    crate::drift::record_fingerprints(&mut applied, driver, prepared.revision);
     let revision = Revision {
         number: prepared.revision,
         time,
@@ -118,11 +135,222 @@ pub fn apply(
         desired: request.desired,
         applied,
     };
-    store.record(&revision, &request.desired_state)?;
+    store.record_with_program(&revision, &request.desired_state, request.program.as_ref())?;
     Ok(revision)
+}
+
+/// The changes of `prepared`'s plan that `user` may not make, one line each (empty: all allowed),
+/// by docs/language.md §11.3. `policy` is the policy being deployed.
+///
+/// Roles come from the policy of the last revision (a change cannot grant itself the rights it
+/// needs); without one (the first deploy, or a revision recorded before policies were kept), from
+/// `policy`. A policy without grants allows everything. An action on an instance is allowed when
+/// the user may manage (`namespace_admin`, or `domain_admin`) the namespace of the instance's
+/// contract, or when the action is due to claims alone: the contract and its service are the same
+/// in both policies, and every claim the instance gains or loses (all of them for a create or a
+/// delete; for an update that changes only its claims, those added or removed) was added, changed
+/// or removed by this policy, in a namespace where the user may manage claims (`consumer` or
+/// more).
+pub fn refusals(prepared: &Prepared, policy: Option<&Program>, user: &str) -> Vec<String> {
+    let Some(roles_from) = prepared.last_program.as_ref().or(policy) else { return Vec::new() };
+    let access = Access::new(roles_from);
+    if !access.enabled() {
+        return Vec::new();
+    }
+    let which = match (&prepared.last_program, prepared.previous) {
+        (Some(_), Some(n)) => format!("the policy of revision {n}"),
+        _ => "the policy".to_string(),
+    };
+    let Some(subject) = access.user(user) else {
+        return vec![format!(
+            "`{user}` is not a user of {which}, which grants roles: only its users may deploy (--as USER or APTC_USER)"
+        )];
+    };
+    let old = prepared.last_program.as_ref();
+    let mut out = Vec::new();
+    for action in &prepared.plan.actions {
+        let unit = &action.unit;
+        let namespace = unit.contract.split('.').next().unwrap_or_default();
+        if access.may_manage(&subject, namespace) {
+            continue;
+        }
+        let claims = claims_alone(old, policy, action, &prepared.applied);
+        if !claims.is_empty() && claims.iter().all(|c| access.may_manage_claims(&subject, claim_namespace(c))) {
+            continue;
+        }
+        let needed = if namespace == crate::access::SYSTEM { Role::DomainAdmin } else { Role::NamespaceAdmin };
+        let has = access.role(&subject, namespace).map_or("none", Role::name);
+        out.push(format!(
+            "user `{user}` may not {} instance {} ({}): namespace `{namespace}` of contract {} needs {} (their role \
+there: {has})",
+            action.op.verb(),
+            unit.name,
+            unit.key,
+            unit.contract,
+            needed.name()
+        ));
+    }
+    out
+}
+
+/// The claims an action is due to alone, as [`refusals`] says; empty when it is not due to claims
+/// alone.
+fn claims_alone(
+    old: Option<&Program>,
+    new: Option<&Program>,
+    action: &crate::plan::Action,
+    applied: &BTreeMap<String, Applied>,
+) -> Vec<String> {
+    let (Some(old), Some(new)) = (old, new) else { return Vec::new() };
+    let unit = &action.unit;
+    if old.contracts.get(&unit.contract) != new.contracts.get(&unit.contract)
+        || old.services.get(&unit.service) != new.services.get(&unit.service)
+    {
+        return Vec::new();
+    }
+    let touched: Vec<String> = match action.op {
+        crate::plan::Op::Create | crate::plan::Op::Delete => unit.claims.clone(),
+        crate::plan::Op::Update => {
+            let Some(before) = applied.get(&unit.key) else { return Vec::new() };
+            if before.unit.changes_to(unit) != ["claims"] {
+                return Vec::new();
+            }
+            let gained = unit.claims.iter().filter(|c| !before.unit.claims.contains(c));
+            let lost = before.unit.claims.iter().filter(|c| !unit.claims.contains(c));
+            gained.chain(lost).cloned().collect()
+        }
+    };
+    let claim = |program: &Program, id: &str| {
+        program
+            .claims
+            .iter()
+            .find(|c| c.id() == id)
+            .map(|c| (c.namespace.clone(), c.consumer.clone(), c.contract.clone(), c.labels.clone()))
+    };
+    if touched.iter().any(|id| claim(old, id) == claim(new, id)) {
+        return Vec::new();
+    }
+    touched
+}
+
+/// The namespace of a claim id (`namespace.name`).
+fn claim_namespace(id: &str) -> &str {
+    id.split('.').next().unwrap_or_default()
 }
 
 /// The hash that identifies a policy in the history: SHA-256 of its resolution IR.
 pub fn policy_hash(program: &aptc_compiler::ir::Program) -> String {
     crate::source::sha256(&program.to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::tests::compile;
+    use crate::plan::units;
+    use crate::resolve::resolve;
+
+    const SYSTEM_APT: &str = r#"namespace system
+
+team platform_team
+team web_team
+user "pat" {
+    team platform_team
+}
+user "wendy" {
+    team web_team
+}
+cluster local {}
+rule everywhere {
+    place on local
+}
+grant consumer on platform
+"#;
+
+    const PLATFORM_APT: &str = r#"namespace platform owned_by platform_team
+
+service cache {
+    component server manifests "k8s/cache.yaml"
+}
+
+contract cache {
+    context all {
+        use cache
+    }
+}
+"#;
+
+    fn policy(web_claims: &str, platform: &str) -> Program {
+        let web = format!("namespace web owned_by web_team\n\n{web_claims}");
+        compile(&[("system.apt", SYSTEM_APT), ("platform.apt", platform), ("web.apt", &web)])
+    }
+
+    /// Plans `new` against what deploying `old` left, with `old` as the last revision's policy.
+    fn prepared(old: Option<&Program>, new: &Program) -> Prepared {
+        let applied: BTreeMap<String, Applied> = old
+            .map(|p| units(&resolve(p)))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, unit)| (k, Applied { revision: 1, unit, fingerprint: None }))
+            .collect();
+        let current = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
+        Prepared {
+            revision: 2,
+            previous: old.map(|_| 1),
+            plan: plan(&current, &units(&resolve(new)), &|_| true),
+            applied,
+            last_program: old.cloned(),
+        }
+    }
+
+    const CLAIM: &str = "claim wendy_cache {\n    user \"wendy\"\n    contract platform.cache\n}\n";
+
+    #[test]
+    fn a_consumer_may_add_and_remove_claims_but_not_change_the_service() {
+        let before = policy("", PLATFORM_APT);
+        let after = policy(CLAIM, PLATFORM_APT);
+        let add = prepared(Some(&before), &after);
+        assert_eq!(add.plan.actions.len(), 1);
+        assert!(refusals(&add, Some(&after), "wendy").is_empty(), "her claim alone creates the instance");
+        assert!(refusals(&add, Some(&after), "pat").is_empty(), "pat administers platform");
+        let remove = prepared(Some(&after), &before);
+        assert!(refusals(&remove, Some(&before), "wendy").is_empty());
+
+        // Changing the contract needs platform's administrator, even when the new policy would
+        // make wendy's team its owner.
+        let changed_platform =
+            PLATFORM_APT.replace("owned_by platform_team", "owned_by web_team").replace("context all", "context every");
+        let changed = policy(CLAIM, &changed_platform);
+        let change = prepared(Some(&after), &changed);
+        assert!(!change.plan.is_empty());
+        let refused = refusals(&change, Some(&changed), "wendy");
+        assert!(
+            refused.iter().all(|r| r.contains(
+                "namespace `platform` of contract platform.cache needs namespace_admin (their role there: consumer)"
+            )),
+            "{refused:?}"
+        );
+        assert!(!refused.is_empty());
+        assert!(refusals(&change, Some(&changed), "pat").is_empty());
+    }
+
+    #[test]
+    fn the_first_deploy_uses_the_new_policy_and_unknown_users_are_refused() {
+        let first = policy(CLAIM, PLATFORM_APT);
+        let prepared = prepared(None, &first);
+        let refused = refusals(&prepared, Some(&first), "wendy");
+        assert_eq!(refused.len(), 1, "without an old policy nothing is due to claims alone: {refused:?}");
+        assert!(refusals(&prepared, Some(&first), "pat").is_empty());
+        let stranger = refusals(&prepared, Some(&first), "mallory");
+        assert_eq!(stranger.len(), 1);
+        assert!(stranger[0].contains("`mallory` is not a user of the policy"), "{stranger:?}");
+        // Without grants, access control is off.
+        let open = compile(&[
+            ("system.apt", &SYSTEM_APT.replace("grant consumer on platform\n", "")),
+            ("platform.apt", PLATFORM_APT),
+            ("web.apt", &format!("namespace web\n\n{CLAIM}")),
+        ]);
+        let open_prepared = super::tests::prepared(None, &open);
+        assert!(refusals(&open_prepared, Some(&open), "mallory").is_empty());
+    }
 }

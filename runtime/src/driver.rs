@@ -5,6 +5,8 @@
 //! ([`crate::render`]) writes what would be applied into a directory; drivers for real clusters
 //! (Helm releases and server-side apply through the Kubernetes API) implement the same trait.
 
+use std::collections::BTreeMap;
+
 use crate::plan::{Action, Plan, Unit};
 
 /// Applies actions to one target.
@@ -26,6 +28,13 @@ pub trait Driver: Sync {
 
     /// Applies one action, as part of revision `revision`.
     fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError>;
+
+    /// What the target holds for `unit` now, as name → content hash (`None`: the driver cannot
+    /// tell, or the unit is not there). Recorded after applying; a later difference is drift
+    /// ([`crate::drift`]).
+    fn fingerprint(&self, _unit: &Unit) -> Option<BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// What a successful action did, in a few words (`2 objects in DIR`).

@@ -139,6 +139,10 @@ struct RunOutput {
 
 /// Runs a command to completion with a deadline (killed past it), capturing its output.
 fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, String> {
+    // In its own process group: a Ctrl-C on the terminal reaches aptc, which lets the running
+    // actions finish (a clean stop), and not Helm, which would fail them.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(command, 0);
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

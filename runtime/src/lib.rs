@@ -7,12 +7,15 @@
 //! Deploying: [`plan`] turns a desired state into deployable units and plans the actions from
 //! what is applied to what is desired; [`apply`] carries a plan out with a [`driver`] (the
 //! [`render`] driver writes into a directory; `helm` runs the real Helm binary; `manifest` stamps
-//! the objects); [`store`] keeps the revisions; [`deploy`] ties them together for the CLI.
+//! the objects); [`store`] keeps the revisions; [`deploy`] ties them together for the CLI, refusing changes the
+//! deploying user may not make ([`access`] computes roles, for the resolver too).
 //! Nothing in the compiler depends on this crate.
 
+pub mod access;
 pub mod apply;
 pub mod deploy;
 pub mod diff;
+pub mod drift;
 pub mod driver;
 pub mod graph;
 pub mod helm;
@@ -23,3 +26,4 @@ pub mod resolve;
 pub mod source;
 pub mod store;
 pub mod testing;
+pub mod watch;

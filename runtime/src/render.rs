@@ -12,6 +12,7 @@
 //! render leaves the previous one in place. A directory without aptc's `instance.json` for that
 //! instance is never overwritten or removed.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -257,6 +258,36 @@ impl Driver for RenderDriver {
             Op::Create | Op::Update => self.write(revision, &action.unit),
             Op::Delete => self.remove(&action.unit),
         }
+    }
+
+    /// Every file of the instance's directory (relative path, `/`-separated) → `sha256:` of its
+    /// bytes; `None` when the directory is not aptc's rendering of it.
+    fn fingerprint(&self, unit: &Unit) -> Option<BTreeMap<String, String>> {
+        let dir = self.instance_dir(unit).ok()?;
+        if !Self::owns(&dir, &unit.key) {
+            return None;
+        }
+        let mut files = BTreeMap::new();
+        let mut stack = vec![dir.clone()];
+        while let Some(folder) = stack.pop() {
+            for entry in std::fs::read_dir(&folder).ok()? {
+                let path = entry.ok()?.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let bytes = std::fs::read(&path).ok()?;
+                let name = path
+                    .strip_prefix(&dir)
+                    .ok()?
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                files.insert(name, crate::source::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+            }
+        }
+        Some(files)
     }
 }
 

@@ -9,7 +9,10 @@
 //!
 //! Tables: `meta` (`schema` → [`SCHEMA`]), `revisions` (number → the [`Revision`] as JSON) and
 //! `desired` (number → the full desired state as JSON, kept apart because only `history show`
-//! reads it).
+//! reads it) and `programs` (number → the policy's resolution IR as JSON, from which the next
+//! deploy computes who may change what, docs/language.md §11.3). Revisions recorded before
+//! `programs` existed simply have no program: [`Store::program`] gives `None` for them, and the
+//! schema stays 1 (an older aptc ignores the table).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,7 @@ pub const SCHEMA: u64 = 1;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISIONS: TableDefinition<u64, &str> = TableDefinition::new("revisions");
 const DESIRED: TableDefinition<u64, &str> = TableDefinition::new("desired");
+const PROGRAMS: TableDefinition<u64, &str> = TableDefinition::new("programs");
 
 /// A store error, with the store's path in its message.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +225,7 @@ impl Store {
             }
             txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
             txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
+            txn.open_table(PROGRAMS).map_err(|e| self.err("writing", e))?;
         }
         txn.commit().map_err(|e| self.err("writing", e))
     }
@@ -306,9 +311,30 @@ impl Store {
             .transpose()
     }
 
+    /// The policy (resolution IR) revision `number` deployed; `None` for a revision recorded
+    /// without one (by an older aptc, or by a rollback to such a revision).
+    pub fn program(&self, number: u64) -> Result<Option<aptc_compiler::ir::Program>, StoreError> {
+        self.read_text(PROGRAMS, number)?
+            .map(|text| {
+                aptc_compiler::ir::Program::from_json(&text)
+                    .map_err(|e| self.err(&format!("decoding the policy of revision {number} of"), e))
+            })
+            .transpose()
+    }
+
     /// Records a new revision with its full desired state, in one transaction. Its number must
     /// be the next one.
     pub fn record(&self, revision: &Revision, desired_state: &serde_json::Value) -> Result<(), StoreError> {
+        self.record_with_program(revision, desired_state, None)
+    }
+
+    /// [`Store::record`], keeping the policy deployed (see [`Store::program`]) too.
+    pub fn record_with_program(
+        &self,
+        revision: &Revision,
+        desired_state: &serde_json::Value,
+        program: Option<&aptc_compiler::ir::Program>,
+    ) -> Result<(), StoreError> {
         let db = self.writer()?;
         let next = self.next_number()?;
         if revision.number != next {
@@ -326,6 +352,10 @@ impl Store {
             revisions.insert(revision.number, record.as_str()).map_err(|e| self.err("writing", e))?;
             let mut states = txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
             states.insert(revision.number, desired.as_str()).map_err(|e| self.err("writing", e))?;
+            if let Some(program) = program {
+                let mut programs = txn.open_table(PROGRAMS).map_err(|e| self.err("writing", e))?;
+                programs.insert(revision.number, program.to_json().as_str()).map_err(|e| self.err("writing", e))?;
+            }
         }
         txn.commit().map_err(|e| self.err("writing", e))
     }
@@ -367,7 +397,10 @@ mod tests {
 
     fn revision(number: u64, cause: Cause, keys: &[&str]) -> Revision {
         let desired: BTreeMap<String, Unit> = keys.iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
-        let applied = desired.iter().map(|(k, u)| (k.clone(), Applied { revision: number, unit: u.clone() })).collect();
+        let applied = desired
+            .iter()
+            .map(|(k, u)| (k.clone(), Applied { revision: number, unit: u.clone(), fingerprint: None }))
+            .collect();
         let actions = keys
             .iter()
             .map(|k| ActionRecord {
@@ -460,5 +493,33 @@ mod tests {
         }
         assert!(Store::open(&path).err().unwrap().0.contains("newer aptc"));
         assert!(Store::open_read(&path).err().unwrap().0.contains("newer aptc"));
+    }
+
+    #[test]
+    fn a_revision_keeps_its_policy_and_old_revisions_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        // A store as the aptc before `programs` wrote it: meta, revisions and desired only.
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert("schema", 1).unwrap();
+            let old = serde_json::to_string(&revision(1, Cause::Deploy { paths: vec![] }, &["a"])).unwrap();
+            txn.open_table(REVISIONS).unwrap().insert(1, old.as_str()).unwrap();
+            txn.open_table(DESIRED).unwrap().insert(1, "{}").unwrap();
+            txn.commit().unwrap();
+        }
+        {
+            let old = Store::open_read(&path).unwrap().unwrap();
+            assert_eq!(old.last().unwrap().unwrap().number, 1);
+            assert!(old.program(1).unwrap().is_none(), "a revision without a policy reads as none");
+        }
+        let store = Store::open(&path).unwrap();
+        assert!(store.program(1).unwrap().is_none());
+        let program = crate::access::tests::compile(&[("system.apt", "namespace system\n\nuser \"ada\" {}\n")]);
+        let second = revision(2, Cause::Deploy { paths: vec![] }, &["a"]);
+        store.record_with_program(&second, &serde_json::json!({}), Some(&program)).unwrap();
+        assert_eq!(store.program(2).unwrap().unwrap(), program);
+        assert!(store.program(3).unwrap().is_none());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_runtime::apply::{ActionReport, Outcome, Progress};
-use aptc_runtime::deploy::{Prepared, Request, apply, policy_hash, prepare};
+use aptc_runtime::deploy::{Prepared, Request, apply, policy_hash, prepare, refusals};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::Helm;
 use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
@@ -88,6 +88,7 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
         user: user(&args.target),
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
         policy: policy_hash(&program),
+        program: Some(program),
         desired: desired.clone(),
         desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
         parallel: usize::from(args.target.parallel),
@@ -98,7 +99,7 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let state_path = &args.target.state;
     let missing = || format!("there are no revisions: {} does not exist", state_path.display());
-    let (revision, desired_state) = {
+    let (revision, desired_state, program) = {
         let store = Store::open_read(state_path)?.with_context(missing)?;
         let Some(revision) = store.get(args.revision)? else {
             let last = store.last()?.map_or("none".to_string(), |r| r.number.to_string());
@@ -109,7 +110,8 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
             );
         };
         let desired_state = store.desired_state(args.revision)?.unwrap_or(serde_json::Value::Null);
-        (revision, desired_state)
+        let program = store.program(args.revision)?;
+        (revision, desired_state, program)
     };
     println!(
         "rolling back to revision {} ({} by {}: {}); its charts and manifests are read from disk as they are now",
@@ -124,6 +126,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         user: user(&args.target),
         cause: Cause::Rollback { to: revision.number },
         policy: revision.policy.clone(),
+        program,
         desired,
         desired_state,
         parallel: usize::from(args.target.parallel),
@@ -142,6 +145,7 @@ fn user(args: &TargetArgs) -> String {
 
 /// Plan, show, confirm, apply, record, report.
 fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
+    let existed = args.state.exists();
     let store = if args.dry_run { Store::open_read(&args.state)? } else { Some(Store::open(&args.state)?) };
     let driver = RenderDriver::new(&args.out, Helm::locate(args.helm.as_deref()));
     let prepared = prepare(store.as_ref(), &driver, &request.desired)?;
@@ -150,6 +154,20 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         let after = prepared.previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
         println!("nothing to do: {} instances up to date{after}; no revision recorded", prepared.plan.unchanged.len());
         return Ok(ExitCode::SUCCESS);
+    }
+    let refused = refusals(&prepared, request.program.as_ref(), &request.user);
+    if !refused.is_empty() {
+        println!("refused: `{}` may not make every change of this plan (docs/language.md §11.3):", request.user);
+        for line in &refused {
+            println!("  ✗ {line}");
+        }
+        println!("nothing applied, nothing recorded");
+        if !existed && store.is_some() {
+            // The store this run created for a first deploy holds nothing: leave no trace.
+            drop(store);
+            let _ = std::fs::remove_file(&args.state);
+        }
+        return Ok(ExitCode::from(EXIT_FINDINGS));
     }
     if args.dry_run {
         println!("dry run: nothing applied, nothing recorded");
@@ -162,6 +180,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let progress = Bars::new(&prepared.plan);
+    super::signals::install("interrupted: no new instance starts; the running ones finish and are recorded")?;
     let revision = apply(&store, &driver, prepared, request, &progress)?;
     progress.done();
     print!("{}", show_results(&revision));
@@ -173,6 +192,13 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         Duration::from_millis(revision.duration_ms).as_secs_f64()
     );
     println!("no cluster driver yet: {} (the embedded default)", driver.describe());
+    if super::signals::stopping() {
+        use aptc_runtime::apply::INTERRUPTED;
+        let interrupted = |outcome: &Outcome| matches!(outcome, Outcome::Skipped { reason } if reason == INTERRUPTED);
+        let skipped = revision.actions.iter().filter(|a| interrupted(&a.report.outcome)).count();
+        println!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on");
+        return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+    }
     if counts.failed > 0 || counts.skipped > 0 {
         println!("run the same command again to retry what failed or was skipped");
         return Ok(ExitCode::from(EXIT_FINDINGS));
@@ -181,7 +207,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
 }
 
 /// One line per action, then the counts.
-fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
+pub(super) fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
     let plan = &prepared.plan;
     let mut out = String::new();
     let after = prepared.previous.map(|n| format!(" (the last is {n})")).unwrap_or_default();

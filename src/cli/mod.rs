@@ -11,7 +11,9 @@ mod history;
 mod lsp;
 mod plan;
 mod policy;
+mod signals;
 mod test;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -106,6 +108,15 @@ Exit codes: 0 applied (or nothing to do), 1 some instance failed or was skipped 
     /// Apply a past revision's desired state again, as a new revision.
     #[command(after_help = "Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run")]
     Rollback(deploy::RollbackArgs),
+    /// Keep the target as the policy says: re-plan when the policy files change, compare the
+    /// output with the last revision at an interval, report drift, and with --fix repair it.
+    #[command(
+        after_help = "Examples:\n  aptc watch examples/quickstart                 report policy changes and drift\n  \
+aptc watch --fix --yes --interval 10 .          apply changes and repair drift as new revisions\n\n\
+Policy files are looked at every second; the output is compared with the last revision every --interval\n\
+seconds (default 30). SIGINT or SIGTERM stops it cleanly (exit 0): what runs finishes and is recorded."
+    )]
+    Watch(watch::WatchArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -141,6 +152,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy::run(args, color),
         Command::History(args) => history::run(args),
         Command::Rollback(args) => deploy::rollback(args),
+        Command::Watch(args) => watch::run(args, color),
     }
 }
 

@@ -881,7 +881,8 @@ impl Walker<'_, '_> {
 
     /// A claim; in a test, `test_users` are the test's own users (lower-cased), which it may name.
     fn claim(&mut self, claim: &Claim, test_users: Option<&HashMap<String, Span>>) -> ClaimFacts {
-        let mut facts = ClaimFacts { name: claim.name.text.clone(), consumer: None, contract: None, labels: Vec::new() };
+        let mut facts =
+            ClaimFacts { name: claim.name.text.clone(), consumer: None, contract: None, labels: Vec::new() };
         for stmt in &claim.body.stmts {
             match &stmt.node {
                 ClaimStmt::User(lit) => {

@@ -8,8 +8,8 @@
 pub mod acl;
 pub mod expr;
 pub mod file;
-pub mod overrides;
 pub mod index;
+pub mod overrides;
 pub mod scope;
 pub mod types;
 pub mod users;

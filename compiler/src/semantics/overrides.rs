@@ -75,7 +75,9 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
         let Some((namespace, _)) = index.files.get(&file) else { continue };
         for claim in &facts.claims {
             let (who, overriding): (String, BTreeSet<&ObjectRef>) = match &claim.consumer {
-                Some(Consumer::Team(team)) => (format!("team `{team}`"), team_labels.get(team).into_iter().flatten().collect()),
+                Some(Consumer::Team(team)) => {
+                    (format!("team `{team}`"), team_labels.get(team).into_iter().flatten().collect())
+                }
                 Some(Consumer::User(name)) => {
                     let Some((team, own)) = user_labels.get(name.as_str()) else { continue };
                     let from_team = team.as_ref().and_then(|t| team_labels.get(t)).into_iter().flatten();

@@ -8,13 +8,13 @@
 pub mod eval;
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 
 use aptc_compiler::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, Source, Value};
 
+use crate::access::Access;
 use eval::{Env, EvalError, Placement, Subject, fnv1a};
 pub use state::*;
 
@@ -143,40 +143,26 @@ struct Site<'s> {
 
 impl<'a> ClaimRun<'a> {
     fn start(&mut self, claim: &'a Claim) -> Result<String, Failure> {
-        let program = self.program;
         let (subject, consumer_labels) = match &claim.consumer {
             Consumer::User(name) => {
-                let Some(user) = program.users.get(name) else {
+                let Some(subject) = self.access.user(name) else {
                     return Err(Failure::failed(
                         format!("the claim's user `{name}` does not exist"),
                         Some(&claim.origin),
                     ));
                 };
-                let mut labels =
-                    user.team.as_ref().and_then(|t| program.teams.get(t)).map(|t| t.labels.clone()).unwrap_or_default();
-                labels.extend(user.labels.clone());
-                let subject = Subject {
-                    name: user.name.clone(),
-                    team: user.team.clone(),
-                    groups: user.groups.clone(),
-                    labels: labels.clone(),
-                };
+                let labels = subject.labels.clone();
                 (subject, labels)
             }
             Consumer::Team(name) => {
-                let Some(team) = program.teams.get(name) else {
+                let Some(subject) = self.access.team(name) else {
                     return Err(Failure::failed(
                         format!("the claim's team `{name}` does not exist"),
                         Some(&claim.origin),
                     ));
                 };
-                let subject = Subject {
-                    name: name.clone(),
-                    team: Some(name.clone()),
-                    groups: Vec::new(),
-                    labels: team.labels.clone(),
-                };
-                (subject, team.labels.clone())
+                let labels = subject.labels.clone();
+                (subject, labels)
             }
         };
         self.subject = subject;
@@ -662,65 +648,6 @@ fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
                 state.instances.insert(key, instance);
             }
         }
-    }
-}
-
-/// The grants that apply to a subject: (namespaces, role).
-type Grants = Vec<(Option<Vec<String>>, String)>;
-
-/// Who may consume where, from the grants (access control is off without grants).
-struct Access<'a> {
-    program: &'a Program,
-    granted: Mutex<HashMap<String, Grants>>,
-}
-
-impl<'a> Access<'a> {
-    fn new(program: &'a Program) -> Access<'a> {
-        Access { program, granted: Default::default() }
-    }
-
-    fn may_consume(&self, subject: &Subject, namespace: &str) -> bool {
-        let program = self.program;
-        if program.grants.is_empty() {
-            return true;
-        }
-        // Owning a namespace makes its team administer it; owning `system`, everything.
-        if let Some(team) = &subject.team {
-            let owns = |ns: &str| program.namespaces.get(ns).and_then(|o| o.as_ref()) == Some(team);
-            if owns(namespace) || owns(SYSTEM) {
-                return true;
-            }
-        }
-        let mut granted = self.granted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let grants = granted.entry(subject.name.clone()).or_insert_with(|| {
-            let no_labels = BTreeMap::new();
-            let env = Env {
-                program,
-                labels: &no_labels,
-                user: subject,
-                claim: ("", "", ""),
-                placement: None,
-                instance: None,
-                discovery: None,
-            };
-            program
-                .grants
-                .iter()
-                .filter(|g| g.criteria.as_ref().is_none_or(|c| env.bool(c).unwrap_or(false)))
-                .map(|g| (g.namespaces.clone(), g.role.clone()))
-                .collect()
-        });
-        let administers_system = |(namespaces, role): &(Option<Vec<String>>, String)| {
-            role == "namespace_admin" && namespaces.as_ref().is_some_and(|l| l.iter().any(|n| n == SYSTEM))
-        };
-        grants.iter().any(administers_system)
-            || grants.iter().any(|(namespaces, role)| {
-                role == "domain_admin"
-                    || match namespaces {
-                        None => namespace != SYSTEM,
-                        Some(list) => list.iter().any(|n| n == namespace),
-                    }
-            })
     }
 }
 

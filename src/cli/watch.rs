@@ -1,0 +1,316 @@
+//! `aptc watch`: the enforcement loop for the embedded default (the render driver).
+//!
+//! Every second it looks at the policy files (paths, sizes, modification times); on a change it
+//! resolves again and shows the plan, and with `--fix` applies it as a new revision. Every
+//! `--interval` seconds it compares what the output directory holds with what the last revision
+//! rendered (see `aptc_runtime::drift`): drift is reported (a line, and a `tracing` event), and with
+//! `--fix` repaired by applying the drifted instances again, through the normal plan and apply, as
+//! a new revision. SIGINT or SIGTERM stops it cleanly: what runs finishes, the revision records it,
+//! and it exits 0 saying it stopped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aptc_compiler::ir::Program;
+use aptc_runtime::apply::Quiet;
+use aptc_runtime::deploy::{Request, apply, policy_hash, prepare, refusals};
+use aptc_runtime::drift::{Drift, Drifted, detect, explain};
+use aptc_runtime::driver::Driver;
+use aptc_runtime::helm::Helm;
+use aptc_runtime::plan::{Unit, units};
+use aptc_runtime::render::RenderDriver;
+use aptc_runtime::resolve::{Status, resolve};
+use aptc_runtime::store::{Cause, Store};
+use aptc_runtime::watch::Snapshot;
+use clap::Args;
+
+use super::deploy::{DEFAULT_OUT, DEFAULT_STATE, show_plan, show_results};
+use super::{policy, signals};
+
+/// How often the policy files are looked at.
+const POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Policy files or directories. Default: the current directory.
+    paths: Vec<PathBuf>,
+    /// Seconds between two comparisons of the output with the last revision.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    interval: u64,
+    /// Apply policy changes and repair drift (as new revisions); without it, only report them.
+    #[arg(long)]
+    fix: bool,
+    /// The revision store.
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
+    state: PathBuf,
+    /// The output directory of the render driver.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
+    out: PathBuf,
+    /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
+    #[arg(long, value_name = "PATH", env = "APTC_HELM")]
+    helm: Option<PathBuf>,
+    /// Who deploys, as recorded in the history (default: $USER).
+    #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
+    user: Option<String>,
+    /// With --fix: apply without asking first (needed when standard input is not a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// At most this many instances are applied at once (independent ones only).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
+}
+
+/// The policy as last loaded.
+struct Loaded {
+    program: Program,
+    desired: BTreeMap<String, Unit>,
+    desired_state: serde_json::Value,
+}
+
+struct Watcher {
+    args: WatchArgs,
+    paths: Vec<PathBuf>,
+    driver: RenderDriver,
+    user: String,
+    color: bool,
+    loaded: Option<Loaded>,
+    /// Revisions recorded while watching.
+    recorded: usize,
+    /// The drift last reported (keys and kinds), so that unchanged drift is not repeated.
+    reported: BTreeSet<(String, String)>,
+}
+
+pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let paths = policy::paths_or_cwd(&args.paths);
+    if args.fix && !args.yes && !confirm()? {
+        println!("not watching");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let driver = RenderDriver::new(&args.out, Helm::locate(args.helm.as_deref()));
+    signals::install("stopping: finishing what runs, then recording it")?;
+    let user = args
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    let interval = Duration::from_secs(args.interval);
+    let mut snapshot = Snapshot::take(&paths);
+    println!(
+        "watching {} ({} policy files); comparing {} with the last revision every {} s; {}",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        snapshot.len(),
+        driver.out().display(),
+        args.interval,
+        if args.fix { "fixing: changes and drift are applied" } else { "reporting only (--fix applies)" }
+    );
+    tracing::info!(paths = ?paths, interval = args.interval, fix = args.fix, "watching");
+    let mut watcher =
+        Watcher { args, paths, driver, user, color, loaded: None, recorded: 0, reported: BTreeSet::new() };
+    watcher.policy_changed();
+    let mut next_check = Instant::now();
+    while !signals::stopping() {
+        if Instant::now() >= next_check {
+            watcher.check_drift();
+            next_check = Instant::now() + interval;
+        }
+        let until = Instant::now() + POLL;
+        while !signals::stopping() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if signals::stopping() {
+            break;
+        }
+        let now = Snapshot::take(&watcher.paths);
+        let changes = snapshot.changes(&now);
+        if !changes.is_empty() {
+            for (path, what) in &changes {
+                tracing::info!(file = %path.display(), change = what, "policy file changed");
+            }
+            let shown: Vec<String> = changes.iter().map(|(p, w)| format!("{} {w}", p.display())).collect();
+            println!("policy changed: {}", shown.join(", "));
+            snapshot = now;
+            watcher.policy_changed();
+        }
+    }
+    let noun = if watcher.recorded == 1 { "revision" } else { "revisions" };
+    println!("aptc watch stopped (signal received): {} {noun} recorded while watching", watcher.recorded);
+    tracing::info!(revisions = watcher.recorded, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks once, on a terminal, whether to apply unattended; refuses when standard input is not one.
+fn confirm() -> anyhow::Result<bool> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!(
+            "watch --fix applies policy changes and repairs drift without asking: pass --yes too (standard input is \
+not a terminal)"
+        );
+    }
+    eprint!("watch --fix applies policy changes and repairs drift without asking again; go on? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer).context("reading the answer")?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+impl Watcher {
+    /// Loads the policy again (keeping the last good one when it does not load) and plans.
+    fn policy_changed(&mut self) {
+        match policy::load(&self.paths, self.color) {
+            Ok(program) => {
+                let state = resolve(&program);
+                let unresolved = state.claims.values().filter(|o| o.status != Status::Resolved).count();
+                if unresolved > 0 {
+                    println!("{unresolved} claim(s) are not deployed (`aptc plan` says why)");
+                }
+                let desired_state = match serde_json::to_value(&state) {
+                    Ok(value) => value,
+                    Err(error) => {
+                        println!("error: encoding the desired state: {error}");
+                        return;
+                    }
+                };
+                self.loaded = Some(Loaded { desired: units(&state), program, desired_state });
+                self.reconcile(&[]);
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "the policy does not load");
+                let keeping = if self.loaded.is_some() { "; keeping the last policy that loaded" } else { "" };
+                println!("the policy does not load: {error:#}{keeping}; waiting for the next change");
+            }
+        }
+    }
+
+    /// Compares the output with the last revision; reports drift, and repairs it under `--fix`.
+    fn check_drift(&mut self) {
+        let last = match Store::open_read(&self.args.state).and_then(|s| s.map(|s| s.last()).transpose()) {
+            Ok(last) => last.flatten(),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the revisions; trying again at the next interval");
+                println!("cannot check for drift now: {error}");
+                return;
+            }
+        };
+        let Some(last) = last else {
+            tracing::debug!("no revision yet: nothing to compare");
+            return;
+        };
+        if last.target != self.driver.target() {
+            tracing::warn!(target = %last.target, "the last revision went to another target; not comparing");
+            return;
+        }
+        let drift = detect(&last.applied, &self.driver);
+        for found in &drift {
+            tracing::warn!(
+                instance = %found.key,
+                name = %found.name,
+                place = %found.place,
+                drift = found.kind.name(),
+                detail = %found.kind.describe(),
+                revision = last.number,
+                "drift"
+            );
+        }
+        let now: BTreeSet<(String, String)> = drift.iter().map(|d| (d.key.clone(), d.kind.describe())).collect();
+        if now != self.reported || (self.args.fix && !drift.is_empty()) {
+            if drift.is_empty() {
+                println!("no drift: {} instances as revision {} left them", last.applied.len(), last.number);
+            }
+            for found in &drift {
+                println!("drift: {} ({}) in {}: {}", found.name, found.key, found.place, found.kind.describe());
+            }
+            self.reported = now;
+        }
+        tracing::debug!(instances = last.applied.len(), drifted = drift.len(), revision = last.number, "compared");
+        if !drift.is_empty() {
+            if self.args.fix {
+                self.reconcile(&drift);
+            } else {
+                tracing::debug!("not repaired: watching without --fix");
+            }
+        }
+    }
+
+    /// Plans the loaded policy against the last revision (drifted instances counting as absent),
+    /// shows the plan, and under `--fix` applies it and records a revision.
+    fn reconcile(&mut self, drift: &[Drift]) {
+        let Some(loaded) = &self.loaded else {
+            println!("not repaired: no policy has loaded yet");
+            return;
+        };
+        let driver = Drifted { driver: &self.driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
+        let store =
+            if self.args.fix { Store::open(&self.args.state).map(Some) } else { Store::open_read(&self.args.state) };
+        let store = match store {
+            Ok(store) => store,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot open the revisions");
+                println!("not applied now: {error}");
+                return;
+            }
+        };
+        let mut prepared = match prepare(store.as_ref(), &driver, &loaded.desired) {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                println!("cannot plan: {error}");
+                return;
+            }
+        };
+        explain(&mut prepared.plan, drift);
+        if prepared.plan.is_empty() {
+            let since = prepared.previous.map(|n| format!(" (revision {n})")).unwrap_or_default();
+            println!("up to date: {} instances{since}", prepared.plan.unchanged.len());
+            return;
+        }
+        print!("{}", show_plan(&prepared, &self.driver));
+        tracing::info!(
+            actions = prepared.plan.actions.len(),
+            revision = prepared.revision,
+            fix = self.args.fix,
+            "plan"
+        );
+        let Some(store) = store.filter(|_| self.args.fix) else {
+            println!("not applied: watching without --fix (`aptc deploy` applies it)");
+            return;
+        };
+        let refused = refusals(&prepared, Some(&loaded.program), &self.user);
+        if !refused.is_empty() {
+            for line in &refused {
+                println!("refused: {line}");
+            }
+            println!("not applied: `{}` may not make these changes", self.user);
+            return;
+        }
+        if let Err(error) = driver.preflight(&prepared.plan) {
+            println!("not applied: {error}");
+            return;
+        }
+        let cause = Cause::Deploy { paths: self.paths.iter().map(|p| p.display().to_string()).collect() };
+        let request = Request {
+            user: self.user.clone(),
+            cause,
+            policy: policy_hash(&loaded.program),
+            program: Some(loaded.program.clone()),
+            desired: loaded.desired.clone(),
+            desired_state: loaded.desired_state.clone(),
+            parallel: usize::from(self.args.parallel),
+        };
+        match apply(&store, &driver, prepared, request, &Quiet) {
+            Ok(revision) => {
+                self.recorded += 1;
+                print!("{}", show_results(&revision));
+                let counts = revision.counts();
+                println!("revision {}: {}", revision.number, counts.summary());
+                tracing::info!(revision = revision.number, summary = %counts.summary(), "recorded");
+                self.reported.clear();
+            }
+            Err(error) => println!("not recorded: {error}"),
+        }
+    }
+}
