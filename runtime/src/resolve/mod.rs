@@ -100,11 +100,28 @@ struct Failure {
     origin: Option<Origin>,
     /// For a conflict: the earlier claim and a note for it.
     conflict: Option<(String, String)>,
+    /// Whether the reason already names the contract and depth where it happened.
+    located: bool,
 }
 
 impl Failure {
     fn failed(reason: impl Into<String>, origin: Option<&Origin>) -> Failure {
-        Failure { status: Status::Failed, reason: reason.into(), origin: origin.cloned(), conflict: None }
+        Failure {
+            status: Status::Failed,
+            reason: reason.into(),
+            origin: origin.cloned(),
+            conflict: None,
+            located: false,
+        }
+    }
+
+    /// Names the innermost contract and depth where the failure happened (§15.7).
+    fn located(mut self, contract: &str, depth: usize) -> Failure {
+        if !self.located {
+            self.reason = format!("{} (in contract `{contract}`, depth {depth})", self.reason);
+            self.located = true;
+        }
+        self
     }
 
     fn eval(error: EvalError, what: &str, origin: &Origin) -> Failure {
@@ -214,7 +231,19 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
+    /// Resolves a contract; a failure names the contract and depth where it happened.
     fn contract(
+        &mut self,
+        id: &str,
+        labels: BTreeMap<String, Value>,
+        placement: Option<Placement>,
+        depth: usize,
+    ) -> Result<Resolved, Failure> {
+        self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))
+    }
+
+    /// The steps of §15.2, in order.
+    fn contract_steps(
         &mut self,
         id: &str,
         mut labels: BTreeMap<String, Value>,
@@ -522,6 +551,8 @@ impl<'a> ClaimRun<'a> {
                                 reason: format!("rejected by rule `{rule_id}`: {message}"),
                                 origin: Some(rule.origin.clone()),
                                 conflict: None,
+                                // The rule and its line say where; the message stays as written.
+                                located: true,
                             });
                         }
                         Action::Place { cluster, namespace } => {
@@ -603,6 +634,7 @@ fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim:
                 earlier,
                 format!("claim `{claim}` conflicts on shared instance `{key}`: {}", diffs.join(", ")),
             )),
+            located: true,
         });
     }
     Ok(())
