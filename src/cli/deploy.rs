@@ -27,31 +27,49 @@ pub const DEFAULT_STATE: &str = ".aptc/state.db";
 /// Where the render driver writes, unless `--out` says otherwise.
 pub const DEFAULT_OUT: &str = ".aptc/rendered";
 
-/// What `deploy` and `rollback` share: the store, the target, who, and how.
+/// What `deploy`, `rollback` and `watch` share: the store, the target, who, and how.
 #[derive(Debug, Args)]
-pub struct TargetArgs {
+pub struct RunArgs {
     /// The revision store (created on the first deploy).
     #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
-    state: PathBuf,
+    pub state: PathBuf,
     /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/. One state file keeps the revisions
     /// of one output directory.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
-    out: PathBuf,
+    pub out: PathBuf,
     /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
     #[arg(long, value_name = "PATH", env = "APTC_HELM")]
-    helm: Option<PathBuf>,
+    pub helm: Option<PathBuf>,
     /// Who deploys, as recorded in the history (default: $USER).
     #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
-    user: Option<String>,
+    pub user: Option<String>,
     /// Apply without asking for confirmation (needed when standard input is not a terminal).
     #[arg(long, short = 'y')]
-    yes: bool,
+    pub yes: bool,
+    /// At most this many instances are applied at once (independent ones only).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+}
+
+impl RunArgs {
+    /// Who runs it: `--as`/`APTC_USER`, else `$USER`.
+    pub fn identity(&self) -> String {
+        self.user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".to_string())
+    }
+}
+
+/// What `deploy` and `rollback` share: how to run, and whether to stop at the plan.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    run: RunArgs,
     /// Show the plan only: nothing is applied, nothing recorded.
     #[arg(long)]
     dry_run: bool,
-    /// At most this many instances are applied at once (independent ones only).
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
 }
 
 #[derive(Debug, Args)]
@@ -85,19 +103,19 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     }
     let desired = units(&state);
     let request = Request {
-        user: user(&args.target),
+        user: args.target.run.identity(),
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
         policy: policy_hash(&program),
         program: Some(program),
         desired: desired.clone(),
         desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
-        parallel: usize::from(args.target.parallel),
+        parallel: usize::from(args.target.run.parallel),
     };
     carry_out(&args.target, request)
 }
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let state_path = &args.target.state;
+    let state_path = &args.target.run.state;
     let missing = || format!("there are no revisions: {} does not exist", state_path.display());
     let (revision, desired_state, program) = {
         let store = Store::open_read(state_path)?.with_context(missing)?;
@@ -123,31 +141,22 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let mut desired = revision.desired.clone();
     refresh_digests(&mut desired);
     let request = Request {
-        user: user(&args.target),
+        user: args.target.run.identity(),
         cause: Cause::Rollback { to: revision.number },
         policy: revision.policy.clone(),
         program,
         desired,
         desired_state,
-        parallel: usize::from(args.target.parallel),
+        parallel: usize::from(args.target.run.parallel),
     };
     carry_out(&args.target, request)
 }
 
-/// Who runs the deploy: `--as`/`APTC_USER`, else `$USER`.
-fn user(args: &TargetArgs) -> String {
-    args.user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// Plan, show, confirm, apply, record, report.
 fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
-    let existed = args.state.exists();
-    let store = if args.dry_run { Store::open_read(&args.state)? } else { Some(Store::open(&args.state)?) };
-    let driver = RenderDriver::new(&args.out, Helm::locate(args.helm.as_deref()));
+    let existed = args.run.state.exists();
+    let store = if args.dry_run { Store::open_read(&args.run.state)? } else { Some(Store::open(&args.run.state)?) };
+    let driver = RenderDriver::new(&args.run.out, Helm::locate(args.run.helm.as_deref()));
     let prepared = prepare(store.as_ref(), &driver, &request.desired)?;
     print!("{}", show_plan(&prepared, &driver));
     if prepared.plan.is_empty() {
@@ -165,7 +174,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         if !existed && store.is_some() {
             // The store this run created for a first deploy holds nothing: leave no trace.
             drop(store);
-            let _ = std::fs::remove_file(&args.state);
+            let _ = std::fs::remove_file(&args.run.state);
         }
         return Ok(ExitCode::from(EXIT_FINDINGS));
     }
@@ -175,7 +184,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
     }
     let store = store.expect("opened for writing above");
     driver.preflight(&prepared.plan)?;
-    if !args.yes && !confirm(&prepared.plan)? {
+    if !args.run.yes && !confirm(&prepared.plan)? {
         println!("nothing applied");
         return Ok(ExitCode::SUCCESS);
     }
@@ -271,14 +280,20 @@ fn indent(text: &str) -> String {
 
 /// Asks on the terminal; refuses when standard input is not one.
 fn confirm(plan: &Plan) -> anyhow::Result<bool> {
+    ask(
+        &format!("apply these {} actions?", plan.actions.len()),
+        "not applying without confirmation: standard input is not a terminal; pass --yes to apply, or --dry-run to \
+see the plan only",
+    )
+}
+
+/// Asks a yes/no question on the terminal; without one, fails with `refusal`.
+pub fn ask(question: &str, refusal: &str) -> anyhow::Result<bool> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!(
-            "not applying without confirmation: standard input is not a terminal; pass --yes to apply, or --dry-run \
-to see the plan only"
-        );
+        bail!("{refusal}");
     }
-    eprint!("apply these {} actions? [y/N] ", plan.actions.len());
+    eprint!("{question} [y/N] ");
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     stdin.lock().read_line(&mut answer).context("reading the answer")?;

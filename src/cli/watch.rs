@@ -9,12 +9,10 @@
 //! and it exits 0 saying it stopped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use aptc_compiler::ir::Program;
 use aptc_runtime::apply::Quiet;
 use aptc_runtime::deploy::{Request, apply, policy_hash, prepare, refusals};
@@ -28,7 +26,7 @@ use aptc_runtime::store::{Cause, Store};
 use aptc_runtime::watch::Snapshot;
 use clap::Args;
 
-use super::deploy::{DEFAULT_OUT, DEFAULT_STATE, show_plan, show_results};
+use super::deploy::{RunArgs, ask, show_plan, show_results};
 use super::{policy, signals};
 
 /// How often the policy files are looked at.
@@ -44,24 +42,8 @@ pub struct WatchArgs {
     /// Apply policy changes and repair drift (as new revisions); without it, only report them.
     #[arg(long)]
     fix: bool,
-    /// The revision store.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
-    state: PathBuf,
-    /// The output directory of the render driver.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
-    out: PathBuf,
-    /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
-    #[arg(long, value_name = "PATH", env = "APTC_HELM")]
-    helm: Option<PathBuf>,
-    /// Who deploys, as recorded in the history (default: $USER).
-    #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
-    user: Option<String>,
-    /// With --fix: apply without asking first (needed when standard input is not a terminal).
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// At most this many instances are applied at once (independent ones only).
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    parallel: u16,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// The policy as last loaded.
@@ -86,18 +68,13 @@ struct Watcher {
 
 pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = policy::paths_or_cwd(&args.paths);
-    if args.fix && !args.yes && !confirm()? {
+    if args.fix && !args.run.yes && !confirm()? {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
     }
-    let driver = RenderDriver::new(&args.out, Helm::locate(args.helm.as_deref()));
+    let driver = RenderDriver::new(&args.run.out, Helm::locate(args.run.helm.as_deref()));
     signals::install("stopping: finishing what runs, then recording it")?;
-    let user = args
-        .user
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
+    let user = args.run.identity();
     let interval = Duration::from_secs(args.interval);
     let mut snapshot = Snapshot::take(&paths);
     println!(
@@ -145,18 +122,11 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
 
 /// Asks once, on a terminal, whether to apply unattended; refuses when standard input is not one.
 fn confirm() -> anyhow::Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        bail!(
-            "watch --fix applies policy changes and repairs drift without asking: pass --yes too (standard input is \
-not a terminal)"
-        );
-    }
-    eprint!("watch --fix applies policy changes and repairs drift without asking again; go on? [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer).context("reading the answer")?;
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    ask(
+        "watch --fix applies policy changes and repairs drift without asking again; go on?",
+        "watch --fix applies policy changes and repairs drift without asking: pass --yes too (standard input is not \
+a terminal)",
+    )
 }
 
 impl Watcher {
@@ -189,7 +159,7 @@ impl Watcher {
 
     /// Compares the output with the last revision; reports drift, and repairs it under `--fix`.
     fn check_drift(&mut self) {
-        let last = match Store::open_read(&self.args.state).and_then(|s| s.map(|s| s.last()).transpose()) {
+        let last = match Store::open_read(&self.args.run.state).and_then(|s| s.map(|s| s.last()).transpose()) {
             Ok(last) => last.flatten(),
             Err(error) => {
                 tracing::warn!(error = %error, "cannot read the revisions; trying again at the next interval");
@@ -245,8 +215,11 @@ impl Watcher {
             return;
         };
         let driver = Drifted { driver: &self.driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
-        let store =
-            if self.args.fix { Store::open(&self.args.state).map(Some) } else { Store::open_read(&self.args.state) };
+        let store = if self.args.fix {
+            Store::open(&self.args.run.state).map(Some)
+        } else {
+            Store::open_read(&self.args.run.state)
+        };
         let store = match store {
             Ok(store) => store,
             Err(error) => {
@@ -299,7 +272,7 @@ impl Watcher {
             program: Some(loaded.program.clone()),
             desired: loaded.desired.clone(),
             desired_state: loaded.desired_state.clone(),
-            parallel: usize::from(self.args.parallel),
+            parallel: usize::from(self.args.run.parallel),
         };
         match apply(&store, &driver, prepared, request, &Quiet) {
             Ok(revision) => {
