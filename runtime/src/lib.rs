@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod plan;
 pub mod render;
 pub mod resolve;
+pub mod retry;
 pub mod source;
 pub mod store;
 pub mod testing;
