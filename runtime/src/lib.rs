@@ -13,6 +13,7 @@
 
 pub mod access;
 pub mod apply;
+pub mod connection;
 pub mod deploy;
 pub mod diff;
 pub mod drift;

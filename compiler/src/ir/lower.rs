@@ -179,6 +179,7 @@ impl Lowerer<'_> {
                     kubeconfig: None,
                     namespace: None,
                     labels: BTreeMap::new(),
+                    base_dir: self.file.dir.clone(),
                 };
                 for stmt in &cluster.body.stmts {
                     match &stmt.node {

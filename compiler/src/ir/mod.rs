@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The version of the IR format. Bump it on any change to these types.
-pub const IR_VERSION: u32 = 2;
+pub const IR_VERSION: u32 = 3;
 
 /// The `format` tag every IR file carries.
 pub const IR_FORMAT: &str = "aptc-ir";
@@ -199,9 +199,12 @@ pub enum Action {
 pub struct Cluster {
     pub name: String,
     pub context: Option<String>,
+    /// As written: relative to `base_dir`, or `~/…`.
     pub kubeconfig: Option<String>,
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, Value>,
+    /// The directory of the file that declares the cluster.
+    pub base_dir: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
