@@ -53,5 +53,5 @@ fn check_cold(bencher: Bencher, lines: usize) {
             }
             sources
         })
-        .bench_values(|sources| black_box(aptc_compiler::check::check(&sources)));
+        .bench_values(|mut sources| black_box(aptc_compiler::check::check(&mut sources)));
 }

@@ -451,7 +451,7 @@ fn deploy_renders_records_revisions_and_rolls_back() {
 
     let dry = run(&["deploy", "--dry-run", "examples/quickstart"]);
     assert!(dry.status.success(), "{dry:?}");
-    assert!(stdout(&dry).contains("2 to create") && stdout(&dry).contains("dry run: nothing applied"), "{dry:?}");
+    assert!(stdout(&dry).contains("4 to create") && stdout(&dry).contains("dry run: nothing applied"), "{dry:?}");
     assert!(!state.exists() && !out.exists(), "a dry run writes nothing");
 
     let refused = run(&["deploy", "examples/quickstart"]);
@@ -462,15 +462,14 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     assert!(first.status.success(), "{first:?}");
     let shown = stdout(&first);
     assert!(shown.contains("+ create  hello-web-"), "{shown}");
-    assert!(shown.contains("revision 1: 2 created, 0 updated, 0 deleted"), "{shown}");
-    assert!(
-        shown.contains("no cluster driver yet: rendered to") && shown.contains("(the embedded default)"),
-        "{shown}"
-    );
+    assert!(shown.contains("revision 1: 4 created, 0 updated, 0 deleted"), "{shown}");
+    assert!(shown.lines().last().unwrap().starts_with("rendered to "), "--out means the render target: {shown}");
     let instances: Vec<PathBuf> =
         std::fs::read_dir(out.join("local/hello")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert_eq!(instances.len(), 2, "{instances:?}");
-    for instance in &instances {
+    assert_eq!(instances.len(), 4, "{instances:?}");
+    let charts: Vec<&PathBuf> = instances.iter().filter(|i| i.join("manifest.yaml").exists()).collect();
+    assert_eq!(charts.len(), 2, "{instances:?}");
+    for instance in charts {
         let manifest = std::fs::read_to_string(instance.join("manifest.yaml")).unwrap();
         assert!(manifest.contains("kind: Deployment") && manifest.contains("aptc.dev/instance:"), "{manifest}");
         assert!(manifest.contains("aptc.dev/revision: \"1\"") && manifest.contains("aptc.dev/key: local/hello/"));
@@ -479,7 +478,7 @@ fn deploy_renders_records_revisions_and_rolls_back() {
 
     let again = run(&["deploy", "--yes", "examples/quickstart"]);
     assert!(again.status.success(), "{again:?}");
-    assert!(stdout(&again).contains("nothing to do: 2 instances up to date since revision 1"), "{again:?}");
+    assert!(stdout(&again).contains("nothing to do: 4 instances up to date since revision 1"), "{again:?}");
 
     // A change: production gets three replicas.
     let changed = dir.join("quickstart");
@@ -490,11 +489,11 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     let second = run(&["deploy", "--yes", changed.to_str().unwrap()]);
     assert!(second.status.success(), "{second:?}");
     assert!(stdout(&second).contains("(values.replicaCount)"), "{second:?}");
-    assert!(stdout(&second).contains("revision 2: 0 created, 1 updated, 0 deleted"), "{second:?}");
+    assert!(stdout(&second).contains("revision 2: 0 created, 2 updated, 0 deleted"), "{second:?}");
 
     let back = run(&["rollback", "1", "--yes"]);
     assert!(back.status.success(), "{back:?}");
-    assert!(stdout(&back).contains("revision 3: 0 created, 1 updated, 0 deleted"), "{back:?}");
+    assert!(stdout(&back).contains("revision 3: 0 created, 2 updated, 0 deleted"), "{back:?}");
 
     let history = aptc(&["history", "--state", state.to_str().unwrap()]);
     let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
@@ -504,14 +503,14 @@ fn deploy_renders_records_revisions_and_rolls_back() {
             && lines[0].contains(" ada@example.com ")
             && lines[0].contains("deploy examples/quickstart")
     );
-    assert!(lines[2].contains("rollback to 1: 0 created, 1 updated"), "{lines:?}");
+    assert!(lines[2].contains("rollback to 1: 0 created, 2 updated"), "{lines:?}");
     let show = aptc(&["history", "show", "3", "--state", state.to_str().unwrap()]);
     assert!(show.status.success(), "{show:?}");
     assert!(stdout(&show).contains("cause   rollback to 1") && stdout(&show).contains("✓ updated"), "{show:?}");
     let json = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
     let record: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(record["actions"].as_array().unwrap().len(), 2);
-    assert!(record["desired_state"]["instances"].as_object().unwrap().len() >= 2);
+    assert_eq!(record["actions"].as_array().unwrap().len(), 4);
+    assert!(record["desired_state"]["instances"].as_object().unwrap().len() >= 4);
 }
 
 const MANIFESTS_SYSTEM: &str = r#"namespace system
@@ -561,8 +560,8 @@ claim ada_site {
 }
 "#;
 
-/// A manifests-only policy (no helm needed): `config` is a manifest template, which is not
-/// supported yet, and `page` depends on it.
+/// A manifests-only policy (no helm needed): `config` is the manifest template `config`, and
+/// `page` depends on it.
 fn manifests_policy(dir: &Path, config: &str) {
     std::fs::create_dir_all(dir.join("k8s")).unwrap();
     std::fs::write(dir.join("system.apt"), MANIFESTS_SYSTEM).unwrap();
@@ -576,7 +575,8 @@ fn manifests_policy(dir: &Path, config: &str) {
 fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
     let dir = scratch("deploy-retry");
     let policy = dir.join("policy");
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-${instance.name}\n");
+    // It checks (each interpolation could be any scalar), but renders YAML that does not parse.
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-${join([\"a\", \"b\"], \": \")}\n");
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
     // As a user of the policy, which grants roles (docs/language.md §11.3).
@@ -585,7 +585,7 @@ fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
     let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(1), "{first:?}");
     let shown = stdout(&first);
-    assert!(shown.contains("manifest templates is not supported yet"), "{shown}");
+    assert!(shown.contains("k8s/config.yaml: the YAML document at line 1 does not parse"), "{shown}");
     assert!(shown.contains("- skipped create site-page-") && shown.contains("which failed"), "{shown}");
     assert!(shown.contains("revision 1: 1 created, 0 updated, 0 deleted, 1 failed, 1 skipped"), "{shown}");
     let other = std::fs::read_dir(out.join("local/demo")).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
@@ -805,7 +805,7 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     let hello = out.join("local/hello");
     let instances = || std::fs::read_dir(&hello).map(|d| d.count()).unwrap_or(0);
-    assert!(wait_for(15, || instances() == 2), "the first revision renders both instances: {}", shown());
+    assert!(wait_for(15, || instances() == 4), "the first revision renders all four instances: {}", shown());
 
     let victim = std::fs::read_dir(&hello).unwrap().next().unwrap().unwrap().path();
     std::fs::remove_dir_all(&victim).unwrap();
@@ -829,4 +829,184 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
 
     let history = aptc(&["history", "--state", state.to_str().unwrap()]);
     assert!(history.status.success(), "{history:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it() {
+    use std::os::unix::fs::PermissionsExt;
+    if !helm_found("a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it") {
+        return;
+    }
+    let real = aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap();
+    let dir = scratch("deploy-killed");
+    // The real helm, slowed down so that the kill lands while the second instance renders.
+    let slow = dir.join("slow-helm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep 3;; esac\nexec '{}' \"$@\"\n", real.path.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        all.extend(["--as", "ada@example.com", "--yes", "--parallel", "1", "--helm", slow.to_str().unwrap()].map(String::from));
+        all.extend(deploy_args(&state, &out).map(String::from));
+        all
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(args(&["deploy", "examples/quickstart"]))
+        .current_dir(root())
+        .env_remove("APTC_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let rendered = || std::fs::read_dir(out.join("local")).map_or(0, |d| d.flatten().flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten()).flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count());
+    // One at a time: a chart (3 s), then its manifests (at once), then the other two.
+    assert!(wait_for(60, || rendered() >= 2), "the first two instances were never rendered");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    child.kill().unwrap(); // SIGKILL: no chance to clean up or record anything
+    child.wait().unwrap();
+    assert_eq!(rendered(), 2, "killed while the second chart instance rendered");
+
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(stdout(&history).contains("not finished (aptc was killed or crashed"), "{history:?}");
+
+    let again: Vec<String> = args(&["deploy", "examples/quickstart"]);
+    let resumed = aptc(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    let shown = stdout(&resumed);
+    assert!(resumed.status.success(), "{resumed:?}");
+    assert!(shown.contains("revision 1 (") && shown.contains("stopped before it finished"), "{shown}");
+    assert!(shown.contains("recorded what it did: 2 created, 0 updated, 0 deleted, 2 failed"), "{shown}");
+    assert!(shown.contains("2 to create, 0 to update, 0 to delete; 2 unchanged"), "{shown}");
+    assert!(shown.contains("revision 2: 2 created"), "{shown}");
+    assert_eq!(rendered(), 4);
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("local"))
+        .unwrap()
+        .flatten()
+        .flat_map(|ns| std::fs::read_dir(ns.path()).unwrap().flatten())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "what the killed write left is cleaned up: {leftovers:?}");
+    let last = aptc(&again.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(stdout(&last).contains("nothing to do: 4 instances up to date since revision 2"), "{last:?}");
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    let lines = stdout(&history);
+    assert!(lines.contains("2 created, 0 updated, 0 deleted, 2 failed") && !lines.contains("not finished"), "{lines}");
+}
+
+/// A policy whose chart gets a secret from the environment and one from a file.
+fn secret_policy(dir: &Path, variable: &str) {
+    std::fs::create_dir_all(dir.join("chart/templates")).unwrap();
+    std::fs::write(dir.join("chart/Chart.yaml"), "apiVersion: v2\nname: vault\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        dir.join("chart/templates/secret.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.password | quote }}\n  key: {{ .Values.tls.key | quote }}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("tls.key"), "file-secret-4f1c\n").unwrap();
+    std::fs::write(
+        dir.join("system.apt"),
+        format!(
+            r#"namespace system
+
+cluster local {{
+    context "kind-kind"
+    namespace "vault"
+}}
+
+user "ada@example.com"
+
+service vault {{
+    component store chart "./chart" {{
+        values {{
+            password = secret_env("{variable}")
+            tls = {{ key = secret_file("tls.key") }}
+            replicas = 1
+        }}
+    }}
+}}
+
+contract vault {{
+    context all {{
+        use vault
+    }}
+}}
+
+rule everything_local {{
+    place on local
+}}
+
+claim ada_vault {{
+    user "ada@example.com"
+    contract vault
+}}
+"#
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn secrets_are_never_shown_by_plan_diff_deploy_or_history() {
+    const SECRET: &str = "env-secret-93b7";
+    let dir = scratch("secrets");
+    let (old, new) = (dir.join("old"), dir.join("new"));
+    secret_policy(&old, "APTC_TEST_SECRET");
+    secret_policy(&new, "APTC_TEST_SECRET_ROTATED");
+    let run = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(args)
+            .current_dir(root())
+            .env_remove("APTC_LOG")
+            .env("APTC_TEST_SECRET", SECRET)
+            .env("APTC_TEST_SECRET_ROTATED", SECRET)
+            .output()
+            .expect("running aptc");
+        let shown = format!("{}{}", stdout(&output), String::from_utf8_lossy(&output.stderr));
+        assert!(!shown.contains(SECRET) && !shown.contains("file-secret-4f1c"), "a secret was shown: {shown}");
+        (output, shown)
+    };
+    let policy = old.to_str().unwrap();
+    let (tree, shown) = run(&["plan", policy]);
+    assert!(tree.status.success(), "{shown}");
+    assert!(shown.contains("password=\"***\"") && shown.contains("tls={\"key\":\"***\"}"), "{shown}");
+    for format in ["json", "yaml"] {
+        let (output, shown) = run(&["plan", "--format", format, policy]);
+        assert!(output.status.success() && shown.contains("***") && !shown.contains("$secret"), "{shown}");
+    }
+    let (diff, shown) = run(&["diff", policy, new.to_str().unwrap()]);
+    assert!(diff.status.success(), "{shown}");
+    assert!(shown.contains("values.password: \"***\" → \"***\""), "{shown}");
+
+    if !helm_found("secrets_are_never_shown_by_plan_diff_deploy_or_history") {
+        return;
+    }
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let (deploy, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target[..]].concat());
+    assert!(deploy.status.success(), "{shown}");
+    let rendered = out.join("local/vault");
+    for entry in std::fs::read_dir(&rendered).unwrap() {
+        let instance = entry.unwrap().path();
+        for file in ["manifest.yaml", "instance.json"] {
+            let text = std::fs::read_to_string(instance.join(file)).unwrap();
+            assert!(text.contains("***") && !text.contains(SECRET) && !text.contains("file-secret"), "{text}");
+        }
+    }
+    let (history, shown) = run(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success() && shown.contains("***"), "{shown}");
+    // The same references with the same values: nothing to do; a rotated value is an update.
+    let (again, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target[..]].concat());
+    assert!(again.status.success() && shown.contains("nothing to do"), "{shown}");
+    let rotated = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args([&["deploy", "--dry-run", "--as", "ada@example.com", policy], &target[..]].concat())
+        .current_dir(root())
+        .env_remove("APTC_LOG")
+        .env("APTC_TEST_SECRET", "rotated-value")
+        .output()
+        .unwrap();
+    assert!(stdout(&rotated).contains("secrets changed"), "{rotated:?}");
 }

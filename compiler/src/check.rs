@@ -6,13 +6,15 @@
 
 use serde::Serialize;
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::db::{Database, Settings, SourceText, UsersFile, Workspace, parse_file};
+use crate::db::{Database, ManifestFile, ManifestSet, Settings, SourceText, UsersFile, Workspace, parse_file};
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::semantics::{self, index::file_summary};
 use crate::source::{FileId, SourceMap};
-use crate::syntax::ast::{ItemKind, Span};
+use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, Span};
 use crate::syntax::validate::STD_NAMESPACE;
 
 /// The standard library's signatures, embedded (docs/language.md §12).
@@ -44,23 +46,25 @@ pub struct Summary {
     pub warnings: usize,
 }
 
-/// Parses and checks every file in `sources`.
-pub fn check(sources: &SourceMap) -> CheckResult {
+/// Parses and checks every file in `sources`. The files the policy refers to that diagnostics
+/// may point into (manifests) are added to `sources`, for rendering.
+pub fn check(sources: &mut SourceMap) -> CheckResult {
     check_with(sources, Settings::default())
 }
 
 /// [`check`], with settings such as the acting user of `aptc check --as`.
-pub fn check_with(sources: &SourceMap, settings: Settings) -> CheckResult {
+pub fn check_with(sources: &mut SourceMap, settings: Settings) -> CheckResult {
     let mut db = Database::default();
+    let files = sources.len();
     let ws = load_workspace(&mut db, sources, settings);
-    let diagnostics: Vec<Diagnostic> =
-        semantics::diagnostics(&db, ws).into_iter().filter(|d| (d.primary.file.0 as usize) < sources.len()).collect();
-    let summary = summarize(&db, ws, sources.len(), &diagnostics);
+    let diagnostics = shown(&db, ws, sources, semantics::diagnostics(&db, ws));
+    let summary = summarize(&db, ws, files, &diagnostics);
     CheckResult { summary, diagnostics }
 }
 
 /// A workspace of `sources`, plus the embedded prelude when no file declares `namespace std`,
-/// plus the users files that `users from` statements name (read from disk here).
+/// plus the users files that `users from` statements name and the files of `manifests`
+/// components (read from disk here).
 pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings) -> Workspace {
     let ws = db.workspace(sources, settings);
     let mut files = ws.files(db).clone();
@@ -86,8 +90,83 @@ pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings
             users_files.push(UsersFile::new(db, file.id(db), span, path, text));
         }
     }
+    let sources_files = ws.files(db).clone();
+    let manifests = load_manifests(db, &sources_files, FileId(sources.len() as u32 + 1));
     let settings = ws.settings(db).clone();
-    Workspace::new(db, files, users_files, settings)
+    Workspace::new(db, files, users_files, manifests, settings)
+}
+
+/// The manifest files of every `manifests "GLOB"` component of `files` (read from disk here),
+/// numbered from `first` on: after the files of the run and the prelude.
+fn load_manifests(db: &mut Database, files: &[SourceText], first: FileId) -> Vec<ManifestSet> {
+    let mut next = first.0;
+    let mut sets = Vec::new();
+    let mut seen = HashSet::new();
+    for &file in files {
+        let base = file.path(db).parent().map(Path::to_path_buf).unwrap_or_default();
+        let globs: Vec<String> = parse_file(db, file)
+            .file
+            .items
+            .iter()
+            .filter_map(|item| match &item.kind {
+                ItemKind::Service(service) => Some(&service.body.stmts),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|stmt| match &stmt.node {
+                ServiceStmt::Component(component) => match &component.source.node {
+                    ComponentSource::Manifests(glob) => glob.as_plain(),
+                    _ => None,
+                },
+                ServiceStmt::Error => None,
+            })
+            .collect();
+        for glob in globs {
+            if !seen.insert((file.id(db), glob.clone())) {
+                continue;
+            }
+            let found = crate::workspace::manifest_files(&base, &glob).map(|matched| {
+                matched
+                    .into_iter()
+                    .map(|(path, relative)| {
+                        let text = crate::workspace::read_referenced(&path);
+                        next += 1;
+                        ManifestFile { id: FileId(next - 1), path, relative, text }
+                    })
+                    .collect()
+            });
+            sets.push(ManifestSet::new(db, file.id(db), glob, found));
+        }
+    }
+    sets
+}
+
+/// Of the diagnostics of a workspace loaded from `sources` ([`load_workspace`]), those to show:
+/// not the prelude's. `sources` gains the files they may point into (manifests), so that the
+/// renderers can show them.
+pub fn shown(db: &Database, ws: Workspace, sources: &mut SourceMap, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let prelude = FileId(sources.len() as u32);
+    add_referenced_sources(db, ws, sources);
+    diagnostics
+        .into_iter()
+        .filter(|d| d.primary.file != prelude && (d.primary.file.0 as usize) < sources.len())
+        .collect()
+}
+
+/// Adds to `sources` the files that diagnostics of a workspace loaded from it may point into
+/// besides its own: the prelude, then every manifest file (in the order their ids were given).
+fn add_referenced_sources(db: &Database, ws: Workspace, sources: &mut SourceMap) {
+    sources.add(PRELUDE_PATH, PRELUDE);
+    let files = ws.manifests(db).iter().filter_map(|set| set.files(db).as_ref().ok()).flatten();
+    for file in files {
+        // Ids were given in this order from just after the prelude; a map that was changed since
+        // would point diagnostics at the wrong file, so stop rather than guess.
+        if file.id.0 as usize != sources.len() {
+            break;
+        }
+        let text = file.text.clone().unwrap_or_else(|_| Arc::from(""));
+        sources.add(file.path.clone(), text);
+    }
 }
 
 fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics: &[Diagnostic]) -> Summary {

@@ -26,13 +26,17 @@ pub struct SourceText {
     pub text: Arc<str>,
 }
 
-/// What one run checks: its files, in order, the users files they name, and its settings.
+/// What one run checks: its files, in order, the users files and manifests they name, and its
+/// settings.
 #[salsa::input(debug)]
 pub struct Workspace {
     #[returns(ref)]
     pub files: Vec<SourceText>,
     #[returns(ref)]
     pub users_files: Vec<UsersFile>,
+    /// The files of every `manifests` component, read when the workspace was loaded.
+    #[returns(ref)]
+    pub manifests: Vec<ManifestSet>,
     #[returns(ref)]
     pub settings: Settings,
 }
@@ -50,6 +54,47 @@ pub struct UsersFile {
     pub path: PathBuf,
     #[returns(ref)]
     pub text: Result<Arc<str>, String>,
+}
+
+/// The files a `manifests "GLOB"` component names, read by whoever builds the workspace (the
+/// database does no I/O): each file, or why the glob cannot be used (it matches nothing).
+#[salsa::input(debug)]
+pub struct ManifestSet {
+    /// The `.apt` file of the component, and the glob as written there.
+    #[returns(copy)]
+    pub declared_in: FileId,
+    #[returns(ref)]
+    pub glob: String,
+    #[returns(ref)]
+    pub files: Result<Vec<ManifestFile>, String>,
+}
+
+/// One manifest file: a template checked and lowered with its component (docs/language.md §5.2).
+/// It has a [`FileId`] of its own, so diagnostics can point into it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ManifestFile {
+    pub id: FileId,
+    pub path: PathBuf,
+    /// The path relative to the directory of the declaring file, `/`-separated.
+    pub relative: String,
+    /// Its text, or why it could not be read.
+    pub text: Result<Arc<str>, String>,
+}
+
+impl Workspace {
+    /// The manifest files of the component in `file` whose glob is `glob`; `None` when they were
+    /// not loaded (a component added in an editor after the workspace was read).
+    pub fn manifests_of<'db>(
+        self,
+        db: &'db dyn salsa::Database,
+        file: FileId,
+        glob: &str,
+    ) -> Option<&'db Result<Vec<ManifestFile>, String>> {
+        self.manifests(db)
+            .iter()
+            .find(|set| set.declared_in(db) == file && set.glob(db) == glob)
+            .map(|set| set.files(db))
+    }
 }
 
 /// Options that change what the checker reports.
@@ -88,7 +133,7 @@ impl Database {
     pub fn workspace(&mut self, sources: &SourceMap, settings: Settings) -> Workspace {
         let files =
             sources.iter().map(|(id, file)| SourceText::new(self, id, file.path.clone(), file.text.clone())).collect();
-        Workspace::new(self, files, Vec::new(), settings)
+        Workspace::new(self, files, Vec::new(), Vec::new(), settings)
     }
 
     /// Replaces the text of one file (an editor change); only what depends on it re-runs.

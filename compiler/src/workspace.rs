@@ -70,8 +70,76 @@ pub fn load(files: &[PathBuf]) -> Result<SourceMap, LoadError> {
     Ok(sources)
 }
 
-/// Reads a file a policy refers to (such as a users file); the error is the reason, for a
-/// diagnostic at the reference.
+/// The largest file a policy may refer to (users files, manifests): far more than any real one,
+/// and small enough that a mistaken glob does not read a disk image into memory.
+pub const MAX_REFERENCED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a file a policy refers to (such as a users file or a manifest); the error is the
+/// reason, for a diagnostic at the reference.
 pub fn read_referenced(path: &Path) -> Result<std::sync::Arc<str>, String> {
-    std::fs::read_to_string(path).map(std::sync::Arc::from).map_err(|error| error.to_string())
+    let size = std::fs::metadata(path).map_err(|error| error.to_string())?.len();
+    if size > MAX_REFERENCED_BYTES {
+        return Err(format!("it has {size} bytes, more than the {MAX_REFERENCED_BYTES} a policy may refer to"));
+    }
+    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
+    String::from_utf8(bytes).map(std::sync::Arc::from).map_err(|_| "it is not UTF-8 text".to_string())
+}
+
+/// The files matching a `manifests` glob (docs/language.md §5.2) relative to `base`, in sorted
+/// path order, each with its path relative to `base` (`/`-separated). `*` and `?` do not cross
+/// `/`; `**` does. A glob that is absolute, climbs out of `base` (`..`), is invalid or matches no
+/// file is an error (the reason, for a diagnostic at the glob).
+pub fn manifest_files(base: &Path, glob: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    let relative = glob.trim_start_matches("./");
+    if relative.starts_with('/') || relative.split(['/', '\\']).any(|part| part == "..") {
+        return Err(format!("`{glob}` leaves the directory of the file: manifests are found below it"));
+    }
+    let base = if base.as_os_str().is_empty() { Path::new(".") } else { base };
+    let pattern = format!("{}/{relative}", glob::Pattern::escape(&base.to_string_lossy()));
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    let paths = glob::glob_with(&pattern, options).map_err(|e| format!("`{glob}` is not a valid glob: {e}"))?;
+    let mut files = Vec::new();
+    for entry in paths {
+        let path = entry.map_err(|e| format!("reading the files of `{glob}`: {e}"))?;
+        if path.is_file() {
+            let relative = path.strip_prefix(base).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            files.push((path, relative));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("`{glob}` matches no file under {}", base.display()));
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_globs_match_sorted_and_stay_inside_their_directory() {
+        let dir = std::env::temp_dir().join(format!("aptc-globs-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("k8s/sub")).unwrap();
+        for (name, text) in [("k8s/b.yaml", "b"), ("k8s/a.yaml", "a"), ("k8s/sub/c.yaml", "c")] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let names = |glob: &str| -> Vec<String> {
+            manifest_files(&dir, glob).unwrap().into_iter().map(|(_, relative)| relative).collect()
+        };
+        assert_eq!(names("k8s/*.yaml"), ["k8s/a.yaml", "k8s/b.yaml"]);
+        assert_eq!(names("./k8s/**/*.yaml"), ["k8s/a.yaml", "k8s/b.yaml", "k8s/sub/c.yaml"]);
+        assert_eq!(names("k8s/?.yaml"), ["k8s/a.yaml", "k8s/b.yaml"]);
+        assert!(manifest_files(&dir, "nothing/*.yaml").unwrap_err().contains("matches no file"));
+        assert!(manifest_files(&dir, "../*.yaml").unwrap_err().contains("leaves the directory"));
+        assert!(manifest_files(&dir, "/etc/*").unwrap_err().contains("leaves the directory"));
+        assert!(manifest_files(&dir, "k8s/[.yaml").unwrap_err().contains("not a valid glob"));
+        std::fs::write(dir.join("k8s/latin1.yaml"), [0xff, 0xfe]).unwrap();
+        assert_eq!(read_referenced(&dir.join("k8s/latin1.yaml")).unwrap_err(), "it is not UTF-8 text");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -54,7 +54,7 @@ fn token_soup() -> impl Strategy<Value = String> {
 fn exercise(text: &str) {
     let mut sources = SourceMap::new();
     sources.add("prop.apt", text.to_string());
-    let result = check(&sources);
+    let result = check(&mut sources);
     let _ = render::render(&sources, &result.diagnostics, true);
     let _ = json::to_json(&sources, &result.diagnostics);
     let _ = sarif::to_sarif(&sources, &result.diagnostics, "test");

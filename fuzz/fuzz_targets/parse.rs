@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut sources = SourceMap::new();
     sources.add("fuzz.apt", text.to_string());
-    let _ = check(&sources);
+    let _ = check(&mut sources);
     if let Ok(formatted) = format_source(FileId(0), text) {
         let again = format_source(FileId(0), &formatted).expect("formatted output must parse");
         assert_eq!(again, formatted, "formatting is not idempotent");

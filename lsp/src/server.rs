@@ -180,21 +180,31 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 /// documents (even when clean) and files that have diagnostics.
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
     let all = semantics::diagnostics(&s.db, s.ws);
+    // Manifest files (read when the workspace was loaded), which diagnostics may point into too.
+    let manifests: HashMap<FileId, (Uri, Arc<str>)> =
+        s.ws.manifests(&s.db)
+            .iter()
+            .flat_map(|set| set.files(&s.db).iter().flatten())
+            .filter_map(|file| Some((file.id, (Uri::from_file_path(&file.path)?, file.text.clone().ok()?))))
+            .collect();
+    let uri = |file: FileId| s.files.uri(file).or_else(|| manifests.get(&file).map(|(uri, _)| uri));
     // The texts of the files the diagnostics point into, then one line index for each.
     let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
     for d in &all {
         for file in d.labels.iter().map(|l| l.file).chain([d.primary.file]) {
-            if !texts.contains_key(&file)
-                && s.files.uri(file).is_some()
-                && let Some(input) = s.files.input(file)
-            {
+            if texts.contains_key(&file) || uri(file).is_none() {
+                continue;
+            }
+            if let Some(input) = s.files.input(file) {
                 texts.insert(file, s.text(input));
+            } else if let Some((_, text)) = manifests.get(&file) {
+                texts.insert(file, text.clone());
             }
         }
     }
     let lines: HashMap<FileId, LineIndex> = texts.iter().map(|(id, text)| (*id, LineIndex::new(text))).collect();
     let locate = |file: FileId, span| {
-        let uri = s.files.uri(file)?.clone();
+        let uri = uri(file)?.clone();
         Some(Location { uri, range: lines.get(&file)?.range(span) })
     };
     let mut by_file: HashMap<FileId, Vec<Diagnostic>> = s.open.keys().map(|id| (*id, Vec::new())).collect();
@@ -205,7 +215,7 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
     }
     by_file
         .into_iter()
-        .filter_map(|(id, diagnostics)| Some((s.files.uri(id)?.clone(), s.open.get(&id).copied(), diagnostics)))
+        .filter_map(|(id, diagnostics)| Some((uri(id)?.clone(), s.open.get(&id).copied(), diagnostics)))
         .collect()
 }
 

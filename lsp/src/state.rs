@@ -106,7 +106,9 @@ impl State {
             }
             files.by_id.insert(id, (input, uri));
         }
-        let next_id = ws.files(&db).iter().map(|f| f.id(&db).0 + 1).max().unwrap_or(0);
+        // Manifest files have ids of their own too (after the prelude's).
+        let manifest_ids = ws.manifests(&db).iter().flat_map(|set| set.files(&db).iter().flatten()).map(|f| f.id.0 + 1);
+        let next_id = ws.files(&db).iter().map(|f| f.id(&db).0 + 1).chain(manifest_ids).max().unwrap_or(0);
         tracing::info!("loaded {} .apt files from {} folders", sources.len(), roots.len());
         State { db, ws, files: Arc::new(files), open: HashMap::new(), roots, next_id }
     }

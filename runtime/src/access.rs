@@ -107,6 +107,7 @@ impl<'a> Access<'a> {
                 placement: None,
                 instance: None,
                 discovery: None,
+                values: None,
             };
             program
                 .grants

@@ -20,7 +20,7 @@ use crate::access::{Access, Role};
 use crate::apply::{Applied, Progress, applied_after, execute};
 use crate::driver::Driver;
 use crate::plan::{Plan, Unit, plan};
-use crate::store::{Cause, Revision, Store, action_records, now_rfc3339};
+use crate::store::{Cause, Journal, Revision, Store, action_records, now_rfc3339};
 
 /// A deploy that cannot start or be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +45,36 @@ pub struct Prepared {
     pub plan: Plan,
     /// The policy the last revision deployed (`None`: no revision, or one recorded without it).
     pub last_program: Option<Program>,
+    /// A revision a stopped deploy left unrecorded, recorded now (see [`crate::store`]'s journal).
+    pub recovered: Option<Revision>,
+}
+
+/// How much of the target a plan looks at, beyond the last revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refresh {
+    /// Trust the last revision: the target is not asked (a cluster's answers are slow).
+    No,
+    /// Ask whether each applied unit is still there (a unit gone is created again).
+    Presence,
+    /// Also compare each applied unit with what was applied (`--refresh`): a unit changed on the
+    /// target by hand is applied again, its action saying so.
+    Drift,
 }
 
 /// Plans `desired` against what the store's last revision left applied (nothing without a store
-/// or a revision). A store whose revisions went to another target is refused.
+/// or a revision), looking at the target as `refresh` says. A store whose revisions went to
+/// another target is refused.
 pub fn prepare(
     store: Option<&Store>,
     driver: &dyn Driver,
     desired: &BTreeMap<String, Unit>,
+    refresh: Refresh,
 ) -> Result<Prepared, DeployError> {
+    // A deploy that was killed left a journal: record what it did before planning on from it.
+    let recovered = match store {
+        Some(store) if store.is_writable() => store.recover()?,
+        _ => None,
+    };
     let last = match store {
         Some(store) => store.last()?,
         None => None,
@@ -71,7 +92,17 @@ pub fn prepare(
     }
     let applied = last.as_ref().map(|r| r.applied.clone()).unwrap_or_default();
     let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
-    let plan = plan(&current, desired, &|unit| driver.is_present(unit));
+    let plan = match refresh {
+        Refresh::No => plan(&current, desired, &|_| true),
+        Refresh::Presence => plan(&current, desired, &|unit| driver.is_present(unit)),
+        Refresh::Drift => {
+            let drift = crate::drift::detect(&applied, driver);
+            let drifted = crate::drift::Drifted { driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
+            let mut plan = plan(&current, desired, &|unit| drifted.is_present(unit));
+            crate::drift::explain(&mut plan, &drift);
+            plan
+        }
+    };
     let last_program = match (store, &last) {
         (Some(store), Some(last)) => store.program(last.number)?,
         _ => None,
@@ -82,6 +113,7 @@ pub fn prepare(
         applied,
         plan,
         last_program,
+        recovered,
     })
 }
 
@@ -118,25 +150,55 @@ pub fn apply(
             prepared.revision
         )));
     }
-    let time = now_rfc3339();
     let started = Instant::now();
-    let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, progress);
-    let mut applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
-    crate::drift::record_fingerprints(&mut applied, driver, prepared.revision);
-    let revision = Revision {
+    let mut revision = Revision {
         number: prepared.revision,
-        time,
+        time: now_rfc3339(),
         user: request.user,
         cause: request.cause,
         policy: request.policy,
         target: driver.target(),
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        actions: action_records(&prepared.plan, &reports),
+        duration_ms: 0,
+        actions: Vec::new(),
         desired: request.desired,
-        applied,
+        applied: prepared.applied.clone(),
     };
+    store.begin(&Journal {
+        revision: revision.clone(),
+        plan: prepared.plan.clone(),
+        desired_state: request.desired_state.clone(),
+        program: request.program.as_ref().map(Program::to_json),
+    })?;
+    let journaling = Journaling { store, revision: prepared.revision, inner: progress };
+    let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, &journaling);
+    let mut applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
+    crate::drift::record_fingerprints(&mut applied, driver, prepared.revision);
+    revision.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    revision.actions = action_records(&prepared.plan, &reports);
+    revision.applied = applied;
     store.record_with_program(&revision, &request.desired_state, request.program.as_ref())?;
     Ok(revision)
+}
+
+/// Journals each action's report as it ends (so a killed deploy loses nothing), then tells the
+/// caller's progress.
+struct Journaling<'a> {
+    store: &'a Store,
+    revision: u64,
+    inner: &'a dyn Progress,
+}
+
+impl Progress for Journaling<'_> {
+    fn started(&self, index: usize, action: &crate::plan::Action) {
+        self.inner.started(index, action);
+    }
+
+    fn finished(&self, index: usize, action: &crate::plan::Action, report: &crate::apply::ActionReport) {
+        if let Err(error) = self.store.journal_report(self.revision, index, report) {
+            tracing::error!(%error, instance = %action.unit.key, "journaling an action's outcome failed");
+        }
+        self.inner.finished(index, action, report);
+    }
 }
 
 /// The changes of `prepared`'s plan that `user` may not make, one line each (empty: all allowed),
@@ -270,7 +332,7 @@ grant consumer on platform
     const PLATFORM_APT: &str = r#"namespace platform owned_by platform_team
 
 service cache {
-    component server manifests "k8s/cache.yaml"
+    component server chart "./charts/cache"
 }
 
 contract cache {
@@ -300,6 +362,7 @@ contract cache {
             plan: plan(&current, &units(&resolve(new)), &|_| true),
             applied,
             last_program: old.cloned(),
+            recovered: None,
         }
     }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::resolve::{DesiredState, Instance, InstanceKind, Status};
+use crate::resolve::{DesiredState, Instance, InstanceKind, RenderedFile, Status};
+use crate::secrets::{SecretRef, redact};
 
 /// Instances added, removed and changed, and claims whose outcome changed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -82,12 +83,29 @@ fn instance_changes(before: &Instance, after: &Instance) -> Vec<(String, String,
     }
     if located(&before.kind) != located(&after.kind) {
         fields.push(("kind".into(), format!("{:?}", before.kind), format!("{:?}", after.kind)));
+    } else if let (InstanceKind::Manifests { files: old, .. }, InstanceKind::Manifests { files: new, .. }) =
+        (&before.kind, &after.kind)
+    {
+        // A rendered manifest is shown by a short digest of its text: it may be long.
+        let digest = |files: &[RenderedFile], path: &str| {
+            files
+                .iter()
+                .find(|f| f.path == path)
+                .map_or_else(|| "(none)".to_string(), |f| crate::source::sha256(&f.text).chars().take(19).collect())
+        };
+        let paths: BTreeSet<&str> = old.iter().chain(new).map(|f| f.path.as_str()).collect();
+        for path in paths {
+            let (a, b) = (digest(old, path), digest(new, path));
+            if a != b {
+                fields.push((format!("manifest {path}"), a, b));
+            }
+        }
     }
     fields
 }
 
-/// The kind without the directory the policy was read from: two checkouts of one policy in
-/// different places deploy the same thing.
+/// The kind without the directory the policy was read from (two checkouts of one policy in
+/// different places deploy the same thing) and without rendered manifests (compared by file).
 fn located(kind: &InstanceKind) -> InstanceKind {
     match kind {
         InstanceKind::Chart { chart, repo, version, .. } => InstanceKind::Chart {
@@ -96,15 +114,20 @@ fn located(kind: &InstanceKind) -> InstanceKind {
             version: version.clone(),
             base_dir: String::new(),
         },
-        InstanceKind::Manifests { glob, .. } => InstanceKind::Manifests { glob: glob.clone(), base_dir: String::new() },
+        InstanceKind::Manifests { glob, .. } => {
+            InstanceKind::Manifests { glob: glob.clone(), base_dir: String::new(), files: Vec::new() }
+        }
         other => other.clone(),
     }
 }
 
-/// Leaf-level differences between two JSON values, with dotted paths.
+/// Leaf-level differences between two JSON values, with dotted paths; a secret is a leaf, shown
+/// as `***`.
 fn json_changes(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
     match (a, b) {
-        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y))
+            if SecretRef::from_json(a).is_none() && SecretRef::from_json(b).is_none() =>
+        {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for key in keys {
                 let null = serde_json::Value::Null;
@@ -117,5 +140,5 @@ fn json_changes(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &
 }
 
 fn show(value: &serde_json::Value) -> String {
-    if value.is_null() { "(none)".to_string() } else { value.to_string() }
+    if value.is_null() { "(none)".to_string() } else { redact(value).to_string() }
 }

@@ -26,6 +26,12 @@ pub trait Driver: Sync {
     /// is created again).
     fn is_present(&self, unit: &Unit) -> bool;
 
+    /// Whether asking the target is cheap (a local directory), so that every plan checks that
+    /// applied units are still there; a cluster is asked only with `--refresh`.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Applies one action, as part of revision `revision`.
     fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError>;
 

@@ -1,10 +1,11 @@
-//! The real Helm binary: finding it, and `helm template`.
+//! The real Helm binary: finding it, running it with a deadline, and `helm template`; the release
+//! operations against a cluster are in [`crate::release`], on the same pieces.
 //!
 //! aptc runs Helm as a program (v4, or v3: `template` is the same), never a re-implementation of
 //! it. It is found at the path given (`--helm PATH` or `APTC_HELM`, which the CLI passes on), else
 //! on `PATH`, else at `./.tools/bin/helm` (where `tools/install-helm.sh` puts it).
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,36 +87,101 @@ impl Helm {
         Ok(Helm { path, version: output.stdout.trim().to_string() })
     }
 
+    /// Whether this is Helm 3, whose flags differ from Helm 4's for upgrades (`--atomic`, and a
+    /// post-renderer that is an executable rather than a plugin).
+    pub fn is_v3(&self) -> bool {
+        self.version.starts_with("v3.")
+    }
+
     /// `helm template RELEASE CHART --namespace NS --values FILE [--version V] [--repo URL]`: the
     /// rendered manifests, or Helm's error (a remote chart that cannot be downloaded fails here).
     pub fn template(&self, request: &TemplateRequest) -> Result<String, HelmError> {
-        let mut command = Command::new(&self.path);
-        command.arg("template").arg(request.release);
-        match request.chart {
-            ChartRef::Local(path) => {
-                command.arg(path);
-            }
-            ChartRef::Remote { chart, repo } => {
-                command.arg(chart);
-                if let Some(repo) = repo {
-                    command.arg("--repo").arg(repo);
-                }
-            }
-        }
-        command.arg("--namespace").arg(request.namespace).arg("--values").arg(request.values_file);
-        if let Some(version) = request.version {
-            command.arg("--version").arg(version);
-        }
-        let output = run(&mut command, TEMPLATE_TIMEOUT).map_err(|e| HelmError(format!("running helm: {e}")))?;
+        let output = run(&mut self.template_command(request)?, TEMPLATE_TIMEOUT)
+            .map_err(|e| HelmError(format!("running helm: {e}")))?;
         if output.success {
             Ok(output.stdout)
         } else {
-            let message = output.stderr.trim();
-            Err(HelmError(format!(
-                "helm template failed: {}",
-                if message.is_empty() { "(no message)" } else { message }
-            )))
+            Err(HelmError(format!("helm template failed: {}", output.message())))
         }
+    }
+
+    /// The command line of [`Helm::template`], for callers that add flags (a post-renderer).
+    pub(crate) fn template_command(&self, request: &TemplateRequest) -> Result<Command, HelmError> {
+        let mut command = Command::new(&self.path);
+        command.arg("template").arg(request.release);
+        chart_args(&mut command, request.chart, request.version)?;
+        command.arg("--namespace").arg(request.namespace).arg("--values").arg(request.values_file);
+        Ok(command)
+    }
+}
+
+/// Adds `CHART [--repo URL] [--version V]` to a Helm command line; a local chart must exist (Helm's
+/// own message for a missing path reads as if a repository chart were meant).
+pub(crate) fn chart_args(command: &mut Command, chart: &ChartRef, version: Option<&str>) -> Result<(), HelmError> {
+    match chart {
+        ChartRef::Local(path) => {
+            if !path.exists() {
+                return Err(HelmError(format!("the chart {} does not exist", path.display())));
+            }
+            command.arg(path);
+        }
+        ChartRef::Remote { chart, repo } => {
+            command.arg(chart);
+            if let Some(repo) = repo {
+                command.arg("--repo").arg(repo);
+            }
+        }
+    }
+    if let Some(version) = version {
+        command.arg("--version").arg(version);
+    }
+    Ok(())
+}
+
+/// An instance's values in a file only its owner can read (0600, in a private temporary
+/// directory), for `helm --values`; removed afterwards, also when Helm fails (dropping it removes
+/// the directory too).
+pub(crate) struct PrivateValues {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PrivateValues {
+    pub(crate) fn write(values: &serde_json::Value) -> Result<PrivateValues, String> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("aptc-values-");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o700));
+        }
+        let dir = builder.tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let path = dir.path().join("values.json");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path).map_err(|e| format!("writing the values file: {e}"))?;
+        let text = serde_json::to_string(values).map_err(|e| e.to_string())?;
+        file.write_all(text.as_bytes()).map_err(|e| format!("writing the values file: {e}"))?;
+        Ok(PrivateValues { dir, path })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The private directory (0700) holding the file, for other per-call files that must not be
+    /// shared.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn remove(self) -> Result<(), String> {
+        self.dir.close().map_err(|e| format!("removing the values file: {e}"))
     }
 }
 
@@ -131,14 +197,23 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
-struct RunOutput {
-    success: bool,
-    stdout: String,
-    stderr: String,
+/// What a finished Helm command printed.
+pub(crate) struct RunOutput {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl RunOutput {
+    /// Helm's error message, trimmed (Helm prints `Error: …` on stderr).
+    pub(crate) fn message(&self) -> &str {
+        let message = self.stderr.trim();
+        if message.is_empty() { "(no message)" } else { message }
+    }
 }
 
 /// Runs a command to completion with a deadline (killed past it), capturing its output.
-fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, String> {
+pub(crate) fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, String> {
     // In its own process group: a Ctrl-C on the terminal reaches aptc, which lets the running
     // actions finish (a clean stop), and not Helm, which would fail them.
     #[cfg(unix)]
@@ -149,18 +224,25 @@ fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, String> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+    // Standard output ends when the program does (almost always): wait for that without
+    // polling, which would add up to a polling interval to every call.
+    let (ended, end) = std::sync::mpsc::channel::<()>();
+    let drain = |pipe: Option<Box<dyn Read + Send>>, ended: Option<std::sync::mpsc::Sender<()>>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut pipe) = pipe {
                 let _ = pipe.read_to_end(&mut bytes);
             }
+            if let Some(ended) = ended {
+                let _ = ended.send(());
+            }
             String::from_utf8_lossy(&bytes).into_owned()
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Some(ended));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), None);
     let deadline = Instant::now() + timeout;
+    let _ = end.recv_timeout(timeout);
     let status = loop {
         match child.try_wait().map_err(|e| e.to_string())? {
             Some(status) => break status,
@@ -169,7 +251,8 @@ fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, String> {
                 let _ = child.wait();
                 return Err(format!("timed out after {} s", timeout.as_secs()));
             }
-            None => std::thread::sleep(Duration::from_millis(5)),
+            // It closed its output but runs on: rare, so polling is fine.
+            None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
     let stdout = stdout.join().unwrap_or_default();
@@ -192,5 +275,19 @@ mod tests {
     fn a_binary_that_is_not_helm_is_refused() {
         let error = Helm::at(Path::new("/bin/false")).unwrap_err().0;
         assert!(error.contains("`helm version` failed for /bin/false"), "{error}");
+    }
+
+    #[test]
+    fn the_values_file_is_private_and_removed() {
+        let values = PrivateValues::write(&serde_json::json!({ "a": 1 })).unwrap();
+        let path = values.path().to_path_buf();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(values.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        values.remove().unwrap();
+        assert!(!path.exists() && !path.parent().unwrap().exists());
     }
 }

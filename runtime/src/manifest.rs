@@ -16,6 +16,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::plan::Unit;
+
 pub const LABEL_INSTANCE: &str = "aptc.dev/instance";
 pub const LABEL_REVISION: &str = "aptc.dev/revision";
 pub const LABEL_NAMESPACE: &str = "aptc.dev/namespace";
@@ -45,24 +47,11 @@ pub struct Stamp {
 /// inside any scalar), and each document is parsed on its own, so a comment `# Source: …` right
 /// after a marker stays with its document.
 pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
-    // Each chunk with the line (1-based) it starts on.
-    let mut chunks: Vec<(usize, String)> = vec![(1, String::new())];
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
-            let rest = bare[3..].trim_start();
-            let start = if rest.is_empty() { String::new() } else { format!("{rest}\n") };
-            chunks.push((n + 1, start));
-        } else if bare == "..." {
-            chunks.push((n + 2, String::new()));
-        } else {
-            chunks.last_mut().expect("never empty").1.push_str(line);
-        }
-    }
     let mut documents = Vec::new();
-    for (line, chunk) in &chunks {
+    for chunk in aptc_compiler::manifest::documents(text) {
+        let (line, chunk) = (chunk.line, chunk.text);
         let source = chunk.lines().find_map(|l| l.strip_prefix("# Source: ")).map(|s| s.trim().to_string());
-        let value: Option<Value> = serde_saphyr::from_str(chunk)
+        let value: Option<Value> = serde_saphyr::from_str(&chunk)
             .map_err(|e| format!("the YAML document at line {line} does not parse: {e}"))?;
         match value {
             None | Some(Value::Null) => {}
@@ -70,6 +59,28 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
         }
     }
     Ok(documents)
+}
+
+/// The objects a manifests unit applies at `revision`: the documents of its rendered files, in
+/// order, each with its file as `source` and stamped. Secrets in them are still placeholders
+/// ([`crate::secrets::placeholder`]): the driver reveals or redacts them.
+pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, String> {
+    let with = Stamp {
+        instance_id: unit.id.clone(),
+        instance_key: unit.key.clone(),
+        revision,
+        namespace: unit.namespace.clone(),
+    };
+    let mut out = Vec::new();
+    for file in &unit.files {
+        let documents = parse_stream(&file.text).map_err(|e| format!("{}: {e}", file.path))?;
+        for mut document in documents {
+            stamp(&mut document.value, &with).map_err(|e| format!("{}: {e}", file.path))?;
+            document.source = Some(file.path.clone());
+            out.push(document);
+        }
+    }
+    Ok(out)
 }
 
 /// The documents as one YAML stream: each preceded by `---` and its `# Source:` comment.

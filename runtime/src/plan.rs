@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::resolve::{DesiredState, InstanceKind};
-use crate::source::{DigestCache, Source};
+use crate::resolve::{DesiredState, InstanceKind, RenderedFile};
+use crate::secrets::SecretRef;
+use crate::source::{DigestCache, Source, rendered_digest};
 
 /// One deployable instance (chart or manifests), with what a driver needs to apply it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,9 +42,17 @@ pub struct Unit {
     pub discovery: serde_json::Value,
     /// Keys of the units it needs in place first.
     pub depends_on: Vec<String>,
-    /// A digest of the local files it reads (see [`Source::content_digest`]); `None` for a remote
-    /// chart.
+    /// A digest of what it deploys: its rendered manifests, or the local files of its chart (see
+    /// [`Source::content_digest`]); `None` for a remote chart.
     pub content: Option<String>,
+    /// A manifests unit's rendered files: exactly what is applied, so that a revision records it
+    /// and a rollback applies it again (empty for a chart, and in stores from before templates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<RenderedFile>,
+    /// A digest of the secrets its values refer to ([`crate::secrets::digest`]), so that a rotated
+    /// secret is a change; `None` without secrets (and in stores from before secrets).
+    #[serde(default)]
+    pub secrets: Option<String>,
 }
 
 impl Unit {
@@ -67,7 +76,7 @@ impl Unit {
         } else if self.content != desired.content {
             changes.push(match desired.source {
                 Source::Chart { .. } => "chart files changed".to_string(),
-                Source::Manifests { .. } => "manifest files changed".to_string(),
+                Source::Manifests { .. } => "manifests changed".to_string(),
             });
         }
         if (&self.name, &self.cluster, &self.k8s_namespace) != (&desired.name, &desired.cluster, &desired.k8s_namespace)
@@ -78,6 +87,9 @@ impl Unit {
         changed_paths("values", &self.values, &desired.values, &mut paths);
         changed_paths("discovery", &self.discovery, &desired.discovery, &mut paths);
         changes.extend(paths);
+        if self.secrets != desired.secrets {
+            changes.push("secrets changed".to_string());
+        }
         if self.claims != desired.claims {
             changes.push("claims".to_string());
         }
@@ -89,10 +101,12 @@ impl Unit {
     }
 }
 
-/// Leaf paths where two JSON values differ (`values.a.b`).
+/// Leaf paths where two JSON values differ (`values.a.b`); a secret is a leaf.
 fn changed_paths(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
     match (a, b) {
-        (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+        (serde_json::Value::Object(x), serde_json::Value::Object(y))
+            if SecretRef::from_json(a).is_none() && SecretRef::from_json(b).is_none() =>
+        {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             let null = serde_json::Value::Null;
             for key in keys {
@@ -117,12 +131,17 @@ pub fn units(state: &DesiredState) -> BTreeMap<String, Unit> {
                 version: version.clone(),
                 base_dir: base_dir.clone(),
             },
-            InstanceKind::Manifests { glob, base_dir } => {
+            InstanceKind::Manifests { glob, base_dir, .. } => {
                 Source::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
             }
             InstanceKind::Service | InstanceKind::Uses { .. } => continue,
         };
-        let content = digests.digest(&source);
+        let files = match &instance.kind {
+            InstanceKind::Manifests { files, .. } => files.clone(),
+            _ => Vec::new(),
+        };
+        let content = content(&source, &files, &mut digests);
+        let secrets = crate::secrets::digest(&instance.values, source.base_dir());
         out.insert(
             instance.key.clone(),
             Unit {
@@ -142,10 +161,20 @@ pub fn units(state: &DesiredState) -> BTreeMap<String, Unit> {
                 discovery: instance.discovery.clone(),
                 depends_on: unit_dependencies(state, &instance.key),
                 content,
+                files,
+                secrets,
             },
         );
     }
     out
+}
+
+/// The digest of what a unit deploys: its rendered manifests, or its chart's local files.
+fn content(source: &Source, files: &[RenderedFile], digests: &mut DigestCache) -> Option<String> {
+    match source {
+        Source::Manifests { .. } => Some(rendered_digest(files)),
+        Source::Chart { .. } => digests.digest(source),
+    }
 }
 
 /// The units `key` needs: the nearest chart or manifests instances reachable through its edges,
@@ -174,12 +203,14 @@ fn unit_dependencies(state: &DesiredState, key: &str) -> Vec<String> {
     found.into_iter().collect()
 }
 
-/// Recomputes the content digests of units taken from a stored revision (for a rollback: the
-/// files on disk now are what will be deployed).
+/// Recomputes the content and secrets digests of units taken from a stored revision (for a
+/// rollback: the chart files on disk and the secrets now are what will be deployed; manifests
+/// are the rendered files the revision recorded).
 pub fn refresh_digests(units: &mut BTreeMap<String, Unit>) {
     let mut digests = DigestCache::default();
     for unit in units.values_mut() {
-        unit.content = digests.digest(&unit.source);
+        unit.content = content(&unit.source, &unit.files, &mut digests);
+        unit.secrets = crate::secrets::digest(&unit.values, unit.source.base_dir());
     }
 }
 
@@ -211,7 +242,7 @@ impl Op {
 }
 
 /// One step of a plan.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     pub op: Op,
     /// The desired unit (for a delete: the applied one).
@@ -223,7 +254,7 @@ pub struct Action {
 }
 
 /// The actions that take what is applied to what is desired.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub actions: Vec<Action>,
     /// Keys of the desired units already applied as desired.
@@ -383,6 +414,8 @@ pub(crate) mod tests {
             discovery: serde_json::json!({}),
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             content: Some("sha256:0".into()),
+            files: Vec::new(),
+            secrets: None,
         }
     }
 
@@ -441,6 +474,23 @@ pub(crate) mod tests {
         let mut edited = applied.clone();
         edited.get_mut("b").unwrap().content = Some("sha256:1".into());
         assert_eq!(plan(&applied, &edited, &|_| true).actions[0].why, "chart files changed");
+    }
+
+    #[test]
+    fn a_rotated_secret_is_a_change_and_a_secret_a_leaf() {
+        let mut applied = unit("a", &[]);
+        applied.values = serde_json::json!({ "password": { "$secret": { "env": "A" } } });
+        applied.secrets = Some("sha256:1".into());
+        let mut rotated = applied.clone();
+        rotated.secrets = Some("sha256:2".into());
+        assert_eq!(applied.changes_to(&rotated), ["secrets changed"]);
+        let mut renamed = applied.clone();
+        renamed.values = serde_json::json!({ "password": { "$secret": { "env": "B" } } });
+        assert_eq!(applied.changes_to(&renamed), ["values.password"]);
+        // A unit stored before secrets existed has none.
+        let mut old = serde_json::to_value(unit("a", &[])).unwrap();
+        old.as_object_mut().unwrap().remove("secrets");
+        assert_eq!(serde_json::from_value::<Unit>(old).unwrap().secrets, None);
     }
 
     #[test]

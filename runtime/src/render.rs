@@ -3,26 +3,28 @@
 //!
 //! - a chart instance: `manifest.yaml`, the output of the real `helm template` (the values in a
 //!   private temporary file, removed afterwards), every object stamped ([`crate::manifest`]);
-//! - a manifests instance: `manifests/NN-FILE.yaml`, each matched file stamped, in sorted path
-//!   order (manifest templates, files with `${…}`, are refused: their interpolation is not built
-//!   yet);
+//! - a manifests instance: `manifests/NN-FILE.yaml`, each of its rendered templates
+//!   ([`crate::manifest::unit_documents`]) stamped, in sorted path order;
 //! - every instance: `instance.json`, its key, claims, values, discovery and source.
+//!
+//! The output is meant for Git: secrets are never revealed here; Helm and `instance.json` get the
+//! values with every secret as `***` ([`crate::secrets::redact`]).
 //!
 //! An instance's directory is replaced whole (written beside it, then swapped in), so a failed
 //! render leaves the previous one in place. A directory without aptc's `instance.json` for that
 //! instance is never overwritten or removed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::driver::{ActionResult, Driver, DriverError};
-use crate::helm::{Helm, HelmError, TemplateRequest};
-use crate::manifest::{Document, Stamp, parse_stream, stamp, write_stream};
+use crate::helm::{Helm, HelmError, PrivateValues, TemplateRequest};
+use crate::manifest::{Document, Stamp, parse_stream, stamp, unit_documents, write_stream};
 use crate::plan::{Action, Op, Plan, Unit};
-use crate::source::{ChartRef, Source, manifest_files};
+use crate::secrets::{redact, redact_text};
+use crate::source::Source;
 
 /// The name of the file that marks an instance directory as aptc's.
 pub const INSTANCE_FILE: &str = "instance.json";
@@ -75,6 +77,8 @@ impl RenderDriver {
             }
             Ok((write_stream(&documents)?, documents.len()))
         };
+        // Rendered output is for Git and people: secrets never go into it, not even to Helm.
+        let values = redact(&unit.values);
         let mut files = Vec::new();
         let mut objects = 0;
         let mut listed = Vec::new();
@@ -82,12 +86,7 @@ impl RenderDriver {
             Source::Chart { version, .. } => {
                 let helm = self.helm.as_ref().map_err(|e| e.0.clone())?;
                 let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
-                if let ChartRef::Local(path) = &chart
-                    && !path.exists()
-                {
-                    return Err(format!("the chart {} does not exist", path.display()));
-                }
-                let values = PrivateValues::write(&unit.values)?;
+                let values = PrivateValues::write(&values)?;
                 let output = helm
                     .template(&TemplateRequest {
                         release: &unit.name,
@@ -104,28 +103,18 @@ impl RenderDriver {
                 objects += n;
                 listed.push("manifest.yaml".to_string());
             }
-            Source::Manifests { glob, base_dir } => {
-                let matched = manifest_files(base_dir, glob)?;
-                let width = matched.len().to_string().len().max(2);
-                for (n, file) in matched.iter().enumerate() {
-                    let text = std::fs::read_to_string(&file.path)
-                        .map_err(|e| format!("reading {}: {e}", file.path.display()))?;
-                    if text.contains("${") {
-                        return Err(format!(
-                            "{} is a manifest template (it contains `${{`): interpolating manifest templates is not \
-supported yet, so this instance is not rendered",
-                            file.path.display()
-                        ));
-                    }
-                    let mut documents = parse_stream(&text).map_err(|e| format!("{}: {e}", file.path.display()))?;
-                    for document in &mut documents {
-                        document.source = Some(file.relative.clone());
-                    }
-                    let (text, count) = stamped(documents).map_err(|e| format!("{}: {e}", file.path.display()))?;
-                    let stem = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            Source::Manifests { .. } => {
+                let documents = unit_documents(unit, revision)?;
+                let width = unit.files.len().to_string().len().max(2);
+                for (n, file) in unit.files.iter().enumerate() {
+                    let own: Vec<Document> =
+                        documents.iter().filter(|d| d.source.as_deref() == Some(&file.path)).cloned().collect();
+                    // Secrets stay out of the output, which is for Git: each placeholder is `***`.
+                    let text = redact_text(&write_stream(&own)?);
+                    let stem = Path::new(&file.path).file_stem().map(|s| s.to_string_lossy()).unwrap_or_default();
                     let name = format!("manifests/{:0width$}-{stem}.yaml", n + 1);
                     files.push((name.clone(), text));
-                    objects += count;
+                    objects += own.len();
                     listed.push(name);
                 }
             }
@@ -145,7 +134,7 @@ supported yet, so this instance is not rendered",
             "component": unit.component,
             "source": unit.source,
             "claims": unit.claims,
-            "values": unit.values,
+            "values": values,
             "discovery": unit.discovery,
             "depends_on": unit.depends_on,
             "files": listed,
@@ -177,6 +166,7 @@ supported yet, so this instance is not rendered",
                 unit.key
             )));
         }
+        remove_leftovers(parent, &unit.name);
         let tag = format!("{}-{revision}", std::process::id());
         let staging = parent.join(format!(".{}.staging-{tag}", unit.name));
         let old = parent.join(format!(".{}.old-{tag}", unit.name));
@@ -253,6 +243,10 @@ impl Driver for RenderDriver {
         self.instance_dir(unit).is_ok_and(|dir| Self::owns(&dir, &unit.key))
     }
 
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError> {
         match action.op {
             Op::Create | Op::Update => self.write(revision, &action.unit),
@@ -291,56 +285,39 @@ impl Driver for RenderDriver {
     }
 }
 
+/// Removes what a write of instance `name` into `parent` left when aptc was killed mid-write
+/// (`.NAME.staging-*`, `.NAME.old-*`): the write about to happen replaces it all.
+fn remove_leftovers(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    let (staging, old) = (format!(".{name}.staging-"), format!(".{name}.old-"));
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if file.starts_with(&staging) || file.starts_with(&old) {
+            tracing::info!(path = %entry.path().display(), "removing what an interrupted write left");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn io_error(what: &str, path: &Path, error: std::io::Error) -> DriverError {
     DriverError::new(format!("{what} {}: {error}", path.display()))
-}
-
-/// An instance's values in a file only its owner can read (0600, in a private temporary
-/// directory), for `helm --values`; removed afterwards, also when rendering fails.
-struct PrivateValues {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl PrivateValues {
-    fn write(values: &serde_json::Value) -> Result<PrivateValues, String> {
-        let dir = tempfile::Builder::new()
-            .prefix("aptc-values-")
-            .tempdir()
-            .map_err(|e| format!("temporary directory: {e}"))?;
-        let path = dir.path().join("values.json");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path).map_err(|e| format!("writing the values file: {e}"))?;
-        let text = serde_json::to_string(values).map_err(|e| e.to_string())?;
-        file.write_all(text.as_bytes()).map_err(|e| format!("writing the values file: {e}"))?;
-        Ok(PrivateValues { dir, path })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn remove(self) -> Result<(), String> {
-        self.dir.close().map_err(|e| format!("removing the values file: {e}"))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::tests::unit;
+    use crate::resolve::RenderedFile;
 
-    fn manifests_unit(base: &Path, glob: &str) -> Unit {
+    /// A manifests unit whose rendered files are `files` (path, text).
+    fn manifests_unit(files: &[(&str, &str)]) -> Unit {
         let mut unit = unit("local/default/team.svc/dev/web", &[]);
         unit.name = "svc-web-0123456789".into();
         unit.id = "0123456789".into();
-        unit.source = Source::Manifests { glob: glob.into(), base_dir: base.to_string_lossy().into_owned() };
+        unit.source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir: "/policy".into() };
+        unit.files =
+            files.iter().map(|(path, text)| RenderedFile { path: path.to_string(), text: text.to_string() }).collect();
         unit
     }
 
@@ -350,16 +327,12 @@ mod tests {
 
     #[test]
     fn manifests_are_rendered_stamped_and_removed() {
-        let policy = tempfile::tempdir().unwrap();
         let out = tempfile::tempdir().unwrap();
-        std::fs::create_dir(policy.path().join("k8s")).unwrap();
-        std::fs::write(
-            policy.path().join("k8s/config.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
-        )
-        .unwrap();
         let driver = RenderDriver::new(out.path(), Err(HelmError("no helm in this test".into())));
-        let unit = manifests_unit(policy.path(), "k8s/*.yaml");
+        let unit = manifests_unit(&[(
+            "k8s/config.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
+        )]);
         assert!(!driver.is_present(&unit));
         driver.preflight(&Plan { actions: vec![action(Op::Create, unit.clone())], unchanged: vec![] }).unwrap();
         let done = driver.apply(3, &action(Op::Create, unit.clone())).unwrap();
@@ -388,20 +361,13 @@ mod tests {
     }
 
     #[test]
-    fn manifest_templates_and_foreign_directories_are_refused() {
-        let policy = tempfile::tempdir().unwrap();
+    fn foreign_directories_and_documents_that_are_no_objects_are_refused() {
         let out = tempfile::tempdir().unwrap();
-        std::fs::write(
-            policy.path().join("t.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${instance.name}\n",
-        )
-        .unwrap();
-        std::fs::write(policy.path().join("ok.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")
-            .unwrap();
         let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));
-        let error = driver.apply(1, &action(Op::Create, manifests_unit(policy.path(), "t.yaml"))).unwrap_err();
-        assert!(error.message.contains("manifest templates is not supported yet"), "{error}");
-        let unit = manifests_unit(policy.path(), "ok.yaml");
+        let bad = manifests_unit(&[("k8s/list.yaml", "- a\n- b\n")]);
+        let error = driver.apply(1, &action(Op::Create, bad)).unwrap_err();
+        assert!(error.message.contains("k8s/list.yaml: a document is not a Kubernetes object"), "{error}");
+        let unit = manifests_unit(&[("ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")]);
         let dir = driver.instance_dir(&unit).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("precious.txt"), "mine").unwrap();
@@ -412,24 +378,35 @@ mod tests {
     }
 
     #[test]
+    fn a_templated_manifest_is_rendered_from_the_policy_and_stamped() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let policy = root.join("tests/cases/resolve/33_manifests_component");
+        let files = aptc_compiler::workspace::find_apt_files(&[policy]).unwrap();
+        let sources = aptc_compiler::workspace::load(&files).unwrap();
+        let mut db = aptc_compiler::db::Database::default();
+        let ws = aptc_compiler::check::load_workspace(&mut db, &sources, Default::default());
+        let program = aptc_compiler::ir::lower::lower(&db, ws).unwrap();
+        let units = crate::plan::units(&crate::resolve::resolve(&program));
+        let unit = units.values().find(|u| u.claims == ["web.with_owner"]).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));
+        assert_eq!(driver.apply(9, &action(Op::Create, unit.clone())).unwrap().detail.split(' ').next(), Some("1"));
+        let text =
+            std::fs::read_to_string(driver.instance_dir(unit).unwrap().join("manifests/01-configmap.yaml")).unwrap();
+        assert!(text.contains(&format!("name: {}", unit.name)), "{text}");
+        assert!(text.contains("owner: ada"), "{text}");
+        assert!(text.contains("greeting: hello, world"), "{text}");
+        assert!(text.contains("literal: ${not.interpolated}"), "{text}");
+        assert!(text.contains("length: 12"), "{text}");
+        assert!(text.contains("aptc.dev/revision: \"9\""), "{text}");
+    }
+
+    #[test]
     fn charts_without_helm_fail_the_preflight_with_the_install_hint() {
         let out = tempfile::tempdir().unwrap();
         let driver = RenderDriver::new(out.path(), Helm::locate(Some(Path::new("/nonexistent/helm"))));
         let plan = Plan { actions: vec![action(Op::Create, unit("k", &[]))], unchanged: vec![] };
         let error = driver.preflight(&plan).unwrap_err();
         assert!(error.message.contains("tools/install-helm.sh"), "{error}");
-    }
-
-    #[test]
-    fn the_values_file_is_private_and_removed() {
-        let values = PrivateValues::write(&json!({ "a": 1 })).unwrap();
-        let path = values.path().to_path_buf();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        }
-        values.remove().unwrap();
-        assert!(!path.exists() && !path.parent().unwrap().exists());
     }
 }

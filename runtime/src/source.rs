@@ -1,13 +1,16 @@
 //! Where a deployable instance's content comes from: a Helm chart (local or remote) or manifest
-//! files, located on disk relative to the directory of the policy file that declared it
-//! (docs/language.md §5.1, §5.2), and a digest of the local files, so that editing a local chart or
-//! a manifest is a change to deploy even when no value changed.
+//! files, located relative to the directory of the policy file that declared it
+//! (docs/language.md §5.1, §5.2), and digests of that content (a local chart's files, rendered
+//! manifests), so that editing a local chart or a manifest is a change to deploy even when no
+//! value changed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::resolve::RenderedFile;
 
 /// What a deployable instance deploys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -16,7 +19,8 @@ pub enum Source {
     /// A Helm chart: a path (`./`, `../`, `/`), an `oci://` reference, a name in `repo`, or
     /// `REPO/CHART` of the Helm installation.
     Chart { chart: String, repo: Option<String>, version: Option<String>, base_dir: String },
-    /// Raw manifests: every file matching `glob` (relative to `base_dir`), in sorted path order.
+    /// Raw manifests: every file matching `glob` (relative to `base_dir`), in sorted path order,
+    /// rendered per instance from the templates the IR carries (the unit holds the result).
     Manifests { glob: String, base_dir: String },
 }
 
@@ -44,6 +48,14 @@ impl Source {
         }
     }
 
+    /// The directory of the policy file that declared the component: relative paths in it
+    /// (charts, manifests, `secret_file`) start there.
+    pub fn base_dir(&self) -> &Path {
+        match self {
+            Source::Chart { base_dir, .. } | Source::Manifests { base_dir, .. } => Path::new(base_dir),
+        }
+    }
+
     /// Where Helm finds the chart (`None` for manifests).
     pub fn chart_ref(&self) -> Option<ChartRef> {
         let Source::Chart { chart, repo, base_dir, .. } = self else { return None };
@@ -67,33 +79,28 @@ impl Source {
         }
     }
 
-    /// A digest of the local files this source reads: the chart directory (or `.tgz`), or the
-    /// manifest files with their names. `None` for a remote chart (its `version` pins it). A source
-    /// that cannot be read gets a digest naming the problem, so it is retried and fails visibly.
+    /// A digest of the local files this source reads: the chart directory (or `.tgz`). `None`
+    /// for a remote chart (its `version` pins it) and for manifests, which are rendered from the
+    /// IR and never read here ([`rendered_digest`]). A chart that cannot be read gets a digest
+    /// naming the problem, so it is retried and fails visibly.
     pub fn content_digest(&self) -> Option<String> {
-        match self {
-            Source::Chart { .. } => match self.chart_ref()? {
-                ChartRef::Local(path) => Some(digest_path(&path)),
-                ChartRef::Remote { .. } => None,
-            },
-            Source::Manifests { glob, base_dir } => Some(match manifest_files(base_dir, glob) {
-                Ok(files) => {
-                    let mut hasher = Sha256::new();
-                    for file in &files {
-                        hasher.update(file.relative.as_bytes());
-                        hasher.update([0]);
-                        match std::fs::read(&file.path) {
-                            Ok(bytes) => hasher.update(&bytes),
-                            Err(error) => return Some(format!("unreadable: {}: {error}", file.path.display())),
-                        }
-                        hasher.update([0]);
-                    }
-                    hex(&hasher.finalize())
-                }
-                Err(error) => format!("unreadable: {error}"),
-            }),
+        match self.chart_ref()? {
+            ChartRef::Local(path) => Some(digest_path(&path)),
+            ChartRef::Remote { .. } => None,
         }
     }
+}
+
+/// The digest of a manifests instance's rendered files (names and texts, in order): editing a
+/// template, or a value it reads, changes it.
+pub fn rendered_digest(files: &[RenderedFile]) -> String {
+    let mut hasher = Sha256::new();
+    for file in files {
+        for part in [file.path.as_bytes(), &[0], file.text.as_bytes(), &[0]] {
+            hasher.update(part);
+        }
+    }
+    hex(&hasher.finalize())
 }
 
 /// Content digests for many sources at once; each distinct source is read once.
@@ -106,40 +113,6 @@ impl DigestCache {
     pub fn digest(&mut self, source: &Source) -> Option<String> {
         self.known.entry(source.clone()).or_insert_with(|| source.content_digest()).clone()
     }
-}
-
-/// One manifest file matched by a glob.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManifestFile {
-    pub path: PathBuf,
-    /// The path relative to the policy file's directory, with `/` separators.
-    pub relative: String,
-}
-
-/// The files matching `glob` relative to `base_dir`, in sorted path order (`*` and `?` do not cross
-/// `/`; `**` does). No match is an error, as in docs/language.md §5.2.
-pub fn manifest_files(base_dir: &str, glob: &str) -> Result<Vec<ManifestFile>, String> {
-    let base = absolute(Path::new(base_dir));
-    let pattern = format!("{}/{}", glob::Pattern::escape(&base.to_string_lossy()), glob.trim_start_matches("./"));
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    let paths = glob::glob_with(&pattern, options).map_err(|e| format!("invalid manifests glob `{glob}`: {e}"))?;
-    let mut files = Vec::new();
-    for entry in paths {
-        let path = entry.map_err(|e| format!("reading manifests `{glob}`: {e}"))?;
-        if path.is_file() {
-            let relative = path.strip_prefix(&base).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-            files.push(ManifestFile { path, relative });
-        }
-    }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    if files.is_empty() {
-        return Err(format!("manifests `{glob}` match no file under {}", base.display()));
-    }
-    Ok(files)
 }
 
 /// `path` made absolute against the current directory (without resolving symbolic links).
@@ -206,23 +179,12 @@ mod tests {
     }
 
     #[test]
-    fn manifest_globs_match_sorted_and_digests_follow_content() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("k8s/sub")).unwrap();
-        std::fs::write(dir.path().join("k8s/b.yaml"), "b").unwrap();
-        std::fs::write(dir.path().join("k8s/a.yaml"), "a").unwrap();
-        std::fs::write(dir.path().join("k8s/sub/c.yaml"), "c").unwrap();
-        let base = dir.path().to_string_lossy().into_owned();
-        let names = |glob: &str| -> Vec<String> {
-            manifest_files(&base, glob).unwrap().into_iter().map(|f| f.relative).collect()
-        };
-        assert_eq!(names("k8s/*.yaml"), ["k8s/a.yaml", "k8s/b.yaml"]);
-        assert_eq!(names("./k8s/**/*.yaml"), ["k8s/a.yaml", "k8s/b.yaml", "k8s/sub/c.yaml"]);
-        assert!(manifest_files(&base, "nothing/*.yaml").unwrap_err().contains("match no file"));
-        let source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir: base.clone() };
-        let before = source.content_digest().unwrap();
+    fn rendered_digests_follow_names_and_texts() {
+        let file = |path: &str, text: &str| RenderedFile { path: path.into(), text: text.into() };
+        let before = rendered_digest(&[file("a.yaml", "x"), file("b.yaml", "y")]);
         assert!(before.starts_with("sha256:"));
-        std::fs::write(dir.path().join("k8s/a.yaml"), "a2").unwrap();
-        assert_ne!(source.content_digest().unwrap(), before);
+        assert_eq!(before, rendered_digest(&[file("a.yaml", "x"), file("b.yaml", "y")]));
+        assert_ne!(before, rendered_digest(&[file("a.yaml", "x"), file("b.yaml", "z")]));
+        assert_ne!(before, rendered_digest(&[file("a.yaml", "xb.yaml"), file("", "y")]));
     }
 }

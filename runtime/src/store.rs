@@ -13,6 +13,14 @@
 //! deploy computes who may change what, docs/language.md §11.3). Revisions recorded before
 //! `programs` existed simply have no program: [`Store::program`] gives `None` for them, and the
 //! schema stays 1 (an older aptc ignores the table).
+//!
+//! A deploy is journaled while it runs, so that killing aptc (or a crash, or a power cut) loses
+//! nothing: before the first action, `journal` gets the revision as planned ([`Journal`]); as each
+//! action ends, `journal_reports` gets its report, in its own transaction. Recording the revision
+//! removes both in the same transaction. A journal found later means the deploy that wrote it
+//! stopped: [`Store::recover`] records it as a revision with what its reports say, and every
+//! action without a report as failed (the next deploy does it again; drivers' actions are
+//! idempotent), so the store always says what was done.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +38,24 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const REVISIONS: TableDefinition<u64, &str> = TableDefinition::new("revisions");
 const DESIRED: TableDefinition<u64, &str> = TableDefinition::new("desired");
 const PROGRAMS: TableDefinition<u64, &str> = TableDefinition::new("programs");
+const JOURNAL: TableDefinition<u64, &str> = TableDefinition::new("journal");
+const JOURNAL_REPORTS: TableDefinition<(u64, u64), &str> = TableDefinition::new("journal_reports");
+
+/// What [`Store::recover`] records for an action a stopped deploy did not report on.
+pub const UNFINISHED: &str =
+    "aptc stopped (killed or crashed) before this action reported how it ended; the next deploy does it again";
+
+/// A revision being applied, as journaled before its first action (see the module docs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    /// The revision as it will be recorded, without actions; its `applied` is what the target
+    /// held before it.
+    pub revision: Revision,
+    pub plan: Plan,
+    pub desired_state: serde_json::Value,
+    /// The policy deployed, as [`aptc_compiler::ir::Program::to_json`] writes it.
+    pub program: Option<String>,
+}
 
 /// A store error, with the store's path in its message.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +206,18 @@ impl Store {
         if !path.exists() {
             return Ok(None);
         }
-        let db = redb::Builder::new().set_cache_size(16 << 20).open_read_only(path).map_err(|e| open_error(path, e))?;
+        let open = || redb::Builder::new().set_cache_size(16 << 20).open_read_only(path);
+        let db = match open() {
+            // Not closed cleanly (aptc was killed): only a writer can repair it, which redb does on
+            // opening; then it reads as usual.
+            Err(redb::DatabaseError::RepairAborted) => {
+                tracing::info!(path = %path.display(), "repairing a store that was not closed cleanly");
+                drop(Store::open(path)?);
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| open_error(path, e))?;
         let store = Store { db: Db::Read(db), path: path.to_path_buf() };
         store.check_schema()?;
         Ok(Some(store))
@@ -200,6 +237,11 @@ impl Store {
             Db::Read(db) => db.begin_read(),
         }
         .map_err(|e| self.err("reading", e))
+    }
+
+    /// Whether it was opened for writing ([`Store::open`]).
+    pub fn is_writable(&self) -> bool {
+        matches!(self.db, Db::Write(_))
     }
 
     fn writer(&self) -> Result<&Database, StoreError> {
@@ -226,6 +268,8 @@ impl Store {
             txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
             txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
             txn.open_table(PROGRAMS).map_err(|e| self.err("writing", e))?;
+            txn.open_table(JOURNAL).map_err(|e| self.err("writing", e))?;
+            txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("writing", e))?;
         }
         txn.commit().map_err(|e| self.err("writing", e))
     }
@@ -348,6 +392,9 @@ impl Store {
         let desired = serde_json::to_string(desired_state).map_err(|e| self.err("encoding a revision for", e))?;
         let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
         {
+            txn.open_table(JOURNAL).map_err(|e| self.err("writing", e))?.remove(revision.number).map_err(|e| self.err("writing", e))?;
+            let mut reports = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("writing", e))?;
+            reports.retain_in((revision.number, 0)..=(revision.number, u64::MAX), |_, _| false).map_err(|e| self.err("writing", e))?;
             let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
             revisions.insert(revision.number, record.as_str()).map_err(|e| self.err("writing", e))?;
             let mut states = txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
@@ -358,6 +405,96 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| self.err("writing", e))
+    }
+
+    /// Journals a revision before its first action (see the module docs). A journal left by a
+    /// stopped deploy must be recovered first.
+    pub fn begin(&self, journal: &Journal) -> Result<(), StoreError> {
+        if let Some(old) = self.pending()? {
+            return Err(StoreError(format!(
+                "{} holds the unfinished revision {}: recover it first",
+                self.path.display(),
+                old.revision.number
+            )));
+        }
+        let text = serde_json::to_string(journal).map_err(|e| self.err("encoding a journal for", e))?;
+        let txn = self.writer()?.begin_write().map_err(|e| self.err("writing", e))?;
+        txn.open_table(JOURNAL)
+            .map_err(|e| self.err("writing", e))?
+            .insert(journal.revision.number, text.as_str())
+            .map_err(|e| self.err("writing", e))?;
+        txn.commit().map_err(|e| self.err("writing", e))
+    }
+
+    /// Journals how action `index` of the running revision `number` ended, durably.
+    pub fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError> {
+        let text = serde_json::to_string(report).map_err(|e| self.err("encoding a journal for", e))?;
+        let txn = self.writer()?.begin_write().map_err(|e| self.err("writing", e))?;
+        txn.open_table(JOURNAL_REPORTS)
+            .map_err(|e| self.err("writing", e))?
+            .insert((number, index as u64), text.as_str())
+            .map_err(|e| self.err("writing", e))?;
+        txn.commit().map_err(|e| self.err("writing", e))
+    }
+
+    /// The journal of a deploy that has not been recorded (running now in another process, or
+    /// stopped), if any.
+    pub fn pending(&self) -> Result<Option<Journal>, StoreError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(JOURNAL) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err("reading", e)),
+        };
+        match table.first().map_err(|e| self.err("reading", e))? {
+            Some((_, text)) => {
+                serde_json::from_str(text.value()).map(Some).map_err(|e| self.err("decoding the journal of", e))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records the revision of a deploy that stopped before recording it (see the module docs);
+    /// `None` when there is none. Only a store open for writing can hold a stopped deploy's
+    /// journal, since a running deploy keeps the store locked.
+    pub fn recover(&self) -> Result<Option<Revision>, StoreError> {
+        self.writer()?;
+        let Some(journal) = self.pending()? else { return Ok(None) };
+        let number = journal.revision.number;
+        let mut reports: Vec<Option<ActionReport>> = vec![None; journal.plan.actions.len()];
+        {
+            let txn = self.begin_read()?;
+            let table = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("reading", e))?;
+            for entry in table.range((number, 0)..=(number, u64::MAX)).map_err(|e| self.err("reading", e))? {
+                let (key, text) = entry.map_err(|e| self.err("reading", e))?;
+                let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
+                let report = serde_json::from_str(text.value()).map_err(|e| self.err("decoding the journal of", e))?;
+                if let Some(slot) = reports.get_mut(index) {
+                    *slot = Some(report);
+                }
+            }
+        }
+        let reports: Vec<ActionReport> = reports
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(ActionReport {
+                    outcome: Outcome::Failed { error: UNFINISHED.to_string() },
+                    started_ms: 0,
+                    duration_ms: 0,
+                })
+            })
+            .collect();
+        let mut revision = journal.revision;
+        revision.applied = crate::apply::applied_after(&revision.applied, &journal.plan, &reports, number);
+        revision.actions = action_records(&journal.plan, &reports);
+        let program = journal
+            .program
+            .as_deref()
+            .map(aptc_compiler::ir::Program::from_json)
+            .transpose()
+            .map_err(|e| self.err("decoding the journal of", e))?;
+        self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
+        Ok(Some(revision))
     }
 
     fn read_text(&self, table: TableDefinition<u64, &str>, number: u64) -> Result<Option<String>, StoreError> {
@@ -521,5 +658,41 @@ mod tests {
         store.record_with_program(&second, &serde_json::json!({}), Some(&program)).unwrap();
         assert_eq!(store.program(2).unwrap().unwrap(), program);
         assert!(store.program(3).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_deploy_killed_midway_is_recovered_with_what_it_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let desired: BTreeMap<String, Unit> = ["a", "b"].iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
+        let plan = crate::plan::plan(&BTreeMap::new(), &desired, &|_| true);
+        {
+            let store = Store::open(&path).unwrap();
+            let mut planned = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &[]);
+            planned.desired = desired.clone();
+            let journal = Journal { revision: planned, plan: plan.clone(), desired_state: serde_json::json!({}), program: None };
+            store.begin(&journal).unwrap();
+            assert!(store.begin(&journal).unwrap_err().0.contains("unfinished revision 1"));
+            let done = ActionReport { outcome: Outcome::Succeeded { detail: "ok".into() }, started_ms: 1, duration_ms: 2 };
+            store.journal_report(1, 0, &done).unwrap();
+            // The process dies here: the store is dropped without recording the revision.
+        }
+        let read = Store::open_read(&path).unwrap().unwrap();
+        assert!(read.last().unwrap().is_none());
+        assert_eq!(read.pending().unwrap().unwrap().revision.number, 1);
+        assert!(read.recover().is_err(), "only a writer recovers");
+        drop(read);
+        let store = Store::open(&path).unwrap();
+        let recovered = store.recover().unwrap().unwrap();
+        assert_eq!(recovered.number, 1);
+        assert!(recovered.actions[0].report.outcome.succeeded());
+        assert_eq!(recovered.actions[1].report.outcome, Outcome::Failed { error: UNFINISHED.into() });
+        assert_eq!(recovered.applied.keys().collect::<Vec<_>>(), [&plan.actions[0].unit.key]);
+        assert_eq!(store.last().unwrap().unwrap(), recovered);
+        assert!(store.pending().unwrap().is_none(), "the journal goes with the recorded revision");
+        assert!(store.recover().unwrap().is_none());
+        // The next deploy plans the unfinished action again, and only it.
+        let next = crate::plan::plan(&recovered.applied_units(), &desired, &|_| true);
+        assert_eq!(next.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(), [plan.actions[1].unit.key.as_str()]);
     }
 }

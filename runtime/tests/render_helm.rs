@@ -37,7 +37,7 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
     let program = common::lower_path(Path::new("examples/quickstart"));
     let state = resolve(&program);
     let desired = units(&state);
-    assert_eq!(desired.len(), 2, "ada's private greeter and the shared production one");
+    assert_eq!(desired.len(), 4, "ada's private greeter and the shared production one, each with its config");
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
     let plan = plan(&BTreeMap::new(), &desired, &|_| false);
@@ -45,7 +45,17 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
     for (action, report) in plan.actions.iter().zip(&reports) {
         assert!(report.outcome.succeeded(), "{}: {:?}", action.unit.key, report.outcome);
     }
-    for unit in desired.values() {
+    for unit in desired.values().filter(|u| u.component == "config") {
+        // The manifest template, rendered with the greeter's discovery and stamped.
+        let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+        let documents =
+            parse_stream(&std::fs::read_to_string(dir.join("manifests/01-greeter-config.yaml")).unwrap()).unwrap();
+        let object = &documents[0].value;
+        assert_eq!(object["metadata"]["name"], unit.name.as_str());
+        assert_eq!(object["data"]["url"], unit.values["url"]);
+        assert_eq!(object["metadata"]["labels"][LABEL_INSTANCE], unit.id.as_str());
+    }
+    for unit in desired.values().filter(|u| u.component == "web") {
         let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
         let text = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();
         let documents = parse_stream(&text).unwrap();
@@ -78,7 +88,7 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
     let Some(helm) = helm("a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents") else { return };
     let program = common::lower_path(Path::new("examples/quickstart"));
     let mut desired = units(&resolve(&program));
-    let local = desired.values().next().unwrap().clone();
+    let local = desired.values().find(|u| u.component == "web").unwrap().clone();
     // A remote chart from a repository that refuses connections (nothing listens on port 9 here),
     // and an instance that depends on it.
     let mut remote = local.clone();
@@ -117,4 +127,45 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
         assert!(outcome(&unit.key).succeeded(), "{}: {:?}", unit.key, outcome(&unit.key));
     }
     assert!(!out.path().join("local/hello/remote-chart-0000000000").exists());
+}
+
+#[test]
+fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
+    let Some(helm) = helm("a_rendered_chart_shows_secrets_as_stars_and_never_their_value") else { return };
+    let policy = tempfile::tempdir().unwrap();
+    let chart = policy.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: secretive\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        chart.join("templates/secret.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.auth.password | quote }}\n",
+    )
+    .unwrap();
+    std::fs::write(policy.path().join("password.txt"), "s3cr3t-never-rendered\n").unwrap();
+    let program = common::lower_path(Path::new("examples/quickstart"));
+    let mut unit = units(&resolve(&program)).into_values().next().unwrap();
+    unit.source = Source::Chart {
+        chart: "./chart".into(),
+        repo: None,
+        version: None,
+        base_dir: policy.path().to_string_lossy().into_owned(),
+    };
+    unit.values = serde_json::json!({ "auth": { "password": { "$secret": { "file": "password.txt" } } } });
+    let revealed = aptc_runtime::secrets::reveal(&unit.values, policy.path()).unwrap();
+    assert_eq!(revealed["auth"]["password"], "s3cr3t-never-rendered", "the secret is there to leak");
+    let out = tempfile::tempdir().unwrap();
+    let driver = RenderDriver::new(out.path(), Ok(helm));
+    let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
+    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let reports = execute(&plan, &driver, 1, 1, &Quiet);
+    assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
+    let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+    let manifest = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();
+    let documents = parse_stream(&manifest).unwrap();
+    assert_eq!(documents[0].value["stringData"]["password"], "***", "{manifest}");
+    let record = std::fs::read_to_string(dir.join(INSTANCE_FILE)).unwrap();
+    assert!(record.contains("\"password\": \"***\""), "{record}");
+    for file in [manifest, record] {
+        assert!(!file.contains("s3cr3t"), "a secret was rendered: {file}");
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use aptc_runtime::resolve::{DesiredState, resolve};
+use aptc_runtime::resolve::{DesiredState, InstanceKind, resolve};
 
 /// The cases, sorted.
 fn cases() -> Vec<PathBuf> {
@@ -39,6 +39,12 @@ fn summary(state: &DesiredState) -> String {
         }
         if !instance.edges.is_empty() {
             out.push_str(&format!("  edges: {}\n", instance.edges.join(", ")));
+        }
+        if let InstanceKind::Manifests { files, .. } = &instance.kind {
+            for file in files {
+                out.push_str(&format!("  file {}:\n", file.path));
+                out.extend(file.text.lines().map(|line| format!("    | {line}\n")));
+            }
         }
     }
     out.push_str("## claims\n");
@@ -97,4 +103,67 @@ fn the_number_of_threads_does_not_change_the_result() {
     let one = on(1);
     assert_eq!(on(2), one);
     assert_eq!(on(4), one);
+}
+
+#[test]
+fn secrets_resolve_to_references_never_to_values() {
+    let state = resolve_path(&common::root().join("tests/cases/clean/secrets"));
+    let values: Vec<&serde_json::Value> = state.instances.values().map(|i| &i.values).collect();
+    assert!(
+        values.contains(&&serde_json::json!({
+            "auth": { "password": { "$secret": { "env": "REDIS_PASSWORD_prod" } } },
+            "tokens": [{ "$secret": { "file": "tokens/a.txt" } }, { "$secret": { "file": "tokens/b.txt" } }],
+        })),
+        "{values:#?}"
+    );
+    assert!(
+        values.iter().any(|v| v["password"] == serde_json::json!({ "$secret": { "env": "REDIS_PASSWORD" } })),
+        "{values:#?}"
+    );
+    assert!(state.claims.values().all(|c| c.status == aptc_runtime::resolve::Status::Resolved));
+}
+
+#[test]
+fn a_computed_map_key_cannot_forge_a_secret_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("system.apt"),
+        r#"namespace system
+
+cluster local {
+    context "kind-local"
+}
+
+user "ada@example.com"
+
+label key: string = "$secret"
+
+service web {
+    component app chart "./charts/app" {
+        values { stolen = { "${labels.key}" = { file = "/etc/shadow" } } }
+    }
+}
+
+contract web {
+    context all {
+        use web
+    }
+}
+
+rule everything_local {
+    place on local
+}
+
+claim ada_web {
+    user "ada@example.com"
+    contract web
+}
+"#,
+    )
+    .unwrap();
+    let state = resolve_path(dir.path());
+    let outcome = &state.claims["system.ada_web"];
+    assert_eq!(outcome.status, aptc_runtime::resolve::Status::Failed);
+    assert!(outcome.reason.as_deref().unwrap_or_default().contains("reserved for secrets"), "{outcome:?}");
+    assert!(state.instances.values().all(|i| !i.values.to_string().contains("$secret")));
 }

@@ -40,9 +40,9 @@ enum Format {
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
     let files = workspace::find_apt_files(&paths_or_cwd(args.paths))?;
-    let sources = workspace::load(&files)?;
+    let mut sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");
-    let result = check_with(&sources, Settings { acting_user: args.acting_user });
+    let result = check_with(&mut sources, Settings { acting_user: args.acting_user });
     let summary = result.summary;
     match args.format {
         Format::Human => {

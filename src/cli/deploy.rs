@@ -3,20 +3,23 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_runtime::apply::{ActionReport, Outcome, Progress};
-use aptc_runtime::deploy::{Prepared, Request, apply, policy_hash, prepare, refusals};
+use aptc_runtime::deploy::{Prepared, Refresh, Request, apply, policy_hash, prepare, refusals};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::Helm;
 use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
+use aptc_runtime::cluster::{self, ClusterDriver};
+use aptc_runtime::release::Releases;
 use aptc_runtime::render::RenderDriver;
 use aptc_runtime::resolve::{Status, resolve};
 use aptc_runtime::store::{Cause, Revision, Store};
+use aptc_compiler::ir::Program;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -33,10 +36,15 @@ pub struct RunArgs {
     /// The revision store (created on the first deploy).
     #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
     pub state: PathBuf,
-    /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/. One state file keeps the revisions
-    /// of one output directory.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
-    pub out: PathBuf,
+    /// Where to apply: `cluster` (the clusters the policy declares, through their kubeconfig),
+    /// `render` (into a directory, for GitOps), or `auto`: the clusters when one is configured
+    /// and answers, else render (the embedded default). `--out` means `render`.
+    #[arg(long, value_enum, env = "APTC_TARGET", default_value_t = Target::Auto)]
+    pub target: Target,
+    /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/ (default .aptc/rendered). One state
+    /// file keeps the revisions of one target.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
     #[arg(long, value_name = "PATH", env = "APTC_HELM")]
     pub helm: Option<PathBuf>,
@@ -51,7 +59,54 @@ pub struct RunArgs {
     pub parallel: u16,
 }
 
+/// Where a deploy applies (see [`RunArgs::target`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    Auto,
+    Render,
+    Cluster,
+}
+
 impl RunArgs {
+    /// The driver for `program`'s clusters as `--target` says, and a line saying where it applies
+    /// and, for `auto`, why.
+    pub fn driver(&self, program: Option<&Program>) -> anyhow::Result<(Box<dyn Driver>, String)> {
+        let helm = || Helm::locate(self.helm.as_deref());
+        let render = |why: &str| -> (Box<dyn Driver>, String) {
+            let driver = RenderDriver::new(self.out.as_deref().unwrap_or(Path::new(DEFAULT_OUT)), helm());
+            let line = format!("{}{why}", driver.describe());
+            (Box::new(driver), line)
+        };
+        let target = if self.out.is_some() && self.target == Target::Auto { Target::Render } else { self.target };
+        if target == Target::Render {
+            return Ok(render(""));
+        }
+        if self.out.is_some() {
+            bail!("--out is where the render target writes: it cannot go with --target cluster");
+        }
+        let releases = helm().map_err(|e| e.0).and_then(|helm| {
+            let me = std::env::current_exe().map_err(|e| format!("finding the aptc executable: {e}"))?;
+            Releases::new(helm, me).map_err(|e| e.0)
+        });
+        let connections = program.map(cluster::connections).unwrap_or_default();
+        let driver = ClusterDriver::new(connections, releases);
+        if target == Target::Auto {
+            if !driver.is_configured() {
+                return Ok(render(
+                    " (the embedded default: no cluster is configured — no kubeconfig in $KUBECONFIG, ~/.kube/config \
+or the policy's clusters; --target cluster requires one)",
+                ));
+            }
+            if let Err(error) = driver.probe() {
+                return Ok(render(&format!(
+                    " (the embedded default: {error}; --target cluster requires the clusters)"
+                )));
+            }
+        }
+        let line = driver.describe();
+        Ok((Box::new(driver), line))
+    }
+
     /// Who runs it: `--as`/`APTC_USER`, else `$USER`.
     pub fn identity(&self) -> String {
         self.user
@@ -70,6 +125,10 @@ pub struct TargetArgs {
     /// Show the plan only: nothing is applied, nothing recorded.
     #[arg(long)]
     dry_run: bool,
+    /// Plan against what the target holds now, not only against the last revision: instances
+    /// deleted or changed on the cluster by hand are applied again.
+    #[arg(long)]
+    refresh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -156,9 +215,16 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
     let existed = args.run.state.exists();
     let store = if args.dry_run { Store::open_read(&args.run.state)? } else { Some(Store::open(&args.run.state)?) };
-    let driver = RenderDriver::new(&args.run.out, Helm::locate(args.run.helm.as_deref()));
-    let prepared = prepare(store.as_ref(), &driver, &request.desired)?;
-    print!("{}", show_plan(&prepared, &driver));
+    let (driver, target) = args.run.driver(request.program.as_ref())?;
+    let driver = driver.as_ref();
+    let refresh = match (args.refresh, driver.is_local()) {
+        (true, _) => Refresh::Drift,
+        (false, true) => Refresh::Presence,
+        (false, false) => Refresh::No,
+    };
+    let prepared = prepare(store.as_ref(), driver, &request.desired, refresh)?;
+    report_unfinished(&prepared, store.as_ref())?;
+    print!("{}", show_plan(&prepared, driver));
     if prepared.plan.is_empty() {
         let after = prepared.previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
         println!("nothing to do: {} instances up to date{after}; no revision recorded", prepared.plan.unchanged.len());
@@ -190,7 +256,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
     }
     let progress = Bars::new(&prepared.plan);
     super::signals::install("interrupted: no new instance starts; the running ones finish and are recorded")?;
-    let revision = apply(&store, &driver, prepared, request, &progress)?;
+    let revision = apply(&store, driver, prepared, request, &progress)?;
     progress.done();
     print!("{}", show_results(&revision));
     let counts = revision.counts();
@@ -200,7 +266,7 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         counts.summary(),
         Duration::from_millis(revision.duration_ms).as_secs_f64()
     );
-    println!("no cluster driver yet: {} (the embedded default)", driver.describe());
+    println!("{target}");
     if super::signals::stopping() {
         use aptc_runtime::apply::INTERRUPTED;
         let interrupted = |outcome: &Outcome| matches!(outcome, Outcome::Skipped { reason } if reason == INTERRUPTED);
@@ -213,6 +279,27 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FINDINGS));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells of a deploy that was killed before it recorded its revision: recorded now (`recovered`),
+/// or, when the store is only read (a dry run), still unrecorded.
+pub(super) fn report_unfinished(prepared: &Prepared, store: Option<&Store>) -> anyhow::Result<()> {
+    if let Some(revision) = &prepared.recovered {
+        println!(
+            "revision {} ({} by {}) stopped before it finished (aptc was killed or crashed); recorded what it did: {}",
+            revision.number,
+            revision.time,
+            revision.user,
+            revision.counts().summary()
+        );
+    } else if let Some(journal) = store.map(Store::pending).transpose()?.flatten() {
+        println!(
+            "revision {} ({} by {}) has not finished: another aptc is deploying, or one was killed (the next deploy \
+records what it did); this plan does not count its actions",
+            journal.revision.number, journal.revision.time, journal.revision.user
+        );
+    }
+    Ok(())
 }
 
 /// One line per action, then the counts.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_runtime::apply::Outcome;
+use aptc_runtime::secrets::redact;
 use aptc_runtime::store::{Revision, Store};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -56,8 +57,11 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         None => {
             let revisions = store.list()?;
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&revisions).context("encoding JSON")?),
-                Format::Text if revisions.is_empty() => println!("no revisions yet"),
+                Format::Json => {
+                    let value = redact(&serde_json::to_value(&revisions).context("encoding JSON")?);
+                    println!("{}", serde_json::to_string_pretty(&value).context("encoding JSON")?)
+                }
+                Format::Text if revisions.is_empty() && store.pending()?.is_none() => println!("no revisions yet"),
                 Format::Text => {
                     let width = revisions.iter().map(|r| r.user.chars().count()).max().unwrap_or(0);
                     for revision in &revisions {
@@ -69,6 +73,17 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                             revision.cause_text(),
                             revision.counts().summary(),
                             short(&revision.policy)
+                        );
+                    }
+                    if let Some(journal) = store.pending()? {
+                        let r = &journal.revision;
+                        println!(
+                            "{:>4}  {}  {:<width$}  {}: not finished (aptc was killed or crashed; the next deploy \
+records what it did)",
+                            r.number,
+                            r.time,
+                            r.user,
+                            r.cause_text()
                         );
                     }
                 }
@@ -83,7 +98,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 Format::Json => {
                     let mut value = serde_json::to_value(&revision).context("encoding JSON")?;
                     value["desired_state"] = store.desired_state(number)?.unwrap_or_default();
-                    println!("{}", serde_json::to_string_pretty(&value).context("encoding JSON")?);
+                    println!("{}", serde_json::to_string_pretty(&redact(&value)).context("encoding JSON")?);
                 }
                 Format::Text => print!("{}", show(&revision)),
             }

@@ -11,6 +11,7 @@ mod history;
 mod lsp;
 mod plan;
 mod policy;
+mod post_render;
 mod signals;
 mod test;
 mod watch;
@@ -117,6 +118,9 @@ Policy files are looked at every second; the output is compared with the last re
 seconds (default 30). SIGINT or SIGTERM stops it cleanly (exit 0): what runs finishes and is recorded."
     )]
     Watch(watch::WatchArgs),
+    /// Helm's post-renderer: stamps aptc's labels on the manifests from stdin (run by Helm).
+    #[command(name = "__post-render", hide = true)]
+    PostRender(post_render::PostRenderArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -153,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
+        Command::PostRender(args) => post_render::run(args),
     }
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use aptc_runtime::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
+use aptc_runtime::secrets::redact_state;
 use clap::{Args, ValueEnum};
 
 use super::policy;
@@ -31,7 +32,7 @@ enum Format {
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&policy::paths_or_cwd(&args.paths), color)?;
-    let state = resolve(&program);
+    let state = redact_state(&resolve(&program));
     match args.format {
         Format::Tree => print!("{}", tree(&state)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&state).context("encoding JSON")?),

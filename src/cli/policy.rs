@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use aptc_compiler::check::load_workspace;
+use aptc_compiler::check::{load_workspace, shown};
 use aptc_compiler::db::{Database, Settings};
 use aptc_compiler::diagnostics::render;
 use aptc_compiler::ir::{Program, lower::lower};
@@ -20,13 +20,13 @@ pub fn load(paths: &[PathBuf], color: bool) -> anyhow::Result<Program> {
         return Program::from_json(&text).with_context(|| format!("loading {}", single.display()));
     }
     let files = workspace::find_apt_files(paths)?;
-    let sources = workspace::load(&files)?;
+    let mut sources = workspace::load(&files)?;
     let mut db = Database::default();
     let ws = load_workspace(&mut db, &sources, Settings::default());
     match lower(&db, ws) {
         Ok(program) => Ok(program),
         Err(errors) => {
-            let shown: Vec<_> = errors.into_iter().filter(|d| (d.primary.file.0 as usize) < sources.len()).collect();
+            let shown = shown(&db, ws, &mut sources, errors);
             eprint!("{}", render::render(&sources, &shown, color));
             bail!("the policy has {} error(s); fix them first (`aptc check`)", shown.len().max(1))
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_compiler::check::load_workspace;
+use aptc_compiler::check::{load_workspace, shown};
 use aptc_compiler::db::{Database, Settings};
 use aptc_compiler::diagnostics::render;
 use aptc_compiler::ir::{Program, lower::lower};
@@ -82,13 +82,13 @@ fn load(path: &Path, color: bool) -> anyhow::Result<Option<Program>> {
         return Ok(Some(Program::from_json(&text).with_context(|| format!("loading {}", path.display()))?));
     }
     let files = workspace::find_apt_files(&[path.to_path_buf()])?;
-    let sources = workspace::load(&files)?;
+    let mut sources = workspace::load(&files)?;
     let mut db = Database::default();
     let ws = load_workspace(&mut db, &sources, Settings::default());
     match lower(&db, ws) {
         Ok(program) => Ok(Some(program)),
         Err(errors) => {
-            let shown: Vec<_> = errors.into_iter().filter(|d| (d.primary.file.0 as usize) < sources.len()).collect();
+            let shown = shown(&db, ws, &mut sources, errors);
             eprint!("{}", render::render(&sources, &shown, color));
             eprintln!(
                 "error: {}: the policy has {} error(s), so its tests did not run (`aptc check` shows them)",

@@ -1,9 +1,10 @@
-//! `aptc watch`: the enforcement loop for the embedded default (the render driver).
+//! `aptc watch`: the enforcement loop, for clusters or the embedded default (the render driver).
 //!
 //! Every second it looks at the policy files (paths, sizes, modification times); on a change it
 //! resolves again and shows the plan, and with `--fix` applies it as a new revision. Every
-//! `--interval` seconds it compares what the output directory holds with what the last revision
-//! rendered (see `aptc_runtime::drift`): drift is reported (a line, and a `tracing` event), and with
+//! `--interval` seconds it compares what the target holds (a cluster's releases and live objects,
+//! or the rendered files) with what the last revision applied (see `aptc_runtime::drift`): drift
+//! (deleted or changed objects, failed releases) is reported (a line, and a `tracing` event), and with
 //! `--fix` repaired by applying the drifted instances again, through the normal plan and apply, as
 //! a new revision. SIGINT or SIGTERM stops it cleanly: what runs finishes, the revision records it,
 //! and it exits 0 saying it stopped.
@@ -15,12 +16,10 @@ use std::time::{Duration, Instant};
 
 use aptc_compiler::ir::Program;
 use aptc_runtime::apply::Quiet;
-use aptc_runtime::deploy::{Request, apply, policy_hash, prepare, refusals};
+use aptc_runtime::deploy::{Refresh, Request, apply, policy_hash, prepare, refusals};
 use aptc_runtime::drift::{Drift, Drifted, detect, explain};
 use aptc_runtime::driver::Driver;
-use aptc_runtime::helm::Helm;
 use aptc_runtime::plan::{Unit, units};
-use aptc_runtime::render::RenderDriver;
 use aptc_runtime::resolve::{Status, resolve};
 use aptc_runtime::store::{Cause, Store};
 use aptc_runtime::watch::Snapshot;
@@ -56,7 +55,7 @@ struct Loaded {
 struct Watcher {
     args: WatchArgs,
     paths: Vec<PathBuf>,
-    driver: RenderDriver,
+    driver: Box<dyn Driver>,
     user: String,
     color: bool,
     loaded: Option<Loaded>,
@@ -72,16 +71,17 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
     }
-    let driver = RenderDriver::new(&args.run.out, Helm::locate(args.run.helm.as_deref()));
+    // The clusters the policy declares when watching starts are the ones watched.
+    let first = policy::load(&paths, color).ok();
+    let (driver, target) = args.run.driver(first.as_ref())?;
     signals::install("stopping: finishing what runs, then recording it")?;
     let user = args.run.identity();
     let interval = Duration::from_secs(args.interval);
     let mut snapshot = Snapshot::take(&paths);
     println!(
-        "watching {} ({} policy files); comparing {} with the last revision every {} s; {}",
+        "watching {} ({} policy files); comparing what is {target} with the last revision every {} s; {}",
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
         snapshot.len(),
-        driver.out().display(),
         args.interval,
         if args.fix { "fixing: changes and drift are applied" } else { "reporting only (--fix applies)" }
     );
@@ -175,7 +175,7 @@ impl Watcher {
             tracing::warn!(target = %last.target, "the last revision went to another target; not comparing");
             return;
         }
-        let drift = detect(&last.applied, &self.driver);
+        let drift = detect(&last.applied, self.driver.as_ref());
         for found in &drift {
             tracing::warn!(
                 instance = %found.key,
@@ -214,7 +214,7 @@ impl Watcher {
             println!("not repaired: no policy has loaded yet");
             return;
         };
-        let driver = Drifted { driver: &self.driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
+        let driver = Drifted { driver: self.driver.as_ref(), keys: drift.iter().map(|d| d.key.clone()).collect() };
         let store = if self.args.fix {
             Store::open(&self.args.run.state).map(Some)
         } else {
@@ -228,20 +228,23 @@ impl Watcher {
                 return;
             }
         };
-        let mut prepared = match prepare(store.as_ref(), &driver, &loaded.desired) {
+        let mut prepared = match prepare(store.as_ref(), &driver, &loaded.desired, Refresh::Presence) {
             Ok(prepared) => prepared,
             Err(error) => {
                 println!("cannot plan: {error}");
                 return;
             }
         };
+        if let Err(error) = super::deploy::report_unfinished(&prepared, store.as_ref()) {
+            tracing::error!(%error, "reading the journal");
+        }
         explain(&mut prepared.plan, drift);
         if prepared.plan.is_empty() {
             let since = prepared.previous.map(|n| format!(" (revision {n})")).unwrap_or_default();
             println!("up to date: {} instances{since}", prepared.plan.unchanged.len());
             return;
         }
-        print!("{}", show_plan(&prepared, &self.driver));
+        print!("{}", show_plan(&prepared, self.driver.as_ref()));
         tracing::info!(
             actions = prepared.plan.actions.len(),
             revision = prepared.revision,

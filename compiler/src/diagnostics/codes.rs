@@ -80,6 +80,7 @@ codes! {
     CONFLICTING_OWNERS = "APT0206", Error, "namespace with two owners";
     UNUSED_IMPORT = "APT0207", Warning, "unused import";
     INVALID_USERS_FILE = "APT0208", Error, "users file cannot be used";
+    INVALID_MANIFESTS = "APT0209", Error, "manifest files cannot be used";
     UNDECLARED_LABEL = "APT0301", Error, "undeclared label";
     TYPE_MISMATCH = "APT0302", Error, "type mismatch";
     NOT_AN_ENUM_VALUE = "APT0303", Error, "string outside an enum";
@@ -92,6 +93,8 @@ codes! {
     INTERPOLATION_NOT_ALLOWED = "APT0310", Error, "interpolation where a plain string is required";
     UNKNOWN_TYPE = "APT0311", Error, "unknown type";
     UNKNOWN_DISCOVERY_KEY = "APT0312", Error, "discovery key not published";
+    SECRET_NOT_ALLOWED = "APT0313", Error, "secret outside a component's values";
+    INVALID_MANIFEST = "APT0314", Error, "manifest document is not a Kubernetes object";
     DEPENDENCY_CYCLE = "APT0401", Error, "component dependency cycle";
     CONTRACT_CYCLE = "APT0402", Error, "contract cycle";
     UNREACHABLE_CONTEXT = "APT0403", Warning, "context can never be chosen";

@@ -238,6 +238,8 @@ fn completion_by_position() {
     let lower = items.iter().find(|c| c.label == "lower").unwrap();
     assert_eq!(lower.detail.as_deref(), Some("fn lower(s: string) -> string"));
     assert!(lower.documentation.as_deref().unwrap_or_default().contains("Lower-cases"));
+    let secret = items.iter().find(|c| c.label == "secret_env").unwrap();
+    assert_eq!(secret.detail.as_deref(), Some("fn secret_env(name: string) -> secret"), "from the prelude");
     // The word being typed is replaced.
     let partial = f.at("edit.apt", "component q", 5);
     let list = completions(&f.db, f.ws, f.file("edit.apt"), partial);

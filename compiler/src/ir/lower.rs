@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::db::{SourceText, Workspace, parse_file};
+use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
 use crate::diagnostics::Diagnostic;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
@@ -49,7 +49,13 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
             continue;
         }
         let scope = Scope { index, namespace, imports: &summary.imports };
-        let lowerer = Lowerer { scope, file: &FileInfo::new(db, file) };
+        let manifests: HashMap<&str, &[ManifestFile]> = ws
+            .manifests(db)
+            .iter()
+            .filter(|set| set.declared_in(db) == file.id(db))
+            .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
+            .collect();
+        let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
         for item in &parse_file(db, file).file.items {
             lowerer.item(item, &mut program);
         }
@@ -59,8 +65,11 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
         let Some(&source) = ws.files(db).iter().find(|f| f.id(db) == file) else { continue };
         let summary = file_summary(db, source);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let lowerer =
-            Lowerer { scope: Scope { index, namespace, imports: &summary.imports }, file: &FileInfo::new(db, source) };
+        let lowerer = Lowerer {
+            scope: Scope { index, namespace, imports: &summary.imports },
+            file: &FileInfo::new(db, source),
+            manifests: &HashMap::new(),
+        };
         let labels = user
             .labels
             .iter()
@@ -129,6 +138,8 @@ impl FileInfo {
 struct Lowerer<'a> {
     scope: Scope<'a>,
     file: &'a FileInfo,
+    /// The files of the file's `manifests` components, by glob.
+    manifests: &'a HashMap<&'a str, &'a [ManifestFile]>,
 }
 
 impl Lowerer<'_> {
@@ -441,7 +452,17 @@ impl Lowerer<'_> {
                 Source::Chart { chart: chart.as_plain().unwrap_or_default(), repo, version, base_dir }
             }
             ast::ComponentSource::Manifests(glob) => {
-                Source::Manifests { glob: glob.as_plain().unwrap_or_default(), base_dir }
+                let glob = glob.as_plain().unwrap_or_default();
+                let templates = self.manifests.get(glob.as_str()).copied().unwrap_or_default();
+                let templates = templates
+                    .iter()
+                    .filter_map(|file| {
+                        let text = file.text.as_ref().ok()?;
+                        let template = self.parts(&crate::syntax::parse_template(file.id, text).parts);
+                        Some(ManifestTemplate { path: file.relative.clone(), template })
+                    })
+                    .collect();
+                Source::Manifests { glob, base_dir, templates }
             }
         };
         lowered
@@ -518,8 +539,12 @@ impl Lowerer<'_> {
     }
 
     fn template(&self, lit: &ast::StrLit) -> Template {
-        let parts = lit
-            .parts
+        self.parts(&lit.parts)
+    }
+
+    /// The text and interpolations of a string literal or a manifest template.
+    fn parts(&self, parts: &[ast::StrPart]) -> Template {
+        let parts = parts
             .iter()
             .map(|part| match part {
                 ast::StrPart::Text(text) => TemplatePart::Text(text.to_string()),
@@ -575,6 +600,7 @@ impl Lowerer<'_> {
             ["cluster", "labels", key] => Expr::Cluster(ClusterField::Label(self.label_or_key(key))),
             ["instance", "name"] => Expr::Instance(InstanceField::Name),
             ["instance", "id"] => Expr::Instance(InstanceField::Id),
+            ["values", key] => Expr::Value(key.to_string()),
             [component, "discovery", key] => Expr::Discovery { component: component.to_string(), key: key.to_string() },
             _ => Expr::Const(Value::Bool(false)),
         }

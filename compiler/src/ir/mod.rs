@@ -143,6 +143,9 @@ pub enum Source {
     Manifests {
         glob: String,
         base_dir: String,
+        /// The matched files, in sorted path order, as templates (docs/language.md §5.2): what
+        /// is deployed is rendered from these, never read from disk again.
+        templates: Vec<ManifestTemplate>,
     },
     /// `namespace.name` of a contract.
     Uses {
@@ -311,6 +314,15 @@ pub enum Expect {
     Instances { count: i64 },
 }
 
+/// One manifest file of a `manifests` component.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ManifestTemplate {
+    /// The path relative to the directory of the declaring file, `/`-separated.
+    pub path: String,
+    /// Its text and interpolations; `\${` is already a literal `${` here.
+    pub template: Template,
+}
+
 /// A string with interpolations.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Template {
@@ -338,6 +350,8 @@ pub enum Expr {
     Claim(ClaimField),
     Cluster(ClusterField),
     Instance(InstanceField),
+    /// `values.KEY`: an entry of the component's evaluated `values`, in its manifest templates.
+    Value(String),
     /// `C.discovery.KEY` of a component of the same service.
     Discovery {
         component: String,

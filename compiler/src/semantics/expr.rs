@@ -49,6 +49,9 @@ pub struct Components<'a> {
     pub dependencies: &'a HashSet<SmolStr>,
     /// In the `discovery` map of a `uses` component, which may re-export what it receives.
     pub reads_received: bool,
+    /// In the component's manifest templates, its `values` entries with their types, which
+    /// they read as `values.KEY`; `None` everywhere else.
+    pub values: Option<&'a HashMap<SmolStr, Ty>>,
 }
 
 /// Where an expression stands: the names it may read, and a phrase for messages.
@@ -145,8 +148,19 @@ impl Checker<'_> {
         );
     }
 
-    /// Checks `expr` and returns its type.
+    /// Checks `expr` and returns its type. A secret here is an error: see [`Checker::value`].
     pub fn expr(&mut self, expr: &Expr, env: &Env) -> Ty {
+        self.check(expr, env, false)
+    }
+
+    /// Checks a value of a component's `values` map: the one place a secret may stand, as the
+    /// value itself or inside list and map literals (docs/language.md §5.5).
+    pub fn value(&mut self, expr: &Expr, env: &Env) -> Ty {
+        self.check(expr, env, true)
+    }
+
+    /// `expr` and `value`: `secrets` says whether a secret may be the result.
+    fn check(&mut self, expr: &Expr, env: &Env, secrets: bool) -> Ty {
         match &expr.kind {
             ExprKind::Int(_) => Ty::Int,
             ExprKind::Bool(_) => Ty::Bool,
@@ -158,18 +172,39 @@ impl Checker<'_> {
                 }
                 Ty::String
             }
-            ExprKind::List(items) => self.list(items, env),
+            ExprKind::List(items) => self.list(items, env, secrets),
             ExprKind::Map(map) => {
                 for entry in &map.entries {
                     if let MapKey::Str(key) = &entry.key {
-                        self.string(key, env);
+                        self.map_key(key, env);
                     }
-                    self.expr(&entry.value, env);
+                    self.check(&entry.value, env, secrets);
                 }
                 Ty::Map
             }
             ExprKind::Path(path) => self.path(path, env),
-            ExprKind::Call { func, args } => self.call(func, args, expr.span, env),
+            ExprKind::Call { func, args } => {
+                let ty = self.call(func, args, expr.span, env);
+                if ty.holds_secret() && !secrets {
+                    self.report(
+                        Diagnostic::new(
+                            codes::SECRET_NOT_ALLOWED,
+                            self.file,
+                            expr.span,
+                            "a secret can only be a value in a component's `values`".to_string(),
+                        )
+                        .with_primary_message("a secret cannot be used here")
+                        .with_help(
+                            "a secret may only be a value of a component's `values` map (or inside a list or map \
+there): it is read when the instance is deployed, so it cannot be compared, interpolated, converted or passed to \
+another function"
+                                .to_string(),
+                        ),
+                    );
+                    return Ty::Unknown;
+                }
+                ty
+            }
             ExprKind::Unary { op: UnaryOp::Not, expr: inner } => {
                 self.condition(inner, env, "the operand of `not`");
                 Ty::Bool
@@ -179,7 +214,7 @@ impl Checker<'_> {
                 Ty::Int
             }
             ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, env),
-            ExprKind::Paren(inner) => self.expr(inner, env),
+            ExprKind::Paren(inner) => self.check(inner, env, secrets),
             ExprKind::Error => Ty::Unknown,
         }
     }
@@ -247,12 +282,41 @@ impl Checker<'_> {
         );
     }
 
+    /// Checks a quoted key of a map literal or a `values` map: its interpolations, and that it is
+    /// not the key reserved for references to secrets.
+    pub fn map_key(&mut self, key: &StrLit, env: &Env) {
+        self.string(key, env);
+        if key.as_plain().as_deref() == Some(SECRET_KEY) {
+            self.report(
+                Diagnostic::new(
+                    codes::SECRET_NOT_ALLOWED,
+                    self.file,
+                    key.span,
+                    format!("the map key `{SECRET_KEY}` is reserved for references to secrets"),
+                )
+                .with_primary_message("reserved key")
+                .with_help(
+                    "refer to a secret with `secret_env(NAME)` or `secret_file(PATH)`; otherwise rename the key"
+                        .to_string(),
+                ),
+            );
+        }
+    }
+
     /// Checks the interpolations of a string.
     pub fn string(&mut self, lit: &StrLit, env: &Env) {
-        for part in &lit.parts {
+        self.interpolations(&lit.parts, env);
+    }
+
+    /// Checks interpolated expressions (of a string or a manifest template): each must have a
+    /// type that has a text (§14.2).
+    pub fn interpolations(&mut self, parts: &[StrPart], env: &Env) {
+        for part in parts {
             if let StrPart::Interp(inner) = part {
                 let ty = self.expr(inner, env);
-                if !ty.is_scalar() {
+                // A manifest template writes a secret value as a reference that the deploy resolves.
+                let template_secret = ty == Ty::Secret && env.components.is_some_and(|c| c.values.is_some());
+                if !ty.is_scalar() && !template_secret {
                     self.report(
                         Diagnostic::new(
                             codes::TYPE_MISMATCH,
@@ -290,10 +354,10 @@ impl Checker<'_> {
         plain
     }
 
-    fn list(&mut self, items: &[Expr], env: &Env) -> Ty {
+    fn list(&mut self, items: &[Expr], env: &Env, secrets: bool) -> Ty {
         let mut element: Option<Ty> = None;
         for item in items {
-            let ty = self.expr(item, env);
+            let ty = self.check(item, env, secrets);
             match &element {
                 None => element = Some(ty),
                 Some(first) if first.comparable(&ty) => {
@@ -627,6 +691,37 @@ impl Checker<'_> {
             [component, "discovery", key] if env.components.is_some_and(|c| c.all.contains_key(*component)) => {
                 self.discovery(path, component, key, env)
             }
+            ["values", rest @ ..] if env.components.is_some_and(|c| c.values.is_some()) => match rest {
+                [key] => match env.components.and_then(|c| c.values?.get(*key)) {
+                    Some(ty) => ty.clone(),
+                    None => {
+                        let keys: Vec<&SmolStr> =
+                            env.components.and_then(|c| c.values).into_iter().flat_map(|v| v.keys()).collect();
+                        let mut listed: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+                        listed.sort();
+                        let help =
+                            did_you_mean(&super::scope::closest(key, keys.iter().copied())).unwrap_or_else(|| {
+                                if listed.is_empty() {
+                                    format!("add `values {{ {key} = … }}` to the component")
+                                } else {
+                                    format!("the component's values are {}", listed.join(", "))
+                                }
+                            });
+                        self.report(
+                            Diagnostic::new(
+                                codes::UNKNOWN_NAME,
+                                self.file,
+                                path.segments[1].span,
+                                format!("the component has no value `{key}`"),
+                            )
+                            .with_primary_message("not in the component's `values`")
+                            .with_help(help),
+                        );
+                        Ty::Unknown
+                    }
+                },
+                _ => wrong_field(self, &[&["*"]], "the component's values, as `values.KEY`"),
+            },
             [name, ..] => {
                 let mut roots: Vec<&str> = Vec::new();
                 let r = env.roots;
@@ -748,6 +843,10 @@ impl Checker<'_> {
         }
     }
 }
+
+/// The map key that marks a reference to a secret in resolved values (runtime `secrets`): no map
+/// literal may use it, so a policy cannot forge one.
+pub const SECRET_KEY: &str = "$secret";
 
 /// The text of a string literal without interpolation.
 pub fn constant_string(expr: &Expr) -> Option<String> {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::db::{SourceText, Workspace, parse_file, report};
+use crate::db::{ManifestFile, SourceText, Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
 
@@ -58,7 +58,13 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
     let scope = Scope { index, namespace, imports: &summary.imports };
     let mut checker =
         Checker { file: file.id(db), scope, out: Vec::new(), used: BTreeSet::new(), used_imports: HashSet::new() };
-    let mut walker = Walker { c: &mut checker, facts: FileFacts::default() };
+    let manifests: HashMap<&str, &Result<Vec<ManifestFile>, String>> = ws
+        .manifests(db)
+        .iter()
+        .filter(|set| set.declared_in(db) == file.id(db))
+        .map(|set| (set.glob(db).as_str(), set.files(db)))
+        .collect();
+    let mut walker = Walker { c: &mut checker, facts: FileFacts::default(), manifests: &manifests };
     for item in &parse.file.items {
         walker.item(item);
     }
@@ -77,6 +83,8 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
 struct Walker<'c, 'a> {
     c: &'c mut Checker<'a>,
     facts: FileFacts,
+    /// The files of this file's `manifests` components, by glob.
+    manifests: &'c HashMap<&'c str, &'c Result<Vec<ManifestFile>, String>>,
 }
 
 const CONTRACT_ENV: Env = Env { roots: Roots::CONTRACT, place: "a contract", components: None };
@@ -286,7 +294,7 @@ impl Walker<'_, '_> {
         match Ty::from_syntax(ty) {
             Ok(ty) => ty,
             Err(name) => {
-                let known = ["string", "int", "bool", "any"].map(SmolStr::new_static);
+                let known = ["string", "int", "bool", "any", "secret"].map(SmolStr::new_static);
                 let help = did_you_mean(&closest(&name, known.iter())).unwrap_or_else(|| {
                     "types are `string`, `int`, `bool`, `any`, lists `[T]` and enums `\"a\" | \"b\"`".to_string()
                 });
@@ -321,6 +329,22 @@ impl Walker<'_, '_> {
             }
         }
         let ty = self.type_expr(&label.ty);
+        if ty.holds_secret() {
+            self.c.report(
+                Diagnostic::new(
+                    codes::SECRET_NOT_ALLOWED,
+                    self.c.file,
+                    label.ty.span,
+                    format!("label `{}` cannot hold a secret", label.name.text),
+                )
+                .with_primary_message("a secret cannot be used here")
+                .with_help(
+                    "labels are read and compared during resolution; give the secret directly as a value: \
+`values { password = secret_env(\"NAME\") }`"
+                        .to_string(),
+                ),
+            );
+        }
         if let Some(default) = &label.default {
             let env = Env { roots: Roots::CONSTANT, place: "a label default", components: None };
             self.c.expect(default, &env, &ty, &format!("the default of label `{}`", label.name.text));
@@ -452,6 +476,7 @@ impl Walker<'_, '_> {
                 current: &component.name.text,
                 dependencies: &dependencies,
                 reads_received: false,
+                values: None,
             };
             self.component(component, &scope, &me);
         }
@@ -568,6 +593,7 @@ impl Walker<'_, '_> {
                 self.c.plain(lit, "a manifests path");
             }
         }
+        let mut value_types: HashMap<SmolStr, Ty> = HashMap::new();
         let values = Env { roots: Roots::COMPONENT, place: "a component's values", components: Some(scope) };
         let when = Env { roots: Roots::PLACED, place: "a component's `when`", components: Some(scope) };
         for stmt in component.body.iter().flat_map(|b| &b.stmts) {
@@ -582,9 +608,12 @@ impl Walker<'_, '_> {
                 ComponentStmt::Values(map) => {
                     for entry in &map.entries {
                         if let MapKey::Str(key) = &entry.key {
-                            self.c.string(key, &values);
+                            self.c.map_key(key, &values);
                         }
-                        self.c.expr(&entry.value, &values);
+                        let ty = self.c.value(&entry.value, &values);
+                        if let Some(key) = map_key_text(&entry.key) {
+                            value_types.insert(key, ty);
+                        }
                     }
                 }
                 ComponentStmt::Discovery(map) => {
@@ -602,6 +631,13 @@ impl Walker<'_, '_> {
                 }
                 ComponentStmt::After(_) | ComponentStmt::Error => {}
             }
+        }
+        if let ComponentSource::Manifests(glob) = &component.source.node
+            && let Some(files) = glob.as_plain().and_then(|glob| self.manifests.get(glob.as_str()))
+        {
+            let templates = Components { values: Some(&value_types), ..*scope };
+            let env = Env { place: "a manifest template", components: Some(&templates), ..values };
+            super::manifests::check_templates(self.c, glob, files, &env);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod expr;
 pub mod file;
 pub mod index;
+pub mod manifests;
 pub mod overrides;
 pub mod scope;
 pub mod types;

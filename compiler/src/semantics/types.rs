@@ -18,6 +18,9 @@ pub enum Ty {
     /// A map literal; maps have no type of their own.
     Map,
     Any,
+    /// A reference to a secret (`secret_env`, `secret_file`): only a value in a component's
+    /// `values` may hold one, so the secret itself is read only when the instance is deployed.
+    Secret,
     /// The type of `[]` before its use decides it.
     EmptyList,
     Unknown,
@@ -32,6 +35,7 @@ impl Ty {
                 "int" => Ty::Int,
                 "bool" => Ty::Bool,
                 "any" => Ty::Any,
+                "secret" => Ty::Secret,
                 _ => return Err(name.text.clone()),
             },
             TypeExprKind::Enum(variants) => {
@@ -50,6 +54,8 @@ impl Ty {
     /// against enums are checked by the caller, which knows the literal.
     pub fn fits(&self, target: &Ty) -> bool {
         match (self, target) {
+            // A secret is no value an expression can work with, not even as `any`.
+            (Ty::Secret, want) => matches!(want, Ty::Secret | Ty::Unknown),
             (Ty::Unknown | Ty::Any, _) | (_, Ty::Unknown | Ty::Any) => true,
             (Ty::Enum(_), Ty::String) => true,
             (Ty::Enum(have), Ty::Enum(want)) => have.iter().all(|v| want.contains(v)),
@@ -62,6 +68,15 @@ impl Ty {
     /// Whether `==` between the two types can be true (an enum and a string compare).
     pub fn comparable(&self, other: &Ty) -> bool {
         self.fits(other) || other.fits(self) || (self.is_stringy() && other.is_stringy())
+    }
+
+    /// Whether a value of this type is or holds a secret.
+    pub fn holds_secret(&self) -> bool {
+        match self {
+            Ty::Secret => true,
+            Ty::List(inner) => inner.holds_secret(),
+            _ => false,
+        }
     }
 
     /// A string or an enum.
@@ -83,6 +98,7 @@ impl fmt::Display for Ty {
             Ty::List(inner) => write!(f, "[{inner}]"),
             Ty::Map => f.write_str("map"),
             Ty::Any => f.write_str("any"),
+            Ty::Secret => f.write_str("secret"),
             Ty::EmptyList => f.write_str("[]"),
             Ty::Unknown => f.write_str("{unknown}"),
         }
@@ -123,5 +139,13 @@ mod tests {
         assert!(!Ty::Int.fits(&Ty::String));
         assert!(small.comparable(&Ty::String));
         assert_eq!(big.to_string(), "\"dev\" | \"stage\" | \"prod\"");
+    }
+
+    #[test]
+    fn a_secret_fits_nothing_but_a_secret() {
+        assert!(Ty::Secret.fits(&Ty::Secret));
+        assert!(!Ty::Secret.fits(&Ty::Any), "not even `any`: `to_string`, `len`, `default` take `any`");
+        assert!(!Ty::Secret.fits(&Ty::String) && !Ty::Secret.is_scalar());
+        assert!(Ty::List(Box::new(Ty::Secret)).holds_secret() && !Ty::Any.holds_secret());
     }
 }

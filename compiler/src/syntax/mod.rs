@@ -75,6 +75,24 @@ pub fn parse(file: FileId, src: &str) -> Parse {
     Parse { file: SourceFile { items }, comments: lexed.comments, diagnostics }
 }
 
+/// A parsed manifest template (docs/language.md §5.2).
+#[derive(Debug)]
+pub struct TemplateParse {
+    /// Its text and `${…}` interpolations, each parsed as an expression.
+    pub parts: Vec<ast::StrPart>,
+    /// The span of each whole `${…}`, in order.
+    pub interpolations: Vec<Span>,
+    /// The syntax errors found in the interpolations.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses a manifest template of `file`. Spans are byte offsets of `text`, which must be
+/// shorter than 4 GiB (the loader refuses far smaller files).
+pub fn parse_template(file: FileId, text: &str) -> TemplateParse {
+    let (parts, interpolations, errors) = strings::decode_template(text);
+    TemplateParse { parts, interpolations, diagnostics: errors.into_iter().map(|e| e.into_diagnostic(file)).collect() }
+}
+
 /// A syntax error before it is tied to a file.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct SyntaxError {

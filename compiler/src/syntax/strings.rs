@@ -83,6 +83,57 @@ pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
     (StrLit { parts, span: Span::new(start, start + raw.len()) }, errors)
 }
 
+/// Splits the text of a manifest template (docs/language.md §5.2) into text and `${…}`
+/// interpolations, with spans that are byte offsets of `text`. Only `\${` is an escape (a
+/// literal `${`); every other character, backslashes included, is YAML and stays as it is. An
+/// interpolation ends on its own line, so one left open does not swallow the rest of the file.
+/// Besides the parts, the span of each whole `${…}`, in order.
+pub(crate) fn decode_template(text: &str) -> (Vec<StrPart>, Vec<Span>, Vec<StringError>) {
+    let mut parts = Vec::new();
+    let mut wholes = Vec::new();
+    let mut errors = Vec::new();
+    let mut literal = String::new();
+    let mut rest = 0;
+    while let Some(found) = text[rest..].find("${").map(|n| rest + n) {
+        if text[..found].ends_with('\\') {
+            literal.push_str(&text[rest..found - 1]);
+            literal.push_str("${");
+            rest = found + 2;
+            continue;
+        }
+        literal.push_str(&text[rest..found]);
+        let inner_start = found + 2;
+        let line_end = text[inner_start..].find('\n').map_or(text.len(), |n| inner_start + n);
+        let Some(inner_end) = interpolation_end(&text[inner_start..line_end]).map(|n| inner_start + n) else {
+            errors.push(
+                SyntaxError::new(codes::BAD_INTERPOLATION, Span::new(found, inner_start), "this `${` is never closed")
+                    .with_primary("no `}` before the line ends")
+                    .with_help("end the interpolation with `}` on the same line, or write `\\${` for a literal `${`"),
+            );
+            literal.push_str("${");
+            rest = inner_start;
+            continue;
+        };
+        if !literal.is_empty() {
+            parts.push(StrPart::Text(SmolStr::new(std::mem::take(&mut literal))));
+        }
+        let whole = Span::new(found, inner_end + 1);
+        wholes.push(whole);
+        parts.push(StrPart::Interp(parse_interpolation(
+            &text[inner_start..inner_end],
+            inner_start,
+            whole,
+            &mut errors,
+        )));
+        rest = inner_end + 1;
+    }
+    literal.push_str(&text[rest..]);
+    if !literal.is_empty() {
+        parts.push(StrPart::Text(SmolStr::new(literal)));
+    }
+    (parts, wholes, errors)
+}
+
 /// Byte length up to (not including) the `}` that closes an interpolation.
 fn interpolation_end(rest: &str) -> Option<usize> {
     let mut depth = 0usize;
@@ -198,6 +249,24 @@ mod tests {
         let (lit, errors) = decode(r#""${default(labels.x, "}")}""#, 0);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(lit.parts.len(), 1);
+    }
+
+    #[test]
+    fn templates_keep_yaml_and_escape_only_dollar_brace() {
+        let (parts, wholes, errors) = decode_template("a: \"x\\n\"\nb: ${instance.name}\nc: \\${not} $x\n");
+        assert_eq!(wholes, [Span::new(12, 28)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let shown: Vec<String> = parts
+            .iter()
+            .map(|p| match p {
+                StrPart::Text(t) => format!("text:{t}"),
+                StrPart::Interp(e) => format!("expr@{}..{}", e.span.start, e.span.end),
+            })
+            .collect();
+        assert_eq!(shown, ["text:a: \"x\\n\"\nb: ", "expr@14..27", "text:\nc: ${not} $x\n"]);
+        let (_, _, errors) = decode_template("a: ${oops\nb: ${}\nc: ${1 +}\n");
+        let codes: Vec<_> = errors.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes, ["APT0008", "APT0008", "APT0001"]);
     }
 
     #[test]

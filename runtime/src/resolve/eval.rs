@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use aptc_compiler::ir::{
     BinaryOp, ClaimField, ClusterField, Expr, InstanceField, Program, Template, TemplatePart, UserField, Value,
 };
+use aptc_compiler::semantics::expr::SECRET_KEY;
 use thiserror::Error;
+
+use crate::secrets::SecretRef;
 
 /// Why an expression has no value.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -52,6 +55,8 @@ pub struct Env<'a> {
     pub instance: Option<(&'a str, &'a str)>,
     /// Component → its discovery values, for `C.discovery.KEY`.
     pub discovery: Option<&'a BTreeMap<String, BTreeMap<String, Value>>>,
+    /// The component's evaluated `values`, for `values.KEY` in its manifest templates.
+    pub values: Option<&'a [(String, Value)]>,
 }
 
 impl Env<'_> {
@@ -89,6 +94,11 @@ impl Env<'_> {
                 let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
                 for (key, value) in entries {
                     let key = self.render(key)?;
+                    // Only `secret_env` and `secret_file` make markers (a key computed at run time
+                    // could otherwise forge one, and have a deploy read any variable or file).
+                    if key == SECRET_KEY {
+                        return Err(EvalError::Type(format!("the map key `{key}` is reserved for secrets")));
+                    }
                     if out.iter().any(|(k, _)| *k == key) {
                         return Err(EvalError::Type(format!("two entries of one map have the key `{key}`")));
                     }
@@ -147,6 +157,11 @@ impl Env<'_> {
                     },
                 )?
             }
+            Expr::Value(key) => self
+                .values
+                .and_then(|values| values.iter().find(|(k, _)| k == key))
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| EvalError::Unset(format!("`values.{key}`")))?,
             Expr::Call { function, args } => self.call(function, args)?,
             Expr::Not(inner) => Value::Bool(!self.bool(inner)?),
             Expr::Neg(inner) => match self.eval(inner)? {
@@ -172,6 +187,31 @@ impl Env<'_> {
             match part {
                 TemplatePart::Text(text) => out.push_str(text),
                 TemplatePart::Expr(expr) => out.push_str(&self.eval(expr)?.to_string()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Renders a manifest template (docs/language.md §5.2): strings as they are, integers and
+    /// booleans as in any interpolation, a secret as its placeholder for the driver to reveal; a
+    /// list or a map has no text to give (§14.2).
+    pub fn render_manifest(&self, template: &Template) -> Result<String, EvalError> {
+        let mut out = String::new();
+        for part in &template.parts {
+            match part {
+                TemplatePart::Text(text) => out.push_str(text),
+                TemplatePart::Expr(expr) => match self.eval(expr)? {
+                    value @ (Value::Str(_) | Value::Int(_) | Value::Bool(_)) => out.push_str(&value.to_string()),
+                    other => match SecretRef::from_json(&super::to_json(&other)) {
+                        Some(secret) => out.push_str(&crate::secrets::placeholder(&secret)),
+                        None => {
+                            return Err(EvalError::Type(format!(
+                                "{} cannot be interpolated into a manifest (use `join(…)` for a list)",
+                                other.literal()
+                            )));
+                        }
+                    },
+                },
             }
         }
         Ok(out)
@@ -263,6 +303,9 @@ pub fn call(function: &str, args: &[Value]) -> Result<Value, EvalError> {
             _ => return Err(wrong()),
         }),
         "to_string" => Value::Str(args.first().ok_or_else(wrong)?.to_string()),
+        // A reference only: the secret is read when a driver applies the instance.
+        "secret_env" => SecretRef::Env(s(0)?.to_string()).marker(),
+        "secret_file" => SecretRef::File(s(0)?.to_string()).marker(),
         "to_int" => {
             let text = s(0)?;
             Value::Int(
@@ -299,6 +342,7 @@ mod tests {
         assert!(call("to_int", &[str("x")]).is_err());
         assert_eq!(call("hash", &[str("a")]), call("hash", &[str("a")]));
         assert_eq!(call("hash", &[str("a")]).unwrap().to_string().len(), 8);
+        assert_eq!(call("secret_env", &[str("PW")]), Ok(SecretRef::Env("PW".into()).marker()));
     }
 
     #[test]

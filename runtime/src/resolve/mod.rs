@@ -204,6 +204,7 @@ impl<'a> ClaimRun<'a> {
             placement,
             instance,
             discovery,
+            values: None,
         }
     }
 
@@ -414,7 +415,7 @@ impl<'a> ClaimRun<'a> {
         let mut edges: Vec<String> =
             component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
         let mut received = BTreeMap::new();
-        let kind = match &component.source {
+        let mut kind = match &component.source {
             Source::Uses { contract: used } => {
                 let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
                 edges.push(child.key);
@@ -427,8 +428,8 @@ impl<'a> ClaimRun<'a> {
                 version: version.clone(),
                 base_dir: base_dir.clone(),
             },
-            Source::Manifests { glob, base_dir } => {
-                InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
+            Source::Manifests { glob, base_dir, .. } => {
+                InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone(), files: Vec::new() }
             }
         };
         // Within its own discovery map, a `uses` component reads what it receives.
@@ -466,6 +467,19 @@ impl<'a> ClaimRun<'a> {
                 Failure::eval(e, &format!("discovery `{k}` of component `{}`", component.name), &component.origin)
             })?;
             own.insert(k.clone(), v);
+        }
+        // Manifest templates read the values too (§15.2 step 9.3).
+        let env = Env { values: Some(&values), ..env };
+        if let (InstanceKind::Manifests { files, .. }, Source::Manifests { templates, .. }) =
+            (&mut kind, &component.source)
+        {
+            for manifest in templates {
+                let text = env.render_manifest(&manifest.template).map_err(|e| {
+                    let at = format!("manifest `{}` of component `{}`", manifest.path, component.name);
+                    Failure::eval(e, &at, &component.origin)
+                })?;
+                files.push(RenderedFile { path: manifest.path.clone(), text });
+            }
         }
         // What siblings read as `C.discovery`: what it receives and what it writes.
         let mut visible = received;

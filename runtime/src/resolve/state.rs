@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aptc_compiler::ir::Origin;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Every instance of every resolved claim, and the outcome of every claim.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -29,11 +29,23 @@ pub enum InstanceKind {
     Manifests {
         glob: String,
         base_dir: String,
+        /// The manifest templates rendered for this instance, in sorted path order.
+        files: Vec<RenderedFile>,
     },
     /// A `uses` component: an edge to the used contract's service instance.
     Uses {
         contract: String,
     },
+}
+
+/// A manifest file as rendered for one instance (docs/language.md §5.2): what is applied, so a
+/// revision records it and a rollback applies it again. A secret in it is a placeholder
+/// ([`crate::secrets::placeholder`]) until a driver reveals it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RenderedFile {
+    /// The path relative to the directory of the declaring policy file, `/`-separated.
+    pub path: String,
+    pub text: String,
 }
 
 /// One component (or service) instance.

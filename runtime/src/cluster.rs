@@ -1,0 +1,208 @@
+//! The cluster driver: what `aptc deploy` applies to real Kubernetes clusters.
+//!
+//! Chart units become Helm releases through the real `helm` binary ([`crate::release`]);
+//! manifests units are server-side applied through the Kubernetes API ([`crate::k8s`]). Each unit
+//! goes to the cluster the policy placed it on, reached through that cluster's kubeconfig and
+//! context ([`Connection`]); connections are opened on first use, once per cluster, and checked in
+//! the preflight so that an unreachable cluster stops a deploy before anything is applied.
+//!
+//! Secrets are revealed here and nowhere else, just before they are handed to Helm (a 0600 file)
+//! or to the API server; error messages are scrubbed of them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use aptc_compiler::ir::Program;
+
+use crate::connection::Connection;
+use crate::driver::{ActionResult, Driver, DriverError};
+use crate::k8s::Applier;
+use crate::manifest::{parse_stream, unit_documents};
+use crate::plan::{Action, Op, Plan, Unit};
+use crate::release::{ReleaseOutcome, Releases};
+use crate::secrets;
+use crate::source::Source;
+
+/// The name under which a cluster driver's revisions are kept (one store per fleet of clusters).
+pub const TARGET: &str = "kubernetes";
+
+/// Applies units to the clusters of a policy.
+pub struct ClusterDriver {
+    /// By `system.NAME`; a cluster the policy no longer declares is reached as
+    /// [`Connection::ambient`] (to delete what was deployed there).
+    connections: BTreeMap<String, Connection>,
+    /// `Err`: helm is missing (only chart units need it).
+    releases: Result<Releases, String>,
+    appliers: Mutex<HashMap<String, Arc<Applier>>>,
+}
+
+/// The connections of the clusters `program` declares, by `system.NAME`.
+pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
+    program.clusters.iter().map(|(key, cluster)| (key.clone(), Connection::for_cluster(key, cluster))).collect()
+}
+
+impl ClusterDriver {
+    /// A driver for the declared clusters `connections`, with Helm releases from `releases`.
+    pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, String>) -> ClusterDriver {
+        ClusterDriver { connections, releases, appliers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether any declared cluster has a kubeconfig to read: without one, no cluster is
+    /// configured and the embedded default (rendering) applies.
+    pub fn is_configured(&self) -> bool {
+        self.connections.values().any(Connection::is_configured)
+    }
+
+    /// Connects to every declared cluster (kept for the deploy); the first that does not answer
+    /// is the error.
+    pub fn probe(&self) -> Result<(), DriverError> {
+        for cluster in self.connections.keys() {
+            self.applier(cluster)?;
+        }
+        Ok(())
+    }
+
+    fn connection(&self, cluster: &str) -> Connection {
+        self.connections.get(cluster).cloned().unwrap_or_else(|| Connection::ambient(cluster))
+    }
+
+    /// The applier of `cluster`, connecting on first use.
+    fn applier(&self, cluster: &str) -> Result<Arc<Applier>, DriverError> {
+        if let Some(applier) = self.appliers.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
+            return Ok(applier.clone());
+        }
+        let applier = Arc::new(Applier::connect(&self.connection(cluster)).map_err(|e| DriverError::new(e.to_string()))?);
+        let mut appliers = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(appliers.entry(cluster.to_string()).or_insert(applier).clone())
+    }
+
+    fn releases(&self) -> Result<&Releases, DriverError> {
+        self.releases.as_ref().map_err(|e| DriverError::new(format!("chart instances need helm: {e}")))
+    }
+
+    /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
+    fn carry_out(&self, revision: u64, action: &Action) -> Result<String, String> {
+        let unit = &action.unit;
+        let connection = self.connection(&unit.cluster);
+        match (&unit.source, action.op) {
+            (Source::Chart { .. }, Op::Delete) => {
+                Ok(self.releases().map_err(|e| e.message)?.uninstall(&connection, unit).map_err(|e| e.0)?.to_string())
+            }
+            (Source::Chart { .. }, _) => {
+                let values = secrets::reveal(&unit.values, base_dir(unit)).map_err(|e| e.to_string())?;
+                let outcome = self.releases().map_err(|e| e.message)?.upgrade(&connection, unit, revision, &values);
+                match outcome.map_err(|e| e.0)? {
+                    ReleaseOutcome::Deployed(status) => {
+                        Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
+                    }
+                    other => Ok(other.to_string()),
+                }
+            }
+            (Source::Manifests { .. }, Op::Delete) => {
+                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
+                Ok(applier.delete(unit).map_err(|e| e.to_string())?.detail)
+            }
+            (Source::Manifests { .. }, _) => {
+                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
+                let objects = objects(unit, revision)?;
+                Ok(applier.apply(unit, revision, &objects).map_err(|e| e.to_string())?.detail)
+            }
+        }
+    }
+}
+
+/// The directory a unit's relative secret files are read from (its policy file's).
+fn base_dir(unit: &Unit) -> &Path {
+    match &unit.source {
+        Source::Chart { base_dir, .. } | Source::Manifests { base_dir, .. } => Path::new(base_dir),
+    }
+}
+
+/// A manifests unit's objects, stamped for `revision`, with their secrets revealed (their
+/// placeholders are inside string scalars).
+fn objects(unit: &Unit, revision: u64) -> Result<Vec<serde_json::Value>, String> {
+    let base = base_dir(unit);
+    unit_documents(unit, revision)?
+        .into_iter()
+        .map(|document| reveal_strings(document.value, base).map_err(|e| e.to_string()))
+        .collect()
+}
+
+/// `value` with the secret placeholders in its strings replaced by the secrets.
+fn reveal_strings(value: serde_json::Value, base: &Path) -> Result<serde_json::Value, secrets::SecretError> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(text) => Value::String(secrets::reveal_text(&text, base)?),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| reveal_strings(v, base)).collect::<Result<_, _>>()?),
+        Value::Object(map) => Value::Object(
+            map.into_iter().map(|(k, v)| Ok((k, reveal_strings(v, base)?))).collect::<Result<_, secrets::SecretError>>()?,
+        ),
+        other => other,
+    })
+}
+
+impl Driver for ClusterDriver {
+    fn target(&self) -> String {
+        TARGET.to_string()
+    }
+
+    fn describe(&self) -> String {
+        let clusters: Vec<String> = self.connections.values().map(Connection::describe).collect();
+        format!("applied to Kubernetes: {}", clusters.join(", "))
+    }
+
+    /// Every cluster the plan touches must answer, and helm must be there for charts.
+    fn preflight(&self, plan: &Plan) -> Result<(), DriverError> {
+        if plan.actions.iter().any(|a| matches!(a.unit.source, Source::Chart { .. })) {
+            self.releases()?;
+        }
+        let clusters: BTreeSet<&str> = plan.actions.iter().map(|a| a.unit.cluster.as_str()).collect();
+        for cluster in clusters {
+            self.applier(cluster)?;
+        }
+        Ok(())
+    }
+
+    fn is_present(&self, unit: &Unit) -> bool {
+        match &unit.source {
+            Source::Chart { .. } => self
+                .releases()
+                .is_ok_and(|r| r.status(&self.connection(&unit.cluster), unit).is_ok_and(|s| s.is_some())),
+            Source::Manifests { .. } => {
+                self.applier(&unit.cluster).is_ok_and(|a| a.is_present(unit).unwrap_or(false))
+            }
+        }
+    }
+
+    fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError> {
+        let unit = &action.unit;
+        self.carry_out(revision, action).map(|detail| ActionResult { detail }).map_err(|message| {
+            // Whatever a tool said, it never shows a secret.
+            DriverError::new(secrets::scrub(&message, &unit.values, base_dir(unit)))
+        })
+    }
+
+    /// A chart: `release` → Helm's status, plus each object of the release's manifest that
+    /// exists live → the hash of its live state; a manifests unit: each object's live hash.
+    fn fingerprint(&self, unit: &Unit) -> Option<BTreeMap<String, String>> {
+        let applier = self.applier(&unit.cluster).ok()?;
+        match &unit.source {
+            Source::Chart { .. } => {
+                let releases = self.releases().ok()?;
+                let connection = self.connection(&unit.cluster);
+                let status = releases.status(&connection, unit).ok()??;
+                let manifest = releases.manifest(&connection, unit).ok()?;
+                let objects: Vec<serde_json::Value> = parse_stream(&manifest).ok()?.into_iter().map(|d| d.value).collect();
+                let mut live = applier.fingerprint(unit, &objects).ok()?;
+                live.insert("release".to_string(), status.status);
+                Some(live)
+            }
+            Source::Manifests { .. } => {
+                let revision = 0; // the revision label is left out of fingerprints
+                let objects = objects(unit, revision).ok()?;
+                applier.fingerprint(unit, &objects).ok()
+            }
+        }
+    }
+}

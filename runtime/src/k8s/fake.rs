@@ -1,0 +1,347 @@
+//! A stand-in for the Kubernetes API server at the HTTP level, for this module's tests only: a
+//! tower service that `kube::Client` talks to. It serves discovery for a few built-in kinds (and
+//! the kinds of CRDs applied to it), keeps objects in a map by URL path, records every request,
+//! and can be told to fail the next requests with a status.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Recorded {
+    /// The query's `key=value` pairs.
+    pub fn params(&self) -> Vec<&str> {
+        self.query.split('&').filter(|p| !p.is_empty()).collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Clone)]
+struct Kind {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+impl Kind {
+    fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Kind {
+        Kind { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into(), namespaced }
+    }
+
+    fn group_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+}
+
+struct Failure {
+    method: String,
+    path_contains: String,
+    left: u32,
+    code: u16,
+}
+
+struct State {
+    kinds: Vec<Kind>,
+    objects: BTreeMap<String, Value>,
+    requests: Vec<Recorded>,
+    failures: Vec<Failure>,
+    version: u64,
+}
+
+/// The fake API server; clones share one state.
+#[derive(Clone)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeApi {
+    /// A server with core v1 ConfigMap, Namespace, Service, Secret, apps/v1 Deployment and
+    /// apiextensions.k8s.io/v1 CustomResourceDefinition, and the namespace `default`.
+    pub fn new() -> FakeApi {
+        let kinds = vec![
+            Kind::new("", "v1", "ConfigMap", "configmaps", true),
+            Kind::new("", "v1", "Namespace", "namespaces", false),
+            Kind::new("", "v1", "Service", "services", true),
+            Kind::new("", "v1", "Secret", "secrets", true),
+            Kind::new("apps", "v1", "Deployment", "deployments", true),
+            Kind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false),
+        ];
+        let state = State { kinds, objects: BTreeMap::new(), requests: Vec::new(), failures: Vec::new(), version: 0 };
+        let fake = FakeApi { state: Arc::new(Mutex::new(state)) };
+        fake.insert(
+            "/api/v1/namespaces/default",
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "default" } }),
+        );
+        fake
+    }
+
+    /// A client talking to this server (to be called inside a tokio runtime).
+    pub fn client(&self) -> kube::Client {
+        let fake = self.clone();
+        kube::Client::new(tower::service_fn(move |request| fake.clone().serve(request)), "default")
+    }
+
+    /// Fails the next `count` requests of `method` whose path contains `path_contains` with
+    /// HTTP `code`.
+    pub fn fail_next(&self, method: &str, path_contains: &str, count: u32, code: u16) {
+        let failure = Failure { method: method.into(), path_contains: path_contains.into(), left: count, code };
+        self.lock().failures.push(failure);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.lock().requests.clone()
+    }
+
+    /// The requests of `method`, as `path`.
+    pub fn paths_of(&self, method: &str) -> Vec<String> {
+        self.lock().requests.iter().filter(|r| r.method == method).map(|r| r.path.clone()).collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.lock().requests.clear();
+    }
+
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.lock().objects.get(path).cloned()
+    }
+
+    /// The paths of the objects held.
+    pub fn paths(&self) -> Vec<String> {
+        self.lock().objects.keys().cloned().collect()
+    }
+
+    pub fn insert(&self, path: &str, object: Value) {
+        self.lock().objects.insert(path.into(), object);
+    }
+
+    /// Changes a held object as someone editing it by hand would.
+    pub fn edit(&self, path: &str, change: impl FnOnce(&mut Value)) {
+        change(self.lock().objects.get_mut(path).expect("the object to edit exists"));
+    }
+
+    pub fn remove(&self, path: &str) {
+        self.lock().objects.remove(path);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn serve(self, request: Request<Body>) -> Result<Response<Body>, Infallible> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let header = |name: http::header::HeaderName| {
+            parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+        };
+        let recorded = Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: header(http::header::CONTENT_TYPE),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        let mut state = self.lock();
+        state.requests.push(recorded.clone());
+        let failing = state
+            .failures
+            .iter_mut()
+            .find(|f| f.left > 0 && f.method == recorded.method && recorded.path.contains(&f.path_contains));
+        if let Some(failure) = failing {
+            failure.left -= 1;
+            return Ok(status(failure.code, "injected failure"));
+        }
+        Ok(state.route(&recorded))
+    }
+}
+
+impl State {
+    fn route(&mut self, request: &Recorded) -> Response<Body> {
+        let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segments.as_slice() {
+            ["version"] => return ok(&version_info()),
+            ["api"] => {
+                return ok(&json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }));
+            }
+            ["apis"] => return ok(&self.group_list()),
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return status(404, "no such path"),
+        };
+        let (namespace, plural, name) = match rest {
+            [] => return self.resource_list(group, version),
+            ["namespaces", namespace, plural, name] => (Some(*namespace), *plural, *name),
+            [plural, name] => (None, *plural, *name),
+            _ => return status(405, "collections are not served"),
+        };
+        let found = self.kinds.iter().find(|k| {
+            k.group == group && k.version == version && k.plural == plural && k.namespaced == namespace.is_some()
+        });
+        let Some(kind) = found.cloned() else {
+            return status(404, &format!("the server could not find the requested resource ({plural})"));
+        };
+        match request.method.as_str() {
+            "GET" => match self.objects.get(&request.path) {
+                Some(object) => ok(object),
+                None => not_found(&kind, name),
+            },
+            "PATCH" => self.apply(request, &kind, namespace),
+            "DELETE" => match self.objects.remove(&request.path) {
+                Some(_) => {
+                    if kind.kind == "Namespace" {
+                        let inside = format!("/namespaces/{name}/");
+                        self.objects.retain(|path, _| !path.contains(&inside));
+                    }
+                    ok(&json!({ "kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {} }))
+                }
+                None => not_found(&kind, name),
+            },
+            _ => status(405, "method not allowed"),
+        }
+    }
+
+    /// A server-side apply, simplified: the applied object replaces the held one, plus what a
+    /// server adds (bookkeeping, a defaulted field, status).
+    fn apply(&mut self, request: &Recorded, kind: &Kind, namespace: Option<&str>) -> Response<Body> {
+        if request.content_type != "application/apply-patch+yaml" {
+            return status(415, "only server-side apply is served");
+        }
+        if let Some(namespace) = namespace
+            && !self.objects.contains_key(&format!("/api/v1/namespaces/{namespace}"))
+        {
+            return status(404, &format!("namespaces \"{namespace}\" not found"));
+        }
+        let Ok(mut object) = serde_json::from_str::<Value>(&request.body) else {
+            return status(400, "the body is not JSON");
+        };
+        self.version += 1;
+        let previous = self.objects.get(&request.path);
+        let uid = previous
+            .map_or(format!("uid-{}", self.version), |p| p["metadata"]["uid"].as_str().unwrap_or("").to_string());
+        let metadata = &mut object["metadata"];
+        metadata["uid"] = json!(uid);
+        metadata["resourceVersion"] = json!(self.version.to_string());
+        metadata["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
+        metadata["managedFields"] = json!([{ "manager": "aptc", "operation": "Apply" }]);
+        if kind.kind == "Deployment" {
+            if object["spec"].get("progressDeadlineSeconds").is_none() {
+                object["spec"]["progressDeadlineSeconds"] = json!(600);
+            }
+            object["status"] = json!({ "replicas": object["spec"]["replicas"].clone(), "observedGeneration": 1 });
+        }
+        if kind.kind == "CustomResourceDefinition" {
+            self.register(&object);
+        }
+        self.objects.insert(request.path.clone(), object.clone());
+        ok(&object)
+    }
+
+    /// Serves the kinds a CRD defines from now on.
+    fn register(&mut self, crd: &Value) {
+        let spec = &crd["spec"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        for version in spec["versions"].as_array().into_iter().flatten() {
+            self.kinds.push(Kind {
+                group: text(&spec["group"]),
+                version: text(&version["name"]),
+                kind: text(&spec["names"]["kind"]),
+                plural: text(&spec["names"]["plural"]),
+                namespaced: spec["scope"] == "Namespaced",
+            });
+        }
+    }
+
+    fn group_list(&self) -> Value {
+        let mut groups: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for kind in self.kinds.iter().filter(|k| !k.group.is_empty()) {
+            let version = json!({ "groupVersion": kind.group_version(), "version": kind.version });
+            let versions = groups.entry(&kind.group).or_default();
+            if !versions.contains(&version) {
+                versions.push(version);
+            }
+        }
+        let groups: Vec<Value> = groups
+            .into_iter()
+            .map(|(name, versions)| json!({ "name": name, "preferredVersion": versions[0].clone(), "versions": versions }))
+            .collect();
+        json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+    }
+
+    fn resource_list(&self, group: &str, version: &str) -> Response<Body> {
+        let resources: Vec<Value> = self
+            .kinds
+            .iter()
+            .filter(|k| k.group == group && k.version == version)
+            .map(|k| {
+                json!({
+                    "name": k.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced, "kind": k.kind,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                })
+            })
+            .collect();
+        if resources.is_empty() {
+            return status(404, "the server could not find the requested resource");
+        }
+        let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        ok(
+            &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
+        )
+    }
+}
+
+fn version_info() -> Value {
+    json!({
+        "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fake", "gitTreeState": "clean",
+        "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+    })
+}
+
+fn ok(value: &Value) -> Response<Body> {
+    respond(200, value)
+}
+
+fn not_found(kind: &Kind, name: &str) -> Response<Body> {
+    let resource = if kind.group.is_empty() { kind.plural.clone() } else { format!("{}.{}", kind.plural, kind.group) };
+    status(404, &format!("{resource} \"{name}\" not found"))
+}
+
+/// A `Status` failure as the API server sends it.
+fn status(code: u16, message: &str) -> Response<Body> {
+    let reason = match code {
+        403 => "Forbidden",
+        404 => "NotFound",
+        422 => "Invalid",
+        503 => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let message = if code == 403 { format!("forbidden: {message}") } else { message.to_string() };
+    respond(
+        code,
+        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                 "message": message, "reason": reason, "code": code }),
+    )
+}
+
+fn respond(code: u16, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string().into_bytes()));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}

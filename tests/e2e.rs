@@ -1,0 +1,217 @@
+//! End to end against a real Kubernetes cluster: the real `aptc` binary, the real `helm`, a live
+//! API server. Runs only when `APTC_E2E=1` and `KUBECONFIG` names a cluster (kind, minikube, k3d
+//! or any other; its current context is used); otherwise every test here says it is skipped.
+//!
+//! Each test copies an example into a scratch directory, points its clusters at the current
+//! context and its namespaces at `aptc-e2e-*`, and cleans up by deploying the policy without its
+//! claims (which also proves pruning).
+//!
+//! ```sh
+//! APTC_E2E=1 KUBECONFIG=~/.kube/config cargo test --test e2e -- --test-threads 1
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::discovery::ApiResource;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubeconfig to test against, or `None` (and a line saying why) when the suite is off.
+fn cluster(test: &str) -> Option<PathBuf> {
+    if std::env::var("APTC_E2E").as_deref() != Ok("1") {
+        eprintln!("SKIPPED {test}: set APTC_E2E=1 and KUBECONFIG to a cluster to run the end-to-end suite");
+        return None;
+    }
+    let kubeconfig = std::env::var_os("KUBECONFIG").map(PathBuf::from).filter(|p| p.is_file());
+    match kubeconfig {
+        Some(path) => Some(path),
+        None => panic!("{test}: APTC_E2E=1 needs KUBECONFIG naming a kubeconfig file of a live cluster"),
+    }
+}
+
+/// A scratch copy of `example` whose clusters use the current context and whose Kubernetes
+/// namespaces are `aptc-e2e-<test>`.
+fn policy(example: &str, test: &str) -> PathBuf {
+    let dir = root().join("target/e2e").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&root().join("examples").join(example), &dir.join("policy"));
+    let system = dir.join("policy/system.apt");
+    let text = std::fs::read_to_string(&system).unwrap();
+    let rewritten: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("context ") && !l.trim_start().starts_with("kubeconfig "))
+        .map(|l| match l.trim_start().strip_prefix("namespace \"") {
+            Some(rest) => l.replace(&format!("namespace \"{rest}"), &format!("namespace \"aptc-e2e-{test}-{rest}")),
+            None => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&system, rewritten.join("\n") + "\n").unwrap();
+    dir
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `aptc ARGS --target cluster --yes --state DIR/state.db --as USER`, which must succeed.
+fn aptc(dir: &Path, user: &str, args: &[&str]) -> String {
+    let state = dir.join("state.db");
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(args)
+        .args(["--target", "cluster", "--yes", "--as", user, "--state", state.to_str().unwrap()])
+        .current_dir(root())
+        .output()
+        .expect("running aptc");
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "aptc {args:?} failed:\n{shown}\n{}", String::from_utf8_lossy(&out.stderr));
+    shown
+}
+
+/// `helm list --all-namespaces` as (name, namespace, status).
+fn releases() -> Vec<(String, String, String)> {
+    let helm = aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap();
+    let out = Command::new(&helm.path).args(["list", "--all-namespaces", "--all", "--output", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    list.iter()
+        .map(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            (field("name"), field("namespace"), field("status"))
+        })
+        .collect()
+}
+
+fn deployments(namespace: &str) -> (tokio::runtime::Runtime, Api<DynamicObject>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = runtime.block_on(kube::Client::try_default()).expect("a client for KUBECONFIG");
+    let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+    (runtime, Api::namespaced_with(client, namespace, &resource))
+}
+
+fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    done()
+}
+
+/// Removes every claim from the policy's files, so a deploy prunes all it made.
+fn without_claims(dir: &Path) {
+    for entry in std::fs::read_dir(dir.join("policy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "apt") && !path.ends_with("tests.apt") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut kept = Vec::new();
+            let mut skipping = false;
+            for line in text.lines() {
+                if line.starts_with("claim ") {
+                    skipping = true;
+                }
+                if !skipping {
+                    kept.push(line);
+                }
+                if skipping && line == "}" {
+                    skipping = false;
+                }
+            }
+            std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+        } else if path.ends_with("tests.apt") {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quickstart_creates_upgrades_repairs_rolls_back_and_prunes_releases() {
+    let test = "quickstart";
+    if cluster(test).is_none() {
+        return;
+    }
+    let dir = policy("quickstart", test);
+    let policy = dir.join("policy");
+    let path = policy.to_str().unwrap();
+    let namespace = format!("aptc-e2e-{test}-hello");
+    let ours = || releases().into_iter().filter(|r| r.1 == namespace).collect::<Vec<_>>();
+
+    let first = aptc(&dir, "ada@example.com", &["deploy", path]);
+    assert!(first.contains("revision 1: 2 created"), "{first}");
+    assert_eq!(ours().len(), 2, "{:?}", releases());
+    assert!(ours().iter().all(|r| r.2 == "deployed"));
+    let again = aptc(&dir, "ada@example.com", &["deploy", path]);
+    assert!(again.contains("nothing to do"), "{again}");
+
+    // Upgrade: more replicas for production.
+    let hello = policy.join("hello.apt");
+    let text = std::fs::read_to_string(&hello).unwrap();
+    std::fs::write(&hello, text.replace("set labels.replicas = 2", "set labels.replicas = 3")).unwrap();
+    let upgrade = aptc(&dir, "max@example.com", &["deploy", path]);
+    assert!(upgrade.contains("1 to update") && upgrade.contains("revision 2: 0 created, 1 updated"), "{upgrade}");
+
+    // Drift: a Deployment deleted by hand is reported and repaired by `watch --fix`.
+    let (runtime, api) = deployments(&namespace);
+    let list = runtime.block_on(api.list(&Default::default())).unwrap();
+    let victim = list.items.first().and_then(|d| d.metadata.name.clone()).expect("the charts make a Deployment");
+    runtime.block_on(api.delete(&victim, &DeleteParams::default())).unwrap();
+    let log = dir.join("watch.log");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["watch", "--interval", "2", "--fix", "--yes", "--target", "cluster", "--as", "max@example.com"])
+        .args(["--state", dir.join("state.db").to_str().unwrap(), path])
+        .current_dir(root())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let repaired = wait_for(180, || runtime.block_on(api.get_opt(&victim)).ok().flatten().is_some());
+    let _ = Command::new("kill").arg("-TERM").arg(watch.id().to_string()).status();
+    let _ = watch.wait();
+    let shown = std::fs::read_to_string(&log).unwrap();
+    assert!(repaired, "the deleted Deployment {victim} came back:\n{shown}");
+    assert!(shown.contains("drift"), "{shown}");
+
+    // Rollback to revision 1 (2 replicas again) is a new revision.
+    let rollback = aptc(&dir, "max@example.com", &["rollback", "1"]);
+    assert!(rollback.contains("1 updated"), "{rollback}");
+
+    // Without claims, everything is pruned.
+    without_claims(&dir);
+    let pruned = aptc(&dir, "max@example.com", &["deploy", path]);
+    assert!(pruned.contains("2 deleted"), "{pruned}");
+    assert!(ours().is_empty(), "{:?}", releases());
+}
+
+#[test]
+fn guestbook_deploys_dependencies_first_and_prunes() {
+    let test = "guestbook";
+    if cluster(test).is_none() {
+        return;
+    }
+    let dir = policy("guestbook", test);
+    let path = dir.join("policy");
+    let path = path.to_str().unwrap();
+    let before = releases();
+    let first = aptc(&dir, "olivia@example.com", &["deploy", path]);
+    assert!(first.contains("revision 1:") && !first.contains("failed"), "{first}");
+    let ours = || releases().into_iter().filter(|r| !before.contains(r)).collect::<Vec<_>>();
+    assert!(ours().len() >= 4 && ours().iter().all(|r| r.2 == "deployed"), "{:?}", releases());
+    without_claims(&dir);
+    let pruned = aptc(&dir, "olivia@example.com", &["deploy", path]);
+    assert!(pruned.contains("deleted") && !pruned.contains("failed"), "{pruned}");
+    assert!(ours().is_empty(), "{:?}", releases());
+}
