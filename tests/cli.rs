@@ -13,6 +13,8 @@ fn aptc(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env_remove("APTC_LOG")
+        // Never a developer's cluster: deploys in these tests render.
+        .env("APTC_TARGET", "render")
         .output()
         .expect("running aptc")
 }
@@ -478,7 +480,8 @@ fn deploy_renders_records_revisions_and_rolls_back() {
 
     let again = run(&["deploy", "--yes", "examples/quickstart"]);
     assert!(again.status.success(), "{again:?}");
-    assert!(stdout(&again).contains("nothing to do: 4 instances up to date since revision 1"), "{again:?}");
+    assert!(stdout(&again).contains("no changes: 4 instances up to date since revision 1"), "{again:?}");
+    assert!(stdout(&again).contains("revision 2: no changes"), "recorded all the same: {again:?}");
 
     // A change: production gets three replicas.
     let changed = dir.join("quickstart");
@@ -489,22 +492,23 @@ fn deploy_renders_records_revisions_and_rolls_back() {
     let second = run(&["deploy", "--yes", changed.to_str().unwrap()]);
     assert!(second.status.success(), "{second:?}");
     assert!(stdout(&second).contains("(values.replicaCount)"), "{second:?}");
-    assert!(stdout(&second).contains("revision 2: 0 created, 2 updated, 0 deleted"), "{second:?}");
+    assert!(stdout(&second).contains("revision 3: 0 created, 2 updated, 0 deleted"), "{second:?}");
 
     let back = run(&["rollback", "1", "--yes"]);
     assert!(back.status.success(), "{back:?}");
-    assert!(stdout(&back).contains("revision 3: 0 created, 2 updated, 0 deleted"), "{back:?}");
+    assert!(stdout(&back).contains("revision 4: 0 created, 2 updated, 0 deleted"), "{back:?}");
 
     let history = aptc(&["history", "--state", state.to_str().unwrap()]);
     let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
-    assert_eq!(lines.len(), 3, "a deploy with nothing to do records no revision: {lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[1].contains("deploy examples/quickstart: no changes"), "{lines:?}");
     assert!(
         lines[0].trim_start().starts_with("1  ")
             && lines[0].contains(" ada@example.com ")
             && lines[0].contains("deploy examples/quickstart")
     );
-    assert!(lines[2].contains("rollback to 1: 0 created, 2 updated"), "{lines:?}");
-    let show = aptc(&["history", "show", "3", "--state", state.to_str().unwrap()]);
+    assert!(lines[3].contains("rollback to 1: 0 created, 2 updated"), "{lines:?}");
+    let show = aptc(&["history", "show", "4", "--state", state.to_str().unwrap()]);
     assert!(show.status.success(), "{show:?}");
     assert!(stdout(&show).contains("cause   rollback to 1") && stdout(&show).contains("✓ updated"), "{show:?}");
     let json = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
@@ -576,7 +580,10 @@ fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
     let dir = scratch("deploy-retry");
     let policy = dir.join("policy");
     // It checks (each interpolation could be any scalar), but renders YAML that does not parse.
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-${join([\"a\", \"b\"], \": \")}\n");
+    manifests_policy(
+        &policy,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c-${join([\"a\", \"b\"], \": \")}\n",
+    );
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
     // As a user of the policy, which grants roles (docs/language.md §11.3).
@@ -851,7 +858,9 @@ fn a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it() {
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let args = |extra: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        all.extend(["--as", "ada@example.com", "--yes", "--parallel", "1", "--helm", slow.to_str().unwrap()].map(String::from));
+        all.extend(
+            ["--as", "ada@example.com", "--yes", "--parallel", "1", "--helm", slow.to_str().unwrap()].map(String::from),
+        );
         all.extend(deploy_args(&state, &out).map(String::from));
         all
     };
@@ -863,7 +872,15 @@ fn a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let rendered = || std::fs::read_dir(out.join("local")).map_or(0, |d| d.flatten().flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten()).flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count());
+    let rendered = || {
+        std::fs::read_dir(out.join("local")).map_or(0, |d| {
+            d.flatten()
+                .flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten())
+                .flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+    };
     // One at a time: a chart (3 s), then its manifests (at once), then the other two.
     assert!(wait_for(60, || rendered() >= 2), "the first two instances were never rendered");
     std::thread::sleep(std::time::Duration::from_millis(1000));
@@ -891,7 +908,7 @@ fn a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it() {
         .collect();
     assert!(leftovers.is_empty(), "what the killed write left is cleaned up: {leftovers:?}");
     let last = aptc(&again.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(stdout(&last).contains("nothing to do: 4 instances up to date since revision 2"), "{last:?}");
+    assert!(stdout(&last).contains("no changes: 4 instances up to date since revision 2"), "{last:?}");
     let history = aptc(&["history", "--state", state.to_str().unwrap()]);
     let lines = stdout(&history);
     assert!(lines.contains("2 created, 0 updated, 0 deleted, 2 failed") && !lines.contains("not finished"), "{lines}");
@@ -998,9 +1015,9 @@ fn secrets_are_never_shown_by_plan_diff_deploy_or_history() {
     }
     let (history, shown) = run(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
     assert!(history.status.success() && shown.contains("***"), "{shown}");
-    // The same references with the same values: nothing to do; a rotated value is an update.
+    // The same references with the same values: no changes; a rotated value is an update.
     let (again, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target[..]].concat());
-    assert!(again.status.success() && shown.contains("nothing to do"), "{shown}");
+    assert!(again.status.success() && shown.contains("no changes"), "{shown}");
     let rotated = Command::new(env!("CARGO_BIN_EXE_aptc"))
         .args([&["deploy", "--dry-run", "--as", "ada@example.com", policy], &target[..]].concat())
         .current_dir(root())

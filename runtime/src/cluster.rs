@@ -72,7 +72,8 @@ impl ClusterDriver {
         if let Some(applier) = self.appliers.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(applier.clone());
         }
-        let applier = Arc::new(Applier::connect(&self.connection(cluster)).map_err(|e| DriverError::new(e.to_string()))?);
+        let applier =
+            Arc::new(Applier::connect(&self.connection(cluster)).map_err(|e| DriverError::new(e.to_string()))?);
         let mut appliers = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
         Ok(appliers.entry(cluster.to_string()).or_insert(applier).clone())
     }
@@ -134,9 +135,13 @@ fn reveal_strings(value: serde_json::Value, base: &Path) -> Result<serde_json::V
     use serde_json::Value;
     Ok(match value {
         Value::String(text) => Value::String(secrets::reveal_text(&text, base)?),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| reveal_strings(v, base)).collect::<Result<_, _>>()?),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| reveal_strings(v, base)).collect::<Result<_, _>>()?)
+        }
         Value::Object(map) => Value::Object(
-            map.into_iter().map(|(k, v)| Ok((k, reveal_strings(v, base)?))).collect::<Result<_, secrets::SecretError>>()?,
+            map.into_iter()
+                .map(|(k, v)| Ok((k, reveal_strings(v, base)?)))
+                .collect::<Result<_, secrets::SecretError>>()?,
         ),
         other => other,
     })
@@ -169,9 +174,7 @@ impl Driver for ClusterDriver {
             Source::Chart { .. } => self
                 .releases()
                 .is_ok_and(|r| r.status(&self.connection(&unit.cluster), unit).is_ok_and(|s| s.is_some())),
-            Source::Manifests { .. } => {
-                self.applier(&unit.cluster).is_ok_and(|a| a.is_present(unit).unwrap_or(false))
-            }
+            Source::Manifests { .. } => self.applier(&unit.cluster).is_ok_and(|a| a.is_present(unit).unwrap_or(false)),
         }
     }
 
@@ -193,7 +196,8 @@ impl Driver for ClusterDriver {
                 let connection = self.connection(&unit.cluster);
                 let status = releases.status(&connection, unit).ok()??;
                 let manifest = releases.manifest(&connection, unit).ok()?;
-                let objects: Vec<serde_json::Value> = parse_stream(&manifest).ok()?.into_iter().map(|d| d.value).collect();
+                let objects: Vec<serde_json::Value> =
+                    parse_stream(&manifest).ok()?.into_iter().map(|d| d.value).collect();
                 let mut live = applier.fingerprint(unit, &objects).ok()?;
                 live.insert("release".to_string(), status.status);
                 Some(live)
@@ -204,5 +208,100 @@ impl Driver for ClusterDriver {
                 applier.fingerprint(unit, &objects).ok()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::k8s::fake::FakeApi;
+    use crate::resolve::RenderedFile;
+    use crate::retry::Backoff;
+
+    /// A driver whose cluster `system.local` is the fake API server (no helm).
+    fn driver(fake: &FakeApi) -> ClusterDriver {
+        let driver = ClusterDriver::new(BTreeMap::new(), Err("no helm in this test".into()));
+        let make = fake.clone();
+        let applier = Applier::with_client("system.local", move || make.client(), Backoff::immediate(2)).unwrap();
+        driver.appliers.lock().unwrap().insert("system.local".into(), Arc::new(applier));
+        driver
+    }
+
+    fn manifests_unit(text: &str) -> Unit {
+        let mut unit = crate::plan::tests::unit("local/apps/team.svc/dev/config", &[]);
+        unit.id = "0123456789".into();
+        unit.k8s_namespace = "apps".into();
+        unit.source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir: "/policy".into() };
+        unit.files = vec![RenderedFile { path: "k8s/config.yaml".into(), text: text.into() }];
+        unit
+    }
+
+    fn action(op: Op, unit: &Unit) -> Action {
+        Action { op, unit: unit.clone(), why: "new".into(), after: vec![] }
+    }
+
+    #[test]
+    fn manifests_are_applied_with_their_secrets_revealed_and_deleted_with_their_inventory() {
+        let policy = tempfile::tempdir().unwrap();
+        std::fs::write(policy.path().join("token.txt"), "s3cr3t\n").unwrap();
+        let secret = secrets::placeholder(&secrets::SecretRef::File("token.txt".into()));
+        let mut unit = manifests_unit(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config\ndata:\n  token: \"{secret}\"\n"
+        ));
+        let base_dir = policy.path().to_string_lossy().into_owned();
+        unit.source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir };
+        let fake = FakeApi::new();
+        let driver = driver(&fake);
+        assert!(!driver.is_present(&unit));
+        let result = driver.apply(3, &action(Op::Create, &unit)).unwrap();
+        assert!(result.detail.contains("1 object"), "{}", result.detail);
+        let applied = fake.object("/api/v1/namespaces/apps/configmaps/config").unwrap();
+        assert_eq!(applied["data"]["token"], "s3cr3t", "the cluster gets the secret");
+        assert_eq!(applied["metadata"]["labels"]["aptc.dev/revision"], "3");
+        assert!(driver.is_present(&unit));
+        let fingerprint = driver.fingerprint(&unit).unwrap();
+        assert_eq!(fingerprint.keys().collect::<Vec<_>>(), ["ConfigMap/apps/config"]);
+        fake.edit("/api/v1/namespaces/apps/configmaps/config", |o| o["data"]["token"] = "changed".into());
+        assert_ne!(driver.fingerprint(&unit).unwrap(), fingerprint, "a hand edit is drift");
+
+        driver.apply(4, &action(Op::Delete, &unit)).unwrap();
+        assert!(fake.object("/api/v1/namespaces/apps/configmaps/config").is_none());
+        assert!(!driver.is_present(&unit));
+    }
+
+    #[test]
+    fn a_missing_secret_fails_the_instance_and_charts_need_helm() {
+        let secret = secrets::placeholder(&secrets::SecretRef::Env("APTC_CLUSTER_TEST_UNSET".into()));
+        let unit = manifests_unit(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{secret}\"\n"));
+        let fake = FakeApi::new();
+        let driver = driver(&fake);
+        let error = driver.apply(1, &action(Op::Create, &unit)).unwrap_err().message;
+        assert!(error.contains("APTC_CLUSTER_TEST_UNSET"), "{error}");
+        assert!(fake.paths_of("PATCH").is_empty(), "nothing was applied");
+
+        let chart = crate::plan::tests::unit("local/apps/team.svc/dev/web", &[]);
+        let plan = Plan { actions: vec![action(Op::Create, &chart)], unchanged: vec![] };
+        assert!(driver.preflight(&plan).unwrap_err().message.contains("chart instances need helm"));
+        assert!(driver.apply(1, &plan.actions[0]).unwrap_err().message.contains("no helm in this test"));
+        assert!(!driver.is_present(&chart));
+    }
+
+    #[test]
+    fn clusters_are_described_by_their_connections() {
+        let cluster = aptc_compiler::ir::Cluster {
+            name: "prod".into(),
+            context: Some("prod-ctx".into()),
+            kubeconfig: Some("/k/config".into()),
+            namespace: None,
+            labels: Default::default(),
+            base_dir: "/policy".into(),
+        };
+        let connections =
+            BTreeMap::from([("system.prod".to_string(), Connection::for_cluster("system.prod", &cluster))]);
+        let driver = ClusterDriver::new(connections, Err("no helm".into()));
+        assert_eq!(driver.target(), "kubernetes");
+        assert_eq!(driver.describe(), "applied to Kubernetes: system.prod (context prod-ctx in /k/config)");
+        assert!(!driver.is_configured(), "no kubeconfig file at /k/config");
+        assert!(driver.probe().unwrap_err().message.contains("/k/config"));
     }
 }

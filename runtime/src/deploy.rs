@@ -6,7 +6,8 @@
 //! Plan ──driver (parallel, dependencies first)──> reports ──> Revision (recorded) + new `applied`
 //! ```
 //!
-//! A plan with no action records nothing: a revision is a change (or an attempt at one).
+//! A plan with no action is recorded too (the CLI does so unless it is a dry run): the history
+//! says who deployed what and when, changes or not.
 //!
 //! Before applying, [`refusals`] checks that the deploying user may make every change of the plan
 //! (docs/language.md §11.3), with the roles of the policy the last revision deployed.

@@ -87,10 +87,14 @@ mod tests {
     #[test]
     fn transient_errors_are_retried_until_the_attempts_run_out() {
         let mut calls = 0;
-        let result: Result<(), String> = Backoff::immediate(3).retry("x", |_| true, || {
-            calls += 1;
-            Err(format!("attempt {calls}"))
-        });
+        let result: Result<(), String> = Backoff::immediate(3).retry(
+            "x",
+            |_| true,
+            || {
+                calls += 1;
+                Err(format!("attempt {calls}"))
+            },
+        );
         assert_eq!(result, Err("attempt 3".to_string()));
         assert_eq!(calls, 3);
     }
@@ -98,20 +102,28 @@ mod tests {
     #[test]
     fn a_success_after_a_transient_error_is_returned() {
         let mut calls = 0;
-        let result: Result<u32, String> = Backoff::immediate(5).retry("x", |_| true, || {
-            calls += 1;
-            if calls < 2 { Err("busy".to_string()) } else { Ok(calls) }
-        });
+        let result: Result<u32, String> = Backoff::immediate(5).retry(
+            "x",
+            |_| true,
+            || {
+                calls += 1;
+                if calls < 2 { Err("busy".to_string()) } else { Ok(calls) }
+            },
+        );
         assert_eq!(result, Ok(2));
     }
 
     #[test]
     fn permanent_errors_are_not_retried() {
         let mut calls = 0;
-        let result: Result<(), String> = Backoff::immediate(5).retry("x", |e| e != "forbidden", || {
-            calls += 1;
-            Err("forbidden".to_string())
-        });
+        let result: Result<(), String> = Backoff::immediate(5).retry(
+            "x",
+            |e| e != "forbidden",
+            || {
+                calls += 1;
+                Err("forbidden".to_string())
+            },
+        );
         assert!(result.is_err());
         assert_eq!(calls, 1);
     }
@@ -129,11 +141,15 @@ mod tests {
     fn async_operations_are_retried_too() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let mut calls = 0;
-        let result: Result<u32, String> = runtime.block_on(Backoff::immediate(4).retry_async("x", |_| true, || {
-            calls += 1;
-            let n = calls;
-            async move { if n < 3 { Err("busy".to_string()) } else { Ok(n) } }
-        }));
+        let result: Result<u32, String> = runtime.block_on(Backoff::immediate(4).retry_async(
+            "x",
+            |_| true,
+            || {
+                calls += 1;
+                let n = calls;
+                async move { if n < 3 { Err("busy".to_string()) } else { Ok(n) } }
+            },
+        ));
         assert_eq!(result, Ok(3));
     }
 }

@@ -131,8 +131,12 @@ impl Counts {
         counts
     }
 
-    /// `2 created, 1 updated, 0 deleted` and, when there are any, `, 1 failed, 2 skipped`.
+    /// `2 created, 1 updated, 0 deleted` and, when there are any, `, 1 failed, 2 skipped`; `no
+    /// changes` for a revision without actions.
     pub fn summary(&self) -> String {
+        if *self == Counts::default() {
+            return "no changes".to_string();
+        }
         let mut text = format!("{} created, {} updated, {} deleted", self.created, self.updated, self.deleted);
         if self.failed > 0 || self.skipped > 0 {
             text.push_str(&format!(", {} failed, {} skipped", self.failed, self.skipped));
@@ -392,9 +396,14 @@ impl Store {
         let desired = serde_json::to_string(desired_state).map_err(|e| self.err("encoding a revision for", e))?;
         let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
         {
-            txn.open_table(JOURNAL).map_err(|e| self.err("writing", e))?.remove(revision.number).map_err(|e| self.err("writing", e))?;
+            txn.open_table(JOURNAL)
+                .map_err(|e| self.err("writing", e))?
+                .remove(revision.number)
+                .map_err(|e| self.err("writing", e))?;
             let mut reports = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("writing", e))?;
-            reports.retain_in((revision.number, 0)..=(revision.number, u64::MAX), |_, _| false).map_err(|e| self.err("writing", e))?;
+            reports
+                .retain_in((revision.number, 0)..=(revision.number, u64::MAX), |_, _| false)
+                .map_err(|e| self.err("writing", e))?;
             let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
             revisions.insert(revision.number, record.as_str()).map_err(|e| self.err("writing", e))?;
             let mut states = txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
@@ -670,10 +679,12 @@ mod tests {
             let store = Store::open(&path).unwrap();
             let mut planned = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &[]);
             planned.desired = desired.clone();
-            let journal = Journal { revision: planned, plan: plan.clone(), desired_state: serde_json::json!({}), program: None };
+            let journal =
+                Journal { revision: planned, plan: plan.clone(), desired_state: serde_json::json!({}), program: None };
             store.begin(&journal).unwrap();
             assert!(store.begin(&journal).unwrap_err().0.contains("unfinished revision 1"));
-            let done = ActionReport { outcome: Outcome::Succeeded { detail: "ok".into() }, started_ms: 1, duration_ms: 2 };
+            let done =
+                ActionReport { outcome: Outcome::Succeeded { detail: "ok".into() }, started_ms: 1, duration_ms: 2 };
             store.journal_report(1, 0, &done).unwrap();
             // The process dies here: the store is dropped without recording the revision.
         }
@@ -693,6 +704,9 @@ mod tests {
         assert!(store.recover().unwrap().is_none());
         // The next deploy plans the unfinished action again, and only it.
         let next = crate::plan::plan(&recovered.applied_units(), &desired, &|_| true);
-        assert_eq!(next.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(), [plan.actions[1].unit.key.as_str()]);
+        assert_eq!(
+            next.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(),
+            [plan.actions[1].unit.key.as_str()]
+        );
     }
 }

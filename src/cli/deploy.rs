@@ -9,17 +9,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use aptc_compiler::ir::Program;
 use aptc_runtime::apply::{ActionReport, Outcome, Progress};
+use aptc_runtime::cluster::{self, ClusterDriver};
 use aptc_runtime::deploy::{Prepared, Refresh, Request, apply, policy_hash, prepare, refusals};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::Helm;
 use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
-use aptc_runtime::cluster::{self, ClusterDriver};
 use aptc_runtime::release::Releases;
 use aptc_runtime::render::RenderDriver;
 use aptc_runtime::resolve::{Status, resolve};
 use aptc_runtime::store::{Cause, Revision, Store};
-use aptc_compiler::ir::Program;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -227,7 +227,14 @@ fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
     print!("{}", show_plan(&prepared, driver));
     if prepared.plan.is_empty() {
         let after = prepared.previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
-        println!("nothing to do: {} instances up to date{after}; no revision recorded", prepared.plan.unchanged.len());
+        println!("no changes: {} instances up to date{after}", prepared.plan.unchanged.len());
+        let Some(store) = store.filter(|_| !args.dry_run) else {
+            println!("dry run: nothing recorded");
+            return Ok(ExitCode::SUCCESS);
+        };
+        // Recorded all the same: the history says who deployed what, and when, changes or not.
+        let revision = apply(&store, driver, prepared, request, &aptc_runtime::apply::Quiet)?;
+        println!("revision {}: no changes", revision.number);
         return Ok(ExitCode::SUCCESS);
     }
     let refused = refusals(&prepared, request.program.as_ref(), &request.user);

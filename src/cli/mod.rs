@@ -98,7 +98,7 @@ Prints one line per test and a summary line `N passed, N failed`; exit 1 if any 
     #[command(after_help = "Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
 aptc deploy --yes examples/quickstart         render into .aptc/rendered, record in .aptc/state.db\n  \
 aptc deploy --yes --out out/ --state out.db .\n\n\
-Exit codes: 0 applied (or nothing to do), 1 some instance failed or was skipped (run again to retry),\n\
+Exit codes: 0 applied (or no changes), 1 some instance failed or was skipped (run again to retry),\n\
 2 usage error, policy errors, helm missing, or refused (no --yes without a terminal).")]
     Deploy(deploy::DeployArgs),
     /// List the deployed revisions, or show one (`history show N`).
@@ -161,10 +161,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs go to stderr, filtered by `APTC_LOG` (default: warnings only).
+/// Logs go to stderr, filtered by `APTC_LOG` (default: warnings only, none from the Kubernetes
+/// client).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("APTC_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The Kubernetes client logs each failed request as an error; aptc reports those itself.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 

@@ -19,7 +19,7 @@ mod object;
 mod ops;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
