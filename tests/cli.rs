@@ -2,10 +2,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+mod common;
+
+use common::{copy_tree, root};
+
+/// A fresh scratch directory for a CLI test.
+fn scratch(name: &str) -> PathBuf {
+    common::scratch("cli-tests", name)
 }
 
 fn aptc(args: &[&str]) -> Output {
@@ -21,19 +25,6 @@ fn aptc(args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A fresh scratch directory under the target dir (removed at the start of each run).
-fn scratch(name: &str) -> PathBuf {
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let dir = root().join("target/cli-tests").join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        COUNT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 const THREE_ERRORS: &str = r#"namespace system
@@ -332,20 +323,6 @@ test wrong {
     let errors = String::from_utf8_lossy(&out.stderr);
     assert!(errors.contains("[APT0201]") && errors.contains("its tests did not run"), "{errors}");
     assert_eq!(stdout(&out).lines().last(), Some("0 passed, 0 failed"));
-}
-
-/// Copies a directory tree (a policy) for a test to change.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

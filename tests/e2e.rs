@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+
+use common::{copy_tree, root};
 
 /// The end-to-end scenarios, in order (they share one cluster, so they run one at a time).
 const SCENARIOS: &[(&str, fn())] = &[
@@ -72,19 +72,6 @@ fn policy(example: &str, test: &str) -> PathBuf {
         .collect();
     std::fs::write(&system, rewritten.join("\n") + "\n").unwrap();
     dir
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// `aptc ARGS --target cluster --yes --state DIR/state.db --as USER`, which must succeed.

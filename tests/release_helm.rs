@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aptc_runtime::connection::Connection;
@@ -17,21 +16,11 @@ use aptc_runtime::plan::Unit;
 use aptc_runtime::release::Releases;
 use aptc_runtime::retry::Backoff;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
 
-/// A fresh scratch directory under the target dir.
+/// A fresh scratch directory for a release test.
 fn scratch(name: &str) -> PathBuf {
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let dir = root().join("target/release-tests").join(format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        COUNT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch("release-tests", name)
 }
 
 /// Releases with the real Helm and this build's aptc, or `None` after saying why the test checks

@@ -280,11 +280,7 @@ impl Store {
 
     fn check_schema(&self) -> Result<(), StoreError> {
         let txn = self.begin_read()?;
-        let meta = match txn.open_table(META) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(self.err("reading", e)),
-        };
+        let Some(meta) = self.table(&txn, META)? else { return Ok(()) };
         match meta.get("schema").map_err(|e| self.err("reading", e))?.map(|v| v.value()) {
             Some(found) if found > SCHEMA => Err(self.newer(found)),
             _ => Ok(()),
@@ -301,11 +297,7 @@ impl Store {
     /// Every revision, oldest first.
     pub fn list(&self) -> Result<Vec<Revision>, StoreError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(REVISIONS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.err("reading", e)),
-        };
+        let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.err("reading", e))? {
             let (number, text) = entry.map_err(|e| self.err("reading", e))?;
@@ -322,11 +314,7 @@ impl Store {
     /// The latest revision.
     pub fn last(&self) -> Result<Option<Revision>, StoreError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(REVISIONS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err("reading", e)),
-        };
+        let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(None) };
         match table.last().map_err(|e| self.err("reading", e))? {
             Some((number, text)) => Ok(Some(self.decode(number.value(), text.value())?)),
             None => Ok(None),
@@ -341,10 +329,9 @@ impl Store {
     /// How many revisions there are.
     pub fn len(&self) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
-        match txn.open_table(REVISIONS) {
-            Ok(table) => table.len().map_err(|e| self.err("reading", e)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(self.err("reading", e)),
+        match self.table(&txn, REVISIONS)? {
+            Some(table) => table.len().map_err(|e| self.err("reading", e)),
+            None => Ok(0),
         }
     }
 
@@ -450,11 +437,7 @@ impl Store {
     /// stopped), if any.
     pub fn pending(&self) -> Result<Option<Journal>, StoreError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(JOURNAL) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err("reading", e)),
-        };
+        let Some(table) = self.table(&txn, JOURNAL)? else { return Ok(None) };
         match table.first().map_err(|e| self.err("reading", e))? {
             Some((_, text)) => {
                 serde_json::from_str(text.value()).map(Some).map_err(|e| self.err("decoding the journal of", e))
@@ -506,13 +489,22 @@ impl Store {
         Ok(Some(revision))
     }
 
+    /// `table` in a read transaction; `None` when no aptc has written it into this store yet.
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+        match txn.open_table(table) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.err("reading", e)),
+        }
+    }
+
     fn read_text(&self, table: TableDefinition<u64, &str>, number: u64) -> Result<Option<String>, StoreError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(table) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.err("reading", e)),
-        };
+        let Some(table) = self.table(&txn, table)? else { return Ok(None) };
         Ok(table.get(number).map_err(|e| self.err("reading", e))?.map(|v| v.value().to_string()))
     }
 
