@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 mod common;
 
-use common::{copy_tree, root};
+use common::{Reaper, copy_tree, root, wait_for};
 
 /// A fresh scratch directory for a CLI test.
 fn scratch(name: &str) -> PathBuf {
@@ -742,50 +742,26 @@ fn deploy_refuses_changes_the_user_may_not_make_with_the_old_roles() {
     assert!(stdout(&owner).contains("revision 3: 0 created, 1 updated"), "{owner:?}");
 }
 
-/// Polls `done` every 100 ms for up to `seconds`.
-fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::time::Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    done()
-}
-
 #[cfg(unix)]
 #[test]
 fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     if !helm_found("watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm") {
         return;
     }
-    /// Kills the watcher if the test fails before stopping it.
-    struct Reaper(std::process::Child);
-    impl Drop for Reaper {
-        fn drop(&mut self) {
-            if self.0.try_wait().ok().flatten().is_none() {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-    }
     let dir = scratch("watch");
     let policy = dir.join("policy");
     copy_tree(&root().join("examples/quickstart"), &policy);
     let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
-        .args(["watch", "--interval", "1", "--fix", "--yes", "--as", "ada@example.com"])
-        .args(deploy_args(&state, &out))
-        .arg(&policy)
-        .current_dir(root())
-        .env_remove("APTC_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.join("watch.err")).unwrap())
-        .spawn()
-        .expect("running aptc watch");
-    let mut watcher = Reaper(child);
+    let mut watcher = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["watch", "--interval", "1", "--fix", "--yes", "--as", "ada@example.com"])
+            .args(deploy_args(&state, &out))
+            .arg(&policy)
+            .current_dir(root())
+            .env_remove("APTC_LOG"),
+        &log,
+        &dir.join("watch.err"),
+    );
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     let hello = out.join("local/hello");
     let instances = || std::fs::read_dir(&hello).map(|d| d.count()).unwrap_or(0);
@@ -799,12 +775,7 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
         shown()
     );
 
-    let pid = i32::try_from(watcher.0.id()).unwrap();
-    // SAFETY: sending a signal to the child this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let stopped = wait_for(10, || watcher.0.try_wait().unwrap().is_some());
-    assert!(stopped, "aptc watch did not stop on SIGTERM: {}", shown());
-    let status = watcher.0.wait().unwrap();
+    let status = watcher.terminate().unwrap_or_else(|| panic!("aptc watch did not stop on SIGTERM: {}", shown()));
     let text = shown();
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(text.contains("drift: ") && text.contains("missing from the target"), "{text}");

@@ -12,14 +12,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
 
 mod common;
 
-use common::{copy_tree, root};
+use common::{copy_tree, root, wait_for};
 
 /// The end-to-end scenarios, in order (they share one cluster, so they run one at a time).
 const SCENARIOS: &[(&str, fn())] = &[
@@ -108,17 +107,6 @@ fn deployments(namespace: &str) -> (tokio::runtime::Runtime, Api<DynamicObject>)
     let client = runtime.block_on(kube::Client::try_default()).expect("a client for KUBECONFIG");
     let resource = ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
     (runtime, Api::namespaced_with(client, namespace, &resource))
-}
-
-fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
-    let until = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < until {
-        if done() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    done()
 }
 
 /// Removes every claim from the policy's files, so a deploy prunes all it made.

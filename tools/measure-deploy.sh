@@ -21,23 +21,7 @@ trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/policy"
 cp -r examples/quickstart/charts "$work/policy/"
-cat > "$work/policy/system.apt" <<'APT'
-namespace system
-
-team perf_team
-
-user "perf@example.com" {
-    team perf_team
-}
-
-cluster local {
-    namespace "perf"
-}
-
-rule everything_on_local {
-    place on local
-}
-APT
+cp benches/fixtures/deploy-system.apt "$work/policy/system.apt"
 {
   cat <<'APT'
 namespace perf owned_by perf_team

@@ -213,8 +213,9 @@ impl Driver for ClusterDriver {
 
 #[cfg(test)]
 mod tests {
+    use aptc_kube_fake::FakeApi;
+
     use super::*;
-    use crate::k8s::fake::FakeApi;
     use crate::resolve::RenderedFile;
     use crate::retry::Backoff;
 

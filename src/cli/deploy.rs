@@ -1,5 +1,6 @@
 //! `aptc deploy` and `aptc rollback`: plan against the last revision, confirm, apply with the
-//! render driver (the embedded default: no cluster driver exists yet), record the revision.
+//! driver `--target` chooses (the policy's clusters, or rendering: the embedded default), record
+//! the revision.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};

@@ -37,3 +37,50 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Polls `done` every 50 ms for up to `seconds`.
+pub fn wait_for(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}
+
+/// A long-running `aptc` (a watcher) that is killed if the test fails before stopping it.
+pub struct Reaper(pub std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Reaper {
+    /// Starts `command` with no input, its output into `log` and its errors into `errors`.
+    pub fn spawn(command: &mut std::process::Command, log: &Path, errors: &Path) -> Reaper {
+        let child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::File::create(errors).unwrap())
+            .spawn()
+            .expect("starting aptc");
+        Reaper(child)
+    }
+
+    /// Sends SIGTERM and waits up to 10 s for the process to end; its exit status, or `None` if
+    /// it did not stop.
+    #[cfg(unix)]
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let pid = i32::try_from(self.0.id()).unwrap();
+        // SAFETY: a signal to the child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        if wait_for(10, || self.0.try_wait().unwrap().is_some()) { self.0.wait().ok() } else { None }
+    }
+}

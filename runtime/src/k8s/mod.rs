@@ -19,8 +19,6 @@ mod object;
 mod ops;
 
 #[cfg(test)]
-pub(crate) mod fake;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

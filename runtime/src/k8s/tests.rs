@@ -1,9 +1,9 @@
-//! The applier against the fake API server ([`super::fake`]): what goes over the wire, and what
+//! The applier against the fake API server ([`aptc_kube_fake`]): what goes over the wire, and what
 //! the cluster holds afterwards.
 
+use aptc_kube_fake::FakeApi;
 use serde_json::{Value, json};
 
-use super::fake::FakeApi;
 use super::{Applier, K8sError, LABEL_MANAGED};
 use crate::connection::Connection;
 use crate::manifest::{ANNOTATION_KEY, LABEL_INSTANCE, LABEL_REVISION, Stamp, stamp};

@@ -1,7 +1,15 @@
-//! A stand-in for the Kubernetes API server at the HTTP level, for this module's tests only: a
-//! tower service that `kube::Client` talks to. It serves discovery for a few built-in kinds (and
-//! the kinds of CRDs applied to it), keeps objects in a map by URL path, records every request,
-//! and can be told to fail the next requests with a status.
+//! A stand-in for the Kubernetes API server at the HTTP level, for aptc's tests only (this crate
+//! is never a dependency of the product, only a dev-dependency): the real API cannot run where
+//! the tests run, and aptc's cluster driver must be tested through the same requests it sends to
+//! a real one.
+//!
+//! [`FakeApi`] serves discovery for a few built-in kinds (and the kinds of CRDs applied to it),
+//! keeps objects in a map by URL path, records every request, and can be told to fail the next
+//! requests with a status. It is reached in process as a tower service ([`FakeApi::client`], for
+//! unit tests of the runtime) or over real HTTP on loopback ([`FakeApi::serve`] and
+//! [`write_kubeconfig`], for running the `aptc` binary against it).
+
+mod serve;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,13 +19,20 @@ use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
 
-/// One request as the server saw it.
+pub use serve::write_kubeconfig;
+
+/// One request as the server saw it, for tests to assert what went over the wire.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// `GET`, `PATCH`, `DELETE`, …
     pub method: String,
+    /// The URL path, which is also the key of the object it addresses.
     pub path: String,
+    /// The query string without `?` (`fieldManager=aptc&force=true`).
     pub query: String,
+    /// The `Content-Type` header (`application/apply-patch+yaml` for server-side apply).
     pub content_type: String,
+    /// The request body as text (JSON for everything kube sends).
     pub body: String,
 }
 
@@ -27,6 +42,7 @@ impl Recorded {
         self.query.split('&').filter(|p| !p.is_empty()).collect()
     }
 
+    /// The body as JSON (`null` if it is not JSON, such as an empty body).
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
@@ -66,10 +82,23 @@ struct State {
     version: u64,
 }
 
-/// The fake API server; clones share one state.
+/// An answer: the HTTP status and the JSON body, whichever transport carries it.
+struct Answer {
+    code: u16,
+    body: Value,
+}
+
+/// The fake API server; clones share one state, so a test keeps one to inspect and change what
+/// a client (or a served copy) works on.
 #[derive(Clone)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
+}
+
+impl Default for FakeApi {
+    fn default() -> FakeApi {
+        FakeApi::new()
+    }
 }
 
 impl FakeApi {
@@ -93,19 +122,20 @@ impl FakeApi {
         fake
     }
 
-    /// A client talking to this server (to be called inside a tokio runtime).
+    /// A client talking to this server in process (to be called inside a tokio runtime).
     pub fn client(&self) -> kube::Client {
         let fake = self.clone();
-        kube::Client::new(tower::service_fn(move |request| fake.clone().serve(request)), "default")
+        kube::Client::new(tower::service_fn(move |request| fake.clone().serve_tower(request)), "default")
     }
 
     /// Fails the next `count` requests of `method` whose path contains `path_contains` with
-    /// HTTP `code`.
+    /// HTTP `code`, to exercise retries and refusals.
     pub fn fail_next(&self, method: &str, path_contains: &str, count: u32, code: u16) {
         let failure = Failure { method: method.into(), path_contains: path_contains.into(), left: count, code };
         self.lock().failures.push(failure);
     }
 
+    /// Every request so far, in the order they arrived.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
     }
@@ -115,10 +145,13 @@ impl FakeApi {
         self.lock().requests.iter().filter(|r| r.method == method).map(|r| r.path.clone()).collect()
     }
 
+    /// Forgets the requests so far, so that a test looks at those of its next step only.
     pub fn clear_requests(&self) {
         self.lock().requests.clear();
     }
 
+    /// The object held at `path` (`/api/v1/namespaces/NS/configmaps/NAME`), as the server
+    /// stores it.
     pub fn object(&self, path: &str) -> Option<Value> {
         self.lock().objects.get(path).cloned()
     }
@@ -128,6 +161,7 @@ impl FakeApi {
         self.lock().objects.keys().cloned().collect()
     }
 
+    /// Puts an object there as if someone else had created it.
     pub fn insert(&self, path: &str, object: Value) {
         self.lock().objects.insert(path.into(), object);
     }
@@ -137,6 +171,7 @@ impl FakeApi {
         change(self.lock().objects.get_mut(path).expect("the object to edit exists"));
     }
 
+    /// Deletes an object as someone deleting it by hand would (nothing is recorded).
     pub fn remove(&self, path: &str) {
         self.lock().objects.remove(path);
     }
@@ -145,19 +180,8 @@ impl FakeApi {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn serve(self, request: Request<Body>) -> Result<Response<Body>, Infallible> {
-        let (parts, body) = request.into_parts();
-        let body = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-        let header = |name: http::header::HeaderName| {
-            parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
-        };
-        let recorded = Recorded {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or_default().to_string(),
-            content_type: header(http::header::CONTENT_TYPE),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
+    /// Records the request and answers it: an injected failure, or what the API server would.
+    fn handle(&self, recorded: Recorded) -> Answer {
         let mut state = self.lock();
         state.requests.push(recorded.clone());
         let failing = state
@@ -166,14 +190,45 @@ impl FakeApi {
             .find(|f| f.left > 0 && f.method == recorded.method && recorded.path.contains(&f.path_contains));
         if let Some(failure) = failing {
             failure.left -= 1;
-            return Ok(status(failure.code, "injected failure"));
+            return status(failure.code, "injected failure");
         }
-        Ok(state.route(&recorded))
+        state.route(&recorded)
+    }
+
+    async fn serve_tower(self, request: Request<Body>) -> Result<Response<Body>, Infallible> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        let answer = self.handle(recorded(&parts, &body));
+        Ok(answer.into_response().map(Body::from))
+    }
+}
+
+/// The parts of a request the fake looks at and records.
+fn recorded(parts: &http::request::Parts, body: &[u8]) -> Recorded {
+    let header = |name: http::header::HeaderName| {
+        parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    };
+    Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        content_type: header(http::header::CONTENT_TYPE),
+        body: String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+impl Answer {
+    /// The answer as an HTTP response with a JSON body.
+    fn into_response(self) -> Response<Vec<u8>> {
+        let mut response = Response::new(self.body.to_string().into_bytes());
+        *response.status_mut() = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        response
     }
 }
 
 impl State {
-    fn route(&mut self, request: &Recorded) -> Response<Body> {
+    fn route(&mut self, request: &Recorded) -> Answer {
         let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
         let (group, version, rest) = match segments.as_slice() {
             ["version"] => return ok(&version_info()),
@@ -219,7 +274,7 @@ impl State {
 
     /// A server-side apply, simplified: the applied object replaces the held one, plus what a
     /// server adds (bookkeeping, a defaulted field, status).
-    fn apply(&mut self, request: &Recorded, kind: &Kind, namespace: Option<&str>) -> Response<Body> {
+    fn apply(&mut self, request: &Recorded, kind: &Kind, namespace: Option<&str>) -> Answer {
         if request.content_type != "application/apply-patch+yaml" {
             return status(415, "only server-side apply is served");
         }
@@ -228,6 +283,9 @@ impl State {
         {
             return status(404, &format!("namespaces \"{namespace}\" not found"));
         }
+        let Some(manager) = request.params().into_iter().find_map(|p| p.strip_prefix("fieldManager=")) else {
+            return status(422, "PATCH with an apply patch requires a fieldManager");
+        };
         let Ok(mut object) = serde_json::from_str::<Value>(&request.body) else {
             return status(400, "the body is not JSON");
         };
@@ -239,7 +297,7 @@ impl State {
         metadata["uid"] = json!(uid);
         metadata["resourceVersion"] = json!(self.version.to_string());
         metadata["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
-        metadata["managedFields"] = json!([{ "manager": "aptc", "operation": "Apply" }]);
+        metadata["managedFields"] = json!([{ "manager": manager, "operation": "Apply" }]);
         if kind.kind == "Deployment" {
             if object["spec"].get("progressDeadlineSeconds").is_none() {
                 object["spec"]["progressDeadlineSeconds"] = json!(600);
@@ -284,7 +342,7 @@ impl State {
         json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
     }
 
-    fn resource_list(&self, group: &str, version: &str) -> Response<Body> {
+    fn resource_list(&self, group: &str, version: &str) -> Answer {
         let resources: Vec<Value> = self
             .kinds
             .iter()
@@ -313,17 +371,17 @@ fn version_info() -> Value {
     })
 }
 
-fn ok(value: &Value) -> Response<Body> {
-    respond(200, value)
+fn ok(value: &Value) -> Answer {
+    Answer { code: 200, body: value.clone() }
 }
 
-fn not_found(kind: &Kind, name: &str) -> Response<Body> {
+fn not_found(kind: &Kind, name: &str) -> Answer {
     let resource = if kind.group.is_empty() { kind.plural.clone() } else { format!("{}.{}", kind.plural, kind.group) };
     status(404, &format!("{resource} \"{name}\" not found"))
 }
 
 /// A `Status` failure as the API server sends it.
-fn status(code: u16, message: &str) -> Response<Body> {
+fn status(code: u16, message: &str) -> Answer {
     let reason = match code {
         403 => "Forbidden",
         404 => "NotFound",
@@ -332,16 +390,7 @@ fn status(code: u16, message: &str) -> Response<Body> {
         _ => "InternalError",
     };
     let message = if code == 403 { format!("forbidden: {message}") } else { message.to_string() };
-    respond(
-        code,
-        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                 "message": message, "reason": reason, "code": code }),
-    )
-}
-
-fn respond(code: u16, value: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string().into_bytes()));
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response
+    let body = json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                       "message": message, "reason": reason, "code": code });
+    Answer { code, body }
 }
