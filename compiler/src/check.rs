@@ -4,10 +4,11 @@
 //! standard library, unless the files declare `namespace std` themselves) and runs
 //! [`semantics::check_workspace`]. The language server keeps a database alive instead.
 
+use salsa::Setter;
 use serde::Serialize;
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::{Database, ManifestFile, ManifestSet, Settings, SourceText, UsersFile, Workspace, parse_file};
@@ -101,9 +102,45 @@ pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings
 fn load_manifests(db: &mut Database, files: &[SourceText], first: FileId) -> Vec<ManifestSet> {
     let mut next = first.0;
     let mut sets = Vec::new();
+    for (file, glob) in manifest_globs(db, files) {
+        let found = read_manifests(db, file, &glob, &HashMap::new(), &mut next);
+        sets.push(ManifestSet::new(db, file.id(db), glob, found));
+    }
+    sets
+}
+
+/// Reads the manifest files of `ws` again (an editor saved a template, or a component was added
+/// or changed): a file read before keeps its id, a new one gets `next` (which moves on). Only
+/// what changed is set, so unchanged templates are not checked again.
+pub fn refresh_manifests(db: &mut Database, ws: Workspace, next: &mut u32) {
+    let old: Vec<ManifestSet> = ws.manifests(db).clone();
+    let known: HashMap<PathBuf, FileId> =
+        old.iter().flat_map(|set| set.files(db).iter().flatten()).map(|f| (f.path.clone(), f.id)).collect();
+    let files = ws.files(db).clone();
+    let mut sets = Vec::new();
+    for (file, glob) in manifest_globs(db, &files) {
+        let found = read_manifests(db, file, &glob, &known, next);
+        let same = old.iter().find(|set| set.declared_in(db) == file.id(db) && *set.glob(db) == glob).copied();
+        match same {
+            Some(set) => {
+                if *set.files(db) != found {
+                    drop(set.set_files(db).to(found));
+                }
+                sets.push(set);
+            }
+            None => sets.push(ManifestSet::new(db, file.id(db), glob, found)),
+        }
+    }
+    if sets != old {
+        ws.set_manifests(db).to(sets);
+    }
+}
+
+/// Each file's `manifests "GLOB"` globs, in order, without repeats.
+fn manifest_globs(db: &Database, files: &[SourceText]) -> Vec<(SourceText, String)> {
     let mut seen = HashSet::new();
+    let mut out = Vec::new();
     for &file in files {
-        let base = file.path(db).parent().map(Path::to_path_buf).unwrap_or_default();
         let globs: Vec<String> = parse_file(db, file)
             .file
             .items
@@ -122,23 +159,37 @@ fn load_manifests(db: &mut Database, files: &[SourceText], first: FileId) -> Vec
             })
             .collect();
         for glob in globs {
-            if !seen.insert((file.id(db), glob.clone())) {
-                continue;
+            if seen.insert((file.id(db), glob.clone())) {
+                out.push((file, glob));
             }
-            let found = crate::workspace::manifest_files(&base, &glob).map(|matched| {
-                matched
-                    .into_iter()
-                    .map(|(path, relative)| {
-                        let text = crate::workspace::read_referenced(&path);
-                        next += 1;
-                        ManifestFile { id: FileId(next - 1), path, relative, text }
-                    })
-                    .collect()
-            });
-            sets.push(ManifestSet::new(db, file.id(db), glob, found));
         }
     }
-    sets
+    out
+}
+
+/// The files `glob` matches beside `file`, read; a path in `known` keeps its id, others are
+/// numbered from `next`.
+fn read_manifests(
+    db: &Database,
+    file: SourceText,
+    glob: &str,
+    known: &HashMap<PathBuf, FileId>,
+    next: &mut u32,
+) -> Result<Vec<ManifestFile>, String> {
+    let base = file.path(db).parent().map(Path::to_path_buf).unwrap_or_default();
+    crate::workspace::manifest_files(&base, glob).map(|matched| {
+        matched
+            .into_iter()
+            .map(|(path, relative)| {
+                let text = crate::workspace::read_referenced(&path);
+                let id = known.get(&path).copied().unwrap_or_else(|| {
+                    *next += 1;
+                    FileId(*next - 1)
+                });
+                ManifestFile { id, path, relative, text }
+            })
+            .collect()
+    })
 }
 
 /// Of the diagnostics of a workspace loaded from `sources` ([`load_workspace`]), those to show:

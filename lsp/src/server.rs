@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,6 +48,8 @@ struct Inner {
     generation: AtomicU64,
     /// Files whose last published diagnostics were not empty (to clear them when fixed).
     published: Mutex<HashSet<Uri>>,
+    /// Whether the client can watch files for us (manifest templates).
+    watch_manifests: AtomicBool,
 }
 
 impl Backend {
@@ -59,6 +61,7 @@ impl Backend {
                 state: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 published: Mutex::new(HashSet::new()),
+                watch_manifests: AtomicBool::new(false),
             }),
         }
     }
@@ -265,12 +268,21 @@ fn workspace_edit(s: &Snapshot, edits: Vec<ide::Edit>) -> Option<WorkspaceEdit> 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
         let roots = roots(&params);
+        let watches = params
+            .capabilities
+            .workspace
+            .as_ref()
+            .and_then(|w| w.did_change_watched_files.as_ref())
+            .and_then(|w| w.dynamic_registration)
+            .unwrap_or(false);
+        self.inner.watch_manifests.store(watches, Ordering::Relaxed);
         let state = State::load(roots);
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
             text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
                 open_close: Some(true),
                 change: Some(TextDocumentSyncKind::INCREMENTAL),
+                save: Some(TextDocumentSyncSaveOptions::Supported(true)),
                 ..TextDocumentSyncOptions::default()
             })),
             completion_provider: Some(CompletionOptions {
@@ -312,7 +324,34 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
+        // Manifest templates are YAML files the editor does not send us: ask it to tell us when
+        // they change on disk (when it can), so their checks stay current.
+        if self.inner.watch_manifests.load(Ordering::Relaxed) {
+            let watchers = ["**/*.yaml", "**/*.yml"]
+                .map(|glob| FileSystemWatcher { glob_pattern: GlobPattern::String(glob.to_string()), kind: None })
+                .to_vec();
+            let options = DidChangeWatchedFilesRegistrationOptions { watchers };
+            let registration = Registration {
+                id: "aptc-manifests".to_string(),
+                method: "workspace/didChangeWatchedFiles".to_string(),
+                register_options: serde_json::to_value(options).ok(),
+            };
+            if let Err(error) = self.inner.client.register_capability(vec![registration]).await {
+                tracing::warn!("the client refused to watch manifest files: {error}");
+            }
+        }
         // Problems of the whole workspace, not only of the documents that get opened.
+        self.schedule_diagnostics();
+    }
+
+    async fn did_save(&self, _: DidSaveTextDocumentParams) {
+        // A saved policy file may add or change a `manifests` component.
+        self.with_state(State::refresh_manifests);
+        self.schedule_diagnostics();
+    }
+
+    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {
+        self.with_state(State::refresh_manifests);
         self.schedule_diagnostics();
     }
 

@@ -184,6 +184,12 @@ impl State {
         path.extension().is_some_and(|e| e == "apt") && self.roots.iter().any(|root| path.starts_with(root))
     }
 
+    /// Reads the workspace's manifest templates from disk again (one was saved or changed on
+    /// disk, or a `manifests` component was added or changed); only what changed is re-checked.
+    pub fn refresh_manifests(&mut self) {
+        aptc_compiler::check::refresh_manifests(&mut self.db, self.ws, &mut self.next_id);
+    }
+
     /// The current text of an open file, for applying incremental changes.
     pub fn text_of(&self, id: FileId) -> Option<String> {
         Some(self.files.input(id)?.text(&self.db).to_string())

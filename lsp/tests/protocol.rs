@@ -353,3 +353,49 @@ async fn a_panicking_request_is_answered_and_the_server_goes_on() {
     client.diagnostics(&kafka, |d| d.is_empty()).await;
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_templates_are_checked_again_when_they_change_on_disk() {
+    let root = repo().join(format!("target/lsp-tests/manifests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("k8s")).unwrap();
+    std::fs::write(
+        root.join("system.apt"),
+        "namespace system\n\nuser \"ada\"\n\ncluster here {}\n\nrule all {\n    place on here\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("app.apt"),
+        "namespace app\n\nservice app {\n    component config manifests \"k8s/*.yaml\" {\n        values { greeting = \"hi\" }\n    }\n}\n\n\
+contract app {\n    context all {\n        use app\n    }\n}\n\nclaim one {\n    user \"ada\"\n    contract app\n}\n",
+    )
+    .unwrap();
+    let template = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${{instance.name}}\ndata:\n  g: \"${{values.{value}}}\"\n"
+        )
+    };
+    let config = root.join("k8s/config.yaml");
+    std::fs::write(&config, template("greting")).unwrap();
+
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&root).await;
+    let found = client.diagnostics(&config, |d| !d.is_empty()).await;
+    assert_eq!(found[0]["code"], "APT0305", "{found:#?}");
+
+    // Fixed on disk: the editor says so (workspace/didChangeWatchedFiles), the error goes.
+    std::fs::write(&config, template("greeting")).unwrap();
+    let changed = json!({ "changes": [{ "uri": uri(&config), "type": 2 }] });
+    client.notify("workspace/didChangeWatchedFiles", changed).await;
+    client.diagnostics(&config, |d| d.is_empty()).await;
+
+    // A new template that matches the glob, noticed when a policy file is saved.
+    let extra = root.join("k8s/extra.yaml");
+    std::fs::write(&extra, template("nope")).unwrap();
+    client.open_from_disk(&root.join("app.apt")).await;
+    client.notify("textDocument/didSave", json!({ "textDocument": { "uri": uri(&root.join("app.apt")) } })).await;
+    let found = client.diagnostics(&extra, |d| !d.is_empty()).await;
+    assert_eq!(found[0]["code"], "APT0305", "{found:#?}");
+    client.shutdown().await;
+    let _ = std::fs::remove_dir_all(&root);
+}
