@@ -91,9 +91,13 @@ impl ClusterDriver {
                 Ok(self.releases().map_err(|e| e.message)?.uninstall(&connection, unit).map_err(|e| e.0)?.to_string())
             }
             (Source::Chart { .. }, _) => {
+                let releases = self.releases().map_err(|e| e.message)?;
                 let values = secrets::reveal(&unit.values, base_dir(unit)).map_err(|e| e.to_string())?;
-                let outcome = self.releases().map_err(|e| e.message)?.upgrade(&connection, unit, revision, &values);
-                match outcome.map_err(|e| e.0)? {
+                // Created here rather than by Helm, so it carries aptc's label like every
+                // namespace aptc makes.
+                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
+                applier.ensure_namespace(&unit.k8s_namespace).map_err(|e| e.to_string())?;
+                match releases.upgrade(&connection, unit, revision, &values).map_err(|e| e.0)? {
                     ReleaseOutcome::Deployed(status) => {
                         Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
                     }

@@ -71,7 +71,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
     }
-    // The clusters the policy declares when watching starts are the ones watched.
+    // The clusters the policy declares now; a policy change that changes them switches over.
     let first = policy::load(&paths, color).ok();
     let (driver, target) = args.run.driver(first.as_ref())?;
     signals::install("stopping: finishing what runs, then recording it")?;
@@ -146,6 +146,16 @@ impl Watcher {
                         return;
                     }
                 };
+                // A changed cluster declaration (context, kubeconfig) changes where to apply.
+                if self.loaded.as_ref().is_some_and(|loaded| loaded.program.clusters != program.clusters) {
+                    match self.args.run.driver(Some(&program)) {
+                        Ok((driver, target)) => {
+                            println!("clusters changed: now {target}");
+                            self.driver = driver;
+                        }
+                        Err(error) => println!("clusters changed, and cannot be used: {error:#}; keeping the old ones"),
+                    }
+                }
                 self.loaded = Some(Loaded { desired: units(&state), program, desired_state });
                 self.reconcile(&[]);
             }
