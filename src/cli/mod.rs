@@ -93,13 +93,15 @@ aptc graph --svg guestbook.svg examples/guestbook")]
 aptc test examples/                  each complete policy under it (each has a `namespace system`)\n\n\
 Prints one line per test and a summary line `N passed, N failed`; exit 1 if any test failed.")]
     Test(test::TestArgs),
-    /// Resolve, plan against the last revision, apply, and record a revision. No cluster driver
-    /// exists yet: it renders into a directory (the embedded default).
+    /// Resolve, plan against the last revision, apply to the policy's clusters (Helm releases,
+    /// server-side apply) or render when none is configured, and record a revision.
     #[command(after_help = "Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
-aptc deploy --yes examples/quickstart         render into .aptc/rendered, record in .aptc/state.db\n  \
-aptc deploy --yes --out out/ --state out.db .\n\n\
+aptc deploy --yes examples/quickstart         to its clusters (rendered when none is configured)\n  \
+aptc deploy --yes --target cluster --refresh  to the clusters, against what they hold now\n  \
+aptc deploy --yes --out out/ --state out.db   render into out/, for GitOps\n\n\
 Exit codes: 0 applied (or no changes), 1 some instance failed or was skipped (run again to retry),\n\
-2 usage error, policy errors, helm missing, or refused (no --yes without a terminal).")]
+2 usage error, policy errors, helm missing, a cluster unreachable, or refused (no --yes without a\n\
+terminal).")]
     Deploy(deploy::DeployArgs),
     /// List the deployed revisions, or show one (`history show N`).
     #[command(
@@ -110,12 +112,14 @@ Exit codes: 0 applied (or no changes), 1 some instance failed or was skipped (ru
     #[command(after_help = "Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run")]
     Rollback(deploy::RollbackArgs),
     /// Keep the target as the policy says: re-plan when the policy files change, compare the
-    /// output with the last revision at an interval, report drift, and with --fix repair it.
+    /// clusters (or the rendered output) with the last revision at an interval, report drift, and
+    /// with --fix repair it.
     #[command(
         after_help = "Examples:\n  aptc watch examples/quickstart                 report policy changes and drift\n  \
 aptc watch --fix --yes --interval 10 .          apply changes and repair drift as new revisions\n\n\
-Policy files are looked at every second; the output is compared with the last revision every --interval\n\
-seconds (default 30). SIGINT or SIGTERM stops it cleanly (exit 0): what runs finishes and is recorded."
+Policy files are looked at every second; the target is compared with the last revision every\n\
+--interval seconds (default 30). SIGINT or SIGTERM stops it cleanly (exit 0): what runs finishes\n\
+and is recorded."
     )]
     Watch(watch::WatchArgs),
     /// Helm's post-renderer: stamps aptc's labels on the manifests from stdin (run by Helm).
