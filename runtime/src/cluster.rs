@@ -124,31 +124,13 @@ fn base_dir(unit: &Unit) -> &Path {
     }
 }
 
-/// A manifests unit's objects, stamped for `revision`, with their secrets revealed (their
-/// placeholders are inside string scalars).
+/// A manifests unit's objects, stamped for `revision`, with their secrets revealed.
 fn objects(unit: &Unit, revision: u64) -> Result<Vec<serde_json::Value>, String> {
     let base = base_dir(unit);
     unit_documents(unit, revision)?
         .into_iter()
-        .map(|document| reveal_strings(document.value, base).map_err(|e| e.to_string()))
+        .map(|document| secrets::reveal_in_strings(document.value, base).map_err(|e| e.to_string()))
         .collect()
-}
-
-/// `value` with the secret placeholders in its strings replaced by the secrets.
-fn reveal_strings(value: serde_json::Value, base: &Path) -> Result<serde_json::Value, secrets::SecretError> {
-    use serde_json::Value;
-    Ok(match value {
-        Value::String(text) => Value::String(secrets::reveal_text(&text, base)?),
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| reveal_strings(v, base)).collect::<Result<_, _>>()?)
-        }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| Ok((k, reveal_strings(v, base)?)))
-                .collect::<Result<_, secrets::SecretError>>()?,
-        ),
-        other => other,
-    })
 }
 
 impl Driver for ClusterDriver {

@@ -40,6 +40,18 @@ pub struct Stamp {
     pub namespace: String,
 }
 
+impl Stamp {
+    /// What `unit`'s objects are stamped with when `revision` applies them.
+    pub fn of(unit: &Unit, revision: u64) -> Stamp {
+        Stamp {
+            instance_id: unit.id.clone(),
+            instance_key: unit.key.clone(),
+            revision,
+            namespace: unit.namespace.clone(),
+        }
+    }
+}
+
 /// The documents of a multi-document YAML stream, in order; empty documents (only comments or
 /// nothing) are dropped.
 ///
@@ -65,22 +77,22 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
 /// order, each with its file as `source` and stamped. Secrets in them are still placeholders
 /// ([`crate::secrets::placeholder`]): the driver reveals or redacts them.
 pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, String> {
-    let with = Stamp {
-        instance_id: unit.id.clone(),
-        instance_key: unit.key.clone(),
-        revision,
-        namespace: unit.namespace.clone(),
-    };
+    let with = Stamp::of(unit, revision);
     let mut out = Vec::new();
     for file in &unit.files {
-        let documents = parse_stream(&file.text).map_err(|e| format!("{}: {e}", file.path))?;
+        let mut documents = parse_stream(&file.text).map_err(|e| format!("{}: {e}", file.path))?;
+        stamp_all(&mut documents, &with).map_err(|e| format!("{}: {e}", file.path))?;
         for mut document in documents {
-            stamp(&mut document.value, &with).map_err(|e| format!("{}: {e}", file.path))?;
             document.source = Some(file.path.clone());
             out.push(document);
         }
     }
     Ok(out)
+}
+
+/// Stamps every document's object (see [`stamp`]).
+pub fn stamp_all(documents: &mut [Document], with: &Stamp) -> Result<(), String> {
+    documents.iter_mut().try_for_each(|document| stamp(&mut document.value, with))
 }
 
 /// The documents as one YAML stream: each preceded by `---` and its `# Source:` comment.

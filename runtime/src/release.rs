@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 use crate::connection::Connection;
 use crate::helm::{Helm, HelmError, PrivateValues, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, run};
-use crate::manifest::{LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, Stamp, parse_stream, stamp, write_stream};
+use crate::manifest::{LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, Stamp, parse_stream, stamp_all, write_stream};
 use crate::plan::Unit;
 use crate::retry::Backoff;
 use crate::source::{ChartRef, Source};
@@ -200,7 +200,7 @@ impl Releases {
             ))
             .arg("--output")
             .arg("json");
-        self.post_renderer_args(&mut command, files.dir(), &stamp_of(unit, revision))?;
+        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
         // Waiting, then perhaps rolling back (each up to the timeout), after downloading the chart.
         let deadline = self.timeout * 2 + TEMPLATE_TIMEOUT;
         tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm upgrade --install");
@@ -268,7 +268,7 @@ impl Releases {
             namespace: &unit.k8s_namespace,
             values_file: files.path(),
         })?;
-        self.post_renderer_args(&mut command, files.dir(), &stamp_of(unit, revision))?;
+        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
         let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT);
         let stamping = read_post_render_error(files.dir());
         files.remove().map_err(HelmError)?;
@@ -377,9 +377,7 @@ it locked; aptc does not retry this. If no operation is running, {fix}, then dep
 /// stream. `aptc __post-render` is this on standard input and output.
 pub fn post_render(manifests: &str, with: &Stamp) -> Result<String, String> {
     let mut documents = parse_stream(manifests).map_err(|e| format!("reading Helm's manifests: {e}"))?;
-    for document in &mut documents {
-        stamp(&mut document.value, with)?;
-    }
+    stamp_all(&mut documents, with)?;
     write_stream(&documents)
 }
 
@@ -437,10 +435,6 @@ fn version_of(unit: &Unit) -> Option<&str> {
         Source::Chart { version, .. } => version.as_deref(),
         Source::Manifests { .. } => None,
     }
-}
-
-fn stamp_of(unit: &Unit, revision: u64) -> Stamp {
-    Stamp { instance_id: unit.id.clone(), instance_key: unit.key.clone(), revision, namespace: unit.namespace.clone() }
 }
 
 fn connection_args(command: &mut Command, connection: &Connection) {

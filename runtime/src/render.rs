@@ -21,7 +21,7 @@ use serde_json::json;
 
 use crate::driver::{ActionResult, Driver, DriverError};
 use crate::helm::{Helm, HelmError, PrivateValues, TemplateRequest};
-use crate::manifest::{Document, Stamp, parse_stream, stamp, unit_documents, write_stream};
+use crate::manifest::{Document, Stamp, parse_stream, stamp_all, unit_documents, write_stream};
 use crate::plan::{Action, Op, Plan, Unit};
 use crate::secrets::{redact, redact_text};
 use crate::source::Source;
@@ -65,18 +65,6 @@ impl RenderDriver {
 
     /// The files of an instance directory (relative name, content) and its number of objects.
     fn render(&self, revision: u64, unit: &Unit) -> Result<(Vec<(String, String)>, usize), String> {
-        let stamp_with = Stamp {
-            instance_id: unit.id.clone(),
-            instance_key: unit.key.clone(),
-            revision,
-            namespace: unit.namespace.clone(),
-        };
-        let stamped = |mut documents: Vec<Document>| -> Result<(String, usize), String> {
-            for document in &mut documents {
-                stamp(&mut document.value, &stamp_with)?;
-            }
-            Ok((write_stream(&documents)?, documents.len()))
-        };
         // Rendered output is for Git and people: secrets never go into it, not even to Helm.
         let values = redact(&unit.values);
         let mut files = Vec::new();
@@ -97,10 +85,10 @@ impl RenderDriver {
                     })
                     .map_err(|e| e.0)?;
                 values.remove()?;
-                let documents = parse_stream(&output).map_err(|e| format!("reading helm's output: {e}"))?;
-                let (text, n) = stamped(documents)?;
-                files.push(("manifest.yaml".to_string(), text));
-                objects += n;
+                let mut documents = parse_stream(&output).map_err(|e| format!("reading helm's output: {e}"))?;
+                stamp_all(&mut documents, &Stamp::of(unit, revision))?;
+                files.push(("manifest.yaml".to_string(), write_stream(&documents)?));
+                objects += documents.len();
                 listed.push("manifest.yaml".to_string());
             }
             Source::Manifests { .. } => {

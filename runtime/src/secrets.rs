@@ -13,7 +13,7 @@
 //! - [`placeholder`], [`reveal_text`], [`redact_text`]: the same for textual templates, where a
 //!   secret stands as `@@aptc-secret:env:NAME@@` until it is revealed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::path::Path;
@@ -178,12 +178,19 @@ pub fn digest(values: &Json, base_dir: &Path) -> Option<String> {
     digest_with(values, base_dir, &process_env)
 }
 
-fn digest_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> {
-    let mut found: BTreeMap<SecretRef, Result<String, SecretError>> = BTreeMap::new();
+/// The secrets `values` refers to, each once.
+fn references(values: &Json) -> BTreeSet<SecretRef> {
+    let mut found = BTreeSet::new();
     let _ = replace(values, &mut |secret| {
-        found.entry(secret.clone()).or_insert_with(|| secret.read(base_dir, env));
+        found.insert(secret);
         Ok::<_, std::convert::Infallible>(Json::Null)
     });
+    found
+}
+
+fn digest_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> {
+    let found: BTreeMap<SecretRef, Result<String, SecretError>> =
+        references(values).into_iter().map(|secret| (secret.clone(), secret.read(base_dir, env))).collect();
     if found.is_empty() {
         return None;
     }
@@ -210,11 +217,7 @@ pub fn scrub(text: &str, values: &Json, base_dir: &Path) -> String {
 }
 
 fn scrub_with(text: &str, values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> String {
-    let mut secrets: Vec<String> = Vec::new();
-    let _ = replace(values, &mut |secret| {
-        secrets.extend(secret.read(base_dir, env).ok());
-        Ok::<_, std::convert::Infallible>(Json::Null)
-    });
+    let secrets: Vec<String> = references(values).iter().filter_map(|s| s.read(base_dir, env).ok()).collect();
     let mut forms: Vec<String> = Vec::new();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         forms.push(secret.clone());
@@ -267,6 +270,23 @@ fn replace_placeholders<E>(text: &str, f: &mut impl FnMut(SecretRef) -> Result<S
 /// A rendered template with every placeholder replaced by its secret, read now.
 pub fn reveal_text(text: &str, base_dir: &Path) -> Result<String, SecretError> {
     replace_placeholders(text, &mut |secret| secret.read(base_dir, &process_env))
+}
+
+/// An object parsed from a rendered template with the placeholders in its strings replaced by
+/// the secrets, read now (a placeholder always lands inside a string scalar).
+pub fn reveal_in_strings(value: Json, base_dir: &Path) -> Result<Json, SecretError> {
+    Ok(match value {
+        Json::String(text) => Json::String(reveal_text(&text, base_dir)?),
+        Json::Array(items) => {
+            Json::Array(items.into_iter().map(|v| reveal_in_strings(v, base_dir)).collect::<Result<_, _>>()?)
+        }
+        Json::Object(map) => Json::Object(
+            map.into_iter()
+                .map(|(k, v)| Ok((k, reveal_in_strings(v, base_dir)?)))
+                .collect::<Result<_, SecretError>>()?,
+        ),
+        other => other,
+    })
 }
 
 /// A rendered template as people may see it: every placeholder is `***`.
