@@ -25,18 +25,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::ir::{Program, lower::lower};
 use aptc_compiler::workspace;
+use aptc_core::resolve::resolve;
 use aptc_runtime::apply::Quiet;
 use aptc_runtime::deploy::{Refresh, Request, apply, policy_hash, prepare};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::plan::{plan, units};
 use aptc_runtime::render::RenderDriver;
-use aptc_runtime::resolve::resolve;
 use aptc_runtime::store::{Cause, Store};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
+use {aptc_compiler::lower::lower, aptc_core::ir::Program};
 
 fn main() {
     divan::main();

@@ -9,11 +9,11 @@ mod synth;
 
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::ir::{Program, lower::lower};
 use aptc_compiler::source::SourceMap;
-use aptc_runtime::resolve::resolve;
+use aptc_core::resolve::resolve;
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
+use {aptc_compiler::lower::lower, aptc_core::ir::Program};
 
 fn main() {
     divan::main();

@@ -384,7 +384,7 @@ fn build_writes_ir_that_plan_reads_and_refuses_other_versions() {
     let from_sources = aptc(&["plan", "examples/guestbook"]);
     assert_eq!(stdout(&from_ir), stdout(&from_sources));
     let text = std::fs::read_to_string(&ir).unwrap();
-    let version = aptc_compiler::ir::IR_VERSION;
+    let version = aptc_core::ir::IR_VERSION;
     std::fs::write(&ir, text.replacen(&format!("\"version\": {version}"), "\"version\": 999", 1)).unwrap();
     let old = aptc(&["plan", ir.to_str().unwrap()]);
     assert_eq!(old.status.code(), Some(2));

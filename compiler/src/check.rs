@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::db::{Database, ManifestFile, ManifestSet, Settings, SourceText, UsersFile, Workspace, parse_file};
 use crate::diagnostics::{Diagnostic, Severity};
-use crate::semantics::{self, index::file_summary};
+use crate::semantics::index::file_summary;
 use crate::source::{FileId, SourceMap};
 use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, Span};
 use crate::syntax::validate::STD_NAMESPACE;
@@ -55,12 +55,10 @@ pub fn check(sources: &mut SourceMap) -> CheckResult {
 
 /// [`check`], with settings such as the acting user of `aptc check --as`.
 pub fn check_with(sources: &mut SourceMap, settings: Settings) -> CheckResult {
-    let mut db = Database::default();
-    let files = sources.len();
-    let ws = load_workspace(&mut db, sources, settings);
-    let diagnostics = shown(&db, ws, sources, semantics::diagnostics(&db, ws));
-    let summary = summarize(&db, ws, files, &diagnostics);
-    CheckResult { summary, diagnostics }
+    let mut analysis = crate::host::Analysis::of_sources(std::mem::take(sources), settings);
+    let result = analysis.check();
+    *sources = analysis.into_sources();
+    result
 }
 
 /// A workspace of `sources`, plus the embedded prelude when no file declares `namespace std`,
@@ -220,7 +218,7 @@ fn add_referenced_sources(db: &Database, ws: Workspace, sources: &mut SourceMap)
     }
 }
 
-fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics: &[Diagnostic]) -> Summary {
+pub(crate) fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics: &[Diagnostic]) -> Summary {
     let mut summary = Summary { files, ..Summary::default() };
     for &file in ws.files(db).iter().take(files) {
         for item in &parse_file(db, file).file.items {

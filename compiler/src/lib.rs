@@ -2,17 +2,17 @@
 //!
 //! Stages are modules: [`syntax`] (lexer, parser, formatter, structural checks),
 //! [`semantics`] (names, types, lints, access control), [`diagnostics`] (codes and
-//! rendering), [`source`] (files and positions), [`ir`] (the resolution IR and lowering),
-//! [`manifest`] (YAML streams split into documents, shared with the runtime).
-//! [`db`] is the incremental database every stage runs in; [`check`] is the front door the
-//! CLI calls; [`ide`] holds the queries the language server asks.
+//! rendering), [`source`] (files and positions), [`lower`] (a checked policy to the core's
+//! resolution IR).
+//! [`db`] is the incremental database every stage runs in; [`host`] is the front door the
+//! CLI, benches and tests use (load, check, lower); [`ide`] holds the queries the language server asks.
 
 pub mod check;
 pub mod db;
 pub mod diagnostics;
+pub mod host;
 pub mod ide;
-pub mod ir;
-pub mod manifest;
+pub mod lower;
 pub mod semantics;
 pub mod source;
 pub mod syntax;

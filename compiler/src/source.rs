@@ -55,6 +55,11 @@ impl SourceMap {
         id
     }
 
+    /// Forgets the files after the first `len` (those added for rendering, to be added again).
+    pub fn truncate(&mut self, len: usize) {
+        self.files.truncate(len);
+    }
+
     /// The file with this id.
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]

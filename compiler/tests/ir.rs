@@ -4,7 +4,8 @@ use std::path::Path;
 
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::ir::{IR_VERSION, LoadError, Program, lower::lower};
+use aptc_compiler::lower::lower;
+use aptc_core::ir::{IR_VERSION, LoadError, Program};
 
 fn lower_example(name: &str) -> Program {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);

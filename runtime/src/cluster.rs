@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use aptc_compiler::ir::Program;
+use aptc_core::ir::Program;
 
 use crate::connection::Connection;
 use crate::driver::{ActionResult, Driver, DriverError};
@@ -202,8 +202,8 @@ mod tests {
     use aptc_kube_fake::FakeApi;
 
     use super::*;
-    use crate::resolve::RenderedFile;
     use crate::retry::Backoff;
+    use aptc_core::resolve::RenderedFile;
 
     /// A driver whose cluster `system.local` is the fake API server (no helm).
     fn driver(fake: &FakeApi) -> ClusterDriver {
@@ -231,7 +231,7 @@ mod tests {
     fn manifests_are_applied_with_their_secrets_revealed_and_deleted_with_their_inventory() {
         let policy = tempfile::tempdir().unwrap();
         std::fs::write(policy.path().join("token.txt"), "s3cr3t\n").unwrap();
-        let secret = secrets::placeholder(&secrets::SecretRef::File("token.txt".into()));
+        let secret = aptc_core::secret::placeholder(&aptc_core::secret::SecretRef::File("token.txt".into()));
         let mut unit = manifests_unit(&format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config\ndata:\n  token: \"{secret}\"\n"
         ));
@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn a_missing_secret_fails_the_instance_and_charts_need_helm() {
-        let secret = secrets::placeholder(&secrets::SecretRef::Env("APTC_CLUSTER_TEST_UNSET".into()));
+        let secret =
+            aptc_core::secret::placeholder(&aptc_core::secret::SecretRef::Env("APTC_CLUSTER_TEST_UNSET".into()));
         let unit = manifests_unit(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{secret}\"\n"));
         let fake = FakeApi::new();
         let driver = driver(&fake);
@@ -275,7 +276,7 @@ mod tests {
 
     #[test]
     fn clusters_are_described_by_their_connections() {
-        let cluster = aptc_compiler::ir::Cluster {
+        let cluster = aptc_core::ir::Cluster {
             name: "prod".into(),
             context: Some("prod-ctx".into()),
             kubeconfig: Some("/k/config".into()),

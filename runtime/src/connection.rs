@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aptc_compiler::ir;
+use aptc_core::ir;
 
 /// One cluster's kubeconfig and context.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -15,13 +15,13 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use aptc_compiler::ir::Program;
+use aptc_core::ir::Program;
 
-use crate::access::{Access, Role};
 use crate::apply::{Applied, Progress, applied_after, execute};
 use crate::driver::Driver;
 use crate::plan::{Plan, Unit, plan};
 use crate::store::{Cause, Journal, Revision, Store, action_records, now_rfc3339};
+use aptc_core::access::{Access, Role};
 
 /// A deploy that cannot start or be recorded.
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +241,8 @@ pub fn refusals(prepared: &Prepared, policy: Option<&Program>, user: &str) -> Ve
         if !claims.is_empty() && claims.iter().all(|c| access.may_manage_claims(&subject, claim_namespace(c))) {
             continue;
         }
-        let needed = if namespace == crate::access::SYSTEM { Role::DomainAdmin } else { Role::NamespaceAdmin };
+        let needed =
+            if namespace == aptc_core::ir::SYSTEM_NAMESPACE { Role::DomainAdmin } else { Role::NamespaceAdmin };
         let has = access.role(&subject, namespace).map_or("none", Role::name);
         out.push(format!(
             "user `{user}` may not {} instance {} ({}): namespace `{namespace}` of contract {} needs {} (their role \
@@ -302,16 +303,16 @@ fn claim_namespace(id: &str) -> &str {
 }
 
 /// The hash that identifies a policy in the history: SHA-256 of its resolution IR.
-pub fn policy_hash(program: &aptc_compiler::ir::Program) -> String {
-    crate::source::sha256(&program.to_json())
+pub fn policy_hash(program: &aptc_core::ir::Program) -> String {
+    aptc_core::digest::sha256(&program.to_json())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::tests::compile;
     use crate::plan::units;
-    use crate::resolve::resolve;
+    use crate::test_policy::compile;
+    use aptc_core::resolve::resolve;
 
     const SYSTEM_APT: &str = r#"namespace system
 

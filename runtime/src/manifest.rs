@@ -60,7 +60,7 @@ impl Stamp {
 /// after a marker stays with its document.
 pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
     let mut documents = Vec::new();
-    for chunk in aptc_compiler::manifest::documents(text) {
+    for chunk in aptc_core::manifest::documents(text) {
         let (line, chunk) = (chunk.line, chunk.text);
         let source = chunk.lines().find_map(|l| l.strip_prefix("# Source: ")).map(|s| s.trim().to_string());
         let value: Option<Value> = serde_saphyr::from_str(&chunk)
@@ -75,7 +75,7 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
 
 /// The objects a manifests unit applies at `revision`: the documents of its rendered files, in
 /// order, each with its file as `source` and stamped. Secrets in them are still placeholders
-/// ([`crate::secrets::placeholder`]): the driver reveals or redacts them.
+/// ([`aptc_core::secret::placeholder`]): the driver reveals or redacts them.
 pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, String> {
     let with = Stamp::of(unit, revision);
     let mut out = Vec::new();

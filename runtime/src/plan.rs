@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::resolve::{DesiredState, InstanceKind, RenderedFile};
-use crate::secrets::SecretRef;
 use crate::source::{DigestCache, Source, rendered_digest};
+use aptc_core::resolve::{DesiredState, InstanceKind, RenderedFile};
+use aptc_core::secret::SecretRef;
 
 /// One deployable instance (chart or manifests), with what a driver needs to apply it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 //! - every instance: `instance.json`, its key, claims, values, discovery and source.
 //!
 //! The output is meant for Git: secrets are never revealed here; Helm and `instance.json` get the
-//! values with every secret as `***` ([`crate::secrets::redact`]).
+//! values with every secret as `***` ([`aptc_core::secret::redact`]).
 //!
 //! An instance's directory is replaced whole (written beside it, then swapped in), so a failed
 //! render leaves the previous one in place. A directory without aptc's `instance.json` for that
@@ -23,8 +23,8 @@ use crate::driver::{ActionResult, Driver, DriverError};
 use crate::helm::{Helm, HelmError, PrivateValues, TemplateRequest};
 use crate::manifest::{Document, Stamp, parse_stream, stamp_all, unit_documents, write_stream};
 use crate::plan::{Action, Op, Plan, Unit};
-use crate::secrets::{redact, redact_text};
 use crate::source::Source;
+use aptc_core::secret::{redact, redact_text};
 
 /// The name of the file that marks an instance directory as aptc's.
 pub const INSTANCE_FILE: &str = "instance.json";
@@ -266,7 +266,7 @@ impl Driver for RenderDriver {
                     .map(|c| c.as_os_str().to_string_lossy())
                     .collect::<Vec<_>>()
                     .join("/");
-                files.insert(name, crate::source::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+                files.insert(name, aptc_core::digest::sha256_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
             }
         }
         Some(files)
@@ -296,7 +296,7 @@ fn io_error(what: &str, path: &Path, error: std::io::Error) -> DriverError {
 mod tests {
     use super::*;
     use crate::plan::tests::unit;
-    use crate::resolve::RenderedFile;
+    use aptc_core::resolve::RenderedFile;
 
     /// A manifests unit whose rendered files are `files` (path, text).
     fn manifests_unit(files: &[(&str, &str)]) -> Unit {
@@ -369,12 +369,8 @@ mod tests {
     fn a_templated_manifest_is_rendered_from_the_policy_and_stamped() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let policy = root.join("tests/cases/resolve/33_manifests_component");
-        let files = aptc_compiler::workspace::find_apt_files(&[policy]).unwrap();
-        let sources = aptc_compiler::workspace::load(&files).unwrap();
-        let mut db = aptc_compiler::db::Database::default();
-        let ws = aptc_compiler::check::load_workspace(&mut db, &sources, Default::default());
-        let program = aptc_compiler::ir::lower::lower(&db, ws).unwrap();
-        let units = crate::plan::units(&crate::resolve::resolve(&program));
+        let program = aptc_compiler::host::load_program(&[policy], false).unwrap();
+        let units = crate::plan::units(&aptc_core::resolve::resolve(&program));
         let unit = units.values().find(|u| u.claims == ["web.with_owner"]).unwrap();
         let out = tempfile::tempdir().unwrap();
         let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));

@@ -13,106 +13,40 @@
 //! - [`placeholder`], [`reveal_text`], [`redact_text`]: the same for textual templates, where a
 //!   secret stands as `@@aptc-secret:env:NAME@@` until it is revealed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt;
 use std::path::Path;
 
-use aptc_compiler::ir::Value;
-use aptc_compiler::semantics::expr::SECRET_KEY;
+use aptc_core::secret::{REDACTED, SecretRef, references, replace, replace_placeholders};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::resolve::DesiredState;
-
-/// What people see instead of a secret.
-pub const REDACTED: &str = "***";
-
-/// How a placeholder in a text starts and ends.
-const PLACEHOLDER_START: &str = "@@aptc-secret:";
-const PLACEHOLDER_END: &str = "@@";
-
-/// A reference to a secret: where its value is read when an instance is applied.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SecretRef {
-    /// The environment variable of this name, of the process that deploys.
-    Env(String),
-    /// The file at this path, as written (relative to the policy file's directory).
-    File(String),
-}
-
-impl SecretRef {
-    /// The marker the resolver puts into the desired state for this reference.
-    pub fn marker(&self) -> Value {
-        Value::Map(vec![(
-            SECRET_KEY.to_string(),
-            Value::Map(vec![(self.kind().to_string(), Value::Str(self.name().to_string()))]),
-        )])
-    }
-
-    /// The reference a JSON value is the marker of, if it is one.
-    pub fn from_json(value: &Json) -> Option<SecretRef> {
-        let outer = value.as_object().filter(|o| o.len() == 1)?;
-        let inner = outer.get(SECRET_KEY)?.as_object().filter(|o| o.len() == 1)?;
-        let (kind, name) = inner.iter().next()?;
-        SecretRef::new(kind, name.as_str()?)
-    }
-
-    fn new(kind: &str, name: &str) -> Option<SecretRef> {
-        match kind {
-            "env" => Some(SecretRef::Env(name.to_string())),
-            "file" => Some(SecretRef::File(name.to_string())),
-            _ => None,
+/// The secret's value now: the variable from `env`, or the file (relative to `base_dir`)
+/// without one trailing newline.
+fn read(secret: &SecretRef, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Result<String, SecretError> {
+    match secret {
+        SecretRef::Env(name) => {
+            // The standard library may panic on such names: they are never set.
+            let valid = !name.is_empty() && !name.contains(['=', '\0']);
+            let value = valid.then(|| env(name)).flatten().ok_or_else(|| SecretError {
+                secret: secret.clone(),
+                reason: "the environment variable is not set".into(),
+            })?;
+            value.into_string().map_err(|_| SecretError {
+                secret: secret.clone(),
+                reason: "the environment variable is not valid UTF-8".into(),
+            })
         }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            SecretRef::Env(_) => "env",
-            SecretRef::File(_) => "file",
+        SecretRef::File(path) => {
+            let full = base_dir.join(path);
+            let text = std::fs::read_to_string(&full).map_err(|e| SecretError {
+                secret: secret.clone(),
+                reason: format!("cannot read {}: {e}", full.display()),
+            })?;
+            let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+            Ok(text.to_string())
         }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            SecretRef::Env(name) | SecretRef::File(name) => name,
-        }
-    }
-
-    /// The secret's value now: the variable from `env`, or the file (relative to `base_dir`)
-    /// without one trailing newline.
-    fn read(&self, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Result<String, SecretError> {
-        match self {
-            SecretRef::Env(name) => {
-                // The standard library may panic on such names: they are never set.
-                let valid = !name.is_empty() && !name.contains(['=', '\0']);
-                let value = valid.then(|| env(name)).flatten().ok_or_else(|| SecretError {
-                    secret: self.clone(),
-                    reason: "the environment variable is not set".into(),
-                })?;
-                value.into_string().map_err(|_| SecretError {
-                    secret: self.clone(),
-                    reason: "the environment variable is not valid UTF-8".into(),
-                })
-            }
-            SecretRef::File(path) => {
-                let full = base_dir.join(path);
-                let text = std::fs::read_to_string(&full).map_err(|e| SecretError {
-                    secret: self.clone(),
-                    reason: format!("cannot read {}: {e}", full.display()),
-                })?;
-                let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-                Ok(text.to_string())
-            }
-        }
-    }
-}
-
-impl fmt::Display for SecretRef {
-    /// As the policy wrote it: `secret_env("NAME")`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "secret_{}({:?})", self.kind(), self.name())
     }
 }
 
@@ -129,20 +63,6 @@ fn process_env(name: &str) -> Option<OsString> {
     std::env::var_os(name)
 }
 
-/// `value` with every marker replaced by what `f` makes of its reference.
-fn replace<E>(value: &Json, f: &mut impl FnMut(SecretRef) -> Result<Json, E>) -> Result<Json, E> {
-    if let Some(secret) = SecretRef::from_json(value) {
-        return f(secret);
-    }
-    Ok(match value {
-        Json::Array(items) => Json::Array(items.iter().map(|v| replace(v, f)).collect::<Result<_, _>>()?),
-        Json::Object(entries) => {
-            Json::Object(entries.iter().map(|(k, v)| Ok((k.clone(), replace(v, f)?))).collect::<Result<_, E>>()?)
-        }
-        other => other.clone(),
-    })
-}
-
 /// The values a tool receives: every secret read now (`base_dir` is the directory of the
 /// component's policy file). A secret that cannot be read is an error naming it.
 pub fn reveal(values: &Json, base_dir: &Path) -> Result<Json, SecretError> {
@@ -150,23 +70,7 @@ pub fn reveal(values: &Json, base_dir: &Path) -> Result<Json, SecretError> {
 }
 
 fn reveal_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Result<Json, SecretError> {
-    replace(values, &mut |secret| secret.read(base_dir, env).map(Json::String))
-}
-
-/// The values as people may see them: every secret is `***`.
-pub fn redact(values: &Json) -> Json {
-    replace(values, &mut |_| Ok::<_, std::convert::Infallible>(Json::String(REDACTED.to_string())))
-        .unwrap_or_else(|never| match never {})
-}
-
-/// A desired state as people may see it (`aptc plan`): every secret of every instance is `***`.
-pub fn redact_state(state: &DesiredState) -> DesiredState {
-    let mut shown = state.clone();
-    for instance in shown.instances.values_mut() {
-        instance.values = redact(&instance.values);
-        instance.discovery = redact(&instance.discovery);
-    }
-    shown
+    replace(values, &mut |secret| read(&secret, base_dir, env).map(Json::String))
 }
 
 /// A digest of the current values of the secrets in `values`, `None` when there are none. It is
@@ -178,19 +82,9 @@ pub fn digest(values: &Json, base_dir: &Path) -> Option<String> {
     digest_with(values, base_dir, &process_env)
 }
 
-/// The secrets `values` refers to, each once.
-fn references(values: &Json) -> BTreeSet<SecretRef> {
-    let mut found = BTreeSet::new();
-    let _ = replace(values, &mut |secret| {
-        found.insert(secret);
-        Ok::<_, std::convert::Infallible>(Json::Null)
-    });
-    found
-}
-
 fn digest_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> Option<String> {
     let found: BTreeMap<SecretRef, Result<String, SecretError>> =
-        references(values).into_iter().map(|secret| (secret.clone(), secret.read(base_dir, env))).collect();
+        references(values).into_iter().map(|secret| (secret.clone(), read(&secret, base_dir, env))).collect();
     if found.is_empty() {
         return None;
     }
@@ -205,7 +99,7 @@ fn digest_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsSt
             hasher.update(part.as_bytes());
         }
     }
-    Some(crate::source::hex(&hasher.finalize()))
+    Some(aptc_core::digest::sha256_hex(&hasher.finalize()))
 }
 
 /// `text` (what a tool printed after it was given the revealed `values`, the unit's values with
@@ -217,7 +111,7 @@ pub fn scrub(text: &str, values: &Json, base_dir: &Path) -> String {
 }
 
 fn scrub_with(text: &str, values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> String {
-    let secrets: Vec<String> = references(values).iter().filter_map(|s| s.read(base_dir, env).ok()).collect();
+    let secrets: Vec<String> = references(values).iter().filter_map(|s| read(s, base_dir, env).ok()).collect();
     let mut forms: Vec<String> = Vec::new();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         forms.push(secret.clone());
@@ -232,44 +126,9 @@ fn scrub_with(text: &str, values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> 
     forms.into_iter().fold(text.to_string(), |text, form| text.replace(&form, REDACTED))
 }
 
-/// The text standing for a secret in a textual template (a manifest) until it is revealed:
-/// `@@aptc-secret:env:NAME@@` (`%` and `@` in the reference are escaped as `%25`, `%40`).
-pub fn placeholder(secret: &SecretRef) -> String {
-    let name = secret.name().replace('%', "%25").replace('@', "%40");
-    format!("{PLACEHOLDER_START}{}:{name}{PLACEHOLDER_END}", secret.kind())
-}
-
-/// `text` with each placeholder replaced by what `f` makes of its reference.
-fn replace_placeholders<E>(text: &str, f: &mut impl FnMut(SecretRef) -> Result<String, E>) -> Result<String, E> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find(PLACEHOLDER_START) {
-        let (before, from) = rest.split_at(start);
-        out.push_str(before);
-        let body = &from[PLACEHOLDER_START.len()..];
-        let parsed = body.find(PLACEHOLDER_END).and_then(|end| {
-            let (kind, name) = body[..end].split_once(':')?;
-            let name = name.replace("%40", "@").replace("%25", "%");
-            Some((SecretRef::new(kind, &name)?, PLACEHOLDER_START.len() + end + PLACEHOLDER_END.len()))
-        });
-        match parsed {
-            Some((secret, length)) => {
-                out.push_str(&f(secret)?);
-                rest = &from[length..];
-            }
-            None => {
-                out.push_str(PLACEHOLDER_START);
-                rest = body;
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// A rendered template with every placeholder replaced by its secret, read now.
 pub fn reveal_text(text: &str, base_dir: &Path) -> Result<String, SecretError> {
-    replace_placeholders(text, &mut |secret| secret.read(base_dir, &process_env))
+    replace_placeholders(text, &mut |secret| read(&secret, base_dir, &process_env))
 }
 
 /// An object parsed from a rendered template with the placeholders in its strings replaced by
@@ -289,14 +148,9 @@ pub fn reveal_in_strings(value: Json, base_dir: &Path) -> Result<Json, SecretErr
     })
 }
 
-/// A rendered template as people may see it: every placeholder is `***`.
-pub fn redact_text(text: &str) -> String {
-    replace_placeholders(text, &mut |_| Ok::<_, std::convert::Infallible>(REDACTED.to_string()))
-        .unwrap_or_else(|never| match never {})
-}
-
 #[cfg(test)]
 mod tests {
+    use aptc_core::secret::{placeholder, redact, redact_text};
     use serde_json::json;
 
     use super::*;
@@ -317,7 +171,7 @@ mod tests {
     #[test]
     fn markers_come_from_the_resolver_and_are_recognised() {
         let secret = SecretRef::Env("X".into());
-        let json = crate::resolve::to_json(&secret.marker());
+        let json = secret.marker().to_json();
         assert_eq!(json, json!({ "$secret": { "env": "X" } }));
         assert_eq!(SecretRef::from_json(&json), Some(secret));
         assert_eq!(SecretRef::from_json(&json!({ "$secret": { "vault": "X" } })), None);

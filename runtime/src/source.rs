@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::resolve::RenderedFile;
+use aptc_core::resolve::RenderedFile;
 
 /// What a deployable instance deploys.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ pub fn rendered_digest(files: &[RenderedFile]) -> String {
             hasher.update(part);
         }
     }
-    hex(&hasher.finalize())
+    aptc_core::digest::sha256_hex(&hasher.finalize())
 }
 
 /// Content digests for many sources at once; each distinct source is read once.
@@ -124,7 +124,7 @@ pub fn absolute(path: &Path) -> PathBuf {
 fn digest_path(path: &Path) -> String {
     let mut hasher = Sha256::new();
     match hash_tree(path, Path::new(""), &mut hasher) {
-        Ok(()) => hex(&hasher.finalize()),
+        Ok(()) => aptc_core::digest::sha256_hex(&hasher.finalize()),
         Err(error) => format!("unreadable: {}: {error}", path.display()),
     }
 }
@@ -144,21 +144,6 @@ fn hash_tree(path: &Path, relative: &Path, hasher: &mut Sha256) -> std::io::Resu
         hasher.update([0]);
     }
     Ok(())
-}
-
-/// `sha256:` and the lowercase hex digits.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(7 + bytes.len() * 2);
-    out.push_str("sha256:");
-    for byte in bytes {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
-}
-
-/// SHA-256 of some text, as `sha256:…`.
-pub fn sha256(text: &str) -> String {
-    hex(&Sha256::digest(text.as_bytes()))
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ pub struct Journal {
     pub revision: Revision,
     pub plan: Plan,
     pub desired_state: serde_json::Value,
-    /// The policy deployed, as [`aptc_compiler::ir::Program::to_json`] writes it.
+    /// The policy deployed, as [`aptc_core::ir::Program::to_json`] writes it.
     pub program: Option<String>,
 }
 
@@ -348,10 +348,10 @@ impl Store {
 
     /// The policy (resolution IR) revision `number` deployed; `None` for a revision recorded
     /// without one (by an older aptc, or by a rollback to such a revision).
-    pub fn program(&self, number: u64) -> Result<Option<aptc_compiler::ir::Program>, StoreError> {
+    pub fn program(&self, number: u64) -> Result<Option<aptc_core::ir::Program>, StoreError> {
         self.read_text(PROGRAMS, number)?
             .map(|text| {
-                aptc_compiler::ir::Program::from_json(&text)
+                aptc_core::ir::Program::from_json(&text)
                     .map_err(|e| self.err(&format!("decoding the policy of revision {number} of"), e))
             })
             .transpose()
@@ -368,7 +368,7 @@ impl Store {
         &self,
         revision: &Revision,
         desired_state: &serde_json::Value,
-        program: Option<&aptc_compiler::ir::Program>,
+        program: Option<&aptc_core::ir::Program>,
     ) -> Result<(), StoreError> {
         let db = self.writer()?;
         let next = self.next_number()?;
@@ -482,7 +482,7 @@ impl Store {
         let program = journal
             .program
             .as_deref()
-            .map(aptc_compiler::ir::Program::from_json)
+            .map(aptc_core::ir::Program::from_json)
             .transpose()
             .map_err(|e| self.err("decoding the journal of", e))?;
         self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
@@ -560,7 +560,7 @@ mod tests {
             time: now_rfc3339(),
             user: "ada".into(),
             cause,
-            policy: crate::source::sha256("policy"),
+            policy: aptc_core::digest::sha256("policy"),
             target: "render:/out".into(),
             duration_ms: 7,
             actions,
@@ -654,7 +654,7 @@ mod tests {
         }
         let store = Store::open(&path).unwrap();
         assert!(store.program(1).unwrap().is_none());
-        let program = crate::access::tests::compile(&[("system.apt", "namespace system\n\nuser \"ada\" {}\n")]);
+        let program = crate::test_policy::compile(&[("system.apt", "namespace system\n\nuser \"ada\" {}\n")]);
         let second = revision(2, Cause::Deploy { paths: vec![] }, &["a"]);
         store.record_with_program(&second, &serde_json::json!({}), Some(&program)).unwrap();
         assert_eq!(store.program(2).unwrap().unwrap(), program);

@@ -15,9 +15,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The `.apt` files under `paths` (a named file, e.g. one `.aptir`, counts as it is).
-    pub fn take(paths: &[PathBuf]) -> Snapshot {
-        match aptc_compiler::workspace::find_apt_files(paths) {
+    /// The state of `files` now (the policy's files, as the compiler lists them), or the error
+    /// listing them gave.
+    pub fn of(files: Result<Vec<PathBuf>, String>) -> Snapshot {
+        match files {
             Ok(found) => Snapshot {
                 files: found
                     .into_iter()
@@ -28,7 +29,7 @@ impl Snapshot {
                     .collect(),
                 error: None,
             },
-            Err(error) => Snapshot { files: BTreeMap::new(), error: Some(error.to_string()) },
+            Err(error) => Snapshot { files: BTreeMap::new(), error: Some(error) },
         }
     }
 
@@ -66,22 +67,26 @@ impl Snapshot {
 mod tests {
     use super::*;
 
+    fn take(paths: &[PathBuf]) -> Snapshot {
+        Snapshot::of(aptc_compiler::workspace::find_apt_files(paths).map_err(|e| e.to_string()))
+    }
+
     #[test]
     fn changed_added_and_deleted_files_are_changes() {
         let dir = tempfile::tempdir().unwrap();
         let root = vec![dir.path().to_path_buf()];
         std::fs::write(dir.path().join("a.apt"), "namespace a\n").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not policy").unwrap();
-        let first = Snapshot::take(&root);
+        let first = take(&root);
         assert_eq!(first.len(), 1);
-        assert!(first.changes(&Snapshot::take(&root)).is_empty());
+        assert!(first.changes(&take(&root)).is_empty());
 
         std::fs::write(dir.path().join("notes.txt"), "still not policy, longer").unwrap();
-        assert!(first.changes(&Snapshot::take(&root)).is_empty(), "only .apt files count");
+        assert!(first.changes(&take(&root)).is_empty(), "only .apt files count");
 
         std::fs::write(dir.path().join("a.apt"), "namespace a {}\n").unwrap();
         std::fs::write(dir.path().join("b.apt"), "namespace b\n").unwrap();
-        let second = Snapshot::take(&root);
+        let second = take(&root);
         let shown: Vec<(String, &str)> = first
             .changes(&second)
             .into_iter()
@@ -90,7 +95,7 @@ mod tests {
         assert_eq!(shown, [("a.apt".to_string(), "changed"), ("b.apt".to_string(), "added")]);
 
         std::fs::remove_file(dir.path().join("a.apt")).unwrap();
-        let third = Snapshot::take(&root);
+        let third = take(&root);
         assert_eq!(second.changes(&third).len(), 1);
         assert_eq!(second.changes(&third)[0].1, "deleted");
     }

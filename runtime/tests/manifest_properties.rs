@@ -8,11 +8,11 @@ use std::path::Path;
 use aptc_compiler::check::{check, load_workspace};
 use aptc_compiler::db::{Database, Settings};
 use aptc_compiler::diagnostics::render;
-use aptc_compiler::ir::lower::lower;
+use aptc_compiler::lower::lower;
 use aptc_compiler::source::SourceMap;
+use aptc_core::resolve::resolve;
 use aptc_runtime::manifest::unit_documents;
 use aptc_runtime::plan::units;
-use aptc_runtime::resolve::resolve;
 use proptest::prelude::*;
 
 const SYSTEM: &str = "namespace system\n\nuser \"ada\"\n\ncluster here {}\n\nrule all {\n    place on here\n}\n";

@@ -2,6 +2,7 @@
 //! driver `--target` chooses (the policy's clusters, or rendering: the embedded default), record
 //! the revision.
 
+use aptc_compiler::host::paths_or_cwd;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use aptc_compiler::ir::Program;
+use aptc_core::ir::Program;
+use aptc_core::resolve::{Status, resolve};
 use aptc_runtime::apply::{ActionReport, Outcome, Progress};
 use aptc_runtime::cluster::{self, ClusterDriver};
 use aptc_runtime::deploy::{Prepared, Refresh, Request, apply, policy_hash, prepare, refusals};
@@ -19,7 +21,6 @@ use aptc_runtime::helm::Helm;
 use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
 use aptc_runtime::release::Releases;
 use aptc_runtime::render::RenderDriver;
-use aptc_runtime::resolve::{Status, resolve};
 use aptc_runtime::store::{Cause, Revision, Store};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -149,7 +150,7 @@ pub struct RollbackArgs {
 }
 
 pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let paths = policy::paths_or_cwd(&args.paths);
+    let paths = paths_or_cwd(&args.paths);
     let program = policy::load(&paths, color)?;
     let state = resolve(&program);
     for outcome in state.claims.values().filter(|o| o.status != Status::Resolved) {

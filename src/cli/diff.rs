@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use aptc_runtime::diff::diff;
-use aptc_runtime::resolve::resolve;
+use aptc_core::diff::diff;
+use aptc_core::resolve::resolve;
 use clap::Args;
 
 use super::{EXIT_FINDINGS, policy};

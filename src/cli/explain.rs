@@ -1,10 +1,11 @@
 //! `aptc explain`: why a claim resolved as it did, or why an instance exists.
 
+use aptc_compiler::host::paths_or_cwd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use aptc_runtime::resolve::{ClaimOutcome, Decision, DesiredState, Status, resolve};
+use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Status, resolve};
 use clap::Args;
 
 use super::plan::cluster_name;
@@ -19,7 +20,7 @@ pub struct ExplainArgs {
 }
 
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&policy::paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
     let state = resolve(&program);
     let target = args.target.as_str();
     let claims: Vec<&ClaimOutcome> =

@@ -9,7 +9,8 @@ use aptc_compiler::syntax::format::format_source;
 use aptc_compiler::workspace;
 use clap::Args;
 
-use super::{EXIT_FINDINGS, paths_or_cwd};
+use super::EXIT_FINDINGS;
+use aptc_compiler::host::paths_or_cwd;
 
 #[derive(Debug, Args)]
 pub struct FmtArgs {
@@ -21,7 +22,7 @@ pub struct FmtArgs {
 }
 
 pub fn run(args: FmtArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let files = workspace::find_apt_files(&paths_or_cwd(args.paths))?;
+    let files = workspace::find_apt_files(&paths_or_cwd(&args.paths))?;
     let sources = workspace::load(&files)?;
     let (mut changed, mut broken) = (0usize, 0usize);
     for (id, file) in sources.iter() {

@@ -1,11 +1,12 @@
 //! `aptc graph`: claims and instances as a Graphviz graph.
 
+use aptc_compiler::host::paths_or_cwd;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
-use aptc_runtime::graph::to_dot;
-use aptc_runtime::resolve::resolve;
+use aptc_core::graph::to_dot;
+use aptc_core::resolve::resolve;
 use clap::Args;
 
 use super::policy;
@@ -20,7 +21,7 @@ pub struct GraphArgs {
 }
 
 pub fn run(args: GraphArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let state = resolve(&policy::load(&policy::paths_or_cwd(&args.paths), color)?);
+    let state = resolve(&policy::load(&paths_or_cwd(&args.paths), color)?);
     let dot = to_dot(&state);
     let Some(svg) = args.svg else {
         print!("{dot}");

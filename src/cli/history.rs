@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use aptc_core::secret::redact;
 use aptc_runtime::apply::Outcome;
-use aptc_runtime::secrets::redact;
 use aptc_runtime::store::{Revision, Store};
 use clap::{Args, Subcommand, ValueEnum};
 

@@ -17,7 +17,6 @@ mod test;
 mod watch;
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -174,7 +173,4 @@ pub fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-/// Paths from the command line, or the current directory when none are given.
-fn paths_or_cwd(paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    if paths.is_empty() { vec![PathBuf::from(".")] } else { paths }
-}
+use aptc_compiler::host::paths_or_cwd;

@@ -1,12 +1,13 @@
 //! `aptc plan`: resolve the claims and show the desired state.
 
+use aptc_compiler::host::paths_or_cwd;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_runtime::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
-use aptc_runtime::secrets::redact_state;
+use aptc_core::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
+use aptc_core::secret::redact_state;
 use clap::{Args, ValueEnum};
 
 use super::policy;
@@ -31,7 +32,7 @@ enum Format {
 }
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&policy::paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
     let state = redact_state(&resolve(&program));
     match args.format {
         Format::Tree => print!("{}", tree(&state)),

@@ -13,15 +13,16 @@ use anyhow::Context;
 use aptc_compiler::check::{load_workspace, shown};
 use aptc_compiler::db::{Database, Settings};
 use aptc_compiler::diagnostics::render;
-use aptc_compiler::ir::{Program, lower::lower};
 use aptc_compiler::source::FileId;
 use aptc_compiler::syntax::ast::ItemKind;
-use aptc_compiler::syntax::validate::SYSTEM_NAMESPACE;
 use aptc_compiler::workspace;
-use aptc_runtime::testing::{TestReport, run_tests};
+use aptc_core::ir::SYSTEM_NAMESPACE;
+use aptc_core::testing::{TestReport, run_tests};
 use clap::Args;
+use {aptc_compiler::lower::lower, aptc_core::ir::Program};
 
-use super::{EXIT_FINDINGS, paths_or_cwd};
+use super::EXIT_FINDINGS;
+use aptc_compiler::host::paths_or_cwd;
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -32,7 +33,7 @@ pub struct TestArgs {
 
 pub fn run(args: TestArgs, color: bool) -> anyhow::Result<ExitCode> {
     let mut policies = Vec::new();
-    for path in paths_or_cwd(args.paths) {
+    for path in paths_or_cwd(&args.paths) {
         policies.extend(split(&path)?);
     }
     let (mut passed, mut failed, mut broken) = (0, 0, 0);

@@ -9,18 +9,19 @@
 //! a new revision. SIGINT or SIGTERM stops it cleanly: what runs finishes, the revision records it,
 //! and it exits 0 saying it stopped.
 
+use aptc_compiler::host::paths_or_cwd;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use aptc_compiler::ir::Program;
+use aptc_core::ir::Program;
+use aptc_core::resolve::{Status, resolve};
 use aptc_runtime::apply::Quiet;
 use aptc_runtime::deploy::{Refresh, Request, apply, policy_hash, prepare, refusals};
 use aptc_runtime::drift::{Drift, Drifted, detect, explain};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::plan::{Unit, units};
-use aptc_runtime::resolve::{Status, resolve};
 use aptc_runtime::store::{Cause, Store};
 use aptc_runtime::watch::Snapshot;
 use clap::Args;
@@ -66,7 +67,7 @@ struct Watcher {
 }
 
 pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let paths = policy::paths_or_cwd(&args.paths);
+    let paths = paths_or_cwd(&args.paths);
     if args.fix && !args.run.yes && !confirm()? {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
@@ -77,7 +78,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     signals::install("stopping: finishing what runs, then recording it")?;
     let user = args.run.identity();
     let interval = Duration::from_secs(args.interval);
-    let mut snapshot = Snapshot::take(&paths);
+    let mut snapshot = policy_snapshot(&paths);
     println!(
         "watching {} ({} policy files); comparing what is {target} with the last revision every {} s; {}",
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
@@ -102,7 +103,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
         if signals::stopping() {
             break;
         }
-        let now = Snapshot::take(&watcher.paths);
+        let now = policy_snapshot(&watcher.paths);
         let changes = snapshot.changes(&now);
         if !changes.is_empty() {
             for (path, what) in &changes {
@@ -299,4 +300,9 @@ impl Watcher {
             Err(error) => println!("not recorded: {error}"),
         }
     }
+}
+
+/// The policy's `.apt` files under `paths`, as they are now.
+fn policy_snapshot(paths: &[std::path::PathBuf]) -> Snapshot {
+    Snapshot::of(aptc_compiler::workspace::find_apt_files(paths).map_err(|e| e.to_string()))
 }

@@ -14,7 +14,9 @@ use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::types::Ty;
 use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, SmolStr, Span};
 use crate::syntax::lexer::{CommentKind, Keyword, Token, lex};
-use crate::syntax::validate::{ROLES, STD_NAMESPACE, SYSTEM_NAMESPACE};
+use aptc_core::ir::SYSTEM_NAMESPACE;
+
+use crate::syntax::validate::{ROLES, STD_NAMESPACE};
 
 use super::hover::{declaration, published};
 use super::{FileSpan, Target, definitions};

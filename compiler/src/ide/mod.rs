@@ -37,7 +37,9 @@ use crate::source::FileId;
 use crate::syntax::ast::Span;
 use crate::syntax::format::format_parse;
 use crate::syntax::lexer::{Token, lex};
-use crate::syntax::validate::{STD_NAMESPACE, SYSTEM_NAMESPACE};
+use aptc_core::ir::SYSTEM_NAMESPACE;
+
+use crate::syntax::validate::STD_NAMESPACE;
 
 /// A place in the workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -15,7 +15,9 @@ use crate::syntax::ast::*;
 
 use super::file::Consumer;
 use super::index::{Kind, ObjectRef, file_summary, map_key_text, workspace_index};
-use super::scope::{SYSTEM_NAMESPACE, closest, did_you_mean};
+use aptc_core::ir::SYSTEM_NAMESPACE;
+
+use super::scope::{closest, did_you_mean};
 use super::{all_facts, definition_sites};
 
 /// A role, weakest first.

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use aptc_core::ir::SECRET_KEY;
+
 use crate::diagnostics::{Diagnostic, codes};
 use crate::source::FileId;
 use crate::syntax::ast::*;
@@ -843,10 +845,6 @@ another function"
         }
     }
 }
-
-/// The map key that marks a reference to a secret in resolved values (runtime `secrets`): no map
-/// literal may use it, so a policy cannot forge one.
-pub const SECRET_KEY: &str = "$secret";
 
 /// The text of a string literal without interpolation.
 pub fn constant_string(expr: &Expr) -> Option<String> {

@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use crate::db::ManifestFile;
 use crate::diagnostics::{Diagnostic, codes};
-use crate::manifest::documents;
 use crate::syntax::ast::{Span, StrLit, StrPart};
 use crate::syntax::parse_template;
+use aptc_core::manifest::documents;
 
 use super::expr::{Checker, Env};
 

@@ -5,7 +5,7 @@ use crate::syntax::edit_distance;
 
 use super::index::{ImportSummary, Index, Kind, ObjectRef};
 
-pub use crate::syntax::validate::SYSTEM_NAMESPACE;
+use aptc_core::ir::SYSTEM_NAMESPACE;
 
 /// The names a file sees: its namespace's objects and what its imports bring in.
 pub struct Scope<'a> {

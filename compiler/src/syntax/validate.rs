@@ -4,15 +4,14 @@
 
 use std::collections::HashMap;
 
+use aptc_core::ir::SYSTEM_NAMESPACE;
+
 use super::ast::*;
 use crate::diagnostics::{Diagnostic, codes};
 use crate::source::FileId;
 
 /// Roles a `grant` may name.
 pub const ROLES: &[&str] = &["domain_admin", "namespace_admin", "consumer"];
-
-/// The namespace of what is global: clusters, users, teams, users files, grants, global rules.
-pub const SYSTEM_NAMESPACE: &str = "system";
 
 /// The namespace whose files declare the standard library.
 pub const STD_NAMESPACE: &str = "std";

@@ -12,7 +12,7 @@ const SERVER_METADATA: [&str; 5] = ["resourceVersion", "uid", "managedFields", "
 
 /// `sha256:` of `live` projected onto the field paths of `desired`.
 pub(crate) fn hash(desired: &Value, live: &Value) -> String {
-    crate::source::sha256(&project(desired, live, &[]).to_string())
+    aptc_core::digest::sha256(&project(desired, live, &[]).to_string())
 }
 
 /// The parts of `live` at the paths present in `desired` (`path` is where both are). Lists are

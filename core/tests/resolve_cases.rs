@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use aptc_runtime::resolve::{DesiredState, InstanceKind, resolve};
+use aptc_core::resolve::{DesiredState, InstanceKind, resolve};
 
 /// The cases, sorted.
 fn cases() -> Vec<PathBuf> {
@@ -120,7 +120,7 @@ fn secrets_resolve_to_references_never_to_values() {
         values.iter().any(|v| v["password"] == serde_json::json!({ "$secret": { "env": "REDIS_PASSWORD" } })),
         "{values:#?}"
     );
-    assert!(state.claims.values().all(|c| c.status == aptc_runtime::resolve::Status::Resolved));
+    assert!(state.claims.values().all(|c| c.status == aptc_core::resolve::Status::Resolved));
 }
 
 #[test]
@@ -163,7 +163,7 @@ claim ada_web {
     .unwrap();
     let state = resolve_path(dir.path());
     let outcome = &state.claims["system.ada_web"];
-    assert_eq!(outcome.status, aptc_runtime::resolve::Status::Failed);
+    assert_eq!(outcome.status, aptc_core::resolve::Status::Failed);
     assert!(outcome.reason.as_deref().unwrap_or_default().contains("reserved for secrets"), "{outcome:?}");
     assert!(state.instances.values().all(|i| !i.values.to_string().contains("$secret")));
 }

@@ -9,12 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use aptc_compiler::ir::Program;
+use crate::ir::{Program, SYSTEM_NAMESPACE};
 
-use crate::resolve::eval::{Env, Subject};
+use crate::eval::{Env, Subject};
 
 /// The namespace of clusters, global rules, users, teams and grants.
-pub const SYSTEM: &str = "system";
 
 /// A role on a namespace, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,7 +92,7 @@ impl<'a> Access<'a> {
             subject.team.is_some() && program.namespaces.get(ns).and_then(|o| o.as_ref()) == subject.team.as_ref()
         };
         // Owning `system` (or administering it) is administering everything.
-        if owns(SYSTEM) {
+        if owns(SYSTEM_NAMESPACE) {
             return Some(Role::DomainAdmin);
         }
         let mut granted = self.granted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -117,11 +116,12 @@ impl<'a> Access<'a> {
                 .collect()
         });
         let covers = |namespaces: &Option<Vec<String>>, ns: &str| match namespaces {
-            None => ns != SYSTEM,
+            None => ns != SYSTEM_NAMESPACE,
             Some(list) => list.iter().any(|n| n == ns),
         };
-        let administers_system =
-            grants.iter().any(|(namespaces, role)| *role >= Role::NamespaceAdmin && covers(namespaces, SYSTEM));
+        let administers_system = grants
+            .iter()
+            .any(|(namespaces, role)| *role >= Role::NamespaceAdmin && covers(namespaces, SYSTEM_NAMESPACE));
         if administers_system || grants.iter().any(|(_, role)| *role == Role::DomainAdmin) {
             return Some(Role::DomainAdmin);
         }
@@ -143,90 +143,7 @@ impl<'a> Access<'a> {
     /// May manage labels, services, contracts and rules of `namespace` (`namespace_admin` or
     /// more; `system` needs `domain_admin`).
     pub fn may_manage(&self, subject: &Subject, namespace: &str) -> bool {
-        let needed = if namespace == SYSTEM { Role::DomainAdmin } else { Role::NamespaceAdmin };
+        let needed = if namespace == SYSTEM_NAMESPACE { Role::DomainAdmin } else { Role::NamespaceAdmin };
         self.role(subject, namespace).is_some_and(|r| r >= needed)
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use aptc_compiler::check::load_workspace;
-    use aptc_compiler::db::{Database, Settings};
-    use aptc_compiler::ir::lower::lower;
-    use aptc_compiler::source::SourceMap;
-
-    use super::*;
-
-    /// Lowers a policy of several files (`name`, text).
-    pub(crate) fn compile(files: &[(&str, &str)]) -> Program {
-        let mut sources = SourceMap::new();
-        for (name, text) in files {
-            sources.add(name.to_string(), text.to_string());
-        }
-        let mut db = Database::default();
-        let ws = load_workspace(&mut db, &sources, Settings::default());
-        match lower(&db, ws) {
-            Ok(program) => program,
-            Err(errors) => panic!("{}", aptc_compiler::diagnostics::render::render(&sources, &errors, false)),
-        }
-    }
-
-    const SYSTEM_APT: &str = r#"namespace system
-
-team platform_team
-team web_team
-team ops_team
-user "root" {
-    groups ["admins"]
-}
-user "pat" {
-    team platform_team
-}
-user "wendy" {
-    team web_team
-}
-user "carl" {}
-user "olga" {
-    team ops_team
-}
-grant domain_admin when "admins" in user.groups
-grant consumer on platform when user.team == "web_team"
-grant namespace_admin on system when user.team == "ops_team"
-"#;
-
-    #[test]
-    fn roles_come_from_grants_and_ownership() {
-        let p = compile(&[
-            ("system.apt", SYSTEM_APT),
-            ("platform.apt", "namespace platform owned_by platform_team\n"),
-            ("web.apt", "namespace web owned_by web_team\n"),
-        ]);
-        let access = Access::new(&p);
-        assert!(access.enabled());
-        let role = |user: &str, ns: &str| access.role(&access.user(user).unwrap(), ns);
-        assert_eq!(role("root", "platform"), Some(Role::DomainAdmin));
-        assert_eq!(role("root", SYSTEM), Some(Role::DomainAdmin));
-        assert_eq!(role("pat", "platform"), Some(Role::NamespaceAdmin));
-        assert_eq!(role("pat", "web"), None);
-        assert_eq!(role("wendy", "web"), Some(Role::NamespaceAdmin));
-        assert_eq!(role("wendy", "platform"), Some(Role::Consumer));
-        assert_eq!(role("carl", "web"), None);
-        assert_eq!(role("olga", "web"), Some(Role::DomainAdmin), "administering system is domain admin");
-        let wendy = access.user("Wendy").unwrap();
-        assert!(access.may_manage(&wendy, "web"));
-        assert!(!access.may_manage(&wendy, "platform"));
-        assert!(access.may_manage_claims(&wendy, "platform"));
-        assert!(access.may_consume(&wendy, "platform"));
-        assert!(!access.may_manage(&wendy, SYSTEM));
-        assert!(access.user("nobody").is_none());
-    }
-
-    #[test]
-    fn without_grants_everyone_may_do_everything() {
-        let p = compile(&[("system.apt", "namespace system\n\nuser \"carl\" {}\n"), ("web.apt", "namespace web\n")]);
-        let access = Access::new(&p);
-        assert!(!access.enabled());
-        let carl = access.user("carl").unwrap();
-        assert!(access.may_manage(&carl, SYSTEM) && access.may_manage(&carl, "web"));
     }
 }

@@ -5,8 +5,6 @@
 //! rules in evaluation order. It is plain serde data, versioned: `aptc build` writes it and the
 //! runtime loads it, or lowers sources on the fly ([`lower::lower`]).
 
-pub mod lower;
-
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +15,13 @@ pub const IR_VERSION: u32 = 3;
 
 /// The `format` tag every IR file carries.
 pub const IR_FORMAT: &str = "aptc-ir";
+
+/// The namespace of what is global: clusters, users, teams, users files, grants, global rules.
+pub const SYSTEM_NAMESPACE: &str = "system";
+
+/// The map key that marks a reference to a secret in resolved values ([`crate::secret`]): no map
+/// literal may use it, so a policy cannot forge one.
+pub const SECRET_KEY: &str = "$secret";
 
 /// A lowered policy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +76,21 @@ pub enum Value {
     List(Vec<Value>),
     /// Entries in written order, keys unique.
     Map(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// The value as JSON (object keys come out sorted).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(n) => serde_json::Value::from(*n),
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::List(items) => serde_json::Value::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => {
+                serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Value {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::resolve::{DesiredState, Instance, InstanceKind, RenderedFile, Status};
-use crate::secrets::{SecretRef, redact};
+use crate::secret::{SecretRef, redact};
 
 /// Instances added, removed and changed, and claims whose outcome changed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -91,7 +91,7 @@ fn instance_changes(before: &Instance, after: &Instance) -> Vec<(String, String,
             files
                 .iter()
                 .find(|f| f.path == path)
-                .map_or_else(|| "(none)".to_string(), |f| crate::source::sha256(&f.text).chars().take(19).collect())
+                .map_or_else(|| "(none)".to_string(), |f| crate::digest::sha256(&f.text).chars().take(19).collect())
         };
         let paths: BTreeSet<&str> = old.iter().chain(new).map(|f| f.path.as_str()).collect();
         for path in paths {

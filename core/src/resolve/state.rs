@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use aptc_compiler::ir::Origin;
+use crate::ir::Origin;
 use serde::{Deserialize, Serialize};
 
 /// Every instance of every resolved claim, and the outcome of every claim.
@@ -40,7 +40,7 @@ pub enum InstanceKind {
 
 /// A manifest file as rendered for one instance (docs/language.md §5.2): what is applied, so a
 /// revision records it and a rollback applies it again. A secret in it is a placeholder
-/// ([`crate::secrets::placeholder`]) until a driver reveals it.
+/// ([`crate::secret::placeholder`]) until a driver reveals it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RenderedFile {
     /// The path relative to the directory of the declaring policy file, `/`-separated.

@@ -13,7 +13,7 @@ use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::{self, users};
 use crate::syntax::ast::{self, ItemKind};
 
-use super::*;
+use aptc_core::ir::*;
 
 /// Lowers the workspace, or returns its errors (warnings do not stop lowering).
 pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Diagnostic>> {

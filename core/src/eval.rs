@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use aptc_compiler::ir::{
+use crate::ir::SECRET_KEY;
+use crate::ir::{
     BinaryOp, ClaimField, ClusterField, Expr, InstanceField, Program, Template, TemplatePart, UserField, Value,
 };
-use aptc_compiler::semantics::expr::SECRET_KEY;
 use thiserror::Error;
 
-use crate::secrets::SecretRef;
+use crate::secret::SecretRef;
 
 /// Why an expression has no value.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -202,8 +202,8 @@ impl Env<'_> {
                 TemplatePart::Text(text) => out.push_str(text),
                 TemplatePart::Expr(expr) => match self.eval(expr)? {
                     value @ (Value::Str(_) | Value::Int(_) | Value::Bool(_)) => out.push_str(&value.to_string()),
-                    other => match SecretRef::from_json(&super::to_json(&other)) {
-                        Some(secret) => out.push_str(&crate::secrets::placeholder(&secret)),
+                    other => match SecretRef::from_json(&other.to_json()) {
+                        Some(secret) => out.push_str(&crate::secret::placeholder(&secret)),
                         None => {
                             return Err(EvalError::Type(format!(
                                 "{} cannot be interpolated into a manifest (use `join(…)` for a list)",

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::ir::lower::lower;
-use aptc_compiler::ir::{Consumer, Program, Source};
+use aptc_compiler::lower::lower;
 use aptc_compiler::source::SourceMap;
-use aptc_runtime::resolve::{Decision, DesiredState, Status, resolve};
+use aptc_core::ir::{Consumer, Program, Source};
+use aptc_core::resolve::{Decision, DesiredState, Status, resolve};
 
 const SYSTEM: &str = r#"
 namespace system

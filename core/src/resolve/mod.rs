@@ -5,24 +5,22 @@
 //! with the instances earlier claims already fixed. The same program always gives the same
 //! state, byte for byte.
 
-pub mod eval;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rayon::prelude::*;
 
-use aptc_compiler::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, Source, Value};
+use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
 
 use crate::access::Access;
-use eval::{Env, EvalError, Placement, Subject, fnv1a};
+use crate::eval::{Env, EvalError, Placement, Subject, fnv1a};
 pub use state::*;
 
 /// Contracts nested deeper than this are taken for a cycle.
 const MAX_DEPTH: usize = 64;
 
 /// The namespace of global rules and clusters.
-const SYSTEM: &str = "system";
 
 /// Resolves every claim of `program`.
 ///
@@ -357,7 +355,7 @@ impl<'a> ClaimRun<'a> {
         };
         self.stack.push(id.to_string());
         let label_json: BTreeMap<String, serde_json::Value> =
-            labels.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+            labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let site = Site {
             contract: id,
             context: &context.name,
@@ -533,8 +531,8 @@ impl<'a> ClaimRun<'a> {
         placement: &mut Option<Placement>,
     ) -> Result<(), Failure> {
         let program = self.program;
-        let local = if namespace == SYSTEM { None } else { program.rules.get(namespace) };
-        for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM).into_iter().flatten()) {
+        let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace) };
+        for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM_NAMESPACE).into_iter().flatten()) {
             let rule_id = format!("{}.{}", rule.namespace, rule.name);
             let fired = match &rule.criteria {
                 None => true,
@@ -618,8 +616,8 @@ fn instance(
         service: site.service.to_string(),
         component: component.to_string(),
         allocation: site.keys.to_vec(),
-        values: to_json(&values),
-        discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        values: values.to_json(),
+        discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         edges,
         claims: Vec::new(),
     }
@@ -716,19 +714,6 @@ fn is_dns_label(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-')
-}
-
-/// A value as JSON (object keys come out sorted).
-pub fn to_json(value: &Value) -> serde_json::Value {
-    match value {
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Int(n) => serde_json::Value::from(*n),
-        Value::Str(s) => serde_json::Value::String(s.clone()),
-        Value::List(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => {
-            serde_json::Value::Object(entries.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
-    }
 }
 
 #[cfg(test)]

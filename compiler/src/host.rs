@@ -1,0 +1,144 @@
+//! The compiler's front door for one-shot runs: a policy loaded from paths (or texts), checked
+//! and lowered, with the source map its diagnostics render against. The CLI, the benches and the
+//! tests use only this; the language server keeps its own long-lived [`Database`].
+
+use std::path::{Path, PathBuf};
+
+use aptc_core::ir::{self, Program};
+use thiserror::Error;
+
+use crate::check::{CheckResult, load_workspace, shown, summarize};
+use crate::db::{Database, Settings, Workspace};
+use crate::diagnostics::{Diagnostic, render};
+use crate::semantics;
+use crate::source::SourceMap;
+use crate::workspace::{self, LoadError};
+
+/// Why a policy could not be turned into a program.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// The files could not be read.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A built `.aptir` file could not be read or is of another version.
+    #[error("{path}: {source}")]
+    Ir { path: PathBuf, source: IrReadError },
+    /// The sources do not check clean; `rendered` shows every error.
+    #[error("the policy has {count} error(s); fix them first (`aptc check`)")]
+    Invalid { count: usize, rendered: String },
+}
+
+/// Reading a `.aptir` file.
+#[derive(Debug, Error)]
+pub enum IrReadError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Format(#[from] ir::LoadError),
+}
+
+/// A policy in one database: its sources, the workspace over them, and the settings it was
+/// checked with.
+pub struct Analysis {
+    db: Database,
+    ws: Workspace,
+    sources: SourceMap,
+    /// How many of `sources` are the policy's own `.apt` files (the rest are added for rendering).
+    files: usize,
+}
+
+impl Analysis {
+    /// The `.apt` files under `paths` (directories searched recursively), loaded.
+    pub fn open(paths: &[PathBuf], settings: Settings) -> Result<Analysis, LoadError> {
+        let files = workspace::find_apt_files(paths)?;
+        Ok(Analysis::of_sources(workspace::load(&files)?, settings))
+    }
+
+    /// A policy of files already in memory (named as diagnostics should name them).
+    pub fn of_sources(sources: SourceMap, settings: Settings) -> Analysis {
+        let mut db = Database::default();
+        let ws = load_workspace(&mut db, &sources, settings);
+        let files = sources.len();
+        Analysis { db, ws, sources, files }
+    }
+
+    /// A policy of `(name, text)` pairs, for tools and tests that generate policies.
+    pub fn of_texts<N: Into<PathBuf>, T: Into<String>>(files: impl IntoIterator<Item = (N, T)>) -> Analysis {
+        let mut sources = SourceMap::new();
+        for (name, text) in files {
+            sources.add(name.into(), text.into());
+        }
+        Analysis::of_sources(sources, Settings::default())
+    }
+
+    /// Every diagnostic of the policy (sorted by file and position) and the counts of the summary
+    /// line.
+    pub fn check(&mut self) -> CheckResult {
+        let diagnostics = self.shown(semantics::diagnostics(&self.db, self.ws));
+        let summary = summarize(&self.db, self.ws, self.files, &diagnostics);
+        CheckResult { summary, diagnostics }
+    }
+
+    /// The resolution IR of a policy that checks clean, or its errors (ready to render).
+    pub fn lower(&mut self) -> Result<Program, Vec<Diagnostic>> {
+        crate::lower::lower(&self.db, self.ws).map_err(|errors| self.shown(errors))
+    }
+
+    /// [`Analysis::lower`], with the errors rendered for people.
+    pub fn program(&mut self, color: bool) -> Result<Program, PolicyError> {
+        self.lower().map_err(|errors| PolicyError::Invalid {
+            count: errors.len().max(1),
+            rendered: render::render(&self.sources, &errors, color),
+        })
+    }
+
+    /// The files diagnostics point into: the policy's, then the ones added for rendering.
+    pub fn sources(&self) -> &SourceMap {
+        &self.sources
+    }
+
+    /// The source map, for callers that keep rendering after the analysis is gone.
+    pub fn into_sources(self) -> SourceMap {
+        self.sources
+    }
+
+    /// Diagnostics rendered for a terminal.
+    pub fn render(&self, diagnostics: &[Diagnostic], color: bool) -> String {
+        render::render(&self.sources, diagnostics, color)
+    }
+
+    /// The database, for queries beyond checking and lowering (the IDE queries, the parse tree).
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The workspace input of the database.
+    pub fn workspace(&self) -> Workspace {
+        self.ws
+    }
+
+    fn shown(&mut self, diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+        // `shown` adds the prelude and manifest files once; later calls must not add them again.
+        self.sources.truncate(self.files);
+        shown(&self.db, self.ws, &mut self.sources, diagnostics)
+    }
+}
+
+/// The program at `paths`: one built `.aptir` file, or `.apt` sources that check clean.
+pub fn load_program(paths: &[PathBuf], color: bool) -> Result<Program, PolicyError> {
+    if let [single] = paths
+        && single.extension().is_some_and(|e| e == "aptir")
+    {
+        return read_ir(single).map_err(|source| PolicyError::Ir { path: single.clone(), source });
+    }
+    Analysis::open(paths, Settings::default())?.program(color)
+}
+
+fn read_ir(path: &Path) -> Result<Program, IrReadError> {
+    Ok(Program::from_json(&std::fs::read_to_string(path)?)?)
+}
+
+/// The paths a command was given, or the current directory.
+pub fn paths_or_cwd(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() }
+}

@@ -1,0 +1,23 @@
+//! The meaning of an `.apt` policy, and nothing else: pure functions over plain data.
+//!
+//! [`ir`] is the resolution IR the compiler lowers a checked policy to (versioned serde types and
+//! the wire constants). [`eval`] is the one evaluator of IR expressions and templates, with the
+//! standard library; [`access`] computes roles from grants and ownership with it; [`resolve`]
+//! turns a program and its claims into the desired state; [`diff`] compares two desired states,
+//! [`graph`] draws one, [`testing`] runs a policy's `test` blocks. [`secret`] recognises and
+//! redacts secret references; [`digest`] names contents by SHA-256; [`manifest`] splits a YAML stream into documents.
+//!
+//! Invariant: no I/O, no async, no clock, no global state; the same program gives byte-identical
+//! results on any number of threads. The compiler's checker, the resolver, deploys and proofs all
+//! ask this crate, so they cannot disagree.
+
+pub mod access;
+pub mod diff;
+pub mod digest;
+pub mod eval;
+pub mod graph;
+pub mod ir;
+pub mod manifest;
+pub mod resolve;
+pub mod secret;
+pub mod testing;
