@@ -975,3 +975,42 @@ fn secrets_are_never_shown_by_plan_diff_deploy_or_history() {
         .unwrap();
     assert!(stdout(&rotated).contains("secrets changed"), "{rotated:?}");
 }
+
+/// Logs that go to a file or a pipe carry no ANSI colour codes (`aptc watch … 2>log` wrote
+/// `^[[33m WARN` before).
+#[test]
+fn logs_off_a_terminal_have_no_colour_codes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["plan", "examples/quickstart"])
+        .current_dir(root())
+        .env("APTC_LOG", "debug")
+        .output()
+        .expect("running aptc");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("DEBUG") || log.contains("INFO") || log.contains("WARN"), "no log line to check:\n{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
+/// A policy with errors is a finding for every command that reads one (exit 1, as `aptc check`
+/// and `aptc test` say it), not a usage error (2).
+#[test]
+fn every_command_exits_1_on_a_policy_with_errors() {
+    let dir = scratch("exit-codes");
+    std::fs::write(dir.join("bad.apt"), THREE_ERRORS).unwrap();
+    let bad = dir.join("bad.apt");
+    let bad = bad.to_str().unwrap();
+    let out = dir.join("out.aptir");
+    for args in [
+        vec!["check", bad],
+        vec!["plan", bad],
+        vec!["explain", "x", bad],
+        vec!["graph", bad],
+        vec!["build", bad, "-o", out.to_str().unwrap()],
+        vec!["diff", "examples/quickstart", bad],
+    ] {
+        let run = aptc(&args);
+        assert_eq!(run.status.code(), Some(1), "aptc {args:?}: {run:?}");
+        let shown = format!("{}{}", stdout(&run), String::from_utf8_lossy(&run.stderr));
+        assert!(shown.contains("componet"), "aptc {args:?} shows the error: {run:?}");
+    }
+}

@@ -18,7 +18,7 @@ use kube::discovery::ApiResource;
 
 mod common;
 
-use common::{copy_tree, root, wait_for};
+use common::{HELM_LIST_EVERY_RELEASE, copy_tree, root, wait_for};
 
 /// The end-to-end scenarios, in order (they share one cluster, so they run one at a time).
 const SCENARIOS: &[(&str, fn())] = &[
@@ -87,11 +87,10 @@ fn aptc(dir: &Path, user: &str, args: &[&str]) -> String {
     shown
 }
 
-/// `helm list --all-namespaces` as (name, namespace, status).
+/// `helm list` of every release as (name, namespace, status).
 fn releases() -> Vec<(String, String, String)> {
     let helm = aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap();
-    let out =
-        Command::new(&helm.path).args(["list", "--all-namespaces", "--all", "--output", "json"]).output().unwrap();
+    let out = Command::new(&helm.path).args(HELM_LIST_EVERY_RELEASE).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     list.iter()

@@ -458,6 +458,8 @@ fn is_transient(message: &str) -> bool {
 
 #[cfg(all(test, unix))]
 mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
     use super::*;
     use crate::plan::tests::unit;
 
@@ -810,5 +812,53 @@ exit 0
         assert!(is_transient("the server has received too many requests (Too Many Requests)"));
         assert!(is_transient("read tcp: connection reset by peer"));
         assert!(!is_transient("chart \"web\" version \"9.9.9\" not found"));
+    }
+
+    /// Every flag aptc gives Helm is one the pinned Helm accepts: each command line the product
+    /// builds (every kind of chart, every verb) is checked against `helm COMMAND --help` of the
+    /// real binary, so a flag a new Helm dropped fails here, not against a live cluster.
+    #[test]
+    fn every_flag_is_accepted_by_the_pinned_helm() {
+        let Ok(real) = Helm::locate(None) else {
+            eprintln!("skipped: no helm installed (tools/install-helm.sh installs the pinned one)");
+            return;
+        };
+        let fake = FakeHelm::new("v4.1.4+gfake");
+        fake.answers("upgrade", DEPLOYED);
+        fake.answers("status", r#"{"name":"web","info":{"status":"deployed"},"version":4}"#);
+        let releases = fake.releases();
+        let values = serde_json::json!({});
+        let chart = tempfile::tempdir().unwrap();
+        let base = chart.path().display().to_string();
+        for unit in [
+            web("./", None, None, &base),
+            web("oci://r/web", None, Some("1.2.3"), "/p"),
+            web("web", Some("https://charts.example"), Some("^2.0"), "/p"),
+        ] {
+            for connection in [prod(), Connection::ambient("system.local")] {
+                let _ = releases.upgrade(&connection, &unit, 7, &values);
+                let _ = releases.status(&connection, &unit);
+                let _ = releases.manifest(&connection, &unit);
+                let _ = releases.uninstall(&connection, &unit);
+            }
+            let _ = releases.template(&unit, 7, &values);
+        }
+        let calls = fake.calls();
+        let verbs: BTreeSet<&str> = calls.iter().map(|c| c[0].as_str()).collect();
+        assert_eq!(verbs, BTreeSet::from(["get", "status", "template", "uninstall", "upgrade"]));
+        let flag = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
+        let mut accepted: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
+        for call in &calls {
+            let command: Vec<String> = call.iter().take(if call[0] == "get" { 2 } else { 1 }).cloned().collect();
+            let known = accepted.entry(command.clone()).or_insert_with(|| {
+                let help = Command::new(&real.path).args(&command).arg("--help").output().unwrap();
+                assert!(help.status.success(), "helm {command:?} --help failed");
+                flag.find_iter(&String::from_utf8_lossy(&help.stdout)).map(|m| m.as_str().to_string()).collect()
+            });
+            for given in call.iter().filter(|a| a.starts_with("--")) {
+                let name = given.split('=').next().unwrap_or(given);
+                assert!(known.contains(name), "helm {} has no flag {name} (in {call:?})", command.join(" "));
+            }
+        }
     }
 }

@@ -26,6 +26,15 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for bad usage or unreadable files.
 pub const EXIT_USAGE: u8 = 2;
 
+/// The exit code of a command that failed with `error`: a policy with errors is a finding (1), as
+/// `aptc check` says it; anything else (usage, I/O, a tool that could not run) is 2.
+pub fn exit_code_of(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<aptc_compiler::host::PolicyError>() {
+        Some(aptc_compiler::host::PolicyError::Invalid { .. }) => EXIT_FINDINGS,
+        _ => EXIT_USAGE,
+    }
+}
+
 /// The .apt policy compiler: check, format, test, resolve and explain policies.
 #[derive(Debug, Parser)]
 #[command(
@@ -170,7 +179,14 @@ pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("APTC_LOG")
         // The Kubernetes client logs each failed request as an error; aptc reports those itself.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,kube_client=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colour only for a person at a terminal: a log written to a file or a pipe stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
 }
 
 use aptc_compiler::host::paths_or_cwd;

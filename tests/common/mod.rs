@@ -84,3 +84,17 @@ impl Reaper {
         if wait_for(10, || self.0.try_wait().unwrap().is_some()) { self.0.wait().ok() } else { None }
     }
 }
+
+/// Every release in every namespace and state, as Helm 4 lists them (it has no `--all`); the
+/// pinned Helm's acceptance of these flags is tested in `tests/release_helm.rs`, which runs in CI.
+pub const HELM_LIST_EVERY_RELEASE: [&str; 9] = [
+    "list",
+    "--all-namespaces",
+    "--deployed",
+    "--failed",
+    "--pending",
+    "--superseded",
+    "--uninstalling",
+    "--output",
+    "json",
+];
