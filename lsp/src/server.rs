@@ -2,8 +2,8 @@
 //!
 //! Notifications that change documents update the database synchronously, in the order they
 //! arrive (the transport starts handlers in order, and these never wait before updating).
-//! Requests take a snapshot of the database when they arrive and run the query on a blocking
-//! thread, inside `catch_unwind`: a panic becomes an error response (and a log line), and a
+//! Requests take a snapshot of the database when they arrive and run the query on a thread of
+//! its own with a large stack ([`QUERY_STACK`]), inside `catch_unwind`: a panic becomes an error response (and a log line), and a
 //! query cancelled by a newer edit (salsa unwinds with `Cancelled`) answers "content
 //! modified". Diagnostics are computed after ~200 ms without edits, and published per file.
 
@@ -81,24 +81,13 @@ impl Backend {
     ) -> Result<Option<T>> {
         let Some(snapshot) = self.with_state(|state| state.snapshot()) else { return Ok(None) };
         let inject = self.inner.options.panic_in.as_deref() == Some(method);
-        let task = tokio::task::spawn_blocking(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                if inject {
-                    panic!("injected panic in {method}");
-                }
-                f(&snapshot)
-            }));
-            drop(snapshot);
-            result
-        });
-        match task.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(payload)) => Err(failure(method, payload)),
-            Err(join) => {
-                tracing::error!("{method}: the query task failed: {join}");
-                Err(Error::internal_error())
+        on_query_thread(method, move || {
+            if inject {
+                panic!("injected panic in {method}");
             }
-        }
+            f(&snapshot)
+        })
+        .await
     }
 
     /// Schedules diagnostics for the current state, after [`DEBOUNCE`].
@@ -117,22 +106,10 @@ impl Backend {
                     None => return,
                 }
             };
-            let task = tokio::task::spawn_blocking(move || {
-                let result = catch_unwind(AssertUnwindSafe(|| diagnostics_by_file(&snapshot)));
-                drop(snapshot);
-                result
-            });
-            let by_file = match task.await {
-                Ok(Ok(by_file)) => by_file,
-                Ok(Err(payload)) => {
-                    // Cancelled by a newer edit (which scheduled its own run), or a bug.
-                    let _ = failure("diagnostics", payload);
-                    return;
-                }
-                Err(join) => {
-                    tracing::error!("diagnostics: the task failed: {join}");
-                    return;
-                }
+            // An error is a query cancelled by a newer edit (which scheduled its own run), or a
+            // bug (logged).
+            let Ok(by_file) = on_query_thread("diagnostics", move || diagnostics_by_file(&snapshot)).await else {
+                return;
             };
             if inner.generation.load(Ordering::SeqCst) != generation {
                 return;
@@ -158,6 +135,34 @@ impl Backend {
     async fn publish_empty(&self, uri: Uri) {
         self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
         self.inner.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+}
+
+/// The stack of the threads that run queries. The compiler recurses over the syntax tree, and
+/// deeply nested input (thousands of `not not …` in one file) must not overflow the stack: that
+/// aborts the whole process, which no `catch_unwind` prevents. The parser bounds nesting too;
+/// this is the defence for the passes after it. Only the pages used are ever committed.
+const QUERY_STACK: usize = 256 << 20;
+
+/// Runs `f` (which owns its snapshot, so the snapshot is let go when it ends) on a thread of
+/// its own with [`QUERY_STACK`], inside `catch_unwind`: panics and cancellation become errors.
+async fn on_query_thread<T: Send + 'static>(method: &'static str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    let spawned =
+        std::thread::Builder::new().name(format!("aptc-lsp {method}")).stack_size(QUERY_STACK).spawn(move || {
+            let _ = send.send(catch_unwind(AssertUnwindSafe(f)));
+        });
+    if let Err(error) = spawned {
+        tracing::error!("{method}: no thread for the query: {error}");
+        return Err(Error::internal_error());
+    }
+    match receive.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(payload)) => Err(failure(method, payload)),
+        Err(_) => {
+            tracing::error!("{method}: the query thread ended without an answer");
+            Err(Error::internal_error())
+        }
     }
 }
 
