@@ -27,6 +27,10 @@ use crate::state::{Snapshot, State};
 /// How long diagnostics wait for the next edit before they are computed.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// The files the client is asked to watch: policy files, and the YAML (or JSON) of manifest
+/// templates and users files.
+const WATCHED: [&str; 4] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json"];
+
 /// Options of a server.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -48,8 +52,8 @@ struct Inner {
     generation: AtomicU64,
     /// Files whose last published diagnostics were not empty (to clear them when fixed).
     published: Mutex<HashSet<Uri>>,
-    /// Whether the client can watch files for us (manifest templates).
-    watch_manifests: AtomicBool,
+    /// Whether the client can watch files for us ([`WATCHED`]).
+    watch_files: AtomicBool,
 }
 
 impl Backend {
@@ -61,7 +65,7 @@ impl Backend {
                 state: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 published: Mutex::new(HashSet::new()),
-                watch_manifests: AtomicBool::new(false),
+                watch_files: AtomicBool::new(false),
             }),
         }
     }
@@ -280,7 +284,7 @@ impl LanguageServer for Backend {
             .and_then(|w| w.did_change_watched_files.as_ref())
             .and_then(|w| w.dynamic_registration)
             .unwrap_or(false);
-        self.inner.watch_manifests.store(watches, Ordering::Relaxed);
+        self.inner.watch_files.store(watches, Ordering::Relaxed);
         let state = State::load(roots);
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
@@ -319,6 +323,13 @@ impl LanguageServer for Backend {
                 ..CodeActionOptions::default()
             })),
             inlay_hint_provider: Some(OneOf::Left(true)),
+            workspace: Some(WorkspaceServerCapabilities {
+                workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                    supported: Some(true),
+                    change_notifications: Some(OneOf::Left(true)),
+                }),
+                file_operations: None,
+            }),
             ..ServerCapabilities::default()
         };
         Ok(InitializeResult {
@@ -329,20 +340,21 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        // Manifest templates are YAML files the editor does not send us: ask it to tell us when
-        // they change on disk (when it can), so their checks stay current.
-        if self.inner.watch_manifests.load(Ordering::Relaxed) {
-            let watchers = ["**/*.yaml", "**/*.yml"]
+        // Files change on disk behind the editor's back (git checkout, generators, other tools),
+        // and manifest templates and users files are files the editor does not send us: ask it
+        // to tell us about them (when it can), so that the checks stay current.
+        if self.inner.watch_files.load(Ordering::Relaxed) {
+            let watchers = WATCHED
                 .map(|glob| FileSystemWatcher { glob_pattern: GlobPattern::String(glob.to_string()), kind: None })
                 .to_vec();
             let options = DidChangeWatchedFilesRegistrationOptions { watchers };
             let registration = Registration {
-                id: "aptc-manifests".to_string(),
+                id: "aptc-files".to_string(),
                 method: "workspace/didChangeWatchedFiles".to_string(),
                 register_options: serde_json::to_value(options).ok(),
             };
             if let Err(error) = self.inner.client.register_capability(vec![registration]).await {
-                tracing::warn!("the client refused to watch manifest files: {error}");
+                tracing::warn!("the client refused to watch files: {error}");
             }
         }
         // Problems of the whole workspace, not only of the documents that get opened.
@@ -350,13 +362,31 @@ impl LanguageServer for Backend {
     }
 
     async fn did_save(&self, _: DidSaveTextDocumentParams) {
-        // A saved policy file may add or change a `manifests` component.
-        self.with_state(State::refresh_manifests);
+        // A saved policy file may add or change a `manifests` component or a `users from`.
+        self.with_state(State::refresh_referenced);
         self.schedule_diagnostics();
     }
 
-    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {
-        self.with_state(State::refresh_manifests);
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        self.with_state(|state| {
+            for change in &params.changes {
+                state.changed_on_disk(&change.uri, change.typ == FileChangeType::DELETED);
+            }
+            state.refresh_referenced();
+        });
+        self.schedule_diagnostics();
+    }
+
+    async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
+        let paths = |folders: &[WorkspaceFolder]| -> Vec<PathBuf> {
+            folders.iter().filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())).collect()
+        };
+        let (added, removed) = (paths(&params.event.added), paths(&params.event.removed));
+        self.with_state(|state| {
+            let mut roots: Vec<PathBuf> = state.roots.iter().filter(|r| !removed.contains(r)).cloned().collect();
+            roots.extend(added.into_iter().filter(|r| !state.roots.contains(r)));
+            state.set_roots(roots);
+        });
         self.schedule_diagnostics();
     }
 

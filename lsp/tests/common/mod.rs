@@ -89,14 +89,24 @@ impl TestClient {
         self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params })).await;
     }
 
+    /// Answers a request from the server.
+    pub async fn respond(&mut self, id: Value, result: Value) {
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "result": result })).await;
+    }
+
     /// Initializes with `root` as the only workspace folder.
     pub async fn initialize(&mut self, root: &Path) -> Value {
+        self.initialize_with(root, json!({})).await
+    }
+
+    /// Initializes with `root` as the only workspace folder and these client capabilities.
+    pub async fn initialize_with(&mut self, root: &Path, capabilities: Value) -> Value {
         let result = self
             .call(
                 "initialize",
                 json!({
                     "processId": null,
-                    "capabilities": {},
+                    "capabilities": capabilities,
                     "workspaceFolders": [{ "uri": uri(root), "name": "test" }],
                 }),
             )
