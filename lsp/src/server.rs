@@ -5,7 +5,9 @@
 //! Requests take a snapshot of the database when they arrive and run the query on a thread of
 //! its own with a large stack ([`QUERY_STACK`]), inside `catch_unwind`: a panic becomes an error response (and a log line), and a
 //! query cancelled by a newer edit (salsa unwinds with `Cancelled`) answers "content
-//! modified". Diagnostics are computed after ~200 ms without edits, and published per file.
+//! modified". Diagnostics are computed after ~200 ms without edits, and published per file,
+//! only for files whose diagnostics changed; clients that pull them (`textDocument/diagnostic`)
+//! pull those of open documents.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -50,8 +52,12 @@ struct Inner {
     state: Mutex<Option<State>>,
     /// Bumped by every edit; a diagnostics run publishes only if it is still the latest.
     generation: AtomicU64,
-    /// Files whose last published diagnostics were not empty (to clear them when fixed).
-    published: Mutex<HashSet<Uri>>,
+    /// What the client shows for each file: the diagnostics last published there (files whose
+    /// diagnostics did not change are not published again).
+    published: Mutex<HashMap<Uri, Vec<Diagnostic>>>,
+    /// Whether the client pulls the diagnostics of open documents (`textDocument/diagnostic`):
+    /// then only other files' diagnostics are pushed, so that none is shown twice.
+    pull: AtomicBool,
     /// Whether the client can watch files for us ([`WATCHED`]).
     watch_files: AtomicBool,
 }
@@ -64,7 +70,8 @@ impl Backend {
                 options,
                 state: Mutex::new(None),
                 generation: AtomicU64::new(0),
-                published: Mutex::new(HashSet::new()),
+                published: Mutex::new(HashMap::new()),
+                pull: AtomicBool::new(false),
                 watch_files: AtomicBool::new(false),
             }),
         }
@@ -118,28 +125,57 @@ impl Backend {
             if inner.generation.load(Ordering::SeqCst) != generation {
                 return;
             }
-            let to_clear: Vec<Uri> = {
+            let pull = inner.pull.load(Ordering::Relaxed);
+            let by_file = by_file.into_iter().filter(|(_, version, _)| !(pull && version.is_some()));
+            let changes = {
                 let mut published = inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let now: HashSet<Uri> =
-                    by_file.iter().filter(|(_, _, d)| !d.is_empty()).map(|(uri, _, _)| uri.clone()).collect();
-                let stale = published.difference(&now).cloned().collect();
-                *published = now;
-                stale
+                changed_diagnostics(&mut published, by_file.collect())
             };
-            let shown: HashSet<&Uri> = by_file.iter().map(|(uri, _, _)| uri).collect();
-            for uri in to_clear.into_iter().filter(|uri| !shown.contains(uri)) {
-                inner.client.publish_diagnostics(uri, Vec::new(), None).await;
-            }
-            for (uri, version, diagnostics) in by_file {
+            for (uri, version, diagnostics) in changes {
                 inner.client.publish_diagnostics(uri, diagnostics, version).await;
             }
         });
     }
 
     async fn publish_empty(&self, uri: Uri) {
-        self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
+        let shown = self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
+        if shown.is_none_or(|diagnostics| diagnostics.is_empty()) {
+            return;
+        }
         self.inner.client.publish_diagnostics(uri, Vec::new(), None).await;
     }
+}
+
+/// Of the diagnostics of every file to show (`now`), those the client does not show yet, with
+/// empty lists for files it shows diagnostics for that are no longer there; `published` becomes
+/// what the client shows then.
+fn changed_diagnostics(
+    published: &mut HashMap<Uri, Vec<Diagnostic>>,
+    now: Vec<(Uri, Option<i32>, Vec<Diagnostic>)>,
+) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let current: HashSet<&Uri> = now.iter().map(|(uri, _, _)| uri).collect();
+    let gone: Vec<Uri> = published.keys().filter(|uri| !current.contains(uri)).cloned().collect();
+    let mut changes = Vec::new();
+    for uri in gone {
+        if published.remove(&uri).is_some_and(|shown| !shown.is_empty()) {
+            changes.push((uri, None, Vec::new()));
+        }
+    }
+    for (uri, version, diagnostics) in now {
+        if published.get(&uri) != Some(&diagnostics) {
+            published.insert(uri.clone(), diagnostics.clone());
+            changes.push((uri, version, diagnostics));
+        }
+    }
+    changes
+}
+
+/// A result id for pulled diagnostics: equal ids, equal diagnostics.
+fn result_id(diagnostics: &[Diagnostic]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(diagnostics).unwrap_or_default().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// The stack of the threads that run queries. The compiler recurses over the syntax tree, and
@@ -285,6 +321,8 @@ impl LanguageServer for Backend {
             .and_then(|w| w.dynamic_registration)
             .unwrap_or(false);
         self.inner.watch_files.store(watches, Ordering::Relaxed);
+        let pull = params.capabilities.text_document.as_ref().is_some_and(|t| t.diagnostic.is_some());
+        self.inner.pull.store(pull, Ordering::Relaxed);
         let state = State::load(roots);
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
@@ -323,6 +361,14 @@ impl LanguageServer for Backend {
                 ..CodeActionOptions::default()
             })),
             inlay_hint_provider: Some(OneOf::Left(true)),
+            diagnostic_provider: pull.then(|| {
+                DiagnosticServerCapabilities::Options(DiagnosticOptions {
+                    identifier: Some("aptc".to_string()),
+                    inter_file_dependencies: true,
+                    workspace_diagnostics: false,
+                    work_done_progress_options: WorkDoneProgressOptions::default(),
+                })
+            }),
             workspace: Some(WorkspaceServerCapabilities {
                 workspace_folders: Some(WorkspaceFoldersServerCapabilities {
                     supported: Some(true),
@@ -425,6 +471,32 @@ impl LanguageServer for Backend {
             self.publish_empty(uri).await;
         }
         self.schedule_diagnostics();
+    }
+
+    async fn diagnostic(&self, params: DocumentDiagnosticParams) -> Result<DocumentDiagnosticReportResult> {
+        let wanted = crate::state::key(&params.text_document.uri);
+        let previous = params.previous_result_id;
+        let items = self
+            .query("textDocument/diagnostic", move |s| {
+                let by_file = diagnostics_by_file(s);
+                let found = by_file.into_iter().find(|(uri, _, _)| crate::state::key(uri) == wanted);
+                Some(found.map(|(_, _, diagnostics)| diagnostics).unwrap_or_default())
+            })
+            .await?
+            .unwrap_or_default();
+        let id = result_id(&items);
+        let report = if previous.as_deref() == Some(id.as_str()) {
+            DocumentDiagnosticReport::Unchanged(RelatedUnchangedDocumentDiagnosticReport {
+                related_documents: None,
+                unchanged_document_diagnostic_report: UnchangedDocumentDiagnosticReport { result_id: id },
+            })
+        } else {
+            DocumentDiagnosticReport::Full(RelatedFullDocumentDiagnosticReport {
+                related_documents: None,
+                full_document_diagnostic_report: FullDocumentDiagnosticReport { result_id: Some(id), items },
+            })
+        };
+        Ok(DocumentDiagnosticReportResult::Report(report))
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
