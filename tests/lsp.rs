@@ -71,8 +71,24 @@ impl Server {
 
     fn send(&mut self, message: Value) {
         let body = message.to_string();
-        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.send_raw(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.stdin.write_all(bytes).unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// The exit status, once the server has ended.
+    fn status(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "aptc lsp did not exit after `exit`");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn notify(&mut self, method: &str, params: Value) {
@@ -136,13 +152,32 @@ fn the_binary_serves_the_protocol_on_stdio() {
 
     server.call("shutdown", Value::Null);
     server.notify("exit", Value::Null);
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "aptc lsp exited with {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "aptc lsp did not exit after `exit`");
-        std::thread::sleep(Duration::from_millis(20));
+    let status = server.status();
+    assert!(status.success(), "aptc lsp exited with {status}");
+}
+
+#[test]
+fn the_binary_survives_broken_messages_and_exits_with_1_without_shutdown() {
+    let mut server = Server::start();
+    let root = example();
+    server.call("initialize", json!({ "processId": null, "capabilities": {}, "rootUri": uri(&root) }));
+    server.notify("initialized", json!({}));
+    let framed = |body: &str| format!("Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes();
+    let broken = [
+        framed("{\"jsonrpc\":"),
+        framed("[]"),
+        framed("{\"id\":1,\"method\":\"shutdown\"}"),
+        framed("\"\\ud800\""),
+        b"Content-Type: text/plain\r\n\r\n{}".to_vec(),
+    ];
+    for bytes in broken {
+        server.send_raw(&bytes);
+        let what = String::from_utf8_lossy(&bytes).into_owned();
+        let answer = server.wait_for(&what, |m| m.get("error").is_some());
+        assert!([-32700, -32600].contains(&answer["error"]["code"].as_i64().unwrap()), "{what}: {answer}");
+        let symbols = server.call("workspace/symbol", json!({ "query": "kafka" }));
+        assert!(!symbols.as_array().unwrap().is_empty(), "after {what}: {symbols}");
     }
+    server.notify("exit", Value::Null);
+    assert_eq!(server.status().code(), Some(1), "`exit` without `shutdown`");
 }

@@ -71,8 +71,18 @@ pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings
     if !declares_std {
         files.push(SourceText::new(db, FileId(sources.len() as u32), PRELUDE_PATH.into(), PRELUDE.into()));
     }
+    let sources_files = ws.files(db).clone();
+    let users_files = read_users_files(db, &sources_files, &[]);
+    let manifests = load_manifests(db, &sources_files, FileId(sources.len() as u32 + 1));
+    let settings = ws.settings(db).clone();
+    Workspace::new(db, files, users_files, manifests, settings)
+}
+
+/// The users files that the `users from` statements of `files` name, read from disk; one of
+/// `known` with the same statement and path is reused (its text set only if it changed).
+fn read_users_files(db: &mut Database, files: &[SourceText], known: &[UsersFile]) -> Vec<UsersFile> {
     let mut users_files = Vec::new();
-    for &file in ws.files(db) {
+    for &file in files {
         let base = file.path(db).parent().map(Path::to_path_buf).unwrap_or_default();
         let named: Vec<(Span, String)> = parse_file(db, file)
             .file
@@ -86,13 +96,33 @@ pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings
         for (span, relative) in named {
             let path = base.join(&relative);
             let text = crate::workspace::read_referenced(&path);
-            users_files.push(UsersFile::new(db, file.id(db), span, path, text));
+            let same = known
+                .iter()
+                .find(|u| u.declared_in(db) == file.id(db) && u.span(db) == span && *u.path(db) == path)
+                .copied();
+            users_files.push(match same {
+                Some(users) => {
+                    if *users.text(db) != text {
+                        drop(users.set_text(db).to(text));
+                    }
+                    users
+                }
+                None => UsersFile::new(db, file.id(db), span, path, text),
+            });
         }
     }
-    let sources_files = ws.files(db).clone();
-    let manifests = load_manifests(db, &sources_files, FileId(sources.len() as u32 + 1));
-    let settings = ws.settings(db).clone();
-    Workspace::new(db, files, users_files, manifests, settings)
+    users_files
+}
+
+/// Reads the users files of `ws` again (one changed on disk, or a `users from` statement was
+/// added, removed or edited); only what changed is set.
+pub fn refresh_users_files(db: &mut Database, ws: Workspace) {
+    let old = ws.users_files(db).clone();
+    let files = ws.files(db).clone();
+    let users_files = read_users_files(db, &files, &old);
+    if users_files != old {
+        ws.set_users_files(db).to(users_files);
+    }
 }
 
 /// The manifest files of every `manifests "GLOB"` component of `files` (read from disk here),

@@ -2,10 +2,12 @@
 //!
 //! Notifications that change documents update the database synchronously, in the order they
 //! arrive (the transport starts handlers in order, and these never wait before updating).
-//! Requests take a snapshot of the database when they arrive and run the query on a blocking
-//! thread, inside `catch_unwind`: a panic becomes an error response (and a log line), and a
+//! Requests take a snapshot of the database when they arrive and run the query on a thread of
+//! its own with a large stack ([`QUERY_STACK`]), inside `catch_unwind`: a panic becomes an error response (and a log line), and a
 //! query cancelled by a newer edit (salsa unwinds with `Cancelled`) answers "content
-//! modified". Diagnostics are computed after ~200 ms without edits, and published per file.
+//! modified". Diagnostics are computed after ~200 ms without edits, and published per file,
+//! only for files whose diagnostics changed; clients that pull them (`textDocument/diagnostic`)
+//! pull those of open documents.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -27,6 +29,10 @@ use crate::state::{Snapshot, State};
 /// How long diagnostics wait for the next edit before they are computed.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
+/// The files the client is asked to watch: policy files, and the YAML (or JSON) of manifest
+/// templates and users files.
+const WATCHED: [&str; 4] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json"];
+
 /// Options of a server.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -46,10 +52,14 @@ struct Inner {
     state: Mutex<Option<State>>,
     /// Bumped by every edit; a diagnostics run publishes only if it is still the latest.
     generation: AtomicU64,
-    /// Files whose last published diagnostics were not empty (to clear them when fixed).
-    published: Mutex<HashSet<Uri>>,
-    /// Whether the client can watch files for us (manifest templates).
-    watch_manifests: AtomicBool,
+    /// What the client shows for each file: the diagnostics last published there (files whose
+    /// diagnostics did not change are not published again).
+    published: Mutex<HashMap<Uri, Vec<Diagnostic>>>,
+    /// Whether the client pulls the diagnostics of open documents (`textDocument/diagnostic`):
+    /// then only other files' diagnostics are pushed, so that none is shown twice.
+    pull: AtomicBool,
+    /// Whether the client can watch files for us ([`WATCHED`]).
+    watch_files: AtomicBool,
 }
 
 impl Backend {
@@ -60,8 +70,9 @@ impl Backend {
                 options,
                 state: Mutex::new(None),
                 generation: AtomicU64::new(0),
-                published: Mutex::new(HashSet::new()),
-                watch_manifests: AtomicBool::new(false),
+                published: Mutex::new(HashMap::new()),
+                pull: AtomicBool::new(false),
+                watch_files: AtomicBool::new(false),
             }),
         }
     }
@@ -81,24 +92,13 @@ impl Backend {
     ) -> Result<Option<T>> {
         let Some(snapshot) = self.with_state(|state| state.snapshot()) else { return Ok(None) };
         let inject = self.inner.options.panic_in.as_deref() == Some(method);
-        let task = tokio::task::spawn_blocking(move || {
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                if inject {
-                    panic!("injected panic in {method}");
-                }
-                f(&snapshot)
-            }));
-            drop(snapshot);
-            result
-        });
-        match task.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(payload)) => Err(failure(method, payload)),
-            Err(join) => {
-                tracing::error!("{method}: the query task failed: {join}");
-                Err(Error::internal_error())
+        on_query_thread(method, move || {
+            if inject {
+                panic!("injected panic in {method}");
             }
-        }
+            f(&snapshot)
+        })
+        .await
     }
 
     /// Schedules diagnostics for the current state, after [`DEBOUNCE`].
@@ -117,47 +117,92 @@ impl Backend {
                     None => return,
                 }
             };
-            let task = tokio::task::spawn_blocking(move || {
-                let result = catch_unwind(AssertUnwindSafe(|| diagnostics_by_file(&snapshot)));
-                drop(snapshot);
-                result
-            });
-            let by_file = match task.await {
-                Ok(Ok(by_file)) => by_file,
-                Ok(Err(payload)) => {
-                    // Cancelled by a newer edit (which scheduled its own run), or a bug.
-                    let _ = failure("diagnostics", payload);
-                    return;
-                }
-                Err(join) => {
-                    tracing::error!("diagnostics: the task failed: {join}");
-                    return;
-                }
+            // An error is a query cancelled by a newer edit (which scheduled its own run), or a
+            // bug (logged).
+            let Ok(by_file) = on_query_thread("diagnostics", move || diagnostics_by_file(&snapshot)).await else {
+                return;
             };
             if inner.generation.load(Ordering::SeqCst) != generation {
                 return;
             }
-            let to_clear: Vec<Uri> = {
+            let pull = inner.pull.load(Ordering::Relaxed);
+            let by_file = by_file.into_iter().filter(|(_, version, _)| !(pull && version.is_some()));
+            let changes = {
                 let mut published = inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                let now: HashSet<Uri> =
-                    by_file.iter().filter(|(_, _, d)| !d.is_empty()).map(|(uri, _, _)| uri.clone()).collect();
-                let stale = published.difference(&now).cloned().collect();
-                *published = now;
-                stale
+                changed_diagnostics(&mut published, by_file.collect())
             };
-            let shown: HashSet<&Uri> = by_file.iter().map(|(uri, _, _)| uri).collect();
-            for uri in to_clear.into_iter().filter(|uri| !shown.contains(uri)) {
-                inner.client.publish_diagnostics(uri, Vec::new(), None).await;
-            }
-            for (uri, version, diagnostics) in by_file {
+            for (uri, version, diagnostics) in changes {
                 inner.client.publish_diagnostics(uri, diagnostics, version).await;
             }
         });
     }
 
     async fn publish_empty(&self, uri: Uri) {
-        self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
+        let shown = self.inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&uri);
+        if shown.is_none_or(|diagnostics| diagnostics.is_empty()) {
+            return;
+        }
         self.inner.client.publish_diagnostics(uri, Vec::new(), None).await;
+    }
+}
+
+/// Of the diagnostics of every file to show (`now`), those the client does not show yet, with
+/// empty lists for files it shows diagnostics for that are no longer there; `published` becomes
+/// what the client shows then.
+fn changed_diagnostics(
+    published: &mut HashMap<Uri, Vec<Diagnostic>>,
+    now: Vec<(Uri, Option<i32>, Vec<Diagnostic>)>,
+) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let current: HashSet<&Uri> = now.iter().map(|(uri, _, _)| uri).collect();
+    let gone: Vec<Uri> = published.keys().filter(|uri| !current.contains(uri)).cloned().collect();
+    let mut changes = Vec::new();
+    for uri in gone {
+        if published.remove(&uri).is_some_and(|shown| !shown.is_empty()) {
+            changes.push((uri, None, Vec::new()));
+        }
+    }
+    for (uri, version, diagnostics) in now {
+        if published.get(&uri) != Some(&diagnostics) {
+            published.insert(uri.clone(), diagnostics.clone());
+            changes.push((uri, version, diagnostics));
+        }
+    }
+    changes
+}
+
+/// A result id for pulled diagnostics: equal ids, equal diagnostics.
+fn result_id(diagnostics: &[Diagnostic]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(diagnostics).unwrap_or_default().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// The stack of the threads that run queries. The compiler recurses over the syntax tree, and
+/// deeply nested input (thousands of `not not …` in one file) must not overflow the stack: that
+/// aborts the whole process, which no `catch_unwind` prevents. The parser bounds nesting too;
+/// this is the defence for the passes after it. Only the pages used are ever committed.
+const QUERY_STACK: usize = 256 << 20;
+
+/// Runs `f` (which owns its snapshot, so the snapshot is let go when it ends) on a thread of
+/// its own with [`QUERY_STACK`], inside `catch_unwind`: panics and cancellation become errors.
+async fn on_query_thread<T: Send + 'static>(method: &'static str, f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let (send, receive) = tokio::sync::oneshot::channel();
+    let spawned =
+        std::thread::Builder::new().name(format!("aptc-lsp {method}")).stack_size(QUERY_STACK).spawn(move || {
+            let _ = send.send(catch_unwind(AssertUnwindSafe(f)));
+        });
+    if let Err(error) = spawned {
+        tracing::error!("{method}: no thread for the query: {error}");
+        return Err(Error::internal_error());
+    }
+    match receive.await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(payload)) => Err(failure(method, payload)),
+        Err(_) => {
+            tracing::error!("{method}: the query thread ended without an answer");
+            Err(Error::internal_error())
+        }
     }
 }
 
@@ -275,7 +320,9 @@ impl LanguageServer for Backend {
             .and_then(|w| w.did_change_watched_files.as_ref())
             .and_then(|w| w.dynamic_registration)
             .unwrap_or(false);
-        self.inner.watch_manifests.store(watches, Ordering::Relaxed);
+        self.inner.watch_files.store(watches, Ordering::Relaxed);
+        let pull = params.capabilities.text_document.as_ref().is_some_and(|t| t.diagnostic.is_some());
+        self.inner.pull.store(pull, Ordering::Relaxed);
         let state = State::load(roots);
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
@@ -314,6 +361,21 @@ impl LanguageServer for Backend {
                 ..CodeActionOptions::default()
             })),
             inlay_hint_provider: Some(OneOf::Left(true)),
+            diagnostic_provider: pull.then(|| {
+                DiagnosticServerCapabilities::Options(DiagnosticOptions {
+                    identifier: Some("aptc".to_string()),
+                    inter_file_dependencies: true,
+                    workspace_diagnostics: false,
+                    work_done_progress_options: WorkDoneProgressOptions::default(),
+                })
+            }),
+            workspace: Some(WorkspaceServerCapabilities {
+                workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                    supported: Some(true),
+                    change_notifications: Some(OneOf::Left(true)),
+                }),
+                file_operations: None,
+            }),
             ..ServerCapabilities::default()
         };
         Ok(InitializeResult {
@@ -324,20 +386,21 @@ impl LanguageServer for Backend {
     }
 
     async fn initialized(&self, _: InitializedParams) {
-        // Manifest templates are YAML files the editor does not send us: ask it to tell us when
-        // they change on disk (when it can), so their checks stay current.
-        if self.inner.watch_manifests.load(Ordering::Relaxed) {
-            let watchers = ["**/*.yaml", "**/*.yml"]
+        // Files change on disk behind the editor's back (git checkout, generators, other tools),
+        // and manifest templates and users files are files the editor does not send us: ask it
+        // to tell us about them (when it can), so that the checks stay current.
+        if self.inner.watch_files.load(Ordering::Relaxed) {
+            let watchers = WATCHED
                 .map(|glob| FileSystemWatcher { glob_pattern: GlobPattern::String(glob.to_string()), kind: None })
                 .to_vec();
             let options = DidChangeWatchedFilesRegistrationOptions { watchers };
             let registration = Registration {
-                id: "aptc-manifests".to_string(),
+                id: "aptc-files".to_string(),
                 method: "workspace/didChangeWatchedFiles".to_string(),
                 register_options: serde_json::to_value(options).ok(),
             };
             if let Err(error) = self.inner.client.register_capability(vec![registration]).await {
-                tracing::warn!("the client refused to watch manifest files: {error}");
+                tracing::warn!("the client refused to watch files: {error}");
             }
         }
         // Problems of the whole workspace, not only of the documents that get opened.
@@ -345,13 +408,31 @@ impl LanguageServer for Backend {
     }
 
     async fn did_save(&self, _: DidSaveTextDocumentParams) {
-        // A saved policy file may add or change a `manifests` component.
-        self.with_state(State::refresh_manifests);
+        // A saved policy file may add or change a `manifests` component or a `users from`.
+        self.with_state(State::refresh_referenced);
         self.schedule_diagnostics();
     }
 
-    async fn did_change_watched_files(&self, _: DidChangeWatchedFilesParams) {
-        self.with_state(State::refresh_manifests);
+    async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
+        self.with_state(|state| {
+            for change in &params.changes {
+                state.changed_on_disk(&change.uri, change.typ == FileChangeType::DELETED);
+            }
+            state.refresh_referenced();
+        });
+        self.schedule_diagnostics();
+    }
+
+    async fn did_change_workspace_folders(&self, params: DidChangeWorkspaceFoldersParams) {
+        let paths = |folders: &[WorkspaceFolder]| -> Vec<PathBuf> {
+            folders.iter().filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())).collect()
+        };
+        let (added, removed) = (paths(&params.event.added), paths(&params.event.removed));
+        self.with_state(|state| {
+            let mut roots: Vec<PathBuf> = state.roots.iter().filter(|r| !removed.contains(r)).cloned().collect();
+            roots.extend(added.into_iter().filter(|r| !state.roots.contains(r)));
+            state.set_roots(roots);
+        });
         self.schedule_diagnostics();
     }
 
@@ -390,6 +471,32 @@ impl LanguageServer for Backend {
             self.publish_empty(uri).await;
         }
         self.schedule_diagnostics();
+    }
+
+    async fn diagnostic(&self, params: DocumentDiagnosticParams) -> Result<DocumentDiagnosticReportResult> {
+        let wanted = crate::state::key(&params.text_document.uri);
+        let previous = params.previous_result_id;
+        let items = self
+            .query("textDocument/diagnostic", move |s| {
+                let by_file = diagnostics_by_file(s);
+                let found = by_file.into_iter().find(|(uri, _, _)| crate::state::key(uri) == wanted);
+                Some(found.map(|(_, _, diagnostics)| diagnostics).unwrap_or_default())
+            })
+            .await?
+            .unwrap_or_default();
+        let id = result_id(&items);
+        let report = if previous.as_deref() == Some(id.as_str()) {
+            DocumentDiagnosticReport::Unchanged(RelatedUnchangedDocumentDiagnosticReport {
+                related_documents: None,
+                unchanged_document_diagnostic_report: UnchangedDocumentDiagnosticReport { result_id: id },
+            })
+        } else {
+            DocumentDiagnosticReport::Full(RelatedFullDocumentDiagnosticReport {
+                related_documents: None,
+                full_document_diagnostic_report: FullDocumentDiagnosticReport { result_id: Some(id), items },
+            })
+        };
+        Ok(DocumentDiagnosticReportResult::Report(report))
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {

@@ -171,22 +171,91 @@ impl State {
             self.set_text(id, &text);
             return None;
         }
+        self.remove(id, &path)
+    }
+
+    /// Takes a file out of the workspace; returns its URI.
+    fn remove(&mut self, id: FileId, path: &Path) -> Option<Uri> {
         let input = self.files.input(id)?;
         let files: Vec<SourceText> = self.ws.files(&self.db).iter().copied().filter(|f| *f != input).collect();
         self.ws.set_files(&mut self.db).to(files);
         let table = Arc::make_mut(&mut self.files);
         let (_, uri) = table.by_id.remove(&id)?;
-        table.by_key.remove(&path);
+        table.by_key.remove(path);
         uri
+    }
+
+    /// A file changed on disk (the client watches them for us): a `.apt` file under the
+    /// workspace folders that was created or changed is read (unless it is open: the editor's
+    /// text wins), one that was deleted leaves the workspace (unless it is open). Call
+    /// [`State::refresh_referenced`] after a batch of these.
+    pub fn changed_on_disk(&mut self, uri: &Uri, deleted: bool) {
+        let path = key(uri);
+        if path.extension().is_none_or(|e| e != "apt") {
+            return;
+        }
+        let known = self.files.id_of(uri);
+        if known.is_some_and(|id| self.open.contains_key(&id)) {
+            return;
+        }
+        match (known, deleted) {
+            (Some(id), true) => {
+                self.remove(id, &path);
+            }
+            (None, true) => {}
+            (known, false) => {
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    tracing::warn!("{} changed on disk but cannot be read", path.display());
+                    return;
+                };
+                match known {
+                    Some(id) => self.set_text(id, &text),
+                    None if self.in_roots(&path) => {
+                        self.add(uri, &text);
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// The workspace folders changed: files under folders that were added join the workspace,
+    /// files no longer under any folder leave it (unless open).
+    pub fn set_roots(&mut self, roots: Vec<PathBuf>) {
+        self.roots = roots;
+        let found = find_apt_files(&self.roots).unwrap_or_else(|error| {
+            tracing::warn!("finding .apt files: {error}");
+            Vec::new()
+        });
+        let gone: Vec<(FileId, PathBuf)> = self
+            .files
+            .by_key
+            .iter()
+            .filter(|(path, id)| !self.open.contains_key(id) && !self.in_roots(path))
+            .map(|(path, id)| (*id, path.clone()))
+            .collect();
+        for (id, path) in gone {
+            self.remove(id, &path);
+        }
+        for path in found {
+            if let Some(uri) = Uri::from_file_path(&path)
+                && self.files.id_of(&uri).is_none()
+            {
+                self.changed_on_disk(&uri, false);
+            }
+        }
+        self.refresh_referenced();
     }
 
     fn in_roots(&self, path: &Path) -> bool {
         path.extension().is_some_and(|e| e == "apt") && self.roots.iter().any(|root| path.starts_with(root))
     }
 
-    /// Reads the workspace's manifest templates from disk again (one was saved or changed on
-    /// disk, or a `manifests` component was added or changed); only what changed is re-checked.
-    pub fn refresh_manifests(&mut self) {
+    /// Reads the files the policy refers to from disk again, users files and manifest templates
+    /// (one was saved or changed on disk, or a `users from` statement or a `manifests` component
+    /// was added or changed); only what changed is re-checked.
+    pub fn refresh_referenced(&mut self) {
+        aptc_compiler::check::refresh_users_files(&mut self.db, self.ws);
         aptc_compiler::check::refresh_manifests(&mut self.db, self.ws, &mut self.next_id);
     }
 

@@ -11,7 +11,10 @@ pub struct LspArgs {
     stdio: bool,
 }
 
+/// Exit code 1 when the client did not send `shutdown` before `exit`, as the protocol asks.
 pub fn run(_args: LspArgs) -> anyhow::Result<ExitCode> {
-    aptc_lsp::run_stdio()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(match aptc_lsp::run_stdio()? {
+        aptc_lsp::Ending::AfterShutdown => ExitCode::SUCCESS,
+        aptc_lsp::Ending::WithoutShutdown => ExitCode::FAILURE,
+    })
 }

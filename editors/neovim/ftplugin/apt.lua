@@ -7,7 +7,8 @@ vim.bo.shiftwidth = 4
 vim.bo.softtabstop = 4
 vim.bo.tabstop = 4
 
-if pcall(vim.treesitter.start, 0, 'apt') then
+-- (vim.treesitter.start and vim.wo[0][0] need Neovim 0.10; on older ones this is skipped.)
+if vim.treesitter.start and pcall(vim.treesitter.start, 0, 'apt') then
   vim.wo[0][0].foldmethod = 'expr'
   vim.wo[0][0].foldexpr = 'v:lua.vim.treesitter.foldexpr()'
   vim.wo[0][0].foldenable = false

@@ -1,5 +1,6 @@
 -- End-to-end test of `aptc lsp` in a real editor: Neovim's built-in LSP client (0.7 API, so it
--- runs on Debian's neovim package and on every later Neovim) against the real aptc binary.
+-- runs on Debian's neovim package) against the real aptc binary, set up with the runtime files
+-- of editors/neovim as a user installs them (init.example.lua; see below).
 --
 --   APTC_BIN=target/debug/aptc nvim --headless -u NONE -i NONE -n \
 --     -c "luafile editors/neovim/test/lsp_e2e.lua"
@@ -71,40 +72,38 @@ local function main()
   local uri = vim.uri_from_fname(file)
   say('workspace: %s (a copy of examples/quickstart)', workspace)
 
-  -- What a user's configuration does: *.apt is the filetype apt, and apt buffers get the client.
-  vim.api.nvim_create_autocmd({ 'BufNewFile', 'BufRead' }, { pattern = '*.apt', command = 'setfiletype apt' })
-
+  -- The runtime files as a user installs them: init.example.lua (which adds editors/neovim to
+  -- 'runtimepath' and starts the client for apt buffers), then what Neovim does after a user's
+  -- init.lua, `filetype plugin on` (ftdetect/apt.vim, ftplugin/apt.lua). The client's config
+  -- is watched through vim.lsp.start_client, which every Neovim up to 0.10 goes through.
   local on_publish = vim.lsp.handlers['textDocument/publishDiagnostics']
-  client_id = vim.lsp.start_client({
-    name = 'aptc',
-    cmd = { aptc, 'lsp' },
-    root_dir = workspace,
-    handlers = {
-      ['textDocument/publishDiagnostics'] = function(err, result, ctx, config)
-        if result and result.uri then
-          published[result.uri] = published[result.uri] or {}
-          table.insert(published[result.uri], result.diagnostics or {})
-        end
-        return on_publish(err, result, ctx, config)
-      end,
-    },
-    on_exit = function(code, signal)
+  local start_client = vim.lsp.start_client
+  vim.lsp.start_client = function(config)
+    config.root_dir = workspace
+    config.handlers = config.handlers or {}
+    config.handlers['textDocument/publishDiagnostics'] = function(err, result, ctx, handler_config)
+      if result and result.uri then
+        published[result.uri] = published[result.uri] or {}
+        table.insert(published[result.uri], result.diagnostics or {})
+      end
+      return on_publish(err, result, ctx, handler_config)
+    end
+    config.on_exit = function(code, signal)
       server_exit = { code = code, signal = signal }
-    end,
-  })
-  assert(client_id, 'vim.lsp.start_client returned nil')
-  say('started the client (id %d): %s lsp', client_id, aptc)
-
-  vim.api.nvim_create_autocmd('FileType', {
-    pattern = 'apt',
-    callback = function(args)
-      vim.lsp.buf_attach_client(args.buf, client_id)
-    end,
-  })
+    end
+    client_id = start_client(config)
+    return client_id
+  end
+  vim.g.aptc_repo = root
+  vim.g.aptc_cmd = { aptc, 'lsp' }
+  vim.cmd('source ' .. vim.fn.fnameescape(root .. '/editors/neovim/init.example.lua'))
+  vim.cmd('filetype plugin on')
 
   vim.cmd('edit ' .. vim.fn.fnameescape(file))
   local buf = vim.api.nvim_get_current_buf()
   assert(vim.bo[buf].filetype == 'apt', 'filetype is "' .. vim.bo[buf].filetype .. '", expected "apt"')
+  assert(client_id, 'init.example.lua started no client')
+  assert(vim.bo[buf].shiftwidth == 4, 'ftplugin/apt.lua did not run')
   assert(vim.lsp.buf_is_attached(buf, client_id), 'the client is not attached to hello.apt')
   say('opened hello.apt: filetype apt, client attached')
 

@@ -1,5 +1,5 @@
 //! A test client: speaks JSON-RPC with Content-Length framing to the server, in process over
-//! an in-memory pipe (the same `Server` transport `aptc lsp` uses on stdio).
+//! an in-memory pipe (the same transport, `aptc_lsp::serve`, that `aptc lsp` uses on stdio).
 
 #![allow(dead_code)] // each test file uses a part of it
 
@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aptc_lsp::Options;
 use aptc_lsp::ls_types::Uri;
+use aptc_lsp::{Ending, Options};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// How long any one answer may take.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -34,6 +35,7 @@ pub struct TestClient {
     notifications: mpsc::UnboundedReceiver<Value>,
     /// Notifications read while waiting for another one.
     seen: Vec<Value>,
+    server: JoinHandle<Ending>,
 }
 
 impl TestClient {
@@ -41,19 +43,22 @@ impl TestClient {
     pub fn start(options: Options) -> TestClient {
         let (client_end, server_end) = tokio::io::duplex(1 << 16);
         let (server_read, server_write) = tokio::io::split(server_end);
-        let (service, socket) = aptc_lsp::service(options);
-        tokio::spawn(tower_lsp_server::Server::new(server_read, server_write, socket).serve(service));
+        let server = tokio::spawn(aptc_lsp::serve(server_read, server_write, options));
         let (reader, writer) = tokio::io::split(client_end);
         let pending: Pending = Arc::default();
         let (sender, notifications) = mpsc::unbounded_channel();
         tokio::spawn(read_loop(reader, pending.clone(), sender));
-        TestClient { writer, next_id: 1, pending, notifications, seen: Vec::new() }
+        TestClient { writer, next_id: 1, pending, notifications, seen: Vec::new(), server }
     }
 
     async fn send(&mut self, message: Value) {
         let body = message.to_string();
-        let frame = format!("Content-Length: {}\r\n\r\n{body}", body.len());
-        self.writer.write_all(frame.as_bytes()).await.expect("writing to the server");
+        self.send_raw(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await;
+    }
+
+    /// Writes bytes as they are, framing included.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("writing to the server");
         self.writer.flush().await.expect("flushing");
     }
 
@@ -84,14 +89,24 @@ impl TestClient {
         self.send(json!({ "jsonrpc": "2.0", "method": method, "params": params })).await;
     }
 
+    /// Answers a request from the server.
+    pub async fn respond(&mut self, id: Value, result: Value) {
+        self.send(json!({ "jsonrpc": "2.0", "id": id, "result": result })).await;
+    }
+
     /// Initializes with `root` as the only workspace folder.
     pub async fn initialize(&mut self, root: &Path) -> Value {
+        self.initialize_with(root, json!({})).await
+    }
+
+    /// Initializes with `root` as the only workspace folder and these client capabilities.
+    pub async fn initialize_with(&mut self, root: &Path, capabilities: Value) -> Value {
         let result = self
             .call(
                 "initialize",
                 json!({
                     "processId": null,
-                    "capabilities": {},
+                    "capabilities": capabilities,
                     "workspaceFolders": [{ "uri": uri(root), "name": "test" }],
                 }),
             )
@@ -114,28 +129,62 @@ impl TestClient {
     /// The next `publishDiagnostics` for `path` that satisfies `accept`.
     pub async fn diagnostics(&mut self, path: &Path, accept: impl Fn(&Vec<Value>) -> bool) -> Vec<Value> {
         let wanted = uri(path);
+        let what = format!("fitting diagnostics for {wanted}");
+        let message = self
+            .next_message(&what, |message| {
+                message["method"] == "textDocument/publishDiagnostics"
+                    && message["params"]["uri"] == wanted.as_str()
+                    && accept(message["params"]["diagnostics"].as_array().unwrap_or(&Vec::new()))
+            })
+            .await;
+        message["params"]["diagnostics"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The next message other than a response to a request of ours (notifications and
+    /// requests from the server, answers with no id of ours) that satisfies `accept`.
+    pub async fn next_message(&mut self, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
             let next = tokio::time::timeout_at(deadline, self.notifications.recv()).await;
             let message = match next {
                 Ok(Some(message)) => message,
                 Ok(None) => panic!("the server closed the connection"),
-                Err(_) => panic!("no fitting diagnostics for {wanted} within {TIMEOUT:?}; saw {:#?}", self.seen),
+                Err(_) => panic!("no {what} within {TIMEOUT:?}; saw {:#?}", self.seen),
             };
-            if message["method"] == "textDocument/publishDiagnostics" && message["params"]["uri"] == wanted.as_str() {
-                let diagnostics = message["params"]["diagnostics"].as_array().cloned().unwrap_or_default();
-                if accept(&diagnostics) {
-                    return diagnostics;
-                }
+            if accept(&message) {
+                return message;
             }
             self.seen.push(message);
         }
     }
 
+    /// Whether a message satisfying `accept` arrives within `wait` (messages read are kept
+    /// for later waits).
+    pub async fn receives_within(&mut self, wait: Duration, accept: impl Fn(&Value) -> bool) -> bool {
+        if self.seen.iter().any(&accept) {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, self.notifications.recv()).await {
+            let fits = accept(&message);
+            self.seen.push(message);
+            if fits {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends `exit` and waits for the server to end.
+    pub async fn exit(mut self) -> Ending {
+        self.notify("exit", Value::Null).await;
+        tokio::time::timeout(TIMEOUT, self.server).await.expect("the server ends after exit").expect("serving")
+    }
+
     pub async fn shutdown(mut self) {
         let response = self.request("shutdown", Value::Null).await;
         assert!(response.get("error").is_none(), "{response}");
-        self.notify("exit", Value::Null).await;
+        assert_eq!(self.exit().await, Ending::AfterShutdown);
     }
 }
 
@@ -180,11 +229,15 @@ async fn read_loop(reader: ReadHalf<DuplexStream>, pending: Pending, notificatio
         }
         let message: Value = serde_json::from_slice(&body).expect("JSON from the server");
         match (message.get("id"), message.get("method")) {
-            (Some(id), None) => {
-                if let Some(tx) = id.as_i64().and_then(|id| pending.lock().unwrap().remove(&id)) {
+            (Some(id), None) => match id.as_i64().and_then(|id| pending.lock().unwrap().remove(&id)) {
+                Some(tx) => {
                     let _ = tx.send(message);
                 }
-            }
+                // Answers to no request of ours (errors with id null) are for `next_message`.
+                None => {
+                    let _ = notifications.send(message);
+                }
+            },
             _ => {
                 let _ = notifications.send(message);
             }

@@ -1,2 +1,0 @@
--- *.apt files are .apt policies (aptc).
-vim.filetype.add({ extension = { apt = 'apt' } })
