@@ -95,8 +95,7 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
         let key = (subject.name.clone(), subject.team.clone());
         let cached = cache.borrow().get(&key).cloned();
         cached.unwrap_or_else(|| {
-            let computed =
-                Roles(namespaces.iter().map(|&ns| (ns.clone(), access.role(subject, ns))).collect());
+            let computed = Roles(namespaces.iter().map(|&ns| (ns.clone(), access.role(subject, ns))).collect());
             let shared = distinct.borrow().iter().find(|r| ***r == computed).cloned();
             let shared = shared.unwrap_or_else(|| {
                 let fresh = Rc::new(computed);
