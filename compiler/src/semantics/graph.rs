@@ -3,58 +3,25 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use petgraph::algo::kosaraju_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
 /// One cycle per strongly connected component of `graph` that has one, each in order from
-/// its smallest node. Linear in the graph (Tarjan), so it scales to whole policies.
+/// its smallest node. Linear in the graph (petgraph's Kosaraju, iterative: deep graphs do not
+/// exhaust the stack), so it scales to whole policies.
 pub fn cycles<K: Ord + Clone>(graph: &BTreeMap<K, Vec<K>>) -> Vec<Vec<K>> {
-    struct Tarjan<'g, K> {
-        graph: &'g BTreeMap<K, Vec<K>>,
-        index: BTreeMap<&'g K, (usize, usize)>,
-        stack: Vec<&'g K>,
-        on_stack: BTreeSet<&'g K>,
-        components: Vec<Vec<&'g K>>,
-    }
-    impl<'g, K: Ord> Tarjan<'g, K> {
-        fn visit(&mut self, node: &'g K) {
-            let n = self.index.len();
-            self.index.insert(node, (n, n));
-            self.stack.push(node);
-            self.on_stack.insert(node);
-            for next in self.graph.get(node).into_iter().flatten() {
-                if !self.index.contains_key(next) {
-                    self.visit(next);
-                    let low = self.index[next].1;
-                    let entry = self.index.get_mut(node).expect("visited");
-                    entry.1 = entry.1.min(low);
-                } else if self.on_stack.contains(next) {
-                    let low = self.index[next].0;
-                    let entry = self.index.get_mut(node).expect("visited");
-                    entry.1 = entry.1.min(low);
-                }
-            }
-            let (number, low) = self.index[node];
-            if number == low {
-                let mut component = Vec::new();
-                while let Some(member) = self.stack.pop() {
-                    self.on_stack.remove(member);
-                    component.push(member);
-                    if member == node {
-                        break;
-                    }
-                }
-                self.components.push(component);
-            }
-        }
-    }
-    let mut tarjan =
-        Tarjan { graph, index: BTreeMap::new(), stack: Vec::new(), on_stack: BTreeSet::new(), components: Vec::new() };
-    for node in graph.keys() {
-        if !tarjan.index.contains_key(node) {
-            tarjan.visit(node);
+    let mut indices: BTreeMap<&K, NodeIndex> = BTreeMap::new();
+    let mut digraph: DiGraph<&K, ()> = DiGraph::new();
+    for (from, targets) in graph {
+        let from = *indices.entry(from).or_insert_with(|| digraph.add_node(from));
+        for to in targets {
+            let to = *indices.entry(to).or_insert_with(|| digraph.add_node(to));
+            digraph.add_edge(from, to, ());
         }
     }
     let mut found = Vec::new();
-    for component in tarjan.components {
-        let members: BTreeSet<&K> = component.iter().copied().collect();
+    for component in kosaraju_scc(&digraph) {
+        let members: BTreeSet<&K> = component.iter().map(|&index| digraph[index]).collect();
         let start = *members.first().expect("components are not empty");
         let self_loop = graph.get(start).is_some_and(|next| next.contains(start));
         if members.len() == 1 && !self_loop {
@@ -76,4 +43,30 @@ pub fn cycles<K: Ord + Clone>(graph: &BTreeMap<K, Vec<K>>) -> Vec<Vec<K>> {
     }
     found.sort();
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(edges: &[(u32, u32)]) -> BTreeMap<u32, Vec<u32>> {
+        let mut graph: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(from, to) in edges {
+            graph.entry(from).or_default().push(to);
+        }
+        graph
+    }
+
+    #[test]
+    fn one_cycle_per_component_from_its_smallest_node() {
+        let found = cycles(&graph(&[(3, 1), (1, 2), (2, 3), (4, 4), (5, 6), (6, 7), (7, 6), (8, 9)]));
+        assert_eq!(found, vec![vec![1, 2, 3], vec![4], vec![6, 7]]);
+        assert!(cycles(&graph(&[(1, 2), (2, 3)])).is_empty());
+    }
+
+    #[test]
+    fn deep_graphs_do_not_exhaust_the_stack() {
+        let chain: Vec<(u32, u32)> = (0..200_000).map(|n| (n, n + 1)).chain([(200_000, 0)]).collect();
+        assert_eq!(cycles(&graph(&chain)).first().map(Vec::len), Some(200_001));
+    }
 }
