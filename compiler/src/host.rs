@@ -84,6 +84,13 @@ impl Analysis {
         crate::lower::lower(&self.db, self.ws).map_err(|errors| self.shown(errors))
     }
 
+    /// What roles are computed from (namespaces and owners, labels, users, teams, grants), as the
+    /// checker lowers it even from a policy with errors; `aptc_core::access::Access` over it gives
+    /// the roles `aptc check` reports with.
+    pub fn access_program(&self) -> Program {
+        crate::lower::access_program(&self.db, self.ws)
+    }
+
     /// [`Analysis::lower`], with the errors rendered for people.
     pub fn program(&mut self, color: bool) -> Result<Program, PolicyError> {
         self.lower().map_err(|errors| PolicyError::Invalid {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
 use crate::diagnostics::Diagnostic;
+use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::{self, users};
@@ -21,6 +22,33 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
     if !errors.is_empty() {
         return Err(errors);
     }
+    Ok(build(db, ws, Items::All))
+}
+
+/// The part of the program roles are computed from (namespaces and their owners, labels, users,
+/// teams, grants), lowered as [`lower`] would but from a policy that may have errors: the checker
+/// asks `aptc_core::access` the same questions a deploy asks, of the same IR, so `aptc check` and
+/// `aptc deploy` cannot disagree on who may do what.
+pub fn access_program(db: &dyn salsa::Database, ws: Workspace) -> Program {
+    build(db, ws, Items::Access)
+}
+
+/// Which items [`build`] lowers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Items {
+    All,
+    /// Only what decides roles (see [`access_program`]).
+    Access,
+}
+
+impl Items {
+    fn includes(self, item: &ItemKind) -> bool {
+        self == Items::All
+            || matches!(item, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_))
+    }
+}
+
+fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let index = workspace_index(db, ws);
     let mut program = Program {
         format: IR_FORMAT.to_string(),
@@ -56,7 +84,7 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
             .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
             .collect();
         let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
-        for item in &parse_file(db, file).file.items {
+        for item in parse_file(db, file).file.items.iter().filter(|item| items.includes(&item.kind)) {
             lowerer.item(item, &mut program);
         }
     }
@@ -77,7 +105,7 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
                 let Lookup::Found(label, _) = lowerer.scope.resolve(Kind::Label, &[k.as_str()]) else { return None };
                 let ty = index.labels.get(&(label.namespace.clone(), label.name.clone())).map(|s| s.ty.clone());
                 let value = ty.map_or_else(|| v.clone(), |ty| users::as_declared(v, &ty));
-                Some((label.to_string(), acl_value(&value)))
+                Some((label.to_string(), value))
             })
             .collect();
         program.users.entry(user.name.to_lowercase()).or_insert(User {
@@ -93,16 +121,7 @@ pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Dia
     program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     // Stable: a namespace's tests stay in file order, then as written.
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-    Ok(program)
-}
-
-fn acl_value(value: &semantics::acl::Value) -> Value {
-    match value {
-        semantics::acl::Value::Str(s) => Value::Str(s.clone()),
-        semantics::acl::Value::Int(n) => Value::Int(*n),
-        semantics::acl::Value::Bool(b) => Value::Bool(*b),
-        semantics::acl::Value::List(items) => Value::List(items.iter().map(acl_value).collect()),
-    }
+    program
 }
 
 /// A file's path, directory and line starts, for origins.
@@ -621,29 +640,6 @@ fn binary(op: ast::BinaryOp) -> BinaryOp {
         ast::BinaryOp::NotIn => BinaryOp::NotIn,
         ast::BinaryOp::Matches => BinaryOp::Matches,
     }
-}
-
-/// The value of a constant expression (label defaults, label maps).
-pub(crate) fn constant(expr: &ast::Expr) -> Option<Value> {
-    use ast::ExprKind as K;
-    Some(match &expr.kind {
-        K::Int(n) => Value::Int(*n),
-        K::Bool(b) => Value::Bool(*b),
-        K::Str(lit) => Value::Str(lit.as_plain()?),
-        K::List(items) => Value::List(items.iter().map(constant).collect::<Option<_>>()?),
-        K::Map(map) => Value::Map(
-            map.entries
-                .iter()
-                .map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?)))
-                .collect::<Option<_>>()?,
-        ),
-        K::Unary { op: ast::UnaryOp::Neg, expr } => match constant(expr)? {
-            Value::Int(n) => Value::Int(n.checked_neg()?),
-            _ => return None,
-        },
-        K::Paren(inner) => constant(inner)?,
-        _ => return None,
-    })
 }
 
 fn type_text(ty: &ast::TypeExpr) -> String {

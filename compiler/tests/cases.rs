@@ -3,57 +3,52 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Trial};
+
 use aptc_compiler::check::{check, check_with};
 use aptc_compiler::diagnostics::{codes, json, render};
 use aptc_compiler::source::FileId;
 use aptc_compiler::syntax::{format::format_source, parse};
 
-#[test]
-fn parse_cases_snapshot_their_tree() {
-    for path in common::cases("parse") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let parse = parse(FileId(0), &text);
-        assert!(parse.diagnostics.is_empty(), "{}: {:#?}", path.display(), parse.diagnostics);
-        insta::assert_snapshot!(format!("parse__{}", common::stem(&path)), common::compact_tree(&parse.file));
-    }
+/// A parse case snapshots its tree.
+fn parse_case(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let parse = parse(FileId(0), &text);
+    assert!(parse.diagnostics.is_empty(), "{}: {:#?}", path.display(), parse.diagnostics);
+    insta::assert_snapshot!(format!("parse__{}", common::stem(path)), common::compact_tree(&parse.file));
 }
 
-#[test]
-fn diagnostic_cases_snapshot_human_and_json_output() {
-    for path in common::cases("diagnostics") {
-        let name = format!("diagnostics/{}", path.file_name().unwrap().to_string_lossy());
-        let (mut sources, settings) = common::load_case(&path);
-        let result = check_with(&mut sources, settings);
-        let code = common::stem(&path)[..7].to_string();
-        assert!(
-            result.diagnostics.iter().any(|d| d.code.as_str() == code),
-            "{name} should trigger {code}, got {:#?}",
-            result.diagnostics
-        );
-        let human = render::render(&sources, &result.diagnostics, false);
-        insta::assert_snapshot!(format!("diagnostics__{}", common::stem(&path)), human);
-        let json = serde_json::to_string_pretty(&json::to_json(&sources, &result.diagnostics)).unwrap();
-        insta::assert_snapshot!(format!("diagnostics_json__{}", common::stem(&path)), json);
-    }
+/// A diagnostics case triggers its code and snapshots the human and JSON output.
+fn diagnostics_case(path: &Path) {
+    let name = format!("diagnostics/{}", path.file_name().unwrap().to_string_lossy());
+    let (mut sources, settings) = common::load_case(path);
+    let result = check_with(&mut sources, settings);
+    let code = common::stem(path)[..7].to_string();
+    assert!(
+        result.diagnostics.iter().any(|d| d.code.as_str() == code),
+        "{name} should trigger {code}, got {:#?}",
+        result.diagnostics
+    );
+    let human = render::render(&sources, &result.diagnostics, false);
+    insta::assert_snapshot!(format!("diagnostics__{}", common::stem(path)), human);
+    let json = serde_json::to_string_pretty(&json::to_json(&sources, &result.diagnostics)).unwrap();
+    insta::assert_snapshot!(format!("diagnostics_json__{}", common::stem(path)), json);
 }
 
-#[test]
-fn clean_cases_have_no_diagnostics() {
-    let cases = common::cases("clean");
-    assert!(cases.len() >= 5, "tests/cases/clean has only {} cases", cases.len());
-    for path in cases {
-        let (mut sources, settings) = common::load_case(&path);
-        let result = check_with(&mut sources, settings);
-        assert!(
-            result.diagnostics.is_empty(),
-            "{} should be clean:\n{}",
-            path.display(),
-            render::render(&sources, &result.diagnostics, false)
-        );
-    }
+/// A clean case has no diagnostics.
+fn clean_case(path: &Path) {
+    let (mut sources, settings) = common::load_case(path);
+    let result = check_with(&mut sources, settings);
+    assert!(
+        result.diagnostics.is_empty(),
+        "{} should be clean:\n{}",
+        path.display(),
+        render::render(&sources, &result.diagnostics, false)
+    );
 }
 
-#[test]
 fn every_code_has_a_case_and_documentation() {
     let cases: Vec<String> = common::cases("diagnostics").iter().map(|p| common::stem(p)[..7].to_string()).collect();
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/diagnostics.md")).unwrap();
@@ -74,17 +69,14 @@ fn every_code_has_a_case_and_documentation() {
     }
 }
 
-#[test]
-fn format_cases_snapshot_canonical_output() {
-    for path in common::cases("format") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let formatted = format_source(FileId(0), &text).unwrap();
-        assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
-        insta::assert_snapshot!(format!("format__{}", common::stem(&path)), formatted);
-    }
+/// A format case is formatted soundly and snapshots its canonical output.
+fn format_case(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let formatted = format_source(FileId(0), &text).unwrap();
+    assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
+    insta::assert_snapshot!(format!("format__{}", common::stem(path)), formatted);
 }
 
-#[test]
 fn examples_and_stdlib_are_clean_and_formatted() {
     let files = common::examples_and_stdlib();
     assert!(files.len() >= 4, "examples are missing: {files:?}");
@@ -98,7 +90,6 @@ fn examples_and_stdlib_are_clean_and_formatted() {
     }
 }
 
-#[test]
 fn formatter_restores_every_example_from_a_mangled_copy() {
     // Strip all indentation and trailing space: the formatter must rebuild the file exactly.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -112,7 +103,6 @@ fn formatter_restores_every_example_from_a_mangled_copy() {
     }
 }
 
-#[test]
 fn language_reference_examples_parse() {
     // Every ```apt block of docs/language.md is a whole file that parses without syntax errors.
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/language.md")).unwrap();
@@ -129,13 +119,11 @@ fn language_reference_examples_parse() {
     }
 }
 
-#[test]
-fn formatter_keeps_meaning_and_comments_of_every_parse_case() {
-    for path in common::cases("parse") {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let formatted = format_source(FileId(0), &text).unwrap();
-        assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
-    }
+/// The formatter keeps the meaning and comments of a parse case.
+fn parse_case_formats_soundly(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let formatted = format_source(FileId(0), &text).unwrap();
+    assert_formatting_is_sound(&text, &formatted, &path.display().to_string());
 }
 
 /// fmt(fmt(x)) == fmt(x), parse(fmt(x)) == parse(x) modulo spans, and every comment survives.
@@ -153,4 +141,46 @@ fn assert_formatting_is_sound(original: &str, formatted: &str, name: &str) {
         parse.comments.iter().map(|c| src[c.span.range()].trim_end().to_string()).collect()
     };
     assert_eq!(comment_texts(&before, original), comment_texts(&after, formatted), "{name}: comments changed");
+}
+
+/// One trial per case of each suite, then the whole-suite tests.
+fn main() {
+    let arguments = Arguments::from_args();
+    // (trial name prefix, directory of tests/cases, what each case must pass)
+    let suites: [(&str, &str, fn(&Path)); 5] = [
+        ("parse", "parse", parse_case),
+        ("parse_formats_soundly", "parse", parse_case_formats_soundly),
+        ("diagnostics", "diagnostics", diagnostics_case),
+        ("clean", "clean", clean_case),
+        ("format", "format", format_case),
+    ];
+    let mut trials = Vec::new();
+    for (kind, dir, run) in suites {
+        for path in common::cases(dir) {
+            let name = format!("{kind}::{}", common::stem(&path));
+            trials.push(Trial::test(name, move || {
+                run(&path);
+                Ok(())
+            }));
+        }
+    }
+    let whole: [(&str, fn()); 5] = [
+        ("clean_cases_are_enough", clean_cases_are_enough),
+        ("every_code_has_a_case_and_documentation", every_code_has_a_case_and_documentation),
+        ("examples_and_stdlib_are_clean_and_formatted", examples_and_stdlib_are_clean_and_formatted),
+        ("formatter_restores_every_example_from_a_mangled_copy", formatter_restores_every_example_from_a_mangled_copy),
+        ("language_reference_examples_parse", language_reference_examples_parse),
+    ];
+    trials.extend(whole.into_iter().map(|(name, run)| {
+        Trial::test(name, move || {
+            run();
+            Ok(())
+        })
+    }));
+    libtest_mimic::run(&arguments, trials).exit();
+}
+
+fn clean_cases_are_enough() {
+    let cases: Vec<PathBuf> = common::cases("clean");
+    assert!(cases.len() >= 5, "tests/cases/clean has only {} cases", cases.len());
 }

@@ -268,6 +268,31 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
+/// Every function of the standard library, as stdlib/prelude.apt declares them: those of [`call`],
+/// and `default`, which `Env` evaluates itself (its fallback only when needed). A test holds the
+/// prelude, this list and [`call`] to each other, so a function cannot be declared and missing.
+pub const FUNCTIONS: &[&str] = &[
+    "lower",
+    "upper",
+    "trim",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "replace",
+    "trim_prefix",
+    "trim_suffix",
+    "truncate",
+    "hash",
+    "split",
+    "join",
+    "len",
+    "default",
+    "to_string",
+    "to_int",
+    "secret_env",
+    "secret_file",
+];
+
 /// The standard library (stdlib/prelude.apt declares the signatures).
 pub fn call(function: &str, args: &[Value]) -> Result<Value, EvalError> {
     let wrong = || EvalError::Function(format!("`{function}` got arguments of the wrong type"));

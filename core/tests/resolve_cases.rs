@@ -6,6 +6,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use libtest_mimic::{Arguments, Trial};
+
 use aptc_core::resolve::{DesiredState, InstanceKind, resolve};
 
 /// The cases, sorted.
@@ -67,18 +69,18 @@ fn summary(state: &DesiredState) -> String {
     out
 }
 
-#[test]
-fn resolver_cases_snapshot_their_desired_state() {
-    let cases = cases();
-    assert!(cases.len() >= 25, "only {} resolver cases", cases.len());
-    for case in cases {
-        let state = resolve_path(&case);
-        let name = case.file_stem().unwrap().to_string_lossy().into_owned();
-        insta::assert_snapshot!(format!("resolve__{name}"), summary(&state));
-    }
+/// A resolver case snapshots its desired state.
+fn resolver_case(case: &Path) {
+    let state = resolve_path(case);
+    let name = case.file_stem().unwrap().to_string_lossy().into_owned();
+    insta::assert_snapshot!(format!("resolve__{name}"), summary(&state));
 }
 
-#[test]
+fn there_are_enough_resolver_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "only {} resolver cases", cases.len());
+}
+
 fn examples_resolve_deterministically() {
     for example in ["examples/quickstart", "examples/guestbook", "examples/twitter-analytics"] {
         let path = common::root().join(example);
@@ -93,7 +95,6 @@ fn examples_resolve_deterministically() {
     }
 }
 
-#[test]
 fn the_number_of_threads_does_not_change_the_result() {
     let program = common::lower_path(&common::root().join("tests/cases/resolve/12_shared_conflict"));
     let on = |threads: usize| {
@@ -105,7 +106,6 @@ fn the_number_of_threads_does_not_change_the_result() {
     assert_eq!(on(4), one);
 }
 
-#[test]
 fn secrets_resolve_to_references_never_to_values() {
     let state = resolve_path(&common::root().join("tests/cases/clean/secrets"));
     let values: Vec<&serde_json::Value> = state.instances.values().map(|i| &i.values).collect();
@@ -123,7 +123,6 @@ fn secrets_resolve_to_references_never_to_values() {
     assert!(state.claims.values().all(|c| c.status == aptc_core::resolve::Status::Resolved));
 }
 
-#[test]
 fn a_computed_map_key_cannot_forge_a_secret_reference() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -166,4 +165,33 @@ claim ada_web {
     assert_eq!(outcome.status, aptc_core::resolve::Status::Failed);
     assert!(outcome.reason.as_deref().unwrap_or_default().contains("reserved for secrets"), "{outcome:?}");
     assert!(state.instances.values().all(|i| !i.values.to_string().contains("$secret")));
+}
+
+/// One trial per resolver case, then the whole-suite tests.
+fn main() {
+    let arguments = Arguments::from_args();
+    let mut trials: Vec<Trial> = cases()
+        .into_iter()
+        .map(|case| {
+            let name = format!("resolve::{}", case.file_stem().unwrap().to_string_lossy());
+            Trial::test(name, move || {
+                resolver_case(&case);
+                Ok(())
+            })
+        })
+        .collect();
+    let whole: [(&str, fn()); 5] = [
+        ("there_are_enough_resolver_cases", there_are_enough_resolver_cases),
+        ("examples_resolve_deterministically", examples_resolve_deterministically),
+        ("the_number_of_threads_does_not_change_the_result", the_number_of_threads_does_not_change_the_result),
+        ("secrets_resolve_to_references_never_to_values", secrets_resolve_to_references_never_to_values),
+        ("a_computed_map_key_cannot_forge_a_secret_reference", a_computed_map_key_cannot_forge_a_secret_reference),
+    ];
+    trials.extend(whole.into_iter().map(|(name, run)| {
+        Trial::test(name, move || {
+            run();
+            Ok(())
+        })
+    }));
+    libtest_mimic::run(&arguments, trials).exit();
 }

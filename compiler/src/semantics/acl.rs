@@ -1,197 +1,62 @@
 //! Ownership and access control, checked statically (docs/language.md §11).
 //!
-//! Grants are evaluated for every user the policy declares (their criteria read only `user`,
-//! whose fields are constants in the policy). Then: every claim's consumer must be able to
-//! consume in each namespace its contract tree can enter (APT0501), and with
-//! `aptc check --as USER`, every object the user may not manage is reported (APT0502).
+//! Roles are not computed here: the grants, users, teams and owners are lowered to the IR
+//! (`lower::access_program`) and `aptc_core::access` answers, exactly as it does for the resolver
+//! and for deploys. What is here is what to report: every claim's consumer must be able to consume
+//! in each namespace its contract tree can enter (APT0501), and with `aptc check --as USER`, every
+//! object the user may not manage is reported (APT0502).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
+
+use aptc_core::access::{Access, Role};
+use aptc_core::eval::Subject;
+use aptc_core::ir::{Program, SYSTEM_NAMESPACE};
 
 use crate::db::{Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
 
 use super::file::Consumer;
-use super::index::{Kind, ObjectRef, file_summary, map_key_text, workspace_index};
-use aptc_core::ir::SYSTEM_NAMESPACE;
-
+use super::index::{Kind, ObjectRef, file_summary, workspace_index};
 use super::scope::{closest, did_you_mean};
 use super::{all_facts, definition_sites};
 
-/// A role, weakest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Consumer,
-    NamespaceAdmin,
-    DomainAdmin,
-}
-
-/// A user (or a team, for team claims) as grants see it.
-#[derive(Clone, Debug, Default)]
-pub struct Subject {
-    pub name: String,
-    pub team: Option<SmolStr>,
-    pub groups: Vec<String>,
-    pub labels: BTreeMap<SmolStr, Value>,
-}
-
-/// A constant value of the grant evaluator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    List(Vec<Value>),
-}
-
-struct GrantRule<'a> {
-    role: Role,
-    /// `None`: every namespace but `system`.
-    namespaces: Option<Vec<SmolStr>>,
-    criteria: Option<&'a Expr>,
-}
-
-/// The roles of a subject on every namespace.
+/// A subject's roles on every namespace the checks ask about, as `Access::role` gives them.
+/// Compared whole, so subjects with the same roles (most users share their team's) share one
+/// walk of each contract tree.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Roles {
-    domain_admin: bool,
-    by_namespace: BTreeMap<SmolStr, Role>,
-    other_namespaces: Option<Role>,
-}
+struct Roles(BTreeMap<SmolStr, Option<Role>>);
 
 impl Roles {
-    /// The subject's role on `namespace`, if any.
-    pub fn on(&self, namespace: &str) -> Option<Role> {
-        if self.domain_admin {
-            return Some(Role::DomainAdmin);
-        }
-        let specific = self.by_namespace.get(namespace).copied();
-        let general = if namespace == SYSTEM_NAMESPACE { None } else { self.other_namespaces };
-        specific.max(general)
+    fn on(&self, namespace: &str) -> Option<Role> {
+        self.0.get(namespace).copied().flatten()
     }
 }
 
 /// Access checks of the workspace.
 #[salsa::tracked]
 pub fn check_acl(db: &dyn salsa::Database, ws: Workspace) {
-    let mut users: BTreeMap<String, Subject> = BTreeMap::new();
-    let mut teams: BTreeMap<SmolStr, Subject> = BTreeMap::new();
-    let mut grants: Vec<GrantRule> = Vec::new();
-    let mut owners: BTreeMap<SmolStr, SmolStr> = BTreeMap::new();
-    for &file in ws.files(db) {
-        for item in &parse_file(db, file).file.items {
-            match &item.kind {
-                ItemKind::Namespace(ns) => {
-                    if let Some(owner) = &ns.owner {
-                        owners.entry(ns.name.text.clone()).or_insert_with(|| owner.text.clone());
-                    }
-                }
-                ItemKind::User(user) => {
-                    let Some(name) = user.name.as_plain() else { continue };
-                    let mut subject = Subject { name: name.clone(), ..Subject::default() };
-                    for stmt in user.body.iter().flat_map(|b| &b.stmts) {
-                        match &stmt.node {
-                            UserStmt::Team(team) => subject.team = Some(team.text.clone()),
-                            UserStmt::Groups(groups) => {
-                                subject.groups = groups.iter().filter_map(super::expr::constant_string).collect()
-                            }
-                            UserStmt::Labels(map) => subject.labels.extend(constant_map(map)),
-                            UserStmt::Error => {}
-                        }
-                    }
-                    users.insert(name.to_lowercase(), subject);
-                }
-                ItemKind::Team(team) => {
-                    let mut subject = Subject {
-                        name: team.name.text.to_string(),
-                        team: Some(team.name.text.clone()),
-                        ..Subject::default()
-                    };
-                    for stmt in team.body.iter().flat_map(|b| &b.stmts) {
-                        if let TeamStmt::Labels(map) = &stmt.node {
-                            subject.labels.extend(constant_map(map));
-                        }
-                    }
-                    teams.insert(team.name.text.clone(), subject);
-                }
-                ItemKind::Grant(grant) => {
-                    let role = match grant.role.text.as_str() {
-                        "domain_admin" => Role::DomainAdmin,
-                        "namespace_admin" => Role::NamespaceAdmin,
-                        "consumer" => Role::Consumer,
-                        _ => continue,
-                    };
-                    let namespaces = match grant.scope.as_ref().map(|s| &s.node) {
-                        Some(GrantScope::Namespaces(list)) => Some(list.iter().map(|i| i.text.clone()).collect()),
-                        _ => None,
-                    };
-                    grants.push(GrantRule { role, namespaces, criteria: grant.criteria.as_ref() });
-                }
-                _ => {}
-            }
-        }
-    }
-    for user in super::users::external_users(db, ws) {
-        let subject = Subject {
-            name: user.name.clone(),
-            team: user.team.clone(),
-            groups: user.groups.clone(),
-            labels: user.labels.iter().cloned().collect(),
-        };
-        users.entry(user.name.to_lowercase()).or_insert(subject);
-    }
+    let program = crate::lower::access_program(db, ws);
+    let access = Access::new(&program);
     // Access control is opt-in: a policy without grants gives everyone every right.
-    if grants.is_empty() {
-        check_acting_user(db, ws, &users, |_| {});
+    if !access.enabled() {
+        check_acting_user(db, ws, &program, |_| {});
         return;
     }
-    // A user's team labels lie under the user's own.
-    for user in users.values_mut() {
-        if let Some(team) = user.team.as_ref().and_then(|t| teams.get(t)) {
-            for (key, value) in &team.labels {
-                user.labels.entry(key.clone()).or_insert_with(|| value.clone());
-            }
-        }
-    }
-    let cache: RefCell<RolesCache> = Default::default();
-    let distinct: RefCell<Vec<Rc<Roles>>> = Default::default();
-    let roles_of = |subject: &Subject| {
-        let key = (subject.name.clone(), subject.team.clone());
-        let cached = cache.borrow().get(&key).cloned();
-        cached.unwrap_or_else(|| {
-            let computed = roles(subject, &grants, &owners);
-            let shared = distinct.borrow().iter().find(|r: &&Rc<Roles>| ***r == computed).cloned();
-            let shared = shared.unwrap_or_else(|| {
-                let fresh = Rc::new(computed);
-                distinct.borrow_mut().push(fresh.clone());
-                fresh
-            });
-            cache.borrow_mut().insert(key, shared.clone());
-            shared
-        })
-    };
-    check_consumers(db, ws, &users, &teams, &roles_of);
-    check_acting_user(db, ws, &users, |subject| check_managers(db, ws, subject, &roles_of(subject)));
+    check_consumers(db, ws, &access);
+    check_acting_user(db, ws, &program, |subject| check_managers(db, ws, &access, subject));
 }
 
-/// Roles computed so far, by subject (name and team).
-type RolesCache = BTreeMap<(String, Option<SmolStr>), Rc<Roles>>;
-
 /// With `--as USER`: the user must exist (APT0503); `then` checks what they may change.
-fn check_acting_user(
-    db: &dyn salsa::Database,
-    ws: Workspace,
-    users: &BTreeMap<String, Subject>,
-    then: impl FnOnce(&Subject),
-) {
+fn check_acting_user(db: &dyn salsa::Database, ws: Workspace, program: &Program, then: impl FnOnce(&Subject)) {
     let Some(acting) = ws.settings(db).acting_user.clone() else { return };
-    if let Some(subject) = users.get(&acting.to_lowercase()) {
-        then(subject);
+    if let Some(subject) = Access::new(program).user(&acting) {
+        then(&subject);
         return;
     }
-    let names: Vec<SmolStr> = users.values().map(|u| SmolStr::new(&u.name)).collect();
+    let names: Vec<SmolStr> = program.users.values().map(|u| SmolStr::new(&u.name)).collect();
     let help = did_you_mean(&closest(&acting, names.iter())).unwrap_or_else(|| {
         "`--as` names a user declared with `user \"NAME\"` in namespace `system`, or in a users file".to_string()
     });
@@ -208,44 +73,8 @@ fn check_acting_user(
     );
 }
 
-fn roles(subject: &Subject, grants: &[GrantRule], owners: &BTreeMap<SmolStr, SmolStr>) -> Roles {
-    let mut roles = Roles { domain_admin: false, by_namespace: BTreeMap::new(), other_namespaces: None };
-    for (namespace, owner) in owners {
-        if subject.team.as_ref() == Some(owner) {
-            roles.by_namespace.insert(namespace.clone(), Role::NamespaceAdmin);
-        }
-    }
-    for grant in grants {
-        let applies = grant.criteria.is_none_or(|criteria| eval(criteria, subject) == Some(Value::Bool(true)));
-        if !applies {
-            continue;
-        }
-        match (&grant.namespaces, grant.role) {
-            (_, Role::DomainAdmin) => roles.domain_admin = true,
-            (None, role) => roles.other_namespaces = roles.other_namespaces.max(Some(role)),
-            (Some(list), role) => {
-                for namespace in list {
-                    let entry = roles.by_namespace.entry(namespace.clone()).or_insert(role);
-                    *entry = (*entry).max(role);
-                }
-            }
-        }
-    }
-    // Administering `system` means administering everything (its grants included).
-    if roles.by_namespace.get(SYSTEM_NAMESPACE).is_some_and(|r| *r >= Role::NamespaceAdmin) {
-        roles.domain_admin = true;
-    }
-    roles
-}
-
 /// Every claim's consumer may consume in every namespace its contract tree may enter.
-fn check_consumers(
-    db: &dyn salsa::Database,
-    ws: Workspace,
-    users: &BTreeMap<String, Subject>,
-    teams: &BTreeMap<SmolStr, Subject>,
-    roles_of: &dyn Fn(&Subject) -> Rc<Roles>,
-) {
+fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
     let facts = all_facts(db, ws);
     let mut edges: BTreeMap<ObjectRef, BTreeSet<ObjectRef>> = BTreeMap::new();
     for (_, f) in &facts {
@@ -253,6 +82,30 @@ fn check_consumers(
             edges.entry(from.clone()).or_default().insert(to.clone());
         }
     }
+    // Every namespace a contract tree can enter.
+    let namespaces: BTreeSet<&SmolStr> = edges
+        .iter()
+        .flat_map(|(from, to)| std::iter::once(from).chain(to))
+        .chain(facts.iter().flat_map(|(_, f)| f.claims.iter().filter_map(|c| c.contract.as_ref())))
+        .map(|node| &node.namespace)
+        .collect();
+    let cache: RefCell<BTreeMap<(String, Option<String>), Rc<Roles>>> = Default::default();
+    let distinct: RefCell<Vec<Rc<Roles>>> = Default::default();
+    let roles_of = |subject: &Subject| {
+        let key = (subject.name.clone(), subject.team.clone());
+        let cached = cache.borrow().get(&key).cloned();
+        cached.unwrap_or_else(|| {
+            let computed = Roles(namespaces.iter().map(|&ns| (ns.clone(), access.role(subject, ns))).collect());
+            let shared = distinct.borrow().iter().find(|r| ***r == computed).cloned();
+            let shared = shared.unwrap_or_else(|| {
+                let fresh = Rc::new(computed);
+                distinct.borrow_mut().push(fresh.clone());
+                fresh
+            });
+            cache.borrow_mut().insert(key, shared.clone());
+            shared
+        })
+    };
     let sites = definition_sites(db, ws);
     let index = workspace_index(db, ws);
     let mut reach = Reach { edges: &edges, memo: HashMap::new() };
@@ -261,11 +114,11 @@ fn check_consumers(
         for claim in &f.claims {
             let (Some(consumer), Some(contract)) = (&claim.consumer, &claim.contract) else { continue };
             let subject = match consumer {
-                Consumer::User(name) => users.get(name.as_str()),
-                Consumer::Team(name) => teams.get(name),
+                Consumer::User(name) => access.user(name),
+                Consumer::Team(name) => access.team(name),
             };
             let Some(subject) = subject else { continue };
-            let roles = roles_of(subject);
+            let roles = roles_of(&subject);
             if reach.allowed(&roles, contract) {
                 continue;
             }
@@ -340,13 +193,13 @@ impl<'a> Reach<'a> {
 }
 
 /// With `--as USER`: every object the user may not define or change (APT0502).
-fn check_managers(db: &dyn salsa::Database, ws: Workspace, subject: &Subject, roles: &Roles) {
+fn check_managers(db: &dyn salsa::Database, ws: Workspace, access: &Access, subject: &Subject) {
     for &file in ws.files(db) {
         let Some(namespace) = file_summary(db, file).namespace.clone() else { continue };
         if namespace == "std" {
             continue;
         }
-        let role = roles.on(&namespace);
+        let role = access.role(subject, &namespace);
         for item in &parse_file(db, file).file.items {
             let Some((what, span, needed)) = managed(&item.kind, &namespace) else { continue };
             if role >= Some(needed) {
@@ -403,74 +256,4 @@ fn managed(item: &ItemKind, namespace: &str) -> Option<(String, Span, Role)> {
         _ => return None,
     };
     Some((what, span, role))
-}
-
-fn constant_map(map: &MapLit) -> Vec<(SmolStr, Value)> {
-    map.entries.iter().filter_map(|e| Some((map_key_text(&e.key)?, constant(&e.value)?))).collect()
-}
-
-fn constant(expr: &Expr) -> Option<Value> {
-    Some(match &expr.kind {
-        ExprKind::Int(n) => Value::Int(*n),
-        ExprKind::Bool(b) => Value::Bool(*b),
-        ExprKind::Str(lit) => Value::Str(lit.as_plain()?),
-        ExprKind::List(items) => Value::List(items.iter().map(constant).collect::<Option<_>>()?),
-        ExprKind::Paren(inner) => constant(inner)?,
-        _ => return None,
-    })
-}
-
-/// Evaluates a grant's criteria for a subject; `None` when it reads something unset or
-/// uses what grants cannot (the grant then does not apply).
-pub fn eval(expr: &Expr, subject: &Subject) -> Option<Value> {
-    Some(match &expr.kind {
-        ExprKind::Path(path) => {
-            let segments: Vec<&str> = path.segments.iter().map(|s| s.text.as_str()).collect();
-            match segments.as_slice() {
-                ["user", "name"] => Value::Str(subject.name.clone()),
-                ["user", "team"] => Value::Str(subject.team.as_ref()?.to_string()),
-                ["user", "groups"] => Value::List(subject.groups.iter().cloned().map(Value::Str).collect()),
-                ["user", "labels", key] => subject.labels.get(*key)?.clone(),
-                _ => return None,
-            }
-        }
-        ExprKind::Unary { op: UnaryOp::Not, expr } => match eval(expr, subject)? {
-            Value::Bool(b) => Value::Bool(!b),
-            _ => return None,
-        },
-        ExprKind::Unary { op: UnaryOp::Neg, expr } => match eval(expr, subject)? {
-            Value::Int(n) => Value::Int(n.checked_neg()?),
-            _ => return None,
-        },
-        ExprKind::Binary { op: BinaryOp::And, lhs, rhs } => match eval(lhs, subject)? {
-            Value::Bool(false) => Value::Bool(false),
-            Value::Bool(true) => eval(rhs, subject)?,
-            _ => return None,
-        },
-        ExprKind::Binary { op: BinaryOp::Or, lhs, rhs } => match eval(lhs, subject)? {
-            Value::Bool(true) => Value::Bool(true),
-            Value::Bool(false) => eval(rhs, subject)?,
-            _ => return None,
-        },
-        ExprKind::Binary { op, lhs, rhs } => {
-            let (a, b) = (eval(lhs, subject)?, eval(rhs, subject)?);
-            Value::Bool(match (op, &a, &b) {
-                (BinaryOp::Eq, _, _) => a == b,
-                (BinaryOp::Ne, _, _) => a != b,
-                (BinaryOp::In, _, Value::List(items)) => items.contains(&a),
-                (BinaryOp::NotIn, _, Value::List(items)) => !items.contains(&a),
-                (BinaryOp::Lt, Value::Int(x), Value::Int(y)) => x < y,
-                (BinaryOp::Le, Value::Int(x), Value::Int(y)) => x <= y,
-                (BinaryOp::Gt, Value::Int(x), Value::Int(y)) => x > y,
-                (BinaryOp::Ge, Value::Int(x), Value::Int(y)) => x >= y,
-                (BinaryOp::Lt, Value::Str(x), Value::Str(y)) => x < y,
-                (BinaryOp::Le, Value::Str(x), Value::Str(y)) => x <= y,
-                (BinaryOp::Gt, Value::Str(x), Value::Str(y)) => x > y,
-                (BinaryOp::Ge, Value::Str(x), Value::Str(y)) => x >= y,
-                _ => return None,
-            })
-        }
-        ExprKind::Paren(inner) => eval(inner, subject)?,
-        _ => constant(expr)?,
-    })
 }

@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use aptc_core::ir::SECRET_KEY;
+use aptc_core::ir::{SECRET_KEY, Value};
 
 use crate::diagnostics::{Diagnostic, codes};
 use crate::source::FileId;
 use crate::syntax::ast::*;
 
-use super::index::{Kind, ObjectRef};
+use super::index::{Kind, ObjectRef, map_key_text};
 use super::scope::{Lookup, Scope, did_you_mean};
 use super::types::Ty;
 
@@ -846,11 +846,33 @@ another function"
     }
 }
 
+/// The value of a constant expression (label defaults, label maps, enum comparisons): the one
+/// constant folder, so the checker and lowering read constants alike.
+pub fn constant(expr: &Expr) -> Option<Value> {
+    Some(match &expr.kind {
+        ExprKind::Int(n) => Value::Int(*n),
+        ExprKind::Bool(b) => Value::Bool(*b),
+        ExprKind::Str(lit) => Value::Str(lit.as_plain()?),
+        ExprKind::List(items) => Value::List(items.iter().map(constant).collect::<Option<_>>()?),
+        ExprKind::Map(map) => Value::Map(
+            map.entries
+                .iter()
+                .map(|e| Some((map_key_text(&e.key)?.to_string(), constant(&e.value)?)))
+                .collect::<Option<_>>()?,
+        ),
+        ExprKind::Unary { op: UnaryOp::Neg, expr } => match constant(expr)? {
+            Value::Int(n) => Value::Int(n.checked_neg()?),
+            _ => return None,
+        },
+        ExprKind::Paren(inner) => constant(inner)?,
+        _ => return None,
+    })
+}
+
 /// The text of a string literal without interpolation.
 pub fn constant_string(expr: &Expr) -> Option<String> {
-    match &expr.kind {
-        ExprKind::Str(lit) => lit.as_plain(),
-        ExprKind::Paren(inner) => constant_string(inner),
+    match constant(expr)? {
+        Value::Str(text) => Some(text),
         _ => None,
     }
 }

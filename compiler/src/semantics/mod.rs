@@ -8,6 +8,7 @@
 pub mod acl;
 pub mod expr;
 pub mod file;
+pub mod graph;
 pub mod index;
 pub mod manifests;
 pub mod overrides;
@@ -22,7 +23,8 @@ use crate::diagnostics::{self, Diagnostic, codes};
 use crate::source::FileId;
 use crate::syntax::ast::{ItemKind, SmolStr, Span};
 
-use file::{FileFacts, check_file, cycles};
+use file::{FileFacts, check_file};
+use graph::cycles;
 use index::{Kind, ObjectRef, file_summary, workspace_index};
 
 /// Every check of the workspace. Call [`diagnostics`] for what it reported.

@@ -12,8 +12,8 @@ use crate::db::{Workspace, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::source::FileId;
 use crate::syntax::ast::{SmolStr, Span};
+use aptc_core::ir::Value;
 
-use super::acl::Value;
 use super::index::Kind;
 use super::scope::{Lookup, Scope};
 use super::types::Ty;
