@@ -23,9 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aptc_compiler::check::load_workspace;
-use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::workspace;
+use aptc_compiler::db::Settings;
+use aptc_compiler::host::Analysis;
+use aptc_core::ir::Program;
 use aptc_core::resolve::resolve;
 use aptc_runtime::apply::Quiet;
 use aptc_runtime::deploy::{Refresh, Request, apply, policy_hash, prepare};
@@ -36,7 +36,6 @@ use aptc_runtime::render::RenderDriver;
 use aptc_runtime::store::{Cause, Store};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use {aptc_compiler::lower::lower, aptc_core::ir::Program};
 
 fn main() {
     divan::main();
@@ -103,11 +102,8 @@ fn program(dir: &Path, claims: usize) -> Program {
     for (path, text) in [("system.apt", SYSTEM_APT), ("perf.apt", perf.as_str()), ("k8s/config.yaml", CONFIGMAP)] {
         std::fs::write(dir.join(path), text).expect("writing the policy");
     }
-    let files = workspace::find_apt_files(&[dir.to_path_buf()]).expect("finding the policy files");
-    let sources = workspace::load(&files).expect("reading the policy files");
-    let mut db = Database::default();
-    let ws = load_workspace(&mut db, &sources, Settings::default());
-    lower(&db, ws).expect("the generated policy checks clean")
+    let mut analysis = Analysis::open(&[dir.to_path_buf()], Settings::default()).expect("reading the policy files");
+    analysis.lower().expect("the generated policy checks clean")
 }
 
 #[divan::bench(args = INSTANCES, sample_count = 30)]

@@ -7,13 +7,11 @@
 #[allow(dead_code)]
 mod synth;
 
-use aptc_compiler::check::load_workspace;
-use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::source::SourceMap;
+use aptc_compiler::host::Analysis;
+use aptc_core::ir::Program;
 use aptc_core::resolve::resolve;
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
-use {aptc_compiler::lower::lower, aptc_core::ir::Program};
 
 fn main() {
     divan::main();
@@ -32,13 +30,8 @@ pub fn program(claims: usize) -> Program {
         users: 500,
         seed: 11,
     };
-    let mut sources = SourceMap::new();
-    for file in synth::generate(&config) {
-        sources.add(file.path, file.text);
-    }
-    let mut db = Database::default();
-    let ws = load_workspace(&mut db, &sources, Settings::default());
-    lower(&db, ws).expect("the synthetic policy checks clean")
+    let files = synth::generate(&config).into_iter().map(|file| (file.path, file.text));
+    Analysis::of_texts(files).lower().expect("the synthetic policy checks clean")
 }
 
 #[divan::bench(args = [10, 100, 1_000, 10_000], sample_count = 10)]

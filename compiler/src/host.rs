@@ -4,14 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use aptc_core::ir::{self, Program};
+use aptc_core::ir::{self, Program, SYSTEM_NAMESPACE};
 use thiserror::Error;
 
 use crate::check::{CheckResult, load_workspace, shown, summarize};
 use crate::db::{Database, Settings, Workspace};
 use crate::diagnostics::{Diagnostic, render};
 use crate::semantics;
-use crate::source::SourceMap;
+use crate::source::{FileId, SourceMap};
+use crate::syntax::ast::ItemKind;
 use crate::workspace::{self, LoadError};
 
 /// Why a policy could not be turned into a program.
@@ -148,4 +149,53 @@ fn read_ir(path: &Path) -> Result<Program, IrReadError> {
 /// The paths a command was given, or the current directory.
 pub fn paths_or_cwd(paths: &[PathBuf]) -> Vec<PathBuf> {
     if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() }
+}
+
+/// The policies at `path`: itself, or, for a directory of complete policies (subdirectories that
+/// each declare `namespace system`, such as `examples/`), each of them, since their global rules
+/// would otherwise govern each other's claims.
+pub fn policies_under(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let io = |source| LoadError::Io { path: path.to_path_buf(), source };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(io)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io)?;
+    entries.sort();
+    if entries.iter().any(|p| p.is_file() && p.extension().is_some_and(|e| e == "apt")) {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut policies = Vec::new();
+    for dir in entries.into_iter().filter(|p| p.is_dir()) {
+        // Skipped as `find_apt_files` skips them.
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        let files = workspace::find_apt_files(std::slice::from_ref(&dir))?;
+        if files.is_empty() {
+            continue;
+        }
+        if !declares_system(&files) {
+            return Ok(vec![path.to_path_buf()]);
+        }
+        policies.extend(policies_under(&dir)?);
+    }
+    Ok(if policies.is_empty() { vec![path.to_path_buf()] } else { policies })
+}
+
+/// Whether one of `files` declares `namespace system`.
+fn declares_system(files: &[PathBuf]) -> bool {
+    files.iter().any(|file| {
+        let Ok(text) = std::fs::read_to_string(file) else { return false };
+        let parsed = crate::syntax::parse(FileId(0), &text);
+        parsed
+            .file
+            .items
+            .iter()
+            .any(|item| matches!(&item.kind, ItemKind::Namespace(ns) if ns.name.text == SYSTEM_NAMESPACE))
+    })
 }

@@ -2,18 +2,13 @@
 
 use std::path::Path;
 
-use aptc_compiler::check::load_workspace;
-use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::lower::lower;
+use aptc_compiler::db::Settings;
+use aptc_compiler::host::Analysis;
 use aptc_core::ir::{IR_VERSION, LoadError, Program};
 
 fn lower_example(name: &str) -> Program {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
-    let files = aptc_compiler::workspace::find_apt_files(&[root]).unwrap();
-    let sources = aptc_compiler::workspace::load(&files).unwrap();
-    let mut db = Database::default();
-    let ws = load_workspace(&mut db, &sources, Settings::default());
-    lower(&db, ws).expect("the example checks clean")
+    Analysis::open(&[root], Settings::default()).unwrap().lower().expect("the example checks clean")
 }
 
 #[test]

@@ -9,10 +9,6 @@ mod common;
 
 use std::path::PathBuf;
 
-use aptc_compiler::check::load_workspace;
-use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::lower::lower;
-use aptc_compiler::source::SourceMap;
 use aptc_core::ir::{Consumer, Program, Source};
 use aptc_core::resolve::{Decision, DesiredState, Status, resolve};
 
@@ -131,13 +127,7 @@ claim bob_site {
 
 /// Lowers in-memory sources the way the CLI lowers files; panics unless the policy checks clean.
 fn lower_sources(files: &[(&str, &str)]) -> Program {
-    let mut sources = SourceMap::new();
-    for (name, text) in files {
-        sources.add(*name, *text);
-    }
-    let mut db = Database::default();
-    let ws = load_workspace(&mut db, &sources, Settings::default());
-    lower(&db, ws).unwrap_or_else(|errors| panic!("the policy does not check clean: {errors:#?}"))
+    common::compile(files)
 }
 
 fn policy() -> Program {

@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use aptc_compiler::check::{check, load_workspace};
-use aptc_compiler::db::{Database, Settings};
+use aptc_compiler::check::check;
+use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::render;
-use aptc_compiler::lower::lower;
+use aptc_compiler::host::Analysis;
 use aptc_compiler::source::SourceMap;
 use aptc_core::resolve::resolve;
 use aptc_runtime::manifest::unit_documents;
@@ -69,9 +69,7 @@ fn exercise(dir: &Path, manifest: &str) {
     sources.add(dir.join("app.apt").to_string_lossy().into_owned(), APP.to_string());
     let result = check(&mut sources);
     let _ = render::render(&sources, &result.diagnostics, false);
-    let mut db = Database::default();
-    let ws = load_workspace(&mut db, &sources, Settings::default());
-    let Ok(program) = lower(&db, ws) else { return };
+    let Ok(program) = Analysis::of_sources(sources, Settings::default()).lower() else { return };
     let state = resolve(&program);
     for unit in units(&state).values() {
         let _ = unit_documents(unit, 1);
