@@ -8,9 +8,11 @@
 //! It depends on the pure core only, never on the compiler: the IR is its input.
 
 pub mod apply;
+pub mod cancel;
 pub mod cluster;
 pub mod connection;
 pub mod deploy;
+pub mod deployer;
 pub mod drift;
 pub mod driver;
 pub mod helm;
