@@ -1,5 +1,5 @@
-//! A deploy from start to end, for the CLI: plan against what the last revision left applied,
-//! then apply with a driver and record the revision.
+//! The steps of a deploy: plan against what the last revision left applied, then apply with a
+//! driver and record the revision ([`crate::deployer`] runs them in order for the CLI).
 //!
 //! ```text
 //! desired units ──plan against── last revision's `applied` ──> Plan
