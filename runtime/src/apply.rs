@@ -19,10 +19,16 @@ use crate::plan::{Action, Op, Plan, Unit};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "WireOutcome", into = "WireOutcome")]
 pub enum Outcome {
-    Succeeded { detail: String },
-    Failed { error: String },
+    Succeeded {
+        detail: String,
+    },
+    Failed {
+        error: String,
+    },
     /// Not run, because of another action (`reason` says which).
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// Not started because the deploy was cancelled ([`Cancel`]); the next deploy does it.
     Interrupted,
 }

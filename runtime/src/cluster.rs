@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use aptc_core::ir::Program;
 
 use crate::connection::Connection;
-use crate::helm::HelmError;
 use crate::driver::{ActionResult, Driver, DriverError};
+use crate::helm::HelmError;
 use crate::k8s::Applier;
 use crate::manifest::{parse_stream, unit_documents};
 use crate::plan::{Action, Op, Plan, Unit};
@@ -73,8 +73,7 @@ impl ClusterDriver {
         if let Some(applier) = self.appliers.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(applier.clone());
         }
-        let applier =
-            Arc::new(Applier::connect(&self.connection(cluster))?);
+        let applier = Arc::new(Applier::connect(&self.connection(cluster))?);
         let mut appliers = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
         Ok(appliers.entry(cluster.to_string()).or_insert(applier).clone())
     }

@@ -471,3 +471,87 @@ impl Reconciler {
         planned(shown, fix)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::units;
+    use crate::test_policy::compile;
+    use aptc_core::resolve::resolve;
+
+    fn deployer(dir: &Path) -> Deployer {
+        let targets = Targets {
+            choice: TargetChoice::Render,
+            out: Some(dir.join("out")),
+            default_out: dir.join("unused"),
+            helm: None,
+            post_renderer: Ok(PathBuf::from("aptc")),
+        };
+        Deployer::new(&dir.join("state.db"), targets, Cancel::new())
+    }
+
+    /// A policy with nothing to deploy, as `ada` deploys it.
+    fn request() -> Request {
+        let program = compile(&[("system.apt", "namespace system\n\ncluster local {}\n")]);
+        let state = resolve(&program);
+        Request {
+            user: "ada".into(),
+            cause: Cause::Deploy { paths: vec![".".into()] },
+            policy: crate::deploy::policy_hash(&program),
+            desired: units(&state),
+            desired_state: serde_json::to_value(&state).unwrap(),
+            program: Some(program),
+            parallel: 1,
+        }
+    }
+
+    struct Silent;
+    impl Supervisor for Silent {}
+
+    #[test]
+    fn a_deploy_without_changes_is_recorded_and_a_dry_run_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let deployer = deployer(dir.path());
+        let dry = deployer.deploy(request(), Options { dry_run: true, refresh: false }, &mut Silent).unwrap();
+        assert!(matches!(dry.ended, Ended::NoChanges { revision: None, previous: None, .. }), "{dry:?}");
+        assert!(!deployer.state().exists(), "a dry run creates no store");
+        let first = deployer.deploy(request(), Options::default(), &mut Silent).unwrap();
+        assert!(matches!(&first.ended, Ended::NoChanges { revision: Some(r), .. } if r.number == 1), "{first:?}");
+        assert!(first.target.starts_with("rendered to "), "{}", first.target);
+        let second = deployer.deploy(request(), Options::default(), &mut Silent).unwrap();
+        assert!(matches!(second.ended, Ended::NoChanges { previous: Some(1), .. }), "{second:?}");
+    }
+
+    #[test]
+    fn a_rollback_needs_the_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let deployer = deployer(dir.path());
+        let none = deployer.rollback(1, "ada".into(), 1, Options::default(), &mut Silent).unwrap_err();
+        assert!(
+            matches!(none, DeployError::NoRevisions { .. }) && none.to_string().starts_with("there are no revisions")
+        );
+        deployer.deploy(request(), Options::default(), &mut Silent).unwrap();
+        let missing = deployer.rollback(7, "ada".into(), 1, Options::default(), &mut Silent).unwrap_err();
+        assert!(missing.to_string().contains("there is no revision 7 in"), "{missing}");
+        assert!(missing.to_string().contains("(the last is 1; see `aptc history`)"), "{missing}");
+        let back = deployer.rollback(1, "ada".into(), 1, Options::default(), &mut Silent).unwrap();
+        assert!(matches!(&back.ended, Ended::NoChanges { revision: Some(r), .. } if r.number == 2), "{back:?}");
+    }
+
+    #[test]
+    fn a_reconcile_step_plans_a_new_policy_once_and_compares_when_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let desired = request();
+        let interval = Duration::from_secs(60);
+        let (mut reconciler, _) =
+            Reconciler::new(deployer(dir.path()), desired.program.as_ref(), true, interval).unwrap();
+        let first = reconciler.reconcile(Some(&desired));
+        assert!(matches!(first.drift, Some(DriftCheck::NoRevision)), "{first:?}");
+        assert!(matches!(first.planned, Some(Ok(Planned { fix: Fix::UpToDate, .. }))), "{first:?}");
+        assert!(first.requeue_after > Duration::from_secs(50) && first.requeue_after <= interval);
+        let again = reconciler.reconcile(Some(&desired));
+        assert!(again.drift.is_none() && again.planned.is_none(), "nothing changed and nothing is due: {again:?}");
+        let none = reconciler.reconcile(None);
+        assert!(none.planned.is_none(), "{none:?}");
+    }
+}

@@ -348,11 +348,7 @@ pub(crate) fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput,
     // actions finish (a clean stop), and not Helm, which would fail them.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(command, 0);
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     // Standard output ends when the program does (almost always): wait for that without
     // polling, which would add up to a polling interval to every call.
     let (ended, end) = std::sync::mpsc::channel::<()>();

@@ -105,8 +105,8 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, ManifestError> {
     for chunk in aptc_core::manifest::documents(text) {
         let (line, chunk) = (chunk.line, chunk.text);
         let source = chunk.lines().find_map(|l| l.strip_prefix("# Source: ")).map(|s| s.trim().to_string());
-        let value: Option<Value> = serde_saphyr::from_str(&chunk)
-            .map_err(|e| ManifestError::Parse { line, source: Box::new(e) })?;
+        let value: Option<Value> =
+            serde_saphyr::from_str(&chunk).map_err(|e| ManifestError::Parse { line, source: Box::new(e) })?;
         match value {
             None | Some(Value::Null) => {}
             Some(value) => documents.push(Document { source, value }),
@@ -246,7 +246,12 @@ mod tests {
         });
         stamp(&mut list, &stamp_of()).unwrap();
         assert_eq!(list["items"][0]["metadata"]["labels"][LABEL_INSTANCE], "abc123");
-        assert!(stamp(&mut serde_json::json!(["x"]), &stamp_of()).unwrap_err().to_string().contains("not a Kubernetes object"));
+        assert!(
+            stamp(&mut serde_json::json!(["x"]), &stamp_of())
+                .unwrap_err()
+                .to_string()
+                .contains("not a Kubernetes object")
+        );
         assert!(stamp(&mut serde_json::json!({ "a": 1 }), &stamp_of()).unwrap_err().to_string().contains("no `kind`"));
     }
 

@@ -75,14 +75,13 @@ impl RenderDriver {
                 let helm = self.helm.as_ref().map_err(|e| e.clone())?;
                 let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
                 let values = PrivateValues::write(&values)?;
-                let output = helm
-                    .template(&TemplateRequest {
-                        release: &unit.name,
-                        chart: &chart,
-                        version: version.as_deref(),
-                        namespace: &unit.k8s_namespace,
-                        values_file: values.path(),
-                    })?;
+                let output = helm.template(&TemplateRequest {
+                    release: &unit.name,
+                    chart: &chart,
+                    version: version.as_deref(),
+                    namespace: &unit.k8s_namespace,
+                    values_file: values.path(),
+                })?;
                 values.remove()?;
                 let mut documents = parse_stream(&output).map_err(|e| e.in_output("helm's output"))?;
                 stamp_all(&mut documents, &Stamp::of(unit, revision))?;
@@ -128,7 +127,8 @@ impl RenderDriver {
             "objects": objects,
             "helm": self.helm.as_ref().ok().filter(|_| matches!(unit.source, Source::Chart { .. })).map(|h| &h.version),
         });
-        let text = serde_json::to_string_pretty(&record).expect("a JSON value with string keys always serialises") + "\n";
+        let text =
+            serde_json::to_string_pretty(&record).expect("a JSON value with string keys always serialises") + "\n";
         files.push((INSTANCE_FILE.to_string(), text));
         Ok((files, objects))
     }

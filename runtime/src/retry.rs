@@ -46,7 +46,11 @@ impl Backoff {
 
     /// Runs `op` until it succeeds, fails for good (the error is not [`Transient`]), or the
     /// attempts are used up; returns the last result. `what` names the operation in the log.
-    pub fn retry<T, E: std::fmt::Display + Transient>(&self, what: &str, op: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    pub fn retry<T, E: std::fmt::Display + Transient>(
+        &self,
+        what: &str,
+        op: impl FnMut() -> Result<T, E>,
+    ) -> Result<T, E> {
         self.retry_if(what, E::is_transient, op)
     }
 

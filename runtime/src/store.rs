@@ -493,9 +493,7 @@ impl Store {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, JOURNAL)? else { return Ok(None) };
         match table.first().map_err(|e| self.db("reading", e))? {
-            Some((_, text)) => {
-                serde_json::from_str(text.value()).map(Some).map_err(|e| self.corrupt("the journal", e))
-            }
+            Some((_, text)) => serde_json::from_str(text.value()).map(Some).map_err(|e| self.corrupt("the journal", e)),
             None => Ok(None),
         }
     }
@@ -633,7 +631,9 @@ mod tests {
         store.record(&first, &serde_json::json!({ "instances": {} })).unwrap();
         let second = revision(2, Cause::Deploy { paths: vec!["p".into()] }, &["a"]);
         store.record(&second, &serde_json::json!({ "instances": { "a": 1 } })).unwrap();
-        assert!(store.record(&first, &serde_json::json!({})).unwrap_err().to_string().contains("the next revision is 3"));
+        assert!(
+            store.record(&first, &serde_json::json!({})).unwrap_err().to_string().contains("the next revision is 3")
+        );
         assert_eq!(store.get(1).unwrap().unwrap(), first);
         assert_eq!(store.last().unwrap().unwrap(), second);
         assert_eq!(store.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);

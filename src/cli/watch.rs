@@ -48,8 +48,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     // The clusters the policy declares now; a policy change that changes them switches over.
     let first = policy::load(&paths, color);
     let interval = Duration::from_secs(args.interval);
-    let (mut reconciler, target) =
-        Reconciler::new(args.run.deployer(), first.as_ref().ok(), args.fix, interval)?;
+    let (mut reconciler, target) = Reconciler::new(args.run.deployer(), first.as_ref().ok(), args.fix, interval)?;
     signals::install("stopping: finishing what runs, then recording it")?;
     let cancel = signals::token();
     let mut snapshot = policy_snapshot(&paths);
@@ -192,7 +191,12 @@ impl Watch {
             return println!("up to date: {} instances{since}", prepared.plan.unchanged.len());
         }
         print!("{}", show_plan(prepared, reconciler.driver()));
-        tracing::info!(actions = prepared.plan.actions.len(), revision = prepared.revision, fix = self.args.fix, "plan");
+        tracing::info!(
+            actions = prepared.plan.actions.len(),
+            revision = prepared.revision,
+            fix = self.args.fix,
+            "plan"
+        );
         match &planned.fix {
             Fix::UpToDate => {}
             Fix::Reported => println!("not applied: watching without --fix (`aptc deploy` applies it)"),

@@ -145,10 +145,16 @@ mod tests {
                 .contains("no `kind`")
         );
         assert!(
-            ObjectRef::of(&json!({ "kind": "ConfigMap", "metadata": {} })).unwrap_err().to_string().contains("no `apiVersion`")
+            ObjectRef::of(&json!({ "kind": "ConfigMap", "metadata": {} }))
+                .unwrap_err()
+                .to_string()
+                .contains("no `apiVersion`")
         );
         assert!(
-            ObjectRef::of(&json!({ "apiVersion": "v1", "kind": "ConfigMap" })).unwrap_err().to_string().contains("metadata.name")
+            ObjectRef::of(&json!({ "apiVersion": "v1", "kind": "ConfigMap" }))
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.name")
         );
         assert!(ObjectRef::of(&json!("text")).unwrap_err().to_string().contains("not a Kubernetes object"));
     }
