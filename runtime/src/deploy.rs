@@ -28,6 +28,7 @@ use aptc_core::access::{Access, Role};
 /// in the revision).
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// The revision store cannot be opened, read or written.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// The store keeps another target's revisions: planning against them would be wrong.

@@ -32,13 +32,16 @@ use crate::store::{Cause, Journal, Revision, Store};
 pub enum TargetChoice {
     /// The declared clusters when one is configured and answers, else rendering.
     Auto,
+    /// Into a directory (the embedded default; for GitOps).
     Render,
+    /// The clusters the policy declares, through their kubeconfig; an error when none answers.
     Cluster,
 }
 
 /// What choosing a driver needs besides the policy: the user's choice and where the tools are.
 #[derive(Clone, Debug)]
 pub struct Targets {
+    /// `--target`.
     pub choice: TargetChoice,
     /// `--out`: where to render (implies rendering under `Auto`).
     pub out: Option<PathBuf>,
@@ -316,9 +319,11 @@ pub enum Fix {
 /// A plan a reconcile step made, and what came of it.
 #[derive(Debug)]
 pub struct Planned {
+    /// The plan (drift repairs explained in it).
     pub prepared: Prepared,
     /// A deploy that has not finished (see [`Supervisor::planned`]).
     pub pending: Option<Journal>,
+    /// What came of it.
     pub fix: Fix,
 }
 
@@ -408,7 +413,12 @@ impl Reconciler {
     /// Chooses the driver again when the policy's clusters are not those it was chosen for.
     fn switch(&mut self, program: Option<&Program>) -> Option<Result<String, DeployError>> {
         let program = program?;
-        let known = self.clusters.as_ref()?;
+        // The first policy that loads is what the driver was chosen without (it did not load
+        // then): it becomes the baseline, as the clusters of a later one are compared with it.
+        let Some(known) = &self.clusters else {
+            self.clusters = Some(program.clusters.clone());
+            return None;
+        };
         if *known == program.clusters {
             return None;
         }

@@ -62,12 +62,16 @@ pub enum DriverError {
     /// Helm is needed (chart instances) and missing or unusable.
     #[error("chart instances need helm: {0}")]
     NeedsHelm(#[source] HelmError),
+    /// A Helm call failed (a release, `helm template`).
     #[error(transparent)]
     Helm(#[from] HelmError),
+    /// The Kubernetes API refused or failed, or a cluster cannot be reached.
     #[error(transparent)]
     Kubernetes(#[from] K8sError),
+    /// A unit's manifests, or what Helm rendered, cannot be read or stamped.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A secret the unit refers to cannot be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// A file or directory of the target could not be made, written, moved or removed.

@@ -65,7 +65,7 @@ pub enum ManifestError {
     /// A document is not a mapping (`found` is its start, for the message).
     #[error("a document is not a Kubernetes object (a YAML mapping): {found}")]
     NotAnObject { found: String },
-    /// A mapping without `kind`.
+    /// A mapping without `kind` (`found` is its start).
     #[error("a document has no `kind`: {found}")]
     NoKind { found: String },
     /// An object cannot be written as YAML.

@@ -44,8 +44,10 @@ pub(crate) fn config_map(unit: &Unit, revision: u64, objects: &[ObjectRef]) -> V
 /// Why an inventory ConfigMap cannot be read (someone edited it, or it is not aptc's).
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
+    /// The ConfigMap has no `objects` key.
     #[error("it has no `objects` entry")]
     NoObjects,
+    /// `objects` is not the JSON list aptc writes.
     #[error("its `objects` entry is not a list of objects: {0}")]
     NotAList(#[source] serde_json::Error),
 }

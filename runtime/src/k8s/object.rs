@@ -23,8 +23,10 @@ pub(crate) struct ObjectRef {
 /// carries the start of the object (`found`) for the message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectError {
+    /// Not a mapping.
     #[error("a document is not a Kubernetes object: {found}")]
     NotAnObject { found: String },
+    /// A mapping without `kind`.
     #[error("an object has no `kind`: {found}")]
     NoKind { found: String },
     /// `field` (`apiVersion`, `metadata.name`) is missing or empty.
