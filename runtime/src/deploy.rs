@@ -40,7 +40,7 @@ pub enum DeployError {
     OtherTarget { store: std::path::PathBuf, found: String, target: String },
     /// The driver cannot carry the plan out (a tool missing, a cluster not answering).
     #[error(transparent)]
-    Driver(#[from] crate::driver::DriverError),
+    Driver(Box<crate::driver::DriverError>),
     /// `--out` names a render directory, which a cluster target has no use for.
     #[error("--out is where the render target writes: it cannot go with --target cluster")]
     OutWithCluster,
@@ -57,6 +57,12 @@ pub enum DeployError {
     /// Another deploy recorded a revision between this plan and its apply.
     #[error("{} changed since the plan was made (revision {next} is next, not {planned}); plan again", store.display())]
     Stale { store: std::path::PathBuf, next: u64, planned: u64 },
+}
+
+impl From<crate::driver::DriverError> for DeployError {
+    fn from(error: crate::driver::DriverError) -> DeployError {
+        DeployError::Driver(Box::new(error))
+    }
 }
 
 /// What a deploy would do.

@@ -75,7 +75,7 @@ pub enum StoreError {
     Open {
         path: PathBuf,
         #[source]
-        source: redb::DatabaseError,
+        source: Box<redb::DatabaseError>,
     },
     /// A newer aptc wrote it, in a schema this one does not know.
     #[error("{} was written by a newer aptc (store schema {found}, this aptc knows {SCHEMA}); use that aptc", path.display())]
@@ -86,7 +86,7 @@ pub enum StoreError {
         op: &'static str,
         path: PathBuf,
         #[source]
-        source: redb::Error,
+        source: Box<redb::Error>,
     },
     /// What the store holds does not decode: `what` says which part (`revision 3`, `the journal`).
     #[error("decoding {what} of {}: {source}", path.display())]
@@ -287,7 +287,7 @@ impl Store {
 
     /// The database failed while `op` (`reading`, `writing`).
     fn db(&self, op: &'static str, error: impl Into<redb::Error>) -> StoreError {
-        StoreError::Io { op, path: self.path.clone(), source: error.into() }
+        StoreError::Io { op, path: self.path.clone(), source: Box::new(error.into()) }
     }
 
     /// `what` (`revision 3`) does not decode.
@@ -568,7 +568,7 @@ impl Store {
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.to_path_buf() },
-        source => StoreError::Open { path: path.to_path_buf(), source },
+        source => StoreError::Open { path: path.to_path_buf(), source: Box::new(source) },
     }
 }
 
