@@ -28,6 +28,7 @@ use aptc_compiler::host::Analysis;
 use aptc_core::ir::Program;
 use aptc_core::resolve::resolve;
 use aptc_runtime::apply::Quiet;
+use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deploy::{Refresh, Request, apply, policy_hash, prepare};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
@@ -134,7 +135,10 @@ fn first_deploy(bencher: Bencher, instances: usize) {
     bencher.counter(ItemsCount::new(instances)).with_inputs(Scratch::new).bench_local_refs(|scratch| {
         let store = Store::open(&scratch.0.join("state.db")).expect("opening a new store");
         // Manifests instances need no Helm.
-        let driver = RenderDriver::new(&scratch.0.join("out"), Err(HelmError("not needed".to_string())));
+        let driver = RenderDriver::new(
+            &scratch.0.join("out"),
+            Err(HelmError::NotFound { place: "(not needed: manifests only)".into() }),
+        );
         let prepared = prepare(Some(&store), &driver, &desired, Refresh::Presence).expect("planning");
         driver.preflight(&prepared.plan).expect("preflight");
         let request = Request {
@@ -146,7 +150,7 @@ fn first_deploy(bencher: Bencher, instances: usize) {
             desired_state: serde_json::to_value(&state).expect("encoding the desired state"),
             parallel: 1,
         };
-        let revision = apply(&store, &driver, prepared, request, &Quiet).expect("deploying");
+        let revision = apply(&store, &driver, prepared, request, &Quiet, &Cancel::new()).expect("deploying");
         assert_eq!(revision.counts().created, instances);
         revision
     });

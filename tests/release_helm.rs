@@ -107,7 +107,7 @@ fn a_stamping_failure_says_why() {
     let dir = scratch("stamping");
     let chart = created_chart(&helm, &dir);
     std::fs::write(chart.join("templates/notes.yaml"), "just: data\n").unwrap();
-    let error = releases.template(&unit(&chart), 1, &serde_json::json!({})).unwrap_err().0;
+    let error = releases.template(&unit(&chart), 1, &serde_json::json!({})).unwrap_err().to_string();
     assert!(error.contains("helm template of release web-0123456789 failed"), "{error}");
     assert!(error.contains("stamping aptc's labels failed: a document has no `kind`"), "{error}");
 }
@@ -134,7 +134,7 @@ users:\n- name: u\n  user:\n    token: x\n",
         context: Some("dead".into()),
     };
     let started = Instant::now();
-    let error = releases.upgrade(&connection, &unit(&chart), 1, &serde_json::json!({})).unwrap_err().0;
+    let error = releases.upgrade(&connection, &unit(&chart), 1, &serde_json::json!({})).unwrap_err().to_string();
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
     let expected = format!(
         "helm upgrade of release web-0123456789 (namespace apps) on system.dead (context dead in {}) failed: ",
@@ -142,7 +142,7 @@ users:\n- name: u\n  user:\n    token: x\n",
     );
     assert!(error.starts_with(&expected), "{error}");
     assert!(error.contains("connection refused"), "{error}");
-    let status = releases.status(&connection, &unit(&chart)).unwrap_err().0;
+    let status = releases.status(&connection, &unit(&chart)).unwrap_err().to_string();
     assert!(status.contains("helm status of release web-0123456789") && status.contains("system.dead"), "{status}");
 }
 

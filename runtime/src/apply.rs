@@ -6,27 +6,73 @@
 //! place before what it replaces goes away.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
 use crate::driver::Driver;
 use crate::plan::{Action, Op, Plan, Unit};
 
 /// How an action ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
+#[serde(from = "WireOutcome", into = "WireOutcome")]
 pub enum Outcome {
-    Succeeded { detail: String },
-    Failed { error: String },
-    Skipped { reason: String },
+    Succeeded {
+        detail: String,
+    },
+    Failed {
+        error: String,
+    },
+    /// Not run, because of another action (`reason` says which).
+    Skipped {
+        reason: String,
+    },
+    /// Not started because the deploy was cancelled ([`Cancel`]); the next deploy does it.
+    Interrupted,
 }
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
         matches!(self, Outcome::Succeeded { .. })
+    }
+
+    /// Whether the action did not run (skipped or interrupted).
+    pub fn not_run(&self) -> bool {
+        matches!(self, Outcome::Skipped { .. } | Outcome::Interrupted)
+    }
+}
+
+/// [`Outcome`] as stores, journals and `--format json` have always written it: an interrupted
+/// action is `skipped` with the reason [`INTERRUPTED`].
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum WireOutcome {
+    Succeeded { detail: String },
+    Failed { error: String },
+    Skipped { reason: String },
+}
+
+impl From<WireOutcome> for Outcome {
+    fn from(wire: WireOutcome) -> Outcome {
+        match wire {
+            WireOutcome::Succeeded { detail } => Outcome::Succeeded { detail },
+            WireOutcome::Failed { error } => Outcome::Failed { error },
+            WireOutcome::Skipped { reason } if reason == INTERRUPTED => Outcome::Interrupted,
+            WireOutcome::Skipped { reason } => Outcome::Skipped { reason },
+        }
+    }
+}
+
+impl From<Outcome> for WireOutcome {
+    fn from(outcome: Outcome) -> WireOutcome {
+        match outcome {
+            Outcome::Succeeded { detail } => WireOutcome::Succeeded { detail },
+            Outcome::Failed { error } => WireOutcome::Failed { error },
+            Outcome::Skipped { reason } => WireOutcome::Skipped { reason },
+            Outcome::Interrupted => WireOutcome::Skipped { reason: INTERRUPTED.to_string() },
+        }
     }
 }
 
@@ -57,44 +103,19 @@ enum Slot {
     Done(ActionReport),
 }
 
-/// The reason recorded for the actions an interrupt kept from starting.
+/// How an [`Outcome::Interrupted`] action is written (as a skip reason) and shown.
 pub const INTERRUPTED: &str = "interrupted";
 
-/// Set by [`interrupt`] (the CLI's SIGINT/SIGTERM handler): [`execute`] starts no new action.
-static INTERRUPT: AtomicBool = AtomicBool::new(false);
-
-/// Asks every [`execute`] in this process to stop cleanly: no new action starts, running ones
-/// finish, the rest are skipped as [`INTERRUPTED`]. Safe to call from a signal handler thread.
-pub fn interrupt() {
-    INTERRUPT.store(true, Ordering::SeqCst);
-}
-
-/// Whether [`interrupt`] was called.
-pub fn interrupted() -> bool {
-    INTERRUPT.load(Ordering::SeqCst)
-}
-
 /// Applies `plan` as revision `revision` with at most `parallel` actions at once; one report per
-/// action, in plan order. Stops cleanly after [`interrupt`].
+/// action, in plan order. Once `cancel` is cancelled it stops cleanly: no new action starts,
+/// running ones finish, the others are [`Outcome::Interrupted`] (so the next deploy does them).
 pub fn execute(
     plan: &Plan,
     driver: &dyn Driver,
     revision: u64,
     parallel: usize,
     progress: &dyn Progress,
-) -> Vec<ActionReport> {
-    execute_until(plan, driver, revision, parallel, progress, &INTERRUPT)
-}
-
-/// [`execute`], stopping cleanly once `stop` is set: no new action starts, running ones finish,
-/// the others are skipped as [`INTERRUPTED`] (so the next deploy does them).
-pub fn execute_until(
-    plan: &Plan,
-    driver: &dyn Driver,
-    revision: u64,
-    parallel: usize,
-    progress: &dyn Progress,
-    stop: &AtomicBool,
+    cancel: &Cancel,
 ) -> Vec<ActionReport> {
     let start = Instant::now();
     let slots = Mutex::new(vec![Slot::Waiting; plan.actions.len()]);
@@ -108,7 +129,7 @@ pub fn execute_until(
         let workers = parallel.clamp(1, phase.len());
         std::thread::scope(|scope| {
             for _ in 0..workers {
-                scope.spawn(|| worker(plan, &phase, driver, revision, progress, &slots, &changed, start, stop));
+                scope.spawn(|| worker(plan, &phase, driver, revision, progress, &slots, &changed, start, cancel));
             }
         });
     }
@@ -165,21 +186,18 @@ fn worker(
     slots: &Mutex<Vec<Slot>>,
     changed: &Condvar,
     start: Instant,
-    stop: &AtomicBool,
+    cancel: &Cancel,
 ) {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let skipped = |reason: String| ActionReport {
-        outcome: Outcome::Skipped { reason },
-        started_ms: millis(start.elapsed()),
-        duration_ms: 0,
-    };
+    let ended = |outcome: Outcome| ActionReport { outcome, started_ms: millis(start.elapsed()), duration_ms: 0 };
+    let skipped = |reason: String| ended(Outcome::Skipped { reason });
     let mut guard = slots.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if cancel.is_cancelled() {
             // Interrupted: nothing new starts; what runs finishes in its own worker.
             for &i in phase {
                 if matches!(guard[i], Slot::Waiting) {
-                    let report = skipped(INTERRUPTED.to_string());
+                    let report = ended(Outcome::Interrupted);
                     progress.finished(i, &plan.actions[i], &report);
                     guard[i] = Slot::Done(report);
                 }
@@ -216,7 +234,7 @@ fn worker(
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.apply(revision, action)));
             let outcome = match applied {
                 Ok(Ok(result)) => Outcome::Succeeded { detail: result.detail },
-                Ok(Err(error)) => Outcome::Failed { error: error.message },
+                Ok(Err(error)) => Outcome::Failed { error: error.to_string() },
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<&str>()
@@ -347,7 +365,7 @@ mod tests {
             self.log.lock().unwrap().push(format!("{} {}", action.op.verb(), action.unit.key));
             self.running.fetch_sub(1, Ordering::SeqCst);
             if self.fail.contains(&action.unit.key) {
-                Err(DriverError::new("boom"))
+                Err(DriverError::Scrubbed("boom".into()))
             } else {
                 Ok(ActionResult { detail: "ok".into() })
             }
@@ -363,7 +381,7 @@ mod tests {
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("a", &[]), unit("b", &[]), unit("c", &[])]);
         let plan = plan(&BTreeMap::new(), &desired, &|_| true);
         let driver = Fake::new(&[]);
-        let reports = execute(&plan, &driver, 1, 3, &Quiet);
+        let reports = execute(&plan, &driver, 1, 3, &Quiet, &Cancel::new());
         assert!(reports.iter().all(|r| r.outcome.succeeded()));
         let log = driver.log.lock().unwrap().clone();
         let at = |s: &str| log.iter().position(|l| l == s).unwrap();
@@ -376,7 +394,7 @@ mod tests {
     fn a_failure_skips_its_dependents_only_and_the_applied_state_says_so() {
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("web", &["app"]), unit("other", &[])]);
         let plan = plan(&BTreeMap::new(), &desired, &|_| true);
-        let reports = execute(&plan, &Fake::new(&["db"]), 1, 2, &Quiet);
+        let reports = execute(&plan, &Fake::new(&["db"]), 1, 2, &Quiet, &Cancel::new());
         let by_key: BTreeMap<&str, &Outcome> =
             plan.actions.iter().zip(&reports).map(|(a, r)| (a.unit.key.as_str(), &r.outcome)).collect();
         assert!(matches!(by_key["db"], Outcome::Failed { error } if error == "boom"));
@@ -397,20 +415,20 @@ mod tests {
     fn a_panicking_driver_fails_the_action_and_the_rest_goes_on() {
         let desired = map(vec![unit("panics", &[]), unit("after", &["panics"]), unit("other", &[])]);
         let plan = plan(&BTreeMap::new(), &desired, &|_| true);
-        let reports = execute(&plan, &Fake::new(&[]), 1, 2, &Quiet);
+        let reports = execute(&plan, &Fake::new(&[]), 1, 2, &Quiet, &Cancel::new());
         let outcomes: Vec<String> = reports.iter().map(|r| format!("{:?}", r.outcome)).collect();
         assert!(outcomes[1].contains("internal error in the driver (a bug): driver bug"), "{outcomes:?}");
         assert!(outcomes[2].starts_with("Skipped"), "{outcomes:?}");
         assert!(reports[0].outcome.succeeded(), "{outcomes:?}");
     }
 
-    /// Sets `stop` while applying `db`, as a signal arriving mid-deploy would.
-    struct Interrupting<'a> {
-        stop: &'a AtomicBool,
+    /// Cancels while applying `db`, as a signal arriving mid-deploy would.
+    struct Interrupting {
+        stop: Cancel,
         log: Mutex<Vec<String>>,
     }
 
-    impl Driver for Interrupting<'_> {
+    impl Driver for Interrupting {
         fn target(&self) -> String {
             "fake".into()
         }
@@ -425,7 +443,7 @@ mod tests {
         }
         fn apply(&self, _: u64, action: &Action) -> Result<ActionResult, DriverError> {
             if action.unit.key == "db" {
-                self.stop.store(true, Ordering::SeqCst);
+                self.stop.cancel();
                 std::thread::sleep(Duration::from_millis(30));
             }
             self.log.lock().unwrap().push(action.unit.key.clone());
@@ -438,15 +456,15 @@ mod tests {
         let applied = map(vec![unit("old", &[])]);
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("web", &["app"])]);
         let plan = plan(&applied, &desired, &|_| true);
-        let stop = AtomicBool::new(false);
-        let driver = Interrupting { stop: &stop, log: Mutex::new(Vec::new()) };
-        let reports = execute_until(&plan, &driver, 2, 1, &Quiet, &stop);
+        let stop = Cancel::new();
+        let driver = Interrupting { stop: stop.clone(), log: Mutex::new(Vec::new()) };
+        let reports = execute(&plan, &driver, 2, 1, &Quiet, &stop);
         assert_eq!(*driver.log.lock().unwrap(), ["db"], "nothing new starts after the interrupt");
         let outcomes: Vec<(&str, &Outcome)> =
             plan.actions.iter().zip(&reports).map(|(a, r)| (a.unit.key.as_str(), &r.outcome)).collect();
         assert!(outcomes[0].1.succeeded(), "the running action finished: {outcomes:?}");
         for (key, outcome) in &outcomes[1..] {
-            assert!(matches!(outcome, Outcome::Skipped { reason } if reason == INTERRUPTED), "{key}: {outcome:?}");
+            assert_eq!(**outcome, Outcome::Interrupted, "{key}");
         }
         assert_eq!(outcomes.last().unwrap().0, "old", "the delete phase does not start either");
         // What was done is what the next deploy plans against: it carries on from there.
@@ -459,6 +477,10 @@ mod tests {
         let next = crate::plan::plan(&current, &desired, &|_| true);
         let keys: Vec<_> = next.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.unit.key)).collect();
         assert_eq!(keys, ["create app", "create web", "delete old"]);
+        // Stored as it always was: skipped, for the reason `interrupted`.
+        let wire = serde_json::to_value(&reports[1]).unwrap();
+        assert_eq!(wire["outcome"], serde_json::json!({ "status": "skipped", "reason": INTERRUPTED }));
+        assert_eq!(serde_json::from_value::<ActionReport>(wire).unwrap().outcome, Outcome::Interrupted);
     }
 
     #[test]
@@ -467,7 +489,7 @@ mod tests {
         let desired = map(vec![unit("new", &[])]);
         let plan = plan(&applied, &desired, &|_| true);
         let driver = Fake::new(&[]);
-        let reports = execute(&plan, &driver, 2, 4, &Quiet);
+        let reports = execute(&plan, &driver, 2, 4, &Quiet, &Cancel::new());
         assert!(reports.iter().all(|r| r.outcome.succeeded()));
         assert_eq!(*driver.log.lock().unwrap(), ["create new", "delete old_app", "delete old_db"]);
     }

@@ -17,6 +17,7 @@ use aptc_core::ir::Program;
 
 use crate::connection::Connection;
 use crate::driver::{ActionResult, Driver, DriverError};
+use crate::helm::HelmError;
 use crate::k8s::Applier;
 use crate::manifest::{parse_stream, unit_documents};
 use crate::plan::{Action, Op, Plan, Unit};
@@ -33,7 +34,7 @@ pub struct ClusterDriver {
     /// [`Connection::ambient`] (to delete what was deployed there).
     connections: BTreeMap<String, Connection>,
     /// `Err`: helm is missing (only chart units need it).
-    releases: Result<Releases, String>,
+    releases: Result<Releases, HelmError>,
     appliers: Mutex<HashMap<String, Arc<Applier>>>,
 }
 
@@ -44,7 +45,7 @@ pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
 
 impl ClusterDriver {
     /// A driver for the declared clusters `connections`, with Helm releases from `releases`.
-    pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, String>) -> ClusterDriver {
+    pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, HelmError>) -> ClusterDriver {
         ClusterDriver { connections, releases, appliers: Mutex::new(HashMap::new()) }
     }
 
@@ -72,46 +73,40 @@ impl ClusterDriver {
         if let Some(applier) = self.appliers.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(applier.clone());
         }
-        let applier =
-            Arc::new(Applier::connect(&self.connection(cluster)).map_err(|e| DriverError::new(e.to_string()))?);
+        let applier = Arc::new(Applier::connect(&self.connection(cluster))?);
         let mut appliers = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
         Ok(appliers.entry(cluster.to_string()).or_insert(applier).clone())
     }
 
     fn releases(&self) -> Result<&Releases, DriverError> {
-        self.releases.as_ref().map_err(|e| DriverError::new(format!("chart instances need helm: {e}")))
+        self.releases.as_ref().map_err(|e| DriverError::NeedsHelm(e.clone()))
     }
 
     /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
-    fn carry_out(&self, revision: u64, action: &Action) -> Result<String, String> {
+    fn carry_out(&self, revision: u64, action: &Action) -> Result<String, DriverError> {
         let unit = &action.unit;
         let connection = self.connection(&unit.cluster);
         match (&unit.source, action.op) {
-            (Source::Chart { .. }, Op::Delete) => {
-                Ok(self.releases().map_err(|e| e.message)?.uninstall(&connection, unit).map_err(|e| e.0)?.to_string())
-            }
+            (Source::Chart { .. }, Op::Delete) => Ok(self.releases()?.uninstall(&connection, unit)?.to_string()),
             (Source::Chart { .. }, _) => {
-                let releases = self.releases().map_err(|e| e.message)?;
-                let values = secrets::reveal(&unit.values, base_dir(unit)).map_err(|e| e.to_string())?;
+                let releases = self.releases()?;
+                let values = secrets::reveal(&unit.values, base_dir(unit))?;
                 // Created here rather than by Helm, so it carries aptc's label like every
                 // namespace aptc makes.
-                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
-                applier.ensure_namespace(&unit.k8s_namespace).map_err(|e| e.to_string())?;
-                match releases.upgrade(&connection, unit, revision, &values).map_err(|e| e.0)? {
+                let applier = self.applier(&unit.cluster)?;
+                applier.ensure_namespace(&unit.k8s_namespace)?;
+                match releases.upgrade(&connection, unit, revision, &values)? {
                     ReleaseOutcome::Deployed(status) => {
                         Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
                     }
                     other => Ok(other.to_string()),
                 }
             }
-            (Source::Manifests { .. }, Op::Delete) => {
-                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
-                Ok(applier.delete(unit).map_err(|e| e.to_string())?.detail)
-            }
+            (Source::Manifests { .. }, Op::Delete) => Ok(self.applier(&unit.cluster)?.delete(unit)?.detail),
             (Source::Manifests { .. }, _) => {
-                let applier = self.applier(&unit.cluster).map_err(|e| e.message)?;
+                let applier = self.applier(&unit.cluster)?;
                 let objects = objects(unit, revision)?;
-                Ok(applier.apply(unit, revision, &objects).map_err(|e| e.to_string())?.detail)
+                Ok(applier.apply(unit, revision, &objects)?.detail)
             }
         }
     }
@@ -125,11 +120,11 @@ fn base_dir(unit: &Unit) -> &Path {
 }
 
 /// A manifests unit's objects, stamped for `revision`, with their secrets revealed.
-fn objects(unit: &Unit, revision: u64) -> Result<Vec<serde_json::Value>, String> {
+fn objects(unit: &Unit, revision: u64) -> Result<Vec<serde_json::Value>, DriverError> {
     let base = base_dir(unit);
     unit_documents(unit, revision)?
         .into_iter()
-        .map(|document| secrets::reveal_in_strings(document.value, base).map_err(|e| e.to_string()))
+        .map(|document| Ok(secrets::reveal_in_strings(document.value, base)?))
         .collect()
 }
 
@@ -166,9 +161,12 @@ impl Driver for ClusterDriver {
 
     fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError> {
         let unit = &action.unit;
-        self.carry_out(revision, action).map(|detail| ActionResult { detail }).map_err(|message| {
-            // Whatever a tool said, it never shows a secret.
-            DriverError::new(secrets::scrub(&message, &unit.values, base_dir(unit)))
+        self.carry_out(revision, action).map(|detail| ActionResult { detail }).map_err(|error| {
+            // Whatever a tool said, it never shows a secret: an error that would is kept as its
+            // scrubbed text only.
+            let message = error.to_string();
+            let scrubbed = secrets::scrub(&message, &unit.values, base_dir(unit));
+            if scrubbed == message { error } else { DriverError::Scrubbed(scrubbed) }
         })
     }
 
@@ -207,7 +205,7 @@ mod tests {
 
     /// A driver whose cluster `system.local` is the fake API server (no helm).
     fn driver(fake: &FakeApi) -> ClusterDriver {
-        let driver = ClusterDriver::new(BTreeMap::new(), Err("no helm in this test".into()));
+        let driver = ClusterDriver::new(BTreeMap::new(), Err(HelmError::NotFound { place: "in this test".into() }));
         let make = fake.clone();
         let applier = Applier::with_client("system.local", move || make.client(), Backoff::immediate(2)).unwrap();
         driver.appliers.lock().unwrap().insert("system.local".into(), Arc::new(applier));
@@ -263,14 +261,14 @@ mod tests {
         let unit = manifests_unit(&format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"{secret}\"\n"));
         let fake = FakeApi::new();
         let driver = driver(&fake);
-        let error = driver.apply(1, &action(Op::Create, &unit)).unwrap_err().message;
+        let error = driver.apply(1, &action(Op::Create, &unit)).unwrap_err().to_string();
         assert!(error.contains("APTC_CLUSTER_TEST_UNSET"), "{error}");
         assert!(fake.paths_of("PATCH").is_empty(), "nothing was applied");
 
         let chart = crate::plan::tests::unit("local/apps/team.svc/dev/web", &[]);
         let plan = Plan { actions: vec![action(Op::Create, &chart)], unchanged: vec![] };
-        assert!(driver.preflight(&plan).unwrap_err().message.contains("chart instances need helm"));
-        assert!(driver.apply(1, &plan.actions[0]).unwrap_err().message.contains("no helm in this test"));
+        assert!(driver.preflight(&plan).unwrap_err().to_string().contains("chart instances need helm"));
+        assert!(driver.apply(1, &plan.actions[0]).unwrap_err().to_string().contains("helm was not found in this test"));
         assert!(!driver.is_present(&chart));
     }
 
@@ -286,10 +284,10 @@ mod tests {
         };
         let connections =
             BTreeMap::from([("system.prod".to_string(), Connection::for_cluster("system.prod", &cluster))]);
-        let driver = ClusterDriver::new(connections, Err("no helm".into()));
+        let driver = ClusterDriver::new(connections, Err(HelmError::NotFound { place: "in this test".into() }));
         assert_eq!(driver.target(), "kubernetes");
         assert_eq!(driver.describe(), "applied to Kubernetes: system.prod (context prod-ctx in /k/config)");
         assert!(!driver.is_configured(), "no kubeconfig file at /k/config");
-        assert!(driver.probe().unwrap_err().message.contains("/k/config"));
+        assert!(driver.probe().unwrap_err().to_string().contains("/k/config"));
     }
 }

@@ -1,5 +1,5 @@
-//! A deploy from start to end, for the CLI: plan against what the last revision left applied,
-//! then apply with a driver and record the revision.
+//! The steps of a deploy: plan against what the last revision left applied, then apply with a
+//! driver and record the revision ([`crate::deployer`] runs them in order for the CLI).
 //!
 //! ```text
 //! desired units ──plan against── last revision's `applied` ──> Plan
@@ -18,19 +18,50 @@ use std::time::Instant;
 use aptc_core::ir::Program;
 
 use crate::apply::{Applied, Progress, applied_after, execute};
+use crate::cancel::Cancel;
 use crate::driver::Driver;
 use crate::plan::{Plan, Unit, plan};
 use crate::store::{Cause, Journal, Revision, Store, action_records, now_rfc3339};
 use aptc_core::access::{Access, Role};
 
-/// A deploy that cannot start or be recorded.
+/// A deploy that cannot start or be recorded (an action that fails is not this: it is recorded
+/// in the revision).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DeployError(pub String);
+pub enum DeployError {
+    /// The revision store cannot be opened, read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The store keeps another target's revisions: planning against them would be wrong.
+    #[error(
+        "{} holds the revisions of `{found}`, not of `{target}`: deploy to that target, or keep another state file \
+(--state) for this one",
+        store.display()
+    )]
+    OtherTarget { store: std::path::PathBuf, found: String, target: String },
+    /// The driver cannot carry the plan out (a tool missing, a cluster not answering).
+    #[error(transparent)]
+    Driver(Box<crate::driver::DriverError>),
+    /// `--out` names a render directory, which a cluster target has no use for.
+    #[error("--out is where the render target writes: it cannot go with --target cluster")]
+    OutWithCluster,
+    /// A rollback with no store to roll back in.
+    #[error("there are no revisions: {} does not exist", store.display())]
+    NoRevisions { store: std::path::PathBuf },
+    /// A rollback to a revision the store does not have (`last`: its last one).
+    #[error(
+        "there is no revision {number} in {} (the last is {}; see `aptc history`)",
+        store.display(),
+        last.map_or("none".to_string(), |n| n.to_string())
+    )]
+    NoSuchRevision { store: std::path::PathBuf, number: u64, last: Option<u64> },
+    /// Another deploy recorded a revision between this plan and its apply.
+    #[error("{} changed since the plan was made (revision {next} is next, not {planned}); plan again", store.display())]
+    Stale { store: std::path::PathBuf, next: u64, planned: u64 },
+}
 
-impl From<crate::store::StoreError> for DeployError {
-    fn from(error: crate::store::StoreError) -> DeployError {
-        DeployError(error.0)
+impl From<crate::driver::DriverError> for DeployError {
+    fn from(error: crate::driver::DriverError) -> DeployError {
+        DeployError::Driver(Box::new(error))
     }
 }
 
@@ -83,13 +114,11 @@ pub fn prepare(
     if let (Some(store), Some(last)) = (store, &last)
         && last.target != driver.target()
     {
-        return Err(DeployError(format!(
-            "{} holds the revisions of `{}`, not of `{}`: deploy to that target, or keep another state file \
-(--state) for this one",
-            store.path().display(),
-            last.target,
-            driver.target()
-        )));
+        return Err(DeployError::OtherTarget {
+            store: store.path().to_path_buf(),
+            found: last.target.clone(),
+            target: driver.target(),
+        });
     }
     let applied = last.as_ref().map(|r| r.applied.clone()).unwrap_or_default();
     let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
@@ -119,6 +148,7 @@ pub fn prepare(
 }
 
 /// Who, why and what: the parts of a revision that do not come from applying.
+#[derive(Clone, Debug)]
 pub struct Request {
     pub user: String,
     pub cause: Cause,
@@ -134,22 +164,19 @@ pub struct Request {
     pub parallel: usize,
 }
 
-/// Applies a prepared plan and records the revision (also when actions failed: it says exactly
-/// what was done).
+/// Applies a prepared plan and records the revision (also when actions failed, or `cancel` stopped
+/// it: it says exactly what was done).
 pub fn apply(
     store: &Store,
     driver: &dyn Driver,
     prepared: Prepared,
     request: Request,
     progress: &dyn Progress,
+    cancel: &Cancel,
 ) -> Result<Revision, DeployError> {
     let next = store.next_number()?;
     if next != prepared.revision {
-        return Err(DeployError(format!(
-            "{} changed since the plan was made (revision {next} is next, not {}); plan again",
-            store.path().display(),
-            prepared.revision
-        )));
+        return Err(DeployError::Stale { store: store.path().to_path_buf(), next, planned: prepared.revision });
     }
     let started = Instant::now();
     let mut revision = Revision {
@@ -171,7 +198,7 @@ pub fn apply(
         program: request.program.as_ref().map(Program::to_json),
     })?;
     let journaling = Journaling { store, revision: prepared.revision, inner: progress };
-    let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, &journaling);
+    let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, &journaling, cancel);
     let mut applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
     crate::drift::record_fingerprints(&mut applied, driver, prepared.revision);
     revision.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

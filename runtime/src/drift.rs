@@ -174,7 +174,7 @@ mod tests {
         unit.source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir: policy.to_string_lossy().into_owned() };
         let text = std::fs::read_to_string(policy.join("k8s/a.yaml")).unwrap();
         unit.files = vec![aptc_core::resolve::RenderedFile { path: "k8s/a.yaml".into(), text }];
-        let driver = RenderDriver::new(out, Err(HelmError("no helm in this test".into())));
+        let driver = RenderDriver::new(out, Err(HelmError::NotFound { place: "in this test".into() }));
         let action = Action { op: Op::Create, unit: unit.clone(), why: "new".into(), after: vec![] };
         driver.apply(1, &action).unwrap();
         let mut applied =

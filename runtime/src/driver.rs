@@ -6,8 +6,14 @@
 //! (Helm releases and server-side apply through the Kubernetes API) implement the same trait.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
+use crate::helm::HelmError;
+use crate::k8s::K8sError;
+use crate::manifest::ManifestError;
 use crate::plan::{Action, Plan, Unit};
+use crate::render::INSTANCE_FILE;
+use crate::secrets::SecretError;
 
 /// Applies actions to one target.
 pub trait Driver: Sync {
@@ -49,15 +55,47 @@ pub struct ActionResult {
     pub detail: String,
 }
 
-/// Why an action (or a preflight) failed; the message is shown as it is.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct DriverError {
-    pub message: String,
-}
-
-impl DriverError {
-    pub fn new(message: impl Into<String>) -> DriverError {
-        DriverError { message: message.into() }
-    }
+/// Why an action (or a preflight) failed, by the part that failed; the message is what the
+/// revision records and people read.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// Helm is needed (chart instances) and missing or unusable.
+    #[error("chart instances need helm: {0}")]
+    NeedsHelm(#[source] HelmError),
+    /// A Helm call failed (a release, `helm template`).
+    #[error(transparent)]
+    Helm(#[from] HelmError),
+    /// The Kubernetes API refused or failed, or a cluster cannot be reached.
+    #[error(transparent)]
+    Kubernetes(#[from] K8sError),
+    /// A unit's manifests, or what Helm rendered, cannot be read or stamped.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A secret the unit refers to cannot be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// A file or directory of the target could not be made, written, moved or removed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An instance name that cannot be a directory of the render target.
+    #[error("`{0}` cannot be a directory name")]
+    BadName(String),
+    /// The target holds something aptc did not make where aptc would write (`writing`) or remove
+    /// it: left alone.
+    #[error(
+        "{} {}is not aptc's rendering of this instance (no {INSTANCE_FILE} for {key}); {}",
+        dir.display(),
+        if *writing { "exists and " } else { "" },
+        if *writing { "move it away" } else { "not removed" }
+    )]
+    NotOurs { dir: PathBuf, key: String, writing: bool },
+    /// An error whose message held a secret, kept only as its scrubbed text (the original is
+    /// dropped so the secret goes nowhere).
+    #[error("{0}")]
+    Scrubbed(String),
 }

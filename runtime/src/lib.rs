@@ -3,14 +3,18 @@
 //! Deploying: [`plan`] turns a desired state into deployable units and plans the actions from
 //! what is applied to what is desired; [`apply`] carries a plan out with a [`driver`] (the
 //! [`render`] driver writes into a directory; `helm` runs the real Helm binary; [`release`] runs
-//! Helm releases on a cluster; `manifest` stamps the objects); [`store`] keeps the revisions; [`deploy`] ties them together for the CLI, refusing changes the
-//! deploying user may not make (roles from `aptc_core::access`).
+//! Helm releases on a cluster; `manifest` stamps the objects); [`store`] keeps the revisions; [`deploy`] holds the steps, refusing changes the
+//! deploying user may not make (roles from `aptc_core::access`), and [`deployer`] runs them in order
+//! (deploy, rollback, and one [`deployer::Reconciler::reconcile`] step of a watch loop), stopped by
+//! a [`cancel::Cancel`]. Errors are typed per part, never strings.
 //! It depends on the pure core only, never on the compiler: the IR is its input.
 
 pub mod apply;
+pub mod cancel;
 pub mod cluster;
 pub mod connection;
 pub mod deploy;
+pub mod deployer;
 pub mod drift;
 pub mod driver;
 pub mod helm;

@@ -52,19 +52,61 @@ impl Stamp {
     }
 }
 
+/// A YAML stream or a document in it that cannot be read, stamped or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// A document is not valid YAML.
+    #[error("the YAML document at line {line} does not parse: {source}")]
+    Parse {
+        line: usize,
+        #[source]
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A document is not a mapping (`found` is its start, for the message).
+    #[error("a document is not a Kubernetes object (a YAML mapping): {found}")]
+    NotAnObject { found: String },
+    /// A mapping without `kind` (`found` is its start).
+    #[error("a document has no `kind`: {found}")]
+    NoKind { found: String },
+    /// An object cannot be written as YAML.
+    #[error("writing YAML: {0}")]
+    Write(#[from] serde_saphyr::SerializeError),
+    /// One of the above, in a unit's manifest file `path`.
+    #[error("{path}: {source}")]
+    InFile {
+        path: String,
+        #[source]
+        source: Box<ManifestError>,
+    },
+    /// One of the above, in what a tool (`helm`) printed: `what` says which output.
+    #[error("reading {what}: {source}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: Box<ManifestError>,
+    },
+}
+
+impl ManifestError {
+    /// This error, in `what` (a tool's output: `Helm's manifests`).
+    pub fn in_output(self, what: &'static str) -> ManifestError {
+        ManifestError::Output { what, source: Box::new(self) }
+    }
+}
+
 /// The documents of a multi-document YAML stream, in order; empty documents (only comments or
 /// nothing) are dropped.
 ///
 /// The stream is split at document markers (`---` at the start of a line, which YAML forbids
 /// inside any scalar), and each document is parsed on its own, so a comment `# Source: …` right
 /// after a marker stays with its document.
-pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
+pub fn parse_stream(text: &str) -> Result<Vec<Document>, ManifestError> {
     let mut documents = Vec::new();
     for chunk in aptc_core::manifest::documents(text) {
         let (line, chunk) = (chunk.line, chunk.text);
         let source = chunk.lines().find_map(|l| l.strip_prefix("# Source: ")).map(|s| s.trim().to_string());
-        let value: Option<Value> = serde_saphyr::from_str(&chunk)
-            .map_err(|e| format!("the YAML document at line {line} does not parse: {e}"))?;
+        let value: Option<Value> =
+            serde_saphyr::from_str(&chunk).map_err(|e| ManifestError::Parse { line, source: Box::new(e) })?;
         match value {
             None | Some(Value::Null) => {}
             Some(value) => documents.push(Document { source, value }),
@@ -76,12 +118,13 @@ pub fn parse_stream(text: &str) -> Result<Vec<Document>, String> {
 /// The objects a manifests unit applies at `revision`: the documents of its rendered files, in
 /// order, each with its file as `source` and stamped. Secrets in them are still placeholders
 /// ([`aptc_core::secret::placeholder`]): the driver reveals or redacts them.
-pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, String> {
+pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, ManifestError> {
     let with = Stamp::of(unit, revision);
     let mut out = Vec::new();
     for file in &unit.files {
-        let mut documents = parse_stream(&file.text).map_err(|e| format!("{}: {e}", file.path))?;
-        stamp_all(&mut documents, &with).map_err(|e| format!("{}: {e}", file.path))?;
+        let in_file = |e| ManifestError::InFile { path: file.path.clone(), source: Box::new(e) };
+        let mut documents = parse_stream(&file.text).map_err(in_file)?;
+        stamp_all(&mut documents, &with).map_err(in_file)?;
         for mut document in documents {
             document.source = Some(file.path.clone());
             out.push(document);
@@ -91,19 +134,19 @@ pub fn unit_documents(unit: &Unit, revision: u64) -> Result<Vec<Document>, Strin
 }
 
 /// Stamps every document's object (see [`stamp`]).
-pub fn stamp_all(documents: &mut [Document], with: &Stamp) -> Result<(), String> {
+pub fn stamp_all(documents: &mut [Document], with: &Stamp) -> Result<(), ManifestError> {
     documents.iter_mut().try_for_each(|document| stamp(&mut document.value, with))
 }
 
 /// The documents as one YAML stream: each preceded by `---` and its `# Source:` comment.
-pub fn write_stream(documents: &[Document]) -> Result<String, String> {
+pub fn write_stream(documents: &[Document]) -> Result<String, ManifestError> {
     let mut out = String::new();
     for document in documents {
         out.push_str("---\n");
         if let Some(source) = &document.source {
             out.push_str(&format!("# Source: {source}\n"));
         }
-        let text = serde_saphyr::to_string(&document.value).map_err(|e| format!("writing YAML: {e}"))?;
+        let text = serde_saphyr::to_string(&document.value)?;
         out.push_str(&text);
         if !text.ends_with('\n') {
             out.push('\n');
@@ -114,13 +157,13 @@ pub fn write_stream(documents: &[Document]) -> Result<String, String> {
 
 /// Adds aptc's labels and annotation to a Kubernetes object (and to the items of a `…List`).
 /// A document that is not an object with a `kind` is an error.
-pub fn stamp(value: &mut Value, stamp: &Stamp) -> Result<(), String> {
+pub fn stamp(value: &mut Value, stamp: &Stamp) -> Result<(), ManifestError> {
     let Value::Object(object) = value else {
-        return Err(format!("a document is not a Kubernetes object (a YAML mapping): {}", short(value)));
+        return Err(ManifestError::NotAnObject { found: short(value) });
     };
     let kind = object.get("kind").and_then(Value::as_str).map(str::to_string);
     let Some(kind) = kind else {
-        return Err(format!("a document has no `kind`: {}", short(value)));
+        return Err(ManifestError::NoKind { found: short(value) });
     };
     if kind.ends_with("List")
         && let Some(Value::Array(items)) = object.get_mut("items")
@@ -203,12 +246,17 @@ mod tests {
         });
         stamp(&mut list, &stamp_of()).unwrap();
         assert_eq!(list["items"][0]["metadata"]["labels"][LABEL_INSTANCE], "abc123");
-        assert!(stamp(&mut serde_json::json!(["x"]), &stamp_of()).unwrap_err().contains("not a Kubernetes object"));
-        assert!(stamp(&mut serde_json::json!({ "a": 1 }), &stamp_of()).unwrap_err().contains("no `kind`"));
+        assert!(
+            stamp(&mut serde_json::json!(["x"]), &stamp_of())
+                .unwrap_err()
+                .to_string()
+                .contains("not a Kubernetes object")
+        );
+        assert!(stamp(&mut serde_json::json!({ "a": 1 }), &stamp_of()).unwrap_err().to_string().contains("no `kind`"));
     }
 
     #[test]
     fn a_bad_document_is_an_error() {
-        assert!(parse_stream("a: [1\n").unwrap_err().contains("does not parse"));
+        assert!(parse_stream("a: [1\n").unwrap_err().to_string().contains("does not parse"));
     }
 }

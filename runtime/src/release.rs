@@ -31,8 +31,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::connection::Connection;
-use crate::helm::{Helm, HelmError, PrivateValues, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, run};
-use crate::manifest::{LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, Stamp, parse_stream, stamp_all, write_stream};
+use crate::helm::{Failure, Helm, HelmError, PrivateValues, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, run};
+use crate::manifest::{
+    LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, ManifestError, Stamp, parse_stream, stamp_all, write_stream,
+};
 use crate::plan::Unit;
 use crate::retry::Backoff;
 use crate::source::{ChartRef, Source};
@@ -49,17 +51,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// How long a read (`status`, `get manifest`) may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What Helm says when the API server is unreachable or overloaded for a while: worth retrying.
-const TRANSIENT: [&str; 7] = [
-    "connection refused",
-    "i/o timeout",
-    "tls handshake timeout",
-    "the server is currently unable to handle the request",
-    "etcdserver: request timed out",
-    "too many requests",
-    "connection reset by peer",
-];
 
 /// Helm's message for a release locked by another operation (or one that was interrupted).
 const PENDING: &str = "another operation (install/upgrade/rollback) is in progress";
@@ -142,10 +133,12 @@ impl Releases {
         let user_plugins = if helm.is_v3() {
             None
         } else {
-            let output = run(Command::new(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)
-                .map_err(|e| HelmError(format!("running helm: {e}")))?;
+            let output = run(Command::new(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)?;
             if !output.success {
-                return Err(HelmError(format!("`helm env HELM_PLUGINS` failed: {}", output.message())));
+                return Err(HelmError::Failed {
+                    command: "`helm env HELM_PLUGINS`".into(),
+                    reason: Failure::helm(output.message()),
+                });
             }
             Some(OsString::from(output.stdout.trim()))
         };
@@ -176,7 +169,7 @@ impl Releases {
         values: &serde_json::Value,
     ) -> Result<ReleaseOutcome, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values).map_err(HelmError)?;
+        let files = PrivateValues::write(values)?;
         let mut command = Command::new(&self.helm.path);
         command.arg("upgrade").arg("--install").arg(&unit.name);
         chart_args(&mut command, &chart, version_of(unit))?;
@@ -206,17 +199,14 @@ impl Releases {
         tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm upgrade --install");
         let result = self.execute("helm upgrade", &mut command, deadline);
         let stamping = read_post_render_error(files.dir());
-        files.remove().map_err(HelmError)?;
-        match result {
-            Ok(stdout) => {
-                let status = parse_release(&stdout).map_err(|e| {
-                    self.failed("helm upgrade", connection, unit, &format!("reading Helm's answer: {e}"))
-                })?;
+        files.remove()?;
+        match result.and_then(|stdout| parse_release(&stdout)) {
+            Ok(status) => {
                 tracing::info!(release = %unit.name, status = %status.status, helm_revision = status.revision, "upgraded");
                 Ok(ReleaseOutcome::Deployed(status))
             }
-            Err(message) if message.contains(PENDING) => Err(self.pending(connection, unit)),
-            Err(message) => Err(self.failed("helm upgrade", connection, unit, &with_stamping(message, stamping))),
+            Err(failure) if failure.says(PENDING) => Err(self.pending(connection, unit)),
+            Err(failure) => Err(self.failed("helm upgrade", connection, unit, with_stamping(failure, stamping))),
         }
     }
 
@@ -228,8 +218,8 @@ impl Releases {
         tracing::info!(release = %unit.name, cluster = %connection.cluster, "helm uninstall");
         match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT) {
             Ok(_) => Ok(ReleaseOutcome::Uninstalled),
-            Err(message) if message.contains(NOT_FOUND) => Ok(ReleaseOutcome::AlreadyGone),
-            Err(message) => Err(self.failed("helm uninstall", connection, unit, &message)),
+            Err(failure) if failure.says(NOT_FOUND) => Ok(ReleaseOutcome::AlreadyGone),
+            Err(failure) => Err(self.failed("helm uninstall", connection, unit, failure)),
         }
     }
 
@@ -238,12 +228,10 @@ impl Releases {
     pub fn status(&self, connection: &Connection, unit: &Unit) -> Result<Option<ReleaseStatus>, HelmError> {
         let mut command = self.release_command(&["status"], connection, unit);
         command.arg("--output").arg("json");
-        match self.execute("helm status", &mut command, QUERY_TIMEOUT) {
-            Ok(stdout) => parse_release(&stdout)
-                .map(Some)
-                .map_err(|e| self.failed("helm status", connection, unit, &format!("reading Helm's answer: {e}"))),
-            Err(message) if message.contains(NOT_FOUND) => Ok(None),
-            Err(message) => Err(self.failed("helm status", connection, unit, &message)),
+        match self.execute("helm status", &mut command, QUERY_TIMEOUT).and_then(|stdout| parse_release(&stdout)) {
+            Ok(status) => Ok(Some(status)),
+            Err(failure) if failure.says(NOT_FOUND) => Ok(None),
+            Err(failure) => Err(self.failed("helm status", connection, unit, failure)),
         }
     }
 
@@ -252,7 +240,7 @@ impl Releases {
     pub fn manifest(&self, connection: &Connection, unit: &Unit) -> Result<String, HelmError> {
         let mut command = self.release_command(&["get", "manifest"], connection, unit);
         self.execute("helm get manifest", &mut command, QUERY_TIMEOUT)
-            .map_err(|message| self.failed("helm get manifest", connection, unit, &message))
+            .map_err(|failure| self.failed("helm get manifest", connection, unit, failure))
     }
 
     /// `helm template` with the same chart, values and post-renderer as [`Releases::upgrade`],
@@ -260,7 +248,7 @@ impl Releases {
     /// afterwards), for a diff before deploying.
     pub fn template(&self, unit: &Unit, revision: u64, values: &serde_json::Value) -> Result<String, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values).map_err(HelmError)?;
+        let files = PrivateValues::write(values)?;
         let mut command = self.helm.template_command(&TemplateRequest {
             release: &unit.name,
             chart: &chart,
@@ -271,9 +259,10 @@ impl Releases {
         self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
         let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT);
         let stamping = read_post_render_error(files.dir());
-        files.remove().map_err(HelmError)?;
-        result.map_err(|message| {
-            HelmError(format!("helm template of release {} failed: {}", unit.name, with_stamping(message, stamping)))
+        files.remove()?;
+        result.map_err(|failure| HelmError::Failed {
+            command: format!("helm template of release {}", unit.name),
+            reason: with_stamping(failure, stamping),
         })
     }
 
@@ -296,11 +285,10 @@ impl Releases {
             Some(user_plugins) => {
                 let plugins = private.join("plugins");
                 write_plugin(&plugins.join(PLUGIN_NAME), &self.post_renderer)
-                    .map_err(|e| HelmError(format!("writing aptc's post-renderer plugin: {e}")))?;
+                    .map_err(|e| HelmError::io("writing aptc's post-renderer plugin", e))?;
                 let mut dirs = vec![plugins];
                 dirs.extend(std::env::split_paths(user_plugins));
-                let joined = std::env::join_paths(dirs)
-                    .map_err(|e| HelmError(format!("Helm's plugin directories cannot be joined: {e}")))?;
+                let joined = std::env::join_paths(dirs).map_err(|e| HelmError::Plugins(std::sync::Arc::new(e)))?;
                 command.env("HELM_PLUGINS", joined).arg("--post-renderer").arg(PLUGIN_NAME);
             }
         }
@@ -317,31 +305,31 @@ impl Releases {
         Ok(())
     }
 
-    /// Runs Helm, retrying transient failures; its output, or its message (trimmed, without
-    /// `Error: `).
-    fn execute(&self, what: &str, command: &mut Command, deadline: Duration) -> Result<String, String> {
+    /// Runs Helm, retrying transient failures; its output, or how it failed (Helm's message
+    /// trimmed, without `Error: `).
+    fn execute(&self, what: &str, command: &mut Command, deadline: Duration) -> Result<String, Failure> {
         tracing::debug!(?command, "running helm");
-        self.backoff.retry(
-            what,
-            |message: &String| is_transient(message),
-            || {
-                let output = run(command, deadline).map_err(|e| format!("running helm: {e}"))?;
-                if output.success {
-                    Ok(output.stdout)
-                } else {
-                    Err(output.message().trim_start_matches("Error: ").to_string())
-                }
-            },
-        )
+        self.backoff.retry(what, || {
+            let output = run(command, deadline)?;
+            if output.success {
+                Ok(output.stdout)
+            } else {
+                Err(Failure::helm(output.message().trim_start_matches("Error: ")))
+            }
+        })
     }
 
-    fn failed(&self, what: &str, connection: &Connection, unit: &Unit, message: &str) -> HelmError {
-        HelmError(format!(
-            "{what} of release {} (namespace {}) on {} failed: {message}",
-            unit.name,
-            unit.k8s_namespace,
-            connection.describe()
-        ))
+    /// `what` (`helm upgrade`) of `unit`'s release failed as `reason` says.
+    fn failed(&self, what: &str, connection: &Connection, unit: &Unit, reason: Failure) -> HelmError {
+        HelmError::Failed {
+            command: format!(
+                "{what} of release {} (namespace {}) on {}",
+                unit.name,
+                unit.k8s_namespace,
+                connection.describe()
+            ),
+            reason,
+        }
     }
 
     /// The error for a release locked by another operation, saying how to unlock it: a pending
@@ -362,21 +350,20 @@ impl Releases {
             Some("pending-upgrade" | "pending-rollback") => format!("roll it back with {rollback}"),
             _ => format!("roll it back with {rollback}, or if it was never deployed remove it with {uninstall}"),
         };
-        HelmError(format!(
-            "release {} (namespace {}) on {} is {}: another Helm operation holds it, or one was interrupted and left \
-it locked; aptc does not retry this. If no operation is running, {fix}, then deploy again",
-            unit.name,
-            unit.k8s_namespace,
-            connection.describe(),
-            state.as_deref().unwrap_or("pending")
-        ))
+        HelmError::Pending {
+            release: unit.name.clone(),
+            namespace: unit.k8s_namespace.clone(),
+            on: connection.describe(),
+            state: state.unwrap_or_else(|| "pending".into()),
+            fix,
+        }
     }
 }
 
 /// The post-renderer: `manifests` (a YAML stream from Helm) with every object stamped, as a YAML
 /// stream. `aptc __post-render` is this on standard input and output.
-pub fn post_render(manifests: &str, with: &Stamp) -> Result<String, String> {
-    let mut documents = parse_stream(manifests).map_err(|e| format!("reading Helm's manifests: {e}"))?;
+pub fn post_render(manifests: &str, with: &Stamp) -> Result<String, ManifestError> {
+    let mut documents = parse_stream(manifests).map_err(|e| e.in_output("Helm's manifests"))?;
     stamp_all(&mut documents, with)?;
     write_stream(&documents)
 }
@@ -417,17 +404,18 @@ fn read_post_render_error(private: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn with_stamping(message: String, stamping: Option<String>) -> String {
-    match stamping {
-        Some(why) => format!("{message} (stamping aptc's labels failed: {why})"),
-        None => message,
+/// `failure`, with why the post-renderer failed when Helm failed because of it.
+fn with_stamping(failure: Failure, stamping: Option<String>) -> Failure {
+    match failure {
+        Failure::Helm { stderr, stamping: None } => Failure::Helm { stderr, stamping },
+        other => other,
     }
 }
 
 fn chart_of(unit: &Unit) -> Result<ChartRef, HelmError> {
     unit.source
         .chart_ref()
-        .ok_or_else(|| HelmError(format!("{} is not a chart instance ({})", unit.key, unit.source.describe())))
+        .ok_or_else(|| HelmError::NotAChart { key: unit.key.clone(), source_text: unit.source.describe() })
 }
 
 fn version_of(unit: &Unit) -> Option<&str> {
@@ -446,14 +434,9 @@ fn connection_args(command: &mut Command, connection: &Connection) {
     }
 }
 
-fn parse_release(json: &str) -> Result<ReleaseStatus, String> {
-    let release: ReleaseJson = serde_json::from_str(json).map_err(|e| e.to_string())?;
+fn parse_release(json: &str) -> Result<ReleaseStatus, Failure> {
+    let release: ReleaseJson = serde_json::from_str(json).map_err(|e| Failure::Answer(std::sync::Arc::new(e)))?;
     Ok(ReleaseStatus { status: release.info.status, revision: release.version })
-}
-
-fn is_transient(message: &str) -> bool {
-    let message = message.to_lowercase();
-    TRANSIENT.iter().any(|t| message.contains(t))
 }
 
 #[cfg(all(test, unix))]
@@ -684,14 +667,15 @@ exit 0
         let error = releases
             .upgrade(&prod(), &web("./nope", None, None, "/nonexistent"), 1, &serde_json::json!({}))
             .unwrap_err();
-        assert_eq!(error.0, "the chart /nonexistent/nope does not exist");
+        assert!(matches!(error, HelmError::ChartMissing(_)));
+        assert_eq!(error.to_string(), "the chart /nonexistent/nope does not exist");
         let mut manifests = web("x", None, None, "/p");
         manifests.source = Source::Manifests { glob: "k8s/*.yaml".into(), base_dir: "/p".into() };
         assert!(
             releases
                 .upgrade(&prod(), &manifests, 1, &serde_json::json!({}))
                 .unwrap_err()
-                .0
+                .to_string()
                 .contains("is not a chart instance")
         );
         assert!(fake.calls().is_empty());
@@ -746,7 +730,7 @@ exit 0
         assert_eq!(fake.calls().len(), 3, "two transient failures, then success");
 
         fake.fails("status", "Error: the server is currently unable to handle the request\n", 1000);
-        let error = releases.status(&prod(), &unit).unwrap_err().0;
+        let error = releases.status(&prod(), &unit).unwrap_err().to_string();
         assert_eq!(fake.calls().len(), 6, "three attempts in all");
         assert!(error.contains("unable to handle the request"), "{error}");
 
@@ -755,7 +739,7 @@ exit 0
             "Error: uninstall: failed to delete release: secrets is forbidden: User \"x\" cannot delete\n\n",
             1000,
         );
-        let error = releases.uninstall(&prod(), &unit).unwrap_err().0;
+        let error = releases.uninstall(&prod(), &unit).unwrap_err().to_string();
         assert_eq!(fake.calls().len(), 7, "a permanent failure is not retried");
         assert_eq!(
             error,
@@ -775,7 +759,7 @@ exit 0
             1000,
         );
         fake.answers("status", r#"{"info":{"status":"pending-install"},"version":1}"#);
-        let error = releases.upgrade(&prod(), &unit, 1, &serde_json::json!({})).unwrap_err().0;
+        let error = releases.upgrade(&prod(), &unit, 1, &serde_json::json!({})).unwrap_err().to_string();
         assert!(error.contains("svc-web-0123456789 (namespace apps) on system.prod (context prod-us in /k/prod.yaml) is pending-install"), "{error}");
         assert!(
             error.contains(
@@ -784,7 +768,7 @@ exit 0
             "{error}"
         );
         fake.answers("status", r#"{"info":{"status":"pending-upgrade"},"version":3}"#);
-        let error = releases.upgrade(&prod(), &unit, 1, &serde_json::json!({})).unwrap_err().0;
+        let error = releases.upgrade(&prod(), &unit, 1, &serde_json::json!({})).unwrap_err().to_string();
         assert!(
             error.contains("is pending-upgrade") && error.contains("`helm rollback svc-web-0123456789 -n apps"),
             "{error}"
@@ -803,15 +787,15 @@ exit 0
         )
         .unwrap();
         assert!(out.contains("# Source: c/templates/a.yaml") && out.contains("aptc.dev/instance: abc"), "{out}");
-        assert!(post_render("just: data\n", &with).unwrap_err().contains("no `kind`"));
+        assert!(post_render("just: data\n", &with).unwrap_err().to_string().contains("no `kind`"));
     }
 
     #[test]
     fn transient_messages_are_recognised_whatever_their_case() {
-        assert!(is_transient("dial tcp 127.0.0.1:1: connect: connection refused"));
-        assert!(is_transient("the server has received too many requests (Too Many Requests)"));
-        assert!(is_transient("read tcp: connection reset by peer"));
-        assert!(!is_transient("chart \"web\" version \"9.9.9\" not found"));
+        assert!(Failure::helm("dial tcp 127.0.0.1:1: connect: connection refused").is_transient());
+        assert!(Failure::helm("the server has received too many requests (Too Many Requests)").is_transient());
+        assert!(Failure::helm("read tcp: connection reset by peer").is_transient());
+        assert!(!Failure::helm("chart \"web\" version \"9.9.9\" not found").is_transient());
     }
 
     /// Every flag aptc gives Helm is one the pinned Helm accepts: each command line the product

@@ -53,7 +53,7 @@ impl RenderDriver {
                 && part != ".."
                 && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !plain {
-                return Err(DriverError::new(format!("`{part}` cannot be a directory name")));
+                return Err(DriverError::BadName(part.to_string()));
             }
         }
         Ok(self.out.join(unit.cluster_name()).join(&unit.k8s_namespace).join(&unit.name))
@@ -64,7 +64,7 @@ impl RenderDriver {
     }
 
     /// The files of an instance directory (relative name, content) and its number of objects.
-    fn render(&self, revision: u64, unit: &Unit) -> Result<(Vec<(String, String)>, usize), String> {
+    fn render(&self, revision: u64, unit: &Unit) -> Result<(Vec<(String, String)>, usize), DriverError> {
         // Rendered output is for Git and people: secrets never go into it, not even to Helm.
         let values = redact(&unit.values);
         let mut files = Vec::new();
@@ -72,20 +72,18 @@ impl RenderDriver {
         let mut listed = Vec::new();
         match &unit.source {
             Source::Chart { version, .. } => {
-                let helm = self.helm.as_ref().map_err(|e| e.0.clone())?;
+                let helm = self.helm.as_ref().map_err(|e| e.clone())?;
                 let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
                 let values = PrivateValues::write(&values)?;
-                let output = helm
-                    .template(&TemplateRequest {
-                        release: &unit.name,
-                        chart: &chart,
-                        version: version.as_deref(),
-                        namespace: &unit.k8s_namespace,
-                        values_file: values.path(),
-                    })
-                    .map_err(|e| e.0)?;
+                let output = helm.template(&TemplateRequest {
+                    release: &unit.name,
+                    chart: &chart,
+                    version: version.as_deref(),
+                    namespace: &unit.k8s_namespace,
+                    values_file: values.path(),
+                })?;
                 values.remove()?;
-                let mut documents = parse_stream(&output).map_err(|e| format!("reading helm's output: {e}"))?;
+                let mut documents = parse_stream(&output).map_err(|e| e.in_output("helm's output"))?;
                 stamp_all(&mut documents, &Stamp::of(unit, revision))?;
                 files.push(("manifest.yaml".to_string(), write_stream(&documents)?));
                 objects += documents.len();
@@ -129,7 +127,8 @@ impl RenderDriver {
             "objects": objects,
             "helm": self.helm.as_ref().ok().filter(|_| matches!(unit.source, Source::Chart { .. })).map(|h| &h.version),
         });
-        let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
+        let text =
+            serde_json::to_string_pretty(&record).expect("a JSON value with string keys always serialises") + "\n";
         files.push((INSTANCE_FILE.to_string(), text));
         Ok((files, objects))
     }
@@ -144,21 +143,17 @@ impl RenderDriver {
 
     fn write(&self, revision: u64, unit: &Unit) -> Result<ActionResult, DriverError> {
         let dir = self.instance_dir(unit)?;
-        let (files, objects) = self.render(revision, unit).map_err(DriverError::new)?;
+        let (files, objects) = self.render(revision, unit)?;
         let parent = dir.parent().expect("an instance directory has a parent");
         std::fs::create_dir_all(parent).map_err(|e| io_error("creating", parent, e))?;
         if dir.exists() && !Self::owns(&dir, &unit.key) {
-            return Err(DriverError::new(format!(
-                "{} exists and is not aptc's rendering of this instance (no {INSTANCE_FILE} for {}); move it away",
-                dir.display(),
-                unit.key
-            )));
+            return Err(DriverError::NotOurs { dir, key: unit.key.clone(), writing: true });
         }
         remove_leftovers(parent, &unit.name);
         let tag = format!("{}-{revision}", std::process::id());
         let staging = parent.join(format!(".{}.staging-{tag}", unit.name));
         let old = parent.join(format!(".{}.old-{tag}", unit.name));
-        let written = (|| {
+        let written = (|| -> Result<(), DriverError> {
             for (name, text) in &files {
                 let path = staging.join(name);
                 if let Some(folder) = path.parent() {
@@ -192,11 +187,7 @@ impl RenderDriver {
             return Ok(ActionResult { detail: format!("{} was already gone", self.relative(&dir)) });
         }
         if !Self::owns(&dir, &unit.key) {
-            return Err(DriverError::new(format!(
-                "{} is not aptc's rendering of this instance (no {INSTANCE_FILE} for {}); not removed",
-                dir.display(),
-                unit.key
-            )));
+            return Err(DriverError::NotOurs { dir, key: unit.key.clone(), writing: false });
         }
         std::fs::remove_dir_all(&dir).map_err(|e| io_error("removing", &dir, e))?;
         // The namespace and cluster directories go when they are left empty.
@@ -221,7 +212,7 @@ impl Driver for RenderDriver {
     fn preflight(&self, plan: &Plan) -> Result<(), DriverError> {
         let charts = plan.actions.iter().any(|a| a.op != Op::Delete && matches!(a.unit.source, Source::Chart { .. }));
         if charts && let Err(error) = &self.helm {
-            return Err(DriverError::new(format!("chart instances need helm: {error}")));
+            return Err(DriverError::NeedsHelm(error.clone()));
         }
         std::fs::create_dir_all(&self.out).map_err(|e| io_error("creating", &self.out, e))?;
         Ok(())
@@ -288,8 +279,8 @@ fn remove_leftovers(parent: &Path, name: &str) {
     }
 }
 
-fn io_error(what: &str, path: &Path, error: std::io::Error) -> DriverError {
-    DriverError::new(format!("{what} {}: {error}", path.display()))
+fn io_error(what: &'static str, path: &Path, source: std::io::Error) -> DriverError {
+    DriverError::Io { what, path: path.to_path_buf(), source }
 }
 
 #[cfg(test)]
@@ -316,7 +307,7 @@ mod tests {
     #[test]
     fn manifests_are_rendered_stamped_and_removed() {
         let out = tempfile::tempdir().unwrap();
-        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm in this test".into())));
+        let driver = RenderDriver::new(out.path(), Err(HelmError::NotFound { place: "in this test".into() }));
         let unit = manifests_unit(&[(
             "k8s/config.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
@@ -351,16 +342,16 @@ mod tests {
     #[test]
     fn foreign_directories_and_documents_that_are_no_objects_are_refused() {
         let out = tempfile::tempdir().unwrap();
-        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));
+        let driver = RenderDriver::new(out.path(), Err(HelmError::NotFound { place: "in this test".into() }));
         let bad = manifests_unit(&[("k8s/list.yaml", "- a\n- b\n")]);
         let error = driver.apply(1, &action(Op::Create, bad)).unwrap_err();
-        assert!(error.message.contains("k8s/list.yaml: a document is not a Kubernetes object"), "{error}");
+        assert!(error.to_string().contains("k8s/list.yaml: a document is not a Kubernetes object"), "{error}");
         let unit = manifests_unit(&[("ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n")]);
         let dir = driver.instance_dir(&unit).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("precious.txt"), "mine").unwrap();
         let error = driver.apply(1, &action(Op::Create, unit.clone())).unwrap_err();
-        assert!(error.message.contains("is not aptc's rendering"), "{error}");
+        assert!(error.to_string().contains("is not aptc's rendering"), "{error}");
         assert!(driver.apply(1, &action(Op::Delete, unit)).is_err());
         assert!(dir.join("precious.txt").exists());
     }
@@ -373,7 +364,7 @@ mod tests {
         let units = crate::plan::units(&aptc_core::resolve::resolve(&program));
         let unit = units.values().find(|u| u.claims == ["web.with_owner"]).unwrap();
         let out = tempfile::tempdir().unwrap();
-        let driver = RenderDriver::new(out.path(), Err(HelmError("no helm".into())));
+        let driver = RenderDriver::new(out.path(), Err(HelmError::NotFound { place: "in this test".into() }));
         assert_eq!(driver.apply(9, &action(Op::Create, unit.clone())).unwrap().detail.split(' ').next(), Some("1"));
         let text =
             std::fs::read_to_string(driver.instance_dir(unit).unwrap().join("manifests/01-configmap.yaml")).unwrap();
@@ -391,6 +382,6 @@ mod tests {
         let driver = RenderDriver::new(out.path(), Helm::locate(Some(Path::new("/nonexistent/helm"))));
         let plan = Plan { actions: vec![action(Op::Create, unit("k", &[]))], unchanged: vec![] };
         let error = driver.preflight(&plan).unwrap_err();
-        assert!(error.message.contains("tools/install-helm.sh"), "{error}");
+        assert!(error.to_string().contains("tools/install-helm.sh"), "{error}");
     }
 }

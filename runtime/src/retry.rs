@@ -1,6 +1,7 @@
 //! Retrying transient failures (an API server that is briefly unavailable, throttling, a dropped
 //! connection) with exponential backoff, so one hiccup does not fail a deploy. What is transient is
-//! the caller's call: a refused object or a chart that does not exist is never retried.
+//! the error's call ([`Transient`], decided where the error is made, from its kind): a refused
+//! object or a chart that does not exist is never retried.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -22,6 +23,13 @@ impl Default for Backoff {
     }
 }
 
+/// An error that knows whether trying again may help; [`Backoff::retry`] asks it.
+pub trait Transient {
+    /// Whether the same operation may succeed if tried again soon (a dropped connection,
+    /// throttling), as opposed to failing the same way (a refused object, a missing chart).
+    fn is_transient(&self) -> bool;
+}
+
 impl Backoff {
     /// No waiting between attempts (tests).
     pub fn immediate(attempts: u32) -> Backoff {
@@ -36,9 +44,19 @@ impl Backoff {
         full / 2 + full / 2 * (nanos % 1000) / 1000
     }
 
-    /// Runs `op` until it succeeds, fails for good (`transient` says no), or the attempts are used
-    /// up; returns the last result. `what` names the operation in the log.
-    pub fn retry<T, E: std::fmt::Display>(
+    /// Runs `op` until it succeeds, fails for good (the error is not [`Transient`]), or the
+    /// attempts are used up; returns the last result. `what` names the operation in the log.
+    pub fn retry<T, E: std::fmt::Display + Transient>(
+        &self,
+        what: &str,
+        op: impl FnMut() -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.retry_if(what, E::is_transient, op)
+    }
+
+    /// [`Backoff::retry`] with the caller saying which errors to try again on (an error that is
+    /// worth waiting out only in one place: a kind the API server does not know *yet*).
+    pub fn retry_if<T, E: std::fmt::Display>(
         &self,
         what: &str,
         transient: impl Fn(&E) -> bool,
@@ -59,7 +77,16 @@ impl Backoff {
     }
 
     /// [`Backoff::retry`] for async operations (the Kubernetes client).
-    pub async fn retry_async<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    pub async fn retry_async<T, E: std::fmt::Display + Transient, F: Future<Output = Result<T, E>>>(
+        &self,
+        what: &str,
+        op: impl FnMut() -> F,
+    ) -> Result<T, E> {
+        self.retry_async_if(what, E::is_transient, op).await
+    }
+
+    /// [`Backoff::retry_if`] for async operations.
+    pub async fn retry_async_if<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
         &self,
         what: &str,
         transient: impl Fn(&E) -> bool,
@@ -87,7 +114,7 @@ mod tests {
     #[test]
     fn transient_errors_are_retried_until_the_attempts_run_out() {
         let mut calls = 0;
-        let result: Result<(), String> = Backoff::immediate(3).retry(
+        let result: Result<(), String> = Backoff::immediate(3).retry_if(
             "x",
             |_| true,
             || {
@@ -102,7 +129,7 @@ mod tests {
     #[test]
     fn a_success_after_a_transient_error_is_returned() {
         let mut calls = 0;
-        let result: Result<u32, String> = Backoff::immediate(5).retry(
+        let result: Result<u32, String> = Backoff::immediate(5).retry_if(
             "x",
             |_| true,
             || {
@@ -116,7 +143,7 @@ mod tests {
     #[test]
     fn permanent_errors_are_not_retried() {
         let mut calls = 0;
-        let result: Result<(), String> = Backoff::immediate(5).retry(
+        let result: Result<(), String> = Backoff::immediate(5).retry_if(
             "x",
             |e| e != "forbidden",
             || {
@@ -141,7 +168,7 @@ mod tests {
     fn async_operations_are_retried_too() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let mut calls = 0;
-        let result: Result<u32, String> = runtime.block_on(Backoff::immediate(4).retry_async(
+        let result: Result<u32, String> = runtime.block_on(Backoff::immediate(4).retry_async_if(
             "x",
             |_| true,
             || {

@@ -57,10 +57,63 @@ pub struct Journal {
     pub program: Option<String>,
 }
 
-/// A store error, with the store's path in its message.
+/// Why the revision store cannot be opened, read or written; every message names the store's path.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store's directory cannot be made.
+    #[error("creating {}: {source}", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another aptc holds the store (a running deploy locks it): try again later.
+    #[error("{} is in use by another aptc (a deploy or rollback is running); try again when it has finished", path.display())]
+    Busy { path: PathBuf },
+    /// The file cannot be opened as a store (not one, unreadable, …).
+    #[error("opening the state {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<redb::DatabaseError>,
+    },
+    /// A newer aptc wrote it, in a schema this one does not know.
+    #[error("{} was written by a newer aptc (store schema {found}, this aptc knows {SCHEMA}); use that aptc", path.display())]
+    Schema { path: PathBuf, found: u64 },
+    /// The database failed while `op` (`reading`, `writing`).
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<redb::Error>,
+    },
+    /// What the store holds does not decode: `what` says which part (`revision 3`, `the journal`).
+    #[error("decoding {what} of {}: {source}", path.display())]
+    Corrupt {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A record cannot be encoded (`what`: `a revision`, `a journal`).
+    #[error("encoding {what} for {}: {source}", path.display())]
+    Encode {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A write to a store opened with [`Store::open_read`] (a bug in the caller).
+    #[error("{} is open for reading only", path.display())]
+    ReadOnly { path: PathBuf },
+    /// A revision recorded out of turn: another deploy recorded one since.
+    #[error("revision {number} cannot be recorded in {}: the next revision is {next}", path.display())]
+    OutOfOrder { path: PathBuf, number: u64, next: u64 },
+    /// A deploy that stopped left its journal, which must be recovered before another begins.
+    #[error("{} holds the unfinished revision {number}: recover it first", path.display())]
+    Unfinished { path: PathBuf, number: u64 },
+}
 
 /// Why a revision was made.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +178,7 @@ impl Counts {
                 (Outcome::Succeeded { .. }, Op::Update) => counts.updated += 1,
                 (Outcome::Succeeded { .. }, Op::Delete) => counts.deleted += 1,
                 (Outcome::Failed { .. }, _) => counts.failed += 1,
-                (Outcome::Skipped { .. }, _) => counts.skipped += 1,
+                (Outcome::Skipped { .. } | Outcome::Interrupted, _) => counts.skipped += 1,
             }
         }
         counts
@@ -197,7 +250,8 @@ impl Store {
     /// another process has it open.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| StoreError::CreateDir { dir: parent.to_path_buf(), source })?;
         }
         let db = Database::builder().set_cache_size(16 << 20).create(path).map_err(|e| open_error(path, e))?;
         let store = Store { db: Db::Write(db), path: path.to_path_buf() };
@@ -231,8 +285,19 @@ impl Store {
         &self.path
     }
 
-    fn err(&self, what: &str, error: impl std::fmt::Display) -> StoreError {
-        StoreError(format!("{what} {}: {error}", self.path.display()))
+    /// The database failed while `op` (`reading`, `writing`).
+    fn db(&self, op: &'static str, error: impl Into<redb::Error>) -> StoreError {
+        StoreError::Io { op, path: self.path.clone(), source: Box::new(error.into()) }
+    }
+
+    /// `what` (`revision 3`) does not decode.
+    fn corrupt(&self, what: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+        StoreError::Corrupt { what: what.into(), path: self.path.clone(), source: Box::new(error) }
+    }
+
+    /// `what` (`a revision`) does not encode.
+    fn encode(&self, what: &'static str, source: serde_json::Error) -> StoreError {
+        StoreError::Encode { what, path: self.path.clone(), source }
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
@@ -240,7 +305,7 @@ impl Store {
             Db::Write(db) => db.begin_read(),
             Db::Read(db) => db.begin_read(),
         }
-        .map_err(|e| self.err("reading", e))
+        .map_err(|e| self.db("reading", e))
     }
 
     /// Whether it was opened for writing ([`Store::open`]).
@@ -251,47 +316,44 @@ impl Store {
     fn writer(&self) -> Result<&Database, StoreError> {
         match &self.db {
             Db::Write(db) => Ok(db),
-            Db::Read(_) => Err(StoreError(format!("{} is open for reading only", self.path.display()))),
+            Db::Read(_) => Err(StoreError::ReadOnly { path: self.path.clone() }),
         }
     }
 
     /// Creates the tables and the schema mark of a new store; checks the mark of an old one.
     fn initialise(&self) -> Result<(), StoreError> {
         let db = self.writer()?;
-        let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
+        let txn = db.begin_write().map_err(|e| self.db("writing", e))?;
         {
-            let mut meta = txn.open_table(META).map_err(|e| self.err("writing", e))?;
-            let schema = meta.get("schema").map_err(|e| self.err("reading", e))?.map(|v| v.value());
+            let mut meta = txn.open_table(META).map_err(|e| self.db("writing", e))?;
+            let schema = meta.get("schema").map_err(|e| self.db("reading", e))?.map(|v| v.value());
             match schema {
                 None => {
-                    meta.insert("schema", SCHEMA).map_err(|e| self.err("writing", e))?;
+                    meta.insert("schema", SCHEMA).map_err(|e| self.db("writing", e))?;
                 }
                 Some(found) if found > SCHEMA => return Err(self.newer(found)),
                 Some(_) => {}
             }
-            txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
-            txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
-            txn.open_table(PROGRAMS).map_err(|e| self.err("writing", e))?;
-            txn.open_table(JOURNAL).map_err(|e| self.err("writing", e))?;
-            txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("writing", e))?;
+            txn.open_table(REVISIONS).map_err(|e| self.db("writing", e))?;
+            txn.open_table(DESIRED).map_err(|e| self.db("writing", e))?;
+            txn.open_table(PROGRAMS).map_err(|e| self.db("writing", e))?;
+            txn.open_table(JOURNAL).map_err(|e| self.db("writing", e))?;
+            txn.open_table(JOURNAL_REPORTS).map_err(|e| self.db("writing", e))?;
         }
-        txn.commit().map_err(|e| self.err("writing", e))
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
         let txn = self.begin_read()?;
         let Some(meta) = self.table(&txn, META)? else { return Ok(()) };
-        match meta.get("schema").map_err(|e| self.err("reading", e))?.map(|v| v.value()) {
+        match meta.get("schema").map_err(|e| self.db("reading", e))?.map(|v| v.value()) {
             Some(found) if found > SCHEMA => Err(self.newer(found)),
             _ => Ok(()),
         }
     }
 
     fn newer(&self, found: u64) -> StoreError {
-        StoreError(format!(
-            "{} was written by a newer aptc (store schema {found}, this aptc knows {SCHEMA}); use that aptc",
-            self.path.display()
-        ))
+        StoreError::Schema { path: self.path.clone(), found }
     }
 
     /// Every revision, oldest first.
@@ -299,8 +361,8 @@ impl Store {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
-        for entry in table.iter().map_err(|e| self.err("reading", e))? {
-            let (number, text) = entry.map_err(|e| self.err("reading", e))?;
+        for entry in table.iter().map_err(|e| self.db("reading", e))? {
+            let (number, text) = entry.map_err(|e| self.db("reading", e))?;
             out.push(self.decode(number.value(), text.value())?);
         }
         Ok(out)
@@ -315,7 +377,7 @@ impl Store {
     pub fn last(&self) -> Result<Option<Revision>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(None) };
-        match table.last().map_err(|e| self.err("reading", e))? {
+        match table.last().map_err(|e| self.db("reading", e))? {
             Some((number, text)) => Ok(Some(self.decode(number.value(), text.value())?)),
             None => Ok(None),
         }
@@ -330,7 +392,7 @@ impl Store {
     pub fn len(&self) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
         match self.table(&txn, REVISIONS)? {
-            Some(table) => table.len().map_err(|e| self.err("reading", e)),
+            Some(table) => table.len().map_err(|e| self.db("reading", e)),
             None => Ok(0),
         }
     }
@@ -342,7 +404,7 @@ impl Store {
     /// The full desired state revision `number` deployed (as JSON).
     pub fn desired_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
         self.read_text(DESIRED, number)?
-            .map(|text| serde_json::from_str(&text).map_err(|e| self.err(&format!("decoding revision {number} of"), e)))
+            .map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(format!("revision {number}"), e)))
             .transpose()
     }
 
@@ -352,7 +414,7 @@ impl Store {
         self.read_text(PROGRAMS, number)?
             .map(|text| {
                 aptc_core::ir::Program::from_json(&text)
-                    .map_err(|e| self.err(&format!("decoding the policy of revision {number} of"), e))
+                    .map_err(|e| self.corrupt(format!("the policy of revision {number}"), e))
             })
             .transpose()
     }
@@ -373,64 +435,56 @@ impl Store {
         let db = self.writer()?;
         let next = self.next_number()?;
         if revision.number != next {
-            return Err(StoreError(format!(
-                "revision {} cannot be recorded in {}: the next revision is {next}",
-                revision.number,
-                self.path.display()
-            )));
+            return Err(StoreError::OutOfOrder { path: self.path.clone(), number: revision.number, next });
         }
-        let record = serde_json::to_string(revision).map_err(|e| self.err("encoding a revision for", e))?;
-        let desired = serde_json::to_string(desired_state).map_err(|e| self.err("encoding a revision for", e))?;
-        let txn = db.begin_write().map_err(|e| self.err("writing", e))?;
+        let record = serde_json::to_string(revision).map_err(|e| self.encode("a revision", e))?;
+        let desired = serde_json::to_string(desired_state).map_err(|e| self.encode("a revision", e))?;
+        let txn = db.begin_write().map_err(|e| self.db("writing", e))?;
         {
             txn.open_table(JOURNAL)
-                .map_err(|e| self.err("writing", e))?
+                .map_err(|e| self.db("writing", e))?
                 .remove(revision.number)
-                .map_err(|e| self.err("writing", e))?;
-            let mut reports = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("writing", e))?;
+                .map_err(|e| self.db("writing", e))?;
+            let mut reports = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.db("writing", e))?;
             reports
                 .retain_in((revision.number, 0)..=(revision.number, u64::MAX), |_, _| false)
-                .map_err(|e| self.err("writing", e))?;
-            let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.err("writing", e))?;
-            revisions.insert(revision.number, record.as_str()).map_err(|e| self.err("writing", e))?;
-            let mut states = txn.open_table(DESIRED).map_err(|e| self.err("writing", e))?;
-            states.insert(revision.number, desired.as_str()).map_err(|e| self.err("writing", e))?;
+                .map_err(|e| self.db("writing", e))?;
+            let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.db("writing", e))?;
+            revisions.insert(revision.number, record.as_str()).map_err(|e| self.db("writing", e))?;
+            let mut states = txn.open_table(DESIRED).map_err(|e| self.db("writing", e))?;
+            states.insert(revision.number, desired.as_str()).map_err(|e| self.db("writing", e))?;
             if let Some(program) = program {
-                let mut programs = txn.open_table(PROGRAMS).map_err(|e| self.err("writing", e))?;
-                programs.insert(revision.number, program.to_json().as_str()).map_err(|e| self.err("writing", e))?;
+                let mut programs = txn.open_table(PROGRAMS).map_err(|e| self.db("writing", e))?;
+                programs.insert(revision.number, program.to_json().as_str()).map_err(|e| self.db("writing", e))?;
             }
         }
-        txn.commit().map_err(|e| self.err("writing", e))
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 
     /// Journals a revision before its first action (see the module docs). A journal left by a
     /// stopped deploy must be recovered first.
     pub fn begin(&self, journal: &Journal) -> Result<(), StoreError> {
         if let Some(old) = self.pending()? {
-            return Err(StoreError(format!(
-                "{} holds the unfinished revision {}: recover it first",
-                self.path.display(),
-                old.revision.number
-            )));
+            return Err(StoreError::Unfinished { path: self.path.clone(), number: old.revision.number });
         }
-        let text = serde_json::to_string(journal).map_err(|e| self.err("encoding a journal for", e))?;
-        let txn = self.writer()?.begin_write().map_err(|e| self.err("writing", e))?;
+        let text = serde_json::to_string(journal).map_err(|e| self.encode("a journal", e))?;
+        let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL)
-            .map_err(|e| self.err("writing", e))?
+            .map_err(|e| self.db("writing", e))?
             .insert(journal.revision.number, text.as_str())
-            .map_err(|e| self.err("writing", e))?;
-        txn.commit().map_err(|e| self.err("writing", e))
+            .map_err(|e| self.db("writing", e))?;
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 
     /// Journals how action `index` of the running revision `number` ended, durably.
     pub fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError> {
-        let text = serde_json::to_string(report).map_err(|e| self.err("encoding a journal for", e))?;
-        let txn = self.writer()?.begin_write().map_err(|e| self.err("writing", e))?;
+        let text = serde_json::to_string(report).map_err(|e| self.encode("a journal", e))?;
+        let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL_REPORTS)
-            .map_err(|e| self.err("writing", e))?
+            .map_err(|e| self.db("writing", e))?
             .insert((number, index as u64), text.as_str())
-            .map_err(|e| self.err("writing", e))?;
-        txn.commit().map_err(|e| self.err("writing", e))
+            .map_err(|e| self.db("writing", e))?;
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 
     /// The journal of a deploy that has not been recorded (running now in another process, or
@@ -438,10 +492,8 @@ impl Store {
     pub fn pending(&self) -> Result<Option<Journal>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, JOURNAL)? else { return Ok(None) };
-        match table.first().map_err(|e| self.err("reading", e))? {
-            Some((_, text)) => {
-                serde_json::from_str(text.value()).map(Some).map_err(|e| self.err("decoding the journal of", e))
-            }
+        match table.first().map_err(|e| self.db("reading", e))? {
+            Some((_, text)) => serde_json::from_str(text.value()).map(Some).map_err(|e| self.corrupt("the journal", e)),
             None => Ok(None),
         }
     }
@@ -456,11 +508,11 @@ impl Store {
         let mut reports: Vec<Option<ActionReport>> = vec![None; journal.plan.actions.len()];
         {
             let txn = self.begin_read()?;
-            let table = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.err("reading", e))?;
-            for entry in table.range((number, 0)..=(number, u64::MAX)).map_err(|e| self.err("reading", e))? {
-                let (key, text) = entry.map_err(|e| self.err("reading", e))?;
+            let table = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.db("reading", e))?;
+            for entry in table.range((number, 0)..=(number, u64::MAX)).map_err(|e| self.db("reading", e))? {
+                let (key, text) = entry.map_err(|e| self.db("reading", e))?;
                 let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
-                let report = serde_json::from_str(text.value()).map_err(|e| self.err("decoding the journal of", e))?;
+                let report = serde_json::from_str(text.value()).map_err(|e| self.corrupt("the journal", e))?;
                 if let Some(slot) = reports.get_mut(index) {
                     *slot = Some(report);
                 }
@@ -484,7 +536,7 @@ impl Store {
             .as_deref()
             .map(aptc_core::ir::Program::from_json)
             .transpose()
-            .map_err(|e| self.err("decoding the journal of", e))?;
+            .map_err(|e| self.corrupt("the journal", e))?;
         self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
         Ok(Some(revision))
     }
@@ -498,28 +550,25 @@ impl Store {
         match txn.open_table(table) {
             Ok(table) => Ok(Some(table)),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.err("reading", e)),
+            Err(e) => Err(self.db("reading", e)),
         }
     }
 
     fn read_text(&self, table: TableDefinition<u64, &str>, number: u64) -> Result<Option<String>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, table)? else { return Ok(None) };
-        Ok(table.get(number).map_err(|e| self.err("reading", e))?.map(|v| v.value().to_string()))
+        Ok(table.get(number).map_err(|e| self.db("reading", e))?.map(|v| v.value().to_string()))
     }
 
     fn decode(&self, number: u64, text: &str) -> Result<Revision, StoreError> {
-        serde_json::from_str(text).map_err(|e| self.err(&format!("decoding revision {number} of"), e))
+        serde_json::from_str(text).map_err(|e| self.corrupt(format!("revision {number}"), e))
     }
 }
 
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
     match error {
-        redb::DatabaseError::DatabaseAlreadyOpen => StoreError(format!(
-            "{} is in use by another aptc (a deploy or rollback is running); try again when it has finished",
-            path.display()
-        )),
-        other => StoreError(format!("opening the state {}: {other}", path.display())),
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.to_path_buf() },
+        source => StoreError::Open { path: path.to_path_buf(), source: Box::new(source) },
     }
 }
 
@@ -582,7 +631,9 @@ mod tests {
         store.record(&first, &serde_json::json!({ "instances": {} })).unwrap();
         let second = revision(2, Cause::Deploy { paths: vec!["p".into()] }, &["a"]);
         store.record(&second, &serde_json::json!({ "instances": { "a": 1 } })).unwrap();
-        assert!(store.record(&first, &serde_json::json!({})).unwrap_err().0.contains("the next revision is 3"));
+        assert!(
+            store.record(&first, &serde_json::json!({})).unwrap_err().to_string().contains("the next revision is 3")
+        );
         assert_eq!(store.get(1).unwrap().unwrap(), first);
         assert_eq!(store.last().unwrap().unwrap(), second);
         assert_eq!(store.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2]);
@@ -615,7 +666,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let _held = Store::open(&path).unwrap();
-        let error = Store::open(&path).err().unwrap().0;
+        let error = Store::open(&path).err().unwrap();
+        assert!(matches!(error, StoreError::Busy { .. }));
+        let error = error.to_string();
         assert!(error.contains("in use by another aptc"), "{error}");
     }
 
@@ -629,8 +682,8 @@ mod tests {
             txn.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
             txn.commit().unwrap();
         }
-        assert!(Store::open(&path).err().unwrap().0.contains("newer aptc"));
-        assert!(Store::open_read(&path).err().unwrap().0.contains("newer aptc"));
+        assert!(matches!(Store::open(&path).err().unwrap(), StoreError::Schema { found, .. } if found == SCHEMA + 1));
+        assert!(Store::open_read(&path).err().unwrap().to_string().contains("newer aptc"));
     }
 
     #[test]
@@ -674,7 +727,7 @@ mod tests {
             let journal =
                 Journal { revision: planned, plan: plan.clone(), desired_state: serde_json::json!({}), program: None };
             store.begin(&journal).unwrap();
-            assert!(store.begin(&journal).unwrap_err().0.contains("unfinished revision 1"));
+            assert!(store.begin(&journal).unwrap_err().to_string().contains("unfinished revision 1"));
             let done =
                 ActionReport { outcome: Outcome::Succeeded { detail: "ok".into() }, started_ms: 1, duration_ms: 2 };
             store.journal_report(1, 0, &done).unwrap();

@@ -17,7 +17,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// The state of `files` now (the policy's files, as the compiler lists them), or the error
     /// listing them gave.
-    pub fn of(files: Result<Vec<PathBuf>, String>) -> Snapshot {
+    pub fn of<E: std::fmt::Display>(files: Result<Vec<PathBuf>, E>) -> Snapshot {
         match files {
             Ok(found) => Snapshot {
                 files: found
@@ -29,7 +29,8 @@ impl Snapshot {
                     .collect(),
                 error: None,
             },
-            Err(error) => Snapshot { files: BTreeMap::new(), error: Some(error) },
+            // Kept as text: only whether it changes matters.
+            Err(error) => Snapshot { files: BTreeMap::new(), error: Some(error.to_string()) },
         }
     }
 

@@ -42,7 +42,7 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
     let plan = plan(&BTreeMap::new(), &desired, &|_| false);
-    let reports = execute(&plan, &driver, 1, 2, &Quiet);
+    let reports = execute(&plan, &driver, 1, 2, &Quiet, &aptc_runtime::cancel::Cancel::new());
     for (action, report) in plan.actions.iter().zip(&reports) {
         assert!(report.outcome.succeeded(), "{}: {:?}", action.unit.key, report.outcome);
     }
@@ -111,7 +111,7 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
     let plan = plan(&BTreeMap::new(), &desired, &|_| false);
-    let reports = execute(&plan, &driver, 1, 4, &Quiet);
+    let reports = execute(&plan, &driver, 1, 4, &Quiet, &aptc_runtime::cancel::Cancel::new());
     let outcome = |key: &str| {
         let i = plan.actions.iter().position(|a| a.unit.key == key).unwrap();
         reports[i].outcome.clone()
@@ -158,7 +158,7 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
     let driver = RenderDriver::new(out.path(), Ok(helm));
     let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
     let plan = plan(&BTreeMap::new(), &desired, &|_| false);
-    let reports = execute(&plan, &driver, 1, 1, &Quiet);
+    let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
     assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
     let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
     let manifest = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();

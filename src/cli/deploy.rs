@@ -5,23 +5,21 @@
 use aptc_compiler::host::paths_or_cwd;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_core::ir::Program;
-use aptc_core::resolve::{Status, resolve};
-use aptc_runtime::apply::{ActionReport, Outcome, Progress};
-use aptc_runtime::cluster::{self, ClusterDriver};
-use aptc_runtime::deploy::{Prepared, Refresh, Request, apply, policy_hash, prepare, refusals};
+use aptc_core::resolve::{ClaimOutcome, Status, resolve};
+use aptc_runtime::apply::{ActionReport, INTERRUPTED, Outcome, Progress};
+use aptc_runtime::deploy::{Prepared, Request, policy_hash};
+use aptc_runtime::deployer::{Deployer, Deployment, Ended, Options, Supervisor, TargetChoice, Targets};
 use aptc_runtime::driver::Driver;
-use aptc_runtime::helm::Helm;
-use aptc_runtime::plan::{Action, Op, Plan, Unit, refresh_digests, units};
-use aptc_runtime::release::Releases;
-use aptc_runtime::render::RenderDriver;
-use aptc_runtime::store::{Cause, Revision, Store};
+use aptc_runtime::helm::HelmError;
+use aptc_runtime::plan::{Action, Op, Plan, Unit, units};
+use aptc_runtime::store::{Cause, Journal, Revision};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -70,43 +68,24 @@ pub enum Target {
 }
 
 impl RunArgs {
-    /// The driver for `program`'s clusters as `--target` says, and a line saying where it applies
-    /// and, for `auto`, why.
-    pub fn driver(&self, program: Option<&Program>) -> anyhow::Result<(Box<dyn Driver>, String)> {
-        let helm = || Helm::locate(self.helm.as_deref());
-        let render = |why: &str| -> (Box<dyn Driver>, String) {
-            let driver = RenderDriver::new(self.out.as_deref().unwrap_or(Path::new(DEFAULT_OUT)), helm());
-            let line = format!("{}{why}", driver.describe());
-            (Box::new(driver), line)
-        };
-        let target = if self.out.is_some() && self.target == Target::Auto { Target::Render } else { self.target };
-        if target == Target::Render {
-            return Ok(render(""));
+    /// Where deploys apply, as `--target`, `--out` and `--helm` say.
+    pub fn targets(&self) -> Targets {
+        Targets {
+            choice: match self.target {
+                Target::Auto => TargetChoice::Auto,
+                Target::Render => TargetChoice::Render,
+                Target::Cluster => TargetChoice::Cluster,
+            },
+            out: self.out.clone(),
+            default_out: PathBuf::from(DEFAULT_OUT),
+            helm: self.helm.clone(),
+            post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
         }
-        if self.out.is_some() {
-            bail!("--out is where the render target writes: it cannot go with --target cluster");
-        }
-        let releases = helm().map_err(|e| e.0).and_then(|helm| {
-            let me = std::env::current_exe().map_err(|e| format!("finding the aptc executable: {e}"))?;
-            Releases::new(helm, me).map_err(|e| e.0)
-        });
-        let connections = program.map(cluster::connections).unwrap_or_default();
-        let driver = ClusterDriver::new(connections, releases);
-        if target == Target::Auto {
-            if !driver.is_configured() {
-                return Ok(render(
-                    " (the embedded default: no cluster is configured — no kubeconfig in $KUBECONFIG, ~/.kube/config \
-or the policy's clusters; --target cluster requires one)",
-                ));
-            }
-            if let Err(error) = driver.probe() {
-                return Ok(render(&format!(
-                    " (the embedded default: {error}; --target cluster requires the clusters)"
-                )));
-            }
-        }
-        let line = driver.describe();
-        Ok((Box::new(driver), line))
+    }
+
+    /// Deploys to `--state` on [`RunArgs::targets`], stopped by this process's signals.
+    pub fn deployer(&self) -> Deployer {
+        Deployer::new(&self.state, self.targets(), super::signals::token())
     }
 
     /// Who runs it: `--as`/`APTC_USER`, else `$USER`.
@@ -152,8 +131,8 @@ pub struct RollbackArgs {
 pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
     let program = policy::load(&paths, color)?;
-    let state = resolve(&program);
-    for outcome in state.claims.values().filter(|o| o.status != Status::Resolved) {
+    let (request, unresolved) = request(program, &paths, &args.target.run)?;
+    for outcome in unresolved {
         let status = if outcome.status == Status::Rejected { "rejected" } else { "failed" };
         println!(
             "claim {} is not deployed: {status}: {} (`aptc explain {}`)",
@@ -162,137 +141,161 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
             outcome.claim
         );
     }
-    let desired = units(&state);
+    let mut terminal = Terminal::new(args.target.run.yes);
+    let deployment = args.target.run.deployer().deploy(request, args.target.options(), &mut terminal)?;
+    terminal.finish(deployment)
+}
+
+/// What deploying `program` (read from `paths`) asks for, as `run` says who and how; and the claims
+/// that are not deployed because they did not resolve.
+pub(super) fn request(
+    program: Program,
+    paths: &[PathBuf],
+    run: &RunArgs,
+) -> anyhow::Result<(Request, Vec<ClaimOutcome>)> {
+    let state = resolve(&program);
+    let unresolved = state.claims.values().filter(|o| o.status != Status::Resolved).cloned().collect();
     let request = Request {
-        user: args.target.run.identity(),
+        user: run.identity(),
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
         policy: policy_hash(&program),
-        program: Some(program),
-        desired: desired.clone(),
+        desired: units(&state),
         desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
-        parallel: usize::from(args.target.run.parallel),
+        program: Some(program),
+        parallel: usize::from(run.parallel),
     };
-    carry_out(&args.target, request)
+    Ok((request, unresolved))
 }
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
-    let state_path = &args.target.run.state;
-    let missing = || format!("there are no revisions: {} does not exist", state_path.display());
-    let (revision, desired_state, program) = {
-        let store = Store::open_read(state_path)?.with_context(missing)?;
-        let Some(revision) = store.get(args.revision)? else {
-            let last = store.last()?.map_or("none".to_string(), |r| r.number.to_string());
-            bail!(
-                "there is no revision {} in {} (the last is {last}; see `aptc history`)",
-                args.revision,
-                state_path.display()
-            );
-        };
-        let desired_state = store.desired_state(args.revision)?.unwrap_or(serde_json::Value::Null);
-        let program = store.program(args.revision)?;
-        (revision, desired_state, program)
-    };
-    println!(
-        "rolling back to revision {} ({} by {}: {}); its charts and manifests are read from disk as they are now",
-        revision.number,
-        revision.time,
-        revision.user,
-        revision.cause_text()
-    );
-    let mut desired = revision.desired.clone();
-    refresh_digests(&mut desired);
-    let request = Request {
-        user: args.target.run.identity(),
-        cause: Cause::Rollback { to: revision.number },
-        policy: revision.policy.clone(),
-        program,
-        desired,
-        desired_state,
-        parallel: usize::from(args.target.run.parallel),
-    };
-    carry_out(&args.target, request)
+    let run = &args.target.run;
+    let mut terminal = Terminal::new(run.yes);
+    let deployment = run.deployer().rollback(
+        args.revision,
+        run.identity(),
+        usize::from(run.parallel),
+        args.target.options(),
+        &mut terminal,
+    )?;
+    terminal.finish(deployment)
 }
 
-/// Plan, show, confirm, apply, record, report.
-fn carry_out(args: &TargetArgs, request: Request) -> anyhow::Result<ExitCode> {
-    let existed = args.run.state.exists();
-    let store = if args.dry_run { Store::open_read(&args.run.state)? } else { Some(Store::open(&args.run.state)?) };
-    let (driver, target) = args.run.driver(request.program.as_ref())?;
-    let driver = driver.as_ref();
-    let refresh = match (args.refresh, driver.is_local()) {
-        (true, _) => Refresh::Drift,
-        (false, true) => Refresh::Presence,
-        (false, false) => Refresh::No,
-    };
-    let prepared = prepare(store.as_ref(), driver, &request.desired, refresh)?;
-    report_unfinished(&prepared, store.as_ref())?;
-    print!("{}", show_plan(&prepared, driver));
-    if prepared.plan.is_empty() {
-        let after = prepared.previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
-        println!("no changes: {} instances up to date{after}", prepared.plan.unchanged.len());
-        let Some(store) = store.filter(|_| !args.dry_run) else {
-            println!("dry run: nothing recorded");
-            return Ok(ExitCode::SUCCESS);
+impl TargetArgs {
+    fn options(&self) -> Options {
+        Options { dry_run: self.dry_run, refresh: self.refresh }
+    }
+}
+
+/// An attended deploy on the terminal: prints each step, asks before applying (unless `--yes`),
+/// shows progress bars, and reports how it ended with the exit code.
+struct Terminal {
+    yes: bool,
+    /// Why confirming was impossible (standard input is not a terminal), reported as the error.
+    unconfirmed: Option<anyhow::Error>,
+    bars: Option<Bars>,
+}
+
+impl Terminal {
+    fn new(yes: bool) -> Terminal {
+        Terminal { yes, unconfirmed: None, bars: None }
+    }
+
+    /// Prints how `deployment` ended; the exit code.
+    fn finish(mut self, deployment: Deployment) -> anyhow::Result<ExitCode> {
+        let (revision, not_started) = match deployment.ended {
+            Ended::NoChanges { unchanged, previous, revision } => {
+                let after = previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
+                println!("no changes: {unchanged} instances up to date{after}");
+                match revision {
+                    Some(revision) => println!("revision {}: no changes", revision.number),
+                    None => println!("dry run: nothing recorded"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ended::Refused { user, refusals } => {
+                println!("refused: `{user}` may not make every change of this plan (docs/language.md §11.3):");
+                for line in &refusals {
+                    println!("  ✗ {line}");
+                }
+                println!("nothing applied, nothing recorded");
+                return Ok(ExitCode::from(EXIT_FINDINGS));
+            }
+            Ended::DryRun => {
+                println!("dry run: nothing applied, nothing recorded");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ended::Declined => {
+                if let Some(error) = self.unconfirmed.take() {
+                    return Err(error);
+                }
+                println!("nothing applied");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ended::Applied(revision) => (revision, None),
+            Ended::Interrupted { revision, not_started } => (revision, Some(not_started)),
         };
-        // Recorded all the same: the history says who deployed what, and when, changes or not.
-        let revision = apply(&store, driver, prepared, request, &aptc_runtime::apply::Quiet)?;
-        println!("revision {}: no changes", revision.number);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let refused = refusals(&prepared, request.program.as_ref(), &request.user);
-    if !refused.is_empty() {
-        println!("refused: `{}` may not make every change of this plan (docs/language.md §11.3):", request.user);
-        for line in &refused {
-            println!("  ✗ {line}");
+        if let Some(bars) = &self.bars {
+            bars.done();
         }
-        println!("nothing applied, nothing recorded");
-        if !existed && store.is_some() {
-            // The store this run created for a first deploy holds nothing: leave no trace.
-            drop(store);
-            let _ = std::fs::remove_file(&args.run.state);
+        print!("{}", show_results(&revision));
+        let counts = revision.counts();
+        println!(
+            "revision {}: {} in {:.2} s",
+            revision.number,
+            counts.summary(),
+            Duration::from_millis(revision.duration_ms).as_secs_f64()
+        );
+        println!("{}", deployment.target);
+        if let Some(skipped) = not_started {
+            println!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on");
+            return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
         }
-        return Ok(ExitCode::from(EXIT_FINDINGS));
+        if counts.failed > 0 || counts.skipped > 0 {
+            println!("run the same command again to retry what failed or was skipped");
+            return Ok(ExitCode::from(EXIT_FINDINGS));
+        }
+        Ok(ExitCode::SUCCESS)
     }
-    if args.dry_run {
-        println!("dry run: nothing applied, nothing recorded");
-        return Ok(ExitCode::SUCCESS);
+}
+
+impl Supervisor for Terminal {
+    fn rolling_back(&mut self, to: &Revision) {
+        println!(
+            "rolling back to revision {} ({} by {}: {}); its charts and manifests are read from disk as they are now",
+            to.number,
+            to.time,
+            to.user,
+            to.cause_text()
+        );
     }
-    let store = store.expect("opened for writing above");
-    driver.preflight(&prepared.plan)?;
-    if !args.run.yes && !confirm(&prepared.plan)? {
-        println!("nothing applied");
-        return Ok(ExitCode::SUCCESS);
+
+    fn planned(&mut self, prepared: &Prepared, pending: Option<&Journal>, driver: &dyn Driver) {
+        report_unfinished(prepared, pending);
+        print!("{}", show_plan(prepared, driver));
     }
-    let progress = Bars::new(&prepared.plan);
-    super::signals::install("interrupted: no new instance starts; the running ones finish and are recorded")?;
-    let revision = apply(&store, driver, prepared, request, &progress)?;
-    progress.done();
-    print!("{}", show_results(&revision));
-    let counts = revision.counts();
-    println!(
-        "revision {}: {} in {:.2} s",
-        revision.number,
-        counts.summary(),
-        Duration::from_millis(revision.duration_ms).as_secs_f64()
-    );
-    println!("{target}");
-    if super::signals::stopping() {
-        use aptc_runtime::apply::INTERRUPTED;
-        let interrupted = |outcome: &Outcome| matches!(outcome, Outcome::Skipped { reason } if reason == INTERRUPTED);
-        let skipped = revision.actions.iter().filter(|a| interrupted(&a.report.outcome)).count();
-        println!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on");
-        return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+
+    fn confirm(&mut self, prepared: &Prepared) -> bool {
+        if self.yes {
+            return true;
+        }
+        confirm(&prepared.plan).unwrap_or_else(|error| {
+            self.unconfirmed = Some(error);
+            false
+        })
     }
-    if counts.failed > 0 || counts.skipped > 0 {
-        println!("run the same command again to retry what failed or was skipped");
-        return Ok(ExitCode::from(EXIT_FINDINGS));
+
+    fn applying(&mut self, prepared: &Prepared) -> &dyn Progress {
+        let stopping = "interrupted: no new instance starts; the running ones finish and are recorded";
+        if let Err(error) = super::signals::install(stopping) {
+            tracing::warn!(error = %format!("{error:#}"), "a signal will stop aptc at once");
+        }
+        self.bars.insert(Bars::new(&prepared.plan))
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Tells of a deploy that was killed before it recorded its revision: recorded now (`recovered`),
-/// or, when the store is only read (a dry run), still unrecorded.
-pub(super) fn report_unfinished(prepared: &Prepared, store: Option<&Store>) -> anyhow::Result<()> {
+/// or, when the store is only read (a dry run), still unrecorded (`pending`).
+pub(super) fn report_unfinished(prepared: &Prepared, pending: Option<&Journal>) {
     if let Some(revision) = &prepared.recovered {
         println!(
             "revision {} ({} by {}) stopped before it finished (aptc was killed or crashed); recorded what it did: {}",
@@ -301,14 +304,13 @@ pub(super) fn report_unfinished(prepared: &Prepared, store: Option<&Store>) -> a
             revision.user,
             revision.counts().summary()
         );
-    } else if let Some(journal) = store.map(Store::pending).transpose()?.flatten() {
+    } else if let Some(journal) = pending {
         println!(
             "revision {} ({} by {}) has not finished: another aptc is deploying, or one was killed (the next deploy \
 records what it did); this plan does not count its actions",
             journal.revision.number, journal.revision.time, journal.revision.user
         );
     }
-    Ok(())
 }
 
 /// One line per action, then the counts.
@@ -364,6 +366,7 @@ pub fn show_results(revision: &Revision) -> String {
             }
             Outcome::Failed { error } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
             Outcome::Skipped { reason } => out.push_str(&format!("  - skipped {verb} {name}: {reason}\n")),
+            Outcome::Interrupted => out.push_str(&format!("  - skipped {verb} {name}: {INTERRUPTED}\n")),
         }
     }
     out
@@ -446,7 +449,7 @@ impl Progress for Bars {
         let mark = match report.outcome {
             Outcome::Succeeded { .. } => "✓",
             Outcome::Failed { .. } => "✗",
-            Outcome::Skipped { .. } => "-",
+            Outcome::Skipped { .. } | Outcome::Interrupted => "-",
         };
         self.overall.set_message(format!("{mark} {}", Self::line(action)));
         self.overall.inc(1);

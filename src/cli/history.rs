@@ -137,7 +137,7 @@ fn show(revision: &Revision) -> String {
         let mark = match action.report.outcome {
             Outcome::Succeeded { .. } => "ok",
             Outcome::Failed { .. } => "FAILED",
-            Outcome::Skipped { .. } => "skipped",
+            Outcome::Skipped { .. } | Outcome::Interrupted => "skipped",
         };
         out.push_str(&format!(
             "  {:<6}  {}  {}  {}  ({})  {mark}\n",

@@ -47,7 +47,7 @@ pub fn run(args: PostRenderArgs) -> anyhow::Result<ExitCode> {
         Err(error) => {
             eprintln!("error: {error}");
             if let Some(path) = &args.error_file {
-                std::fs::write(path, &error).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(path, error.to_string()).with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(ExitCode::FAILURE)
         }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::Value;
 
-use super::object::{ObjectRef, in_apply_order, with_refs};
+use super::object::{ObjectError, ObjectRef, in_apply_order, with_refs};
 use super::ops::{Cluster, Located};
 use super::{ApplySummary, K8sError, fingerprint, inventory};
 use crate::plan::Unit;
@@ -85,7 +85,7 @@ impl Cluster {
                 let unknown = |e: &K8sError| matches!(e, K8sError::UnknownKind { .. });
                 let namespace = unit.k8s_namespace.as_str();
                 self.backoff
-                    .retry_async(&what, unknown, move || async move {
+                    .retry_async_if(&what, unknown, move || async move {
                         let found = self.locate(object, namespace).await;
                         if found.is_err() {
                             self.forget_discovery();
@@ -189,7 +189,7 @@ impl Cluster {
         }
     }
 
-    fn invalid(&self, unit: &Unit, reason: String) -> K8sError {
+    fn invalid(&self, unit: &Unit, reason: ObjectError) -> K8sError {
         K8sError::InvalidObject { unit: unit.key.clone(), cluster: self.name.clone(), reason }
     }
 }

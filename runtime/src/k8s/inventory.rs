@@ -41,10 +41,21 @@ pub(crate) fn config_map(unit: &Unit, revision: u64, objects: &[ObjectRef]) -> V
     })
 }
 
+/// Why an inventory ConfigMap cannot be read (someone edited it, or it is not aptc's).
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The ConfigMap has no `objects` key.
+    #[error("it has no `objects` entry")]
+    NoObjects,
+    /// `objects` is not the JSON list aptc writes.
+    #[error("its `objects` entry is not a list of objects: {0}")]
+    NotAList(#[source] serde_json::Error),
+}
+
 /// The objects an inventory's `data` lists.
-pub(crate) fn objects(data: Option<&BTreeMap<String, String>>) -> Result<Vec<ObjectRef>, String> {
-    let text = data.and_then(|d| d.get("objects")).ok_or("it has no `objects` entry")?;
-    serde_json::from_str(text).map_err(|e| format!("its `objects` entry is not a list of objects: {e}"))
+pub(crate) fn objects(data: Option<&BTreeMap<String, String>>) -> Result<Vec<ObjectRef>, InventoryError> {
+    let text = data.and_then(|d| d.get("objects")).ok_or(InventoryError::NoObjects)?;
+    serde_json::from_str(text).map_err(InventoryError::NotAList)
 }
 
 /// `listed` followed by those of `more` not already in it (same object at any version).
@@ -83,6 +94,6 @@ mod tests {
         let data: BTreeMap<String, String> = serde_json::from_value(value["data"].clone()).unwrap();
         assert_eq!(objects(Some(&data)).unwrap(), [cm("a"), cm("b")]);
         assert_eq!(union(&[cm("a"), cm("b")], &[cm("c"), cm("a")]), [cm("a"), cm("b"), cm("c")]);
-        assert!(objects(None).unwrap_err().contains("no `objects`"));
+        assert!(objects(None).unwrap_err().to_string().contains("no `objects`"));
     }
 }

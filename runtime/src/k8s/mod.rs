@@ -33,6 +33,9 @@ use crate::plan::Unit;
 use crate::retry::Backoff;
 use ops::{Cluster, chain};
 
+pub use inventory::InventoryError;
+pub use object::ObjectError;
+
 /// The label on namespaces aptc created because an object needed them; pruning never deletes
 /// them (they are in no inventory).
 pub const LABEL_MANAGED: &str = "aptc.dev/managed";
@@ -75,7 +78,7 @@ pub enum K8sError {
     Runtime(#[source] std::io::Error),
     /// A desired object is not a valid Kubernetes object (no kind, no name, …).
     #[error("unit {unit} on cluster {cluster}: {reason}")]
-    InvalidObject { unit: String, cluster: String, reason: String },
+    InvalidObject { unit: String, cluster: String, reason: object::ObjectError },
     /// The cluster serves no such kind at that apiVersion.
     #[error(
         "cluster {cluster} does not serve kind {kind} of apiVersion {api_version} (a typo, or a CRD that is not installed)"
@@ -86,7 +89,7 @@ pub enum K8sError {
     Api { action: &'static str, object: String, cluster: String, reason: String },
     /// A unit's inventory ConfigMap exists but cannot be read as one.
     #[error("the inventory {object} on cluster {cluster} is damaged: {reason}")]
-    Inventory { object: String, cluster: String, reason: String },
+    Inventory { object: String, cluster: String, reason: inventory::InventoryError },
 }
 
 impl Applier {

@@ -19,20 +19,34 @@ pub(crate) struct ObjectRef {
     pub name: String,
 }
 
+/// A desired object that cannot be applied because it is not a complete Kubernetes object; each
+/// carries the start of the object (`found`) for the message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// Not a mapping.
+    #[error("a document is not a Kubernetes object: {found}")]
+    NotAnObject { found: String },
+    /// A mapping without `kind`.
+    #[error("an object has no `kind`: {found}")]
+    NoKind { found: String },
+    /// `field` (`apiVersion`, `metadata.name`) is missing or empty.
+    #[error("the {kind} object has no `{field}`: {found}")]
+    Missing { kind: String, field: &'static str, found: String },
+}
+
 impl ObjectRef {
     /// The reference of a desired object, its namespace as written (if any). An object without
     /// `apiVersion`, `kind` or `metadata.name` is an error, never a panic.
-    pub fn of(value: &Value) -> Result<ObjectRef, String> {
+    pub fn of(value: &Value) -> Result<ObjectRef, ObjectError> {
         let text = |v: Option<&Value>| v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
         let Some(object) = value.as_object() else {
-            return Err(format!("a document is not a Kubernetes object: {}", short(value)));
+            return Err(ObjectError::NotAnObject { found: short(value) });
         };
-        let kind = text(object.get("kind")).ok_or_else(|| format!("an object has no `kind`: {}", short(value)))?;
-        let api_version = text(object.get("apiVersion"))
-            .ok_or_else(|| format!("the {kind} object has no `apiVersion`: {}", short(value)))?;
+        let kind = text(object.get("kind")).ok_or_else(|| ObjectError::NoKind { found: short(value) })?;
+        let missing = |field| ObjectError::Missing { kind: kind.clone(), field, found: short(value) };
+        let api_version = text(object.get("apiVersion")).ok_or_else(|| missing("apiVersion"))?;
         let metadata = object.get("metadata");
-        let name = text(metadata.and_then(|m| m.get("name")))
-            .ok_or_else(|| format!("the {kind} object has no `metadata.name`: {}", short(value)))?;
+        let name = text(metadata.and_then(|m| m.get("name"))).ok_or_else(|| missing("metadata.name"))?;
         let namespace = text(metadata.and_then(|m| m.get("namespace")));
         Ok(ObjectRef { api_version, kind, namespace, name })
     }
@@ -91,7 +105,7 @@ impl fmt::Display for ObjectRef {
 
 /// The desired objects with their references, Namespaces first, then CRDs, then the rest, each
 /// group in the given order.
-pub(crate) fn in_apply_order(objects: &[Value]) -> Result<Vec<(ObjectRef, &Value)>, String> {
+pub(crate) fn in_apply_order(objects: &[Value]) -> Result<Vec<(ObjectRef, &Value)>, ObjectError> {
     let mut refs = with_refs(objects)?;
     refs.sort_by_key(|(r, _)| r.rank());
     Ok(refs)
@@ -99,7 +113,7 @@ pub(crate) fn in_apply_order(objects: &[Value]) -> Result<Vec<(ObjectRef, &Value
 
 /// Each object with its reference, the items of a `…List` (`kind: List`, `ConfigMapList`) in
 /// place of the list: the API serves no list kind to apply.
-pub(crate) fn with_refs(objects: &[Value]) -> Result<Vec<(ObjectRef, &Value)>, String> {
+pub(crate) fn with_refs(objects: &[Value]) -> Result<Vec<(ObjectRef, &Value)>, ObjectError> {
     let mut refs = Vec::new();
     for value in objects {
         let is_list = value.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List"));
@@ -129,15 +143,22 @@ mod tests {
         assert!(
             ObjectRef::of(&json!({ "apiVersion": "v1", "metadata": { "name": "x" } }))
                 .unwrap_err()
+                .to_string()
                 .contains("no `kind`")
         );
         assert!(
-            ObjectRef::of(&json!({ "kind": "ConfigMap", "metadata": {} })).unwrap_err().contains("no `apiVersion`")
+            ObjectRef::of(&json!({ "kind": "ConfigMap", "metadata": {} }))
+                .unwrap_err()
+                .to_string()
+                .contains("no `apiVersion`")
         );
         assert!(
-            ObjectRef::of(&json!({ "apiVersion": "v1", "kind": "ConfigMap" })).unwrap_err().contains("metadata.name")
+            ObjectRef::of(&json!({ "apiVersion": "v1", "kind": "ConfigMap" }))
+                .unwrap_err()
+                .to_string()
+                .contains("metadata.name")
         );
-        assert!(ObjectRef::of(&json!("text")).unwrap_err().contains("not a Kubernetes object"));
+        assert!(ObjectRef::of(&json!("text")).unwrap_err().to_string().contains("not a Kubernetes object"));
     }
 
     #[test]

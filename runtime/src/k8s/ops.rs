@@ -192,7 +192,7 @@ impl Cluster {
         what: &str,
         op: impl FnMut() -> F,
     ) -> kube::Result<T> {
-        self.backoff.retry_async(what, is_transient, op).await
+        self.backoff.retry_async(what, op).await
     }
 
     fn error(&self, action: &'static str, object: &ObjectRef, error: &kube::Error) -> K8sError {
@@ -202,11 +202,13 @@ impl Cluster {
 
 /// Throttling, a server error that may pass, or no answer at all: worth another attempt. A refusal
 /// (403, 404, 409, 422, …) never is.
-fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
+impl crate::retry::Transient for kube::Error {
+    fn is_transient(&self) -> bool {
+        match self {
+            kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+            kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+            _ => false,
+        }
     }
 }
 
