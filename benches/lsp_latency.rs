@@ -54,7 +54,13 @@ fn main() {
         std::fs::write(&path, &file.text).expect("writing the workspace");
     }
     let lines: usize = files.iter().map(|f| f.text.lines().count()).sum();
-    println!("workspace: {} files, {lines} lines; {} edits {:?} apart", files.len(), args.edits, args.interval);
+    let bytes = synth::total_bytes(&files);
+    println!(
+        "workspace: {} files, {lines} lines, {bytes} bytes; {} edits {:?} apart",
+        files.len(),
+        args.edits,
+        args.interval
+    );
     // As `aptc lsp` runs it.
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
