@@ -318,13 +318,15 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
     let mut by_file = to_lsp(s, &semantics::diagnostics(&s.db, s.ws));
     for id in s.open.keys() {
-        by_file.entry(*id).or_default();
+        if let Some(uri) = s.files.uri(*id) {
+            by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new()));
+        }
     }
     by_file
         .into_iter()
-        .filter_map(|(id, mut diagnostics)| {
+        .map(|(id, (uri, mut diagnostics))| {
             sort(&mut diagnostics);
-            Some((s.files.uri(id)?.clone(), s.open.get(&id).copied(), diagnostics))
+            (uri, s.open.get(&id).copied(), diagnostics)
         })
         .collect()
 }
@@ -339,7 +341,7 @@ fn document_diagnostics(s: &Snapshot, id: FileId) -> Option<(Uri, Option<i32>, V
         reported.into_iter().chain(checked).map(|r| r.0.clone()).filter(|d| d.primary.file == id).collect();
     diagnostics::sort(&mut own);
     own.dedup();
-    let mut diagnostics = to_lsp(s, &own).remove(&id).unwrap_or_default();
+    let mut diagnostics = to_lsp(s, &own).remove(&id).map(|(_, d)| d).unwrap_or_default();
     sort(&mut diagnostics);
     Some((s.files.uri(id)?.clone(), s.open.get(&id).copied(), diagnostics))
 }
@@ -385,9 +387,9 @@ fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by(|a, b| (a.range.start, a.range.end, &a.message).cmp(&(b.range.start, b.range.end, &b.message)));
 }
 
-/// Compiler diagnostics as LSP ones, grouped by the file they are in; those in files without
-/// a URI are left out.
-fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashMap<FileId, Vec<Diagnostic>> {
+/// Compiler diagnostics as LSP ones, grouped by the file they are in (with its URI; policy
+/// files and manifest templates); those in files without a URI are left out.
+fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashMap<FileId, (Uri, Vec<Diagnostic>)> {
     // Manifest files (read when the workspace was loaded), which diagnostics may point into too.
     let manifests: HashMap<FileId, (Uri, Arc<str>)> =
         s.ws.manifests(&s.db)
@@ -415,11 +417,12 @@ fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashM
         let uri = uri(file)?.clone();
         Some(Location { uri, range: lines.get(&file)?.range(span) })
     };
-    let mut by_file: HashMap<FileId, Vec<Diagnostic>> = HashMap::new();
+    let mut by_file: HashMap<FileId, (Uri, Vec<Diagnostic>)> = HashMap::new();
     for d in all {
-        let Some(primary) = lines.get(&d.primary.file) else { continue };
+        let (Some(primary), Some(uri)) = (lines.get(&d.primary.file), uri(d.primary.file)) else { continue };
         let range = primary.range(d.primary.span);
-        by_file.entry(d.primary.file).or_default().push(convert::diagnostic(d, range, &locate));
+        let entry = by_file.entry(d.primary.file).or_insert_with(|| (uri.clone(), Vec::new()));
+        entry.1.push(convert::diagnostic(d, range, &locate));
     }
     by_file
 }
@@ -617,7 +620,11 @@ impl LanguageServer for Backend {
             state.open.insert(id, version);
             if let Some(whole_policy) = state.whole_policy.get_mut(&id) {
                 let moved = std::mem::take(whole_policy).into_iter().filter_map(|mut d| {
-                    d.range = params.content_changes.iter().try_fold(d.range, convert::shift_range)?;
+                    let shift = |range| params.content_changes.iter().try_fold(range, convert::shift_range);
+                    d.range = shift(d.range)?;
+                    for related in d.related_information.iter_mut().flatten().filter(|r| r.location.uri == uri) {
+                        related.location.range = shift(related.location.range)?;
+                    }
                     Some(d)
                 });
                 *whole_policy = moved.collect();
