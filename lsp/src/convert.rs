@@ -81,6 +81,40 @@ pub fn apply_change(text: &mut String, change: &lsp::TextDocumentContentChangeEv
     }
 }
 
+/// Where a range of the text before `change` is after it, so that diagnostics computed before
+/// an edit stay on the text they are about until they are computed again; `None` when the
+/// change replaced a part of the range's ends (or the whole document).
+pub fn shift_range(range: lsp::Range, change: &lsp::TextDocumentContentChangeEvent) -> Option<lsp::Range> {
+    let replaced = change.range?;
+    Some(lsp::Range {
+        start: shift(range.start, replaced, &change.text)?,
+        end: shift(range.end, replaced, &change.text)?,
+    })
+}
+
+fn shift(position: lsp::Position, replaced: lsp::Range, text: &str) -> Option<lsp::Position> {
+    if position <= replaced.start {
+        return Some(position);
+    }
+    if position < replaced.end {
+        return None;
+    }
+    let new_lines = text.matches('\n').count() as u32;
+    let last_line = text.rsplit('\n').next().unwrap_or_default();
+    let last_width = last_line.encode_utf16().count() as u32;
+    if position.line != replaced.end.line {
+        return Some(lsp::Position {
+            line: position.line + new_lines - (replaced.end.line - replaced.start.line),
+            ..position
+        });
+    }
+    let start = if new_lines == 0 { replaced.start.character + last_width } else { last_width };
+    Some(lsp::Position {
+        line: replaced.start.line + new_lines,
+        character: start + (position.character - replaced.end.character),
+    })
+}
+
 pub fn severity(severity: Severity) -> lsp::DiagnosticSeverity {
     match severity {
         Severity::Error => lsp::DiagnosticSeverity::ERROR,
@@ -346,6 +380,28 @@ mod tests {
             &lsp::TextDocumentContentChangeEvent { range: None, range_length: None, text: "x".into() },
         );
         assert_eq!(text, "x");
+    }
+
+    #[test]
+    fn ranges_move_with_the_text_around_them() {
+        let position = |line, character| lsp::Position { line, character };
+        let range = |sl, sc, el, ec| lsp::Range { start: position(sl, sc), end: position(el, ec) };
+        let change = |replaced, new: &str| lsp::TextDocumentContentChangeEvent {
+            range: Some(replaced),
+            range_length: None,
+            text: new.to_string(),
+        };
+        let unused = range(2, 8, 2, 11);
+        // Typed before it on its line, on a line above, after it; a line break inserted before it.
+        assert_eq!(shift_range(unused, &change(range(2, 0, 2, 0), "x")), Some(range(2, 9, 2, 12)));
+        assert_eq!(shift_range(unused, &change(range(0, 3, 1, 0), "")), Some(range(1, 8, 1, 11)));
+        assert_eq!(shift_range(unused, &change(range(2, 11, 2, 11), "é")), Some(unused));
+        assert_eq!(shift_range(unused, &change(range(2, 4, 2, 4), "a\nbc")), Some(range(3, 6, 3, 9)));
+        // Typed inside it: it grows; part of it replaced, or the whole document: gone.
+        assert_eq!(shift_range(unused, &change(range(2, 9, 2, 9), "\u{1F600}")), Some(range(2, 8, 2, 13)));
+        assert_eq!(shift_range(unused, &change(range(2, 5, 2, 9), "")), None);
+        let everything = lsp::TextDocumentContentChangeEvent { range: None, range_length: None, text: String::new() };
+        assert_eq!(shift_range(unused, &everything), None);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! Requests take a snapshot of the database when they arrive and run the query on a thread of
 //! its own with a large stack ([`QUERY_STACK`]), inside `catch_unwind`: a panic becomes an error response (and a log line), and a
 //! query cancelled by a newer edit (salsa unwinds with `Cancelled`) answers "content
-//! modified". Diagnostics are computed after ~200 ms without edits, and published per file,
-//! only for files whose diagnostics changed; clients that pull them (`textDocument/diagnostic`)
-//! pull those of open documents.
+//! modified". Diagnostics come in two passes, each published per file and only where they
+//! changed: an edit's document at once (its syntax and its own checks, which salsa redoes
+//! incrementally, plus the whole-policy diagnostics of the last workspace pass moved along with
+//! the edit), then, after [`DEBOUNCE`] without edits, the whole workspace. Clients that pull them
+//! (`textDocument/diagnostic`) pull those of open documents, and are asked to pull again when the
+//! workspace pass changes them.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -16,9 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aptc_compiler::ide;
-use aptc_compiler::semantics;
+use aptc_compiler::db::{Reported, check_syntax};
+use aptc_compiler::semantics::file::check_file;
 use aptc_compiler::source::FileId;
+use aptc_compiler::{diagnostics, ide, semantics};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
@@ -26,7 +30,9 @@ use tower_lsp_server::{Client, LanguageServer};
 use crate::convert::{self, LineIndex};
 use crate::state::{Snapshot, State};
 
-/// How long diagnostics wait for the next edit before they are computed.
+/// How long the workspace pass of diagnostics waits for the next edit. Checking the whole policy
+/// takes ~100 ms at 100,000 lines, longer than between two keystrokes, and what it adds to the
+/// edited document's own pass (other files, whole-policy checks) can wait for a pause.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The files the client is asked to watch: policy files, and the YAML (or JSON) of manifest
@@ -50,16 +56,107 @@ struct Inner {
     client: Client,
     options: Options,
     state: Mutex<Option<State>>,
-    /// Bumped by every edit; a diagnostics run publishes only if it is still the latest.
+    /// Bumped by every change of the state (under its lock); a diagnostics pass publishes only
+    /// if it is still the latest.
     generation: AtomicU64,
+    /// Held from checking the generation to publishing, so that an older pass never publishes
+    /// after a newer one.
+    publishing: tokio::sync::Mutex<()>,
     /// What the client shows for each file: the diagnostics last published there (files whose
     /// diagnostics did not change are not published again).
     published: Mutex<HashMap<Uri, Vec<Diagnostic>>>,
     /// Whether the client pulls the diagnostics of open documents (`textDocument/diagnostic`):
     /// then only other files' diagnostics are pushed, so that none is shown twice.
     pull: AtomicBool,
+    /// Whether the client pulls again when asked (`workspace/diagnostic/refresh`).
+    pull_refresh: AtomicBool,
     /// Whether the client can watch files for us ([`WATCHED`]).
     watch_files: AtomicBool,
+}
+
+impl Inner {
+    /// A snapshot of the state and the generation it is of.
+    fn snapshot(&self) -> Option<(Snapshot, u64)> {
+        let guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some((guard.as_ref()?.snapshot(), self.generation.load(Ordering::SeqCst)))
+    }
+
+    /// The first pass after an edit: the document's own diagnostics with the whole-policy ones
+    /// it had, published at once (unless the client pulls them, or a newer edit came).
+    async fn publish_document(&self, generation: u64, id: FileId) {
+        if self.pull.load(Ordering::Relaxed) {
+            return;
+        }
+        let Some((snapshot, seen)) = self.snapshot() else { return };
+        if seen != generation {
+            return;
+        }
+        // An error is a check cancelled by a newer edit (which publishes its own), or a bug (logged).
+        let Ok(Some((uri, version, diagnostics))) =
+            on_query_thread("diagnostics", move || document_report(&snapshot, id)).await
+        else {
+            return;
+        };
+        let _publishing = self.publishing.lock().await;
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        {
+            let mut published = self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if published.get(&uri) == Some(&diagnostics) {
+                return;
+            }
+            published.insert(uri.clone(), diagnostics.clone());
+        }
+        self.client.publish_diagnostics(uri, diagnostics, version).await;
+    }
+
+    /// The workspace pass: every file's diagnostics, published where they changed; the
+    /// whole-policy part of each open document's is kept for the edits' first passes.
+    async fn publish_workspace(&self, generation: u64) {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
+        let Some((snapshot, seen)) = self.snapshot() else { return };
+        if seen != generation {
+            return;
+        }
+        let Ok((by_file, whole_policy)) = on_query_thread("diagnostics", move || {
+            let by_file = diagnostics_by_file(&snapshot);
+            let whole_policy = whole_policy_diagnostics(&snapshot, &by_file);
+            (by_file, whole_policy)
+        })
+        .await
+        else {
+            return;
+        };
+        let _publishing = self.publishing.lock().await;
+        let pulled_changed = {
+            let mut guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return;
+            }
+            let Some(state) = guard.as_mut() else { return };
+            let changed = state.whole_policy != whole_policy;
+            state.whole_policy = whole_policy;
+            changed
+        };
+        let pull = self.pull.load(Ordering::Relaxed);
+        if pull && pulled_changed && self.pull_refresh.load(Ordering::Relaxed) {
+            // What other files do changed what open documents show: the client pulls them again.
+            if let Err(error) = self.client.workspace_diagnostic_refresh().await {
+                tracing::warn!("asking the client to pull diagnostics again: {error}");
+            }
+        }
+        let by_file = by_file.into_iter().filter(|(_, version, _)| !(pull && version.is_some()));
+        let changes = {
+            let mut published = self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            changed_diagnostics(&mut published, by_file.collect())
+        };
+        for (uri, version, diagnostics) in changes {
+            self.client.publish_diagnostics(uri, diagnostics, version).await;
+        }
+    }
 }
 
 impl Backend {
@@ -70,8 +167,10 @@ impl Backend {
                 options,
                 state: Mutex::new(None),
                 generation: AtomicU64::new(0),
+                publishing: tokio::sync::Mutex::new(()),
                 published: Mutex::new(HashMap::new()),
                 pull: AtomicBool::new(false),
+                pull_refresh: AtomicBool::new(false),
                 watch_files: AtomicBool::new(false),
             }),
         }
@@ -101,40 +200,30 @@ impl Backend {
         .await
     }
 
-    /// Schedules diagnostics for the current state, after [`DEBOUNCE`].
-    fn schedule_diagnostics(&self) {
-        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+    /// A change of the state that needs diagnostics again: `f` runs on the state and the
+    /// generation is bumped under the same lock (so a pass's snapshot and generation agree);
+    /// then the passes are scheduled, the document's first when `f` returns one.
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> Option<(FileId, T)>) -> Option<T> {
+        let (generation, edited) = {
+            let mut guard = self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let edited = guard.as_mut().and_then(f);
+            (self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1, edited)
+        };
         let inner = self.inner.clone();
+        let document = edited.as_ref().map(|(id, _)| *id);
         tokio::spawn(async move {
+            if let Some(id) = document {
+                inner.publish_document(generation, id).await;
+            }
             tokio::time::sleep(DEBOUNCE).await;
-            if inner.generation.load(Ordering::SeqCst) != generation {
-                return;
-            }
-            let snapshot = {
-                let guard = inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                match guard.as_ref() {
-                    Some(state) => state.snapshot(),
-                    None => return,
-                }
-            };
-            // An error is a query cancelled by a newer edit (which scheduled its own run), or a
-            // bug (logged).
-            let Ok(by_file) = on_query_thread("diagnostics", move || diagnostics_by_file(&snapshot)).await else {
-                return;
-            };
-            if inner.generation.load(Ordering::SeqCst) != generation {
-                return;
-            }
-            let pull = inner.pull.load(Ordering::Relaxed);
-            let by_file = by_file.into_iter().filter(|(_, version, _)| !(pull && version.is_some()));
-            let changes = {
-                let mut published = inner.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                changed_diagnostics(&mut published, by_file.collect())
-            };
-            for (uri, version, diagnostics) in changes {
-                inner.client.publish_diagnostics(uri, diagnostics, version).await;
-            }
+            inner.publish_workspace(generation).await;
         });
+        edited.map(|(_, value)| value)
+    }
+
+    /// Schedules the workspace pass of diagnostics.
+    fn schedule_diagnostics(&self) {
+        self.change(|_| None::<(FileId, ())>);
     }
 
     async fn publish_empty(&self, uri: Uri) {
@@ -227,7 +316,80 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 /// Every diagnostic of the workspace, grouped by file, for the files to publish: open
 /// documents (even when clean) and files that have diagnostics.
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
-    let all = semantics::diagnostics(&s.db, s.ws);
+    let mut by_file = to_lsp(s, &semantics::diagnostics(&s.db, s.ws));
+    for id in s.open.keys() {
+        if let Some(uri) = s.files.uri(*id) {
+            by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new()));
+        }
+    }
+    by_file
+        .into_iter()
+        .map(|(id, (uri, mut diagnostics))| {
+            sort(&mut diagnostics);
+            (uri, s.open.get(&id).copied(), diagnostics)
+        })
+        .collect()
+}
+
+/// The diagnostics of one file's own checks (syntax, and the file against the index), which
+/// salsa redoes only for what an edit touched: its URI, version, and diagnostics.
+fn document_diagnostics(s: &Snapshot, id: FileId) -> Option<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let input = s.files.input(id)?;
+    let reported = check_syntax::accumulated::<Reported>(&s.db, input);
+    let checked = check_file::accumulated::<Reported>(&s.db, s.ws, input);
+    let mut own: Vec<_> =
+        reported.into_iter().chain(checked).map(|r| r.0.clone()).filter(|d| d.primary.file == id).collect();
+    diagnostics::sort(&mut own);
+    own.dedup();
+    let mut diagnostics = to_lsp(s, &own).remove(&id).map(|(_, d)| d).unwrap_or_default();
+    sort(&mut diagnostics);
+    Some((s.files.uri(id)?.clone(), s.open.get(&id).copied(), diagnostics))
+}
+
+/// What an open document shows: its own diagnostics and the whole-policy ones it had.
+fn document_report(s: &Snapshot, id: FileId) -> Option<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let (uri, version, mut diagnostics) = document_diagnostics(s, id)?;
+    diagnostics.extend(s.whole_policy.get(&id).into_iter().flatten().cloned());
+    sort(&mut diagnostics);
+    Some((uri, version, diagnostics))
+}
+
+/// Of each open document's diagnostics in `by_file` (a workspace pass), those its own checks
+/// did not report: the whole-policy ones.
+fn whole_policy_diagnostics(
+    s: &Snapshot,
+    by_file: &[(Uri, Option<i32>, Vec<Diagnostic>)],
+) -> HashMap<FileId, Vec<Diagnostic>> {
+    let all: HashMap<&Uri, &Vec<Diagnostic>> = by_file.iter().map(|(uri, _, d)| (uri, d)).collect();
+    let mut whole_policy = HashMap::new();
+    for &id in s.open.keys() {
+        let Some((uri, _, own)) = document_diagnostics(s, id) else { continue };
+        let mut own: Vec<&Diagnostic> = own.iter().collect();
+        let mut rest = Vec::new();
+        for d in all.get(&uri).copied().into_iter().flatten() {
+            match own.iter().position(|o| *o == d) {
+                Some(i) => {
+                    own.swap_remove(i);
+                }
+                None => rest.push(d.clone()),
+            }
+        }
+        if !rest.is_empty() {
+            whole_policy.insert(id, rest);
+        }
+    }
+    whole_policy
+}
+
+/// The order diagnostics are published in, whichever pass found them (so that equal sets
+/// compare equal): by position, then message.
+fn sort(diagnostics: &mut [Diagnostic]) {
+    diagnostics.sort_by(|a, b| (a.range.start, a.range.end, &a.message).cmp(&(b.range.start, b.range.end, &b.message)));
+}
+
+/// Compiler diagnostics as LSP ones, grouped by the file they are in (with its URI; policy
+/// files and manifest templates); those in files without a URI are left out.
+fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashMap<FileId, (Uri, Vec<Diagnostic>)> {
     // Manifest files (read when the workspace was loaded), which diagnostics may point into too.
     let manifests: HashMap<FileId, (Uri, Arc<str>)> =
         s.ws.manifests(&s.db)
@@ -238,7 +400,7 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
     let uri = |file: FileId| s.files.uri(file).or_else(|| manifests.get(&file).map(|(uri, _)| uri));
     // The texts of the files the diagnostics point into, then one line index for each.
     let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
-    for d in &all {
+    for d in all {
         for file in d.labels.iter().map(|l| l.file).chain([d.primary.file]) {
             if texts.contains_key(&file) || uri(file).is_none() {
                 continue;
@@ -255,16 +417,14 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
         let uri = uri(file)?.clone();
         Some(Location { uri, range: lines.get(&file)?.range(span) })
     };
-    let mut by_file: HashMap<FileId, Vec<Diagnostic>> = s.open.keys().map(|id| (*id, Vec::new())).collect();
-    for d in &all {
-        let Some(primary) = lines.get(&d.primary.file) else { continue };
+    let mut by_file: HashMap<FileId, (Uri, Vec<Diagnostic>)> = HashMap::new();
+    for d in all {
+        let (Some(primary), Some(uri)) = (lines.get(&d.primary.file), uri(d.primary.file)) else { continue };
         let range = primary.range(d.primary.span);
-        by_file.entry(d.primary.file).or_default().push(convert::diagnostic(d, range, &locate));
+        let entry = by_file.entry(d.primary.file).or_insert_with(|| (uri.clone(), Vec::new()));
+        entry.1.push(convert::diagnostic(d, range, &locate));
     }
     by_file
-        .into_iter()
-        .filter_map(|(id, diagnostics)| Some((uri(id)?.clone(), s.open.get(&id).copied(), diagnostics)))
-        .collect()
 }
 
 /// The workspace folders of an `initialize` request.
@@ -323,6 +483,8 @@ impl LanguageServer for Backend {
         self.inner.watch_files.store(watches, Ordering::Relaxed);
         let pull = params.capabilities.text_document.as_ref().is_some_and(|t| t.diagnostic.is_some());
         self.inner.pull.store(pull, Ordering::Relaxed);
+        let refresh = params.capabilities.workspace.as_ref().and_then(|w| w.diagnostics.as_ref());
+        self.inner.pull_refresh.store(refresh.and_then(|d| d.refresh_support).unwrap_or(false), Ordering::Relaxed);
         let state = State::load(roots);
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
@@ -442,14 +604,13 @@ impl LanguageServer for Backend {
 
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let document = params.text_document;
-        self.with_state(|state| state.open(&document.uri, &document.text, document.version));
-        self.schedule_diagnostics();
+        self.change(|state| Some((state.open(&document.uri, &document.text, document.version), ())));
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let uri = params.text_document.uri;
         let version = params.text_document.version;
-        let applied = self.with_state(|state| {
+        let applied = self.change(|state| {
             let id = state.files.id_of(&uri)?;
             let mut text = state.text_of(id)?;
             for change in &params.content_changes {
@@ -457,12 +618,22 @@ impl LanguageServer for Backend {
             }
             state.set_text(id, &text);
             state.open.insert(id, version);
-            Some(())
+            if let Some(whole_policy) = state.whole_policy.get_mut(&id) {
+                let moved = std::mem::take(whole_policy).into_iter().filter_map(|mut d| {
+                    let shift = |range| params.content_changes.iter().try_fold(range, convert::shift_range);
+                    d.range = shift(d.range)?;
+                    for related in d.related_information.iter_mut().flatten().filter(|r| r.location.uri == uri) {
+                        related.location.range = shift(related.location.range)?;
+                    }
+                    Some(d)
+                });
+                *whole_policy = moved.collect();
+            }
+            Some((id, ()))
         });
-        if applied.flatten().is_none() {
+        if applied.is_none() {
             tracing::warn!("didChange for a document that is not open: {}", uri.as_str());
         }
-        self.schedule_diagnostics();
     }
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
@@ -478,6 +649,12 @@ impl LanguageServer for Backend {
         let previous = params.previous_result_id;
         let items = self
             .query("textDocument/diagnostic", move |s| {
+                // An open document's are quick to get; another file's need the workspace pass.
+                let open =
+                    s.file(&params.text_document.uri).map(|file| file.id(&s.db)).filter(|id| s.open.contains_key(id));
+                if let Some(id) = open {
+                    return Some(document_report(s, id).map(|(_, _, diagnostics)| diagnostics).unwrap_or_default());
+                }
                 let by_file = diagnostics_by_file(s);
                 let found = by_file.into_iter().find(|(uri, _, _)| crate::state::key(uri) == wanted);
                 Some(found.map(|(_, _, diagnostics)| diagnostics).unwrap_or_default())

@@ -10,7 +10,7 @@ use aptc_compiler::db::{Database, Settings, SourceText, Workspace};
 use aptc_compiler::source::{FileId, SourceMap};
 use aptc_compiler::workspace::find_apt_files;
 use salsa::Setter;
-use tower_lsp_server::ls_types::Uri;
+use tower_lsp_server::ls_types::{Diagnostic, Uri};
 
 /// How files are known: by id (the compiler's name), by key (the path of a `file:` URI, or
 /// the URI itself), with the URI to tell the client.
@@ -54,6 +54,10 @@ pub struct State {
     pub open: HashMap<FileId, i32>,
     /// The workspace folders.
     pub roots: Vec<PathBuf>,
+    /// Of each open document, the diagnostics of the whole-policy checks (duplicates, cycles,
+    /// unused objects, access) as the last workspace pass found them, moved along with the edits
+    /// since: an edit's first pass checks only the document, and publishes these with its own.
+    pub whole_policy: HashMap<FileId, Vec<Diagnostic>>,
     next_id: u32,
 }
 
@@ -65,6 +69,8 @@ pub struct Snapshot {
     pub files: Arc<FileTable>,
     /// Versions of the open documents.
     pub open: HashMap<FileId, i32>,
+    /// As [`State::whole_policy`].
+    pub whole_policy: HashMap<FileId, Vec<Diagnostic>>,
 }
 
 impl Snapshot {
@@ -110,11 +116,17 @@ impl State {
         let manifest_ids = ws.manifests(&db).iter().flat_map(|set| set.files(&db).iter().flatten()).map(|f| f.id.0 + 1);
         let next_id = ws.files(&db).iter().map(|f| f.id(&db).0 + 1).chain(manifest_ids).max().unwrap_or(0);
         tracing::info!("loaded {} .apt files from {} folders", sources.len(), roots.len());
-        State { db, ws, files: Arc::new(files), open: HashMap::new(), roots, next_id }
+        State { db, ws, files: Arc::new(files), open: HashMap::new(), roots, whole_policy: HashMap::new(), next_id }
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { db: self.db.clone(), ws: self.ws, files: self.files.clone(), open: self.open.clone() }
+        Snapshot {
+            db: self.db.clone(),
+            ws: self.ws,
+            files: self.files.clone(),
+            open: self.open.clone(),
+            whole_policy: self.whole_policy.clone(),
+        }
     }
 
     /// Opens a document: its text replaces what was read from disk; a file from outside the
@@ -164,6 +176,7 @@ impl State {
     pub fn close(&mut self, uri: &Uri) -> Option<Uri> {
         let id = self.files.id_of(uri)?;
         self.open.remove(&id);
+        self.whole_policy.remove(&id);
         let path = key(uri);
         if self.in_roots(&path)
             && let Ok(text) = std::fs::read_to_string(&path)

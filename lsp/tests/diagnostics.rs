@@ -73,3 +73,64 @@ async fn clients_that_pull_diagnostics_get_them_by_pulling() {
     assert!(!client.receives_within(QUIET, published_for(&broken)).await, "an open document's are pulled, not pushed");
     client.shutdown().await;
 }
+
+/// The first `publishDiagnostics` of `paths`, by the order they arrive.
+async fn first_published(client: &mut TestClient, paths: &[&Path]) -> Value {
+    let uris: Vec<String> = paths.iter().map(|path| uri(path)).collect();
+    client
+        .next_message("diagnostics", |m| {
+            m["method"] == "textDocument/publishDiagnostics"
+                && uris.iter().any(|uri| m["params"]["uri"] == uri.as_str())
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edited_document_is_published_before_the_rest_of_the_workspace() {
+    let root = repo().join("examples/quickstart");
+    let (hello, tests) = (root.join("hello.apt"), root.join("tests.apt"));
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&root).await;
+    let text = client.open_from_disk(&hello).await;
+    client.diagnostics(&hello, |d| d.is_empty()).await;
+
+    // A syntax error in hello.apt, and its contract renamed, which tests.apt names.
+    let broken = format!("{}\nservice {{\n", text.replace("contract hello {", "contract renamed {"));
+    edit(&mut client, &hello, 2, &broken).await;
+    let first = first_published(&mut client, &[&hello, &tests]).await;
+    assert_eq!(first["params"]["uri"], uri(&hello).as_str(), "the edited document comes first: {first}");
+    assert_eq!(first["params"]["version"], 2, "{first}");
+    assert!(!first["params"]["diagnostics"].as_array().unwrap().is_empty(), "{first}");
+    client.diagnostics(&tests, |d| !d.is_empty()).await;
+    client.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_policy_diagnostics_of_the_edited_document_move_with_the_edit() {
+    let root = repo().join("examples/quickstart");
+    let duplicate = root.join("duplicate-label-test.apt");
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&root).await;
+    // A label that hello.apt declares too: a whole-policy check (duplicates) reports it.
+    client.open(&duplicate, "namespace hello\n\nlabel env: string\n").await;
+    let found = client.diagnostics(&duplicate, |d| d.iter().any(|d| d["code"] == "APT0202")).await;
+    let start = found.iter().find(|d| d["code"] == "APT0202").unwrap()["range"]["start"].clone();
+
+    // Two spaces typed at the start of its line: the first pass, which checks only this
+    // document, shows the duplicate where the name now is.
+    let at =
+        json!({ "start": { "line": start["line"], "character": 0 }, "end": { "line": start["line"], "character": 0 } });
+    let params = json!({
+        "textDocument": { "uri": uri(&duplicate), "version": 2 },
+        "contentChanges": [{ "range": at, "text": "  " }],
+    });
+    client.notify("textDocument/didChange", params).await;
+    let first = first_published(&mut client, &[&duplicate]).await;
+    assert_eq!(first["params"]["version"], 2, "{first}");
+    let moved = first["params"]["diagnostics"].as_array().unwrap().iter().find(|d| d["code"] == "APT0202").cloned();
+    let moved = moved.unwrap_or_else(|| panic!("the duplicate is still shown: {first}"));
+    assert_eq!(moved["range"]["start"]["character"], start["character"].as_u64().unwrap() + 2, "{moved}");
+    let again = |m: &Value| published_for(&duplicate)(m) && m["params"]["version"] == 2;
+    assert!(!client.receives_within(QUIET, again).await, "the workspace pass agrees");
+    client.shutdown().await;
+}

@@ -44,7 +44,7 @@ for (const [name, snippet] of Object.entries(snippets)) {
 // Settings and commands that the client uses are declared.
 const source = readFileSync(join(root, 'src', 'extension.ts'), 'utf8');
 const properties = manifest.contributes.configuration.properties;
-for (const key of ['aptc.path', 'aptc.trace.server']) check(key in properties, `setting ${key} not declared`);
+for (const key of ['aptc.path', 'aptc.logLevel', 'aptc.trace.server']) check(key in properties, `setting ${key} not declared`);
 for (const [, command] of source.matchAll(/registerCommand\('([^']+)'/g)) {
   check(manifest.contributes.commands.some((c) => c.command === command), `command ${command} not declared`);
 }
