@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-use aptc_core::diff::diff;
-use aptc_core::resolve::resolve;
-use clap::Args;
+use aptc_core::diff::{StateDiff, diff};
+use aptc_core::resolve::{DesiredState, resolve};
+use clap::{Args, ValueEnum};
+use serde_json::json;
 
+use super::words::count;
 use super::{EXIT_FINDINGS, policy};
 
 #[derive(Debug, Args)]
@@ -24,7 +26,22 @@ pub struct DiffArgs {
     /// Exit 1 when the change has any effect (as `git diff --exit-code`).
     #[arg(long)]
     exit_code: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// A line per instance and per claim, then a summary, for people.
+    Text,
+    /// One JSON object (docs/formats.md), for tools.
+    Json,
+}
+
+/// The version of the JSON output; raised when a field changes meaning or goes away (adding one
+/// does not).
+const FORMAT_VERSION: u32 = 1;
 
 pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     let (old_path, new_path, _checkout) = match (&args.git, &args.new) {
@@ -39,32 +56,86 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     let old = resolve(&policy::load(&[old_path], color).context("the old policy")?);
     let new = resolve(&policy::load(&[new_path], color).context("the new policy")?);
     let change = diff(&old, &new);
+    match args.format {
+        Format::Text => print!("{}", text(&old, &new, &change)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json(&old, &new, &change))?),
+    }
+    Ok(if args.exit_code && !change.is_empty() { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+}
+
+/// A changed field whose two sides read the same is a secret whose reference changed (another
+/// variable or file): both sides are redacted to `***`, which would read as no change at all.
+fn secret_source_changed(before: &str, after: &str) -> bool {
+    before == after
+}
+
+/// The change for people: one line per instance (`+`, `-`, `~` with its changed fields), the
+/// claims whose outcome changes, and a summary line.
+fn text(old: &DesiredState, new: &DesiredState, change: &StateDiff) -> String {
+    let mut out = String::new();
     for key in &change.added {
-        println!("+ {key} ({})", new.instances[key].name);
+        out.push_str(&format!("+ {key} ({})\n", new.instances[key].name));
     }
     for key in &change.removed {
-        println!("- {key} ({})", old.instances[key].name);
+        out.push_str(&format!("- {key} ({})\n", old.instances[key].name));
     }
     for changed in &change.changed {
-        println!("~ {} ({})", changed.key, new.instances[&changed.key].name);
+        out.push_str(&format!("~ {} ({})\n", changed.key, new.instances[&changed.key].name));
         for (field, before, after) in &changed.fields {
-            println!("    {field}: {before} → {after}");
+            if secret_source_changed(before, after) {
+                out.push_str(&format!("    {field}: secret source changed\n"));
+            } else {
+                out.push_str(&format!("    {field}: {before} → {after}\n"));
+            }
         }
     }
     if !change.claims.is_empty() {
-        println!("claims whose outcome changes:");
+        out.push_str("claims whose outcome changes:\n");
         for claim in &change.claims {
-            println!("  {}: {} ⇒ {}", claim.claim, claim.before, claim.after);
+            out.push_str(&format!("  {}: {} ⇒ {}\n", claim.claim, claim.before, claim.after));
         }
     }
-    println!(
-        "{} added, {} removed, {} changed; {} claims change",
+    let claims = change.claims.len();
+    out.push_str(&format!(
+        "{} added, {} removed, {} changed; {} {}\n",
         change.added.len(),
         change.removed.len(),
         change.changed.len(),
-        change.claims.len()
-    );
-    Ok(if args.exit_code && !change.is_empty() { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+        count(claims, "claim"),
+        if claims == 1 { "changes" } else { "change" }
+    ));
+    out
+}
+
+/// The change for tools, as docs/formats.md and docs/schema/diff.schema.json describe it.
+fn json(old: &DesiredState, new: &DesiredState, change: &StateDiff) -> serde_json::Value {
+    let instance = |state: &DesiredState, key: &String| json!({ "key": key, "name": state.instances[key].name });
+    let changed: Vec<serde_json::Value> = change
+        .changed
+        .iter()
+        .map(|changed| {
+            let fields: Vec<serde_json::Value> = changed
+                .fields
+                .iter()
+                .map(|(field, before, after)| {
+                    json!({
+                        "field": field,
+                        "before": before,
+                        "after": after,
+                        "secret_source_changed": secret_source_changed(before, after),
+                    })
+                })
+                .collect();
+            json!({ "key": changed.key, "name": new.instances[&changed.key].name, "fields": fields })
+        })
+        .collect();
+    json!({
+        "format_version": FORMAT_VERSION,
+        "added": change.added.iter().map(|key| instance(new, key)).collect::<Vec<_>>(),
+        "removed": change.removed.iter().map(|key| instance(old, key)).collect::<Vec<_>>(),
+        "changed": changed,
+        "claims": change.claims,
+    })
 }
 
 /// A git revision's tree extracted into a temporary directory, removed on drop.

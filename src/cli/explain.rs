@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Status, resolve};
-use clap::Args;
+use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Instance, Status, resolve};
+use aptc_core::secret::redact_state;
+use clap::{Args, ValueEnum};
+use serde_json::json;
 
 use super::plan::cluster_name;
 use super::policy;
@@ -17,49 +19,119 @@ pub struct ExplainArgs {
     target: String,
     /// Policy files or directories, or one `.aptir` file. Default: the current directory.
     paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// The decision chain step by step, for people.
+    Text,
+    /// One JSON object (docs/formats.md), for tools.
+    Json,
+}
+
+/// The version of the JSON output; raised when a field changes meaning or goes away (adding one
+/// does not). `diff` has its own: the two formats change independently.
+const FORMAT_VERSION: u32 = 1;
+
+/// What the target named: a claim, or an instance (explained by the claims that need it).
+enum Found<'s> {
+    Claim(&'s ClaimOutcome),
+    Instance(&'s Instance),
 }
 
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
-    let state = resolve(&program);
-    let target = args.target.as_str();
+    // Redacted: the JSON output carries the instance's values, and no secret is ever shown.
+    let state = redact_state(&resolve(&program));
+    let found = find(&state, &args.target)?;
+    match args.format {
+        Format::Text => print!("{}", text(&state, &found)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&json(&state, &found))?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The claim `target` names (`name` or `namespace.name`), else the instance (name, id or key).
+fn find<'s>(state: &'s DesiredState, target: &str) -> anyhow::Result<Found<'s>> {
     let claims: Vec<&ClaimOutcome> =
         state.claims.values().filter(|c| c.claim == target || c.claim.rsplit('.').next() == Some(target)).collect();
     if let [claim] = claims.as_slice() {
-        print!("{}", explain_claim(&state, claim));
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Found::Claim(claim));
     }
     if claims.len() > 1 {
         let names: Vec<&str> = claims.iter().map(|c| c.claim.as_str()).collect();
         bail!("`{target}` names several claims: {}; write `namespace.name`", names.join(", "));
     }
-    let Some(instance) = state.instances.values().find(|i| i.key == target || i.name == target || i.id == target)
-    else {
-        bail!(
+    match state.instances.values().find(|i| i.key == target || i.name == target || i.id == target) {
+        Some(instance) => Ok(Found::Instance(instance)),
+        None => bail!(
             "no claim or instance `{target}` (claims are `namespace.name`; instances are named as `aptc plan` shows)"
-        );
+        ),
+    }
+}
+
+/// The claims that need an instance, in resolution order.
+fn needing<'s>(state: &'s DesiredState, instance: &Instance) -> Vec<&'s ClaimOutcome> {
+    instance.claims.iter().filter_map(|used| state.claims.get(&used.claim)).collect()
+}
+
+fn text(state: &DesiredState, found: &Found) -> String {
+    let instance = match found {
+        Found::Claim(claim) => return explain_claim(state, claim),
+        Found::Instance(instance) => instance,
     };
-    println!("instance {} (id {})", instance.name, instance.id);
-    println!("  key      {}", instance.key);
-    println!("  on       cluster {}, namespace {}", cluster_name(&instance.cluster), instance.k8s_namespace);
-    println!(
-        "  from     contract {} / context {} → service {}, component {}",
+    let mut out = format!("instance {} (id {})\n", instance.name, instance.id);
+    out.push_str(&format!("  key      {}\n", instance.key));
+    out.push_str(&format!(
+        "  on       cluster {}, namespace {}\n",
+        cluster_name(&instance.cluster),
+        instance.k8s_namespace
+    ));
+    out.push_str(&format!(
+        "  from     contract {} / context {} → service {}, component {}\n",
         instance.contract, instance.context, instance.service, instance.component
-    );
+    ));
     if !instance.allocation.is_empty() {
-        println!("  shared per {}", instance.allocation.join(", "));
+        out.push_str(&format!("  shared per {}\n", instance.allocation.join(", ")));
     }
-    println!("  needed by:");
+    out.push_str("  needed by:\n");
     for used in &instance.claims {
-        println!("    claim {} (depth {})", used.claim, used.depth);
+        out.push_str(&format!("    claim {} (depth {})\n", used.claim, used.depth));
     }
-    for used in &instance.claims {
-        if let Some(claim) = state.claims.get(&used.claim) {
-            println!();
-            print!("{}", explain_claim(&state, claim));
-        }
+    for claim in needing(state, instance) {
+        out.push('\n');
+        out.push_str(&explain_claim(state, claim));
     }
-    Ok(ExitCode::SUCCESS)
+    out
+}
+
+/// The explanation for tools, as docs/formats.md and docs/schema/explain.schema.json describe it:
+/// the claims (each with its outcome and decision chain) and, for an instance, where it is.
+fn json(state: &DesiredState, found: &Found) -> serde_json::Value {
+    let (claims, instance) = match found {
+        Found::Claim(claim) => (vec![*claim], serde_json::Value::Null),
+        Found::Instance(instance) => (
+            needing(state, instance),
+            json!({
+                "key": instance.key,
+                "name": instance.name,
+                "id": instance.id,
+                "cluster": instance.cluster,
+                "k8s_namespace": instance.k8s_namespace,
+                "contract": instance.contract,
+                "context": instance.context,
+                "service": instance.service,
+                "component": instance.component,
+                "allocation": instance.allocation,
+                "values": instance.values,
+                "needed_by": instance.claims.iter().map(|used| json!({ "claim": used.claim, "depth": used.depth })).collect::<Vec<_>>(),
+            }),
+        ),
+    };
+    json!({ "format_version": FORMAT_VERSION, "claims": claims, "instance": instance })
 }
 
 /// The decision chain of a claim, step by step.

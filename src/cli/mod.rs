@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod completions;
 mod deploy;
 mod diff;
 mod explain;
@@ -9,15 +10,18 @@ mod fmt;
 mod graph;
 mod history;
 mod lsp;
+mod man;
 mod plan;
 mod policy;
 mod post_render;
 mod signals;
 mod test;
 mod watch;
+mod words;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -35,11 +39,21 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     }
 }
 
+/// `aptc -V`: the version and the commit it was built from (`build.rs`).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("APTC_GIT_COMMIT"), ")");
+
+/// `aptc --version` adds the versions of the formats this aptc reads and writes: whether it can
+/// load an `.aptir` or a state store another aptc wrote depends on them, not on the release.
+static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!("{VERSION}\nIR version {}\nstore schema {}", aptc_core::ir::IR_VERSION, aptc_runtime::store::SCHEMA)
+});
+
 /// The .apt policy compiler: check, format, test, resolve and explain policies.
 #[derive(Debug, Parser)]
 #[command(
     name = "aptc",
-    version,
+    version = VERSION,
+    long_version = LONG_VERSION.as_str(),
     about,
     long_about = "aptc compiles .apt policies: teams declare services, contracts, rules, clusters and \
 claims; aptc checks them like a program and turns them into what runs on Kubernetes.",
@@ -130,6 +144,15 @@ Policy files are looked at every second; the target is compared with the last re
 and is recorded."
     )]
     Watch(watch::WatchArgs),
+    /// Print a shell completion script for aptc's commands and flags.
+    #[command(after_help = "Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
+aptc completions zsh > ~/.zfunc/_aptc            (with fpath+=~/.zfunc before compinit)\n  \
+aptc completions fish > ~/.config/fish/completions/aptc.fish\n  \
+aptc completions powershell >> $PROFILE")]
+    Completions(completions::CompletionsArgs),
+    /// Write manual pages: aptc.1 and one aptc-COMMAND.1 per command.
+    #[command(after_help = "Examples:\n  aptc man --out target/man && man -l target/man/aptc-check.1")]
+    Man(man::ManArgs),
     /// Helm's post-renderer: stamps aptc's labels on the manifests from stdin (run by Helm).
     #[command(name = "__post-render", hide = true)]
     PostRender(post_render::PostRenderArgs),
@@ -169,6 +192,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
         Command::PostRender(args) => post_render::run(args),
     }
 }

@@ -11,6 +11,7 @@ use aptc_core::secret::redact_state;
 use clap::{Args, ValueEnum};
 
 use super::policy;
+use super::words::count;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -136,10 +137,10 @@ pub fn tree(state: &DesiredState) -> String {
         .filter(|i| matches!(i.kind, InstanceKind::Chart { .. } | InstanceKind::Manifests { .. }))
         .count();
     out.push_str(&format!(
-        "{} claims: {resolved} resolved, {rejected} rejected, {failed} failed; {} instances ({deployable} to deploy) in {} cluster namespaces\n",
-        state.claims.len(),
-        state.instances.len(),
-        placed.len()
+        "{}: {resolved} resolved, {rejected} rejected, {failed} failed; {} ({deployable} to deploy) in {}\n",
+        count(state.claims.len(), "claim"),
+        count(state.instances.len(), "instance"),
+        count(placed.len(), "cluster namespace")
     ));
     out
 }
