@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
 
 use crate::access::Access;
-use crate::eval::{Env, EvalError, Placement, Subject, fnv1a};
+use crate::eval::{Env, EvalError, Placement, Subject};
 pub use state::*;
 
 /// Contracts nested deeper than this are taken for a cycle.
@@ -51,6 +51,7 @@ pub fn resolve(program: &Program) -> DesiredState {
         })
         .collect();
     let mut state = DesiredState::default();
+    let mut names = Names::new();
     for (claim, (id, result, staged, decisions)) in program.claims.iter().zip(runs) {
         let mut outcome = ClaimOutcome {
             claim: id.clone(),
@@ -62,7 +63,10 @@ pub fn resolve(program: &Program) -> DesiredState {
             decisions: Vec::new(),
             notes: Vec::new(),
         };
-        match result.and_then(|root| merge_check(&state, &staged, &id).map(|()| root)) {
+        let checked = result
+            .and_then(|root| merge_check(&state, &staged, &id).map(|()| root))
+            .and_then(|root| claim_names(&mut names, &state, &staged, &id).map(|()| root));
+        match checked {
             Ok(root) => {
                 merge(&mut state, staged);
                 outcome.root = Some(root);
@@ -652,6 +656,37 @@ fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim:
     Ok(())
 }
 
+/// Instance names taken, per cluster and Kubernetes namespace: (cluster, namespace, name) → key.
+type Names = BTreeMap<(String, String, String), String>;
+
+/// Takes the names of a claim's new instances, unless one is already another instance's in its
+/// Kubernetes namespace: then the claim fails and the earlier instance keeps its name (§15.5). With
+/// 120 bits of hash this should never happen; if it does, it is an error, never a silent merge.
+fn claim_names(names: &mut Names, state: &DesiredState, staged: &BTreeMap<String, Instance>, claim: &str) -> Result<(), Failure> {
+    let mut taken: Vec<(String, String, String)> = Vec::new();
+    for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
+        let slot = (instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone());
+        if let Some(other) = names.get(&slot).filter(|other| *other != key).cloned() {
+            for slot in &taken {
+                names.remove(slot);
+            }
+            return Err(Failure {
+                status: Status::Failed,
+                reason: format!(
+                    "instance `{key}` would be named `{}`, the name of instance `{other}` in Kubernetes namespace `{}` of cluster `{}`: this claim cannot resolve (claim `{claim}`)",
+                    instance.name, instance.k8s_namespace, instance.cluster
+                ),
+                origin: None,
+                conflict: None,
+                located: true,
+            });
+        }
+        names.insert(slot.clone(), key.clone());
+        taken.push(slot);
+    }
+    Ok(())
+}
+
 /// Entries that differ between two JSON maps, as "`key`: old vs new".
 fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec![format!("{a} vs {b}")] };
@@ -695,16 +730,42 @@ fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
     }
 }
 
-/// A stable DNS-1123 name and short id for an instance key.
+/// Characters of an instance id: 24 base32 characters, 120 bits of SHA-256 of the instance key,
+/// so that no consumer can pick allocation keys whose instances share a name (a 40-bit hash could
+/// be collided on a laptop).
+const ID_CHARS: usize = 24;
+
+/// The longest name: a Helm release name has at most 53 characters (Kubernetes labels 63).
+const NAME_MAX: usize = 53;
+
+/// A stable name and id for an instance key (docs/language.md §5.8): the name is a DNS-1035 label
+/// (a lowercase letter first, then letters, digits and inner `-`; valid for Services, Helm
+/// releases and labels) whatever identifiers the contract and component have.
 pub fn instance_name(contract: &str, component: &str, key: &str) -> (String, String) {
-    let id = format!("{:010x}", fnv1a(key.as_bytes()) >> 24);
-    let contract_name = contract.rsplit('.').next().unwrap_or(contract);
-    let mut base: String = format!("{contract_name}-{component}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+    use sha2::{Digest, Sha256};
+    const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bits = digest.iter().flat_map(|byte| (0..8).rev().map(move |i| (byte >> i) & 1));
+    let id: String = (0..ID_CHARS)
+        .map(|_| {
+            let index = (0..5).fold(0usize, |acc, _| (acc << 1) | usize::from(bits.next().unwrap_or(0)));
+            char::from(BASE32[index])
+        })
         .collect();
-    base.truncate(63 - 11);
-    let base = base.trim_matches('-');
+    let contract_name = contract.rsplit('.').next().unwrap_or(contract);
+    let mut base = String::new();
+    for c in format!("{contract_name}-{component}").chars() {
+        if c.is_ascii_alphanumeric() {
+            base.push(c.to_ascii_lowercase());
+        } else if !base.is_empty() && !base.ends_with('-') {
+            base.push('-');
+        }
+    }
+    if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+        base.insert_str(0, "i-");
+    }
+    base.truncate(NAME_MAX - ID_CHARS - 1);
+    let base = base.trim_end_matches('-');
     (format!("{base}-{id}"), id)
 }
 
@@ -727,7 +788,7 @@ mod tests {
             "spark_master",
             "us_west/dev/analytics.pipeline/dev/alice/spark_master",
         );
-        assert_eq!(id.len(), 10);
+        assert_eq!(id.len(), ID_CHARS);
         assert!(name.starts_with("pipeline-spark-master-"), "{name}");
         assert!(is_dns_label(&name) && name.len() <= 63, "{name}");
         assert_eq!(
@@ -741,6 +802,24 @@ mod tests {
         );
         let (long, _) =
             instance_name("ns.a_very_long_contract_name_that_goes_on", "and_a_long_component_name_too", "k");
-        assert!(long.len() <= 63 && is_dns_label(&long), "{long}");
+        assert!(long.len() <= NAME_MAX && is_dns_label(&long), "{long}");
+    }
+
+    #[test]
+    fn the_keys_that_collided_under_fnv_do_not() {
+        let a = instance_name("ns.c", "web", "local/default/ns.c/dev/kf1242/web");
+        let b = instance_name("ns.c", "web", "local/default/ns.c/dev/k30fa23/web");
+        assert_ne!(a, b);
+    }
+
+    proptest::proptest! {
+        /// Any identifiers the language accepts (and more) give a DNS-1035 label within 53.
+        #[test]
+        fn every_name_is_a_kubernetes_name(contract in "[a-z_][a-z0-9_]{0,70}", component in "[A-Za-z_][A-Za-z0-9_]{0,70}", key in ".*") {
+            let (name, id) = instance_name(&format!("ns.{contract}"), &component, &key);
+            proptest::prop_assert!(is_dns_label(&name) && name.len() <= NAME_MAX, "{}", name);
+            proptest::prop_assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{}", name);
+            proptest::prop_assert!(is_dns_label(&id), "{}", id);
+        }
     }
 }
