@@ -8,6 +8,7 @@ use crate::ir::{
 };
 use thiserror::Error;
 
+use crate::manifest::{Piece, Skeleton, TemplateError};
 use crate::secret::SecretRef;
 
 /// Why an expression has no value.
@@ -25,6 +26,8 @@ pub enum EvalError {
     Regex { pattern: String, reason: String },
     #[error("{0}")]
     Type(String),
+    #[error(transparent)]
+    Manifest(#[from] TemplateError),
 }
 
 /// A consumer as expressions see it (`user.*`).
@@ -192,29 +195,35 @@ impl Env<'_> {
         Ok(out)
     }
 
-    /// Renders a manifest template (docs/language.md §5.2): strings as they are, integers and
-    /// booleans as in any interpolation, a secret as its placeholder for the driver to reveal; a
-    /// list or a map has no text to give (§14.2).
+    /// Renders a manifest template (docs/language.md §5.2) structurally: the template is parsed
+    /// as YAML with placeholders, and each value is put into its node ([`Skeleton`]), so no value
+    /// can change the structure of a manifest. A secret stands as its placeholder (a string) for
+    /// the driver to reveal inside the parsed object.
     pub fn render_manifest(&self, template: &Template) -> Result<String, EvalError> {
-        let mut out = String::new();
-        for part in &template.parts {
-            match part {
-                TemplatePart::Text(text) => out.push_str(text),
-                TemplatePart::Expr(expr) => match self.eval(expr)? {
-                    value @ (Value::Str(_) | Value::Int(_) | Value::Bool(_)) => out.push_str(&value.to_string()),
-                    other => match SecretRef::from_json(&other.to_json()) {
-                        Some(secret) => out.push_str(&crate::secret::placeholder(&secret)),
-                        None => {
-                            return Err(EvalError::Type(format!(
-                                "{} cannot be interpolated into a manifest (use `join(…)` for a list)",
-                                other.literal()
-                            )));
-                        }
-                    },
-                },
-            }
-        }
-        Ok(out)
+        let pieces: Vec<Piece> = template
+            .parts
+            .iter()
+            .map(|part| match part {
+                TemplatePart::Text(text) => Piece::Text(text),
+                TemplatePart::Expr(_) => Piece::Hole,
+            })
+            .collect();
+        let holes: Vec<&Expr> = template
+            .parts
+            .iter()
+            .filter_map(|part| match part {
+                TemplatePart::Expr(expr) => Some(expr),
+                TemplatePart::Text(_) => None,
+            })
+            .collect();
+        Skeleton::parse(&pieces)?.render(|i| {
+            let expr = holes.get(i).ok_or_else(|| EvalError::Type(format!("no interpolation {i}")))?;
+            let value = self.eval(expr)?;
+            Ok(match SecretRef::from_json(&value.to_json()) {
+                Some(secret) => serde_json::Value::String(crate::secret::placeholder(&secret)),
+                None => value.to_json(),
+            })
+        })
     }
 
     fn binary(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<Value, EvalError> {

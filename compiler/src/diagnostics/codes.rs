@@ -95,6 +95,7 @@ codes! {
     UNKNOWN_DISCOVERY_KEY = "APT0312", Error, "discovery key not published";
     SECRET_NOT_ALLOWED = "APT0313", Error, "secret outside a component's values";
     INVALID_MANIFEST = "APT0314", Error, "manifest document is not a Kubernetes object";
+    INTERPOLATION_OUTSIDE_VALUE = "APT0315", Error, "manifest interpolation outside a key or value";
     DEPENDENCY_CYCLE = "APT0401", Error, "component dependency cycle";
     CONTRACT_CYCLE = "APT0402", Error, "contract cycle";
     UNREACHABLE_CONTEXT = "APT0403", Warning, "context can never be chosen";

@@ -13,7 +13,7 @@ use crate::db::ManifestFile;
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::{Span, StrLit, StrPart};
 use crate::syntax::parse_template;
-use aptc_core::manifest::documents;
+use aptc_core::manifest::{Piece, Skeleton, documents};
 
 use super::expr::{Checker, Env};
 
@@ -52,6 +52,7 @@ pub fn check_templates(c: &mut Checker, glob: &StrLit, files: &Result<Vec<Manife
         c.interpolations(&template.parts, env);
         if clean {
             check_documents(c, &placeholders(&template.parts, &template.interpolations, text.len()));
+            check_holes(c, &template.parts, &template.interpolations);
         }
         c.file = own;
     }
@@ -72,6 +73,29 @@ fn placeholders(parts: &[StrPart], interpolations: &[Span], len: usize) -> Strin
         }
     }
     out
+}
+
+/// Reports each interpolation that renders into no key or scalar (one in a comment, a tag or an
+/// anchor): the template is rendered node by node ([`Skeleton`]), so such text would be dropped
+/// or, in a tag, change a node's type.
+fn check_holes(c: &mut Checker, parts: &[StrPart], interpolations: &[Span]) {
+    let pieces: Vec<Piece> = parts
+        .iter()
+        .map(|part| match part {
+            StrPart::Text(text) => Piece::Text(text),
+            StrPart::Interp(_) => Piece::Hole,
+        })
+        .collect();
+    // A template that does not parse is reported by `check_documents`.
+    let Ok(skeleton) = Skeleton::parse(&pieces) else { return };
+    for hole in skeleton.holes_outside() {
+        let Some(&span) = interpolations.get(hole) else { continue };
+        c.report(
+            Diagnostic::new(codes::INTERPOLATION_OUTSIDE_VALUE, c.file, span, "this interpolation is in no key or value of the manifest")
+                .with_primary_message("in a comment, a tag or an anchor")
+                .with_help("values are put into the YAML nodes of a manifest, never into its syntax: move the interpolation into a key or a value, or write `\\${` for a literal `${`"),
+        );
+    }
 }
 
 /// Reports every document of a (placeholder) stream that is not a Kubernetes object.
