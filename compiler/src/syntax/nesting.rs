@@ -24,11 +24,12 @@ use crate::diagnostics::codes;
 /// 2 MiB stack of a test thread even in a debug build.
 pub(crate) const MAX_DEPTH: u32 = 256;
 
-/// For each token, where the token tree that starts there ends: past the matching closer
-/// for a bracket that is closed, the next token for any other token (an unclosed bracket
-/// is skipped alone), and nothing for a closing bracket, which starts no tree.
+/// What the parser looks up about its tokens (it is the parser's state).
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
+    /// For each token, where the token tree that starts there ends: past the matching closer
+    /// for a bracket that is closed, the next token for any other token (an unclosed bracket
+    /// is skipped alone), and nothing for a closing bracket, which starts no tree.
     tree_ends: Vec<Option<u32>>,
     /// The depth of each string token that survived, by start offset, in order: the depth
     /// its interpolations are parsed at.
@@ -57,15 +58,16 @@ pub(crate) struct Prepared<'src> {
     pub cut: Cut,
 }
 
-/// The spans of the runs of tokens that were nested too deeply and replaced.
+/// The spans of the runs of tokens that were nested too deeply and replaced, in order.
 #[derive(Debug, Default)]
 pub(crate) struct Cut(Vec<Span>);
 
 impl Cut {
-    /// Whether a parser error at `span` is only a consequence of a replaced run (it starts
-    /// inside one, or at the end of input right after one).
+    /// Whether a parser error at `span` is only a consequence of a replaced run: it starts
+    /// inside one or right at its end.
     pub(crate) fn covers(&self, span: SimpleSpan) -> bool {
-        self.0.iter().any(|c| (c.start as usize..=c.end as usize).contains(&span.start))
+        let at = self.0.partition_point(|c| (c.end as usize) < span.start);
+        self.0.get(at).is_some_and(|c| c.start as usize <= span.start)
     }
 }
 
@@ -195,7 +197,7 @@ fn depths(tokens: &[(Token<'_>, SimpleSpan)], matching: &[Option<u32>], start: u
             level.chain = 0;
             level.prefix = 0;
         }
-        let depth = level.base + level.chain + level.prefix;
+        let mut depth = level.base + level.chain + level.prefix;
         let mut too_deep = None;
         if closer_of(token).is_some() {
             if let Some(close) = matching[i] {
@@ -206,11 +208,9 @@ fn depths(tokens: &[(Token<'_>, SimpleSpan)], matching: &[Option<u32>], start: u
             && close == i
         {
             open.pop();
-            level = Level { prefix: 0, ..outer };
             // The closer belongs to the group: at the depth of its opener.
-            out.push(Depth { depth: outer.base + outer.chain + outer.prefix, too_deep: None });
-            after_operand = true;
-            continue;
+            depth = outer.base + outer.chain + outer.prefix;
+            level = Level { prefix: 0, ..outer };
         } else {
             match token {
                 Token::Keyword(Keyword::Not) | Token::Minus => level.prefix += 1,
@@ -289,4 +289,55 @@ fn interpolation_depth(raw: &str, budget: u32) -> Result<(), usize> {
         i += 1;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::lexer::lex;
+
+    fn tokens(src: &str) -> Vec<(Token<'_>, SimpleSpan)> {
+        lex(src).tokens.iter().map(|&(t, s)| (t, SimpleSpan::from(s.range()))).collect()
+    }
+
+    /// Groups as recovery always read them: an unclosed opener inside a group is a plain
+    /// token, and a group ends at the first closer of its level.
+    #[test]
+    fn brackets_match_as_recovery_reads_them() {
+        let matched = |src: &str| match_brackets(&tokens(src));
+        assert_eq!(matched("{ ( }"), [Some(2), None, None]);
+        assert_eq!(matched("{ [ ] ( }"), [Some(4), Some(2), None, None, None]);
+        assert_eq!(matched("( { ] )"), [None, None, None, None]);
+        assert_eq!(matched("{ { {"), [None, None, None]);
+        assert_eq!(matched("} ( )"), [None, Some(2), None]);
+    }
+
+    #[test]
+    fn depth_counts_brackets_operators_and_chains() {
+        let deepest = |src: &str| depths(&tokens(src), &match_brackets(&tokens(src)), 0).iter().map(|d| d.depth).max();
+        assert_eq!(deepest("[[x]]"), Some(2));
+        assert_eq!(deepest("not not x"), Some(2));
+        assert_eq!(deepest("a and b and c"), Some(2));
+        // A new statement starts where an operand follows an operand.
+        assert_eq!(deepest("a and b  rule r  c and d"), Some(1));
+        // `not in` joins, and `f(` calls: neither ends the chain.
+        assert_eq!(deepest("a and b not in c and f(x)"), Some(3));
+    }
+
+    #[test]
+    fn deep_strings_are_refused_in_one_scan() {
+        assert_eq!(interpolation_depth(r#""${"${x}"}""#, 2), Ok(()));
+        assert_eq!(interpolation_depth(r#""${"${x}"}""#, 1), Err(5));
+        assert_eq!(interpolation_depth(r#""${[(x)]}""#, 2), Err(4));
+        assert_eq!(interpolation_depth(r#""\${[[[""#, 0), Ok(()));
+    }
+
+    #[test]
+    fn deeper_runs_become_one_error_token() {
+        let src = format!("x = {}1{}", "[".repeat(300), "]".repeat(300));
+        let prepared = prepare(tokens(&src), 0);
+        assert_eq!(prepared.errors.len(), 1);
+        assert_eq!(prepared.tokens.len(), 2 + 2 * (MAX_DEPTH as usize + 1) + 1);
+        assert!(prepared.tokens.iter().any(|(t, _)| *t == Token::Error));
+    }
 }
