@@ -15,7 +15,8 @@
 use chumsky::span::SimpleSpan;
 
 use super::SyntaxError;
-use super::ast::Span;
+use super::ast::{Span, StrLit};
+use super::strings;
 use super::lexer::{Keyword, Token};
 use crate::diagnostics::codes;
 
@@ -31,9 +32,19 @@ pub(crate) struct Groups {
     /// for a bracket that is closed, the next token for any other token (an unclosed bracket
     /// is skipped alone), and nothing for a closing bracket, which starts no tree.
     tree_ends: Vec<Option<u32>>,
-    /// The depth of each string token that survived, by start offset, in order: the depth
-    /// its interpolations are parsed at.
-    strings: Vec<(u32, u32)>,
+    /// Each string token that survived, in order.
+    strings: Vec<StringToken>,
+}
+
+/// A string token: where it starts, the depth its interpolations are parsed at, and once
+/// decoded, its value. A file with errors is parsed twice (see `parser::SyntaxErr`), and each
+/// parse of an interpolation decodes the strings inside it: decoding each string again in
+/// each pass would take time exponential in how deeply strings nest.
+#[derive(Debug)]
+struct StringToken {
+    start: u32,
+    depth: u32,
+    decoded: Option<(StrLit, Vec<SyntaxError>)>,
 }
 
 impl Groups {
@@ -42,10 +53,17 @@ impl Groups {
         self.tree_ends.get(index).copied().flatten().map(|end| end as usize)
     }
 
-    /// The depth of the string token starting at byte `start`.
-    pub(crate) fn string_depth(&self, start: usize) -> u32 {
-        let at = self.strings.partition_point(|&(s, _)| (s as usize) < start);
-        self.strings.get(at).map_or(0, |&(_, depth)| depth)
+    /// The string literal `raw` that starts at byte `start`, decoded once per parse.
+    pub(crate) fn decode(&mut self, raw: &str, start: usize) -> (StrLit, Vec<SyntaxError>) {
+        let at = self.strings.partition_point(|s| (s.start as usize) < start);
+        match self.strings.get_mut(at) {
+            Some(string) if string.start as usize == start => {
+                string.decoded.get_or_insert_with(|| strings::decode(raw, start, string.depth)).clone()
+            }
+            // Every string the parser sees is recorded; were one not, refusing its
+            // interpolations as too deep is the answer that cannot recurse.
+            _ => strings::decode(raw, start, MAX_DEPTH + 1),
+        }
     }
 }
 
@@ -84,7 +102,7 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
     while i < tokens.len() {
         let Some(at) = depths[i].too_deep else {
             if let Token::Str(_) = tokens[i].0 {
-                strings.push((tokens[i].1.start as u32, depths[i].depth + 1));
+                strings.push(StringToken { start: tokens[i].1.start as u32, depth: depths[i].depth + 1, decoded: None });
             }
             out.push(tokens[i]);
             i += 1;

@@ -182,8 +182,7 @@ fn path<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Path
 fn string<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, StrLit, E> {
     select! { Token::Str(token) = e => (token, e.span()) }
         .validate(|(token, s): (super::lexer::StrToken<'src>, SimpleSpan), e: &mut MapExtra<'tok, '_, _, Extra<E>>, emitter| {
-            let depth = e.state().string_depth(s.start);
-            let (lit, errors) = strings::decode(token.raw, s.start, depth);
+            let (lit, errors) = e.state().decode(token.raw, s.start);
             for error in errors {
                 let at = SimpleSpan::from(error.span.range());
                 emitter.emit(E::issue(at, Issue::InString(error)));
