@@ -34,9 +34,47 @@ fn corpus() -> &'static [String] {
 
 /// What can be spliced in: the language's tokens, and the shapes that stress the parser.
 const INSERTS: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", ",", "=", "==", ".", ":", ";", "-", "\"", "\"${", "}\"", "${", "\\", "/*", "*/", "//",
-    "\n", "not ", " and ", " or ", " in ", "namespace ", "label ", "service ", "rule ", "claim ", "test ", "when ",
-    "labels.", "user.", "set ", "x", "1", "99999999999999999999", "true", "§",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "=",
+    "==",
+    ".",
+    ":",
+    ";",
+    "-",
+    "\"",
+    "\"${",
+    "}\"",
+    "${",
+    "\\",
+    "/*",
+    "*/",
+    "//",
+    "\n",
+    "not ",
+    " and ",
+    " or ",
+    " in ",
+    "namespace ",
+    "label ",
+    "service ",
+    "rule ",
+    "claim ",
+    "test ",
+    "when ",
+    "labels.",
+    "user.",
+    "set ",
+    "x",
+    "1",
+    "99999999999999999999",
+    "true",
+    "§",
 ];
 
 /// Openers repeated to nest deeply, closed or not.
@@ -46,24 +84,46 @@ const NESTERS: &[(&str, &str)] =
 #[derive(Clone, Debug)]
 enum Mutation {
     /// Replace the byte at a position.
-    Byte { at: usize, byte: u8 },
-    Delete { at: usize, len: usize },
-    Duplicate { at: usize, len: usize },
+    Byte {
+        at: usize,
+        byte: u8,
+    },
+    Delete {
+        at: usize,
+        len: usize,
+    },
+    Duplicate {
+        at: usize,
+        len: usize,
+    },
     /// Move a span to another position.
-    Move { at: usize, len: usize, to: usize },
-    Insert { at: usize, what: usize },
+    Move {
+        at: usize,
+        len: usize,
+        to: usize,
+    },
+    Insert {
+        at: usize,
+        what: usize,
+    },
     /// `depth` openers at one position and, when `closed`, as many closers at another.
-    Nest { at: usize, to: usize, nester: usize, depth: usize, closed: bool },
+    Nest {
+        at: usize,
+        to: usize,
+        nester: usize,
+        depth: usize,
+        closed: bool,
+    },
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), any::<u8>()).prop_map(|(at, byte)| Mutation::Byte { at, byte }),
-        (at.clone(), 0usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (at.clone(), 0usize..256).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
-        (at.clone(), 0usize..128, any::<usize>()).prop_map(|(at, len, to)| Mutation::Move { at, len, to }),
-        (at.clone(), 0..INSERTS.len()).prop_map(|(at, what)| Mutation::Insert { at, what }),
+        (at, any::<u8>()).prop_map(|(at, byte)| Mutation::Byte { at, byte }),
+        (at, 0usize..64).prop_map(|(at, len)| Mutation::Delete { at, len }),
+        (at, 0usize..256).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
+        (at, 0usize..128, any::<usize>()).prop_map(|(at, len, to)| Mutation::Move { at, len, to }),
+        (at, 0..INSERTS.len()).prop_map(|(at, what)| Mutation::Insert { at, what }),
         (at, any::<usize>(), 0..NESTERS.len(), prop_oneof![1usize..40, 200usize..300, 1000usize..5000], any::<bool>())
             .prop_map(|(at, to, nester, depth, closed)| Mutation::Nest { at, to, nester, depth, closed }),
     ]

@@ -222,11 +222,13 @@ fn lex_string<'src>(lex: &mut logos::Lexer<'src, Token<'src>>) -> StrToken<'src>
     // nests too deeply to be accepted anyway: each string lexed after that first `"` would
     // scan the rest of the line again, and a line of a million `"${` would take quadratic
     // time. Such a line is one unterminated string, refused as too deep by the parser.
-    if !terminated && depth > 0 && deepest <= MAX_DEPTH as usize {
-        if let Some(end) = plain_string_end(rest) {
-            lex.bump(end);
-            return StrToken { raw: lex.slice(), terminated: true };
-        }
+    if !terminated
+        && depth > 0
+        && deepest <= MAX_DEPTH as usize
+        && let Some(end) = plain_string_end(rest)
+    {
+        lex.bump(end);
+        return StrToken { raw: lex.slice(), terminated: true };
     }
     let i = i.min(rest.len());
     lex.bump(i);

@@ -11,13 +11,15 @@
 //!   the flat token list cannot overflow; tokens nested deeper than the bound are replaced
 //!   by one [`Token::Error`] per run (a token no grammar rule accepts), reported as
 //!   [`codes::NESTING_TOO_DEEP`], and the parser's own complaints about them are dropped.
+//! - Decoding string literals (their interpolations at the depth the string sits at), once,
+//!   for both of the parser's passes.
 
 use chumsky::span::SimpleSpan;
 
 use super::SyntaxError;
 use super::ast::{Span, StrLit};
-use super::strings;
 use super::lexer::{Keyword, Token};
+use super::strings;
 use crate::diagnostics::codes;
 
 /// How deeply expressions, types and blocks may nest (docs/language.md §2). Deep enough for
@@ -36,15 +38,14 @@ pub(crate) struct Groups {
     strings: Vec<StringToken>,
 }
 
-/// A string token: where it starts, the depth its interpolations are parsed at, and once
-/// decoded, its value. A file with errors is parsed twice (see `parser::SyntaxErr`), and each
-/// parse of an interpolation decodes the strings inside it: decoding each string again in
-/// each pass would take time exponential in how deeply strings nest.
+/// A string token, decoded here rather than by the parser: a file with errors is parsed
+/// twice (see `parser::SyntaxErr`), and decoding the strings inside each interpolation again
+/// in each pass took time exponential in how deeply strings nest. Decoding before parsing
+/// also keeps the recursion through nested strings out of the parser's deep stack frames.
 #[derive(Debug)]
 struct StringToken {
     start: u32,
-    depth: u32,
-    decoded: Option<(StrLit, Vec<SyntaxError>)>,
+    decoded: (StrLit, Vec<SyntaxError>),
 }
 
 impl Groups {
@@ -53,14 +54,12 @@ impl Groups {
         self.tree_ends.get(index).copied().flatten().map(|end| end as usize)
     }
 
-    /// The string literal `raw` that starts at byte `start`, decoded once per parse.
-    pub(crate) fn decode(&mut self, raw: &str, start: usize) -> (StrLit, Vec<SyntaxError>) {
+    /// The string literal `raw` that starts at byte `start`, decoded.
+    pub(crate) fn decoded(&self, raw: &str, start: usize) -> (StrLit, Vec<SyntaxError>) {
         let at = self.strings.partition_point(|s| (s.start as usize) < start);
-        match self.strings.get_mut(at) {
-            Some(string) if string.start as usize == start => {
-                string.decoded.get_or_insert_with(|| strings::decode(raw, start, string.depth)).clone()
-            }
-            // Every string the parser sees is recorded; were one not, refusing its
+        match self.strings.get(at) {
+            Some(string) if string.start as usize == start => string.decoded.clone(),
+            // Every string the parser sees was decoded; were one not, refusing its
             // interpolations as too deep is the answer that cannot recurse.
             _ => strings::decode(raw, start, MAX_DEPTH + 1),
         }
@@ -89,8 +88,8 @@ impl Cut {
     }
 }
 
-/// Matches brackets and bounds the nesting of `tokens`, which sit `depth` levels deep (0 for
-/// a file, more for the inside of an interpolation).
+/// Matches brackets, bounds the nesting of `tokens`, which sit `depth` levels deep (0 for a
+/// file, more for the inside of an interpolation), and decodes their strings.
 pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) -> Prepared<'src> {
     let matching = match_brackets(&tokens);
     let depths = depths(&tokens, &matching, depth);
@@ -101,8 +100,9 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
     let mut i = 0;
     while i < tokens.len() {
         let Some(at) = depths[i].too_deep else {
-            if let Token::Str(_) = tokens[i].0 {
-                strings.push(StringToken { start: tokens[i].1.start as u32, depth: depths[i].depth + 1, decoded: None });
+            if let (Token::Str(string), s) = tokens[i] {
+                let decoded = strings::decode(string.raw, s.start, depths[i].depth + 1);
+                strings.push(StringToken { start: s.start as u32, decoded });
             }
             out.push(tokens[i]);
             i += 1;

@@ -64,10 +64,7 @@ impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for EmptyErr {
 type Extra<E> = extra::Full<E, SimpleState<Groups>, ()>;
 
 /// Shorthand for a parser over the token slice.
-trait P<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>>:
-    Parser<'tok, TokenInput<'tok, 'src>, O, Extra<E>> + Clone
-{
-}
+trait P<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>>: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<E>> + Clone {}
 impl<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>, T> P<'tok, 'src, O, E> for T where
     T: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<E>> + Clone
 {
@@ -181,14 +178,18 @@ fn path<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Path
 /// A string literal, decoded into text and interpolations.
 fn string<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, StrLit, E> {
     select! { Token::Str(token) = e => (token, e.span()) }
-        .validate(|(token, s): (super::lexer::StrToken<'src>, SimpleSpan), e: &mut MapExtra<'tok, '_, _, Extra<E>>, emitter| {
-            let (lit, errors) = e.state().decode(token.raw, s.start);
-            for error in errors {
-                let at = SimpleSpan::from(error.span.range());
-                emitter.emit(E::issue(at, Issue::InString(error)));
-            }
-            lit
-        })
+        .validate(
+            |(token, s): (super::lexer::StrToken<'src>, SimpleSpan),
+             e: &mut MapExtra<'tok, '_, _, Extra<E>>,
+             emitter| {
+                let (lit, errors) = e.state().decoded(token.raw, s.start);
+                for error in errors {
+                    let at = SimpleSpan::from(error.span.range());
+                    emitter.emit(E::issue(at, Issue::InString(error)));
+                }
+                lit
+            },
+        )
         .labelled("string")
 }
 
