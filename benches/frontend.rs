@@ -55,3 +55,13 @@ fn check_cold(bencher: Bencher, lines: usize) {
         })
         .bench_values(|mut sources| black_box(aptc_compiler::check::check(&mut sources)));
 }
+
+/// Openers left unclosed, the input whose recovery used to take exponential time (24 `{`
+/// after `label x: any =` took 34 s). Each must stay linear: 10,000 levels in well under
+/// 100 ms (docs/performance.md). The opener is named by its first character; `$` is `"${`.
+#[divan::bench(consts = ['{', '(', '[', '$'], args = [1, 10, 100, 10_000], sample_count = 10)]
+fn unclosed_delimiters<const OPENER: char>(bencher: Bencher, levels: usize) {
+    let opener = if OPENER == '$' { "\"${".to_string() } else { OPENER.to_string() };
+    let text = format!("namespace w\nlabel x: any = {}\n", opener.repeat(levels));
+    bencher.bench(|| syntax::parse(FileId(0), black_box(&text)));
+}

@@ -22,6 +22,7 @@ EXPLAIN = {
     "APT0008": "A `${…}` interpolation that is empty, never closed, or does not hold a valid expression.",
     "APT0009": "Comparisons do not chain: `1 < x < 5` is an error rather than the surprise it is in some languages. Join them with `and`.",
     "APT0010": "A file larger than 4 GiB (spans are 32-bit). Split the policy into several files. (No example: the file would be too large to ship.)",
+    "APT0011": "Something is nested more than 256 levels deep: brackets (blocks included), `not`, `-`, the `and`/`or` of one chain, and interpolations each add a level (docs/language.md §13.1). The deeper part is skipped and reported once. No real policy nests this deeply; the bound keeps the compiler, the formatter and the language server from running out of stack on generated or hostile input.",
     "APT0101": "Every file starts with `namespace NAME`: it says which team's namespace the file's objects belong to. A declaration that comes after other items is reported too.",
     "APT0102": "A file belongs to exactly one namespace; a second `namespace` declaration is an error.",
     "APT0103": "A declaration lacks something it cannot work without: a contract without contexts, a context without `use`, a claim without a contract or without a consumer (`user` or `team`).",

@@ -4,9 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::mpsc;
+use std::time::Duration;
+
+use aptc_compiler::check::check;
 use aptc_compiler::db::Settings;
-use aptc_compiler::source::SourceMap;
+use aptc_compiler::diagnostics::{json, render, sarif};
+use aptc_compiler::source::{FileId, SourceMap};
 use aptc_compiler::syntax::ast::SourceFile;
+use aptc_compiler::syntax::format::format_source;
+use aptc_compiler::syntax::parse;
 use serde_json::Value;
 
 /// The cases of `tests/cases/<dir>`, sorted: `.apt` files, and directories (a case of several
@@ -99,4 +106,51 @@ fn compact(value: &mut Value, keep_spans: bool) {
         Value::Array(items) => items.iter_mut().for_each(|v| compact(v, keep_spans)),
         _ => {}
     }
+}
+
+/// Runs everything a user can reach on one text; panics are the failure.
+pub fn exercise(text: &str) {
+    let mut sources = SourceMap::new();
+    sources.add("prop.apt", text.to_string());
+    let result = check(&mut sources);
+    let _ = render::render(&sources, &result.diagnostics, true);
+    let _ = json::to_json(&sources, &result.diagnostics);
+    let _ = sarif::to_sarif(&sources, &result.diagnostics, "test");
+    if let Ok(formatted) = format_source(FileId(0), text) {
+        let again = format_source(FileId(0), &formatted).expect("formatted output must parse");
+        assert_eq!(again, formatted, "not idempotent for {text:?}");
+        let before = tree_without_spans(&parse(FileId(0), text).file);
+        let after = tree_without_spans(&parse(FileId(0), &formatted).file);
+        assert_eq!(before, after, "formatting changed the meaning of {text:?}");
+    }
+}
+
+/// Runs `f` on its own thread (with the default 2 MiB stack of spawned threads, as test
+/// threads have) and fails if it panics or is still running after `limit`. The limit is a
+/// hang detector, not a measurement: set it far above the expected time, so a slow machine
+/// never fails and a blow-up (exponential recovery, runaway recursion) always does.
+pub fn within(limit: Duration, what: &str, f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic)
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("still running after {limit:?}: {what}"),
+    }
+}
+
+/// `text` shortened for a failure message.
+pub fn excerpt(text: &str) -> String {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}{} ({} bytes)", &text[..end], if end < text.len() { "…" } else { "" }, text.len())
 }

@@ -4,12 +4,8 @@
 
 mod common;
 
-use aptc_compiler::check::check;
-use aptc_compiler::diagnostics::{json, render, sarif};
-use aptc_compiler::source::{FileId, SourceMap};
-use aptc_compiler::syntax::format::format_source;
 use aptc_compiler::syntax::lexer::Keyword;
-use aptc_compiler::syntax::parse;
+use common::exercise;
 use proptest::prelude::*;
 
 const PUNCTUATION: &[&str] =
@@ -48,23 +44,6 @@ fn vocabulary() -> Vec<String> {
 fn token_soup() -> impl Strategy<Value = String> {
     let words = vocabulary();
     prop::collection::vec(prop::sample::select(words), 0..80).prop_map(|words| words.join(" "))
-}
-
-/// Runs everything a user can reach on one text; panics are the failure.
-fn exercise(text: &str) {
-    let mut sources = SourceMap::new();
-    sources.add("prop.apt", text.to_string());
-    let result = check(&mut sources);
-    let _ = render::render(&sources, &result.diagnostics, true);
-    let _ = json::to_json(&sources, &result.diagnostics);
-    let _ = sarif::to_sarif(&sources, &result.diagnostics, "test");
-    if let Ok(formatted) = format_source(FileId(0), text) {
-        let again = format_source(FileId(0), &formatted).expect("formatted output must parse");
-        assert_eq!(again, formatted, "not idempotent for {text:?}");
-        let before = common::tree_without_spans(&parse(FileId(0), text).file);
-        let after = common::tree_without_spans(&parse(FileId(0), &formatted).file);
-        assert_eq!(before, after, "formatting changed the meaning of {text:?}");
-    }
 }
 
 proptest! {

@@ -62,6 +62,7 @@ codes! {
     BAD_INTERPOLATION = "APT0008", Error, "malformed string interpolation";
     CHAINED_COMPARISON = "APT0009", Error, "chained comparison";
     FILE_TOO_LARGE = "APT0010", Error, "file too large";
+    NESTING_TOO_DEEP = "APT0011", Error, "nesting too deep";
     MISSING_NAMESPACE = "APT0101", Error, "file does not start with a namespace declaration";
     DUPLICATE_NAMESPACE_DECL = "APT0102", Error, "more than one namespace declaration in a file";
     MISSING_STATEMENT = "APT0103", Error, "required statement missing";

@@ -7,6 +7,7 @@
 use logos::Logos;
 
 use super::ast::Span;
+use super::nesting::MAX_DEPTH;
 
 /// One token. Variants that carry text borrow it from the source.
 #[derive(Logos, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,6 +186,7 @@ fn lex_string<'src>(lex: &mut logos::Lexer<'src, Token<'src>>) -> StrToken<'src>
     let rest = lex.remainder().as_bytes();
     let mut i = 0;
     let mut depth = 0usize; // nesting of `${` … `}`
+    let mut deepest = 0usize;
     let mut in_nested = false; // inside a string within an interpolation
     let mut terminated = false;
     while i < rest.len() {
@@ -202,22 +204,31 @@ fn lex_string<'src>(lex: &mut logos::Lexer<'src, Token<'src>>) -> StrToken<'src>
             b'"' => in_nested = !in_nested,
             b'$' if !in_nested && rest.get(i + 1) == Some(&b'{') => {
                 depth += 1;
+                deepest = deepest.max(depth);
                 i += 2;
                 continue;
             }
-            b'{' if depth > 0 && !in_nested => depth += 1,
+            b'{' if depth > 0 && !in_nested => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
             b'}' if depth > 0 && !in_nested => depth -= 1,
             _ => {}
         }
         i += 1;
     }
-    if !terminated && depth > 0 {
-        // An unclosed `${` must not swallow the closing quote: end at the first plain
-        // `"` on the line, and let the string decoder report the interpolation.
-        if let Some(end) = plain_string_end(rest) {
-            lex.bump(end);
-            return StrToken { raw: lex.slice(), terminated: true };
-        }
+    // An unclosed `${` must not swallow the closing quote: end at the first plain `"` on
+    // the line, and let the string decoder report the interpolation. Not when the string
+    // nests too deeply to be accepted anyway: each string lexed after that first `"` would
+    // scan the rest of the line again, and a line of a million `"${` would take quadratic
+    // time. Such a line is one unterminated string, refused as too deep by the parser.
+    if !terminated
+        && depth > 0
+        && deepest <= MAX_DEPTH as usize
+        && let Some(end) = plain_string_end(rest)
+    {
+        lex.bump(end);
+        return StrToken { raw: lex.slice(), terminated: true };
     }
     let i = i.min(rest.len());
     lex.bump(i);

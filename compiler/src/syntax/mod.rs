@@ -6,6 +6,7 @@
 pub mod ast;
 pub mod format;
 pub mod lexer;
+mod nesting;
 mod parser;
 mod strings;
 pub mod validate;
@@ -51,7 +52,9 @@ pub fn parse(file: FileId, src: &str) -> Parse {
         .filter(|(token, _)| *token != Token::Error) // already reported as lex errors
         .map(|&(token, span)| (token, SimpleSpan::from(span.range())))
         .collect();
-    let (mut items, parse_errors) = parser::parse_tokens(&tokens, src.len());
+    let prepared = nesting::prepare(tokens, 0);
+    errors.extend(prepared.errors);
+    let (mut items, parse_errors) = parser::parse_tokens(&prepared.tokens, prepared.groups, src.len());
     // The token after an invalid character is usually "unexpected" only because of it.
     let after_invalid: Vec<u32> = lexed
         .tokens
@@ -60,7 +63,7 @@ pub fn parse(file: FileId, src: &str) -> Parse {
         .map(|pair| pair[1].1.start)
         .collect();
     for error in &parse_errors {
-        if after_invalid.contains(&(error.span().start as u32)) {
+        if after_invalid.contains(&(error.span().start as u32)) || prepared.cut.covers(*error.span()) {
             continue;
         }
         match error.reason() {

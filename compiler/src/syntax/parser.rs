@@ -9,12 +9,14 @@
 //! - a bad item is skipped up to the next top-level keyword and becomes `ItemKind::Error`.
 
 use chumsky::error::{EmptyErr, LabelError};
-use chumsky::input::{Input, MappedInput};
+use chumsky::extra::SimpleState;
+use chumsky::input::{Input, InputRef, MapExtra, MappedInput};
 use chumsky::prelude::*;
 
 use super::ast::Spanned;
 use super::ast::*;
 use super::lexer::{Keyword, Token};
+use super::nesting::Groups;
 use super::strings;
 
 /// Problems the parser names itself, beyond "expected X, found Y".
@@ -57,13 +59,14 @@ impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for EmptyErr {
     }
 }
 
+/// The parser's extras: its error type, and the bracket groups of the input as state, so
+/// recovery can skip a group without parsing ahead (see [`token_tree`]).
+type Extra<E> = extra::Full<E, SimpleState<Groups>, ()>;
+
 /// Shorthand for a parser over the token slice.
-trait P<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>>:
-    Parser<'tok, TokenInput<'tok, 'src>, O, extra::Err<E>> + Clone
-{
-}
+trait P<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>>: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<E>> + Clone {}
 impl<'tok, 'src: 'tok, O, E: SyntaxErr<'tok, 'src>, T> P<'tok, 'src, O, E> for T where
-    T: Parser<'tok, TokenInput<'tok, 'src>, O, extra::Err<E>> + Clone
+    T: Parser<'tok, TokenInput<'tok, 'src>, O, Extra<E>> + Clone
 {
 }
 
@@ -92,32 +95,36 @@ pub(crate) fn span(s: SimpleSpan) -> Span {
 /// Parses a whole token stream into items.
 pub(crate) fn parse_tokens<'tok, 'src: 'tok>(
     tokens: &'tok [(Token<'src>, SimpleSpan)],
+    groups: Groups,
     eoi: usize,
 ) -> (Vec<Item>, Vec<ParseError<'tok, 'src>>) {
     let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
-    let fast = file_parser::<EmptyErr>().parse(input());
+    let state = &mut SimpleState(groups);
+    let fast = file_parser::<EmptyErr>().parse_with_state(input(), state);
     if !fast.has_errors()
         && let Some(items) = fast.into_output()
     {
         return (items, Vec::new());
     }
-    let (items, errors) = file_parser::<ParseError>().parse(input()).into_output_errors();
+    let (items, errors) = file_parser::<ParseError>().parse_with_state(input(), state).into_output_errors();
     (items.unwrap_or_default(), errors)
 }
 
 /// Parses one expression (the inside of a `${…}` interpolation).
 pub(crate) fn parse_expr_tokens<'tok, 'src: 'tok>(
     tokens: &'tok [(Token<'src>, SimpleSpan)],
+    groups: Groups,
     eoi: usize,
 ) -> (Option<Expr>, Vec<ParseError<'tok, 'src>>) {
     let input = || tokens.split_token_span(SimpleSpan::from(eoi..eoi));
-    let fast = expr_parser::<EmptyErr>().then_ignore(end()).parse(input());
+    let state = &mut SimpleState(groups);
+    let fast = expr_parser::<EmptyErr>().then_ignore(end()).parse_with_state(input(), state);
     if !fast.has_errors()
         && let Some(expr) = fast.into_output()
     {
         return (Some(expr), Vec::new());
     }
-    expr_parser::<ParseError>().then_ignore(end()).parse(input()).into_output_errors()
+    expr_parser::<ParseError>().then_ignore(end()).parse_with_state(input(), state).into_output_errors()
 }
 
 fn kw<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(keyword: Keyword) -> impl P<'tok, 'src, (), E> {
@@ -171,14 +178,18 @@ fn path<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Path
 /// A string literal, decoded into text and interpolations.
 fn string<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, StrLit, E> {
     select! { Token::Str(token) = e => (token, e.span()) }
-        .validate(|(token, s): (super::lexer::StrToken<'src>, SimpleSpan), _, emitter| {
-            let (lit, errors) = strings::decode(token.raw, s.start);
-            for error in errors {
-                let at = SimpleSpan::from(error.span.range());
-                emitter.emit(E::issue(at, Issue::InString(error)));
-            }
-            lit
-        })
+        .validate(
+            |(token, s): (super::lexer::StrToken<'src>, SimpleSpan),
+             e: &mut MapExtra<'tok, '_, _, Extra<E>>,
+             emitter| {
+                let (lit, errors) = e.state().decoded(token.raw, s.start);
+                for error in errors {
+                    let at = SimpleSpan::from(error.span.range());
+                    emitter.emit(E::issue(at, Issue::InString(error)));
+                }
+                lit
+            },
+        )
         .labelled("string")
 }
 
@@ -307,18 +318,24 @@ fn is_keyword_in(token: &Token<'_>, set: &[Keyword]) -> bool {
     matches!(token, Token::Keyword(k) if set.contains(k))
 }
 
-/// One token, or a balanced bracket group taken whole; used to skip bad input.
+/// One token, or a balanced bracket group taken whole; used to skip bad input. Never a
+/// closing bracket, so skipping stops at the end of the enclosing group.
+///
+/// Where a group ends is looked up, not parsed: trying to parse a group and falling back to
+/// a single token when it never closes re-parsed the rest of the input at every unclosed
+/// bracket, which took time exponential in their number.
 fn token_tree<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, (), E> {
-    recursive(|tree| {
-        let group = |open, close| tree.clone().repeated().delimited_by(just(open), just(close)).ignored();
-        choice((
-            group(Token::LBrace, Token::RBrace),
-            group(Token::LParen, Token::RParen),
-            group(Token::LBracket, Token::RBracket),
-            any().filter(|t: &Token| !matches!(t, Token::RBrace | Token::RParen | Token::RBracket)).ignored(),
-        ))
-    })
-    .boxed()
+    any()
+        .filter(|t: &Token| !matches!(t, Token::RBrace | Token::RParen | Token::RBracket))
+        .ignore_then(custom(|inp: &mut InputRef<'tok, '_, TokenInput<'tok, 'src>, Extra<E>>| {
+            let next = <TokenInput<'tok, 'src> as Input>::cursor_location(inp.cursor().inner());
+            let end = inp.state().tree_end(next - 1).unwrap_or(next);
+            for _ in next..end {
+                inp.skip();
+            }
+            Ok(())
+        }))
+        .boxed()
 }
 
 /// A `{ stmt* }` block whose statements recover individually.

@@ -10,14 +10,15 @@ use super::SyntaxError;
 use super::ast::{Expr, ExprKind, Ident, Path, SmolStr, Span, StrLit, StrPart};
 use super::lexer;
 use super::lexer::Token;
-use super::parser;
+use super::{nesting, parser};
 use crate::diagnostics::codes;
 
 /// An error found inside a string literal.
 pub(crate) type StringError = SyntaxError;
 
-/// Decodes the raw literal `raw` (with quotes) that starts at byte `start` of its file.
-pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
+/// Decodes the raw literal `raw` (with quotes) that starts at byte `start` of its file; its
+/// interpolations are nested `depth` levels deep (see [`nesting`]).
+pub(crate) fn decode(raw: &str, start: usize, depth: u32) -> (StrLit, Vec<StringError>) {
     let mut parts = Vec::new();
     let mut errors = Vec::new();
     let mut text = String::new();
@@ -67,6 +68,7 @@ pub(crate) fn decode(raw: &str, start: usize) -> (StrLit, Vec<StringError>) {
                     &body[inner_start..inner_end],
                     base + inner_start,
                     Span::new(base + open, base + inner_end + 1),
+                    depth,
                     &mut errors,
                 )));
                 // Skip to after the closing `}`.
@@ -123,6 +125,7 @@ pub(crate) fn decode_template(text: &str) -> (Vec<StrPart>, Vec<Span>, Vec<Strin
             &text[inner_start..inner_end],
             inner_start,
             whole,
+            1,
             &mut errors,
         )));
         rest = inner_end + 1;
@@ -154,7 +157,7 @@ fn interpolation_end(rest: &str) -> Option<usize> {
     None
 }
 
-fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<StringError>) -> Expr {
+fn parse_interpolation(text: &str, offset: usize, whole: Span, depth: u32, errors: &mut Vec<StringError>) -> Expr {
     let error_expr = Expr { kind: ExprKind::Error, span: whole };
     if text.trim().is_empty() {
         errors.push(
@@ -183,8 +186,12 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
     if let Some(path) = simple_path(&tokens) {
         return path;
     }
-    let (expr, parse_errors) = parser::parse_expr_tokens(&tokens, offset + text.len());
-    errors.extend(parse_errors.iter().map(|error| {
+    let prepared = nesting::prepare(tokens, depth);
+    let clean = prepared.errors.is_empty();
+    errors.extend(prepared.errors);
+    let (expr, parse_errors) = parser::parse_expr_tokens(&prepared.tokens, prepared.groups, offset + text.len());
+    let clean = clean && parse_errors.is_empty();
+    errors.extend(parse_errors.iter().filter(|error| !prepared.cut.covers(*error.span())).map(|error| {
         let mut described = super::describe(error);
         if error.found().is_none() {
             described.message = "the interpolation ends too early".to_string();
@@ -192,7 +199,7 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, errors: &mut Vec<
         described
     }));
     match expr {
-        Some(expr) if parse_errors.is_empty() => expr,
+        Some(expr) if clean => expr,
         _ => error_expr,
     }
 }
@@ -232,21 +239,21 @@ mod tests {
 
     #[test]
     fn plain_and_escapes() {
-        let (lit, errors) = decode(r#""a\"b\n\$c""#, 0);
+        let (lit, errors) = decode(r#""a\"b\n\$c""#, 0, 1);
         assert!(errors.is_empty());
         assert_eq!(lit.as_plain().as_deref(), Some("a\"b\n$c"));
     }
 
     #[test]
     fn interpolation_spans_are_file_offsets() {
-        let (lit, errors) = decode(r#""x-${user.name}-y""#, 10);
+        let (lit, errors) = decode(r#""x-${user.name}-y""#, 10, 1);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(texts(&lit), ["text:x-", "expr@15..24", "text:-y"]);
     }
 
     #[test]
     fn nested_strings_inside_interpolation() {
-        let (lit, errors) = decode(r#""${default(labels.x, "}")}""#, 0);
+        let (lit, errors) = decode(r#""${default(labels.x, "}")}""#, 0, 1);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(lit.parts.len(), 1);
     }
@@ -271,10 +278,10 @@ mod tests {
 
     #[test]
     fn errors_inside_strings() {
-        let (_, errors) = decode(r#""\q ${} ${a ==}""#, 0);
+        let (_, errors) = decode(r#""\q ${} ${a ==}""#, 0, 1);
         let codes: Vec<_> = errors.iter().map(|e| e.code.as_str()).collect();
         assert_eq!(codes, ["APT0007", "APT0008", "APT0004"]);
-        let (_, errors) = decode(r#""${oops""#, 0);
+        let (_, errors) = decode(r#""${oops""#, 0, 1);
         assert_eq!(errors[0].code.as_str(), "APT0008");
     }
 }
