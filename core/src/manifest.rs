@@ -132,10 +132,7 @@ impl Skeleton {
 
     /// The documents with each hole filled by `value(index)` (asked once per hole, and only for
     /// holes in a node), written as a YAML stream by a YAML writer.
-    pub fn render<E: From<TemplateError>>(
-        &self,
-        mut value: impl FnMut(usize) -> Result<Json, E>,
-    ) -> Result<String, E> {
+    pub fn render<E: From<TemplateError>>(&self, mut value: impl FnMut(usize) -> Result<Json, E>) -> Result<String, E> {
         let mut cache: Vec<Option<Json>> = vec![None; self.quoted.len()];
         let mut get = |i: usize| -> Result<Json, E> {
             match cache.get(i) {
@@ -173,7 +170,9 @@ impl Skeleton {
                 [Segment::Hole(i)] if !self.quoted.get(*i).copied().unwrap_or(true) => value(*i)?,
                 _ => Json::String(self.text(text, value)?),
             },
-            Json::Array(items) => Json::Array(items.iter().map(|item| self.fill(item, value)).collect::<Result<_, _>>()?),
+            Json::Array(items) => {
+                Json::Array(items.iter().map(|item| self.fill(item, value)).collect::<Result<_, _>>()?)
+            }
             Json::Object(entries) => {
                 let mut out = serde_json::Map::new();
                 for (key, item) in entries {

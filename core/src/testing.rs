@@ -88,7 +88,7 @@ pub fn check_test(test: &TestCase, state: &DesiredState) -> TestReport {
 }
 
 /// Whether `expect` holds in `state`; if not, why not.
-pub fn check(state: &DesiredState, expect: &Expect) -> Result<(), String> {
+fn check(state: &DesiredState, expect: &Expect) -> Result<(), String> {
     match expect {
         Expect::Resolved { claim } => {
             let outcome = outcome(state, claim)?;

@@ -40,10 +40,8 @@ stringData:
 /// The templates checked: the examples' manifests and [`POSITIONS`].
 fn templates() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/k8s");
-    let mut out: Vec<String> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
-        .collect();
+    let mut out: Vec<String> =
+        std::fs::read_dir(root).unwrap().map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap()).collect();
     out.push(POSITIONS.to_string());
     out
 }
@@ -71,7 +69,9 @@ fn expected(text: &str, value: &str) -> Vec<Json> {
         match node {
             Json::String(s) => Json::String(s.replace(token, value)),
             Json::Array(items) => Json::Array(items.iter().map(|i| put(i, token, value)).collect()),
-            Json::Object(map) => Json::Object(map.iter().map(|(k, v)| (k.replace(token, value), put(v, token, value))).collect()),
+            Json::Object(map) => {
+                Json::Object(map.iter().map(|(k, v)| (k.replace(token, value), put(v, token, value))).collect())
+            }
             other => other.clone(),
         }
     }
@@ -158,7 +158,14 @@ fn hostile() -> impl Strategy<Value = String> {
 
 #[test]
 fn the_issue_payloads_stay_values() {
-    for value in ["x\"\n  evil: \"pwned", "a\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: evil}", "yes", "null", "b, evil: 1}", "c]\n- evil"] {
+    for value in [
+        "x\"\n  evil: \"pwned",
+        "a\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: evil}",
+        "yes",
+        "null",
+        "b, evil: 1}",
+        "c]\n- evil",
+    ] {
         for text in templates() {
             assert_eq!(parsed(&render(&text, value)), expected(&text, value), "{value:?} in\n{text}");
         }

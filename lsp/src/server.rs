@@ -767,7 +767,7 @@ impl LanguageServer for Backend {
             .await?;
         match answer {
             Some(Ok(range)) => Ok(Some(range)),
-            Some(Err(message)) => Err(Error::invalid_params(message)),
+            Some(Err(refused)) => Err(Error::invalid_params(refused.to_string())),
             None => Ok(None),
         }
     }
@@ -784,7 +784,7 @@ impl LanguageServer for Backend {
             .await?;
         match answer {
             Some(Ok(edit)) => Ok(edit),
-            Some(Err(message)) => Err(Error::invalid_params(message)),
+            Some(Err(refused)) => Err(Error::invalid_params(refused.to_string())),
             None => Ok(None),
         }
     }

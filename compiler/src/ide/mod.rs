@@ -147,36 +147,50 @@ pub fn is_valid_name(name: &str) -> bool {
         && lexed.errors.is_empty()
 }
 
+/// Why a rename is refused; the message is what the editor shows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenameError {
+    #[error("there is no name to rename here")]
+    NoName,
+    #[error("users are named by their login: edit the user's declaration and the claims that name it")]
+    User,
+    #[error("the standard library cannot be renamed")]
+    Std,
+    #[error("namespace `{0}` is built in and cannot be renamed")]
+    BuiltInNamespace(String),
+    #[error("`{written}` is an alias of {target}: rename the alias in its import, or the object where it is declared")]
+    Alias { written: String, target: String },
+    #[error(
+        "`{0}` is not a valid name: a name is letters, digits, `_` and inner `-`, starts with a letter or `_`, and is not a keyword"
+    )]
+    InvalidName(String),
+    #[error("there is already a {kind} named `{name}` there")]
+    Taken { kind: &'static str, name: String },
+}
+
 /// What can be renamed at `offset`: the span of the name and its target.
 pub fn prepare_rename(
     db: &dyn salsa::Database,
     ws: Workspace,
     file: SourceText,
     offset: u32,
-) -> Result<(Span, Target), String> {
-    let occurrence = occurrence_at(db, ws, file, offset).ok_or("there is no name to rename here")?;
+) -> Result<(Span, Target), RenameError> {
+    let occurrence = occurrence_at(db, ws, file, offset).ok_or(RenameError::NoName)?;
     renamable(&occurrence.target)?;
     let written = file.text(db).get(occurrence.span.range()).unwrap_or_default();
     if written != occurrence.target.name() {
-        return Err(format!(
-            "`{written}` is an alias of {}: rename the alias in its import, or the object where it is declared",
-            occurrence.target.describe()
-        ));
+        return Err(RenameError::Alias { written: written.to_string(), target: occurrence.target.describe() });
     }
     Ok((occurrence.span, occurrence.target.clone()))
 }
 
-fn renamable(target: &Target) -> Result<(), String> {
+fn renamable(target: &Target) -> Result<(), RenameError> {
     match target {
-        Target::Object(object) if object.kind == Kind::User => {
-            Err("users are named by their login: edit the user's declaration and the claims that name it".into())
-        }
-        Target::Object(object) if object.namespace == STD_NAMESPACE => {
-            Err("the standard library cannot be renamed".into())
-        }
-        Target::Function(_) => Err("the standard library cannot be renamed".into()),
+        Target::Object(object) if object.kind == Kind::User => Err(RenameError::User),
+        Target::Object(object) if object.namespace == STD_NAMESPACE => Err(RenameError::Std),
+        Target::Function(_) => Err(RenameError::Std),
         Target::Namespace(name) if name == STD_NAMESPACE || name == SYSTEM_NAMESPACE => {
-            Err(format!("namespace `{name}` is built in and cannot be renamed"))
+            Err(RenameError::BuiltInNamespace(name.to_string()))
         }
         _ => Ok(()),
     }
@@ -190,12 +204,10 @@ pub fn rename(
     file: SourceText,
     offset: u32,
     new_name: &str,
-) -> Result<Vec<Edit>, String> {
+) -> Result<Vec<Edit>, RenameError> {
     let (_, target) = prepare_rename(db, ws, file, offset)?;
     if !is_valid_name(new_name) {
-        return Err(format!(
-            "`{new_name}` is not a valid name: a name is letters, digits, `_` and inner `-`, starts with a letter or `_`, and is not a keyword"
-        ));
+        return Err(RenameError::InvalidName(new_name.to_string()));
     }
     let old = target.name().clone();
     if new_name == old {
@@ -216,7 +228,7 @@ pub fn rename(
         Target::Function(_) => true,
     };
     if taken {
-        return Err(format!("there is already a {} named `{new_name}` there", kind_word(&target)));
+        return Err(RenameError::Taken { kind: kind_word(&target), name: new_name.to_string() });
     }
     let mut edits = Vec::new();
     for place in occurrences_of(db, ws, &target, true) {
