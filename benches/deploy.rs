@@ -122,7 +122,7 @@ fn plan_first(bencher: Bencher, instances: usize) {
     let applied = BTreeMap::new();
     bencher
         .counter(ItemsCount::new(instances))
-        .bench(|| black_box(plan(black_box(&applied), black_box(&desired), &|_| true)));
+        .bench(|| black_box(plan(black_box(&applied), black_box(&desired), None, &|_| true)));
 }
 
 #[divan::bench(args = INSTANCES, sample_count = 10, sample_size = 1)]
