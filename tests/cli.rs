@@ -1051,7 +1051,10 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     let refused = deploy();
     let shown = stdout(&refused);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
-    assert!(shown.contains("deletes 3 of the 3 deployed instances") && shown.contains("--allow-mass-delete"), "{shown}");
+    assert!(
+        shown.contains("deletes 3 of the 3 deployed instances") && shown.contains("--allow-mass-delete"),
+        "{shown}"
+    );
     assert!(shown.contains("claim web.ada_site removed"), "{shown}");
     assert_eq!(rendered(), 3);
     let allowed = run(&["deploy", "--yes", "--allow-mass-delete", policy.to_str().unwrap()]);

@@ -467,4 +467,25 @@ contract cache {
         let open_prepared = super::tests::prepared(None, &open);
         assert!(refusals(&open_prepared, Some(&open), "mallory").is_empty());
     }
+
+    #[test]
+    fn claim_ends_tell_faults_from_decisions() {
+        use crate::plan::{ClaimEnd, ClaimEnds};
+        let ends = |program: &Program| ClaimEnds::of(program, &resolve(program)).0["web.wendy_cache"].clone();
+        let good = policy(CLAIM, PLATFORM_APT);
+        assert_eq!(ends(&good), ClaimEnd::Resolved);
+        // No rule places it: a fault of the policy, whose instances are kept.
+        let mut unplaced = good.clone();
+        unplaced.rules.clear();
+        assert!(matches!(ends(&unplaced), ClaimEnd::Failed(_)), "{:?}", ends(&unplaced));
+        // Its user is gone, or may no longer consume: decisions, whose instances go.
+        let mut gone = good.clone();
+        gone.claims[0].consumer = aptc_core::ir::Consumer::User("nobody".into());
+        assert!(matches!(ends(&gone), ClaimEnd::Refused(_)), "{:?}", ends(&gone));
+        let mut revoked = good.clone();
+        for grant in &mut revoked.grants {
+            grant.namespaces = Some(vec!["web".into()]);
+        }
+        assert!(matches!(ends(&revoked), ClaimEnd::Refused(_)), "{:?}", ends(&revoked));
+    }
 }

@@ -466,7 +466,7 @@ impl Reconciler {
             .map_err(|e| NotPlanned::Store(e.into()))?;
         let mut prepared =
             prepare(store.as_ref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
-            .map_err(NotPlanned::Plan)?;
+                .map_err(NotPlanned::Plan)?;
         let pending = pending(&prepared, store.as_ref()).map_err(NotPlanned::Store)?;
         explain(&mut prepared.plan, drift);
         let planned = |prepared, fix| Ok(Planned { prepared, pending, fix });

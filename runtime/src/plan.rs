@@ -636,7 +636,10 @@ pub(crate) mod tests {
             unit.source =
                 Source::Chart { chart: "./c".into(), repo: None, version: None, base_dir: "/elsewhere".into() };
         }
-        assert!(plan(&applied, &moved, None, &|_| true).is_empty(), "another checkout of the same policy changes nothing");
+        assert!(
+            plan(&applied, &moved, None, &|_| true).is_empty(),
+            "another checkout of the same policy changes nothing"
+        );
         let missing = plan(&applied, &applied, None, &|u| u.key != "a");
         assert_eq!(shown(&missing), ["create a after []"]);
         assert_eq!(missing.actions[0].why, "missing from the target");
@@ -690,7 +693,8 @@ pub(crate) mod tests {
             ("team.no".to_string(), ClaimEnd::Rejected("rule deny".into())),
         ]));
         let plan = plan(&applied, &desired, Some(&ends), &|_| true);
-        let why: Vec<String> = plan.actions.iter().map(|a| format!("{} {}: {}", a.op.verb(), a.unit.key, a.why)).collect();
+        let why: Vec<String> =
+            plan.actions.iter().map(|a| format!("{} {}: {}", a.op.verb(), a.unit.key, a.why)).collect();
         assert_eq!(
             why,
             [

@@ -150,7 +150,10 @@ pub fn external_users(db: &dyn salsa::Database, ws: Workspace) -> Vec<ExternalUs
         };
         for record in records {
             if record.name.trim().is_empty() {
-                report(db, problem("a user in this users file has an empty name".to_string(), "give every user a name"));
+                report(
+                    db,
+                    problem("a user in this users file has an empty name".to_string(), "give every user a name"),
+                );
                 continue;
             }
             let key = record.name.to_lowercase();
