@@ -122,7 +122,7 @@ fn plan_first(bencher: Bencher, instances: usize) {
     let applied = BTreeMap::new();
     bencher
         .counter(ItemsCount::new(instances))
-        .bench(|| black_box(plan(black_box(&applied), black_box(&desired), &|_| true)));
+        .bench(|| black_box(plan(black_box(&applied), black_box(&desired), None, &|_| true)));
 }
 
 #[divan::bench(args = INSTANCES, sample_count = 10, sample_size = 1)]
@@ -139,7 +139,7 @@ fn first_deploy(bencher: Bencher, instances: usize) {
             &scratch.0.join("out"),
             Err(HelmError::NotFound { place: "(not needed: manifests only)".into() }),
         );
-        let prepared = prepare(Some(&store), &driver, &desired, Refresh::Presence).expect("planning");
+        let prepared = prepare(Some(&store), &driver, &desired, None, Refresh::Presence).expect("planning");
         driver.preflight(&prepared.plan).expect("preflight");
         let request = Request {
             user: "perf@example.com".to_string(),
@@ -147,6 +147,7 @@ fn first_deploy(bencher: Bencher, instances: usize) {
             policy: policy_hash(&program),
             program: Some(program.clone()),
             desired: desired.clone(),
+            claims: None,
             desired_state: serde_json::to_value(&state).expect("encoding the desired state"),
             parallel: 1,
         };

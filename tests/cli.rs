@@ -1176,3 +1176,52 @@ fn plan_summary_counts_in_the_singular_and_the_plural() {
     let summary = stdout(&out).lines().last().unwrap().to_string();
     assert!(summary.starts_with("4 claims:") && summary.ends_with(" cluster namespaces"), "{summary}");
 }
+
+/// Issue #17: a claim that starts failing keeps what it had; removing it is a decision, and a plan
+/// deleting more than half of what is deployed needs `--allow-mass-delete`.
+#[test]
+fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
+    let dir = scratch("deploy-kept");
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let deploy = || run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert!(deploy().status.success());
+    let rendered = || std::fs::read_dir(out.join("local/demo")).unwrap().count();
+    assert_eq!(rendered(), 3);
+
+    // No rule places the claim any more: a fault of the policy, not a decision.
+    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
+    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    let failing = deploy();
+    let shown = stdout(&failing);
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    assert_eq!(shown.matches("= kept").count(), 3, "{shown}");
+    assert!(shown.contains("(claim failed: web.ada_site: "), "{shown}");
+    assert!(shown.contains("0 to delete; 0 unchanged, 3 kept"), "{shown}");
+    assert_eq!(rendered(), 3, "nothing is deleted: {shown}");
+    let plan = aptc(&["plan", policy.to_str().unwrap()]);
+    assert_eq!(plan.status.code(), Some(1), "{plan:?}");
+
+    // Removing the claim is a decision, but it deletes everything deployed: refused unless meant.
+    std::fs::write(policy.join("system.apt"), MANIFESTS_SYSTEM).unwrap();
+    let web = std::fs::read_to_string(policy.join("web.apt")).unwrap();
+    let claim = &web[web.find("claim ada_site").unwrap()..];
+    std::fs::write(policy.join("web.apt"), web.replace(claim, "")).unwrap();
+    let refused = deploy();
+    let shown = stdout(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        shown.contains("deletes 3 of the 3 deployed instances") && shown.contains("--allow-mass-delete"),
+        "{shown}"
+    );
+    assert!(shown.contains("claim web.ada_site removed"), "{shown}");
+    assert_eq!(rendered(), 3);
+    let allowed = run(&["deploy", "--yes", "--allow-mass-delete", policy.to_str().unwrap()]);
+    assert!(allowed.status.success(), "{allowed:?}");
+    let shown = stdout(&allowed);
+    assert!(shown.contains("- delete") && shown.contains("(claim web.ada_site removed)"), "{shown}");
+    assert!(shown.contains("0 created, 0 updated, 3 deleted"), "{shown}");
+}

@@ -379,7 +379,7 @@ mod tests {
     #[test]
     fn dependencies_run_first_and_independent_actions_in_parallel() {
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("a", &[]), unit("b", &[]), unit("c", &[])]);
-        let plan = plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = plan(&BTreeMap::new(), &desired, None, &|_| true);
         let driver = Fake::new(&[]);
         let reports = execute(&plan, &driver, 1, 3, &Quiet, &Cancel::new());
         assert!(reports.iter().all(|r| r.outcome.succeeded()));
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn a_failure_skips_its_dependents_only_and_the_applied_state_says_so() {
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("web", &["app"]), unit("other", &[])]);
-        let plan = plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = plan(&BTreeMap::new(), &desired, None, &|_| true);
         let reports = execute(&plan, &Fake::new(&["db"]), 1, 2, &Quiet, &Cancel::new());
         let by_key: BTreeMap<&str, &Outcome> =
             plan.actions.iter().zip(&reports).map(|(a, r)| (a.unit.key.as_str(), &r.outcome)).collect();
@@ -407,14 +407,14 @@ mod tests {
         assert_eq!(applied.keys().collect::<Vec<_>>(), ["other"]);
         // The next plan, against what actually succeeded, retries the rest.
         let current: BTreeMap<String, Unit> = applied.into_iter().map(|(k, a)| (k, a.unit)).collect();
-        let retry = crate::plan::plan(&current, &desired, &|_| true);
+        let retry = crate::plan::plan(&current, &desired, None, &|_| true);
         assert_eq!(retry.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(), ["db", "app", "web"]);
     }
 
     #[test]
     fn a_panicking_driver_fails_the_action_and_the_rest_goes_on() {
         let desired = map(vec![unit("panics", &[]), unit("after", &["panics"]), unit("other", &[])]);
-        let plan = plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = plan(&BTreeMap::new(), &desired, None, &|_| true);
         let reports = execute(&plan, &Fake::new(&[]), 1, 2, &Quiet, &Cancel::new());
         let outcomes: Vec<String> = reports.iter().map(|r| format!("{:?}", r.outcome)).collect();
         assert!(outcomes[1].contains("internal error in the driver (a bug): driver bug"), "{outcomes:?}");
@@ -455,7 +455,7 @@ mod tests {
     fn an_interrupt_lets_running_actions_finish_and_skips_the_rest_as_interrupted() {
         let applied = map(vec![unit("old", &[])]);
         let desired = map(vec![unit("db", &[]), unit("app", &["db"]), unit("web", &["app"])]);
-        let plan = plan(&applied, &desired, &|_| true);
+        let plan = plan(&applied, &desired, None, &|_| true);
         let stop = Cancel::new();
         let driver = Interrupting { stop: stop.clone(), log: Mutex::new(Vec::new()) };
         let reports = execute(&plan, &driver, 2, 1, &Quiet, &stop);
@@ -474,7 +474,7 @@ mod tests {
             .collect();
         let after = applied_after(&before, &plan, &reports, 2);
         let current: BTreeMap<String, Unit> = after.into_iter().map(|(k, a)| (k, a.unit)).collect();
-        let next = crate::plan::plan(&current, &desired, &|_| true);
+        let next = crate::plan::plan(&current, &desired, None, &|_| true);
         let keys: Vec<_> = next.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.unit.key)).collect();
         assert_eq!(keys, ["create app", "create web", "delete old"]);
         // Stored as it always was: skipped, for the reason `interrupted`.
@@ -487,7 +487,7 @@ mod tests {
     fn deletes_run_after_changes_and_dependents_first() {
         let applied = map(vec![unit("old_app", &["old_db"]), unit("old_db", &[])]);
         let desired = map(vec![unit("new", &[])]);
-        let plan = plan(&applied, &desired, &|_| true);
+        let plan = plan(&applied, &desired, None, &|_| true);
         let driver = Fake::new(&[]);
         let reports = execute(&plan, &driver, 2, 4, &Quiet, &Cancel::new());
         assert!(reports.iter().all(|r| r.outcome.succeeded()));

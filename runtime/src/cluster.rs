@@ -266,7 +266,7 @@ mod tests {
         assert!(fake.paths_of("PATCH").is_empty(), "nothing was applied");
 
         let chart = crate::plan::tests::unit("local/apps/team.svc/dev/web", &[]);
-        let plan = Plan { actions: vec![action(Op::Create, &chart)], unchanged: vec![] };
+        let plan = Plan { actions: vec![action(Op::Create, &chart)], unchanged: vec![], kept: vec![] };
         assert!(driver.preflight(&plan).unwrap_err().to_string().contains("chart instances need helm"));
         assert!(driver.apply(1, &plan.actions[0]).unwrap_err().to_string().contains("helm was not found in this test"));
         assert!(!driver.is_present(&chart));

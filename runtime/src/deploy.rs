@@ -20,7 +20,7 @@ use aptc_core::ir::Program;
 use crate::apply::{Applied, Progress, applied_after, execute};
 use crate::cancel::Cancel;
 use crate::driver::Driver;
-use crate::plan::{Plan, Unit, plan};
+use crate::plan::{ClaimEnds, Plan, Unit, plan};
 use crate::store::{Cause, Journal, Revision, Store, action_records, now_rfc3339};
 use aptc_core::access::{Access, Role};
 
@@ -94,12 +94,13 @@ pub enum Refresh {
 }
 
 /// Plans `desired` against what the store's last revision left applied (nothing without a store
-/// or a revision), looking at the target as `refresh` says. A store whose revisions went to
-/// another target is refused.
+/// or a revision), looking at the target as `refresh` says; `claims` (see [`plan`]) keeps what
+/// failed claims need. A store whose revisions went to another target is refused.
 pub fn prepare(
     store: Option<&Store>,
     driver: &dyn Driver,
     desired: &BTreeMap<String, Unit>,
+    claims: Option<&ClaimEnds>,
     refresh: Refresh,
 ) -> Result<Prepared, DeployError> {
     // A deploy that was killed left a journal: record what it did before planning on from it.
@@ -123,12 +124,12 @@ pub fn prepare(
     let applied = last.as_ref().map(|r| r.applied.clone()).unwrap_or_default();
     let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
     let plan = match refresh {
-        Refresh::No => plan(&current, desired, &|_| true),
-        Refresh::Presence => plan(&current, desired, &|unit| driver.is_present(unit)),
+        Refresh::No => plan(&current, desired, claims, &|_| true),
+        Refresh::Presence => plan(&current, desired, claims, &|unit| driver.is_present(unit)),
         Refresh::Drift => {
             let drift = crate::drift::detect(&applied, driver);
             let drifted = crate::drift::Drifted { driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
-            let mut plan = plan(&current, desired, &|unit| drifted.is_present(unit));
+            let mut plan = plan(&current, desired, claims, &|unit| drifted.is_present(unit));
             crate::drift::explain(&mut plan, &drift);
             plan
         }
@@ -158,6 +159,8 @@ pub struct Request {
     /// when unknown (a rollback to a revision recorded without it).
     pub program: Option<Program>,
     pub desired: BTreeMap<String, Unit>,
+    /// How the policy's claims ended ([`ClaimEnds`]); `None` for a rollback (a revision's units).
+    pub claims: Option<ClaimEnds>,
     /// The full desired state, kept with the revision.
     pub desired_state: serde_json::Value,
     /// At most this many actions at once.
@@ -188,7 +191,12 @@ pub fn apply(
         target: driver.target(),
         duration_ms: 0,
         actions: Vec::new(),
-        desired: request.desired,
+        // What failed claims keep stays desired: a rollback to this revision keeps it too.
+        desired: request
+            .desired
+            .into_iter()
+            .chain(prepared.plan.kept.iter().map(|k| (k.unit.key.clone(), k.unit.clone())))
+            .collect(),
         applied: prepared.applied.clone(),
     };
     store.begin(&Journal {
@@ -329,6 +337,20 @@ fn claim_namespace(id: &str) -> &str {
     id.split('.').next().unwrap_or_default()
 }
 
+/// What a plan would delete when it deletes more than half of the deployed instances, or all of
+/// them (a policy read from the wrong directory, a glob that matched nothing, a claims file
+/// emptied by mistake): one line per instance, for the caller to refuse unless told it is meant
+/// (`--allow-mass-delete`). Empty when the plan deletes less.
+pub fn mass_delete(prepared: &Prepared) -> Vec<String> {
+    let deployed = prepared.applied.len();
+    let deletes: Vec<&crate::plan::Action> =
+        prepared.plan.actions.iter().filter(|a| a.op == crate::plan::Op::Delete).collect();
+    if deletes.is_empty() || (deletes.len() < deployed && deletes.len() * 2 <= deployed) {
+        return Vec::new();
+    }
+    deletes.iter().map(|a| format!("{} ({}) in {}: {}", a.unit.name, a.unit.key, a.unit.place(), a.why)).collect()
+}
+
 /// The hash that identifies a policy in the history: SHA-256 of its resolution IR.
 pub fn policy_hash(program: &aptc_core::ir::Program) -> String {
     aptc_core::digest::sha256(&program.to_json())
@@ -388,7 +410,7 @@ contract cache {
         Prepared {
             revision: 2,
             previous: old.map(|_| 1),
-            plan: plan(&current, &units(&resolve(new)), &|_| true),
+            plan: plan(&current, &units(&resolve(new)), None, &|_| true),
             applied,
             last_program: old.cloned(),
             recovered: None,
@@ -444,5 +466,26 @@ contract cache {
         ]);
         let open_prepared = super::tests::prepared(None, &open);
         assert!(refusals(&open_prepared, Some(&open), "mallory").is_empty());
+    }
+
+    #[test]
+    fn claim_ends_tell_faults_from_decisions() {
+        use crate::plan::{ClaimEnd, ClaimEnds};
+        let ends = |program: &Program| ClaimEnds::of(program, &resolve(program)).0["web.wendy_cache"].clone();
+        let good = policy(CLAIM, PLATFORM_APT);
+        assert_eq!(ends(&good), ClaimEnd::Resolved);
+        // No rule places it: a fault of the policy, whose instances are kept.
+        let mut unplaced = good.clone();
+        unplaced.rules.clear();
+        assert!(matches!(ends(&unplaced), ClaimEnd::Failed(_)), "{:?}", ends(&unplaced));
+        // Its user is gone, or may no longer consume: decisions, whose instances go.
+        let mut gone = good.clone();
+        gone.claims[0].consumer = aptc_core::ir::Consumer::User("nobody".into());
+        assert!(matches!(ends(&gone), ClaimEnd::Refused(_)), "{:?}", ends(&gone));
+        let mut revoked = good.clone();
+        for grant in &mut revoked.grants {
+            grant.namespaces = Some(vec!["web".into()]);
+        }
+        assert!(matches!(ends(&revoked), ClaimEnd::Refused(_)), "{:?}", ends(&revoked));
     }
 }

@@ -18,7 +18,7 @@ use aptc_core::ir::{Cluster, Program};
 use crate::apply::{Outcome, Progress, Quiet};
 use crate::cancel::Cancel;
 use crate::cluster::{self, ClusterDriver};
-use crate::deploy::{DeployError, Prepared, Refresh, Request, apply, prepare, refusals};
+use crate::deploy::{DeployError, Prepared, Refresh, Request, apply, mass_delete, prepare, refusals};
 use crate::drift::{Drift, Drifted, detect, explain};
 use crate::driver::{Driver, DriverError};
 use crate::helm::{Helm, HelmError};
@@ -100,6 +100,8 @@ pub struct Options {
     pub dry_run: bool,
     /// Plan against what the target holds now (drift), not only the last revision.
     pub refresh: bool,
+    /// Apply a plan that deletes more than half of the deployed instances ([`mass_delete`]).
+    pub allow_mass_delete: bool,
 }
 
 /// The caller of an attended deploy: shown each step, asked before applying.
@@ -131,6 +133,9 @@ pub enum Ended {
     NoChanges { unchanged: usize, previous: Option<u64>, revision: Option<Revision> },
     /// The user may not make these changes (one line each); nothing applied or recorded.
     Refused { user: String, refusals: Vec<String> },
+    /// The plan deletes more than half of the `deployed` instances: these (one line each), which
+    /// only `allow_mass_delete` applies; nothing applied or recorded.
+    MassDelete { deletes: Vec<String>, deployed: usize },
     /// A dry run with changes: nothing applied or recorded.
     DryRun,
     /// The supervisor said no.
@@ -186,7 +191,7 @@ impl Deployer {
             (false, true) => Refresh::Presence,
             (false, false) => Refresh::No,
         };
-        let prepared = prepare(store.as_ref(), driver, &request.desired, refresh)?;
+        let prepared = prepare(store.as_ref(), driver, &request.desired, request.claims.as_ref(), refresh)?;
         supervisor.planned(&prepared, pending(&prepared, store.as_ref())?.as_ref(), driver);
         let ended = |ended| Ok(Deployment { target: target.clone(), ended });
         if prepared.plan.is_empty() {
@@ -205,6 +210,10 @@ impl Deployer {
                 let _ = std::fs::remove_file(&self.state);
             }
             return ended(Ended::Refused { user: request.user, refusals: refused });
+        }
+        let deletes = mass_delete(&prepared);
+        if !deletes.is_empty() && !options.allow_mass_delete {
+            return ended(Ended::MassDelete { deletes, deployed: prepared.applied.len() });
         }
         let Some(store) = store.filter(|_| !options.dry_run) else { return ended(Ended::DryRun) };
         driver.preflight(&prepared.plan)?;
@@ -249,6 +258,7 @@ impl Deployer {
             policy: revision.policy.clone(),
             program,
             desired,
+            claims: None,
             desired_state,
             parallel,
         };
@@ -455,7 +465,8 @@ impl Reconciler {
         let store = if self.fix { Store::open(state).map(Some) } else { Store::open_read(state) }
             .map_err(|e| NotPlanned::Store(e.into()))?;
         let mut prepared =
-            prepare(store.as_ref(), &driver, &desired.desired, Refresh::Presence).map_err(NotPlanned::Plan)?;
+            prepare(store.as_ref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
+                .map_err(NotPlanned::Plan)?;
         let pending = pending(&prepared, store.as_ref()).map_err(NotPlanned::Store)?;
         explain(&mut prepared.plan, drift);
         let planned = |prepared, fix| Ok(Planned { prepared, pending, fix });
@@ -465,6 +476,15 @@ impl Reconciler {
         let Some(store) = store.filter(|_| self.fix) else { return planned(prepared, Fix::Reported) };
         let refused = refusals(&prepared, desired.program.as_ref(), &desired.user);
         if !refused.is_empty() {
+            return planned(prepared, Fix::Refused(refused));
+        }
+        let deletes = mass_delete(&prepared);
+        if !deletes.is_empty() {
+            let of = prepared.applied.len();
+            let refused = deletes
+                .into_iter()
+                .map(|d| format!("would delete {d}: more than half of the {of} deployed instances go, which only `aptc deploy --allow-mass-delete` applies"))
+                .collect();
             return planned(prepared, Fix::Refused(refused));
         }
         if let Err(error) = driver.preflight(&prepared.plan) {
@@ -509,6 +529,7 @@ mod tests {
             cause: Cause::Deploy { paths: vec![".".into()] },
             policy: crate::deploy::policy_hash(&program),
             desired: units(&state),
+            claims: Some(crate::plan::ClaimEnds::of(&program, &state)),
             desired_state: serde_json::to_value(&state).unwrap(),
             program: Some(program),
             parallel: 1,
@@ -522,7 +543,7 @@ mod tests {
     fn a_deploy_without_changes_is_recorded_and_a_dry_run_is_not() {
         let dir = tempfile::tempdir().unwrap();
         let deployer = deployer(dir.path());
-        let dry = deployer.deploy(request(), Options { dry_run: true, refresh: false }, &mut Silent).unwrap();
+        let dry = deployer.deploy(request(), Options { dry_run: true, ..Options::default() }, &mut Silent).unwrap();
         assert!(matches!(dry.ended, Ended::NoChanges { revision: None, previous: None, .. }), "{dry:?}");
         assert!(!deployer.state().exists(), "a dry run creates no store");
         let first = deployer.deploy(request(), Options::default(), &mut Silent).unwrap();

@@ -224,7 +224,7 @@ mod tests {
         // Repairing: the drifted unit counts as absent, so the plan applies it again.
         let wrapped = Drifted { driver: &driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
         let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
-        let mut plan = crate::plan::plan(&current, &current, &|u| wrapped.is_present(u));
+        let mut plan = crate::plan::plan(&current, &current, None, &|u| wrapped.is_present(u));
         explain(&mut plan, &drift);
         assert_eq!(plan.actions.len(), 1);
         assert_eq!(plan.actions[0].op, Op::Update);

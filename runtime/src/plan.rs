@@ -8,13 +8,21 @@
 //! The plan ([`plan`]) lists creates and updates first, dependencies before their dependents, then
 //! deletes, dependents before their dependencies. Each action names the earlier actions it must
 //! wait for (`after`), so independent actions can run in parallel ([`crate::apply`]).
+//!
+//! A deploy never removes what a *fault* of the policy made undesired: an instance that only
+//! claims which now fail (an evaluation error, a conflict, no placement) need is *kept* as the last
+//! revision applied it, and the plan says so ([`Kept`]). Only a *decision* removes (a claim
+//! removed, rejected by a rule, refused by access, or resolving elsewhere), and each delete names
+//! it ([`ClaimEnds`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::source::{DigestCache, Source, rendered_digest};
-use aptc_core::resolve::{DesiredState, InstanceKind, RenderedFile};
+use aptc_core::access::Access;
+use aptc_core::ir::{Consumer, Program};
+use aptc_core::resolve::{Decision, DesiredState, InstanceKind, RenderedFile, Status};
 use aptc_core::secret::SecretRef;
 
 /// One deployable instance (chart or manifests), with what a driver needs to apply it.
@@ -214,7 +222,55 @@ pub fn refresh_digests(units: &mut BTreeMap<String, Unit>) {
     }
 }
 
-/// What an action does to its unit.
+/// Every kind of line a plan or a revision shows, in text and in JSON: the three actions a driver
+/// carries out, and the two ways an instance is left as it is. Defined once so that the words and
+/// signs are the same in every output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Create,
+    Update,
+    Delete,
+    /// Applied as desired.
+    Unchanged,
+    /// Left as the last revision applied it because the claims that need it failed.
+    Kept,
+}
+
+impl Kind {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Kind::Create => "create",
+            Kind::Update => "update",
+            Kind::Delete => "delete",
+            Kind::Unchanged => "unchanged",
+            Kind::Kept => "kept",
+        }
+    }
+
+    pub fn past(self) -> &'static str {
+        match self {
+            Kind::Create => "created",
+            Kind::Update => "updated",
+            Kind::Delete => "deleted",
+            Kind::Unchanged => "unchanged",
+            Kind::Kept => "kept",
+        }
+    }
+
+    /// The mark at the start of a plan line.
+    pub fn sign(self) -> char {
+        match self {
+            Kind::Create => '+',
+            Kind::Update => '~',
+            Kind::Delete => '-',
+            Kind::Unchanged => ' ',
+            Kind::Kept => '=',
+        }
+    }
+}
+
+/// What an action does to its unit: the [`Kind`]s a driver carries out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
@@ -224,21 +280,108 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn verb(self) -> &'static str {
+    pub fn kind(self) -> Kind {
         match self {
-            Op::Create => "create",
-            Op::Update => "update",
-            Op::Delete => "delete",
+            Op::Create => Kind::Create,
+            Op::Update => Kind::Update,
+            Op::Delete => Kind::Delete,
         }
     }
 
+    pub fn verb(self) -> &'static str {
+        self.kind().verb()
+    }
+
     pub fn past(self) -> &'static str {
-        match self {
-            Op::Create => "created",
-            Op::Update => "updated",
-            Op::Delete => "deleted",
+        self.kind().past()
+    }
+}
+
+/// How a claim of the policy being deployed ended, as far as removing its instances goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "end", content = "reason", rename_all = "snake_case")]
+pub enum ClaimEnd {
+    Resolved,
+    /// A rule rejected it: a decision, its instances go.
+    Rejected(String),
+    /// Its consumer may not consume a contract it enters, or no longer exists: a decision, its
+    /// instances go.
+    Refused(String),
+    /// A fault of the policy (an evaluation error, a conflict, no placement, …): its instances are
+    /// kept as they are until it is fixed or the claim removed.
+    Failed(String),
+}
+
+/// The [`ClaimEnd`] of every claim of a policy, by claim id; a claim absent was removed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClaimEnds(pub BTreeMap<String, ClaimEnd>);
+
+impl ClaimEnds {
+    /// The ends of `state`'s claims; `program` (what was resolved) tells access refusals, which
+    /// the resolver reports as failures, from faults.
+    pub fn of(program: &Program, state: &DesiredState) -> ClaimEnds {
+        let access = Access::new(program);
+        let mut ends = BTreeMap::new();
+        for (id, outcome) in &state.claims {
+            let reason = outcome.reason.clone().unwrap_or_default();
+            let end = match outcome.status {
+                Status::Resolved => ClaimEnd::Resolved,
+                Status::Rejected => ClaimEnd::Rejected(reason),
+                Status::Failed if refused(program, &access, id, &outcome.decisions) => ClaimEnd::Refused(reason),
+                Status::Failed => ClaimEnd::Failed(reason),
+            };
+            ends.insert(id.clone(), end);
+        }
+        ClaimEnds(ends)
+    }
+
+    /// The failed claims with their reasons.
+    pub fn failed(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().filter_map(|(id, end)| match end {
+            ClaimEnd::Failed(reason) => Some((id, reason)),
+            _ => None,
+        })
+    }
+
+    /// Why `claim`'s instances are no longer desired, in a few words.
+    fn why_gone(&self, claim: &str) -> String {
+        match self.0.get(claim) {
+            None => format!("claim {claim} removed"),
+            Some(ClaimEnd::Resolved) => {
+                format!("claim {claim} now resolves to other instances (context, placement or allocation changed)")
+            }
+            Some(ClaimEnd::Rejected(reason)) => format!("claim {claim} rejected: {reason}"),
+            Some(ClaimEnd::Refused(reason)) => format!("claim {claim} refused: {reason}"),
+            Some(ClaimEnd::Failed(reason)) => format!("claim failed: {claim}: {reason}"),
         }
     }
+}
+
+/// Whether a failed claim failed on access: its consumer is gone, or may not consume in the
+/// namespace of the last contract it entered.
+fn refused(program: &Program, access: &Access, id: &str, decisions: &[Decision]) -> bool {
+    let Some(claim) = program.claims.iter().find(|c| c.id() == id) else { return false };
+    let subject = match &claim.consumer {
+        Consumer::User(name) => access.user(name),
+        Consumer::Team(name) => access.team(name),
+    };
+    let Some(subject) = subject else { return true };
+    let entered = decisions.iter().rev().find_map(|d| match d {
+        Decision::EnterContract { contract, .. } => Some(contract),
+        _ => None,
+    });
+    entered
+        .and_then(|c| program.contracts.get(c))
+        .is_some_and(|contract| !access.may_consume(&subject, &contract.namespace))
+}
+
+/// An applied unit left as it is because claims that need it failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    /// As the last revision applied it.
+    pub unit: Unit,
+    /// `claim failed: CLAIM: reason`, for each failed claim of the unit.
+    pub why: String,
 }
 
 /// One step of a plan.
@@ -247,7 +390,8 @@ pub struct Action {
     pub op: Op,
     /// The desired unit (for a delete: the applied one).
     pub unit: Unit,
-    /// Why: `new`, the changed fields, `no longer desired`, `missing from the target`.
+    /// Why: `new`, the changed fields, `missing from the target`; for a delete, the decision that
+    /// removed it (`claim X removed`, …).
     pub why: String,
     /// Indices of earlier actions that must succeed before this one runs.
     pub after: Vec<usize>,
@@ -259,6 +403,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// Keys of the desired units already applied as desired.
     pub unchanged: Vec<String>,
+    /// Applied units no longer desired only because their claims failed: not deleted.
+    #[serde(default)]
+    pub kept: Vec<Kept>,
 }
 
 impl Plan {
@@ -273,10 +420,14 @@ impl Plan {
 }
 
 /// The plan from `applied` (what the target holds, by key) to `desired`. `present` says whether
-/// an applied unit is still found on the target; one that is not is created again.
+/// an applied unit is still found on the target; one that is not is created again. `claims` says
+/// how the policy's claims ended: an applied unit no longer desired that a failed claim needs is
+/// kept, and each delete names its decision; `None` (a rollback, whose desired units are a
+/// revision's) deletes what is not desired.
 pub fn plan(
     applied: &BTreeMap<String, Unit>,
     desired: &BTreeMap<String, Unit>,
+    claims: Option<&ClaimEnds>,
     present: &dyn Fn(&Unit) -> bool,
 ) -> Plan {
     let mut changes: BTreeMap<&str, (Op, String)> = BTreeMap::new();
@@ -308,8 +459,28 @@ pub fn plan(
         index.insert(key.clone(), actions.len());
         actions.push(Action { op: *op, unit: desired[&key].clone(), why: why.clone(), after });
     }
+    // Kept: no longer desired, but a failed claim needs it.
+    let mut kept = Vec::new();
+    let mut removed: BTreeMap<&String, String> = BTreeMap::new();
+    for (key, unit) in applied.iter().filter(|(k, _)| !desired.contains_key(*k)) {
+        let Some(claims) = claims else {
+            removed.insert(key, "not in the desired state".to_string());
+            continue;
+        };
+        let failed: Vec<String> = unit
+            .claims
+            .iter()
+            .filter(|c| matches!(claims.0.get(*c), Some(ClaimEnd::Failed(_))))
+            .map(|c| claims.why_gone(c))
+            .collect();
+        if failed.is_empty() {
+            let why: Vec<String> = unit.claims.iter().map(|c| claims.why_gone(c)).collect();
+            removed.insert(key, if why.is_empty() { "no claim needs it".to_string() } else { why.join("; ") });
+        } else {
+            kept.push(Kept { unit: unit.clone(), why: failed.join("; ") });
+        }
+    }
     // Deletes: dependents first, in the order of the applied graph reversed.
-    let removed: BTreeSet<&String> = applied.keys().filter(|k| !desired.contains_key(*k)).collect();
     let mut dependents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for unit in applied.values() {
         for dependency in &unit.depends_on {
@@ -320,9 +491,7 @@ pub fn plan(
     let mut order = topological(applied);
     order.reverse();
     for key in order {
-        if !removed.contains(&key) {
-            continue;
-        }
+        let Some(why) = removed.get(&key) else { continue };
         let after = dependents
             .get(&key)
             .map(|ds| {
@@ -332,9 +501,9 @@ pub fn plan(
             })
             .unwrap_or_default();
         deletes.insert(key.clone(), actions.len());
-        actions.push(Action { op: Op::Delete, unit: applied[&key].clone(), why: "no longer desired".into(), after });
+        actions.push(Action { op: Op::Delete, unit: applied[&key].clone(), why: why.clone(), after });
     }
-    Plan { actions, unchanged }
+    Plan { actions, unchanged, kept }
 }
 
 /// The indices of the nearest acting units among `key`'s dependencies, looking through units
@@ -431,7 +600,7 @@ pub(crate) mod tests {
     fn creates_come_dependencies_first() {
         // app needs cache and db; cache needs db; z is independent.
         let desired = map(vec![unit("app", &["cache", "db"]), unit("cache", &["db"]), unit("db", &[]), unit("z", &[])]);
-        let plan = plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = plan(&BTreeMap::new(), &desired, None, &|_| true);
         assert_eq!(
             shown(&plan),
             ["create db after []", "create cache after [0]", "create app after [0, 1]", "create z after []"]
@@ -442,7 +611,7 @@ pub(crate) mod tests {
     fn deletes_come_dependents_first() {
         let applied = map(vec![unit("app", &["cache"]), unit("cache", &["db"]), unit("db", &[]), unit("keep", &[])]);
         let desired = map(vec![unit("keep", &[])]);
-        let plan = plan(&applied, &desired, &|_| true);
+        let plan = plan(&applied, &desired, None, &|_| true);
         assert_eq!(shown(&plan), ["delete app after []", "delete cache after [0]", "delete db after [1]"]);
         assert_eq!(plan.unchanged, ["keep"]);
     }
@@ -453,7 +622,7 @@ pub(crate) mod tests {
         let mut desired = applied.clone();
         desired.get_mut("db").unwrap().values = serde_json::json!({ "replicas": 2 });
         desired.get_mut("app").unwrap().values = serde_json::json!({ "replicas": 3 });
-        let plan = plan(&applied, &desired, &|_| true);
+        let plan = plan(&applied, &desired, None, &|_| true);
         assert_eq!(shown(&plan), ["update db after []", "update app after [0]"]);
         assert_eq!(plan.actions[0].why, "values.replicas");
         assert_eq!(plan.unchanged, ["mid"]);
@@ -467,13 +636,16 @@ pub(crate) mod tests {
             unit.source =
                 Source::Chart { chart: "./c".into(), repo: None, version: None, base_dir: "/elsewhere".into() };
         }
-        assert!(plan(&applied, &moved, &|_| true).is_empty(), "another checkout of the same policy changes nothing");
-        let missing = plan(&applied, &applied, &|u| u.key != "a");
+        assert!(
+            plan(&applied, &moved, None, &|_| true).is_empty(),
+            "another checkout of the same policy changes nothing"
+        );
+        let missing = plan(&applied, &applied, None, &|u| u.key != "a");
         assert_eq!(shown(&missing), ["create a after []"]);
         assert_eq!(missing.actions[0].why, "missing from the target");
         let mut edited = applied.clone();
         edited.get_mut("b").unwrap().content = Some("sha256:1".into());
-        assert_eq!(plan(&applied, &edited, &|_| true).actions[0].why, "chart files changed");
+        assert_eq!(plan(&applied, &edited, None, &|_| true).actions[0].why, "chart files changed");
     }
 
     #[test]
@@ -496,8 +668,47 @@ pub(crate) mod tests {
     #[test]
     fn a_cycle_does_not_lose_units() {
         let desired = map(vec![unit("a", &["b"]), unit("b", &["a"]), unit("c", &[])]);
-        let plan = plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = plan(&BTreeMap::new(), &desired, None, &|_| true);
         assert_eq!(plan.actions.len(), 3);
         assert_eq!(plan.actions[0].unit.key, "c");
+    }
+
+    #[test]
+    fn a_failed_claim_keeps_its_instances_and_every_delete_names_its_decision() {
+        let mut shared = unit("shared", &[]);
+        shared.claims = vec!["team.ok".into(), "team.broken".into()];
+        let mut only_broken = unit("only_broken", &[]);
+        only_broken.claims = vec!["team.broken".into()];
+        let mut gone = unit("gone", &[]);
+        gone.claims = vec!["team.removed".into()];
+        let mut rejected = unit("rejected", &[]);
+        rejected.claims = vec!["team.no".into()];
+        let applied = map(vec![shared.clone(), only_broken, gone, rejected]);
+        let mut still = shared.clone();
+        still.claims = vec!["team.ok".into()];
+        let desired = map(vec![still]);
+        let ends = ClaimEnds(BTreeMap::from([
+            ("team.ok".to_string(), ClaimEnd::Resolved),
+            ("team.broken".to_string(), ClaimEnd::Failed("no cluster matches".into())),
+            ("team.no".to_string(), ClaimEnd::Rejected("rule deny".into())),
+        ]));
+        let plan = plan(&applied, &desired, Some(&ends), &|_| true);
+        let why: Vec<String> =
+            plan.actions.iter().map(|a| format!("{} {}: {}", a.op.verb(), a.unit.key, a.why)).collect();
+        assert_eq!(
+            why,
+            [
+                "update shared: claims",
+                "delete rejected: claim team.no rejected: rule deny",
+                "delete gone: claim team.removed removed",
+            ]
+        );
+        assert_eq!(plan.kept.len(), 1);
+        assert_eq!(plan.kept[0].unit.key, "only_broken");
+        assert_eq!(plan.kept[0].why, "claim failed: team.broken: no cluster matches");
+        // Without claim ends (a rollback), what is not desired goes.
+        let rollback = super::plan(&applied, &desired, None, &|_| true);
+        assert_eq!(rollback.count(Op::Delete), 3);
+        assert!(rollback.kept.is_empty());
     }
 }

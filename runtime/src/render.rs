@@ -313,7 +313,9 @@ mod tests {
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: \"1\"\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n",
         )]);
         assert!(!driver.is_present(&unit));
-        driver.preflight(&Plan { actions: vec![action(Op::Create, unit.clone())], unchanged: vec![] }).unwrap();
+        driver
+            .preflight(&Plan { actions: vec![action(Op::Create, unit.clone())], unchanged: vec![], kept: vec![] })
+            .unwrap();
         let done = driver.apply(3, &action(Op::Create, unit.clone())).unwrap();
         assert_eq!(done.detail, "2 objects in local/default/svc-web-0123456789");
         let dir = out.path().join("local/default/svc-web-0123456789");
@@ -380,7 +382,7 @@ mod tests {
     fn charts_without_helm_fail_the_preflight_with_the_install_hint() {
         let out = tempfile::tempdir().unwrap();
         let driver = RenderDriver::new(out.path(), Helm::locate(Some(Path::new("/nonexistent/helm"))));
-        let plan = Plan { actions: vec![action(Op::Create, unit("k", &[]))], unchanged: vec![] };
+        let plan = Plan { actions: vec![action(Op::Create, unit("k", &[]))], unchanged: vec![], kept: vec![] };
         let error = driver.preflight(&plan).unwrap_err();
         assert!(error.to_string().contains("tools/install-helm.sh"), "{error}");
     }

@@ -655,7 +655,7 @@ mod tests {
         // Rolling back to 1 from what 2 left applied: create b, delete c, keep a.
         let target = store.get(1).unwrap().unwrap().desired;
         let current = store.last().unwrap().unwrap().applied_units();
-        let plan = crate::plan::plan(&current, &target, &|_| true);
+        let plan = crate::plan::plan(&current, &target, None, &|_| true);
         let shown: Vec<String> = plan.actions.iter().map(|a| format!("{} {}", a.op.verb(), a.unit.key)).collect();
         assert_eq!(shown, ["create b", "delete c"]);
         assert_eq!(plan.unchanged, ["a"]);
@@ -719,7 +719,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let desired: BTreeMap<String, Unit> = ["a", "b"].iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
-        let plan = crate::plan::plan(&BTreeMap::new(), &desired, &|_| true);
+        let plan = crate::plan::plan(&BTreeMap::new(), &desired, None, &|_| true);
         {
             let store = Store::open(&path).unwrap();
             let mut planned = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &[]);
@@ -748,7 +748,7 @@ mod tests {
         assert!(store.pending().unwrap().is_none(), "the journal goes with the recorded revision");
         assert!(store.recover().unwrap().is_none());
         // The next deploy plans the unfinished action again, and only it.
-        let next = crate::plan::plan(&recovered.applied_units(), &desired, &|_| true);
+        let next = crate::plan::plan(&recovered.applied_units(), &desired, None, &|_| true);
         assert_eq!(
             next.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(),
             [plan.actions[1].unit.key.as_str()]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use aptc_core::ir::Program;
 use aptc_core::resolve::resolve;
-use aptc_runtime::plan::{Plan, Unit, plan, units};
+use aptc_runtime::plan::{ClaimEnds, Plan, Unit, plan, units};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 fn main() {
@@ -54,8 +54,10 @@ fn run(name: &str, dir: &Path, snapshots: &Path) -> Result<(), Failed> {
         Some(files) => units(&resolve(&compile(files)?)),
         None => BTreeMap::new(),
     };
-    let desired = units(&resolve(&compile(&current)?));
-    let shown = show(&plan(&applied, &desired, &|_| true));
+    let program = compile(&current)?;
+    let state = resolve(&program);
+    let desired = units(&state);
+    let shown = show(&plan(&applied, &desired, Some(&ClaimEnds::of(&program, &state)), &|_| true));
     let outcome = std::panic::catch_unwind(|| {
         insta::with_settings!({ snapshot_path => snapshots, prepend_module_to_snapshot => false, omit_expression => true }, {
             insta::assert_snapshot!(name, shown);

@@ -41,7 +41,7 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
     assert_eq!(desired.len(), 4, "ada's private greeter and the shared production one, each with its config");
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
-    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
     let reports = execute(&plan, &driver, 1, 2, &Quiet, &aptc_runtime::cancel::Cancel::new());
     for (action, report) in plan.actions.iter().zip(&reports) {
         assert!(report.outcome.succeeded(), "{}: {:?}", action.unit.key, report.outcome);
@@ -110,7 +110,7 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
     desired.insert(dependent.key.clone(), dependent.clone());
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
-    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
     let reports = execute(&plan, &driver, 1, 4, &Quiet, &aptc_runtime::cancel::Cancel::new());
     let outcome = |key: &str| {
         let i = plan.actions.iter().position(|a| a.unit.key == key).unwrap();
@@ -157,7 +157,7 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
     let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
-    let plan = plan(&BTreeMap::new(), &desired, &|_| false);
+    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
     let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
     assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
     let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);

@@ -18,7 +18,7 @@ use aptc_runtime::deploy::{Prepared, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Deployment, Ended, Options, Supervisor, TargetChoice, Targets};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
-use aptc_runtime::plan::{Action, Op, Plan, Unit, units};
+use aptc_runtime::plan::{Action, ClaimEnds, Kind, Op, Plan, Unit, units};
 use aptc_runtime::store::{Cause, Journal, Revision};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -110,6 +110,10 @@ pub struct TargetArgs {
     /// deleted or changed on the cluster by hand are applied again.
     #[arg(long)]
     refresh: bool,
+    /// Apply a plan that deletes more than half of the deployed instances (or all of them);
+    /// without it such a plan is refused, listing what would go.
+    #[arg(long)]
+    allow_mass_delete: bool,
 }
 
 #[derive(Debug, Args)]
@@ -132,7 +136,7 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
     let program = policy::load(&paths, color)?;
     let (request, unresolved) = request(program, &paths, &args.target.run)?;
-    for outcome in unresolved {
+    for outcome in &unresolved {
         let status = if outcome.status == Status::Rejected { "rejected" } else { "failed" };
         println!(
             "claim {} is not deployed: {status}: {} (`aptc explain {}`)",
@@ -143,7 +147,13 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     }
     let mut terminal = Terminal::new(args.target.run.yes);
     let deployment = args.target.run.deployer().deploy(request, args.target.options(), &mut terminal)?;
-    terminal.finish(deployment)
+    let code = terminal.finish(deployment)?;
+    let failed = unresolved.iter().filter(|o| o.status == Status::Failed).count();
+    if failed > 0 && code == ExitCode::SUCCESS {
+        println!("{failed} claims failed: fix them (what they had is kept meanwhile)");
+        return Ok(ExitCode::from(EXIT_FINDINGS));
+    }
+    Ok(code)
 }
 
 /// What deploying `program` (read from `paths`) asks for, as `run` says who and how; and the claims
@@ -160,6 +170,7 @@ pub(super) fn request(
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
         policy: policy_hash(&program),
         desired: units(&state),
+        claims: Some(ClaimEnds::of(&program, &state)),
         desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
         program: Some(program),
         parallel: usize::from(run.parallel),
@@ -182,7 +193,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
 
 impl TargetArgs {
     fn options(&self) -> Options {
-        Options { dry_run: self.dry_run, refresh: self.refresh }
+        Options { dry_run: self.dry_run, refresh: self.refresh, allow_mass_delete: self.allow_mass_delete }
     }
 }
 
@@ -216,6 +227,18 @@ impl Terminal {
                 println!("refused: `{user}` may not make every change of this plan (docs/language.md §11.3):");
                 for line in &refusals {
                     println!("  ✗ {line}");
+                }
+                println!("nothing applied, nothing recorded");
+                return Ok(ExitCode::from(EXIT_FINDINGS));
+            }
+            Ended::MassDelete { deletes, deployed } => {
+                println!(
+                    "refused: this plan deletes {} of the {deployed} deployed instances (more than half); if that is \
+meant, deploy again with --allow-mass-delete. It would delete:",
+                    deletes.len()
+                );
+                for line in &deletes {
+                    println!("  - {line}");
                 }
                 println!("nothing applied, nothing recorded");
                 return Ok(ExitCode::from(EXIT_FINDINGS));
@@ -313,44 +336,43 @@ records what it did); this plan does not count its actions",
     }
 }
 
-/// One line per action, then the counts.
+/// One line per action, then one per instance kept for a failed claim, then the counts.
 pub(super) fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
     let plan = &prepared.plan;
     let mut out = String::new();
     let after = prepared.previous.map(|n| format!(" (the last is {n})")).unwrap_or_default();
-    if !plan.is_empty() {
+    let shown = !plan.is_empty() || !plan.kept.is_empty();
+    if shown {
         out.push_str(&format!("plan for revision {}{after}, {}:\n", prepared.revision, driver.describe()));
     }
-    let width = plan.actions.iter().map(|a| a.unit.name.len()).max().unwrap_or(0);
-    for action in &plan.actions {
+    let lines = plan
+        .actions
+        .iter()
+        .map(|a| (a.op.kind(), &a.unit, &a.why))
+        .chain(plan.kept.iter().map(|k| (Kind::Kept, &k.unit, &k.why)));
+    let width = plan.actions.iter().map(|a| a.unit.name.len()).chain(plan.kept.iter().map(|k| k.unit.name.len()));
+    let width = width.max().unwrap_or(0);
+    for (kind, unit, why) in lines {
         out.push_str(&format!(
-            "  {} {:<6}  {:<width$}  {}  {}  ({})\n",
-            sign(action.op),
-            action.op.verb(),
-            action.unit.name,
-            action.unit.key,
-            action.unit.source.describe(),
-            action.why
+            "  {} {:<6}  {:<width$}  {}  {}  ({why})\n",
+            kind.sign(),
+            kind.verb(),
+            unit.name,
+            unit.key,
+            unit.source.describe(),
         ));
     }
-    if !plan.is_empty() {
+    if shown {
         out.push_str(&format!(
-            "{} to create, {} to update, {} to delete; {} unchanged\n",
+            "{} to create, {} to update, {} to delete; {} unchanged, {} kept\n",
             plan.count(Op::Create),
             plan.count(Op::Update),
             plan.count(Op::Delete),
-            plan.unchanged.len()
+            plan.unchanged.len(),
+            plan.kept.len()
         ));
     }
     out
-}
-
-fn sign(op: Op) -> char {
-    match op {
-        Op::Create => '+',
-        Op::Update => '~',
-        Op::Delete => '-',
-    }
 }
 
 /// One line per action of a revision, in plan order, with its outcome.

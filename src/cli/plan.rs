@@ -40,6 +40,10 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&state).context("encoding JSON")?),
         Format::Yaml => print!("{}", serde_saphyr::to_string(&state).context("encoding YAML")?),
     }
+    // A failed claim is a fault of the policy to fix (a deploy keeps what it had meanwhile).
+    if state.claims.values().any(|c| c.status == Status::Failed) {
+        return Ok(ExitCode::from(super::EXIT_FINDINGS));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

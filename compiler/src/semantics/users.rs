@@ -1,8 +1,9 @@
 //! Users loaded from files named by `users from "PATH"` (docs/language.md §10.3).
 //!
 //! The file is YAML (so JSON works too): a sequence of users with `name`, and optionally
-//! `team`, `groups` and `labels`. Unknown fields, unreadable files and users given twice are
-//! errors at the `users from` statement.
+//! `team`, `groups` and `labels`. Unknown fields, unreadable files, empty names and users given
+//! twice are errors at the `users from` statement. Booleans are YAML 1.2's `true` and `false`
+//! only (`yes` is the string "yes").
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -41,13 +42,54 @@ struct UserRecord {
     labels: BTreeMap<String, LabelValue>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A label's value in a users file. Deserialized by hand, not as an untagged enum, so that a value
+/// of no label type is reported as what it is and what was expected (an untagged enum only says
+/// that no variant matched).
 enum LabelValue {
     Bool(bool),
     Int(i64),
     Str(String),
     List(Vec<LabelValue>),
+}
+
+impl<'de> Deserialize<'de> for LabelValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<LabelValue, D::Error> {
+        deserializer.deserialize_any(LabelVisitor)
+    }
+}
+
+struct LabelVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LabelVisitor {
+    type Value = LabelValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a label value: a bool (`true` or `false`), an integer, a string, or a list of them")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<LabelValue, E> {
+        Ok(LabelValue::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<LabelValue, E> {
+        Ok(LabelValue::Int(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<LabelValue, E> {
+        i64::try_from(v).map(LabelValue::Int).map_err(|_| E::custom(format!("the integer {v} is too large")))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<LabelValue, E> {
+        Ok(LabelValue::Str(v.to_string()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<LabelValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(LabelValue::List(items))
+    }
 }
 
 impl From<LabelValue> for Value {
@@ -87,7 +129,10 @@ pub fn external_users(db: &dyn salsa::Database, ws: Workspace) -> Vec<ExternalUs
                 continue;
             }
         };
-        let records: Vec<UserRecord> = match serde_saphyr::from_str(text) {
+        // YAML 1.2 booleans only: `yes`, `no`, `on`, `off` are strings, so a bool label given one
+        // is a type error rather than a silent guess.
+        let strict = serde_saphyr::options! { strict_booleans: true };
+        let records: Vec<UserRecord> = match serde_saphyr::from_str_with_options(text, strict) {
             Ok(records) => records,
             Err(error) => {
                 let text = error.to_string();
@@ -104,6 +149,13 @@ pub fn external_users(db: &dyn salsa::Database, ws: Workspace) -> Vec<ExternalUs
             }
         };
         for record in records {
+            if record.name.trim().is_empty() {
+                report(
+                    db,
+                    problem("a user in this users file has an empty name".to_string(), "give every user a name"),
+                );
+                continue;
+            }
             let key = record.name.to_lowercase();
             if let Some(other) = seen.insert(key, shown.clone()) {
                 report(
