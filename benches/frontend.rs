@@ -53,7 +53,7 @@ fn check_cold(bencher: Bencher, lines: usize) {
             }
             sources
         })
-        .bench_values(|mut sources| black_box(aptc_compiler::check::check(&mut sources)));
+        .bench_values(|mut sources| black_box(aptc_compiler::host::check(&mut sources)));
 }
 
 /// Openers left unclosed, the input whose recovery used to take exponential time (24 `{`

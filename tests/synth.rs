@@ -21,7 +21,7 @@ fn generated_policy_is_clean_formatted_deterministic_and_sized() {
             file.path
         );
     }
-    let result = aptc_compiler::check::check(&mut sources);
+    let result = aptc_compiler::host::check(&mut sources);
     assert!(result.diagnostics.is_empty(), "{:#?}", result.diagnostics);
 
     let lines: usize = files.iter().map(|f| f.text.lines().count()).sum();

@@ -47,20 +47,6 @@ pub struct Summary {
     pub warnings: usize,
 }
 
-/// Parses and checks every file in `sources`. The files the policy refers to that diagnostics
-/// may point into (manifests) are added to `sources`, for rendering.
-pub fn check(sources: &mut SourceMap) -> CheckResult {
-    check_with(sources, Settings::default())
-}
-
-/// [`check`], with settings such as the acting user of `aptc check --as`.
-pub fn check_with(sources: &mut SourceMap, settings: Settings) -> CheckResult {
-    let mut analysis = crate::host::Analysis::of_sources(std::mem::take(sources), settings);
-    let result = analysis.check();
-    *sources = analysis.into_sources();
-    result
-}
-
 /// A workspace of `sources`, plus the embedded prelude when no file declares `namespace std`,
 /// plus the users files that `users from` statements name and the files of `manifests`
 /// components (read from disk here).

@@ -132,6 +132,20 @@ impl Analysis {
     }
 }
 
+/// Parses and checks every file in `sources`. The files the policy refers to that diagnostics
+/// may point into (manifests) are added to `sources`, for rendering.
+pub fn check(sources: &mut SourceMap) -> CheckResult {
+    check_with(sources, Settings::default())
+}
+
+/// [`check`], with settings such as the acting user of `aptc check --as`.
+pub fn check_with(sources: &mut SourceMap, settings: Settings) -> CheckResult {
+    let mut analysis = Analysis::of_sources(std::mem::take(sources), settings);
+    let result = analysis.check();
+    *sources = analysis.into_sources();
+    result
+}
+
 /// The program at `paths`: one built `.aptir` file, or `.apt` sources that check clean.
 pub fn load_program(paths: &[PathBuf], color: bool) -> Result<Program, PolicyError> {
     if let [single] = paths

@@ -1,9 +1,8 @@
 //! The set of source files a run works on, and byte-offset → line/column mapping.
 
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use crate::syntax::ast::Span;
 
 /// Identifies a file in a [`SourceMap`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -99,5 +98,30 @@ mod tests {
         assert_eq!(file.line_col(3), (2, 1));
         assert_eq!(file.line_col(5), (2, 2)); // after the two-byte 'ç'
         assert_eq!(file.line_col(99), (3, 1));
+    }
+}
+
+/// A byte range in one file. `u32` keeps nodes small; files over 4 GiB are refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// A span from byte offsets (saturating at `u32::MAX`).
+    pub fn new(start: usize, end: usize) -> Span {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Span { start: clamp(start), end: clamp(end) }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+
+    /// As a `Range<usize>`, for slicing the source.
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
     }
 }

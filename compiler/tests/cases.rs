@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Trial};
 
-use aptc_compiler::check::{check, check_with};
 use aptc_compiler::diagnostics::{codes, json, render};
+use aptc_compiler::host::{check, check_with};
 use aptc_compiler::source::FileId;
 use aptc_compiler::syntax::{format::format_source, parse};
 

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use aptc_compiler::check::check;
 use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::{json, render, sarif};
+use aptc_compiler::host::check;
 use aptc_compiler::source::{FileId, SourceMap};
 use aptc_compiler::syntax::ast::SourceFile;
 use aptc_compiler::syntax::format::format_source;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use aptc_compiler::check::check;
+use aptc_compiler::host::check;
 use aptc_compiler::source::{FileId, SourceMap};
 use aptc_compiler::syntax::ast::ItemKind;
 use aptc_compiler::syntax::format::format_source;

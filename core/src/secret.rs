@@ -11,7 +11,6 @@ use std::fmt;
 use serde_json::Value as Json;
 
 use crate::ir::{SECRET_KEY, Value};
-use crate::resolve::DesiredState;
 
 /// What people see instead of a secret.
 pub const REDACTED: &str = "***";
@@ -96,16 +95,6 @@ pub fn replace<E>(value: &Json, f: &mut impl FnMut(SecretRef) -> Result<Json, E>
 pub fn redact(values: &Json) -> Json {
     replace(values, &mut |_| Ok::<_, std::convert::Infallible>(Json::String(REDACTED.to_string())))
         .unwrap_or_else(|never| match never {})
-}
-
-/// A desired state as people may see it (`aptc plan`): every secret of every instance is `***`.
-pub fn redact_state(state: &DesiredState) -> DesiredState {
-    let mut shown = state.clone();
-    for instance in shown.instances.values_mut() {
-        instance.values = redact(&instance.values);
-        instance.discovery = redact(&instance.discovery);
-    }
-    shown
 }
 
 /// The secrets `values` refers to, each once.

@@ -43,7 +43,7 @@ fn codes(diagnostics: &[Value]) -> BTreeSet<String> {
 fn check_codes(root: &Path, file: &Path) -> BTreeSet<String> {
     let paths = aptc_compiler::workspace::find_apt_files(&[root.to_path_buf()]).unwrap();
     let mut sources = aptc_compiler::workspace::load(&paths).unwrap();
-    let result = aptc_compiler::check::check(&mut sources);
+    let result = aptc_compiler::host::check(&mut sources);
     result
         .diagnostics
         .iter()

@@ -12,8 +12,10 @@ use crate::helm::HelmError;
 use crate::k8s::K8sError;
 use crate::manifest::ManifestError;
 use crate::plan::{Action, Plan, Unit};
-use crate::render::INSTANCE_FILE;
 use crate::secrets::SecretError;
+
+/// The name of the file that marks an instance directory as aptc's.
+pub const INSTANCE_FILE: &str = "instance.json";
 
 /// Applies actions to one target.
 pub trait Driver: Sync {

@@ -19,15 +19,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use crate::driver::{ActionResult, Driver, DriverError};
+use crate::driver::{ActionResult, Driver, DriverError, INSTANCE_FILE};
 use crate::helm::{Helm, HelmError, PrivateValues, TemplateRequest};
 use crate::manifest::{Document, Stamp, parse_stream, stamp_all, unit_documents, write_stream};
 use crate::plan::{Action, Op, Plan, Unit};
 use crate::source::Source;
 use aptc_core::secret::{redact, redact_text};
-
-/// The name of the file that marks an instance directory as aptc's.
-pub const INSTANCE_FILE: &str = "instance.json";
 
 /// Renders into a directory: the embedded default target, needing no cluster.
 pub struct RenderDriver {

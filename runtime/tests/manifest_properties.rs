@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use aptc_compiler::check::check;
 use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::render;
 use aptc_compiler::host::Analysis;
+use aptc_compiler::host::check;
 use aptc_compiler::source::SourceMap;
 use aptc_core::resolve::resolve;
 use aptc_runtime::manifest::unit_documents;

@@ -13,10 +13,11 @@ use std::path::Path;
 use aptc_core::resolve::resolve;
 use aptc_runtime::apply::{Outcome, Quiet, execute};
 use aptc_runtime::driver::Driver;
+use aptc_runtime::driver::INSTANCE_FILE;
 use aptc_runtime::helm::Helm;
 use aptc_runtime::manifest::{ANNOTATION_KEY, LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, parse_stream};
 use aptc_runtime::plan::{plan, units};
-use aptc_runtime::render::{INSTANCE_FILE, RenderDriver};
+use aptc_runtime::render::RenderDriver;
 use aptc_runtime::source::Source;
 
 /// Helm, or `None` after saying why the test checks nothing.

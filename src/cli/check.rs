@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_compiler::check::{Summary, check_with};
+use aptc_compiler::check::Summary;
 use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::{json, render, sarif};
+use aptc_compiler::host::check_with;
 use aptc_compiler::workspace;
 use clap::{Args, ValueEnum};
 

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Instance, Status, resolve};
-use aptc_core::secret::redact_state;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 
@@ -45,7 +44,7 @@ enum Found<'s> {
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
     // Redacted: the JSON output carries the instance's values, and no secret is ever shown.
-    let state = redact_state(&resolve(&program));
+    let state = resolve(&program).redacted();
     let found = find(&state, &args.target)?;
     match args.format {
         Format::Text => print!("{}", text(&state, &found)),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use aptc_core::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
-use aptc_core::secret::redact_state;
 use clap::{Args, ValueEnum};
 
 use super::policy;
@@ -34,7 +33,7 @@ enum Format {
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
-    let state = redact_state(&resolve(&program));
+    let state = resolve(&program).redacted();
     match args.format {
         Format::Tree => print!("{}", tree(&state)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&state).context("encoding JSON")?),

@@ -14,7 +14,7 @@ use serde::Serialize;
 pub use codes::Code;
 
 use crate::source::FileId;
-use crate::syntax::ast::Span;
+use crate::source::Span;
 
 /// How bad a diagnostic is. Errors fail `aptc check`; warnings fail it only with
 /// `--deny-warnings`.

@@ -8,30 +8,7 @@
 use serde::Serialize;
 pub use smol_str::SmolStr;
 
-/// A byte range in one file. `u32` keeps nodes small; files over 4 GiB are refused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Span {
-    pub start: u32,
-    pub end: u32,
-}
-
-impl Span {
-    /// A span from byte offsets (saturating at `u32::MAX`).
-    pub fn new(start: usize, end: usize) -> Span {
-        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Span { start: clamp(start), end: clamp(end) }
-    }
-
-    /// The smallest span covering both.
-    pub fn to(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
-    }
-
-    /// As a `Range<usize>`, for slicing the source.
-    pub fn range(self) -> std::ops::Range<usize> {
-        self.start as usize..self.end as usize
-    }
-}
+pub use crate::source::Span;
 
 /// A node with its span.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -125,3 +125,16 @@ pub enum Decision {
     Allocation { keys: Vec<String> },
     Component { key: String, included: bool },
 }
+
+impl DesiredState {
+    /// The desired state as people may see it (`aptc plan`, `explain`): every secret of every
+    /// instance is `***`.
+    pub fn redacted(&self) -> DesiredState {
+        let mut shown = self.clone();
+        for instance in shown.instances.values_mut() {
+            instance.values = crate::secret::redact(&instance.values);
+            instance.discovery = crate::secret::redact(&instance.discovery);
+        }
+        shown
+    }
+}
