@@ -39,3 +39,16 @@ fn resolve_claims(bencher: Bencher, claims: usize) {
     let program = program(claims);
     bencher.counter(ItemsCount::new(claims)).bench(|| black_box(resolve(black_box(&program))));
 }
+
+/// A diamond chain (issue #11): each level uses the next twice, so one claim reaches the last
+/// level by 2^(depth - 1) paths; each distinct sub-resolution is computed once per claim.
+pub fn diamond(depth: usize, claims: usize) -> Program {
+    let files = synth::diamond(depth, claims).into_iter().map(|file| (file.path, file.text));
+    Analysis::of_texts(files).lower().expect("the diamond chain checks clean")
+}
+
+#[divan::bench(args = [10, 20, 50], sample_count = 10)]
+fn resolve_diamond(bencher: Bencher, depth: usize) {
+    let program = diamond(depth, 1);
+    bencher.bench(|| black_box(resolve(black_box(&program))));
+}

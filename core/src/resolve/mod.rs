@@ -44,6 +44,7 @@ pub fn resolve(program: &Program) -> DesiredState {
                 decisions: Vec::new(),
                 staged: BTreeMap::new(),
                 stack: Vec::new(),
+                memo: BTreeMap::new(),
             };
             let result = run.start(claim);
             let (staged, decisions) = (run.staged, run.decisions);
@@ -139,9 +140,31 @@ struct ClaimRun<'a> {
     staged: BTreeMap<String, Instance>,
     /// Contracts being resolved, outermost first (a repeat is a cycle).
     stack: Vec<String>,
+    /// The contracts this claim already resolved, by contract id: with the same labels, placement
+    /// and depth, a contract resolves to the same instances, so a second path (a diamond of
+    /// `uses`) takes the first result instead of resolving the subtree again.
+    memo: BTreeMap<String, Vec<Memo>>,
 }
 
+/// One resolution of a contract within a claim: its inputs, its result, and every contract its
+/// subtree entered (a path whose stack holds one of them must resolve again, to report the cycle).
+struct Memo {
+    depth: usize,
+    labels: BTreeMap<String, Value>,
+    placement: Option<Placement>,
+    resolved: Resolved,
+    entered: Vec<String>,
+    /// Its decisions, in the claim's chain.
+    chain: std::ops::Range<usize>,
+}
+
+/// A contract reached again with the same inputs repeats its decisions in the claim's chain while
+/// the chain stays this short; beyond, the repeat is recorded as the contract entered and the
+/// service instance it resolved to (a diamond of `uses` would otherwise write out 2^depth chains).
+const CHAIN_WRITTEN_OUT: usize = 1_024;
+
 /// What resolving a contract gives its user: the service instance and what it publishes.
+#[derive(Clone)]
 struct Resolved {
     key: String,
     published: BTreeMap<String, Value>,
@@ -231,6 +254,12 @@ impl<'a> ClaimRun<'a> {
     }
 
     /// Resolves a contract; a failure names the contract and depth where it happened.
+    ///
+    /// A contract this claim already resolved with the same labels, placement and depth gives the
+    /// same instances (resolution is a function of those), so it is resolved once per claim
+    /// however many `uses` paths reach it; the decision chain repeats its decisions (up to
+    /// [`CHAIN_WRITTEN_OUT`]). Its instances are staged already, so the §15.5 check of the two
+    /// paths holds by construction.
     fn contract(
         &mut self,
         id: &str,
@@ -238,7 +267,55 @@ impl<'a> ClaimRun<'a> {
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
-        self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))
+        if let Some((resolved, chain)) = self.reuse(id, &labels, placement.as_ref(), depth) {
+            if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
+                self.decisions.extend_from_within(chain);
+            } else {
+                self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
+                self.decisions.push(Decision::Component { key: resolved.key.clone(), included: true });
+            }
+            return Ok(resolved);
+        }
+        let start = self.decisions.len();
+        let inputs = (labels.clone(), placement.clone());
+        let resolved =
+            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
+        let mut entered: Vec<String> = self.decisions[start..]
+            .iter()
+            .filter_map(|d| match d {
+                Decision::EnterContract { contract, .. } => Some(contract.clone()),
+                _ => None,
+            })
+            .collect();
+        entered.sort_unstable();
+        entered.dedup();
+        self.memo.entry(id.to_string()).or_default().push(Memo {
+            depth,
+            labels: inputs.0,
+            placement: inputs.1,
+            resolved: resolved.clone(),
+            entered,
+            chain: start..self.decisions.len(),
+        });
+        Ok(resolved)
+    }
+
+    /// The earlier result of this contract with these inputs, unless the current path's stack
+    /// holds a contract of its subtree (then resolving again reports the cycle).
+    fn reuse(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, Value>,
+        placement: Option<&Placement>,
+        depth: usize,
+    ) -> Option<(Resolved, std::ops::Range<usize>)> {
+        let memo = self.memo.get(id)?.iter().find(|m| {
+            m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels
+        })?;
+        if memo.entered.iter().any(|c| self.stack.contains(c)) {
+            return None;
+        }
+        Some((memo.resolved.clone(), memo.chain.clone()))
     }
 
     /// The steps of §15.2, in order.
