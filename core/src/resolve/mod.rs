@@ -7,7 +7,8 @@
 
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -29,60 +30,98 @@ const MAX_DEPTH: usize = 64;
 /// result is the same on any number of threads.
 pub fn resolve(program: &Program) -> DesiredState {
     let access = Access::new(program);
-    let runs: Vec<ClaimRunResult> = program
-        .claims
-        .par_iter()
-        .map(|claim| {
-            let id = claim.id();
-            let mut run = ClaimRun {
-                program,
-                access: &access,
-                claim_id: &id,
-                claim_name: &claim.name,
-                claim_namespace: &claim.namespace,
-                subject: Subject::default(),
-                decisions: Vec::new(),
-                staged: BTreeMap::new(),
-                stack: Vec::new(),
-                memo: BTreeMap::new(),
-            };
-            let result = run.start(claim);
-            let (staged, decisions) = (run.staged, run.decisions);
-            (id, result, staged, decisions)
-        })
-        .collect();
     let mut state = DesiredState::default();
-    for (claim, (id, result, staged, decisions)) in program.claims.iter().zip(runs) {
-        let mut outcome = ClaimOutcome {
-            claim: id.clone(),
-            origin: claim.origin.clone(),
-            status: Status::Resolved,
-            reason: None,
-            reason_origin: None,
-            root: None,
-            decisions: Vec::new(),
-            notes: Vec::new(),
-        };
-        match result.and_then(|root| merge_check(&state, &staged, &id).map(|()| root)) {
-            Ok(root) => {
-                merge(&mut state, staged);
-                outcome.root = Some(root);
-            }
-            Err(failure) => {
-                if let Some((earlier, note)) = &failure.conflict
-                    && let Some(other) = state.claims.get_mut(earlier)
-                {
-                    other.notes.push(note.clone());
-                }
-                outcome.status = failure.status;
-                outcome.reason = Some(failure.reason);
-                outcome.reason_origin = failure.origin;
-            }
+    let mut labels = Interner::default();
+    // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
+    for chunk in program.claims.chunks(CHUNK) {
+        let runs: Vec<ClaimRunResult> = chunk.par_iter().map(|claim| resolve_claim(program, &access, claim)).collect();
+        for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
+            merge_claim(&mut state, &mut labels, claim, id, result, staged, decisions);
         }
-        outcome.decisions = decisions;
-        state.claims.insert(id, outcome);
     }
     state
+}
+
+/// Claims resolved in parallel before their merge: enough to keep two to eight threads busy,
+/// few enough that their staged instances stay small next to the desired state.
+const CHUNK: usize = 256;
+
+/// One claim resolved on its own.
+fn resolve_claim(program: &Program, access: &Access, claim: &Claim) -> ClaimRunResult {
+    let id = claim.id();
+    let mut run = ClaimRun {
+        program,
+        access,
+        claim_id: &id,
+        claim_name: &claim.name,
+        claim_namespace: &claim.namespace,
+        subject: Subject::default(),
+        decisions: Vec::new(),
+        staged: BTreeMap::new(),
+        stack: Vec::new(),
+        memo: BTreeMap::new(),
+    };
+    let result = run.start(claim);
+    let (staged, decisions) = (run.staged, run.decisions);
+    (id, result, staged, decisions)
+}
+
+/// Merges one claim's run into the state, in claim order (§15.5).
+fn merge_claim(
+    state: &mut DesiredState,
+    labels: &mut Interner,
+    claim: &Claim,
+    id: String,
+    result: Result<String, Failure>,
+    staged: BTreeMap<String, Instance>,
+    decisions: Vec<Decision>,
+) {
+    let mut outcome = ClaimOutcome {
+        claim: id.clone(),
+        origin: claim.origin.clone(),
+        status: Status::Resolved,
+        reason: None,
+        reason_origin: None,
+        root: None,
+        decisions: Vec::new(),
+        notes: Vec::new(),
+    };
+    match result.and_then(|root| merge_check(state, &staged, &id).map(|()| root)) {
+        Ok(root) => {
+            merge(state, labels, staged);
+            outcome.root = Some(root);
+        }
+        Err(failure) => {
+            if let Some((earlier, note)) = &failure.conflict
+                && let Some(other) = state.claims.get_mut(earlier)
+            {
+                other.notes.push(note.clone());
+            }
+            outcome.status = failure.status;
+            outcome.reason = Some(failure.reason);
+            outcome.reason_origin = failure.origin;
+        }
+    }
+    outcome.decisions = decisions;
+    state.claims.insert(id, outcome);
+}
+
+/// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
+#[derive(Default)]
+struct Interner {
+    maps: HashMap<String, Arc<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl Interner {
+    fn share(&mut self, labels: &mut Arc<BTreeMap<String, serde_json::Value>>) {
+        let text = serde_json::to_string(&**labels).unwrap_or_default();
+        match self.maps.get(&text) {
+            Some(shared) => *labels = shared.clone(),
+            None => {
+                self.maps.insert(text, labels.clone());
+            }
+        }
+    }
 }
 
 /// A claim resolved on its own: its id, root or failure, staged instances and decisions.
@@ -431,8 +470,8 @@ impl<'a> ClaimRun<'a> {
             ));
         };
         self.stack.push(id.to_string());
-        let label_json: BTreeMap<String, serde_json::Value> =
-            labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let label_json: Arc<BTreeMap<String, serde_json::Value>> =
+            Arc::new(labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
         let site = Site {
             contract: id,
             context: &context.name,
@@ -569,7 +608,7 @@ impl<'a> ClaimRun<'a> {
         &mut self,
         mut instance: Instance,
         depth: usize,
-        labels: &BTreeMap<String, serde_json::Value>,
+        labels: &Arc<BTreeMap<String, serde_json::Value>>,
     ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
         match self.staged.get_mut(&instance.key) {
@@ -758,8 +797,23 @@ fn escape_key(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
-    for (key, instance) in staged {
+fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<String, Instance>) {
+    // (the claim's own map, the interned one)
+    let mut shared: Vec<(Arc<BTreeMap<String, serde_json::Value>>, Arc<BTreeMap<String, serde_json::Value>>)> =
+        Vec::new();
+    for (key, mut instance) in staged {
+        // One claim's instances share a few maps: intern each once.
+        for used in &mut instance.claims {
+            match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
+                Some((_, interned)) => used.labels = interned.clone(),
+                None => {
+                    let mut interned = used.labels.clone();
+                    labels.share(&mut interned);
+                    let own = std::mem::replace(&mut used.labels, interned.clone());
+                    shared.push((own, interned));
+                }
+            }
+        }
         match state.instances.get_mut(&key) {
             Some(existing) => {
                 existing.claims.extend(instance.claims);

@@ -1,6 +1,7 @@
 //! The desired state: what resolution produces, and why (docs/language.md §15.6).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::ir::Origin;
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,14 @@ pub struct ClaimUse {
     pub claim: String,
     /// 0 for the claimed contract, +1 per `uses`.
     pub depth: usize,
-    /// The labels the claim had there.
-    pub labels: BTreeMap<String, serde_json::Value>,
+    /// The labels the claim had there: one map shared by every instance of a service instance,
+    /// and across claims by the merge when equal (it is serialized as the map).
+    #[serde(serialize_with = "shared")]
+    pub labels: Arc<BTreeMap<String, serde_json::Value>>,
+}
+
+fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+    (**value).serialize(serializer)
 }
 
 /// How a claim ended.
