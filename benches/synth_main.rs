@@ -39,8 +39,7 @@ fn main() -> ExitCode {
         Some(depth) => synth::diamond(depth, claims.unwrap_or(1)),
         None => {
             let base = synth::SynthConfig::for_lines(lines, seed);
-            let config =
-                synth::SynthConfig { total_claims: claims, users: users.unwrap_or(base.users), ..base };
+            let config = synth::SynthConfig { total_claims: claims, users: users.unwrap_or(base.users), ..base };
             synth::generate(&config)
         }
     };

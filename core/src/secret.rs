@@ -108,6 +108,15 @@ pub fn redact_state(state: &DesiredState) -> DesiredState {
     shown
 }
 
+/// [`redact_state`] of a state the caller owns: each instance's values and discovery are replaced
+/// in place, so nothing else of the state is copied (`aptc plan` on 10,000 claims).
+pub fn redact_state_in_place(state: &mut DesiredState) {
+    for instance in state.instances.values_mut() {
+        instance.values = redact(&instance.values);
+        instance.discovery = redact(&instance.discovery);
+    }
+}
+
 /// The secrets `values` refers to, each once.
 pub fn references(values: &Json) -> BTreeSet<SecretRef> {
     let mut found = BTreeSet::new();

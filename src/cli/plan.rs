@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use aptc_core::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
-use aptc_core::secret::redact_state;
+use aptc_core::secret::redact_state_in_place;
 use clap::{Args, ValueEnum};
+use std::io::Write;
 
 use super::policy;
 
@@ -33,10 +34,17 @@ enum Format {
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
-    let state = redact_state(&resolve(&program));
+    let mut state = resolve(&program);
+    drop(program);
+    redact_state_in_place(&mut state);
     match args.format {
         Format::Tree => print!("{}", tree(&state)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&state).context("encoding JSON")?),
+        Format::Json => {
+            // Written as it is encoded: the text of 10,000 claims is never held whole.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, &state).context("encoding JSON")?;
+            writeln!(out).and_then(|()| out.flush()).context("writing the plan")?;
+        }
         Format::Yaml => print!("{}", serde_saphyr::to_string(&state).context("encoding YAML")?),
     }
     Ok(ExitCode::SUCCESS)

@@ -348,9 +348,11 @@ impl<'a> ClaimRun<'a> {
         placement: Option<&Placement>,
         depth: usize,
     ) -> Option<(Resolved, std::ops::Range<usize>)> {
-        let memo = self.memo.get(id)?.iter().find(|m| {
-            m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels
-        })?;
+        let memo = self
+            .memo
+            .get(id)?
+            .iter()
+            .find(|m| m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels)?;
         if memo.entered.iter().any(|c| self.stack.contains(c)) {
             return None;
         }
