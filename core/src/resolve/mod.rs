@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
+use crate::ir::{
+    Action, Claim, Component, Consumer, Context, LabelOp, Origin, Program, Rule, SYSTEM_NAMESPACE, Source, Value,
+};
 
 use crate::access::Access;
 use crate::eval::{Env, EvalError, Placement, Subject, fnv1a};
@@ -30,11 +32,13 @@ const MAX_DEPTH: usize = 64;
 /// result is the same on any number of threads.
 pub fn resolve(program: &Program) -> DesiredState {
     let access = Access::new(program);
+    let names = Names::new(program);
     let mut state = DesiredState::default();
     let mut labels = Interner::default();
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
     for chunk in program.claims.chunks(CHUNK) {
-        let runs: Vec<ClaimRunResult> = chunk.par_iter().map(|claim| resolve_claim(program, &access, claim)).collect();
+        let runs: Vec<ClaimRunResult> =
+            chunk.par_iter().map(|claim| resolve_claim(program, &access, &names, claim)).collect();
         for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
             merge_claim(&mut state, &mut labels, claim, id, result, staged, decisions);
         }
@@ -47,11 +51,12 @@ pub fn resolve(program: &Program) -> DesiredState {
 const CHUNK: usize = 256;
 
 /// One claim resolved on its own.
-fn resolve_claim(program: &Program, access: &Access, claim: &Claim) -> ClaimRunResult {
+fn resolve_claim(program: &Program, access: &Access, names: &Names, claim: &Claim) -> ClaimRunResult {
     let id = claim.id();
     let mut run = ClaimRun {
         program,
         access,
+        names,
         claim_id: &id,
         claim_name: &claim.name,
         claim_namespace: &claim.namespace,
@@ -64,6 +69,51 @@ fn resolve_claim(program: &Program, access: &Access, claim: &Claim) -> ClaimRunR
     let result = run.start(claim);
     let (staged, decisions) = (run.staged, run.decisions);
     (id, result, staged, decisions)
+}
+
+/// The program's contract ids, context names, rule ids and their origins as shared strings, made
+/// once: every claim's decision chain (~60 steps) points to them instead of copying them.
+struct Names {
+    contracts: HashMap<String, Arc<str>>,
+    /// By the address of the IR's context or rule, which outlives the resolution.
+    contexts: HashMap<usize, (Arc<str>, Arc<Origin>)>,
+    rules: HashMap<usize, (Arc<str>, Arc<Origin>)>,
+}
+
+impl Names {
+    fn new(program: &Program) -> Names {
+        let mut names = Names { contracts: HashMap::new(), contexts: HashMap::new(), rules: HashMap::new() };
+        for (id, contract) in &program.contracts {
+            names.contracts.insert(id.clone(), Arc::from(id.as_str()));
+            for context in &contract.contexts {
+                let shared = (Arc::from(context.name.as_str()), Arc::new(context.origin.clone()));
+                names.contexts.insert(context as *const Context as usize, shared);
+            }
+        }
+        for rule in program.rules.values().flatten() {
+            let shared = (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone()));
+            names.rules.insert(rule as *const Rule as usize, shared);
+        }
+        names
+    }
+
+    fn contract(&self, id: &str) -> Arc<str> {
+        self.contracts.get(id).cloned().unwrap_or_else(|| Arc::from(id))
+    }
+
+    fn context(&self, context: &Context) -> (Arc<str>, Arc<Origin>) {
+        self.contexts
+            .get(&(context as *const Context as usize))
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(context.name.as_str()), Arc::new(context.origin.clone())))
+    }
+
+    fn rule(&self, rule: &Rule) -> (Arc<str>, Arc<Origin>) {
+        self.rules
+            .get(&(rule as *const Rule as usize))
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone())))
+    }
 }
 
 /// Merges one claim's run into the state, in claim order (§15.5).
@@ -171,6 +221,7 @@ impl Failure {
 struct ClaimRun<'a> {
     program: &'a Program,
     access: &'a Access<'a>,
+    names: &'a Names,
     claim_id: &'a str,
     claim_name: &'a str,
     claim_namespace: &'a str,
@@ -310,7 +361,7 @@ impl<'a> ClaimRun<'a> {
             if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
                 self.decisions.extend_from_within(chain);
             } else {
-                self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
+                self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
                 self.decisions.push(Decision::Component { key: resolved.key.clone(), included: true });
             }
             return Ok(resolved);
@@ -322,7 +373,7 @@ impl<'a> ClaimRun<'a> {
         let mut entered: Vec<String> = self.decisions[start..]
             .iter()
             .filter_map(|d| match d {
-                Decision::EnterContract { contract, .. } => Some(contract.clone()),
+                Decision::EnterContract { contract, .. } => Some(contract.to_string()),
                 _ => None,
             })
             .collect();
@@ -379,7 +430,7 @@ impl<'a> ClaimRun<'a> {
                 Some(&contract.origin),
             ));
         }
-        self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
+        self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
         // 1. access
         if !self.access.may_consume(&self.subject, &contract.namespace) {
             return Err(Failure::failed(
@@ -404,11 +455,12 @@ impl<'a> ClaimRun<'a> {
                     Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin)
                 })?,
             };
+            let (name, origin) = self.names.context(context);
             self.decisions.push(Decision::Context {
-                contract: id.to_string(),
-                context: context.name.clone(),
+                contract: self.names.contract(id),
+                context: name,
                 matched,
-                origin: context.origin.clone(),
+                origin,
             });
             tried.push(format!("`{}` = {matched}", context.name));
             if matched {
@@ -651,7 +703,7 @@ impl<'a> ClaimRun<'a> {
         let program = self.program;
         let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace) };
         for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM_NAMESPACE).into_iter().flatten()) {
-            let rule_id = format!("{}.{}", rule.namespace, rule.name);
+            let (rule_id, shared_origin) = self.names.rule(rule);
             let fired = match &rule.criteria {
                 None => true,
                 Some(criteria) => self
@@ -674,7 +726,7 @@ impl<'a> ClaimRun<'a> {
                                 rule: rule_id.clone(),
                                 fired,
                                 effect,
-                                origin: rule.origin.clone(),
+                                origin: shared_origin,
                             });
                             return Err(Failure {
                                 status: Status::Rejected,
@@ -706,7 +758,7 @@ impl<'a> ClaimRun<'a> {
                     }
                 }
             }
-            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: rule.origin.clone() });
+            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
         }
         Ok(())
     }

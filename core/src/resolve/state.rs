@@ -121,14 +121,46 @@ pub struct ClaimOutcome {
     pub notes: Vec<String>,
 }
 
-/// One step of the decision chain.
+/// One step of the decision chain. Names and origins of the program are shared (`Arc`) by every
+/// claim's chain; they serialize as the plain strings and objects.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Decision {
-    EnterContract { contract: String, depth: usize },
-    Context { contract: String, context: String, matched: bool, origin: Origin },
-    Rule { rule: String, fired: bool, effect: Vec<String>, origin: Origin },
-    Placement { cluster: String, k8s_namespace: String },
-    Allocation { keys: Vec<String> },
-    Component { key: String, included: bool },
+    EnterContract {
+        #[serde(serialize_with = "shared_str")]
+        contract: Arc<str>,
+        depth: usize,
+    },
+    Context {
+        #[serde(serialize_with = "shared_str")]
+        contract: Arc<str>,
+        #[serde(serialize_with = "shared_str")]
+        context: Arc<str>,
+        matched: bool,
+        #[serde(serialize_with = "shared")]
+        origin: Arc<Origin>,
+    },
+    Rule {
+        #[serde(serialize_with = "shared_str")]
+        rule: Arc<str>,
+        fired: bool,
+        effect: Vec<String>,
+        #[serde(serialize_with = "shared")]
+        origin: Arc<Origin>,
+    },
+    Placement {
+        cluster: String,
+        k8s_namespace: String,
+    },
+    Allocation {
+        keys: Vec<String>,
+    },
+    Component {
+        key: String,
+        included: bool,
+    },
+}
+
+fn shared_str<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value)
 }
