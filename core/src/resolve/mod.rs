@@ -65,6 +65,7 @@ fn resolve_claim(program: &Program, access: &Access, names: &Names, claim: &Clai
         staged: BTreeMap::new(),
         stack: Vec::new(),
         memo: BTreeMap::new(),
+        entered: Vec::new(),
     };
     let result = run.start(claim);
     let (staged, decisions) = (run.staged, run.decisions);
@@ -234,6 +235,8 @@ struct ClaimRun<'a> {
     /// and depth, a contract resolves to the same instances, so a second path (a diamond of
     /// `uses`) takes the first result instead of resolving the subtree again.
     memo: BTreeMap<String, Vec<Memo>>,
+    /// Every contract this claim entered or reused, in order (a memo's subtree is a range of it).
+    entered: Vec<Arc<str>>,
 }
 
 /// One resolution of a contract within a claim: its inputs, its result, and every contract its
@@ -243,7 +246,7 @@ struct Memo {
     labels: BTreeMap<String, Value>,
     placement: Option<Placement>,
     resolved: Resolved,
-    entered: Vec<String>,
+    entered: Vec<Arc<str>>,
     /// Its decisions, in the claim's chain.
     chain: std::ops::Range<usize>,
 }
@@ -357,7 +360,8 @@ impl<'a> ClaimRun<'a> {
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
-        if let Some((resolved, chain)) = self.reuse(id, &labels, placement.as_ref(), depth) {
+        if let Some((resolved, chain, entered)) = self.reuse(id, &labels, placement.as_ref(), depth) {
+            self.entered.extend(entered);
             if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
                 self.decisions.extend_from_within(chain);
             } else {
@@ -367,16 +371,13 @@ impl<'a> ClaimRun<'a> {
             return Ok(resolved);
         }
         let start = self.decisions.len();
+        let entered_from = self.entered.len();
+        self.entered.push(self.names.contract(id));
         let inputs = (labels.clone(), placement.clone());
         let resolved =
             self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
-        let mut entered: Vec<String> = self.decisions[start..]
-            .iter()
-            .filter_map(|d| match d {
-                Decision::EnterContract { contract, .. } => Some(contract.to_string()),
-                _ => None,
-            })
-            .collect();
+        // Every contract of the subtree, those of reused subtrees included.
+        let mut entered = self.entered[entered_from..].to_vec();
         entered.sort_unstable();
         entered.dedup();
         self.memo.entry(id.to_string()).or_default().push(Memo {
@@ -398,16 +399,16 @@ impl<'a> ClaimRun<'a> {
         labels: &BTreeMap<String, Value>,
         placement: Option<&Placement>,
         depth: usize,
-    ) -> Option<(Resolved, std::ops::Range<usize>)> {
+    ) -> Option<(Resolved, std::ops::Range<usize>, Vec<Arc<str>>)> {
         let memo = self
             .memo
             .get(id)?
             .iter()
             .find(|m| m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels)?;
-        if memo.entered.iter().any(|c| self.stack.contains(c)) {
+        if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
             return None;
         }
-        Some((memo.resolved.clone(), memo.chain.clone()))
+        Some((memo.resolved.clone(), memo.chain.clone(), memo.entered.clone()))
     }
 
     /// The steps of §15.2, in order.
