@@ -3,8 +3,6 @@
 //! `cargo bench --bench resolve`. Lowering happens once per size, outside the measurement;
 //! what is measured is `resolve(&program)`: every claim to its instances, sharing and checks.
 
-// Shared with the front-end benchmark, which uses more of it.
-#[allow(dead_code)]
 mod synth;
 
 use aptc_compiler::host::Analysis;
@@ -38,4 +36,17 @@ pub fn program(claims: usize) -> Program {
 fn resolve_claims(bencher: Bencher, claims: usize) {
     let program = program(claims);
     bencher.counter(ItemsCount::new(claims)).bench(|| black_box(resolve(black_box(&program))));
+}
+
+/// A diamond chain (issue #11): each level uses the next twice, so one claim reaches the last
+/// level by 2^(depth - 1) paths; each distinct sub-resolution is computed once per claim.
+pub fn diamond(depth: usize, claims: usize) -> Program {
+    let files = synth::diamond(depth, claims).into_iter().map(|file| (file.path, file.text));
+    Analysis::of_texts(files).lower().expect("the diamond chain checks clean")
+}
+
+#[divan::bench(args = [10, 20, 50], sample_count = 10)]
+fn resolve_diamond(bencher: Bencher, depth: usize) {
+    let program = diamond(depth, 1);
+    bencher.bench(|| black_box(resolve(black_box(&program))));
 }

@@ -4,6 +4,7 @@
 //! components are charts or uses of the previous namespace's contracts, contracts with several
 //! contexts, rules, claims) plus shared files for clusters, users and grants. It is deterministic:
 //! the same configuration and seed always give the same bytes, so measurements are comparable.
+#![allow(dead_code)] // each benchmark, example and test uses its own part of the generator
 
 use std::fmt::Write;
 
@@ -233,4 +234,54 @@ fn claim(out: &mut String, config: &SynthConfig, ns: usize, c: usize, rng: &mut 
         "/// Claim {c}.\nclaim c{c} {{\n    user \"user{user}@example.com\"\n    contract ns{ns}.api{contract}\n    labels {{ env = \"{env}\", replicas = {} }}\n}}\n",
         1 + rng.below(4)
     );
+}
+
+/// A diamond chain of `depth` services (issue #11): the service of level `i` has two components,
+/// `left` and `right`, that both use the contract of level `i + 1`, and a chart `app` reading what
+/// `left` receives; the last level has the chart only. A claim reaches the last level by
+/// `2^(depth - 1)` paths, all with the same labels and placement, so it has, by construction,
+/// [`diamond_instances`] instances. `claims` claims, each with its own instances
+/// (`allocate per claim.id`).
+pub fn diamond(depth: usize, claims: usize) -> Vec<SynthFile> {
+    let system = "namespace system\n\nteam ops\n\nuser \"ada@example.com\" {\n    team ops\n}\n\n\
+                  cluster local {\n    namespace \"apps\"\n}\n\nrule everything_on_local {\n    place on local\n}\n\n\
+                  grant consumer on chain when true\n";
+    let mut out = String::from("/// A diamond chain, generated.\nnamespace chain owned_by ops\n\n");
+    for level in 0..depth {
+        let _ = writeln!(out, "service s{level} {{");
+        let last = level + 1 == depth;
+        if !last {
+            let next = level + 1;
+            let _ = writeln!(out, "    component left uses l{next}\n    component right uses l{next}");
+        }
+        let _ = writeln!(out, "    component app chart \"bitnami/nginx\" {{\n        version \"15.0.0\"");
+        if last {
+            let _ = writeln!(out, "        values {{ level = {level} }}");
+        } else {
+            let _ = writeln!(
+                out,
+                "        after left, right\n        values {{ level = {level}, below = left.discovery.url, other = right.discovery.url }}"
+            );
+        }
+        let _ = writeln!(out, "        discovery {{ url = \"http://${{instance.name}}:80\" }}\n    }}\n}}\n");
+        let _ = writeln!(
+            out,
+            "contract l{level} {{\n    context main {{\n        allocate per claim.id\n        use s{level}\n    }}\n}}\n"
+        );
+    }
+    for c in 0..claims {
+        let _ = writeln!(out, "claim c{c} {{\n    user \"ada@example.com\"\n    contract chain.l0\n}}\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    vec![
+        SynthFile { path: "system.apt".to_string(), text: system.to_string() },
+        SynthFile { path: "chain/policy.apt".to_string(), text: out },
+    ]
+}
+
+/// The instances of one claim of [`diamond`]: per level but the last, the service instance,
+/// `left`, `right` and `app`; the last level's service instance and `app`.
+pub fn diamond_instances(depth: usize) -> usize {
+    4 * depth.saturating_sub(1) + 2
 }

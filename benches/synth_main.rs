@@ -1,5 +1,7 @@
-//! `cargo run --release --example synth -- --lines 100000 [--claims N] --out /tmp/synth`: writes a synthetic policy
-//! workspace to a directory, for benchmarks and trying the CLI on big inputs.
+//! `cargo run --release --example synth -- --lines 100000 [--claims N] [--users N] [--diamond DEPTH] --out /tmp/synth`: writes a synthetic policy
+//! workspace to a directory, for benchmarks and trying the CLI on big inputs. `--lines 12682 --users 500`
+//! is the shape of `benches/resolve.rs` (34 namespaces); `--diamond DEPTH` writes the diamond chain
+//! of issue #11 instead (with `--claims` claims, default 1).
 
 mod synth;
 
@@ -11,6 +13,8 @@ fn main() -> ExitCode {
     let mut out = PathBuf::from("target/synth");
     let mut seed = 1;
     let mut claims = None;
+    let mut users = None;
+    let mut diamond = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -18,6 +22,8 @@ fn main() -> ExitCode {
             ("--lines", Some(v)) => v.parse().map(|v| lines = v).is_ok(),
             ("--seed", Some(v)) => v.parse().map(|v| seed = v).is_ok(),
             ("--claims", Some(v)) => v.parse().map(|v| claims = Some(v)).is_ok(),
+            ("--users", Some(v)) => v.parse().map(|v| users = Some(v)).is_ok(),
+            ("--diamond", Some(v)) => v.parse().map(|v| diamond = Some(v)).is_ok(),
             ("--out", Some(v)) => {
                 out = PathBuf::from(v);
                 true
@@ -25,12 +31,18 @@ fn main() -> ExitCode {
             _ => false,
         };
         if !parsed {
-            eprintln!("usage: synth [--lines N] [--claims N] [--seed N] [--out DIR]");
+            eprintln!("usage: synth [--lines N] [--claims N] [--users N] [--diamond DEPTH] [--seed N] [--out DIR]");
             return ExitCode::from(2);
         }
     }
-    let config = synth::SynthConfig { total_claims: claims, ..synth::SynthConfig::for_lines(lines, seed) };
-    let files = synth::generate(&config);
+    let files = match diamond {
+        Some(depth) => synth::diamond(depth, claims.unwrap_or(1)),
+        None => {
+            let base = synth::SynthConfig::for_lines(lines, seed);
+            let config = synth::SynthConfig { total_claims: claims, users: users.unwrap_or(base.users), ..base };
+            synth::generate(&config)
+        }
+    };
     for file in &files {
         let path = out.join(&file.path);
         let written =

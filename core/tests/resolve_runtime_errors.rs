@@ -197,7 +197,7 @@ fn a_cycle_through_contracts_fails_the_claims_that_reach_it() {
             .decisions
             .iter()
             .filter_map(|d| match d {
-                Decision::EnterContract { contract, depth } => Some((contract.as_str(), *depth)),
+                Decision::EnterContract { contract, depth } => Some((&**contract, *depth)),
                 _ => None,
             })
             .collect();
@@ -274,7 +274,7 @@ fn a_consumer_without_the_consumer_role_below_the_root_fails_with_an_access_erro
         .decisions
         .iter()
         .filter_map(|d| match d {
-            Decision::EnterContract { contract, depth } => Some((contract.as_str(), *depth)),
+            Decision::EnterContract { contract, depth } => Some((&**contract, *depth)),
             _ => None,
         })
         .collect();

@@ -371,7 +371,7 @@ fn refused(program: &Program, access: &Access, id: &str, decisions: &[Decision])
         _ => None,
     });
     entered
-        .and_then(|c| program.contracts.get(c))
+        .and_then(|c| program.contracts.get(&**c))
         .is_some_and(|contract| !access.may_consume(&subject, &contract.namespace))
 }
 

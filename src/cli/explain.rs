@@ -44,7 +44,8 @@ enum Found<'s> {
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
     // Redacted: the JSON output carries the instance's values, and no secret is ever shown.
-    let state = resolve(&program).redacted();
+    let mut state = resolve(&program);
+    state.redact();
     let found = find(&state, &args.target)?;
     match args.format {
         Format::Text => print!("{}", text(&state, &found)),

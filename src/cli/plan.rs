@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use aptc_core::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
 use clap::{Args, ValueEnum};
+use std::io::Write;
 
 use super::policy;
 use super::words::count;
@@ -33,10 +34,17 @@ enum Format {
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
-    let state = resolve(&program).redacted();
+    let mut state = resolve(&program);
+    drop(program);
+    state.redact();
     match args.format {
         Format::Tree => print!("{}", tree(&state)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&state).context("encoding JSON")?),
+        Format::Json => {
+            // Written as it is encoded: the text of 10,000 claims is never held whole.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            serde_json::to_writer_pretty(&mut out, &state).context("encoding JSON")?;
+            writeln!(out).and_then(|()| out.flush()).context("writing the plan")?;
+        }
         Format::Yaml => print!("{}", serde_saphyr::to_string(&state).context("encoding YAML")?),
     }
     // A failed claim is a fault of the policy to fix (a deploy keeps what it had meanwhile).

@@ -7,11 +7,14 @@
 
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
+use crate::ir::{
+    Action, Claim, Component, Consumer, Context, LabelOp, Origin, Program, Rule, SYSTEM_NAMESPACE, Source, Value,
+};
 
 use crate::access::Access;
 use crate::eval::{Env, EvalError, Placement, Subject, fnv1a};
@@ -29,59 +32,147 @@ const MAX_DEPTH: usize = 64;
 /// result is the same on any number of threads.
 pub fn resolve(program: &Program) -> DesiredState {
     let access = Access::new(program);
-    let runs: Vec<ClaimRunResult> = program
-        .claims
-        .par_iter()
-        .map(|claim| {
-            let id = claim.id();
-            let mut run = ClaimRun {
-                program,
-                access: &access,
-                claim_id: &id,
-                claim_name: &claim.name,
-                claim_namespace: &claim.namespace,
-                subject: Subject::default(),
-                decisions: Vec::new(),
-                staged: BTreeMap::new(),
-                stack: Vec::new(),
-            };
-            let result = run.start(claim);
-            let (staged, decisions) = (run.staged, run.decisions);
-            (id, result, staged, decisions)
-        })
-        .collect();
+    let names = Names::new(program);
     let mut state = DesiredState::default();
-    for (claim, (id, result, staged, decisions)) in program.claims.iter().zip(runs) {
-        let mut outcome = ClaimOutcome {
-            claim: id.clone(),
-            origin: claim.origin.clone(),
-            status: Status::Resolved,
-            reason: None,
-            reason_origin: None,
-            root: None,
-            decisions: Vec::new(),
-            notes: Vec::new(),
-        };
-        match result.and_then(|root| merge_check(&state, &staged, &id).map(|()| root)) {
-            Ok(root) => {
-                merge(&mut state, staged);
-                outcome.root = Some(root);
-            }
-            Err(failure) => {
-                if let Some((earlier, note)) = &failure.conflict
-                    && let Some(other) = state.claims.get_mut(earlier)
-                {
-                    other.notes.push(note.clone());
-                }
-                outcome.status = failure.status;
-                outcome.reason = Some(failure.reason);
-                outcome.reason_origin = failure.origin;
-            }
+    let mut labels = Interner::default();
+    // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
+    for chunk in program.claims.chunks(CHUNK) {
+        let runs: Vec<ClaimRunResult> =
+            chunk.par_iter().map(|claim| resolve_claim(program, &access, &names, claim)).collect();
+        for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
+            merge_claim(&mut state, &mut labels, claim, id, result, staged, decisions);
         }
-        outcome.decisions = decisions;
-        state.claims.insert(id, outcome);
     }
     state
+}
+
+/// Claims resolved in parallel before their merge: enough to keep two to eight threads busy,
+/// few enough that their staged instances stay small next to the desired state.
+const CHUNK: usize = 256;
+
+/// One claim resolved on its own.
+fn resolve_claim(program: &Program, access: &Access, names: &Names, claim: &Claim) -> ClaimRunResult {
+    let id = claim.id();
+    let mut run = ClaimRun {
+        program,
+        access,
+        names,
+        claim_id: &id,
+        claim_name: &claim.name,
+        claim_namespace: &claim.namespace,
+        subject: Subject::default(),
+        decisions: Vec::new(),
+        staged: BTreeMap::new(),
+        stack: Vec::new(),
+        memo: BTreeMap::new(),
+        entered: Vec::new(),
+    };
+    let result = run.start(claim);
+    let (staged, decisions) = (run.staged, run.decisions);
+    (id, result, staged, decisions)
+}
+
+/// The program's contract ids, context names, rule ids and their origins as shared strings, made
+/// once: every claim's decision chain (~60 steps) points to them instead of copying them.
+struct Names {
+    contracts: HashMap<String, Arc<str>>,
+    /// By the address of the IR's context or rule, which outlives the resolution.
+    contexts: HashMap<usize, (Arc<str>, Arc<Origin>)>,
+    rules: HashMap<usize, (Arc<str>, Arc<Origin>)>,
+}
+
+impl Names {
+    fn new(program: &Program) -> Names {
+        let mut names = Names { contracts: HashMap::new(), contexts: HashMap::new(), rules: HashMap::new() };
+        for (id, contract) in &program.contracts {
+            names.contracts.insert(id.clone(), Arc::from(id.as_str()));
+            for context in &contract.contexts {
+                let shared = (Arc::from(context.name.as_str()), Arc::new(context.origin.clone()));
+                names.contexts.insert(context as *const Context as usize, shared);
+            }
+        }
+        for rule in program.rules.values().flatten() {
+            let shared = (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone()));
+            names.rules.insert(rule as *const Rule as usize, shared);
+        }
+        names
+    }
+
+    fn contract(&self, id: &str) -> Arc<str> {
+        self.contracts.get(id).cloned().unwrap_or_else(|| Arc::from(id))
+    }
+
+    fn context(&self, context: &Context) -> (Arc<str>, Arc<Origin>) {
+        self.contexts
+            .get(&(context as *const Context as usize))
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(context.name.as_str()), Arc::new(context.origin.clone())))
+    }
+
+    fn rule(&self, rule: &Rule) -> (Arc<str>, Arc<Origin>) {
+        self.rules
+            .get(&(rule as *const Rule as usize))
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone())))
+    }
+}
+
+/// Merges one claim's run into the state, in claim order (§15.5).
+fn merge_claim(
+    state: &mut DesiredState,
+    labels: &mut Interner,
+    claim: &Claim,
+    id: String,
+    result: Result<String, Failure>,
+    staged: BTreeMap<String, Instance>,
+    decisions: Vec<Decision>,
+) {
+    let mut outcome = ClaimOutcome {
+        claim: id.clone(),
+        origin: claim.origin.clone(),
+        status: Status::Resolved,
+        reason: None,
+        reason_origin: None,
+        root: None,
+        decisions: Vec::new(),
+        notes: Vec::new(),
+    };
+    match result.and_then(|root| merge_check(state, &staged, &id).map(|()| root)) {
+        Ok(root) => {
+            merge(state, labels, staged);
+            outcome.root = Some(root);
+        }
+        Err(failure) => {
+            if let Some((earlier, note)) = &failure.conflict
+                && let Some(other) = state.claims.get_mut(earlier)
+            {
+                other.notes.push(note.clone());
+            }
+            outcome.status = failure.status;
+            outcome.reason = Some(failure.reason);
+            outcome.reason_origin = failure.origin;
+        }
+    }
+    outcome.decisions = decisions;
+    state.claims.insert(id, outcome);
+}
+
+/// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
+#[derive(Default)]
+struct Interner {
+    maps: HashMap<String, Arc<BTreeMap<String, serde_json::Value>>>,
+}
+
+impl Interner {
+    fn share(&mut self, labels: &mut Arc<BTreeMap<String, serde_json::Value>>) {
+        let text = serde_json::to_string(&**labels).unwrap_or_default();
+        match self.maps.get(&text) {
+            Some(shared) => *labels = shared.clone(),
+            None => {
+                self.maps.insert(text, labels.clone());
+            }
+        }
+    }
 }
 
 /// A claim resolved on its own: its id, root or failure, staged instances and decisions.
@@ -131,6 +222,7 @@ impl Failure {
 struct ClaimRun<'a> {
     program: &'a Program,
     access: &'a Access<'a>,
+    names: &'a Names,
     claim_id: &'a str,
     claim_name: &'a str,
     claim_namespace: &'a str,
@@ -139,9 +231,33 @@ struct ClaimRun<'a> {
     staged: BTreeMap<String, Instance>,
     /// Contracts being resolved, outermost first (a repeat is a cycle).
     stack: Vec<String>,
+    /// The contracts this claim already resolved, by contract id: with the same labels, placement
+    /// and depth, a contract resolves to the same instances, so a second path (a diamond of
+    /// `uses`) takes the first result instead of resolving the subtree again.
+    memo: BTreeMap<String, Vec<Memo>>,
+    /// Every contract this claim entered or reused, in order (a memo's subtree is a range of it).
+    entered: Vec<Arc<str>>,
 }
 
+/// One resolution of a contract within a claim: its inputs, its result, and every contract its
+/// subtree entered (a path whose stack holds one of them must resolve again, to report the cycle).
+struct Memo {
+    depth: usize,
+    labels: BTreeMap<String, Value>,
+    placement: Option<Placement>,
+    resolved: Resolved,
+    entered: Vec<Arc<str>>,
+    /// Its decisions, in the claim's chain.
+    chain: std::ops::Range<usize>,
+}
+
+/// A contract reached again with the same inputs repeats its decisions in the claim's chain while
+/// the chain stays this short; beyond, the repeat is recorded as the contract entered and the
+/// service instance it resolved to (a diamond of `uses` would otherwise write out 2^depth chains).
+const CHAIN_WRITTEN_OUT: usize = 1_024;
+
 /// What resolving a contract gives its user: the service instance and what it publishes.
+#[derive(Clone)]
 struct Resolved {
     key: String,
     published: BTreeMap<String, Value>,
@@ -231,6 +347,12 @@ impl<'a> ClaimRun<'a> {
     }
 
     /// Resolves a contract; a failure names the contract and depth where it happened.
+    ///
+    /// A contract this claim already resolved with the same labels, placement and depth gives the
+    /// same instances (resolution is a function of those), so it is resolved once per claim
+    /// however many `uses` paths reach it; the decision chain repeats its decisions (up to
+    /// [`CHAIN_WRITTEN_OUT`]). Its instances are staged already, so the §15.5 check of the two
+    /// paths holds by construction.
     fn contract(
         &mut self,
         id: &str,
@@ -238,7 +360,55 @@ impl<'a> ClaimRun<'a> {
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
-        self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))
+        if let Some((resolved, chain, entered)) = self.reuse(id, &labels, placement.as_ref(), depth) {
+            self.entered.extend(entered);
+            if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
+                self.decisions.extend_from_within(chain);
+            } else {
+                self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
+                self.decisions.push(Decision::Component { key: resolved.key.clone(), included: true });
+            }
+            return Ok(resolved);
+        }
+        let start = self.decisions.len();
+        let entered_from = self.entered.len();
+        self.entered.push(self.names.contract(id));
+        let inputs = (labels.clone(), placement.clone());
+        let resolved =
+            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
+        // Every contract of the subtree, those of reused subtrees included.
+        let mut entered = self.entered[entered_from..].to_vec();
+        entered.sort_unstable();
+        entered.dedup();
+        self.memo.entry(id.to_string()).or_default().push(Memo {
+            depth,
+            labels: inputs.0,
+            placement: inputs.1,
+            resolved: resolved.clone(),
+            entered,
+            chain: start..self.decisions.len(),
+        });
+        Ok(resolved)
+    }
+
+    /// The earlier result of this contract with these inputs, unless the current path's stack
+    /// holds a contract of its subtree (then resolving again reports the cycle).
+    fn reuse(
+        &self,
+        id: &str,
+        labels: &BTreeMap<String, Value>,
+        placement: Option<&Placement>,
+        depth: usize,
+    ) -> Option<(Resolved, std::ops::Range<usize>, Vec<Arc<str>>)> {
+        let memo = self
+            .memo
+            .get(id)?
+            .iter()
+            .find(|m| m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels)?;
+        if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
+            return None;
+        }
+        Some((memo.resolved.clone(), memo.chain.clone(), memo.entered.clone()))
     }
 
     /// The steps of §15.2, in order.
@@ -261,7 +431,7 @@ impl<'a> ClaimRun<'a> {
                 Some(&contract.origin),
             ));
         }
-        self.decisions.push(Decision::EnterContract { contract: id.to_string(), depth });
+        self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
         // 1. access
         if !self.access.may_consume(&self.subject, &contract.namespace) {
             return Err(Failure::failed(
@@ -286,11 +456,12 @@ impl<'a> ClaimRun<'a> {
                     Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin)
                 })?,
             };
+            let (name, origin) = self.names.context(context);
             self.decisions.push(Decision::Context {
-                contract: id.to_string(),
-                context: context.name.clone(),
+                contract: self.names.contract(id),
+                context: name,
                 matched,
-                origin: context.origin.clone(),
+                origin,
             });
             tried.push(format!("`{}` = {matched}", context.name));
             if matched {
@@ -354,8 +525,8 @@ impl<'a> ClaimRun<'a> {
             ));
         };
         self.stack.push(id.to_string());
-        let label_json: BTreeMap<String, serde_json::Value> =
-            labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let label_json: Arc<BTreeMap<String, serde_json::Value>> =
+            Arc::new(labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
         let site = Site {
             contract: id,
             context: &context.name,
@@ -492,7 +663,7 @@ impl<'a> ClaimRun<'a> {
         &mut self,
         mut instance: Instance,
         depth: usize,
-        labels: &BTreeMap<String, serde_json::Value>,
+        labels: &Arc<BTreeMap<String, serde_json::Value>>,
     ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
         match self.staged.get_mut(&instance.key) {
@@ -533,7 +704,7 @@ impl<'a> ClaimRun<'a> {
         let program = self.program;
         let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace) };
         for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM_NAMESPACE).into_iter().flatten()) {
-            let rule_id = format!("{}.{}", rule.namespace, rule.name);
+            let (rule_id, shared_origin) = self.names.rule(rule);
             let fired = match &rule.criteria {
                 None => true,
                 Some(criteria) => self
@@ -556,7 +727,7 @@ impl<'a> ClaimRun<'a> {
                                 rule: rule_id.clone(),
                                 fired,
                                 effect,
-                                origin: rule.origin.clone(),
+                                origin: shared_origin,
                             });
                             return Err(Failure {
                                 status: Status::Rejected,
@@ -588,7 +759,7 @@ impl<'a> ClaimRun<'a> {
                     }
                 }
             }
-            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: rule.origin.clone() });
+            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
         }
         Ok(())
     }
@@ -681,8 +852,23 @@ fn escape_key(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-fn merge(state: &mut DesiredState, staged: BTreeMap<String, Instance>) {
-    for (key, instance) in staged {
+fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<String, Instance>) {
+    // (the claim's own map, the interned one)
+    let mut shared: Vec<(Arc<BTreeMap<String, serde_json::Value>>, Arc<BTreeMap<String, serde_json::Value>>)> =
+        Vec::new();
+    for (key, mut instance) in staged {
+        // One claim's instances share a few maps: intern each once.
+        for used in &mut instance.claims {
+            match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
+                Some((_, interned)) => used.labels = interned.clone(),
+                None => {
+                    let mut interned = used.labels.clone();
+                    labels.share(&mut interned);
+                    let own = std::mem::replace(&mut used.labels, interned.clone());
+                    shared.push((own, interned));
+                }
+            }
+        }
         match state.instances.get_mut(&key) {
             Some(existing) => {
                 existing.claims.extend(instance.claims);

@@ -1,6 +1,7 @@
 //! The desired state: what resolution produces, and why (docs/language.md §15.6).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::ir::Origin;
 use serde::{Deserialize, Serialize};
@@ -82,8 +83,14 @@ pub struct ClaimUse {
     pub claim: String,
     /// 0 for the claimed contract, +1 per `uses`.
     pub depth: usize,
-    /// The labels the claim had there.
-    pub labels: BTreeMap<String, serde_json::Value>,
+    /// The labels the claim had there: one map shared by every instance of a service instance,
+    /// and across claims by the merge when equal (it is serialized as the map).
+    #[serde(serialize_with = "shared")]
+    pub labels: Arc<BTreeMap<String, serde_json::Value>>,
+}
+
+fn shared<T: Serialize, S: serde::Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+    (**value).serialize(serializer)
 }
 
 /// How a claim ended.
@@ -114,27 +121,57 @@ pub struct ClaimOutcome {
     pub notes: Vec<String>,
 }
 
-/// One step of the decision chain.
+/// One step of the decision chain. Names and origins of the program are shared (`Arc`) by every
+/// claim's chain; they serialize as the plain strings and objects.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Decision {
-    EnterContract { contract: String, depth: usize },
-    Context { contract: String, context: String, matched: bool, origin: Origin },
-    Rule { rule: String, fired: bool, effect: Vec<String>, origin: Origin },
-    Placement { cluster: String, k8s_namespace: String },
-    Allocation { keys: Vec<String> },
-    Component { key: String, included: bool },
+    EnterContract {
+        #[serde(serialize_with = "shared_str")]
+        contract: Arc<str>,
+        depth: usize,
+    },
+    Context {
+        #[serde(serialize_with = "shared_str")]
+        contract: Arc<str>,
+        #[serde(serialize_with = "shared_str")]
+        context: Arc<str>,
+        matched: bool,
+        #[serde(serialize_with = "shared")]
+        origin: Arc<Origin>,
+    },
+    Rule {
+        #[serde(serialize_with = "shared_str")]
+        rule: Arc<str>,
+        fired: bool,
+        effect: Vec<String>,
+        #[serde(serialize_with = "shared")]
+        origin: Arc<Origin>,
+    },
+    Placement {
+        cluster: String,
+        k8s_namespace: String,
+    },
+    Allocation {
+        keys: Vec<String>,
+    },
+    Component {
+        key: String,
+        included: bool,
+    },
+}
+
+fn shared_str<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value)
 }
 
 impl DesiredState {
-    /// The desired state as people may see it (`aptc plan`, `explain`): every secret of every
-    /// instance is `***`.
-    pub fn redacted(&self) -> DesiredState {
-        let mut shown = self.clone();
-        for instance in shown.instances.values_mut() {
+    /// Makes the state what people may see (`aptc plan`, `explain`): every secret of every
+    /// instance becomes `***`, in place, so nothing else of a large state is copied.
+    pub fn redact(&mut self) {
+        for instance in self.instances.values_mut() {
             instance.values = crate::secret::redact(&instance.values);
             instance.discovery = crate::secret::redact(&instance.discovery);
         }
-        shown
     }
 }
