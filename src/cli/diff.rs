@@ -7,11 +7,11 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 use aptc_core::diff::{StateDiff, diff};
 use aptc_core::resolve::{DesiredState, resolve};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 
 use super::words::count;
-use super::{EXIT_FINDINGS, policy};
+use super::{EXIT_FINDINGS, Format, policy};
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -29,14 +29,6 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// A line per instance and per claim, then a summary, for people.
-    Text,
-    /// One JSON object (docs/formats.md), for tools.
-    Json,
 }
 
 /// The version of the JSON output; raised when a field changes meaning or goes away (adding one

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Instance, Status, resolve};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::json;
 
 use super::plan::cluster_name;
-use super::policy;
+use super::{Format, policy};
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -21,14 +21,6 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
-    /// The decision chain step by step, for people.
-    Text,
-    /// One JSON object (docs/formats.md), for tools.
-    Json,
 }
 
 /// The version of the JSON output; raised when a field changes meaning or goes away (adding one

@@ -30,6 +30,15 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for bad usage or unreadable files.
 pub const EXIT_USAGE: u8 = 2;
 
+/// The output of a command that people read and tools parse (`explain`, `diff`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Text, for people.
+    Text,
+    /// One versioned JSON object (docs/formats.md), for tools.
+    Json,
+}
+
 /// The exit code of a command that failed with `error`: a policy with errors is a finding (1), as
 /// `aptc check` says it; anything else (usage, I/O, a tool that could not run) is 2.
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
