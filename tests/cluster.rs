@@ -212,10 +212,15 @@ fn deploy_applies_prunes_repairs_and_deletes_through_the_kubernetes_api() {
     assert!(shown.contains(&drift) && shown.contains("revision 5: 0 created, 1 updated"), "{shown}");
     assert_eq!(fake.object(&token).expect("created again")["data"]["token"], SECRET);
 
-    // The claim removed: both objects' instance goes, with everything it made.
+    // The claim removed: both objects' instance goes, with everything it made. It is everything
+    // deployed, so the deploy says so and refuses until told.
     std::fs::write(dir.join("policy/app.apt"), APP).unwrap();
     fake.clear_requests();
-    let (removed, shown) = deploy(&dir, &kubeconfig, &[]);
+    let (refused, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert_eq!(refused.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("--allow-mass-delete"), "{shown}");
+    assert!(fake.paths_of("DELETE").is_empty());
+    let (removed, shown) = deploy(&dir, &kubeconfig, &["--allow-mass-delete"]);
     assert_eq!(fake.paths_of("DELETE"), [&*token, &*inventory]);
     assert!(removed.status.success() && shown.contains("0 created, 0 updated, 1 deleted"), "{shown}");
     assert!(config_maps(&fake).is_empty(), "{:?}", fake.paths());
