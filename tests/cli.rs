@@ -564,7 +564,8 @@ fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
 
     // The config instance cannot be written: its directory holds something aptc did not make.
     let dry = stdout(&run(&["deploy", "--dry-run", policy.to_str().unwrap()]));
-    let config = dry.split_whitespace().find(|w| w.starts_with("site-config-")).expect("the config instance").to_string();
+    let config =
+        dry.split_whitespace().find(|w| w.starts_with("site-config-")).expect("the config instance").to_string();
     let blocked = out.join("local/demo").join(&config);
     std::fs::create_dir_all(&blocked).unwrap();
     std::fs::write(blocked.join("precious.txt"), "not aptc's").unwrap();

@@ -11,9 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::db::{Database, ManifestFile, ManifestSet, Settings, SourceText, UsersFile, Workspace, parse_file};
+use crate::db::{
+    Database, ManifestFile, ManifestSet, Reported, Settings, SourceText, UsersFile, Workspace, parse_file,
+};
 use crate::diagnostics::{Diagnostic, Severity};
-use crate::semantics::index::file_summary;
+use crate::semantics::{self, index::file_summary};
 use crate::source::{FileId, SourceMap};
 use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, Span};
 use crate::syntax::validate::STD_NAMESPACE;
@@ -256,4 +258,23 @@ pub(crate) fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics:
         }
     }
     summary
+}
+
+/// Every diagnostic of the workspace, sorted: the semantic checks and the access checks (which
+/// lower the grants and ask the core, so they sit above lowering).
+pub fn diagnostics(db: &dyn salsa::Database, ws: Workspace) -> Vec<Diagnostic> {
+    let mut all = semantics::diagnostics(db, ws);
+    all.extend(crate::access::check_acl::accumulated::<Reported>(db, ws).into_iter().map(|r| r.0.clone()));
+    crate::diagnostics::sort(&mut all);
+    all.dedup();
+    all
+}
+
+/// Lowers the workspace, or returns its errors (warnings do not stop lowering).
+pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<aptc_core::ir::Program, Vec<Diagnostic>> {
+    let errors: Vec<Diagnostic> = diagnostics(db, ws).into_iter().filter(Diagnostic::is_error).collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(crate::lower::lower_clean(db, ws))
 }

@@ -10,7 +10,6 @@ use thiserror::Error;
 use crate::check::{CheckResult, load_workspace, shown, summarize};
 use crate::db::{Database, Settings, Workspace};
 use crate::diagnostics::{Diagnostic, render};
-use crate::semantics;
 use crate::source::{FileId, SourceMap};
 use crate::syntax::ast::ItemKind;
 use crate::workspace::{self, LoadError};
@@ -75,14 +74,14 @@ impl Analysis {
     /// Every diagnostic of the policy (sorted by file and position) and the counts of the summary
     /// line.
     pub fn check(&mut self) -> CheckResult {
-        let diagnostics = self.shown(semantics::diagnostics(&self.db, self.ws));
+        let diagnostics = self.shown(crate::check::diagnostics(&self.db, self.ws));
         let summary = summarize(&self.db, self.ws, self.files, &diagnostics);
         CheckResult { summary, diagnostics }
     }
 
     /// The resolution IR of a policy that checks clean, or its errors (ready to render).
     pub fn lower(&mut self) -> Result<Program, Vec<Diagnostic>> {
-        crate::lower::lower(&self.db, self.ws).map_err(|errors| self.shown(errors))
+        crate::check::lower(&self.db, self.ws).map_err(|errors| self.shown(errors))
     }
 
     /// What roles are computed from (namespaces and owners, labels, users, teams, grants), as the

@@ -7,6 +7,7 @@
 //! [`db`] is the incremental database every stage runs in; [`host`] is the front door the
 //! CLI, benches and tests use (load, check, lower); [`ide`] holds the queries the language server asks.
 
+pub mod access;
 pub mod check;
 pub mod db;
 pub mod diagnostics;

@@ -7,22 +7,18 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
-use crate::diagnostics::Diagnostic;
 use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
-use crate::semantics::{self, users};
+use crate::semantics::users;
 use crate::syntax::ast::{self, ItemKind};
 
 use aptc_core::ir::*;
 
-/// Lowers the workspace, or returns its errors (warnings do not stop lowering).
-pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<Program, Vec<Diagnostic>> {
-    let errors: Vec<Diagnostic> = semantics::diagnostics(db, ws).into_iter().filter(Diagnostic::is_error).collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(build(db, ws, Items::All))
+/// Lowers a workspace that checks clean (`check::lower` refuses one with errors; the compiler's
+/// front door only lowers through it).
+pub fn lower_clean(db: &dyn salsa::Database, ws: Workspace) -> Program {
+    build(db, ws, Items::All)
 }
 
 /// The part of the program roles are computed from (namespaces and their owners, labels, users,

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings};
-use aptc_compiler::semantics;
 use aptc_compiler::source::SourceMap;
 use salsa::Database as _;
 
@@ -49,7 +48,7 @@ fn executions(
     ws: aptc_compiler::db::Workspace,
 ) -> (Vec<String>, usize) {
     log.lock().unwrap().clear();
-    let diagnostics = semantics::diagnostics(db, ws);
+    let diagnostics = aptc_compiler::check::diagnostics(db, ws);
     let ran = log
         .lock()
         .unwrap()

@@ -22,7 +22,7 @@ use std::time::Duration;
 use aptc_compiler::db::{Reported, check_syntax};
 use aptc_compiler::semantics::file::check_file;
 use aptc_compiler::source::FileId;
-use aptc_compiler::{diagnostics, ide, semantics};
+use aptc_compiler::{diagnostics, ide};
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
@@ -316,7 +316,7 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 /// Every diagnostic of the workspace, grouped by file, for the files to publish: open
 /// documents (even when clean) and files that have diagnostics.
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
-    let mut by_file = to_lsp(s, &semantics::diagnostics(&s.db, s.ws));
+    let mut by_file = to_lsp(s, &aptc_compiler::check::diagnostics(&s.db, s.ws));
     for id in s.open.keys() {
         if let Some(uri) = s.files.uri(*id) {
             by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new()));

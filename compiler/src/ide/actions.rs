@@ -7,7 +7,6 @@
 use crate::db::{SourceText, Workspace, parse_file};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::semantics::index::{Kind, file_summary, workspace_index};
-use crate::semantics::{self};
 use crate::syntax::ast::{ItemKind, SmolStr, Span};
 
 use super::{Edit, Role, Target, file_occurrences, is_valid_name};
@@ -26,7 +25,7 @@ pub struct Action {
 pub fn code_actions(db: &dyn salsa::Database, ws: Workspace, file: SourceText, range: Span) -> Vec<Action> {
     let id = file.id(db);
     let text = file.text(db);
-    let diagnostics: Vec<Diagnostic> = semantics::diagnostics(db, ws)
+    let diagnostics: Vec<Diagnostic> = crate::check::diagnostics(db, ws)
         .into_iter()
         .filter(|d| d.primary.file == id && d.primary.span.start <= range.end && range.start <= d.primary.span.end)
         .collect();

@@ -393,7 +393,7 @@ fn every_query_answers_on_every_prefix() {
         f.db.set_text(file, Arc::from(&ANALYTICS[..cut]));
         let (db, ws) = (&f.db, f.ws);
         let len = cut as u32;
-        let _ = crate::semantics::diagnostics(db, ws);
+        let _ = crate::check::diagnostics(db, ws);
         let _ = semantic_tokens(db, ws, file);
         let _ = folding_ranges(db, file);
         let _ = document_symbols(db, file);

@@ -5,7 +5,6 @@
 //! through contracts, import cycles, unused objects) and in [`acl`] (ownership and access).
 //! [`check_workspace`] runs them all; its diagnostics are the accumulated [`Reported`] values.
 
-pub mod acl;
 pub mod expr;
 pub mod file;
 pub mod graph;
@@ -38,7 +37,6 @@ pub fn check_workspace(db: &dyn salsa::Database, ws: Workspace) {
     users::check_external_users(db, ws);
     overrides::check_label_overrides(db, ws);
     check_graph(db, ws);
-    acl::check_acl(db, ws);
 }
 
 /// Every diagnostic of the workspace, sorted.

@@ -1,5 +1,5 @@
 //! Users and grants (docs/language.md §10–§11): the names they use and what their criteria may
-//! read. What the grants give whom is `aptc_core::access`'s, asked by `semantics::acl`.
+//! read. What the grants give whom is `aptc_core::access`'s, asked by the compiler's `access` checks.
 
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;

@@ -18,10 +18,10 @@ use crate::db::{Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
 
-use super::file::Consumer;
-use super::index::{Kind, ObjectRef, file_summary, workspace_index};
-use super::scope::{closest, did_you_mean};
-use super::{all_facts, definition_sites};
+use crate::semantics::file::Consumer;
+use crate::semantics::index::{Kind, ObjectRef, file_summary, workspace_index};
+use crate::semantics::scope::{closest, did_you_mean};
+use crate::semantics::{all_facts, definition_sites};
 
 /// A subject's roles on every namespace the checks ask about, as `Access::role` gives them.
 /// Compared whole, so subjects with the same roles (most users share their team's) share one
