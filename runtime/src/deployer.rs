@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aptc_core::ir::{Cluster, Program};
+use aptc_core::resolve::{DeployedName, DeployedNames};
 
 use crate::apply::{Outcome, Progress, Quiet};
 use crate::cancel::Cancel;
@@ -172,6 +173,27 @@ impl Deployer {
     /// The store's path.
     pub fn state(&self) -> &Path {
         &self.state
+    }
+
+    /// The names the last revision's instances were deployed with: resolving with them
+    /// ([`aptc_core::resolve::resolve_keeping`]) keeps every running instance's name.
+    pub fn deployed_names(&self) -> Result<DeployedNames, DeployError> {
+        let Some(store) = Store::open_read(&self.state)? else { return Ok(DeployedNames::new()) };
+        let Some(last) = store.last()? else { return Ok(DeployedNames::new()) };
+        Ok(last
+            .applied
+            .into_iter()
+            .map(|(key, applied)| {
+                let unit = applied.unit;
+                let name = DeployedName {
+                    name: unit.name,
+                    id: unit.id,
+                    cluster: unit.cluster,
+                    k8s_namespace: unit.k8s_namespace,
+                };
+                (key, name)
+            })
+            .collect())
     }
 
     /// Plans `request` against the last revision, refuses what its user may not do, confirms with
@@ -551,6 +573,83 @@ mod tests {
         assert!(first.target.starts_with("rendered to "), "{}", first.target);
         let second = deployer.deploy(request(), Options::default(), &mut Silent).unwrap();
         assert!(matches!(second.ended, Ended::NoChanges { previous: Some(1), .. }), "{second:?}");
+    }
+
+    /// A policy in `dir` with two manifests instances, one per claim.
+    fn two_configs(dir: &Path) -> Program {
+        let policy = dir.join("policy");
+        std::fs::create_dir_all(policy.join("k8s")).unwrap();
+        let system = "namespace system\n\nteam web_team\nuser \"ada\" {\n    team web_team\n}\ncluster local {}\n\
+                      rule everywhere {\n    place on local\n}\ngrant consumer on web\n";
+        let web = "namespace web owned_by web_team\n\nlabel k: string = \"\"\n\n\
+                   service config {\n    component map manifests \"k8s/*.yaml\"\n}\n\n\
+                   contract config {\n    context all {\n        allocate per labels.k\n        use config\n    }\n}\n\n\
+                   claim a {\n    user \"ada\"\n    contract config\n    labels { k = \"a\" }\n}\n\
+                   claim b {\n    user \"ada\"\n    contract config\n    labels { k = \"b\" }\n}\n";
+        let map = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"${instance.name}\"\ndata:\n  k: v\n";
+        std::fs::write(policy.join("system.apt"), system).unwrap();
+        std::fs::write(policy.join("web.apt"), web).unwrap();
+        std::fs::write(policy.join("k8s/map.yaml"), map).unwrap();
+        aptc_compiler::host::load_program(&[policy], false).unwrap()
+    }
+
+    /// What the CLI asks a deployer for (`src/cli/deploy.rs`), naming instances as `names` say.
+    fn request_of(program: Program, names: &DeployedNames) -> Request {
+        let state = aptc_core::resolve::resolve_keeping(&program, names);
+        Request {
+            user: "ada".into(),
+            cause: Cause::Deploy { paths: vec![".".into()] },
+            policy: crate::deploy::policy_hash(&program),
+            desired: units(&state),
+            claims: Some(crate::plan::ClaimEnds::of(&program, &state)),
+            desired_state: serde_json::to_value(&state).unwrap(),
+            program: Some(program),
+            parallel: 1,
+        }
+    }
+
+    #[test]
+    fn an_upgrade_renames_nothing_that_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let deployer = deployer(dir.path());
+        // What an older aptc deployed: the same instances under its own (short) names.
+        let legacy: DeployedNames = aptc_core::resolve::resolve(&two_configs(dir.path()))
+            .instances
+            .into_values()
+            .enumerate()
+            .map(|(n, i)| {
+                let id = format!("{n:010x}");
+                let name = DeployedName {
+                    name: format!("config-map-{id}"),
+                    id,
+                    cluster: i.cluster,
+                    k8s_namespace: i.k8s_namespace,
+                };
+                (i.key, name)
+            })
+            .collect();
+        let old = request_of(two_configs(dir.path()), &legacy);
+        let first = deployer.deploy(old, Options::default(), &mut Silent).unwrap();
+        assert!(matches!(first.ended, Ended::Applied(_)), "{first:?}");
+        let names = deployer.deployed_names().unwrap();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(
+            names.iter().all(|(k, n)| n.name.starts_with("config-map-00") && legacy[k].name == n.name),
+            "{names:?}"
+        );
+        // This aptc keeps them: nothing to rename, so nothing to reinstall.
+        let again =
+            deployer.deploy(request_of(two_configs(dir.path()), &names), Options::default(), &mut Silent).unwrap();
+        assert!(matches!(again.ended, Ended::NoChanges { unchanged: 2, .. }), "{again:?}");
+        // Without the recorded names, the same policy would replace both.
+        let fresh = deployer
+            .deploy(
+                request_of(two_configs(dir.path()), &DeployedNames::new()),
+                Options { dry_run: true, ..Options::default() },
+                &mut Silent,
+            )
+            .unwrap();
+        assert!(matches!(fresh.ended, Ended::DryRun), "{fresh:?}");
     }
 
     #[test]

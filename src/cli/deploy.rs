@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_core::ir::Program;
-use aptc_core::resolve::{ClaimOutcome, Status, resolve};
+use aptc_core::resolve::{ClaimOutcome, Status, resolve_keeping};
 use aptc_runtime::apply::{ActionReport, INTERRUPTED, Outcome, Progress};
 use aptc_runtime::deploy::{Prepared, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Deployment, Ended, Options, Supervisor, TargetChoice, Targets};
@@ -163,7 +163,7 @@ pub(super) fn request(
     paths: &[PathBuf],
     run: &RunArgs,
 ) -> anyhow::Result<(Request, Vec<ClaimOutcome>)> {
-    let state = resolve(&program);
+    let state = resolve_keeping(&program, &run.deployer().deployed_names()?);
     let unresolved = state.claims.values().filter(|o| o.status != Status::Resolved).cloned().collect();
     let request = Request {
         user: run.identity(),

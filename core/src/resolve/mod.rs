@@ -8,16 +8,14 @@
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::ir::{
-    Action, Claim, Component, Consumer, Context, LabelOp, Origin, Program, Rule, SYSTEM_NAMESPACE, Source, Value,
-};
+use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
 
 use crate::access::Access;
-use crate::eval::{Env, EvalError, Placement, Subject, fnv1a};
+use crate::eval::{Env, EvalError, Placement, Subject};
 pub use state::*;
 
 /// Contracts nested deeper than this are taken for a cycle.
@@ -31,19 +29,38 @@ const MAX_DEPTH: usize = 64;
 /// then runs in claim order, so the first claim to reach a shared instance fixes it and the
 /// result is the same on any number of threads.
 pub fn resolve(program: &Program) -> DesiredState {
+    resolve_keeping(program, &DeployedNames::new())
+}
+
+/// Resolves every claim of `program`, giving each instance in `deployed` the name it was deployed
+/// with (docs/language.md §5.8): upgrading aptc or changing how names are made never renames, and
+/// so never reinstalls, what runs.
+pub fn resolve_keeping(program: &Program, deployed: &DeployedNames) -> DesiredState {
     let access = Access::new(program);
     let names = Names::new(program);
-    let mut state = DesiredState::default();
-    let mut labels = Interner::default();
+    let mut merging =
+        Merging { state: DesiredState::default(), labels: Interner::default(), taken: TakenNames::of(deployed) };
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
     for chunk in program.claims.chunks(CHUNK) {
         let runs: Vec<ClaimRunResult> =
-            chunk.par_iter().map(|claim| resolve_claim(program, &access, &names, claim)).collect();
+            chunk.par_iter().map(|claim| resolve_claim(program, &access, &names, deployed, claim)).collect();
         for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
-            merge_claim(&mut state, &mut labels, claim, id, result, staged, decisions);
+            merging.claim(claim, id, result, staged, decisions);
         }
     }
-    state
+    merging.state
+}
+
+/// The Kubernetes names instances were deployed with, by instance key (from the last revision).
+pub type DeployedNames = BTreeMap<String, DeployedName>;
+
+/// Where a deployed instance runs and what it is called there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedName {
+    pub name: String,
+    pub id: String,
+    pub cluster: String,
+    pub k8s_namespace: String,
 }
 
 /// Claims resolved in parallel before their merge: enough to keep two to eight threads busy,
@@ -51,12 +68,19 @@ pub fn resolve(program: &Program) -> DesiredState {
 const CHUNK: usize = 256;
 
 /// One claim resolved on its own.
-fn resolve_claim(program: &Program, access: &Access, names: &Names, claim: &Claim) -> ClaimRunResult {
+fn resolve_claim(
+    program: &Program,
+    access: &Access,
+    names: &Names,
+    deployed: &DeployedNames,
+    claim: &Claim,
+) -> ClaimRunResult {
     let id = claim.id();
     let mut run = ClaimRun {
         program,
         access,
         names,
+        deployed,
         claim_id: &id,
         claim_name: &claim.name,
         claim_namespace: &claim.namespace,
@@ -72,89 +96,123 @@ fn resolve_claim(program: &Program, access: &Access, names: &Names, claim: &Clai
     (id, result, staged, decisions)
 }
 
-/// The program's contract ids, context names, rule ids and their origins as shared strings, made
-/// once: every claim's decision chain (~60 steps) points to them instead of copying them.
-struct Names {
-    contracts: HashMap<String, Arc<str>>,
-    /// By the address of the IR's context or rule, which outlives the resolution.
-    contexts: HashMap<usize, (Arc<str>, Arc<Origin>)>,
-    rules: HashMap<usize, (Arc<str>, Arc<Origin>)>,
+/// The program's contract ids, context names, rule ids and their origins as shared strings: every
+/// claim's decision chain (~60 steps) points to them instead of copying them. Each contract's and
+/// each namespace's rules' are made the first time a claim needs them, so resolving a few claims
+/// of a large policy pays for the few contracts they reach, not for all.
+struct Names<'p> {
+    program: &'p Program,
+    contracts: HashMap<&'p str, OnceLock<ContractNames>>,
+    /// Rules by namespace, in the IR's order.
+    rules: HashMap<&'p str, OnceLock<Vec<Shared>>>,
 }
 
-impl Names {
-    fn new(program: &Program) -> Names {
-        let mut names = Names { contracts: HashMap::new(), contexts: HashMap::new(), rules: HashMap::new() };
-        for (id, contract) in &program.contracts {
-            names.contracts.insert(id.clone(), Arc::from(id.as_str()));
-            for context in &contract.contexts {
-                let shared = (Arc::from(context.name.as_str()), Arc::new(context.origin.clone()));
-                names.contexts.insert(context as *const Context as usize, shared);
+/// A name and its origin, shared by every decision that cites them.
+type Shared = (Arc<str>, Arc<Origin>);
+
+/// A contract's id and its contexts' names, in the IR's order.
+struct ContractNames {
+    id: Arc<str>,
+    contexts: Vec<Shared>,
+}
+
+impl<'p> Names<'p> {
+    fn new(program: &'p Program) -> Names<'p> {
+        Names {
+            program,
+            contracts: program.contracts.keys().map(|id| (id.as_str(), OnceLock::new())).collect(),
+            rules: program.rules.keys().map(|ns| (ns.as_str(), OnceLock::new())).collect(),
+        }
+    }
+
+    fn of_contract(&self, id: &str) -> Option<&ContractNames> {
+        let contract = self.program.contracts.get(id)?;
+        Some(self.contracts.get(id)?.get_or_init(|| {
+            ContractNames {
+                id: Arc::from(id),
+                contexts: contract
+                    .contexts
+                    .iter()
+                    .map(|context| (Arc::from(context.name.as_str()), Arc::new(context.origin.clone())))
+                    .collect(),
             }
-        }
-        for rule in program.rules.values().flatten() {
-            let shared = (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone()));
-            names.rules.insert(rule as *const Rule as usize, shared);
-        }
-        names
+        }))
     }
 
     fn contract(&self, id: &str) -> Arc<str> {
-        self.contracts.get(id).cloned().unwrap_or_else(|| Arc::from(id))
+        self.of_contract(id).map_or_else(|| Arc::from(id), |names| names.id.clone())
     }
 
-    fn context(&self, context: &Context) -> (Arc<str>, Arc<Origin>) {
-        self.contexts
-            .get(&(context as *const Context as usize))
-            .cloned()
-            .unwrap_or_else(|| (Arc::from(context.name.as_str()), Arc::new(context.origin.clone())))
+    /// The names of contract `id`'s contexts, in order.
+    fn contexts(&self, id: &str) -> &[Shared] {
+        self.of_contract(id).map_or(&[], |names| &names.contexts)
     }
 
-    fn rule(&self, rule: &Rule) -> (Arc<str>, Arc<Origin>) {
-        self.rules
-            .get(&(rule as *const Rule as usize))
-            .cloned()
-            .unwrap_or_else(|| (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone())))
+    /// The ids and origins of namespace `namespace`'s rules, in order.
+    fn rules(&self, namespace: &str) -> &[Shared] {
+        let (Some(rules), Some(names)) = (self.program.rules.get(namespace), self.rules.get(namespace)) else {
+            return &[];
+        };
+        names.get_or_init(|| {
+            rules
+                .iter()
+                .map(|rule| (Arc::from(format!("{}.{}", rule.namespace, rule.name)), Arc::new(rule.origin.clone())))
+                .collect()
+        })
     }
 }
 
-/// Merges one claim's run into the state, in claim order (§15.5).
-fn merge_claim(
-    state: &mut DesiredState,
-    labels: &mut Interner,
-    claim: &Claim,
-    id: String,
-    result: Result<String, Failure>,
-    staged: BTreeMap<String, Instance>,
-    decisions: Vec<Decision>,
-) {
-    let mut outcome = ClaimOutcome {
-        claim: id.clone(),
-        origin: claim.origin.clone(),
-        status: Status::Resolved,
-        reason: None,
-        reason_origin: None,
-        root: None,
-        decisions: Vec::new(),
-        notes: Vec::new(),
-    };
-    match result.and_then(|root| merge_check(state, &staged, &id).map(|()| root)) {
-        Ok(root) => {
-            merge(state, labels, staged);
-            outcome.root = Some(root);
-        }
-        Err(failure) => {
-            if let Some((earlier, note)) = &failure.conflict
-                && let Some(other) = state.claims.get_mut(earlier)
-            {
-                other.notes.push(note.clone());
+/// The desired state being merged, with what merging needs besides.
+struct Merging {
+    state: DesiredState,
+    labels: Interner,
+    /// The names instances hold so far, so no two instances share one (§5.8).
+    taken: TakenNames,
+}
+
+impl Merging {
+    /// Merges one claim's run into the state, in claim order (§15.5).
+    fn claim(
+        &mut self,
+        claim: &Claim,
+        id: String,
+        result: Result<String, Failure>,
+        staged: BTreeMap<String, Instance>,
+        decisions: Vec<Decision>,
+    ) {
+        let Merging { state, labels, taken } = self;
+        let mut outcome = ClaimOutcome {
+            claim: id.clone(),
+            origin: claim.origin.clone(),
+            status: Status::Resolved,
+            reason: None,
+            reason_origin: None,
+            root: None,
+            decisions: Vec::new(),
+            notes: Vec::new(),
+        };
+        let checked = result
+            .and_then(|root| merge_check(state, &staged, &id).map(|()| root))
+            .and_then(|root| taken.take(state, &staged, &id).map(|()| root));
+        match checked {
+            Ok(root) => {
+                merge(state, labels, staged);
+                outcome.root = Some(root);
             }
-            outcome.status = failure.status;
-            outcome.reason = Some(failure.reason);
-            outcome.reason_origin = failure.origin;
+            Err(failure) => {
+                if let Some((earlier, note)) = &failure.conflict
+                    && let Some(other) = state.claims.get_mut(earlier)
+                {
+                    other.notes.push(note.clone());
+                }
+                outcome.status = failure.status;
+                outcome.reason = Some(failure.reason);
+                outcome.reason_origin = failure.origin;
+            }
         }
+        outcome.decisions = decisions;
+        state.claims.insert(id, outcome);
     }
-    outcome.decisions = decisions;
-    state.claims.insert(id, outcome);
 }
 
 /// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
@@ -204,12 +262,13 @@ impl Failure {
         }
     }
 
-    /// Names the innermost contract and depth where the failure happened (§15.7).
+    /// Names the innermost contract and depth where the failure happened (§15.7); a rejection
+    /// of the claimed contract itself (depth 0) keeps the rule's message as written.
     fn located(mut self, contract: &str, depth: usize) -> Failure {
-        if !self.located {
+        if !self.located && (self.status != Status::Rejected || depth > 0) {
             self.reason = format!("{} (in contract `{contract}`, depth {depth})", self.reason);
-            self.located = true;
         }
+        self.located = true;
         self
     }
 
@@ -222,7 +281,8 @@ impl Failure {
 struct ClaimRun<'a> {
     program: &'a Program,
     access: &'a Access<'a>,
-    names: &'a Names,
+    names: &'a Names<'a>,
+    deployed: &'a DeployedNames,
     claim_id: &'a str,
     claim_name: &'a str,
     claim_namespace: &'a str,
@@ -273,6 +333,14 @@ struct Site<'s> {
 }
 
 impl<'a> ClaimRun<'a> {
+    /// The name and id of the instance `key`: the one it was deployed with, else a new one.
+    fn named(&self, contract: &str, component: &str, key: &str) -> (String, String) {
+        match self.deployed.get(key) {
+            Some(deployed) => (deployed.name.clone(), deployed.id.clone()),
+            None => instance_name(contract, component, key),
+        }
+    }
+
     fn start(&mut self, claim: &'a Claim) -> Result<String, Failure> {
         let (subject, consumer_labels) = match &claim.consumer {
             Consumer::User(name) => {
@@ -449,19 +517,19 @@ impl<'a> ClaimRun<'a> {
         // 3. context
         let mut chosen = None;
         let mut tried = Vec::new();
-        for context in &contract.contexts {
+        let names = self.names;
+        for (context, (name, origin)) in contract.contexts.iter().zip(names.contexts(id)) {
             let matched = match &context.criteria {
                 None => true,
                 Some(criteria) => self.env(&labels, placement.as_ref(), None, None).bool(criteria).map_err(|e| {
                     Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin)
                 })?,
             };
-            let (name, origin) = self.names.context(context);
             self.decisions.push(Decision::Context {
-                contract: self.names.contract(id),
-                context: name,
+                contract: names.contract(id),
+                context: name.clone(),
                 matched,
-                origin,
+                origin: origin.clone(),
             });
             tried.push(format!("`{}` = {matched}", context.name));
             if matched {
@@ -480,11 +548,17 @@ impl<'a> ClaimRun<'a> {
             self.apply(op, &mut labels, placement.as_ref(), &context.origin)?;
         }
         // 5. rules: local, then global
-        self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        let placing = self.rules(&contract.namespace, &mut labels, &mut placement)?;
         // 6. placement
         let Some(placement) = placement else {
+            let considered = if placing.is_empty() {
+                format!("no rule of namespace `{}` or `system` places anything", contract.namespace)
+            } else {
+                let rules: Vec<String> = placing.iter().map(|rule| format!("`{rule}`")).collect();
+                format!("rules considered, none fired: {}", rules.join(", "))
+            };
             return Err(Failure::failed(
-                format!("no rule placed contract `{id}` on a cluster (add a rule with `place on …`)"),
+                format!("no rule placed contract `{id}` on a cluster ({considered}; add a rule with `place on …`)"),
                 Some(&contract.origin),
             ));
         };
@@ -564,7 +638,12 @@ impl<'a> ClaimRun<'a> {
         self.stack.pop();
         // The service instance's key is the base itself: no component name can collide with it.
         let root_key = base;
-        let root = instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges);
+        let (name, id) = self.named(site.contract, "root", &root_key);
+        let root = Instance {
+            name,
+            id,
+            ..instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges)
+        };
         self.stage(root, depth, &label_json)?;
         Ok(Resolved { key: root_key, published })
     }
@@ -580,7 +659,7 @@ impl<'a> ClaimRun<'a> {
         depth: usize,
         component_keys: &BTreeMap<String, String>,
     ) -> Result<ComponentResult, Failure> {
-        let (name, id) = instance_name(site.contract, &component.name, key);
+        let (name, id) = self.named(site.contract, &component.name, key);
         let mut edges: Vec<String> =
             component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
         let mut received = BTreeMap::new();
@@ -653,7 +732,8 @@ impl<'a> ClaimRun<'a> {
         // What siblings read as `C.discovery`: what it receives and what it writes.
         let mut visible = received;
         visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let instance = instance(key, kind, site, &component.name, Value::Map(values), &visible, edges);
+        let instance =
+            Instance { name, id, ..instance(key, kind, site, &component.name, Value::Map(values), &visible, edges) };
         Ok((instance, visible, own))
     }
 
@@ -700,11 +780,19 @@ impl<'a> ClaimRun<'a> {
         namespace: &str,
         labels: &mut BTreeMap<String, Value>,
         placement: &mut Option<Placement>,
-    ) -> Result<(), Failure> {
+    ) -> Result<Vec<Arc<str>>, Failure> {
         let program = self.program;
-        let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace) };
-        for rule in local.into_iter().flatten().chain(program.rules.get(SYSTEM_NAMESPACE).into_iter().flatten()) {
-            let (rule_id, shared_origin) = self.names.rule(rule);
+        let names = self.names;
+        let mut placing = Vec::new();
+        let local =
+            if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace).zip(Some(namespace)) };
+        let global = program.rules.get(SYSTEM_NAMESPACE).zip(Some(SYSTEM_NAMESPACE));
+        let each = local.into_iter().chain(global).flat_map(|(rules, ns)| rules.iter().zip(names.rules(ns)));
+        for (rule, (rule_id, shared_origin)) in each {
+            let (rule_id, shared_origin) = (rule_id.clone(), shared_origin.clone());
+            if rule.actions.iter().any(|action| matches!(action, Action::Place { .. })) {
+                placing.push(rule_id.clone());
+            }
             let fired = match &rule.criteria {
                 None => true,
                 Some(criteria) => self
@@ -734,8 +822,8 @@ impl<'a> ClaimRun<'a> {
                                 reason: format!("rejected by rule `{rule_id}`: {message}"),
                                 origin: Some(rule.origin.clone()),
                                 conflict: None,
-                                // The rule and its line say where; the message stays as written.
-                                located: true,
+                                // The rule and its line say where; at depth 1+ the contract too.
+                                located: false,
                             });
                         }
                         Action::Place { cluster, namespace } => {
@@ -761,10 +849,11 @@ impl<'a> ClaimRun<'a> {
             }
             self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
         }
-        Ok(())
+        Ok(placing)
     }
 }
 
+/// An instance without its name and id (the caller names it: [`ClaimRun::named`]).
 fn instance(
     key: &str,
     kind: InstanceKind,
@@ -774,11 +863,10 @@ fn instance(
     discovery: &BTreeMap<String, Value>,
     edges: Vec<String>,
 ) -> Instance {
-    let (name, id) = instance_name(site.contract, component, key);
     Instance {
         key: key.to_string(),
-        name,
-        id,
+        name: String::new(),
+        id: String::new(),
         kind,
         cluster: site.placement.cluster.clone(),
         k8s_namespace: site.placement.namespace.clone(),
@@ -881,16 +969,86 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<Strin
     }
 }
 
-/// A stable DNS-1123 name and short id for an instance key.
+/// Instance names held, per cluster and Kubernetes namespace: (cluster, namespace, name) → key.
+struct TakenNames(HashMap<(String, String, String), String>);
+
+impl TakenNames {
+    /// Deployed instances hold their names before any claim resolves: a new instance can never
+    /// take a running one's name, whatever order claims resolve in (§5.8).
+    fn of(deployed: &DeployedNames) -> TakenNames {
+        TakenNames(
+            deployed
+                .iter()
+                .map(|(key, d)| ((d.cluster.clone(), d.k8s_namespace.clone(), d.name.clone()), key.clone()))
+                .collect(),
+        )
+    }
+
+    /// Takes the names of a claim's new instances, unless one is another instance's in its
+    /// Kubernetes namespace: then the claim fails and the other instance keeps its name. With 120
+    /// bits of hash this should never happen by chance; if it does, it is an error, never two
+    /// instances on one Helm release.
+    fn take(&mut self, state: &DesiredState, staged: &BTreeMap<String, Instance>, claim: &str) -> Result<(), Failure> {
+        let mut taken = Vec::new();
+        for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
+            let slot = (instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone());
+            match self.0.get(&slot) {
+                Some(other) if other != key => {
+                    let reason = format!(
+                        "instance `{key}` would be named `{}`, the name instance `{other}` holds in Kubernetes namespace `{}` of cluster `{}`: claim `{claim}` cannot resolve",
+                        instance.name, instance.k8s_namespace, instance.cluster
+                    );
+                    for slot in taken {
+                        self.0.remove(&slot);
+                    }
+                    return Err(Failure {
+                        status: Status::Failed,
+                        reason,
+                        origin: None,
+                        conflict: None,
+                        located: true,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.0.insert(slot.clone(), key.clone());
+                    taken.push(slot);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Characters of an instance id: 24 base32 characters, 120 bits of SHA-256 of the instance key,
+/// so no consumer can pick allocation keys whose instances share a name (a 40-bit hash can be
+/// collided on a laptop).
+const ID_CHARS: usize = 24;
+
+/// The longest name: a Helm release name has at most 53 characters (Kubernetes labels 63).
+const NAME_MAX: usize = 53;
+
+/// A stable name and id for an instance key (docs/language.md §5.8): the name is a DNS-1035 label
+/// (a lowercase letter first, then lowercase letters, digits and inner `-`: valid for Services,
+/// Helm releases and label values) whatever identifiers the contract and component have.
 pub fn instance_name(contract: &str, component: &str, key: &str) -> (String, String) {
-    let id = format!("{:010x}", fnv1a(key.as_bytes()) >> 24);
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let id = data_encoding::BASE32_NOPAD.encode(&digest[..ID_CHARS * 5 / 8]).to_ascii_lowercase();
     let contract_name = contract.rsplit('.').next().unwrap_or(contract);
-    let mut base: String = format!("{contract_name}-{component}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
-        .collect();
-    base.truncate(63 - 11);
-    let base = base.trim_matches('-');
+    let mut base = String::new();
+    for c in format!("{contract_name}-{component}").chars() {
+        if c.is_ascii_alphanumeric() {
+            base.push(c.to_ascii_lowercase());
+        } else if !base.is_empty() && !base.ends_with('-') {
+            base.push('-');
+        }
+    }
+    if !base.starts_with(|c: char| c.is_ascii_lowercase()) {
+        base.insert_str(0, "i-");
+    }
+    base.truncate(NAME_MAX - ID_CHARS - 1);
+    let base = base.trim_end_matches('-');
     (format!("{base}-{id}"), id)
 }
 
@@ -913,9 +1071,9 @@ mod tests {
             "spark_master",
             "us_west/dev/analytics.pipeline/dev/alice/spark_master",
         );
-        assert_eq!(id.len(), 10);
+        assert_eq!(id.len(), ID_CHARS);
         assert!(name.starts_with("pipeline-spark-master-"), "{name}");
-        assert!(is_dns_label(&name) && name.len() <= 63, "{name}");
+        assert!(is_dns_label(&name) && name.len() <= NAME_MAX, "{name}");
         assert_eq!(
             instance_name(
                 "analytics.pipeline",
@@ -927,6 +1085,29 @@ mod tests {
         );
         let (long, _) =
             instance_name("ns.a_very_long_contract_name_that_goes_on", "and_a_long_component_name_too", "k");
-        assert!(long.len() <= 63 && is_dns_label(&long), "{long}");
+        assert!(long.len() <= NAME_MAX && is_dns_label(&long), "{long}");
+        assert!(instance_name("ns._", "_", "k").0.starts_with("i-"));
+    }
+
+    #[test]
+    fn the_keys_that_collided_under_a_40_bit_hash_do_not() {
+        let a = instance_name("ns.c", "web", "local/default/ns.c/dev/kf1242/web");
+        let b = instance_name("ns.c", "web", "local/default/ns.c/dev/k30fa23/web");
+        assert_ne!(a, b);
+    }
+
+    proptest::proptest! {
+        /// Any identifiers the language accepts (and more) give a DNS-1035 label within 53.
+        #[test]
+        fn every_name_is_a_kubernetes_name(
+            contract in "[A-Za-z_][A-Za-z0-9_]{0,70}",
+            component in "[A-Za-z_][A-Za-z0-9_]{0,70}",
+            key in ".*",
+        ) {
+            let (name, id) = instance_name(&format!("ns.{contract}"), &component, &key);
+            proptest::prop_assert!(is_dns_label(&name) && name.len() <= NAME_MAX, "{}", name);
+            proptest::prop_assert!(name.starts_with(|c: char| c.is_ascii_lowercase()), "{}", name);
+            proptest::prop_assert!(is_dns_label(&id), "{}", id);
+        }
     }
 }
