@@ -104,6 +104,7 @@ codes! {
     RULE_NEVER_MATCHES = "APT0405", Warning, "rule can never match";
     UNUSED_OBJECT = "APT0406", Warning, "unused object";
     OVERRIDDEN_CLAIM_LABEL = "APT0407", Warning, "claim label overridden by its consumer";
+    NEVER_SET_LABEL = "APT0408", Warning, "label read but never set";
     MAY_NOT_CONSUME = "APT0501", Error, "consumer may not consume";
     MAY_NOT_MANAGE = "APT0502", Error, "user may not manage this object";
     UNKNOWN_ACTING_USER = "APT0503", Error, "unknown acting user";

@@ -1,6 +1,6 @@
 //! Type checking of expressions and interpolated strings (docs/language.md §13, §14).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aptc_core::ir::{SECRET_KEY, Value};
 
@@ -70,6 +70,11 @@ pub struct Checker<'a> {
     pub out: Vec<Diagnostic>,
     /// Labels read or written, for the unused-object lint.
     pub used: BTreeSet<ObjectRef>,
+    /// Labels read as `labels.KEY` outside `default(…)`'s value, each at its first such read: a
+    /// read that fails the claim when nothing set the label (the never-set lint).
+    pub label_reads: BTreeMap<ObjectRef, Span>,
+    /// How many `default(…)` values the checker is inside: reads there are optional.
+    pub optional_reads: u32,
     /// Imports (by position) that resolved at least one name.
     pub used_imports: HashSet<usize>,
 }
@@ -556,7 +561,10 @@ another function"
                 Some((name, ty)) => {
                     let what = format!("argument `{name}` of `{}`", func.text);
                     if i == 0 {
+                        let optional = func.text == "default";
+                        self.optional_reads += u32::from(optional);
                         first = self.expr(arg, env);
+                        self.optional_reads -= u32::from(optional);
                         if !first.fits(ty) {
                             self.report(
                                 Diagnostic::new(
@@ -639,7 +647,15 @@ another function"
                     return Ty::Unknown;
                 }
                 match path.segments.get(1) {
-                    Some(key) if segments.len() == 2 => self.label(key).map_or(Ty::Unknown, |(_, ty)| ty),
+                    Some(key) if segments.len() == 2 => match self.label(key) {
+                        Some((label, ty)) => {
+                            if self.optional_reads == 0 {
+                                self.label_reads.entry(label).or_insert(key.span);
+                            }
+                            ty
+                        }
+                        None => Ty::Unknown,
+                    },
                     _ => wrong_field(self, &[&["*"]], "the declared labels, as `labels.KEY`"),
                 }
             }

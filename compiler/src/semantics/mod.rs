@@ -223,6 +223,43 @@ fn check_graph(db: &dyn salsa::Database, ws: Workspace) {
     let parses = ws.files(db).iter().all(|&file| !parse_file(db, file).has_errors());
     if parses {
         unused_objects(db, &facts, sites);
+        never_set_labels(db, ws, &facts);
+    }
+}
+
+/// Labels read where an unset label fails the claim (not inside `default(…)`), which have no
+/// default and which nothing sets (no claim, consumer, contract, context or rule, no users file):
+/// every claim that reaches the read would fail at resolution (§4.4) though the policy checks.
+fn never_set_labels(db: &dyn salsa::Database, ws: Workspace, facts: &[(FileId, &FileFacts)]) {
+    let index = workspace_index(db, ws);
+    let external = users::external_user_labels(db, ws);
+    let written: BTreeSet<&ObjectRef> =
+        facts.iter().flat_map(|(_, f)| &f.label_writes).chain(external.iter().flat_map(|(_, labels)| labels)).collect();
+    let mut reported = BTreeSet::new();
+    for (file, f) in facts {
+        for (label, span) in &f.label_reads {
+            let key = (label.namespace.clone(), label.name.clone());
+            if written.contains(label)
+                || index.labels.get(&key).is_none_or(|l| l.has_default)
+                || !reported.insert(label)
+            {
+                continue;
+            }
+            report(
+                db,
+                Diagnostic::new(
+                    codes::NEVER_SET_LABEL,
+                    *file,
+                    *span,
+                    format!("label `{label}` is read here, but it has no default and nothing sets it"),
+                )
+                .with_primary_message("every claim that reaches this read fails")
+                .with_help(
+                    "give the label a default (`label NAME: TYPE = VALUE`), set it in a claim, user, team, contract, \
+context or rule, or read it as `default(labels.NAME, FALLBACK)`",
+                ),
+            );
+        }
     }
 }
 

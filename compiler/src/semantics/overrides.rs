@@ -57,15 +57,7 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
             }
         }
     }
-    for user in users::external_users(db, ws) {
-        let Some(source) = ws.files(db).iter().copied().find(|f| f.id(db) == user.declared_in.0) else { continue };
-        let summary = file_summary(db, source);
-        let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let scope = Scope { index, namespace, imports: &summary.imports };
-        let labels = user.labels.iter().filter_map(|(k, _)| match scope.resolve(Kind::Label, &[k.as_str()]) {
-            Lookup::Found(label, _) => Some(label),
-            _ => None,
-        });
+    for (user, labels) in users::external_user_labels(db, ws) {
         let entry = user_labels.entry(user.name.to_lowercase()).or_default();
         entry.0 = entry.0.clone().or_else(|| user.team.clone());
         entry.1.extend(labels);

@@ -268,3 +268,30 @@ fn value_fits(value: &Value, ty: &Ty) -> bool {
         _ => false,
     }
 }
+
+/// The labels each users-file user sets, resolved in the scope of the file that loads it (keys
+/// that resolve to nothing are left out: [`check_external_users`] reports them).
+pub fn external_user_labels<'db>(
+    db: &'db dyn salsa::Database,
+    ws: Workspace,
+) -> Vec<(&'db ExternalUser, std::collections::BTreeSet<super::index::ObjectRef>)> {
+    let index = super::index::workspace_index(db, ws);
+    external_users(db, ws)
+        .iter()
+        .filter_map(|user| {
+            let source = ws.files(db).iter().copied().find(|f| f.id(db) == user.declared_in.0)?;
+            let summary = super::index::file_summary(db, source);
+            let namespace = summary.namespace.as_ref()?;
+            let scope = Scope { index, namespace, imports: &summary.imports };
+            let labels = user
+                .labels
+                .iter()
+                .filter_map(|(k, _)| match scope.resolve(Kind::Label, &[k.as_str()]) {
+                    Lookup::Found(label, _) => Some(label),
+                    _ => None,
+                })
+                .collect();
+            Some((user, labels))
+        })
+        .collect()
+}

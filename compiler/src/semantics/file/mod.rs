@@ -54,7 +54,15 @@ pub struct FileFacts {
     pub claims: Vec<ClaimFacts>,
     /// Namespaces this file imports.
     pub imports: BTreeSet<SmolStr>,
+    /// Labels read where an unset label fails the claim, each at its first such read.
+    pub label_reads: BTreeMap<ObjectRef, Span>,
+    /// Labels this file sets: in claims, consumers (users, teams) and `set` of contracts,
+    /// contexts and rules.
+    pub label_writes: BTreeSet<ObjectRef>,
 }
+
+/// Where a `labels { … }` map describes a cluster: its keys are not labels any claim gets.
+const CLUSTER_LABELS: &str = "a cluster's labels";
 
 /// Checks one file against the index of the workspace.
 #[salsa::tracked(returns(ref))]
@@ -64,8 +72,15 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
     let parse = parse_file(db, file);
     let Some(namespace) = summary.namespace.as_ref() else { return FileFacts::default() };
     let scope = Scope { index, namespace, imports: &summary.imports };
-    let mut checker =
-        Checker { file: file.id(db), scope, out: Vec::new(), used: BTreeSet::new(), used_imports: HashSet::new() };
+    let mut checker = Checker {
+        file: file.id(db),
+        scope,
+        out: Vec::new(),
+        used: BTreeSet::new(),
+        label_reads: BTreeMap::new(),
+        optional_reads: 0,
+        used_imports: HashSet::new(),
+    };
     let manifests: HashMap<&str, &Result<Vec<ManifestFile>, String>> = ws
         .manifests(db)
         .iter()
@@ -81,6 +96,7 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
         unused_imports(&mut checker, &parse.file);
     }
     facts.used.extend(std::mem::take(&mut checker.used));
+    facts.label_reads = std::mem::take(&mut checker.label_reads);
     facts.imports = summary.imports.iter().map(|i| i.namespace.clone()).collect();
     for diagnostic in checker.out {
         report(db, diagnostic);
@@ -371,7 +387,13 @@ impl Walker<'_, '_> {
                 },
             };
             match self.c.label(&key) {
-                Some((_, ty)) => self.c.expect(&entry.value, &env, &ty, &format!("label `{}`", key.text)),
+                Some((object, ty)) => {
+                    // A cluster's labels describe the cluster (`cluster.labels.KEY`), not claims.
+                    if place != CLUSTER_LABELS {
+                        self.facts.label_writes.insert(object);
+                    }
+                    self.c.expect(&entry.value, &env, &ty, &format!("label `{}`", key.text))
+                }
                 None => {
                     self.c.expr(&entry.value, &env);
                 }
@@ -394,7 +416,10 @@ impl Walker<'_, '_> {
     fn label_op(&mut self, op: &LabelOp, env: &Env) {
         match op {
             LabelOp::Set { label, value } => match self.c.label(label) {
-                Some((_, ty)) => self.c.expect(value, env, &ty, &format!("label `{}`", label.text)),
+                Some((object, ty)) => {
+                    self.facts.label_writes.insert(object);
+                    self.c.expect(value, env, &ty, &format!("label `{}`", label.text))
+                }
                 None => {
                     self.c.expr(value, env);
                 }
@@ -759,7 +784,7 @@ impl Walker<'_, '_> {
                 ClusterStmt::Namespace(lit) => {
                     self.c.plain(lit, "a cluster's default namespace");
                 }
-                ClusterStmt::Labels(map) => self.label_map(map, "a cluster's labels"),
+                ClusterStmt::Labels(map) => self.label_map(map, CLUSTER_LABELS),
                 ClusterStmt::Error => {}
             }
         }
