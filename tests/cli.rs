@@ -679,17 +679,7 @@ claim wendy_site {
 fn deploy_refuses_changes_the_user_may_not_make_with_the_old_roles() {
     let dir = scratch("deploy-acl");
     let policy = dir.join("policy");
-    std::fs::create_dir_all(policy.join("k8s")).unwrap();
-    std::fs::write(policy.join("system.apt"), ACL_SYSTEM).unwrap();
-    std::fs::write(policy.join("platform.apt"), ACL_PLATFORM).unwrap();
-    std::fs::write(policy.join("web.apt"), ACL_WEB).unwrap();
-    for name in ["cache", "page"] {
-        std::fs::write(
-            policy.join(format!("k8s/{name}.yaml")),
-            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
-        )
-        .unwrap();
-    }
+    write_acl_policy(&policy);
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
     let deploy =
@@ -744,6 +734,93 @@ fn deploy_refuses_changes_the_user_may_not_make_with_the_old_roles() {
     let owner = deploy("pat@example.com");
     assert!(owner.status.success(), "{owner:?}");
     assert!(stdout(&owner).contains("revision 3: 0 created, 1 updated"), "{owner:?}");
+}
+
+/// Writes the ACL test policy into `policy` (system, platform and web namespaces, manifests).
+fn write_acl_policy(policy: &Path) {
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM).unwrap();
+    std::fs::write(policy.join("platform.apt"), ACL_PLATFORM).unwrap();
+    std::fs::write(policy.join("web.apt"), ACL_WEB).unwrap();
+    for name in ["cache", "page"] {
+        std::fs::write(
+            policy.join(format!("k8s/{name}.yaml")),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n"),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_policy_change_that_moves_no_instance_is_still_authorised() {
+    let dir = scratch("deploy-acl-policy");
+    let (policy, base) = (dir.join("policy"), dir.join("base"));
+    write_acl_policy(&policy);
+    write_acl_policy(&base);
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let deploy =
+        |user: &str| aptc(&[&["deploy", "--yes", "--as", user, policy.to_str().unwrap()], &target[..]].concat());
+    let revisions = || stdout(&aptc(&["history", "--state", state.to_str().unwrap()])).lines().count();
+    assert!(deploy("wendy@example.com").status.success());
+    assert_eq!(revisions(), 1);
+
+    // Wendy owns web, not system: a user she adds to the admins moves no instance, yet is refused,
+    // so the next deploy cannot take its roles from it.
+    let escalation = "\nuser \"mallory@example.com\" {\n    groups [\"admins\"]\n}\n";
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM.to_string() + escalation).unwrap();
+    let refused = deploy("wendy@example.com");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let shown = stdout(&refused);
+    assert!(shown.contains("may not add user `mallory@example.com`: namespace `system` needs domain_admin"), "{shown}");
+    assert_eq!(revisions(), 1, "nothing recorded");
+    let mallory = deploy("mallory@example.com");
+    assert_eq!(mallory.status.code(), Some(1), "the refused user never became one: {mallory:?}");
+
+    // A consumer may not grant herself a role either.
+    let grant = "\ngrant domain_admin when user.name == \"wendy@example.com\"\n";
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM.to_string() + grant).unwrap();
+    let granted = deploy("wendy@example.com");
+    assert_eq!(granted.status.code(), Some(1), "{granted:?}");
+    assert!(stdout(&granted).contains("may not add grant `domain_admin on every namespace"), "{granted:?}");
+
+    // The author's check for a pull request gives the same verdict before anything merges:
+    // against a directory, a revision of the store, or a git revision.
+    let check = |against: &[&str]| {
+        aptc(&[&["check", "--as", "wendy@example.com"], against, &[policy.to_str().unwrap()]].concat())
+    };
+    for against in
+        [vec!["--against", base.to_str().unwrap()], vec!["--against", "1", "--state", state.to_str().unwrap()]]
+    {
+        let checked = check(&against);
+        assert_eq!(checked.status.code(), Some(1), "{against:?}: {checked:?}");
+        let text = stdout(&checked);
+        assert!(text.contains("[APT0502]") && text.contains("may not add grant"), "{against:?}: {text}");
+        assert!(!text.contains("`web.site`"), "only changes are reported: {text}");
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-C", dir.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM).unwrap();
+    git(&["add", "policy"]);
+    git(&["commit", "-q", "-m", "base"]);
+    let clean = check(&["--git", "HEAD"]);
+    assert!(clean.status.success(), "no change, nothing refused: {clean:?}");
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM.to_string() + grant).unwrap();
+    let against_git = check(&["--git", "HEAD"]);
+    assert_eq!(against_git.status.code(), Some(1), "{against_git:?}");
+    assert!(stdout(&against_git).contains("may not add grant"), "{against_git:?}");
+    // Her own namespace is hers to change.
+    std::fs::write(policy.join("system.apt"), ACL_SYSTEM).unwrap();
+    std::fs::write(policy.join("web.apt"), ACL_WEB.replace("context all", "context every")).unwrap();
+    let own = check(&["--git", "HEAD"]);
+    assert!(own.status.success(), "{own:?}");
 }
 
 #[cfg(unix)]

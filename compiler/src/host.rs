@@ -11,7 +11,7 @@ use crate::check::{CheckResult, load_workspace, shown, summarize};
 use crate::db::{Database, Settings, Workspace};
 use crate::diagnostics::{Diagnostic, render};
 use crate::source::{FileId, SourceMap};
-use crate::syntax::ast::ItemKind;
+use crate::syntax::ast::{ItemKind, Span};
 use crate::workspace::{self, LoadError};
 
 /// Why a policy could not be turned into a program.
@@ -129,6 +129,52 @@ impl Analysis {
         self.sources.truncate(self.files);
         shown(&self.db, self.ws, &mut self.sources, diagnostics)
     }
+}
+
+impl Analysis {
+    /// The changes from `base` to this policy that `user` may not make under `base`'s roles
+    /// (docs/language.md §11.3: the check a deploy makes, for a pull request before it merges),
+    /// each an error at the declaration of the changed object's namespace. Empty when this policy
+    /// has errors of its own (they fail the check already).
+    pub fn change_check(&mut self, base: &Program, user: &str) -> Vec<Diagnostic> {
+        use crate::diagnostics::codes;
+        let Ok(program) = self.lower() else { return Vec::new() };
+        let refusals = aptc_core::changes::refusals(base, &program, user);
+        let first = self.sources.iter().next().map(|(id, _)| id);
+        refusals
+            .into_iter()
+            .filter_map(|refusal| {
+                let (code, namespace) = match &refusal {
+                    aptc_core::changes::Refusal::NotAUser { .. } => (codes::UNKNOWN_ACTING_USER, SYSTEM_NAMESPACE),
+                    aptc_core::changes::Refusal::Change { change, .. } => {
+                        (codes::MAY_NOT_MANAGE, change.namespace.as_str())
+                    }
+                };
+                let (file, span) = namespace_declaration(&self.sources, namespace).or(first.map(|f| (f, Span::new(0, 0))))?;
+                let message = format!("user `{user}` {refusal}");
+                Some(
+                    Diagnostic::new(code, file, span, message)
+                        .with_primary_message(format!("a change to namespace `{namespace}`"))
+                        .with_help("roles come from the base policy, so a change cannot grant itself the rights it needs: ask someone with the role to make it"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Where `namespace NAME` is declared: the first such line of `sources`.
+fn namespace_declaration(sources: &SourceMap, namespace: &str) -> Option<(FileId, Span)> {
+    sources.iter().find_map(|(id, file)| {
+        let mut offset = 0;
+        for line in file.text.split_inclusive('\n') {
+            let words: Vec<&str> = line.split_whitespace().take(2).collect();
+            if words == ["namespace", namespace] {
+                return Some((id, Span::new(offset, offset + line.trim_end().len())));
+            }
+            offset += line.len();
+        }
+        None
+    })
 }
 
 /// Parses and checks every file in `sources`. The files the policy refers to that diagnostics

@@ -12,6 +12,7 @@
 //! ask this crate, so they cannot disagree.
 
 pub mod access;
+pub mod changes;
 pub mod diff;
 pub mod digest;
 pub mod eval;

@@ -265,7 +265,16 @@ pub fn refusals(prepared: &Prepared, policy: Option<&Program>, user: &str) -> Ve
         )];
     };
     let old = prepared.last_program.as_ref();
-    let mut out = Vec::new();
+    // Every change to the policy, not only those that move instances (§11.3): a grant, a user or
+    // a rule that matches nothing yet would otherwise be recorded unchecked, and the next deploy
+    // takes its roles from it.
+    let mut out: Vec<String> = match (old, policy) {
+        (Some(old), Some(new)) => aptc_core::changes::refusals(old, new, user)
+            .into_iter()
+            .map(|refusal| format!("user `{user}` {refusal}"))
+            .collect(),
+        _ => Vec::new(),
+    };
     for action in &prepared.plan.actions {
         let unit = &action.unit;
         let namespace = unit.contract.split('.').next().unwrap_or_default();
@@ -426,7 +435,10 @@ contract cache {
         let add = prepared(Some(&before), &after);
         assert_eq!(add.plan.actions.len(), 1);
         assert!(refusals(&add, Some(&after), "wendy").is_empty(), "her claim alone creates the instance");
-        assert!(refusals(&add, Some(&after), "pat").is_empty(), "pat administers platform");
+        // Pat administers platform, where the instance is; but the claim is web's, where pat has
+        // no role: a change to the policy he may not make (§11.3).
+        let pat = refusals(&add, Some(&after), "pat");
+        assert!(pat.iter().any(|r| r.contains("may not add claim `web.wendy_cache`")), "{pat:?}");
         let remove = prepared(Some(&after), &before);
         assert!(refusals(&remove, Some(&before), "wendy").is_empty());
 
@@ -438,12 +450,13 @@ contract cache {
         let change = prepared(Some(&after), &changed);
         assert!(!change.plan.is_empty());
         let refused = refusals(&change, Some(&changed), "wendy");
+        // The policy changes (the owner, the contract) and each instance action they cause.
         assert!(
-            refused.iter().all(|r| r.contains(
-                "namespace `platform` of contract platform.cache needs namespace_admin (their role there: consumer)"
-            )),
+            refused.iter().all(|r| r.contains("namespace `platform`")
+                && r.contains("needs namespace_admin (their role there: consumer)")),
             "{refused:?}"
         );
+        assert!(refused.iter().any(|r| r.contains("may not change contract `platform.cache`")), "{refused:?}");
         assert!(!refused.is_empty());
         assert!(refusals(&change, Some(&changed), "pat").is_empty());
     }

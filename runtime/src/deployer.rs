@@ -216,14 +216,8 @@ impl Deployer {
         let prepared = prepare(store.as_ref(), driver, &request.desired, request.claims.as_ref(), refresh)?;
         supervisor.planned(&prepared, pending(&prepared, store.as_ref())?.as_ref(), driver);
         let ended = |ended| Ok(Deployment { target: target.clone(), ended });
-        if prepared.plan.is_empty() {
-            let (unchanged, previous) = (prepared.plan.unchanged.len(), prepared.previous);
-            let revision = match store.filter(|_| !options.dry_run) {
-                Some(store) => Some(apply(&store, driver, prepared, request, &Quiet, &self.cancel)?),
-                None => None,
-            };
-            return ended(Ended::NoChanges { unchanged, previous, revision });
-        }
+        // Checked before anything else, a plan without actions included: a policy change that
+        // moves no instance is still recorded, and the next deploy takes its roles from it.
         let refused = refusals(&prepared, request.program.as_ref(), &request.user);
         if !refused.is_empty() {
             if !existed && store.is_some() {
@@ -232,6 +226,14 @@ impl Deployer {
                 let _ = std::fs::remove_file(&self.state);
             }
             return ended(Ended::Refused { user: request.user, refusals: refused });
+        }
+        if prepared.plan.is_empty() {
+            let (unchanged, previous) = (prepared.plan.unchanged.len(), prepared.previous);
+            let revision = match store.filter(|_| !options.dry_run) {
+                Some(store) => Some(apply(&store, driver, prepared, request, &Quiet, &self.cancel)?),
+                None => None,
+            };
+            return ended(Ended::NoChanges { unchanged, previous, revision });
         }
         let deletes = mass_delete(&prepared);
         if !deletes.is_empty() && !options.allow_mass_delete {

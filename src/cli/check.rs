@@ -1,14 +1,16 @@
 //! `aptc check`.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 use anyhow::Context;
 use aptc_compiler::check::Summary;
 use aptc_compiler::db::Settings;
 use aptc_compiler::diagnostics::{json, render, sarif};
-use aptc_compiler::host::check_with;
+use aptc_compiler::host::{Analysis, load_program};
 use aptc_compiler::workspace;
+use aptc_core::ir::Program;
+use aptc_runtime::store::Store;
 use clap::{Args, ValueEnum};
 
 use super::{EXIT_FINDINGS, paths_or_cwd};
@@ -27,6 +29,18 @@ pub struct CheckArgs {
     /// change (a user of the policy). CI can set it once in the environment.
     #[arg(long = "as", value_name = "USER", env = "APTC_USER")]
     acting_user: Option<String>,
+    /// With --as: check only what changed since BASE, as a deploy does (docs/language.md §11.3):
+    /// each object added, changed or removed must be one the user may manage under BASE's roles.
+    /// BASE is a policy directory, or the number of a revision in the store (--state).
+    #[arg(long, value_name = "BASE", requires = "acting_user", conflicts_with = "git")]
+    against: Option<String>,
+    /// With --as: the change check of --against, with BASE the policy at git revision REV
+    /// (a branch, tag or commit of the repository holding the paths; e.g. the pull request's base).
+    #[arg(long, value_name = "REV", requires = "acting_user")]
+    git: Option<String>,
+    /// The revision store, for --against REVISION.
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = super::deploy::DEFAULT_STATE)]
+    state: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -40,10 +54,23 @@ enum Format {
 }
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let files = workspace::find_apt_files(&paths_or_cwd(&args.paths))?;
-    let mut sources = workspace::load(&files)?;
+    let paths = paths_or_cwd(&args.paths);
+    let files = workspace::find_apt_files(&paths)?;
+    let sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");
-    let result = check_with(&mut sources, Settings { acting_user: args.acting_user });
+    let base = base_policy(&args, &paths)?;
+    // Against a base, only changes count: every object's own right is not asked (APT0502 for all).
+    let acting_user = if base.is_some() { None } else { args.acting_user.clone() };
+    let mut analysis = Analysis::of_sources(sources, Settings { acting_user });
+    let mut result = analysis.check();
+    if let (Some(base), Some(user)) = (&base, &args.acting_user)
+        && result.summary.errors == 0
+    {
+        let refused = analysis.change_check(base, user);
+        result.summary.errors += refused.len();
+        result.diagnostics.extend(refused);
+    }
+    let sources = analysis.into_sources();
     let summary = result.summary;
     match args.format {
         Format::Human => {
@@ -61,6 +88,59 @@ pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
     }
     let failed = summary.errors > 0 || (args.deny_warnings && summary.warnings > 0);
     Ok(if failed { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+}
+
+/// The policy `--against` or `--git` names, lowered.
+fn base_policy(args: &CheckArgs, paths: &[PathBuf]) -> anyhow::Result<Option<Program>> {
+    if let Some(rev) = &args.git {
+        return Ok(Some(policy_at_git_revision(rev, paths)?));
+    }
+    let Some(against) = &args.against else { return Ok(None) };
+    if let (Ok(number), false) = (against.parse::<u64>(), Path::new(against).exists()) {
+        let store = Store::open_read(&args.state)?
+            .with_context(|| format!("there is no revision {number}: {} does not exist", args.state.display()))?;
+        let program = store.program(number)?.with_context(|| {
+            format!("revision {number} of {} has no policy recorded to check against", args.state.display())
+        })?;
+        return Ok(Some(program));
+    }
+    let program =
+        load_program(&[PathBuf::from(against)], false).with_context(|| format!("the base policy {against}"))?;
+    Ok(Some(program))
+}
+
+/// The policy at `paths` as git revision `rev` holds it: `git archive` of those paths, unpacked
+/// into a temporary directory and lowered there.
+fn policy_at_git_revision(rev: &str, paths: &[PathBuf]) -> anyhow::Result<Program> {
+    let first = paths.first().map_or(Path::new("."), PathBuf::as_path);
+    let dir = if first.is_dir() { first } else { first.parent().unwrap_or(Path::new(".")) };
+    let git = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
+        let out = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(out.stdout)
+    };
+    let top = PathBuf::from(String::from_utf8(git(&["rev-parse", "--show-toplevel"])?)?.trim());
+    let mut relative = Vec::new();
+    for path in paths {
+        let absolute = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+        let inside = absolute
+            .strip_prefix(&top)
+            .with_context(|| format!("{} is not inside the git repository at {}", path.display(), top.display()))?;
+        relative.push(if inside.as_os_str().is_empty() { PathBuf::from(".") } else { inside.to_path_buf() });
+    }
+    let unpacked = tempfile::tempdir().context("a temporary directory for the base policy")?;
+    let mut archive = vec!["archive".to_string(), "--format=tar".to_string(), rev.to_string(), "--".to_string()];
+    archive.extend(relative.iter().map(|p| p.display().to_string()));
+    let tar = Command::new("git").arg("-C").arg(&top).args(&archive).output().context("running git archive")?;
+    anyhow::ensure!(tar.status.success(), "git archive {rev}: {}", String::from_utf8_lossy(&tar.stderr).trim());
+    tar::Archive::new(tar.stdout.as_slice()).unpack(unpacked.path()).context("unpacking the base policy")?;
+    let at_base: Vec<PathBuf> = relative.iter().map(|p| unpacked.path().join(p)).collect();
+    load_program(&at_base, false).with_context(|| format!("the policy at git revision {rev}"))
 }
 
 fn summary_line(s: &Summary) -> String {
