@@ -784,6 +784,26 @@ fn a_policy_change_that_moves_no_instance_is_still_authorised() {
     assert_eq!(granted.status.code(), Some(1), "{granted:?}");
     assert!(stdout(&granted).contains("may not add grant `domain_admin on every namespace"), "{granted:?}");
 
+    // `aptc diff --as` shows it next to what the change does (JSON checked against its schema).
+    let diffed = aptc(&["diff", "--as", "wendy@example.com", base.to_str().unwrap(), policy.to_str().unwrap()]);
+    assert_eq!(diffed.status.code(), Some(1), "{diffed:?}");
+    assert!(stdout(&diffed).contains("✗ may not add grant `domain_admin on every namespace"), "{diffed:?}");
+    let as_json = aptc(&[
+        "diff",
+        "--as",
+        "wendy@example.com",
+        "--format",
+        "json",
+        base.to_str().unwrap(),
+        policy.to_str().unwrap(),
+    ]);
+    let value: serde_json::Value = serde_json::from_slice(&as_json.stdout).unwrap();
+    assert_eq!(value["refused"][0]["change"]["kind"], "grant", "{value}");
+    assert_eq!(value["refused"][0]["change"]["needs"], "domain_admin", "{value}");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/schema/diff.schema.json")).unwrap()).unwrap();
+    assert!(jsonschema::is_valid(&schema, &value), "{value}");
+
     // The author's check for a pull request gives the same verdict before anything merges:
     // against a directory, a revision of the store, or a git revision.
     let check = |against: &[&str]| {
@@ -821,6 +841,10 @@ fn a_policy_change_that_moves_no_instance_is_still_authorised() {
     std::fs::write(policy.join("web.apt"), ACL_WEB.replace("context all", "context every")).unwrap();
     let own = check(&["--git", "HEAD"]);
     assert!(own.status.success(), "{own:?}");
+    // `aptc diff --git` reads the same revision of a repository anywhere on disk.
+    let diffed = aptc(&["diff", "--git", "HEAD", policy.to_str().unwrap()]);
+    assert!(diffed.status.success(), "{diffed:?}");
+    assert!(stdout(&diffed).contains("+ local/demo/web.site/every/page"), "{diffed:?}");
 }
 
 #[cfg(unix)]

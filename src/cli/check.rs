@@ -1,7 +1,7 @@
 //! `aptc check`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use aptc_compiler::check::Summary;
@@ -13,6 +13,7 @@ use aptc_core::ir::Program;
 use aptc_runtime::store::Store;
 use clap::{Args, ValueEnum};
 
+use super::checkout::Checkout;
 use super::{EXIT_FINDINGS, paths_or_cwd};
 
 #[derive(Debug, Args)]
@@ -93,7 +94,10 @@ pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
 /// The policy `--against` or `--git` names, lowered.
 fn base_policy(args: &CheckArgs, paths: &[PathBuf]) -> anyhow::Result<Option<Program>> {
     if let Some(rev) = &args.git {
-        return Ok(Some(policy_at_git_revision(rev, paths)?));
+        let checkout = Checkout::of(rev, paths)?;
+        let at_rev = paths.iter().map(|p| checkout.path_of(p)).collect::<anyhow::Result<Vec<_>>>()?;
+        let program = load_program(&at_rev, false).with_context(|| format!("the policy at git revision {rev}"))?;
+        return Ok(Some(program));
     }
     let Some(against) = &args.against else { return Ok(None) };
     if let (Ok(number), false) = (against.parse::<u64>(), Path::new(against).exists()) {
@@ -107,40 +111,6 @@ fn base_policy(args: &CheckArgs, paths: &[PathBuf]) -> anyhow::Result<Option<Pro
     let program =
         load_program(&[PathBuf::from(against)], false).with_context(|| format!("the base policy {against}"))?;
     Ok(Some(program))
-}
-
-/// The policy at `paths` as git revision `rev` holds it: `git archive` of those paths, unpacked
-/// into a temporary directory and lowered there.
-fn policy_at_git_revision(rev: &str, paths: &[PathBuf]) -> anyhow::Result<Program> {
-    let first = paths.first().map_or(Path::new("."), PathBuf::as_path);
-    let dir = if first.is_dir() { first } else { first.parent().unwrap_or(Path::new(".")) };
-    let git = |args: &[&str]| -> anyhow::Result<Vec<u8>> {
-        let out = Command::new("git").arg("-C").arg(dir).args(args).output().context("running git")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(out.stdout)
-    };
-    let top = PathBuf::from(String::from_utf8(git(&["rev-parse", "--show-toplevel"])?)?.trim());
-    let mut relative = Vec::new();
-    for path in paths {
-        let absolute = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
-        let inside = absolute
-            .strip_prefix(&top)
-            .with_context(|| format!("{} is not inside the git repository at {}", path.display(), top.display()))?;
-        relative.push(if inside.as_os_str().is_empty() { PathBuf::from(".") } else { inside.to_path_buf() });
-    }
-    let unpacked = tempfile::tempdir().context("a temporary directory for the base policy")?;
-    let mut archive = vec!["archive".to_string(), "--format=tar".to_string(), rev.to_string(), "--".to_string()];
-    archive.extend(relative.iter().map(|p| p.display().to_string()));
-    let tar = Command::new("git").arg("-C").arg(&top).args(&archive).output().context("running git archive")?;
-    anyhow::ensure!(tar.status.success(), "git archive {rev}: {}", String::from_utf8_lossy(&tar.stderr).trim());
-    tar::Archive::new(tar.stdout.as_slice()).unpack(unpacked.path()).context("unpacking the base policy")?;
-    let at_base: Vec<PathBuf> = relative.iter().map(|p| unpacked.path().join(p)).collect();
-    load_program(&at_base, false).with_context(|| format!("the policy at git revision {rev}"))
 }
 
 fn summary_line(s: &Summary) -> String {

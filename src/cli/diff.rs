@@ -1,15 +1,17 @@
 //! `aptc diff`: what a policy change would do (two directories, or a git revision against the
 //! working tree).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use aptc_core::changes::{Refusal, refusals};
 use aptc_core::diff::{StateDiff, diff};
 use aptc_core::resolve::{DesiredState, resolve};
 use clap::Args;
 use serde_json::json;
 
+use super::checkout::Checkout;
 use super::words::count;
 use super::{EXIT_FINDINGS, Format, policy};
 
@@ -29,6 +31,10 @@ pub struct DiffArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also say which changes to the policy this user may not make, by the old policy's roles
+    /// (as a deploy refuses them, docs/language.md §11.3); exit 1 when there are any.
+    #[arg(long = "as", value_name = "USER")]
+    acting_user: Option<String>,
 }
 
 /// The version of the JSON output; raised when a field changes meaning or goes away (adding one
@@ -38,21 +44,50 @@ const FORMAT_VERSION: u32 = 1;
 pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     let (old_path, new_path, _checkout) = match (&args.git, &args.new) {
         (Some(rev), None) => {
-            let checkout = Checkout::of(rev, &args.old)?;
-            (checkout.dir.join(&args.old), args.old.clone(), Some(checkout))
+            let checkout = Checkout::of(rev, std::slice::from_ref(&args.old))?;
+            (checkout.path_of(&args.old)?, args.old.clone(), Some(checkout))
         }
         (None, Some(new)) => (args.old.clone(), new.clone(), None),
         (Some(_), Some(_)) => bail!("give either `OLD NEW` or `--git REV PATH`, not both"),
         (None, None) => bail!("give the policy after the change (`aptc diff OLD NEW`), or `--git REV`"),
     };
-    let old = resolve(&policy::load(&[old_path], color).context("the old policy")?);
-    let new = resolve(&policy::load(&[new_path], color).context("the new policy")?);
+    let old_program = policy::load(&[old_path], color).context("the old policy")?;
+    let new_program = policy::load(&[new_path], color).context("the new policy")?;
+    let refused = match &args.acting_user {
+        Some(user) => Some(refusals(&old_program, &new_program, user)),
+        None => None,
+    };
+    let (old, new) = (resolve(&old_program), resolve(&new_program));
     let change = diff(&old, &new);
     match args.format {
-        Format::Text => print!("{}", text(&old, &new, &change)),
-        Format::Json => println!("{}", serde_json::to_string_pretty(&json(&old, &new, &change))?),
+        Format::Text => {
+            print!("{}", text(&old, &new, &change));
+            if let (Some(user), Some(refused)) = (&args.acting_user, &refused) {
+                print!("{}", refusals_text(user, refused));
+            }
+        }
+        Format::Json => {
+            let mut out = json(&old, &new, &change);
+            if let Some(refused) = &refused {
+                out["refused"] = serde_json::to_value(refused)?;
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
     }
-    Ok(if args.exit_code && !change.is_empty() { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+    let findings = (args.exit_code && !change.is_empty()) || refused.is_some_and(|r| !r.is_empty());
+    Ok(if findings { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+}
+
+/// What `user` may not change, for people.
+fn refusals_text(user: &str, refused: &[Refusal]) -> String {
+    if refused.is_empty() {
+        return format!("`{user}` may make every change to the policy\n");
+    }
+    let mut out = format!("`{user}` may not make these changes to the policy (docs/language.md §11.3):\n");
+    for refusal in refused {
+        out.push_str(&format!("  ✗ {refusal}\n"));
+    }
+    out
 }
 
 /// A changed field whose two sides read the same is a secret whose reference changed (another
@@ -128,63 +163,4 @@ fn json(old: &DesiredState, new: &DesiredState, change: &StateDiff) -> serde_jso
         "changed": changed,
         "claims": change.claims,
     })
-}
-
-/// A git revision's tree extracted into a temporary directory, removed on drop.
-struct Checkout {
-    dir: PathBuf,
-}
-
-impl Checkout {
-    fn of(rev: &str, path: &Path) -> anyhow::Result<Checkout> {
-        let top = git(&["rev-parse", "--show-toplevel"], None)?;
-        let prefix = git(&["rev-parse", "--show-prefix"], None)?.trim().to_string();
-        let dir =
-            std::env::temp_dir().join(format!("aptc-diff-{}-{}", std::process::id(), rev.replace(['/', ':'], "_")));
-        std::fs::create_dir_all(&dir)?;
-        let archive = Command::new("git")
-            .args(["archive", "--format=tar", rev, "--", &format!("{prefix}{}", path.display())])
-            .current_dir(top.trim())
-            .output()
-            .context("running git archive")?;
-        if !archive.status.success() {
-            bail!("git archive {rev}: {}", String::from_utf8_lossy(&archive.stderr).trim());
-        }
-        let mut tar = Command::new("tar")
-            .args(["-x", "-C"])
-            .arg(&dir)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .context("running tar")?;
-        std::io::Write::write_all(tar.stdin.as_mut().expect("piped"), &archive.stdout)?;
-        if !tar.wait()?.success() {
-            bail!("extracting {rev} failed");
-        }
-        // The archive holds paths relative to the repository top; make them relative to here.
-        let checkout = Checkout { dir: dir.join(&prefix) };
-        Ok(checkout)
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(root) =
-            self.dir.ancestors().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("aptc-diff-")))
-        {
-            let _ = std::fs::remove_dir_all(root);
-        }
-    }
-}
-
-fn git(args: &[&str], dir: Option<&Path>) -> anyhow::Result<String> {
-    let mut command = Command::new("git");
-    command.args(args);
-    if let Some(dir) = dir {
-        command.current_dir(dir);
-    }
-    let out = command.output().context("running git (is it installed?)")?;
-    if !out.status.success() {
-        bail!("git {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

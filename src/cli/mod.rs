@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod checkout;
 mod completions;
 mod deploy;
 mod diff;
