@@ -11,13 +11,16 @@ use tower_lsp_server::ls_types as lsp;
 pub struct LineIndex<'a> {
     text: &'a str,
     starts: Vec<u32>,
+    /// Whether the whole text is ASCII: then a character is a byte, and a position is found
+    /// without counting UTF-16 units along its line (a generated file can be one long line).
+    ascii: bool,
 }
 
 impl<'a> LineIndex<'a> {
     pub fn new(text: &'a str) -> LineIndex<'a> {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
-        LineIndex { text, starts }
+        LineIndex { text, starts, ascii: text.is_ascii() }
     }
 
     /// The byte offset of a position. A line past the end is the end of the text; a
@@ -47,8 +50,15 @@ impl<'a> LineIndex<'a> {
         }
         let line = self.starts.partition_point(|&start| start as usize <= offset) - 1;
         let start = self.starts[line] as usize;
-        let character = self.text[start..offset].encode_utf16().count() as u32;
+        let character =
+            if self.ascii { (offset - start) as u32 } else { self.text[start..offset].encode_utf16().count() as u32 };
         lsp::Position { line: line as u32, character }
+    }
+
+    /// The positions of ascending offsets, each found from the one before: linear in the text
+    /// however many offsets share a line.
+    fn positions(&self) -> Positions<'_, 'a> {
+        Positions { lines: self, offset: 0, position: lsp::Position { line: 0, character: 0 } }
     }
 
     pub fn range(&self, span: Span) -> lsp::Range {
@@ -293,9 +303,36 @@ pub fn token_type(kind: ide::TokenKind) -> u32 {
     }
 }
 
+/// A walk over ascending offsets of one text ([`LineIndex::positions`]).
+struct Positions<'i, 'a> {
+    lines: &'i LineIndex<'a>,
+    offset: usize,
+    position: lsp::Position,
+}
+
+impl Positions<'_, '_> {
+    fn at(&mut self, offset: u32) -> lsp::Position {
+        let (lines, text) = (self.lines, self.lines.text);
+        let mut offset = (offset as usize).min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = lines.starts.partition_point(|&start| start as usize <= offset) - 1;
+        if lines.ascii || offset < self.offset || line as u32 != self.position.line {
+            // On a new line (or going back), counting from the line's start is the same work.
+            self.position = lines.position(offset as u32);
+        } else {
+            self.position.character += text[self.offset..offset].encode_utf16().count() as u32;
+        }
+        self.offset = offset;
+        self.position
+    }
+}
+
 /// Semantic tokens, split at line ends and delta-encoded as the protocol wants.
 pub fn semantic_tokens(tokens: &[ide::SemanticToken], lines: &LineIndex) -> Vec<lsp::SemanticToken> {
     let text = lines.text();
+    let mut positions = lines.positions();
     let mut out = Vec::with_capacity(tokens.len());
     let (mut last_line, mut last_start) = (0u32, 0u32);
     for token in tokens {
@@ -306,7 +343,7 @@ pub fn semantic_tokens(tokens: &[ide::SemanticToken], lines: &LineIndex) -> Vec<
             let piece = &text[start..line_end];
             let piece = piece.strip_suffix('\r').unwrap_or(piece);
             if !piece.is_empty() {
-                let position = lines.position(start as u32);
+                let position = positions.at(start as u32);
                 let length = piece.encode_utf16().count() as u32;
                 let delta_line = position.line - last_line;
                 let delta_start = if delta_line == 0 { position.character - last_start } else { position.character };
@@ -402,6 +439,18 @@ mod tests {
         assert_eq!(shift_range(unused, &change(range(2, 5, 2, 9), "")), None);
         let everything = lsp::TextDocumentContentChangeEvent { range: None, range_length: None, text: String::new() };
         assert_eq!(shift_range(unused, &everything), None);
+    }
+
+    #[test]
+    fn walking_positions_agree_with_positions() {
+        for text in ["ab\n\u{e9}\u{1F600}x\r\nend \u{e9}\u{e9} z", "plain ascii\nonly", "\u{1F600}\u{1F600}\n\n\u{e9}"]
+        {
+            let lines = LineIndex::new(text);
+            let mut walk = lines.positions();
+            for offset in 0..=text.len() as u32 + 2 {
+                assert_eq!(walk.at(offset), lines.position(offset), "{text:?} at {offset}");
+            }
+        }
     }
 
     #[test]
