@@ -499,6 +499,11 @@ impl LanguageServer for Backend {
                 ..CompletionOptions::default()
             }),
             hover_provider: Some(HoverProviderCapability::Simple(true)),
+            signature_help_provider: Some(SignatureHelpOptions {
+                trigger_characters: Some(vec!["(".into(), ",".into()]),
+                retrigger_characters: None,
+                work_done_progress_options: WorkDoneProgressOptions::default(),
+            }),
             definition_provider: Some(OneOf::Left(true)),
             references_provider: Some(OneOf::Left(true)),
             document_highlight_provider: Some(OneOf::Left(true)),
@@ -700,6 +705,40 @@ impl LanguageServer for Backend {
             Some(Hover {
                 contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: hover.markdown }),
                 range: Some(lines.range(hover.span)),
+            })
+        })
+        .await
+    }
+
+    async fn signature_help(&self, params: SignatureHelpParams) -> Result<Option<SignatureHelp>> {
+        let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
+        self.query("textDocument/signatureHelp", move |s| {
+            let file = s.file(&text_document.uri)?;
+            let offset = LineIndex::new(&s.text(file)).offset(position);
+            let help = ide::signature_help(&s.db, s.ws, file, offset)?;
+            let parameters = help
+                .parameters
+                .iter()
+                .map(|&(start, end)| ParameterInformation {
+                    label: ParameterLabel::LabelOffsets([
+                        help.label[..start as usize].encode_utf16().count() as u32,
+                        help.label[..end as usize].encode_utf16().count() as u32,
+                    ]),
+                    documentation: None,
+                })
+                .collect();
+            let documentation = help
+                .docs
+                .map(|docs| Documentation::MarkupContent(MarkupContent { kind: MarkupKind::Markdown, value: docs }));
+            Some(SignatureHelp {
+                signatures: vec![SignatureInformation {
+                    label: help.label,
+                    documentation,
+                    parameters: Some(parameters),
+                    active_parameter: Some(help.active),
+                }],
+                active_signature: Some(0),
+                active_parameter: Some(help.active),
             })
         })
         .await

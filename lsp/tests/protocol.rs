@@ -26,6 +26,7 @@ async fn initialize_announces_every_feature() {
     for feature in [
         "completionProvider",
         "hoverProvider",
+        "signatureHelpProvider",
         "definitionProvider",
         "referencesProvider",
         "renameProvider",
@@ -116,6 +117,16 @@ async fn navigation_hover_and_completion_on_the_example() {
     let items = client.call("textDocument/completion", at(&stats, line, character)).await;
     let env = items.as_array().unwrap().iter().find(|i| i["label"] == "env").expect("env is visible");
     assert!(env["detail"].as_str().unwrap().contains(r#""dev" | "stage" | "prod""#));
+
+    // Signature help inside a standard-library call, and hover on a built-in field.
+    let (line, character) = find(&stats_text, "lower(user.name)", 6);
+    let help = client.call("textDocument/signatureHelp", at(&stats, line, character)).await;
+    assert_eq!(help["signatures"][0]["label"], "lower(s: string) -> string", "{help}");
+    assert_eq!(help["signatures"][0]["parameters"][0]["label"], json!([6, 15]), "{help}");
+    assert_eq!(help["activeParameter"], 0);
+    let hover = client.call("textDocument/hover", at(&stats, line, character + 6)).await;
+    let shown = hover["contents"]["value"].as_str().unwrap_or_default();
+    assert!(shown.contains("user.name: string"), "{hover}");
     client.shutdown().await;
 }
 

@@ -229,6 +229,9 @@ impl Cx<'_> {
                 _ => self.follow_ups(before, frames),
             },
             Some(Token::Comma) => self.after_comma(before, frames),
+            Some(Token::LBrace) if self.import_braces(before, n - 1).is_some() => {
+                self.import_braces(before, n - 1).map(|ns| self.importable(&ns)).unwrap_or_default()
+            }
             Some(Token::LBrace) => match frames.last().map(|f| f.kind) {
                 Some(FrameKind::LabelsMap) => self.label_keys(),
                 Some(FrameKind::ValuesMap | FrameKind::DiscoveryMap | FrameKind::ExprMap) => Vec::new(),
@@ -325,15 +328,10 @@ impl Cx<'_> {
         };
         if let (Some(kind), [qualifier]) = (object_kind, path.as_slice()) {
             let Some(namespace) = self.namespace_named(qualifier) else { return Vec::new() };
-            let kinds: Vec<(Kind, CompletionKind)> = match kind {
-                Some(kind) => vec![kind],
-                None => vec![
-                    (Kind::Contract, CompletionKind::Contract),
-                    (Kind::Service, CompletionKind::Service),
-                    (Kind::Label, CompletionKind::Label),
-                ],
+            return match kind {
+                Some((k, ck)) => self.objects_of(&namespace, k, ck),
+                None => self.importable(&namespace),
             };
-            return kinds.into_iter().flat_map(|(k, ck)| self.objects_of(&namespace, k, ck)).collect();
         }
         let field = |name: &str, detail: &str| Completion::new(name, CompletionKind::Field).detail(detail);
         match path.as_slice() {
@@ -383,8 +381,11 @@ impl Cx<'_> {
                 }
                 Token::LParen if depth == 0 => return self.expression(frames),
                 Token::LBrace if depth == 0 => {
+                    if let Some(namespace) = self.import_braces(before, i) {
+                        return self.importable(&namespace);
+                    }
                     return match frames.last().map(|f| f.kind) {
-                        Some(FrameKind::LabelsMap) => self.label_keys(),
+                        Some(FrameKind::LabelsMap) => self.label_keys_but_written(before, i),
                         _ => Vec::new(),
                     };
                 }
@@ -392,7 +393,20 @@ impl Cx<'_> {
                 Token::Keyword(Keyword::After) if depth == 0 => return self.components(frames, true),
                 Token::Keyword(Keyword::On) if depth == 0 => return self.namespaces(),
                 Token::Keyword(Keyword::Per) if depth == 0 => return self.expression(frames),
-                Token::Ident(_) | Token::Comma | Token::Str(_) | Token::Int(_) | Token::Dot => {}
+                // Entries of a map (`a = 1, b = x.y == "z",`) and the items of a list.
+                Token::Ident(_)
+                | Token::Comma
+                | Token::Str(_)
+                | Token::Int(_)
+                | Token::Dot
+                | Token::Assign
+                | Token::EqEq
+                | Token::NotEq
+                | Token::Lt
+                | Token::Le
+                | Token::Gt
+                | Token::Ge
+                | Token::Minus => {}
                 Token::Keyword(k) if k.is_name_like() && depth == 0 => {}
                 _ if depth > 0 => {}
                 _ => break,
@@ -544,6 +558,47 @@ impl Cx<'_> {
                 item
             })
             .collect()
+    }
+
+    /// The label keys of a `labels { … }` map whose `{` is `before[brace]`, less those already
+    /// written in it.
+    fn label_keys_but_written(&self, before: &Tokens, brace: usize) -> Vec<Completion> {
+        let written: BTreeSet<&str> = before[brace + 1..]
+            .windows(2)
+            .filter_map(|pair| match (pair[0].0, pair[1].0) {
+                (Token::Ident(key), Token::Assign) => Some(key),
+                _ => None,
+            })
+            .collect();
+        let mut keys = self.label_keys();
+        keys.retain(|key| !written.contains(key.label.as_str()));
+        keys
+    }
+
+    /// The namespace of `import NS.{` when `before[brace]` is that `{`.
+    fn import_braces(&self, before: &Tokens, brace: usize) -> Option<SmolStr> {
+        match brace.checked_sub(3).map(|i| &before[i..brace]) {
+            Some([(Token::Keyword(Keyword::Import), _), (Token::Ident(namespace), _), (Token::Dot, _)]) => {
+                self.namespace_named(namespace)
+            }
+            _ => None,
+        }
+    }
+
+    /// What `import NS.NAME` can name: each contract, service and label of `namespace`, once per
+    /// name (one import brings every object of that name).
+    fn importable(&self, namespace: &str) -> Vec<Completion> {
+        let mut items: Vec<Completion> = [
+            (Kind::Contract, CompletionKind::Contract),
+            (Kind::Service, CompletionKind::Service),
+            (Kind::Label, CompletionKind::Label),
+        ]
+        .into_iter()
+        .flat_map(|(k, ck)| self.objects_of(namespace, k, ck))
+        .collect();
+        let mut seen = BTreeSet::new();
+        items.retain(|item| seen.insert(item.label.clone()));
+        items
     }
 
     fn object(&self, kind: Kind, namespace: &str, name: &SmolStr) -> ObjectRef {

@@ -24,9 +24,12 @@ pub struct Declaration {
     pub publishes: Vec<SmolStr>,
 }
 
-/// Hover for the name at `offset`.
+/// Hover for the name at `offset`: a declared object, or else a keyword or a built-in name
+/// (`user.team`, `instance.id`, …).
 pub fn hover(db: &dyn salsa::Database, ws: Workspace, file: SourceText, offset: u32) -> Option<Hover> {
-    let occurrence = occurrence_at(db, ws, file, offset)?.clone();
+    let Some(occurrence) = occurrence_at(db, ws, file, offset).cloned() else {
+        return built_in(file.text(db), offset);
+    };
     let target = occurrence.target;
     let site = definitions(db, ws, &target).into_iter().next();
     let declaration = site.and_then(|site| declaration(db, ws, site)).unwrap_or_default();
@@ -95,6 +98,151 @@ pub fn hover(db: &dyn salsa::Database, ws: Workspace, file: SourceText, offset: 
         out.push('\n');
     }
     Some(Hover { span: occurrence.span, markdown: out })
+}
+
+/// The roots of expression paths, what each is and its fields (docs/language.md §13.3).
+const ROOTS: &[(&str, &str, &[(&str, &str, &str)])] = &[
+    ("labels", "The claim's labels at this point of resolution (§4): `labels.KEY`.", &[]),
+    (
+        "user",
+        "The consumer of the claim being resolved: the user, or for a team's claim the team (§13.3).",
+        &[
+            ("name", "string", "the user's name (a team's claim: the team's)"),
+            ("team", "string", "the user's team; unset if the user has none"),
+            ("groups", "[string]", "the user's groups"),
+            ("labels", "map", "the user's own labels, over their team's: `user.labels.KEY`"),
+        ],
+    ),
+    (
+        "claim",
+        "The claim being resolved.",
+        &[
+            ("name", "string", "the claim's name"),
+            ("namespace", "string", "the namespace the claim is declared in"),
+            ("id", "string", "`namespace.name`, unique in the policy"),
+        ],
+    ),
+    (
+        "cluster",
+        "The cluster a rule placed the contract on; readable once a rule has placed it (§7).",
+        &[
+            ("name", "string", "the cluster's name"),
+            ("namespace", "string", "the Kubernetes namespace the instances go to"),
+            ("labels", "map", "the cluster's labels: `cluster.labels.KEY`"),
+        ],
+    ),
+    (
+        "instance",
+        "The component instance being resolved, in a component's `values` and `discovery` (§5.8).",
+        &[
+            ("name", "string", "a stable, unique, valid Kubernetes name; the Helm release name of a chart"),
+            ("id", "string", "a hash of the instance key (24 lowercase letters and digits)"),
+        ],
+    ),
+];
+
+/// What each keyword does, in a line.
+const KEYWORDS: &[(&str, &str)] = &[
+    ("namespace", "Declares the namespace (team) this file's objects belong to (§3.2)."),
+    ("owned_by", "The team that owns the namespace: its members administer it (§11)."),
+    ("import", "Makes names of another namespace usable unqualified in this file (§3.4)."),
+    ("as", "Renames an imported name in this file."),
+    ("label", "Declares a label: a typed key claims, consumers, contracts and rules set (§4.1)."),
+    ("service", "Declares a service: the components a team runs (§5)."),
+    ("component", "A part of a service: a Helm chart, manifests, or a dependency on a contract (§5)."),
+    ("uses", "A component that depends on another team's contract (§5.3)."),
+    ("chart", "A component deployed as a Helm chart (§5.1)."),
+    ("manifests", "A component deployed as Kubernetes manifest templates (§5.2)."),
+    ("repo", "The Helm repository of a chart."),
+    ("version", "The chart version to deploy (pin it: APT0150)."),
+    ("after", "Components this one is deployed after (§5.4)."),
+    ("values", "The values given to the component (Helm values, or what templates read) (§5.5)."),
+    ("discovery", "What the component publishes to its siblings and its consumers (§5.6)."),
+    ("contract", "Declares a contract: what consumers ask for (§6); in a claim, the contract claimed."),
+    ("context", "A way a contract can be served: criteria, labels, allocation and the service used (§6)."),
+    ("set", "Sets a label for the rest of resolution."),
+    ("remove", "Removes a label (it reads as its default, or unset)."),
+    ("allocate", "Which consumers share one instance: `allocate per KEY, …` (§6.3)."),
+    ("per", "The keys of an allocation."),
+    ("use", "The service a context serves the contract with."),
+    ("rule", "Declares a rule: criteria and actions (set labels, reject, place) (§7)."),
+    ("weight", "The order of rules: lower weights run first."),
+    ("when", "The criteria: a `bool` expression."),
+    ("reject", "Rejects the claim with a message."),
+    ("place", "Places the contract on a cluster: `place on CLUSTER [namespace EXPR]`."),
+    ("on", "The cluster of a placement, or the namespaces of a grant."),
+    ("cluster", "Declares a cluster to deploy to (§8)."),
+    ("kubeconfig", "The kubeconfig file of a cluster."),
+    ("claim", "Declares a claim: a consumer's request for a contract with labels (§9)."),
+    ("user", "Declares a user (in `system`), or the user a claim is made for."),
+    ("users", "`users from \"FILE\"`: users read from a YAML or JSON file (§10.3)."),
+    ("from", "The file of `users from`."),
+    ("team", "Declares a team (in `system`), or the team of a user or a claim."),
+    ("groups", "The groups of a user, for grants."),
+    ("labels", "A map of label values."),
+    ("grant", "Gives a role on namespaces to the users its criteria select (§11.1)."),
+    ("fn", "A standard-library function signature (in the prelude only)."),
+    ("test", "Declares a policy test: claims and what must come of them (§18)."),
+    ("expect", "What a test expects of a claim (§18.2)."),
+    ("true", "The `bool` true."),
+    ("false", "The `bool` false."),
+    ("and", "Both conditions (short-circuit)."),
+    ("or", "Either condition (short-circuit)."),
+    ("not", "The negation of a condition."),
+    ("in", "Membership in a list: `x in [a, b]`."),
+    ("matches", "Regular-expression match: `s matches \"^a.*\"`."),
+];
+
+/// Hover for a keyword or a built-in name of an expression path at `offset`.
+fn built_in(text: &str, offset: u32) -> Option<Hover> {
+    use crate::syntax::lexer::{Token, lex};
+    let lexed = lex(text);
+    let tokens = &lexed.tokens;
+    let at = tokens.iter().position(|(_, span)| span.start <= offset && offset <= span.end)?;
+    let (token, span) = tokens[at];
+    let word = match token {
+        Token::Keyword(keyword) => keyword.as_str(),
+        Token::Ident(name) => name,
+        Token::Str(_) => return in_interpolation(text, span, offset),
+        _ => return None,
+    };
+    let is = |i: Option<usize>, wanted: Token| i.and_then(|i| tokens.get(i)).is_some_and(|(t, _)| *t == wanted);
+    let markdown = if is(at.checked_sub(1), Token::Dot) && !is(at.checked_sub(3), Token::Dot) {
+        // `ROOT.FIELD`
+        let root = match at.checked_sub(2).map(|i| tokens[i].0) {
+            Some(Token::Keyword(keyword)) => keyword.as_str(),
+            Some(Token::Ident(name)) => name,
+            _ => return None,
+        };
+        let (_, _, fields) = ROOTS.iter().find(|(name, _, _)| *name == root)?;
+        let (_, ty, what) = fields.iter().find(|(name, _, _)| *name == word)?;
+        format!("```apt\n{root}.{word}: {ty}\n```\n{what}\n")
+    } else if is(Some(at + 1), Token::Dot)
+        && let Some((_, what, _)) = ROOTS.iter().find(|(name, _, _)| *name == word)
+    {
+        format!("```apt\n{word}\n```\n{what}\n")
+    } else if let Token::Keyword(keyword) = token {
+        let (_, what) = KEYWORDS.iter().find(|(name, _)| *name == keyword.as_str())?;
+        format!("```apt\n{word}\n```\nkeyword · {what}\n")
+    } else {
+        return None;
+    };
+    Some(Hover { span, markdown })
+}
+
+/// [`built_in`] inside the `${…}` of the string at `span` that holds `offset`.
+fn in_interpolation(text: &str, span: Span, offset: u32) -> Option<Hover> {
+    let string = text.get(span.start as usize..span.end as usize)?;
+    let relative = (offset - span.start) as usize;
+    let open = string.get(..relative)?.rfind("${")? + 2;
+    let close = string[open..].find('}').map_or(string.len(), |i| open + i);
+    if relative > close {
+        return None;
+    }
+    let base = span.start + open as u32;
+    let mut hover = built_in(&string[open..close], offset - base)?;
+    hover.span = Span { start: hover.span.start + base, end: hover.span.end + base };
+    Some(hover)
 }
 
 fn quoted_list(names: &[SmolStr]) -> String {

@@ -15,6 +15,7 @@ pub mod actions;
 pub mod completion;
 pub mod hover;
 pub mod occurrences;
+pub mod signature;
 pub mod symbols;
 pub mod tokens;
 
@@ -25,6 +26,7 @@ pub use actions::{Action, InlayHint, InlayHintKind, code_actions, inlay_hints};
 pub use completion::{Completion, CompletionKind, Completions, completions};
 pub use hover::{Hover, hover};
 pub use occurrences::{Occurrence, Role, Target, file_occurrences};
+pub use signature::{SignatureHelp, signature_help};
 pub use symbols::{
     Fold, FoldKind, Symbol, SymbolKind, WorkspaceSymbol, document_symbols, folding_ranges, workspace_symbols,
 };

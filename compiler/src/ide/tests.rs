@@ -205,6 +205,50 @@ fn hover_shows_declaration_type_and_docs() {
 }
 
 #[test]
+fn hover_explains_keywords_and_built_in_names() {
+    let f = Fixture::standard();
+    let shown = |path: &str, needle: &str, delta: u32| {
+        hover(&f.db, f.ws, f.file(path), f.at(path, needle, delta)).map(|h| h.markdown).unwrap_or_default()
+    };
+    let field = shown("analytics.apt", "user.name)", 6);
+    assert!(field.contains("user.name: string") && field.contains("the user's name"), "{field}");
+    let instance = shown("platform.apt", "instance.name}", 10);
+    assert!(instance.contains("instance.name: string") && instance.contains("Helm release"), "{instance}");
+    let root = shown("platform.apt", "instance.name}", 2);
+    assert!(root.contains("The component instance being resolved"), "{root}");
+    let keyword = shown("platform.apt", "context prod", 2);
+    assert!(keyword.contains("keyword · A way a contract can be served"), "{keyword}");
+    let allocate = shown("platform.apt", "allocate per", 1);
+    assert!(allocate.contains("Which consumers share one instance"), "{allocate}");
+}
+
+#[test]
+fn signature_help_names_the_function_and_the_argument_being_written() {
+    let f = Fixture::new(&[(
+        "a.apt",
+        "namespace a\n\nlabel n: string = \"x\"\n\nrule r when starts_with(lower(labels.n), join([\"a\", \"b\"], \"-\")) {\n    set labels.n = \"${truncate(labels.n, 3)}\"\n}\n",
+    )]);
+    let at = |needle: &str, delta: u32| signature_help(&f.db, f.ws, f.file("a.apt"), f.at("a.apt", needle, delta));
+    let outer = at("lower(", 0).unwrap();
+    assert_eq!(outer.label, "starts_with(s: string, prefix: string) -> bool");
+    assert_eq!((outer.active, outer.parameters[0]), (0, (12, 21)));
+    assert!(outer.docs.is_some_and(|d| !d.is_empty()));
+    let inner = at("labels.n)", 3).unwrap();
+    assert_eq!((inner.label.as_str(), inner.active), ("lower(s: string) -> string", 0));
+    let second = at("join([", 7).unwrap();
+    assert_eq!(
+        (second.label.as_str(), second.active),
+        ("join(parts: [string], sep: string) -> string", 0),
+        "inside the list"
+    );
+    let after_list = at("\"-\"))", 1).unwrap();
+    assert_eq!((after_list.label.starts_with("join("), after_list.active), (true, 1));
+    let interpolated = at(", 3)}", 2).unwrap();
+    assert_eq!((interpolated.label.starts_with("truncate("), interpolated.active), (true, 1));
+    assert!(at("rule r", 0).is_none(), "not in a call");
+}
+
+#[test]
 fn completion_by_position() {
     let f = Fixture::new(&[
         ("platform.apt", PLATFORM),
@@ -445,4 +489,23 @@ mod properties {
             let _ = code_actions(db, ws, file, Span { start: 0, end: text.len() as u32 });
         }
     }
+}
+
+#[test]
+fn completion_after_commas_in_maps_and_inside_imports() {
+    let f = Fixture::new(&[
+        ("platform.apt", PLATFORM),
+        ("system.apt", "namespace system\n\nteam platform_team\nteam app_team\n"),
+        (
+            "edit.apt",
+            "namespace analytics\n\nimport platform.{ }\nimport platform.{ env, }\nimport platform.\nimport platform.env\nimport platform.replicas\n\nclaim c {\n    user \"ada@example.com\"\n    contract platform.kafka\n    labels { env = \"dev\",  }\n}\n",
+        ),
+    ]);
+    // After a comma in a labels map: the keys not written yet.
+    assert_eq!(f.complete("edit.apt", "\"dev\",  }", 7), ["replicas"]);
+    // Inside `import ns.{`, after `{` and after a comma; after `import ns.`: each name once
+    // (`kafka` is a service and a contract; one import brings both).
+    assert_eq!(f.complete("edit.apt", "{ }", 2), ["kafka", "env", "replicas"]);
+    assert_eq!(f.complete("edit.apt", "env, }", 5), ["kafka", "env", "replicas"]);
+    assert_eq!(f.complete("edit.apt", "platform.\n", 9), ["kafka", "env", "replicas"]);
 }
