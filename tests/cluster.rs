@@ -290,3 +290,112 @@ fn watch_fix_recreates_an_object_deleted_on_the_cluster_and_stops_on_sigterm() {
     assert!(text.contains("(drift: "), "the repair is planned as drift: {text}");
     assert!(text.contains("aptc watch stopped"), "{text}");
 }
+
+/// The policy of `policy()` with a chart instead: `policy/chart`, one ConfigMap of the values
+/// `greeting` and `token` (the secret). `None` (the test checks nothing) without helm, except in
+/// CI, where it fails.
+fn chart_policy(name: &str) -> Option<PathBuf> {
+    if let Err(error) = aptc_runtime::helm::Helm::locate(None) {
+        assert!(std::env::var_os("CI").is_none(), "CI installs helm first, yet: {error}");
+        eprintln!("SKIPPED {name}: {error}");
+        return None;
+    }
+    let dir = policy(name);
+    let policy = dir.join("policy");
+    let app = APP.replace(r#"component config manifests "k8s/*.yaml""#, r#"component web chart "./chart""#);
+    std::fs::write(policy.join("app.apt"), format!("{app}{CLAIM}")).unwrap();
+    std::fs::create_dir_all(policy.join("chart/templates")).unwrap();
+    std::fs::write(policy.join("chart/Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        policy.join("chart/templates/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  token: {{ .Values.token | b64enc | quote }}\n",
+    )
+    .unwrap();
+    Some(dir)
+}
+
+/// The helm processes running for the test in `dir` (their command line names its chart), by
+/// process id.
+#[cfg(target_os = "linux")]
+fn helm_processes(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| {
+            let line = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = line.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let is_helm = args.first().is_some_and(|a| a.ends_with("/helm") || a == "helm");
+            (is_helm && args.iter().any(|a| a.contains(&dir))).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// The files under `dir` (recursively) whose content contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => found.extend(files_containing(&path, needle)),
+            Ok(kind) if kind.is_file() => {
+                let content = std::fs::read(&path).unwrap_or_default();
+                if content.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A deploy killed with SIGKILL while Helm runs: Helm dies with it (no orphan goes on changing
+/// the cluster), and no file anywhere holds the secret (Helm got its values on standard input);
+/// the next run removes the private directory the killed one left.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deploy_killed_with_sigkill_leaves_no_helm_and_no_secret_on_disk() {
+    let Some(dir) = chart_policy("sigkill") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Helm's release storage does not answer: Helm runs, waiting.
+    fake.hold("/secrets");
+    let state = dir.join("state.db");
+    let mut args = vec!["deploy", "--yes", "--target", "cluster", "--as", "ada@example.com"];
+    args.extend(["--state", state.to_str().unwrap(), "policy"]);
+    let mut deploy = Reaper::spawn(
+        command(&dir, &kubeconfig).env("TMPDIR", &tmp).args(&args),
+        &dir.join("deploy.log"),
+        &dir.join("deploy.err"),
+    );
+    let log = || std::fs::read_to_string(dir.join("deploy.err")).unwrap_or_default();
+    assert!(
+        wait_for(60, || !helm_processes(&dir).is_empty()
+            && !fake.paths_of("GET").iter().all(|p| !p.contains("/secrets"))),
+        "helm runs: {}",
+        log()
+    );
+    deploy.0.kill().unwrap();
+    deploy.0.wait().unwrap();
+    assert!(wait_for(10, || helm_processes(&dir).is_empty()), "helm outlived aptc: {:?}", helm_processes(&dir));
+    fake.come_back();
+    assert_eq!(files_containing(&dir, SECRET.as_bytes()), Vec::<PathBuf>::new(), "the secret is on disk");
+    let private = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("aptc-"))
+            .count()
+    };
+    assert_eq!(private(), 1, "the killed run's private directory (its plugin) is left");
+    // The next run starts by removing it.
+    args[1] = "--dry-run";
+    let planned = command(&dir, &kubeconfig).env("TMPDIR", &tmp).args(&args).output().unwrap();
+    let shown = String::from_utf8_lossy(&planned.stderr).into_owned() + &String::from_utf8_lossy(&planned.stdout);
+    assert!(planned.status.code().is_some() && !shown.contains(SECRET), "{shown}");
+    assert_eq!(private(), 0, "swept: {shown}");
+}

@@ -6,8 +6,9 @@
 //! context ([`Connection`]); connections are opened on first use, once per cluster, and checked in
 //! the preflight so that an unreachable cluster stops a deploy before anything is applied.
 //!
-//! Secrets are revealed here and nowhere else, just before they are handed to Helm (a 0600 file)
-//! or to the API server; error messages are scrubbed of them.
+//! Secrets are revealed here and nowhere else, just before they are handed to Helm (on its
+//! standard input: no file holds them) or to the API server; what Helm says is scrubbed of them
+//! and of their encodings ([`secrets::scrub`]) before it is logged, stored or shown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -21,7 +22,7 @@ use crate::helm::HelmError;
 use crate::k8s::Applier;
 use crate::manifest::{parse_stream, unit_documents};
 use crate::plan::{Action, Op, Plan, Unit};
-use crate::release::{ReleaseOutcome, Releases};
+use crate::release::{Guard, ReleaseOutcome, Releases};
 use crate::secrets;
 use crate::source::Source;
 
@@ -95,7 +96,10 @@ impl ClusterDriver {
                 // namespace aptc makes.
                 let applier = self.applier(&unit.cluster)?;
                 applier.ensure_namespace(&unit.k8s_namespace)?;
-                match releases.upgrade(&connection, unit, revision, &values)? {
+                let base = base_dir(unit);
+                let scrub = |text: &str| secrets::scrub(text, &unit.values, base);
+                let guard = Guard { scrub: &scrub, stop: &|| None };
+                match releases.upgrade_guarded(&connection, unit, revision, &values, &guard)? {
                     ReleaseOutcome::Deployed(status) => {
                         Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
                     }

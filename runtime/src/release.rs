@@ -31,7 +31,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::connection::Connection;
-use crate::helm::{Failure, Helm, HelmError, PrivateValues, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, run};
+use crate::helm::{
+    Failure, Helm, HelmError, PrivateDir, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, command, run, run_with,
+    sweep_private_dirs, values_input,
+};
 use crate::manifest::{
     LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, ManifestError, Stamp, parse_stream, stamp_all, write_stream,
 };
@@ -130,10 +133,12 @@ impl Releases {
     /// default timeout and [`Backoff::default`]. With Helm 4 this asks Helm for the user's plugin
     /// directories (kept usable beside aptc's plugin).
     pub fn new(helm: Helm, post_renderer: PathBuf) -> Result<Releases, HelmError> {
+        // What a killed run left (its private directories) goes before anything else is done.
+        sweep_private_dirs(&std::env::temp_dir());
         let user_plugins = if helm.is_v3() {
             None
         } else {
-            let output = run(Command::new(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)?;
+            let output = run(command(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)?;
             if !output.success {
                 return Err(HelmError::Failed {
                     command: "`helm env HELM_PLUGINS`".into(),
@@ -155,12 +160,12 @@ impl Releases {
         Releases { timeout, ..self }
     }
 
-    /// `helm upgrade --install RELEASE CHART --namespace NS --create-namespace --values FILE
+    /// `helm upgrade --install RELEASE CHART --namespace NS --create-namespace --values -
     /// --reset-values [--kubeconfig PATH] [--kube-context CTX] --wait --timeout T
     /// --rollback-on-failure (Helm 3: --atomic) --labels aptc.dev/…=… --output json` with the
-    /// post-renderer. `--reset-values` makes `values` the whole truth: without it Helm reuses the
-    /// last release's values when the file is empty. A failed upgrade is rolled back (a failed
-    /// first install removed) by Helm.
+    /// post-renderer, the values on Helm's standard input (no file holds them). `--reset-values`
+    /// makes `values` the whole truth: without it Helm reuses the last release's values when the
+    /// file is empty. A failed upgrade is rolled back (a failed first install removed) by Helm.
     pub fn upgrade(
         &self,
         connection: &Connection,
@@ -168,9 +173,22 @@ impl Releases {
         revision: u64,
         values: &serde_json::Value,
     ) -> Result<ReleaseOutcome, HelmError> {
+        self.upgrade_guarded(connection, unit, revision, values, &Guard::NONE)
+    }
+
+    /// [`Releases::upgrade`] under `guard`: Helm's messages scrubbed, Helm stopped when the
+    /// guard says so.
+    pub fn upgrade_guarded(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        revision: u64,
+        values: &serde_json::Value,
+        guard: &Guard,
+    ) -> Result<ReleaseOutcome, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values)?;
-        let mut command = Command::new(&self.helm.path);
+        let private = PrivateDir::create()?;
+        let mut command = command(&self.helm.path);
         command.arg("upgrade").arg("--install").arg(&unit.name);
         chart_args(&mut command, &chart, version_of(unit))?;
         command
@@ -178,7 +196,7 @@ impl Releases {
             .arg(&unit.k8s_namespace)
             .arg("--create-namespace")
             .arg("--values")
-            .arg(files.path())
+            .arg("-")
             .arg("--reset-values");
         connection_args(&mut command, connection);
         command
@@ -193,13 +211,14 @@ impl Releases {
             ))
             .arg("--output")
             .arg("json");
-        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
+        self.post_renderer_args(&mut command, private.path(), &Stamp::of(unit, revision))?;
         // Waiting, then perhaps rolling back (each up to the timeout), after downloading the chart.
         let deadline = self.timeout * 2 + TEMPLATE_TIMEOUT;
         tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm upgrade --install");
-        let result = self.execute("helm upgrade", &mut command, deadline);
-        let stamping = read_post_render_error(files.dir());
-        files.remove()?;
+        let input = values_input(values);
+        let result = self.execute("helm upgrade", &mut command, deadline, Some(&input), guard);
+        let stamping = read_post_render_error(private.path()).map(|why| (guard.scrub)(&why));
+        private.remove()?;
         match result.and_then(|stdout| parse_release(&stdout)) {
             Ok(status) => {
                 tracing::info!(release = %unit.name, status = %status.status, helm_revision = status.revision, "upgraded");
@@ -216,7 +235,7 @@ impl Releases {
         let mut command = self.release_command(&["uninstall"], connection, unit);
         command.arg("--wait").arg("--timeout").arg(format!("{}s", self.timeout.as_secs().max(1)));
         tracing::info!(release = %unit.name, cluster = %connection.cluster, "helm uninstall");
-        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT) {
+        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT, None, &Guard::NONE) {
             Ok(_) => Ok(ReleaseOutcome::Uninstalled),
             Err(failure) if failure.says(NOT_FOUND) => Ok(ReleaseOutcome::AlreadyGone),
             Err(failure) => Err(self.failed("helm uninstall", connection, unit, failure)),
@@ -228,7 +247,8 @@ impl Releases {
     pub fn status(&self, connection: &Connection, unit: &Unit) -> Result<Option<ReleaseStatus>, HelmError> {
         let mut command = self.release_command(&["status"], connection, unit);
         command.arg("--output").arg("json");
-        match self.execute("helm status", &mut command, QUERY_TIMEOUT).and_then(|stdout| parse_release(&stdout)) {
+        let answer = self.execute("helm status", &mut command, QUERY_TIMEOUT, None, &Guard::NONE);
+        match answer.and_then(|stdout| parse_release(&stdout)) {
             Ok(status) => Ok(Some(status)),
             Err(failure) if failure.says(NOT_FOUND) => Ok(None),
             Err(failure) => Err(self.failed("helm status", connection, unit, failure)),
@@ -239,7 +259,7 @@ impl Releases {
     /// with the live ones for drift.
     pub fn manifest(&self, connection: &Connection, unit: &Unit) -> Result<String, HelmError> {
         let mut command = self.release_command(&["get", "manifest"], connection, unit);
-        self.execute("helm get manifest", &mut command, QUERY_TIMEOUT)
+        self.execute("helm get manifest", &mut command, QUERY_TIMEOUT, None, &Guard::NONE)
             .map_err(|failure| self.failed("helm get manifest", connection, unit, failure))
     }
 
@@ -248,18 +268,19 @@ impl Releases {
     /// afterwards), for a diff before deploying.
     pub fn template(&self, unit: &Unit, revision: u64, values: &serde_json::Value) -> Result<String, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values)?;
+        let private = PrivateDir::create()?;
         let mut command = self.helm.template_command(&TemplateRequest {
             release: &unit.name,
             chart: &chart,
             version: version_of(unit),
             namespace: &unit.k8s_namespace,
-            values_file: files.path(),
+            values,
         })?;
-        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
-        let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT);
-        let stamping = read_post_render_error(files.dir());
-        files.remove()?;
+        self.post_renderer_args(&mut command, private.path(), &Stamp::of(unit, revision))?;
+        let input = values_input(values);
+        let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT, Some(&input), &Guard::NONE);
+        let stamping = read_post_render_error(private.path());
+        private.remove()?;
         result.map_err(|failure| HelmError::Failed {
             command: format!("helm template of release {}", unit.name),
             reason: with_stamping(failure, stamping),
@@ -268,7 +289,7 @@ impl Releases {
 
     /// `helm VERB… RELEASE --namespace NS` and the connection's flags.
     fn release_command(&self, verb: &[&str], connection: &Connection, unit: &Unit) -> Command {
-        let mut command = Command::new(&self.helm.path);
+        let mut command = command(&self.helm.path);
         command.args(verb).arg(&unit.name).arg("--namespace").arg(&unit.k8s_namespace);
         connection_args(&mut command, connection);
         command
@@ -306,15 +327,23 @@ impl Releases {
     }
 
     /// Runs Helm, retrying transient failures; its output, or how it failed (Helm's message
-    /// trimmed, without `Error: `).
-    fn execute(&self, what: &str, command: &mut Command, deadline: Duration) -> Result<String, Failure> {
+    /// trimmed, without `Error: `, scrubbed by the guard before anything, a log line included,
+    /// sees it).
+    fn execute(
+        &self,
+        what: &str,
+        command: &mut Command,
+        deadline: Duration,
+        input: Option<&[u8]>,
+        guard: &Guard,
+    ) -> Result<String, Failure> {
         tracing::debug!(?command, "running helm");
         self.backoff.retry(what, || {
-            let output = run(command, deadline)?;
+            let output = run_with(command, deadline, input, guard.stop)?;
             if output.success {
                 Ok(output.stdout)
             } else {
-                Err(Failure::helm(output.message().trim_start_matches("Error: ")))
+                Err(Failure::helm((guard.scrub)(output.message().trim_start_matches("Error: "))))
             }
         })
     }
@@ -358,6 +387,19 @@ impl Releases {
             fix,
         }
     }
+}
+
+/// What a Helm call needs besides its command line: how to cut secrets out of what Helm says
+/// (before it is logged, stored or shown), and when to stop waiting for it (a reason, e.g. the
+/// cluster stopped answering).
+pub struct Guard<'a> {
+    pub scrub: &'a dyn Fn(&str) -> String,
+    pub stop: &'a dyn Fn() -> Option<String>,
+}
+
+impl Guard<'static> {
+    /// Nothing to scrub (no secret was given), never stopped early.
+    pub const NONE: Guard<'static> = Guard { scrub: &|text| text.to_string(), stop: &|| None };
 }
 
 /// The post-renderer: `manifests` (a YAML stream from Helm) with every object stamped, as a YAML
@@ -448,7 +490,7 @@ mod tests {
 
     /// A fake `helm` in a temporary directory: answers `version --short` and `env HELM_PLUGINS`,
     /// logs every other call's arguments (one per line, then `<end>`) to `calls`, and what it saw
-    /// (the values file's mode, `HELM_PLUGINS`, aptc's plugin) to `observed`. For a subcommand
+    /// (the values on its standard input, `HELM_PLUGINS`, aptc's plugin) to `observed`. For a subcommand
     /// `VERB` it prints `VERB.stdout`, or, while it has been called at most `VERB.fail-times`
     /// times (default: always), fails with `VERB.stderr`.
     struct FakeHelm {
@@ -465,7 +507,7 @@ esac
 printf '%s\n' "$@" '<end>' >> "$dir/calls"
 prev=''
 for a in "$@"; do
-  if [ "$prev" = --values ]; then echo "values $(stat -c %a "$a" 2>/dev/null || stat -f %Lp "$a")" >> "$dir/observed"; fi
+  if [ "$prev" = --values ]; then echo "values $a $(cat)" >> "$dir/observed"; fi
   prev="$a"
 done
 if [ -n "$HELM_PLUGINS" ]; then
@@ -527,7 +569,7 @@ exit 0
         /// Each call's arguments, the private directory's path shown as `PRIVATE`.
         fn calls(&self) -> Vec<Vec<String>> {
             let text = std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default();
-            let private = regex::Regex::new(r"/[^ ]*aptc-values-[^/]+").unwrap();
+            let private = regex::Regex::new(r"/[^ ]*aptc-helm-[^/]+").unwrap();
             text.split("<end>\n")
                 .filter(|c| !c.is_empty())
                 .map(|c| c.lines().map(|l| private.replace_all(l, "PRIVATE").into_owned()).collect())
@@ -601,28 +643,28 @@ exit 0
             [
                 args(&format!(
                     "upgrade --install svc-web-0123456789 {local_path} --namespace apps --create-namespace \
---values PRIVATE/values.json --reset-values --kubeconfig /k/prod.yaml --kube-context prod-us {tail}"
+--values - --reset-values --kubeconfig /k/prod.yaml --kube-context prod-us {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 oci://registry.example/charts/web --version 1.2.3 \
---namespace apps --create-namespace --values PRIVATE/values.json --reset-values {tail}"
+--namespace apps --create-namespace --values - --reset-values {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 web --repo https://charts.example --version ^2.0 \
---namespace apps --create-namespace --values PRIVATE/values.json --reset-values {tail}"
+--namespace apps --create-namespace --values - --reset-values {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 bitnami/nginx --namespace apps --create-namespace \
---values PRIVATE/values.json --reset-values {tail}"
+--values - --reset-values {tail}"
                 )),
             ]
         );
-        // During each call: the values file was private, and aptc's plugin came first in
-        // HELM_PLUGINS, the user's directory after it, running aptc through a link.
+        // During each call: the values came on standard input (no file), and aptc's plugin came
+        // first in HELM_PLUGINS, the user's directory after it, running aptc through a link.
         let observed = fake.observed();
-        assert_eq!(observed.matches("values 600\n").count(), 4, "{observed}");
+        assert_eq!(observed.matches("values - {\"replicas\":2}\n").count(), 4, "{observed}");
         let plugins =
-            regex::Regex::new(r"plugins (/\S*aptc-values-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
+            regex::Regex::new(r"plugins (/\S*aptc-helm-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
         assert_eq!(plugins.find_iter(&observed).count(), 4, "{observed}");
         assert_eq!(observed.matches("link /opt/aptc/bin/aptc\n").count(), 4, "{observed}");
         assert!(

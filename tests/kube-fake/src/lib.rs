@@ -75,6 +75,9 @@ struct Failure {
 }
 
 struct State {
+    /// While set, requests whose path contains one of these are not answered (held until
+    /// [`FakeApi::come_back`]); `""` holds every request: the API server is gone.
+    held: Vec<String>,
     kinds: Vec<Kind>,
     objects: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
@@ -113,7 +116,14 @@ impl FakeApi {
             Kind::new("apps", "v1", "Deployment", "deployments", true),
             Kind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false),
         ];
-        let state = State { kinds, objects: BTreeMap::new(), requests: Vec::new(), failures: Vec::new(), version: 0 };
+        let state = State {
+            held: Vec::new(),
+            kinds,
+            objects: BTreeMap::new(),
+            requests: Vec::new(),
+            failures: Vec::new(),
+            version: 0,
+        };
         let fake = FakeApi { state: Arc::new(Mutex::new(state)) };
         fake.insert(
             "/api/v1/namespaces/default",
@@ -176,14 +186,56 @@ impl FakeApi {
         self.lock().objects.remove(path);
     }
 
+    /// Stops answering: every request from now on waits, unanswered, until [`FakeApi::come_back`]
+    /// (an API server that went away, or a network that drops everything).
+    pub fn go_away(&self) {
+        self.hold("");
+    }
+
+    /// Stops answering the requests whose path contains `path_contains` (the rest are served)
+    /// until [`FakeApi::come_back`]: a client stuck partway through an operation.
+    pub fn hold(&self, path_contains: &str) {
+        self.lock().held.push(path_contains.into());
+    }
+
+    /// Answers again, the held requests first.
+    pub fn come_back(&self) {
+        self.lock().held.clear();
+    }
+
+    /// Whether a request to `path` is held now (it is recorded once it is answered or held).
+    fn holds(&self, path: &str) -> bool {
+        self.lock().held.iter().any(|h| path.contains(h.as_str()))
+    }
+
+    /// Waits while a request to `path` is held; records it first, so tests see it arrive.
+    async fn wait_while_held(&self, recorded: &Recorded) -> bool {
+        if !self.holds(&recorded.path) {
+            return false;
+        }
+        self.lock().requests.push(recorded.clone());
+        while self.holds(&recorded.path) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Records (unless it already was, while held) and answers.
+    async fn answer(&self, recorded: Recorded) -> Answer {
+        let was_held = self.wait_while_held(&recorded).await;
+        self.handle(recorded, !was_held)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records the request and answers it: an injected failure, or what the API server would.
-    fn handle(&self, recorded: Recorded) -> Answer {
+    fn handle(&self, recorded: Recorded, record: bool) -> Answer {
         let mut state = self.lock();
-        state.requests.push(recorded.clone());
+        if record {
+            state.requests.push(recorded.clone());
+        }
         let failing = state
             .failures
             .iter_mut()
@@ -198,7 +250,7 @@ impl FakeApi {
     async fn serve_tower(self, request: Request<Body>) -> Result<Response<Body>, Infallible> {
         let (parts, body) = request.into_parts();
         let body = body.collect_bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-        let answer = self.handle(recorded(&parts, &body));
+        let answer = self.answer(recorded(&parts, &body)).await;
         Ok(answer.into_response().map(Body::from))
     }
 }
@@ -220,7 +272,9 @@ fn recorded(parts: &http::request::Parts, body: &[u8]) -> Recorded {
 impl Answer {
     /// The answer as an HTTP response with a JSON body.
     fn into_response(self) -> Response<Vec<u8>> {
-        let mut response = Response::new(self.body.to_string().into_bytes());
+        // `null`: an empty body (a watch stream that ends at once).
+        let body = if self.body.is_null() { Vec::new() } else { self.body.to_string().into_bytes() };
+        let mut response = Response::new(body);
         *response.status_mut() = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
         response
@@ -236,6 +290,9 @@ impl State {
                 return ok(&json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }));
             }
             ["apis"] => return ok(&self.group_list()),
+            ["openapi", "v3"] => return ok(&self.openapi_paths()),
+            ["openapi", "v3", "api", version] => return ok(&self.openapi("", version)),
+            ["openapi", "v3", "apis", group, version] => return ok(&self.openapi(group, version)),
             ["api", version, rest @ ..] => ("", *version, rest),
             ["apis", group, version, rest @ ..] => (*group, *version, rest),
             _ => return status(404, "no such path"),
@@ -243,8 +300,12 @@ impl State {
         let (namespace, plural, name) = match rest {
             [] => return self.resource_list(group, version),
             ["namespaces", namespace, plural, name] => (Some(*namespace), *plural, *name),
+            ["namespaces", namespace, plural] => {
+                return self.collection(request, group, version, Some(namespace), plural);
+            }
             [plural, name] => (None, *plural, *name),
-            _ => return status(405, "collections are not served"),
+            [plural] => return self.collection(request, group, version, None, plural),
+            _ => return status(405, "subresources are not served"),
         };
         let found = self.kinds.iter().find(|k| {
             k.group == group && k.version == version && k.plural == plural && k.namespaced == namespace.is_some()
@@ -258,6 +319,14 @@ impl State {
                 None => not_found(&kind, name),
             },
             "PATCH" => self.apply(request, &kind, namespace),
+            "PUT" => match serde_json::from_str::<Value>(&request.body) {
+                Ok(object) if self.objects.contains_key(&request.path) => {
+                    let object = self.store(&request.path, object, None);
+                    ok(&object)
+                }
+                Ok(_) => not_found(&kind, name),
+                Err(_) => status(400, "the body is not JSON"),
+            },
             "DELETE" => match self.objects.remove(&request.path) {
                 Some(_) => {
                     if kind.kind == "Namespace" {
@@ -302,13 +371,113 @@ impl State {
             if object["spec"].get("progressDeadlineSeconds").is_none() {
                 object["spec"]["progressDeadlineSeconds"] = json!(600);
             }
-            object["status"] = json!({ "replicas": object["spec"]["replicas"].clone(), "observedGeneration": 1 });
+            let replicas = object["spec"]["replicas"].as_u64().unwrap_or(1);
+            object["metadata"]["generation"] = json!(1);
+            object["status"] = json!({
+                "replicas": replicas, "updatedReplicas": replicas, "readyReplicas": replicas,
+                "availableReplicas": replicas, "observedGeneration": 1,
+                "conditions": [{ "type": "Available", "status": "True" }, { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable" }],
+            });
         }
         if kind.kind == "CustomResourceDefinition" {
             self.register(&object);
         }
         self.objects.insert(request.path.clone(), object.clone());
         ok(&object)
+    }
+
+    /// A collection: `GET` lists the objects held under it that match the `labelSelector`
+    /// (equality terms only, as Helm's storage sends), `POST` creates one.
+    fn collection(
+        &mut self,
+        request: &Recorded,
+        group: &str,
+        version: &str,
+        namespace: Option<&str>,
+        plural: &str,
+    ) -> Answer {
+        let found = self.kinds.iter().find(|k| {
+            k.group == group && k.version == version && k.plural == plural && (k.namespaced || namespace.is_none())
+        });
+        let Some(kind) = found.cloned() else {
+            return status(404, &format!("the server could not find the requested resource ({plural})"));
+        };
+        let prefix = request.path.trim_end_matches('/').to_string();
+        match request.method.as_str() {
+            "GET" => {
+                if request.params().iter().any(|p| *p == "watch=true" || *p == "watch=1") {
+                    // A watch that ends at once with no events: a client lists again (Helm's
+                    // readiness wait reads the objects' state from the lists).
+                    return Answer { code: 200, body: Value::Null };
+                }
+                let selector = request
+                    .params()
+                    .into_iter()
+                    .find_map(|p| p.strip_prefix("labelSelector="))
+                    .map(decode)
+                    .unwrap_or_default();
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(path, object)| {
+                        let in_collection = match (namespace, kind.namespaced) {
+                            // All namespaces: `/api/v1/secrets` lists `/api/v1/namespaces/*/secrets/*`.
+                            (None, true) => {
+                                let base = prefix.trim_end_matches(&format!("/{plural}"));
+                                path.starts_with(&format!("{base}/namespaces/"))
+                                    && path.split('/').rev().nth(1) == Some(plural)
+                            }
+                            _ => path.strip_prefix(&format!("{prefix}/")).is_some_and(|n| !n.contains('/')),
+                        };
+                        in_collection && matches(&object["metadata"]["labels"], &selector)
+                    })
+                    .map(|(_, object)| object.clone())
+                    .collect();
+                ok(&json!({
+                    "kind": format!("{}List", kind.kind),
+                    "apiVersion": kind.group_version(),
+                    "metadata": { "resourceVersion": self.version.to_string() },
+                    "items": items,
+                }))
+            }
+            "POST" => {
+                let Ok(object) = serde_json::from_str::<Value>(&request.body) else {
+                    return status(400, "the body is not JSON");
+                };
+                let Some(name) = object["metadata"]["name"].as_str().map(String::from) else {
+                    return status(422, "metadata.name is required");
+                };
+                if let Some(namespace) = namespace
+                    && !self.objects.contains_key(&format!("/api/v1/namespaces/{namespace}"))
+                {
+                    return status(404, &format!("namespaces \"{namespace}\" not found"));
+                }
+                let path = format!("{prefix}/{name}");
+                if self.objects.contains_key(&path) {
+                    return status(409, &format!("{} \"{name}\" already exists", kind.plural));
+                }
+                let manager = request.params().into_iter().find_map(|p| p.strip_prefix("fieldManager=")).map(decode);
+                let object = self.store(&path, object, manager.as_deref().or(Some("unknown")));
+                Answer { code: 201, body: object }
+            }
+            _ => status(405, "method not allowed"),
+        }
+    }
+
+    /// Keeps `object` at `path` with what a server adds (uid, resourceVersion, and a
+    /// managedFields entry for `manager` when given); returns it.
+    fn store(&mut self, path: &str, mut object: Value, manager: Option<&str>) -> Value {
+        self.version += 1;
+        let uid = self.objects.get(path).and_then(|p| p["metadata"]["uid"].as_str().map(String::from));
+        let metadata = &mut object["metadata"];
+        metadata["uid"] = json!(uid.unwrap_or_else(|| format!("uid-{}", self.version)));
+        metadata["resourceVersion"] = json!(self.version.to_string());
+        metadata["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
+        if let Some(manager) = manager {
+            metadata["managedFields"] = json!([{ "manager": manager, "operation": "Update" }]);
+        }
+        self.objects.insert(path.to_string(), object.clone());
+        object
     }
 
     /// Serves the kinds a CRD defines from now on.
@@ -324,6 +493,47 @@ impl State {
                 namespaced: spec["scope"] == "Namespaced",
             });
         }
+    }
+
+    /// `/openapi/v3`: a document per group/version, as clients look them up.
+    fn openapi_paths(&self) -> Value {
+        let mut paths = serde_json::Map::new();
+        for kind in &self.kinds {
+            let at = if kind.group.is_empty() {
+                format!("api/{}", kind.version)
+            } else {
+                format!("apis/{}", kind.group_version())
+            };
+            paths.insert(at.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{at}?hash=fake") }));
+        }
+        json!({ "paths": paths })
+    }
+
+    /// The OpenAPI v3 document of a group/version: for each kind, the PATCH of an object, which
+    /// takes `fieldValidation` (so clients leave validation to the server, as with a real one)
+    /// and no schemas.
+    fn openapi(&self, group: &str, version: &str) -> Value {
+        let mut paths = serde_json::Map::new();
+        for kind in self.kinds.iter().filter(|k| k.group == group && k.version == version) {
+            let base = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+            let path = if kind.namespaced {
+                format!("{base}/namespaces/{{namespace}}/{}/{{name}}", kind.plural)
+            } else {
+                format!("{base}/{}/{{name}}", kind.plural)
+            };
+            let operation = json!({
+                "x-kubernetes-group-version-kind": { "group": group, "version": version, "kind": kind.kind },
+                "parameters": [{ "name": "fieldValidation", "in": "query", "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "OK" } },
+            });
+            paths.insert(path, json!({ "patch": operation }));
+        }
+        json!({
+            "openapi": "3.0.0",
+            "info": { "title": "Kubernetes", "version": "v1.33.0" },
+            "paths": paths,
+            "components": { "schemas": {} },
+        })
     }
 
     fn group_list(&self) -> Value {
@@ -364,6 +574,45 @@ impl State {
     }
 }
 
+/// Whether `labels` satisfy every `key=value` (or `key==value`, `key!=value`) term of `selector`.
+fn matches(labels: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|t| !t.is_empty()).all(|term| {
+        let label = |key: &str| labels[key.trim()].as_str().map(String::from);
+        if let Some((key, value)) = term.split_once("!=") {
+            label(key).as_deref() != Some(value.trim())
+        } else if let Some((key, value)) = term.split_once('=') {
+            label(key).as_deref() == Some(value.trim_start_matches('=').trim())
+        } else {
+            label(term).is_some()
+        }
+    })
+}
+
+/// A query value, percent-decoded.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            byte => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn version_info() -> Value {
     json!({
         "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "fake", "gitTreeState": "clean",
@@ -384,6 +633,7 @@ fn not_found(kind: &Kind, name: &str) -> Answer {
 fn status(code: u16, message: &str) -> Answer {
     let reason = match code {
         403 => "Forbidden",
+        409 => "AlreadyExists",
         404 => "NotFound",
         422 => "Invalid",
         503 => "ServiceUnavailable",
