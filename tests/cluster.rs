@@ -362,8 +362,8 @@ fn a_deploy_killed_with_sigkill_leaves_no_helm_and_no_secret_on_disk() {
     let (fake, kubeconfig) = served(&dir);
     let tmp = dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    // Helm's release storage does not answer: Helm runs, waiting.
-    fake.hold("/secrets");
+    // Helm's apply of the chart's object is not answered: Helm runs, waiting.
+    fake.hold("PATCH", "/configmaps/");
     let state = dir.join("state.db");
     let mut args = vec!["deploy", "--yes", "--target", "cluster", "--as", "ada@example.com"];
     args.extend(["--state", state.to_str().unwrap(), "policy"]);
@@ -375,7 +375,7 @@ fn a_deploy_killed_with_sigkill_leaves_no_helm_and_no_secret_on_disk() {
     let log = || std::fs::read_to_string(dir.join("deploy.err")).unwrap_or_default();
     assert!(
         wait_for(60, || !helm_processes(&dir).is_empty()
-            && !fake.paths_of("GET").iter().all(|p| !p.contains("/secrets"))),
+            && fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/"))),
         "helm runs: {}",
         log()
     );
@@ -398,4 +398,104 @@ fn a_deploy_killed_with_sigkill_leaves_no_helm_and_no_secret_on_disk() {
     let shown = String::from_utf8_lossy(&planned.stderr).into_owned() + &String::from_utf8_lossy(&planned.stdout);
     assert!(planned.status.code().is_some() && !shown.contains(SECRET), "{shown}");
     assert_eq!(private(), 0, "swept: {shown}");
+}
+
+/// `aptc deploy` of the chart policy in `dir` started in the background, with `env` set; its
+/// output goes to `NAME.log` and `NAME.err`.
+fn spawn_deploy(dir: &Path, kubeconfig: &Path, name: &str, env: &[(&str, &str)]) -> Reaper {
+    let state = dir.join("state.db");
+    let mut command = command(dir, kubeconfig);
+    command.args(["deploy", "--yes", "--target", "cluster", "--as", "ada@example.com"]);
+    command.args(["--state", state.to_str().unwrap(), "policy"]);
+    command.envs(env.iter().copied());
+    Reaper::spawn(&mut command, &dir.join(format!("{name}.log")), &dir.join(format!("{name}.err")))
+}
+
+/// The output of a background deploy so far.
+fn output_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
+}
+
+/// The `status` label of each Helm release Secret in the fake.
+fn release_states(fake: &FakeApi) -> Vec<String> {
+    fake.paths()
+        .iter()
+        .filter(|p| p.contains("/secrets/sh.helm.release.v1."))
+        .filter_map(|p| fake.object(p)?["metadata"]["labels"]["status"].as_str().map(String::from))
+        .collect()
+}
+
+/// A deploy killed while Helm installs, then while it upgrades, leaves the release locked
+/// (`pending-install`, `pending-upgrade`); the next deploy unlocks it by itself (uninstalling a
+/// release never deployed, rolling back to the last deployed revision), says so, records it,
+/// and deploys.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interrupted_deploy_leaves_nothing_for_a_human_to_unlock() {
+    let Some(dir) = chart_policy("interrupted") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let interrupt = |name: &str| {
+        fake.clear_requests();
+        fake.hold("PATCH", "/configmaps/");
+        let mut deploy = spawn_deploy(&dir, &kubeconfig, name, &[]);
+        let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
+        assert!(started, "helm applies: {}", output_of(&dir, name));
+        deploy.0.kill().unwrap();
+        deploy.0.wait().unwrap();
+        assert!(wait_for(10, || helm_processes(&dir).is_empty()), "helm outlived aptc");
+        fake.come_back();
+        fake.clear_requests();
+    };
+
+    interrupt("install");
+    assert_eq!(release_states(&fake), ["pending-install"]);
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(first.status.success(), "{shown}");
+    assert!(
+        shown.contains("an interrupted operation left it pending-install; uninstalled (it was never deployed)"),
+        "{shown}"
+    );
+    assert!(shown.contains("deployed (helm revision 1)"), "{shown}");
+    assert_eq!(release_states(&fake), ["deployed"]);
+
+    let app = std::fs::read_to_string(dir.join("policy/app.apt")).unwrap();
+    std::fs::write(dir.join("policy/app.apt"), app.replace("\"hello\"", "\"hi\"")).unwrap();
+    interrupt("upgrade");
+    assert!(release_states(&fake).contains(&"pending-upgrade".to_string()), "{:?}", release_states(&fake));
+    let (second, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(second.status.success(), "{shown}");
+    assert!(shown.contains("left it pending-upgrade; rolled back to helm revision 1"), "{shown}");
+    let state = dir.join("state.db");
+    let (history, recorded) =
+        aptc(&dir, &kubeconfig, &["history", "show", "4", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success() && recorded.contains("recovered release"), "the revision records it: {recorded}");
+    let config = fake.paths().into_iter().find(|p| p.starts_with(CONFIG_MAPS)).expect("the chart's ConfigMap");
+    assert_eq!(fake.object(&config).unwrap()["data"]["greeting"], "hi");
+}
+
+/// The API server goes away while Helm waits on it: the watchdog stops Helm once the cluster has
+/// not answered for `APTC_CLUSTER_LOST_AFTER` seconds, and the deploy ends at once saying the
+/// cluster became unreachable (not after Helm's whole timeout).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deploy_that_loses_the_cluster_ends_saying_so() {
+    let Some(dir) = chart_policy("lost") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    fake.hold("PATCH", "/configmaps/");
+    let mut deploy = spawn_deploy(&dir, &kubeconfig, "lost", &[("APTC_CLUSTER_LOST_AFTER", "3")]);
+    let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
+    assert!(started, "helm applies: {}", output_of(&dir, "lost"));
+    fake.go_away();
+    let lost = std::time::Instant::now();
+    assert!(wait_for(30, || deploy.0.try_wait().unwrap().is_some()), "still running: {}", output_of(&dir, "lost"));
+    let elapsed = lost.elapsed();
+    let status = deploy.0.wait().unwrap();
+    let shown = output_of(&dir, "lost");
+    assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}: {shown}");
+    assert_eq!(status.code(), Some(1), "{shown}");
+    assert!(shown.contains("the cluster system.fake became unreachable"), "{shown}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(helm_processes(&dir).is_empty(), "helm was stopped");
+    fake.come_back();
 }

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aptc_core::ir::Program;
 
@@ -37,7 +39,19 @@ pub struct ClusterDriver {
     /// `Err`: helm is missing (only chart units need it).
     releases: Result<Releases, HelmError>,
     appliers: Mutex<HashMap<String, Arc<Applier>>>,
+    /// How long a cluster may not answer while Helm runs before Helm is stopped.
+    lost_after: Duration,
+    /// Clusters that stopped answering during this deploy, with why: nothing more is tried there.
+    lost: Mutex<BTreeMap<String, String>>,
 }
+
+/// How long a cluster may not answer while Helm runs before Helm is stopped and the cluster
+/// counts as lost, unless `APTC_CLUSTER_LOST_AFTER` (seconds) says otherwise: a deploy that loses
+/// its API server ends within a minute, not after Helm's whole `--wait` timeout.
+pub const LOST_AFTER: Duration = Duration::from_secs(45);
+
+/// How often the watchdog asks the API server at most.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The connections of the clusters `program` declares, by `system.NAME`.
 pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
@@ -47,7 +61,17 @@ pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
 impl ClusterDriver {
     /// A driver for the declared clusters `connections`, with Helm releases from `releases`.
     pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, HelmError>) -> ClusterDriver {
-        ClusterDriver { connections, releases, appliers: Mutex::new(HashMap::new()) }
+        let lost_after = std::env::var("APTC_CLUSTER_LOST_AFTER")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(LOST_AFTER, |secs| Duration::from_secs(secs.max(1)));
+        ClusterDriver {
+            connections,
+            releases,
+            appliers: Mutex::new(HashMap::new()),
+            lost_after,
+            lost: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Whether any declared cluster has a kubeconfig to read: without one, no cluster is
@@ -83,10 +107,63 @@ impl ClusterDriver {
         self.releases.as_ref().map_err(|e| DriverError::NeedsHelm(e.clone()))
     }
 
+    /// Runs `helm` (Helm calls for a unit on `cluster`) under a watchdog: the API server is asked
+    /// every few seconds whether it answers, and once it has not for `lost_after`, the running
+    /// Helm is stopped (its `--wait` would go on for its whole timeout on a dead connection) and
+    /// the cluster counts as lost for the rest of the deploy.
+    fn watched<T>(
+        &self,
+        cluster: &str,
+        applier: &Arc<Applier>,
+        helm: impl FnOnce(&dyn Fn() -> Option<String>) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        let lost: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let every = PROBE_EVERY.min(self.lost_after / 3).max(Duration::from_millis(500));
+        let watchdog = {
+            let (applier, lost, done, lost_after) = (applier.clone(), lost.clone(), done.clone(), self.lost_after);
+            std::thread::spawn(move || {
+                let mut answered = Instant::now();
+                while !done.load(Ordering::Relaxed) {
+                    let asked = Instant::now();
+                    if applier.answers(every) {
+                        answered = Instant::now();
+                    } else if answered.elapsed() >= lost_after {
+                        let reason = format!(
+                            "its API server did not answer for {} s while helm ran, so helm was stopped",
+                            answered.elapsed().as_secs()
+                        );
+                        *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                        return;
+                    }
+                    let rest = every.saturating_sub(asked.elapsed());
+                    let until = Instant::now() + rest;
+                    while !done.load(Ordering::Relaxed) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        };
+        let stop = || lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = helm(&stop);
+        done.store(true, Ordering::Relaxed);
+        let _ = watchdog.join();
+        match stop() {
+            Some(reason) => {
+                self.lost.lock().unwrap_or_else(|p| p.into_inner()).insert(cluster.to_string(), reason.clone());
+                Err(DriverError::ClusterLost { cluster: cluster.to_string(), reason })
+            }
+            None => result,
+        }
+    }
+
     /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
     fn carry_out(&self, revision: u64, action: &Action) -> Result<String, DriverError> {
         let unit = &action.unit;
         let connection = self.connection(&unit.cluster);
+        if let Some(reason) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).get(&unit.cluster) {
+            return Err(DriverError::ClusterLost { cluster: unit.cluster.clone(), reason: reason.clone() });
+        }
         match (&unit.source, action.op) {
             (Source::Chart { .. }, Op::Delete) => Ok(self.releases()?.uninstall(&connection, unit)?.to_string()),
             (Source::Chart { .. }, _) => {
@@ -98,13 +175,21 @@ impl ClusterDriver {
                 applier.ensure_namespace(&unit.k8s_namespace)?;
                 let base = base_dir(unit);
                 let scrub = |text: &str| secrets::scrub(text, &unit.values, base);
-                let guard = Guard { scrub: &scrub, stop: &|| None };
-                match releases.upgrade_guarded(&connection, unit, revision, &values, &guard)? {
-                    ReleaseOutcome::Deployed(status) => {
-                        Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
-                    }
-                    other => Ok(other.to_string()),
-                }
+                self.watched(&unit.cluster, &applier, |stop| {
+                    let guard = Guard { scrub: &scrub, stop };
+                    // A release an interrupted deploy left locked is unlocked first.
+                    let recovered = releases.recover(&connection, unit, &guard)?;
+                    let done = match releases.upgrade_guarded(&connection, unit, revision, &values, &guard)? {
+                        ReleaseOutcome::Deployed(status) => {
+                            format!("release {} {} (helm revision {})", unit.name, status.status, status.revision)
+                        }
+                        other => other.to_string(),
+                    };
+                    Ok(match recovered {
+                        Some(recovered) => format!("{recovered}; {done}"),
+                        None => done,
+                    })
+                })
             }
             (Source::Manifests { .. }, Op::Delete) => Ok(self.applier(&unit.cluster)?.delete(unit)?.detail),
             (Source::Manifests { .. }, _) => {

@@ -100,4 +100,8 @@ pub enum DriverError {
     /// dropped so the secret goes nowhere).
     #[error("{0}")]
     Scrubbed(String),
+    /// The cluster stopped answering during the deploy (for longer than the watchdog waits): the
+    /// Helm call running then was stopped, and nothing more is tried on that cluster.
+    #[error("the cluster {cluster} became unreachable: {reason}; nothing more is applied there in this deploy")]
+    ClusterLost { cluster: String, reason: String },
 }

@@ -599,7 +599,7 @@ mod tests {
             run_with(Command::new("cat").arg("-"), Duration::from_secs(10), Some(b"{\"a\":1}"), &|| None).unwrap();
         assert_eq!(output.stdout, "{\"a\":1}");
         let started = Instant::now();
-        let error = run_with(&mut command(Path::new("sleep")).arg("30"), Duration::from_secs(60), None, &|| {
+        let error = run_with(command(Path::new("sleep")).arg("30"), Duration::from_secs(60), None, &|| {
             (started.elapsed() > Duration::from_millis(300)).then(|| "the cluster became unreachable".to_string())
         })
         .err()

@@ -128,6 +128,20 @@ struct InfoJson {
     status: String,
 }
 
+/// The part of `helm get metadata -o json` aptc reads: the release's labels.
+#[derive(Deserialize)]
+struct MetadataJson {
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One revision of `helm history -o json`.
+#[derive(Deserialize)]
+struct HistoryJson {
+    revision: u64,
+    status: String,
+}
+
 impl Releases {
     /// Releases with `helm`, stamping objects with the aptc executable `post_renderer`; Helm's
     /// default timeout and [`Backoff::default`]. With Helm 4 this asks Helm for the user's plugin
@@ -252,6 +266,82 @@ impl Releases {
             Ok(status) => Ok(Some(status)),
             Err(failure) if failure.says(NOT_FOUND) => Ok(None),
             Err(failure) => Err(self.failed("helm status", connection, unit, failure)),
+        }
+    }
+
+    /// Brings back a release that an interrupted operation left locked (`pending-install`,
+    /// `pending-upgrade`, `pending-rollback`) when it is aptc's own: its release label
+    /// `aptc.dev/instance` is the unit's id (`helm get metadata`). It is rolled back to its last
+    /// revision that was deployed (`helm history`), or uninstalled when it never was. What was
+    /// done, for the action's result (`None`: nothing to recover, or not aptc's release: then
+    /// the upgrade fails saying how to unlock it).
+    pub fn recover(&self, connection: &Connection, unit: &Unit, guard: &Guard) -> Result<Option<String>, HelmError> {
+        let Some(status) = self.status(connection, unit)? else { return Ok(None) };
+        if !status.is_pending() {
+            return Ok(None);
+        }
+        let mut command = self.release_command(&["get", "metadata"], connection, unit);
+        command.arg("--output").arg("json");
+        let metadata = self
+            .execute("helm get metadata", &mut command, QUERY_TIMEOUT, None, guard)
+            .and_then(|stdout| serde_json::from_str::<MetadataJson>(&stdout).map_err(|e| Failure::Answer(e.into())))
+            .map_err(|failure| self.failed("helm get metadata", connection, unit, failure))?;
+        if metadata.labels.get(LABEL_INSTANCE) != Some(&unit.id) {
+            tracing::warn!(release = %unit.name, status = %status.status, "a locked release that is not aptc's is left alone");
+            return Ok(None);
+        }
+        let mut command = self.release_command(&["history"], connection, unit);
+        command.arg("--output").arg("json");
+        let history = self
+            .execute("helm history", &mut command, QUERY_TIMEOUT, None, guard)
+            .and_then(|stdout| serde_json::from_str::<Vec<HistoryJson>>(&stdout).map_err(|e| Failure::Answer(e.into())))
+            .map_err(|failure| self.failed("helm history", connection, unit, failure))?;
+        let deployed = history
+            .iter()
+            .filter(|r| r.revision < status.revision && matches!(r.status.as_str(), "deployed" | "superseded"))
+            .map(|r| r.revision)
+            .max();
+        let state = &status.status;
+        tracing::warn!(release = %unit.name, %state, ?deployed, "recovering a release an interrupted operation left locked");
+        let done = match deployed {
+            Some(revision) => {
+                self.rollback(connection, unit, revision, guard)?;
+                format!("rolled back to helm revision {revision}")
+            }
+            None => {
+                self.uninstall(connection, unit)?;
+                "uninstalled (it was never deployed)".to_string()
+            }
+        };
+        Ok(Some(format!("recovered release {}: an interrupted operation left it {state}; {done}", unit.name)))
+    }
+
+    /// `helm rollback RELEASE REVISION --namespace NS [--kubeconfig PATH] [--kube-context CTX]
+    /// --wait --timeout T` (Helm 4: `--server-side true --force-conflicts`, as upgrades).
+    pub fn rollback(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        revision: u64,
+        guard: &Guard,
+    ) -> Result<(), HelmError> {
+        let mut command = command(&self.helm.path);
+        command.arg("rollback").arg(&unit.name).arg(revision.to_string()).arg("--namespace").arg(&unit.k8s_namespace);
+        connection_args(&mut command, connection);
+        command.arg("--wait").arg("--timeout").arg(format!("{}s", self.timeout.as_secs().max(1)));
+        self.server_side_args(&mut command);
+        tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm rollback");
+        self.execute("helm rollback", &mut command, self.timeout * 2 + QUERY_TIMEOUT, None, guard)
+            .map(|_| ())
+            .map_err(|failure| self.failed("helm rollback", connection, unit, failure))
+    }
+
+    /// Helm 4 applies server-side and takes over fields a person changed by hand
+    /// (`--server-side true --force-conflicts`), as aptc's own manifests apply does; Helm 3 has
+    /// no such flags.
+    fn server_side_args(&self, command: &mut Command) {
+        if !self.helm.is_v3() {
+            command.arg("--server-side").arg("true").arg("--force-conflicts");
         }
     }
 
@@ -492,7 +582,7 @@ mod tests {
     /// logs every other call's arguments (one per line, then `<end>`) to `calls`, and what it saw
     /// (the values on its standard input, `HELM_PLUGINS`, aptc's plugin) to `observed`. For a subcommand
     /// `VERB` it prints `VERB.stdout`, or, while it has been called at most `VERB.fail-times`
-    /// times (default: always), fails with `VERB.stderr`.
+    /// times (default: always), fails with `VERB.stderr` (`get-WHAT` for `get WHAT`).
     struct FakeHelm {
         dir: tempfile::TempDir,
         helm: Helm,
@@ -516,13 +606,15 @@ if [ -n "$HELM_PLUGINS" ]; then
   echo "link $(readlink "$first/aptc-stamp/aptc")" >> "$dir/observed"
   echo "plugin $(cat "$first/aptc-stamp/plugin.yaml")" >> "$dir/observed"
 fi
-n=$(( $(cat "$dir/$1.count" 2>/dev/null || echo 0) + 1 ))
-echo "$n" > "$dir/$1.count"
-if [ -f "$dir/$1.stderr" ] && [ "$n" -le "$(cat "$dir/$1.fail-times" 2>/dev/null || echo 1000)" ]; then
-  cat "$dir/$1.stderr" >&2
+verb="$1"
+if [ "$1" = get ]; then verb="get-$2"; fi
+n=$(( $(cat "$dir/$verb.count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$dir/$verb.count"
+if [ -f "$dir/$verb.stderr" ] && [ "$n" -le "$(cat "$dir/$verb.fail-times" 2>/dev/null || echo 1000)" ]; then
+  cat "$dir/$verb.stderr" >&2
   exit 1
 fi
-cat "$dir/$1.stdout" 2>/dev/null
+cat "$dir/$verb.stdout" 2>/dev/null
 exit 0
 "#;
 
@@ -732,7 +824,7 @@ exit 0
         let status = releases.status(&prod(), &unit).unwrap().unwrap();
         assert_eq!(status, ReleaseStatus { status: "pending-upgrade".into(), revision: 9 });
         assert!(status.is_pending() && !status.is_deployed());
-        fake.answers("get", "---\nkind: ConfigMap\n");
+        fake.answers("get-manifest", "---\nkind: ConfigMap\n");
         assert_eq!(releases.manifest(&Connection::ambient("system.local"), &unit).unwrap(), "---\nkind: ConfigMap\n");
         assert_eq!(releases.uninstall(&prod(), &unit).unwrap(), ReleaseOutcome::Uninstalled);
         assert_eq!(
@@ -820,6 +912,45 @@ exit 0
     }
 
     #[test]
+    fn a_locked_release_of_aptc_is_recovered_and_another_is_left_alone() {
+        let fake = FakeHelm::new("v4.1.4+gfake");
+        let releases = fake.releases();
+        let unit = web("oci://r/web", None, None, "/p");
+        fake.answers("status", r#"{"info":{"status":"pending-upgrade"},"version":5}"#);
+        fake.answers("get-metadata", r#"{"name":"svc-web-0123456789","labels":{"aptc.dev/instance":"0123456789"}}"#);
+        fake.answers(
+            "history",
+            r#"[{"revision":2,"status":"superseded"},{"revision":3,"status":"deployed"},{"revision":4,"status":"failed"},{"revision":5,"status":"pending-upgrade"}]"#,
+        );
+        let done = releases.recover(&prod(), &unit, &Guard::NONE).unwrap().unwrap();
+        assert_eq!(
+            done,
+            "recovered release svc-web-0123456789: an interrupted operation left it pending-upgrade; rolled back to helm revision 3"
+        );
+        let calls = fake.calls();
+        assert_eq!(
+            calls.last().unwrap(),
+            &args(
+                "rollback svc-web-0123456789 3 --namespace apps --kubeconfig /k/prod.yaml --kube-context prod-us \
+--wait --timeout 120s --server-side true --force-conflicts"
+            )
+        );
+        // Never deployed: uninstalled.
+        fake.answers("history", r#"[{"revision":1,"status":"pending-install"}]"#);
+        let done = releases.recover(&prod(), &unit, &Guard::NONE).unwrap().unwrap();
+        assert!(done.ends_with("left it pending-upgrade; uninstalled (it was never deployed)"), "{done}");
+        assert_eq!(fake.calls().last().unwrap()[0], "uninstall");
+        // Another tool's release (or another instance's): left for its owner.
+        fake.answers("get-metadata", r#"{"labels":{"aptc.dev/instance":"someone-else"}}"#);
+        let before = fake.calls().len();
+        assert_eq!(releases.recover(&prod(), &unit, &Guard::NONE).unwrap(), None);
+        assert!(fake.calls()[before..].iter().all(|c| c[0] != "rollback" && c[0] != "uninstall"));
+        // Not locked: nothing to do.
+        fake.answers("status", r#"{"info":{"status":"deployed"},"version":5}"#);
+        assert_eq!(releases.recover(&prod(), &unit, &Guard::NONE).unwrap(), None);
+    }
+
+    #[test]
     fn the_post_renderer_stamps_every_object_and_refuses_what_is_not_one() {
         let with =
             Stamp { instance_id: "abc".into(), instance_key: "k/a/b".into(), revision: 3, namespace: "team".into() };
@@ -851,7 +982,9 @@ exit 0
         };
         let fake = FakeHelm::new("v4.1.4+gfake");
         fake.answers("upgrade", DEPLOYED);
-        fake.answers("status", r#"{"name":"web","info":{"status":"deployed"},"version":4}"#);
+        fake.answers("status", r#"{"name":"web","info":{"status":"pending-upgrade"},"version":4}"#);
+        fake.answers("get-metadata", r#"{"labels":{"aptc.dev/instance":"0123456789"}}"#);
+        fake.answers("history", r#"[{"revision":3,"status":"superseded"},{"revision":4,"status":"pending-upgrade"}]"#);
         let releases = fake.releases();
         let values = serde_json::json!({});
         let chart = tempfile::tempdir().unwrap();
@@ -862,6 +995,7 @@ exit 0
             web("web", Some("https://charts.example"), Some("^2.0"), "/p"),
         ] {
             for connection in [prod(), Connection::ambient("system.local")] {
+                let _ = releases.recover(&connection, &unit, &Guard::NONE);
                 let _ = releases.upgrade(&connection, &unit, 7, &values);
                 let _ = releases.status(&connection, &unit);
                 let _ = releases.manifest(&connection, &unit);
@@ -871,7 +1005,7 @@ exit 0
         }
         let calls = fake.calls();
         let verbs: BTreeSet<&str> = calls.iter().map(|c| c[0].as_str()).collect();
-        assert_eq!(verbs, BTreeSet::from(["get", "status", "template", "uninstall", "upgrade"]));
+        assert_eq!(verbs, BTreeSet::from(["get", "history", "rollback", "status", "template", "uninstall", "upgrade"]));
         let flag = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
         let mut accepted: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
         for call in &calls {

@@ -165,6 +165,15 @@ impl Applier {
         self.runtime.block_on(self.cluster.fingerprint_objects(unit, objects))
     }
 
+    /// Whether the API server answers `GET /version` within `within` (the watchdog of a running
+    /// Helm call asks this).
+    pub fn answers(&self, within: Duration) -> bool {
+        let client = self.cluster.client.clone();
+        self.runtime.block_on(async move {
+            matches!(tokio::time::timeout(within, client.apiserver_version()).await, Ok(Ok(_)))
+        })
+    }
+
     /// Creates namespace `name` if it is missing (labelled `aptc.dev/managed=true`), for
     /// releases installed into a namespace nothing else creates.
     pub fn ensure_namespace(&self, name: &str) -> Result<(), K8sError> {

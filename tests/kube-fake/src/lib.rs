@@ -9,6 +9,7 @@
 //! unit tests of the runtime) or over real HTTP on loopback ([`FakeApi::serve`] and
 //! [`write_kubeconfig`], for running the `aptc` binary against it).
 
+mod proto;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ pub struct Recorded {
     pub content_type: String,
     /// The request body as text (JSON for everything kube sends).
     pub body: String,
+    /// The request body as sent (protobuf from client-go's typed clients).
+    pub raw: Vec<u8>,
 }
 
 impl Recorded {
@@ -42,8 +45,12 @@ impl Recorded {
         self.query.split('&').filter(|p| !p.is_empty()).collect()
     }
 
-    /// The body as JSON (`null` if it is not JSON, such as an empty body).
+    /// The body as JSON (`null` if it is not JSON, such as an empty body); a protobuf body (core
+    /// kinds from client-go, such as Helm's release Secrets) as the JSON of its object.
     pub fn json(&self) -> Value {
+        if self.content_type.contains("protobuf") {
+            return proto::decode(&self.raw).unwrap_or(Value::Null);
+        }
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 }
@@ -75,9 +82,9 @@ struct Failure {
 }
 
 struct State {
-    /// While set, requests whose path contains one of these are not answered (held until
-    /// [`FakeApi::come_back`]); `""` holds every request: the API server is gone.
-    held: Vec<String>,
+    /// While set, requests of the method (`""`: any) whose path contains the text are not
+    /// answered (held until [`FakeApi::come_back`]); `("", "")` holds every request.
+    held: Vec<(String, String)>,
     kinds: Vec<Kind>,
     objects: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
@@ -181,6 +188,48 @@ impl FakeApi {
         change(self.lock().objects.get_mut(path).expect("the object to edit exists"));
     }
 
+    /// Changes a held object as a client named `manager` updating it would (`kubectl edit` is
+    /// `kubectl-edit`, `kubectl scale` is `kubectl`, a controller its own name): the fields whose
+    /// values change become that manager's (an `Update` entry of `managedFields`), taken from
+    /// whoever owned them.
+    pub fn edit_as(&self, manager: &str, path: &str, change: impl FnOnce(&mut Value)) {
+        let mut state = self.lock();
+        state.version += 1;
+        let version = state.version.to_string();
+        let object = state.objects.get_mut(path).expect("the object to edit exists");
+        let before = object.clone();
+        change(object);
+        let changed: Vec<Vec<String>> =
+            leaves(object).into_iter().filter(|leaf| lookup(&before, leaf) != lookup(object, leaf)).collect();
+        let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_string();
+        let mut entries = managed_fields(object);
+        for entry in &mut entries {
+            entry.1.retain(|leaf| !changed.contains(leaf));
+        }
+        match entries.iter_mut().find(|e| e.0 == manager && e.2 == "Update") {
+            Some(entry) => entry.1.extend(changed),
+            None => entries.push((manager.to_string(), changed, "Update".to_string())),
+        }
+        object["metadata"]["managedFields"] = Value::Array(
+            entries
+                .iter()
+                .filter(|e| !e.1.is_empty())
+                .map(|(m, f, op)| managed_entry(m, op, &api_version, f))
+                .collect(),
+        );
+        object["metadata"]["resourceVersion"] = json!(version);
+    }
+
+    /// The managers of the object at `path` and the fields each owns (`.data.greeting`).
+    pub fn managers(&self, path: &str) -> Vec<(String, Vec<String>)> {
+        let state = self.lock();
+        let Some(object) = state.objects.get(path) else { return Vec::new() };
+        managed_fields(object)
+            .into_iter()
+            .map(|(manager, fields, _)| (manager, fields.iter().map(|f| format!(".{}", f.join("."))).collect()))
+            .collect()
+    }
+
     /// Deletes an object as someone deleting it by hand would (nothing is recorded).
     pub fn remove(&self, path: &str) {
         self.lock().objects.remove(path);
@@ -189,13 +238,14 @@ impl FakeApi {
     /// Stops answering: every request from now on waits, unanswered, until [`FakeApi::come_back`]
     /// (an API server that went away, or a network that drops everything).
     pub fn go_away(&self) {
-        self.hold("");
+        self.hold("", "");
     }
 
-    /// Stops answering the requests whose path contains `path_contains` (the rest are served)
-    /// until [`FakeApi::come_back`]: a client stuck partway through an operation.
-    pub fn hold(&self, path_contains: &str) {
-        self.lock().held.push(path_contains.into());
+    /// Stops answering the requests of `method` (`""`: any) whose path contains `path_contains`
+    /// (the rest are served) until [`FakeApi::come_back`]: a client stuck partway through an
+    /// operation.
+    pub fn hold(&self, method: &str, path_contains: &str) {
+        self.lock().held.push((method.into(), path_contains.into()));
     }
 
     /// Answers again, the held requests first.
@@ -203,18 +253,21 @@ impl FakeApi {
         self.lock().held.clear();
     }
 
-    /// Whether a request to `path` is held now (it is recorded once it is answered or held).
-    fn holds(&self, path: &str) -> bool {
-        self.lock().held.iter().any(|h| path.contains(h.as_str()))
+    /// Whether a request is held now (it is recorded once it is answered or held).
+    fn holds(&self, request: &Recorded) -> bool {
+        let state = self.lock();
+        state.held.iter().any(|(method, path)| {
+            (method.is_empty() || *method == request.method) && request.path.contains(path.as_str())
+        })
     }
 
-    /// Waits while a request to `path` is held; records it first, so tests see it arrive.
+    /// Waits while a request is held; records it first, so tests see it arrive.
     async fn wait_while_held(&self, recorded: &Recorded) -> bool {
-        if !self.holds(&recorded.path) {
+        if !self.holds(recorded) {
             return false;
         }
         self.lock().requests.push(recorded.clone());
-        while self.holds(&recorded.path) {
+        while self.holds(recorded) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         true
@@ -266,14 +319,18 @@ fn recorded(parts: &http::request::Parts, body: &[u8]) -> Recorded {
         query: parts.uri.query().unwrap_or_default().to_string(),
         content_type: header(http::header::CONTENT_TYPE),
         body: String::from_utf8_lossy(body).into_owned(),
+        raw: body.to_vec(),
     }
 }
 
 impl Answer {
     /// The answer as an HTTP response with a JSON body.
     fn into_response(self) -> Response<Vec<u8>> {
-        // `null`: an empty body (a watch stream that ends at once).
-        let body = if self.body.is_null() { Vec::new() } else { self.body.to_string().into_bytes() };
+        // A string: the body itself (a watch's stream of events).
+        let body = match self.body {
+            Value::String(text) => text.into_bytes(),
+            body => body.to_string().into_bytes(),
+        };
         let mut response = Response::new(body);
         *response.status_mut() = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -319,13 +376,13 @@ impl State {
                 None => not_found(&kind, name),
             },
             "PATCH" => self.apply(request, &kind, namespace),
-            "PUT" => match serde_json::from_str::<Value>(&request.body) {
-                Ok(object) if self.objects.contains_key(&request.path) => {
+            "PUT" => match request.json() {
+                Value::Null => status(400, "the body is not an object"),
+                object if self.objects.contains_key(&request.path) => {
                     let object = self.store(&request.path, object, None);
                     ok(&object)
                 }
-                Ok(_) => not_found(&kind, name),
-                Err(_) => status(400, "the body is not JSON"),
+                _ => not_found(&kind, name),
             },
             "DELETE" => match self.objects.remove(&request.path) {
                 Some(_) => {
@@ -355,18 +412,40 @@ impl State {
         let Some(manager) = request.params().into_iter().find_map(|p| p.strip_prefix("fieldManager=")) else {
             return status(422, "PATCH with an apply patch requires a fieldManager");
         };
-        let Ok(mut object) = serde_json::from_str::<Value>(&request.body) else {
+        let Ok(patch) = serde_json::from_str::<Value>(&request.body) else {
             return status(400, "the body is not JSON");
         };
+        let force = request.params().contains(&"force=true");
+        let previous = self.objects.get(&request.path).cloned();
+        let mut object = match previous.clone() {
+            Some(previous) => {
+                match server_side_apply(previous, &patch, &decode(manager), &kind.group_version(), force) {
+                    Ok(object) => object,
+                    Err(conflicts) => {
+                        let message = format!(
+                            "Apply failed with {} conflict{}: {}",
+                            conflicts.len(),
+                            if conflicts.len() == 1 { "" } else { "s" },
+                            conflicts.join(", ")
+                        );
+                        return status(409, &message);
+                    }
+                }
+            }
+            None => {
+                let mut object = patch.clone();
+                object["metadata"]["managedFields"] =
+                    json!([managed_entry(&decode(manager), "Apply", &kind.group_version(), &leaves(&patch))]);
+                object
+            }
+        };
         self.version += 1;
-        let previous = self.objects.get(&request.path);
         let uid = previous
             .map_or(format!("uid-{}", self.version), |p| p["metadata"]["uid"].as_str().unwrap_or("").to_string());
         let metadata = &mut object["metadata"];
         metadata["uid"] = json!(uid);
         metadata["resourceVersion"] = json!(self.version.to_string());
         metadata["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
-        metadata["managedFields"] = json!([{ "manager": manager, "operation": "Apply" }]);
         if kind.kind == "Deployment" {
             if object["spec"].get("progressDeadlineSeconds").is_none() {
                 object["spec"]["progressDeadlineSeconds"] = json!(600);
@@ -405,11 +484,6 @@ impl State {
         let prefix = request.path.trim_end_matches('/').to_string();
         match request.method.as_str() {
             "GET" => {
-                if request.params().iter().any(|p| *p == "watch=true" || *p == "watch=1") {
-                    // A watch that ends at once with no events: a client lists again (Helm's
-                    // readiness wait reads the objects' state from the lists).
-                    return Answer { code: 200, body: Value::Null };
-                }
                 let selector = request
                     .params()
                     .into_iter()
@@ -433,6 +507,9 @@ impl State {
                     })
                     .map(|(_, object)| object.clone())
                     .collect();
+                if request.params().iter().any(|p| *p == "watch=true" || *p == "watch=1") {
+                    return self.watch(request, &kind, items);
+                }
                 ok(&json!({
                     "kind": format!("{}List", kind.kind),
                     "apiVersion": kind.group_version(),
@@ -441,9 +518,10 @@ impl State {
                 }))
             }
             "POST" => {
-                let Ok(object) = serde_json::from_str::<Value>(&request.body) else {
-                    return status(400, "the body is not JSON");
-                };
+                let object = request.json();
+                if object.is_null() {
+                    return status(400, "the body is not an object");
+                }
                 let Some(name) = object["metadata"]["name"].as_str().map(String::from) else {
                     return status(422, "metadata.name is required");
                 };
@@ -464,6 +542,38 @@ impl State {
         }
     }
 
+    /// A watch, as a stream that ends at once: asked for the initial events (`sendInitialEvents`,
+    /// how client-go's informers start), every object as `ADDED` and the bookmark that ends them;
+    /// otherwise, the objects changed since the `resourceVersion` given. A client then watches
+    /// again (Helm's readiness wait reads the objects' state from these events).
+    fn watch(&self, request: &Recorded, kind: &Kind, items: Vec<Value>) -> Answer {
+        let params = request.params();
+        let initial = params.contains(&"sendInitialEvents=true");
+        let since: u64 =
+            params.iter().find_map(|p| p.strip_prefix("resourceVersion=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut lines = String::new();
+        for item in items {
+            let version: u64 = item["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+            if initial || version > since {
+                let mut item = item;
+                item["apiVersion"] = json!(kind.group_version());
+                item["kind"] = json!(kind.kind);
+                lines.push_str(&json!({ "type": "ADDED", "object": item }).to_string());
+                lines.push('\n');
+            }
+        }
+        if initial {
+            let bookmark = json!({ "type": "BOOKMARK", "object": {
+                "apiVersion": kind.group_version(), "kind": kind.kind,
+                "metadata": { "resourceVersion": self.version.to_string(),
+                              "annotations": { "k8s.io/initial-events-end": "true" } },
+            }});
+            lines.push_str(&bookmark.to_string());
+            lines.push('\n');
+        }
+        Answer { code: 200, body: Value::String(lines) }
+    }
+
     /// Keeps `object` at `path` with what a server adds (uid, resourceVersion, and a
     /// managedFields entry for `manager` when given); returns it.
     fn store(&mut self, path: &str, mut object: Value, manager: Option<&str>) -> Value {
@@ -474,7 +584,9 @@ impl State {
         metadata["resourceVersion"] = json!(self.version.to_string());
         metadata["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
         if let Some(manager) = manager {
-            metadata["managedFields"] = json!([{ "manager": manager, "operation": "Update" }]);
+            let api_version = object["apiVersion"].as_str().unwrap_or("v1").to_string();
+            object["metadata"]["managedFields"] =
+                json!([managed_entry(manager, "Update", &api_version, &leaves(&object))]);
         }
         self.objects.insert(path.to_string(), object.clone());
         object
@@ -571,6 +683,145 @@ impl State {
         ok(
             &json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
         )
+    }
+}
+
+/// The leaf fields of an object a client sets, as paths: scalars, lists (atomic here) and empty
+/// maps; the server's bookkeeping (`metadata.managedFields`, `uid`, …) and `status` are left out.
+fn leaves(object: &Value) -> Vec<Vec<String>> {
+    fn walk(value: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, value) in map {
+                    path.push(key.clone());
+                    walk(value, path, out);
+                    path.pop();
+                }
+            }
+            _ => out.push(path.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(object, &mut Vec::new(), &mut out);
+    const SERVER: [&str; 6] = ["managedFields", "uid", "resourceVersion", "creationTimestamp", "generation", "name"];
+    out.retain(|leaf| {
+        let top = leaf.first().map(String::as_str);
+        let server =
+            top == Some("metadata") && leaf.get(1).is_some_and(|f| SERVER.contains(&f.as_str()) || f == "namespace");
+        !(server || matches!(top, Some("apiVersion" | "kind" | "status")))
+    });
+    out
+}
+
+fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, key| value.get(key))
+}
+
+/// `managedFields` as (manager, leaf paths, operation).
+fn managed_fields(object: &Value) -> Vec<(String, Vec<Vec<String>>, String)> {
+    fn paths(fields: &Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        match fields.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (key, value) in map {
+                    let Some(name) = key.strip_prefix("f:") else { continue };
+                    path.push(name.to_string());
+                    paths(value, path, out);
+                    path.pop();
+                }
+            }
+            _ => out.push(path.clone()),
+        }
+    }
+    object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            let mut out = Vec::new();
+            paths(&entry["fieldsV1"], &mut Vec::new(), &mut out);
+            out.retain(|p| !p.is_empty());
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_string();
+            (text("manager"), out, text("operation"))
+        })
+        .collect()
+}
+
+/// A `managedFields` entry owning `fields`.
+fn managed_entry(manager: &str, operation: &str, api_version: &str, fields: &[Vec<String>]) -> Value {
+    let mut set = json!({});
+    for field in fields {
+        let mut at = &mut set;
+        for key in field {
+            at = &mut at[format!("f:{key}")];
+            if at.is_null() {
+                *at = json!({});
+            }
+        }
+    }
+    json!({
+        "manager": manager, "operation": operation, "apiVersion": api_version,
+        "time": "2025-01-01T00:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": set,
+    })
+}
+
+/// A server-side apply by `manager` of `patch` onto `previous`, simplified: the patch's fields
+/// are set and become the manager's; fields it applied before and applies no more are removed
+/// (unless someone else owns them too); a field another manager owns with another value is a
+/// conflict (its text, as the API server words it) unless `force`, which takes it over.
+fn server_side_apply(
+    mut previous: Value,
+    patch: &Value,
+    manager: &str,
+    version: &str,
+    force: bool,
+) -> Result<Value, Vec<String>> {
+    let applied = leaves(patch);
+    let mut entries = managed_fields(&previous);
+    let mut conflicts = Vec::new();
+    for (other, fields, operation) in &entries {
+        if other == manager && operation == "Apply" {
+            continue;
+        }
+        for field in fields.iter().filter(|f| applied.contains(f)) {
+            if lookup(&previous, field) != lookup(patch, field) {
+                conflicts.push(format!("conflict with \"{other}\" using {version}: .{}", field.join(".")));
+            }
+        }
+    }
+    if !force && !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    let before: Vec<Vec<String>> =
+        entries.iter().filter(|e| e.0 == manager && e.2 == "Apply").flat_map(|e| e.1.clone()).collect();
+    let others: Vec<Vec<String>> =
+        entries.iter().filter(|e| !(e.0 == manager && e.2 == "Apply")).flat_map(|e| e.1.clone()).collect();
+    for dropped in before.iter().filter(|f| !applied.contains(f) && !others.contains(f)) {
+        if let Some((last, parents)) = dropped.split_last()
+            && let Some(Value::Object(map)) = parents.iter().try_fold(&mut previous, |v, k| v.get_mut(k))
+        {
+            map.remove(last);
+        }
+    }
+    merge(&mut previous, patch);
+    for entry in &mut entries {
+        entry.1.retain(|f| !applied.contains(f));
+    }
+    entries.retain(|e| !(e.1.is_empty() || (e.0 == manager && e.2 == "Apply")));
+    entries.insert(0, (manager.to_string(), applied, "Apply".to_string()));
+    previous["metadata"]["managedFields"] =
+        Value::Array(entries.iter().map(|(m, f, op)| managed_entry(m, op, version, f)).collect());
+    Ok(previous)
+}
+
+/// Sets every field of `patch` in `target` (maps merged, anything else replaced).
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge(target.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (target, patch) => *target = patch.clone(),
     }
 }
 
