@@ -499,3 +499,41 @@ fn a_deploy_that_loses_the_cluster_ends_saying_so() {
     assert!(helm_processes(&dir).is_empty(), "helm was stopped");
     fake.come_back();
 }
+
+/// A field of the chart's ConfigMap changed by hand is drift, and `deploy --refresh` takes it back
+/// (Helm 4 upgrades server-side with `--force-conflicts`; the double refuses the conflict
+/// otherwise, as an API server does); the same field owned by a controller is not drift: the
+/// deploy reports the conflict naming the controller and leaves it, now and at the next check.
+#[test]
+fn upgrades_win_against_people_and_leave_controllers_their_fields() {
+    let Some(dir) = chart_policy("owners") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(first.status.success(), "{shown}");
+    let config = fake.paths().into_iter().find(|p| p.starts_with(CONFIG_MAPS)).expect("the chart's ConfigMap");
+    let greeting = |fake: &FakeApi| fake.object(&config).unwrap()["data"]["greeting"].clone();
+    assert_eq!(greeting(&fake), "hello");
+
+    fake.edit_as("kubectl-edit", &config, |o| o["data"]["greeting"] = "by hand".into());
+    let (repaired, shown) = deploy(&dir, &kubeconfig, &["--refresh"]);
+    assert!(repaired.status.success(), "{shown}");
+    assert!(shown.contains("(drift: ") && shown.contains("1 updated"), "{shown}");
+    assert_eq!(greeting(&fake), "hello", "the policy wins against a person");
+    let managers = fake.managers(&config);
+    assert!(
+        managers.iter().any(|(m, fields)| m == "helm" && fields.contains(&".data.greeting".to_string())),
+        "{managers:?}"
+    );
+    assert!(managers.iter().all(|(m, _)| m != "kubectl-edit"), "{managers:?}");
+
+    fake.edit_as("config-operator", &config, |o| o["data"]["greeting"] = "by the operator".into());
+    for _ in 0..2 {
+        let (left, shown) = deploy(&dir, &kubeconfig, &["--refresh"]);
+        assert!(left.status.success() && shown.contains("no changes"), "{shown}");
+        assert!(
+            shown.contains("conflict with \"config-operator\": .data.greeting of ConfigMap/apps/"),
+            "reported, naming the controller: {shown}"
+        );
+        assert_eq!(greeting(&fake), "by the operator", "a controller's field is left to it");
+    }
+}

@@ -43,6 +43,8 @@ pub struct ClusterDriver {
     lost_after: Duration,
     /// Clusters that stopped answering during this deploy, with why: nothing more is tried there.
     lost: Mutex<BTreeMap<String, String>>,
+    /// Conflicts with controllers already reported (each is reported once).
+    reported: Mutex<BTreeSet<String>>,
 }
 
 /// How long a cluster may not answer while Helm runs before Helm is stopped and the cluster
@@ -71,6 +73,7 @@ impl ClusterDriver {
             appliers: Mutex::new(HashMap::new()),
             lost_after,
             lost: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -201,6 +204,26 @@ impl ClusterDriver {
     }
 }
 
+impl ClusterDriver {
+    /// The live fingerprint of `objects` of `unit`; each field a controller owns is left out and
+    /// reported (a warning) the first time this driver sees it.
+    fn fingerprint_reporting(
+        &self,
+        applier: &Applier,
+        unit: &Unit,
+        objects: &[serde_json::Value],
+    ) -> Option<BTreeMap<String, String>> {
+        let (prints, conflicts) = applier.fingerprint_with_conflicts(unit, objects).ok()?;
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        for conflict in conflicts {
+            if reported.insert(format!("{}\0{conflict}", unit.key)) {
+                tracing::warn!(instance = %unit.name, "{conflict}");
+            }
+        }
+        Some(prints)
+    }
+}
+
 /// The directory a unit's relative secret files are read from (its policy file's).
 fn base_dir(unit: &Unit) -> &Path {
     match &unit.source {
@@ -271,14 +294,14 @@ impl Driver for ClusterDriver {
                 let manifest = releases.manifest(&connection, unit).ok()?;
                 let objects: Vec<serde_json::Value> =
                     parse_stream(&manifest).ok()?.into_iter().map(|d| d.value).collect();
-                let mut live = applier.fingerprint(unit, &objects).ok()?;
+                let mut live = self.fingerprint_reporting(&applier, unit, &objects)?;
                 live.insert("release".to_string(), status.status);
                 Some(live)
             }
             Source::Manifests { .. } => {
                 let revision = 0; // the revision label is left out of fingerprints
                 let objects = objects(unit, revision).ok()?;
-                applier.fingerprint(unit, &objects).ok()
+                self.fingerprint_reporting(&applier, unit, &objects)
             }
         }
     }

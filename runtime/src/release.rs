@@ -176,7 +176,8 @@ impl Releases {
 
     /// `helm upgrade --install RELEASE CHART --namespace NS --create-namespace --values -
     /// --reset-values [--kubeconfig PATH] [--kube-context CTX] --wait --timeout T
-    /// --rollback-on-failure (Helm 3: --atomic) --labels aptc.dev/…=… --output json` with the
+    /// --rollback-on-failure (Helm 3: --atomic) --server-side true --force-conflicts (Helm 4)
+    /// --labels aptc.dev/…=… --output json` with the
     /// post-renderer, the values on Helm's standard input (no file holds them). `--reset-values`
     /// makes `values` the whole truth: without it Helm reuses the last release's values when the
     /// file is empty. A failed upgrade is rolled back (a failed first install removed) by Helm.
@@ -217,7 +218,10 @@ impl Releases {
             .arg("--wait")
             .arg("--timeout")
             .arg(format!("{}s", self.timeout.as_secs().max(1)))
-            .arg(if self.helm.is_v3() { "--atomic" } else { "--rollback-on-failure" })
+            .arg(if self.helm.is_v3() { "--atomic" } else { "--rollback-on-failure" });
+        // What people changed by hand is taken back, as aptc's own applies do.
+        self.server_side_args(&mut command);
+        command
             .arg("--labels")
             .arg(format!(
                 "{LABEL_INSTANCE}={},{LABEL_REVISION}={revision},{LABEL_NAMESPACE}={}",
@@ -726,7 +730,7 @@ exit 0
             .unwrap();
         releases.upgrade(&ambient, &web("bitnami/nginx", None, None, "/p"), 7, &values).unwrap();
         let tail = format!(
-            "--wait --timeout 120s --rollback-on-failure \
+            "--wait --timeout 120s --rollback-on-failure --server-side true --force-conflicts \
 --labels aptc.dev/instance=0123456789,aptc.dev/revision=7,aptc.dev/namespace=team --output json {STAMP_ARGS}"
         );
         let local_path = crate::source::absolute(&chart.path().join("./")).display().to_string();

@@ -162,6 +162,16 @@ impl Applier {
     /// label left out). A deleted object has no entry; a hand edit of a field aptc sets changes
     /// its hash. Works for any objects (Helm release objects too): it reads no inventory.
     pub fn fingerprint(&self, unit: &Unit, objects: &[Value]) -> Result<BTreeMap<String, String>, K8sError> {
+        self.fingerprint_with_conflicts(unit, objects).map(|(prints, _)| prints)
+    }
+
+    /// [`Applier::fingerprint`], and a line for each field aptc sets that a controller owns
+    /// (left out of the fingerprint: aptc does not fight controllers, `crate::owners`).
+    pub fn fingerprint_with_conflicts(
+        &self,
+        unit: &Unit,
+        objects: &[Value],
+    ) -> Result<(BTreeMap<String, String>, Vec<String>), K8sError> {
         self.runtime.block_on(self.cluster.fingerprint_objects(unit, objects))
     }
 
