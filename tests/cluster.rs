@@ -537,3 +537,43 @@ fn upgrades_win_against_people_and_leave_controllers_their_fields() {
         assert_eq!(greeting(&fake), "by the operator", "a controller's field is left to it");
     }
 }
+
+/// `watch --fix` repairing an object the API refuses to write (a failure that cannot succeed on
+/// retry): the repair is tried again after 2, 4, 8… intervals, not at every interval, the watch
+/// says so and never suggests running the same command again; once the refusal ends, the repair
+/// goes through.
+#[cfg(unix)]
+#[test]
+fn a_repair_that_keeps_failing_backs_off() {
+    let dir = policy("backoff");
+    let (fake, kubeconfig) = served(&dir);
+    let (state, log) = (dir.join("state.db"), dir.join("watch.log"));
+    let mut watcher = Reaper::spawn(
+        command(&dir, &kubeconfig)
+            .args(["watch", "--fix", "--yes", "--target", "cluster", "--interval", "1", "--as", "ada@example.com"])
+            .args(["--state", state.to_str().unwrap(), dir.join("policy").to_str().unwrap()]),
+        &log,
+        &dir.join("watch.err"),
+    );
+    let shown = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default()
+    };
+    assert!(wait_for(15, || shown().contains("revision 1:")), "the first revision applies: {}", shown());
+    let greeting = config_map(&fake, "greeting").expect("both objects are applied");
+    fake.fail_next("PATCH", &greeting, 1000, 403);
+    fake.clear_requests();
+    fake.remove(&greeting);
+    assert!(wait_for(15, || shown().contains("backing off")), "{}", shown());
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let attempts = fake.paths_of("PATCH").iter().filter(|p| **p == greeting).count();
+    let text = shown();
+    assert!((2..=4).contains(&attempts), "{attempts} repairs in about 11 intervals: {text}");
+    assert!(text.contains("failed 2 time(s) in a row, in a way that trying again as it is does not fix"), "{text}");
+    assert!(text.contains("tried again in 4 s"), "{text}");
+    assert!(!text.contains("run the same command again"), "{text}");
+
+    fake.stop_failing();
+    assert!(wait_for(40, || fake.object(&greeting).is_some()), "repaired once the refusal ends: {}", shown());
+    assert_eq!(watcher.terminate().and_then(|s| s.code()), Some(0), "{}", shown());
+}

@@ -278,7 +278,11 @@ impl Driver for ClusterDriver {
             // scrubbed text only.
             let message = error.to_string();
             let scrubbed = secrets::scrub(&message, &unit.values, base_dir(unit));
-            if scrubbed == message { error } else { DriverError::Scrubbed(scrubbed) }
+            if scrubbed == message {
+                error
+            } else {
+                DriverError::Scrubbed { message: scrubbed, transient: error.is_transient() }
+            }
         })
     }
 

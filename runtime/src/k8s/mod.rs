@@ -92,6 +92,14 @@ pub enum K8sError {
     Inventory { object: String, cluster: String, reason: inventory::InventoryError },
 }
 
+impl K8sError {
+    /// Whether trying again may succeed: the API server did not answer (the API's own transient
+    /// failures were already retried, and what remains is a refusal or a damaged object).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, K8sError::Unreachable { .. } | K8sError::Runtime(_))
+    }
+}
+
 impl Applier {
     /// Connects to the cluster `connection` names (its kubeconfig file and context) and checks
     /// that the API server answers within 5 seconds, so a wrong or unreachable cluster fails the

@@ -152,6 +152,11 @@ impl FakeApi {
         self.lock().failures.push(failure);
     }
 
+    /// Stops the failures [`FakeApi::fail_next`] asked for.
+    pub fn stop_failing(&self) {
+        self.lock().failures.clear();
+    }
+
     /// Every request so far, in the order they arrived.
     pub fn requests(&self) -> Vec<Recorded> {
         self.lock().requests.clone()
