@@ -474,30 +474,33 @@ fn an_interrupted_deploy_leaves_nothing_for_a_human_to_unlock() {
     assert_eq!(fake.object(&config).unwrap()["data"]["greeting"], "hi");
 }
 
-/// The API server goes away while Helm waits on it: the watchdog stops Helm once the cluster has
-/// not answered for `APTC_CLUSTER_LOST_AFTER` seconds, and the deploy ends at once saying the
-/// cluster became unreachable (not after Helm's whole timeout).
+/// The API server goes away while Helm (or aptc's own apply) waits on it: the watchdog stops
+/// waiting once the cluster has not answered for `APTC_CLUSTER_LOST_AFTER` seconds, and the deploy
+/// ends at once saying the cluster became unreachable (not after Helm's or the client's whole
+/// timeout).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_deploy_that_loses_the_cluster_ends_saying_so() {
-    let Some(dir) = chart_policy("lost") else { return };
-    let (fake, kubeconfig) = served(&dir);
-    fake.hold("PATCH", "/configmaps/");
-    let mut deploy = spawn_deploy(&dir, &kubeconfig, "lost", &[("APTC_CLUSTER_LOST_AFTER", "3")]);
-    let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
-    assert!(started, "helm applies: {}", output_of(&dir, "lost"));
-    fake.go_away();
-    let lost = std::time::Instant::now();
-    assert!(wait_for(30, || deploy.0.try_wait().unwrap().is_some()), "still running: {}", output_of(&dir, "lost"));
-    let elapsed = lost.elapsed();
-    let status = deploy.0.wait().unwrap();
-    let shown = output_of(&dir, "lost");
-    assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}: {shown}");
-    assert_eq!(status.code(), Some(1), "{shown}");
-    assert!(shown.contains("the cluster system.fake became unreachable"), "{shown}");
-    assert!(!shown.contains(SECRET), "{shown}");
-    assert!(helm_processes(&dir).is_empty(), "helm was stopped");
-    fake.come_back();
+    let with_chart = chart_policy("lost");
+    for dir in [Some(policy("lost-manifests")), with_chart].into_iter().flatten() {
+        let (fake, kubeconfig) = served(&dir);
+        fake.hold("PATCH", "/configmaps/");
+        let mut deploy = spawn_deploy(&dir, &kubeconfig, "lost", &[("APTC_CLUSTER_LOST_AFTER", "3")]);
+        let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
+        assert!(started, "applying: {}", output_of(&dir, "lost"));
+        fake.go_away();
+        let lost = std::time::Instant::now();
+        assert!(wait_for(30, || deploy.0.try_wait().unwrap().is_some()), "still running: {}", output_of(&dir, "lost"));
+        let elapsed = lost.elapsed();
+        let status = deploy.0.wait().unwrap();
+        let shown = output_of(&dir, "lost");
+        assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}: {shown}");
+        assert_eq!(status.code(), Some(1), "{shown}");
+        assert!(shown.contains("the cluster system.fake became unreachable"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(helm_processes(&dir).is_empty(), "helm was stopped");
+        fake.come_back();
+    }
 }
 
 /// A field of the chart's ConfigMap changed by hand is drift, and `deploy --refresh` takes it back

@@ -110,15 +110,16 @@ impl ClusterDriver {
         self.releases.as_ref().map_err(|e| DriverError::NeedsHelm(e.clone()))
     }
 
-    /// Runs `helm` (Helm calls for a unit on `cluster`) under a watchdog: the API server is asked
-    /// every few seconds whether it answers, and once it has not for `lost_after`, the running
-    /// Helm is stopped (its `--wait` would go on for its whole timeout on a dead connection) and
-    /// the cluster counts as lost for the rest of the deploy.
+    /// Runs `helm` (Helm calls, or aptc's own applies, for a unit on `cluster`) under a
+    /// watchdog: the API server is asked every few seconds whether it answers, and once it has
+    /// not for `lost_after`, the work is stopped (Helm's `--wait` would go on for its whole
+    /// timeout on a dead connection, a request for its client's) and the cluster counts as lost
+    /// for the rest of the deploy.
     fn watched<T>(
         &self,
         cluster: &str,
         applier: &Arc<Applier>,
-        helm: impl FnOnce(&dyn Fn() -> Option<String>) -> Result<T, DriverError>,
+        helm: impl FnOnce(&(dyn Fn() -> Option<String> + Sync)) -> Result<T, DriverError>,
     ) -> Result<T, DriverError> {
         let lost: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let done = Arc::new(AtomicBool::new(false));
@@ -127,22 +128,27 @@ impl ClusterDriver {
             let (applier, lost, done, lost_after) = (applier.clone(), lost.clone(), done.clone(), self.lost_after);
             std::thread::spawn(move || {
                 let mut answered = Instant::now();
-                while !done.load(Ordering::Relaxed) {
-                    let asked = Instant::now();
+                let mut asked = Instant::now();
+                loop {
+                    // First wait (most calls end before the first question is due).
+                    let until = asked + every;
+                    while !done.load(Ordering::Relaxed) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    asked = Instant::now();
                     if applier.answers(every) {
                         answered = Instant::now();
                     } else if answered.elapsed() >= lost_after {
                         let reason = format!(
-                            "its API server did not answer for {} s while helm ran, so helm was stopped",
+                            "its API server did not answer for {} s, so aptc stopped waiting for it (and stopped \
+helm if it ran)",
                             answered.elapsed().as_secs()
                         );
                         *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
                         return;
-                    }
-                    let rest = every.saturating_sub(asked.elapsed());
-                    let until = Instant::now() + rest;
-                    while !done.load(Ordering::Relaxed) && Instant::now() < until {
-                        std::thread::sleep(Duration::from_millis(50));
                     }
                 }
             })
@@ -194,11 +200,16 @@ impl ClusterDriver {
                     })
                 })
             }
-            (Source::Manifests { .. }, Op::Delete) => Ok(self.applier(&unit.cluster)?.delete(unit)?.detail),
+            (Source::Manifests { .. }, Op::Delete) => {
+                let applier = self.applier(&unit.cluster)?;
+                self.watched(&unit.cluster, &applier, |stop| Ok(applier.delete_until(unit, stop)?.detail))
+            }
             (Source::Manifests { .. }, _) => {
                 let applier = self.applier(&unit.cluster)?;
                 let objects = objects(unit, revision)?;
-                Ok(applier.apply(unit, revision, &objects)?.detail)
+                self.watched(&unit.cluster, &applier, |stop| {
+                    Ok(applier.apply_until(unit, revision, &objects, stop)?.detail)
+                })
             }
         }
     }

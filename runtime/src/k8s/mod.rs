@@ -87,6 +87,9 @@ pub enum K8sError {
     /// The API refused or failed a request (after retries, if it was transient).
     #[error("cannot {action} {object} on cluster {cluster}: {reason}")]
     Api { action: &'static str, object: String, cluster: String, reason: String },
+    /// The caller stopped waiting for the API server (it stopped answering); the reason.
+    #[error("{0}")]
+    Stopped(String),
     /// A unit's inventory ConfigMap exists but cannot be read as one.
     #[error("the inventory {object} on cluster {cluster} is damaged: {reason}")]
     Inventory { object: String, cluster: String, reason: inventory::InventoryError },
@@ -149,13 +152,34 @@ impl Applier {
     /// Server-side applies `objects` (already stamped with aptc's labels) for `unit` as part of
     /// revision `revision`, prunes the objects the unit no longer has, and records the inventory.
     pub fn apply(&self, unit: &Unit, revision: u64, objects: &[Value]) -> Result<ApplySummary, K8sError> {
-        self.runtime.block_on(self.cluster.apply_unit(unit, revision, objects))
+        self.apply_until(unit, revision, objects, &|| None)
+    }
+
+    /// [`Applier::apply`], given up (with [`K8sError::Stopped`]) as soon as `stop` gives a
+    /// reason (asked a few times a second): a request to a dead API server is not waited out.
+    pub fn apply_until(
+        &self,
+        unit: &Unit,
+        revision: u64,
+        objects: &[Value],
+        stop: &(dyn Fn() -> Option<String> + Sync),
+    ) -> Result<ApplySummary, K8sError> {
+        self.runtime.block_on(until(self.cluster.apply_unit(unit, revision, objects), stop))
     }
 
     /// Deletes everything the unit's inventory lists (last applied first), then the inventory.
     /// Objects already gone, or no inventory at all, are fine.
     pub fn delete(&self, unit: &Unit) -> Result<ApplySummary, K8sError> {
-        self.runtime.block_on(self.cluster.delete_unit(unit))
+        self.delete_until(unit, &|| None)
+    }
+
+    /// [`Applier::delete`], given up as soon as `stop` gives a reason.
+    pub fn delete_until(
+        &self,
+        unit: &Unit,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+    ) -> Result<ApplySummary, K8sError> {
+        self.runtime.block_on(until(self.cluster.delete_unit(unit), stop))
     }
 
     /// Whether the unit's inventory exists on the cluster: a unit recorded as applied but gone
@@ -196,6 +220,25 @@ impl Applier {
     /// releases installed into a namespace nothing else creates.
     pub fn ensure_namespace(&self, name: &str) -> Result<(), K8sError> {
         self.runtime.block_on(self.cluster.ensure_namespace(name))
+    }
+}
+
+/// `work`, unless `stop` gives a reason first (asked every 200 ms).
+async fn until<T>(
+    work: impl std::future::Future<Output = Result<T, K8sError>>,
+    stop: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<T, K8sError> {
+    let stopped = async {
+        loop {
+            if let Some(reason) = stop() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        reason = stopped => Err(K8sError::Stopped(reason)),
     }
 }
 
