@@ -174,7 +174,14 @@ helm if it ran)",
             return Err(DriverError::ClusterLost { cluster: unit.cluster.clone(), reason: reason.clone() });
         }
         match (&unit.source, action.op) {
-            (Source::Chart { .. }, Op::Delete) => Ok(self.releases()?.uninstall(&connection, unit)?.to_string()),
+            (Source::Chart { .. }, Op::Delete) => {
+                let releases = self.releases()?;
+                let applier = self.applier(&unit.cluster)?;
+                self.watched(&unit.cluster, &applier, |stop| {
+                    let guard = Guard { scrub: &|text: &str| text.to_string(), stop };
+                    Ok(releases.uninstall_guarded(&connection, unit, &guard)?.to_string())
+                })
+            }
             (Source::Chart { .. }, _) => {
                 let releases = self.releases()?;
                 let values = secrets::reveal(&unit.values, base_dir(unit))?;

@@ -250,10 +250,20 @@ impl Releases {
     /// `helm uninstall RELEASE --namespace NS [--kubeconfig PATH] [--kube-context CTX] --wait
     /// --timeout T`; a release that does not exist is already gone (not an error).
     pub fn uninstall(&self, connection: &Connection, unit: &Unit) -> Result<ReleaseOutcome, HelmError> {
+        self.uninstall_guarded(connection, unit, &Guard::NONE)
+    }
+
+    /// [`Releases::uninstall`] under `guard`.
+    pub fn uninstall_guarded(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        guard: &Guard,
+    ) -> Result<ReleaseOutcome, HelmError> {
         let mut command = self.release_command(&["uninstall"], connection, unit);
         command.arg("--wait").arg("--timeout").arg(format!("{}s", self.timeout.as_secs().max(1)));
         tracing::info!(release = %unit.name, cluster = %connection.cluster, "helm uninstall");
-        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT, None, &Guard::NONE) {
+        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT, None, guard) {
             Ok(_) => Ok(ReleaseOutcome::Uninstalled),
             Err(failure) if failure.says(NOT_FOUND) => Ok(ReleaseOutcome::AlreadyGone),
             Err(failure) => Err(self.failed("helm uninstall", connection, unit, failure)),
@@ -313,7 +323,7 @@ impl Releases {
                 format!("rolled back to helm revision {revision}")
             }
             None => {
-                self.uninstall(connection, unit)?;
+                self.uninstall_guarded(connection, unit, guard)?;
                 "uninstalled (it was never deployed)".to_string()
             }
         };
