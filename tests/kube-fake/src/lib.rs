@@ -900,3 +900,70 @@ fn status(code: u16, message: &str) -> Answer {
                        "message": message, "reason": reason, "code": code });
     Answer { code, body }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(fake: &FakeApi, manager: &str, force: bool, body: Value) -> Answer {
+        fake.handle(
+            Recorded {
+                method: "PATCH".into(),
+                path: "/api/v1/namespaces/default/configmaps/c".into(),
+                query: format!("fieldManager={manager}&force={force}"),
+                content_type: "application/apply-patch+yaml".into(),
+                body: body.to_string(),
+                raw: Vec::new(),
+            },
+            true,
+        )
+    }
+
+    /// Server-side apply as the double does it: fields have owners, another owner's field with
+    /// another value is a conflict unless forced, and a field no longer applied goes.
+    #[test]
+    fn fields_have_managers_and_conflicts_need_force() {
+        let fake = FakeApi::new();
+        let path = "/api/v1/namespaces/default/configmaps/c";
+        let object =
+            |data: Value| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "c" }, "data": data });
+        assert_eq!(apply(&fake, "helm", false, object(json!({ "a": "1", "b": "2" }))).code, 200);
+        fake.edit_as("kubectl-edit", path, |o| o["data"]["a"] = "by hand".into());
+        assert_eq!(
+            fake.managers(path),
+            [
+                ("helm".to_string(), vec![".data.b".to_string()]),
+                ("kubectl-edit".to_string(), vec![".data.a".to_string()])
+            ]
+        );
+        let refused = apply(&fake, "helm", false, object(json!({ "a": "1", "b": "2" })));
+        assert_eq!(refused.code, 409);
+        assert_eq!(
+            refused.body["message"],
+            "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
+        );
+        assert_eq!(apply(&fake, "helm", true, object(json!({ "a": "1" }))).code, 200);
+        assert_eq!(fake.object(path).unwrap()["data"], json!({ "a": "1" }), "b is no longer applied");
+        assert_eq!(fake.managers(path), [("helm".to_string(), vec![".data.a".to_string()])]);
+    }
+
+    #[test]
+    fn protobuf_secrets_are_read_as_json() {
+        // k8s\0 + Unknown{typeMeta{apiVersion v1, kind Secret}, raw Secret{metadata{name s, labels{owner: helm}}, data{release: "x"}, type t}}
+        fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+            let mut out = vec![number << 3 | 2, u8::try_from(bytes.len()).unwrap()];
+            out.extend_from_slice(bytes);
+            out
+        }
+        let labels = field(11, &[field(1, b"owner"), field(2, b"helm")].concat());
+        let metadata = field(1, &[field(1, b"s"), labels].concat());
+        let secret = [metadata, field(2, &[field(1, b"release"), field(2, b"x")].concat()), field(3, b"t")].concat();
+        let type_meta = field(1, &[field(1, b"v1"), field(2, b"Secret")].concat());
+        let body = [b"k8s\0".to_vec(), type_meta, field(2, &secret)].concat();
+        assert_eq!(
+            proto::decode(&body).unwrap(),
+            json!({ "apiVersion": "v1", "kind": "Secret", "type": "t",
+                    "metadata": { "name": "s", "labels": { "owner": "helm" } }, "data": { "release": "eA==" } })
+        );
+    }
+}
