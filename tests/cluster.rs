@@ -290,3 +290,293 @@ fn watch_fix_recreates_an_object_deleted_on_the_cluster_and_stops_on_sigterm() {
     assert!(text.contains("(drift: "), "the repair is planned as drift: {text}");
     assert!(text.contains("aptc watch stopped"), "{text}");
 }
+
+/// The policy of `policy()` with a chart instead: `policy/chart`, one ConfigMap of the values
+/// `greeting` and `token` (the secret). `None` (the test checks nothing) without helm, except in
+/// CI, where it fails.
+fn chart_policy(name: &str) -> Option<PathBuf> {
+    if let Err(error) = aptc_runtime::helm::Helm::locate(None) {
+        assert!(std::env::var_os("CI").is_none(), "CI installs helm first, yet: {error}");
+        eprintln!("SKIPPED {name}: {error}");
+        return None;
+    }
+    let dir = policy(name);
+    let policy = dir.join("policy");
+    let app = APP.replace(r#"component config manifests "k8s/*.yaml""#, r#"component web chart "./chart""#);
+    std::fs::write(policy.join("app.apt"), format!("{app}{CLAIM}")).unwrap();
+    std::fs::create_dir_all(policy.join("chart/templates")).unwrap();
+    std::fs::write(policy.join("chart/Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        policy.join("chart/templates/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  greeting: {{ .Values.greeting | quote }}\n  token: {{ .Values.token | b64enc | quote }}\n",
+    )
+    .unwrap();
+    Some(dir)
+}
+
+/// The helm processes running for the test in `dir` (their command line names its chart), by
+/// process id.
+#[cfg(target_os = "linux")]
+fn helm_processes(dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter_map(|e| {
+            let line = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<String> = line.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            let is_helm = args.first().is_some_and(|a| a.ends_with("/helm") || a == "helm");
+            (is_helm && args.iter().any(|a| a.contains(&dir))).then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// The files under `dir` (recursively) whose content contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => found.extend(files_containing(&path, needle)),
+            Ok(kind) if kind.is_file() => {
+                let content = std::fs::read(&path).unwrap_or_default();
+                if content.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A deploy killed with SIGKILL while Helm runs: Helm dies with it (no orphan goes on changing
+/// the cluster), and no file anywhere holds the secret (Helm got its values on standard input);
+/// the next run removes the private directory the killed one left.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deploy_killed_with_sigkill_leaves_no_helm_and_no_secret_on_disk() {
+    let Some(dir) = chart_policy("sigkill") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // Helm's apply of the chart's object is not answered: Helm runs, waiting.
+    fake.hold("PATCH", "/configmaps/");
+    let state = dir.join("state.db");
+    let mut args = vec!["deploy", "--yes", "--target", "cluster", "--as", "ada@example.com"];
+    args.extend(["--state", state.to_str().unwrap(), "policy"]);
+    let mut deploy = Reaper::spawn(
+        command(&dir, &kubeconfig).env("TMPDIR", &tmp).args(&args),
+        &dir.join("deploy.log"),
+        &dir.join("deploy.err"),
+    );
+    let log = || std::fs::read_to_string(dir.join("deploy.err")).unwrap_or_default();
+    assert!(
+        wait_for(60, || !helm_processes(&dir).is_empty()
+            && fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/"))),
+        "helm runs: {}",
+        log()
+    );
+    deploy.0.kill().unwrap();
+    deploy.0.wait().unwrap();
+    assert!(wait_for(10, || helm_processes(&dir).is_empty()), "helm outlived aptc: {:?}", helm_processes(&dir));
+    fake.come_back();
+    assert_eq!(files_containing(&dir, SECRET.as_bytes()), Vec::<PathBuf>::new(), "the secret is on disk");
+    let private = || {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("aptc-"))
+            .count()
+    };
+    assert_eq!(private(), 1, "the killed run's private directory (its plugin) is left");
+    // The next run starts by removing it.
+    args[1] = "--dry-run";
+    let planned = command(&dir, &kubeconfig).env("TMPDIR", &tmp).args(&args).output().unwrap();
+    let shown = String::from_utf8_lossy(&planned.stderr).into_owned() + &String::from_utf8_lossy(&planned.stdout);
+    assert!(planned.status.code().is_some() && !shown.contains(SECRET), "{shown}");
+    assert_eq!(private(), 0, "swept: {shown}");
+}
+
+/// `aptc deploy` of the chart policy in `dir` started in the background, with `env` set; its
+/// output goes to `NAME.log` and `NAME.err`.
+fn spawn_deploy(dir: &Path, kubeconfig: &Path, name: &str, env: &[(&str, &str)]) -> Reaper {
+    let state = dir.join("state.db");
+    let mut command = command(dir, kubeconfig);
+    command.args(["deploy", "--yes", "--target", "cluster", "--as", "ada@example.com"]);
+    command.args(["--state", state.to_str().unwrap(), "policy"]);
+    command.envs(env.iter().copied());
+    Reaper::spawn(&mut command, &dir.join(format!("{name}.log")), &dir.join(format!("{name}.err")))
+}
+
+/// The output of a background deploy so far.
+fn output_of(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join(format!("{name}.err"))).unwrap_or_default()
+}
+
+/// The `status` label of each Helm release Secret in the fake.
+fn release_states(fake: &FakeApi) -> Vec<String> {
+    fake.paths()
+        .iter()
+        .filter(|p| p.contains("/secrets/sh.helm.release.v1."))
+        .filter_map(|p| fake.object(p)?["metadata"]["labels"]["status"].as_str().map(String::from))
+        .collect()
+}
+
+/// A deploy killed while Helm installs, then while it upgrades, leaves the release locked
+/// (`pending-install`, `pending-upgrade`); the next deploy unlocks it by itself (uninstalling a
+/// release never deployed, rolling back to the last deployed revision), says so, records it,
+/// and deploys.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_interrupted_deploy_leaves_nothing_for_a_human_to_unlock() {
+    let Some(dir) = chart_policy("interrupted") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let interrupt = |name: &str| {
+        fake.clear_requests();
+        fake.hold("PATCH", "/configmaps/");
+        let mut deploy = spawn_deploy(&dir, &kubeconfig, name, &[]);
+        let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
+        assert!(started, "helm applies: {}", output_of(&dir, name));
+        deploy.0.kill().unwrap();
+        deploy.0.wait().unwrap();
+        assert!(wait_for(10, || helm_processes(&dir).is_empty()), "helm outlived aptc");
+        fake.come_back();
+        fake.clear_requests();
+    };
+
+    interrupt("install");
+    assert_eq!(release_states(&fake), ["pending-install"]);
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(first.status.success(), "{shown}");
+    assert!(
+        shown.contains("an interrupted operation left it pending-install; uninstalled (it was never deployed)"),
+        "{shown}"
+    );
+    assert!(shown.contains("deployed (helm revision 1)"), "{shown}");
+    assert_eq!(release_states(&fake), ["deployed"]);
+
+    let app = std::fs::read_to_string(dir.join("policy/app.apt")).unwrap();
+    std::fs::write(dir.join("policy/app.apt"), app.replace("\"hello\"", "\"hi\"")).unwrap();
+    interrupt("upgrade");
+    assert!(release_states(&fake).contains(&"pending-upgrade".to_string()), "{:?}", release_states(&fake));
+    let (second, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(second.status.success(), "{shown}");
+    assert!(shown.contains("left it pending-upgrade; rolled back to helm revision 1"), "{shown}");
+    let state = dir.join("state.db");
+    let (history, recorded) =
+        aptc(&dir, &kubeconfig, &["history", "show", "4", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success() && recorded.contains("recovered release"), "the revision records it: {recorded}");
+    let config = fake.paths().into_iter().find(|p| p.starts_with(CONFIG_MAPS)).expect("the chart's ConfigMap");
+    assert_eq!(fake.object(&config).unwrap()["data"]["greeting"], "hi");
+}
+
+/// The API server goes away while Helm (or aptc's own apply) waits on it: the watchdog stops
+/// waiting once the cluster has not answered for `APTC_CLUSTER_LOST_AFTER` seconds, and the deploy
+/// ends at once saying the cluster became unreachable (not after Helm's or the client's whole
+/// timeout).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_deploy_that_loses_the_cluster_ends_saying_so() {
+    let with_chart = chart_policy("lost");
+    for dir in [Some(policy("lost-manifests")), with_chart].into_iter().flatten() {
+        let (fake, kubeconfig) = served(&dir);
+        fake.hold("PATCH", "/configmaps/");
+        let mut deploy = spawn_deploy(&dir, &kubeconfig, "lost", &[("APTC_CLUSTER_LOST_AFTER", "3")]);
+        let started = wait_for(60, || fake.paths_of("PATCH").iter().any(|p| p.contains("/configmaps/")));
+        assert!(started, "applying: {}", output_of(&dir, "lost"));
+        fake.go_away();
+        let lost = std::time::Instant::now();
+        assert!(wait_for(30, || deploy.0.try_wait().unwrap().is_some()), "still running: {}", output_of(&dir, "lost"));
+        let elapsed = lost.elapsed();
+        let status = deploy.0.wait().unwrap();
+        let shown = output_of(&dir, "lost");
+        assert!(elapsed < std::time::Duration::from_secs(20), "took {elapsed:?}: {shown}");
+        assert_eq!(status.code(), Some(1), "{shown}");
+        assert!(shown.contains("the cluster system.fake became unreachable"), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(helm_processes(&dir).is_empty(), "helm was stopped");
+        fake.come_back();
+    }
+}
+
+/// A field of the chart's ConfigMap changed by hand is drift, and `deploy --refresh` takes it back
+/// (Helm 4 upgrades server-side with `--force-conflicts`; the double refuses the conflict
+/// otherwise, as an API server does); the same field owned by a controller is not drift: the
+/// deploy reports the conflict naming the controller and leaves it, now and at the next check.
+#[test]
+fn upgrades_win_against_people_and_leave_controllers_their_fields() {
+    let Some(dir) = chart_policy("owners") else { return };
+    let (fake, kubeconfig) = served(&dir);
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(first.status.success(), "{shown}");
+    let config = fake.paths().into_iter().find(|p| p.starts_with(CONFIG_MAPS)).expect("the chart's ConfigMap");
+    let greeting = |fake: &FakeApi| fake.object(&config).unwrap()["data"]["greeting"].clone();
+    assert_eq!(greeting(&fake), "hello");
+
+    fake.edit_as("kubectl-edit", &config, |o| o["data"]["greeting"] = "by hand".into());
+    let (repaired, shown) = deploy(&dir, &kubeconfig, &["--refresh"]);
+    assert!(repaired.status.success(), "{shown}");
+    assert!(shown.contains("(drift: ") && shown.contains("1 updated"), "{shown}");
+    assert_eq!(greeting(&fake), "hello", "the policy wins against a person");
+    let managers = fake.managers(&config);
+    assert!(
+        managers.iter().any(|(m, fields)| m == "helm" && fields.contains(&".data.greeting".to_string())),
+        "{managers:?}"
+    );
+    assert!(managers.iter().all(|(m, _)| m != "kubectl-edit"), "{managers:?}");
+
+    fake.edit_as("config-operator", &config, |o| o["data"]["greeting"] = "by the operator".into());
+    for _ in 0..2 {
+        let (left, shown) = deploy(&dir, &kubeconfig, &["--refresh"]);
+        assert!(left.status.success() && shown.contains("no changes"), "{shown}");
+        assert!(
+            shown.contains("conflict with \"config-operator\": .data.greeting of ConfigMap/apps/"),
+            "reported, naming the controller: {shown}"
+        );
+        assert_eq!(greeting(&fake), "by the operator", "a controller's field is left to it");
+    }
+}
+
+/// `watch --fix` repairing an object the API refuses to write (a failure that cannot succeed on
+/// retry): the repair is tried again after 2, 4, 8… intervals, not at every interval, the watch
+/// says so and never suggests running the same command again; once the refusal ends, the repair
+/// goes through.
+#[cfg(unix)]
+#[test]
+fn a_repair_that_keeps_failing_backs_off() {
+    let dir = policy("backoff");
+    let (fake, kubeconfig) = served(&dir);
+    let (state, log) = (dir.join("state.db"), dir.join("watch.log"));
+    let mut watcher = Reaper::spawn(
+        command(&dir, &kubeconfig)
+            .args(["watch", "--fix", "--yes", "--target", "cluster", "--interval", "1", "--as", "ada@example.com"])
+            .args(["--state", state.to_str().unwrap(), dir.join("policy").to_str().unwrap()]),
+        &log,
+        &dir.join("watch.err"),
+    );
+    let shown = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default()
+    };
+    assert!(wait_for(15, || shown().contains("revision 1:")), "the first revision applies: {}", shown());
+    let greeting = config_map(&fake, "greeting").expect("both objects are applied");
+    fake.fail_next("PATCH", &greeting, 1000, 403);
+    fake.clear_requests();
+    fake.remove(&greeting);
+    assert!(wait_for(15, || shown().contains("backing off")), "{}", shown());
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let attempts = fake.paths_of("PATCH").iter().filter(|p| **p == greeting).count();
+    let text = shown();
+    assert!((2..=4).contains(&attempts), "{attempts} repairs in about 11 intervals: {text}");
+    assert!(text.contains("failed 2 time(s) in a row, in a way that trying again as it is does not fix"), "{text}");
+    assert!(text.contains("tried again in 4 s"), "{text}");
+    assert!(!text.contains("run the same command again"), "{text}");
+
+    fake.stop_failing();
+    assert!(wait_for(40, || fake.object(&greeting).is_some()), "repaired once the refusal ends: {}", shown());
+    assert_eq!(watcher.terminate().and_then(|s| s.code()), Some(0), "{}", shown());
+}

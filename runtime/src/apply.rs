@@ -24,6 +24,10 @@ pub enum Outcome {
     },
     Failed {
         error: String,
+        /// Whether running it again as it is may succeed (the error was transient: a cluster
+        /// that did not answer, throttling); `false` when it would fail the same way until the
+        /// policy or the target changes (a refused object, a missing chart, a conflict).
+        retryable: bool,
     },
     /// Not run, because of another action (`reason` says which).
     Skipped {
@@ -38,6 +42,11 @@ impl Outcome {
         matches!(self, Outcome::Succeeded { .. })
     }
 
+    /// Whether the action failed in a way that running it again as it is cannot fix.
+    pub fn failed_for_good(&self) -> bool {
+        matches!(self, Outcome::Failed { retryable: false, .. })
+    }
+
     /// Whether the action did not run (skipped or interrupted).
     pub fn not_run(&self) -> bool {
         matches!(self, Outcome::Skipped { .. } | Outcome::Interrupted)
@@ -49,16 +58,33 @@ impl Outcome {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 enum WireOutcome {
-    Succeeded { detail: String },
-    Failed { error: String },
-    Skipped { reason: String },
+    Succeeded {
+        detail: String,
+    },
+    Failed {
+        error: String,
+        /// Written only when `false` (revisions from before it was recorded read as `true`).
+        #[serde(default = "retryable_by_default", skip_serializing_if = "is_true")]
+        retryable: bool,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+fn retryable_by_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl From<WireOutcome> for Outcome {
     fn from(wire: WireOutcome) -> Outcome {
         match wire {
             WireOutcome::Succeeded { detail } => Outcome::Succeeded { detail },
-            WireOutcome::Failed { error } => Outcome::Failed { error },
+            WireOutcome::Failed { error, retryable } => Outcome::Failed { error, retryable },
             WireOutcome::Skipped { reason } if reason == INTERRUPTED => Outcome::Interrupted,
             WireOutcome::Skipped { reason } => Outcome::Skipped { reason },
         }
@@ -69,7 +95,7 @@ impl From<Outcome> for WireOutcome {
     fn from(outcome: Outcome) -> WireOutcome {
         match outcome {
             Outcome::Succeeded { detail } => WireOutcome::Succeeded { detail },
-            Outcome::Failed { error } => WireOutcome::Failed { error },
+            Outcome::Failed { error, retryable } => WireOutcome::Failed { error, retryable },
             Outcome::Skipped { reason } => WireOutcome::Skipped { reason },
             Outcome::Interrupted => WireOutcome::Skipped { reason: INTERRUPTED.to_string() },
         }
@@ -234,14 +260,15 @@ fn worker(
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.apply(revision, action)));
             let outcome = match applied {
                 Ok(Ok(result)) => Outcome::Succeeded { detail: result.detail },
-                Ok(Err(error)) => Outcome::Failed { error: error.to_string() },
+                Ok(Err(error)) => Outcome::Failed { retryable: error.is_transient(), error: error.to_string() },
                 Err(panic) => {
                     let message = panic
                         .downcast_ref::<&str>()
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown".into());
-                    Outcome::Failed { error: format!("internal error in the driver (a bug): {message}") }
+                    let error = format!("internal error in the driver (a bug): {message}");
+                    Outcome::Failed { error, retryable: false }
                 }
             };
             let report = ActionReport {
@@ -365,7 +392,7 @@ mod tests {
             self.log.lock().unwrap().push(format!("{} {}", action.op.verb(), action.unit.key));
             self.running.fetch_sub(1, Ordering::SeqCst);
             if self.fail.contains(&action.unit.key) {
-                Err(DriverError::Scrubbed("boom".into()))
+                Err(DriverError::Scrubbed { message: "boom".into(), transient: false })
             } else {
                 Ok(ActionResult { detail: "ok".into() })
             }
@@ -397,7 +424,7 @@ mod tests {
         let reports = execute(&plan, &Fake::new(&["db"]), 1, 2, &Quiet, &Cancel::new());
         let by_key: BTreeMap<&str, &Outcome> =
             plan.actions.iter().zip(&reports).map(|(a, r)| (a.unit.key.as_str(), &r.outcome)).collect();
-        assert!(matches!(by_key["db"], Outcome::Failed { error } if error == "boom"));
+        assert!(matches!(by_key["db"], Outcome::Failed { error, .. } if error == "boom"));
         assert!(
             matches!(by_key["app"], Outcome::Skipped { reason } if reason.contains("db-name (db)") && reason.contains("failed"))
         );
@@ -492,5 +519,22 @@ mod tests {
         let reports = execute(&plan, &driver, 2, 4, &Quiet, &Cancel::new());
         assert!(reports.iter().all(|r| r.outcome.succeeded()));
         assert_eq!(*driver.log.lock().unwrap(), ["create new", "delete old_app", "delete old_db"]);
+    }
+
+    #[test]
+    fn a_failure_says_whether_running_it_again_can_help() {
+        use serde_json::json;
+        let for_good = Outcome::Failed { error: "refused".into(), retryable: false };
+        assert!(for_good.failed_for_good());
+        let written = serde_json::to_value(&for_good).unwrap();
+        assert_eq!(written, json!({ "status": "failed", "error": "refused", "retryable": false }));
+        assert_eq!(serde_json::from_value::<Outcome>(written).unwrap(), for_good);
+        let transient = Outcome::Failed { error: "x".into(), retryable: true };
+        assert_eq!(serde_json::to_value(&transient).unwrap(), json!({ "status": "failed", "error": "x" }), "as before");
+        let older = serde_json::from_value::<Outcome>(json!({ "status": "failed", "error": "x" })).unwrap();
+        assert_eq!(older, transient, "revisions written before the flag read as retryable");
+        let lost = DriverError::ClusterLost { cluster: "system.a".into(), reason: "no answer".into() };
+        assert!(lost.is_transient() && !DriverError::BadName("x".into()).is_transient());
+        assert!(DriverError::Scrubbed { message: "***".into(), transient: true }.is_transient());
     }
 }

@@ -6,12 +6,15 @@
 //! context ([`Connection`]); connections are opened on first use, once per cluster, and checked in
 //! the preflight so that an unreachable cluster stops a deploy before anything is applied.
 //!
-//! Secrets are revealed here and nowhere else, just before they are handed to Helm (a 0600 file)
-//! or to the API server; error messages are scrubbed of them.
+//! Secrets are revealed here and nowhere else, just before they are handed to Helm (on its
+//! standard input: no file holds them) or to the API server; what Helm says is scrubbed of them
+//! and of their encodings ([`secrets::scrub`]) before it is logged, stored or shown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aptc_core::ir::Program;
 
@@ -21,7 +24,7 @@ use crate::helm::HelmError;
 use crate::k8s::Applier;
 use crate::manifest::{parse_stream, unit_documents};
 use crate::plan::{Action, Op, Plan, Unit};
-use crate::release::{ReleaseOutcome, Releases};
+use crate::release::{Guard, ReleaseOutcome, Releases};
 use crate::secrets;
 use crate::source::Source;
 
@@ -36,7 +39,21 @@ pub struct ClusterDriver {
     /// `Err`: helm is missing (only chart units need it).
     releases: Result<Releases, HelmError>,
     appliers: Mutex<HashMap<String, Arc<Applier>>>,
+    /// How long a cluster may not answer while Helm runs before Helm is stopped.
+    lost_after: Duration,
+    /// Clusters that stopped answering during this deploy, with why: nothing more is tried there.
+    lost: Mutex<BTreeMap<String, String>>,
+    /// Conflicts with controllers already reported (each is reported once).
+    reported: Mutex<BTreeSet<String>>,
 }
+
+/// How long a cluster may not answer while Helm runs before Helm is stopped and the cluster
+/// counts as lost, unless `APTC_CLUSTER_LOST_AFTER` (seconds) says otherwise: a deploy that loses
+/// its API server ends within a minute, not after Helm's whole `--wait` timeout.
+pub const LOST_AFTER: Duration = Duration::from_secs(45);
+
+/// How often the watchdog asks the API server at most.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 /// The connections of the clusters `program` declares, by `system.NAME`.
 pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
@@ -46,7 +63,18 @@ pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
 impl ClusterDriver {
     /// A driver for the declared clusters `connections`, with Helm releases from `releases`.
     pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, HelmError>) -> ClusterDriver {
-        ClusterDriver { connections, releases, appliers: Mutex::new(HashMap::new()) }
+        let lost_after = std::env::var("APTC_CLUSTER_LOST_AFTER")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(LOST_AFTER, |secs| Duration::from_secs(secs.max(1)));
+        ClusterDriver {
+            connections,
+            releases,
+            appliers: Mutex::new(HashMap::new()),
+            lost_after,
+            lost: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(BTreeSet::new()),
+        }
     }
 
     /// Whether any declared cluster has a kubeconfig to read: without one, no cluster is
@@ -82,12 +110,78 @@ impl ClusterDriver {
         self.releases.as_ref().map_err(|e| DriverError::NeedsHelm(e.clone()))
     }
 
+    /// Runs `helm` (Helm calls, or aptc's own applies, for a unit on `cluster`) under a
+    /// watchdog: the API server is asked every few seconds whether it answers, and once it has
+    /// not for `lost_after`, the work is stopped (Helm's `--wait` would go on for its whole
+    /// timeout on a dead connection, a request for its client's) and the cluster counts as lost
+    /// for the rest of the deploy.
+    fn watched<T>(
+        &self,
+        cluster: &str,
+        applier: &Arc<Applier>,
+        helm: impl FnOnce(&(dyn Fn() -> Option<String> + Sync)) -> Result<T, DriverError>,
+    ) -> Result<T, DriverError> {
+        let lost: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let every = PROBE_EVERY.min(self.lost_after / 3).max(Duration::from_millis(500));
+        let watchdog = {
+            let (applier, lost, done, lost_after) = (applier.clone(), lost.clone(), done.clone(), self.lost_after);
+            std::thread::spawn(move || {
+                let mut answered = Instant::now();
+                let mut asked = Instant::now();
+                loop {
+                    // First wait (most calls end before the first question is due).
+                    let until = asked + every;
+                    while !done.load(Ordering::Relaxed) && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    asked = Instant::now();
+                    if applier.answers(every) {
+                        answered = Instant::now();
+                    } else if answered.elapsed() >= lost_after {
+                        let reason = format!(
+                            "its API server did not answer for {} s, so aptc stopped waiting for it (and stopped \
+helm if it ran)",
+                            answered.elapsed().as_secs()
+                        );
+                        *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                        return;
+                    }
+                }
+            })
+        };
+        let stop = || lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = helm(&stop);
+        done.store(true, Ordering::Relaxed);
+        let _ = watchdog.join();
+        match stop() {
+            Some(reason) => {
+                self.lost.lock().unwrap_or_else(|p| p.into_inner()).insert(cluster.to_string(), reason.clone());
+                Err(DriverError::ClusterLost { cluster: cluster.to_string(), reason })
+            }
+            None => result,
+        }
+    }
+
     /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
     fn carry_out(&self, revision: u64, action: &Action) -> Result<String, DriverError> {
         let unit = &action.unit;
         let connection = self.connection(&unit.cluster);
+        if let Some(reason) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).get(&unit.cluster) {
+            return Err(DriverError::ClusterLost { cluster: unit.cluster.clone(), reason: reason.clone() });
+        }
         match (&unit.source, action.op) {
-            (Source::Chart { .. }, Op::Delete) => Ok(self.releases()?.uninstall(&connection, unit)?.to_string()),
+            (Source::Chart { .. }, Op::Delete) => {
+                let releases = self.releases()?;
+                let applier = self.applier(&unit.cluster)?;
+                self.watched(&unit.cluster, &applier, |stop| {
+                    let guard = Guard { scrub: &|text: &str| text.to_string(), stop };
+                    Ok(releases.uninstall_guarded(&connection, unit, &guard)?.to_string())
+                })
+            }
             (Source::Chart { .. }, _) => {
                 let releases = self.releases()?;
                 let values = secrets::reveal(&unit.values, base_dir(unit))?;
@@ -95,20 +189,56 @@ impl ClusterDriver {
                 // namespace aptc makes.
                 let applier = self.applier(&unit.cluster)?;
                 applier.ensure_namespace(&unit.k8s_namespace)?;
-                match releases.upgrade(&connection, unit, revision, &values)? {
-                    ReleaseOutcome::Deployed(status) => {
-                        Ok(format!("release {} {} (helm revision {})", unit.name, status.status, status.revision))
-                    }
-                    other => Ok(other.to_string()),
-                }
+                let base = base_dir(unit);
+                let scrub = |text: &str| secrets::scrub(text, &unit.values, base);
+                self.watched(&unit.cluster, &applier, |stop| {
+                    let guard = Guard { scrub: &scrub, stop };
+                    // A release an interrupted deploy left locked is unlocked first.
+                    let recovered = releases.recover(&connection, unit, &guard)?;
+                    let done = match releases.upgrade_guarded(&connection, unit, revision, &values, &guard)? {
+                        ReleaseOutcome::Deployed(status) => {
+                            format!("release {} {} (helm revision {})", unit.name, status.status, status.revision)
+                        }
+                        other => other.to_string(),
+                    };
+                    Ok(match recovered {
+                        Some(recovered) => format!("{recovered}; {done}"),
+                        None => done,
+                    })
+                })
             }
-            (Source::Manifests { .. }, Op::Delete) => Ok(self.applier(&unit.cluster)?.delete(unit)?.detail),
+            (Source::Manifests { .. }, Op::Delete) => {
+                let applier = self.applier(&unit.cluster)?;
+                self.watched(&unit.cluster, &applier, |stop| Ok(applier.delete_until(unit, stop)?.detail))
+            }
             (Source::Manifests { .. }, _) => {
                 let applier = self.applier(&unit.cluster)?;
                 let objects = objects(unit, revision)?;
-                Ok(applier.apply(unit, revision, &objects)?.detail)
+                self.watched(&unit.cluster, &applier, |stop| {
+                    Ok(applier.apply_until(unit, revision, &objects, stop)?.detail)
+                })
             }
         }
+    }
+}
+
+impl ClusterDriver {
+    /// The live fingerprint of `objects` of `unit`; each field a controller owns is left out and
+    /// reported (a warning) the first time this driver sees it.
+    fn fingerprint_reporting(
+        &self,
+        applier: &Applier,
+        unit: &Unit,
+        objects: &[serde_json::Value],
+    ) -> Option<BTreeMap<String, String>> {
+        let (prints, conflicts) = applier.fingerprint_with_conflicts(unit, objects).ok()?;
+        let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        for conflict in conflicts {
+            if reported.insert(format!("{}\0{conflict}", unit.key)) {
+                tracing::warn!(instance = %unit.name, "{conflict}");
+            }
+        }
+        Some(prints)
     }
 }
 
@@ -166,7 +296,11 @@ impl Driver for ClusterDriver {
             // scrubbed text only.
             let message = error.to_string();
             let scrubbed = secrets::scrub(&message, &unit.values, base_dir(unit));
-            if scrubbed == message { error } else { DriverError::Scrubbed(scrubbed) }
+            if scrubbed == message {
+                error
+            } else {
+                DriverError::Scrubbed { message: scrubbed, transient: error.is_transient() }
+            }
         })
     }
 
@@ -182,14 +316,14 @@ impl Driver for ClusterDriver {
                 let manifest = releases.manifest(&connection, unit).ok()?;
                 let objects: Vec<serde_json::Value> =
                     parse_stream(&manifest).ok()?.into_iter().map(|d| d.value).collect();
-                let mut live = applier.fingerprint(unit, &objects).ok()?;
+                let mut live = self.fingerprint_reporting(&applier, unit, &objects)?;
                 live.insert("release".to_string(), status.status);
                 Some(live)
             }
             Source::Manifests { .. } => {
                 let revision = 0; // the revision label is left out of fingerprints
                 let objects = objects(unit, revision).ok()?;
-                applier.fingerprint(unit, &objects).ok()
+                self.fingerprint_reporting(&applier, unit, &objects)
             }
         }
     }

@@ -26,6 +26,7 @@ use crate::helm::{Helm, HelmError};
 use crate::plan::refresh_digests;
 use crate::release::Releases;
 use crate::render::RenderDriver;
+use crate::retry::Backoff;
 use crate::store::{Cause, Journal, Revision, Store};
 
 /// Where to apply, as the user chose it (`--target`).
@@ -317,6 +318,30 @@ pub struct Reconciler {
     planned_policy: Option<String>,
     /// The drift last reported, so that unchanged drift is not reported again.
     reported: BTreeSet<(String, String)>,
+    /// Units whose repair keeps failing, by key: their drift is repaired again only when their
+    /// backoff has passed.
+    failing: BTreeMap<String, Failing>,
+}
+
+/// A unit whose last repairs failed.
+#[derive(Clone, Debug)]
+struct Failing {
+    times: u32,
+    next: Instant,
+}
+
+/// A unit whose repair failed again, and when it is tried next ([`Reconciler::backoff`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackingOff {
+    pub key: String,
+    pub name: String,
+    /// Failures in a row.
+    pub failures: u32,
+    /// How long until its drift is repaired again.
+    pub retry_in: Duration,
+    /// Whether the last failure cannot succeed on retry as it is (it is still tried, rarely: the
+    /// cluster or someone may have fixed the cause).
+    pub for_good: bool,
 }
 
 /// What comparing the target with the last revision found.
@@ -381,6 +406,10 @@ pub struct Reconciled {
     pub drift: Option<DriftCheck>,
     /// The plan, when the policy changed or drift is to be repaired.
     pub planned: Option<Result<Planned, NotPlanned>>,
+    /// Units whose repair failed in this step, with when they are tried again.
+    pub backing_off: Vec<BackingOff>,
+    /// Drifted units not repaired in this step because their backoff has not passed.
+    pub waiting: usize,
     /// When to run again at the latest (the next comparison is due then).
     pub requeue_after: Duration,
 }
@@ -404,6 +433,7 @@ impl Reconciler {
             next_drift_check: Instant::now(),
             planned_policy: None,
             reported: BTreeSet::new(),
+            failing: BTreeMap::new(),
         };
         Ok((reconciler, target))
     }
@@ -430,6 +460,11 @@ impl Reconciler {
             drift = Some(check);
             self.next_drift_check = Instant::now() + self.interval;
         }
+        // A unit whose repair keeps failing is repaired again only once its backoff has passed.
+        let now = Instant::now();
+        let before = repair.len();
+        repair.retain(|d| self.failing.get(&d.key).is_none_or(|f| now >= f.next));
+        let waiting = before - repair.len();
         let changed = desired.is_some_and(|d| self.planned_policy.as_ref() != Some(&d.policy));
         let planned = if changed || !repair.is_empty() {
             let planned = self.plan(desired, &repair);
@@ -440,8 +475,44 @@ impl Reconciler {
         } else {
             None
         };
+        let backing_off = match &planned {
+            Some(Ok(Planned { fix: Fix::Recorded(revision), .. })) => self.count_failures(revision),
+            _ => Vec::new(),
+        };
         let requeue_after = self.next_drift_check.saturating_duration_since(Instant::now());
-        Reconciled { switched, drift, planned, requeue_after }
+        Reconciled { switched, drift, planned, requeue_after, backing_off, waiting }
+    }
+
+    /// How long a unit whose repair failed `n` times in a row waits before the next: 2 intervals,
+    /// doubling up to 64.
+    pub fn backoff(&self) -> Backoff {
+        Backoff { attempts: u32::MAX, first: self.interval * 2, max: self.interval * 64 }
+    }
+
+    /// Counts the failures of `revision`'s actions (a success clears a unit's count), and the
+    /// backoff of each unit that failed.
+    fn count_failures(&mut self, revision: &Revision) -> Vec<BackingOff> {
+        let backoff = self.backoff();
+        let mut backing_off = Vec::new();
+        for action in &revision.actions {
+            if action.report.outcome.succeeded() {
+                self.failing.remove(&action.key);
+            } else if let Outcome::Failed { retryable, .. } = &action.report.outcome {
+                let failing =
+                    self.failing.entry(action.key.clone()).or_insert(Failing { times: 0, next: Instant::now() });
+                failing.times += 1;
+                let retry_in = backoff.ceiling(failing.times);
+                failing.next = Instant::now() + retry_in;
+                backing_off.push(BackingOff {
+                    key: action.key.clone(),
+                    name: action.name.clone(),
+                    failures: failing.times,
+                    retry_in,
+                    for_good: !retryable,
+                });
+            }
+        }
+        backing_off
     }
 
     /// Chooses the driver again when the policy's clusters are not those it was chosen for.

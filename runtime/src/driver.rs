@@ -98,6 +98,30 @@ pub enum DriverError {
     NotOurs { dir: PathBuf, key: String, writing: bool },
     /// An error whose message held a secret, kept only as its scrubbed text (the original is
     /// dropped so the secret goes nowhere).
-    #[error("{0}")]
-    Scrubbed(String),
+    #[error("{message}")]
+    Scrubbed { message: String, transient: bool },
+    /// The cluster stopped answering during the deploy (for longer than the watchdog waits): the
+    /// Helm call running then was stopped, and nothing more is tried on that cluster.
+    #[error("the cluster {cluster} became unreachable: {reason}; nothing more is applied there in this deploy")]
+    ClusterLost { cluster: String, reason: String },
+}
+
+impl DriverError {
+    /// Whether the same action may succeed if run again unchanged: Helm or the API failed for a
+    /// moment (by the typed errors' own `is_transient`), the cluster did not answer, a file could
+    /// not be written. A refusal, a missing chart or secret, a conflict with another operation,
+    /// or a bug fail the same way until something changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DriverError::Helm(error) => error.is_transient(),
+            DriverError::Kubernetes(error) => error.is_transient(),
+            DriverError::ClusterLost { .. } | DriverError::Io { .. } => true,
+            DriverError::Scrubbed { transient, .. } => *transient,
+            DriverError::NeedsHelm(_)
+            | DriverError::Manifest(_)
+            | DriverError::Secret(_)
+            | DriverError::BadName(_)
+            | DriverError::NotOurs { .. } => false,
+        }
+    }
 }

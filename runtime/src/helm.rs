@@ -7,8 +7,10 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::source::ChartRef;
 
@@ -160,6 +162,10 @@ pub enum RunError {
     /// It ran past its deadline and was killed.
     #[error("timed out after {} s", .0.as_secs())]
     Timeout(Duration),
+    /// It was stopped before its end because waiting on was pointless: the reason (the cluster
+    /// it talks to stopped answering).
+    #[error("{0}")]
+    Stopped(String),
 }
 
 impl From<std::io::Error> for RunError {
@@ -176,7 +182,8 @@ pub struct TemplateRequest<'a> {
     pub chart: &'a ChartRef,
     pub version: Option<&'a str>,
     pub namespace: &'a str,
-    pub values_file: &'a Path,
+    /// Handed to Helm on its standard input (`--values -`): no file holds them.
+    pub values: &'a serde_json::Value,
 }
 
 impl Helm {
@@ -208,7 +215,7 @@ impl Helm {
         if !path.exists() {
             return Err(HelmError::NotFound { place: format!("at {shown}") });
         }
-        let output = run(Command::new(path).args(["version", "--short"]), Duration::from_secs(30))
+        let output = run(command(path).args(["version", "--short"]), Duration::from_secs(30))
             .map_err(|source| HelmError::DoesNotRun { shown: shown.clone(), source })?;
         if !output.success {
             return Err(HelmError::VersionFailed { shown, stderr: output.stderr.trim().to_string() });
@@ -226,7 +233,8 @@ impl Helm {
     /// `helm template RELEASE CHART --namespace NS --values FILE [--version V] [--repo URL]`: the
     /// rendered manifests, or Helm's error (a remote chart that cannot be downloaded fails here).
     pub fn template(&self, request: &TemplateRequest) -> Result<String, HelmError> {
-        let output = run(&mut self.template_command(request)?, TEMPLATE_TIMEOUT)?;
+        let values = values_input(request.values);
+        let output = run_with(&mut self.template_command(request)?, TEMPLATE_TIMEOUT, Some(&values), &|| None)?;
         if output.success {
             Ok(output.stdout)
         } else {
@@ -235,11 +243,12 @@ impl Helm {
     }
 
     /// The command line of [`Helm::template`], for callers that add flags (a post-renderer).
+    /// The values go on its standard input ([`values_input`]).
     pub(crate) fn template_command(&self, request: &TemplateRequest) -> Result<Command, HelmError> {
-        let mut command = Command::new(&self.path);
+        let mut command = command(&self.path);
         command.arg("template").arg(request.release);
         chart_args(&mut command, request.chart, request.version)?;
-        command.arg("--namespace").arg(request.namespace).arg("--values").arg(request.values_file);
+        command.arg("--namespace").arg(request.namespace).arg("--values").arg("-");
         Ok(command)
     }
 }
@@ -267,51 +276,174 @@ pub(crate) fn chart_args(command: &mut Command, chart: &ChartRef, version: Optio
     Ok(())
 }
 
-/// An instance's values in a file only its owner can read (0600, in a private temporary
-/// directory), for `helm --values`; removed afterwards, also when Helm fails (dropping it removes
-/// the directory too).
-pub(crate) struct PrivateValues {
-    dir: tempfile::TempDir,
-    path: PathBuf,
+/// What Helm reads as `--values -`: the values as JSON (which is YAML), given on its standard
+/// input so that no file ever holds them (they hold revealed secrets on a cluster target).
+pub(crate) fn values_input(values: &serde_json::Value) -> Vec<u8> {
+    values.to_string().into_bytes()
 }
 
-impl PrivateValues {
-    pub(crate) fn write(values: &serde_json::Value) -> Result<PrivateValues, HelmError> {
+/// The prefix of the private directories of Helm calls in the system's temporary directory.
+const PRIVATE_PREFIX: &str = "aptc-helm-";
+
+/// A private directory (0700, in the system's temporary directory) for the files one Helm call
+/// needs besides its values (the post-renderer plugin, the post-renderer's error file), removed
+/// afterwards. Its name carries aptc's process id, so that a run after a killed one removes what
+/// that one left ([`sweep_private_dirs`]).
+pub(crate) struct PrivateDir {
+    dir: tempfile::TempDir,
+}
+
+impl PrivateDir {
+    pub(crate) fn create() -> Result<PrivateDir, HelmError> {
         let mut builder = tempfile::Builder::new();
-        builder.prefix("aptc-values-");
+        let prefix = format!("{PRIVATE_PREFIX}{}-", std::process::id());
+        builder.prefix(&prefix);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             builder.permissions(std::fs::Permissions::from_mode(0o700));
         }
-        let dir = builder.tempdir().map_err(|e| HelmError::io("temporary directory", e))?;
-        let path = dir.path().join("values.json");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let writing = |e| HelmError::io("writing the values file", e);
-        let mut file = options.open(&path).map_err(writing)?;
-        serde_json::to_writer(&mut file, values).map_err(|e| writing(e.into()))?;
-        file.flush().map_err(writing)?;
-        Ok(PrivateValues { dir, path })
+        let dir = builder.tempdir().map_err(|e| HelmError::io("creating a private temporary directory", e))?;
+        Ok(PrivateDir { dir })
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The private directory (0700) holding the file, for other per-call files that must not be
-    /// shared.
-    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     pub(crate) fn remove(self) -> Result<(), HelmError> {
-        self.dir.close().map_err(|e| HelmError::io("removing the values file", e))
+        self.dir.close().map_err(|e| HelmError::io("removing a private temporary directory", e))
+    }
+}
+
+/// How old a values directory of an older aptc (`aptc-values-*`, which held the values file)
+/// must be to be removed: older than any Helm call may run, so none still uses it.
+const STALE_VALUES_DIR: Duration = Duration::from_secs(3600);
+
+/// Removes what killed runs left in `root` (the system's temporary directory): private
+/// directories of this user's aptc processes that no longer run, and values directories of older
+/// aptc versions past any Helm call's deadline. Called at the start of every run that uses Helm
+/// against a cluster; what cannot be removed stays (it is this user's own, 0700).
+pub fn sweep_private_dirs(root: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stale = if let Some(rest) = name.strip_prefix(PRIVATE_PREFIX) {
+            rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| !is_running(pid))
+        } else if name.starts_with("aptc-values-") {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| SystemTime::now().duration_since(at).ok())
+                .is_some_and(|age| age > STALE_VALUES_DIR)
+        } else {
+            false
+        };
+        if stale && is_own_directory(&entry) && std::fs::remove_dir_all(entry.path()).is_ok() {
+            tracing::info!(path = %entry.path().display(), "removed a private directory a stopped aptc left");
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether process `pid` runs (on Unix; elsewhere it is assumed to, so nothing is removed).
+fn is_running(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: signal 0 only checks that the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        true
+    }
+}
+
+/// Whether `entry` is a real directory (not a link) of the user running aptc.
+fn is_own_directory(entry: &std::fs::DirEntry) -> bool {
+    let Ok(metadata) = entry.path().symlink_metadata() else { return false };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: getuid has no preconditions.
+        metadata.is_dir() && metadata.uid() == unsafe { libc::getuid() }
+    }
+    #[cfg(not(unix))]
+    {
+        metadata.is_dir()
+    }
+}
+
+/// A command running `program` (Helm) as aptc runs every Helm: in its own process group (a
+/// Ctrl-C on the terminal reaches aptc, which lets the running actions finish, and not Helm,
+/// which would fail them), and on Linux killed when aptc dies, even by SIGKILL
+/// (`PR_SET_PDEATHSIG`; see [`spawn`] for why that holds).
+pub(crate) fn command(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls are made (prctl, getppid),
+        // and nothing is allocated.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // aptc died between fork and prctl: the signal will never come, so do not run.
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+    }
+    command
+}
+
+/// A command waiting for the spawning thread, and where to send it back with its child.
+type SpawnRequest = (Command, mpsc::Sender<(Command, std::io::Result<Child>)>);
+
+/// Starts `command` from one thread that lives as long as aptc. `PR_SET_PDEATHSIG` fires when
+/// the *thread* that forked the child ends, not the process: Helm started from a worker thread
+/// of the apply pool (or a tokio blocking thread) would be killed when that thread ends, so
+/// every Helm is started from this one.
+fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (send, receive) = mpsc::channel::<SpawnRequest>();
+        let started = std::thread::Builder::new().name("aptc-spawner".into()).spawn(move || {
+            for (mut command, reply) in receive {
+                let child = command.spawn();
+                let _ = reply.send((command, child));
+            }
+        });
+        started.ok().map(|_| send)
+    });
+    let Some(spawner) = spawner else { return command.spawn() };
+    let owned = std::mem::replace(command, Command::new(""));
+    let (reply, answer) = mpsc::channel();
+    if let Err(mpsc::SendError((owned, _))) = spawner.send((owned, reply)) {
+        *command = owned;
+        return command.spawn();
+    }
+    match answer.recv() {
+        Ok((owned, child)) => {
+            *command = owned;
+            child
+        }
+        Err(_) => Err(std::io::Error::other("the thread starting helm ended")),
     }
 }
 
@@ -344,15 +476,30 @@ impl RunOutput {
 
 /// Runs a command to completion with a deadline (killed past it), capturing its output.
 pub(crate) fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput, RunError> {
-    // In its own process group: a Ctrl-C on the terminal reaches aptc, which lets the running
-    // actions finish (a clean stop), and not Helm, which would fail them.
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(command, 0);
-    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    run_with(command, timeout, None, &|| None)
+}
+
+/// [`run`], writing `input` to its standard input (none: it reads nothing) and killing it early
+/// once `stop` gives a reason (asked a few times a second).
+pub(crate) fn run_with(
+    command: &mut Command,
+    timeout: Duration,
+    input: Option<&[u8]>,
+    stop: &dyn Fn() -> Option<String>,
+) -> Result<RunOutput, RunError> {
+    command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = spawn(command.stdout(Stdio::piped()).stderr(Stdio::piped()))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // A program that fails before reading it all closes the pipe: that error is its to tell.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
     // Standard output ends when the program does (almost always): wait for that without
     // polling, which would add up to a polling interval to every call.
-    let (ended, end) = std::sync::mpsc::channel::<()>();
-    let drain = |pipe: Option<Box<dyn Read + Send>>, ended: Option<std::sync::mpsc::Sender<()>>| {
+    let (ended, end) = mpsc::channel::<()>();
+    let drain = |pipe: Option<Box<dyn Read + Send>>, ended: Option<mpsc::Sender<()>>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut pipe) = pipe {
@@ -367,15 +514,29 @@ pub(crate) fn run(command: &mut Command, timeout: Duration) -> Result<RunOutput,
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), Some(ended));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>), None);
     let deadline = Instant::now() + timeout;
-    let _ = end.recv_timeout(timeout);
+    let kill = |child: &mut Child, error: RunError| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(error)
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match end.recv_timeout(left.min(Duration::from_millis(200))) {
+            Err(mpsc::RecvTimeoutError::Timeout) if left.is_zero() => {
+                return kill(&mut child, RunError::Timeout(timeout));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(reason) = stop() {
+                    return kill(&mut child, RunError::Stopped(reason));
+                }
+            }
+            _ => break,
+        }
+    }
     let status = loop {
         match child.try_wait()? {
             Some(status) => break status,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(RunError::Timeout(timeout));
-            }
+            None if Instant::now() >= deadline => return kill(&mut child, RunError::Timeout(timeout)),
             // It closed its output but runs on: rare, so polling is fine.
             None => std::thread::sleep(Duration::from_millis(1)),
         }
@@ -403,16 +564,46 @@ mod tests {
     }
 
     #[test]
-    fn the_values_file_is_private_and_removed() {
-        let values = PrivateValues::write(&serde_json::json!({ "a": 1 })).unwrap();
-        let path = values.path().to_path_buf();
+    fn private_directories_are_private_and_those_of_stopped_runs_are_swept() {
+        let dir = PrivateDir::create().unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-            assert_eq!(std::fs::metadata(values.dir()).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
         }
-        values.remove().unwrap();
-        assert!(!path.exists() && !path.parent().unwrap().exists());
+        let root = tempfile::tempdir().unwrap();
+        // A pid above the kernel's maximum (2^22) runs nowhere.
+        let (dead, ours, other) = (
+            root.path().join("aptc-helm-99999999-abc"),
+            root.path().join(format!("aptc-helm-{}-abc", std::process::id())),
+            root.path().join("unrelated-99999999"),
+        );
+        for made in [&dead, &ours, &other] {
+            std::fs::create_dir(made).unwrap();
+            std::fs::write(made.join("post-render.error"), "x").unwrap();
+        }
+        let fresh_values = root.path().join("aptc-values-new");
+        std::fs::create_dir(&fresh_values).unwrap();
+        assert_eq!(sweep_private_dirs(root.path()), 1);
+        assert!(!dead.exists() && ours.exists() && other.exists() && fresh_values.exists());
+        let path = dir.path().to_path_buf();
+        dir.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    /// Helm gets its values on standard input, and a `stop` reason ends it early.
+    #[cfg(unix)]
+    #[test]
+    fn input_reaches_the_program_and_stop_kills_it() {
+        let output =
+            run_with(Command::new("cat").arg("-"), Duration::from_secs(10), Some(b"{\"a\":1}"), &|| None).unwrap();
+        assert_eq!(output.stdout, "{\"a\":1}");
+        let started = Instant::now();
+        let error = run_with(command(Path::new("sleep")).arg("30"), Duration::from_secs(60), None, &|| {
+            (started.elapsed() > Duration::from_millis(300)).then(|| "the cluster became unreachable".to_string())
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(error, RunError::Stopped(_)) && started.elapsed() < Duration::from_secs(5), "{error}");
     }
 }

@@ -20,6 +20,7 @@ pub mod driver;
 pub mod helm;
 pub mod k8s;
 pub mod manifest;
+pub mod owners;
 pub mod plan;
 pub mod release;
 pub mod render;

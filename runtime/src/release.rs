@@ -31,7 +31,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::connection::Connection;
-use crate::helm::{Failure, Helm, HelmError, PrivateValues, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, run};
+use crate::helm::{
+    Failure, Helm, HelmError, PrivateDir, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, command, run, run_with,
+    sweep_private_dirs, values_input,
+};
 use crate::manifest::{
     LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, ManifestError, Stamp, parse_stream, stamp_all, write_stream,
 };
@@ -125,15 +128,31 @@ struct InfoJson {
     status: String,
 }
 
+/// The part of `helm get metadata -o json` aptc reads: the release's labels.
+#[derive(Deserialize)]
+struct MetadataJson {
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+/// One revision of `helm history -o json`.
+#[derive(Deserialize)]
+struct HistoryJson {
+    revision: u64,
+    status: String,
+}
+
 impl Releases {
     /// Releases with `helm`, stamping objects with the aptc executable `post_renderer`; Helm's
     /// default timeout and [`Backoff::default`]. With Helm 4 this asks Helm for the user's plugin
     /// directories (kept usable beside aptc's plugin).
     pub fn new(helm: Helm, post_renderer: PathBuf) -> Result<Releases, HelmError> {
+        // What a killed run left (its private directories) goes before anything else is done.
+        sweep_private_dirs(&std::env::temp_dir());
         let user_plugins = if helm.is_v3() {
             None
         } else {
-            let output = run(Command::new(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)?;
+            let output = run(command(&helm.path).args(["env", "HELM_PLUGINS"]), QUERY_TIMEOUT)?;
             if !output.success {
                 return Err(HelmError::Failed {
                     command: "`helm env HELM_PLUGINS`".into(),
@@ -155,12 +174,13 @@ impl Releases {
         Releases { timeout, ..self }
     }
 
-    /// `helm upgrade --install RELEASE CHART --namespace NS --create-namespace --values FILE
+    /// `helm upgrade --install RELEASE CHART --namespace NS --create-namespace --values -
     /// --reset-values [--kubeconfig PATH] [--kube-context CTX] --wait --timeout T
-    /// --rollback-on-failure (Helm 3: --atomic) --labels aptc.dev/…=… --output json` with the
-    /// post-renderer. `--reset-values` makes `values` the whole truth: without it Helm reuses the
-    /// last release's values when the file is empty. A failed upgrade is rolled back (a failed
-    /// first install removed) by Helm.
+    /// --rollback-on-failure (Helm 3: --atomic) --server-side true --force-conflicts (Helm 4)
+    /// --labels aptc.dev/…=… --output json` with the
+    /// post-renderer, the values on Helm's standard input (no file holds them). `--reset-values`
+    /// makes `values` the whole truth: without it Helm reuses the last release's values when the
+    /// file is empty. A failed upgrade is rolled back (a failed first install removed) by Helm.
     pub fn upgrade(
         &self,
         connection: &Connection,
@@ -168,9 +188,22 @@ impl Releases {
         revision: u64,
         values: &serde_json::Value,
     ) -> Result<ReleaseOutcome, HelmError> {
+        self.upgrade_guarded(connection, unit, revision, values, &Guard::NONE)
+    }
+
+    /// [`Releases::upgrade`] under `guard`: Helm's messages scrubbed, Helm stopped when the
+    /// guard says so.
+    pub fn upgrade_guarded(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        revision: u64,
+        values: &serde_json::Value,
+        guard: &Guard,
+    ) -> Result<ReleaseOutcome, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values)?;
-        let mut command = Command::new(&self.helm.path);
+        let private = PrivateDir::create()?;
+        let mut command = command(&self.helm.path);
         command.arg("upgrade").arg("--install").arg(&unit.name);
         chart_args(&mut command, &chart, version_of(unit))?;
         command
@@ -178,14 +211,17 @@ impl Releases {
             .arg(&unit.k8s_namespace)
             .arg("--create-namespace")
             .arg("--values")
-            .arg(files.path())
+            .arg("-")
             .arg("--reset-values");
         connection_args(&mut command, connection);
         command
             .arg("--wait")
             .arg("--timeout")
             .arg(format!("{}s", self.timeout.as_secs().max(1)))
-            .arg(if self.helm.is_v3() { "--atomic" } else { "--rollback-on-failure" })
+            .arg(if self.helm.is_v3() { "--atomic" } else { "--rollback-on-failure" });
+        // What people changed by hand is taken back, as aptc's own applies do.
+        self.server_side_args(&mut command);
+        command
             .arg("--labels")
             .arg(format!(
                 "{LABEL_INSTANCE}={},{LABEL_REVISION}={revision},{LABEL_NAMESPACE}={}",
@@ -193,13 +229,14 @@ impl Releases {
             ))
             .arg("--output")
             .arg("json");
-        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
+        self.post_renderer_args(&mut command, private.path(), &Stamp::of(unit, revision))?;
         // Waiting, then perhaps rolling back (each up to the timeout), after downloading the chart.
         let deadline = self.timeout * 2 + TEMPLATE_TIMEOUT;
         tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm upgrade --install");
-        let result = self.execute("helm upgrade", &mut command, deadline);
-        let stamping = read_post_render_error(files.dir());
-        files.remove()?;
+        let input = values_input(values);
+        let result = self.execute("helm upgrade", &mut command, deadline, Some(&input), guard);
+        let stamping = read_post_render_error(private.path()).map(|why| (guard.scrub)(&why));
+        private.remove()?;
         match result.and_then(|stdout| parse_release(&stdout)) {
             Ok(status) => {
                 tracing::info!(release = %unit.name, status = %status.status, helm_revision = status.revision, "upgraded");
@@ -213,10 +250,20 @@ impl Releases {
     /// `helm uninstall RELEASE --namespace NS [--kubeconfig PATH] [--kube-context CTX] --wait
     /// --timeout T`; a release that does not exist is already gone (not an error).
     pub fn uninstall(&self, connection: &Connection, unit: &Unit) -> Result<ReleaseOutcome, HelmError> {
+        self.uninstall_guarded(connection, unit, &Guard::NONE)
+    }
+
+    /// [`Releases::uninstall`] under `guard`.
+    pub fn uninstall_guarded(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        guard: &Guard,
+    ) -> Result<ReleaseOutcome, HelmError> {
         let mut command = self.release_command(&["uninstall"], connection, unit);
         command.arg("--wait").arg("--timeout").arg(format!("{}s", self.timeout.as_secs().max(1)));
         tracing::info!(release = %unit.name, cluster = %connection.cluster, "helm uninstall");
-        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT) {
+        match self.execute("helm uninstall", &mut command, self.timeout + QUERY_TIMEOUT, None, guard) {
             Ok(_) => Ok(ReleaseOutcome::Uninstalled),
             Err(failure) if failure.says(NOT_FOUND) => Ok(ReleaseOutcome::AlreadyGone),
             Err(failure) => Err(self.failed("helm uninstall", connection, unit, failure)),
@@ -228,10 +275,87 @@ impl Releases {
     pub fn status(&self, connection: &Connection, unit: &Unit) -> Result<Option<ReleaseStatus>, HelmError> {
         let mut command = self.release_command(&["status"], connection, unit);
         command.arg("--output").arg("json");
-        match self.execute("helm status", &mut command, QUERY_TIMEOUT).and_then(|stdout| parse_release(&stdout)) {
+        let answer = self.execute("helm status", &mut command, QUERY_TIMEOUT, None, &Guard::NONE);
+        match answer.and_then(|stdout| parse_release(&stdout)) {
             Ok(status) => Ok(Some(status)),
             Err(failure) if failure.says(NOT_FOUND) => Ok(None),
             Err(failure) => Err(self.failed("helm status", connection, unit, failure)),
+        }
+    }
+
+    /// Brings back a release that an interrupted operation left locked (`pending-install`,
+    /// `pending-upgrade`, `pending-rollback`) when it is aptc's own: its release label
+    /// `aptc.dev/instance` is the unit's id (`helm get metadata`). It is rolled back to its last
+    /// revision that was deployed (`helm history`), or uninstalled when it never was. What was
+    /// done, for the action's result (`None`: nothing to recover, or not aptc's release: then
+    /// the upgrade fails saying how to unlock it).
+    pub fn recover(&self, connection: &Connection, unit: &Unit, guard: &Guard) -> Result<Option<String>, HelmError> {
+        let Some(status) = self.status(connection, unit)? else { return Ok(None) };
+        if !status.is_pending() {
+            return Ok(None);
+        }
+        let mut command = self.release_command(&["get", "metadata"], connection, unit);
+        command.arg("--output").arg("json");
+        let metadata = self
+            .execute("helm get metadata", &mut command, QUERY_TIMEOUT, None, guard)
+            .and_then(|stdout| serde_json::from_str::<MetadataJson>(&stdout).map_err(|e| Failure::Answer(e.into())))
+            .map_err(|failure| self.failed("helm get metadata", connection, unit, failure))?;
+        if metadata.labels.get(LABEL_INSTANCE) != Some(&unit.id) {
+            tracing::warn!(release = %unit.name, status = %status.status, "a locked release that is not aptc's is left alone");
+            return Ok(None);
+        }
+        let mut command = self.release_command(&["history"], connection, unit);
+        command.arg("--output").arg("json");
+        let history = self
+            .execute("helm history", &mut command, QUERY_TIMEOUT, None, guard)
+            .and_then(|stdout| serde_json::from_str::<Vec<HistoryJson>>(&stdout).map_err(|e| Failure::Answer(e.into())))
+            .map_err(|failure| self.failed("helm history", connection, unit, failure))?;
+        let deployed = history
+            .iter()
+            .filter(|r| r.revision < status.revision && matches!(r.status.as_str(), "deployed" | "superseded"))
+            .map(|r| r.revision)
+            .max();
+        let state = &status.status;
+        tracing::warn!(release = %unit.name, %state, ?deployed, "recovering a release an interrupted operation left locked");
+        let done = match deployed {
+            Some(revision) => {
+                self.rollback(connection, unit, revision, guard)?;
+                format!("rolled back to helm revision {revision}")
+            }
+            None => {
+                self.uninstall_guarded(connection, unit, guard)?;
+                "uninstalled (it was never deployed)".to_string()
+            }
+        };
+        Ok(Some(format!("recovered release {}: an interrupted operation left it {state}; {done}", unit.name)))
+    }
+
+    /// `helm rollback RELEASE REVISION --namespace NS [--kubeconfig PATH] [--kube-context CTX]
+    /// --wait --timeout T` (Helm 4: `--server-side true --force-conflicts`, as upgrades).
+    pub fn rollback(
+        &self,
+        connection: &Connection,
+        unit: &Unit,
+        revision: u64,
+        guard: &Guard,
+    ) -> Result<(), HelmError> {
+        let mut command = command(&self.helm.path);
+        command.arg("rollback").arg(&unit.name).arg(revision.to_string()).arg("--namespace").arg(&unit.k8s_namespace);
+        connection_args(&mut command, connection);
+        command.arg("--wait").arg("--timeout").arg(format!("{}s", self.timeout.as_secs().max(1)));
+        self.server_side_args(&mut command);
+        tracing::info!(release = %unit.name, cluster = %connection.cluster, revision, "helm rollback");
+        self.execute("helm rollback", &mut command, self.timeout * 2 + QUERY_TIMEOUT, None, guard)
+            .map(|_| ())
+            .map_err(|failure| self.failed("helm rollback", connection, unit, failure))
+    }
+
+    /// Helm 4 applies server-side and takes over fields a person changed by hand
+    /// (`--server-side true --force-conflicts`), as aptc's own manifests apply does; Helm 3 has
+    /// no such flags.
+    fn server_side_args(&self, command: &mut Command) {
+        if !self.helm.is_v3() {
+            command.arg("--server-side").arg("true").arg("--force-conflicts");
         }
     }
 
@@ -239,7 +363,7 @@ impl Releases {
     /// with the live ones for drift.
     pub fn manifest(&self, connection: &Connection, unit: &Unit) -> Result<String, HelmError> {
         let mut command = self.release_command(&["get", "manifest"], connection, unit);
-        self.execute("helm get manifest", &mut command, QUERY_TIMEOUT)
+        self.execute("helm get manifest", &mut command, QUERY_TIMEOUT, None, &Guard::NONE)
             .map_err(|failure| self.failed("helm get manifest", connection, unit, failure))
     }
 
@@ -248,18 +372,19 @@ impl Releases {
     /// afterwards), for a diff before deploying.
     pub fn template(&self, unit: &Unit, revision: u64, values: &serde_json::Value) -> Result<String, HelmError> {
         let chart = chart_of(unit)?;
-        let files = PrivateValues::write(values)?;
+        let private = PrivateDir::create()?;
         let mut command = self.helm.template_command(&TemplateRequest {
             release: &unit.name,
             chart: &chart,
             version: version_of(unit),
             namespace: &unit.k8s_namespace,
-            values_file: files.path(),
+            values,
         })?;
-        self.post_renderer_args(&mut command, files.dir(), &Stamp::of(unit, revision))?;
-        let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT);
-        let stamping = read_post_render_error(files.dir());
-        files.remove()?;
+        self.post_renderer_args(&mut command, private.path(), &Stamp::of(unit, revision))?;
+        let input = values_input(values);
+        let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT, Some(&input), &Guard::NONE);
+        let stamping = read_post_render_error(private.path());
+        private.remove()?;
         result.map_err(|failure| HelmError::Failed {
             command: format!("helm template of release {}", unit.name),
             reason: with_stamping(failure, stamping),
@@ -268,7 +393,7 @@ impl Releases {
 
     /// `helm VERB… RELEASE --namespace NS` and the connection's flags.
     fn release_command(&self, verb: &[&str], connection: &Connection, unit: &Unit) -> Command {
-        let mut command = Command::new(&self.helm.path);
+        let mut command = command(&self.helm.path);
         command.args(verb).arg(&unit.name).arg("--namespace").arg(&unit.k8s_namespace);
         connection_args(&mut command, connection);
         command
@@ -306,15 +431,23 @@ impl Releases {
     }
 
     /// Runs Helm, retrying transient failures; its output, or how it failed (Helm's message
-    /// trimmed, without `Error: `).
-    fn execute(&self, what: &str, command: &mut Command, deadline: Duration) -> Result<String, Failure> {
+    /// trimmed, without `Error: `, scrubbed by the guard before anything, a log line included,
+    /// sees it).
+    fn execute(
+        &self,
+        what: &str,
+        command: &mut Command,
+        deadline: Duration,
+        input: Option<&[u8]>,
+        guard: &Guard,
+    ) -> Result<String, Failure> {
         tracing::debug!(?command, "running helm");
         self.backoff.retry(what, || {
-            let output = run(command, deadline)?;
+            let output = run_with(command, deadline, input, guard.stop)?;
             if output.success {
                 Ok(output.stdout)
             } else {
-                Err(Failure::helm(output.message().trim_start_matches("Error: ")))
+                Err(Failure::helm((guard.scrub)(output.message().trim_start_matches("Error: "))))
             }
         })
     }
@@ -358,6 +491,19 @@ impl Releases {
             fix,
         }
     }
+}
+
+/// What a Helm call needs besides its command line: how to cut secrets out of what Helm says
+/// (before it is logged, stored or shown), and when to stop waiting for it (a reason, e.g. the
+/// cluster stopped answering).
+pub struct Guard<'a> {
+    pub scrub: &'a dyn Fn(&str) -> String,
+    pub stop: &'a dyn Fn() -> Option<String>,
+}
+
+impl Guard<'static> {
+    /// Nothing to scrub (no secret was given), never stopped early.
+    pub const NONE: Guard<'static> = Guard { scrub: &|text| text.to_string(), stop: &|| None };
 }
 
 /// The post-renderer: `manifests` (a YAML stream from Helm) with every object stamped, as a YAML
@@ -448,9 +594,9 @@ mod tests {
 
     /// A fake `helm` in a temporary directory: answers `version --short` and `env HELM_PLUGINS`,
     /// logs every other call's arguments (one per line, then `<end>`) to `calls`, and what it saw
-    /// (the values file's mode, `HELM_PLUGINS`, aptc's plugin) to `observed`. For a subcommand
+    /// (the values on its standard input, `HELM_PLUGINS`, aptc's plugin) to `observed`. For a subcommand
     /// `VERB` it prints `VERB.stdout`, or, while it has been called at most `VERB.fail-times`
-    /// times (default: always), fails with `VERB.stderr`.
+    /// times (default: always), fails with `VERB.stderr` (`get-WHAT` for `get WHAT`).
     struct FakeHelm {
         dir: tempfile::TempDir,
         helm: Helm,
@@ -465,7 +611,7 @@ esac
 printf '%s\n' "$@" '<end>' >> "$dir/calls"
 prev=''
 for a in "$@"; do
-  if [ "$prev" = --values ]; then echo "values $(stat -c %a "$a" 2>/dev/null || stat -f %Lp "$a")" >> "$dir/observed"; fi
+  if [ "$prev" = --values ]; then echo "values $a $(cat)" >> "$dir/observed"; fi
   prev="$a"
 done
 if [ -n "$HELM_PLUGINS" ]; then
@@ -474,13 +620,15 @@ if [ -n "$HELM_PLUGINS" ]; then
   echo "link $(readlink "$first/aptc-stamp/aptc")" >> "$dir/observed"
   echo "plugin $(cat "$first/aptc-stamp/plugin.yaml")" >> "$dir/observed"
 fi
-n=$(( $(cat "$dir/$1.count" 2>/dev/null || echo 0) + 1 ))
-echo "$n" > "$dir/$1.count"
-if [ -f "$dir/$1.stderr" ] && [ "$n" -le "$(cat "$dir/$1.fail-times" 2>/dev/null || echo 1000)" ]; then
-  cat "$dir/$1.stderr" >&2
+verb="$1"
+if [ "$1" = get ]; then verb="get-$2"; fi
+n=$(( $(cat "$dir/$verb.count" 2>/dev/null || echo 0) + 1 ))
+echo "$n" > "$dir/$verb.count"
+if [ -f "$dir/$verb.stderr" ] && [ "$n" -le "$(cat "$dir/$verb.fail-times" 2>/dev/null || echo 1000)" ]; then
+  cat "$dir/$verb.stderr" >&2
   exit 1
 fi
-cat "$dir/$1.stdout" 2>/dev/null
+cat "$dir/$verb.stdout" 2>/dev/null
 exit 0
 "#;
 
@@ -527,7 +675,7 @@ exit 0
         /// Each call's arguments, the private directory's path shown as `PRIVATE`.
         fn calls(&self) -> Vec<Vec<String>> {
             let text = std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default();
-            let private = regex::Regex::new(r"/[^ ]*aptc-values-[^/]+").unwrap();
+            let private = regex::Regex::new(r"/[^ ]*aptc-helm-[^/]+").unwrap();
             text.split("<end>\n")
                 .filter(|c| !c.is_empty())
                 .map(|c| c.lines().map(|l| private.replace_all(l, "PRIVATE").into_owned()).collect())
@@ -592,7 +740,7 @@ exit 0
             .unwrap();
         releases.upgrade(&ambient, &web("bitnami/nginx", None, None, "/p"), 7, &values).unwrap();
         let tail = format!(
-            "--wait --timeout 120s --rollback-on-failure \
+            "--wait --timeout 120s --rollback-on-failure --server-side true --force-conflicts \
 --labels aptc.dev/instance=0123456789,aptc.dev/revision=7,aptc.dev/namespace=team --output json {STAMP_ARGS}"
         );
         let local_path = crate::source::absolute(&chart.path().join("./")).display().to_string();
@@ -601,28 +749,28 @@ exit 0
             [
                 args(&format!(
                     "upgrade --install svc-web-0123456789 {local_path} --namespace apps --create-namespace \
---values PRIVATE/values.json --reset-values --kubeconfig /k/prod.yaml --kube-context prod-us {tail}"
+--values - --reset-values --kubeconfig /k/prod.yaml --kube-context prod-us {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 oci://registry.example/charts/web --version 1.2.3 \
---namespace apps --create-namespace --values PRIVATE/values.json --reset-values {tail}"
+--namespace apps --create-namespace --values - --reset-values {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 web --repo https://charts.example --version ^2.0 \
---namespace apps --create-namespace --values PRIVATE/values.json --reset-values {tail}"
+--namespace apps --create-namespace --values - --reset-values {tail}"
                 )),
                 args(&format!(
                     "upgrade --install svc-web-0123456789 bitnami/nginx --namespace apps --create-namespace \
---values PRIVATE/values.json --reset-values {tail}"
+--values - --reset-values {tail}"
                 )),
             ]
         );
-        // During each call: the values file was private, and aptc's plugin came first in
-        // HELM_PLUGINS, the user's directory after it, running aptc through a link.
+        // During each call: the values came on standard input (no file), and aptc's plugin came
+        // first in HELM_PLUGINS, the user's directory after it, running aptc through a link.
         let observed = fake.observed();
-        assert_eq!(observed.matches("values 600\n").count(), 4, "{observed}");
+        assert_eq!(observed.matches("values - {\"replicas\":2}\n").count(), 4, "{observed}");
         let plugins =
-            regex::Regex::new(r"plugins (/\S*aptc-values-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
+            regex::Regex::new(r"plugins (/\S*aptc-helm-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
         assert_eq!(plugins.find_iter(&observed).count(), 4, "{observed}");
         assert_eq!(observed.matches("link /opt/aptc/bin/aptc\n").count(), 4, "{observed}");
         assert!(
@@ -690,7 +838,7 @@ exit 0
         let status = releases.status(&prod(), &unit).unwrap().unwrap();
         assert_eq!(status, ReleaseStatus { status: "pending-upgrade".into(), revision: 9 });
         assert!(status.is_pending() && !status.is_deployed());
-        fake.answers("get", "---\nkind: ConfigMap\n");
+        fake.answers("get-manifest", "---\nkind: ConfigMap\n");
         assert_eq!(releases.manifest(&Connection::ambient("system.local"), &unit).unwrap(), "---\nkind: ConfigMap\n");
         assert_eq!(releases.uninstall(&prod(), &unit).unwrap(), ReleaseOutcome::Uninstalled);
         assert_eq!(
@@ -778,6 +926,45 @@ exit 0
     }
 
     #[test]
+    fn a_locked_release_of_aptc_is_recovered_and_another_is_left_alone() {
+        let fake = FakeHelm::new("v4.1.4+gfake");
+        let releases = fake.releases();
+        let unit = web("oci://r/web", None, None, "/p");
+        fake.answers("status", r#"{"info":{"status":"pending-upgrade"},"version":5}"#);
+        fake.answers("get-metadata", r#"{"name":"svc-web-0123456789","labels":{"aptc.dev/instance":"0123456789"}}"#);
+        fake.answers(
+            "history",
+            r#"[{"revision":2,"status":"superseded"},{"revision":3,"status":"deployed"},{"revision":4,"status":"failed"},{"revision":5,"status":"pending-upgrade"}]"#,
+        );
+        let done = releases.recover(&prod(), &unit, &Guard::NONE).unwrap().unwrap();
+        assert_eq!(
+            done,
+            "recovered release svc-web-0123456789: an interrupted operation left it pending-upgrade; rolled back to helm revision 3"
+        );
+        let calls = fake.calls();
+        assert_eq!(
+            calls.last().unwrap(),
+            &args(
+                "rollback svc-web-0123456789 3 --namespace apps --kubeconfig /k/prod.yaml --kube-context prod-us \
+--wait --timeout 120s --server-side true --force-conflicts"
+            )
+        );
+        // Never deployed: uninstalled.
+        fake.answers("history", r#"[{"revision":1,"status":"pending-install"}]"#);
+        let done = releases.recover(&prod(), &unit, &Guard::NONE).unwrap().unwrap();
+        assert!(done.ends_with("left it pending-upgrade; uninstalled (it was never deployed)"), "{done}");
+        assert_eq!(fake.calls().last().unwrap()[0], "uninstall");
+        // Another tool's release (or another instance's): left for its owner.
+        fake.answers("get-metadata", r#"{"labels":{"aptc.dev/instance":"someone-else"}}"#);
+        let before = fake.calls().len();
+        assert_eq!(releases.recover(&prod(), &unit, &Guard::NONE).unwrap(), None);
+        assert!(fake.calls()[before..].iter().all(|c| c[0] != "rollback" && c[0] != "uninstall"));
+        // Not locked: nothing to do.
+        fake.answers("status", r#"{"info":{"status":"deployed"},"version":5}"#);
+        assert_eq!(releases.recover(&prod(), &unit, &Guard::NONE).unwrap(), None);
+    }
+
+    #[test]
     fn the_post_renderer_stamps_every_object_and_refuses_what_is_not_one() {
         let with =
             Stamp { instance_id: "abc".into(), instance_key: "k/a/b".into(), revision: 3, namespace: "team".into() };
@@ -809,7 +996,9 @@ exit 0
         };
         let fake = FakeHelm::new("v4.1.4+gfake");
         fake.answers("upgrade", DEPLOYED);
-        fake.answers("status", r#"{"name":"web","info":{"status":"deployed"},"version":4}"#);
+        fake.answers("status", r#"{"name":"web","info":{"status":"pending-upgrade"},"version":4}"#);
+        fake.answers("get-metadata", r#"{"labels":{"aptc.dev/instance":"0123456789"}}"#);
+        fake.answers("history", r#"[{"revision":3,"status":"superseded"},{"revision":4,"status":"pending-upgrade"}]"#);
         let releases = fake.releases();
         let values = serde_json::json!({});
         let chart = tempfile::tempdir().unwrap();
@@ -820,6 +1009,7 @@ exit 0
             web("web", Some("https://charts.example"), Some("^2.0"), "/p"),
         ] {
             for connection in [prod(), Connection::ambient("system.local")] {
+                let _ = releases.recover(&connection, &unit, &Guard::NONE);
                 let _ = releases.upgrade(&connection, &unit, 7, &values);
                 let _ = releases.status(&connection, &unit);
                 let _ = releases.manifest(&connection, &unit);
@@ -829,7 +1019,7 @@ exit 0
         }
         let calls = fake.calls();
         let verbs: BTreeSet<&str> = calls.iter().map(|c| c[0].as_str()).collect();
-        assert_eq!(verbs, BTreeSet::from(["get", "status", "template", "uninstall", "upgrade"]));
+        assert_eq!(verbs, BTreeSet::from(["get", "history", "rollback", "status", "template", "uninstall", "upgrade"]));
         let flag = regex::Regex::new(r"--[a-z][a-z0-9-]*").unwrap();
         let mut accepted: HashMap<Vec<String>, BTreeSet<String>> = HashMap::new();
         for call in &calls {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::driver::{ActionResult, Driver, DriverError, INSTANCE_FILE};
-use crate::helm::{Helm, HelmError, PrivateValues, TemplateRequest};
+use crate::helm::{Helm, HelmError, TemplateRequest};
 use crate::manifest::{Document, Stamp, parse_stream, stamp_all, unit_documents, write_stream};
 use crate::plan::{Action, Op, Plan, Unit};
 use crate::source::Source;
@@ -71,15 +71,13 @@ impl RenderDriver {
             Source::Chart { version, .. } => {
                 let helm = self.helm.as_ref().map_err(|e| e.clone())?;
                 let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
-                let values = PrivateValues::write(&values)?;
                 let output = helm.template(&TemplateRequest {
                     release: &unit.name,
                     chart: &chart,
                     version: version.as_deref(),
                     namespace: &unit.k8s_namespace,
-                    values_file: values.path(),
+                    values: &values,
                 })?;
-                values.remove()?;
                 let mut documents = parse_stream(&output).map_err(|e| e.in_output("helm's output"))?;
                 stamp_all(&mut documents, &Stamp::of(unit, revision))?;
                 files.push(("manifest.yaml".to_string(), write_stream(&documents)?));

@@ -44,6 +44,12 @@ impl Backoff {
         full / 2 + full / 2 * (nanos % 1000) / 1000
     }
 
+    /// The wait before attempt `n + 1` without jitter: `first` doubled `n - 1` times, at most
+    /// `max` (for a schedule that is shown to people).
+    pub fn ceiling(&self, n: u32) -> Duration {
+        self.first.saturating_mul(2u32.saturating_pow(n.saturating_sub(1))).min(self.max)
+    }
+
     /// Runs `op` until it succeeds, fails for good (the error is not [`Transient`]), or the
     /// attempts are used up; returns the last result. `what` names the operation in the log.
     pub fn retry<T, E: std::fmt::Display + Transient>(

@@ -103,12 +103,20 @@ fn digest_with(values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsSt
 }
 
 /// `text` (what a tool printed after it was given the revealed `values`, the unit's values with
-/// their markers) with every secret of `values` replaced by `***`, also where it appears
-/// JSON-escaped. It takes the markers, not the revealed values, because only they say which
-/// strings are secrets; secrets that cannot be read are skipped (they reached no tool).
+/// their markers) with every secret of `values` replaced by `***`, and every form of it a chart
+/// can compute and print that aptc can compute too: JSON-escaped, Base64 (standard and URL-safe,
+/// padded or not: `b64enc`), hexadecimal, and the part of a longer Base64 text that only the
+/// secret determines, at each of the three alignments it can have there (a secret inside
+/// `b64enc (printf "user:%s" .password)`). What a chart derives otherwise (a hash, a part of
+/// the secret, another encoding) is not recognised (docs/security.md). It takes the markers,
+/// not the revealed values, because only they say which strings are secrets; secrets that
+/// cannot be read are skipped (they reached no tool).
 pub fn scrub(text: &str, values: &Json, base_dir: &Path) -> String {
     scrub_with(text, values, base_dir, &process_env)
 }
+
+/// A derived form shorter than this is not cut out: it would cut ordinary words.
+const SHORTEST_FORM: usize = 4;
 
 fn scrub_with(text: &str, values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> String {
     let secrets: Vec<String> = references(values).iter().filter_map(|s| read(s, base_dir, env).ok()).collect();
@@ -116,14 +124,70 @@ fn scrub_with(text: &str, values: &Json, base_dir: &Path, env: &dyn Fn(&str) -> 
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         forms.push(secret.clone());
         let escaped = serde_json::to_string(secret).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        if escaped != secret {
-            forms.push(escaped.to_string());
+        forms.push(escaped.trim_matches('"').to_string());
+        let bytes = secret.as_bytes();
+        forms.push(hex(bytes, b"0123456789abcdef"));
+        forms.push(hex(bytes, b"0123456789ABCDEF"));
+        for alphabet in [BASE64, BASE64_URL] {
+            let encoded = base64(bytes, alphabet);
+            forms.push(encoded.trim_end_matches('=').to_string());
+            forms.push(encoded);
+            // Inside a longer text, preceded by 0, 1 or 2 bytes of a 3-byte group: the
+            // characters that depend on the secret's bytes alone.
+            for offset in 1..3usize {
+                let mut shifted = vec![0u8; offset];
+                shifted.extend_from_slice(bytes);
+                let encoded = base64(&shifted, alphabet);
+                let core = encoded.trim_end_matches('=');
+                let lead = [0, 2, 3][offset];
+                let trail = usize::from(!(offset + bytes.len()).is_multiple_of(3));
+                if core.len() > lead + trail {
+                    forms.push(core[lead..core.len() - trail].to_string());
+                }
+            }
+            let core = encoded_core(bytes, alphabet);
+            forms.push(core);
         }
     }
+    forms.retain(|form| form.len() >= SHORTEST_FORM || secrets.iter().any(|s| s == form));
+    forms.sort();
+    forms.dedup();
     // Longest first, so that a secret inside another is not left half-visible.
     forms.sort_by_key(|form| std::cmp::Reverse(form.len()));
     forms.into_iter().fold(text.to_string(), |text, form| text.replace(&form, REDACTED))
+}
+
+/// The Base64 of `bytes` at a group boundary, without its last characters that the bytes after
+/// it would change (when the secret does not end a 3-byte group).
+fn encoded_core(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let encoded = base64(bytes, alphabet);
+    let core = encoded.trim_end_matches('=');
+    let trail = usize::from(!bytes.len().is_multiple_of(3));
+    core[..core.len().saturating_sub(trail)].to_string()
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 with padding in `alphabet` (RFC 4648).
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let group = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+        let n = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(alphabet[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8], digits: &[u8; 16]) -> String {
+    bytes.iter().flat_map(|b| [digits[usize::from(b >> 4)], digits[usize::from(b & 15)]]).map(char::from).collect()
 }
 
 /// A rendered template with every placeholder replaced by its secret, read now.
@@ -241,6 +305,46 @@ mod tests {
             "Error: bad value ***, escaped \"***\", and ***",
             "only secrets, the longest first; a plain value stays"
         );
+    }
+
+    #[test]
+    fn scrub_cuts_encoded_secrets_out_of_messages() {
+        let values = json!({ "password": { "$secret": { "env": "P" } } });
+        let secret = "correct horse battery staple!";
+        let pairs = [("P", secret)];
+        let env = env_of(&pairs);
+        let scrub = |text: &str| scrub_with(text, &values, Path::new("."), &env);
+        let bytes = secret.as_bytes();
+        let std = base64(bytes, BASE64);
+        assert_eq!(std, "Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZSE=", "RFC 4648 Base64");
+        let url = base64(&[0xfb, 0xff], BASE64_URL);
+        assert_eq!(url, "-_8=");
+        let core_url = encoded_core(bytes, BASE64_URL);
+        for (shown, gone, why) in [
+            (std.clone(), std.clone(), "b64enc"),
+            (std.trim_end_matches('=').to_string(), std[..30].to_string(), "unpadded"),
+            (base64(b"\xfb\xff correct horse battery staple!", BASE64_URL), core_url, "url-safe, in a longer text"),
+            (hex(bytes, b"0123456789abcdef"), hex(bytes, b"0123456789abcdef"), "hex"),
+            (hex(bytes, b"0123456789ABCDEF"), hex(bytes, b"0123456789ABCDEF"), "HEX"),
+        ] {
+            let message = format!("Error: secret \"db\" is invalid: data[x]: {shown}: not allowed");
+            let scrubbed = scrub(&message);
+            assert!(scrubbed.contains("***") && scrubbed.starts_with("Error: secret \"db\""), "{why}: {scrubbed}");
+            assert!(!scrubbed.contains(&gone), "{why}: {scrubbed}");
+        }
+        // Inside a longer Base64 text, at each alignment: `b64enc (printf "%s:%s" user password)`.
+        for prefix in ["", "a:", "ab:", "abc:"] {
+            let blob = base64(format!("{prefix}{secret}\n").as_bytes(), BASE64);
+            let scrubbed = scrub(&format!("Error: config {blob} rejected"));
+            assert!(scrubbed.contains("***"), "{prefix:?}: {scrubbed}");
+            // What is left of the blob is at most a group's worth on each side of the secret.
+            let left: usize = scrubbed
+                .split("***")
+                .map(|part| part.trim_start_matches("Error: config ").trim_end_matches(" rejected").len())
+                .sum();
+            assert!(left <= 12, "{prefix:?}: {scrubbed}");
+        }
+        assert_eq!(scrub("Error: nothing secret here, not even YWJj"), "Error: nothing secret here, not even YWJj");
     }
 
     #[test]

@@ -522,7 +522,7 @@ impl Store {
             .into_iter()
             .map(|r| {
                 r.unwrap_or(ActionReport {
-                    outcome: Outcome::Failed { error: UNFINISHED.to_string() },
+                    outcome: Outcome::Failed { error: UNFINISHED.to_string(), retryable: true },
                     started_ms: 0,
                     duration_ms: 0,
                 })
@@ -742,7 +742,7 @@ mod tests {
         let recovered = store.recover().unwrap().unwrap();
         assert_eq!(recovered.number, 1);
         assert!(recovered.actions[0].report.outcome.succeeded());
-        assert_eq!(recovered.actions[1].report.outcome, Outcome::Failed { error: UNFINISHED.into() });
+        assert_eq!(recovered.actions[1].report.outcome, Outcome::Failed { error: UNFINISHED.into(), retryable: true });
         assert_eq!(recovered.applied.keys().collect::<Vec<_>>(), [&plan.actions[0].unit.key]);
         assert_eq!(store.last().unwrap().unwrap(), recovered);
         assert!(store.pending().unwrap().is_none(), "the journal goes with the recorded revision");

@@ -118,7 +118,7 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
         reports[i].outcome.clone()
     };
     match outcome(&remote.key) {
-        Outcome::Failed { error } => {
+        Outcome::Failed { error, .. } => {
             assert!(error.contains("helm template failed"), "{error}");
             assert!(error.contains("127.0.0.1:9"), "helm's own error is shown: {error}");
         }

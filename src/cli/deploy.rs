@@ -273,7 +273,13 @@ meant, deploy again with --allow-mass-delete. It would delete:",
             println!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on");
             return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
         }
-        if counts.failed > 0 || counts.skipped > 0 {
+        let for_good = revision.actions.iter().filter(|a| a.report.outcome.failed_for_good()).count();
+        if for_good > 0 {
+            println!(
+                "{for_good} failed in a way that running again does not fix: change the policy or the cluster first"
+            );
+        }
+        if counts.failed > for_good || counts.skipped > 0 {
             println!("run the same command again to retry what failed or was skipped");
             return Ok(ExitCode::from(EXIT_FINDINGS));
         }
@@ -386,7 +392,7 @@ pub fn show_results(revision: &Revision) -> String {
             Outcome::Succeeded { detail } => {
                 out.push_str(&format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", action.op.past()))
             }
-            Outcome::Failed { error } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
+            Outcome::Failed { error, .. } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
             Outcome::Skipped { reason } => out.push_str(&format!("  - skipped {verb} {name}: {reason}\n")),
             Outcome::Interrupted => out.push_str(&format!("  - skipped {verb} {name}: {INTERRUPTED}\n")),
         }

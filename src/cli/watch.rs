@@ -213,6 +213,21 @@ impl Watch {
                 let counts = revision.counts();
                 println!("revision {}: {}", revision.number, counts.summary());
                 tracing::info!(revision = revision.number, summary = %counts.summary(), "recorded");
+                for unit in &step.backing_off {
+                    let why = if unit.for_good {
+                        ", in a way that trying again as it is does not fix (change the policy or the cluster)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{} ({}) failed {} time(s) in a row{why}; backing off: its repair is tried again in {} s \
+(2 to 64 intervals, doubling)",
+                        unit.name,
+                        unit.key,
+                        unit.failures,
+                        unit.retry_in.as_secs()
+                    );
+                }
             }
             Fix::NotRecorded(error) => println!("not recorded: {error}"),
         }

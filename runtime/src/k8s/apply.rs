@@ -145,8 +145,9 @@ impl Cluster {
         &self,
         unit: &Unit,
         objects: &[Value],
-    ) -> Result<BTreeMap<String, String>, K8sError> {
+    ) -> Result<(BTreeMap<String, String>, Vec<String>), K8sError> {
         let mut prints = BTreeMap::new();
+        let mut conflicts = Vec::new();
         for (object, value) in with_refs(objects).map_err(|reason| self.invalid(unit, reason))? {
             let located = match self.locate(&object, &unit.k8s_namespace).await {
                 Ok(located) => located,
@@ -155,10 +156,19 @@ impl Cluster {
                 Err(error) => return Err(error),
             };
             if let Some(live) = self.get(&located).await? {
-                prints.insert(located.object.key(), fingerprint::hash(value, &live));
+                let (hash, owned) = fingerprint::hash(value, &live);
+                conflicts.extend(owned.iter().map(|field| {
+                    format!(
+                        "conflict with \"{}\": {} of {} is managed by that controller; aptc leaves it to it",
+                        field.manager,
+                        field.field(),
+                        located.object.key()
+                    )
+                }));
+                prints.insert(located.object.key(), hash);
             }
         }
-        Ok(prints)
+        Ok((prints, conflicts))
     }
 
     async fn write_inventory(

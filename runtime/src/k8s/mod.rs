@@ -87,9 +87,20 @@ pub enum K8sError {
     /// The API refused or failed a request (after retries, if it was transient).
     #[error("cannot {action} {object} on cluster {cluster}: {reason}")]
     Api { action: &'static str, object: String, cluster: String, reason: String },
+    /// The caller stopped waiting for the API server (it stopped answering); the reason.
+    #[error("{0}")]
+    Stopped(String),
     /// A unit's inventory ConfigMap exists but cannot be read as one.
     #[error("the inventory {object} on cluster {cluster} is damaged: {reason}")]
     Inventory { object: String, cluster: String, reason: inventory::InventoryError },
+}
+
+impl K8sError {
+    /// Whether trying again may succeed: the API server did not answer (the API's own transient
+    /// failures were already retried, and what remains is a refusal or a damaged object).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, K8sError::Unreachable { .. } | K8sError::Runtime(_))
+    }
 }
 
 impl Applier {
@@ -141,13 +152,34 @@ impl Applier {
     /// Server-side applies `objects` (already stamped with aptc's labels) for `unit` as part of
     /// revision `revision`, prunes the objects the unit no longer has, and records the inventory.
     pub fn apply(&self, unit: &Unit, revision: u64, objects: &[Value]) -> Result<ApplySummary, K8sError> {
-        self.runtime.block_on(self.cluster.apply_unit(unit, revision, objects))
+        self.apply_until(unit, revision, objects, &|| None)
+    }
+
+    /// [`Applier::apply`], given up (with [`K8sError::Stopped`]) as soon as `stop` gives a
+    /// reason (asked a few times a second): a request to a dead API server is not waited out.
+    pub fn apply_until(
+        &self,
+        unit: &Unit,
+        revision: u64,
+        objects: &[Value],
+        stop: &(dyn Fn() -> Option<String> + Sync),
+    ) -> Result<ApplySummary, K8sError> {
+        self.runtime.block_on(until(self.cluster.apply_unit(unit, revision, objects), stop))
     }
 
     /// Deletes everything the unit's inventory lists (last applied first), then the inventory.
     /// Objects already gone, or no inventory at all, are fine.
     pub fn delete(&self, unit: &Unit) -> Result<ApplySummary, K8sError> {
-        self.runtime.block_on(self.cluster.delete_unit(unit))
+        self.delete_until(unit, &|| None)
+    }
+
+    /// [`Applier::delete`], given up as soon as `stop` gives a reason.
+    pub fn delete_until(
+        &self,
+        unit: &Unit,
+        stop: &(dyn Fn() -> Option<String> + Sync),
+    ) -> Result<ApplySummary, K8sError> {
+        self.runtime.block_on(until(self.cluster.delete_unit(unit), stop))
     }
 
     /// Whether the unit's inventory exists on the cluster: a unit recorded as applied but gone
@@ -162,13 +194,51 @@ impl Applier {
     /// label left out). A deleted object has no entry; a hand edit of a field aptc sets changes
     /// its hash. Works for any objects (Helm release objects too): it reads no inventory.
     pub fn fingerprint(&self, unit: &Unit, objects: &[Value]) -> Result<BTreeMap<String, String>, K8sError> {
+        self.fingerprint_with_conflicts(unit, objects).map(|(prints, _)| prints)
+    }
+
+    /// [`Applier::fingerprint`], and a line for each field aptc sets that a controller owns
+    /// (left out of the fingerprint: aptc does not fight controllers, `crate::owners`).
+    pub fn fingerprint_with_conflicts(
+        &self,
+        unit: &Unit,
+        objects: &[Value],
+    ) -> Result<(BTreeMap<String, String>, Vec<String>), K8sError> {
         self.runtime.block_on(self.cluster.fingerprint_objects(unit, objects))
+    }
+
+    /// Whether the API server answers `GET /version` within `within` (the watchdog of a running
+    /// Helm call asks this).
+    pub fn answers(&self, within: Duration) -> bool {
+        let client = self.cluster.client.clone();
+        self.runtime.block_on(async move {
+            matches!(tokio::time::timeout(within, client.apiserver_version()).await, Ok(Ok(_)))
+        })
     }
 
     /// Creates namespace `name` if it is missing (labelled `aptc.dev/managed=true`), for
     /// releases installed into a namespace nothing else creates.
     pub fn ensure_namespace(&self, name: &str) -> Result<(), K8sError> {
         self.runtime.block_on(self.cluster.ensure_namespace(name))
+    }
+}
+
+/// `work`, unless `stop` gives a reason first (asked every 200 ms).
+async fn until<T>(
+    work: impl std::future::Future<Output = Result<T, K8sError>>,
+    stop: &(dyn Fn() -> Option<String> + Sync),
+) -> Result<T, K8sError> {
+    let stopped = async {
+        loop {
+            if let Some(reason) = stop() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        done = work => done,
+        reason = stopped => Err(K8sError::Stopped(reason)),
     }
 }
 

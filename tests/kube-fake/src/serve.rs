@@ -50,7 +50,7 @@ impl FakeApi {
         let (parts, body) = request.into_parts();
         // Content-Length or chunked: hyper has decoded the body either way.
         let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-        let answer = self.handle(recorded(&parts, &body));
+        let answer = self.answer(recorded(&parts, &body)).await;
         Ok(answer.into_response().map(|body| Full::new(Bytes::from(body))))
     }
 }
