@@ -1229,3 +1229,153 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     assert!(shown.contains("- delete") && shown.contains("(claim web.ada_site removed)"), "{shown}");
     assert!(shown.contains("0 created, 0 updated, 3 deleted"), "{shown}");
 }
+
+// ---- Machine-readable reports, progress off a terminal, exit codes (issues #18 and #10) ----
+
+/// A policy with one test that holds and one whose two expectations do not.
+const TESTED_POLICY: &str = r#"namespace system
+
+label env: "dev" | "prod" = "dev"
+
+team web_team
+
+user "alice@example.com" {
+    team web_team
+}
+
+cluster east {}
+
+rule everything_east {
+    place on east
+}
+
+service web {
+    component app chart "./charts/app" {
+        values { replicas = 1 }
+    }
+}
+
+contract web {
+    context everyone {
+        use web
+    }
+}
+
+claim alice_dev {
+    user "alice@example.com"
+    contract web
+}
+
+test resolves {
+    expect claim alice_dev resolved
+}
+
+test wrong {
+    expect instance web.app for alice_dev {
+        values { replicas = 3 }
+    }
+    expect claim alice_dev rejected
+}
+"#;
+
+/// Issue #18.2: `aptc test --format json` lists each test with each expectation, its outcome and
+/// what resolution produced (valid against its schema); `--format junit` is JUnit XML with a
+/// test case per test, a failure per expectation that does not hold, and a policy with errors as
+/// an error.
+#[test]
+fn test_json_and_junit_report_each_test_with_what_it_got() {
+    let dir = scratch("test-formats");
+    std::fs::create_dir_all(dir.join("good")).unwrap();
+    std::fs::write(dir.join("good/policy.apt"), TESTED_POLICY).unwrap();
+    let good = dir.join("good");
+    let out = aptc(&["test", "--format", "json", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json = json_of(&out);
+    assert_valid("test.schema.json", &json);
+    assert_eq!(
+        (json["passed"].as_u64(), json["failed"].as_u64(), json["broken"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    let tests = &json["policies"][0]["tests"];
+    assert_eq!(tests[0]["test"], "system.resolves");
+    assert_eq!(tests[0]["outcome"], "passed");
+    let held = &tests[0]["expectations"][0];
+    assert_eq!(held["outcome"], "passed");
+    assert_eq!(held["expectation"], "expect claim system.alice_dev resolved");
+    assert!(held["actual"].as_str().unwrap().starts_with("resolved (contract `system.web`"), "{held}");
+    assert!(held["message"].is_null());
+    let wrong = &tests[1];
+    assert_eq!(wrong["outcome"], "failed");
+    let [instance, rejected] = wrong["expectations"].as_array().unwrap().as_slice() else { panic!("{wrong}") };
+    assert_eq!(instance["outcome"], "failed");
+    assert!(instance["actual"].as_str().unwrap().contains("values.replicas 1"), "{instance}");
+    assert!(instance["message"].as_str().unwrap().contains("values.replicas: expected 3, got 1"), "{instance}");
+    assert!(rejected["actual"].as_str().unwrap().starts_with("resolved"), "{rejected}");
+    assert_eq!(rejected["origin"]["line"], 42);
+
+    // JUnit: a suite per policy; the broken one is an error, not a silent pass.
+    std::fs::create_dir_all(dir.join("all/good")).unwrap();
+    std::fs::create_dir_all(dir.join("all/broken")).unwrap();
+    std::fs::write(dir.join("all/good/policy.apt"), TESTED_POLICY).unwrap();
+    std::fs::write(
+        dir.join("all/broken/policy.apt"),
+        "namespace system\n\ntest broken {\n    expect claim nobody resolved\n}\n",
+    )
+    .unwrap();
+    let out = aptc(&["test", "--format", "junit", dir.join("all").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let xml = stdout(&out);
+    let suites = junit_elements(&xml);
+    let find = |name: &str, attr: &str, value: &str| {
+        suites.iter().find(|(n, attrs)| n == name && attrs.iter().any(|(k, v)| k == attr && v == value)).cloned()
+    };
+    let attr = |element: &(String, Vec<(String, String)>), key: &str| {
+        element.1.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let root_element = suites.first().expect("a root element");
+    assert_eq!(root_element.0, "testsuites", "{xml}");
+    assert_eq!(
+        (attr(root_element, "tests"), attr(root_element, "failures"), attr(root_element, "errors")),
+        ("3".into(), "1".into(), "1".into()),
+        "{xml}"
+    );
+    let wrong = find("testcase", "name", "system.wrong").expect(&xml);
+    assert_eq!(attr(&wrong, "line"), "38", "{xml}");
+    let failures: Vec<_> = suites.iter().filter(|(n, _)| n == "failure").collect();
+    assert_eq!(failures.len(), 2, "{xml}");
+    assert!(attr(failures[0], "message").contains("values.replicas: expected 3, got 1"), "{xml}");
+    assert!(find("testcase", "name", "system.resolves").is_some(), "{xml}");
+    let error = suites.iter().find(|(n, _)| n == "error").expect(&xml);
+    assert!(attr(error, "message").contains("its tests did not run"), "{xml}");
+    assert!(xml.contains("got: resolved (contract `system.web`"), "{xml}");
+}
+
+/// Every element of an XML document, in document order, with its attributes (unescaped); fails
+/// on XML that does not parse.
+fn junit_elements(xml: &str) -> Vec<(String, Vec<(String, String)>)> {
+    use quick_xml::XmlVersion;
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut elements = Vec::new();
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("not XML ({e}): {xml}")) {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().into_inner().to_string();
+                let attrs = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.unwrap();
+                        (
+                            a.key.into_inner().to_string(),
+                            a.normalized_value(XmlVersion::Implicit1_0).unwrap().into_owned(),
+                        )
+                    })
+                    .collect();
+                elements.push((name, attrs));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    elements
+}
