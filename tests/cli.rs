@@ -1379,3 +1379,84 @@ fn junit_elements(xml: &str) -> Vec<(String, Vec<(String, String)>)> {
     }
     elements
 }
+
+/// Issue #18.2: `deploy --format json` (with and without `--dry-run`) and `rollback --format json`
+/// print the plan's actions with their kinds and reasons and, once applied, each one's result and
+/// timing, valid against docs/schema/deploy.schema.json; the lines for people go to stderr.
+#[test]
+fn deploy_and_rollback_json_list_the_actions_their_reasons_and_results() {
+    if !helm_found("deploy_and_rollback_json_list_the_actions_their_reasons_and_results") {
+        return;
+    }
+    let dir = scratch("deploy-json");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--format", "json", "--as", "ada@example.com"], &target[..]].concat());
+    let kinds = |json: &serde_json::Value| -> Vec<String> {
+        json["actions"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect()
+    };
+
+    let dry = run(&["deploy", "--dry-run", "examples/quickstart"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let json = json_of(&dry);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(
+        (json["command"].as_str(), json["status"].as_str(), json["dry_run"].as_bool()),
+        (Some("deploy"), Some("dry_run"), Some(true))
+    );
+    assert_eq!(kinds(&json), ["create"; 4]);
+    for action in json["actions"].as_array().unwrap() {
+        assert_eq!(action["reason"], "new", "{action}");
+        assert!(action["result"].is_null(), "{action}");
+        assert!(action["instance"]["name"].as_str().unwrap().starts_with("hello-"), "{action}");
+    }
+    assert!(json.get("instances").is_none() && json.get("claims").is_none(), "the plan, not the desired state");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("4 to create"), "people's lines on stderr: {dry:?}");
+    assert!(!state.exists(), "a dry run records nothing");
+
+    let first = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert!(first.status.success(), "{first:?}");
+    let json = json_of(&first);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!((json["status"].as_str(), json["revision"].as_u64()), (Some("applied"), Some(1)));
+    assert!(json["duration_ms"].is_u64(), "{json}");
+    for action in json["actions"].as_array().unwrap() {
+        let result = &action["result"];
+        assert_eq!(result["outcome"], "succeeded", "{action}");
+        assert!(result["started_ms"].is_u64() && result["duration_ms"].is_u64(), "{action}");
+    }
+    assert!(String::from_utf8_lossy(&first.stderr).contains("revision 1: 4 created"), "{first:?}");
+
+    // Production gets three replicas: one update, three unchanged.
+    let changed = dir.join("quickstart");
+    copy_tree(&root().join("examples/quickstart"), &changed);
+    let file = changed.join("hello.apt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("set labels.replicas = 2", "set labels.replicas = 3")).unwrap();
+    let second = run(&["deploy", "--yes", changed.to_str().unwrap()]);
+    assert!(second.status.success(), "{second:?}");
+    let json = json_of(&second);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(kinds(&json), ["update", "update", "unchanged", "unchanged"], "{json}");
+    assert_eq!(json["actions"][0]["reason"], "values.replicaCount", "{json}");
+    assert_eq!(json["actions"][0]["result"]["outcome"], "succeeded");
+    assert!(json["actions"][2]["result"].is_null());
+
+    // Rolling back to revision 1 plans the update back, and applies it.
+    let dry = run(&["rollback", "1", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let json = json_of(&dry);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(
+        (json["command"].as_str(), json["status"].as_str(), json["previous"].as_u64()),
+        (Some("rollback"), Some("dry_run"), Some(2))
+    );
+    assert_eq!(kinds(&json), ["update", "update", "unchanged", "unchanged"], "{json}");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("rolling back to revision 1"), "{dry:?}");
+    let back = run(&["rollback", "1", "--yes"]);
+    assert!(back.status.success(), "{back:?}");
+    let json = json_of(&back);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!((json["status"].as_str(), json["revision"].as_u64()), (Some("applied"), Some(3)));
+    assert_eq!(json["actions"][0]["result"]["outcome"], "succeeded", "{json}");
+}

@@ -19,7 +19,7 @@ use aptc_runtime::deployer::{Desired, DriftCheck, Fix, NotPlanned, Reconciled, R
 use aptc_runtime::watch::Snapshot;
 use clap::Args;
 
-use super::deploy::{RunArgs, ask, report_unfinished, request, show_plan, show_results};
+use super::deploy::{RunArgs, ask, request, show_plan, show_results, unfinished};
 use super::{policy, signals};
 
 /// How often the policy files are looked at.
@@ -185,7 +185,7 @@ impl Watch {
             Some(Ok(planned)) => planned,
         };
         let prepared = &planned.prepared;
-        report_unfinished(prepared, planned.pending.as_ref());
+        print!("{}", unfinished(prepared, planned.pending.as_ref()));
         if let Fix::UpToDate = planned.fix {
             let since = prepared.previous.map(|n| format!(" (revision {n})")).unwrap_or_default();
             return println!("up to date: {} instances{since}", prepared.plan.unchanged.len());
