@@ -1460,3 +1460,80 @@ fn deploy_and_rollback_json_list_the_actions_their_reasons_and_results() {
     assert_eq!((json["status"].as_str(), json["revision"].as_u64()), (Some("applied"), Some(3)));
     assert_eq!(json["actions"][0]["result"]["outcome"], "succeeded", "{json}");
 }
+
+/// The real helm, slowed down by `seconds` for each `helm template`, as an executable script in
+/// `dir`.
+fn slow_helm(dir: &Path, seconds: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap();
+    let slow = dir.join("slow-helm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep {seconds};; esac\nexec '{}' \"$@\"\n", real.path.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    slow
+}
+
+/// Issue #18.3: off a terminal, each action's result line reaches stderr as the action ends (read
+/// here while the deploy still runs), not all at the end; SIGINT then stops the deploy cleanly
+/// with exit code 130, and the lines of what it did stay.
+#[cfg(unix)]
+#[test]
+fn a_deploy_off_a_terminal_prints_each_action_as_it_ends_and_sigint_exits_130() {
+    use std::io::BufRead;
+    if !helm_found("a_deploy_off_a_terminal_prints_each_action_as_it_ends_and_sigint_exits_130") {
+        return;
+    }
+    let dir = scratch("deploy-progress");
+    let slow = slow_helm(&dir, 3);
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["deploy", "examples/quickstart", "--as", "ada@example.com", "--yes", "--parallel", "1"])
+        .args(["--helm", slow.to_str().unwrap()])
+        .args(deploy_args(&state, &out))
+        .current_dir(root())
+        .env_remove("APTC_LOG")
+        .env("APTC_TARGET", "render")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaper(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // One at a time: the first chart takes 3 s, its manifests follow at once, then the next chart.
+    let mut seen = Vec::new();
+    while seen.iter().filter(|l: &&String| l.contains("✓ created")).count() < 2 {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no second result line ({e}); stderr so far: {seen:#?}"));
+        seen.push(line);
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "the lines came while the deploy ran: {seen:#?}");
+    assert!(seen[0].starts_with("  ✓ created hello-web-"), "{seen:#?}");
+    assert!(seen[1].starts_with("  ✓ created hello-config-"), "{seen:#?}");
+
+    let pid = i32::try_from(child.0.id()).unwrap();
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert!(wait_for(30, || child.0.try_wait().unwrap().is_some()), "aptc deploy did not stop on SIGINT");
+    let status = child.0.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut shown).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen:#?}\n{shown}");
+    assert!(seen.iter().any(|l| l.starts_with("interrupted: no new instance starts")), "{seen:#?}");
+    assert!(shown.contains("interrupted: ") && shown.contains("not started"), "{shown}");
+    assert!(shown.contains("  ✓ created hello-web-"), "stdout has the results in plan order too: {shown}");
+}

@@ -318,10 +318,15 @@ meant, deploy again with --allow-mass-delete. It would delete:",
             Ended::Applied(revision) => (revision, None),
             Ended::Interrupted { revision, not_started } => (revision, Some(*not_started)),
         };
+        let mut live = false;
         if let Some(bars) = &self.bars {
             bars.done();
+            live = bars.lines.is_some();
         }
-        self.show(&show_results(revision));
+        // With JSON on stdout, the people's lines share stderr with the live ones: not twice.
+        if !(self.json && live) {
+            self.show(&show_results(revision));
+        }
         let counts = revision.counts();
         self.say(&format!(
             "revision {}: {} in {:.2} s",
@@ -444,21 +449,21 @@ pub(super) fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
 
 /// One line per action of a revision, in plan order, with its outcome.
 pub fn show_results(revision: &Revision) -> String {
-    let mut out = String::new();
     let width = revision.actions.iter().map(|a| a.name.len()).max().unwrap_or(0);
-    for action in &revision.actions {
-        let took = Duration::from_millis(action.report.duration_ms).as_secs_f64();
-        let (verb, name) = (action.op.verb(), &action.name);
-        match &action.report.outcome {
-            Outcome::Succeeded { detail } => {
-                out.push_str(&format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", action.op.past()))
-            }
-            Outcome::Failed { error } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
-            Outcome::Skipped { reason } => out.push_str(&format!("  - skipped {verb} {name}: {reason}\n")),
-            Outcome::Interrupted => out.push_str(&format!("  - skipped {verb} {name}: {INTERRUPTED}\n")),
-        }
+    revision.actions.iter().map(|action| result_line(action.op, &action.name, &action.report, width)).collect()
+}
+
+/// An action's line once it ended (`  ✓ created NAME  DETAIL  (0.05 s)`), names padded to
+/// `width`.
+fn result_line(op: Op, name: &str, report: &ActionReport, width: usize) -> String {
+    let took = Duration::from_millis(report.duration_ms).as_secs_f64();
+    let verb = op.verb();
+    match &report.outcome {
+        Outcome::Succeeded { detail } => format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", op.past()),
+        Outcome::Failed { error } => format!("  ✗ failed  {verb} {name}: {}\n", indent(error)),
+        Outcome::Skipped { reason } => format!("  - skipped {verb} {name}: {reason}\n"),
+        Outcome::Interrupted => format!("  - skipped {verb} {name}: {INTERRUPTED}\n"),
     }
-    out
 }
 
 /// Continuation lines of a multi-line message, indented under the first.
@@ -488,25 +493,30 @@ pub fn ask(question: &str, refusal: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// Progress on standard error when it is a terminal: a line per running instance and an overall
-/// bar. Hidden otherwise (the results are printed after, in plan order, either way).
+/// Progress on standard error. On a terminal: a line per running instance and an overall bar.
+/// Off a terminal (CI logs, a file): each action's result line as soon as it ends, so a log shows
+/// progress and a killed deploy keeps the lines of what it did. The results are printed after, in
+/// plan order, either way.
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     running: Mutex<HashMap<usize, ProgressBar>>,
+    /// Off a terminal, the width of the names in the result lines printed as actions end.
+    lines: Option<usize>,
 }
 
 impl Bars {
     fn new(plan: &Plan) -> Bars {
-        let target =
-            if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let terminal = std::io::stderr().is_terminal();
+        let target = if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(plan.actions.len() as u64));
         overall.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} instances  {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Bars { multi, overall, running: Mutex::new(HashMap::new()) }
+        let width = plan.actions.iter().map(|a| a.unit.name.len()).max().unwrap_or(0);
+        Bars { multi, overall, running: Mutex::new(HashMap::new()), lines: (!terminal).then_some(width) }
     }
 
     fn done(&self) {
@@ -542,5 +552,10 @@ impl Progress for Bars {
         };
         self.overall.set_message(format!("{mark} {}", Self::line(action)));
         self.overall.inc(1);
+        if let Some(width) = self.lines {
+            // One write per line: lines of actions ending at once do not interleave.
+            let line = result_line(action.op, &action.unit.name, report, width);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 }
