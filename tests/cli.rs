@@ -781,7 +781,7 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
 
     let status = watcher.terminate().unwrap_or_else(|| panic!("aptc watch did not stop on SIGTERM: {}", shown()));
     let text = shown();
-    assert_eq!(status.code(), Some(0), "{text}");
+    assert_eq!(status.code(), Some(130), "interrupted: {text}");
     assert!(text.contains("drift: ") && text.contains("missing from the target"), "{text}");
     assert!(text.contains("(drift: missing from the target)"), "the repair is planned as such: {text}");
     assert!(text.contains("aptc watch stopped"), "{text}");
@@ -1536,4 +1536,110 @@ fn a_deploy_off_a_terminal_prints_each_action_as_it_ends_and_sigint_exits_130() 
     assert!(seen.iter().any(|l| l.starts_with("interrupted: no new instance starts")), "{seen:#?}");
     assert!(shown.contains("interrupted: ") && shown.contains("not started"), "{shown}");
     assert!(shown.contains("  ✓ created hello-web-"), "stdout has the results in plan order too: {shown}");
+}
+
+/// Issue #10.5: exit codes mean the same for every command: a policy with errors is 1, a path
+/// that does not exist is 2 (I/O), and every command's `--help` lists its codes.
+#[test]
+fn every_command_documents_and_keeps_its_exit_codes() {
+    let dir = scratch("exit-codes-all");
+    let bad = dir.join("bad.apt");
+    std::fs::write(&bad, THREE_ERRORS).unwrap();
+    let (bad, missing) = (bad.to_str().unwrap(), dir.join("no/such/path"));
+    let missing = missing.to_str().unwrap();
+    let (state, out, ir) = (dir.join("state.db"), dir.join("out"), dir.join("out.aptir"));
+    let (state, out, ir) = (state.to_str().unwrap(), out.to_str().unwrap(), ir.to_str().unwrap());
+    let with = |args: &[&str], path: &str| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push(path.to_string());
+        all
+    };
+    let policy_commands: Vec<Vec<&str>> = vec![
+        vec!["check"],
+        vec!["fmt", "--check"],
+        vec!["build", "-o", ir],
+        vec!["plan"],
+        vec!["explain", "alice"],
+        vec!["diff", "examples/quickstart"],
+        vec!["graph"],
+        vec!["test"],
+        vec!["test", "--format", "json"],
+        vec!["deploy", "--dry-run", "--state", state, "--out", out],
+    ];
+    for args in &policy_commands {
+        for (path, code, what) in [(bad, 1, "a policy with errors"), (missing, 2, "a path that does not exist")] {
+            let argv = with(args, path);
+            let run = aptc(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(run.status.code(), Some(code), "aptc {argv:?} on {what}: {run:?}");
+        }
+    }
+    assert!(!std::path::Path::new(state).exists(), "nothing was recorded");
+    let watch = aptc(&["watch", "--state", state, "--out", out, missing]);
+    assert_eq!(watch.status.code(), Some(2), "watch of a path that does not exist ends at once: {watch:?}");
+    assert!(String::from_utf8_lossy(&watch.stderr).contains("no/such/path: no such file or directory"), "{watch:?}");
+    let rollback = aptc(&["rollback", "1", "--dry-run", "--state", missing]);
+    assert_eq!(rollback.status.code(), Some(2), "{rollback:?}");
+
+    let top = aptc(&["--help"]);
+    let top = stdout(&top).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(top.contains("Exit codes") && top.contains("130 interrupted"), "{top}");
+    for command in [
+        "check",
+        "fmt",
+        "lsp",
+        "build",
+        "plan",
+        "explain",
+        "diff",
+        "graph",
+        "test",
+        "deploy",
+        "history",
+        "rollback",
+        "watch",
+        "completions",
+        "man",
+    ] {
+        let help = aptc(&[command, "--help"]);
+        assert!(help.status.success(), "{help:?}");
+        let text = stdout(&help);
+        let codes = text.split("Exit codes: ").nth(1).unwrap_or_else(|| panic!("aptc {command} --help: {text}"));
+        let codes = codes.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(codes.contains("2 usage"), "aptc {command} --help: {codes}");
+    }
+}
+
+/// Issue #10.5: `aptc watch` stopped by SIGINT exits 130 (interrupted), as deploy does; a policy
+/// with errors at start is reported and watched, not a reason to stop.
+#[cfg(unix)]
+#[test]
+fn watch_exits_130_when_interrupted() {
+    let dir = scratch("watch-sigint");
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(policy.join("bad.apt"), THREE_ERRORS).unwrap();
+    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
+    let mut watcher = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["watch", "--interval", "1", "--as", "ada@example.com"])
+            .args(deploy_args(&state, &out))
+            .arg(&policy)
+            .current_dir(root())
+            .env_remove("APTC_LOG")
+            .env("APTC_TARGET", "render"),
+        &log,
+        &dir.join("watch.err"),
+    );
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    let errors = || std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default();
+    assert!(wait_for(20, || shown().contains("watching ")), "aptc watch did not start: {} {}", shown(), errors());
+    assert!(wait_for(20, || errors().contains("componet")), "the policy's errors are shown: {}", errors());
+    assert!(watcher.0.try_wait().unwrap().is_none(), "a policy with errors is watched until fixed");
+    let pid = i32::try_from(watcher.0.id()).unwrap();
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert!(wait_for(20, || watcher.0.try_wait().unwrap().is_some()), "aptc watch did not stop on SIGINT");
+    let status = watcher.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{} {}", shown(), errors());
+    assert!(shown().contains("aptc watch stopped"), "{}", shown());
 }

@@ -337,7 +337,7 @@ meant, deploy again with --allow-mass-delete. It would delete:",
         self.say(&deployment.target);
         if let Some(skipped) = not_started {
             self.say(&format!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on"));
-            return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
         }
         if counts.failed > 0 || counts.skipped > 0 {
             self.say("run the same command again to retry what failed or was skipped");

@@ -7,7 +7,8 @@
 //! (deleted or changed objects, failed releases) is reported (a line, and a `tracing` event), and with
 //! `--fix` repaired by applying the drifted instances again, through the normal plan and apply, as
 //! a new revision. SIGINT or SIGTERM stops it cleanly: what runs finishes, the revision records it,
-//! and it exits 0 saying it stopped.
+//! and it exits 130 (interrupted, as for every command) saying it stopped. A path that does not
+//! exist is an I/O error (2) at once; a policy with errors is reported and watched until fixed.
 
 use aptc_compiler::host::paths_or_cwd;
 use std::path::PathBuf;
@@ -41,6 +42,10 @@ pub struct WatchArgs {
 
 pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
+    // A mistyped path would be watched for ever, showing nothing: an I/O error, as for every command.
+    if let Some(missing) = paths.iter().find(|path| !path.exists()) {
+        anyhow::bail!("{}: no such file or directory", missing.display());
+    }
     if args.fix && !args.run.yes && !confirm()? {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
@@ -90,7 +95,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     let noun = if watch.recorded == 1 { "revision" } else { "revisions" };
     println!("aptc watch stopped (signal received): {} {noun} recorded while watching", watch.recorded);
     tracing::info!(revisions = watch.recorded, "stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(super::EXIT_INTERRUPTED))
 }
 
 /// Asks once, on a terminal, whether to apply unattended; refuses when standard input is not one.
