@@ -1643,3 +1643,37 @@ fn watch_exits_130_when_interrupted() {
     assert_eq!(status.code(), Some(130), "{} {}", shown(), errors());
     assert!(shown().contains("aptc watch stopped"), "{}", shown());
 }
+
+/// Issue #18.2: the JSON report lists the instances a failed claim keeps, with the claim's
+/// failure as the reason, and says the deploy failed (exit 1, as the text output).
+#[test]
+fn deploy_json_lists_what_a_failed_claim_keeps() {
+    let dir = scratch("deploy-json-kept");
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
+    let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert!(first.status.success(), "{first:?}");
+    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
+    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    let failing = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    let json = json_of(&failing);
+    assert_valid("deploy.schema.json", &json);
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3, "{json}");
+    for action in actions {
+        assert_eq!(action["kind"], "kept", "{action}");
+        assert!(action["reason"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{action}");
+        assert!(action["result"].is_null(), "{action}");
+    }
+    assert_eq!(json["status"], "no_changes", "nothing to apply: {json}");
+    let not_deployed = &json["not_deployed"][0];
+    assert_eq!(
+        (not_deployed["claim"].as_str(), not_deployed["status"].as_str()),
+        (Some("web.ada_site"), Some("failed"))
+    );
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("claim failed"), "{failing:?}");
+}

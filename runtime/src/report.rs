@@ -7,6 +7,7 @@
 //! changed, and why, without parsing text meant for people. Secrets never appear: the units carry
 //! secret references, and the report names instances, not their values.
 
+use aptc_core::resolve::{ClaimOutcome, Status as ClaimStatus};
 use serde::Serialize;
 
 use crate::apply::Outcome;
@@ -40,6 +41,19 @@ pub struct Report {
     pub refusals: Vec<String>,
     /// The whole apply, when something was applied.
     pub duration_ms: Option<u64>,
+    /// Claims that did not resolve, so deploy nothing new (a failed one keeps what it had, and
+    /// makes the deploy exit 1); empty for a rollback, which applies a recorded state.
+    pub not_deployed: Vec<NotDeployed>,
+}
+
+/// A claim that did not resolve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotDeployed {
+    /// `namespace.name`.
+    pub claim: String,
+    /// `rejected` (a rule or access decided so) or `failed` (a fault of the policy).
+    pub status: &'static str,
+    pub reason: String,
 }
 
 /// How a deploy ended.
@@ -153,7 +167,23 @@ impl Report {
             actions,
             refusals: Vec::new(),
             duration_ms: None,
+            not_deployed: Vec::new(),
         }
+    }
+
+    /// The report with the claims that did not resolve (`outcomes` of claims other than
+    /// resolved).
+    pub fn not_deployed(mut self, outcomes: &[ClaimOutcome]) -> Report {
+        self.not_deployed = outcomes
+            .iter()
+            .filter(|o| o.status != ClaimStatus::Resolved)
+            .map(|o| NotDeployed {
+                claim: o.claim.clone(),
+                status: if o.status == ClaimStatus::Rejected { "rejected" } else { "failed" },
+                reason: o.reason.clone().unwrap_or_default(),
+            })
+            .collect();
+        self
     }
 
     /// The report completed with how the deploy ended: its status, and each action's result

@@ -154,8 +154,8 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     }
     let deployment = args.target.run.deployer().deploy(request, args.target.options(), &mut terminal)?;
     let failed = unresolved.iter().filter(|o| o.status == Status::Failed).count();
-    let code = terminal.finish(deployment, failed)?;
-    Ok(code)
+    terminal.report = terminal.report.take().map(|report| report.not_deployed(&unresolved));
+    terminal.finish(deployment, failed)
 }
 
 /// What deploying `program` (read from `paths`) asks for, as `run` says who and how; and the claims
