@@ -1348,6 +1348,8 @@ fn test_json_and_junit_report_each_test_with_what_it_got() {
     let error = suites.iter().find(|(n, _)| n == "error").expect(&xml);
     assert!(attr(error, "message").contains("its tests did not run"), "{xml}");
     assert!(xml.contains("got: resolved (contract `system.web`"), "{xml}");
+    // The whole document, with the scratch directory (it names the process) made stable.
+    insta::assert_snapshot!("test_junit", xml.replace(dir.to_str().unwrap(), "[DIR]"));
 }
 
 /// Every element of an XML document, in document order, with its attributes (unescaped); fails

@@ -297,8 +297,9 @@ fn load(path: &Path, color: bool) -> anyhow::Result<Result<Program, String>> {
         Err(PolicyError::Invalid { count, rendered }) => {
             eprint!("{rendered}");
             let error = format!(
-                "{}: the policy has {count} error(s), so its tests did not run (`aptc check` shows them)",
-                path.display()
+                "{}: the policy has {}, so its tests did not run (`aptc check` shows them)",
+                path.display(),
+                super::words::count(count, "error")
             );
             eprintln!("error: {error}");
             Ok(Err(error))
