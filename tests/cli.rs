@@ -882,7 +882,7 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
 
     let status = watcher.terminate().unwrap_or_else(|| panic!("aptc watch did not stop on SIGTERM: {}", shown()));
     let text = shown();
-    assert_eq!(status.code(), Some(0), "{text}");
+    assert_eq!(status.code(), Some(130), "interrupted: {text}");
     assert!(text.contains("drift: ") && text.contains("missing from the target"), "{text}");
     assert!(text.contains("(drift: missing from the target)"), "the repair is planned as such: {text}");
     assert!(text.contains("aptc watch stopped"), "{text}");
@@ -1329,4 +1329,454 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     let shown = stdout(&allowed);
     assert!(shown.contains("- delete") && shown.contains("(claim web.ada_site removed)"), "{shown}");
     assert!(shown.contains("0 created, 0 updated, 3 deleted"), "{shown}");
+}
+
+// ---- Machine-readable reports, progress off a terminal, exit codes (issues #18 and #10) ----
+
+/// A policy with one test that holds and one whose two expectations do not.
+const TESTED_POLICY: &str = r#"namespace system
+
+label env: "dev" | "prod" = "dev"
+
+team web_team
+
+user "alice@example.com" {
+    team web_team
+}
+
+cluster east {}
+
+rule everything_east {
+    place on east
+}
+
+service web {
+    component app chart "./charts/app" {
+        values { replicas = 1 }
+    }
+}
+
+contract web {
+    context everyone {
+        use web
+    }
+}
+
+claim alice_dev {
+    user "alice@example.com"
+    contract web
+}
+
+test resolves {
+    expect claim alice_dev resolved
+}
+
+test wrong {
+    expect instance web.app for alice_dev {
+        values { replicas = 3 }
+    }
+    expect claim alice_dev rejected
+}
+"#;
+
+/// Issue #18.2: `aptc test --format json` lists each test with each expectation, its outcome and
+/// what resolution produced (valid against its schema); `--format junit` is JUnit XML with a
+/// test case per test, a failure per expectation that does not hold, and a policy with errors as
+/// an error.
+#[test]
+fn test_json_and_junit_report_each_test_with_what_it_got() {
+    let dir = scratch("test-formats");
+    std::fs::create_dir_all(dir.join("good")).unwrap();
+    std::fs::write(dir.join("good/policy.apt"), TESTED_POLICY).unwrap();
+    let good = dir.join("good");
+    let out = aptc(&["test", "--format", "json", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let json = json_of(&out);
+    assert_valid("test.schema.json", &json);
+    assert_eq!(
+        (json["passed"].as_u64(), json["failed"].as_u64(), json["broken"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    let tests = &json["policies"][0]["tests"];
+    assert_eq!(tests[0]["test"], "system.resolves");
+    assert_eq!(tests[0]["outcome"], "passed");
+    let held = &tests[0]["expectations"][0];
+    assert_eq!(held["outcome"], "passed");
+    assert_eq!(held["expectation"], "expect claim system.alice_dev resolved");
+    assert!(held["actual"].as_str().unwrap().starts_with("resolved (contract `system.web`"), "{held}");
+    assert!(held["message"].is_null());
+    let wrong = &tests[1];
+    assert_eq!(wrong["outcome"], "failed");
+    let [instance, rejected] = wrong["expectations"].as_array().unwrap().as_slice() else { panic!("{wrong}") };
+    assert_eq!(instance["outcome"], "failed");
+    assert!(instance["actual"].as_str().unwrap().contains("values.replicas 1"), "{instance}");
+    assert!(instance["message"].as_str().unwrap().contains("values.replicas: expected 3, got 1"), "{instance}");
+    assert!(rejected["actual"].as_str().unwrap().starts_with("resolved"), "{rejected}");
+    assert_eq!(rejected["origin"]["line"], 42);
+
+    // JUnit: a suite per policy; the broken one is an error, not a silent pass.
+    std::fs::create_dir_all(dir.join("all/good")).unwrap();
+    std::fs::create_dir_all(dir.join("all/broken")).unwrap();
+    std::fs::write(dir.join("all/good/policy.apt"), TESTED_POLICY).unwrap();
+    std::fs::write(
+        dir.join("all/broken/policy.apt"),
+        "namespace system\n\ntest broken {\n    expect claim nobody resolved\n}\n",
+    )
+    .unwrap();
+    let out = aptc(&["test", "--format", "junit", dir.join("all").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let xml = stdout(&out);
+    let suites = junit_elements(&xml);
+    let find = |name: &str, attr: &str, value: &str| {
+        suites.iter().find(|(n, attrs)| n == name && attrs.iter().any(|(k, v)| k == attr && v == value)).cloned()
+    };
+    let attr = |element: &(String, Vec<(String, String)>), key: &str| {
+        element.1.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let root_element = suites.first().expect("a root element");
+    assert_eq!(root_element.0, "testsuites", "{xml}");
+    assert_eq!(
+        (attr(root_element, "tests"), attr(root_element, "failures"), attr(root_element, "errors")),
+        ("3".into(), "1".into(), "1".into()),
+        "{xml}"
+    );
+    let wrong = find("testcase", "name", "system.wrong").expect(&xml);
+    assert_eq!(attr(&wrong, "line"), "38", "{xml}");
+    let failures: Vec<_> = suites.iter().filter(|(n, _)| n == "failure").collect();
+    assert_eq!(failures.len(), 2, "{xml}");
+    assert!(attr(failures[0], "message").contains("values.replicas: expected 3, got 1"), "{xml}");
+    assert!(find("testcase", "name", "system.resolves").is_some(), "{xml}");
+    let error = suites.iter().find(|(n, _)| n == "error").expect(&xml);
+    assert!(attr(error, "message").contains("its tests did not run"), "{xml}");
+    assert!(xml.contains("got: resolved (contract `system.web`"), "{xml}");
+    // The whole document, with the scratch directory (it names the process) made stable.
+    insta::assert_snapshot!("test_junit", xml.replace(dir.to_str().unwrap(), "[DIR]"));
+}
+
+/// Every element of an XML document, in document order, with its attributes (unescaped); fails
+/// on XML that does not parse.
+fn junit_elements(xml: &str) -> Vec<(String, Vec<(String, String)>)> {
+    use quick_xml::XmlVersion;
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut elements = Vec::new();
+    loop {
+        match reader.read_event().unwrap_or_else(|e| panic!("not XML ({e}): {xml}")) {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().into_inner().to_string();
+                let attrs = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.unwrap();
+                        (
+                            a.key.into_inner().to_string(),
+                            a.normalized_value(XmlVersion::Implicit1_0).unwrap().into_owned(),
+                        )
+                    })
+                    .collect();
+                elements.push((name, attrs));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    elements
+}
+
+/// Issue #18.2: `deploy --format json` (with and without `--dry-run`) and `rollback --format json`
+/// print the plan's actions with their kinds and reasons and, once applied, each one's result and
+/// timing, valid against docs/schema/deploy.schema.json; the lines for people go to stderr.
+#[test]
+fn deploy_and_rollback_json_list_the_actions_their_reasons_and_results() {
+    if !helm_found("deploy_and_rollback_json_list_the_actions_their_reasons_and_results") {
+        return;
+    }
+    let dir = scratch("deploy-json");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--format", "json", "--as", "ada@example.com"], &target[..]].concat());
+    let kinds = |json: &serde_json::Value| -> Vec<String> {
+        json["actions"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect()
+    };
+
+    let dry = run(&["deploy", "--dry-run", "examples/quickstart"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let json = json_of(&dry);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(
+        (json["command"].as_str(), json["status"].as_str(), json["dry_run"].as_bool()),
+        (Some("deploy"), Some("dry_run"), Some(true))
+    );
+    assert_eq!(kinds(&json), ["create"; 4]);
+    for action in json["actions"].as_array().unwrap() {
+        assert_eq!(action["reason"], "new", "{action}");
+        assert!(action["result"].is_null(), "{action}");
+        assert!(action["instance"]["name"].as_str().unwrap().starts_with("hello-"), "{action}");
+    }
+    assert!(json.get("instances").is_none() && json.get("claims").is_none(), "the plan, not the desired state");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("4 to create"), "people's lines on stderr: {dry:?}");
+    assert!(!state.exists(), "a dry run records nothing");
+
+    let first = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert!(first.status.success(), "{first:?}");
+    let json = json_of(&first);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!((json["status"].as_str(), json["revision"].as_u64()), (Some("applied"), Some(1)));
+    assert!(json["duration_ms"].is_u64(), "{json}");
+    for action in json["actions"].as_array().unwrap() {
+        let result = &action["result"];
+        assert_eq!(result["outcome"], "succeeded", "{action}");
+        assert!(result["started_ms"].is_u64() && result["duration_ms"].is_u64(), "{action}");
+    }
+    assert!(String::from_utf8_lossy(&first.stderr).contains("revision 1: 4 created"), "{first:?}");
+
+    // Production gets three replicas: one update, three unchanged.
+    let changed = dir.join("quickstart");
+    copy_tree(&root().join("examples/quickstart"), &changed);
+    let file = changed.join("hello.apt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("set labels.replicas = 2", "set labels.replicas = 3")).unwrap();
+    let second = run(&["deploy", "--yes", changed.to_str().unwrap()]);
+    assert!(second.status.success(), "{second:?}");
+    let json = json_of(&second);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(kinds(&json), ["update", "update", "unchanged", "unchanged"], "{json}");
+    assert_eq!(json["actions"][0]["reason"], "values.replicaCount", "{json}");
+    assert_eq!(json["actions"][0]["result"]["outcome"], "succeeded");
+    assert!(json["actions"][2]["result"].is_null());
+
+    // Rolling back to revision 1 plans the update back, and applies it.
+    let dry = run(&["rollback", "1", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let json = json_of(&dry);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!(
+        (json["command"].as_str(), json["status"].as_str(), json["previous"].as_u64()),
+        (Some("rollback"), Some("dry_run"), Some(2))
+    );
+    assert_eq!(kinds(&json), ["update", "update", "unchanged", "unchanged"], "{json}");
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("rolling back to revision 1"), "{dry:?}");
+    let back = run(&["rollback", "1", "--yes"]);
+    assert!(back.status.success(), "{back:?}");
+    let json = json_of(&back);
+    assert_valid("deploy.schema.json", &json);
+    assert_eq!((json["status"].as_str(), json["revision"].as_u64()), (Some("applied"), Some(3)));
+    assert_eq!(json["actions"][0]["result"]["outcome"], "succeeded", "{json}");
+}
+
+/// The real helm, slowed down by `seconds` for each `helm template`, as an executable script in
+/// `dir`.
+fn slow_helm(dir: &Path, seconds: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap();
+    let slow = dir.join("slow-helm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep {seconds};; esac\nexec '{}' \"$@\"\n", real.path.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    slow
+}
+
+/// Issue #18.3: off a terminal, each action's result line reaches stderr as the action ends (read
+/// here while the deploy still runs), not all at the end; SIGINT then stops the deploy cleanly
+/// with exit code 130, and the lines of what it did stay.
+#[cfg(unix)]
+#[test]
+fn a_deploy_off_a_terminal_prints_each_action_as_it_ends_and_sigint_exits_130() {
+    use std::io::BufRead;
+    if !helm_found("a_deploy_off_a_terminal_prints_each_action_as_it_ends_and_sigint_exits_130") {
+        return;
+    }
+    let dir = scratch("deploy-progress");
+    let slow = slow_helm(&dir, 3);
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["deploy", "examples/quickstart", "--as", "ada@example.com", "--yes", "--parallel", "1"])
+        .args(["--helm", slow.to_str().unwrap()])
+        .args(deploy_args(&state, &out))
+        .current_dir(root())
+        .env_remove("APTC_LOG")
+        .env("APTC_TARGET", "render")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaper(child);
+    let stderr = child.0.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if lines.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    // One at a time: the first chart takes 3 s, its manifests follow at once, then the next chart.
+    let mut seen = Vec::new();
+    while seen.iter().filter(|l: &&String| l.contains("✓ created")).count() < 2 {
+        let line = received
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("no second result line ({e}); stderr so far: {seen:#?}"));
+        seen.push(line);
+    }
+    assert!(child.0.try_wait().unwrap().is_none(), "the lines came while the deploy ran: {seen:#?}");
+    assert!(seen[0].starts_with("  ✓ created hello-web-"), "{seen:#?}");
+    assert!(seen[1].starts_with("  ✓ created hello-config-"), "{seen:#?}");
+
+    let pid = i32::try_from(child.0.id()).unwrap();
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert!(wait_for(30, || child.0.try_wait().unwrap().is_some()), "aptc deploy did not stop on SIGINT");
+    let status = child.0.wait().unwrap();
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut child.0.stdout.take().unwrap(), &mut shown).unwrap();
+    assert_eq!(status.code(), Some(130), "{seen:#?}\n{shown}");
+    assert!(seen.iter().any(|l| l.starts_with("interrupted: no new instance starts")), "{seen:#?}");
+    assert!(shown.contains("interrupted: ") && shown.contains("not started"), "{shown}");
+    assert!(shown.contains("  ✓ created hello-web-"), "stdout has the results in plan order too: {shown}");
+}
+
+/// Issue #10.5: exit codes mean the same for every command: a policy with errors is 1, a path
+/// that does not exist is 2 (I/O), and every command's `--help` lists its codes.
+#[test]
+fn every_command_documents_and_keeps_its_exit_codes() {
+    let dir = scratch("exit-codes-all");
+    let bad = dir.join("bad.apt");
+    std::fs::write(&bad, THREE_ERRORS).unwrap();
+    let (bad, missing) = (bad.to_str().unwrap(), dir.join("no/such/path"));
+    let missing = missing.to_str().unwrap();
+    let (state, out, ir) = (dir.join("state.db"), dir.join("out"), dir.join("out.aptir"));
+    let (state, out, ir) = (state.to_str().unwrap(), out.to_str().unwrap(), ir.to_str().unwrap());
+    let with = |args: &[&str], path: &str| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.push(path.to_string());
+        all
+    };
+    let policy_commands: Vec<Vec<&str>> = vec![
+        vec!["check"],
+        vec!["fmt", "--check"],
+        vec!["build", "-o", ir],
+        vec!["plan"],
+        vec!["explain", "alice"],
+        vec!["diff", "examples/quickstart"],
+        vec!["graph"],
+        vec!["test"],
+        vec!["test", "--format", "json"],
+        vec!["deploy", "--dry-run", "--state", state, "--out", out],
+    ];
+    for args in &policy_commands {
+        for (path, code, what) in [(bad, 1, "a policy with errors"), (missing, 2, "a path that does not exist")] {
+            let argv = with(args, path);
+            let run = aptc(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(run.status.code(), Some(code), "aptc {argv:?} on {what}: {run:?}");
+        }
+    }
+    assert!(!std::path::Path::new(state).exists(), "nothing was recorded");
+    let watch = aptc(&["watch", "--state", state, "--out", out, missing]);
+    assert_eq!(watch.status.code(), Some(2), "watch of a path that does not exist ends at once: {watch:?}");
+    assert!(String::from_utf8_lossy(&watch.stderr).contains("no/such/path: no such file or directory"), "{watch:?}");
+    let rollback = aptc(&["rollback", "1", "--dry-run", "--state", missing]);
+    assert_eq!(rollback.status.code(), Some(2), "{rollback:?}");
+
+    let top = aptc(&["--help"]);
+    let top = stdout(&top).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(top.contains("Exit codes") && top.contains("130 interrupted"), "{top}");
+    for command in [
+        "check",
+        "fmt",
+        "lsp",
+        "build",
+        "plan",
+        "explain",
+        "diff",
+        "graph",
+        "test",
+        "deploy",
+        "history",
+        "rollback",
+        "watch",
+        "completions",
+        "man",
+    ] {
+        let help = aptc(&[command, "--help"]);
+        assert!(help.status.success(), "{help:?}");
+        let text = stdout(&help);
+        let codes = text.split("Exit codes: ").nth(1).unwrap_or_else(|| panic!("aptc {command} --help: {text}"));
+        let codes = codes.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(codes.contains("2 usage"), "aptc {command} --help: {codes}");
+    }
+}
+
+/// Issue #10.5: `aptc watch` stopped by SIGINT exits 130 (interrupted), as deploy does; a policy
+/// with errors at start is reported and watched, not a reason to stop.
+#[cfg(unix)]
+#[test]
+fn watch_exits_130_when_interrupted() {
+    let dir = scratch("watch-sigint");
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(policy.join("bad.apt"), THREE_ERRORS).unwrap();
+    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
+    let mut watcher = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["watch", "--interval", "1", "--as", "ada@example.com"])
+            .args(deploy_args(&state, &out))
+            .arg(&policy)
+            .current_dir(root())
+            .env_remove("APTC_LOG")
+            .env("APTC_TARGET", "render"),
+        &log,
+        &dir.join("watch.err"),
+    );
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    let errors = || std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default();
+    assert!(wait_for(20, || shown().contains("watching ")), "aptc watch did not start: {} {}", shown(), errors());
+    assert!(wait_for(20, || errors().contains("componet")), "the policy's errors are shown: {}", errors());
+    assert!(watcher.0.try_wait().unwrap().is_none(), "a policy with errors is watched until fixed");
+    let pid = i32::try_from(watcher.0.id()).unwrap();
+    // SAFETY: a signal to the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    assert!(wait_for(20, || watcher.0.try_wait().unwrap().is_some()), "aptc watch did not stop on SIGINT");
+    let status = watcher.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{} {}", shown(), errors());
+    assert!(shown().contains("aptc watch stopped"), "{}", shown());
+}
+
+/// Issue #18.2: the JSON report lists the instances a failed claim keeps, with the claim's
+/// failure as the reason, and says the deploy failed (exit 1, as the text output).
+#[test]
+fn deploy_json_lists_what_a_failed_claim_keeps() {
+    let dir = scratch("deploy-json-kept");
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
+    let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert!(first.status.success(), "{first:?}");
+    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
+    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    let failing = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    let json = json_of(&failing);
+    assert_valid("deploy.schema.json", &json);
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3, "{json}");
+    for action in actions {
+        assert_eq!(action["kind"], "kept", "{action}");
+        assert!(action["reason"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{action}");
+        assert!(action["result"].is_null(), "{action}");
+    }
+    assert_eq!(json["status"], "no_changes", "nothing to apply: {json}");
+    let not_deployed = &json["not_deployed"][0];
+    assert_eq!(
+        (not_deployed["claim"].as_str(), not_deployed["status"].as_str()),
+        (Some("web.ada_site"), Some("failed"))
+    );
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("claim failed"), "{failing:?}");
 }

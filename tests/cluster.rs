@@ -286,7 +286,7 @@ fn watch_fix_recreates_an_object_deleted_on_the_cluster_and_stops_on_sigterm() {
 
     let status = watcher.terminate().unwrap_or_else(|| panic!("no stop on SIGTERM: {}", shown()));
     let text = shown();
-    assert_eq!(status.code(), Some(0), "{text}");
+    assert_eq!(status.code(), Some(130), "interrupted: {text}");
     assert!(text.contains("(drift: "), "the repair is planned as drift: {text}");
     assert!(text.contains("aptc watch stopped"), "{text}");
 }

@@ -20,6 +20,9 @@ pub struct TestReport {
     pub origin: Origin,
     /// The expectations that do not hold, in the order written; empty when the test passed.
     pub failures: Vec<ExpectFailure>,
+    /// Every expectation, held or not, in the order written, with what resolution produced: what
+    /// a CI report (`aptc test --format json|junit`) shows for each test.
+    pub results: Vec<ExpectResult>,
 }
 
 impl TestReport {
@@ -36,6 +39,44 @@ pub struct ExpectFailure {
     pub origin: Origin,
     /// What was expected against what happened, with the claim's reason when it did not resolve.
     pub message: String,
+    /// What resolution produced, on its own (the part of `message` after "but").
+    pub actual: String,
+}
+
+/// One expectation of a test and what resolution produced for it, whether it held or not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpectResult {
+    /// The expectation, as written (names resolved).
+    pub expectation: String,
+    pub origin: Origin,
+    /// What resolution produced for it: the claim's status and reason, the instances found, the
+    /// count.
+    pub actual: String,
+    /// Why it does not hold; `None` when it holds.
+    pub failure: Option<String>,
+}
+
+impl ExpectResult {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// What checking one expectation found: what resolution produced, and whether that is what was
+/// expected.
+struct Checked {
+    actual: String,
+    failure: Option<String>,
+}
+
+impl Checked {
+    fn held(actual: impl Into<String>) -> Checked {
+        Checked { actual: actual.into(), failure: None }
+    }
+
+    fn failed(actual: impl Into<String>, message: String) -> Checked {
+        Checked { actual: actual.into(), failure: Some(message) }
+    }
 }
 
 /// Runs every test of `program`, in the program's order.
@@ -73,65 +114,109 @@ pub fn with_test(program: &Program, test: &TestCase) -> Program {
 
 /// Checks every expectation of `test` against `state`.
 pub fn check_test(test: &TestCase, state: &DesiredState) -> TestReport {
-    let failures = test
+    let results: Vec<ExpectResult> = test
         .expects
         .iter()
-        .filter_map(|expectation| {
-            check(state, &expectation.expect).err().map(|message| ExpectFailure {
+        .map(|expectation| {
+            let checked = check(state, &expectation.expect);
+            ExpectResult {
                 expectation: describe(&expectation.expect),
                 origin: expectation.origin.clone(),
-                message,
+                actual: checked.actual,
+                failure: checked.failure,
+            }
+        })
+        .collect();
+    let failures = results
+        .iter()
+        .filter_map(|result| {
+            result.failure.as_ref().map(|message| ExpectFailure {
+                expectation: result.expectation.clone(),
+                origin: result.origin.clone(),
+                message: message.clone(),
+                actual: result.actual.clone(),
             })
         })
         .collect();
-    TestReport { test: test.id(), origin: test.origin.clone(), failures }
+    TestReport { test: test.id(), origin: test.origin.clone(), failures, results }
 }
 
-/// Whether `expect` holds in `state`; if not, why not.
-fn check(state: &DesiredState, expect: &Expect) -> Result<(), String> {
+/// Whether `expect` holds in `state`, with what resolution produced; if it does not hold, why not.
+fn check(state: &DesiredState, expect: &Expect) -> Checked {
     match expect {
         Expect::Resolved { claim } => {
-            let outcome = outcome(state, claim)?;
+            let outcome = match outcome(state, claim) {
+                Ok(outcome) => outcome,
+                Err(missing) => return missing,
+            };
             match outcome.status {
-                Status::Resolved => Ok(()),
-                _ => Err(format!("expected claim `{claim}` to resolve, but {}", not_resolved(outcome))),
+                Status::Resolved => Checked::held(format!("resolved{}", resolved_to(state, outcome))),
+                _ => Checked::failed(
+                    status(outcome),
+                    format!("expected claim `{claim}` to resolve, but it {}", not_resolved(outcome)),
+                ),
             }
         }
         Expect::Rejected { claim, pattern } => {
-            let outcome = outcome(state, claim)?;
+            let outcome = match outcome(state, claim) {
+                Ok(outcome) => outcome,
+                Err(missing) => return missing,
+            };
             if outcome.status == Status::Resolved {
-                return Err(format!(
-                    "expected claim `{claim}` to be rejected, but it resolved{}",
-                    resolved_to(state, outcome)
-                ));
+                let actual = format!("resolved{}", resolved_to(state, outcome));
+                return Checked::failed(
+                    actual.clone(),
+                    format!("expected claim `{claim}` to be rejected, but it {actual}"),
+                );
             }
-            let Some(pattern) = pattern else { return Ok(()) };
-            let regex = regex::Regex::new(pattern).map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
+            let actual = status(outcome);
+            let Some(pattern) = pattern else { return Checked::held(actual) };
+            let regex = match regex::Regex::new(pattern) {
+                Ok(regex) => regex,
+                Err(e) => return Checked::failed(actual, format!("invalid pattern {pattern:?}: {e}")),
+            };
             let reason = outcome.reason.as_deref().unwrap_or_default();
             if regex.is_match(reason) || regex.is_match(message_of(reason)) {
-                Ok(())
+                Checked::held(actual)
             } else {
-                Err(format!("claim `{claim}` {}, but the reason does not match {pattern:?}", not_resolved(outcome)))
+                let message =
+                    format!("claim `{claim}` {}, but the reason does not match {pattern:?}", not_resolved(outcome));
+                Checked::failed(actual, message)
             }
         }
         Expect::Instance { service, component, claim, context, cluster, namespace, values } => {
-            let outcome = outcome(state, claim)?;
+            let outcome = match outcome(state, claim) {
+                Ok(outcome) => outcome,
+                Err(missing) => return missing,
+            };
             if outcome.status != Status::Resolved {
-                return Err(format!(
-                    "expected claim `{claim}` to need an instance of `{service}.{component}`, but {}",
-                    not_resolved(outcome)
-                ));
+                return Checked::failed(
+                    status(outcome),
+                    format!(
+                        "expected claim `{claim}` to need an instance of `{service}.{component}`, but it {}",
+                        not_resolved(outcome)
+                    ),
+                );
             }
             let found = instances_of(state, claim, service, component);
             if found.is_empty() {
-                return Err(format!(
-                    "claim `{claim}` needs no instance of `{service}.{component}`; it needs instances of {}",
-                    needed_components(state, claim)
-                ));
+                let needed = needed_components(state, claim);
+                return Checked::failed(
+                    format!("instances of {needed}"),
+                    format!(
+                        "claim `{claim}` needs no instance of `{service}.{component}`; it needs instances of {needed}"
+                    ),
+                );
             }
             let mut reports = Vec::new();
+            let mut seen = Vec::new();
             for instance in &found {
                 let mut wrong = Vec::new();
+                let mut got = vec![
+                    format!("context `{}`", instance.context),
+                    format!("cluster `{}`", short(&instance.cluster)),
+                    format!("namespace {:?}", instance.k8s_namespace),
+                ];
                 if let Some(context) = context
                     && instance.context != *context
                 {
@@ -148,14 +233,21 @@ fn check(state: &DesiredState, expect: &Expect) -> Result<(), String> {
                     wrong.push(format!("namespace: expected {namespace:?}, got {:?}", instance.k8s_namespace));
                 }
                 for (key, expected) in values {
-                    compare(&format!("values.{key}"), expected, instance.values.get(key), &mut wrong);
+                    let value = instance.values.get(key);
+                    got.push(match value {
+                        Some(value) => format!("values.{key} {value}"),
+                        None => format!("no values.{key}"),
+                    });
+                    compare(&format!("values.{key}"), expected, value, &mut wrong);
                 }
+                let got = format!("instance `{}` ({})", instance.key, got.join(", "));
                 if wrong.is_empty() {
-                    return Ok(());
+                    return Checked::held(got);
                 }
+                seen.push(got);
                 reports.push((instance.key.as_str(), wrong));
             }
-            Err(match reports.as_slice() {
+            let message = match reports.as_slice() {
                 [(key, wrong)] => format!("the instance `{key}` differs: {}", wrong.join("; ")),
                 _ => {
                     let each: Vec<String> =
@@ -166,27 +258,35 @@ fn check(state: &DesiredState, expect: &Expect) -> Result<(), String> {
                         each.join(" | ")
                     )
                 }
-            })
+            };
+            Checked::failed(seen.join("; "), message)
         }
         Expect::NoInstance { service, component, claim } => {
-            outcome(state, claim)?;
+            if let Err(missing) = outcome(state, claim) {
+                return missing;
+            }
             let found = instances_of(state, claim, service, component);
             if found.is_empty() {
-                Ok(())
+                Checked::held(format!("no instance of `{service}.{component}`"))
             } else {
                 let keys: Vec<String> = found.iter().map(|i| format!("`{}`", i.key)).collect();
-                Err(format!(
-                    "expected claim `{claim}` to need no instance of `{service}.{component}`, but it needs {}",
-                    keys.join(", ")
-                ))
+                let actual = format!("instance {}", keys.join(", "));
+                Checked::failed(
+                    actual,
+                    format!(
+                        "expected claim `{claim}` to need no instance of `{service}.{component}`, but it needs {}",
+                        keys.join(", ")
+                    ),
+                )
             }
         }
         Expect::Instances { count } => {
             let actual = state.instances.values().filter(|i| i.kind != InstanceKind::Service).count();
+            let got = format!("{actual} component instances");
             if i64::try_from(actual).is_ok_and(|n| n == *count) {
-                Ok(())
+                Checked::held(got)
             } else {
-                Err(format!("expected {count} component instances in the desired state, got {actual}"))
+                Checked::failed(got, format!("expected {count} component instances in the desired state, got {actual}"))
             }
         }
     }
@@ -222,15 +322,29 @@ pub fn describe(expect: &Expect) -> String {
     }
 }
 
-fn outcome<'s>(state: &'s DesiredState, claim: &str) -> Result<&'s ClaimOutcome, String> {
-    state.claims.get(claim).ok_or_else(|| format!("the policy has no claim `{claim}`"))
+/// The claim's outcome; when the policy has no such claim, the failed check that says so.
+fn outcome<'s>(state: &'s DesiredState, claim: &str) -> Result<&'s ClaimOutcome, Checked> {
+    state
+        .claims
+        .get(claim)
+        .ok_or_else(|| Checked::failed("no such claim", format!("the policy has no claim `{claim}`")))
 }
 
-/// "it was rejected: REASON (at ORIGIN)" or "it failed: …".
+/// "was rejected: REASON (at ORIGIN)" or "failed: …": what happened to a claim, after its
+/// name or "it".
 fn not_resolved(outcome: &ClaimOutcome) -> String {
+    match outcome.status {
+        Status::Rejected => format!("was {}", status(outcome)),
+        _ => status(outcome),
+    }
+}
+
+/// "rejected: REASON (at ORIGIN)" or "failed: …": a claim that did not resolve, as a test's
+/// actual result.
+fn status(outcome: &ClaimOutcome) -> String {
     let verb = match outcome.status {
-        Status::Rejected => "it was rejected",
-        _ => "it failed",
+        Status::Rejected => "rejected",
+        _ => "failed",
     };
     let at = outcome.reason_origin.as_ref().map(|o| format!(" (at {o})")).unwrap_or_default();
     format!("{verb}: {}{at}", outcome.reason.as_deref().unwrap_or("no reason given"))

@@ -3,7 +3,7 @@
 //! Deploying: [`plan`] turns a desired state into deployable units and plans the actions from
 //! what is applied to what is desired; [`apply`] carries a plan out with a [`driver`] (the
 //! [`render`] driver writes into a directory; `helm` runs the real Helm binary; [`release`] runs
-//! Helm releases on a cluster; `manifest` stamps the objects); [`store`] keeps the revisions; [`deploy`] holds the steps, refusing changes the
+//! Helm releases on a cluster; `manifest` stamps the objects); [`store`] keeps the revisions; [`report`] is what a deploy did, as data for tools; [`deploy`] holds the steps, refusing changes the
 //! deploying user may not make (roles from `aptc_core::access`), and [`deployer`] runs them in order
 //! (deploy, rollback, and one [`deployer::Reconciler::reconcile`] step of a watch loop), stopped by
 //! a [`cancel::Cancel`]. Errors are typed per part, never strings.
@@ -24,6 +24,7 @@ pub mod owners;
 pub mod plan;
 pub mod release;
 pub mod render;
+pub mod report;
 pub mod retry;
 pub mod secrets;
 pub mod source;

@@ -19,11 +19,12 @@ use aptc_runtime::deployer::{Deployer, Deployment, Ended, Options, Supervisor, T
 use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::plan::{Action, ClaimEnds, Kind, Op, Plan, Unit, units};
+use aptc_runtime::report::Report;
 use aptc_runtime::store::{Cause, Journal, Revision};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{EXIT_FINDINGS, policy};
+use super::{EXIT_FINDINGS, Format, policy};
 
 /// Where revisions are kept, unless `--state` or `APTC_STATE` says otherwise.
 pub const DEFAULT_STATE: &str = ".aptc/state.db";
@@ -114,6 +115,11 @@ pub struct TargetArgs {
     /// without it such a plan is refused, listing what would go.
     #[arg(long)]
     allow_mass_delete: bool,
+    /// Output format: `text` for people, or `json`: the plan's actions with their reasons and,
+    /// once applied, each one's result and timing (docs/formats.md); the lines for people then go
+    /// to standard error.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -136,24 +142,20 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
     let program = policy::load(&paths, color)?;
     let (request, unresolved) = request(program, &paths, &args.target.run)?;
+    let mut terminal = Terminal::new("deploy", &args.target);
     for outcome in &unresolved {
         let status = if outcome.status == Status::Rejected { "rejected" } else { "failed" };
-        println!(
+        terminal.say(&format!(
             "claim {} is not deployed: {status}: {} (`aptc explain {}`)",
             outcome.claim,
             outcome.reason.clone().unwrap_or_default(),
             outcome.claim
-        );
+        ));
     }
-    let mut terminal = Terminal::new(args.target.run.yes);
     let deployment = args.target.run.deployer().deploy(request, args.target.options(), &mut terminal)?;
-    let code = terminal.finish(deployment)?;
     let failed = unresolved.iter().filter(|o| o.status == Status::Failed).count();
-    if failed > 0 && code == ExitCode::SUCCESS {
-        println!("{failed} claims failed: fix them (what they had is kept meanwhile)");
-        return Ok(ExitCode::from(EXIT_FINDINGS));
-    }
-    Ok(code)
+    terminal.report = terminal.report.take().map(|report| report.not_deployed(&unresolved));
+    terminal.finish(deployment, failed)
 }
 
 /// What deploying `program` (read from `paths`) asks for, as `run` says who and how; and the claims
@@ -180,7 +182,7 @@ pub(super) fn request(
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let run = &args.target.run;
-    let mut terminal = Terminal::new(run.yes);
+    let mut terminal = Terminal::new("rollback", &args.target);
     let deployment = run.deployer().rollback(
         args.revision,
         run.identity(),
@@ -188,7 +190,7 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         args.target.options(),
         &mut terminal,
     )?;
-    terminal.finish(deployment)
+    terminal.finish(deployment, 0)
 }
 
 impl TargetArgs {
@@ -198,89 +200,153 @@ impl TargetArgs {
 }
 
 /// An attended deploy on the terminal: prints each step, asks before applying (unless `--yes`),
-/// shows progress bars, and reports how it ended with the exit code.
+/// shows progress bars, and reports how it ended with the exit code. With `--format json` the
+/// report ([`Report`]) goes to standard output and the lines for people to standard error.
 struct Terminal {
     yes: bool,
     /// Why confirming was impossible (standard input is not a terminal), reported as the error.
     unconfirmed: Option<anyhow::Error>,
     bars: Option<Bars>,
+    /// `deploy` or `rollback`, for the report.
+    command: &'static str,
+    dry_run: bool,
+    /// The report to print at the end (`--format json`), once the plan is made.
+    json: bool,
+    report: Option<Report>,
 }
 
 impl Terminal {
-    fn new(yes: bool) -> Terminal {
-        Terminal { yes, unconfirmed: None, bars: None }
+    fn new(command: &'static str, args: &TargetArgs) -> Terminal {
+        Terminal {
+            yes: args.run.yes,
+            unconfirmed: None,
+            bars: None,
+            command,
+            dry_run: args.dry_run,
+            json: args.format == Format::Json,
+            report: None,
+        }
     }
 
-    /// Prints how `deployment` ended; the exit code.
-    fn finish(mut self, deployment: Deployment) -> anyhow::Result<ExitCode> {
-        let (revision, not_started) = match deployment.ended {
+    /// A line for people: on standard output, or on standard error when standard output carries
+    /// the JSON report.
+    fn say(&self, line: &str) {
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// Text for people (whole lines), where [`Terminal::say`] puts it.
+    fn show(&self, text: &str) {
+        if self.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+
+    /// Prints how `deployment` ended (and, with `--format json`, the report); the exit code.
+    /// `failed_claims` claims failed to resolve: a deploy that applied fine still exits 1.
+    fn finish(mut self, deployment: Deployment, failed_claims: usize) -> anyhow::Result<ExitCode> {
+        let code = self.conclude(&deployment)?;
+        let code = if failed_claims > 0 && code == ExitCode::SUCCESS {
+            self.say(&format!(
+                "{} failed: fix them (what they had is kept meanwhile)",
+                super::words::count(failed_claims, "claim")
+            ));
+            ExitCode::from(EXIT_FINDINGS)
+        } else {
+            code
+        };
+        if self.json {
+            let report = match self.report.take() {
+                Some(report) => report.ended(&deployment.target, &deployment.ended),
+                None => bail!("no plan was made, so there is no report"),
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Ok(code)
+    }
+
+    /// Prints how `deployment` ended, for people; the exit code.
+    fn conclude(&mut self, deployment: &Deployment) -> anyhow::Result<ExitCode> {
+        let (revision, not_started) = match &deployment.ended {
             Ended::NoChanges { unchanged, previous, revision } => {
                 let after = previous.map(|n| format!(" since revision {n}")).unwrap_or_default();
-                println!("no changes: {unchanged} instances up to date{after}");
+                self.say(&format!("no changes: {unchanged} instances up to date{after}"));
                 match revision {
-                    Some(revision) => println!("revision {}: no changes", revision.number),
-                    None => println!("dry run: nothing recorded"),
+                    Some(revision) => self.say(&format!("revision {}: no changes", revision.number)),
+                    None => self.say("dry run: nothing recorded"),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             Ended::Refused { user, refusals } => {
-                println!("refused: `{user}` may not make every change of this plan (docs/language.md §11.3):");
-                for line in &refusals {
-                    println!("  ✗ {line}");
+                self.say(&format!(
+                    "refused: `{user}` may not make every change of this plan (docs/language.md §11.3):"
+                ));
+                for line in refusals {
+                    self.say(&format!("  ✗ {line}"));
                 }
-                println!("nothing applied, nothing recorded");
+                self.say("nothing applied, nothing recorded");
                 return Ok(ExitCode::from(EXIT_FINDINGS));
             }
             Ended::MassDelete { deletes, deployed } => {
-                println!(
+                self.say(&format!(
                     "refused: this plan deletes {} of the {deployed} deployed instances (more than half); if that is \
 meant, deploy again with --allow-mass-delete. It would delete:",
                     deletes.len()
-                );
-                for line in &deletes {
-                    println!("  - {line}");
+                ));
+                for line in deletes {
+                    self.say(&format!("  - {line}"));
                 }
-                println!("nothing applied, nothing recorded");
+                self.say("nothing applied, nothing recorded");
                 return Ok(ExitCode::from(EXIT_FINDINGS));
             }
             Ended::DryRun => {
-                println!("dry run: nothing applied, nothing recorded");
+                self.say("dry run: nothing applied, nothing recorded");
                 return Ok(ExitCode::SUCCESS);
             }
             Ended::Declined => {
                 if let Some(error) = self.unconfirmed.take() {
                     return Err(error);
                 }
-                println!("nothing applied");
+                self.say("nothing applied");
                 return Ok(ExitCode::SUCCESS);
             }
             Ended::Applied(revision) => (revision, None),
-            Ended::Interrupted { revision, not_started } => (revision, Some(not_started)),
+            Ended::Interrupted { revision, not_started } => (revision, Some(*not_started)),
         };
+        let mut live = false;
         if let Some(bars) = &self.bars {
             bars.done();
+            live = bars.lines.is_some();
         }
-        print!("{}", show_results(&revision));
+        // With JSON on stdout, the people's lines share stderr with the live ones: not twice.
+        if !(self.json && live) {
+            self.show(&show_results(revision));
+        }
         let counts = revision.counts();
-        println!(
+        self.say(&format!(
             "revision {}: {} in {:.2} s",
             revision.number,
             counts.summary(),
             Duration::from_millis(revision.duration_ms).as_secs_f64()
-        );
-        println!("{}", deployment.target);
+        ));
+        self.say(&deployment.target);
         if let Some(skipped) = not_started {
-            println!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on");
-            return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+            self.say(&format!("interrupted: {skipped} not started (recorded as skipped); deploy again to carry on"));
+            return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
         }
         let for_good = revision.actions.iter().filter(|a| a.report.outcome.failed_for_good()).count();
         if for_good > 0 {
-            println!(
+            self.say(&format!(
                 "{for_good} failed in a way that running again does not fix: change the policy or the cluster first"
-            );
+            ));
         }
         if counts.failed > for_good || counts.skipped > 0 {
-            println!("run the same command again to retry what failed or was skipped");
+            self.say("run the same command again to retry what failed or was skipped");
             return Ok(ExitCode::from(EXIT_FINDINGS));
         }
         Ok(ExitCode::SUCCESS)
@@ -289,18 +355,21 @@ meant, deploy again with --allow-mass-delete. It would delete:",
 
 impl Supervisor for Terminal {
     fn rolling_back(&mut self, to: &Revision) {
-        println!(
+        self.say(&format!(
             "rolling back to revision {} ({} by {}: {}); its charts and manifests are read from disk as they are now",
             to.number,
             to.time,
             to.user,
             to.cause_text()
-        );
+        ));
     }
 
     fn planned(&mut self, prepared: &Prepared, pending: Option<&Journal>, driver: &dyn Driver) {
-        report_unfinished(prepared, pending);
-        print!("{}", show_plan(prepared, driver));
+        self.show(&unfinished(prepared, pending));
+        self.show(&show_plan(prepared, driver));
+        if self.json {
+            self.report = Some(Report::planned(self.command, self.dry_run, &driver.describe(), prepared));
+        }
     }
 
     fn confirm(&mut self, prepared: &Prepared) -> bool {
@@ -323,22 +392,25 @@ impl Supervisor for Terminal {
 }
 
 /// Tells of a deploy that was killed before it recorded its revision: recorded now (`recovered`),
-/// or, when the store is only read (a dry run), still unrecorded (`pending`).
-pub(super) fn report_unfinished(prepared: &Prepared, pending: Option<&Journal>) {
+/// or, when the store is only read (a dry run), still unrecorded (`pending`); empty when there is
+/// none.
+pub(super) fn unfinished(prepared: &Prepared, pending: Option<&Journal>) -> String {
     if let Some(revision) = &prepared.recovered {
-        println!(
-            "revision {} ({} by {}) stopped before it finished (aptc was killed or crashed); recorded what it did: {}",
+        format!(
+            "revision {} ({} by {}) stopped before it finished (aptc was killed or crashed); recorded what it did: {}\n",
             revision.number,
             revision.time,
             revision.user,
             revision.counts().summary()
-        );
+        )
     } else if let Some(journal) = pending {
-        println!(
+        format!(
             "revision {} ({} by {}) has not finished: another aptc is deploying, or one was killed (the next deploy \
-records what it did); this plan does not count its actions",
+records what it did); this plan does not count its actions\n",
             journal.revision.number, journal.revision.time, journal.revision.user
-        );
+        )
+    } else {
+        String::new()
     }
 }
 
@@ -383,21 +455,21 @@ pub(super) fn show_plan(prepared: &Prepared, driver: &dyn Driver) -> String {
 
 /// One line per action of a revision, in plan order, with its outcome.
 pub fn show_results(revision: &Revision) -> String {
-    let mut out = String::new();
     let width = revision.actions.iter().map(|a| a.name.len()).max().unwrap_or(0);
-    for action in &revision.actions {
-        let took = Duration::from_millis(action.report.duration_ms).as_secs_f64();
-        let (verb, name) = (action.op.verb(), &action.name);
-        match &action.report.outcome {
-            Outcome::Succeeded { detail } => {
-                out.push_str(&format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", action.op.past()))
-            }
-            Outcome::Failed { error, .. } => out.push_str(&format!("  ✗ failed  {verb} {name}: {}\n", indent(error))),
-            Outcome::Skipped { reason } => out.push_str(&format!("  - skipped {verb} {name}: {reason}\n")),
-            Outcome::Interrupted => out.push_str(&format!("  - skipped {verb} {name}: {INTERRUPTED}\n")),
-        }
+    revision.actions.iter().map(|action| result_line(action.op, &action.name, &action.report, width)).collect()
+}
+
+/// An action's line once it ended (`  ✓ created NAME  DETAIL  (0.05 s)`), names padded to
+/// `width`.
+fn result_line(op: Op, name: &str, report: &ActionReport, width: usize) -> String {
+    let took = Duration::from_millis(report.duration_ms).as_secs_f64();
+    let verb = op.verb();
+    match &report.outcome {
+        Outcome::Succeeded { detail } => format!("  ✓ {:<7} {name:<width$}  {detail}  ({took:.2} s)\n", op.past()),
+        Outcome::Failed { error, .. } => format!("  ✗ failed  {verb} {name}: {}\n", indent(error)),
+        Outcome::Skipped { reason } => format!("  - skipped {verb} {name}: {reason}\n"),
+        Outcome::Interrupted => format!("  - skipped {verb} {name}: {INTERRUPTED}\n"),
     }
-    out
 }
 
 /// Continuation lines of a multi-line message, indented under the first.
@@ -427,25 +499,30 @@ pub fn ask(question: &str, refusal: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// Progress on standard error when it is a terminal: a line per running instance and an overall
-/// bar. Hidden otherwise (the results are printed after, in plan order, either way).
+/// Progress on standard error. On a terminal: a line per running instance and an overall bar.
+/// Off a terminal (CI logs, a file): each action's result line as soon as it ends, so a log shows
+/// progress and a killed deploy keeps the lines of what it did. The results are printed after, in
+/// plan order, either way.
 struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
     running: Mutex<HashMap<usize, ProgressBar>>,
+    /// Off a terminal, the width of the names in the result lines printed as actions end.
+    lines: Option<usize>,
 }
 
 impl Bars {
     fn new(plan: &Plan) -> Bars {
-        let target =
-            if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let terminal = std::io::stderr().is_terminal();
+        let target = if terminal { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(plan.actions.len() as u64));
         overall.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} instances  {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        Bars { multi, overall, running: Mutex::new(HashMap::new()) }
+        let width = plan.actions.iter().map(|a| a.unit.name.len()).max().unwrap_or(0);
+        Bars { multi, overall, running: Mutex::new(HashMap::new()), lines: (!terminal).then_some(width) }
     }
 
     fn done(&self) {
@@ -481,5 +558,10 @@ impl Progress for Bars {
         };
         self.overall.set_message(format!("{mark} {}", Self::line(action)));
         self.overall.inc(1);
+        if let Some(width) = self.lines {
+            // One write per line: lines of actions ending at once do not interleave.
+            let line = result_line(action.op, &action.unit.name, report, width);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 }

@@ -125,7 +125,7 @@ fn show(revision: &Revision) -> String {
         ("target", revision.target.clone()),
         ("took", format!("{took:.2} s")),
         ("result", counts.summary()),
-        ("applied", format!("{} instances after it", revision.applied.len())),
+        ("after", format!("{} in place", super::words::count(revision.applied.len(), "instance"))),
     ] {
         out.push_str(&format!("  {name:<8}{value}\n"));
     }

@@ -26,10 +26,13 @@ use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit code when the policy has errors (or warnings under `--deny-warnings`).
+/// Exit code when the policy has errors (or warnings under `--deny-warnings`), a test failed, an
+/// apply failed or was refused; also `diff --exit-code` and `fmt --check` when there are changes.
 pub const EXIT_FINDINGS: u8 = 1;
-/// Exit code for bad usage or unreadable files.
+/// Exit code for bad usage or unreadable files (clap's own usage errors exit 2 too).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code after SIGINT or SIGTERM stopped a command (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = signals::EXIT_INTERRUPTED;
 
 /// The output of a command that people read and tools parse (`explain`, `diff`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -40,13 +43,19 @@ pub enum Format {
     Json,
 }
 
-/// The exit code of a command that failed with `error`: a policy with errors is a finding (1), as
-/// `aptc check` says it; anything else (usage, I/O, a tool that could not run) is 2.
+/// The exit code of a command that failed with `error`, the one mapping of the library's errors
+/// to codes (README "Exit codes"): a policy with errors is a finding (1), for every command as
+/// for `aptc check`; anything else (usage, I/O, a tool that could not run, a cluster that does
+/// not answer) is 2. Commands that end without an error pick 0, [`EXIT_FINDINGS`] (tests failed,
+/// an apply failed, changes under `--exit-code`/`--check`) or [`EXIT_INTERRUPTED`].
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<aptc_compiler::host::PolicyError>() {
-        Some(aptc_compiler::host::PolicyError::Invalid { .. }) => EXIT_FINDINGS,
-        _ => EXIT_USAGE,
-    }
+    let policy_errors = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<aptc_compiler::host::PolicyError>(),
+            Some(aptc_compiler::host::PolicyError::Invalid { .. })
+        )
+    });
+    if policy_errors { EXIT_FINDINGS } else { EXIT_USAGE }
 }
 
 /// `aptc -V`: the version and the commit it was built from (`build.rs`).
@@ -72,7 +81,9 @@ aptc check --format sarif . > aptc.sarif\n  aptc fmt --check .                fa
 aptc test examples/              run the policies' test blocks\n  \
 aptc plan examples/guestbook     what the claims resolve to, and where\n  \
 aptc explain carol_dev examples/twitter-analytics\n\n\
-Exit codes: 0 clean, 1 errors found (or warnings with --deny-warnings), 2 usage or I/O error.\n\
+Exit codes, the same for every command (each command's --help details its own):\n  \
+0 success; 1 the policy has errors, a test failed or an apply failed (and `diff --exit-code`,\n  \
+`fmt --check`: there are changes); 2 usage or I/O error; 130 interrupted.\n\
 Logs: set APTC_LOG=debug (or any tracing filter) to see what aptc does."
 )]
 pub struct Cli {
@@ -83,85 +94,115 @@ pub struct Cli {
     color: ColorChoice,
 }
 
+/// The "Exit codes" paragraph of a command's `--help`: `$codes` after the examples. Every
+/// command's codes mean the same (see [`exit_code_of`] and README "Exit codes").
+macro_rules! help {
+    ($examples:literal, $codes:literal) => {
+        concat!($examples, "\n\nExit codes: ", $codes)
+    };
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Parse and check policy files; report diagnostics.
-    #[command(after_help = "Examples:\n  aptc check                        check the current directory\n  \
+    #[command(after_help = help!("Examples:\n  aptc check                        check the current directory\n  \
 aptc check examples/quickstart     check one policy tree\n  \
 aptc check --format json a.apt     diagnostics as JSON\n  \
-aptc check --deny-warnings .       fail CI on warnings too")]
+aptc check --deny-warnings .       fail CI on warnings too",
+"0 clean; 1 the policy has errors (or warnings, with --deny-warnings);\n2 usage or I/O error (a path that does not exist)."))]
     Check(check::CheckArgs),
     /// Format policy files in the canonical style.
-    #[command(after_help = "Examples:\n  aptc fmt                          format every .apt file under .\n  \
+    #[command(after_help = help!("Examples:\n  aptc fmt                          format every .apt file under .\n  \
 aptc fmt --check .                 list unformatted files, exit 1 if any\n  \
-aptc fmt policy.apt                format one file in place")]
+aptc fmt policy.apt                format one file in place",
+"0 formatted (with --check: nothing to change); 1 with --check, a file would change, or a file\n\
+has syntax errors (it is left alone); 2 usage or I/O error."))]
     Fmt(fmt::FmtArgs),
     /// Run the language server (LSP over standard input and output), for editors.
-    #[command(after_help = "Editors start it themselves; see README.md, \"Editors and the language server\".\n\
-Logs go to standard error: APTC_LOG=debug aptc lsp")]
+    #[command(after_help = help!("Editors start it themselves; see README.md, \"Editors and the language server\".\n\
+Logs go to standard error: APTC_LOG=debug aptc lsp",
+"0 after `shutdown` then `exit`; 1 `exit` without `shutdown` (as the protocol says); 2 usage error."))]
     Lsp(lsp::LspArgs),
     /// Lower a policy to the resolution IR (`.aptir`), for the runtime or for review.
-    #[command(after_help = "Examples:\n  aptc build examples/quickstart -o quickstart.aptir")]
+    #[command(after_help = help!("Examples:\n  aptc build examples/quickstart -o quickstart.aptir",
+"0 written; 1 the policy has errors; 2 usage or I/O error."))]
     Build(build::BuildArgs),
     /// Resolve every claim and show the desired state: which instances, where, for whom.
-    #[command(after_help = "Examples:\n  aptc plan examples/twitter-analytics\n  \
-aptc plan --format json . > desired.json")]
+    #[command(after_help = help!("Examples:\n  aptc plan examples/twitter-analytics\n  \
+aptc plan --format json . > desired.json",
+"0 every claim resolved or was rejected by a rule; 1 the policy has errors, or a claim failed;\n\
+2 usage or I/O error."))]
     Plan(plan::PlanArgs),
     /// Explain a claim's decision chain, or why an instance exists.
-    #[command(after_help = "Examples:\n  aptc explain carol_dev examples/twitter-analytics\n  \
-aptc explain social.alice_dev examples/twitter-analytics")]
+    #[command(after_help = help!("Examples:\n  aptc explain carol_dev examples/twitter-analytics\n  \
+aptc explain social.alice_dev examples/twitter-analytics",
+"0 explained; 1 the policy has errors; 2 usage or I/O error (no such claim or instance)."))]
     Explain(explain::ExplainArgs),
     /// What a policy change would do: instances added, removed, changed; claims affected.
-    #[command(after_help = "Examples:\n  aptc diff old-policy/ new-policy/\n  \
+    #[command(after_help = help!("Examples:\n  aptc diff old-policy/ new-policy/\n  \
 aptc diff --git HEAD~1 policies/        the last commit's change\n  \
-aptc diff --git main --exit-code .      fail CI when a change has effects")]
+aptc diff --git main --exit-code .      fail CI when a change has effects",
+"0 shown (with --exit-code: the change has no effect); 1 a policy has errors, or with\n\
+--exit-code the change has effects; 2 usage or I/O error (git failed)."))]
     Diff(diff::DiffArgs),
     /// Draw claims and instances as a Graphviz graph (DOT, or SVG with --svg).
-    #[command(after_help = "Examples:\n  aptc graph examples/guestbook > guestbook.dot\n  \
-aptc graph --svg guestbook.svg examples/guestbook")]
+    #[command(after_help = help!("Examples:\n  aptc graph examples/guestbook > guestbook.dot\n  \
+aptc graph --svg guestbook.svg examples/guestbook",
+"0 drawn; 1 the policy has errors; 2 usage or I/O error (no `dot` for --svg)."))]
     Graph(graph::GraphArgs),
     /// Run the policy's `test` blocks: resolve with each test's claims, check its expectations.
-    #[command(after_help = "Examples:\n  aptc test examples/twitter-analytics\n  \
-aptc test examples/                  each complete policy under it (each has a `namespace system`)\n\n\
-Prints one line per test and a summary line `N passed, N failed`; exit 1 if any test failed.")]
+    #[command(after_help = help!("Examples:\n  aptc test examples/twitter-analytics\n  \
+aptc test examples/                  each complete policy under it (each has a `namespace system`)\n  \
+aptc test --format junit . > tests.xml  JUnit XML for CI\n\n\
+Prints one line per test and a summary line `N passed, N failed`.",
+"0 every test passed; 1 a test failed, or a policy has errors (its tests did not run);\n\
+2 usage or I/O error."))]
     Test(test::TestArgs),
     /// Resolve, plan against the last revision, apply to the policy's clusters (Helm releases,
     /// server-side apply) or render when none is configured, and record a revision.
-    #[command(after_help = "Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
+    #[command(after_help = help!("Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
 aptc deploy --yes examples/quickstart         to its clusters (rendered when none is configured)\n  \
 aptc deploy --yes --target cluster --refresh  to the clusters, against what they hold now\n  \
-aptc deploy --yes --out out/ --state out.db   render into out/, for GitOps\n\n\
-Exit codes: 0 applied (or no changes), 1 some instance failed or was skipped (run again to retry),\n\
-2 usage error, policy errors, helm missing, a cluster unreachable, or refused (no --yes without a\n\
-terminal).")]
+aptc deploy --yes --out out/ --state out.db   render into out/, for GitOps\n  \
+aptc deploy --yes --format json .             the plan and each action's result, as JSON",
+"0 applied (or no changes, or a dry run); 1 the policy has errors, a claim failed, an\n\
+instance failed or was skipped (run again to retry), or the plan was refused (access, mass\n\
+delete); 2 usage or I/O error: no --yes without a terminal, helm missing, a cluster\n\
+unreachable, the state store; 130 interrupted (SIGINT or SIGTERM: what ran is recorded)."))]
     Deploy(deploy::DeployArgs),
     /// List the deployed revisions, or show one (`history show N`).
-    #[command(
-        after_help = "Examples:\n  aptc history\n  aptc history show 3\n  aptc history --format json --state out.db"
-    )]
+    #[command(after_help = help!(
+        "Examples:\n  aptc history\n  aptc history show 3\n  aptc history --format json --state out.db",
+        "0 shown (no store yet: no revisions); 2 usage or I/O error (an unreadable store, no such\nrevision)."
+    ))]
     History(history::HistoryArgs),
     /// Apply a past revision's desired state again, as a new revision.
-    #[command(after_help = "Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run")]
+    #[command(after_help = help!("Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run --format json",
+"0 applied (or no changes, or a dry run); 1 an instance failed or was skipped, or the plan\n\
+was refused; 2 usage or I/O error (no such revision, no --yes without a terminal, helm\n\
+missing, a cluster unreachable); 130 interrupted."))]
     Rollback(deploy::RollbackArgs),
     /// Keep the target as the policy says: re-plan when the policy files change, compare the
     /// clusters (or the rendered output) with the last revision at an interval, report drift, and
     /// with --fix repair it.
-    #[command(
-        after_help = "Examples:\n  aptc watch examples/quickstart                 report policy changes and drift\n  \
+    #[command(after_help = help!("Examples:\n  aptc watch examples/quickstart                 report policy changes and drift\n  \
 aptc watch --fix --yes --interval 10 .          apply changes and repair drift as new revisions\n\n\
 Policy files are looked at every second; the target is compared with the last revision every\n\
---interval seconds (default 30). SIGINT or SIGTERM stops it cleanly (exit 0): what runs finishes\n\
-and is recorded."
-    )]
+--interval seconds (default 30). A policy with errors is reported and watched until it is fixed.\n\
+SIGINT or SIGTERM stops it cleanly: what runs finishes and is recorded.",
+"130 stopped by SIGINT or SIGTERM; 0 not started (--fix declined); 2 usage or I/O error\n\
+(a path that does not exist, no --yes for --fix without a terminal)."))]
     Watch(watch::WatchArgs),
     /// Print a shell completion script for aptc's commands and flags.
-    #[command(after_help = "Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
+    #[command(after_help = help!("Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
 aptc completions zsh > ~/.zfunc/_aptc            (with fpath+=~/.zfunc before compinit)\n  \
 aptc completions fish > ~/.config/fish/completions/aptc.fish\n  \
-aptc completions powershell >> $PROFILE")]
+aptc completions powershell >> $PROFILE",
+"0 printed; 2 usage error."))]
     Completions(completions::CompletionsArgs),
     /// Write manual pages: aptc.1 and one aptc-COMMAND.1 per command.
-    #[command(after_help = "Examples:\n  aptc man --out target/man && man -l target/man/aptc-check.1")]
+    #[command(after_help = help!("Examples:\n  aptc man --out target/man && man -l target/man/aptc-check.1",
+"0 written; 2 usage or I/O error."))]
     Man(man::ManArgs),
     /// Helm's post-renderer: stamps aptc's labels on the manifests from stdin (run by Helm).
     #[command(name = "__post-render", hide = true)]

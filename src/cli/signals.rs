@@ -1,7 +1,7 @@
 //! Clean stops on SIGINT (Ctrl-C) and SIGTERM (also SIGHUP), for `deploy`, `rollback` and `watch`:
 //! the first signal cancels this process's [`Cancel`] ([`token`]), which the commands hand to the
 //! runtime: no new action starts; what runs finishes and the revision records what was done. A
-//! second signal exits at once (code 130).
+//! second signal exits at once (code 130). `deploy`, `rollback` and `watch` exit 130 once stopped.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,8 @@
 //! (deleted or changed objects, failed releases) is reported (a line, and a `tracing` event), and with
 //! `--fix` repaired by applying the drifted instances again, through the normal plan and apply, as
 //! a new revision. SIGINT or SIGTERM stops it cleanly: what runs finishes, the revision records it,
-//! and it exits 0 saying it stopped.
+//! and it exits 130 (interrupted, as for every command) saying it stopped. A path that does not
+//! exist is an I/O error (2) at once; a policy with errors is reported and watched until fixed.
 
 use aptc_compiler::host::paths_or_cwd;
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use aptc_runtime::deployer::{Desired, DriftCheck, Fix, NotPlanned, Reconciled, R
 use aptc_runtime::watch::Snapshot;
 use clap::Args;
 
-use super::deploy::{RunArgs, ask, report_unfinished, request, show_plan, show_results};
+use super::deploy::{RunArgs, ask, request, show_plan, show_results, unfinished};
 use super::{policy, signals};
 
 /// How often the policy files are looked at.
@@ -41,6 +42,10 @@ pub struct WatchArgs {
 
 pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
+    // A mistyped path would be watched for ever, showing nothing: an I/O error, as for every command.
+    if let Some(missing) = paths.iter().find(|path| !path.exists()) {
+        anyhow::bail!("{}: no such file or directory", missing.display());
+    }
     if args.fix && !args.run.yes && !confirm()? {
         println!("not watching");
         return Ok(ExitCode::SUCCESS);
@@ -90,7 +95,7 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     let noun = if watch.recorded == 1 { "revision" } else { "revisions" };
     println!("aptc watch stopped (signal received): {} {noun} recorded while watching", watch.recorded);
     tracing::info!(revisions = watch.recorded, "stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(super::EXIT_INTERRUPTED))
 }
 
 /// Asks once, on a terminal, whether to apply unattended; refuses when standard input is not one.
@@ -185,7 +190,7 @@ impl Watch {
             Some(Ok(planned)) => planned,
         };
         let prepared = &planned.prepared;
-        report_unfinished(prepared, planned.pending.as_ref());
+        print!("{}", unfinished(prepared, planned.pending.as_ref()));
         if let Fix::UpToDate = planned.fix {
             let since = prepared.previous.map(|n| format!(" (revision {n})")).unwrap_or_default();
             return println!("up to date: {} instances{since}", prepared.plan.unchanged.len());

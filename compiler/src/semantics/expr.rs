@@ -54,6 +54,9 @@ pub struct Components<'a> {
     /// In the component's manifest templates, its `values` entries with their types, which
     /// they read as `values.KEY`; `None` everywhere else.
     pub values: Option<&'a HashMap<SmolStr, Ty>>,
+    /// The parser skipped a statement of the service (a misspelt `component`, say): a name that
+    /// is not found may be a component it lost, so it is not reported again.
+    pub incomplete: bool,
 }
 
 /// Where an expression stands: the names it may read, and a phrase for messages.
@@ -762,6 +765,10 @@ another function"
                     format!("names here start with {}", listed.join(", "))
                 };
                 if let Some(components) = env.components {
+                    if components.incomplete && !roots.is_empty() && !components.all.contains_key(*name) {
+                        // Perhaps a component the parser skipped: its error is the one to fix.
+                        return Ty::Unknown;
+                    }
                     if components.all.contains_key(*name) {
                         message = format!("`{}` is not a discovery value", segments.join("."));
                         help = format!("read a component's discovery as `{name}.discovery.KEY`");

@@ -4,7 +4,7 @@
 //! but no spans and no bodies: editing inside a service leaves it equal, so salsa stops the
 //! change there and the other files' checks are not re-run. [`Index`] merges the summaries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::db::{SourceText, Workspace, parse_file};
 use crate::source::FileId;
@@ -81,6 +81,10 @@ pub struct FileSummary {
     pub contract_services: Vec<(SmolStr, Vec<SmolStr>)>,
     /// The components of each service, in declaration order.
     pub components: Vec<(SmolStr, Vec<SmolStr>)>,
+    /// Services with a statement the parser skipped (in the body or a component's): their
+    /// components and published keys are only what parsed, so checks that would report a name
+    /// missing from them stay quiet (the parse error is the one to fix).
+    pub incomplete: Vec<SmolStr>,
     /// The contexts (of any contract of the file) that `use` each service, sorted.
     pub service_contexts: Vec<(SmolStr, Vec<SmolStr>)>,
 }
@@ -127,6 +131,9 @@ fn summarize(file: &SourceFile) -> FileSummary {
                     ServiceStmt::Error => None,
                 });
                 summary.components.push((service.name.text.clone(), components.collect()));
+                if is_incomplete(service) {
+                    summary.incomplete.push(service.name.text.clone());
+                }
             }
             ItemKind::Contract(c) => {
                 summary.objects.push((Kind::Contract, c.name.text.clone()));
@@ -180,6 +187,19 @@ fn context_services(contract: &Contract) -> Vec<(SmolStr, SmolStr)> {
             })
         })
         .collect()
+}
+
+/// Whether the parser skipped a statement of `service`: one of its body's, or of a component's.
+pub fn is_incomplete(service: &Service) -> bool {
+    service.body.stmts.iter().any(|stmt| match &stmt.node {
+        ServiceStmt::Error => true,
+        ServiceStmt::Component(c) => component_is_incomplete(c),
+    })
+}
+
+/// Whether the parser skipped a statement of `component`'s body.
+pub fn component_is_incomplete(component: &Component) -> bool {
+    component.body.iter().flat_map(|b| &b.stmts).any(|stmt| matches!(stmt.node, ComponentStmt::Error))
 }
 
 fn published_keys(service: &Service) -> Vec<SmolStr> {
@@ -266,6 +286,9 @@ pub struct Index {
     pub contract_services: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
     /// (namespace, service) → its components, in declaration order.
     pub components: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
+    /// (namespace, service) of the services the parser skipped a statement of
+    /// ([`FileSummary::incomplete`]).
+    pub incomplete: HashSet<(SmolStr, SmolStr)>,
     /// (namespace, service) → the names of the contexts that `use` it.
     pub service_contexts: HashMap<(SmolStr, SmolStr), Vec<SmolStr>>,
     /// File → its namespace and imports, for resolving names of any file.
@@ -320,6 +343,9 @@ pub fn workspace_index(db: &dyn salsa::Database, ws: Workspace) -> Index {
         }
         for (service, components) in &summary.components {
             index.components.entry((namespace.clone(), service.clone())).or_insert_with(|| components.clone());
+        }
+        for service in &summary.incomplete {
+            index.incomplete.insert((namespace.clone(), service.clone()));
         }
         for (service, contexts) in &summary.service_contexts {
             let all = index.service_contexts.entry((namespace.clone(), service.clone())).or_default();

@@ -55,15 +55,12 @@ pub fn parse(file: FileId, src: &str) -> Parse {
     let prepared = nesting::prepare(tokens, 0);
     errors.extend(prepared.errors);
     let (mut items, parse_errors) = parser::parse_tokens(&prepared.tokens, prepared.groups, src.len());
-    // The token after an invalid character is usually "unexpected" only because of it.
-    let after_invalid: Vec<u32> = lexed
-        .tokens
-        .windows(2)
-        .filter(|pair| pair[0].0 == Token::Error && pair[1].0 != Token::Error)
-        .map(|pair| pair[1].1.start)
-        .collect();
+    // What follows an invalid character up to the end of its expression (the next `,`, `;` or
+    // closing bracket, or the end of the line) is usually "unexpected" only because of it.
+    let after_invalid = after_invalid(&lexed.tokens, src);
     for error in &parse_errors {
-        if after_invalid.contains(&(error.span().start as u32)) || prepared.cut.covers(*error.span()) {
+        let start = error.span().start as u32;
+        if after_invalid.iter().any(|(from, to)| (*from..=*to).contains(&start)) || prepared.cut.covers(*error.span()) {
             continue;
         }
         match error.reason() {
@@ -76,6 +73,32 @@ pub fn parse(file: FileId, src: &str) -> Parse {
     crate::diagnostics::sort(&mut diagnostics);
     diagnostics.dedup();
     Parse { file: SourceFile { items }, comments: lexed.comments, diagnostics }
+}
+
+/// The byte ranges after each invalid character where a parse error is only its consequence: from
+/// the next token up to the next `,`, `;` or closing bracket on the same line (inclusive), or the
+/// end of the line.
+fn after_invalid(tokens: &[(Token<'_>, Span)], src: &str) -> Vec<(u32, u32)> {
+    let mut ranges = Vec::new();
+    for (i, (token, _)) in tokens.iter().enumerate() {
+        if *token != Token::Error {
+            continue;
+        }
+        let Some((_, next)) = tokens.get(i + 1).filter(|(t, _)| *t != Token::Error) else { continue };
+        let mut end = next.start;
+        for (token, span) in &tokens[i + 1..] {
+            let between = src.get(end as usize..span.start as usize).unwrap_or("");
+            if *token == Token::Error || between.contains('\n') {
+                break;
+            }
+            end = span.start;
+            if matches!(token, Token::Comma | Token::Semi | Token::RBrace | Token::RParen | Token::RBracket) {
+                break;
+            }
+        }
+        ranges.push((next.start, end));
+    }
+    ranges
 }
 
 /// A parsed manifest template (docs/language.md §5.2).
@@ -145,6 +168,10 @@ pub(crate) fn lex_error(error: &LexError, src: &str, shift: impl Fn(Span) -> Spa
                 "!" => "write `not` to negate a condition (`!=` compares)",
                 "'" => "strings use double quotes: \"…\"",
                 "#" => "comments start with `//`",
+                "+" => {
+                    "the language has no arithmetic and no `+`: to join strings, interpolate them \
+(`\"${a}${b}\"`) or call `join([a, b], \"\")`; for a number, write its value"
+                }
                 _ => "remove it; strings go in double quotes and comments start with `//`",
             };
             SyntaxError::new(codes::INVALID_CHARACTER, shift(*span), format!("invalid character `{text}`"))

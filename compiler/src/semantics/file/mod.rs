@@ -441,6 +441,9 @@ impl Walker<'_, '_> {
             })
             .collect();
         let me = ObjectRef { kind: Kind::Service, namespace: self.namespace(), name: service.name.text.clone() };
+        // A statement the parser skipped may have been a component: names not found among the
+        // components are not reported again (the parse error is the one to fix).
+        let incomplete = super::index::is_incomplete(service);
         let mut by_name: HashMap<SmolStr, &Component> = HashMap::new();
         for component in &components {
             if let Some(first) = by_name.insert(component.name.text.clone(), component) {
@@ -477,7 +480,7 @@ impl Walker<'_, '_> {
                         );
                     } else if by_name.contains_key(&name.text) {
                         deps.push(name.text.clone());
-                    } else {
+                    } else if !incomplete {
                         let help = did_you_mean(&closest(&name.text, by_name.keys()))
                             .unwrap_or_else(|| "`after` names components of the same service".to_string());
                         self.c.report(
@@ -510,6 +513,7 @@ impl Walker<'_, '_> {
                 dependencies: &dependencies,
                 reads_received: false,
                 values: None,
+                incomplete,
             };
             self.component(component, &scope, &me);
         }
@@ -578,6 +582,10 @@ impl Walker<'_, '_> {
             ComponentStmt::Discovery(map) => Some(map),
             _ => None,
         });
+        if super::index::component_is_incomplete(component) {
+            // A skipped statement may have published keys: what it publishes is unknown.
+            return ComponentInfo { discovery: None };
+        }
         let mut discovery: HashMap<SmolStr, Ty> = HashMap::new();
         for map in own {
             for entry in &map.entries {
@@ -595,6 +603,10 @@ impl Walker<'_, '_> {
             let services = index.contract_services.get(&(contract.namespace.clone(), contract.name.clone()));
             let mut common: Option<HashSet<SmolStr>> = None;
             for service in services.into_iter().flatten() {
+                if index.incomplete.contains(&(contract.namespace.clone(), service.clone())) {
+                    // Its components were not all parsed: what it publishes is unknown.
+                    return ComponentInfo { discovery: None };
+                }
                 let keys: HashSet<SmolStr> = index
                     .published
                     .get(&(contract.namespace.clone(), service.clone()))

@@ -183,7 +183,8 @@ impl Walker<'_, '_> {
         let index = self.c.scope.index;
         let components = index.components.get(&(service.namespace.clone(), service.name.clone()));
         let components: Vec<&SmolStr> = components.into_iter().flatten().collect();
-        if !components.contains(&&component.text) {
+        let incomplete = index.incomplete.contains(&(service.namespace.clone(), service.name.clone()));
+        if !incomplete && !components.contains(&&component.text) {
             let listed: Vec<String> = components.iter().map(|c| format!("`{c}`")).collect();
             let help = did_you_mean(&closest(&component.text, components.iter().copied())).unwrap_or_else(|| {
                 if listed.is_empty() {
