@@ -541,6 +541,16 @@ claim ada_site {
 }
 "#;
 
+/// Makes `web.ada_site` fail by a fault of web's own policy (its context reads a label that
+/// nothing sets), a change web's owner ada may make (docs/language.md §11.3).
+fn make_ada_site_fail(policy: &Path) {
+    let web = MANIFESTS_WEB.replace(
+        "contract site {\n    context all {",
+        "label region: string\n\ncontract site {\n    context all when labels.region == \"eu\" {",
+    );
+    std::fs::write(policy.join("web.apt"), web).unwrap();
+}
+
 /// A manifests-only policy (no helm needed): `config` is the manifest template `config`, and
 /// `page` depends on it.
 fn manifests_policy(dir: &Path, config: &str) {
@@ -1297,9 +1307,8 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     let rendered = || std::fs::read_dir(out.join("local/demo")).unwrap().count();
     assert_eq!(rendered(), 3);
 
-    // No rule places the claim any more: a fault of the policy, not a decision.
-    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
-    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    // The claim's context reads a label nothing sets: a fault of the policy, not a decision.
+    make_ada_site_fail(&policy);
     let failing = deploy();
     let shown = stdout(&failing);
     assert_eq!(failing.status.code(), Some(1), "{failing:?}");
@@ -1311,7 +1320,7 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     assert_eq!(plan.status.code(), Some(1), "{plan:?}");
 
     // Removing the claim is a decision, but it deletes everything deployed: refused unless meant.
-    std::fs::write(policy.join("system.apt"), MANIFESTS_SYSTEM).unwrap();
+    std::fs::write(policy.join("web.apt"), MANIFESTS_WEB).unwrap();
     let web = std::fs::read_to_string(policy.join("web.apt")).unwrap();
     let claim = &web[web.find("claim ada_site").unwrap()..];
     std::fs::write(policy.join("web.apt"), web.replace(claim, "")).unwrap();
@@ -1759,8 +1768,7 @@ fn deploy_json_lists_what_a_failed_claim_keeps() {
     let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
     let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert!(first.status.success(), "{first:?}");
-    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
-    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    make_ada_site_fail(&policy);
     let failing = run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert_eq!(failing.status.code(), Some(1), "{failing:?}");
     let json = json_of(&failing);

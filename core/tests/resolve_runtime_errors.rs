@@ -369,3 +369,23 @@ fn instance_names_do_not_depend_on_other_claims() {
         assert!(instance.name.len() <= 63, "{}", instance.name);
     }
 }
+
+/// The IR read from an `.aptir` file can nest as deep as its writer likes (the parser bounds
+/// what `.apt` files nest, not what a hand-edited IR holds): a million levels are an error from
+/// the loader, never a stack overflow in it or in the resolver.
+#[test]
+fn a_million_levels_of_ir_are_refused_not_a_crash() {
+    let program = common::lower_path(&common::root().join("examples/quickstart"));
+    let text = program.to_json();
+    let depth = 1_000_000;
+    let deep = format!("{}\"x\"{}", "[".repeat(depth), "]".repeat(depth));
+    let at = text.find("\"dev\"").expect("a label value to replace");
+    let hostile = format!("{}{deep}{}", &text[..at], &text[at + "\"dev\"".len()..]);
+    let error = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || Program::from_json(&hostile).map(|_| ()).unwrap_err().to_string())
+        .unwrap()
+        .join()
+        .expect("the loader does not overflow its stack");
+    assert!(error.contains("recursion limit exceeded"), "{error}");
+}
