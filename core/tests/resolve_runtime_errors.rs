@@ -378,9 +378,11 @@ fn a_million_levels_of_ir_are_refused_not_a_crash() {
     let program = common::lower_path(&common::root().join("examples/quickstart"));
     let text = program.to_json();
     let depth = 1_000_000;
-    let deep = format!("{}\"x\"{}", "[".repeat(depth), "]".repeat(depth));
-    let at = text.find("\"dev\"").expect("a label value to replace");
-    let hostile = format!("{}{deep}{}", &text[..at], &text[at + "\"dev\"".len()..]);
+    // A label's default, `{"str": "dev"}`, becomes a list of a list of … of it.
+    let deep = format!("{}{{\"str\": \"x\"}}{}", "{\"list\": [".repeat(depth), "]}".repeat(depth));
+    let at = text.find("\"str\": \"dev\"").expect("a label value to replace");
+    let (open, close) = (text[..at].rfind('{').unwrap(), at + text[at..].find('}').unwrap() + 1);
+    let hostile = format!("{}{deep}{}", &text[..open], &text[close..]);
     let error = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || Program::from_json(&hostile).map(|_| ()).unwrap_err().to_string())
