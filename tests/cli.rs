@@ -1229,3 +1229,151 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
     assert!(shown.contains("- delete") && shown.contains("(claim web.ada_site removed)"), "{shown}");
     assert!(shown.contains("0 created, 0 updated, 3 deleted"), "{shown}");
 }
+
+// The revision store (issue #17: damage, concurrent readers, kept instances, the policy root) and
+// strict inputs.
+
+/// The real helm, found as `aptc deploy` finds it.
+fn real_helm() -> PathBuf {
+    aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap().path
+}
+
+/// Both output streams, for messages that go to either.
+fn both(output: &Output) -> String {
+    format!("{}{}", stdout(output), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn a_damaged_store_never_panics_and_says_how_to_recover() {
+    if !helm_found("a_damaged_store_never_panics_and_says_how_to_recover") {
+        return;
+    }
+    let dir = scratch("damaged-store");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let first = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert!(first.status.success(), "{first:?}");
+    let pristine = std::fs::read(&state).unwrap();
+    assert!(pristine.len() > 3 * 4096, "{} bytes", pristine.len());
+
+    let span = pristine.len() - 4096;
+    let mut damaged = None;
+    let mut refused = 0;
+    for i in 0..48 {
+        // Deterministic offsets spread over the file past its header page.
+        let offset = 4096 + (i * 7919 + 13 * i * i) % span;
+        let mut bytes = pristine.clone();
+        bytes[offset] ^= 0x5A;
+        std::fs::write(&state, &bytes).unwrap();
+        let history = ["history", "--state", state.to_str().unwrap()];
+        for (args, output) in [
+            (&history[..], aptc(&history)),
+            (&["deploy", "--dry-run", "examples/quickstart"][..], run(&["deploy", "--dry-run", "examples/quickstart"])),
+        ] {
+            let text = both(&output);
+            assert!(
+                !matches!(output.status.code(), Some(101) | Some(134) | None),
+                "{args:?} with byte {offset} changed crashed: {output:?}"
+            );
+            assert!(!text.contains("panicked"), "{args:?} with byte {offset} changed: {text}");
+            if !output.status.success() {
+                assert!(
+                    text.contains("state.db is damaged") && text.contains("aptc store repair --state"),
+                    "{args:?} with byte {offset} changed fails without saying how to recover: {text}"
+                );
+                refused += 1;
+                damaged = Some(bytes.clone());
+            }
+        }
+    }
+    assert!(refused > 0, "some of the changed bytes are in pages the store uses");
+
+    // The last damaged file: `store check` says so, `store repair` keeps what can be read.
+    std::fs::write(&state, damaged.unwrap()).unwrap();
+    let store = |command: &str| aptc(&["store", command, "--state", state.to_str().unwrap()]);
+    let check = store("check");
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(stdout(&check).contains("is damaged:") && stdout(&check).contains("aptc store repair"), "{check:?}");
+    let repair = store("repair");
+    assert!(repair.status.success(), "{repair:?}");
+    assert!(stdout(&repair).contains("the damaged file is kept as "), "{repair:?}");
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state.db.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let again = store("check");
+    assert!(again.status.success(), "{again:?}");
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success(), "{history:?}");
+
+    // An empty file is never taken for a new store.
+    std::fs::write(&state, "").unwrap();
+    let empty = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert_eq!(empty.status.code(), Some(2), "{empty:?}");
+    assert!(both(&empty).contains("is empty, so it is not a revision store"), "{empty:?}");
+    assert_eq!(std::fs::metadata(&state).unwrap().len(), 0);
+    assert_eq!(store("check").status.code(), Some(1));
+}
+
+#[cfg(unix)]
+#[test]
+fn history_works_while_a_deploy_runs_and_shows_the_unfinished_revision() {
+    use std::os::unix::fs::PermissionsExt;
+    if !helm_found("history_works_while_a_deploy_runs_and_shows_the_unfinished_revision") {
+        return;
+    }
+    let dir = scratch("history-during-deploy");
+    // The real helm, slowed down so that the deploy is still running when history is asked.
+    let slow = dir.join("slow-helm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep 2;; esac\nexec '{}' \"$@\"\n", real_helm().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let mut deploy = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["deploy", "examples/quickstart", "--yes", "--parallel", "1", "--as", "ada@example.com"])
+            .args(["--helm", slow.to_str().unwrap()])
+            .args(deploy_args(&state, &out))
+            .current_dir(root())
+            .env_remove("APTC_LOG"),
+        &dir.join("deploy.log"),
+        &dir.join("deploy.err"),
+    );
+    let rendered = || {
+        std::fs::read_dir(out.join("local/hello"))
+            .map_or(0, |d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+    };
+    assert!(wait_for(60, || rendered() >= 1), "the deploy never rendered its first instance");
+
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success(), "{history:?}");
+    assert!(stdout(&history).contains("1  ") && stdout(&history).contains("not finished"), "{history:?}");
+    let show = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(show.status.success(), "{show:?}");
+    let record: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(record["finished"], false, "{record}");
+    assert_eq!(record["number"], 1);
+    let actions = record["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 4, "every planned action, as reported so far: {record}");
+    assert!(actions.iter().any(|a| a["outcome"]["status"] == "succeeded"), "{record}");
+    assert!(
+        actions.iter().any(|a| a["outcome"]["reason"].as_str().is_some_and(|r| r.starts_with("not reported yet"))),
+        "{record}"
+    );
+    assert!(record["desired_state"]["instances"].as_object().is_some_and(|i| i.len() >= 4), "{record}");
+    let text = aptc(&["history", "show", "1", "--state", state.to_str().unwrap()]);
+    assert!(stdout(&text).contains("status  not finished"), "{text:?}");
+    assert!(deploy.0.try_wait().unwrap().is_none(), "the deploy was still running all along");
+
+    assert!(wait_for(60, || deploy.0.try_wait().unwrap().is_some()), "the deploy never ended");
+    assert!(deploy.0.wait().unwrap().success());
+    let done = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
+    let record: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(record["finished"], true, "{record}");
+}

@@ -58,7 +58,14 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             let revisions = store.list()?;
             match args.format {
                 Format::Json => {
-                    let value = redact(&serde_json::to_value(&revisions).context("encoding JSON")?);
+                    let mut values = Vec::new();
+                    for revision in &revisions {
+                        values.push(revision_json(revision, true)?);
+                    }
+                    if let Some(unfinished) = store.unfinished()? {
+                        values.push(revision_json(&unfinished, false)?);
+                    }
+                    let value = redact(&serde_json::Value::Array(values));
                     println!("{}", serde_json::to_string_pretty(&value).context("encoding JSON")?)
                 }
                 Format::Text if revisions.is_empty() && store.pending()?.is_none() => println!("no revisions yet"),
@@ -78,8 +85,8 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                     if let Some(journal) = store.pending()? {
                         let r = &journal.revision;
                         println!(
-                            "{:>4}  {}  {:<width$}  {}: not finished (aptc was killed or crashed; the next deploy \
-records what it did)",
+                            "{:>4}  {}  {:<width$}  {}: not finished (aptc was killed or crashed, or it is still \
+running; the next deploy records what it did)",
                             r.number,
                             r.time,
                             r.user,
@@ -90,21 +97,37 @@ records what it did)",
             }
         }
         Some(HistoryCommand::Show { revision: number }) => {
-            let Some(revision) = store.get(number)? else {
-                let last = store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
-                bail!("there is no revision {number} in {} ({last})", args.state.display());
+            // A recorded revision, or the one a deploy that has not finished is making.
+            let (revision, finished) = match store.get(number)? {
+                Some(revision) => (revision, true),
+                None => match store.unfinished()?.filter(|r| r.number == number) {
+                    Some(revision) => (revision, false),
+                    None => {
+                        let last =
+                            store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
+                        bail!("there is no revision {number} in {} ({last})", args.state.display());
+                    }
+                },
             };
             match args.format {
                 Format::Json => {
-                    let mut value = serde_json::to_value(&revision).context("encoding JSON")?;
+                    let mut value = revision_json(&revision, finished)?;
                     value["desired_state"] = store.desired_state(number)?.unwrap_or_default();
                     println!("{}", serde_json::to_string_pretty(&redact(&value)).context("encoding JSON")?);
                 }
-                Format::Text => print!("{}", show(&revision)),
+                Format::Text => print!("{}", show(&revision, finished)),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A revision as JSON, with `finished`: `false` for the revision of a deploy that has not
+/// finished (running, or killed), whose actions are those it reported so far.
+fn revision_json(revision: &Revision, finished: bool) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(revision).context("encoding JSON")?;
+    value["finished"] = serde_json::Value::Bool(finished);
+    Ok(value)
 }
 
 /// `sha256:0123456789ab` (the first 12 hex digits).
@@ -113,9 +136,15 @@ fn short(hash: &str) -> String {
     hash.get(..cut).unwrap_or(hash).to_string()
 }
 
-fn show(revision: &Revision) -> String {
+fn show(revision: &Revision, finished: bool) -> String {
     let counts = revision.counts();
     let mut out = format!("revision {}\n", revision.number);
+    if !finished {
+        out.push_str(
+            "  status  not finished: the deploy is still running, or aptc was killed (the next deploy records what it \
+did); its actions as reported so far\n",
+        );
+    }
     let took = Duration::from_millis(revision.duration_ms).as_secs_f64();
     for (name, value) in [
         ("time", revision.time.clone()),

@@ -15,6 +15,7 @@ mod plan;
 mod policy;
 mod post_render;
 mod signals;
+mod store;
 mod test;
 mod watch;
 mod words;
@@ -139,6 +140,10 @@ terminal).")]
         after_help = "Examples:\n  aptc history\n  aptc history show 3\n  aptc history --format json --state out.db"
     )]
     History(history::HistoryArgs),
+    /// Check a revision store for damage, or repair one (every readable revision kept).
+    #[command(after_help = "Examples:\n  aptc store check\n  aptc store repair --state .aptc/state.db\n\n\
+Exit codes: 0 not damaged (or repaired), 1 damaged (check), 2 no store or another error.")]
+    Store(store::StoreArgs),
     /// Apply a past revision's desired state again, as a new revision.
     #[command(after_help = "Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run")]
     Rollback(deploy::RollbackArgs),
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::run(args, color),
         Command::Deploy(args) => deploy::run(args, color),
         Command::History(args) => history::run(args),
+        Command::Store(args) => store::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
         Command::Completions(args) => completions::run(args),
