@@ -1377,3 +1377,41 @@ fn history_works_while_a_deploy_runs_and_shows_the_unfinished_revision() {
     let record: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
     assert_eq!(record["finished"], true, "{record}");
 }
+
+#[test]
+fn a_revision_records_the_instances_failed_claims_keep() {
+    let dir = scratch("revision-kept");
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let deploy =
+        || aptc(&[&["deploy", "--yes", "--as", "ada@example.com", policy.to_str().unwrap()], &target[..]].concat());
+    assert!(deploy().status.success());
+    // No rule places the claim any more: its three instances are kept, and revision 2 says so.
+    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
+    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    let failing = deploy();
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    assert!(stdout(&failing).contains("revision 2"), "{failing:?}");
+
+    let json = aptc(&["history", "show", "2", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(json.status.success(), "{json:?}");
+    let record: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let kept = record["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 3, "{record}");
+    for instance in kept {
+        assert!(instance["why"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{record}");
+        assert!(instance["key"].as_str().unwrap().starts_with("local/demo/"), "{record}");
+        assert_eq!(instance["place"], "local/demo");
+        assert!(record["applied"].get(instance["key"].as_str().unwrap()).is_some(), "still applied: {record}");
+    }
+    let text = stdout(&aptc(&["history", "show", "2", "--state", state.to_str().unwrap()]));
+    assert!(text.contains("kept    3 instances of failed claims"), "{text}");
+    assert_eq!(text.matches("  = kept    site-").count(), 3, "{text}");
+    let first: serde_json::Value = serde_json::from_slice(
+        &aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(first["kept"], serde_json::json!([]), "nothing kept when every claim resolves");
+}

@@ -198,6 +198,7 @@ pub fn apply(
             .chain(prepared.plan.kept.iter().map(|k| (k.unit.key.clone(), k.unit.clone())))
             .collect(),
         applied: prepared.applied.clone(),
+        kept: prepared.plan.kept.iter().map(crate::store::KeptRecord::of).collect(),
     };
     store.begin(&Journal {
         revision: revision.clone(),

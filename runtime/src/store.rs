@@ -221,6 +221,34 @@ pub struct Revision {
     pub desired: BTreeMap<String, Unit>,
     /// What the target holds after this revision.
     pub applied: BTreeMap<String, Applied>,
+    /// The instances failed claims kept as an earlier revision applied them (not applied again,
+    /// not deleted; see [`crate::plan::Kept`]). Empty in revisions recorded before they were.
+    #[serde(default)]
+    pub kept: Vec<KeptRecord>,
+}
+
+/// An instance a revision kept because the claims that need it failed (a fault of the policy,
+/// not a decision): which, where, from what, and why (`claim failed: …`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRecord {
+    pub key: String,
+    pub name: String,
+    pub place: String,
+    pub source: String,
+    pub why: String,
+}
+
+impl KeptRecord {
+    /// The record of what a plan keeps.
+    pub fn of(kept: &crate::plan::Kept) -> KeptRecord {
+        KeptRecord {
+            key: kept.unit.key.clone(),
+            name: kept.unit.name.clone(),
+            place: kept.unit.place(),
+            source: kept.unit.source.describe(),
+            why: kept.why.clone(),
+        }
+    }
 }
 
 /// Counts of a revision's actions by outcome.
@@ -815,6 +843,7 @@ mod tests {
             actions,
             desired,
             applied,
+            kept: Vec::new(),
         }
     }
 

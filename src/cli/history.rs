@@ -158,8 +158,11 @@ did); its actions as reported so far\n",
     ] {
         out.push_str(&format!("  {name:<8}{value}\n"));
     }
+    if !revision.kept.is_empty() {
+        out.push_str(&format!("  {:<8}{} instances of failed claims, as they were\n", "kept", revision.kept.len()));
+    }
     out.push_str("plan\n");
-    if revision.actions.is_empty() {
+    if revision.actions.is_empty() && revision.kept.is_empty() {
         out.push_str("  (no actions)\n");
     }
     for action in &revision.actions {
@@ -176,6 +179,10 @@ did); its actions as reported so far\n",
             action.source,
             action.why
         ));
+    }
+    let width = revision.kept.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    for kept in &revision.kept {
+        out.push_str(&format!("  = kept    {:<width$}  {}  {}  ({})\n", kept.name, kept.place, kept.source, kept.why));
     }
     out.push_str("results\n");
     out.push_str(&show_results(revision));
