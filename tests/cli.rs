@@ -1415,3 +1415,82 @@ fn a_revision_records_the_instances_failed_claims_keep() {
     .unwrap();
     assert_eq!(first["kept"], serde_json::json!([]), "nothing kept when every claim resolves");
 }
+
+/// `aptc` run from `dir`, with no store or output named by the environment.
+fn aptc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("APTC_LOG")
+        .env_remove("APTC_STATE")
+        .env("APTC_TARGET", "render")
+        .output()
+        .expect("running aptc")
+}
+
+#[test]
+fn the_state_belongs_to_the_policy_not_to_the_current_directory() {
+    if !helm_found("the_state_belongs_to_the_policy_not_to_the_current_directory") {
+        return;
+    }
+    let dir = scratch("policy-root");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (quickstart, guestbook) = (dir.join("policies/quickstart"), dir.join("policies/guestbook"));
+    copy_tree(&root().join("examples/quickstart"), &quickstart);
+    copy_tree(&root().join("examples/guestbook"), &guestbook);
+    let (qs, gb) = (quickstart.to_str().unwrap(), guestbook.to_str().unwrap());
+
+    // Both deployed from the same directory: each keeps its own state, beside it.
+    let first = aptc_in(&a, &["deploy", "--yes", "--as", "ada@example.com", qs]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(quickstart.join(".aptc/state.db").is_file() && quickstart.join(".aptc/rendered/local").is_dir());
+    assert!(!a.join(".aptc").exists(), "nothing where aptc ran");
+    let second = aptc_in(&a, &["deploy", "--yes", "--as", "olivia@example.com", gb]);
+    assert!(second.status.success(), "{second:?}");
+    let shown = stdout(&second);
+    assert!(!shown.contains("- delete") && shown.contains("revision 1: "), "the quickstart is not deleted: {shown}");
+    assert!(guestbook.join(".aptc/state.db").is_file());
+
+    // From another directory, the same policy finds the same state; from inside it, history does.
+    let again = aptc_in(&b, &["deploy", "--dry-run", "--as", "ada@example.com", qs]);
+    assert!(stdout(&again).contains("no changes: 4 instances up to date since revision 1"), "{again:?}");
+    let history = aptc_in(&quickstart, &["history"]);
+    assert!(stdout(&history).contains("deploy ") && stdout(&history).lines().count() == 1, "{history:?}");
+
+    // An aptc.toml marks the root: found from a subdirectory, and an empty one is valid.
+    let mono = dir.join("mono");
+    copy_tree(&root().join("examples/quickstart"), &mono.join("hello"));
+    std::fs::write(mono.join("aptc.toml"), "").unwrap();
+    let marked = aptc_in(&a, &["deploy", "--yes", "--as", "ada@example.com", mono.join("hello").to_str().unwrap()]);
+    assert!(marked.status.success(), "{marked:?}");
+    assert!(mono.join(".aptc/state.db").is_file() && !mono.join("hello/.aptc").exists());
+    let from_below = aptc_in(&mono.join("hello/charts"), &["history"]);
+    assert_eq!(stdout(&from_below).lines().count(), 1, "{from_below:?}");
+
+    // A policy tree moved with its state: the store says whose it is, and is refused unless given.
+    let moved = dir.join("moved");
+    copy_tree(&quickstart, &moved);
+    let refused = aptc_in(&a, &["deploy", "--dry-run", "--as", "ada@example.com", moved.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains(&format!("belongs to the policy at {qs}")) && error.contains("--state"), "{error}");
+    let state = moved.join(".aptc/state.db");
+    let out = quickstart.join(".aptc/rendered");
+    let told = aptc_in(
+        &a,
+        &[
+            "deploy",
+            "--dry-run",
+            "--as",
+            "ada@example.com",
+            "--state",
+            state.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            moved.to_str().unwrap(),
+        ],
+    );
+    assert!(stdout(&told).contains("no changes: 4 instances up to date"), "{told:?}");
+}

@@ -490,7 +490,7 @@ impl Store {
         StoreError::Schema { path: self.path.clone(), found }
     }
 
-    /// The policy root the store belongs to (docs/language.md §11: the directory holding
+    /// The policy root the store belongs to (docs/language.md §3.1: the directory holding
     /// `aptc.toml`, else the directory deployed); `None` until a deploy records one.
     pub fn policy_root(&self) -> Result<Option<PathBuf>, StoreError> {
         let txn = self.begin_read()?;

@@ -11,15 +11,17 @@ use aptc_runtime::apply::Outcome;
 use aptc_runtime::store::{Revision, Store};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::deploy::{DEFAULT_STATE, show_results};
+use super::deploy::show_results;
+use super::store::{policy_root, state_path};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     #[command(subcommand)]
     command: Option<HistoryCommand>,
-    /// The revision store.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE, global = true)]
-    state: PathBuf,
+    /// The revision store (default: .aptc/state.db under the policy root of the current
+    /// directory: the nearest directory holding aptc.toml, else the current directory).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", global = true)]
+    state: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     format: Format,
@@ -43,13 +45,14 @@ enum Format {
 }
 
 pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let Some(store) = Store::open_read(&args.state)? else {
+    let state = state_path(args.state.as_deref(), &policy_root(&[]));
+    let Some(store) = Store::open_read(&state)? else {
         match (&args.command, args.format) {
             (Some(HistoryCommand::Show { revision }), _) => {
-                bail!("there is no revision {revision}: {} does not exist", args.state.display())
+                bail!("there is no revision {revision}: {} does not exist", state.display())
             }
             (None, Format::Json) => println!("[]"),
-            (None, Format::Text) => println!("no revisions yet ({} does not exist)", args.state.display()),
+            (None, Format::Text) => println!("no revisions yet ({} does not exist)", state.display()),
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -105,7 +108,7 @@ running; the next deploy records what it did)",
                     None => {
                         let last =
                             store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
-                        bail!("there is no revision {number} in {} ({last})", args.state.display());
+                        bail!("there is no revision {number} in {} ({last})", state.display());
                     }
                 },
             };

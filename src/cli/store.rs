@@ -1,7 +1,7 @@
 //! `aptc store check` and `aptc store repair`: what is damaged in a revision store, and a fresh
 //! store holding every revision that can still be read (the damaged file kept beside it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use aptc_runtime::store::{Health, Store, StoreError};
@@ -10,13 +10,26 @@ use clap::{Args, Subcommand};
 use super::EXIT_FINDINGS;
 use super::deploy::DEFAULT_STATE;
 
+/// The root of the policy at `paths` (the current directory when none are given): the nearest
+/// directory holding `aptc.toml`, else the directory given (docs/language.md §3.1). Its deploys
+/// keep their state in `.aptc/state.db` there, wherever aptc runs.
+pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
+    aptc_compiler::workspace::policy_root(&aptc_compiler::host::paths_or_cwd(paths))
+}
+
+/// The store: `explicit` (`--state`, `APTC_STATE`) as given, else the one under `root`.
+pub fn state_path(explicit: Option<&Path>, root: &Path) -> PathBuf {
+    explicit.map_or_else(|| root.join(DEFAULT_STATE), Path::to_path_buf)
+}
+
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     #[command(subcommand)]
     command: StoreCommand,
-    /// The revision store.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE, global = true)]
-    state: PathBuf,
+    /// The revision store (default: .aptc/state.db under the policy root of the current
+    /// directory: the nearest directory holding aptc.toml, else the current directory).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", global = true)]
+    state: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,7 +43,7 @@ enum StoreCommand {
 }
 
 pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let path = &args.state;
+    let path = &state_path(args.state.as_deref(), &policy_root(&[]));
     match args.command {
         StoreCommand::Check => {
             let health = match Store::check(path) {
