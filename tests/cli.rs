@@ -1494,3 +1494,49 @@ fn the_state_belongs_to_the_policy_not_to_the_current_directory() {
     );
     assert!(stdout(&told).contains("no changes: 4 instances up to date"), "{told:?}");
 }
+
+#[test]
+fn check_says_when_there_is_no_policy_and_users_files_are_strict() {
+    let dir = scratch("strict-inputs");
+    // A directory without .apt files (only other files, and a hidden directory that holds one).
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(empty.join(".hidden")).unwrap();
+    std::fs::write(empty.join("README.md"), "not a policy").unwrap();
+    std::fs::write(empty.join(".hidden/x.apt"), "namespace system\n").unwrap();
+    let out = aptc(&["check", "--color", "never", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("no .apt files in ") && error.contains("there is no policy to check"), "{error}");
+    assert!(!stdout(&out).contains("no problems"), "{out:?}");
+
+    // Users files: a field of the wrong type says which and what it takes; `yes` is no bool; a
+    // user needs a name.
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(
+        policy.join("system.apt"),
+        "namespace system\n\nlabel on_call: bool = false\n\nusers from \"people.yaml\"\n\nrule r {\n    when user.labels.on_call\n    set labels.on_call = true\n}\n",
+    )
+    .unwrap();
+    let check = |people: &str| {
+        std::fs::write(policy.join("people.yaml"), people).unwrap();
+        let out = aptc(&["check", "--color", "never", policy.to_str().unwrap()]);
+        (out.status.code(), stdout(&out))
+    };
+    let (code, text) = check("- name: ada@example.com\n  groups: admins\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("invalid type: string \"admins\", expected `groups`: a list of group names"), "{text}");
+    assert!(!text.contains("untagged enum") && !text.contains("expected sequence start"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  team: [ops]\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("expected `team`: the name of a team, a string"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  labels:\n    on_call: yes\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("gives label `on_call` a value that is not `bool`"), "{text}");
+    let (code, text) = check("- name: \"\"\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("has an empty name"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  team:\n  groups: [admins]\n  labels:\n    on_call: true\n");
+    assert!(!text.contains("users file"), "{text}");
+    assert_ne!(code, Some(2), "{text}");
+}

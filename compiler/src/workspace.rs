@@ -17,6 +17,13 @@ pub enum LoadError {
     },
     #[error("{path}: not valid UTF-8 text")]
     NotUtf8 { path: PathBuf },
+    /// The paths hold no `.apt` file: there is no policy to check (a wrong directory, a typo).
+    #[error(
+        "no .apt files in {}: there is no policy to check (a policy is the .apt files under the paths given; hidden \
+directories, target/ and node_modules/ are skipped)",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoPolicyFiles { paths: Vec<PathBuf> },
 }
 
 /// The file that marks a policy's root directory: the state of its deploys (`.aptc/state.db`) and
@@ -71,6 +78,17 @@ pub fn find_apt_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     }
     found.sort();
     found.dedup();
+    Ok(found)
+}
+
+/// [`find_apt_files`], refusing paths that hold none ([`LoadError::NoPolicyFiles`]): for commands
+/// that need a policy, where an empty one would pass unnoticed (`aptc check` of the wrong directory
+/// would say "no problems").
+pub fn find_policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let found = find_apt_files(paths)?;
+    if found.is_empty() {
+        return Err(LoadError::NoPolicyFiles { paths: paths.to_vec() });
+    }
     Ok(found)
 }
 

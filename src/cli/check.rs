@@ -40,7 +40,7 @@ enum Format {
 }
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let files = workspace::find_apt_files(&paths_or_cwd(&args.paths))?;
+    let files = workspace::find_policy_files(&paths_or_cwd(&args.paths))?;
     let mut sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");
     let result = check_with(&mut sources, Settings { acting_user: args.acting_user });

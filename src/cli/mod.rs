@@ -40,11 +40,18 @@ pub enum Format {
     Json,
 }
 
-/// The exit code of a command that failed with `error`: a policy with errors is a finding (1), as
-/// `aptc check` says it; anything else (usage, I/O, a tool that could not run) is 2.
+/// The exit code of a command that failed with `error`: a policy with errors, or no policy at all
+/// (no `.apt` file under the paths `aptc check` is given), is a finding (1), as `aptc check` says
+/// it; anything else (usage, I/O, a tool that could not run) is 2.
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     match error.downcast_ref::<aptc_compiler::host::PolicyError>() {
-        Some(aptc_compiler::host::PolicyError::Invalid { .. }) => EXIT_FINDINGS,
+        Some(aptc_compiler::host::PolicyError::Invalid { .. }) => return EXIT_FINDINGS,
+        Some(_) | None => {}
+    }
+    // No policy where one was expected (`aptc check` of a directory without .apt files) is a
+    // finding about the paths given, as an error in a file is.
+    match error.downcast_ref::<aptc_compiler::workspace::LoadError>() {
+        Some(aptc_compiler::workspace::LoadError::NoPolicyFiles { .. }) => EXIT_FINDINGS,
         _ => EXIT_USAGE,
     }
 }
