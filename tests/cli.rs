@@ -1330,7 +1330,7 @@ fn history_works_while_a_deploy_runs_and_shows_the_unfinished_revision() {
     let slow = dir.join("slow-helm");
     std::fs::write(
         &slow,
-        format!("#!/bin/sh\ncase \"$1\" in template) sleep 2;; esac\nexec '{}' \"$@\"\n", real_helm().display()),
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep 3;; esac\nexec '{}' \"$@\"\n", real_helm().display()),
     )
     .unwrap();
     std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();

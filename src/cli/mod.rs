@@ -44,9 +44,8 @@ pub enum Format {
 /// (no `.apt` file under the paths `aptc check` is given), is a finding (1), as `aptc check` says
 /// it; anything else (usage, I/O, a tool that could not run) is 2.
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<aptc_compiler::host::PolicyError>() {
-        Some(aptc_compiler::host::PolicyError::Invalid { .. }) => return EXIT_FINDINGS,
-        Some(_) | None => {}
+    if let Some(aptc_compiler::host::PolicyError::Invalid { .. }) = error.downcast_ref() {
+        return EXIT_FINDINGS;
     }
     // No policy where one was expected (`aptc check` of a directory without .apt files) is a
     // finding about the paths given, as an error in a file is.
