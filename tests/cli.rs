@@ -1761,6 +1761,158 @@ fn watch_exits_130_when_interrupted() {
 #[test]
 fn deploy_json_lists_what_a_failed_claim_keeps() {
     let dir = scratch("deploy-json-kept");
+
+// The revision store (issue #17: damage, concurrent readers, kept instances, the policy root) and
+// strict inputs.
+
+/// The real helm, found as `aptc deploy` finds it.
+fn real_helm() -> PathBuf {
+    aptc_runtime::helm::Helm::locate(std::env::var_os("APTC_HELM").map(PathBuf::from).as_deref()).unwrap().path
+}
+
+/// Both output streams, for messages that go to either.
+fn both(output: &Output) -> String {
+    format!("{}{}", stdout(output), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn a_damaged_store_never_panics_and_says_how_to_recover() {
+    if !helm_found("a_damaged_store_never_panics_and_says_how_to_recover") {
+        return;
+    }
+    let dir = scratch("damaged-store");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let first = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert!(first.status.success(), "{first:?}");
+    let pristine = std::fs::read(&state).unwrap();
+    assert!(pristine.len() > 3 * 4096, "{} bytes", pristine.len());
+
+    let span = pristine.len() - 4096;
+    let mut damaged = None;
+    let mut refused = 0;
+    for i in 0..48 {
+        // Deterministic offsets spread over the file past its header page.
+        let offset = 4096 + (i * 7919 + 13 * i * i) % span;
+        let mut bytes = pristine.clone();
+        bytes[offset] ^= 0x5A;
+        std::fs::write(&state, &bytes).unwrap();
+        let history = ["history", "--state", state.to_str().unwrap()];
+        for (args, output) in [
+            (&history[..], aptc(&history)),
+            (&["deploy", "--dry-run", "examples/quickstart"][..], run(&["deploy", "--dry-run", "examples/quickstart"])),
+        ] {
+            let text = both(&output);
+            assert!(
+                !matches!(output.status.code(), Some(101) | Some(134) | None),
+                "{args:?} with byte {offset} changed crashed: {output:?}"
+            );
+            assert!(!text.contains("panicked"), "{args:?} with byte {offset} changed: {text}");
+            if !output.status.success() {
+                assert!(
+                    text.contains("state.db is damaged") && text.contains("aptc store repair --state"),
+                    "{args:?} with byte {offset} changed fails without saying how to recover: {text}"
+                );
+                refused += 1;
+                damaged = Some(bytes.clone());
+            }
+        }
+    }
+    assert!(refused > 0, "some of the changed bytes are in pages the store uses");
+
+    // The last damaged file: `store check` says so, `store repair` keeps what can be read.
+    std::fs::write(&state, damaged.unwrap()).unwrap();
+    let store = |command: &str| aptc(&["store", command, "--state", state.to_str().unwrap()]);
+    let check = store("check");
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(stdout(&check).contains("is damaged:") && stdout(&check).contains("aptc store repair"), "{check:?}");
+    let repair = store("repair");
+    assert!(repair.status.success(), "{repair:?}");
+    assert!(stdout(&repair).contains("the damaged file is kept as "), "{repair:?}");
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("state.db.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let again = store("check");
+    assert!(again.status.success(), "{again:?}");
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success(), "{history:?}");
+
+    // An empty file is never taken for a new store.
+    std::fs::write(&state, "").unwrap();
+    let empty = run(&["deploy", "--yes", "examples/quickstart"]);
+    assert_eq!(empty.status.code(), Some(2), "{empty:?}");
+    assert!(both(&empty).contains("is empty, so it is not a revision store"), "{empty:?}");
+    assert_eq!(std::fs::metadata(&state).unwrap().len(), 0);
+    assert_eq!(store("check").status.code(), Some(1));
+}
+
+#[cfg(unix)]
+#[test]
+fn history_works_while_a_deploy_runs_and_shows_the_unfinished_revision() {
+    use std::os::unix::fs::PermissionsExt;
+    if !helm_found("history_works_while_a_deploy_runs_and_shows_the_unfinished_revision") {
+        return;
+    }
+    let dir = scratch("history-during-deploy");
+    // The real helm, slowed down so that the deploy is still running when history is asked.
+    let slow = dir.join("slow-helm");
+    std::fs::write(
+        &slow,
+        format!("#!/bin/sh\ncase \"$1\" in template) sleep 3;; esac\nexec '{}' \"$@\"\n", real_helm().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let mut deploy = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["deploy", "examples/quickstart", "--yes", "--parallel", "1", "--as", "ada@example.com"])
+            .args(["--helm", slow.to_str().unwrap()])
+            .args(deploy_args(&state, &out))
+            .current_dir(root())
+            .env_remove("APTC_LOG"),
+        &dir.join("deploy.log"),
+        &dir.join("deploy.err"),
+    );
+    let rendered = || {
+        std::fs::read_dir(out.join("local/hello"))
+            .map_or(0, |d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+    };
+    assert!(wait_for(60, || rendered() >= 1), "the deploy never rendered its first instance");
+
+    let history = aptc(&["history", "--state", state.to_str().unwrap()]);
+    assert!(history.status.success(), "{history:?}");
+    assert!(stdout(&history).contains("1  ") && stdout(&history).contains("not finished"), "{history:?}");
+    let show = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(show.status.success(), "{show:?}");
+    let record: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(record["finished"], false, "{record}");
+    assert_eq!(record["number"], 1);
+    let actions = record["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 4, "every planned action, as reported so far: {record}");
+    assert!(actions.iter().any(|a| a["outcome"]["status"] == "succeeded"), "{record}");
+    assert!(
+        actions.iter().any(|a| a["outcome"]["reason"].as_str().is_some_and(|r| r.starts_with("not reported yet"))),
+        "{record}"
+    );
+    assert!(record["desired_state"]["instances"].as_object().is_some_and(|i| i.len() >= 4), "{record}");
+    let text = aptc(&["history", "show", "1", "--state", state.to_str().unwrap()]);
+    assert!(stdout(&text).contains("status  not finished"), "{text:?}");
+    assert!(deploy.0.try_wait().unwrap().is_none(), "the deploy was still running all along");
+
+    assert!(wait_for(60, || deploy.0.try_wait().unwrap().is_some()), "the deploy never ended");
+    assert!(deploy.0.wait().unwrap().success());
+    let done = aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
+    let record: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(record["finished"], true, "{record}");
+}
+
+#[test]
+fn a_revision_records_the_instances_failed_claims_keep() {
+    let dir = scratch("revision-kept");
     let policy = dir.join("policy");
     manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
     let (state, out) = (dir.join("state.db"), dir.join("out"));
@@ -1787,4 +1939,159 @@ fn deploy_json_lists_what_a_failed_claim_keeps() {
         (Some("web.ada_site"), Some("failed"))
     );
     assert!(String::from_utf8_lossy(&failing.stderr).contains("claim failed"), "{failing:?}");
+
+    let deploy =
+        || aptc(&[&["deploy", "--yes", "--as", "ada@example.com", policy.to_str().unwrap()], &target[..]].concat());
+    assert!(deploy().status.success());
+    // No rule places the claim any more: its three instances are kept, and revision 2 says so.
+    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
+    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    let failing = deploy();
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    assert!(stdout(&failing).contains("revision 2"), "{failing:?}");
+
+    let json = aptc(&["history", "show", "2", "--format", "json", "--state", state.to_str().unwrap()]);
+    assert!(json.status.success(), "{json:?}");
+    let record: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let kept = record["kept"].as_array().unwrap();
+    assert_eq!(kept.len(), 3, "{record}");
+    for instance in kept {
+        assert!(instance["why"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{record}");
+        assert!(instance["key"].as_str().unwrap().starts_with("local/demo/"), "{record}");
+        assert_eq!(instance["place"], "local/demo");
+        assert!(record["applied"].get(instance["key"].as_str().unwrap()).is_some(), "still applied: {record}");
+    }
+    let text = stdout(&aptc(&["history", "show", "2", "--state", state.to_str().unwrap()]));
+    assert!(text.contains("kept    3 instances of failed claims"), "{text}");
+    assert_eq!(text.matches("  = kept    site-").count(), 3, "{text}");
+    let first: serde_json::Value = serde_json::from_slice(
+        &aptc(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]).stdout,
+    )
+    .unwrap();
+    assert_eq!(first["kept"], serde_json::json!([]), "nothing kept when every claim resolves");
+}
+
+/// `aptc` run from `dir`, with no store or output named by the environment.
+fn aptc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("APTC_LOG")
+        .env_remove("APTC_STATE")
+        .env("APTC_TARGET", "render")
+        .output()
+        .expect("running aptc")
+}
+
+#[test]
+fn the_state_belongs_to_the_policy_not_to_the_current_directory() {
+    if !helm_found("the_state_belongs_to_the_policy_not_to_the_current_directory") {
+        return;
+    }
+    let dir = scratch("policy-root");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let (quickstart, guestbook) = (dir.join("policies/quickstart"), dir.join("policies/guestbook"));
+    copy_tree(&root().join("examples/quickstart"), &quickstart);
+    copy_tree(&root().join("examples/guestbook"), &guestbook);
+    let (qs, gb) = (quickstart.to_str().unwrap(), guestbook.to_str().unwrap());
+
+    // Both deployed from the same directory: each keeps its own state, beside it.
+    let first = aptc_in(&a, &["deploy", "--yes", "--as", "ada@example.com", qs]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(quickstart.join(".aptc/state.db").is_file() && quickstart.join(".aptc/rendered/local").is_dir());
+    assert!(!a.join(".aptc").exists(), "nothing where aptc ran");
+    let second = aptc_in(&a, &["deploy", "--yes", "--as", "olivia@example.com", gb]);
+    assert!(second.status.success(), "{second:?}");
+    let shown = stdout(&second);
+    assert!(!shown.contains("- delete") && shown.contains("revision 1: "), "the quickstart is not deleted: {shown}");
+    assert!(guestbook.join(".aptc/state.db").is_file());
+
+    // From another directory, the same policy finds the same state; from inside it, history does.
+    let again = aptc_in(&b, &["deploy", "--dry-run", "--as", "ada@example.com", qs]);
+    assert!(stdout(&again).contains("no changes: 4 instances up to date since revision 1"), "{again:?}");
+    let history = aptc_in(&quickstart, &["history"]);
+    assert!(stdout(&history).contains("deploy ") && stdout(&history).lines().count() == 1, "{history:?}");
+
+    // An aptc.toml marks the root: found from a subdirectory, and an empty one is valid.
+    let mono = dir.join("mono");
+    copy_tree(&root().join("examples/quickstart"), &mono.join("hello"));
+    std::fs::write(mono.join("aptc.toml"), "").unwrap();
+    let marked = aptc_in(&a, &["deploy", "--yes", "--as", "ada@example.com", mono.join("hello").to_str().unwrap()]);
+    assert!(marked.status.success(), "{marked:?}");
+    assert!(mono.join(".aptc/state.db").is_file() && !mono.join("hello/.aptc").exists());
+    let from_below = aptc_in(&mono.join("hello/charts"), &["history"]);
+    assert_eq!(stdout(&from_below).lines().count(), 1, "{from_below:?}");
+
+    // A policy tree moved with its state: the store says whose it is, and is refused unless given.
+    let moved = dir.join("moved");
+    copy_tree(&quickstart, &moved);
+    let refused = aptc_in(&a, &["deploy", "--dry-run", "--as", "ada@example.com", moved.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains(&format!("belongs to the policy at {qs}")) && error.contains("--state"), "{error}");
+    let state = moved.join(".aptc/state.db");
+    let out = quickstart.join(".aptc/rendered");
+    let told = aptc_in(
+        &a,
+        &[
+            "deploy",
+            "--dry-run",
+            "--as",
+            "ada@example.com",
+            "--state",
+            state.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            moved.to_str().unwrap(),
+        ],
+    );
+    assert!(stdout(&told).contains("no changes: 4 instances up to date"), "{told:?}");
+}
+
+#[test]
+fn check_says_when_there_is_no_policy_and_users_files_are_strict() {
+    let dir = scratch("strict-inputs");
+    // A directory without .apt files (only other files, and a hidden directory that holds one).
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(empty.join(".hidden")).unwrap();
+    std::fs::write(empty.join("README.md"), "not a policy").unwrap();
+    std::fs::write(empty.join(".hidden/x.apt"), "namespace system\n").unwrap();
+    let out = aptc(&["check", "--color", "never", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("no .apt files in ") && error.contains("there is no policy to check"), "{error}");
+    assert!(!stdout(&out).contains("no problems"), "{out:?}");
+
+    // Users files: a field of the wrong type says which and what it takes; `yes` is no bool; a
+    // user needs a name.
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(&policy).unwrap();
+    std::fs::write(
+        policy.join("system.apt"),
+        "namespace system\n\nlabel on_call: bool = false\n\nusers from \"people.yaml\"\n\nrule r {\n    when user.labels.on_call\n    set labels.on_call = true\n}\n",
+    )
+    .unwrap();
+    let check = |people: &str| {
+        std::fs::write(policy.join("people.yaml"), people).unwrap();
+        let out = aptc(&["check", "--color", "never", policy.to_str().unwrap()]);
+        (out.status.code(), stdout(&out))
+    };
+    let (code, text) = check("- name: ada@example.com\n  groups: admins\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("invalid type: string \"admins\", expected `groups`: a list of group names"), "{text}");
+    assert!(!text.contains("untagged enum") && !text.contains("expected sequence start"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  team: [ops]\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("expected `team`: the name of a team, a string"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  labels:\n    on_call: yes\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("gives label `on_call` a value that is not `bool`"), "{text}");
+    let (code, text) = check("- name: \"\"\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("has an empty name"), "{text}");
+    let (code, text) = check("- name: ada@example.com\n  team:\n  groups: [admins]\n  labels:\n    on_call: true\n");
+    assert!(!text.contains("users file"), "{text}");
+    assert_ne!(code, Some(2), "{text}");
 }

@@ -250,8 +250,8 @@ fn an_unreachable_cluster_stops_a_cluster_deploy_and_auto_renders_saying_why() {
     assert!(rendered.status.success(), "{shown}");
     assert!(shown.contains("the embedded default: cannot connect to system.fake"), "{shown}");
     assert!(shown.contains("--target cluster requires the clusters"), "{shown}");
-    let instances = std::fs::read_dir(dir.join(".aptc/rendered/fake/apps")).unwrap().count();
-    assert_eq!(instances, 1, "rendered into the default directory instead");
+    let instances = std::fs::read_dir(policy.join(".aptc/rendered/fake/apps")).unwrap().count();
+    assert_eq!(instances, 1, "rendered into the default directory (under the policy root) instead");
 }
 
 #[cfg(unix)]

@@ -17,6 +17,48 @@ pub enum LoadError {
     },
     #[error("{path}: not valid UTF-8 text")]
     NotUtf8 { path: PathBuf },
+    /// The paths hold no `.apt` file: there is no policy to check (a wrong directory, a typo).
+    #[error(
+        "no .apt files in {}: there is no policy to check (a policy is the .apt files under the paths given; hidden \
+directories, target/ and node_modules/ are skipped)",
+        paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NoPolicyFiles { paths: Vec<PathBuf> },
+}
+
+/// The file that marks a policy's root directory: the state of its deploys (`.aptc/state.db`) and
+/// their rendered output (`.aptc/rendered`) live beside it, wherever aptc is run from. An empty
+/// file is a valid one (docs/language.md §3.1).
+pub const POLICY_ROOT_FILE: &str = "aptc.toml";
+
+/// The root of the policy `paths` name: the nearest directory holding [`POLICY_ROOT_FILE`], from
+/// the common directory of `paths` up; else that common directory (a file's is its directory).
+/// Absolute, with symbolic links resolved where the paths exist, so that the same policy gives the
+/// same root from any current directory.
+pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
+    let dirs: Vec<PathBuf> = paths
+        .iter()
+        .map(|path| {
+            let path =
+                std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.clone());
+            if path.is_dir() { path } else { path.parent().map(Path::to_path_buf).unwrap_or(path) }
+        })
+        .collect();
+    let common = match dirs.split_first() {
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        Some((first, rest)) => {
+            let mut common = first.clone();
+            for dir in rest {
+                while !dir.starts_with(&common) {
+                    if !common.pop() {
+                        break;
+                    }
+                }
+            }
+            common
+        }
+    };
+    common.ancestors().find(|dir| dir.join(POLICY_ROOT_FILE).is_file()).map_or(common.clone(), Path::to_path_buf)
 }
 
 /// The `.apt` files named by `paths`: files as given, directories searched recursively
@@ -36,6 +78,17 @@ pub fn find_apt_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
     }
     found.sort();
     found.dedup();
+    Ok(found)
+}
+
+/// [`find_apt_files`], refusing paths that hold none ([`LoadError::NoPolicyFiles`]): for commands
+/// that need a policy, where an empty one would pass unnoticed (`aptc check` of the wrong directory
+/// would say "no problems").
+pub fn find_policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let found = find_apt_files(paths)?;
+    if found.is_empty() {
+        return Err(LoadError::NoPolicyFiles { paths: paths.to_vec() });
+    }
     Ok(found)
 }
 
@@ -120,6 +173,25 @@ pub fn manifest_files(base: &Path, glob: &str) -> Result<Vec<(PathBuf, String)>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_policy_root_is_the_nearest_aptc_toml_else_the_common_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        for sub in ["shop/web", "shop/db", "alone"] {
+            std::fs::create_dir_all(base.join(sub)).unwrap();
+        }
+        std::fs::write(base.join("shop/web/a.apt"), "").unwrap();
+        // No aptc.toml: the directory given, a file's directory, the common directory.
+        assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+        assert_eq!(policy_root(&[base.join("shop/web/a.apt")]), base.join("shop/web"));
+        assert_eq!(policy_root(&[base.join("shop/web"), base.join("shop/db")]), base.join("shop"));
+        // An empty aptc.toml marks the root, found from below.
+        std::fs::write(base.join("shop").join(POLICY_ROOT_FILE), "").unwrap();
+        assert_eq!(policy_root(&[base.join("shop/web/a.apt")]), base.join("shop"));
+        assert_eq!(policy_root(&[base.join("shop/web/../db")]), base.join("shop"), "paths are resolved");
+        assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+    }
 
     #[test]
     fn manifest_globs_match_sorted_and_stay_inside_their_directory() {

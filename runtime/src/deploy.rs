@@ -38,6 +38,16 @@ pub enum DeployError {
         store.display()
     )]
     OtherTarget { store: std::path::PathBuf, found: String, target: String },
+    /// The store belongs to another policy (its recorded root): planning this policy against its
+    /// revisions would delete what that policy deployed.
+    #[error(
+        "{} belongs to the policy at {}, not to the policy at {}: deploy that policy, or, if this store is meant \
+(the policy moved), give it explicitly with --state (or APTC_STATE)",
+        store.display(),
+        recorded.display(),
+        root.display()
+    )]
+    OtherPolicy { store: std::path::PathBuf, recorded: std::path::PathBuf, root: std::path::PathBuf },
     /// The driver cannot carry the plan out (a tool missing, a cluster not answering).
     #[error(transparent)]
     Driver(Box<crate::driver::DriverError>),
@@ -198,6 +208,7 @@ pub fn apply(
             .chain(prepared.plan.kept.iter().map(|k| (k.unit.key.clone(), k.unit.clone())))
             .collect(),
         applied: prepared.applied.clone(),
+        kept: prepared.plan.kept.iter().map(crate::store::KeptRecord::of).collect(),
     };
     store.begin(&Journal {
         revision: revision.clone(),

@@ -162,13 +162,37 @@ pub struct Deployer {
     state: PathBuf,
     targets: Targets,
     cancel: Cancel,
+    /// The policy root deployed, and whether the store was given explicitly (see
+    /// [`Deployer::with_policy_root`]).
+    root: Option<(PathBuf, bool)>,
 }
 
 impl Deployer {
     /// Deploys keep their revisions in `state`, apply where `targets` says, and stop cleanly once
     /// `cancel` is cancelled.
     pub fn new(state: &Path, targets: Targets, cancel: Cancel) -> Deployer {
-        Deployer { state: state.to_path_buf(), targets, cancel }
+        Deployer { state: state.to_path_buf(), targets, cancel, root: None }
+    }
+
+    /// The store belongs to the policy at `root`: a store that records another root is refused
+    /// (the state belongs to the policy, not to where aptc runs), unless it was given explicitly
+    /// (`explicit`: `--state` or `APTC_STATE`); a store that records none is given `root` when
+    /// first written.
+    pub fn with_policy_root(mut self, root: PathBuf, explicit: bool) -> Deployer {
+        self.root = Some((root, explicit));
+        self
+    }
+
+    /// Refuses a store of another policy root; records the root in a store without one.
+    fn claim(&self, store: &Store) -> Result<(), DeployError> {
+        let Some((root, explicit)) = &self.root else { return Ok(()) };
+        match store.policy_root()? {
+            Some(recorded) if recorded != *root && !explicit => {
+                Err(DeployError::OtherPolicy { store: self.state.clone(), recorded, root: root.clone() })
+            }
+            None if store.is_writable() => Ok(store.set_policy_root(root)?),
+            _ => Ok(()),
+        }
     }
 
     /// The store's path.
@@ -207,6 +231,9 @@ impl Deployer {
     ) -> Result<Deployment, DeployError> {
         let existed = self.state.exists();
         let store = if options.dry_run { Store::open_read(&self.state)? } else { Some(Store::open(&self.state)?) };
+        if let Some(store) = &store {
+            self.claim(store)?;
+        }
         let (driver, target) = self.targets.driver(request.program.as_ref())?;
         let driver = driver.as_ref();
         let refresh = match (options.refresh, driver.is_local()) {
@@ -559,6 +586,9 @@ impl Reconciler {
         let state = &self.deployer.state;
         let store = if self.fix { Store::open(state).map(Some) } else { Store::open_read(state) }
             .map_err(|e| NotPlanned::Store(e.into()))?;
+        if let Some(store) = &store {
+            self.deployer.claim(store).map_err(NotPlanned::Plan)?;
+        }
         let mut prepared =
             prepare(store.as_ref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
                 .map_err(NotPlanned::Plan)?;

@@ -1,49 +1,93 @@
 //! The revision store: every deploy is a revision, kept in one embedded, transactional file
-//! (redb; `.aptc/state.db` by default).
+//! (redb; `.aptc/state.db` under the policy root by default).
 //!
 //! A revision records who deployed what and when (number, RFC 3339 UTC time, identity, a hash of
-//! the policy), the desired state, the plan with each action's outcome and timing, and what the
-//! target holds afterwards (`applied`): the next deploy plans against that, so whatever failed is
-//! tried again. Writing a revision is one ACID transaction. While a store is open for writing, no
-//! other process can open it (redb locks the file), so two deploys never interleave.
+//! the policy), the desired state, the plan with each action's outcome and timing, the instances
+//! failed claims kept, and what the target holds afterwards (`applied`): the next deploy plans
+//! against that, so whatever failed is tried again. Writing a revision is one ACID transaction.
+//! While a store is open for writing, no other process can open it for writing (redb locks the
+//! file), so two deploys never interleave.
 //!
-//! Tables: `meta` (`schema` → [`SCHEMA`]), `revisions` (number → the [`Revision`] as JSON) and
-//! `desired` (number → the full desired state as JSON, kept apart because only `history show`
-//! reads it) and `programs` (number → the policy's resolution IR as JSON, from which the next
-//! deploy computes who may change what, docs/language.md §11.3). Revisions recorded before
-//! `programs` existed simply have no program: [`Store::program`] gives `None` for them, and the
-//! schema stays 1 (an older aptc ignores the table).
+//! Tables (schema 2): `meta` (`schema` → [`SCHEMA`]), `settings` (`policy_root` → the policy root
+//! the store belongs to), `revisions` (number → the [`Revision`] as JSON), `desired` (number → the
+//! full desired state as JSON, kept apart because only `history show` reads it) and `programs`
+//! (number → the policy's resolution IR as JSON, from which the next deploy computes who may
+//! change what, docs/language.md §11.3; absent for revisions recorded before it was kept). Every
+//! value is stored as bytes and decoded here, errors handled: a value that does not decode is
+//! [`StoreError::Damaged`], never a panic. Schema 1 (the same tables with values as `&str`, which
+//! redb itself decodes and panics on when they are not UTF-8) is migrated when opened.
+//!
+//! A damaged file (bytes changed on disk) is found before it is used: every open runs redb's
+//! integrity check, which verifies the checksum of every page the store uses, because redb trusts
+//! the pages it reads and can panic on a damaged one. A reader ([`Store::open_read`]: `history`,
+//! dry runs, rollbacks' lookups) reads a private copy of the file, checked and migrated the same
+//! way, so it needs no lock: `history` works while a deploy runs and sees its journal. An empty or
+//! foreign file is refused, never replaced by a new store. [`Store::check`] says what is damaged
+//! and [`Store::repair`] copies every readable revision into a fresh store, keeping the damaged
+//! file beside it (`state.db.damaged-<time>`).
 //!
 //! A deploy is journaled while it runs, so that killing aptc (or a crash, or a power cut) loses
 //! nothing: before the first action, `journal` gets the revision as planned ([`Journal`]); as each
 //! action ends, `journal_reports` gets its report, in its own transaction. Recording the revision
 //! removes both in the same transaction. A journal found later means the deploy that wrote it
-//! stopped: [`Store::recover`] records it as a revision with what its reports say, and every
-//! action without a report as failed (the next deploy does it again; drivers' actions are
-//! idempotent), so the store always says what was done.
+//! stopped, or still runs: [`Store::recover`] records it as a revision with what its reports say,
+//! and every action without a report as failed (the next deploy does it again; drivers' actions are
+//! idempotent), so the store always says what was done; [`Store::unfinished`] shows it as it is.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::apply::{ActionReport, Applied, Outcome};
 use crate::plan::{Op, Plan, Unit};
 
-/// The layout of the store; a store written by a newer aptc is refused.
-pub const SCHEMA: u64 = 1;
+mod salvage;
 
+pub use salvage::{Health, Repaired};
+
+/// The layout of the store; a store written by a newer aptc is refused, one written in an older
+/// layout is migrated when opened for writing (a reader migrates its private copy).
+pub const SCHEMA: u64 = 2;
+
+/// The schema mark. Its type is schema 1's, so that an older aptc still reads it and refuses a
+/// newer store rather than failing on the table's type.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const REVISIONS: TableDefinition<u64, &str> = TableDefinition::new("revisions");
-const DESIRED: TableDefinition<u64, &str> = TableDefinition::new("desired");
-const PROGRAMS: TableDefinition<u64, &str> = TableDefinition::new("programs");
-const JOURNAL: TableDefinition<u64, &str> = TableDefinition::new("journal");
-const JOURNAL_REPORTS: TableDefinition<(u64, u64), &str> = TableDefinition::new("journal_reports");
+const SETTINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("settings");
+const REVISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revisions");
+const DESIRED: TableDefinition<u64, &[u8]> = TableDefinition::new("desired");
+const PROGRAMS: TableDefinition<u64, &[u8]> = TableDefinition::new("programs");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+const JOURNAL_REPORTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journal_reports");
+
+/// The tables keyed by revision number, by name (schema 1 had them too, with `&str` values).
+const NUMBERED: [&str; 4] = ["revisions", "desired", "programs", "journal"];
+
+/// The `settings` key of the policy root the store belongs to.
+const POLICY_ROOT: &[u8] = b"policy_root";
+
+/// The first bytes of every redb file (redb's `MAGICNUMBER`, which it does not export): a file
+/// that does not start with them is not a store, and is never overwritten.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// What recovering a damaged store takes, appended to [`StoreError::Damaged`].
+fn how_to_recover(file: &Path) -> String {
+    let file = file.display();
+    format!(
+        "`aptc store check --state {file}` says what can still be read; `aptc store repair --state {file}` copies \
+every readable revision into a fresh store and keeps the damaged file beside it"
+    )
+}
 
 /// What [`Store::recover`] records for an action a stopped deploy did not report on.
 pub const UNFINISHED: &str =
     "aptc stopped (killed or crashed) before this action reported how it ended; the next deploy does it again";
+
+/// What [`Store::unfinished`] shows for an action of a deploy that has not finished and that has
+/// not reported yet.
+pub const NOT_REPORTED: &str = "not reported yet: the deploy is still running, or was killed before this action ended";
 
 /// A revision being applied, as journaled before its first action (see the module docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -67,10 +111,35 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The file cannot be read or copied (permissions, disk full, …).
+    #[error("{what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// There is no store at `path` (for commands that need one).
+    #[error("there is no store at {}", path.display())]
+    NotFound { path: PathBuf },
     /// Another aptc holds the store (a running deploy locks it): try again later.
     #[error("{} is in use by another aptc (a deploy or rollback is running); try again when it has finished", path.display())]
     Busy { path: PathBuf },
-    /// The file cannot be opened as a store (not one, unreadable, …).
+    /// The file is empty: not a store (aptc never leaves one empty), and not replaced by one.
+    #[error(
+        "{} is empty, so it is not a revision store (aptc never writes an empty one); it is not replaced by a new \
+store: if no revisions are meant to be kept, remove it, else restore it from a backup",
+        path.display()
+    )]
+    Empty { path: PathBuf },
+    /// The file is not a redb file at all: not replaced by a store.
+    #[error(
+        "{} is not a revision store (it is not a redb file); it is not replaced by one: give another --state, or \
+move the file away",
+        path.display()
+    )]
+    NotAStore { path: PathBuf },
+    /// The file cannot be opened as a store for another reason.
     #[error("opening the state {}: {source}", path.display())]
     Open {
         path: PathBuf,
@@ -88,14 +157,9 @@ pub enum StoreError {
         #[source]
         source: Box<redb::Error>,
     },
-    /// What the store holds does not decode: `what` says which part (`revision 3`, `the journal`).
-    #[error("decoding {what} of {}: {source}", path.display())]
-    Corrupt {
-        what: String,
-        path: PathBuf,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// The file is damaged: `part` says what (its pages, `revision 3`, `the journal`) and why.
+    #[error("{} is damaged: {part}. {}", file.display(), how_to_recover(file))]
+    Damaged { file: PathBuf, part: String },
     /// A record cannot be encoded (`what`: `a revision`, `a journal`).
     #[error("encoding {what} for {}: {source}", path.display())]
     Encode {
@@ -157,6 +221,34 @@ pub struct Revision {
     pub desired: BTreeMap<String, Unit>,
     /// What the target holds after this revision.
     pub applied: BTreeMap<String, Applied>,
+    /// The instances failed claims kept as an earlier revision applied them (not applied again,
+    /// not deleted; see [`crate::plan::Kept`]). Empty in revisions recorded before they were.
+    #[serde(default)]
+    pub kept: Vec<KeptRecord>,
+}
+
+/// An instance a revision kept because the claims that need it failed (a fault of the policy,
+/// not a decision): which, where, from what, and why (`claim failed: …`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptRecord {
+    pub key: String,
+    pub name: String,
+    pub place: String,
+    pub source: String,
+    pub why: String,
+}
+
+impl KeptRecord {
+    /// The record of what a plan keeps.
+    pub fn of(kept: &crate::plan::Kept) -> KeptRecord {
+        KeptRecord {
+            key: kept.unit.key.clone(),
+            name: kept.unit.name.clone(),
+            place: kept.unit.place(),
+            source: kept.unit.source.describe(),
+            why: kept.why.clone(),
+        }
+    }
 }
 
 /// Counts of a revision's actions by outcome.
@@ -234,51 +326,75 @@ pub fn action_records(plan: &Plan, reports: &[ActionReport]) -> Vec<ActionRecord
         .collect()
 }
 
-enum Db {
-    Write(Database),
-    Read(ReadOnlyDatabase),
-}
-
 /// An open store.
 pub struct Store {
-    db: Db,
+    /// The store's file, or (a reader's) its private copy.
+    db: Database,
+    /// The store's file (what messages name).
     path: PathBuf,
+    writable: bool,
+    /// The directory of a reader's private copy, removed with the store (after `db` is closed:
+    /// fields drop in order).
+    _copy: Option<tempfile::TempDir>,
 }
 
+/// How often [`Store::open_read`] copies the file again when the copy does not verify: a deploy
+/// committing while the file is copied can tear the copy's newest commit.
+const COPY_ATTEMPTS: u32 = 4;
+
 impl Store {
-    /// Opens the store at `path` for writing, creating it (and its directory) if needed. Fails if
-    /// another process has it open.
+    /// Opens the store at `path` for writing, creating it (and its directory) if there is no file.
+    /// An existing file is verified first (redb's integrity check); an empty or foreign file is
+    /// refused, never replaced. Fails if another process has it open for writing.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|source| StoreError::CreateDir { dir: parent.to_path_buf(), source })?;
         }
-        let db = Database::builder().set_cache_size(16 << 20).create(path).map_err(|e| open_error(path, e))?;
-        let store = Store { db: Db::Write(db), path: path.to_path_buf() };
+        let existing = refuse_foreign(path)?;
+        let db = open_verified(path, path, existing)?;
+        let store = Store { db, path: path.to_path_buf(), writable: true, _copy: None };
         store.initialise()?;
         Ok(store)
     }
 
-    /// Opens an existing store for reading only; `None` if there is no store at `path`.
+    /// Opens an existing store for reading only; `None` if there is no file at `path`.
+    ///
+    /// It reads a private copy of the file (verified and, for an older schema, migrated), so it
+    /// takes no lock: it works while a deploy runs, and sees that deploy's journal as it was when
+    /// copied. A store left unclean by a killed deploy is repaired in the copy; the file itself is
+    /// never written.
     pub fn open_read(path: &Path) -> Result<Option<Store>, StoreError> {
-        if !path.exists() {
+        if !refuse_foreign(path)? {
             return Ok(None);
         }
-        let open = || redb::Builder::new().set_cache_size(16 << 20).open_read_only(path);
-        let db = match open() {
-            // Not closed cleanly (aptc was killed): only a writer can repair it, which redb does on
-            // opening; then it reads as usual.
-            Err(redb::DatabaseError::RepairAborted) => {
-                tracing::info!(path = %path.display(), "repairing a store that was not closed cleanly");
-                drop(Store::open(path)?);
-                open()
+        let mut attempt = 1;
+        loop {
+            let copy = tempfile::Builder::new().prefix("aptc-store-").tempdir().map_err(|source| StoreError::File {
+                what: "copying",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let file = copy.path().join("state.db");
+            std::fs::copy(path, &file).map_err(|source| StoreError::File {
+                what: "copying",
+                path: path.to_path_buf(),
+                source,
+            })?;
+            match open_verified(&file, path, true) {
+                Ok(db) => {
+                    let store = Store { db, path: path.to_path_buf(), writable: false, _copy: Some(copy) };
+                    store.initialise()?;
+                    return Ok(Some(store));
+                }
+                Err(StoreError::Damaged { .. }) if attempt < COPY_ATTEMPTS => {
+                    tracing::debug!(path = %path.display(), attempt, "the copy of the store did not verify; copying again");
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100 * u64::from(attempt)));
+                }
+                Err(error) => return Err(error),
             }
-            other => other,
         }
-        .map_err(|e| open_error(path, e))?;
-        let store = Store { db: Db::Read(db), path: path.to_path_buf() };
-        store.check_schema()?;
-        Ok(Some(store))
     }
 
     pub fn path(&self) -> &Path {
@@ -290,9 +406,9 @@ impl Store {
         StoreError::Io { op, path: self.path.clone(), source: Box::new(error.into()) }
     }
 
-    /// `what` (`revision 3`) does not decode.
-    fn corrupt(&self, what: impl Into<String>, error: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-        StoreError::Corrupt { what: what.into(), path: self.path.clone(), source: Box::new(error) }
+    /// `part` (`revision 3`) does not decode.
+    fn damaged(&self, part: impl std::fmt::Display, error: impl std::fmt::Display) -> StoreError {
+        StoreError::Damaged { file: self.path.clone(), part: format!("{part} cannot be read ({error})") }
     }
 
     /// `what` (`a revision`) does not encode.
@@ -301,59 +417,98 @@ impl Store {
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        match &self.db {
-            Db::Write(db) => db.begin_read(),
-            Db::Read(db) => db.begin_read(),
-        }
-        .map_err(|e| self.db("reading", e))
+        self.db.begin_read().map_err(|e| self.db("reading", e))
     }
 
     /// Whether it was opened for writing ([`Store::open`]).
     pub fn is_writable(&self) -> bool {
-        matches!(self.db, Db::Write(_))
+        self.writable
     }
 
     fn writer(&self) -> Result<&Database, StoreError> {
-        match &self.db {
-            Db::Write(db) => Ok(db),
-            Db::Read(_) => Err(StoreError::ReadOnly { path: self.path.clone() }),
-        }
+        if self.writable { Ok(&self.db) } else { Err(StoreError::ReadOnly { path: self.path.clone() }) }
     }
 
-    /// Creates the tables and the schema mark of a new store; checks the mark of an old one.
+    /// Creates the tables and the schema mark of a new store; checks the mark of an old one, and
+    /// migrates a schema-1 store (values as `&str`) to bytes. A reader does this to its copy.
     fn initialise(&self) -> Result<(), StoreError> {
-        let db = self.writer()?;
-        let txn = db.begin_write().map_err(|e| self.db("writing", e))?;
+        let txn = self.db.begin_write().map_err(|e| self.db("writing", e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.db("writing", e))?;
             let schema = meta.get("schema").map_err(|e| self.db("reading", e))?.map(|v| v.value());
             match schema {
-                None => {
-                    meta.insert("schema", SCHEMA).map_err(|e| self.db("writing", e))?;
-                }
                 Some(found) if found > SCHEMA => return Err(self.newer(found)),
-                Some(_) => {}
+                Some(found) if found < SCHEMA => self.migrate(&txn)?,
+                _ => {}
             }
-            txn.open_table(REVISIONS).map_err(|e| self.db("writing", e))?;
-            txn.open_table(DESIRED).map_err(|e| self.db("writing", e))?;
-            txn.open_table(PROGRAMS).map_err(|e| self.db("writing", e))?;
-            txn.open_table(JOURNAL).map_err(|e| self.db("writing", e))?;
+            meta.insert("schema", SCHEMA).map_err(|e| self.db("writing", e))?;
+            txn.open_table(SETTINGS).map_err(|e| self.db("writing", e))?;
+            for name in NUMBERED {
+                txn.open_table(TableDefinition::<u64, &[u8]>::new(name)).map_err(|e| self.db("writing", e))?;
+            }
             txn.open_table(JOURNAL_REPORTS).map_err(|e| self.db("writing", e))?;
         }
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
-    fn check_schema(&self) -> Result<(), StoreError> {
-        let txn = self.begin_read()?;
-        let Some(meta) = self.table(&txn, META)? else { return Ok(()) };
-        match meta.get("schema").map_err(|e| self.db("reading", e))?.map(|v| v.value()) {
-            Some(found) if found > SCHEMA => Err(self.newer(found)),
-            _ => Ok(()),
+    /// Schema 1 → 2: each table's `&str` values become bytes (the same text).
+    fn migrate(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        tracing::info!(path = %self.path.display(), "migrating the store to schema {SCHEMA}");
+        let err = |e: redb::Error| self.db("migrating", e);
+        for name in NUMBERED {
+            let old = TableDefinition::<u64, &str>::new(name);
+            let rows: Vec<(u64, String)> = {
+                let table = txn.open_table(old).map_err(|e| err(e.into()))?;
+                let rows = table.iter().map_err(|e| err(e.into()))?;
+                rows.map(|row| row.map(|(k, v)| (k.value(), v.value().to_string())))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(e.into()))?
+            };
+            txn.delete_table(old).map_err(|e| err(e.into()))?;
+            let mut new = txn.open_table(TableDefinition::<u64, &[u8]>::new(name)).map_err(|e| err(e.into()))?;
+            for (key, value) in rows {
+                new.insert(key, value.as_bytes()).map_err(|e| err(e.into()))?;
+            }
         }
+        let old = TableDefinition::<(u64, u64), &str>::new("journal_reports");
+        let rows: Vec<((u64, u64), String)> = {
+            let table = txn.open_table(old).map_err(|e| err(e.into()))?;
+            let rows = table.iter().map_err(|e| err(e.into()))?;
+            rows.map(|row| row.map(|(k, v)| (k.value(), v.value().to_string())))
+                .collect::<Result<_, _>>()
+                .map_err(|e| err(e.into()))?
+        };
+        txn.delete_table(old).map_err(|e| err(e.into()))?;
+        let mut new = txn.open_table(JOURNAL_REPORTS).map_err(|e| err(e.into()))?;
+        for (key, value) in rows {
+            new.insert(key, value.as_bytes()).map_err(|e| err(e.into()))?;
+        }
+        Ok(())
     }
 
     fn newer(&self, found: u64) -> StoreError {
         StoreError::Schema { path: self.path.clone(), found }
+    }
+
+    /// The policy root the store belongs to (docs/language.md §3.1: the directory holding
+    /// `aptc.toml`, else the directory deployed); `None` until a deploy records one.
+    pub fn policy_root(&self) -> Result<Option<PathBuf>, StoreError> {
+        let txn = self.begin_read()?;
+        let Some(settings) = self.table(&txn, SETTINGS)? else { return Ok(None) };
+        let Some(value) = settings.get(POLICY_ROOT).map_err(|e| self.db("reading", e))? else { return Ok(None) };
+        let text = std::str::from_utf8(value.value()).map_err(|e| self.damaged("the policy root", e))?;
+        Ok(Some(PathBuf::from(text)))
+    }
+
+    /// Records the policy root the store belongs to (see [`Store::policy_root`]).
+    pub fn set_policy_root(&self, root: &Path) -> Result<(), StoreError> {
+        let text = root.to_string_lossy();
+        let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
+        txn.open_table(SETTINGS)
+            .map_err(|e| self.db("writing", e))?
+            .insert(POLICY_ROOT, text.as_bytes())
+            .map_err(|e| self.db("writing", e))?;
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 
     /// Every revision, oldest first.
@@ -362,15 +517,15 @@ impl Store {
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.db("reading", e))? {
-            let (number, text) = entry.map_err(|e| self.db("reading", e))?;
-            out.push(self.decode(number.value(), text.value())?);
+            let (number, bytes) = entry.map_err(|e| self.db("reading", e))?;
+            out.push(self.decode(number.value(), bytes.value())?);
         }
         Ok(out)
     }
 
     /// Revision `number`.
     pub fn get(&self, number: u64) -> Result<Option<Revision>, StoreError> {
-        self.read_text(REVISIONS, number)?.map(|text| self.decode(number, &text)).transpose()
+        self.read_bytes(REVISIONS, number)?.map(|bytes| self.decode(number, &bytes)).transpose()
     }
 
     /// The latest revision.
@@ -378,7 +533,7 @@ impl Store {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(None) };
         match table.last().map_err(|e| self.db("reading", e))? {
-            Some((number, text)) => Ok(Some(self.decode(number.value(), text.value())?)),
+            Some((number, bytes)) => Ok(Some(self.decode(number.value(), bytes.value())?)),
             None => Ok(None),
         }
     }
@@ -401,20 +556,23 @@ impl Store {
         Ok(self.len()? == 0)
     }
 
-    /// The full desired state revision `number` deployed (as JSON).
+    /// The full desired state revision `number` deployed (as JSON); for the revision of a deploy
+    /// that has not finished, the one its journal holds.
     pub fn desired_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
-        self.read_text(DESIRED, number)?
-            .map(|text| serde_json::from_str(&text).map_err(|e| self.corrupt(format!("revision {number}"), e)))
-            .transpose()
+        if let Some(bytes) = self.read_bytes(DESIRED, number)? {
+            return serde_json::from_slice(&bytes).map(Some).map_err(|e| self.damaged(format!("revision {number}"), e));
+        }
+        Ok(self.pending()?.filter(|j| j.revision.number == number).map(|j| j.desired_state))
     }
 
     /// The policy (resolution IR) revision `number` deployed; `None` for a revision recorded
     /// without one (by an older aptc, or by a rollback to such a revision).
     pub fn program(&self, number: u64) -> Result<Option<aptc_core::ir::Program>, StoreError> {
-        self.read_text(PROGRAMS, number)?
-            .map(|text| {
-                aptc_core::ir::Program::from_json(&text)
-                    .map_err(|e| self.corrupt(format!("the policy of revision {number}"), e))
+        self.read_bytes(PROGRAMS, number)?
+            .map(|bytes| {
+                let part = || format!("the policy of revision {number}");
+                let text = std::str::from_utf8(&bytes).map_err(|e| self.damaged(part(), e))?;
+                aptc_core::ir::Program::from_json(text).map_err(|e| self.damaged(part(), e))
             })
             .transpose()
     }
@@ -437,8 +595,8 @@ impl Store {
         if revision.number != next {
             return Err(StoreError::OutOfOrder { path: self.path.clone(), number: revision.number, next });
         }
-        let record = serde_json::to_string(revision).map_err(|e| self.encode("a revision", e))?;
-        let desired = serde_json::to_string(desired_state).map_err(|e| self.encode("a revision", e))?;
+        let record = serde_json::to_vec(revision).map_err(|e| self.encode("a revision", e))?;
+        let desired = serde_json::to_vec(desired_state).map_err(|e| self.encode("a revision", e))?;
         let txn = db.begin_write().map_err(|e| self.db("writing", e))?;
         {
             txn.open_table(JOURNAL)
@@ -450,12 +608,12 @@ impl Store {
                 .retain_in((revision.number, 0)..=(revision.number, u64::MAX), |_, _| false)
                 .map_err(|e| self.db("writing", e))?;
             let mut revisions = txn.open_table(REVISIONS).map_err(|e| self.db("writing", e))?;
-            revisions.insert(revision.number, record.as_str()).map_err(|e| self.db("writing", e))?;
+            revisions.insert(revision.number, record.as_slice()).map_err(|e| self.db("writing", e))?;
             let mut states = txn.open_table(DESIRED).map_err(|e| self.db("writing", e))?;
-            states.insert(revision.number, desired.as_str()).map_err(|e| self.db("writing", e))?;
+            states.insert(revision.number, desired.as_slice()).map_err(|e| self.db("writing", e))?;
             if let Some(program) = program {
                 let mut programs = txn.open_table(PROGRAMS).map_err(|e| self.db("writing", e))?;
-                programs.insert(revision.number, program.to_json().as_str()).map_err(|e| self.db("writing", e))?;
+                programs.insert(revision.number, program.to_json().as_bytes()).map_err(|e| self.db("writing", e))?;
             }
         }
         txn.commit().map_err(|e| self.db("writing", e))
@@ -467,22 +625,22 @@ impl Store {
         if let Some(old) = self.pending()? {
             return Err(StoreError::Unfinished { path: self.path.clone(), number: old.revision.number });
         }
-        let text = serde_json::to_string(journal).map_err(|e| self.encode("a journal", e))?;
+        let bytes = serde_json::to_vec(journal).map_err(|e| self.encode("a journal", e))?;
         let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL)
             .map_err(|e| self.db("writing", e))?
-            .insert(journal.revision.number, text.as_str())
+            .insert(journal.revision.number, bytes.as_slice())
             .map_err(|e| self.db("writing", e))?;
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
     /// Journals how action `index` of the running revision `number` ended, durably.
     pub fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError> {
-        let text = serde_json::to_string(report).map_err(|e| self.encode("a journal", e))?;
+        let bytes = serde_json::to_vec(report).map_err(|e| self.encode("a journal", e))?;
         let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL_REPORTS)
             .map_err(|e| self.db("writing", e))?
-            .insert((number, index as u64), text.as_str())
+            .insert((number, index as u64), bytes.as_slice())
             .map_err(|e| self.db("writing", e))?;
         txn.commit().map_err(|e| self.db("writing", e))
     }
@@ -493,9 +651,49 @@ impl Store {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, JOURNAL)? else { return Ok(None) };
         match table.first().map_err(|e| self.db("reading", e))? {
-            Some((_, text)) => serde_json::from_str(text.value()).map(Some).map_err(|e| self.corrupt("the journal", e)),
+            Some((_, bytes)) => {
+                serde_json::from_slice(bytes.value()).map(Some).map_err(|e| self.damaged("the journal", e))
+            }
             None => Ok(None),
         }
+    }
+
+    /// The reports a running (or stopped) deploy journaled, by action index.
+    fn journaled_reports(&self, journal: &Journal) -> Result<Vec<Option<ActionReport>>, StoreError> {
+        let number = journal.revision.number;
+        let mut reports: Vec<Option<ActionReport>> = vec![None; journal.plan.actions.len()];
+        let txn = self.begin_read()?;
+        let Some(table) = self.table(&txn, JOURNAL_REPORTS)? else { return Ok(reports) };
+        for entry in table.range((number, 0)..=(number, u64::MAX)).map_err(|e| self.db("reading", e))? {
+            let (key, bytes) = entry.map_err(|e| self.db("reading", e))?;
+            let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
+            let report = serde_json::from_slice(bytes.value()).map_err(|e| self.damaged("the journal", e))?;
+            if let Some(slot) = reports.get_mut(index) {
+                *slot = Some(report);
+            }
+        }
+        Ok(reports)
+    }
+
+    /// The revision of a deploy that has not finished (it runs now, or was killed), as its
+    /// journal says so far: the actions that reported with their outcome, the others
+    /// [`Outcome::Skipped`] with [`NOT_REPORTED`]. Nothing is recorded: `history` shows it.
+    pub fn unfinished(&self) -> Result<Option<Revision>, StoreError> {
+        let Some(journal) = self.pending()? else { return Ok(None) };
+        let reports: Vec<ActionReport> = self
+            .journaled_reports(&journal)?
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(ActionReport {
+                    outcome: Outcome::Skipped { reason: NOT_REPORTED.to_string() },
+                    started_ms: 0,
+                    duration_ms: 0,
+                })
+            })
+            .collect();
+        let mut revision = journal.revision;
+        revision.actions = action_records(&journal.plan, &reports);
+        Ok(Some(revision))
     }
 
     /// Records the revision of a deploy that stopped before recording it (see the module docs);
@@ -505,20 +703,8 @@ impl Store {
         self.writer()?;
         let Some(journal) = self.pending()? else { return Ok(None) };
         let number = journal.revision.number;
-        let mut reports: Vec<Option<ActionReport>> = vec![None; journal.plan.actions.len()];
-        {
-            let txn = self.begin_read()?;
-            let table = txn.open_table(JOURNAL_REPORTS).map_err(|e| self.db("reading", e))?;
-            for entry in table.range((number, 0)..=(number, u64::MAX)).map_err(|e| self.db("reading", e))? {
-                let (key, text) = entry.map_err(|e| self.db("reading", e))?;
-                let index = usize::try_from(key.value().1).unwrap_or(usize::MAX);
-                let report = serde_json::from_str(text.value()).map_err(|e| self.corrupt("the journal", e))?;
-                if let Some(slot) = reports.get_mut(index) {
-                    *slot = Some(report);
-                }
-            }
-        }
-        let reports: Vec<ActionReport> = reports
+        let reports: Vec<ActionReport> = self
+            .journaled_reports(&journal)?
             .into_iter()
             .map(|r| {
                 r.unwrap_or(ActionReport {
@@ -536,7 +722,7 @@ impl Store {
             .as_deref()
             .map(aptc_core::ir::Program::from_json)
             .transpose()
-            .map_err(|e| self.corrupt("the journal", e))?;
+            .map_err(|e| self.damaged("the journal", e))?;
         self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
         Ok(Some(revision))
     }
@@ -554,20 +740,62 @@ impl Store {
         }
     }
 
-    fn read_text(&self, table: TableDefinition<u64, &str>, number: u64) -> Result<Option<String>, StoreError> {
+    fn read_bytes(&self, table: TableDefinition<u64, &[u8]>, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, table)? else { return Ok(None) };
-        Ok(table.get(number).map_err(|e| self.db("reading", e))?.map(|v| v.value().to_string()))
+        Ok(table.get(number).map_err(|e| self.db("reading", e))?.map(|v| v.value().to_vec()))
     }
 
-    fn decode(&self, number: u64, text: &str) -> Result<Revision, StoreError> {
-        serde_json::from_str(text).map_err(|e| self.corrupt(format!("revision {number}"), e))
+    fn decode(&self, number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| self.damaged(format!("revision {number}"), e))
+    }
+}
+
+/// Whether there is a store at `path` (`false`: no file); an empty file or one that is not a redb
+/// file is refused, so that nothing ever replaces it with a new store.
+fn refuse_foreign(path: &Path) -> Result<bool, StoreError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(StoreError::File { what: "reading", path: path.to_path_buf(), source }),
+    };
+    let mut head = Vec::with_capacity(REDB_MAGIC.len());
+    (&mut file).take(REDB_MAGIC.len() as u64).read_to_end(&mut head).map_err(|source| StoreError::File {
+        what: "reading",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if head.is_empty() {
+        return Err(StoreError::Empty { path: path.to_path_buf() });
+    }
+    if head != REDB_MAGIC {
+        return Err(StoreError::NotAStore { path: path.to_path_buf() });
+    }
+    Ok(true)
+}
+
+/// Opens `file` for writing after redb's integrity check, which verifies the checksum of every
+/// page the store uses (a damaged page is [`StoreError::Damaged`], where using it could panic);
+/// `path` is the store messages name (`file` may be a reader's copy of it). `existing`: the file
+/// exists (checked by [`refuse_foreign`]); else it is created.
+fn open_verified(file: &Path, path: &Path, existing: bool) -> Result<Database, StoreError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(16 << 20).set_check_integrity_on_open(true);
+    let opened = salvage::guarded(|| if existing { builder.open(file) } else { builder.create(file) });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(error)) => Err(open_error(path, error)),
+        Err(panic) => Err(StoreError::Damaged { file: path.to_path_buf(), part: format!("its pages ({panic})") }),
     }
 }
 
 fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
     match error {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Busy { path: path.to_path_buf() },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => StoreError::Damaged {
+            file: path.to_path_buf(),
+            part: format!("its pages do not match their checksums ({why})"),
+        },
         source => StoreError::Open { path: path.to_path_buf(), source: Box::new(source) },
     }
 }
@@ -615,6 +843,7 @@ mod tests {
             actions,
             desired,
             applied,
+            kept: Vec::new(),
         }
     }
 
@@ -690,14 +919,15 @@ mod tests {
     fn a_revision_keeps_its_policy_and_old_revisions_have_none() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        // A store as the aptc before `programs` wrote it: meta, revisions and desired only.
+        // A store as the aptc before `programs` wrote it (schema 1: values as `&str`): meta,
+        // revisions and desired only.
         {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
             txn.open_table(META).unwrap().insert("schema", 1).unwrap();
             let old = serde_json::to_string(&revision(1, Cause::Deploy { paths: vec![] }, &["a"])).unwrap();
-            txn.open_table(REVISIONS).unwrap().insert(1, old.as_str()).unwrap();
-            txn.open_table(DESIRED).unwrap().insert(1, "{}").unwrap();
+            txn.open_table(TableDefinition::<u64, &str>::new("revisions")).unwrap().insert(1, old.as_str()).unwrap();
+            txn.open_table(TableDefinition::<u64, &str>::new("desired")).unwrap().insert(1, "{}").unwrap();
             txn.commit().unwrap();
         }
         {
@@ -705,13 +935,22 @@ mod tests {
             assert_eq!(old.last().unwrap().unwrap().number, 1);
             assert!(old.program(1).unwrap().is_none(), "a revision without a policy reads as none");
         }
+        let schema = |path: &Path| {
+            let db = Database::open(path).unwrap();
+            let txn = db.begin_read().unwrap();
+            txn.open_table(META).unwrap().get("schema").unwrap().unwrap().value()
+        };
+        assert_eq!(schema(&path), 1, "a reader migrates its copy, never the file");
         let store = Store::open(&path).unwrap();
+        assert_eq!(store.get(1).unwrap().unwrap().number, 1, "migrated to schema 2");
         assert!(store.program(1).unwrap().is_none());
         let program = crate::test_policy::compile(&[("system.apt", "namespace system\n\nuser \"ada\" {}\n")]);
         let second = revision(2, Cause::Deploy { paths: vec![] }, &["a"]);
         store.record_with_program(&second, &serde_json::json!({}), Some(&program)).unwrap();
         assert_eq!(store.program(2).unwrap().unwrap(), program);
         assert!(store.program(3).unwrap().is_none());
+        drop(store);
+        assert_eq!(schema(&path), SCHEMA);
     }
 
     #[test]
@@ -753,5 +992,111 @@ mod tests {
             next.actions.iter().map(|a| a.unit.key.as_str()).collect::<Vec<_>>(),
             [plan.actions[1].unit.key.as_str()]
         );
+    }
+
+    #[test]
+    fn an_empty_or_foreign_file_is_refused_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.db");
+        std::fs::write(&empty, "").unwrap();
+        for error in [Store::open(&empty).err().unwrap(), Store::open_read(&empty).err().unwrap()] {
+            assert!(matches!(error, StoreError::Empty { .. }), "{error}");
+            assert!(error.to_string().contains("is empty, so it is not a revision store"), "{error}");
+        }
+        assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "not replaced by a new store");
+        let foreign = dir.path().join("notes.db");
+        std::fs::write(&foreign, "my notes, not a store").unwrap();
+        assert!(matches!(Store::open(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
+        assert!(matches!(Store::open_read(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "my notes, not a store");
+        // What aptc writes starts as every redb file does, which is how a store is told apart.
+        let store = dir.path().join("state.db");
+        drop(Store::open(&store).unwrap());
+        assert!(std::fs::read(&store).unwrap().starts_with(&REDB_MAGIC));
+    }
+
+    #[test]
+    fn a_damaged_store_is_refused_checked_and_repaired_keeping_every_readable_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store.set_policy_root(Path::new("/policies/shop")).unwrap();
+            for number in 1..=3 {
+                let mut r = revision(number, Cause::Deploy { paths: vec!["p".into()] }, &["a"]);
+                r.user = format!("user-of-revision-{number}");
+                store.record(&r, &serde_json::json!({ "n": number })).unwrap();
+            }
+        }
+        assert!(!Store::check(&path).unwrap().is_damaged());
+        assert!(Store::repair(&path).unwrap().is_none(), "nothing to repair");
+        // Revision 2's record no longer parses: the quote before its user is changed on disk.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let needle = b"\"user-of-revision-2\"";
+        let at = bytes.windows(needle.len()).position(|w| w == needle).expect("the record is in the file");
+        bytes[at] = b'!';
+        std::fs::write(&path, &bytes).unwrap();
+
+        for error in [Store::open(&path).err().unwrap(), Store::open_read(&path).err().unwrap()] {
+            assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+            let text = error.to_string();
+            assert!(text.contains("state.db is damaged: its pages do not match their checksums"), "{text}");
+            assert!(text.contains("aptc store repair --state"), "{text}");
+        }
+        let health = Store::check(&path).unwrap();
+        assert!(health.is_damaged());
+        assert_eq!(health.readable, [1, 3], "{health:?}");
+        assert!(health.damage.iter().any(|d| d.starts_with("revision 2 cannot be read")), "{health:?}");
+
+        let repaired = Store::repair(&path).unwrap().unwrap();
+        assert_eq!(repaired.health.readable, [1, 3]);
+        assert_eq!(std::fs::read(&repaired.damaged).unwrap(), bytes, "the damaged file is kept as it was");
+        assert!(repaired.damaged.file_name().unwrap().to_string_lossy().starts_with("state.db.damaged-"));
+        let store = Store::open_read(&path).unwrap().unwrap();
+        assert_eq!(store.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(store.desired_state(3).unwrap().unwrap()["n"], 3);
+        assert_eq!(store.policy_root().unwrap().unwrap(), Path::new("/policies/shop"));
+        assert!(!Store::check(&path).unwrap().is_damaged());
+        drop(store);
+        assert_eq!(Store::open(&path).unwrap().next_number().unwrap(), 4);
+    }
+
+    #[test]
+    fn readers_open_the_store_while_a_deploy_writes_and_see_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let desired: BTreeMap<String, Unit> = ["a", "b"].iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
+        let plan = crate::plan::plan(&BTreeMap::new(), &desired, None, &|_| true);
+        let writer = Store::open(&path).unwrap();
+        writer.record(&revision(1, Cause::Deploy { paths: vec![] }, &[]), &serde_json::json!({})).unwrap();
+        let mut planned = revision(2, Cause::Deploy { paths: vec!["p".into()] }, &[]);
+        planned.desired = desired.clone();
+        let journal = Journal {
+            revision: planned,
+            plan: plan.clone(),
+            desired_state: serde_json::json!({ "planned": true }),
+            program: None,
+        };
+        writer.begin(&journal).unwrap();
+        let done = ActionReport { outcome: Outcome::Succeeded { detail: "ok".into() }, started_ms: 1, duration_ms: 2 };
+        writer.journal_report(2, 0, &done).unwrap();
+
+        // The deploy holds the store for writing: another writer is refused, readers are not.
+        assert!(matches!(Store::open(&path).err().unwrap(), StoreError::Busy { .. }));
+        let reader = Store::open_read(&path).unwrap().unwrap();
+        assert_eq!(reader.last().unwrap().unwrap().number, 1);
+        assert_eq!(reader.pending().unwrap().unwrap().revision.number, 2);
+        let unfinished = reader.unfinished().unwrap().unwrap();
+        assert_eq!(unfinished.number, 2);
+        assert!(unfinished.actions[0].report.outcome.succeeded());
+        assert_eq!(unfinished.actions[1].report.outcome, Outcome::Skipped { reason: NOT_REPORTED.into() });
+        assert_eq!(reader.desired_state(2).unwrap().unwrap()["planned"], true, "from the journal");
+        assert!(reader.recover().is_err(), "a reader records nothing");
+
+        // The writer goes on; a reader opened later sees what it wrote since.
+        writer.journal_report(2, 1, &done).unwrap();
+        let later = Store::open_read(&path).unwrap().unwrap();
+        assert!(later.unfinished().unwrap().unwrap().actions.iter().all(|a| a.report.outcome.succeeded()));
+        assert!(reader.unfinished().unwrap().unwrap().actions[1].report.outcome != done.outcome, "a snapshot");
     }
 }

@@ -39,9 +39,10 @@ pub struct CheckArgs {
     /// (a branch, tag or commit of the repository holding the paths; e.g. the pull request's base).
     #[arg(long, value_name = "REV", requires = "acting_user")]
     git: Option<String>,
-    /// The revision store, for --against REVISION.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = super::deploy::DEFAULT_STATE)]
-    state: PathBuf,
+    /// The revision store, for --against REVISION. Default: `.aptc/state.db` in the policy root
+    /// (the directory with `aptc.toml`, else the common directory of the paths).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE")]
+    state: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,7 +57,7 @@ enum Format {
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
     let paths = paths_or_cwd(&args.paths);
-    let files = workspace::find_apt_files(&paths)?;
+    let files = workspace::find_policy_files(&paths)?;
     let sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");
     let base = base_policy(&args, &paths)?;
@@ -101,10 +102,11 @@ fn base_policy(args: &CheckArgs, paths: &[PathBuf]) -> anyhow::Result<Option<Pro
     }
     let Some(against) = &args.against else { return Ok(None) };
     if let (Ok(number), false) = (against.parse::<u64>(), Path::new(against).exists()) {
-        let store = Store::open_read(&args.state)?
-            .with_context(|| format!("there is no revision {number}: {} does not exist", args.state.display()))?;
+        let state = super::store::state_path(args.state.as_deref(), &super::store::policy_root(paths));
+        let store = Store::open_read(&state)?
+            .with_context(|| format!("there is no revision {number}: {} does not exist", state.display()))?;
         let program = store.program(number)?.with_context(|| {
-            format!("revision {number} of {} has no policy recorded to check against", args.state.display())
+            format!("revision {number} of {} has no policy recorded to check against", state.display())
         })?;
         return Ok(Some(program));
     }

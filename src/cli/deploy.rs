@@ -5,7 +5,7 @@
 use aptc_compiler::host::paths_or_cwd;
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,24 +26,26 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{EXIT_FINDINGS, Format, policy};
 
-/// Where revisions are kept, unless `--state` or `APTC_STATE` says otherwise.
+/// Where revisions are kept under the policy root, unless `--state` or `APTC_STATE` says otherwise.
 pub const DEFAULT_STATE: &str = ".aptc/state.db";
-/// Where the render driver writes, unless `--out` says otherwise.
+/// Where the render driver writes under the policy root, unless `--out` says otherwise.
 pub const DEFAULT_OUT: &str = ".aptc/rendered";
 
 /// What `deploy`, `rollback` and `watch` share: the store, the target, who, and how.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The revision store (created on the first deploy).
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE)]
-    pub state: PathBuf,
+    /// The revision store (created on the first deploy). Default: .aptc/state.db under the policy
+    /// root (the nearest directory holding aptc.toml, else the directory deployed), which refuses
+    /// another policy's deploys; one given here is used as it is.
+    #[arg(long, value_name = "PATH", env = "APTC_STATE")]
+    pub state: Option<PathBuf>,
     /// Where to apply: `cluster` (the clusters the policy declares, through their kubeconfig),
     /// `render` (into a directory, for GitOps), or `auto`: the clusters when one is configured
     /// and answers, else render (the embedded default). `--out` means `render`.
     #[arg(long, value_enum, env = "APTC_TARGET", default_value_t = Target::Auto)]
     pub target: Target,
-    /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/ (default .aptc/rendered). One state
-    /// file keeps the revisions of one target.
+    /// Where to render: OUT/CLUSTER/K8S_NAMESPACE/INSTANCE/ (default .aptc/rendered under the
+    /// policy root). One state file keeps the revisions of one target.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// The helm binary (default: `helm` on PATH, then ./.tools/bin/helm).
@@ -69,8 +71,8 @@ pub enum Target {
 }
 
 impl RunArgs {
-    /// Where deploys apply, as `--target`, `--out` and `--helm` say.
-    pub fn targets(&self) -> Targets {
+    /// Where deploys of the policy at `root` apply, as `--target`, `--out` and `--helm` say.
+    pub fn targets(&self, root: &Path) -> Targets {
         Targets {
             choice: match self.target {
                 Target::Auto => TargetChoice::Auto,
@@ -78,15 +80,18 @@ impl RunArgs {
                 Target::Cluster => TargetChoice::Cluster,
             },
             out: self.out.clone(),
-            default_out: PathBuf::from(DEFAULT_OUT),
+            default_out: root.join(DEFAULT_OUT),
             helm: self.helm.clone(),
             post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
         }
     }
 
-    /// Deploys to `--state` on [`RunArgs::targets`], stopped by this process's signals.
-    pub fn deployer(&self) -> Deployer {
-        Deployer::new(&self.state, self.targets(), super::signals::token())
+    /// Deploys of the policy at `root` (see [`super::store::policy_root`]) to `--state` (else the
+    /// root's store) on [`RunArgs::targets`], stopped by this process's signals.
+    pub fn deployer(&self, root: &Path) -> Deployer {
+        let state = super::store::state_path(self.state.as_deref(), root);
+        Deployer::new(&state, self.targets(root), super::signals::token())
+            .with_policy_root(root.to_path_buf(), self.state.is_some())
     }
 
     /// Who runs it: `--as`/`APTC_USER`, else `$USER`.
@@ -152,7 +157,8 @@ pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
             outcome.claim
         ));
     }
-    let deployment = args.target.run.deployer().deploy(request, args.target.options(), &mut terminal)?;
+    let root = super::store::policy_root(&paths);
+    let deployment = args.target.run.deployer(&root).deploy(request, args.target.options(), &mut terminal)?;
     let failed = unresolved.iter().filter(|o| o.status == Status::Failed).count();
     terminal.report = terminal.report.take().map(|report| report.not_deployed(&unresolved));
     terminal.finish(deployment, failed)
@@ -165,7 +171,7 @@ pub(super) fn request(
     paths: &[PathBuf],
     run: &RunArgs,
 ) -> anyhow::Result<(Request, Vec<ClaimOutcome>)> {
-    let state = resolve_keeping(&program, &run.deployer().deployed_names()?);
+    let state = resolve_keeping(&program, &run.deployer(&super::store::policy_root(paths)).deployed_names()?);
     let unresolved = state.claims.values().filter(|o| o.status != Status::Resolved).cloned().collect();
     let request = Request {
         user: run.identity(),
@@ -183,7 +189,7 @@ pub(super) fn request(
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let run = &args.target.run;
     let mut terminal = Terminal::new("rollback", &args.target);
-    let deployment = run.deployer().rollback(
+    let deployment = run.deployer(&super::store::policy_root(&[])).rollback(
         args.revision,
         run.identity(),
         usize::from(run.parallel),

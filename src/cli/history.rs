@@ -11,15 +11,17 @@ use aptc_runtime::apply::Outcome;
 use aptc_runtime::store::{Revision, Store};
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::deploy::{DEFAULT_STATE, show_results};
+use super::deploy::show_results;
+use super::store::{policy_root, state_path};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     #[command(subcommand)]
     command: Option<HistoryCommand>,
-    /// The revision store.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", default_value = DEFAULT_STATE, global = true)]
-    state: PathBuf,
+    /// The revision store (default: .aptc/state.db under the policy root of the current
+    /// directory: the nearest directory holding aptc.toml, else the current directory).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", global = true)]
+    state: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     format: Format,
@@ -43,13 +45,14 @@ enum Format {
 }
 
 pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let Some(store) = Store::open_read(&args.state)? else {
+    let state = state_path(args.state.as_deref(), &policy_root(&[]));
+    let Some(store) = Store::open_read(&state)? else {
         match (&args.command, args.format) {
             (Some(HistoryCommand::Show { revision }), _) => {
-                bail!("there is no revision {revision}: {} does not exist", args.state.display())
+                bail!("there is no revision {revision}: {} does not exist", state.display())
             }
             (None, Format::Json) => println!("[]"),
-            (None, Format::Text) => println!("no revisions yet ({} does not exist)", args.state.display()),
+            (None, Format::Text) => println!("no revisions yet ({} does not exist)", state.display()),
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -58,7 +61,14 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
             let revisions = store.list()?;
             match args.format {
                 Format::Json => {
-                    let value = redact(&serde_json::to_value(&revisions).context("encoding JSON")?);
+                    let mut values = Vec::new();
+                    for revision in &revisions {
+                        values.push(revision_json(revision, true)?);
+                    }
+                    if let Some(unfinished) = store.unfinished()? {
+                        values.push(revision_json(&unfinished, false)?);
+                    }
+                    let value = redact(&serde_json::Value::Array(values));
                     println!("{}", serde_json::to_string_pretty(&value).context("encoding JSON")?)
                 }
                 Format::Text if revisions.is_empty() && store.pending()?.is_none() => println!("no revisions yet"),
@@ -78,8 +88,8 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                     if let Some(journal) = store.pending()? {
                         let r = &journal.revision;
                         println!(
-                            "{:>4}  {}  {:<width$}  {}: not finished (aptc was killed or crashed; the next deploy \
-records what it did)",
+                            "{:>4}  {}  {:<width$}  {}: not finished (aptc was killed or crashed, or it is still \
+running; the next deploy records what it did)",
                             r.number,
                             r.time,
                             r.user,
@@ -90,21 +100,37 @@ records what it did)",
             }
         }
         Some(HistoryCommand::Show { revision: number }) => {
-            let Some(revision) = store.get(number)? else {
-                let last = store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
-                bail!("there is no revision {number} in {} ({last})", args.state.display());
+            // A recorded revision, or the one a deploy that has not finished is making.
+            let (revision, finished) = match store.get(number)? {
+                Some(revision) => (revision, true),
+                None => match store.unfinished()?.filter(|r| r.number == number) {
+                    Some(revision) => (revision, false),
+                    None => {
+                        let last =
+                            store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
+                        bail!("there is no revision {number} in {} ({last})", state.display());
+                    }
+                },
             };
             match args.format {
                 Format::Json => {
-                    let mut value = serde_json::to_value(&revision).context("encoding JSON")?;
+                    let mut value = revision_json(&revision, finished)?;
                     value["desired_state"] = store.desired_state(number)?.unwrap_or_default();
                     println!("{}", serde_json::to_string_pretty(&redact(&value)).context("encoding JSON")?);
                 }
-                Format::Text => print!("{}", show(&revision)),
+                Format::Text => print!("{}", show(&revision, finished)),
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A revision as JSON, with `finished`: `false` for the revision of a deploy that has not
+/// finished (running, or killed), whose actions are those it reported so far.
+fn revision_json(revision: &Revision, finished: bool) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(revision).context("encoding JSON")?;
+    value["finished"] = serde_json::Value::Bool(finished);
+    Ok(value)
 }
 
 /// `sha256:0123456789ab` (the first 12 hex digits).
@@ -113,9 +139,15 @@ fn short(hash: &str) -> String {
     hash.get(..cut).unwrap_or(hash).to_string()
 }
 
-fn show(revision: &Revision) -> String {
+fn show(revision: &Revision, finished: bool) -> String {
     let counts = revision.counts();
     let mut out = format!("revision {}\n", revision.number);
+    if !finished {
+        out.push_str(
+            "  status  not finished: the deploy is still running, or aptc was killed (the next deploy records what it \
+did); its actions as reported so far\n",
+        );
+    }
     let took = Duration::from_millis(revision.duration_ms).as_secs_f64();
     for (name, value) in [
         ("time", revision.time.clone()),
@@ -129,8 +161,11 @@ fn show(revision: &Revision) -> String {
     ] {
         out.push_str(&format!("  {name:<8}{value}\n"));
     }
+    if !revision.kept.is_empty() {
+        out.push_str(&format!("  {:<8}{} instances of failed claims, as they were\n", "kept", revision.kept.len()));
+    }
     out.push_str("plan\n");
-    if revision.actions.is_empty() {
+    if revision.actions.is_empty() && revision.kept.is_empty() {
         out.push_str("  (no actions)\n");
     }
     for action in &revision.actions {
@@ -147,6 +182,10 @@ fn show(revision: &Revision) -> String {
             action.source,
             action.why
         ));
+    }
+    let width = revision.kept.iter().map(|k| k.name.len()).max().unwrap_or(0);
+    for kept in &revision.kept {
+        out.push_str(&format!("  = kept    {:<width$}  {}  {}  ({})\n", kept.name, kept.place, kept.source, kept.why));
     }
     out.push_str("results\n");
     out.push_str(&show_results(revision));

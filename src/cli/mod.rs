@@ -16,6 +16,7 @@ mod plan;
 mod policy;
 mod post_render;
 mod signals;
+mod store;
 mod test;
 mod watch;
 mod words;
@@ -44,18 +45,22 @@ pub enum Format {
 }
 
 /// The exit code of a command that failed with `error`, the one mapping of the library's errors
-/// to codes (README "Exit codes"): a policy with errors is a finding (1), for every command as
-/// for `aptc check`; anything else (usage, I/O, a tool that could not run, a cluster that does
-/// not answer) is 2. Commands that end without an error pick 0, [`EXIT_FINDINGS`] (tests failed,
-/// an apply failed, changes under `--exit-code`/`--check`) or [`EXIT_INTERRUPTED`].
+/// to codes (README "Exit codes"): a policy with errors, or no policy at all (no `.apt` file under
+/// the paths `aptc check` is given), is a finding (1), for every command as for `aptc check`;
+/// anything else (usage, I/O, a tool that could not run, a cluster that does not answer) is 2.
+/// Commands that end without an error pick 0, [`EXIT_FINDINGS`] (tests failed, an apply failed,
+/// changes under `--exit-code`/`--check`) or [`EXIT_INTERRUPTED`].
 pub fn exit_code_of(error: &anyhow::Error) -> u8 {
-    let policy_errors = error.chain().any(|cause| {
+    let finding = error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<aptc_compiler::host::PolicyError>(),
             Some(aptc_compiler::host::PolicyError::Invalid { .. })
+        ) || matches!(
+            cause.downcast_ref::<aptc_compiler::workspace::LoadError>(),
+            Some(aptc_compiler::workspace::LoadError::NoPolicyFiles { .. })
         )
     });
-    if policy_errors { EXIT_FINDINGS } else { EXIT_USAGE }
+    if finding { EXIT_FINDINGS } else { EXIT_USAGE }
 }
 
 /// `aptc -V`: the version and the commit it was built from (`build.rs`).
@@ -176,6 +181,10 @@ unreachable, the state store; 130 interrupted (SIGINT or SIGTERM: what ran is re
         "0 shown (no store yet: no revisions); 2 usage or I/O error (an unreadable store, no such\nrevision)."
     ))]
     History(history::HistoryArgs),
+    /// Check a revision store for damage, or repair one (every readable revision kept).
+    #[command(after_help = "Examples:\n  aptc store check\n  aptc store repair --state .aptc/state.db\n\n\
+Exit codes: 0 not damaged (or repaired), 1 damaged (check), 2 no store or another error.")]
+    Store(store::StoreArgs),
     /// Apply a past revision's desired state again, as a new revision.
     #[command(after_help = help!("Examples:\n  aptc rollback 2 --yes\n  aptc rollback 2 --dry-run --format json",
 "0 applied (or no changes, or a dry run); 1 an instance failed or was skipped, or the plan\n\
@@ -241,6 +250,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test::run(args, color),
         Command::Deploy(args) => deploy::run(args, color),
         Command::History(args) => history::run(args),
+        Command::Store(args) => store::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
         Command::Completions(args) => completions::run(args),

@@ -53,7 +53,12 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
     // The clusters the policy declares now; a policy change that changes them switches over.
     let first = policy::load(&paths, color);
     let interval = Duration::from_secs(args.interval);
-    let (mut reconciler, target) = Reconciler::new(args.run.deployer(), first.as_ref().ok(), args.fix, interval)?;
+    let (mut reconciler, target) = Reconciler::new(
+        args.run.deployer(&super::store::policy_root(&paths)),
+        first.as_ref().ok(),
+        args.fix,
+        interval,
+    )?;
     signals::install("stopping: finishing what runs, then recording it")?;
     let cancel = signals::token();
     let mut snapshot = policy_snapshot(&paths);

@@ -33,13 +33,140 @@ pub struct ExternalUser {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserRecord {
+    #[serde(deserialize_with = "name_field")]
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "team_field")]
     team: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "groups_field")]
     groups: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels_field")]
     labels: BTreeMap<String, LabelValue>,
+}
+
+// Each field of a user is read by a visitor of its own, so that a value of the wrong type says
+// which field it is and what it takes ("invalid type: string "admins", expected `groups`: a list
+// of group names"), where the derived reader only says what the YAML reader expected next.
+
+fn name_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    deserializer.deserialize_any(Text("`name`: the user's name, a string"))
+}
+
+fn team_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    deserializer.deserialize_any(OrNothing(Text("`team`: the name of a team, a string")))
+}
+
+/// An optional field: its visitor's value, or nothing for an empty value (`team:`, `team: null`).
+struct OrNothing<V>(V);
+
+impl<'de, V: serde::de::Visitor<'de>> serde::de::Visitor<'de> for OrNothing<V> {
+    type Value = Option<V::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.visit_str(v).map(Some)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq).map(Some)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(Some)
+    }
+}
+
+fn groups_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    deserializer.deserialize_any(OrNothing(Groups)).map(Option::unwrap_or_default)
+}
+
+fn labels_field<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<String, LabelValue>, D::Error> {
+    deserializer.deserialize_any(OrNothing(Labels)).map(Option::unwrap_or_default)
+}
+
+/// A string field; `.0` says which and what it takes.
+struct Text(&'static str);
+
+impl<'de> serde::de::Visitor<'de> for Text {
+    type Value = String;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+}
+
+/// `groups`: a list of strings.
+struct Groups;
+
+impl<'de> serde::de::Visitor<'de> for Groups {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("`groups`: a list of group names (strings)")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut groups = Vec::new();
+        while let Some(group) = seq.next_element_seed(TextSeed("each of `groups`: a group name, a string"))? {
+            groups.push(group);
+        }
+        Ok(groups)
+    }
+}
+
+/// [`Text`] as an element of a list.
+struct TextSeed(&'static str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TextSeed {
+    type Value = String;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<String, D::Error> {
+        deserializer.deserialize_any(Text(self.0))
+    }
+}
+
+/// `labels`: a map of label names to label values.
+struct Labels;
+
+impl<'de> serde::de::Visitor<'de> for Labels {
+    type Value = BTreeMap<String, LabelValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("`labels`: a map of label names to values")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut labels = BTreeMap::new();
+        while let Some((key, value)) = map.next_entry_seed(TextSeed("a label name, a string"), LabelSeed)? {
+            labels.insert(key, value);
+        }
+        Ok(labels)
+    }
+}
+
+/// A [`LabelValue`] as a map value.
+struct LabelSeed;
+
+impl<'de> serde::de::DeserializeSeed<'de> for LabelSeed {
+    type Value = LabelValue;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<LabelValue, D::Error> {
+        LabelValue::deserialize(deserializer)
+    }
 }
 
 /// A label's value in a users file. Deserialized by hand, not as an untagged enum, so that a value

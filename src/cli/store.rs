@@ -1,0 +1,103 @@
+//! `aptc store check` and `aptc store repair`: what is damaged in a revision store, and a fresh
+//! store holding every revision that can still be read (the damaged file kept beside it).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use aptc_runtime::store::{Health, Store, StoreError};
+use clap::{Args, Subcommand};
+
+use super::EXIT_FINDINGS;
+use super::deploy::DEFAULT_STATE;
+
+/// The root of the policy at `paths` (the current directory when none are given): the nearest
+/// directory holding `aptc.toml`, else the directory given (docs/language.md §3.1). Its deploys
+/// keep their state in `.aptc/state.db` there, wherever aptc runs.
+pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
+    aptc_compiler::workspace::policy_root(&aptc_compiler::host::paths_or_cwd(paths))
+}
+
+/// The store: `explicit` (`--state`, `APTC_STATE`) as given, else the one under `root`.
+pub fn state_path(explicit: Option<&Path>, root: &Path) -> PathBuf {
+    explicit.map_or_else(|| root.join(DEFAULT_STATE), Path::to_path_buf)
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    command: StoreCommand,
+    /// The revision store (default: .aptc/state.db under the policy root of the current
+    /// directory: the nearest directory holding aptc.toml, else the current directory).
+    #[arg(long, value_name = "PATH", env = "APTC_STATE", global = true)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Verify the store (every page's checksum, every record decoded) and say what is damaged and
+    /// what can still be read. Exit 1 when it is damaged.
+    Check,
+    /// Copy every readable revision into a fresh store that takes the damaged one's place; the
+    /// damaged file is kept beside it as STATE.damaged-<time>. Nothing changes when it is not damaged.
+    Repair,
+}
+
+pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let path = &state_path(args.state.as_deref(), &policy_root(&[]));
+    match args.command {
+        StoreCommand::Check => {
+            let health = match Store::check(path) {
+                Ok(health) => health,
+                Err(error @ (StoreError::Empty { .. } | StoreError::NotAStore { .. })) => {
+                    println!("{error}");
+                    return Ok(ExitCode::from(EXIT_FINDINGS));
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if !health.is_damaged() {
+                let last = health.readable.last().map_or("none yet".to_string(), |n| format!("the last is {n}"));
+                println!("{}: not damaged; {} revisions ({last})", path.display(), health.readable.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{} is damaged:", path.display());
+            print!("{}", damage(&health));
+            println!("{}", readable(&health));
+            println!(
+                "to recover: aptc store repair --state {} (copies what can be read into a fresh store; the damaged file \
+is kept beside it)",
+                path.display()
+            );
+            Ok(ExitCode::from(EXIT_FINDINGS))
+        }
+        StoreCommand::Repair => {
+            let Some(repaired) = Store::repair(path)? else {
+                println!("{}: not damaged; nothing to repair", path.display());
+                return Ok(ExitCode::SUCCESS);
+            };
+            println!("repaired {}: the fresh store holds what could be read", path.display());
+            println!("{}", readable(&repaired.health));
+            println!("lost:");
+            print!("{}", damage(&repaired.health));
+            println!("the damaged file is kept as {}", repaired.damaged.display());
+            println!(
+                "the next deploy plans against the last revision kept; deploy with --refresh to compare with what the \
+target holds now"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// One line per damaged part.
+fn damage(health: &Health) -> String {
+    health.damage.iter().map(|d| format!("  - {d}\n")).collect()
+}
+
+/// Which revisions (and whether a journal) can be read.
+fn readable(health: &Health) -> String {
+    let numbers: Vec<String> = health.readable.iter().map(u64::to_string).collect();
+    let revisions =
+        if numbers.is_empty() { "no revision".to_string() } else { format!("revisions {}", numbers.join(", ")) };
+    let journal = if health.journal { "; and the journal of a deploy that has not finished" } else { "" };
+    format!("readable: {revisions}{journal}")
+}
