@@ -1761,6 +1761,33 @@ fn watch_exits_130_when_interrupted() {
 #[test]
 fn deploy_json_lists_what_a_failed_claim_keeps() {
     let dir = scratch("deploy-json-kept");
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let target = deploy_args(&state, &out);
+    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
+    let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert!(first.status.success(), "{first:?}");
+    make_ada_site_fail(&policy);
+    let failing = run(&["deploy", "--yes", policy.to_str().unwrap()]);
+    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
+    let json = json_of(&failing);
+    assert_valid("deploy.schema.json", &json);
+    let actions = json["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3, "{json}");
+    for action in actions {
+        assert_eq!(action["kind"], "kept", "{action}");
+        assert!(action["reason"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{action}");
+        assert!(action["result"].is_null(), "{action}");
+    }
+    assert_eq!(json["status"], "no_changes", "nothing to apply: {json}");
+    let not_deployed = &json["not_deployed"][0];
+    assert_eq!(
+        (not_deployed["claim"].as_str(), not_deployed["status"].as_str()),
+        (Some("web.ada_site"), Some("failed"))
+    );
+    assert!(String::from_utf8_lossy(&failing.stderr).contains("claim failed"), "{failing:?}");
+}
 
 // The revision store (issue #17: damage, concurrent readers, kept instances, the policy root) and
 // strict inputs.
@@ -1917,29 +1944,6 @@ fn a_revision_records_the_instances_failed_claims_keep() {
     manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
     let (state, out) = (dir.join("state.db"), dir.join("out"));
     let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
-    let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
-    assert!(first.status.success(), "{first:?}");
-    make_ada_site_fail(&policy);
-    let failing = run(&["deploy", "--yes", policy.to_str().unwrap()]);
-    assert_eq!(failing.status.code(), Some(1), "{failing:?}");
-    let json = json_of(&failing);
-    assert_valid("deploy.schema.json", &json);
-    let actions = json["actions"].as_array().unwrap();
-    assert_eq!(actions.len(), 3, "{json}");
-    for action in actions {
-        assert_eq!(action["kind"], "kept", "{action}");
-        assert!(action["reason"].as_str().unwrap().starts_with("claim failed: web.ada_site: "), "{action}");
-        assert!(action["result"].is_null(), "{action}");
-    }
-    assert_eq!(json["status"], "no_changes", "nothing to apply: {json}");
-    let not_deployed = &json["not_deployed"][0];
-    assert_eq!(
-        (not_deployed["claim"].as_str(), not_deployed["status"].as_str()),
-        (Some("web.ada_site"), Some("failed"))
-    );
-    assert!(String::from_utf8_lossy(&failing.stderr).contains("claim failed"), "{failing:?}");
-
     let deploy =
         || aptc(&[&["deploy", "--yes", "--as", "ada@example.com", policy.to_str().unwrap()], &target[..]].concat());
     assert!(deploy().status.success());
