@@ -256,56 +256,7 @@ fn test_runs_every_example_policy() {
 #[test]
 fn test_reports_what_a_failing_test_expected_and_got() {
     let dir = scratch("test-fails");
-    std::fs::write(
-        dir.join("policy.apt"),
-        r#"namespace system
-
-label env: "dev" | "prod" = "dev"
-
-team web_team
-
-user "alice@example.com" {
-    team web_team
-}
-
-cluster east {}
-
-rule everything_east {
-    place on east
-}
-
-service web {
-    component app chart "./charts/app" {
-        values { replicas = 1 }
-    }
-}
-
-contract web {
-    context everyone {
-        use web
-    }
-}
-
-claim alice_dev {
-    user "alice@example.com"
-    contract web
-}
-
-/// Holds.
-test resolves {
-    expect claim alice_dev resolved
-}
-
-/// Does not: alice's instance has one replica, and her claim is not rejected.
-test wrong {
-    expect instance web.app for alice_dev {
-        values { replicas = 3 }
-    }
-    expect claim alice_dev rejected
-}
-"#,
-    )
-    .unwrap();
+    std::fs::write(dir.join("policy.apt"), TESTED_POLICY).unwrap();
     let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -1947,9 +1898,9 @@ fn a_revision_records_the_instances_failed_claims_keep() {
     let deploy =
         || aptc(&[&["deploy", "--yes", "--as", "ada@example.com", policy.to_str().unwrap()], &target[..]].concat());
     assert!(deploy().status.success());
-    // No rule places the claim any more: its three instances are kept, and revision 2 says so.
-    let system = MANIFESTS_SYSTEM.replace("rule everywhere {\n    place on local\n}\n", "");
-    std::fs::write(policy.join("system.apt"), &system).unwrap();
+    // The claim fails (a fault of web's policy): its three instances are kept, and revision 2
+    // says so.
+    make_ada_site_fail(&policy);
     let failing = deploy();
     assert_eq!(failing.status.code(), Some(1), "{failing:?}");
     assert!(stdout(&failing).contains("revision 2"), "{failing:?}");

@@ -647,18 +647,7 @@ mod tests {
 
     /// A policy with nothing to deploy, as `ada` deploys it.
     fn request() -> Request {
-        let program = compile(&[("system.apt", "namespace system\n\ncluster local {}\n")]);
-        let state = resolve(&program);
-        Request {
-            user: "ada".into(),
-            cause: Cause::Deploy { paths: vec![".".into()] },
-            policy: crate::deploy::policy_hash(&program),
-            desired: units(&state),
-            claims: Some(crate::plan::ClaimEnds::of(&program, &state)),
-            desired_state: serde_json::to_value(&state).unwrap(),
-            program: Some(program),
-            parallel: 1,
-        }
+        request_of(compile(&[("system.apt", "namespace system\n\ncluster local {}\n")]), &DeployedNames::new())
     }
 
     struct Silent;

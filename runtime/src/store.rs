@@ -370,17 +370,7 @@ impl Store {
         }
         let mut attempt = 1;
         loop {
-            let copy = tempfile::Builder::new().prefix("aptc-store-").tempdir().map_err(|source| StoreError::File {
-                what: "copying",
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let file = copy.path().join("state.db");
-            std::fs::copy(path, &file).map_err(|source| StoreError::File {
-                what: "copying",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let (copy, file) = private_copy(path, "aptc-store-")?;
             match open_verified(&file, path, true) {
                 Ok(db) => {
                     let store = Store { db, path: path.to_path_buf(), writable: false, _copy: Some(copy) };
@@ -803,6 +793,17 @@ fn open_error(path: &Path, error: redb::DatabaseError) -> StoreError {
 /// The time now, RFC 3339 in UTC, to the second.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A copy of the store at `path` in a new private (0700) temporary directory, which goes away
+/// with the returned guard: readers and the salvager work on it, never on the file a deploy may
+/// be writing.
+pub(crate) fn private_copy(path: &Path, prefix: &str) -> Result<(tempfile::TempDir, PathBuf), StoreError> {
+    let failed = |source| StoreError::File { what: "copying", path: path.to_path_buf(), source };
+    let copy = tempfile::Builder::new().prefix(prefix).tempdir().map_err(failed)?;
+    let file = copy.path().join("state.db");
+    std::fs::copy(path, &file).map_err(failed)?;
+    Ok((copy, file))
 }
 
 #[cfg(test)]

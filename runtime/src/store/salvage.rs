@@ -104,17 +104,7 @@ const PROBE_PAST: u64 = 64;
 impl Salvage {
     /// Reads what it can of the store at `path` from a private copy, without trusting it.
     fn read(path: &Path) -> Result<Salvage, StoreError> {
-        let copy = tempfile::Builder::new().prefix("aptc-salvage-").tempdir().map_err(|source| StoreError::File {
-            what: "copying",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file = copy.path().join("state.db");
-        std::fs::copy(path, &file).map_err(|source| StoreError::File {
-            what: "copying",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (copy, file) = super::private_copy(path, "aptc-salvage-")?;
         let mut salvage = Salvage::default();
         // Opened as a writer: a file not closed cleanly is repaired (in the copy) on opening.
         let mut builder = redb::Database::builder();
