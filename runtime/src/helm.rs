@@ -278,8 +278,30 @@ pub(crate) fn chart_args(command: &mut Command, chart: &ChartRef, version: Optio
 
 /// What Helm reads as `--values -`: the values as JSON (which is YAML), given on its standard
 /// input so that no file ever holds them (they hold revealed secrets on a cluster target).
-pub(crate) fn values_input(values: &serde_json::Value) -> Vec<u8> {
-    values.to_string().into_bytes()
+///
+/// Helm reads it as YAML, which takes U+0085, U+2028 and U+2029 for line breaks (and folds them)
+/// and refuses DEL, the C1 controls and other characters outside its printable set: each such
+/// character is written as a `\uXXXX` escape, which JSON and YAML's double-quoted strings both
+/// read back as the character itself. They can only stand inside strings (everything else in JSON
+/// is ASCII), so the escape is always in a string.
+pub fn values_input(values: &serde_json::Value) -> Vec<u8> {
+    let json = values.to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if yaml_alters(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into_bytes()
+}
+
+/// Whether a YAML reader would not give `c` back as itself inside a double-quoted string: DEL, the
+/// C1 controls (U+0085 among them), the line and paragraph separators, the byte-order mark and the
+/// non-characters outside YAML's printable set. (JSON already escapes the C0 controls.)
+fn yaml_alters(c: char) -> bool {
+    matches!(u32::from(c), 0x7F..=0x9F | 0x2028 | 0x2029 | 0xD800..=0xDFFF | 0xFEFF | 0xFFFE | 0xFFFF)
 }
 
 /// The prefix of the private directories of Helm calls in the system's temporary directory.

@@ -171,3 +171,55 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
         assert!(!file.contains("s3cr3t"), "a secret was rendered: {file}");
     }
 }
+
+/// Values reach the chart exactly, whatever characters a consumer put in them: Helm reads its
+/// values as YAML, which folds U+0085, U+2028 and U+2029 into line breaks and refuses DEL, the
+/// other C1 controls and a byte-order mark; aptc escapes them ([`aptc_runtime::helm::values_input`]).
+#[test]
+fn hostile_values_reach_the_chart_exactly() {
+    let Some(helm) = helm("hostile_values_reach_the_chart_exactly") else { return };
+    let hostile = [
+        "a\u{85}b",
+        "line\u{2028}separator\u{2029}paragraph",
+        "del\u{7f}c1\u{80}\u{9f}",
+        "\u{feff}bom",
+        "x\"\n  evil: \"pwned",
+        "\n---\nkind: ClusterRoleBinding\n",
+        "tab\tnul\u{0}esc\u{1b}[31m",
+        "yes",
+        "#not a comment & *anchor !!tag {a: [b]}",
+        "ünïcødé ✓ 𝔘",
+    ];
+    let policy = tempfile::tempdir().unwrap();
+    let chart = policy.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: echo\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        chart.join("templates/echo.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n{{- range $i, $v := .Values.list }}\n  k{{ $i }}: {{ $v | quote }}\n{{- end }}\n",
+    )
+    .unwrap();
+    let program = common::lower_path(Path::new("examples/quickstart"));
+    let mut unit = units(&resolve(&program)).into_values().next().unwrap();
+    unit.source = Source::Chart {
+        chart: "./chart".into(),
+        repo: None,
+        version: None,
+        base_dir: policy.path().to_string_lossy().into(),
+    };
+    unit.values = serde_json::json!({ "list": hostile });
+    let out = tempfile::tempdir().unwrap();
+    let driver = RenderDriver::new(out.path(), Ok(helm));
+    let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
+    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
+    let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
+    assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
+    let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+    let documents = parse_stream(&std::fs::read_to_string(dir.join("manifest.yaml")).unwrap()).unwrap();
+    assert_eq!(documents.len(), 1, "one object, whatever the values hold");
+    let data = &documents[0].value["data"];
+    for (i, value) in hostile.iter().enumerate() {
+        assert_eq!(data[format!("k{i}")], *value, "value {i} reached the chart changed");
+    }
+    assert_eq!(data.as_object().unwrap().len(), hostile.len(), "no key was added: {data}");
+}

@@ -237,6 +237,7 @@ impl Terminal {
     /// A line for people: on standard output, or on standard error when standard output carries
     /// the JSON report.
     fn say(&self, line: &str) {
+        let line = super::words::printable(line);
         if self.json {
             eprintln!("{line}");
         } else {
@@ -246,6 +247,7 @@ impl Terminal {
 
     /// Text for people (whole lines), where [`Terminal::say`] puts it.
     fn show(&self, text: &str) {
+        let text = super::words::printable(text);
         if self.json {
             eprint!("{text}");
         } else {

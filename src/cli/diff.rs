@@ -12,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::checkout::Checkout;
-use super::words::count;
+use super::words::{count, printable};
 use super::{EXIT_FINDINGS, Format, policy};
 
 #[derive(Debug, Args)]
@@ -61,9 +61,9 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     let change = diff(&old, &new);
     match args.format {
         Format::Text => {
-            print!("{}", text(&old, &new, &change));
+            print!("{}", printable(&text(&old, &new, &change)));
             if let (Some(user), Some(refused)) = (&args.acting_user, &refused) {
-                print!("{}", refusals_text(user, refused));
+                print!("{}", printable(&refusals_text(user, refused)));
             }
         }
         Format::Json => {

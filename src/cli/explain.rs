@@ -40,7 +40,7 @@ pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
     state.redact();
     let found = find(&state, &args.target)?;
     match args.format {
-        Format::Text => print!("{}", text(&state, &found)),
+        Format::Text => print!("{}", super::words::printable(&text(&state, &found))),
         Format::Json => println!("{}", serde_json::to_string_pretty(&json(&state, &found))?),
     }
     Ok(ExitCode::SUCCESS)

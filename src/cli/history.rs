@@ -118,7 +118,7 @@ running; the next deploy records what it did)",
                     value["desired_state"] = store.desired_state(number)?.unwrap_or_default();
                     println!("{}", serde_json::to_string_pretty(&redact(&value)).context("encoding JSON")?);
                 }
-                Format::Text => print!("{}", show(&revision, finished)),
+                Format::Text => print!("{}", super::words::printable(&show(&revision, finished))),
             }
         }
     }

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use std::io::Write;
 
 use super::policy;
-use super::words::count;
+use super::words::{count, printable};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -38,7 +38,7 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     drop(program);
     state.redact();
     match args.format {
-        Format::Tree => print!("{}", tree(&state)),
+        Format::Tree => print!("{}", printable(&tree(&state))),
         Format::Json => {
             // Written as it is encoded: the text of 10,000 claims is never held whole.
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -23,6 +23,7 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use serde_json::json;
 
 use super::EXIT_FINDINGS;
+use super::words::printable;
 
 /// The version of `--format json`; raised when a field changes meaning or goes away (adding one
 /// does not).
@@ -126,8 +127,8 @@ fn show(report: &TestReport, color: bool) -> String {
     }
     let mut out = format!("test {} ... {}  ({})\n", report.test, paint("FAILED", "31;1"), report.origin);
     for failure in &report.failures {
-        out.push_str(&format!("    {}  ({})\n", failure.expectation, failure.origin));
-        out.push_str(&format!("      {}\n", failure.message));
+        out.push_str(&format!("    {}  ({})\n", printable(&failure.expectation), failure.origin));
+        out.push_str(&format!("      {}\n", printable(&failure.message)));
     }
     out
 }
