@@ -2050,3 +2050,21 @@ fn check_says_when_there_is_no_policy_and_users_files_are_strict() {
     assert!(!text.contains("users file"), "{text}");
     assert_ne!(code, Some(2), "{text}");
 }
+
+/// Issue #10: claim text never reaches the terminal raw. A consumer's label holding escape
+/// sequences (colour, a window title, a bell) is shown escaped wherever text output repeats it.
+#[test]
+fn claim_text_never_reaches_the_terminal_raw() {
+    let dir = scratch("terminal-escapes");
+    std::fs::copy(root().join("tests/fixtures/terminal_escapes.apt"), dir.join("system.apt")).unwrap();
+    let policy = dir.to_str().unwrap();
+    for args in [vec!["plan", policy], vec!["explain", "system.c1", policy]] {
+        let out = aptc(&args);
+        let text = stdout(&out);
+        assert!(
+            !out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07),
+            "{args:?} printed raw control bytes: {text:?}"
+        );
+        assert!(text.contains("bad note: \\u{1b}[31mred\\u{1b}]0;title\\u{7}"), "{args:?}: {text}");
+    }
+}
