@@ -221,6 +221,7 @@ pub fn symbol_kind(kind: ide::SymbolKind) -> lsp::SymbolKind {
         K::Team => lsp::SymbolKind::CONSTANT,
         K::Grant => lsp::SymbolKind::KEY,
         K::Function => lsp::SymbolKind::FUNCTION,
+        K::Test => lsp::SymbolKind::METHOD,
     }
 }
 

@@ -648,3 +648,41 @@ fn renames_reach_test_blocks_and_the_policy_still_checks() {
     assert!(rename(&f.db, f.ws, f.file("analytics.apt"), policy, "bea_pipeline").is_err());
     assert!(rename(&f.db, f.ws, f.file("tests.apt"), f.at("tests.apt", "user \"bea@", 6), "bob").is_err());
 }
+
+#[test]
+fn tests_have_an_outline_folds_and_inlay_hints() {
+    let f = Fixture::with_tests();
+    let tests = f.file("tests.apt");
+    let symbols = document_symbols(&f.db, tests);
+    let names: Vec<(&str, SymbolKind)> = symbols.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(names, [("analytics", SymbolKind::Namespace), ("pipelines", SymbolKind::Test)]);
+    let test = &symbols[1];
+    assert_eq!(test.detail.as_deref(), Some("5 expectations"));
+    let children: Vec<(&str, SymbolKind)> = test.children.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(children, [("bea@example.com", SymbolKind::User), ("bea_pipeline", SymbolKind::Claim)]);
+    assert_eq!(test.children[1].detail.as_deref(), Some("contract pipeline"));
+    let found = workspace_symbols(&f.db, f.ws, "bea_pipe", 10);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].container.as_deref(), Some("pipelines"));
+
+    let folds: Vec<String> = folding_ranges(&f.db, tests)
+        .iter()
+        .filter(|fold| fold.kind == FoldKind::Region)
+        .map(|fold| {
+            f.text_at(FileSpan { file: f.id("tests.apt"), span: fold.span })
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(folds.len(), 4, "the test, its user, its claim and the expected instance: {folds:?}");
+
+    let all = Span { start: 0, end: TESTS.len() as u32 };
+    let hints: Vec<(String, String)> = inlay_hints(&f.db, f.ws, tests, all)
+        .into_iter()
+        .map(|h| (TESTS[..h.offset as usize].rsplit(['{', ' ']).next().unwrap_or_default().to_string(), h.label))
+        .collect();
+    let ty = ": \"dev\" | \"prod\"".to_string();
+    assert_eq!(hints, [("env".to_string(), ty.clone()), ("env".to_string(), ty)], "user and claim labels");
+}
