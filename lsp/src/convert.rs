@@ -188,6 +188,8 @@ pub fn completion_kind(kind: ide::CompletionKind) -> lsp::CompletionItemKind {
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::EnumValue => lsp::CompletionItemKind::ENUM_MEMBER,
         K::Role => lsp::CompletionItemKind::VALUE,
+        K::Claim => lsp::CompletionItemKind::OBJECT,
+        K::Context => lsp::CompletionItemKind::ENUM_MEMBER,
     }
 }
 

@@ -686,3 +686,55 @@ fn tests_have_an_outline_folds_and_inlay_hints() {
     let ty = ": \"dev\" | \"prod\"".to_string();
     assert_eq!(hints, [("env".to_string(), ty.clone()), ("env".to_string(), ty)], "user and claim labels");
 }
+
+#[test]
+fn completion_hover_and_definition_inside_tests() {
+    let f = Fixture::with_tests();
+    let complete = |needle: &str, delta: u32| f.complete("tests.apt", needle, delta);
+    // At the start of a test's statement, and of an expected instance's.
+    let in_test = complete("\n    claim bea_pipeline", 1);
+    assert_eq!(in_test, ["claim", "user", "expect"]);
+    let in_expectation = complete("        context all", 8);
+    assert_eq!(in_expectation, ["context", "cluster", "namespace", "values"]);
+    // A test's claim and user complete as the policy's do.
+    assert!(complete("contract pipeline", 9).contains(&"pipeline".to_string()));
+    assert!(complete("contract pipeline", 9).contains(&"platform.kafka".to_string()));
+    let users = complete("user \"bea@example.com\"\n        contract", 5);
+    assert!(users.contains(&"\"ada@example.com\"".to_string()) && users.contains(&"\"bea@example.com\"".to_string()));
+    assert!(complete("team app_team", 5).contains(&"app_team".to_string()));
+    assert!(complete("env = \"prod\"", 0).contains(&"env".to_string()), "label keys");
+    let values = complete("env = \"prod\"", 6);
+    assert_eq!(values, ["\"dev\"", "\"prod\""], "enum values");
+    // Expectations.
+    assert_eq!(complete("expect claim bea", 7), ["claim", "instance", "no", "instances"]);
+    let claims = complete("expect claim bea", 13);
+    assert_eq!(claims.first().map(String::as_str), Some("bea_pipeline"), "the test's own first: {claims:?}");
+    assert!(claims.contains(&"ada_pipeline".to_string()));
+    assert_eq!(complete("bea_pipeline resolved", 13), ["resolved", "rejected"]);
+    assert!(complete("instance pipeline.app", 9).contains(&"pipeline".to_string()), "services");
+    assert_eq!(complete("pipeline.app", 9), ["queue", "app"], "components of the service");
+    assert_eq!(complete("platform.kafka.broker", 9), ["kafka"], "services of a namespace");
+    assert_eq!(complete("pipeline.app for", 13), ["for"]);
+    assert!(complete("for ada_pipeline", 4).contains(&"bea_pipeline".to_string()));
+    assert_eq!(complete("analytics.bea_pipeline", 10), ["ada_pipeline"], "claims of a namespace");
+    assert_eq!(complete("no instance", 3), ["instance"]);
+    assert_eq!(complete("context all", 8), ["all"], "the contexts that use the service");
+    assert!(complete("cluster system.local", 8).contains(&"local".to_string()));
+
+    // Hover and definition on names in a test.
+    let tests = f.file("tests.apt");
+    let on_contract = hover(&f.db, f.ws, tests, f.at("tests.apt", "contract pipeline", 10)).expect("hover");
+    assert!(on_contract.markdown.contains("contract `analytics.pipeline`"), "{}", on_contract.markdown);
+    let on_local = hover(&f.db, f.ws, tests, f.at("tests.apt", "bea_pipeline resolved", 1)).expect("hover");
+    assert!(on_local.markdown.contains("claim bea_pipeline"), "{}", on_local.markdown);
+    assert!(on_local.markdown.contains("of test `analytics.pipelines`"), "{}", on_local.markdown);
+    let on_test = hover(&f.db, f.ws, tests, f.at("tests.apt", "test pipelines", 6)).expect("hover");
+    assert!(on_test.markdown.contains("Bea gets the pipeline"), "{}", on_test.markdown);
+    let component = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "pipeline.app", 10));
+    assert_eq!(
+        component.iter().map(|d| (d.file, f.text_at(*d))).collect::<Vec<_>>(),
+        [(f.id("analytics.apt"), "app".to_string())]
+    );
+    let label = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "env = \"prod\"", 1));
+    assert_eq!(label.iter().map(|d| d.file).collect::<Vec<_>>(), [f.id("platform.apt")]);
+}
