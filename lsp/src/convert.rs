@@ -188,7 +188,7 @@ pub fn completion_kind(kind: ide::CompletionKind) -> lsp::CompletionItemKind {
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::EnumValue => lsp::CompletionItemKind::ENUM_MEMBER,
         K::Role => lsp::CompletionItemKind::VALUE,
-        K::Claim => lsp::CompletionItemKind::OBJECT,
+        K::Claim => lsp::CompletionItemKind::REFERENCE,
         K::Context => lsp::CompletionItemKind::ENUM_MEMBER,
     }
 }
