@@ -431,10 +431,16 @@ fn formatting_matches_fmt_and_refuses_broken_files() {
 /// states a file passes through while it is typed).
 #[test]
 fn every_query_answers_on_every_prefix() {
-    let mut f = Fixture::standard();
-    let file = f.file("analytics.apt");
-    for cut in (0..ANALYTICS.len()).step_by(7).filter(|&c| ANALYTICS.is_char_boundary(c)) {
-        f.db.set_text(file, Arc::from(&ANALYTICS[..cut]));
+    for (path, text) in [("analytics.apt", ANALYTICS), ("tests.apt", TESTS)] {
+        every_query_on_every_prefix_of(path, text);
+    }
+}
+
+fn every_query_on_every_prefix_of(path: &str, text: &str) {
+    let mut f = Fixture::with_tests();
+    let file = f.file(path);
+    for cut in (0..text.len()).step_by(7).filter(|&c| text.is_char_boundary(c)) {
+        f.db.set_text(file, Arc::from(&text[..cut]));
         let (db, ws) = (&f.db, f.ws);
         let len = cut as u32;
         let _ = crate::check::diagnostics(db, ws);
