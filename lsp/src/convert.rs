@@ -188,6 +188,8 @@ pub fn completion_kind(kind: ide::CompletionKind) -> lsp::CompletionItemKind {
         K::Function => lsp::CompletionItemKind::FUNCTION,
         K::EnumValue => lsp::CompletionItemKind::ENUM_MEMBER,
         K::Role => lsp::CompletionItemKind::VALUE,
+        K::Claim => lsp::CompletionItemKind::REFERENCE,
+        K::Context => lsp::CompletionItemKind::ENUM_MEMBER,
     }
 }
 
@@ -221,6 +223,7 @@ pub fn symbol_kind(kind: ide::SymbolKind) -> lsp::SymbolKind {
         K::Team => lsp::SymbolKind::CONSTANT,
         K::Grant => lsp::SymbolKind::KEY,
         K::Function => lsp::SymbolKind::FUNCTION,
+        K::Test => lsp::SymbolKind::METHOD,
     }
 }
 

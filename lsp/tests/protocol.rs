@@ -410,3 +410,52 @@ contract app {\n    context all {\n        use app\n    }\n}\n\nclaim one {\n   
     client.shutdown().await;
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `test` blocks are part of the policy the editor sees (issue #13.1): the quickstart's
+/// tests in the outline, hover inside them, and renames that reach them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_blocks_in_outline_hover_folding_and_rename() {
+    let quickstart = repo().join("examples/quickstart");
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&quickstart).await;
+    let tests = quickstart.join("tests.apt");
+    let text = client.open_from_disk(&tests).await;
+    let document = json!({ "textDocument": { "uri": uri(&tests) } });
+
+    // The outline: the namespace, then each test with its users and claims.
+    let symbols = client.call("textDocument/documentSymbol", document.clone()).await;
+    assert_eq!(
+        labels_of(&symbols, "name"),
+        ["hello", "ada_gets_a_private_greeter", "production_is_shared", "developers_do_not_share"]
+    );
+    assert_eq!(symbols[1]["kind"], json!(6), "a test is a method");
+    assert_eq!(labels_of(&symbols[2]["children"], "name"), ["ada_prod"]);
+    assert_eq!(labels_of(&symbols[3]["children"], "name"), ["bea@example.com", "bea_dev"]);
+
+    // Hover on the contract a test's claim names, and on a claim of the policy it expects.
+    let (line, character) = find(&text, "contract hello", 10);
+    let hover = client.call("textDocument/hover", at(&tests, line, character)).await;
+    let markdown = hover["contents"]["value"].as_str().unwrap_or_default();
+    assert!(markdown.contains("contract `hello.hello`") && markdown.contains("hello.apt"), "{hover}");
+    let (line, character) = find(&text, "expect claim ada_dev", 14);
+    let definition = client.call("textDocument/definition", at(&tests, line, character)).await;
+    assert!(definition.to_string().contains("hello.apt"), "{definition}");
+
+    // Folding: each test's block.
+    let folds = client.call("textDocument/foldingRange", document.clone()).await;
+    let (test_line, _) = find(&text, "test production_is_shared {", 0);
+    assert!(folds.as_array().unwrap().iter().any(|f| f["startLine"] == test_line), "{folds}");
+
+    // Renaming the label `env` in hello.apt edits the tests' labels maps too.
+    let hello = quickstart.join("hello.apt");
+    let hello_text = client.open_from_disk(&hello).await;
+    let (line, character) = find(&hello_text, "label env", 7);
+    let mut params = at(&hello, line, character);
+    params["newName"] = json!("stage");
+    let edit = client.call("textDocument/rename", params).await;
+    let changes = edit["changes"].as_object().expect("changes");
+    let in_tests = changes.get(&uri(&tests)).and_then(Value::as_array).expect("edits of tests.apt");
+    assert_eq!(in_tests.len(), 2, "both test claims' `env`: {in_tests:?}");
+    assert!(in_tests.iter().all(|e| e["newText"] == "stage"));
+    client.shutdown().await;
+}

@@ -40,6 +40,10 @@ pub enum CompletionKind {
     Team,
     User,
     Component,
+    /// A claim (in a test's expectations).
+    Claim,
+    /// A context of a contract (in an expected instance).
+    Context,
     /// A field of `user`, `claim`, `cluster` or `instance`, or `discovery`.
     Field,
     /// A root name of expressions (`labels`, `user`, …).
@@ -186,6 +190,12 @@ impl Cx<'_> {
         let n = before.len();
         let last = before.last().map(|(t, _)| *t);
         let block_kind = block(frames).map(|f| f.kind);
+        if !in_interpolation
+            && matches!(block_kind, Some(FrameKind::Test | FrameKind::Expectation))
+            && let Some(items) = self.in_test(before, frames)
+        {
+            return items;
+        }
         match last {
             None if in_interpolation => self.expression(frames),
             None => self.statement_keywords(frames),
@@ -205,7 +215,11 @@ impl Cx<'_> {
                 Keyword::Team if matches!(block_kind, Some(FrameKind::Claim | FrameKind::User)) => {
                     self.objects(Kind::Team, CompletionKind::Team)
                 }
-                Keyword::User if block_kind == Some(FrameKind::Claim) => self.users(),
+                Keyword::User if block_kind == Some(FrameKind::Claim) => {
+                    let mut items = self.users();
+                    items.extend(self.test_users(frames));
+                    items
+                }
                 Keyword::Import => self.namespaces(),
                 Keyword::Namespace if frames.is_empty() => self.namespaces(),
                 Keyword::Grant => {
@@ -266,6 +280,162 @@ impl Cx<'_> {
         }
     }
 
+    /// What may follow `before` in the statements of a test (docs/language.md §18): the words
+    /// of `expect`, the claims and components expectations name, the properties of an
+    /// expected instance. `None` where the test's statements are like any other (its claims,
+    /// its users).
+    fn in_test(&self, before: &Tokens, frames: &[Frame]) -> Option<Vec<Completion>> {
+        let n = before.len();
+        let at = |back: usize| n.checked_sub(back).map(|i| before[i].0);
+        let words = |words: &[&str]| words.iter().map(|w| Completion::new(*w, CompletionKind::Keyword)).collect();
+        let expect = Token::Keyword(Keyword::Expect);
+        let block_kind = block(frames).map(|f| f.kind);
+        if block_kind == Some(FrameKind::Expectation) {
+            return match at(1)? {
+                Token::Keyword(Keyword::Context) => Some(self.expected_contexts(frames)),
+                Token::Keyword(Keyword::Cluster) => Some(self.objects(Kind::Cluster, CompletionKind::Cluster)),
+                Token::Keyword(Keyword::Namespace) => Some(Vec::new()),
+                _ => None,
+            };
+        }
+        // `expect instance S.C for CLAIM` or `expect no instance S.C for CLAIM`: the index of
+        // the word `instance`, when it starts the expectation.
+        let instance_word = |i: usize| {
+            before[i].0 == Token::Ident("instance")
+                && (i >= 1 && before[i - 1].0 == expect
+                    || i >= 2 && before[i - 1].0 == Token::Ident("no") && before[i - 2].0 == expect)
+        };
+        let items = match (at(2), at(1)?) {
+            (_, Token::Keyword(Keyword::Expect)) => words(&["claim", "instance", "no", "instances"]),
+            (Some(Token::Keyword(Keyword::Expect)), Token::Ident("no")) => words(&["instance"]),
+            (Some(Token::Keyword(Keyword::Expect)), Token::Keyword(Keyword::Claim)) => self.test_claims(frames),
+            (Some(Token::Keyword(Keyword::Claim)), Token::Ident(_)) if at(3) == Some(expect) => {
+                words(&["resolved", "rejected"])
+            }
+            (_, Token::Ident("rejected")) => words(&["matches"]),
+            (_, Token::Ident("instance")) if instance_word(n - 1) => {
+                self.objects(Kind::Service, CompletionKind::Service)
+            }
+            (_, Token::Ident("for")) => self.test_claims(frames),
+            (_, Token::Dot) => {
+                let (path, start) = path_before(before, n - 1)?;
+                let lead = start.checked_sub(1)?;
+                if instance_word(lead) {
+                    self.services_or_components(&path)
+                } else if before[lead].0 == Token::Ident("for")
+                    || before[lead].0 == Token::Keyword(Keyword::Claim) && lead >= 1 && before[lead - 1].0 == expect
+                {
+                    let [qualifier] = path.as_slice() else { return Some(Vec::new()) };
+                    let namespace = self.namespace_named(qualifier)?;
+                    self.objects_of(&namespace, Kind::Claim, CompletionKind::Claim)
+                } else {
+                    return None;
+                }
+            }
+            (_, Token::Ident(_)) => {
+                // `expect instance S.C ` is followed by `for`.
+                let (_, start) = path_before(before, n)?;
+                let lead = start.checked_sub(1)?;
+                if !instance_word(lead) {
+                    return None;
+                }
+                words(&["for"])
+            }
+            _ => return None,
+        };
+        Some(items)
+    }
+
+    /// The claims an expectation may name: the test's own, then the policy's.
+    fn test_claims(&self, frames: &[Frame]) -> Vec<Completion> {
+        let mut items: Vec<Completion> = self
+            .test_declared(frames, Keyword::Claim)
+            .into_iter()
+            .map(|name| Completion::new(name.as_str(), CompletionKind::Claim).detail("claim of this test"))
+            .collect();
+        items.extend(self.objects(Kind::Claim, CompletionKind::Claim));
+        items
+    }
+
+    /// The users the test around the cursor declares, as a claim writes them.
+    fn test_users(&self, frames: &[Frame]) -> Vec<Completion> {
+        self.test_declared(frames, Keyword::User)
+            .into_iter()
+            .map(|name| Completion::new(format!("\"{name}\""), CompletionKind::User).detail("user of this test"))
+            .collect()
+    }
+
+    /// The names of the claims or users (`keyword`) the test around the cursor declares, read
+    /// from its tokens.
+    fn test_declared(&self, frames: &[Frame], keyword: Keyword) -> Vec<SmolStr> {
+        let Some(test) = frame_of(frames, FrameKind::Test) else { return Vec::new() };
+        let tokens = self.tokens;
+        let mut names = Vec::new();
+        let mut depth = 0i32;
+        for i in test.open + 1..tokens.len() {
+            match tokens[i].0 {
+                Token::LBrace => depth += 1,
+                Token::RBrace if depth == 0 => break,
+                Token::RBrace => depth -= 1,
+                Token::Keyword(k)
+                    if k == keyword && depth == 0 && tokens[i - 1].0 != Token::Keyword(Keyword::Expect) =>
+                {
+                    match tokens.get(i + 1).map(|(t, _)| *t) {
+                        Some(Token::Ident(name)) => names.push(SmolStr::new(name)),
+                        Some(Token::Str(lit)) => names.push(SmolStr::new(lit.raw.trim_matches('"'))),
+                        _ => {}
+                    }
+                }
+                Token::Keyword(Keyword::Test) if depth == 0 => break,
+                _ => {}
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// After `expect instance PATH.`: the services of a namespace, or the components of a
+    /// service.
+    fn services_or_components(&self, path: &[&str]) -> Vec<Completion> {
+        if let [qualifier] = path
+            && let Some(namespace) = self.namespace_named(qualifier)
+        {
+            return self.objects_of(&namespace, Kind::Service, CompletionKind::Service);
+        }
+        let Lookup::Found(service, _) = self.scope().resolve(Kind::Service, path) else { return Vec::new() };
+        let key = (service.namespace.clone(), service.name.clone());
+        self.index
+            .components
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|name| {
+                Completion::new(name.as_str(), CompletionKind::Component).detail(format!("component of {service}"))
+            })
+            .collect()
+    }
+
+    /// The contexts that use the service of the expectation around the cursor.
+    fn expected_contexts(&self, frames: &[Frame]) -> Vec<Completion> {
+        let Some(expectation) = frame_of(frames, FrameKind::Expectation) else { return Vec::new() };
+        let header = &self.tokens[..expectation.open];
+        let Some(at_for) = header.iter().rposition(|(t, _)| *t == Token::Ident("for")) else { return Vec::new() };
+        let Some((path, _)) = path_before(header, at_for) else { return Vec::new() };
+        let Some((_, service)) = path.split_last() else { return Vec::new() };
+        let Lookup::Found(service, _) = self.scope().resolve(Kind::Service, service) else { return Vec::new() };
+        let key = (service.namespace.clone(), service.name.clone());
+        self.index
+            .service_contexts
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .map(|name| {
+                Completion::new(name.as_str(), CompletionKind::Context).detail(format!("context using {service}"))
+            })
+            .collect()
+    }
+
     /// Keywords that may follow a name in a header: `component NAME uses`, `rule NAME when`.
     fn follow_ups(&self, before: &Tokens, frames: &[Frame]) -> Vec<Completion> {
         let n = before.len();
@@ -306,6 +476,8 @@ impl Cx<'_> {
             Some(FrameKind::Claim) => &[User, Team, Contract, Labels],
             Some(FrameKind::User) => &[Team, Groups, Labels],
             Some(FrameKind::Team) => &[Labels],
+            Some(FrameKind::Test) => &[Claim, User, Expect],
+            Some(FrameKind::Expectation) => &[Context, Cluster, Namespace, Values],
             _ => &[],
         };
         keywords.iter().map(|k| Completion::new(k.as_str(), CompletionKind::Keyword)).collect()

@@ -82,6 +82,9 @@ pub fn hover(db: &dyn salsa::Database, ws: Workspace, file: SourceText, offset: 
         }
         Target::Context { contract, .. } => facts.push(format!("context of contract `{contract}`")),
         Target::Function(_) => facts.push("standard library function".to_string()),
+        Target::Local { test, kind, .. } => {
+            facts.push(format!("{} of test `{test}`, only while it runs", kind.as_str()));
+        }
     }
     if let Some(site) = site
         && let Some(defining) = source(db, ws, site.file)
@@ -293,6 +296,18 @@ pub fn declaration(db: &dyn salsa::Database, ws: Workspace, site: FileSpan) -> O
                     })
                 }
             }
+            ItemKind::Test(t) if at(t.name.span) => Some(simple(t.body.span.start)),
+            ItemKind::Test(t) => t.body.stmts.iter().find_map(|stmt| match &stmt.node {
+                TestStmt::Claim(c) if at(c.name.span) => Some(Declaration {
+                    header: header(text, stmt.span.start, c.body.span.start),
+                    ..Declaration::default()
+                }),
+                TestStmt::User(u) if at(u.name.span) => Some(Declaration {
+                    header: header(text, stmt.span.start, u.body.as_ref().map_or(stmt.span.end, |b| b.span.start)),
+                    ..Declaration::default()
+                }),
+                _ => None,
+            }),
             ItemKind::Contract(c) => {
                 let contexts = c.body.stmts.iter().filter_map(|stmt| match &stmt.node {
                     ContractStmt::Context(context) => Some((stmt.span, context)),

@@ -189,6 +189,7 @@ pub fn prepare_rename(
 fn renamable(target: &Target) -> Result<(), RenameError> {
     match target {
         Target::Object(object) if object.kind == Kind::User => Err(RenameError::User),
+        Target::Local { kind: Kind::User, .. } => Err(RenameError::User),
         Target::Object(object) if object.namespace == STD_NAMESPACE => Err(RenameError::Std),
         Target::Function(_) => Err(RenameError::Std),
         Target::Namespace(name) if name == STD_NAMESPACE || name == SYSTEM_NAMESPACE => {
@@ -217,7 +218,16 @@ pub fn rename(
     }
     let index = workspace_index(db, ws);
     let taken = match &target {
+        // A test's claim may not share a name with a claim of its namespace (APT0202).
+        Target::Object(object) if object.kind == Kind::Claim => {
+            index.has(object.kind, &object.namespace, new_name)
+                || local_claim_named(db, ws, &object.namespace, new_name)
+        }
         Target::Object(object) => index.has(object.kind, &object.namespace, new_name),
+        Target::Local { test, kind, .. } => {
+            let other = Target::Local { test: test.clone(), kind: *kind, name: new_name.into() };
+            index.has(*kind, &test.namespace, new_name) || !occurrences_of(db, ws, &other, true).is_empty()
+        }
         Target::Namespace(_) => index.namespaces.contains_key(new_name),
         Target::Component { service, .. } => {
             let other = Target::Component { service: service.clone(), name: new_name.into() };
@@ -245,6 +255,16 @@ pub fn rename(
     Ok(edits)
 }
 
+/// Whether a test of `namespace` declares a claim named `name`.
+fn local_claim_named(db: &dyn salsa::Database, ws: Workspace, namespace: &str, name: &str) -> bool {
+    ws.files(db).iter().any(|&file| {
+        file_occurrences(db, ws, file).iter().any(|o| {
+            matches!(&o.target, Target::Local { test, kind: Kind::Claim, name: local }
+                if o.role == Role::Definition && test.namespace == namespace && local == name)
+        })
+    })
+}
+
 fn kind_word(target: &Target) -> &'static str {
     match target {
         Target::Object(object) => object.kind.as_str(),
@@ -252,6 +272,7 @@ fn kind_word(target: &Target) -> &'static str {
         Target::Component { .. } => "component",
         Target::Context { .. } => "context",
         Target::Function(_) => "function",
+        Target::Local { kind, .. } => kind.as_str(),
     }
 }
 

@@ -23,6 +23,10 @@ pub enum Target {
     Context { contract: ObjectRef, name: SmolStr },
     /// A standard-library function.
     Function(SmolStr),
+    /// A claim or user declared in a `test` block (`kind` is `Claim` or `User`): it exists
+    /// only while that test runs, so it belongs to the test, not to its namespace, and two
+    /// tests may each declare one of the same name.
+    Local { test: ObjectRef, kind: Kind, name: SmolStr },
 }
 
 impl Target {
@@ -34,6 +38,7 @@ impl Target {
             Target::Component { service, name } => format!("component `{name}` of service `{service}`"),
             Target::Context { contract, name } => format!("context `{name}` of contract `{contract}`"),
             Target::Function(name) => format!("function `{name}`"),
+            Target::Local { test, kind, name } => format!("{} `{name}` of test `{test}`", kind.as_str()),
         }
     }
 
@@ -42,7 +47,7 @@ impl Target {
         match self {
             Target::Object(object) => &object.name,
             Target::Namespace(name) | Target::Function(name) => name,
-            Target::Component { name, .. } | Target::Context { name, .. } => name,
+            Target::Component { name, .. } | Target::Context { name, .. } | Target::Local { name, .. } => name,
         }
     }
 }
@@ -71,7 +76,7 @@ pub fn file_occurrences(db: &dyn salsa::Database, ws: Workspace, file: SourceTex
     let parse = parse_file(db, file);
     let namespace = summary.namespace.clone().unwrap_or_default();
     let scope = Scope { index, namespace: &namespace, imports: &summary.imports };
-    let mut collector = Collector { scope, text: file.text(db), service: None, out: Vec::new() };
+    let mut collector = Collector { scope, text: file.text(db), service: None, test: None, out: Vec::new() };
     for item in &parse.file.items {
         collector.item(item);
     }
@@ -86,7 +91,16 @@ struct Collector<'a> {
     text: &'a str,
     /// The service being walked and its components, for `after` and `C.discovery.KEY`.
     service: Option<(ObjectRef, Vec<SmolStr>)>,
+    /// The test being walked, and the claims and users (lower-cased) it declares.
+    test: Option<LocalNames>,
     out: Vec<Occurrence>,
+}
+
+/// The claims and users a test declares, which its statements see before the policy's.
+struct LocalNames {
+    test: ObjectRef,
+    claims: Vec<SmolStr>,
+    users: Vec<SmolStr>,
 }
 
 impl Collector<'_> {
@@ -204,38 +218,9 @@ impl Collector<'_> {
                     }
                 }
             }
-            ItemKind::Claim(claim) => {
-                self.define(Kind::Claim, &claim.name);
-                for stmt in &claim.body.stmts {
-                    match &stmt.node {
-                        ClaimStmt::User(lit) => self.user_ref(lit),
-                        ClaimStmt::Team(team) => {
-                            self.reference(Kind::Team, std::slice::from_ref(team));
-                        }
-                        ClaimStmt::Contract(path) => {
-                            self.reference(Kind::Contract, &path.segments);
-                        }
-                        ClaimStmt::Labels(map) => self.label_map(map),
-                        ClaimStmt::Error => {}
-                    }
-                }
-            }
-            ItemKind::User(user) => {
-                if let Some(name) = self.quoted(&user.name) {
-                    let object = self.object(Kind::User, &SmolStr::new(name.text.to_lowercase()));
-                    self.push(name.span, Target::Object(object), Role::Definition);
-                }
-                for stmt in user.body.iter().flat_map(|b| &b.stmts) {
-                    match &stmt.node {
-                        UserStmt::Team(team) => {
-                            self.reference(Kind::Team, std::slice::from_ref(team));
-                        }
-                        UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
-                        UserStmt::Labels(map) => self.label_map(map),
-                        UserStmt::Error => {}
-                    }
-                }
-            }
+            ItemKind::Claim(claim) => self.claim(claim),
+            ItemKind::User(user) => self.user(user),
+            ItemKind::Test(test) => self.test(test),
             ItemKind::Team(team) => {
                 self.define(Kind::Team, &team.name);
                 for stmt in team.body.iter().flat_map(|b| &b.stmts) {
@@ -259,6 +244,170 @@ impl Collector<'_> {
             }
             _ => {}
         }
+    }
+
+    /// A claim, of the policy or (inside a test) of the test.
+    fn claim(&mut self, claim: &Claim) {
+        match &self.test {
+            Some(local) => {
+                let target =
+                    Target::Local { test: local.test.clone(), kind: Kind::Claim, name: claim.name.text.clone() };
+                self.push(claim.name.span, target, Role::Definition);
+            }
+            None => {
+                self.define(Kind::Claim, &claim.name);
+            }
+        }
+        for stmt in &claim.body.stmts {
+            match &stmt.node {
+                ClaimStmt::User(lit) => self.user_ref(lit),
+                ClaimStmt::Team(team) => {
+                    self.reference(Kind::Team, std::slice::from_ref(team));
+                }
+                ClaimStmt::Contract(path) => {
+                    self.reference(Kind::Contract, &path.segments);
+                }
+                ClaimStmt::Labels(map) => self.label_map(map),
+                ClaimStmt::Error => {}
+            }
+        }
+    }
+
+    /// A user, of the policy or (inside a test) of the test.
+    fn user(&mut self, user: &User) {
+        if let Some(name) = self.quoted(&user.name) {
+            let key = SmolStr::new(name.text.to_lowercase());
+            let target = match &self.test {
+                Some(local) => Target::Local { test: local.test.clone(), kind: Kind::User, name: key },
+                None => Target::Object(self.object(Kind::User, &key)),
+            };
+            self.push(name.span, target, Role::Definition);
+        }
+        for stmt in user.body.iter().flat_map(|b| &b.stmts) {
+            match &stmt.node {
+                UserStmt::Team(team) => {
+                    self.reference(Kind::Team, std::slice::from_ref(team));
+                }
+                UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
+                UserStmt::Labels(map) => self.label_map(map),
+                UserStmt::Error => {}
+            }
+        }
+    }
+
+    /// A test: its own claims and users, and every name its expectations use
+    /// (docs/language.md §18), resolved as `semantics::file::test_blocks` checks them.
+    fn test(&mut self, test: &TestBlock) {
+        let me = self.define(Kind::Test, &test.name);
+        let mut local = LocalNames { test: me, claims: Vec::new(), users: Vec::new() };
+        for stmt in &test.body.stmts {
+            match &stmt.node {
+                TestStmt::Claim(claim) => local.claims.push(claim.name.text.clone()),
+                TestStmt::User(user) => {
+                    if let Some(name) = user.name.as_plain() {
+                        local.users.push(SmolStr::new(name.to_lowercase()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.test = Some(local);
+        for stmt in &test.body.stmts {
+            match &stmt.node {
+                TestStmt::Claim(claim) => self.claim(claim),
+                TestStmt::User(user) => self.user(user),
+                TestStmt::Expect(expect) => self.expect(expect),
+                TestStmt::Error => {}
+            }
+        }
+        self.test = None;
+    }
+
+    fn expect(&mut self, expect: &Expect) {
+        match expect {
+            Expect::Claim(e) => self.test_claim(&e.claim),
+            Expect::Instance(e) => {
+                let service = self.test_component(&e.component);
+                self.test_claim(&e.claim);
+                for stmt in e.body.iter().flat_map(|b| &b.stmts) {
+                    match &stmt.node {
+                        InstanceStmt::Context(context) => {
+                            if let Some(service) = &service {
+                                self.test_context(service, context);
+                            }
+                        }
+                        InstanceStmt::Cluster(cluster) => {
+                            self.reference(Kind::Cluster, &cluster.segments);
+                        }
+                        InstanceStmt::Values(map) => self.map(map),
+                        InstanceStmt::Namespace(_) | InstanceStmt::Error => {}
+                    }
+                }
+            }
+            Expect::NoInstance(e) => {
+                self.test_component(&e.component);
+                self.test_claim(&e.claim);
+            }
+            Expect::Instances(_) => {}
+        }
+    }
+
+    /// The claim of an expectation: the test's own (`name`, or `namespace.name` for the test's
+    /// namespace), else a claim of the policy.
+    fn test_claim(&mut self, path: &Path) {
+        let Some(local) = &self.test else { return };
+        let (test, own) = (local.test.clone(), &local.claims);
+        let last = match path.segments.as_slice() {
+            [name] => Some(name),
+            [qualifier, name] if qualifier.text == *self.scope.namespace => Some(name),
+            _ => None,
+        };
+        if let Some(name) = last.filter(|name| own.contains(&name.text)) {
+            if let [qualifier, _] = path.segments.as_slice() {
+                self.qualifier(qualifier);
+            }
+            let target = Target::Local { test, kind: Kind::Claim, name: name.text.clone() };
+            self.push(name.span, target, Role::Reference);
+            return;
+        }
+        self.reference(Kind::Claim, &path.segments);
+    }
+
+    /// `SERVICE.COMPONENT` or `NAMESPACE.SERVICE.COMPONENT`: the service, if it resolves.
+    fn test_component(&mut self, path: &Path) -> Option<ObjectRef> {
+        let (component, service) = path.segments.split_last()?;
+        if service.is_empty() {
+            return None;
+        }
+        let service = self.reference(Kind::Service, service)?;
+        let key = (service.namespace.clone(), service.name.clone());
+        if self.index().components.get(&key).is_some_and(|names| names.contains(&component.text)) {
+            let target = Target::Component { service: service.clone(), name: component.text.clone() };
+            self.push(component.span, target, Role::Reference);
+        }
+        Some(service)
+    }
+
+    /// The `context` of an expected instance: a context that uses the instance's service. It
+    /// resolves when one contract of the service's namespace uses the service (otherwise the
+    /// name does not say whose context it is).
+    fn test_context(&mut self, service: &ObjectRef, context: &Ident) {
+        let index = self.index();
+        let key = (service.namespace.clone(), service.name.clone());
+        if !index.service_contexts.get(&key).is_some_and(|names| names.contains(&context.text)) {
+            return;
+        }
+        let mut contracts = index
+            .contract_services
+            .iter()
+            .filter(|((namespace, _), services)| *namespace == service.namespace && services.contains(&service.name))
+            .map(|((namespace, name), _)| ObjectRef {
+                kind: Kind::Contract,
+                namespace: namespace.clone(),
+                name: name.clone(),
+            });
+        let (Some(contract), None) = (contracts.next(), contracts.next()) else { return };
+        self.push(context.span, Target::Context { contract, name: context.text.clone() }, Role::Reference);
     }
 
     fn import(&mut self, import: &Import) {
@@ -398,6 +547,14 @@ impl Collector<'_> {
 
     fn user_ref(&mut self, lit: &StrLit) {
         let Some(name) = self.quoted(lit) else { return };
+        if let Some(local) = &self.test {
+            let key = SmolStr::new(name.text.to_lowercase());
+            if local.users.contains(&key) {
+                let target = Target::Local { test: local.test.clone(), kind: Kind::User, name: key };
+                self.push(name.span, target, Role::Reference);
+                return;
+            }
+        }
         if let Lookup::Found(user, _) = self.scope.resolve(Kind::User, &[name.text.as_str()]) {
             self.push(name.span, Target::Object(user), Role::Reference);
         }

@@ -21,6 +21,8 @@ pub enum SymbolKind {
     Team,
     Grant,
     Function,
+    /// A `test` block; its claims and users are its children.
+    Test,
 }
 
 /// A declaration in the outline.
@@ -97,6 +99,30 @@ pub fn document_symbols(db: &dyn salsa::Database, file: SourceText) -> Vec<Symbo
             }
             ItemKind::Grant(grant) => {
                 symbol(&format!("grant {}", grant.role.text), SymbolKind::Grant, span, grant.role.span)
+            }
+            ItemKind::Test(test) => {
+                let mut s = symbol(&test.name.text, SymbolKind::Test, span, test.name.span);
+                for stmt in &test.body.stmts {
+                    let child = match &stmt.node {
+                        TestStmt::Claim(c) => {
+                            let mut child = symbol(&c.name.text, SymbolKind::Claim, stmt.span, c.name.span);
+                            child.detail = c.body.stmts.iter().find_map(|s| match &s.node {
+                                ClaimStmt::Contract(path) => Some(format!("contract {}", slice(path.span))),
+                                _ => None,
+                            });
+                            child
+                        }
+                        TestStmt::User(u) => {
+                            let name = u.name.as_plain().unwrap_or_else(|| slice(u.name.span));
+                            symbol(&name, SymbolKind::User, stmt.span, u.name.span)
+                        }
+                        _ => continue,
+                    };
+                    s.children.push(child);
+                }
+                let expectations = test.body.stmts.iter().filter(|s| matches!(s.node, TestStmt::Expect(_))).count();
+                s.detail = Some(format!("{expectations} expectation{}", if expectations == 1 { "" } else { "s" }));
+                s
             }
             ItemKind::Function(f) => {
                 let mut s = symbol(&f.name.text, SymbolKind::Function, span, f.name.span);
@@ -211,17 +237,26 @@ pub fn folding_ranges(db: &dyn salsa::Database, file: SourceText) -> Vec<Fold> {
                     }
                 }
             }
-            ItemKind::Claim(claim) => {
-                region(claim.body.span);
-                for stmt in &claim.body.stmts {
-                    if let ClaimStmt::Labels(map) = &stmt.node {
-                        map_folds(map, &mut region);
+            ItemKind::Claim(claim) => claim_folds(claim, &mut region),
+            ItemKind::User(user) => user_folds(user, &mut region),
+            ItemKind::Test(test) => {
+                region(test.body.span);
+                for stmt in &test.body.stmts {
+                    match &stmt.node {
+                        TestStmt::Claim(claim) => claim_folds(claim, &mut region),
+                        TestStmt::User(user) => user_folds(user, &mut region),
+                        TestStmt::Expect(Expect::Instance(expect)) => {
+                            if let Some(body) = &expect.body {
+                                region(body.span);
+                                for stmt in &body.stmts {
+                                    if let InstanceStmt::Values(map) = &stmt.node {
+                                        map_folds(map, &mut region);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {}
                     }
-                }
-            }
-            ItemKind::User(user) => {
-                if let Some(body) = &user.body {
-                    region(body.span);
                 }
             }
             ItemKind::Team(team) => {
@@ -278,6 +313,26 @@ pub fn folding_ranges(db: &dyn salsa::Database, file: SourceText) -> Vec<Fold> {
     out.sort_by_key(|f| (f.span.start, std::cmp::Reverse(f.span.end)));
     out.dedup();
     out
+}
+
+fn claim_folds(claim: &Claim, region: &mut impl FnMut(Span)) {
+    region(claim.body.span);
+    for stmt in &claim.body.stmts {
+        if let ClaimStmt::Labels(map) = &stmt.node {
+            map_folds(map, region);
+        }
+    }
+}
+
+fn user_folds(user: &User, region: &mut impl FnMut(Span)) {
+    if let Some(body) = &user.body {
+        region(body.span);
+        for stmt in &body.stmts {
+            if let UserStmt::Labels(map) = &stmt.node {
+                map_folds(map, region);
+            }
+        }
+    }
 }
 
 fn map_folds(map: &MapLit, region: &mut impl FnMut(Span)) {

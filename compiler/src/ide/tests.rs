@@ -431,10 +431,16 @@ fn formatting_matches_fmt_and_refuses_broken_files() {
 /// states a file passes through while it is typed).
 #[test]
 fn every_query_answers_on_every_prefix() {
-    let mut f = Fixture::standard();
-    let file = f.file("analytics.apt");
-    for cut in (0..ANALYTICS.len()).step_by(7).filter(|&c| ANALYTICS.is_char_boundary(c)) {
-        f.db.set_text(file, Arc::from(&ANALYTICS[..cut]));
+    for (path, text) in [("analytics.apt", ANALYTICS), ("tests.apt", TESTS)] {
+        every_query_on_every_prefix_of(path, text);
+    }
+}
+
+fn every_query_on_every_prefix_of(path: &str, text: &str) {
+    let mut f = Fixture::with_tests();
+    let file = f.file(path);
+    for cut in (0..text.len()).step_by(7).filter(|&c| text.is_char_boundary(c)) {
+        f.db.set_text(file, Arc::from(&text[..cut]));
         let (db, ws) = (&f.db, f.ws);
         let len = cut as u32;
         let _ = crate::check::diagnostics(db, ws);
@@ -508,4 +514,233 @@ fn completion_after_commas_in_maps_and_inside_imports() {
     assert_eq!(f.complete("edit.apt", "{ }", 2), ["kafka", "env", "replicas"]);
     assert_eq!(f.complete("edit.apt", "env, }", 5), ["kafka", "env", "replicas"]);
     assert_eq!(f.complete("edit.apt", "platform.\n", 9), ["kafka", "env", "replicas"]);
+}
+
+/// Tests of the analytics namespace: their own user and claim, and expectations naming the
+/// policy's claims, components, contexts and clusters.
+const TESTS: &str = r#"namespace analytics
+
+import platform.env
+
+/// Bea gets the pipeline on the local cluster.
+test pipelines {
+    user "bea@example.com" {
+        team app_team
+        labels { env = "dev" }
+    }
+    claim bea_pipeline {
+        user "bea@example.com"
+        contract pipeline
+        labels { env = "prod" }
+    }
+
+    expect claim bea_pipeline resolved
+    expect claim ada_pipeline resolved
+    expect instance pipeline.app for ada_pipeline {
+        context all
+        cluster system.local
+    }
+    expect instance platform.kafka.broker for analytics.bea_pipeline
+    expect no instance pipeline.queue for missing
+}
+"#;
+
+impl Fixture {
+    fn with_tests() -> Fixture {
+        Fixture::new(&[
+            ("platform.apt", PLATFORM),
+            ("analytics.apt", ANALYTICS),
+            ("system.apt", SYSTEM),
+            ("tests.apt", TESTS),
+        ])
+    }
+
+    /// The files with `edits` applied.
+    fn edited(&self, edits: &[Edit]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for &file in self.ws.files(&self.db) {
+            let path = file.path(&self.db).to_string_lossy().into_owned();
+            if !path.ends_with(".apt") || path.starts_with('<') || path.contains("prelude") {
+                continue;
+            }
+            let mut text = file.text(&self.db).to_string();
+            let mut mine: Vec<&Edit> = edits.iter().filter(|e| e.file == file.id(&self.db)).collect();
+            mine.sort_by_key(|e| std::cmp::Reverse(e.span.start));
+            for edit in mine {
+                text.replace_range(edit.span.range(), &edit.text);
+            }
+            out.push((path, text));
+        }
+        out
+    }
+
+    /// The errors `aptc check` reports for the workspace.
+    fn errors(&self) -> Vec<String> {
+        crate::check::diagnostics(&self.db, self.ws)
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.message.clone())
+            .collect()
+    }
+}
+
+#[test]
+fn names_in_test_blocks_resolve() {
+    let f = Fixture::with_tests();
+    let tests = f.file("tests.apt");
+    let errors: Vec<String> = f.errors().into_iter().filter(|e| !e.contains("`missing`")).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let target = |needle: &str, delta: u32| {
+        occurrence_at(&f.db, f.ws, tests, f.at("tests.apt", needle, delta)).map(|o| o.target.describe())
+    };
+    assert_eq!(target("test pipelines", 5).as_deref(), Some("test `analytics.pipelines`"));
+    assert_eq!(target("contract pipeline", 9).as_deref(), Some("contract `analytics.pipeline`"));
+    assert_eq!(target("team app_team", 5).as_deref(), Some("team `app_team`"));
+    assert_eq!(target("env = \"dev\"", 0).as_deref(), Some("label `platform.env`"));
+    assert_eq!(target("env = \"prod\"", 0).as_deref(), Some("label `platform.env`"));
+    assert_eq!(target("claim ada_pipeline", 6).as_deref(), Some("claim `analytics.ada_pipeline`"));
+    assert_eq!(target("pipeline.app", 9).as_deref(), Some("component `app` of service `analytics.pipeline`"));
+    assert_eq!(target("pipeline.app", 0).as_deref(), Some("service `analytics.pipeline`"));
+    assert_eq!(target("platform.kafka.broker", 0).as_deref(), Some("namespace `platform`"));
+    assert_eq!(target("kafka.broker", 6).as_deref(), Some("component `broker` of service `platform.kafka`"));
+    assert_eq!(target("context all", 8).as_deref(), Some("context `all` of contract `analytics.pipeline`"));
+    assert_eq!(target("system.local", 7).as_deref(), Some("cluster `system.local`"));
+    assert_eq!(target("missing", 0), None, "unresolved names are left out");
+    // The test's own claim and user are the test's: definition and references stay in it.
+    let local = "claim `bea_pipeline` of test `analytics.pipelines`";
+    assert_eq!(target("claim bea_pipeline {", 6).as_deref(), Some(local));
+    assert_eq!(target("claim bea_pipeline resolved", 6).as_deref(), Some(local));
+    assert_eq!(target("analytics.bea_pipeline", 10).as_deref(), Some(local));
+    assert_eq!(target("user \"bea@", 6).as_deref(), Some("user `bea@example.com` of test `analytics.pipelines`"));
+    let uses = references(&f.db, f.ws, tests, f.at("tests.apt", "bea_pipeline resolved", 0), true);
+    assert_eq!(uses.len(), 3);
+    let definition = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "bea@example.com\"\n        contract", 0));
+    assert_eq!(definition.len(), 1);
+    assert_eq!(f.text_at(definition[0]), "bea@example.com");
+    // References of policy objects include their uses in tests.
+    let claim = references(&f.db, f.ws, f.file("analytics.apt"), f.at("analytics.apt", "claim ada_pipeline", 6), false);
+    assert_eq!(claim.iter().filter(|p| p.file == f.id("tests.apt")).count(), 2);
+}
+
+#[test]
+fn renames_reach_test_blocks_and_the_policy_still_checks() {
+    let f = Fixture::with_tests();
+    let before = f.errors();
+    assert_eq!(before.len(), 1, "only the unknown claim `missing`: {before:?}");
+    let cases: [(&str, &str, u32, &str, usize); 8] = [
+        ("platform.apt", "label env", 6, "stage", 3),
+        ("analytics.apt", "claim ada_pipeline", 6, "ada_pipes", 2),
+        ("analytics.apt", "component app", 10, "application", 1),
+        ("analytics.apt", "contract pipeline", 9, "pipes", 1),
+        ("system.apt", "cluster local", 8, "home", 1),
+        ("platform.apt", "component broker", 10, "brokers", 1),
+        ("tests.apt", "claim bea_pipeline", 6, "bea_pipes", 3),
+        ("analytics.apt", "context all", 8, "every", 1),
+    ];
+    for (path, needle, delta, new_name, in_tests) in cases {
+        let edits = rename(&f.db, f.ws, f.file(path), f.at(path, needle, delta), new_name)
+            .unwrap_or_else(|e| panic!("rename `{needle}`: {e}"));
+        let tests_edits = edits.iter().filter(|e| e.file == f.id("tests.apt")).count();
+        assert_eq!(tests_edits, in_tests, "edits of tests.apt renaming `{needle}`: {edits:?}");
+        let files = f.edited(&edits);
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+        let renamed = Fixture::new(&refs);
+        assert_eq!(renamed.errors(), before, "after renaming `{needle}` to `{new_name}`");
+    }
+    // A test's claim may not take the name of a claim of its namespace, nor the reverse.
+    let local = f.at("tests.apt", "claim bea_pipeline", 6);
+    assert!(rename(&f.db, f.ws, f.file("tests.apt"), local, "ada_pipeline").is_err());
+    let policy = f.at("analytics.apt", "claim ada_pipeline", 6);
+    assert!(rename(&f.db, f.ws, f.file("analytics.apt"), policy, "bea_pipeline").is_err());
+    assert!(rename(&f.db, f.ws, f.file("tests.apt"), f.at("tests.apt", "user \"bea@", 6), "bob").is_err());
+}
+
+#[test]
+fn tests_have_an_outline_folds_and_inlay_hints() {
+    let f = Fixture::with_tests();
+    let tests = f.file("tests.apt");
+    let symbols = document_symbols(&f.db, tests);
+    let names: Vec<(&str, SymbolKind)> = symbols.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(names, [("analytics", SymbolKind::Namespace), ("pipelines", SymbolKind::Test)]);
+    let test = &symbols[1];
+    assert_eq!(test.detail.as_deref(), Some("5 expectations"));
+    let children: Vec<(&str, SymbolKind)> = test.children.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(children, [("bea@example.com", SymbolKind::User), ("bea_pipeline", SymbolKind::Claim)]);
+    assert_eq!(test.children[1].detail.as_deref(), Some("contract pipeline"));
+    let found = workspace_symbols(&f.db, f.ws, "bea_pipe", 10);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].container.as_deref(), Some("pipelines"));
+
+    let folds: Vec<String> = folding_ranges(&f.db, tests)
+        .iter()
+        .filter(|fold| fold.kind == FoldKind::Region)
+        .map(|fold| {
+            f.text_at(FileSpan { file: f.id("tests.apt"), span: fold.span })
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(folds.len(), 4, "the test, its user, its claim and the expected instance: {folds:?}");
+
+    let all = Span { start: 0, end: TESTS.len() as u32 };
+    let hints: Vec<(String, String)> = inlay_hints(&f.db, f.ws, tests, all)
+        .into_iter()
+        .map(|h| (TESTS[..h.offset as usize].rsplit(['{', ' ']).next().unwrap_or_default().to_string(), h.label))
+        .collect();
+    let ty = ": \"dev\" | \"prod\"".to_string();
+    assert_eq!(hints, [("env".to_string(), ty.clone()), ("env".to_string(), ty)], "user and claim labels");
+}
+
+#[test]
+fn completion_hover_and_definition_inside_tests() {
+    let f = Fixture::with_tests();
+    let complete = |needle: &str, delta: u32| f.complete("tests.apt", needle, delta);
+    // At the start of a test's statement, and of an expected instance's.
+    let in_test = complete("\n    claim bea_pipeline", 1);
+    assert_eq!(in_test, ["claim", "user", "expect"]);
+    let in_expectation = complete("        context all", 8);
+    assert_eq!(in_expectation, ["context", "cluster", "namespace", "values"]);
+    // A test's claim and user complete as the policy's do.
+    assert!(complete("contract pipeline", 9).contains(&"pipeline".to_string()));
+    assert!(complete("contract pipeline", 9).contains(&"platform.kafka".to_string()));
+    let users = complete("user \"bea@example.com\"\n        contract", 5);
+    assert!(users.contains(&"\"ada@example.com\"".to_string()) && users.contains(&"\"bea@example.com\"".to_string()));
+    assert!(complete("team app_team", 5).contains(&"app_team".to_string()));
+    assert!(complete("env = \"prod\"", 0).contains(&"env".to_string()), "label keys");
+    let values = complete("env = \"prod\"", 6);
+    assert_eq!(values, ["\"dev\"", "\"prod\""], "enum values");
+    // Expectations.
+    assert_eq!(complete("expect claim bea", 7), ["claim", "instance", "no", "instances"]);
+    let claims = complete("expect claim bea", 13);
+    assert_eq!(claims.first().map(String::as_str), Some("bea_pipeline"), "the test's own first: {claims:?}");
+    assert!(claims.contains(&"ada_pipeline".to_string()));
+    assert_eq!(complete("bea_pipeline resolved", 13), ["resolved", "rejected"]);
+    assert!(complete("instance pipeline.app", 9).contains(&"pipeline".to_string()), "services");
+    assert_eq!(complete("pipeline.app", 9), ["queue", "app"], "components of the service");
+    assert_eq!(complete("platform.kafka.broker", 9), ["kafka"], "services of a namespace");
+    assert_eq!(complete("pipeline.app for", 13), ["for"]);
+    assert!(complete("for ada_pipeline", 4).contains(&"bea_pipeline".to_string()));
+    assert_eq!(complete("analytics.bea_pipeline", 10), ["ada_pipeline"], "claims of a namespace");
+    assert_eq!(complete("no instance", 3), ["instance"]);
+    assert_eq!(complete("context all", 8), ["all"], "the contexts that use the service");
+    assert!(complete("cluster system.local", 8).contains(&"local".to_string()));
+
+    // Hover and definition on names in a test.
+    let tests = f.file("tests.apt");
+    let on_contract = hover(&f.db, f.ws, tests, f.at("tests.apt", "contract pipeline", 10)).expect("hover");
+    assert!(on_contract.markdown.contains("contract `analytics.pipeline`"), "{}", on_contract.markdown);
+    let on_local = hover(&f.db, f.ws, tests, f.at("tests.apt", "bea_pipeline resolved", 1)).expect("hover");
+    assert!(on_local.markdown.contains("claim bea_pipeline"), "{}", on_local.markdown);
+    assert!(on_local.markdown.contains("of test `analytics.pipelines`"), "{}", on_local.markdown);
+    let on_test = hover(&f.db, f.ws, tests, f.at("tests.apt", "test pipelines", 6)).expect("hover");
+    assert!(on_test.markdown.contains("Bea gets the pipeline"), "{}", on_test.markdown);
+    let component = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "pipeline.app", 10));
+    assert_eq!(
+        component.iter().map(|d| (d.file, f.text_at(*d))).collect::<Vec<_>>(),
+        [(f.id("analytics.apt"), "app".to_string())]
+    );
+    let label = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "env = \"prod\"", 1));
+    assert_eq!(label.iter().map(|d| d.file).collect::<Vec<_>>(), [f.id("platform.apt")]);
 }

@@ -74,6 +74,8 @@ pub fn semantic_tokens(db: &dyn salsa::Database, ws: Workspace, file: SourceText
             Target::Component { .. } => TokenKind::Component,
             Target::Context { .. } => TokenKind::Context,
             Target::Function(_) => TokenKind::Function,
+            Target::Local { kind: Kind::Claim, .. } => TokenKind::Claim,
+            Target::Local { .. } => TokenKind::User,
         };
         let mut modifiers = if role == Role::Definition { TokenModifier::DECLARATION } else { 0 };
         if matches!(target, Target::Function(_)) || matches!(target, Target::Object(o) if o.namespace == "std") {

@@ -18,6 +18,10 @@ pub(super) enum FrameKind {
     Claim,
     User,
     Team,
+    /// A `test` block.
+    Test,
+    /// The block of `expect instance S.C for CLAIM { … }`.
+    Expectation,
     LabelsMap,
     ValuesMap,
     DiscoveryMap,
@@ -122,6 +126,8 @@ pub(super) fn frames<'s>(tokens: &Tokens<'s>) -> Vec<Frame<'s>> {
             Token::RBrace => {
                 stack.pop();
             }
+            // A test declares claims as the top level does.
+            Token::Keyword(Keyword::Claim) if stack.last().is_some_and(|f| f.kind == FrameKind::Test) => {}
             Token::Keyword(_) if !stack.is_empty() && starts_item(tokens, i) => stack.clear(),
             _ => {}
         }
@@ -143,7 +149,7 @@ pub(super) fn starts_item(tokens: &Tokens, i: usize) -> bool {
             next_is_ident
         }
         Keyword::Users => matches!(next, Some(Token::Keyword(Keyword::From))),
-        Keyword::Contract | Keyword::Cluster | Keyword::Claim => {
+        Keyword::Contract | Keyword::Cluster | Keyword::Claim | Keyword::Test => {
             next_is_ident && matches!(tokens.get(i + 2), Some((Token::LBrace, _)))
         }
         _ => false,
@@ -178,6 +184,8 @@ fn frame_at<'s>(tokens: &Tokens<'s>, open: usize) -> Frame<'s> {
                     Keyword::Claim => FrameKind::Claim,
                     Keyword::User => FrameKind::User,
                     Keyword::Team => FrameKind::Team,
+                    Keyword::Test => FrameKind::Test,
+                    Keyword::Expect => FrameKind::Expectation,
                     _ => continue,
                 };
                 let name = match tokens.get(k + 1) {
