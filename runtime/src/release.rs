@@ -351,8 +351,10 @@ impl Releases {
     }
 
     /// Helm 4 applies server-side and takes over fields a person changed by hand
-    /// (`--server-side true --force-conflicts`), as aptc's own manifests apply does; Helm 3 has
-    /// no such flags.
+    /// (`--server-side true --force-conflicts`), as aptc's own manifests apply does. Helm 3 has
+    /// no such flags and needs none: its upgrades are three-way merge patches against the live
+    /// object, which take back the chart's fields a person changed, with no field-manager
+    /// conflicts to fail on.
     fn server_side_args(&self, command: &mut Command) {
         if !self.helm.is_v3() {
             command.arg("--server-side").arg("true").arg("--force-conflicts");
