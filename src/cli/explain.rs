@@ -51,9 +51,9 @@ pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// The desired state with the decision chains of the claims `target` is about, and no other
-/// (a resolution keeps none by default: ~60 steps per claim). A claim is known from the program;
-/// an instance only once resolved, so then the policy is resolved twice: resolution is a pure
-/// function, and the second gives the same state with those claims' chains.
+/// (every claim's, ~60 steps each, would be most of a large resolution's memory). A claim is
+/// known from the program; an instance only once resolved, so then the policy is resolved twice:
+/// resolution is a pure function, and the second gives the same state with those claims' chains.
 fn explained(program: &Program, target: &str) -> DesiredState {
     let deployed = DeployedNames::new();
     let with = |claims: &BTreeSet<String>| {
