@@ -1192,6 +1192,50 @@ fn explain_json_has_the_outcome_and_the_decision_chain() {
 }
 
 #[test]
+fn plan_json_lists_each_claim_once_and_instances_name_claims_by_id() {
+    for policy in ["examples/twitter-analytics", "examples/guestbook", "examples/quickstart"] {
+        let out = aptc(&["plan", "--format", "json", policy]);
+        assert!(out.status.success(), "{out:?}");
+        let plan = json_of(&out);
+        assert_valid("plan.schema.json", &plan);
+        assert_eq!(plan["format_version"], aptc_core::resolve::FORMAT_VERSION);
+        let claims = plan["claims"].as_object().unwrap();
+        let sets = plan["label_sets"].as_array().unwrap();
+        // Each claim once, with its labels there; no decision chain (`aptc explain` has them).
+        for (id, claim) in claims {
+            assert_eq!(claim["claim"], id.as_str());
+            assert!(claim.get("decisions").is_none(), "{claim}");
+            assert_eq!(claim["labels"].is_object(), claim["status"] == "resolved", "{claim}");
+        }
+        let mut uses = 0;
+        for instance in plan["instances"].as_object().unwrap().values() {
+            for used in instance["claims"].as_array().unwrap() {
+                uses += 1;
+                let claim = &claims[used["claim"].as_str().unwrap()];
+                assert_eq!(claim["status"], "resolved", "{used}");
+                match used.get("labels") {
+                    // Only a label set other than the claim's is written, once in the table.
+                    Some(index) => assert_ne!(sets[index.as_u64().unwrap() as usize], claim["labels"], "{used}"),
+                    None => assert!(used.as_object().unwrap().len() == 2, "{used}"),
+                }
+                if used["depth"] == 0 {
+                    assert!(used.get("labels").is_none(), "depth 0 has the claim's labels: {used}");
+                }
+            }
+        }
+        assert!(uses > 0, "{policy}: no instance names a claim");
+        let text = stdout(&out);
+        let distinct: std::collections::BTreeSet<String> = sets.iter().map(|s| s.to_string()).collect();
+        assert_eq!(distinct.len(), sets.len(), "each label set once: {text}");
+    }
+    // twitter-analytics reaches contracts through `uses`, whose labels differ from the claim's.
+    let plan = json_of(&aptc(&["plan", "--format", "json", "examples/twitter-analytics"]));
+    assert!(!plan["label_sets"].as_array().unwrap().is_empty(), "{plan:#}");
+    let yaml = aptc(&["plan", "--format", "yaml", "examples/twitter-analytics"]);
+    assert!(stdout(&yaml).starts_with("format_version: 2\n"), "{}", stdout(&yaml));
+}
+
+#[test]
 fn diff_json_lists_the_change_and_keeps_the_exit_code() {
     let dir = scratch("diff-json");
     copy_tree(&root().join("examples/twitter-analytics"), &dir);

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use aptc_core::resolve::{ClaimOutcome, Decision, DesiredState, Instance, Status, resolve};
+use aptc_core::ir::Program;
+use aptc_core::resolve::{
+    Chains, ClaimOutcome, Decision, DeployedNames, DesiredState, Instance, Options, Status, resolve_with,
+};
 use clap::Args;
 use serde_json::json;
+use std::collections::BTreeSet;
 
 use super::plan::cluster_name;
 use super::{Format, policy};
@@ -36,7 +40,7 @@ enum Found<'s> {
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
     // Redacted: the JSON output carries the instance's values, and no secret is ever shown.
-    let mut state = resolve(&program);
+    let mut state = explained(&program, &args.target);
     state.redact();
     let found = find(&state, &args.target)?;
     match args.format {
@@ -44,6 +48,29 @@ pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&json(&state, &found))?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The desired state with the decision chains of the claims `target` is about, and no other
+/// (every claim's, ~60 steps each, would be most of a large resolution's memory). A claim is
+/// known from the program; an instance only once resolved, so then the policy is resolved twice:
+/// resolution is a pure function, and the second gives the same state with those claims' chains.
+fn explained(program: &Program, target: &str) -> DesiredState {
+    let deployed = DeployedNames::new();
+    let with = |claims: &BTreeSet<String>| {
+        resolve_with(program, &Options { deployed: &deployed, chains: Chains::Only(claims) })
+    };
+    let named: BTreeSet<String> =
+        program.claims.iter().filter(|c| c.id() == target || c.name == target).map(|c| c.id()).collect();
+    if !named.is_empty() {
+        // Several claims of that name make `find` ask for `namespace.name`: their chains are unused.
+        return with(&named);
+    }
+    let state = resolve_with(program, &Options { deployed: &deployed, chains: Chains::None });
+    let needing: BTreeSet<String> = match find(&state, target) {
+        Ok(Found::Instance(instance)) => instance.claims.iter().map(|used| used.claim.clone()).collect(),
+        _ => return state,
+    };
+    with(&needing)
 }
 
 /// The claim `target` names (`name` or `namespace.name`), else the instance (name, id or key).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_core::resolve::{DesiredState, Instance, InstanceKind, Status, resolve};
+use aptc_core::resolve::{Chains, DeployedNames, DesiredState, Instance, InstanceKind, Options, Status, resolve_with};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 
@@ -26,15 +26,17 @@ pub struct PlanArgs {
 enum Format {
     /// A tree by cluster and namespace, for people.
     Tree,
-    /// The whole desired state as JSON.
+    /// The whole desired state as JSON (docs/formats.md, docs/schema/plan.schema.json).
     Json,
-    /// The whole desired state as YAML.
+    /// The whole desired state as YAML (the same document as the JSON).
     Yaml,
 }
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths), color)?;
-    let mut state = resolve(&program);
+    // No decision chains: the plan shows none (`aptc explain` recomputes one), and they were most
+    // of a large resolution's memory.
+    let mut state = resolve_with(&program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
     drop(program);
     state.redact();
     match args.format {

@@ -34,16 +34,46 @@ pub fn resolve(program: &Program) -> DesiredState {
 
 /// Resolves every claim of `program`, giving each instance in `deployed` the name it was deployed
 /// with (docs/language.md §5.8): upgrading aptc or changing how names are made never renames, and
-/// so never reinstalls, what runs.
+/// so never reinstalls, what runs. Every claim keeps its decision chain.
 pub fn resolve_keeping(program: &Program, deployed: &DeployedNames) -> DesiredState {
+    resolve_with(program, &Options { deployed, chains: Chains::All })
+}
+
+/// What to resolve with besides the program: the names deployed instances keep, and whose
+/// decision chains to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Options<'o> {
+    /// Instances keep the names they were deployed with (see [`resolve_keeping`]).
+    pub deployed: &'o DeployedNames,
+    pub chains: Chains<'o>,
+}
+
+/// Whose decision chains a resolution keeps. A chain is ~60 steps per claim, most of the memory
+/// of a large resolution; only `aptc explain` and deploys (which tell access refusals from
+/// faults by the last contract a failed claim entered) read them, so `plan`, `graph` and the
+/// like resolve with [`Chains::None`], and `explain` recomputes the one chain it shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chains<'o> {
+    All,
+    None,
+    /// Only these claims' (ids, `namespace.name`).
+    Only(&'o BTreeSet<String>),
+}
+
+/// Resolves every claim of `program` as `options` say; the state is the same whatever chains
+/// are kept, but for the claims' `decisions`.
+pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     let access = Access::new(program);
     let names = Names::new(program);
+    let deployed = options.deployed;
     let mut merging =
         Merging { state: DesiredState::default(), labels: Interner::default(), taken: TakenNames::of(deployed) };
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
     for chunk in program.claims.chunks(CHUNK) {
-        let runs: Vec<ClaimRunResult> =
-            chunk.par_iter().map(|claim| resolve_claim(program, &access, &names, deployed, claim)).collect();
+        let runs: Vec<ClaimRunResult> = chunk
+            .par_iter()
+            .map(|claim| resolve_claim(program, &access, &names, deployed, options.chains, claim))
+            .collect();
         for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
             merging.claim(claim, id, result, staged, decisions);
         }
@@ -73,10 +103,17 @@ fn resolve_claim(
     access: &Access,
     names: &Names,
     deployed: &DeployedNames,
+    chains: Chains,
     claim: &Claim,
 ) -> ClaimRunResult {
     let id = claim.id();
+    let keeps_chain = match chains {
+        Chains::All => true,
+        Chains::None => false,
+        Chains::Only(only) => only.contains(&id),
+    };
     let mut run = ClaimRun {
+        keeps_chain,
         program,
         access,
         names,
@@ -188,6 +225,7 @@ impl Merging {
             reason: None,
             reason_origin: None,
             root: None,
+            labels: None,
             decisions: Vec::new(),
             notes: Vec::new(),
         };
@@ -197,6 +235,10 @@ impl Merging {
         match checked {
             Ok(root) => {
                 merge(state, labels, staged);
+                // Its uses were just appended: the last depth-0 use of the root is this claim's.
+                outcome.labels = state.instances.get(&root).and_then(|instance| {
+                    instance.claims.iter().rev().find(|u| u.claim == id && u.depth == 0).map(|u| u.labels.clone())
+                });
                 outcome.root = Some(root);
             }
             Err(failure) => {
@@ -287,6 +329,8 @@ struct ClaimRun<'a> {
     claim_name: &'a str,
     claim_namespace: &'a str,
     subject: Subject,
+    /// Whether `decisions` is written ([`Chains`]); when not, no step is even made.
+    keeps_chain: bool,
     decisions: Vec<Decision>,
     staged: BTreeMap<String, Instance>,
     /// Contracts being resolved, outermost first (a repeat is a cycle).
@@ -333,6 +377,14 @@ struct Site<'s> {
 }
 
 impl<'a> ClaimRun<'a> {
+    /// Adds a step to the decision chain, if this run keeps one.
+    fn decide(&mut self, step: impl FnOnce(&Self) -> Decision) {
+        if self.keeps_chain {
+            let step = step(self);
+            self.decisions.push(step);
+        }
+    }
+
     /// The name and id of the instance `key`: the one it was deployed with, else a new one.
     fn named(&self, contract: &str, component: &str, key: &str) -> (String, String) {
         match self.deployed.get(key) {
@@ -433,8 +485,8 @@ impl<'a> ClaimRun<'a> {
             if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
                 self.decisions.extend_from_within(chain);
             } else {
-                self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
-                self.decisions.push(Decision::Component { key: resolved.key.clone(), included: true });
+                self.decide(|run| Decision::EnterContract { contract: run.names.contract(id), depth });
+                self.decide(|_| Decision::Component { key: resolved.key.clone(), included: true });
             }
             return Ok(resolved);
         }
@@ -499,7 +551,7 @@ impl<'a> ClaimRun<'a> {
                 Some(&contract.origin),
             ));
         }
-        self.decisions.push(Decision::EnterContract { contract: self.names.contract(id), depth });
+        self.decide(|run| Decision::EnterContract { contract: run.names.contract(id), depth });
         // 1. access
         if !self.access.may_consume(&self.subject, &contract.namespace) {
             return Err(Failure::failed(
@@ -525,7 +577,7 @@ impl<'a> ClaimRun<'a> {
                     Failure::eval(e, &format!("the criteria of context `{}` of `{id}`", context.name), &context.origin)
                 })?,
             };
-            self.decisions.push(Decision::Context {
+            self.decide(|_| Decision::Context {
                 contract: names.contract(id),
                 context: name.clone(),
                 matched,
@@ -568,7 +620,7 @@ impl<'a> ClaimRun<'a> {
                 Some(&context.origin),
             ));
         }
-        self.decisions.push(Decision::Placement {
+        self.decide(|_| Decision::Placement {
             cluster: placement.cluster.clone(),
             k8s_namespace: placement.namespace.clone(),
         });
@@ -580,7 +632,7 @@ impl<'a> ClaimRun<'a> {
             })?;
             keys.push(value.to_string());
         }
-        self.decisions.push(Decision::Allocation { keys: keys.clone() });
+        self.decide(|_| Decision::Allocation { keys: keys.clone() });
         // 8. the service instance
         let mut base = format!(
             "{}/{}/{id}/{}",
@@ -621,7 +673,7 @@ impl<'a> ClaimRun<'a> {
                 })?,
             };
             let key = format!("{base}/{}", component.name);
-            self.decisions.push(Decision::Component { key: key.clone(), included });
+            self.decide(|_| Decision::Component { key: key.clone(), included });
             if !included {
                 continue;
             }
@@ -811,7 +863,7 @@ impl<'a> ClaimRun<'a> {
                                     Failure::eval(e, &format!("the message of rule `{rule_id}`"), &rule.origin)
                                 })?;
                             effect.push(format!("reject: {message}"));
-                            self.decisions.push(Decision::Rule {
+                            self.decide(|_| Decision::Rule {
                                 rule: rule_id.clone(),
                                 fired,
                                 effect,
@@ -847,7 +899,7 @@ impl<'a> ClaimRun<'a> {
                     }
                 }
             }
-            self.decisions.push(Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
+            self.decide(|_| Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
         }
         Ok(placing)
     }

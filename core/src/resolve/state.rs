@@ -1,13 +1,23 @@
 //! The desired state: what resolution produces, and why (docs/language.md §15.6).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::ir::Origin;
 use serde::{Deserialize, Serialize};
 
+/// The version of the desired state's JSON (`aptc plan --format json|yaml`, the state a revision
+/// records): raised when a field changes meaning or goes away. Version 1 (unmarked) repeated each
+/// claim's labels at every instance it uses and carried every decision chain; version 2 lists
+/// each claim once and instances refer to it by id (docs/formats.md).
+pub const FORMAT_VERSION: u32 = 2;
+
 /// Every instance of every resolved claim, and the outcome of every claim.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+///
+/// It serializes as docs/formats.md's plan format ([`FORMAT_VERSION`]): each claim once with its
+/// labels at the claimed contract, instances naming their claims by id with the labels at that
+/// use only where they differ (an index into a table of label sets), and no decision chains.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredState {
     /// By instance key.
     pub instances: BTreeMap<String, Instance>,
@@ -116,6 +126,13 @@ pub struct ClaimOutcome {
     pub reason_origin: Option<Origin>,
     /// The service instance of the claimed contract.
     pub root: Option<String>,
+    /// The labels the claim had at the claimed contract (depth 0), once it resolved: the map its
+    /// uses at depth 0 share. The plan format writes it here once instead of at every instance;
+    /// `explain`'s format has no such field.
+    #[serde(skip)]
+    pub labels: Option<Arc<BTreeMap<String, serde_json::Value>>>,
+    /// The decision chain, if the resolution kept it ([`super::Chains`]); the plan format leaves
+    /// it out (`aptc explain` shows it).
     pub decisions: Vec<Decision>,
     /// Facts worth knowing that did not fail the claim (a later claim conflicting with it).
     pub notes: Vec<String>,
@@ -163,6 +180,171 @@ pub enum Decision {
 
 fn shared_str<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(value)
+}
+
+impl Serialize for DesiredState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let sets = LabelSets::of(self);
+        let mut out = serializer.serialize_struct("DesiredState", 4)?;
+        out.serialize_field("format_version", &FORMAT_VERSION)?;
+        let claims: BTreeMap<&str, ClaimView> =
+            self.claims.iter().map(|(id, outcome)| (id.as_str(), ClaimView::of(outcome))).collect();
+        out.serialize_field("claims", &claims)?;
+        out.serialize_field("label_sets", &sets.table)?;
+        out.serialize_field("instances", &Instances { state: self, sets: &sets })?;
+        out.end()
+    }
+}
+
+/// A claim as the plan format writes it: its outcome and labels, no decision chain.
+#[derive(Serialize)]
+struct ClaimView<'s> {
+    claim: &'s str,
+    origin: &'s Origin,
+    status: Status,
+    reason: &'s Option<String>,
+    reason_origin: &'s Option<Origin>,
+    root: &'s Option<String>,
+    labels: Option<&'s BTreeMap<String, serde_json::Value>>,
+    notes: &'s [String],
+}
+
+impl<'s> ClaimView<'s> {
+    fn of(outcome: &'s ClaimOutcome) -> ClaimView<'s> {
+        ClaimView {
+            claim: &outcome.claim,
+            origin: &outcome.origin,
+            status: outcome.status,
+            reason: &outcome.reason,
+            reason_origin: &outcome.reason_origin,
+            root: &outcome.root,
+            labels: outcome.labels.as_deref(),
+            notes: &outcome.notes,
+        }
+    }
+}
+
+/// The label sets of uses whose labels differ from their claim's at depth 0 (a `uses` deeper
+/// down, after its contract's, context's and rules' label changes), each distinct map once: the
+/// resolver shares equal maps (`Arc`), so they are told apart by address.
+struct LabelSets<'s> {
+    table: Vec<&'s BTreeMap<String, serde_json::Value>>,
+    index: HashMap<*const BTreeMap<String, serde_json::Value>, usize>,
+}
+
+impl<'s> LabelSets<'s> {
+    fn of(state: &'s DesiredState) -> LabelSets<'s> {
+        let mut sets = LabelSets { table: Vec::new(), index: HashMap::new() };
+        for instance in state.instances.values() {
+            for used in &instance.claims {
+                if differs(state, used) {
+                    let table = &mut sets.table;
+                    sets.index.entry(Arc::as_ptr(&used.labels)).or_insert_with(|| {
+                        table.push(&*used.labels);
+                        table.len() - 1
+                    });
+                }
+            }
+        }
+        sets
+    }
+
+    /// The index of `used`'s labels in the table, if they differ from its claim's.
+    fn of_use(&self, state: &DesiredState, used: &ClaimUse) -> Option<usize> {
+        if differs(state, used) { self.index.get(&Arc::as_ptr(&used.labels)).copied() } else { None }
+    }
+}
+
+/// Whether a use's labels differ from its claim's labels at depth 0.
+fn differs(state: &DesiredState, used: &ClaimUse) -> bool {
+    match state.claims.get(&used.claim).and_then(|c| c.labels.as_ref()) {
+        Some(claim) => !Arc::ptr_eq(claim, &used.labels) && **claim != *used.labels,
+        None => true,
+    }
+}
+
+/// The instances, each written as it is reached (never a copy of the state).
+struct Instances<'s> {
+    state: &'s DesiredState,
+    sets: &'s LabelSets<'s>,
+}
+
+impl Serialize for Instances<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.state.instances.len()))?;
+        for (key, instance) in &self.state.instances {
+            let claims: Vec<UseView> = instance
+                .claims
+                .iter()
+                .map(|used| UseView {
+                    claim: &used.claim,
+                    depth: used.depth,
+                    labels: self.sets.of_use(self.state, used),
+                })
+                .collect();
+            map.serialize_entry(key, &InstanceView { instance, claims })?;
+        }
+        map.end()
+    }
+}
+
+/// A claim's use of an instance as the plan format writes it.
+#[derive(Serialize)]
+struct UseView<'s> {
+    claim: &'s str,
+    depth: usize,
+    /// An index into `label_sets`, only where the labels differ from the claim's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<usize>,
+}
+
+/// An instance as the plan format writes it: its fields, with its claims by id.
+struct InstanceView<'s> {
+    instance: &'s Instance,
+    claims: Vec<UseView<'s>>,
+}
+
+impl Serialize for InstanceView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Destructured whole, so a new field of `Instance` cannot be left out unnoticed.
+        let Instance {
+            key,
+            name,
+            id,
+            kind,
+            cluster,
+            k8s_namespace,
+            contract,
+            context,
+            service,
+            component,
+            allocation,
+            values,
+            discovery,
+            edges,
+            claims: _,
+        } = self.instance;
+        let mut out = serializer.serialize_struct("Instance", 15)?;
+        out.serialize_field("key", key)?;
+        out.serialize_field("name", name)?;
+        out.serialize_field("id", id)?;
+        out.serialize_field("kind", kind)?;
+        out.serialize_field("cluster", cluster)?;
+        out.serialize_field("k8s_namespace", k8s_namespace)?;
+        out.serialize_field("contract", contract)?;
+        out.serialize_field("context", context)?;
+        out.serialize_field("service", service)?;
+        out.serialize_field("component", component)?;
+        out.serialize_field("allocation", allocation)?;
+        out.serialize_field("values", values)?;
+        out.serialize_field("discovery", discovery)?;
+        out.serialize_field("edges", edges)?;
+        out.serialize_field("claims", &self.claims)?;
+        out.end()
+    }
 }
 
 impl DesiredState {
