@@ -6,14 +6,12 @@
 //! through the team), `consumer` (a grant). A policy without grants has access control off: every
 //! subject is a domain administrator.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::ir::{Program, SYSTEM_NAMESPACE};
-
+use crate::FastMap;
 use crate::eval::{Env, Subject};
-
-/// The namespace of clusters, global rules, users, teams and grants.
+use crate::ir::{Program, SYSTEM_NAMESPACE};
 
 /// A role on a namespace, weakest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,7 +46,7 @@ type Grants = Vec<(Option<Vec<String>>, Role)>;
 /// The roles of subjects under one program's grants (each subject's grants evaluated once).
 pub struct Access<'a> {
     program: &'a Program,
-    granted: Mutex<HashMap<String, Grants>>,
+    granted: Mutex<FastMap<String, Grants>>,
 }
 
 impl<'a> Access<'a> {
@@ -96,25 +94,11 @@ impl<'a> Access<'a> {
             return Some(Role::DomainAdmin);
         }
         let mut granted = self.granted.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let grants = granted.entry(subject.name.clone()).or_insert_with(|| {
-            let no_labels = BTreeMap::new();
-            let env = Env {
-                program,
-                labels: &no_labels,
-                user: subject,
-                claim: ("", "", ""),
-                placement: None,
-                instance: None,
-                discovery: None,
-                values: None,
-            };
-            program
-                .grants
-                .iter()
-                .filter(|g| g.criteria.as_ref().is_none_or(|c| env.bool(c).unwrap_or(false)))
-                .filter_map(|g| Some((g.namespaces.clone(), Role::parse(&g.role)?)))
-                .collect()
-        });
+        if !granted.contains_key(subject.name.as_str()) {
+            let grants = self.grants_of(subject);
+            granted.insert(subject.name.clone(), grants);
+        }
+        let grants = &granted[subject.name.as_str()];
         let covers = |namespaces: &Option<Vec<String>>, ns: &str| match namespaces {
             None => ns != SYSTEM_NAMESPACE,
             Some(list) => list.iter().any(|n| n == ns),
@@ -128,6 +112,28 @@ impl<'a> Access<'a> {
         let granted_role = grants.iter().filter(|(namespaces, _)| covers(namespaces, namespace)).map(|(_, r)| *r).max();
         let owned = owns(namespace).then_some(Role::NamespaceAdmin);
         granted_role.max(owned)
+    }
+
+    /// The grants whose criteria hold for `subject`.
+    fn grants_of(&self, subject: &Subject) -> Grants {
+        let program = self.program;
+        let no_labels = BTreeMap::new();
+        let env = Env {
+            program,
+            labels: &no_labels,
+            user: subject,
+            claim: ("", "", ""),
+            placement: None,
+            instance: None,
+            discovery: None,
+            values: None,
+        };
+        program
+            .grants
+            .iter()
+            .filter(|g| g.criteria.as_ref().is_none_or(|c| env.bool(c).unwrap_or(false)))
+            .filter_map(|g| Some((g.namespaces.clone(), Role::parse(&g.role)?)))
+            .collect()
     }
 
     /// May consume contracts of `namespace` (any role).

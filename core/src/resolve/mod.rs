@@ -7,7 +7,9 @@
 
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::FastMap;
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -139,9 +141,9 @@ fn resolve_claim(
 /// of a large policy pays for the few contracts they reach, not for all.
 struct Names<'p> {
     program: &'p Program,
-    contracts: HashMap<&'p str, OnceLock<ContractNames>>,
+    contracts: FastMap<&'p str, OnceLock<ContractNames>>,
     /// Rules by namespace, in the IR's order.
-    rules: HashMap<&'p str, OnceLock<Vec<Shared>>>,
+    rules: FastMap<&'p str, OnceLock<Vec<Shared>>>,
 }
 
 /// A name and its origin, shared by every decision that cites them.
@@ -163,8 +165,12 @@ impl<'p> Names<'p> {
     }
 
     fn of_contract(&self, id: &str) -> Option<&ContractNames> {
+        let names = self.contracts.get(id)?;
+        if let Some(known) = names.get() {
+            return Some(known);
+        }
         let contract = self.program.contracts.get(id)?;
-        Some(self.contracts.get(id)?.get_or_init(|| {
+        Some(names.get_or_init(|| {
             ContractNames {
                 id: Arc::from(id),
                 contexts: contract
@@ -260,16 +266,15 @@ impl Merging {
 /// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
 #[derive(Default)]
 struct Interner {
-    maps: HashMap<String, Arc<BTreeMap<String, serde_json::Value>>>,
+    maps: std::collections::HashSet<Arc<BTreeMap<String, serde_json::Value>>, foldhash::fast::RandomState>,
 }
 
 impl Interner {
     fn share(&mut self, labels: &mut Arc<BTreeMap<String, serde_json::Value>>) {
-        let text = serde_json::to_string(&**labels).unwrap_or_default();
-        match self.maps.get(&text) {
+        match self.maps.get(&**labels) {
             Some(shared) => *labels = shared.clone(),
             None => {
-                self.maps.insert(text, labels.clone());
+                self.maps.insert(labels.clone());
             }
         }
     }
@@ -1022,7 +1027,7 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<Strin
 }
 
 /// Instance names held, per cluster and Kubernetes namespace: (cluster, namespace, name) → key.
-struct TakenNames(HashMap<(String, String, String), String>);
+struct TakenNames(FastMap<(String, String, String), String>);
 
 impl TakenNames {
     /// Deployed instances hold their names before any claim resolves: a new instance can never

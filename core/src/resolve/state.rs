@@ -1,8 +1,9 @@
 //! The desired state: what resolution produces, and why (docs/language.md §15.6).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::FastMap;
 use crate::ir::Origin;
 use serde::{Deserialize, Serialize};
 
@@ -230,12 +231,12 @@ impl<'s> ClaimView<'s> {
 /// resolver shares equal maps (`Arc`), so they are told apart by address.
 struct LabelSets<'s> {
     table: Vec<&'s BTreeMap<String, serde_json::Value>>,
-    index: HashMap<*const BTreeMap<String, serde_json::Value>, usize>,
+    index: FastMap<*const BTreeMap<String, serde_json::Value>, usize>,
 }
 
 impl<'s> LabelSets<'s> {
     fn of(state: &'s DesiredState) -> LabelSets<'s> {
-        let mut sets = LabelSets { table: Vec::new(), index: HashMap::new() };
+        let mut sets = LabelSets { table: Vec::new(), index: FastMap::default() };
         for instance in state.instances.values() {
             for used in &instance.claims {
                 if differs(state, used) {
