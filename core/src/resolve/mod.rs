@@ -220,7 +220,7 @@ impl Merging {
         claim: &Claim,
         id: String,
         result: Result<String, Failure>,
-        staged: BTreeMap<String, Instance>,
+        staged: Staged,
         decisions: Vec<Decision>,
     ) {
         let Merging { state, labels, taken } = self;
@@ -281,7 +281,11 @@ impl Interner {
 }
 
 /// A claim resolved on its own: its id, root or failure, staged instances and decisions.
-type ClaimRunResult = (String, Result<String, Failure>, BTreeMap<String, Instance>, Vec<Decision>);
+type ClaimRunResult = (String, Result<String, Failure>, Staged, Vec<Decision>);
+
+/// A claim's instances before the merge, boxed: an `Instance` is ~400 bytes, and B-tree nodes
+/// of them are allocations large enough to make glibc's allocator consolidate on every claim.
+type Staged = BTreeMap<String, Box<Instance>>;
 
 /// A component's instance, what its siblings see of its discovery, and what it publishes.
 type ComponentResult = (Instance, BTreeMap<String, Value>, BTreeMap<String, Value>);
@@ -337,7 +341,7 @@ struct ClaimRun<'a> {
     /// Whether `decisions` is written ([`Chains`]); when not, no step is even made.
     keeps_chain: bool,
     decisions: Vec<Decision>,
-    staged: BTreeMap<String, Instance>,
+    staged: Staged,
     /// Contracts being resolved, outermost first (a repeat is a cycle).
     stack: Vec<String>,
     /// The contracts this claim already resolved, by contract id: with the same labels, placement
@@ -826,7 +830,7 @@ impl<'a> ClaimRun<'a> {
             }
             None => {
                 instance.claims.push(used);
-                self.staged.insert(instance.key.clone(), instance);
+                self.staged.insert(instance.key.clone(), Box::new(instance));
             }
         }
         Ok(())
@@ -940,7 +944,7 @@ fn instance(
 }
 
 /// Checks a claim's staged instances against those earlier claims fixed (§15.5).
-fn merge_check(state: &DesiredState, staged: &BTreeMap<String, Instance>, claim: &str) -> Result<(), Failure> {
+fn merge_check(state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
     for (key, instance) in staged {
         let Some(existing) = state.instances.get(key) else { continue };
         let mut diffs = differences(&existing.values, &instance.values);
@@ -997,7 +1001,7 @@ fn escape_key(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<String, Instance>) {
+fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
     // (the claim's own map, the interned one)
     let mut shared: Vec<(Arc<BTreeMap<String, serde_json::Value>>, Arc<BTreeMap<String, serde_json::Value>>)> =
         Vec::new();
@@ -1020,7 +1024,7 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: BTreeMap<Strin
                 union_edges(&mut existing.edges, instance.edges);
             }
             None => {
-                state.instances.insert(key, instance);
+                state.instances.insert(key, *instance);
             }
         }
     }
@@ -1045,7 +1049,7 @@ impl TakenNames {
     /// Kubernetes namespace: then the claim fails and the other instance keeps its name. With 120
     /// bits of hash this should never happen by chance; if it does, it is an error, never two
     /// instances on one Helm release.
-    fn take(&mut self, state: &DesiredState, staged: &BTreeMap<String, Instance>, claim: &str) -> Result<(), Failure> {
+    fn take(&mut self, state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
         let mut taken = Vec::new();
         for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
             let slot = (instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone());
