@@ -368,16 +368,47 @@ fn deploy_args<'a>(state: &'a Path, out: &'a Path) -> [&'a str; 4] {
     ["--state", state.to_str().unwrap(), "--out", out.to_str().unwrap()]
 }
 
+/// A deploy test's state store and render directory, in its scratch directory.
+struct Target {
+    state: PathBuf,
+    out: PathBuf,
+}
+
+impl Target {
+    fn in_dir(dir: &Path) -> Target {
+        Target { state: dir.join("state.db"), out: dir.join("out") }
+    }
+
+    /// `--state STATE --out OUT`.
+    fn args(&self) -> [&str; 4] {
+        deploy_args(&self.state, &self.out)
+    }
+
+    /// `aptc ARGS --as USER` against this target.
+    fn run_as(&self, user: &str, args: &[&str]) -> Output {
+        aptc(&[args, &["--as", user], &self.args()[..]].concat())
+    }
+}
+
+/// A scratch directory holding `policy/`, a manifests policy of one ConfigMap, and its target.
+fn configmap_policy(name: &str) -> (PathBuf, PathBuf, Target) {
+    let dir = scratch(name);
+    let policy = dir.join("policy");
+    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
+    let target = Target::in_dir(&dir);
+    (dir, policy, target)
+}
+
 #[test]
 fn deploy_renders_records_revisions_and_rolls_back() {
     if !helm_found("deploy_renders_records_revisions_and_rolls_back") {
         return;
     }
     let dir = scratch("deploy");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
+    let target = Target::in_dir(&dir);
+    let (state, out) = (&target.state, &target.out);
     // As a user of the policy, which grants roles (docs/language.md §11.3).
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let run = |args: &[&str]| target.run_as("ada@example.com", args);
 
     let dry = run(&["deploy", "--dry-run", "examples/quickstart"]);
     assert!(dry.status.success(), "{dry:?}");
@@ -515,13 +546,10 @@ fn manifests_policy(dir: &Path, config: &str) {
 
 #[test]
 fn a_failed_instance_skips_its_dependents_and_the_next_deploy_retries_them() {
-    let dir = scratch("deploy-retry");
-    let policy = dir.join("policy");
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
+    let (_, policy, target) = configmap_policy("deploy-retry");
+    let out = &target.out;
     // As a user of the policy, which grants roles (docs/language.md §11.3).
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let run = |args: &[&str]| target.run_as("ada@example.com", args);
 
     // The config instance cannot be written: its directory holds something aptc did not make.
     let dry = stdout(&run(&["deploy", "--dry-run", policy.to_str().unwrap()]));
@@ -641,10 +669,9 @@ fn deploy_refuses_changes_the_user_may_not_make_with_the_old_roles() {
     let dir = scratch("deploy-acl");
     let policy = dir.join("policy");
     write_acl_policy(&policy);
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let deploy =
-        |user: &str| aptc(&[&["deploy", "--yes", "--as", user, policy.to_str().unwrap()], &target[..]].concat());
+    let target = Target::in_dir(&dir);
+    let (state, out) = (&target.state, &target.out);
+    let deploy = |user: &str| target.run_as(user, &["deploy", "--yes", policy.to_str().unwrap()]);
     let revisions = || stdout(&aptc(&["history", "--state", state.to_str().unwrap()])).lines().count();
 
     // Pat administers platform only: the web instance is not theirs. Nothing is written.
@@ -718,10 +745,9 @@ fn a_policy_change_that_moves_no_instance_is_still_authorised() {
     let (policy, base) = (dir.join("policy"), dir.join("base"));
     write_acl_policy(&policy);
     write_acl_policy(&base);
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let deploy =
-        |user: &str| aptc(&[&["deploy", "--yes", "--as", user, policy.to_str().unwrap()], &target[..]].concat());
+    let target = Target::in_dir(&dir);
+    let state = &target.state;
+    let deploy = |user: &str| target.run_as(user, &["deploy", "--yes", policy.to_str().unwrap()]);
     let revisions = || stdout(&aptc(&["history", "--state", state.to_str().unwrap()])).lines().count();
     assert!(deploy("wendy@example.com").status.success());
     assert_eq!(revisions(), 1);
@@ -1016,9 +1042,9 @@ fn secrets_are_never_shown_by_plan_diff_deploy_or_history() {
     if !helm_found("secrets_are_never_shown_by_plan_diff_deploy_or_history") {
         return;
     }
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let (deploy, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target[..]].concat());
+    let target = Target::in_dir(&dir);
+    let (state, out) = (&target.state, &target.out);
+    let (deploy, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target.args()[..]].concat());
     assert!(deploy.status.success(), "{shown}");
     let rendered = out.join("local/vault");
     for entry in std::fs::read_dir(&rendered).unwrap() {
@@ -1031,10 +1057,10 @@ fn secrets_are_never_shown_by_plan_diff_deploy_or_history() {
     let (history, shown) = run(&["history", "show", "1", "--format", "json", "--state", state.to_str().unwrap()]);
     assert!(history.status.success() && shown.contains("***"), "{shown}");
     // The same references with the same values: no changes; a rotated value is an update.
-    let (again, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target[..]].concat());
+    let (again, shown) = run(&[&["deploy", "--yes", "--as", "ada@example.com", policy], &target.args()[..]].concat());
     assert!(again.status.success() && shown.contains("no changes"), "{shown}");
     let rotated = Command::new(env!("CARGO_BIN_EXE_aptc"))
-        .args([&["deploy", "--dry-run", "--as", "ada@example.com", policy], &target[..]].concat())
+        .args([&["deploy", "--dry-run", "--as", "ada@example.com", policy], &target.args()[..]].concat())
         .current_dir(root())
         .env_remove("APTC_LOG")
         .env("APTC_TEST_SECRET", "rotated-value")
@@ -1291,12 +1317,9 @@ fn plan_summary_counts_in_the_singular_and_the_plural() {
 /// deleting more than half of what is deployed needs `--allow-mass-delete`.
 #[test]
 fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
-    let dir = scratch("deploy-kept");
-    let policy = dir.join("policy");
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let (_, policy, target) = configmap_policy("deploy-kept");
+    let out = &target.out;
+    let run = |args: &[&str]| target.run_as("ada@example.com", args);
     let deploy = || run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert!(deploy().status.success());
     let rendered = || std::fs::read_dir(out.join("local/demo")).unwrap().count();
@@ -1496,9 +1519,9 @@ fn deploy_and_rollback_json_list_the_actions_their_reasons_and_results() {
         return;
     }
     let dir = scratch("deploy-json");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &["--format", "json", "--as", "ada@example.com"], &target[..]].concat());
+    let target = Target::in_dir(&dir);
+    let state = &target.state;
+    let run = |args: &[&str]| target.run_as("ada@example.com", &[args, &["--format", "json"]].concat());
     let kinds = |json: &serde_json::Value| -> Vec<String> {
         json["actions"].as_array().unwrap().iter().map(|a| a["kind"].as_str().unwrap().to_string()).collect()
     };
@@ -1755,12 +1778,8 @@ fn watch_exits_130_when_interrupted() {
 /// failure as the reason, and says the deploy failed (exit 1, as the text output).
 #[test]
 fn deploy_json_lists_what_a_failed_claim_keeps() {
-    let dir = scratch("deploy-json-kept");
-    let policy = dir.join("policy");
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com", "--format", "json"], &target[..]].concat());
+    let (_, policy, target) = configmap_policy("deploy-json-kept");
+    let run = |args: &[&str]| target.run_as("ada@example.com", &[args, &["--format", "json"]].concat());
     let first = run(&["deploy", "--yes", policy.to_str().unwrap()]);
     assert!(first.status.success(), "{first:?}");
     make_ada_site_fail(&policy);
@@ -1803,9 +1822,9 @@ fn a_damaged_store_never_panics_and_says_how_to_recover() {
         return;
     }
     let dir = scratch("damaged-store");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let run = |args: &[&str]| aptc(&[args, &["--as", "ada@example.com"], &target[..]].concat());
+    let target = Target::in_dir(&dir);
+    let state = &target.state;
+    let run = |args: &[&str]| target.run_as("ada@example.com", args);
     let first = run(&["deploy", "--yes", "examples/quickstart"]);
     assert!(first.status.success(), "{first:?}");
     let pristine = std::fs::read(&state).unwrap();
@@ -1934,13 +1953,9 @@ fn history_works_while_a_deploy_runs_and_shows_the_unfinished_revision() {
 
 #[test]
 fn a_revision_records_the_instances_failed_claims_keep() {
-    let dir = scratch("revision-kept");
-    let policy = dir.join("policy");
-    manifests_policy(&policy, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n");
-    let (state, out) = (dir.join("state.db"), dir.join("out"));
-    let target = deploy_args(&state, &out);
-    let deploy =
-        || aptc(&[&["deploy", "--yes", "--as", "ada@example.com", policy.to_str().unwrap()], &target[..]].concat());
+    let (_, policy, target) = configmap_policy("revision-kept");
+    let state = &target.state;
+    let deploy = || target.run_as("ada@example.com", &["deploy", "--yes", policy.to_str().unwrap()]);
     assert!(deploy().status.success());
     // The claim fails (a fault of web's policy): its three instances are kept, and revision 2
     // says so.
