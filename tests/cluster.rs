@@ -254,22 +254,42 @@ fn an_unreachable_cluster_stops_a_cluster_deploy_and_auto_renders_saying_why() {
     assert_eq!(instances, 1, "rendered into the default directory (under the policy root) instead");
 }
 
+/// What a spawned `aptc watch` wrote so far, standard output then standard error.
+struct WatchLog {
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl WatchLog {
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default() + &std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+}
+
+/// `aptc watch --fix --yes --target cluster --interval 1` as ada on `dir`'s policy, logging to
+/// files in `dir`.
+#[cfg(unix)]
+fn watch_fix(dir: &Path, kubeconfig: &Path) -> (Reaper, WatchLog) {
+    let log = WatchLog { out: dir.join("watch.log"), err: dir.join("watch.err") };
+    let state = dir.join("state.db");
+    let watcher = Reaper::spawn(
+        command(dir, kubeconfig)
+            .args(["watch", "--fix", "--yes", "--target", "cluster", "--interval", "1", "--as", "ada@example.com"])
+            .args(["--state", state.to_str().unwrap(), dir.join("policy").to_str().unwrap()]),
+        &log.out,
+        &log.err,
+    );
+    (watcher, log)
+}
+
 #[cfg(unix)]
 #[test]
 fn watch_fix_recreates_an_object_deleted_on_the_cluster_and_stops_on_sigterm() {
     let dir = policy("watch");
     let (fake, kubeconfig) = served(&dir);
-    let (state, log) = (dir.join("state.db"), dir.join("watch.log"));
-    let mut watcher = Reaper::spawn(
-        command(&dir, &kubeconfig)
-            .args(["watch", "--fix", "--yes", "--target", "cluster", "--interval", "1", "--as", "ada@example.com"])
-            .args(["--state", state.to_str().unwrap(), dir.join("policy").to_str().unwrap()]),
-        &log,
-        &dir.join("watch.err"),
-    );
+    let (mut watcher, log) = watch_fix(&dir, &kubeconfig);
     let shown = || {
-        let text = std::fs::read_to_string(&log).unwrap_or_default()
-            + &std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default();
+        let text = log.read();
         assert!(!text.contains(SECRET), "the secret was shown: {text}");
         text
     };
@@ -550,18 +570,8 @@ fn upgrades_win_against_people_and_leave_controllers_their_fields() {
 fn a_repair_that_keeps_failing_backs_off() {
     let dir = policy("backoff");
     let (fake, kubeconfig) = served(&dir);
-    let (state, log) = (dir.join("state.db"), dir.join("watch.log"));
-    let mut watcher = Reaper::spawn(
-        command(&dir, &kubeconfig)
-            .args(["watch", "--fix", "--yes", "--target", "cluster", "--interval", "1", "--as", "ada@example.com"])
-            .args(["--state", state.to_str().unwrap(), dir.join("policy").to_str().unwrap()]),
-        &log,
-        &dir.join("watch.err"),
-    );
-    let shown = || {
-        std::fs::read_to_string(&log).unwrap_or_default()
-            + &std::fs::read_to_string(dir.join("watch.err")).unwrap_or_default()
-    };
+    let (mut watcher, log) = watch_fix(&dir, &kubeconfig);
+    let shown = || log.read();
     assert!(wait_for(15, || shown().contains("revision 1:")), "the first revision applies: {}", shown());
     let greeting = config_map(&fake, "greeting").expect("both objects are applied");
     fake.fail_next("PATCH", &greeting, 1000, 403);
