@@ -444,36 +444,10 @@ impl Store {
     /// Schema 1 → 2: each table's `&str` values become bytes (the same text).
     fn migrate(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         tracing::info!(path = %self.path.display(), "migrating the store to schema {SCHEMA}");
-        let err = |e: redb::Error| self.db("migrating", e);
         for name in NUMBERED {
-            let old = TableDefinition::<u64, &str>::new(name);
-            let rows: Vec<(u64, String)> = {
-                let table = txn.open_table(old).map_err(|e| err(e.into()))?;
-                let rows = table.iter().map_err(|e| err(e.into()))?;
-                rows.map(|row| row.map(|(k, v)| (k.value(), v.value().to_string())))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| err(e.into()))?
-            };
-            txn.delete_table(old).map_err(|e| err(e.into()))?;
-            let mut new = txn.open_table(TableDefinition::<u64, &[u8]>::new(name)).map_err(|e| err(e.into()))?;
-            for (key, value) in rows {
-                new.insert(key, value.as_bytes()).map_err(|e| err(e.into()))?;
-            }
+            text_to_bytes::<u64>(txn, name).map_err(|e| self.db("migrating", e))?;
         }
-        let old = TableDefinition::<(u64, u64), &str>::new("journal_reports");
-        let rows: Vec<((u64, u64), String)> = {
-            let table = txn.open_table(old).map_err(|e| err(e.into()))?;
-            let rows = table.iter().map_err(|e| err(e.into()))?;
-            rows.map(|row| row.map(|(k, v)| (k.value(), v.value().to_string())))
-                .collect::<Result<_, _>>()
-                .map_err(|e| err(e.into()))?
-        };
-        txn.delete_table(old).map_err(|e| err(e.into()))?;
-        let mut new = txn.open_table(JOURNAL_REPORTS).map_err(|e| err(e.into()))?;
-        for (key, value) in rows {
-            new.insert(key, value.as_bytes()).map_err(|e| err(e.into()))?;
-        }
-        Ok(())
+        text_to_bytes::<(u64, u64)>(txn, redb::TableHandle::name(&JOURNAL_REPORTS)).map_err(|e| self.db("migrating", e))
     }
 
     fn newer(&self, found: u64) -> StoreError {
@@ -804,6 +778,26 @@ pub(crate) fn private_copy(path: &Path, prefix: &str) -> Result<(tempfile::TempD
     let file = copy.path().join("state.db");
     std::fs::copy(path, &file).map_err(failed)?;
     Ok((copy, file))
+}
+
+/// Moves table `name`'s `&str` values into a table of bytes of the same name (the same text,
+/// the same keys): schema 1 stored text, which redb decodes with a panic when damaged.
+fn text_to_bytes<K>(txn: &redb::WriteTransaction, name: &str) -> Result<(), redb::Error>
+where
+    K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + 'static,
+{
+    let old = TableDefinition::<K, &str>::new(name);
+    let rows: Vec<(K, String)> = {
+        let table = txn.open_table(old)?;
+        let rows = table.iter()?;
+        rows.map(|row| row.map(|(k, v)| (k.value(), v.value().to_string()))).collect::<Result<_, _>>()?
+    };
+    txn.delete_table(old)?;
+    let mut new = txn.open_table(TableDefinition::<K, &[u8]>::new(name))?;
+    for (key, value) in rows {
+        new.insert(key, value.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
