@@ -16,7 +16,7 @@ use aptc_runtime::driver::Driver;
 use aptc_runtime::driver::INSTANCE_FILE;
 use aptc_runtime::helm::Helm;
 use aptc_runtime::manifest::{ANNOTATION_KEY, LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, parse_stream};
-use aptc_runtime::plan::{plan, units};
+use aptc_runtime::plan::{Unit, plan, units};
 use aptc_runtime::render::RenderDriver;
 use aptc_runtime::source::Source;
 
@@ -131,19 +131,14 @@ fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
     assert!(!out.path().join("local/hello/remote-chart-0000000000").exists());
 }
 
-#[test]
-fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
-    let Some(helm) = helm("a_rendered_chart_shows_secrets_as_stars_and_never_their_value") else { return };
+/// A policy directory holding a local chart `name` of one template, and the first instance of
+/// the quickstart example set to render it.
+fn local_chart_unit(name: &str, template: &str) -> (tempfile::TempDir, Unit) {
     let policy = tempfile::tempdir().unwrap();
     let chart = policy.path().join("chart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: secretive\nversion: 0.1.0\n").unwrap();
-    std::fs::write(
-        chart.join("templates/secret.yaml"),
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.auth.password | quote }}\n",
-    )
-    .unwrap();
-    std::fs::write(policy.path().join("password.txt"), "s3cr3t-never-rendered\n").unwrap();
+    std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n")).unwrap();
+    std::fs::write(chart.join("templates").join(format!("{name}.yaml")), template).unwrap();
     let program = common::lower_path(Path::new("examples/quickstart"));
     let mut unit = units(&resolve(&program)).into_values().next().unwrap();
     unit.source = Source::Chart {
@@ -152,6 +147,17 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
         version: None,
         base_dir: policy.path().to_string_lossy().into_owned(),
     };
+    (policy, unit)
+}
+
+#[test]
+fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
+    let Some(helm) = helm("a_rendered_chart_shows_secrets_as_stars_and_never_their_value") else { return };
+    let (policy, mut unit) = local_chart_unit(
+        "secretive",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\nstringData:\n  password: {{ .Values.auth.password | quote }}\n",
+    );
+    std::fs::write(policy.path().join("password.txt"), "s3cr3t-never-rendered\n").unwrap();
     unit.values = serde_json::json!({ "auth": { "password": { "$secret": { "file": "password.txt" } } } });
     let revealed = aptc_runtime::secrets::reveal(&unit.values, policy.path()).unwrap();
     assert_eq!(revealed["auth"]["password"], "s3cr3t-never-rendered", "the secret is there to leak");
@@ -190,23 +196,10 @@ fn hostile_values_reach_the_chart_exactly() {
         "#not a comment & *anchor !!tag {a: [b]}",
         "ünïcødé ✓ 𝔘",
     ];
-    let policy = tempfile::tempdir().unwrap();
-    let chart = policy.path().join("chart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: echo\nversion: 0.1.0\n").unwrap();
-    std::fs::write(
-        chart.join("templates/echo.yaml"),
+    let (_policy, mut unit) = local_chart_unit(
+        "echo",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n{{- range $i, $v := .Values.list }}\n  k{{ $i }}: {{ $v | quote }}\n{{- end }}\n",
-    )
-    .unwrap();
-    let program = common::lower_path(Path::new("examples/quickstart"));
-    let mut unit = units(&resolve(&program)).into_values().next().unwrap();
-    unit.source = Source::Chart {
-        chart: "./chart".into(),
-        repo: None,
-        version: None,
-        base_dir: policy.path().to_string_lossy().into(),
-    };
+    );
     unit.values = serde_json::json!({ "list": hostile });
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
