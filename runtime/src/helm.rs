@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::source::ChartRef;
 
@@ -304,106 +304,6 @@ fn yaml_alters(c: char) -> bool {
     matches!(u32::from(c), 0x7F..=0x9F | 0x2028 | 0x2029 | 0xD800..=0xDFFF | 0xFEFF | 0xFFFE | 0xFFFF)
 }
 
-/// The prefix of the private directories of Helm calls in the system's temporary directory.
-const PRIVATE_PREFIX: &str = "aptc-helm-";
-
-/// A private directory (0700, in the system's temporary directory) for the files one Helm call
-/// needs besides its values (the post-renderer plugin, the post-renderer's error file), removed
-/// afterwards. Its name carries aptc's process id, so that a run after a killed one removes what
-/// that one left ([`sweep_private_dirs`]).
-pub(crate) struct PrivateDir {
-    dir: tempfile::TempDir,
-}
-
-impl PrivateDir {
-    pub(crate) fn create() -> Result<PrivateDir, HelmError> {
-        let mut builder = tempfile::Builder::new();
-        let prefix = format!("{PRIVATE_PREFIX}{}-", std::process::id());
-        builder.prefix(&prefix);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o700));
-        }
-        let dir = builder.tempdir().map_err(|e| HelmError::io("creating a private temporary directory", e))?;
-        Ok(PrivateDir { dir })
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub(crate) fn remove(self) -> Result<(), HelmError> {
-        self.dir.close().map_err(|e| HelmError::io("removing a private temporary directory", e))
-    }
-}
-
-/// How old a values directory of an older aptc (`aptc-values-*`, which held the values file)
-/// must be to be removed: older than any Helm call may run, so none still uses it.
-const STALE_VALUES_DIR: Duration = Duration::from_secs(3600);
-
-/// Removes what killed runs left in `root` (the system's temporary directory): private
-/// directories of this user's aptc processes that no longer run, and values directories of older
-/// aptc versions past any Helm call's deadline. Called at the start of every run that uses Helm
-/// against a cluster; what cannot be removed stays (it is this user's own, 0700).
-pub fn sweep_private_dirs(root: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(root) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = if let Some(rest) = name.strip_prefix(PRIVATE_PREFIX) {
-            rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()).is_some_and(|pid| !is_running(pid))
-        } else if name.starts_with("aptc-values-") {
-            entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|at| SystemTime::now().duration_since(at).ok())
-                .is_some_and(|age| age > STALE_VALUES_DIR)
-        } else {
-            false
-        };
-        if stale && is_own_directory(&entry) && std::fs::remove_dir_all(entry.path()).is_ok() {
-            tracing::info!(path = %entry.path().display(), "removed a private directory a stopped aptc left");
-            removed += 1;
-        }
-    }
-    removed
-}
-
-/// Whether process `pid` runs (on Unix; elsewhere it is assumed to, so nothing is removed).
-fn is_running(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    #[cfg(unix)]
-    {
-        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-        // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0;
-        alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        true
-    }
-}
-
-/// Whether `entry` is a real directory (not a link) of the user running aptc.
-fn is_own_directory(entry: &std::fs::DirEntry) -> bool {
-    let Ok(metadata) = entry.path().symlink_metadata() else { return false };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: getuid has no preconditions.
-        metadata.is_dir() && metadata.uid() == unsafe { libc::getuid() }
-    }
-    #[cfg(not(unix))]
-    {
-        metadata.is_dir()
-    }
-}
-
 /// A command running `program` (Helm) as aptc runs every Helm: in its own process group (a
 /// Ctrl-C on the terminal reaches aptc, which lets the running actions finish, and not Helm,
 /// which would fail them), and on Linux killed when aptc dies, even by SIGKILL
@@ -583,34 +483,6 @@ mod tests {
     fn a_binary_that_is_not_helm_is_refused() {
         let error = Helm::at(Path::new("/bin/false")).unwrap_err().to_string();
         assert!(error.contains("`helm version` failed for /bin/false"), "{error}");
-    }
-
-    #[test]
-    fn private_directories_are_private_and_those_of_stopped_runs_are_swept() {
-        let dir = PrivateDir::create().unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o700);
-        }
-        let root = tempfile::tempdir().unwrap();
-        // A pid above the kernel's maximum (2^22) runs nowhere.
-        let (dead, ours, other) = (
-            root.path().join("aptc-helm-99999999-abc"),
-            root.path().join(format!("aptc-helm-{}-abc", std::process::id())),
-            root.path().join("unrelated-99999999"),
-        );
-        for made in [&dead, &ours, &other] {
-            std::fs::create_dir(made).unwrap();
-            std::fs::write(made.join("post-render.error"), "x").unwrap();
-        }
-        let fresh_values = root.path().join("aptc-values-new");
-        std::fs::create_dir(&fresh_values).unwrap();
-        assert_eq!(sweep_private_dirs(root.path()), 1);
-        assert!(!dead.exists() && ours.exists() && other.exists() && fresh_values.exists());
-        let path = dir.path().to_path_buf();
-        dir.remove().unwrap();
-        assert!(!path.exists());
     }
 
     /// Helm gets its values on standard input, and a `stop` reason ends it early.

@@ -22,6 +22,7 @@ pub mod k8s;
 pub mod manifest;
 pub mod owners;
 pub mod plan;
+pub mod private_dir;
 pub mod release;
 pub mod render;
 pub mod report;

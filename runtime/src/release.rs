@@ -32,13 +32,13 @@ use serde::Deserialize;
 
 use crate::connection::Connection;
 use crate::helm::{
-    Failure, Helm, HelmError, PrivateDir, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, command, run, run_with,
-    sweep_private_dirs, values_input,
+    Failure, Helm, HelmError, TEMPLATE_TIMEOUT, TemplateRequest, chart_args, command, run, run_with, values_input,
 };
 use crate::manifest::{
     LABEL_INSTANCE, LABEL_NAMESPACE, LABEL_REVISION, ManifestError, Stamp, parse_stream, stamp_all, write_stream,
 };
 use crate::plan::Unit;
+use crate::private_dir::{self, PrivateDir};
 use crate::retry::Backoff;
 use crate::source::{ChartRef, Source};
 
@@ -148,7 +148,7 @@ impl Releases {
     /// directories (kept usable beside aptc's plugin).
     pub fn new(helm: Helm, post_renderer: PathBuf) -> Result<Releases, HelmError> {
         // What a killed run left (its private directories) goes before anything else is done.
-        sweep_private_dirs(&std::env::temp_dir());
+        private_dir::sweep(&std::env::temp_dir());
         let user_plugins = if helm.is_v3() {
             None
         } else {
@@ -202,7 +202,8 @@ impl Releases {
         guard: &Guard,
     ) -> Result<ReleaseOutcome, HelmError> {
         let chart = chart_of(unit)?;
-        let private = PrivateDir::create()?;
+        let private =
+            PrivateDir::create("helm").map_err(|e| HelmError::io("creating a private temporary directory", e))?;
         let mut command = command(&self.helm.path);
         command.arg("upgrade").arg("--install").arg(&unit.name);
         chart_args(&mut command, &chart, version_of(unit))?;
@@ -236,7 +237,7 @@ impl Releases {
         let input = values_input(values);
         let result = self.execute("helm upgrade", &mut command, deadline, Some(&input), guard);
         let stamping = read_post_render_error(private.path()).map(|why| (guard.scrub)(&why));
-        private.remove()?;
+        private.remove().map_err(|e| HelmError::io("removing a private temporary directory", e))?;
         match result.and_then(|stdout| parse_release(&stdout)) {
             Ok(status) => {
                 tracing::info!(release = %unit.name, status = %status.status, helm_revision = status.revision, "upgraded");
@@ -374,7 +375,8 @@ impl Releases {
     /// afterwards), for a diff before deploying.
     pub fn template(&self, unit: &Unit, revision: u64, values: &serde_json::Value) -> Result<String, HelmError> {
         let chart = chart_of(unit)?;
-        let private = PrivateDir::create()?;
+        let private =
+            PrivateDir::create("helm").map_err(|e| HelmError::io("creating a private temporary directory", e))?;
         let mut command = self.helm.template_command(&TemplateRequest {
             release: &unit.name,
             chart: &chart,
@@ -386,7 +388,7 @@ impl Releases {
         let input = values_input(values);
         let result = self.execute("helm template", &mut command, TEMPLATE_TIMEOUT, Some(&input), &Guard::NONE);
         let stamping = read_post_render_error(private.path());
-        private.remove()?;
+        private.remove().map_err(|e| HelmError::io("removing a private temporary directory", e))?;
         result.map_err(|failure| HelmError::Failed {
             command: format!("helm template of release {}", unit.name),
             reason: with_stamping(failure, stamping),
@@ -677,7 +679,7 @@ exit 0
         /// Each call's arguments, the private directory's path shown as `PRIVATE`.
         fn calls(&self) -> Vec<Vec<String>> {
             let text = std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default();
-            let private = regex::Regex::new(r"/[^ ]*aptc-helm-[^/]+").unwrap();
+            let private = regex::Regex::new(r"/[^ ]*aptc-private-[^/]+").unwrap();
             text.split("<end>\n")
                 .filter(|c| !c.is_empty())
                 .map(|c| c.lines().map(|l| private.replace_all(l, "PRIVATE").into_owned()).collect())
@@ -772,7 +774,7 @@ exit 0
         let observed = fake.observed();
         assert_eq!(observed.matches("values - {\"replicas\":2}\n").count(), 4, "{observed}");
         let plugins =
-            regex::Regex::new(r"plugins (/\S*aptc-helm-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
+            regex::Regex::new(r"plugins (/\S*aptc-private-[^/]+)/plugins:/home/u/.local/share/helm/plugins\n").unwrap();
         assert_eq!(plugins.find_iter(&observed).count(), 4, "{observed}");
         assert_eq!(observed.matches("link /opt/aptc/bin/aptc\n").count(), 4, "{observed}");
         assert!(

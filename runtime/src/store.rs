@@ -43,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{ActionReport, Applied, Outcome};
 use crate::plan::{Op, Plan, Unit};
+use crate::private_dir::{self, PrivateDir};
 
 mod salvage;
 
@@ -335,7 +336,7 @@ pub struct Store {
     writable: bool,
     /// The directory of a reader's private copy, removed with the store (after `db` is closed:
     /// fields drop in order).
-    _copy: Option<tempfile::TempDir>,
+    _copy: Option<PrivateDir>,
 }
 
 /// How often [`Store::open_read`] copies the file again when the copy does not verify: a deploy
@@ -370,7 +371,7 @@ impl Store {
         }
         let mut attempt = 1;
         loop {
-            let (copy, file) = private_copy(path, "aptc-store-")?;
+            let (copy, file) = private_copy(path, "store")?;
             match open_verified(&file, path, true) {
                 Ok(db) => {
                     let store = Store { db, path: path.to_path_buf(), writable: false, _copy: Some(copy) };
@@ -769,12 +770,13 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// A copy of the store at `path` in a new private (0700) temporary directory, which goes away
-/// with the returned guard: readers and the salvager work on it, never on the file a deploy may
-/// be writing.
-pub(crate) fn private_copy(path: &Path, prefix: &str) -> Result<(tempfile::TempDir, PathBuf), StoreError> {
+/// A copy of the store at `path` in a new [`PrivateDir`] (the store holds every revision), which
+/// goes away with the returned guard: readers and the salvager work on it, never on the file a
+/// deploy may be writing. Copies a killed reader left are removed first.
+pub(crate) fn private_copy(path: &Path, purpose: &str) -> Result<(PrivateDir, PathBuf), StoreError> {
     let failed = |source| StoreError::File { what: "copying", path: path.to_path_buf(), source };
-    let copy = tempfile::Builder::new().prefix(prefix).tempdir().map_err(failed)?;
+    private_dir::sweep(&std::env::temp_dir());
+    let copy = PrivateDir::create(purpose).map_err(failed)?;
     let file = copy.path().join("state.db");
     std::fs::copy(path, &file).map_err(failed)?;
     Ok((copy, file))
@@ -868,6 +870,33 @@ mod tests {
         let again = Store::open_read(&path).unwrap().unwrap();
         assert_eq!(again.len().unwrap(), 2);
         assert!(again.record(&revision(3, Cause::Rollback { to: 1 }, &[]), &serde_json::json!({})).is_err());
+    }
+
+    /// A reader killed while it read left its copy of the store (every revision) in the system's
+    /// temporary directory: the next reader removes it, and its own copy goes when it is done.
+    #[test]
+    fn copies_of_the_store_never_outlive_their_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Store::open(&path)
+            .unwrap()
+            .record(&revision(1, Cause::Rollback { to: 1 }, &["a"]), &serde_json::json!({}))
+            .unwrap();
+        // A pid above the kernel's maximum (2^22) runs nowhere.
+        let left = tempfile::Builder::new().prefix("aptc-private-99999999-store-").tempdir().unwrap().keep();
+        std::fs::copy(&path, left.join("state.db")).unwrap();
+        let reader = Store::open_read(&path).unwrap().unwrap();
+        assert!(!left.exists(), "the killed reader's copy is removed");
+        let copy = reader._copy.as_ref().unwrap().path().to_path_buf();
+        assert!(
+            copy.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("aptc-private-{}-store-", std::process::id()))
+        );
+        assert_eq!(reader.len().unwrap(), 1);
+        drop(reader);
+        assert!(!copy.exists(), "a reader's own copy goes with it");
     }
 
     #[test]

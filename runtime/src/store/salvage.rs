@@ -104,7 +104,7 @@ const PROBE_PAST: u64 = 64;
 impl Salvage {
     /// Reads what it can of the store at `path` from a private copy, without trusting it.
     fn read(path: &Path) -> Result<Salvage, StoreError> {
-        let (_copy, file) = super::private_copy(path, "aptc-salvage-")?;
+        let (_copy, file) = super::private_copy(path, "salvage")?;
         let mut salvage = Salvage::default();
         // Opened as a writer: a file not closed cleanly is repaired (in the copy) on opening.
         let mut builder = redb::Database::builder();
