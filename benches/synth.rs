@@ -31,7 +31,7 @@ pub struct SynthFile {
 
 /// Lines per namespace (its file and its share of users) with the proportions of
 /// [`SynthConfig::for_lines`], measured.
-const LINES_PER_NAMESPACE: usize = 373;
+const LINES_PER_NAMESPACE: usize = 379;
 
 impl SynthConfig {
     /// A configuration whose output has roughly `lines` lines, in realistic proportions.
@@ -192,7 +192,7 @@ fn service(out: &mut String, config: &SynthConfig, ns: usize, s: usize, rng: &mu
     );
     let _ = writeln!(
         out,
-        "    component app chart \"./charts/app\" {{\n        after store{}\n        when labels.debug == false or labels.env != \"prod\"\n        values {{\n            image = \"registry.example.com/ns{ns}/svc{s}:{}\"\n            store = \"${{store.discovery.url}}\"\n            debug = labels.debug\n        }}\n    }}",
+        "    component app chart \"oci://registry.example.com/charts/app\" {{\n        version \"1.0.0\"\n        after store{}\n        when labels.debug == false or labels.env != \"prod\"\n        values {{\n            image = \"registry.example.com/ns{ns}/svc{s}:{}\"\n            store = \"${{store.discovery.url}}\"\n            debug = labels.debug\n        }}\n    }}",
         if has_upstream(ns) { ", upstream" } else { "" },
         rng.below(1000)
     );

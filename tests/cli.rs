@@ -202,6 +202,8 @@ fn binary_does_not_panic_on_hostile_input() {
 fn check_resolves_names_and_types_across_files() {
     let dir = scratch("semantic");
     std::fs::write(dir.join("system.apt"), "namespace system\n\nlabel env: \"dev\" | \"prod\" = \"dev\"\n").unwrap();
+    std::fs::create_dir_all(dir.join("chart")).unwrap();
+    std::fs::write(dir.join("chart/Chart.yaml"), "apiVersion: v2\nname: site\nversion: 0.1.0\n").unwrap();
     std::fs::write(
         dir.join("web.apt"),
         "namespace web\n\nimport system\n\nservice site {\n    component app chart \"./chart\"\n}\n\ncontract site {\n    context prod when labels.evn == \"prod\" {\n        use site\n    }\n    context dev when labels.env == \"qa\" {\n        use sitee\n    }\n}\n",
@@ -215,6 +217,35 @@ fn check_resolves_names_and_types_across_files() {
     assert!(text.contains("[APT0303] Error: \"qa\" is not a value"), "{text}");
     assert!(text.contains("[APT0201] Error: no service named `sitee`"), "{text}");
     assert!(text.contains("did you mean `site`?"), "{text}");
+}
+
+#[test]
+fn check_reports_a_local_chart_that_is_not_there_and_accepts_it_once_created() {
+    let dir = scratch("local-chart");
+    std::fs::write(
+        dir.join("web.apt"),
+        "namespace web\n\nservice site {\n    component app chart \"./charts/site\"\n}\n\ncontract site {\n    context all {\n        use site\n    }\n}\n",
+    )
+    .unwrap();
+    let chart = dir.join("charts/site");
+    let out = aptc(&["check", "--color", "never", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a missing chart is a finding: {}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("[APT0210] Error: local chart `./charts/site` does not exist"), "{text}");
+    assert!(text.contains(&chart.display().to_string()), "names the resolved path: {text}");
+    assert!(text.contains("Help: a local chart's path is relative to the directory of this .apt file"), "{text}");
+
+    // A directory is not enough: Helm needs its Chart.yaml.
+    std::fs::create_dir_all(&chart).unwrap();
+    let out = aptc(&["check", "--color", "never", "--format", "json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("\"APT0210\""), "{}", stdout(&out));
+    assert!(stdout(&out).contains("has no `Chart.yaml`"), "{}", stdout(&out));
+
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: site\nversion: 0.1.0\n").unwrap();
+    let out = aptc(&["check", "--color", "never", dir.to_str().unwrap()]);
+    assert!(!stdout(&out).contains("APT0210"), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
 
 #[test]
@@ -256,7 +287,7 @@ fn test_runs_every_example_policy() {
 #[test]
 fn test_reports_what_a_failing_test_expected_and_got() {
     let dir = scratch("test-fails");
-    std::fs::write(dir.join("policy.apt"), TESTED_POLICY).unwrap();
+    write_tested_policy(&dir.join("policy.apt"));
     let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -1360,7 +1391,16 @@ fn a_failing_claim_keeps_its_instances_and_a_mass_delete_is_refused() {
 
 // ---- Machine-readable reports, progress off a terminal, exit codes (issues #18 and #10) ----
 
-/// A policy with one test that holds and one whose two expectations do not.
+/// Writes [`TESTED_POLICY`] at `path`, with the chart it names beside it.
+fn write_tested_policy(path: &Path) {
+    std::fs::write(path, TESTED_POLICY).unwrap();
+    let chart = path.parent().unwrap().join("charts/app");
+    std::fs::create_dir_all(&chart).unwrap();
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: app\nversion: 0.1.0\n").unwrap();
+}
+
+/// A policy with one test that holds and one whose two expectations do not (its chart is
+/// `./charts/app`: [`write_tested_policy`]).
 const TESTED_POLICY: &str = r#"namespace system
 
 label env: "dev" | "prod" = "dev"
@@ -1414,7 +1454,7 @@ test wrong {
 fn test_json_and_junit_report_each_test_with_what_it_got() {
     let dir = scratch("test-formats");
     std::fs::create_dir_all(dir.join("good")).unwrap();
-    std::fs::write(dir.join("good/policy.apt"), TESTED_POLICY).unwrap();
+    write_tested_policy(&dir.join("good/policy.apt"));
     let good = dir.join("good");
     let out = aptc(&["test", "--format", "json", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -1444,7 +1484,7 @@ fn test_json_and_junit_report_each_test_with_what_it_got() {
     // JUnit: a suite per policy; the broken one is an error, not a silent pass.
     std::fs::create_dir_all(dir.join("all/good")).unwrap();
     std::fs::create_dir_all(dir.join("all/broken")).unwrap();
-    std::fs::write(dir.join("all/good/policy.apt"), TESTED_POLICY).unwrap();
+    write_tested_policy(&dir.join("all/good/policy.apt"));
     std::fs::write(
         dir.join("all/broken/policy.apt"),
         "namespace system\n\ntest broken {\n    expect claim nobody resolved\n}\n",
@@ -2116,6 +2156,9 @@ fn check_says_when_there_is_no_policy_and_users_files_are_strict() {
 fn claim_text_never_reaches_the_terminal_raw() {
     let dir = scratch("terminal-escapes");
     std::fs::copy(root().join("tests/fixtures/terminal_escapes.apt"), dir.join("system.apt")).unwrap();
+    // The chart it names, `./c`.
+    std::fs::create_dir_all(dir.join("c")).unwrap();
+    std::fs::write(dir.join("c/Chart.yaml"), "apiVersion: v2\nname: c\nversion: 0.1.0\n").unwrap();
     let policy = dir.to_str().unwrap();
     for args in [vec!["plan", policy], vec!["explain", "system.c1", policy]] {
         let out = aptc(&args);

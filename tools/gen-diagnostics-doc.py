@@ -42,6 +42,7 @@ EXPLAIN = {
     "APT0207": "(Warning.) An import from which the file resolves no name. Imports apply to one file only, so an import that another file of the namespace needs must be written there. Remove it; a qualified reference (`ns.name`) needs no import.",
     "APT0208": "A file named by `users from` cannot be used: it cannot be read, it is not a YAML (or JSON) list of users, a user has a field other than `name`, `team`, `groups` and `labels`, or a user is listed twice. The path is relative to the directory of the `.apt` file that names it. Until the file is fixed, its users are unknown, so claims and `--as` that name them fail too.",
     "APT0209": "The files of a `manifests \"GLOB\"` component cannot be used: the glob matches no file, is not a valid glob, is absolute or climbs out of the directory of the `.apt` file (`..`), or a matched file cannot be read, is not UTF-8 text or is larger than 16 MiB. The glob is relative to the directory of the file that declares the component; `*` and `?` match within one directory, `**` across directories. Manifests are read and checked with the policy, so this is found by `aptc check`, not by a deploy.",
+    "APT0210": "A chart component names a local chart (`chart \"./PATH\"`, `../PATH` or `/PATH`, without `repo`) that Helm could not be given: nothing is at the path, the path is a directory without a `Chart.yaml`, or a file that is not a packaged chart (`.tgz` or `.tar.gz`; an archive's contents are not looked into). The path is relative to the directory of the `.apt` file that declares the component; the message names the path it resolved to. Found by `aptc check` (and the language server, which looks again when a policy file is saved or a `Chart.yaml` or `.tgz` changes on disk), not by a deploy. A chart written with an interpolation is not checked (it is an error of its own, APT0310). Create the chart there (`helm create`), correct the path, or use a chart of a repository (`repo \"URL\"`, `REPO/CHART` or `oci://…`).",
     "APT0301": "A label key (in `labels.KEY`, `set`, `remove`, a `labels { … }` map, `user.labels.KEY` or `cluster.labels.KEY`) that is not a label visible in the file. In Aptomi labels were free-form strings, so a misspelt key was silently `false` in every criterion that read it; here every key must be declared (`label KEY: TYPE`) in the file's namespace or imported from another one.",
     "APT0302": "A value of the wrong type: `set labels.replicas = \"3\"` for an `int` label, comparing an `int` with a string, a list where a scalar is needed (an interpolation, an allocation key), mixed types in a list, an argument of the wrong type. Aptomi guessed types from strings (`\"10\"` became a number); `.apt` has no implicit conversions: use `to_int`, `to_string` or a literal of the right type.",
     "APT0303": "A constant string where an enum is expected that is not one of its values: in a comparison (`labels.env == \"prdo\"`), an `in` list, a `set`, a default or a `labels` map. Such a comparison could never be true; Aptomi would simply never match it. Use one of the listed values, or add the value to the label's type.",
@@ -112,7 +113,13 @@ def main():
                 fences = {".apt": "apt", ".yaml": "yaml", ".yml": "yaml", ".json": "json"}
                 for file in sorted(f for f in case.rglob("*") if f.is_file() and f.name != "ARGS"):
                     fence = fences.get(file.suffix, "text")
-                    out += [f"`{file.relative_to(case)}`:", "", f"```{fence}", file.read_text().rstrip("\n"), "```", ""]
+                    try:
+                        text = file.read_text()
+                    except UnicodeDecodeError:
+                        # A binary file (a packaged chart): named, not shown.
+                        out += [f"`{file.relative_to(case)}`: a binary file ({file.stat().st_size} bytes).", ""]
+                        continue
+                    out += [f"`{file.relative_to(case)}`:", "", f"```{fence}", text.rstrip("\n"), "```", ""]
                 if (case / "ARGS").exists():
                     args = (case / "ARGS").read_text().split()
             else:

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::{
-    Database, ManifestFile, ManifestSet, Reported, Settings, SourceText, UsersFile, Workspace, parse_file,
+    Database, LocalChart, ManifestFile, ManifestSet, Reported, Settings, SourceText, UsersFile, Workspace, parse_file,
 };
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::semantics::{self, index::file_summary};
@@ -50,8 +50,8 @@ pub struct Summary {
 }
 
 /// A workspace of `sources`, plus the embedded prelude when no file declares `namespace std`,
-/// plus the users files that `users from` statements name and the files of `manifests`
-/// components (read from disk here).
+/// plus the users files that `users from` statements name, the files of `manifests` components
+/// and what is at the path of each local chart (read from disk here).
 pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings) -> Workspace {
     let ws = db.workspace(sources, settings);
     let mut files = ws.files(db).clone();
@@ -62,8 +62,53 @@ pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings
     let sources_files = ws.files(db).clone();
     let users_files = read_users_files(db, &sources_files, &[]);
     let manifests = load_manifests(db, &sources_files, FileId(sources.len() as u32 + 1));
+    let charts = look_at_charts(db, &sources_files, &[]);
     let settings = ws.settings(db).clone();
-    Workspace::new(db, files, users_files, manifests, settings)
+    Workspace::new(db, files, users_files, manifests, charts, settings)
+}
+
+/// The local charts that the chart components of `files` name, each looked at on disk; one of
+/// `known` for the same file and chart is reused (what is on disk set only if it changed).
+fn look_at_charts(db: &mut Database, files: &[SourceText], known: &[LocalChart]) -> Vec<LocalChart> {
+    let mut seen = HashSet::new();
+    let mut charts = Vec::new();
+    for &file in files {
+        let id = file.id(db);
+        let named = semantics::charts::local_charts(&parse_file(db, file).file);
+        for (_, chart) in named {
+            if !seen.insert((id, chart.clone())) {
+                continue;
+            }
+            let path = semantics::charts::chart_path(file.path(db), &chart);
+            let on_disk = crate::workspace::probe_chart(&path);
+            let same = known.iter().find(|c| c.declared_in(db) == id && *c.chart(db) == chart).copied();
+            charts.push(match same {
+                Some(local) => {
+                    if *local.path(db) != path {
+                        drop(local.set_path(db).to(path));
+                    }
+                    if *local.on_disk(db) != on_disk {
+                        drop(local.set_on_disk(db).to(on_disk));
+                    }
+                    local
+                }
+                None => LocalChart::new(db, id, chart, path, on_disk),
+            });
+        }
+    }
+    charts
+}
+
+/// Looks at the local charts of `ws` on disk again (a chart directory was created or removed,
+/// or a chart component was added or changed); only what changed is set, so only the files
+/// whose charts changed are checked again.
+pub fn refresh_charts(db: &mut Database, ws: Workspace) {
+    let old = ws.charts(db).clone();
+    let files = ws.files(db).clone();
+    let charts = look_at_charts(db, &files, &old);
+    if charts != old {
+        ws.set_charts(db).to(charts);
+    }
 }
 
 /// The users files that the `users from` statements of `files` name, read from disk; one of

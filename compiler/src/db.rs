@@ -37,6 +37,10 @@ pub struct Workspace {
     /// The files of every `manifests` component, read when the workspace was loaded.
     #[returns(ref)]
     pub manifests: Vec<ManifestSet>,
+    /// The local chart of every chart component that names one, looked at on disk when the
+    /// workspace was loaded (and again by [`crate::check::refresh_charts`]).
+    #[returns(ref)]
+    pub charts: Vec<LocalChart>,
     #[returns(ref)]
     pub settings: Settings,
 }
@@ -69,6 +73,47 @@ pub struct ManifestSet {
     pub files: Result<Vec<ManifestFile>, String>,
 }
 
+/// The local chart a chart component names (`chart "./PATH"` without `repo`, by
+/// [`aptc_core::ir::is_local_chart`]), looked at on disk by whoever builds the workspace (the
+/// database does no I/O): what is at its path.
+#[salsa::input(debug)]
+pub struct LocalChart {
+    /// The `.apt` file of the component, and the chart as written there.
+    #[returns(copy)]
+    pub declared_in: FileId,
+    #[returns(ref)]
+    pub chart: String,
+    /// The chart's path: the declaring file's directory joined with the chart.
+    #[returns(ref)]
+    pub path: PathBuf,
+    #[returns(ref)]
+    pub on_disk: ChartOnDisk,
+}
+
+/// What is at a local chart's path ([`crate::workspace::probe_chart`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ChartOnDisk {
+    /// A directory holding a `Chart.yaml` file: a chart Helm can read.
+    Directory,
+    /// A file named `*.tgz` or `*.tar.gz`: a packaged chart (its contents are not looked into).
+    Archive,
+    /// Nothing.
+    Missing,
+    /// A directory without a `Chart.yaml` file.
+    NoChartYaml,
+    /// A file that is not a packaged chart (`.tgz`).
+    NotAChart,
+    /// The path cannot be looked at (permissions, …): why.
+    Unreadable(String),
+}
+
+impl ChartOnDisk {
+    /// Whether Helm can be given it.
+    pub fn is_usable(&self) -> bool {
+        matches!(self, ChartOnDisk::Directory | ChartOnDisk::Archive)
+    }
+}
+
 /// One manifest file: a template checked and lowered with its component (docs/language.md §5.2).
 /// It has a [`FileId`] of its own, so diagnostics can point into it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -94,6 +139,12 @@ impl Workspace {
             .iter()
             .find(|set| set.declared_in(db) == file && set.glob(db) == glob)
             .map(|set| set.files(db))
+    }
+
+    /// The local chart `chart` of a component in `file`; `None` when it was not looked at (a
+    /// component added in an editor since the charts were last looked at).
+    pub fn chart_of(self, db: &dyn salsa::Database, file: FileId, chart: &str) -> Option<LocalChart> {
+        self.charts(db).iter().find(|c| c.declared_in(db) == file && c.chart(db) == chart).copied()
     }
 }
 
@@ -133,7 +184,7 @@ impl Database {
     pub fn workspace(&mut self, sources: &SourceMap, settings: Settings) -> Workspace {
         let files =
             sources.iter().map(|(id, file)| SourceText::new(self, id, file.path.clone(), file.text.clone())).collect();
-        Workspace::new(self, files, Vec::new(), Vec::new(), settings)
+        Workspace::new(self, files, Vec::new(), Vec::new(), Vec::new(), settings)
     }
 
     /// Replaces the text of one file (an editor change); only what depends on it re-runs.

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::db::ChartOnDisk;
 use crate::source::SourceMap;
 
 /// Why the files could not be read. Problems *in* the files are diagnostics instead.
@@ -213,5 +214,31 @@ mod tests {
         std::fs::write(dir.join("k8s/latin1.yaml"), [0xff, 0xfe]).unwrap();
         assert_eq!(read_referenced(&dir.join("k8s/latin1.yaml")).unwrap_err(), "it is not UTF-8 text");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// What is at `path`, a local chart's path (docs/language.md §5.1): a chart directory (with a
+/// `Chart.yaml` file), a packaged chart (a file named `*.tgz` or `*.tar.gz`; what it holds is not
+/// read), or what is wrong. Only metadata is read (symbolic links followed).
+pub fn probe_chart(path: &Path) -> ChartOnDisk {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => match std::fs::metadata(path.join("Chart.yaml")) {
+            Ok(meta) if meta.is_file() => ChartOnDisk::Directory,
+            Ok(_) => ChartOnDisk::NoChartYaml,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ChartOnDisk::NoChartYaml,
+            Err(error) => ChartOnDisk::Unreadable(error.to_string()),
+        },
+        Ok(_) => {
+            let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
+                ChartOnDisk::Archive
+            } else {
+                ChartOnDisk::NotAChart
+            }
+        }
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            ChartOnDisk::Missing
+        }
+        Err(error) => ChartOnDisk::Unreadable(error.to_string()),
     }
 }

@@ -13,7 +13,8 @@ const PLATFORM: &str = r#"namespace platform
 label size: "small" | "large" = "small"
 
 service kafka {
-    component broker chart "./charts/kafka" {
+    component broker chart "oci://charts.example.com/kafka" {
+        version "1.0.0"
         values { replicas = 1 }
     }
 }
@@ -88,6 +89,7 @@ fn editing_a_body_reruns_only_that_files_queries() {
     assert_eq!(count(&ran, "parse_file"), 1, "{ran:?}");
     assert_eq!(count(&ran, "file_summary"), 1, "{ran:?}");
     assert_eq!(count(&ran, "check_file"), 1, "the other files' checks are reused: {ran:?}");
+    assert_eq!(count(&ran, "check_charts"), 1, "{ran:?}");
     assert_eq!(count(&ran, "workspace_index"), 0, "the outline did not change: {ran:?}");
 
     // Renaming the contract changes what other files see: their checks run again and fail.
@@ -96,4 +98,45 @@ fn editing_a_body_reruns_only_that_files_queries() {
     assert_eq!(count(&ran, "workspace_index"), 1, "{ran:?}");
     assert!(count(&ran, "check_file") >= 2, "{ran:?}");
     assert_eq!(errors, 1, "analytics now uses a contract that is gone");
+}
+
+/// What is on disk at a local chart's path is an input of the database: looking again
+/// (`refresh_charts`, as the language server does when files change on disk) after the chart was
+/// created clears the error, and re-runs the chart check of that file only, not the file's checks.
+#[test]
+fn a_created_chart_clears_its_error_and_reruns_only_the_chart_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let mut db = Database::with_event_hook(move |event| {
+        if let salsa::EventKind::WillExecute { database_key } = event.kind {
+            sink.lock().unwrap().push(database_key);
+        }
+    });
+    let mut sources = SourceMap::new();
+    sources.add(dir.path().join("platform.apt"), PLATFORM.replace("oci://charts.example.com/kafka", "./charts/kafka"));
+    sources.add(dir.path().join("analytics.apt"), ANALYTICS);
+    let ws = load_workspace(&mut db, &sources, Settings::default());
+    let codes = |db: &Database| -> Vec<&'static str> {
+        aptc_compiler::check::diagnostics(db, ws).iter().filter(|d| d.is_error()).map(|d| d.code.as_str()).collect()
+    };
+    assert_eq!(codes(&db), ["APT0210"], "the chart does not exist yet");
+
+    // Looking again with nothing changed on disk sets nothing: nothing runs again.
+    aptc_compiler::check::refresh_charts(&mut db, ws);
+    let (ran, _) = executions(&db, &log, ws);
+    assert_eq!(count(&ran, "check_charts"), 0, "{ran:?}");
+
+    let chart = dir.path().join("charts/kafka");
+    std::fs::create_dir_all(&chart).unwrap();
+    aptc_compiler::check::refresh_charts(&mut db, ws);
+    assert_eq!(codes(&db), ["APT0210"], "a directory without Chart.yaml is no chart");
+
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: kafka\nversion: 0.1.0\n").unwrap();
+    aptc_compiler::check::refresh_charts(&mut db, ws);
+    let (ran, errors) = executions(&db, &log, ws);
+    assert_eq!(errors, 0, "the chart exists now");
+    assert_eq!(count(&ran, "check_charts"), 1, "the platform file's chart check: {ran:?}");
+    assert_eq!(count(&ran, "check_file"), 0, "no file is checked again: {ran:?}");
+    assert_eq!(count(&ran, "parse_file"), 0, "{ran:?}");
 }

@@ -173,6 +173,15 @@ pub enum Source {
     },
 }
 
+/// Whether a chart component's `CHART` is a chart on disk (docs/language.md §5.1): a path
+/// starting with `./`, `../` or `/`, when the component has no `repo` (with a `repo`, `CHART` is a
+/// chart name in that repository). The one rule for both sides: the checker reports a local chart
+/// that cannot be used (APT0210) and does not ask it for a version (APT0150); the runtime hands it
+/// to Helm as a path relative to the declaring file's directory.
+pub fn is_local_chart(chart: &str, has_repo: bool) -> bool {
+    !has_repo && (chart.starts_with("./") || chart.starts_with("../") || chart.starts_with('/'))
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Contract {
     pub namespace: String,

@@ -179,13 +179,14 @@ fn team_namespace(namespace: &str, owner: &str, changes: &[Change]) -> String {
     if on("add", "label") {
         text.push_str("label extra: string = \"x\"\n");
     }
-    text.push_str("\nservice svc {\n    component app chart \"./charts/app\"\n}\n");
-    let version = if on("modify", "service") { "./charts/app2" } else { "./charts/app" };
+    text.push_str("\nservice svc {\n    component app chart \"oci://charts.example.com/app\"\n}\n");
+    let version =
+        if on("modify", "service") { "oci://charts.example.com/app2" } else { "oci://charts.example.com/app" };
     if !on("delete", "service") {
         let _ = write!(text, "service spare_svc {{\n    component app chart \"{version}\"\n}}\n");
     }
     if on("add", "service") {
-        text.push_str("service extra_svc {\n    component app chart \"./charts/extra\"\n}\n");
+        text.push_str("service extra_svc {\n    component app chart \"oci://charts.example.com/extra\"\n}\n");
     }
     text.push_str("\ncontract main {\n    context all {\n        allocate per labels.key\n        use svc\n    }\n}\n");
     let context = if on("modify", "contract") { "every" } else { "all" };

@@ -160,6 +160,8 @@ claim ada_web {
 "#,
     )
     .unwrap();
+    std::fs::create_dir_all(dir.path().join("charts/app")).unwrap();
+    std::fs::write(dir.path().join("charts/app/Chart.yaml"), "apiVersion: v2\nname: app\nversion: 0.1.0\n").unwrap();
     let state = resolve_path(dir.path());
     let outcome = &state.claims["system.ada_web"];
     assert_eq!(outcome.status, aptc_core::resolve::Status::Failed);

@@ -26,10 +26,10 @@ cluster east {
 cluster west {}
 
 service web {
-    component app chart "./app" {
+    component app chart "oci://charts.example.com/app" {
         values { replicas = labels.replicas, image = { repository = "web", tag = "1.0" } }
     }
-    component cache chart "./cache" {
+    component cache chart "oci://charts.example.com/cache" {
         when labels.env == "prod"
     }
 }

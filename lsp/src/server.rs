@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aptc_compiler::db::{Reported, check_syntax};
+use aptc_compiler::semantics::charts::check_charts;
 use aptc_compiler::semantics::file::check_file;
 use aptc_compiler::source::FileId;
 use aptc_compiler::{diagnostics, ide};
@@ -35,9 +36,10 @@ use crate::state::{Snapshot, State};
 /// edited document's own pass (other files, whole-policy checks) can wait for a pause.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// The files the client is asked to watch: policy files, and the YAML (or JSON) of manifest
-/// templates and users files.
-const WATCHED: [&str; 4] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json"];
+/// The files the client is asked to watch: policy files, the YAML (or JSON) of manifest
+/// templates and users files, and local charts: a chart directory appears or goes with its
+/// `Chart.yaml`, a packaged chart is a `.tgz`.
+const WATCHED: [&str; 5] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json", "**/*.tgz"];
 
 /// Options of a server.
 #[derive(Clone, Debug, Default)]
@@ -337,8 +339,14 @@ fn document_diagnostics(s: &Snapshot, id: FileId) -> Option<(Uri, Option<i32>, V
     let input = s.files.input(id)?;
     let reported = check_syntax::accumulated::<Reported>(&s.db, input);
     let checked = check_file::accumulated::<Reported>(&s.db, s.ws, input);
-    let mut own: Vec<_> =
-        reported.into_iter().chain(checked).map(|r| r.0.clone()).filter(|d| d.primary.file == id).collect();
+    let charts = check_charts::accumulated::<Reported>(&s.db, s.ws, input);
+    let mut own: Vec<_> = reported
+        .into_iter()
+        .chain(checked)
+        .chain(charts)
+        .map(|r| r.0.clone())
+        .filter(|d| d.primary.file == id)
+        .collect();
     diagnostics::sort(&mut own);
     own.dedup();
     let mut diagnostics = to_lsp(s, &own).remove(&id).map(|(_, d)| d).unwrap_or_default();

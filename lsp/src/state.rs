@@ -264,12 +264,14 @@ impl State {
         path.extension().is_some_and(|e| e == "apt") && self.roots.iter().any(|root| path.starts_with(root))
     }
 
-    /// Reads the files the policy refers to from disk again, users files and manifest templates
-    /// (one was saved or changed on disk, or a `users from` statement or a `manifests` component
-    /// was added or changed); only what changed is re-checked.
+    /// Reads the files the policy refers to from disk again, users files and manifest templates,
+    /// and looks at its local charts again (one was saved, created or changed on disk, or a `users
+    /// from` statement, a `manifests` or a chart component was added or changed); only what
+    /// changed is re-checked.
     pub fn refresh_referenced(&mut self) {
         aptc_compiler::check::refresh_users_files(&mut self.db, self.ws);
         aptc_compiler::check::refresh_manifests(&mut self.db, self.ws, &mut self.next_id);
+        aptc_compiler::check::refresh_charts(&mut self.db, self.ws);
     }
 
     /// The current text of an open file, for applying incremental changes.

@@ -20,7 +20,7 @@ const APP: &str = "namespace app\n\nservice app {\n    component web chart \"./c
 contract app {\n    context all {\n        use app\n    }\n}\n\nclaim one {\n    user \"bob\"\n    contract app\n}\n";
 
 /// A fresh folder with a clean policy: `system.apt` loads `users.yaml`, whose user `bob`
-/// claims in `app.apt`.
+/// claims in `app.apt`, whose chart is the directory `c`.
 fn folder(name: &str) -> PathBuf {
     let root = repo().join(format!("target/lsp-tests/{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
@@ -28,6 +28,8 @@ fn folder(name: &str) -> PathBuf {
     std::fs::write(root.join("system.apt"), SYSTEM).unwrap();
     std::fs::write(root.join("users.yaml"), "- name: bob\n").unwrap();
     std::fs::write(root.join("app.apt"), APP).unwrap();
+    std::fs::create_dir_all(root.join("c")).unwrap();
+    std::fs::write(root.join("c/Chart.yaml"), "apiVersion: v2\nname: c\nversion: 0.1.0\n").unwrap();
     root
 }
 
@@ -99,6 +101,42 @@ async fn created_changed_and_deleted_files_update_the_workspace() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Whether `diagnostics` hold an APT0210 (local chart cannot be used).
+fn has_chart_error(diagnostics: &[Value]) -> bool {
+    codes(diagnostics).contains("APT0210")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_created_or_removed_on_disk_is_checked_again() {
+    let root = folder("charts");
+    let web = root.join("web.apt");
+    std::fs::write(&web, "namespace web\n\nservice s {\n    component site chart \"./charts/site\"\n}\n").unwrap();
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&root).await;
+    client.open_from_disk(&web).await;
+    let expected = check_codes(&root, &web);
+    assert!(expected.contains("APT0210"), "{expected:?}");
+    let found = client.diagnostics(&web, |d| codes(d) == expected).await;
+    let message = found.iter().find(|d| d["code"] == "APT0210").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.contains(&root.join("charts/site").display().to_string()), "names the path: {message}");
+
+    // The chart directory is created: its `Chart.yaml` is a watched file, and the error goes.
+    let chart_yaml = root.join("charts/site/Chart.yaml");
+    std::fs::create_dir_all(chart_yaml.parent().unwrap()).unwrap();
+    std::fs::write(&chart_yaml, "apiVersion: v2\nname: site\nversion: 0.1.0\n").unwrap();
+    changed(&mut client, &chart_yaml, CREATED).await;
+    let expected = check_codes(&root, &web);
+    assert!(!expected.contains("APT0210"), "{expected:?}");
+    client.diagnostics(&web, |d| codes(d) == expected).await;
+
+    // Removed again: the error is back.
+    std::fs::remove_dir_all(root.join("charts")).unwrap();
+    changed(&mut client, &chart_yaml, DELETED).await;
+    client.diagnostics(&web, |d| has_chart_error(d)).await;
+    client.shutdown().await;
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_are_registered_for_policy_and_referenced_files() {
     let root = folder("watchers");
@@ -115,7 +153,7 @@ async fn watchers_are_registered_for_policy_and_referenced_files() {
         .iter()
         .map(|w| w["globPattern"].as_str().unwrap())
         .collect();
-    for glob in ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json"] {
+    for glob in ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json", "**/*.tgz"] {
         assert!(globs.contains(&glob), "{glob} not watched: {globs:?}");
     }
     client.respond(request["id"].clone(), Value::Null).await;

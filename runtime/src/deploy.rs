@@ -403,7 +403,7 @@ grant consumer on platform
     const PLATFORM_APT: &str = r#"namespace platform owned_by platform_team
 
 service cache {
-    component server chart "./charts/cache"
+    component server chart "oci://charts.example.com/cache"
 }
 
 contract cache {

@@ -59,8 +59,7 @@ impl Source {
     /// Where Helm finds the chart (`None` for manifests).
     pub fn chart_ref(&self) -> Option<ChartRef> {
         let Source::Chart { chart, repo, base_dir, .. } = self else { return None };
-        let local = repo.is_none() && (chart.starts_with("./") || chart.starts_with("../") || chart.starts_with('/'));
-        Some(if local {
+        Some(if aptc_core::ir::is_local_chart(chart, repo.is_some()) {
             ChartRef::Local(absolute(&Path::new(base_dir).join(chart)))
         } else {
             ChartRef::Remote { chart: chart.clone(), repo: repo.clone() }

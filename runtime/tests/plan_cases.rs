@@ -1,6 +1,7 @@
 //! Plans as data: each directory `tests/cases/plan/NAME/` is a test. Its `*.apt` files are the
 //! policy to deploy; the last revision's policy is `previous/` (a whole policy), or the policy with
 //! `previous.apt` in place of the file declaring the same namespace, or nothing (a first deploy).
+//! Files are read as in `NAME/`, whose `charts/` holds the local charts they name (a `Chart.yaml`).
 //! The plan (each action's kind, instance, reason and prerequisites; the unchanged instances) is
 //! an insta snapshot in `tests/cases/plan/snapshots/NAME.snap`; update with `INSTA_UPDATE=always`
 //! and review the diff.
@@ -51,10 +52,10 @@ fn run(name: &str, dir: &Path, snapshots: &Path) -> Result<(), Failed> {
         None
     };
     let applied: BTreeMap<String, Unit> = match &previous {
-        Some(files) => units(&resolve(&compile(files)?)),
+        Some(files) => units(&resolve(&compile(dir, files)?)),
         None => BTreeMap::new(),
     };
-    let program = compile(&current)?;
+    let program = compile(dir, &current)?;
     let state = resolve(&program);
     let desired = units(&state);
     let shown = show(&plan(&applied, &desired, Some(&ClaimEnds::of(&program, &state)), &|_| true));
@@ -88,9 +89,11 @@ fn namespace_of(text: &str) -> Option<&str> {
     text.lines().find_map(|line| line.strip_prefix("namespace "))?.split_whitespace().next()
 }
 
-/// Lowers a policy, failing with the rendered errors when it does not check clean.
-fn compile(files: &BTreeMap<String, String>) -> Result<Program, Failed> {
-    let mut analysis = aptc_compiler::host::Analysis::of_texts(files.iter().map(|(n, t)| (n.as_str(), t.as_str())));
+/// Lowers a policy whose files are read as if in `dir` (the case's directory, where the local
+/// charts they name are: `previous/` was deployed from there too), failing with the rendered
+/// errors when it does not check clean.
+fn compile(dir: &Path, files: &BTreeMap<String, String>) -> Result<Program, Failed> {
+    let mut analysis = aptc_compiler::host::Analysis::of_texts(files.iter().map(|(n, t)| (dir.join(n), t.as_str())));
     analysis.lower().map_err(|errors| analysis.render(&errors, false).into())
 }
 

@@ -82,6 +82,7 @@ codes! {
     UNUSED_IMPORT = "APT0207", Warning, "unused import";
     INVALID_USERS_FILE = "APT0208", Error, "users file cannot be used";
     INVALID_MANIFESTS = "APT0209", Error, "manifest files cannot be used";
+    INVALID_LOCAL_CHART = "APT0210", Error, "local chart cannot be used";
     UNDECLARED_LABEL = "APT0301", Error, "undeclared label";
     TYPE_MISMATCH = "APT0302", Error, "type mismatch";
     NOT_AN_ENUM_VALUE = "APT0303", Error, "string outside an enum";

@@ -20,7 +20,7 @@ label replicas: int = 1
 /// Kafka brokers.
 service kafka {
     /// The brokers.
-    component broker chart "./charts/kafka" {
+    component broker chart "oci://charts.example.com/kafka" {
         values { replicas = labels.replicas }
         discovery { brokers = "kafka-${instance.name}:9092" }
     }
@@ -46,7 +46,7 @@ import platform.env
 /// The pipeline.
 service pipeline {
     component queue uses platform.kafka
-    component app chart "./charts/app" {
+    component app chart "oci://charts.example.com/app" {
         after queue
         values { brokers = "${queue.discovery.brokers}", stage = labels.env, name = lower(user.name) }
     }
@@ -199,7 +199,7 @@ fn hover_shows_declaration_type_and_docs() {
     assert!(on_function.markdown.contains("Lower-cases"));
     let on_component =
         hover(&f.db, f.ws, f.file("platform.apt"), f.at("platform.apt", "component broker", 11)).unwrap();
-    assert!(on_component.markdown.contains(r#"component broker chart "./charts/kafka""#));
+    assert!(on_component.markdown.contains(r#"component broker chart "oci://charts.example.com/kafka""#));
     assert!(on_component.markdown.contains("publishes `brokers`"));
     assert!(hover(&f.db, f.ws, f.file("platform.apt"), 0).is_none());
 }

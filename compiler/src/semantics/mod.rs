@@ -5,6 +5,7 @@
 //! through contracts, import cycles, unused objects) and in [`acl`] (ownership and access).
 //! [`check_workspace`] runs them all; its diagnostics are the accumulated [`Reported`] values.
 
+pub mod charts;
 pub mod expr;
 pub mod file;
 pub mod graph;
@@ -32,6 +33,7 @@ pub fn check_workspace(db: &dyn salsa::Database, ws: Workspace) {
     for &file in ws.files(db) {
         check_syntax(db, file);
         check_file(db, ws, file);
+        charts::check_charts(db, ws, file);
     }
     check_definitions(db, ws);
     users::check_external_users(db, ws);

@@ -199,7 +199,7 @@ impl Validator {
         for stmt in &service.body.stmts {
             let ServiceStmt::Component(component) = &stmt.node else { continue };
             let Some(body) = &component.body else {
-                self.unpinned(component, false);
+                self.unpinned(component, false, false);
                 continue;
             };
             self.unique(&body.stmts, |s| match s {
@@ -212,6 +212,7 @@ impl Validator {
                 ComponentStmt::Error => None,
             });
             let mut has_version = false;
+            let has_repo = body.stmts.iter().any(|s| matches!(s.node, ComponentStmt::Repo(_)));
             for stmt in &body.stmts {
                 let misplaced = match (&component.source.node, &stmt.node) {
                     (ComponentSource::Chart(_), _) => None,
@@ -237,14 +238,13 @@ impl Validator {
                     _ => {}
                 }
             }
-            self.unpinned(component, has_version);
+            self.unpinned(component, has_version, has_repo);
         }
     }
 
-    fn unpinned(&mut self, component: &Component, has_version: bool) {
+    fn unpinned(&mut self, component: &Component, has_version: bool, has_repo: bool) {
         let ComponentSource::Chart(chart) = &component.source.node else { return };
-        let is_local =
-            chart.as_plain().is_some_and(|c| c.starts_with("./") || c.starts_with("../") || c.starts_with('/'));
+        let is_local = chart.as_plain().is_some_and(|c| aptc_core::ir::is_local_chart(&c, has_repo));
         if !has_version && !is_local {
             self.out.push(
                 Diagnostic::new(
