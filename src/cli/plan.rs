@@ -57,10 +57,11 @@ pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
         }
     }
     // A failed claim is a fault of the policy to fix (a deploy keeps what it had meanwhile).
-    if state.claims.values().any(|c| c.status == Status::Failed) {
-        return Ok(ExitCode::from(super::EXIT_FINDINGS));
-    }
-    Ok(ExitCode::SUCCESS)
+    let failed = state.claims.values().any(|c| c.status == Status::Failed);
+    // The process ends here: freeing a large state one allocation at a time only costs time (8%
+    // of the CPU of a 10,000-claim plan), the operating system takes the memory back whole.
+    std::mem::forget(state);
+    Ok(if failed { ExitCode::from(super::EXIT_FINDINGS) } else { ExitCode::SUCCESS })
 }
 
 /// A cluster's name for people (`us_east`, not `system.us_east`).
