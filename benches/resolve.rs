@@ -50,3 +50,25 @@ fn resolve_diamond(bencher: Bencher, depth: usize) {
     let program = diamond(depth, 1);
     bencher.bench(|| black_box(resolve(black_box(&program))));
 }
+
+/// Incremental resolution (issue #11): in a resolved policy held in memory, one claim's labels
+/// change (to another claim's, then back, alternately); the edited claim is resolved again and
+/// the claims sharing instances with it merged again. Building the resolved policy is outside
+/// the measurement.
+#[divan::bench(args = [10_000, 100_000], sample_count = 20, sample_size = 1)]
+fn incremental_one_claim(bencher: Bencher, claims: usize) {
+    use aptc_core::resolve::{DeployedNames, Incremental};
+    let mut program = program(claims);
+    program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let edited = program.claims[claims / 2].clone();
+    let other = program.claims.iter().rev().find(|c| c.labels != edited.labels).expect("claims differ").clone();
+    let versions = [aptc_core::ir::Claim { labels: other.labels.clone(), ..edited.clone() }, edited.clone()];
+    let mut incremental = Incremental::new(program, DeployedNames::new(), false);
+    let update = incremental.set_claim(versions[0].clone());
+    eprintln!("{claims} claims: an edit of {} merges {} claims again", edited.name, update.merged.len());
+    let mut turn = 0;
+    bencher.bench_local(|| {
+        turn += 1;
+        black_box(incremental.set_claim(versions[turn % 2].clone()))
+    });
+}

@@ -5,6 +5,7 @@
 //! with the instances earlier claims already fixed. The same program always gives the same
 //! state, byte for byte.
 
+mod incremental;
 pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +19,7 @@ use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SY
 
 use crate::access::Access;
 use crate::eval::{Env, EvalError, Placement, Subject};
+pub use incremental::{Incremental, Update};
 pub use state::*;
 
 /// Contracts nested deeper than this are taken for a cycle.
@@ -291,7 +293,7 @@ type Staged = BTreeMap<String, Box<Instance>>;
 type ComponentResult = (Instance, BTreeMap<String, Value>, BTreeMap<String, Value>);
 
 /// Why a claim did not resolve.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Failure {
     status: Status,
     reason: String,

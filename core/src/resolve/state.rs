@@ -185,16 +185,71 @@ fn shared_str<S: serde::Serializer>(value: &Arc<str>, serializer: S) -> Result<S
 
 impl Serialize for DesiredState {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let sets = LabelSets::of(self);
-        let mut out = serializer.serialize_struct("DesiredState", 4)?;
-        out.serialize_field("format_version", &FORMAT_VERSION)?;
-        let claims: BTreeMap<&str, ClaimView> =
-            self.claims.iter().map(|(id, outcome)| (id.as_str(), ClaimView::of(outcome))).collect();
-        out.serialize_field("claims", &claims)?;
-        out.serialize_field("label_sets", &sets.table)?;
-        out.serialize_field("instances", &Instances { state: self, sets: &sets })?;
-        out.end()
+        write(self, false, serializer)
+    }
+}
+
+/// The desired state as people may see it (`aptc plan`), serialized as the plan format with every
+/// secret of every instance's values and discovery written as `***`: redacted while it is written,
+/// never on a copy (the same bytes as [`DesiredState::redact`] then serializing).
+pub struct Redacted<'s>(pub &'s DesiredState);
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        write(self.0, true, serializer)
+    }
+}
+
+impl DesiredState {
+    /// The state to show people: see [`Redacted`].
+    pub fn redacted(&self) -> Redacted<'_> {
+        Redacted(self)
+    }
+}
+
+fn write<S: serde::Serializer>(state: &DesiredState, redact: bool, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let sets = LabelSets::of(state);
+    let mut out = serializer.serialize_struct("DesiredState", 4)?;
+    out.serialize_field("format_version", &FORMAT_VERSION)?;
+    out.serialize_field("claims", &Claims(state))?;
+    out.serialize_field("label_sets", &sets.table)?;
+    out.serialize_field("instances", &Instances { state, sets: &sets, redact })?;
+    out.end()
+}
+
+/// The claims, each written as it is reached.
+struct Claims<'s>(&'s DesiredState);
+
+impl Serialize for Claims<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.claims.iter().map(|(id, outcome)| (id.as_str(), ClaimView::of(outcome))))
+    }
+}
+
+/// A JSON value written with every secret marker as `***` when `redact` (as
+/// [`crate::secret::redact`] would make it), else as it is.
+struct Json<'v> {
+    value: &'v serde_json::Value,
+    redact: bool,
+}
+
+impl Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde_json::Value;
+        if !self.redact {
+            return self.value.serialize(serializer);
+        }
+        if crate::secret::SecretRef::from_json(self.value).is_some() {
+            return serializer.serialize_str(crate::secret::REDACTED);
+        }
+        match self.value {
+            Value::Array(items) => serializer.collect_seq(items.iter().map(|value| Json { value, redact: true })),
+            Value::Object(entries) => {
+                serializer.collect_map(entries.iter().map(|(key, value)| (key, Json { value, redact: true })))
+            }
+            other => other.serialize(serializer),
+        }
     }
 }
 
@@ -269,6 +324,7 @@ fn differs(state: &DesiredState, used: &ClaimUse) -> bool {
 struct Instances<'s> {
     state: &'s DesiredState,
     sets: &'s LabelSets<'s>,
+    redact: bool,
 }
 
 impl Serialize for Instances<'_> {
@@ -285,7 +341,7 @@ impl Serialize for Instances<'_> {
                     labels: self.sets.of_use(self.state, used),
                 })
                 .collect();
-            map.serialize_entry(key, &InstanceView { instance, claims })?;
+            map.serialize_entry(key, &InstanceView { instance, claims, redact: self.redact })?;
         }
         map.end()
     }
@@ -305,6 +361,7 @@ struct UseView<'s> {
 struct InstanceView<'s> {
     instance: &'s Instance,
     claims: Vec<UseView<'s>>,
+    redact: bool,
 }
 
 impl Serialize for InstanceView<'_> {
@@ -340,8 +397,8 @@ impl Serialize for InstanceView<'_> {
         out.serialize_field("service", service)?;
         out.serialize_field("component", component)?;
         out.serialize_field("allocation", allocation)?;
-        out.serialize_field("values", values)?;
-        out.serialize_field("discovery", discovery)?;
+        out.serialize_field("values", &Json { value: values, redact: self.redact })?;
+        out.serialize_field("discovery", &Json { value: discovery, redact: self.redact })?;
         out.serialize_field("edges", edges)?;
         out.serialize_field("claims", &self.claims)?;
         out.end()
@@ -356,5 +413,46 @@ impl DesiredState {
             instance.values = crate::secret::redact(&instance.values);
             instance.discovery = crate::secret::redact(&instance.discovery);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_while_written_is_redacted_then_written() {
+        let secret = serde_json::json!({ "$secret": { "env": "TOKEN" } });
+        let values = serde_json::json!({
+            "password": secret,
+            "list": [1, secret, { "deep": secret, "kept": "text" }],
+            "not_a_marker": { "$secret": { "env": "A" }, "other": 1 },
+            "plain": "x",
+        });
+        let instance = Instance {
+            key: "k".into(),
+            name: "n".into(),
+            id: "i".into(),
+            kind: InstanceKind::Service,
+            cluster: "system.c".into(),
+            k8s_namespace: "ns".into(),
+            contract: "a.c".into(),
+            context: "main".into(),
+            service: "a.s".into(),
+            component: "root".into(),
+            allocation: Vec::new(),
+            values: values.clone(),
+            discovery: serde_json::json!({ "url": secret }),
+            edges: Vec::new(),
+            claims: Vec::new(),
+        };
+        let mut state = DesiredState::default();
+        state.instances.insert("k".into(), instance);
+        let streamed = serde_json::to_string_pretty(&state.redacted()).unwrap();
+        let yaml = serde_saphyr::to_string(&state.redacted()).unwrap();
+        state.redact();
+        assert_eq!(streamed, serde_json::to_string_pretty(&state).unwrap());
+        assert_eq!(yaml, serde_saphyr::to_string(&state).unwrap());
+        assert!(!streamed.contains("TOKEN") && streamed.contains("\"A\""), "{streamed}");
     }
 }
