@@ -20,8 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::{
-    Chains, Decision, DeployedNames, DesiredState, Failure, Instance, Interner, Merging, Names, TakenNames,
-    resolve_claim,
+    Chains, Decision, DeployedNames, DesiredState, Failure, Interner, Merging, Names, TakenNames, resolve_claim,
 };
 use crate::access::Access;
 use crate::ir::{Claim, Program};
@@ -42,7 +41,7 @@ struct Entry {
     claim: Claim,
     id: String,
     result: Result<String, Failure>,
-    staged: BTreeMap<String, Instance>,
+    staged: super::Staged,
     decisions: Vec<Decision>,
     /// What its merge touches: nothing when its own resolution failed (it never reaches the merge).
     resources: Vec<Resource>,
