@@ -23,6 +23,7 @@ use aptc_compiler::db::{Reported, check_syntax};
 use aptc_compiler::semantics::file::check_file;
 use aptc_compiler::source::FileId;
 use aptc_compiler::{diagnostics, ide};
+use salsa::Database as _;
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
@@ -327,7 +328,16 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 
 /// Every diagnostic of the workspace, grouped by file, for the files to publish: open
 /// documents (even when clean) and files that have diagnostics.
+///
+/// File by file: each file's own checks are queries of their own, and salsa sees a newer edit
+/// at each query, so an edit cancels the pass between files instead of waiting for the whole
+/// policy (issue #13). The whole-policy checks come last (the access checks look for
+/// cancellation between subjects and files too), then the conversion, which looks between files.
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    for &file in s.ws.files(&s.db) {
+        check_syntax(&s.db, file);
+        check_file(&s.db, s.ws, file);
+    }
     let mut by_file = to_lsp(s, &aptc_compiler::check::diagnostics(&s.db, s.ws));
     for id in s.open.keys() {
         if let Some(uri) = s.files.uri(*id) {
@@ -413,6 +423,7 @@ fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashM
     // The texts of the files the diagnostics point into, then one line index for each.
     let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
     for d in all {
+        s.db.unwind_if_revision_cancelled();
         for file in d.labels.iter().map(|l| l.file).chain([d.primary.file]) {
             if texts.contains_key(&file) || uri(file).is_none() {
                 continue;
@@ -424,7 +435,13 @@ fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashM
             }
         }
     }
-    let lines: HashMap<FileId, LineIndex> = texts.iter().map(|(id, text)| (*id, LineIndex::new(text))).collect();
+    let lines: HashMap<FileId, LineIndex> = texts
+        .iter()
+        .map(|(id, text)| {
+            s.db.unwind_if_revision_cancelled();
+            (*id, LineIndex::new(text))
+        })
+        .collect();
     let locate = |file: FileId, span| {
         let uri = uri(file)?.clone();
         Some(Location { uri, range: lines.get(&file)?.range(span) })
