@@ -219,19 +219,20 @@ pub fn paths_or_cwd(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 
 /// The policy of the current directory, given no paths: the nearest `aptc.toml` from here up
 /// marks its root, and its `include`/`exclude` globs say which `.apt` files under the root belong
-/// to it (docs/language.md §3.1): the root and those files (refusing a policy without any).
-/// `None` without an `aptc.toml`.
+/// to it (docs/language.md §3.1): the root and those files. `None` without an `aptc.toml`, and
+/// for a root whose globs take no file of its own (a folder of policies, such as this
+/// repository's root, whose `aptc.toml` only keeps editors out of its test cases): there, as
+/// without one, the current directory.
 pub fn policy_of_cwd() -> Option<Result<(PathBuf, Vec<PathBuf>), LoadError>> {
     let config = match workspace::PolicyConfig::find(Path::new("."))? {
         Ok(config) => config,
         Err(error) => return Some(Err(error)),
     };
-    Some(config.files().and_then(|files| {
-        if files.is_empty() {
-            return Err(LoadError::NoPolicyFiles { paths: vec![config.root.join(workspace::POLICY_ROOT_FILE)] });
-        }
-        Ok((config.root, files))
-    }))
+    match config.files() {
+        Ok(files) if files.is_empty() => None,
+        Ok(files) => Some(Ok((config.root, files))),
+        Err(error) => Some(Err(error)),
+    }
 }
 
 /// The policies at `path`: itself, or, for a directory of complete policies (subdirectories that

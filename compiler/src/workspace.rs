@@ -61,7 +61,17 @@ pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
             common
         }
     };
-    common.ancestors().find(|dir| dir.join(POLICY_ROOT_FILE).is_file()).map_or(common.clone(), Path::to_path_buf)
+    governing_root(&common).unwrap_or(common)
+}
+
+/// The nearest directory from `dir` up holding an `aptc.toml` whose policy takes `dir` (the root
+/// itself, or a directory its globs take; an `aptc.toml` that cannot be read takes everything):
+/// a directory its root leaves out (this repository's `target/`, say) belongs to no policy there.
+fn governing_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .filter(|root| root.join(POLICY_ROOT_FILE).is_file())
+        .find(|root| *root == dir || PolicyConfig::read(root).map_or(true, |config| config.contains(dir)))
+        .map(Path::to_path_buf)
 }
 
 /// What an `aptc.toml` says (docs/language.md §3.1): which `.apt` files under its directory
@@ -112,13 +122,12 @@ impl PolicyConfig {
         Ok(PolicyConfig { root: root.to_path_buf(), include, exclude: patterns("exclude", file.exclude)? })
     }
 
-    /// The configuration of the policy whose root is the nearest directory holding `aptc.toml`
-    /// from `dir` up, if there is one.
+    /// The configuration of the policy of `dir`: the nearest directory holding `aptc.toml` from
+    /// `dir` up whose policy takes `dir` (see [`policy_root`]), if there is one.
     pub fn find(dir: &Path) -> Option<Result<PolicyConfig, LoadError>> {
         let dir =
             std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| dir.to_path_buf());
-        let root = dir.ancestors().find(|d| d.join(POLICY_ROOT_FILE).is_file())?;
-        Some(PolicyConfig::read(root))
+        Some(PolicyConfig::read(&governing_root(&dir)?))
     }
 
     /// Whether the policy has `path` (a path under [`PolicyConfig::root`]): an include glob
@@ -316,6 +325,12 @@ mod tests {
         assert_eq!(policy_root(&[base.join("shop/web/a.apt")]), base.join("shop"));
         assert_eq!(policy_root(&[base.join("shop/web/../db")]), base.join("shop"), "paths are resolved");
         assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+        // A directory the root's globs leave out belongs to no policy there.
+        std::fs::write(base.join(POLICY_ROOT_FILE), "exclude = [\"alone\"]").unwrap();
+        assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+        assert_eq!(policy_root(&[base.join("shop/web")]), base.join("shop"));
+        std::fs::remove_file(base.join("shop").join(POLICY_ROOT_FILE)).unwrap();
+        assert_eq!(policy_root(&[base.join("shop/web")]), base.clone());
     }
 
     #[test]
