@@ -2071,6 +2071,7 @@ fn the_state_belongs_to_the_policy_not_to_the_current_directory() {
     // An aptc.toml marks the root: found from a subdirectory, and an empty one is valid.
     let mono = dir.join("mono");
     copy_tree(&root().join("examples/quickstart"), &mono.join("hello"));
+    std::fs::remove_file(mono.join("hello/aptc.toml")).unwrap(); // the example's own: not a policy here
     std::fs::write(mono.join("aptc.toml"), "").unwrap();
     let marked = aptc_in(&a, &["deploy", "--yes", "--as", "ada@example.com", mono.join("hello").to_str().unwrap()]);
     assert!(marked.status.success(), "{marked:?}");
@@ -2169,4 +2170,30 @@ fn claim_text_never_reaches_the_terminal_raw() {
         );
         assert!(text.contains("bad note: \\u{1b}[31mred\\u{1b}]0;title\\u{7}"), "{args:?}: {text}");
     }
+}
+
+#[test]
+fn given_no_paths_commands_take_the_files_of_the_aptc_toml() {
+    let dir = scratch("aptc-toml-globs");
+    std::fs::create_dir_all(dir.join("policy/web")).unwrap();
+    std::fs::create_dir_all(dir.join("policy/drafts")).unwrap();
+    std::fs::write(dir.join("policy/aptc.toml"), "exclude = [\"drafts\"]\n").unwrap();
+    std::fs::write(
+        dir.join("policy/web/app.apt"),
+        "namespace app\n\nservice app {\n    component web chart \"./c\" {}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("policy/drafts/broken.apt"), "namespace broken\n\nservice {\n").unwrap();
+    // From below the root: the whole policy, without the excluded draft.
+    let checked = aptc_in(&dir.join("policy/web"), &["check"]);
+    assert!(checked.status.success(), "{checked:?}");
+    assert!(stdout(&checked).contains("checked 1 file"), "{checked:?}");
+    // Paths given are taken as given.
+    let given = aptc_in(&dir.join("policy"), &["check", "drafts"]);
+    assert_eq!(given.status.code(), Some(1), "{given:?}");
+    // A bad glob is an error of the file, exit 2.
+    std::fs::write(dir.join("policy/aptc.toml"), "exclude = [\"../x\"]\n").unwrap();
+    let bad = aptc_in(&dir.join("policy"), &["check"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("leaves the policy root"), "{bad:?}");
 }

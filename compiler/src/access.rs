@@ -95,6 +95,9 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
         let key = (subject.name.clone(), subject.team.clone());
         let cached = cache.borrow().get(&key).cloned();
         cached.unwrap_or_else(|| {
+            // The roles of a subject are the long part of this query (not a query of their
+            // own): an edit that makes the answer obsolete stops it here (issue #13).
+            db.unwind_if_revision_cancelled();
             let computed = Roles(namespaces.iter().map(|&ns| (ns.clone(), access.role(subject, ns))).collect());
             let shared = distinct.borrow().iter().find(|r| ***r == computed).cloned();
             let shared = shared.unwrap_or_else(|| {
@@ -110,6 +113,7 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
     let index = workspace_index(db, ws);
     let mut reach = Reach { edges: &edges, memo: HashMap::new() };
     for (file, f) in &facts {
+        db.unwind_if_revision_cancelled();
         let Some((namespace, _)) = index.files.get(file) else { continue };
         for claim in &f.claims {
             let (Some(consumer), Some(contract)) = (&claim.consumer, &claim.contract) else { continue };

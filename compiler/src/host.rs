@@ -205,9 +205,34 @@ fn read_ir(path: &Path) -> Result<Program, IrReadError> {
     Ok(Program::from_json(&std::fs::read_to_string(path)?)?)
 }
 
-/// The paths a command was given, or the current directory.
-pub fn paths_or_cwd(paths: &[PathBuf]) -> Vec<PathBuf> {
-    if paths.is_empty() { vec![PathBuf::from(".")] } else { paths.to_vec() }
+/// The paths a command was given; with none, the files of the policy of the current directory
+/// ([`policy_of_cwd`]), or the current directory itself when no `aptc.toml` is found.
+pub fn paths_or_cwd(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    if !paths.is_empty() {
+        return Ok(paths.to_vec());
+    }
+    match policy_of_cwd() {
+        Some(policy) => Ok(policy?.1),
+        None => Ok(vec![PathBuf::from(".")]),
+    }
+}
+
+/// The policy of the current directory, given no paths: the nearest `aptc.toml` from here up
+/// marks its root, and its `include`/`exclude` globs say which `.apt` files under the root belong
+/// to it (docs/language.md §3.1): the root and those files. `None` without an `aptc.toml`, and
+/// for a root whose globs take no file of its own (a folder of policies, such as this
+/// repository's root, whose `aptc.toml` only keeps editors out of its test cases): there, as
+/// without one, the current directory.
+pub fn policy_of_cwd() -> Option<Result<(PathBuf, Vec<PathBuf>), LoadError>> {
+    let config = match workspace::PolicyConfig::find(Path::new("."))? {
+        Ok(config) => config,
+        Err(error) => return Some(Err(error)),
+    };
+    match config.files() {
+        Ok(files) if files.is_empty() => None,
+        Ok(files) => Some(Ok((config.root, files))),
+        Err(error) => Some(Err(error)),
+    }
 }
 
 /// The policies at `path`: itself, or, for a directory of complete policies (subdirectories that

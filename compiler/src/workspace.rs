@@ -25,6 +25,9 @@ directories, target/ and node_modules/ are skipped)",
         paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
     NoPolicyFiles { paths: Vec<PathBuf> },
+    /// An `aptc.toml` that is not valid (TOML syntax, a key of the wrong type, a bad glob).
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
 }
 
 /// The file that marks a policy's root directory: the state of its deploys (`.aptc/state.db`) and
@@ -59,7 +62,133 @@ pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
             common
         }
     };
-    common.ancestors().find(|dir| dir.join(POLICY_ROOT_FILE).is_file()).map_or(common.clone(), Path::to_path_buf)
+    governing_root(&common).unwrap_or(common)
+}
+
+/// The nearest directory from `dir` up holding an `aptc.toml` whose policy takes `dir` (the root
+/// itself, or a directory its globs take; an `aptc.toml` that cannot be read takes everything):
+/// a directory its root leaves out (this repository's `target/`, say) belongs to no policy there.
+fn governing_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .filter(|root| root.join(POLICY_ROOT_FILE).is_file())
+        .find(|root| *root == dir || PolicyConfig::read(root).map_or(true, |config| config.contains(dir)))
+        .map(Path::to_path_buf)
+}
+
+/// What an `aptc.toml` says (docs/language.md §3.1): which `.apt` files under its directory
+/// belong to the policy. Keys this version does not know are ignored, so that a newer file
+/// works with an older aptc.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// The directory holding the `aptc.toml` (absolute, as given to [`PolicyConfig::read`]).
+    pub root: PathBuf,
+    include: Vec<glob::Pattern>,
+    exclude: Vec<glob::Pattern>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigFile {
+    include: Option<Vec<String>>,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+impl PolicyConfig {
+    /// Reads `root/aptc.toml`.
+    pub fn read(root: &Path) -> Result<PolicyConfig, LoadError> {
+        let path = root.join(POLICY_ROOT_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io { path: path.clone(), source })?;
+        PolicyConfig::parse(root, &text).map_err(|message| LoadError::Config { path, message })
+    }
+
+    /// The configuration of the policy rooted at `root` whose `aptc.toml` holds `text`.
+    pub fn parse(root: &Path, text: &str) -> Result<PolicyConfig, String> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let patterns = |key: &str, globs: Vec<String>| -> Result<Vec<glob::Pattern>, String> {
+            globs
+                .iter()
+                .map(|g| {
+                    let relative = g.trim_start_matches("./").trim_end_matches('/');
+                    if relative.starts_with('/') || relative.split('/').any(|part| part == "..") {
+                        return Err(format!("`{key}` glob `{g}` leaves the policy root: globs are relative to it"));
+                    }
+                    glob::Pattern::new(relative).map_err(|e| format!("`{key}` glob `{g}` is not valid: {e}"))
+                })
+                .collect()
+        };
+        let include = match file.include {
+            Some(globs) => patterns("include", globs)?,
+            None => vec![glob::Pattern::new("**").expect("a valid glob")],
+        };
+        Ok(PolicyConfig { root: root.to_path_buf(), include, exclude: patterns("exclude", file.exclude)? })
+    }
+
+    /// The configuration of the policy of `dir`: the nearest directory holding `aptc.toml` from
+    /// `dir` up whose policy takes `dir` (see [`policy_root`]), if there is one.
+    pub fn find(dir: &Path) -> Option<Result<PolicyConfig, LoadError>> {
+        let dir =
+            std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| dir.to_path_buf());
+        Some(PolicyConfig::read(&governing_root(&dir)?))
+    }
+
+    /// Whether the policy has `path` (a path under [`PolicyConfig::root`]): an include glob
+    /// matches it or a directory above it, and no exclude glob does. `*` and `?` do not cross
+    /// `/`, `**` does; a glob naming a directory takes everything under it.
+    pub fn contains(&self, path: &Path) -> bool {
+        let Ok(relative) = path.strip_prefix(&self.root) else { return false };
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        let matches = |patterns: &[glob::Pattern]| {
+            relative.ancestors().filter(|p| !p.as_os_str().is_empty()).any(|p| {
+                let p = p.to_string_lossy().replace('\\', "/");
+                patterns.iter().any(|pattern| pattern.matches_with(&p, options))
+            })
+        };
+        matches(&self.include) && !matches(&self.exclude)
+    }
+
+    /// The policy's `.apt` files: those under the root that it [contains](PolicyConfig::contains),
+    /// leaving out directories holding an `aptc.toml` of their own (other policies), hidden
+    /// directories, `target/` and `node_modules/`; sorted.
+    pub fn files(&self) -> Result<Vec<PathBuf>, LoadError> {
+        let mut found = Vec::new();
+        walk_with(&self.root, &mut found, &|dir| dir != self.root && dir.join(POLICY_ROOT_FILE).is_file())?;
+        found.retain(|path| self.contains(path));
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// Every directory at or under `dirs` holding an `aptc.toml` (hidden directories, `target/` and
+/// `node_modules/` skipped), sorted.
+pub fn find_policy_roots(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    fn visit(dir: &Path, found: &mut Vec<PathBuf>) {
+        if dir.join(POLICY_ROOT_FILE).is_file() {
+            found.push(dir.to_path_buf());
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !skipped(&name) {
+                visit(&entry.path(), found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for dir in dirs {
+        visit(dir, &mut found);
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn skipped(directory_name: &str) -> bool {
+    directory_name.starts_with('.') || directory_name == "target" || directory_name == "node_modules"
 }
 
 /// The `.apt` files named by `paths`: files as given, directories searched recursively
@@ -94,6 +223,11 @@ pub fn find_policy_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    walk_with(dir, found, &|_| false)
+}
+
+/// [`walk`], leaving out the directories `leave_out` says.
+fn walk_with(dir: &Path, found: &mut Vec<PathBuf>, leave_out: &dyn Fn(&Path) -> bool) -> Result<(), LoadError> {
     let io = |source| LoadError::Io { path: dir.to_path_buf(), source };
     let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(io)?.collect::<Result<_, _>>().map_err(io)?;
     entries.sort_by_key(|e| e.file_name());
@@ -103,8 +237,8 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), LoadError> {
         let name = name.to_string_lossy();
         let file_type = entry.file_type().map_err(io)?;
         if file_type.is_dir() {
-            if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                walk(&path, found)?;
+            if !skipped(&name) && !leave_out(&path) {
+                walk_with(&path, found, leave_out)?;
             }
         } else if path.extension().is_some_and(|ext| ext == "apt") {
             found.push(path);
@@ -192,6 +326,44 @@ mod tests {
         assert_eq!(policy_root(&[base.join("shop/web/a.apt")]), base.join("shop"));
         assert_eq!(policy_root(&[base.join("shop/web/../db")]), base.join("shop"), "paths are resolved");
         assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+        // A directory the root's globs leave out belongs to no policy there.
+        std::fs::write(base.join(POLICY_ROOT_FILE), "exclude = [\"alone\"]").unwrap();
+        assert_eq!(policy_root(&[base.join("alone")]), base.join("alone"));
+        assert_eq!(policy_root(&[base.join("shop/web")]), base.join("shop"));
+        std::fs::remove_file(base.join("shop").join(POLICY_ROOT_FILE)).unwrap();
+        assert_eq!(policy_root(&[base.join("shop/web")]), base.clone());
+    }
+
+    #[test]
+    fn aptc_toml_includes_and_excludes_files_and_leaves_nested_policies_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        for file in ["a.apt", "web/b.apt", "tests/cases/c.apt", "tests/d.apt", "other/e.apt", "gen/f.apt"] {
+            std::fs::create_dir_all(base.join(file).parent().unwrap()).unwrap();
+            std::fs::write(base.join(file), "").unwrap();
+        }
+        std::fs::write(base.join("other").join(POLICY_ROOT_FILE), "").unwrap();
+        let files = |config: &PolicyConfig| -> Vec<String> {
+            let found = config.files().unwrap();
+            found.iter().map(|p| p.strip_prefix(&base).unwrap().to_string_lossy().replace('\\', "/")).collect()
+        };
+        // An empty file: everything under it, except the nested policy.
+        let all = PolicyConfig::parse(&base, "").unwrap();
+        assert_eq!(files(&all), ["a.apt", "gen/f.apt", "tests/cases/c.apt", "tests/d.apt", "web/b.apt"]);
+        // A directory glob takes what is under it; `*` does not cross `/`, `**` does.
+        let some =
+            PolicyConfig::parse(&base, "include = [\"web\", \"tests/**\", \"*.apt\"]\nexclude = [\"tests/cases\"]")
+                .unwrap();
+        assert_eq!(files(&some), ["a.apt", "tests/d.apt", "web/b.apt"]);
+        let star = PolicyConfig::parse(&base, "exclude = [\"*/*.apt\"]\nfuture_key = 1").unwrap();
+        assert_eq!(files(&star), ["a.apt", "tests/cases/c.apt"], "unknown keys are ignored");
+        assert!(!some.contains(&base.join("../x.apt")) && !some.contains(Path::new("/elsewhere/a.apt")));
+        // Mistakes are errors, with the reason.
+        assert!(PolicyConfig::parse(&base, "include = \"web\"").unwrap_err().contains("sequence"));
+        assert!(PolicyConfig::parse(&base, "exclude = [\"../x\"]").unwrap_err().contains("leaves the policy root"));
+        assert!(PolicyConfig::parse(&base, "exclude = [\"[\"]").unwrap_err().contains("not valid"));
+        assert_eq!(find_policy_roots(&[base.clone()]), [base.join("other")]);
+        assert_eq!(PolicyConfig::find(&base.join("other")).unwrap().unwrap().root, base.join("other"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use aptc_compiler::semantics::charts::check_charts;
 use aptc_compiler::semantics::file::check_file;
 use aptc_compiler::source::FileId;
 use aptc_compiler::{diagnostics, ide};
+use salsa::Database as _;
 use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
 use tower_lsp_server::ls_types::*;
 use tower_lsp_server::{Client, LanguageServer};
@@ -37,9 +38,10 @@ use crate::state::{Snapshot, State};
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The files the client is asked to watch: policy files, the YAML (or JSON) of manifest
-/// templates and users files, and local charts: a chart directory appears or goes with its
-/// `Chart.yaml`, a packaged chart is a `.tgz`.
-const WATCHED: [&str; 5] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json", "**/*.tgz"];
+/// templates and users files, local charts (a chart directory appears or goes with its
+/// `Chart.yaml`, a packaged chart is a `.tgz`) and `aptc.toml` files, which say what belongs to
+/// which policy.
+const WATCHED: [&str; 6] = ["**/*.apt", "**/*.yaml", "**/*.yml", "**/*.json", "**/*.tgz", "**/aptc.toml"];
 
 /// Options of a server.
 #[derive(Clone, Debug, Default)]
@@ -77,22 +79,23 @@ struct Inner {
 }
 
 impl Inner {
-    /// A snapshot of the state and the generation it is of.
-    fn snapshot(&self) -> Option<(Snapshot, u64)> {
+    /// A snapshot of the policies and the generation they are of.
+    fn snapshots(&self) -> Option<(Vec<Snapshot>, u64)> {
         let guard = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some((guard.as_ref()?.snapshot(), self.generation.load(Ordering::SeqCst)))
+        Some((guard.as_ref()?.snapshots(), self.generation.load(Ordering::SeqCst)))
     }
 
     /// The first pass after an edit: the document's own diagnostics with the whole-policy ones
     /// it had, published at once (unless the client pulls them, or a newer edit came).
-    async fn publish_document(&self, generation: u64, id: FileId) {
+    async fn publish_document(&self, generation: u64, (policy, id): (usize, FileId)) {
         if self.pull.load(Ordering::Relaxed) {
             return;
         }
-        let Some((snapshot, seen)) = self.snapshot() else { return };
-        if seen != generation {
+        let Some((mut snapshots, seen)) = self.snapshots() else { return };
+        if seen != generation || policy >= snapshots.len() {
             return;
         }
+        let snapshot = snapshots.swap_remove(policy);
         // An error is a check cancelled by a newer edit (which publishes its own), or a bug (logged).
         let Ok(Some((uri, version, diagnostics))) =
             on_query_thread("diagnostics", move || document_report(&snapshot, id)).await
@@ -119,13 +122,19 @@ impl Inner {
         if self.generation.load(Ordering::SeqCst) != generation {
             return;
         }
-        let Some((snapshot, seen)) = self.snapshot() else { return };
+        let Some((snapshots, seen)) = self.snapshots() else { return };
         if seen != generation {
             return;
         }
+        // Each policy on its own; a file is in one policy only.
         let Ok((by_file, whole_policy)) = on_query_thread("diagnostics", move || {
-            let by_file = diagnostics_by_file(&snapshot);
-            let whole_policy = whole_policy_diagnostics(&snapshot, &by_file);
+            let mut by_file = Vec::new();
+            let mut whole_policy = Vec::new();
+            for snapshot in &snapshots {
+                let found = diagnostics_by_file(snapshot);
+                whole_policy.push(whole_policy_diagnostics(snapshot, &found));
+                by_file.extend(found);
+            }
             (by_file, whole_policy)
         })
         .await
@@ -139,8 +148,11 @@ impl Inner {
                 return;
             }
             let Some(state) = guard.as_mut() else { return };
-            let changed = state.whole_policy != whole_policy;
-            state.whole_policy = whole_policy;
+            let mut changed = false;
+            for (policy, whole_policy) in state.policies.iter_mut().zip(whole_policy) {
+                changed |= policy.whole_policy != whole_policy;
+                policy.whole_policy = whole_policy;
+            }
             changed
         };
         let pull = self.pull.load(Ordering::Relaxed);
@@ -184,14 +196,15 @@ impl Backend {
         guard.as_mut().map(f)
     }
 
-    /// Runs a query on a snapshot taken now, on a blocking thread; panics and cancellation
-    /// become error responses.
+    /// Runs a query on a snapshot of the policy of `uri` taken now, on a blocking thread; panics
+    /// and cancellation become error responses. Answers stay within that policy.
     async fn query<T: Send + 'static>(
         &self,
         method: &'static str,
+        uri: &Uri,
         f: impl FnOnce(&Snapshot) -> Option<T> + Send + 'static,
     ) -> Result<Option<T>> {
-        let Some(snapshot) = self.with_state(|state| state.snapshot()) else { return Ok(None) };
+        let Some(snapshot) = self.with_state(|state| state.snapshot_for(uri)).flatten() else { return Ok(None) };
         let inject = self.inner.options.panic_in.as_deref() == Some(method);
         on_query_thread(method, move || {
             if inject {
@@ -205,7 +218,7 @@ impl Backend {
     /// A change of the state that needs diagnostics again: `f` runs on the state and the
     /// generation is bumped under the same lock (so a pass's snapshot and generation agree);
     /// then the passes are scheduled, the document's first when `f` returns one.
-    fn change<T>(&self, f: impl FnOnce(&mut State) -> Option<(FileId, T)>) -> Option<T> {
+    fn change<T>(&self, f: impl FnOnce(&mut State) -> Option<((usize, FileId), T)>) -> Option<T> {
         let (generation, edited) = {
             let mut guard = self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let edited = guard.as_mut().and_then(f);
@@ -225,7 +238,7 @@ impl Backend {
 
     /// Schedules the workspace pass of diagnostics.
     fn schedule_diagnostics(&self) {
-        self.change(|_| None::<(FileId, ())>);
+        self.change(|_| None::<((usize, FileId), ())>);
     }
 
     async fn publish_empty(&self, uri: Uri) {
@@ -317,7 +330,16 @@ fn failure(method: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
 
 /// Every diagnostic of the workspace, grouped by file, for the files to publish: open
 /// documents (even when clean) and files that have diagnostics.
+///
+/// File by file: each file's own checks are queries of their own, and salsa sees a newer edit
+/// at each query, so an edit cancels the pass between files instead of waiting for the whole
+/// policy (issue #13). The whole-policy checks come last (the access checks look for
+/// cancellation between subjects and files too), then the conversion, which looks between files.
 fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    for &file in s.ws.files(&s.db) {
+        check_syntax(&s.db, file);
+        check_file(&s.db, s.ws, file);
+    }
     let mut by_file = to_lsp(s, &aptc_compiler::check::diagnostics(&s.db, s.ws));
     for id in s.open.keys() {
         if let Some(uri) = s.files.uri(*id) {
@@ -409,6 +431,7 @@ fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashM
     // The texts of the files the diagnostics point into, then one line index for each.
     let mut texts: HashMap<FileId, Arc<str>> = HashMap::new();
     for d in all {
+        s.db.unwind_if_revision_cancelled();
         for file in d.labels.iter().map(|l| l.file).chain([d.primary.file]) {
             if texts.contains_key(&file) || uri(file).is_none() {
                 continue;
@@ -420,7 +443,13 @@ fn to_lsp(s: &Snapshot, all: &[aptc_compiler::diagnostics::Diagnostic]) -> HashM
             }
         }
     }
-    let lines: HashMap<FileId, LineIndex> = texts.iter().map(|(id, text)| (*id, LineIndex::new(text))).collect();
+    let lines: HashMap<FileId, LineIndex> = texts
+        .iter()
+        .map(|(id, text)| {
+            s.db.unwind_if_revision_cancelled();
+            (*id, LineIndex::new(text))
+        })
+        .collect();
     let locate = |file: FileId, span| {
         let uri = uri(file)?.clone();
         Some(Location { uri, range: lines.get(&file)?.range(span) })
@@ -494,6 +523,8 @@ impl LanguageServer for Backend {
         let refresh = params.capabilities.workspace.as_ref().and_then(|w| w.diagnostics.as_ref());
         self.inner.pull_refresh.store(refresh.and_then(|d| d.refresh_support).unwrap_or(false), Ordering::Relaxed);
         let state = State::load(roots);
+        let policies = state.policies.iter().filter(|p| p.config.is_some()).count();
+        tracing::info!("{policies} policies with an aptc.toml under {} folders", state.roots.len());
         *self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
         let capabilities = ServerCapabilities {
             text_document_sync: Some(TextDocumentSyncCapability::Options(TextDocumentSyncOptions {
@@ -590,10 +621,16 @@ impl LanguageServer for Backend {
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
         self.with_state(|state| {
+            let mut roots_changed = false;
             for change in &params.changes {
-                state.changed_on_disk(&change.uri, change.typ == FileChangeType::DELETED);
+                roots_changed |= state.changed_on_disk(&change.uri, change.typ == FileChangeType::DELETED);
             }
-            state.refresh_referenced();
+            if roots_changed {
+                // An aptc.toml came, went or changed: what belongs to which policy may have.
+                state.reload(state.roots.clone());
+            } else {
+                state.refresh_referenced();
+            }
         });
         self.schedule_diagnostics();
     }
@@ -606,7 +643,7 @@ impl LanguageServer for Backend {
         self.with_state(|state| {
             let mut roots: Vec<PathBuf> = state.roots.iter().filter(|r| !removed.contains(r)).cloned().collect();
             roots.extend(added.into_iter().filter(|r| !state.roots.contains(r)));
-            state.set_roots(roots);
+            state.reload(roots);
         });
         self.schedule_diagnostics();
     }
@@ -624,7 +661,8 @@ impl LanguageServer for Backend {
         let uri = params.text_document.uri;
         let version = params.text_document.version;
         let applied = self.change(|state| {
-            let id = state.files.id_of(&uri)?;
+            let (policy, id) = state.find(&uri)?;
+            let state = &mut state.policies[policy];
             let mut text = state.text_of(id)?;
             for change in &params.content_changes {
                 convert::apply_change(&mut text, change);
@@ -642,7 +680,7 @@ impl LanguageServer for Backend {
                 });
                 *whole_policy = moved.collect();
             }
-            Some((id, ()))
+            Some(((policy, id), ()))
         });
         if applied.is_none() {
             tracing::warn!("didChange for a document that is not open: {}", uri.as_str());
@@ -661,7 +699,7 @@ impl LanguageServer for Backend {
         let wanted = crate::state::key(&params.text_document.uri);
         let previous = params.previous_result_id;
         let items = self
-            .query("textDocument/diagnostic", move |s| {
+            .query("textDocument/diagnostic", &params.text_document.uri.clone(), move |s| {
                 // An open document's are quick to get; another file's need the workspace pass.
                 let open =
                     s.file(&params.text_document.uri).map(|file| file.id(&s.db)).filter(|id| s.open.contains_key(id));
@@ -691,7 +729,7 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position;
-        self.query("textDocument/completion", move |s| {
+        self.query("textDocument/completion", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -705,7 +743,7 @@ impl LanguageServer for Backend {
 
     async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
-        self.query("textDocument/hover", move |s| {
+        self.query("textDocument/hover", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -720,7 +758,7 @@ impl LanguageServer for Backend {
 
     async fn signature_help(&self, params: SignatureHelpParams) -> Result<Option<SignatureHelp>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
-        self.query("textDocument/signatureHelp", move |s| {
+        self.query("textDocument/signatureHelp", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let offset = LineIndex::new(&s.text(file)).offset(position);
             let help = ide::signature_help(&s.db, s.ws, file, offset)?;
@@ -754,7 +792,7 @@ impl LanguageServer for Backend {
 
     async fn goto_definition(&self, params: GotoDefinitionParams) -> Result<Option<GotoDefinitionResponse>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
-        self.query("textDocument/definition", move |s| {
+        self.query("textDocument/definition", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let offset = LineIndex::new(&s.text(file)).offset(position);
             let mut found: Vec<Location> =
@@ -771,7 +809,7 @@ impl LanguageServer for Backend {
     async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position;
         let include = params.context.include_declaration;
-        self.query("textDocument/references", move |s| {
+        self.query("textDocument/references", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let offset = LineIndex::new(&s.text(file)).offset(position);
             let found = ide::references(&s.db, s.ws, file, offset, include);
@@ -782,7 +820,7 @@ impl LanguageServer for Backend {
 
     async fn document_highlight(&self, params: DocumentHighlightParams) -> Result<Option<Vec<DocumentHighlight>>> {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position_params;
-        self.query("textDocument/documentHighlight", move |s| {
+        self.query("textDocument/documentHighlight", &text_document.uri.clone(), move |s| {
             let file = s.file(&text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -802,7 +840,7 @@ impl LanguageServer for Backend {
     async fn prepare_rename(&self, params: TextDocumentPositionParams) -> Result<Option<PrepareRenameResponse>> {
         let TextDocumentPositionParams { text_document, position } = params;
         let answer = self
-            .query("textDocument/prepareRename", move |s| {
+            .query("textDocument/prepareRename", &text_document.uri.clone(), move |s| {
                 let file = s.file(&text_document.uri)?;
                 let text = s.text(file);
                 let lines = LineIndex::new(&text);
@@ -823,7 +861,7 @@ impl LanguageServer for Backend {
         let TextDocumentPositionParams { text_document, position } = params.text_document_position;
         let new_name = params.new_name;
         let answer = self
-            .query("textDocument/rename", move |s| {
+            .query("textDocument/rename", &text_document.uri.clone(), move |s| {
                 let file = s.file(&text_document.uri)?;
                 let offset = LineIndex::new(&s.text(file)).offset(position);
                 Some(ide::rename(&s.db, s.ws, file, offset, &new_name).map(|edits| workspace_edit(s, edits)))
@@ -837,7 +875,7 @@ impl LanguageServer for Backend {
     }
 
     async fn document_symbol(&self, params: DocumentSymbolParams) -> Result<Option<DocumentSymbolResponse>> {
-        self.query("textDocument/documentSymbol", move |s| {
+        self.query("textDocument/documentSymbol", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -850,12 +888,19 @@ impl LanguageServer for Backend {
     }
 
     async fn symbol(&self, params: WorkspaceSymbolParams) -> Result<Option<WorkspaceSymbolResponse>> {
-        self.query("workspace/symbol", move |s| {
-            let found = ide::workspace_symbols(&s.db, s.ws, &params.query, 500);
+        // Every policy's symbols.
+        let Some(snapshots) = self.with_state(|state| state.snapshots()) else { return Ok(None) };
+        let inject = self.inner.options.panic_in.as_deref() == Some("workspace/symbol");
+        on_query_thread("workspace/symbol", move || {
+            if inject {
+                panic!("injected panic in workspace/symbol");
+            }
             #[allow(deprecated)] // `SymbolInformation::deprecated` must be set, to `None`
-            let symbols = found
-                .into_iter()
-                .filter_map(|w| {
+            let symbols = snapshots
+                .iter()
+                .flat_map(|s| ide::workspace_symbols(&s.db, s.ws, &params.query, 500).into_iter().map(move |w| (s, w)))
+                .take(500)
+                .filter_map(|(s, w)| {
                     let location = location(s, ide::FileSpan { file: w.file, span: w.symbol.selection })?;
                     Some(SymbolInformation {
                         name: w.symbol.name,
@@ -873,7 +918,7 @@ impl LanguageServer for Backend {
     }
 
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
-        self.query("textDocument/formatting", move |s| {
+        self.query("textDocument/formatting", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             // A file with syntax errors is left as it is (as `aptc fmt` does).
@@ -887,7 +932,7 @@ impl LanguageServer for Backend {
     }
 
     async fn semantic_tokens_full(&self, params: SemanticTokensParams) -> Result<Option<SemanticTokensResult>> {
-        self.query("textDocument/semanticTokens/full", move |s| {
+        self.query("textDocument/semanticTokens/full", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             let tokens = ide::semantic_tokens(&s.db, s.ws, file);
@@ -898,7 +943,7 @@ impl LanguageServer for Backend {
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
-        self.query("textDocument/foldingRange", move |s| {
+        self.query("textDocument/foldingRange", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -909,7 +954,7 @@ impl LanguageServer for Backend {
     }
 
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
-        self.query("textDocument/codeAction", move |s| {
+        self.query("textDocument/codeAction", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);
@@ -938,7 +983,7 @@ impl LanguageServer for Backend {
     }
 
     async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {
-        self.query("textDocument/inlayHint", move |s| {
+        self.query("textDocument/inlayHint", &params.text_document.uri.clone(), move |s| {
             let file = s.file(&params.text_document.uri)?;
             let text = s.text(file);
             let lines = LineIndex::new(&text);

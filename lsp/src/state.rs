@@ -1,5 +1,11 @@
-//! The server's state: one compiler database with a workspace of every `.apt` file under
-//! the workspace folders (plus files opened from elsewhere), and which of them are open.
+//! The server's state: the policies of the workspace folders, each with a compiler database of
+//! its own holding its `.apt` files, and which of them are open.
+//!
+//! A policy is a directory holding `aptc.toml` (its include/exclude globs say which files under
+//! it belong to it; a directory below with an `aptc.toml` of its own is another policy), found
+//! under the workspace folders or above one. The `.apt` files under the folders that no
+//! `aptc.toml` governs form one more policy, as every file did before policy roots (so do files
+//! opened from elsewhere, and files their root excludes, while they are open).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +14,7 @@ use std::sync::Arc;
 use aptc_compiler::check::load_workspace;
 use aptc_compiler::db::{Database, Settings, SourceText, Workspace};
 use aptc_compiler::source::{FileId, SourceMap};
-use aptc_compiler::workspace::find_apt_files;
+use aptc_compiler::workspace::{PolicyConfig, find_apt_files, find_policy_roots};
 use salsa::Setter;
 use tower_lsp_server::ls_types::{Diagnostic, Uri};
 
@@ -45,15 +51,15 @@ pub fn key(uri: &Uri) -> PathBuf {
     PathBuf::from(uri.as_str())
 }
 
-/// The mutable state, behind the server's lock.
-pub struct State {
+/// One policy: its database and files, and which of them are open.
+pub struct Policy {
+    /// Its `aptc.toml`, or `None` for the files no `aptc.toml` governs.
+    pub config: Option<PolicyConfig>,
     pub db: Database,
     pub ws: Workspace,
     pub files: Arc<FileTable>,
     /// Open documents and their versions.
     pub open: HashMap<FileId, i32>,
-    /// The workspace folders.
-    pub roots: Vec<PathBuf>,
     /// Of each open document, the diagnostics of the whole-policy checks (duplicates, cycles,
     /// unused objects, access) as the last workspace pass found them, moved along with the edits
     /// since: an edit's first pass checks only the document, and publishes these with its own.
@@ -84,13 +90,9 @@ impl Snapshot {
     }
 }
 
-impl State {
-    /// A workspace of every `.apt` file under `roots` (unreadable files are skipped and logged).
-    pub fn load(roots: Vec<PathBuf>) -> State {
-        let found = find_apt_files(&roots).unwrap_or_else(|error| {
-            tracing::warn!("finding .apt files: {error}");
-            Vec::new()
-        });
+impl Policy {
+    /// A policy of the files `found` (unreadable files are skipped and logged).
+    fn load(config: Option<PolicyConfig>, found: Vec<PathBuf>) -> Policy {
         let mut sources = SourceMap::new();
         for path in found {
             match std::fs::read_to_string(&path) {
@@ -115,8 +117,9 @@ impl State {
         // Manifest files have ids of their own too (after the prelude's).
         let manifest_ids = ws.manifests(&db).iter().flat_map(|set| set.files(&db).iter().flatten()).map(|f| f.id.0 + 1);
         let next_id = ws.files(&db).iter().map(|f| f.id(&db).0 + 1).chain(manifest_ids).max().unwrap_or(0);
-        tracing::info!("loaded {} .apt files from {} folders", sources.len(), roots.len());
-        State { db, ws, files: Arc::new(files), open: HashMap::new(), roots, whole_policy: HashMap::new(), next_id }
+        let root = config.as_ref().map_or_else(|| "no aptc.toml".to_string(), |c| c.root.display().to_string());
+        tracing::info!("loaded the policy of {root}: {} .apt files", sources.len());
+        Policy { config, db, ws, files: Arc::new(files), open: HashMap::new(), whole_policy: HashMap::new(), next_id }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -173,14 +176,12 @@ impl State {
 
     /// Closes a document: a file of the workspace goes back to its text on disk; a file from
     /// elsewhere leaves the workspace. Returns the URI to clear, for a file that left.
-    pub fn close(&mut self, uri: &Uri) -> Option<Uri> {
+    fn close(&mut self, uri: &Uri, member: bool) -> Option<Uri> {
         let id = self.files.id_of(uri)?;
         self.open.remove(&id);
         self.whole_policy.remove(&id);
         let path = key(uri);
-        if self.in_roots(&path)
-            && let Ok(text) = std::fs::read_to_string(&path)
-        {
+        if member && let Ok(text) = std::fs::read_to_string(&path) {
             self.set_text(id, &text);
             return None;
         }
@@ -202,7 +203,7 @@ impl State {
     /// workspace folders that was created or changed is read (unless it is open: the editor's
     /// text wins), one that was deleted leaves the workspace (unless it is open). Call
     /// [`State::refresh_referenced`] after a batch of these.
-    pub fn changed_on_disk(&mut self, uri: &Uri, deleted: bool) {
+    fn changed_on_disk(&mut self, uri: &Uri, deleted: bool, member: bool) {
         let path = key(uri);
         if path.extension().is_none_or(|e| e != "apt") {
             return;
@@ -223,45 +224,13 @@ impl State {
                 };
                 match known {
                     Some(id) => self.set_text(id, &text),
-                    None if self.in_roots(&path) => {
+                    None if member => {
                         self.add(uri, &text);
                     }
                     None => {}
                 }
             }
         }
-    }
-
-    /// The workspace folders changed: files under folders that were added join the workspace,
-    /// files no longer under any folder leave it (unless open).
-    pub fn set_roots(&mut self, roots: Vec<PathBuf>) {
-        self.roots = roots;
-        let found = find_apt_files(&self.roots).unwrap_or_else(|error| {
-            tracing::warn!("finding .apt files: {error}");
-            Vec::new()
-        });
-        let gone: Vec<(FileId, PathBuf)> = self
-            .files
-            .by_key
-            .iter()
-            .filter(|(path, id)| !self.open.contains_key(id) && !self.in_roots(path))
-            .map(|(path, id)| (*id, path.clone()))
-            .collect();
-        for (id, path) in gone {
-            self.remove(id, &path);
-        }
-        for path in found {
-            if let Some(uri) = Uri::from_file_path(&path)
-                && self.files.id_of(&uri).is_none()
-            {
-                self.changed_on_disk(&uri, false);
-            }
-        }
-        self.refresh_referenced();
-    }
-
-    fn in_roots(&self, path: &Path) -> bool {
-        path.extension().is_some_and(|e| e == "apt") && self.roots.iter().any(|root| path.starts_with(root))
     }
 
     /// Reads the files the policy refers to from disk again, users files and manifest templates,
@@ -277,5 +246,185 @@ impl State {
     /// The current text of an open file, for applying incremental changes.
     pub fn text_of(&self, id: FileId) -> Option<String> {
         Some(self.files.input(id)?.text(&self.db).to_string())
+    }
+}
+
+/// The mutable state, behind the server's lock: the policies of the workspace folders.
+pub struct State {
+    /// The workspace folders.
+    pub roots: Vec<PathBuf>,
+    /// The policies with an `aptc.toml`, then the one of the files no `aptc.toml` governs.
+    pub policies: Vec<Policy>,
+}
+
+/// Where a file belongs.
+enum Owner {
+    /// To the policy of this index.
+    Policy(usize),
+    /// To none: the root above it excludes it.
+    Excluded,
+}
+
+impl State {
+    /// The policies of the `.apt` files under `roots` (the workspace folders).
+    pub fn load(roots: Vec<PathBuf>) -> State {
+        let mut found_roots = find_policy_roots(&roots);
+        // A folder inside a policy: the policy is the whole policy, not the folder (unless the
+        // policy leaves the folder out, as this repository's root leaves out `target/`).
+        found_roots.extend(roots.iter().filter_map(|folder| {
+            let config = PolicyConfig::find(folder)?.ok()?;
+            let folder = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.clone());
+            (config.root == folder || config.contains(&folder)).then_some(config.root)
+        }));
+        found_roots.sort();
+        found_roots.dedup();
+        let mut policies = Vec::new();
+        for root in found_roots {
+            let config = match PolicyConfig::read(&root) {
+                Ok(config) => config,
+                Err(error) => {
+                    // A broken aptc.toml still marks the root, so its files are not checked with others'.
+                    tracing::warn!("{error}; the policy at {} takes every file under it", root.display());
+                    PolicyConfig::parse(&root, "").expect("an empty aptc.toml is valid")
+                }
+            };
+            let files = config.files().unwrap_or_else(|error| {
+                tracing::warn!("finding .apt files: {error}");
+                Vec::new()
+            });
+            policies.push(Policy::load(Some(config), files));
+        }
+        let mut state = State { roots, policies: Vec::new() };
+        let loose: Vec<PathBuf> = find_apt_files(&state.roots)
+            .unwrap_or_else(|error| {
+                tracing::warn!("finding .apt files: {error}");
+                Vec::new()
+            })
+            .into_iter()
+            .filter(|path| !policies.iter().any(|p| p.config.as_ref().is_some_and(|c| path.starts_with(&c.root))))
+            .collect();
+        policies.push(Policy::load(None, loose));
+        state.policies = policies;
+        state
+    }
+
+    /// Loads the policies again (an `aptc.toml` was created, changed or deleted, or the folders
+    /// changed), keeping the open documents' texts.
+    pub fn reload(&mut self, roots: Vec<PathBuf>) {
+        let open: Vec<(Uri, String, i32)> = self
+            .policies
+            .iter()
+            .flat_map(|p| {
+                p.open.iter().filter_map(|(id, version)| Some((p.files.uri(*id)?.clone(), p.text_of(*id)?, *version)))
+            })
+            .collect();
+        *self = State::load(roots);
+        for (uri, text, version) in open {
+            self.open(&uri, &text, version);
+        }
+    }
+
+    /// The policy `path` belongs to, by where it is.
+    fn owner(&self, path: &Path) -> Owner {
+        let governing = self
+            .policies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.config.as_ref()?)))
+            .filter(|(_, c)| path.starts_with(&c.root))
+            .max_by_key(|(_, c)| c.root.components().count());
+        match governing {
+            Some((i, config)) if config.contains(path) => Owner::Policy(i),
+            Some(_) => Owner::Excluded,
+            None => Owner::Policy(self.policies.len() - 1),
+        }
+    }
+
+    /// Whether `path` is a file of a policy by where it is (not only while open).
+    fn member(&self, path: &Path) -> Option<usize> {
+        if path.extension().is_none_or(|e| e != "apt") {
+            return None;
+        }
+        match self.owner(path) {
+            Owner::Policy(i) if self.policies[i].config.is_some() => Some(i),
+            Owner::Policy(i) => self.roots.iter().any(|root| path.starts_with(root)).then_some(i),
+            Owner::Excluded => None,
+        }
+    }
+
+    /// The policy that has the file of `uri`, with the file's id.
+    pub fn find(&self, uri: &Uri) -> Option<(usize, FileId)> {
+        self.policies.iter().enumerate().find_map(|(i, p)| Some((i, p.files.id_of(uri)?)))
+    }
+
+    /// A snapshot of the policy that has the file of `uri`.
+    pub fn snapshot_for(&self, uri: &Uri) -> Option<Snapshot> {
+        let (i, _) = self.find(uri)?;
+        Some(self.policies[i].snapshot())
+    }
+
+    /// Opens a document (see [`Policy::open`]): in the policy that has it, else the one it
+    /// belongs to by where it is; a file from outside the folders joins the policy of the first
+    /// folder (as it joined the workspace before policy roots); one its root excludes is checked
+    /// with the files no `aptc.toml` governs, never with its root's.
+    pub fn open(&mut self, uri: &Uri, text: &str, version: i32) -> (usize, FileId) {
+        let path = key(uri);
+        let loose = self.policies.len() - 1;
+        let i = match self.find(uri) {
+            Some((i, _)) => i,
+            None => match self.owner(&path) {
+                Owner::Policy(i) if i == loose && !self.roots.iter().any(|root| path.starts_with(root)) => {
+                    let first = self.roots.first().and_then(|folder| {
+                        self.policies[..loose]
+                            .iter()
+                            .position(|p| p.config.as_ref().is_some_and(|c| folder.starts_with(&c.root)))
+                    });
+                    first.unwrap_or(loose)
+                }
+                Owner::Policy(i) => i,
+                Owner::Excluded => loose,
+            },
+        };
+        (i, self.policies[i].open(uri, text, version))
+    }
+
+    /// Closes a document (see [`Policy::close`]).
+    pub fn close(&mut self, uri: &Uri) -> Option<Uri> {
+        let (i, _) = self.find(uri)?;
+        let member = self.member(&key(uri)) == Some(i);
+        self.policies[i].close(uri, member)
+    }
+
+    /// A file changed on disk (see [`Policy::changed_on_disk`]). Returns whether it was an
+    /// `aptc.toml`, after which the policies must be loaded again ([`State::reload`]).
+    pub fn changed_on_disk(&mut self, uri: &Uri, deleted: bool) -> bool {
+        let path = key(uri);
+        if path.file_name().is_some_and(|n| n == aptc_compiler::workspace::POLICY_ROOT_FILE) {
+            return true;
+        }
+        match self.find(uri) {
+            Some((i, _)) => {
+                let member = self.member(&path) == Some(i);
+                self.policies[i].changed_on_disk(uri, deleted, member);
+            }
+            None => {
+                if let Some(i) = self.member(&path) {
+                    self.policies[i].changed_on_disk(uri, deleted, true);
+                }
+            }
+        }
+        false
+    }
+
+    /// See [`Policy::refresh_referenced`], for every policy.
+    pub fn refresh_referenced(&mut self) {
+        for policy in &mut self.policies {
+            policy.refresh_referenced();
+        }
+    }
+
+    /// Snapshots of every policy.
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.policies.iter().map(Policy::snapshot).collect()
     }
 }

@@ -19,7 +19,7 @@ pub struct BuildArgs {
 }
 
 pub fn run(args: BuildArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     std::fs::write(&args.output, program.to_json()).with_context(|| format!("writing {}", args.output.display()))?;
     println!(
         "wrote {} (IR version {}): {} services, {} contracts, {} claims",

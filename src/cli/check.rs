@@ -56,7 +56,7 @@ enum Format {
 }
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let paths = paths_or_cwd(&args.paths);
+    let paths = paths_or_cwd(&args.paths)?;
     let files = workspace::find_policy_files(&paths)?;
     let sources = workspace::load(&files)?;
     tracing::info!(files = sources.len(), "checking");

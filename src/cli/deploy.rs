@@ -144,7 +144,7 @@ pub struct RollbackArgs {
 }
 
 pub fn run(args: DeployArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let paths = paths_or_cwd(&args.paths);
+    let paths = paths_or_cwd(&args.paths)?;
     let program = policy::load(&paths, color)?;
     let (request, unresolved) = request(program, &paths, &args.target.run)?;
     let mut terminal = Terminal::new("deploy", &args.target);

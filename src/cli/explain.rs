@@ -38,7 +38,7 @@ enum Found<'s> {
 }
 
 pub fn run(args: ExplainArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     // Redacted: the JSON output carries the instance's values, and no secret is ever shown.
     let mut state = explained(&program, &args.target);
     state.redact();

@@ -22,7 +22,7 @@ pub struct FmtArgs {
 }
 
 pub fn run(args: FmtArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let files = workspace::find_apt_files(&paths_or_cwd(&args.paths))?;
+    let files = workspace::find_apt_files(&paths_or_cwd(&args.paths)?)?;
     let sources = workspace::load(&files)?;
     let (mut changed, mut broken) = (0usize, 0usize);
     for (id, file) in sources.iter() {

@@ -21,7 +21,7 @@ pub struct GraphArgs {
 }
 
 pub fn run(args: GraphArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     // The graph shows no decision chain: none is kept.
     let state = resolve_with(&program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
     let dot = to_dot(&state);

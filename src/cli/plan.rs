@@ -33,7 +33,7 @@ enum Format {
 }
 
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let program = policy::load(&paths_or_cwd(&args.paths), color)?;
+    let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     // No decision chains: the plan shows none (`aptc explain` recomputes one), and they were most
     // of a large resolution's memory.
     let mut state = resolve_with(&program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });

@@ -14,7 +14,8 @@ use super::deploy::DEFAULT_STATE;
 /// directory holding `aptc.toml`, else the directory given (docs/language.md §3.1). Its deploys
 /// keep their state in `.aptc/state.db` there, wherever aptc runs.
 pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
-    aptc_compiler::workspace::policy_root(&aptc_compiler::host::paths_or_cwd(paths))
+    let cwd = [PathBuf::from(".")];
+    aptc_compiler::workspace::policy_root(if paths.is_empty() { &cwd } else { paths })
 }
 
 /// The store: `explicit` (`--state`, `APTC_STATE`) as given, else the one under `root`.

@@ -59,18 +59,25 @@ struct PolicyRun {
 }
 
 pub fn run(args: TestArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let mut policies = Vec::new();
-    for path in paths_or_cwd(&args.paths) {
-        policies.extend(host::policies_under(&path)?);
+    // Each policy with its files: given no paths, the policy of the current directory's
+    // aptc.toml; otherwise each policy under the paths.
+    let mut policies: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    match (args.paths.is_empty(), host::policy_of_cwd()) {
+        (true, Some(policy)) => policies.push(policy?),
+        _ => {
+            for path in paths_or_cwd(&args.paths)? {
+                policies.extend(host::policies_under(&path)?.into_iter().map(|p| (p.clone(), vec![p])));
+            }
+        }
     }
     let text = args.format == TestFormat::Text;
     let color = color && text;
     let mut runs = Vec::new();
-    for (i, policy) in policies.iter().enumerate() {
+    for (i, (policy, files)) in policies.iter().enumerate() {
         if text && i > 0 {
             println!();
         }
-        let reports = match load(policy, color)? {
+        let reports = match load(policy, files, color)? {
             Ok(program) => Ok(run_tests(&program)),
             Err(error) => Err(error),
         };
@@ -292,8 +299,8 @@ fn xml_text(text: &str) -> String {
 }
 
 /// The policy at `path`, lowered; `Err` (its errors printed) when it does not check clean.
-fn load(path: &Path, color: bool) -> anyhow::Result<Result<Program, String>> {
-    match host::load_program(&[path.to_path_buf()], color) {
+fn load(path: &Path, files: &[PathBuf], color: bool) -> anyhow::Result<Result<Program, String>> {
+    match host::load_program(files, color) {
         Ok(program) => Ok(Ok(program)),
         Err(PolicyError::Invalid { count, rendered }) => {
             eprint!("{rendered}");

@@ -41,7 +41,7 @@ pub struct WatchArgs {
 }
 
 pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
-    let paths = paths_or_cwd(&args.paths);
+    let paths = paths_or_cwd(&args.paths)?;
     // A mistyped path would be watched for ever, showing nothing: an I/O error, as for every command.
     if let Some(missing) = paths.iter().find(|path| !path.exists()) {
         anyhow::bail!("{}: no such file or directory", missing.display());
