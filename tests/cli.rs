@@ -909,6 +909,39 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     assert!(history.status.success(), "{history:?}");
 }
 
+/// Given no paths, `watch` follows the policy of the current directory's `aptc.toml`: a file
+/// created after it started joins the policy.
+#[cfg(unix)]
+#[test]
+fn watch_without_paths_sees_files_created_after_it_started() {
+    if !helm_found("watch_without_paths_sees_files_created_after_it_started") {
+        return;
+    }
+    let dir = scratch("watch-root");
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
+    let mut watcher = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["watch", "--interval", "1", "--as", "ada@example.com"])
+            .args(deploy_args(&state, &out))
+            .current_dir(&policy)
+            .env_remove("APTC_LOG"),
+        &log,
+        &dir.join("watch.err"),
+    );
+    let shown = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(wait_for(15, || shown().contains("(3 policy files)")), "the policy's three files: {}", shown());
+    std::fs::write(policy.join("more.apt"), "/// Created while aptc watches.\nnamespace hello\n").unwrap();
+    assert!(
+        wait_for(15, || shown().contains("policy changed:") && shown().contains("more.apt")),
+        "the new file is seen: {}",
+        shown()
+    );
+    let status = watcher.terminate().unwrap_or_else(|| panic!("aptc watch did not stop on SIGTERM: {}", shown()));
+    assert_eq!(status.code(), Some(130), "{}", shown());
+}
+
 #[cfg(unix)]
 #[test]
 fn a_deploy_killed_midway_is_recorded_and_the_next_one_finishes_it() {
@@ -2183,6 +2216,9 @@ fn given_no_paths_commands_take_the_files_of_the_aptc_toml() {
         "namespace app\n\nservice app {\n    component web chart \"./c\" {}\n}\n",
     )
     .unwrap();
+    // The chart it names, `./c`.
+    std::fs::create_dir_all(dir.join("policy/web/c")).unwrap();
+    std::fs::write(dir.join("policy/web/c/Chart.yaml"), "apiVersion: v2\nname: c\nversion: 0.1.0\n").unwrap();
     std::fs::write(dir.join("policy/drafts/broken.apt"), "namespace broken\n\nservice {\n").unwrap();
     // From below the root: the whole policy, without the excluded draft.
     let checked = aptc_in(&dir.join("policy/web"), &["check"]);

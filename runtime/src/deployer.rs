@@ -632,7 +632,6 @@ mod tests {
     use super::*;
     use crate::plan::units;
     use crate::test_policy::compile;
-    use aptc_core::resolve::resolve;
 
     fn deployer(dir: &Path) -> Deployer {
         let targets = Targets {

@@ -84,6 +84,14 @@ pub fn run(args: WatchArgs, color: bool) -> anyhow::Result<ExitCode> {
         if cancel.sleep(POLL.min(due.saturating_duration_since(Instant::now()))) {
             break;
         }
+        // Given no paths, the policy is the files its `aptc.toml` takes now: a file created since
+        // the start joins it (and one its globs no longer take leaves it).
+        if watch.args.paths.is_empty() {
+            match paths_or_cwd(&[]) {
+                Ok(paths) => watch.paths = paths,
+                Err(error) => tracing::warn!("reading aptc.toml again: {error}"),
+            }
+        }
         let now = policy_snapshot(&watch.paths);
         let changes = snapshot.changes(&now);
         if !changes.is_empty() {
