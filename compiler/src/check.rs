@@ -17,7 +17,7 @@ use crate::db::{
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::semantics::{self, index::file_summary};
 use crate::source::{FileId, SourceMap};
-use crate::syntax::ast::{ComponentSource, ItemKind, ServiceStmt, Span};
+use crate::syntax::ast::{ComponentSource, ItemKind, Span};
 use crate::syntax::validate::STD_NAMESPACE;
 
 /// The standard library's signatures, embedded (docs/language.md §12).
@@ -204,19 +204,10 @@ fn manifest_globs(db: &Database, files: &[SourceText]) -> Vec<(SourceText, Strin
     for &file in files {
         let globs: Vec<String> = parse_file(db, file)
             .file
-            .items
-            .iter()
-            .filter_map(|item| match &item.kind {
-                ItemKind::Service(service) => Some(&service.body.stmts),
+            .components()
+            .filter_map(|component| match &component.source.node {
+                ComponentSource::Manifests(glob) => glob.as_plain(),
                 _ => None,
-            })
-            .flatten()
-            .filter_map(|stmt| match &stmt.node {
-                ServiceStmt::Component(component) => match &component.source.node {
-                    ComponentSource::Manifests(glob) => glob.as_plain(),
-                    _ => None,
-                },
-                ServiceStmt::Error => None,
             })
             .collect();
         for glob in globs {

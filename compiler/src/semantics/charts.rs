@@ -11,25 +11,13 @@ use std::path::{Path, PathBuf};
 
 use crate::db::{ChartOnDisk, SourceText, Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
-use crate::syntax::ast::{ComponentSource, ComponentStmt, ItemKind, ServiceStmt, SourceFile, Span};
+use crate::syntax::ast::{ComponentSource, ComponentStmt, SourceFile, Span};
 
 /// The local charts the chart components of `file` name: the span of each chart string and the
 /// chart as written, in order.
 pub fn local_charts(file: &SourceFile) -> Vec<(Span, String)> {
-    let components = file
-        .items
-        .iter()
-        .filter_map(|item| match &item.kind {
-            ItemKind::Service(service) => Some(&service.body.stmts),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|stmt| match &stmt.node {
-            ServiceStmt::Component(component) => Some(component),
-            ServiceStmt::Error => None,
-        });
     let mut out = Vec::new();
-    for component in components {
+    for component in file.components() {
         let ComponentSource::Chart(lit) = &component.source.node else { continue };
         let Some(chart) = lit.as_plain() else { continue };
         let has_repo = component.body.iter().flat_map(|b| &b.stmts).any(|s| matches!(s.node, ComponentStmt::Repo(_)));

@@ -51,6 +51,24 @@ pub struct SourceFile {
     pub items: Vec<Item>,
 }
 
+impl SourceFile {
+    /// The components of the file's services, in order (the files a policy refers to, charts and
+    /// manifests, are found through them).
+    pub fn components(&self) -> impl Iterator<Item = &Component> {
+        self.items
+            .iter()
+            .filter_map(|item| match &item.kind {
+                ItemKind::Service(service) => Some(&service.body.stmts),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|stmt| match &stmt.node {
+                ServiceStmt::Component(component) => Some(component),
+                ServiceStmt::Error => None,
+            })
+    }
+}
+
 /// A top-level declaration with its doc comment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Item {
