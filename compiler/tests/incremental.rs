@@ -42,6 +42,18 @@ contract pipeline {
 }
 "#;
 
+/// A database that logs every query body it runs, and the log.
+fn logged_database() -> (Database, Arc<Mutex<Vec<salsa::DatabaseKeyIndex>>>) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let db = Database::with_event_hook(move |event| {
+        if let salsa::EventKind::WillExecute { database_key } = event.kind {
+            sink.lock().unwrap().push(database_key);
+        }
+    });
+    (db, log)
+}
+
 /// Runs the checker and returns how many times each query body ran, by query name.
 fn executions(
     db: &Database,
@@ -65,13 +77,7 @@ fn count(ran: &[String], query: &str) -> usize {
 
 #[test]
 fn editing_a_body_reruns_only_that_files_queries() {
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    let mut db = Database::with_event_hook(move |event| {
-        if let salsa::EventKind::WillExecute { database_key } = event.kind {
-            sink.lock().unwrap().push(database_key);
-        }
-    });
+    let (mut db, log) = logged_database();
     let mut sources = SourceMap::new();
     sources.add("platform.apt", PLATFORM);
     sources.add("analytics.apt", ANALYTICS);
@@ -106,13 +112,7 @@ fn editing_a_body_reruns_only_that_files_queries() {
 #[test]
 fn a_created_chart_clears_its_error_and_reruns_only_the_chart_check() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let sink = log.clone();
-    let mut db = Database::with_event_hook(move |event| {
-        if let salsa::EventKind::WillExecute { database_key } = event.kind {
-            sink.lock().unwrap().push(database_key);
-        }
-    });
+    let (mut db, log) = logged_database();
     let mut sources = SourceMap::new();
     sources.add(dir.path().join("platform.apt"), PLATFORM.replace("oci://charts.example.com/kafka", "./charts/kafka"));
     sources.add(dir.path().join("analytics.apt"), ANALYTICS);
