@@ -346,13 +346,30 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
             by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new()));
         }
     }
-    by_file
+    let mut found: Vec<(Uri, Option<i32>, Vec<Diagnostic>)> = by_file
         .into_iter()
         .map(|(id, (uri, mut diagnostics))| {
             sort(&mut diagnostics);
             (uri, s.open.get(&id).copied(), diagnostics)
         })
-        .collect()
+        .collect();
+    found.extend(config_diagnostic(s));
+    found
+}
+
+/// The error of a policy's `aptc.toml` that cannot be read, on that file (its first line: the
+/// message says where in it).
+fn config_diagnostic(s: &Snapshot) -> Option<(Uri, Option<i32>, Vec<Diagnostic>)> {
+    let (file, message) = s.config_error.as_ref()?;
+    let uri = Uri::from_file_path(file)?;
+    let diagnostic = Diagnostic {
+        range: Range::default(),
+        severity: Some(DiagnosticSeverity::ERROR),
+        source: Some("aptc".into()),
+        message: message.clone(),
+        ..Diagnostic::default()
+    };
+    Some((uri, None, vec![diagnostic]))
 }
 
 /// The diagnostics of one file's own checks (syntax, and the file against the index), which

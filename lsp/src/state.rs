@@ -64,6 +64,9 @@ pub struct Policy {
     /// unused objects, access) as the last workspace pass found them, moved along with the edits
     /// since: an edit's first pass checks only the document, and publishes these with its own.
     pub whole_policy: HashMap<FileId, Vec<Diagnostic>>,
+    /// Why its `aptc.toml` cannot be read (the file, the error): shown on that file, while the
+    /// policy takes every file under its root.
+    pub config_error: Option<(PathBuf, String)>,
     next_id: u32,
 }
 
@@ -77,6 +80,8 @@ pub struct Snapshot {
     pub open: HashMap<FileId, i32>,
     /// As [`State::whole_policy`].
     pub whole_policy: HashMap<FileId, Vec<Diagnostic>>,
+    /// As [`Policy::config_error`].
+    pub config_error: Option<(PathBuf, String)>,
 }
 
 impl Snapshot {
@@ -119,7 +124,16 @@ impl Policy {
         let next_id = ws.files(&db).iter().map(|f| f.id(&db).0 + 1).chain(manifest_ids).max().unwrap_or(0);
         let root = config.as_ref().map_or_else(|| "no aptc.toml".to_string(), |c| c.root.display().to_string());
         tracing::info!("loaded the policy of {root}: {} .apt files", sources.len());
-        Policy { config, db, ws, files: Arc::new(files), open: HashMap::new(), whole_policy: HashMap::new(), next_id }
+        Policy {
+            config,
+            db,
+            ws,
+            files: Arc::new(files),
+            open: HashMap::new(),
+            whole_policy: HashMap::new(),
+            config_error: None,
+            next_id,
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -129,6 +143,7 @@ impl Policy {
             files: self.files.clone(),
             open: self.open.clone(),
             whole_policy: self.whole_policy.clone(),
+            config_error: self.config_error.clone(),
         }
     }
 
@@ -280,19 +295,32 @@ impl State {
         found_roots.dedup();
         let mut policies = Vec::new();
         for root in found_roots {
-            let config = match PolicyConfig::read(&root) {
-                Ok(config) => config,
+            let (config, config_error) = match PolicyConfig::read(&root) {
+                Ok(config) => (config, None),
                 Err(error) => {
                     // A broken aptc.toml still marks the root, so its files are not checked with others'.
                     tracing::warn!("{error}; the policy at {} takes every file under it", root.display());
-                    PolicyConfig::parse(&root, "").expect("an empty aptc.toml is valid")
+                    let file = root.join(aptc_compiler::workspace::POLICY_ROOT_FILE);
+                    let empty = PolicyConfig::parse(&root, "").expect("an empty aptc.toml is valid");
+                    (
+                        empty,
+                        Some((
+                            file,
+                            format!(
+                                "{error}; until it is fixed, the policy takes every .apt file under {}",
+                                root.display()
+                            ),
+                        )),
+                    )
                 }
             };
             let files = config.files().unwrap_or_else(|error| {
                 tracing::warn!("finding .apt files: {error}");
                 Vec::new()
             });
-            policies.push(Policy::load(Some(config), files));
+            let mut policy = Policy::load(Some(config), files);
+            policy.config_error = config_error;
+            policies.push(policy);
         }
         let mut state = State { roots, policies: Vec::new() };
         let loose: Vec<PathBuf> = find_apt_files(&state.roots)

@@ -132,3 +132,23 @@ async fn opening_this_repository_checks_the_examples_not_the_test_cases() {
     assert!(found.is_empty(), "{found:?}");
     client.shutdown().await;
 }
+
+/// A broken `aptc.toml` is an error on that file (its policy takes every file under it
+/// meanwhile); fixed on disk, the error goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_aptc_toml_is_an_error_on_that_file_until_it_is_fixed() {
+    let root = folder("broken-toml", &[("app.apt", APP), ("aptc.toml", "include = [\n")]);
+    let toml = root.join("aptc.toml");
+    let mut client = TestClient::start(Options::default());
+    client
+        .initialize_with(&root, json!({ "workspace": { "didChangeWatchedFiles": { "dynamicRegistration": true } } }))
+        .await;
+    client.open_from_disk(&root.join("app.apt")).await;
+    let broken = client.diagnostics(&toml, |found| !found.is_empty()).await;
+    let shown = messages(&broken);
+    assert!(shown.iter().any(|m| m.contains("aptc.toml") && m.contains("takes every .apt file")), "{shown:?}");
+    std::fs::write(&toml, "").unwrap();
+    client.notify("workspace/didChangeWatchedFiles", json!({ "changes": [{ "uri": uri(&toml), "type": 2 }] })).await;
+    client.diagnostics(&toml, |found| found.is_empty()).await;
+    client.shutdown().await;
+}
