@@ -865,26 +865,42 @@ fn a_policy_change_that_moves_no_instance_is_still_authorised() {
     assert!(stdout(&diffed).contains("+ local/demo/web.site/every/page"), "{diffed:?}");
 }
 
+/// A scratch directory holding a copy of the quickstart example in `policy/`.
+fn quickstart_copy(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    (dir, policy)
+}
+
+/// `aptc watch --interval 1 --as ada@example.com ARGS` against `target`, run in `cwd`, its output
+/// in `dir/watch.log` (returned) and `dir/watch.err`.
+#[cfg(unix)]
+fn spawn_watch(dir: &Path, cwd: &Path, target: &Target, args: &[&str]) -> (Reaper, PathBuf) {
+    let log = dir.join("watch.log");
+    let watcher = Reaper::spawn(
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["watch", "--interval", "1", "--as", "ada@example.com"])
+            .args(args)
+            .args(target.args())
+            .current_dir(cwd)
+            .env_remove("APTC_LOG"),
+        &log,
+        &dir.join("watch.err"),
+    );
+    (watcher, log)
+}
+
 #[cfg(unix)]
 #[test]
 fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     if !helm_found("watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm") {
         return;
     }
-    let dir = scratch("watch");
-    let policy = dir.join("policy");
-    copy_tree(&root().join("examples/quickstart"), &policy);
-    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
-    let mut watcher = Reaper::spawn(
-        Command::new(env!("CARGO_BIN_EXE_aptc"))
-            .args(["watch", "--interval", "1", "--fix", "--yes", "--as", "ada@example.com"])
-            .args(deploy_args(&state, &out))
-            .arg(&policy)
-            .current_dir(root())
-            .env_remove("APTC_LOG"),
-        &log,
-        &dir.join("watch.err"),
-    );
+    let (dir, policy) = quickstart_copy("watch");
+    let target = Target::in_dir(&dir);
+    let (state, out) = (&target.state, &target.out);
+    let (mut watcher, log) = spawn_watch(&dir, &root(), &target, &["--fix", "--yes", policy.to_str().unwrap()]);
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     let hello = out.join("local/hello");
     let instances = || std::fs::read_dir(&hello).map(|d| d.count()).unwrap_or(0);
@@ -917,19 +933,8 @@ fn watch_without_paths_sees_files_created_after_it_started() {
     if !helm_found("watch_without_paths_sees_files_created_after_it_started") {
         return;
     }
-    let dir = scratch("watch-root");
-    let policy = dir.join("policy");
-    copy_tree(&root().join("examples/quickstart"), &policy);
-    let (state, out, log) = (dir.join("state.db"), dir.join("out"), dir.join("watch.log"));
-    let mut watcher = Reaper::spawn(
-        Command::new(env!("CARGO_BIN_EXE_aptc"))
-            .args(["watch", "--interval", "1", "--as", "ada@example.com"])
-            .args(deploy_args(&state, &out))
-            .current_dir(&policy)
-            .env_remove("APTC_LOG"),
-        &log,
-        &dir.join("watch.err"),
-    );
+    let (dir, policy) = quickstart_copy("watch-root");
+    let (mut watcher, log) = spawn_watch(&dir, &policy, &Target::in_dir(&dir), &[]);
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(wait_for(15, || shown().contains("(3 policy files)")), "the policy's three files: {}", shown());
     std::fs::write(policy.join("more.apt"), "/// Created while aptc watches.\nnamespace hello\n").unwrap();
