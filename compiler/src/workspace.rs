@@ -103,7 +103,15 @@ impl PolicyConfig {
 
     /// The configuration of the policy rooted at `root` whose `aptc.toml` holds `text`.
     pub fn parse(root: &Path, text: &str) -> Result<PolicyConfig, String> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let file: ConfigFile = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                format!("line {line}, column {column}: {}", e.message())
+            }
+            None => e.message().to_string(),
+        })?;
         let patterns = |key: &str, globs: Vec<String>| -> Result<Vec<glob::Pattern>, String> {
             globs
                 .iter()
@@ -359,7 +367,8 @@ mod tests {
         assert_eq!(files(&star), ["a.apt", "tests/cases/c.apt"], "unknown keys are ignored");
         assert!(!some.contains(&base.join("../x.apt")) && !some.contains(Path::new("/elsewhere/a.apt")));
         // Mistakes are errors, with the reason.
-        assert!(PolicyConfig::parse(&base, "include = \"web\"").unwrap_err().contains("sequence"));
+        let wrong_type = PolicyConfig::parse(&base, "# a comment\ninclude = \"web\"").unwrap_err();
+        assert!(wrong_type.starts_with("line 2, column 11: ") && wrong_type.contains("sequence"), "{wrong_type}");
         assert!(PolicyConfig::parse(&base, "exclude = [\"../x\"]").unwrap_err().contains("leaves the policy root"));
         assert!(PolicyConfig::parse(&base, "exclude = [\"[\"]").unwrap_err().contains("not valid"));
         assert_eq!(find_policy_roots(&[base.clone()]), [base.join("other")]);
