@@ -150,6 +150,19 @@ fn local_chart_unit(name: &str, template: &str) -> (tempfile::TempDir, Unit) {
     (policy, unit)
 }
 
+/// Renders `unit` alone with the real Helm: the output directory (removed when dropped) and the
+/// unit's rendered directory in it.
+fn render_alone(helm: Helm, unit: &Unit) -> (tempfile::TempDir, std::path::PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let driver = RenderDriver::new(out.path(), Ok(helm));
+    let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
+    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
+    let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
+    assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
+    let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+    (out, dir)
+}
+
 #[test]
 fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
     let Some(helm) = helm("a_rendered_chart_shows_secrets_as_stars_and_never_their_value") else { return };
@@ -161,13 +174,7 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
     unit.values = serde_json::json!({ "auth": { "password": { "$secret": { "file": "password.txt" } } } });
     let revealed = aptc_runtime::secrets::reveal(&unit.values, policy.path()).unwrap();
     assert_eq!(revealed["auth"]["password"], "s3cr3t-never-rendered", "the secret is there to leak");
-    let out = tempfile::tempdir().unwrap();
-    let driver = RenderDriver::new(out.path(), Ok(helm));
-    let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
-    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
-    let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
-    assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
-    let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+    let (_out, dir) = render_alone(helm, &unit);
     let manifest = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();
     let documents = parse_stream(&manifest).unwrap();
     assert_eq!(documents[0].value["stringData"]["password"], "***", "{manifest}");
@@ -201,13 +208,7 @@ fn hostile_values_reach_the_chart_exactly() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n{{- range $i, $v := .Values.list }}\n  k{{ $i }}: {{ $v | quote }}\n{{- end }}\n",
     );
     unit.values = serde_json::json!({ "list": hostile });
-    let out = tempfile::tempdir().unwrap();
-    let driver = RenderDriver::new(out.path(), Ok(helm));
-    let desired = BTreeMap::from([(unit.key.clone(), unit.clone())]);
-    let plan = plan(&BTreeMap::new(), &desired, None, &|_| false);
-    let reports = execute(&plan, &driver, 1, 1, &Quiet, &aptc_runtime::cancel::Cancel::new());
-    assert!(reports[0].outcome.succeeded(), "{:?}", reports[0].outcome);
-    let dir = out.path().join("local").join(&unit.k8s_namespace).join(&unit.name);
+    let (_out, dir) = render_alone(helm, &unit);
     let documents = parse_stream(&std::fs::read_to_string(dir.join("manifest.yaml")).unwrap()).unwrap();
     assert_eq!(documents.len(), 1, "one object, whatever the values hold");
     let data = &documents[0].value["data"];
