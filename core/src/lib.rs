@@ -26,3 +26,6 @@ pub mod testing;
 /// A hash map with a fast hasher (foldhash, seeded per process): the core's maps are hot, and
 /// none of their orders reaches any output.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A hash set with [`FastMap`]'s hasher.
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

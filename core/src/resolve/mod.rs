@@ -10,7 +10,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::FastMap;
+use crate::{FastMap, FastSet};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -268,7 +268,7 @@ impl Merging {
 /// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
 #[derive(Default)]
 struct Interner {
-    maps: std::collections::HashSet<Arc<BTreeMap<String, serde_json::Value>>, foldhash::fast::RandomState>,
+    maps: FastSet<Arc<BTreeMap<String, serde_json::Value>>>,
 }
 
 impl Interner {
