@@ -285,3 +285,114 @@ pub fn diamond(depth: usize, claims: usize) -> Vec<SynthFile> {
 pub fn diamond_instances(depth: usize) -> usize {
     4 * depth.saturating_sub(1) + 2
 }
+
+/// The policy shape of Aptomi's own engine benchmark (issue #11), for measuring the whole `aptc
+/// plan` process against it: 20 services of 3 charts each (values templated from labels, reading a
+/// sibling's and a dependency's discovery), in four levels where a service `uses` up to two
+/// services of the next level (a DAG of depth 3); 20 contracts of 5 contexts each (one that never
+/// matches, `prod` shared, `staging` per team, `dev` per user with a negative condition, a fallback
+/// per `"${team}-${env}"`, each setting the `tier` the values read); 10 rules (never-matching
+/// rejects, one reject of a blocked team, prod placed on cluster 0 and the rest on cluster 1); one
+/// grant; `users` users with 3 labels; `claims` claims over half of the contracts with random
+/// env/team/version/region, 2% of them by the blocked team, in files of 1,000.
+pub fn engine(claims: usize, users: usize, seed: u64) -> Vec<SynthFile> {
+    const SERVICES: usize = 20;
+    const LEVEL: usize = SERVICES / 4;
+    const TEAMS: [&str; 9] = ["web", "mobile", "data", "ml", "infra", "search", "ads", "pay", "mail"];
+    const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+    let mut rng = Rng::new(seed);
+    let mut system = String::from(
+        "/// Shared definitions: labels, clusters, users, rules and access.\nnamespace system owned_by ops\n\n\
+         label env: \"dev\" | \"staging\" | \"prod\" = \"dev\"\nlabel team: string = \"none\"\n\
+         label version: string = \"v1\"\nlabel region: string = \"us-east\"\n\
+         label tier: \"gold\" | \"silver\" | \"bronze\" = \"bronze\"\n\
+         label dept: string = \"eng\"\nlabel seniority: int = 1\nlabel oncall: bool = false\n\n\
+         team ops\n\ncluster c0 {\n    namespace \"prod\"\n}\n\ncluster c1 {\n    namespace \"apps\"\n}\n\n",
+    );
+    for u in 0..users {
+        let _ = writeln!(
+            system,
+            "user \"u{u}@example.com\" {{\n    team ops\n    labels {{ dept = \"{}\", seniority = {}, oncall = {} }}\n}}",
+            rng.pick(&TEAMS),
+            1 + rng.below(5),
+            rng.below(4) == 0
+        );
+    }
+    system.push('\n');
+    for r in 0..7 {
+        let _ = writeln!(
+            system,
+            "rule never{r} weight {} when labels.region == \"nowhere-{r}\" {{\n    reject \"region nowhere-{r} is closed\"\n}}\n",
+            10 + r
+        );
+    }
+    system.push_str(
+        "rule blocked weight 20 when labels.team == \"blocked\" {\n    reject \"team blocked is suspended\"\n}\n\n\
+         rule prod_placement weight 100 when labels.env == \"prod\" {\n    place on c0\n}\n\n\
+         rule other_placement weight 100 when labels.env != \"prod\" {\n    place on c1\n}\n\n\
+         grant consumer on * when true\n",
+    );
+    let mut apps = String::from("/// Services and contracts, generated.\nnamespace apps owned_by ops\n\nimport system\n\n");
+    for s in 0..SERVICES {
+        let level = s / LEVEL;
+        let uses: Vec<usize> = if level + 1 < 4 {
+            let first = (level + 1) * LEVEL + rng.below(LEVEL);
+            let second = (level + 1) * LEVEL + rng.below(LEVEL);
+            if first == second { vec![first] } else { vec![first, second] }
+        } else {
+            Vec::new()
+        };
+        let _ = writeln!(apps, "/// Service {s}, level {level}.\nservice svc{s} {{");
+        for (d, used) in uses.iter().enumerate() {
+            let _ = writeln!(apps, "    component dep{d} uses ctr{used}");
+        }
+        let _ = writeln!(
+            apps,
+            "    component db chart \"bitnami/postgresql\" {{\n        version \"12.{}.0\"\n        values {{ tier = labels.tier, owner = \"${{labels.team}}-db\" }}\n        discovery {{ db_url = \"pg://${{instance.name}}:5432\" }}\n    }}",
+            rng.below(10)
+        );
+        let _ = writeln!(
+            apps,
+            "    component cache chart \"bitnami/redis\" {{\n        version \"17.{}.0\"\n        after db\n        values {{ db = db.discovery.db_url, tier = labels.tier, region = labels.region }}\n        discovery {{ cache_url = \"redis://${{instance.name}}:6379\" }}\n    }}",
+            rng.below(10)
+        );
+        let after = std::iter::once("cache".to_string()).chain((0..uses.len()).map(|d| format!("dep{d}")));
+        let upstream = if uses.is_empty() { "\"none\"".to_string() } else { "dep0.discovery.url".to_string() };
+        let _ = writeln!(
+            apps,
+            "    component app chart \"oci://registry.example.com/charts/app\" {{\n        version \"1.0.0\"\n        after {}\n        values {{\n            cache = cache.discovery.cache_url\n            upstream = {upstream}\n            image = \"registry.example.com/svc{s}:${{labels.version}}\"\n            env = labels.env\n            tier = labels.tier\n        }}\n        discovery {{ url = \"http://${{instance.name}}:80\" }}\n    }}\n}}\n",
+            after.collect::<Vec<_>>().join(", ")
+        );
+    }
+    for c in 0..SERVICES {
+        let _ = writeln!(
+            apps,
+            "/// Contract {c}.\ncontract ctr{c} {{\n    /// Never chosen: no claim comes from there.\n    context closed when labels.region == \"antarctica\" {{\n        use svc{c}\n    }}\n    /// Production: one shared instance.\n    context prod when labels.env == \"prod\" {{\n        set labels.tier = \"gold\"\n        use svc{c}\n    }}\n    /// Staging: one per team.\n    context staging when labels.env == \"staging\" {{\n        set labels.tier = \"silver\"\n        allocate per labels.team\n        use svc{c}\n    }}\n    /// Development outside Europe: one per user.\n    context dev when labels.env == \"dev\" and labels.region != \"eu-central\" {{\n        set labels.tier = \"bronze\"\n        allocate per user.name\n        use svc{c}\n    }}\n    /// Everything else: one per team and environment.\n    context fallback {{\n        set labels.tier = \"bronze\"\n        allocate per \"${{labels.team}}-${{labels.env}}\"\n        use svc{c}\n    }}\n}}\n"
+        );
+    }
+    apps.truncate(apps.trim_end().len());
+    apps.push('\n');
+    let mut files = vec![
+        SynthFile { path: "system.apt".to_string(), text: system },
+        SynthFile { path: "apps/services.apt".to_string(), text: apps },
+    ];
+    for chunk in 0..claims.div_ceil(1_000) {
+        let mut out = String::from("/// Claims, generated.\nnamespace apps\n\nimport system\n\n");
+        for c in chunk * 1_000..claims.min((chunk + 1) * 1_000) {
+            let team = if rng.below(50) == 0 { "blocked" } else { rng.pick(&TEAMS) };
+            let _ = writeln!(
+                out,
+                "claim k{c} {{\n    user \"u{}@example.com\"\n    contract ctr{}\n    labels {{ env = \"{}\", team = \"{team}\", version = \"v{}\", region = \"{}\" }}\n}}\n",
+                rng.below(users),
+                rng.below(SERVICES / 2),
+                rng.pick(&ENVS),
+                1 + rng.below(5),
+                rng.pick(&REGIONS)
+            );
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        files.push(SynthFile { path: format!("apps/claims{chunk}.apt"), text: out });
+    }
+    files
+}
