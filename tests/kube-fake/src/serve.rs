@@ -7,11 +7,11 @@ use std::io;
 use std::path::Path;
 
 use http::Request;
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use crate::{FakeApi, recorded};
+use crate::{FakeApi, ReplyBody, recorded};
 
 impl FakeApi {
     /// Serves this fake (its state shared with `self`) over plain HTTP/1.1 on a free port of
@@ -46,12 +46,12 @@ impl FakeApi {
         }
     }
 
-    async fn serve_http(self, request: Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    async fn serve_http(self, request: Request<Incoming>) -> Result<http::Response<ReplyBody>, Infallible> {
         let (parts, body) = request.into_parts();
         // Content-Length or chunked: hyper has decoded the body either way.
         let body = body.collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
         let answer = self.answer(recorded(&parts, &body)).await;
-        Ok(answer.into_response().map(|body| Full::new(Bytes::from(body))))
+        Ok(answer.into_response())
     }
 }
 
