@@ -6,3 +6,4 @@
 pub mod bundle;
 pub mod crd;
 pub mod manifests;
+pub mod push;

@@ -1,0 +1,151 @@
+//! `aptc push` and `aptc controller` run as the real binary against the API-server double of
+//! `aptc-kube-fake`, served over HTTP on loopback through a kubeconfig (as in `cluster.rs`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aptc_kube_fake::{FakeApi, write_kubeconfig};
+use serde_json::Value;
+
+const BUNDLES: &str = "/apis/aptc.dev/v1alpha1/policybundles";
+
+/// A fake API server on loopback and a kubeconfig in `dir` reaching it; with `crds`, the
+/// controller's CRDs applied to it (as `aptc controller manifests | kubectl apply` would).
+fn served(dir: &Path, crds: bool) -> (FakeApi, PathBuf) {
+    let fake = FakeApi::new();
+    let url = fake.serve().expect("serving the fake API server");
+    let kubeconfig = dir.join("kubeconfig");
+    write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    if crds {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let client = fake.client();
+            let api: kube::Api<
+                k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+            > = kube::Api::all(client);
+            for crd in aptc_controller::manifests::crds() {
+                let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+                let params = kube::api::PatchParams::apply("test").force();
+                api.patch(&name, &params, &kube::api::Patch::Apply(&crd)).await.unwrap();
+            }
+        });
+    }
+    fake.clear_requests();
+    (fake, kubeconfig)
+}
+
+fn aptc(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (Output, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .current_dir(dir)
+        .env_remove("APTC_LOG")
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("running aptc");
+    let shown = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output, shown)
+}
+
+fn quickstart(dir: &Path) -> PathBuf {
+    let policy = dir.join("policy");
+    common::copy_tree(&common::root().join("examples/quickstart"), &policy);
+    policy
+}
+
+#[test]
+fn push_applies_one_bundle_per_namespace_and_nothing_when_unchanged() {
+    let dir = common::scratch("controller-tests", "push");
+    let (fake, kubeconfig) = served(&dir, true);
+    let policy = quickstart(&dir);
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("policybundle/hello (namespace hello) created"), "{shown}");
+    assert!(shown.contains("policybundle/system (namespace system) created"), "{shown}");
+    assert!(shown.contains("2 bundles pushed, 0 not"), "{shown}");
+
+    // Server-side apply, as aptc-push; the archive holds the namespace's files as they are on disk.
+    let patches: Vec<_> = fake.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 2);
+    assert!(patches.iter().all(|r| r.content_type == "application/apply-patch+yaml"));
+    assert!(patches.iter().all(|r| r.params().contains(&"fieldManager=aptc-push")));
+    let hello: Value = fake.object(&format!("{BUNDLES}/hello")).expect("the hello bundle");
+    assert_eq!(hello["spec"]["namespace"], "hello");
+    let unpacked = dir.join("unpacked");
+    let files = aptc_controller::bundle::unpack(hello["spec"]["archive"].as_str().unwrap(), &unpacked).unwrap();
+    assert!(files.contains(&"hello.apt".to_string()), "{files:?}");
+    for file in &files {
+        assert_eq!(std::fs::read(unpacked.join(file)).unwrap(), std::fs::read(policy.join(file)).unwrap(), "{file}");
+    }
+
+    // Unchanged: read, not applied again.
+    fake.clear_requests();
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("policybundle/hello (namespace hello) unchanged"), "{shown}");
+    assert!(fake.paths_of("PATCH").is_empty(), "{:?}", fake.paths_of("PATCH"));
+
+    // A change to one namespace's file updates that bundle only.
+    let text = std::fs::read_to_string(policy.join("hello.apt")).unwrap();
+    std::fs::write(policy.join("hello.apt"), format!("{text}\n// changed\n")).unwrap();
+    let (_, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert!(shown.contains("policybundle/hello (namespace hello) updated"), "{shown}");
+    assert!(shown.contains("policybundle/system (namespace system) unchanged"), "{shown}");
+}
+
+#[test]
+fn a_refused_bundle_fails_only_itself() {
+    let dir = common::scratch("controller-tests", "refused");
+    let (fake, kubeconfig) = served(&dir, true);
+    let policy = quickstart(&dir);
+    fake.fail_next("PATCH", "policybundles/hello", 1, 403);
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("policybundle/hello (namespace hello) not pushed: refused: forbidden: injected failure"),
+        "{shown}"
+    );
+    assert!(shown.contains("policybundle/system (namespace system) created"), "{shown}");
+    assert!(fake.object(&format!("{BUNDLES}/system")).is_some());
+}
+
+#[test]
+fn push_without_the_controller_installed_says_to_install_it() {
+    let dir = common::scratch("controller-tests", "not-installed");
+    let (_fake, kubeconfig) = served(&dir, false);
+    let policy = quickstart(&dir);
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("install the controller first (`aptc controller manifests | kubectl apply -f -`)"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_policy_with_errors_is_not_pushed() {
+    let dir = common::scratch("controller-tests", "invalid");
+    let (fake, kubeconfig) = served(&dir, true);
+    let policy = quickstart(&dir);
+    std::fs::write(policy.join("broken.apt"), "namespace hello\ncontract broken { context x { use nothing } }\n")
+        .unwrap();
+    fake.clear_requests();
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("broken.apt"), "the errors are shown: {shown}");
+    assert!(shown.contains("nothing was pushed"), "{shown}");
+    assert!(fake.requests().is_empty(), "no request was sent");
+}
+
+#[test]
+fn push_with_an_unreachable_cluster_is_an_error() {
+    let dir = common::scratch("controller-tests", "unreachable");
+    let policy = quickstart(&dir);
+    let kubeconfig = dir.join("kubeconfig");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_kubeconfig(&kubeconfig, &format!("http://127.0.0.1:{port}"), "fake").unwrap();
+    let (output, shown) = aptc(&dir, &kubeconfig, &["push", policy.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{shown}");
+    assert!(shown.contains("error: the cluster does not answer"), "{shown}");
+}
