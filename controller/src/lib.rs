@@ -6,4 +6,5 @@
 pub mod bundle;
 pub mod crd;
 pub mod manifests;
+pub mod policy;
 pub mod push;
