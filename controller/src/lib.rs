@@ -3,6 +3,7 @@
 //! applied by the controller (`run`). It sits above the compiler (bundles are policy text to
 //! check) and the runtime (which applies); the CLI's `aptc controller` and `aptc push` only call it.
 
+pub mod admission;
 pub mod bundle;
 pub mod crd;
 pub mod manifests;
