@@ -149,3 +149,66 @@ fn push_with_an_unreachable_cluster_is_an_error() {
     assert_eq!(output.status.code(), Some(2), "{shown}");
     assert!(shown.contains("error: the cluster does not answer"), "{shown}");
 }
+
+/// The objects of a YAML stream, sorted, without `except` kinds.
+fn objects(yaml: &str, except: &[&str]) -> Vec<Value> {
+    let mut objects: Vec<Value> = aptc_runtime::manifest::parse_stream(yaml)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .filter(|v| !except.contains(&v["kind"].as_str().unwrap_or_default()))
+        .collect();
+    objects.sort_by_key(|v| v.to_string());
+    objects
+}
+
+/// The Helm chart under `deploy/` passes `helm lint` and renders exactly the objects
+/// `aptc controller manifests` prints (but the Namespace, which `helm install --create-namespace`
+/// makes), CRDs included; its `crds/` files are the generated CRDs.
+#[test]
+fn the_helm_chart_renders_what_controller_manifests_prints() {
+    let explicit = std::env::var_os("APTC_HELM").map(PathBuf::from);
+    let helm = match aptc_runtime::helm::Helm::locate(explicit.as_deref()) {
+        Ok(helm) => helm,
+        Err(error) if std::env::var_os("CI").is_some() => panic!("CI installs helm first, yet: {error}"),
+        Err(error) => {
+            eprintln!("SKIPPED the_helm_chart_renders_what_controller_manifests_prints: {error}");
+            return;
+        }
+    };
+    let chart = common::root().join("deploy/aptc-controller");
+    let lint = Command::new(&helm.path).arg("lint").arg(&chart).arg("--strict").output().unwrap();
+    assert!(
+        lint.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    for (namespace, image, replicas) in
+        [("aptc-system", "aptc:0.1.0", "2"), ("platform", "registry.example.com/aptc:1 #x", "3")]
+    {
+        let rendered = Command::new(&helm.path)
+            .args(["template", "aptc"])
+            .arg(&chart)
+            .args(["--namespace", namespace, "--include-crds", "--set-string", &format!("image={image}")])
+            .args(["--set", &format!("replicas={replicas}")])
+            .output()
+            .unwrap();
+        assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+        let printed = Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(["controller", "manifests", "--namespace", namespace, "--image", image, "--replicas", replicas])
+            .output()
+            .unwrap();
+        assert!(printed.status.success());
+        assert_eq!(
+            objects(&String::from_utf8(rendered.stdout).unwrap(), &[]),
+            objects(&String::from_utf8(printed.stdout).unwrap(), &["Namespace"]),
+            "namespace {namespace}"
+        );
+    }
+    for crd in aptc_controller::manifests::crds() {
+        let name = crd["metadata"]["name"].as_str().unwrap().to_string();
+        let file = std::fs::read_to_string(chart.join(format!("crds/{name}.yaml"))).unwrap();
+        assert_eq!(objects(&file, &[]), vec![crd], "deploy/aptc-controller/crds/{name}.yaml is the generated CRD");
+    }
+}
