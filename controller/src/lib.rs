@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod bundle;
+pub mod claims;
 pub mod crd;
 pub mod manifests;
 pub mod policy;
