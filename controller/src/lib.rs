@@ -7,6 +7,7 @@ pub mod admission;
 pub mod bundle;
 pub mod claims;
 pub mod crd;
+pub mod engine;
 pub mod manifests;
 pub mod policy;
 pub mod push;
