@@ -8,6 +8,8 @@ pub mod bundle;
 pub mod claims;
 pub mod crd;
 pub mod engine;
+pub mod lease;
 pub mod manifests;
 pub mod policy;
 pub mod push;
+pub mod serve;
