@@ -212,3 +212,48 @@ fn the_helm_chart_renders_what_controller_manifests_prints() {
         assert_eq!(objects(&file, &[]), vec![crd], "deploy/aptc-controller/crds/{name}.yaml is the generated CRD");
     }
 }
+
+/// A GET on loopback with a plain HTTP/1.1 request: the status line and the body.
+fn get(port: u16, path: &str) -> Option<(String, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    Some((head.lines().next()?.to_string(), body.to_string()))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `aptc controller run` against the double: it serves its probes and metrics, and SIGTERM stops
+/// it cleanly (exit 130, as for every command a signal stops).
+#[cfg(unix)]
+#[test]
+fn controller_run_serves_probes_and_stops_on_sigterm() {
+    let dir = common::scratch("controller-tests", "run");
+    let (_fake, kubeconfig) = served(&dir, true);
+    let (probe, webhook) = (free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["controller", "run", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--work-dir", dir.join("work").to_str().unwrap()])
+        .args(["--probe-addr", &format!("127.0.0.1:{probe}"), "--webhook-addr", &format!("127.0.0.1:{webhook}")])
+        .env_remove("APTC_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reaper = common::Reaper(child);
+    assert!(common::wait_for(30, || get(probe, "/healthz").is_some_and(|(status, _)| status.ends_with("200 OK"))));
+    let (status, metrics) = get(probe, "/metrics").unwrap();
+    assert!(status.ends_with("200 OK"), "{status}");
+    assert!(metrics.contains("# TYPE aptc_reconciles counter"), "{metrics}");
+    assert!(metrics.contains("aptc_apply_failures_total 0"), "{metrics}");
+    let pid = reaper.0.id() as i32;
+    // SAFETY: signalling the child this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert!(common::wait_for(30, || reaper.0.try_wait().unwrap().is_some()), "it stopped");
+    assert_eq!(reaper.0.try_wait().unwrap().and_then(|status| status.code()), Some(130));
+}

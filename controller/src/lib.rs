@@ -12,4 +12,5 @@ pub mod lease;
 pub mod manifests;
 pub mod policy;
 pub mod push;
+pub mod run;
 pub mod serve;

@@ -213,10 +213,12 @@ rule of who may change what, docs/language.md §11); the others are pushed all t
 "0 every bundle pushed (or unchanged); 1 the policy has errors (nothing pushed), a bundle was\n\
 refused, or the CRDs are not installed; 2 usage or I/O error (no kubeconfig, the cluster unreachable, a bundle too large)."))]
     Push(push::PushArgs),
-    /// Run aptc in the cluster, or print what installs it.
+    /// Run aptc in the cluster (the controller), or print what installs it.
     #[command(after_help = help!("Examples:\n  aptc controller manifests | kubectl apply -f -\n  \
-aptc controller manifests --namespace platform --image registry.example.com/aptc:0.1.0",
-"0 printed; 2 usage error."))]
+aptc controller manifests --namespace platform --image registry.example.com/aptc:0.1.0\n  \
+aptc controller run --kubeconfig control.yaml --work-dir /var/lib/aptc",
+"manifests: 0 printed, 2 usage error; run: 130 stopped by SIGTERM or SIGINT, 2 it could not start\n\
+(no cluster configuration, a port in use, an unreadable certificate)."))]
     Controller(controller::ControllerArgs),
     /// Print a shell completion script for aptc's commands and flags.
     #[command(after_help = help!("Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
