@@ -22,6 +22,8 @@ pub const VERSION: &str = "v1alpha1";
 
 /// One `.apt` namespace's policy files and the files they refer to (users files, manifest
 /// templates, local charts), packed by `aptc push`.
+// Each `printcolumn(...)` repeats `type_`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "aptc.dev",
@@ -68,6 +70,8 @@ pub struct PolicyBundleStatus {
 }
 
 /// What a consumer asks for: an instance of a contract, with labels.
+// Each `printcolumn(...)` repeats `type_`, which clippy takes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "aptc.dev",

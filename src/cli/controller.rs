@@ -28,7 +28,7 @@ enum ControllerCommand {
     /// Run the controller: watch PolicyBundles and Claims, resolve, apply to the declared
     /// clusters (while holding the leader Lease), write statuses; serve the bundle webhook
     /// (HTTPS) and /healthz, /readyz, /metrics (HTTP). Stops cleanly on SIGTERM or SIGINT.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
