@@ -21,6 +21,9 @@ use crate::claims::{Came, status, to_program_claim};
 use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
 use crate::policy::{self, Archives, Standing};
 
+/// The file of the work directory holding the last good version of each bundle.
+const LAST_GOOD: &str = "last-good.json";
+
 /// The user revisions record: changes were checked at admission with their makers' names.
 pub const CONTROLLER_USER: &str = "aptc-controller";
 
@@ -40,7 +43,8 @@ pub struct Engine {
     targets: Targets,
     cancel: Cancel,
     work: PathBuf,
-    /// Each namespace's last version that checked with the others.
+    /// Each namespace's last version that checked with the others (kept in `last-good.json` in
+    /// the work directory, so a restarted controller still has it).
     last_good: Archives,
     /// The deployable instances the target holds, by key, as last known.
     applied: BTreeSet<String>,
@@ -72,13 +76,20 @@ impl Engine {
         let deployer = Deployer::new(&state, targets.clone(), cancel.clone());
         let (reconciler, target) = Reconciler::new(deployer, None, true, interval)?;
         tracing::info!(%target, "controller engine ready");
+        let last_good = match std::fs::read(work.join(LAST_GOOD)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::warn!(%error, "{LAST_GOOD} cannot be read; starting without last good versions");
+                Archives::new()
+            }),
+            Err(_) => Archives::new(),
+        };
         Ok(Engine {
             reconciler: reconciler.checked_upstream(),
             state,
             targets,
             cancel,
             work: work.to_path_buf(),
-            last_good: Archives::new(),
+            last_good,
             applied: BTreeSet::new(),
         })
     }
@@ -108,8 +119,12 @@ impl Engine {
             Ok(assembled) => assembled,
             Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
         };
+        let before = self.last_good.clone();
         self.last_good.extend(assembled.used.clone());
         self.last_good.retain(|namespace, _| current.contains_key(namespace));
+        if self.last_good != before {
+            self.save_last_good();
+        }
         for (namespace, (name, generation)) in &names {
             let (state, diagnostics) = match &assembled.standing[namespace] {
                 Standing::InUse => ("InUse", Vec::new()),
@@ -197,6 +212,19 @@ impl Engine {
             apply_failures,
             not_applied,
             requeue_after: reconciled.requeue_after,
+        }
+    }
+
+    /// Writes the last good versions (atomically: a temporary file renamed over the old one).
+    fn save_last_good(&self) {
+        let path = self.work.join(LAST_GOOD);
+        let temporary = self.work.join(format!("{LAST_GOOD}.new"));
+        let written = serde_json::to_vec(&self.last_good)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temporary, bytes))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "saving the last good versions");
         }
     }
 
@@ -302,6 +330,23 @@ mod tests {
         assert!(web.diagnostics[0].starts_with("web/web/web.apt:"), "{:?}", web.diagnostics);
         assert_eq!(web.used_digest.as_deref(), Some(bundles[1].spec.digest.as_str()));
         assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+
+        // A restarted controller (a new engine on the same work directory) picks up where it
+        // left off: the last good version is still used, nothing is applied again.
+        drop(engine);
+        let revisions = revisions(dir.path());
+        assert_eq!(revisions, 1, "the first step applied once");
+        let mut engine = super::tests::engine(dir.path());
+        let step = engine.step(&broken, &claims, &now());
+        assert_eq!(step.bundles["web"].used_digest.as_deref(), Some(bundles[1].spec.digest.as_str()));
+        assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+        assert_eq!(revisions, super::tests::revisions(dir.path()), "nothing was applied again");
+    }
+
+    /// How many revisions the engine's store holds.
+    fn revisions(dir: &Path) -> usize {
+        let store = aptc_runtime::store::Store::open_read(&dir.join("work/state.db")).unwrap().unwrap();
+        store.list().unwrap().len()
     }
 
     fn walk(dir: &Path) -> Vec<String> {
