@@ -128,7 +128,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
             type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
-            message,
+            message: shortened(message),
             last_transition_time: last,
             observed_generation: generation,
         }
@@ -201,6 +201,23 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
         }
     };
     ClaimStatus { state: Some(state.into()), conditions, instances, observed_generation: generation }
+}
+
+/// The longest condition message written (the API server's limit is 32,768; a message can quote
+/// a consumer's label value).
+const MAX_MESSAGE: usize = 2048;
+
+/// `message`, cut at [`MAX_MESSAGE`] bytes (on a character boundary) with `…` when longer.
+fn shortened(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl Engine {
         for (namespace, (name, generation)) in &names {
             let (state, diagnostics) = match &assembled.standing[namespace] {
                 Standing::InUse => ("InUse", Vec::new()),
-                Standing::Invalid { problems, .. } => ("Invalid", problems.clone()),
+                Standing::Invalid { problems, .. } => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
             };
             let used_digest = assembled.used.get(namespace).map(|archive| crate::bundle::digest(archive));
             let status = PolicyBundleStatus {
@@ -249,6 +249,18 @@ impl Engine {
             requeue_after: Duration::from_secs(30),
         }
     }
+}
+
+/// The most diagnostics a bundle's status lists (an object must stay small).
+const MAX_DIAGNOSTICS: usize = 50;
+
+/// The first `n` lines, then how many more there are.
+fn at_most(lines: &[String], n: usize) -> Vec<String> {
+    let mut out: Vec<String> = lines.iter().take(n).cloned().collect();
+    if lines.len() > n {
+        out.push(format!("… and {} more", lines.len() - n));
+    }
+    out
 }
 
 /// A claim's (Kubernetes namespace, name).
