@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod checkout;
 mod completions;
+mod controller;
 mod deploy;
 mod diff;
 mod explain;
@@ -15,6 +16,7 @@ mod man;
 mod plan;
 mod policy;
 mod post_render;
+mod push;
 mod signals;
 mod store;
 mod test;
@@ -202,6 +204,22 @@ SIGINT or SIGTERM stops it cleanly: what runs finishes and is recorded.",
 "130 stopped by SIGINT or SIGTERM; 0 not started (--fix declined); 2 usage or I/O error\n\
 (a path that does not exist, no --yes for --fix without a terminal)."))]
     Watch(watch::WatchArgs),
+    /// Push the policy to the control cluster: one PolicyBundle per .apt namespace (its files and
+    /// the files they name), applied where `aptc controller` runs.
+    #[command(after_help = help!("Examples:\n  aptc push                                   the policy of the current directory\n  \
+aptc push examples/quickstart --context control\n\n\
+A bundle is refused by the cluster when the requester may not make its changes (the policy's own\n\
+rule of who may change what, docs/language.md §11); the others are pushed all the same.",
+"0 every bundle pushed (or unchanged); 1 the policy has errors (nothing pushed), a bundle was\n\
+refused, or the CRDs are not installed; 2 usage or I/O error (no kubeconfig, the cluster unreachable, a bundle too large)."))]
+    Push(push::PushArgs),
+    /// Run aptc in the cluster (the controller), or print what installs it.
+    #[command(after_help = help!("Examples:\n  aptc controller manifests | kubectl apply -f -\n  \
+aptc controller manifests --namespace platform --image registry.example.com/aptc:0.1.0\n  \
+aptc controller run --kubeconfig control.yaml --work-dir /var/lib/aptc",
+"manifests: 0 printed, 2 usage error; run: 130 stopped by SIGTERM or SIGINT, 2 it could not start\n\
+(no cluster configuration, a port in use, an unreadable certificate)."))]
+    Controller(controller::ControllerArgs),
     /// Print a shell completion script for aptc's commands and flags.
     #[command(after_help = help!("Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
 aptc completions zsh > ~/.zfunc/_aptc            (with fpath+=~/.zfunc before compinit)\n  \
@@ -253,6 +271,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
+        Command::Push(args) => push::run(args),
+        Command::Controller(args) => controller::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::PostRender(args) => post_render::run(args),

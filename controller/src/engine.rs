@@ -1,0 +1,375 @@
+//! One reconcile step of the controller, synchronous and free of Kubernetes watches: given the
+//! bundles and claims as the cluster holds them now, assemble the policy ([`crate::policy`]), turn
+//! the claims into the program's ([`crate::claims`]), resolve, apply through the runtime's
+//! [`Reconciler`] (its driver, store, drift checks and backoff), and say what every bundle's and
+//! claim's status should be. `run` feeds it from reflectors and writes the statuses.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aptc_core::resolve::resolve_keeping;
+use aptc_runtime::cancel::Cancel;
+use aptc_runtime::deploy::{DeployError, Request, policy_hash};
+use aptc_runtime::deployer::{Deployer, Fix, NotPlanned, Reconciler, Targets};
+use aptc_runtime::plan::{ClaimEnds, units};
+use aptc_runtime::store::Cause;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use thiserror::Error;
+
+use crate::claims::{Came, status, to_program_claim};
+use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
+use crate::policy::{self, Archives, Standing};
+
+/// The file of the work directory holding the last good version of each bundle.
+const LAST_GOOD: &str = "last-good.json";
+
+/// The user revisions record: changes were checked at admission with their makers' names.
+pub const CONTROLLER_USER: &str = "aptc-controller";
+
+/// Why the engine could not start or step.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+}
+
+/// The controller's state between steps.
+pub struct Engine {
+    reconciler: Reconciler,
+    state: PathBuf,
+    targets: Targets,
+    cancel: Cancel,
+    work: PathBuf,
+    /// Each namespace's last version that checked with the others (kept in `last-good.json` in
+    /// the work directory, so a restarted controller still has it).
+    last_good: Archives,
+    /// The deployable instances the target holds, by key, as last known.
+    applied: BTreeSet<String>,
+}
+
+/// What one step found and did.
+pub struct Step {
+    /// By bundle object name.
+    pub bundles: BTreeMap<String, PolicyBundleStatus>,
+    /// By (Kubernetes namespace, name).
+    pub claims: BTreeMap<(String, String), ClaimStatus>,
+    /// The versions in use, by `.apt` namespace (what the admission webhook checks against).
+    pub used: Archives,
+    /// Actions that failed in this step's apply.
+    pub apply_failures: usize,
+    /// Why nothing was applied, when the plan was refused or could not be made or applied.
+    pub not_applied: Option<String>,
+    /// When to step again at the latest.
+    pub requeue_after: Duration,
+}
+
+impl Engine {
+    /// An engine keeping its revision store and unpacked bundles under `work`, applying with
+    /// `targets`' driver, comparing the target with the last revision every `interval`.
+    pub fn new(work: &Path, targets: Targets, cancel: Cancel, interval: Duration) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(work)
+            .map_err(|source| policy::PolicyError::Work { path: work.to_path_buf(), source })?;
+        let state = work.join("state.db");
+        let deployer = Deployer::new(&state, targets.clone(), cancel.clone());
+        let (reconciler, target) = Reconciler::new(deployer, None, true, interval)?;
+        tracing::info!(%target, "controller engine ready");
+        let last_good = match std::fs::read(work.join(LAST_GOOD)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|error| {
+                tracing::warn!(%error, "{LAST_GOOD} cannot be read; starting without last good versions");
+                Archives::new()
+            }),
+            Err(_) => Archives::new(),
+        };
+        Ok(Engine {
+            reconciler: reconciler.checked_upstream(),
+            state,
+            targets,
+            cancel,
+            work: work.to_path_buf(),
+            last_good,
+            applied: BTreeSet::new(),
+        })
+    }
+
+    /// One step over the bundles and claims the cluster holds now.
+    pub fn step(&mut self, bundles: &[PolicyBundle], claims: &[Claim], now: &Time) -> Step {
+        let mut bundle_statuses = BTreeMap::new();
+        let mut current = Archives::new();
+        let mut names = BTreeMap::new();
+        for bundle in bundles {
+            let name = bundle.metadata.name.clone().unwrap_or_default();
+            let namespace = &bundle.spec.namespace;
+            if kube_name(namespace).as_deref() != Some(name.as_str()) {
+                let status = PolicyBundleStatus {
+                    state: Some("Invalid".into()),
+                    used_digest: None,
+                    diagnostics: vec![format!("the bundle of namespace `{namespace}` must be named after it")],
+                    observed_generation: bundle.metadata.generation,
+                };
+                bundle_statuses.insert(name, status);
+                continue;
+            }
+            current.insert(namespace.clone(), bundle.spec.archive.clone());
+            names.insert(namespace.clone(), (name, bundle.metadata.generation));
+        }
+        let assembled = match policy::assemble(&current, &self.last_good, &self.work) {
+            Ok(assembled) => assembled,
+            Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
+        };
+        let before = self.last_good.clone();
+        self.last_good.extend(assembled.used.clone());
+        self.last_good.retain(|namespace, _| current.contains_key(namespace));
+        if self.last_good != before {
+            self.save_last_good();
+        }
+        for (namespace, (name, generation)) in &names {
+            let (state, diagnostics) = match &assembled.standing[namespace] {
+                Standing::InUse => ("InUse", Vec::new()),
+                Standing::Invalid { problems, .. } => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
+            };
+            let used_digest = assembled.used.get(namespace).map(|archive| crate::bundle::digest(archive));
+            let status = PolicyBundleStatus {
+                state: Some(state.into()),
+                used_digest,
+                diagnostics,
+                observed_generation: *generation,
+            };
+            bundle_statuses.insert(name.clone(), status);
+        }
+        let dir = assembled.checked.dir.path().to_path_buf();
+        let Some(mut program) = assembled.checked.program else {
+            let why = assembled.checked.problems.values().flatten().cloned().collect::<Vec<_>>().join("; ");
+            let mut step = self.stalled(bundle_statuses, claims, why, now);
+            step.used = assembled.used;
+            return step;
+        };
+        let mut invalid = BTreeMap::new();
+        for claim in claims {
+            match to_program_claim(claim, &program) {
+                Ok(ir) if program.claims.iter().all(|c| c.id() != ir.id()) => program.claims.push(ir),
+                Ok(ir) => drop(invalid.insert(key(claim), format!("another claim is named `{}`", ir.id()))),
+                Err(why) => drop(invalid.insert(key(claim), why)),
+            }
+        }
+        program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let deployer = Deployer::new(&self.state, self.targets.clone(), self.cancel.clone());
+        let deployed = deployer.deployed_names().unwrap_or_default();
+        let resolved = resolve_keeping(&program, &deployed);
+        let desired = units(&resolved);
+        let request = Request {
+            user: CONTROLLER_USER.into(),
+            cause: Cause::Deploy { paths: names.values().map(|(name, _)| format!("policybundle/{name}")).collect() },
+            policy: policy_hash(&program),
+            claims: Some(ClaimEnds::of(&program, &resolved)),
+            desired_state: serde_json::to_value(&resolved).unwrap_or_default(),
+            desired: desired.clone(),
+            program: Some(program),
+            parallel: 4,
+        };
+        let reconciled = self.reconciler.reconcile(Some(&request));
+        let mut apply_failures = 0;
+        let mut not_applied = None;
+        match &reconciled.planned {
+            Some(Ok(planned)) => match &planned.fix {
+                Fix::UpToDate => self.applied = desired.keys().cloned().collect(),
+                Fix::Recorded(revision) => {
+                    apply_failures = revision
+                        .actions
+                        .iter()
+                        .filter(|a| matches!(a.report.outcome, aptc_runtime::apply::Outcome::Failed { .. }))
+                        .count();
+                    self.applied = revision.applied.keys().cloned().collect();
+                }
+                Fix::Refused(why) => not_applied = Some(why.join("; ")),
+                Fix::NotReady(error) => not_applied = Some(error.to_string()),
+                Fix::NotRecorded(error) => not_applied = Some(error.to_string()),
+                Fix::Reported => {}
+            },
+            Some(Err(NotPlanned::Store(error) | NotPlanned::Plan(error))) => not_applied = Some(error.to_string()),
+            Some(Err(NotPlanned::NoPolicy)) | None => {}
+        }
+        let mut claim_statuses = BTreeMap::new();
+        for claim in claims {
+            let came = match invalid.remove(&key(claim)) {
+                Some(why) => Came::Invalid(why),
+                None => {
+                    let id = format!("{}.{}", crate::crd::apt_namespace(&key(claim).0), key(claim).1);
+                    match resolved.claims.get(&id) {
+                        Some(outcome) => Came::Outcome { outcome, state: &resolved },
+                        None => Came::Invalid(format!("the resolver has no outcome for `{id}`")),
+                    }
+                }
+            };
+            claim_statuses.insert(key(claim), status(claim, came, &self.applied, &dir, now));
+        }
+        Step {
+            bundles: bundle_statuses,
+            claims: claim_statuses,
+            used: assembled.used,
+            apply_failures,
+            not_applied,
+            requeue_after: reconciled.requeue_after,
+        }
+    }
+
+    /// Writes the last good versions (atomically: a temporary file renamed over the old one).
+    fn save_last_good(&self) {
+        let path = self.work.join(LAST_GOOD);
+        let temporary = self.work.join(format!("{LAST_GOOD}.new"));
+        let written = serde_json::to_vec(&self.last_good)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temporary, bytes))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "saving the last good versions");
+        }
+    }
+
+    /// A step that could not assemble any policy: every claim waits.
+    fn stalled(
+        &self,
+        bundles: BTreeMap<String, PolicyBundleStatus>,
+        claims: &[Claim],
+        why: String,
+        now: &Time,
+    ) -> Step {
+        let claims = claims
+            .iter()
+            .map(|claim| (key(claim), status(claim, Came::NoPolicy, &self.applied, &self.work, now)))
+            .collect();
+        Step {
+            bundles,
+            claims,
+            used: Archives::new(),
+            apply_failures: 0,
+            not_applied: Some(why),
+            requeue_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The most diagnostics a bundle's status lists (an object must stay small).
+const MAX_DIAGNOSTICS: usize = 50;
+
+/// The first `n` lines, then how many more there are.
+fn at_most(lines: &[String], n: usize) -> Vec<String> {
+    let mut out: Vec<String> = lines.iter().take(n).cloned().collect();
+    if lines.len() > n {
+        out.push(format!("… and {} more", lines.len() - n));
+    }
+    out
+}
+
+/// A claim's (Kubernetes namespace, name).
+fn key(claim: &Claim) -> (String, String) {
+    (claim.metadata.namespace.clone().unwrap_or_default(), claim.metadata.name.clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Bundle;
+    use crate::crd::ClaimSpec;
+    use crate::policy::tests::SYSTEM;
+    use aptc_runtime::deployer::TargetChoice;
+
+    const APP: &str = "namespace web owned_by web_team\nlabel env: \"dev\" | \"prod\" = \"dev\"\nrule no_prod when labels.env == \"prod\" and user.team != \"web_team\" {\n    reject \"prod is for the web team\"\n}\nservice site {\n    component config manifests \"k8s/*.yaml\" {\n        values { env = labels.env }\n    }\n}\ncontract site {\n    context all {\n        use site\n    }\n}\n";
+    const TEMPLATE: &str =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${instance.name}\ndata:\n  env: \"${values.env}\"\n";
+
+    fn bundle(namespace: &str, files: &[(&str, &str)]) -> PolicyBundle {
+        let files = files.iter().map(|(p, t)| (p.to_string(), t.as_bytes().to_vec())).collect();
+        let mut bundle = Bundle { namespace: namespace.into(), files }.resource().unwrap();
+        bundle.metadata.generation = Some(1);
+        bundle
+    }
+
+    fn claim(name: &str, user: &str, env: &str) -> Claim {
+        let labels = BTreeMap::from([("env".to_string(), serde_json::json!(env))]);
+        let mut claim = Claim::new(name, ClaimSpec { user: user.into(), contract: "site".into(), labels });
+        claim.metadata.namespace = Some("web".into());
+        claim.metadata.generation = Some(1);
+        claim
+    }
+
+    fn engine(dir: &Path) -> Engine {
+        let targets = Targets {
+            choice: TargetChoice::Render,
+            out: Some(dir.join("out")),
+            default_out: dir.join("out"),
+            helm: None,
+            post_renderer: Ok(PathBuf::from("aptc")),
+        };
+        Engine::new(&dir.join("work"), targets, Cancel::default(), Duration::from_secs(60)).unwrap()
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap())
+    }
+
+    #[test]
+    fn a_step_applies_resolved_claims_and_says_why_others_did_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = engine(dir.path());
+        let bundles = [
+            bundle("system", &[("system.apt", SYSTEM)]),
+            bundle("web", &[("web/web.apt", APP), ("web/k8s/cm.yaml", TEMPLATE)]),
+        ];
+        let claims =
+            [claim("ada-prod", "ada", "prod"), claim("eve-prod", "eve", "prod"), claim("bad", "ada", "staging")];
+        let step = engine.step(&bundles, &claims, &now());
+        assert_eq!(step.not_applied, None);
+        assert_eq!(step.bundles["web"].state.as_deref(), Some("InUse"));
+        let state = |name: &str| step.claims[&("web".to_string(), name.to_string())].state.clone().unwrap();
+        assert_eq!(state("ada-prod"), "Ready");
+        assert_eq!(state("eve-prod"), "Rejected");
+        assert_eq!(state("bad"), "Failed");
+        // The instance was rendered by the render driver.
+        let instances = &step.claims[&("web".to_string(), "ada-prod".to_string())].instances;
+        let instance = instances.iter().find(|i| i.component == "config").expect("the manifests instance");
+        assert_eq!((instance.cluster.as_str(), instance.namespace.as_str()), ("system.local", "default"));
+        let rendered = walk(&dir.path().join("out"));
+        assert!(rendered.iter().any(|p| p.contains(&instance.name)), "{rendered:?}");
+
+        // A broken bundle keeps the last good version in use; the claims stay ready.
+        let broken = [bundles[0].clone(), bundle("web", &[("web/web.apt", "namespace web\ncontract site {\n")])];
+        let step = engine.step(&broken, &claims, &now());
+        let web = &step.bundles["web"];
+        assert_eq!(web.state.as_deref(), Some("Invalid"));
+        assert!(web.diagnostics[0].starts_with("web/web/web.apt:"), "{:?}", web.diagnostics);
+        assert_eq!(web.used_digest.as_deref(), Some(bundles[1].spec.digest.as_str()));
+        assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+
+        // A restarted controller (a new engine on the same work directory) picks up where it
+        // left off: the last good version is still used, nothing is applied again.
+        drop(engine);
+        let revisions = revisions(dir.path());
+        assert_eq!(revisions, 1, "the first step applied once");
+        let mut engine = super::tests::engine(dir.path());
+        let step = engine.step(&broken, &claims, &now());
+        assert_eq!(step.bundles["web"].used_digest.as_deref(), Some(bundles[1].spec.digest.as_str()));
+        assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+        assert_eq!(revisions, super::tests::revisions(dir.path()), "nothing was applied again");
+    }
+
+    /// How many revisions the engine's store holds.
+    fn revisions(dir: &Path) -> usize {
+        let store = aptc_runtime::store::Store::open_read(&dir.join("work/state.db")).unwrap().unwrap();
+        store.list().unwrap().len()
+    }
+
+    fn walk(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            }
+            out.push(path.display().to_string());
+        }
+        out
+    }
+}

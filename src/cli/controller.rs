@@ -1,0 +1,115 @@
+//! `aptc controller manifests` and `aptc controller run`: the controller's install objects and the
+//! controller itself (`aptc_controller`); this module only parses arguments and prints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use aptc_controller::manifests::{Install, PROBE_PORT, WEBHOOK_PORT, manifests, to_yaml};
+use aptc_controller::push::Target;
+use aptc_controller::run::Options;
+use aptc_runtime::deployer::{TargetChoice, Targets};
+use aptc_runtime::helm::HelmError;
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    #[command(subcommand)]
+    command: ControllerCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ControllerCommand {
+    /// Print what installs the controller, as YAML: the CRDs, a ServiceAccount, RBAC, the
+    /// admission policy for claims, the webhook configuration for bundles, a Service and a
+    /// Deployment (`| kubectl apply -f -`).
+    Manifests(ManifestsArgs),
+    /// Run the controller: watch PolicyBundles and Claims, resolve, apply to the declared
+    /// clusters (while holding the leader Lease), write statuses; serve the bundle webhook
+    /// (HTTPS) and /healthz, /readyz, /metrics (HTTP). Stops cleanly on SIGTERM or SIGINT.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The control cluster's kubeconfig (default: $KUBECONFIG, ~/.kube/config, else the
+    /// in-cluster service account).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The context in it (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+    /// Where the revision store and unpacked bundles are kept.
+    #[arg(long, value_name = "DIR", default_value = "/tmp/aptc-controller")]
+    work_dir: PathBuf,
+    /// The controller's own namespace (its leader Lease is there).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "aptc-system")]
+    namespace: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME", default_value = "aptc-controller")]
+    identity: String,
+    /// Where /healthz, /readyz and /metrics are served (HTTP).
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], PROBE_PORT)))]
+    probe_addr: SocketAddr,
+    /// Where the admission webhook is served (HTTPS).
+    #[arg(long, value_name = "ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], WEBHOOK_PORT)))]
+    webhook_addr: SocketAddr,
+    /// The webhook's certificate (PEM; e.g. cert-manager's Secret, mounted). Without it one is
+    /// generated and its CA written into the webhook configuration.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between two comparisons of the clusters with the last revision (drift).
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    interval: u64,
+    /// The Helm binary (default: APTC_HELM, PATH, ./.tools/bin/helm).
+    #[arg(long, value_name = "PATH", env = "APTC_HELM")]
+    helm: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ManifestsArgs {
+    /// The Kubernetes namespace the controller runs in.
+    #[arg(long, default_value = "aptc-system")]
+    namespace: String,
+    /// The controller's container image (built from the repository's Dockerfile).
+    #[arg(long, default_value = concat!("aptc:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Replicas: one leads, the others stand by.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    replicas: u32,
+}
+
+pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ControllerCommand::Manifests(args) => {
+            let install = Install { namespace: args.namespace, image: args.image, replicas: args.replicas };
+            print!("{}", to_yaml(&manifests(&install))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ControllerCommand::Run(args) => {
+            let targets = Targets {
+                choice: TargetChoice::Cluster,
+                out: None,
+                default_out: args.work_dir.join("out"),
+                helm: args.helm,
+                post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
+            };
+            aptc_controller::run::run(Options {
+                target: Target { kubeconfig: args.kubeconfig, context: args.context },
+                work: args.work_dir,
+                namespace: args.namespace,
+                identity: args.identity,
+                probe_addr: args.probe_addr,
+                webhook_addr: args.webhook_addr,
+                tls: args.tls_cert.zip(args.tls_key),
+                targets,
+                interval: Duration::from_secs(args.interval),
+            })?;
+            Ok(ExitCode::from(super::EXIT_INTERRUPTED))
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! `aptc push [PATHS]`: the policy's bundles (one per `.apt` namespace) applied to the control
+//! cluster where `aptc controller` runs (`aptc_controller::push`); a line per bundle.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aptc_compiler::host::paths_or_cwd;
+use aptc_controller::bundle::BundleError;
+use aptc_controller::push::{Change, PushError, Target, push_paths};
+use clap::Args;
+
+use super::EXIT_FINDINGS;
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Policy files or directories. Default: the policy of the current directory.
+    paths: Vec<PathBuf>,
+    /// The kubeconfig of the control cluster (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The context in it (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let paths = paths_or_cwd(&args.paths)?;
+    if let Some(missing) = paths.iter().find(|path| !path.exists()) {
+        anyhow::bail!("{}: no such file or directory", missing.display());
+    }
+    let target = Target { kubeconfig: args.kubeconfig, context: args.context };
+    let pushed = match push_paths(&paths, &target) {
+        Err(PushError::Bundle(BundleError::Invalid { count, rendered })) => {
+            eprint!("{rendered}");
+            eprintln!("error: the policy has {count} error(s); nothing was pushed");
+            return Ok(ExitCode::from(EXIT_FINDINGS));
+        }
+        other => other?,
+    };
+    let mut refused = 0;
+    for bundle in &pushed {
+        match &bundle.outcome {
+            Ok(change) => {
+                let what = match change {
+                    Change::Created => "created",
+                    Change::Updated => "updated",
+                    Change::Unchanged => "unchanged",
+                };
+                println!("policybundle/{} (namespace {}) {what}", bundle.name, bundle.namespace);
+            }
+            Err(error) => {
+                refused += 1;
+                println!(
+                    "policybundle/{} (namespace {}) not pushed: {}",
+                    bundle.name,
+                    bundle.namespace,
+                    super::words::printable(&error.to_string())
+                );
+            }
+        }
+    }
+    println!("{} pushed, {refused} not", super::words::count(pushed.len() - refused, "bundle"));
+    Ok(if refused == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FINDINGS) })
+}
