@@ -280,6 +280,16 @@ impl Printer<'_> {
                     TestStmt::Error => p.verbatim(s.span),
                 });
             }
+            ItemKind::Assert(assert) => {
+                self.write("assert ");
+                self.write(&assert.name.text);
+                self.block(&assert.body, |p, s| match &s.node {
+                    AssertStmt::For(clause) => p.write(&format!("for {}", for_clause(clause))),
+                    AssertStmt::When(e) => p.write(&format!("when {}", expr(e))),
+                    AssertStmt::Expect(a) => p.write(&format!("expect {}", assertion(&a.node))),
+                    AssertStmt::Error => p.verbatim(s.span),
+                });
+            }
             ItemKind::Error => self.verbatim(item.span),
         }
     }
@@ -495,6 +505,38 @@ fn map_key(key: &MapKey) -> String {
     match key {
         MapKey::Name(ident) => ident.text.to_string(),
         MapKey::Str(lit) => string(lit),
+    }
+}
+
+fn for_clause(clause: &ForClause) -> String {
+    match clause {
+        ForClause::User(name) => format!("user {}", string(name)),
+        ForClause::TeamUsers(team) => format!("users in team {}", team.text),
+        ForClause::Group(group) => format!("users in group {}", string(group)),
+        ForClause::Team(team) => format!("team {}", team.text),
+        ForClause::Contract(contract) => format!("contract {}", path(contract)),
+    }
+}
+
+fn assertion(assertion: &Assertion) -> String {
+    let never = |never: bool| if never { "never " } else { "" };
+    match assertion {
+        Assertion::Resolved => "resolved".into(),
+        Assertion::Rejected => "rejected".into(),
+        Assertion::Failed => "failed".into(),
+        Assertion::PlacedOn(clusters) => {
+            format!("placed on {}", clusters.iter().map(path).collect::<Vec<_>>().join(", "))
+        }
+        Assertion::Reaches { never: n, target } => format!("{}reaches {}", never(*n), path(target)),
+        Assertion::Shares { never: n, with } => {
+            let with = match with {
+                Party::User(name) => format!("user {}", string(name)),
+                Party::Team(team) => format!("team {}", team.text),
+                Party::Others => "others".into(),
+            };
+            format!("{}shares with {with}", never(*n))
+        }
+        Assertion::That(e) => format!("that {}", expr(e)),
     }
 }
 
