@@ -398,11 +398,21 @@ pub enum Outcome {
     Rejected,
     Failed,
     /// Every instance on one of these clusters (ids).
-    PlacedOn { clusters: Vec<String> },
-    Reaches { never: bool, target: Target },
-    Shares { never: bool, with: Party },
+    PlacedOn {
+        clusters: Vec<String>,
+    },
+    Reaches {
+        never: bool,
+        target: Target,
+    },
+    Shares {
+        never: bool,
+        with: Party,
+    },
     /// True at the claimed contract.
-    That { expr: Expr },
+    That {
+        expr: Expr,
+    },
 }
 
 /// What `reaches` names.

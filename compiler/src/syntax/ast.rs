@@ -498,9 +498,15 @@ pub enum Assertion {
     /// `placed on C1, C2`: every instance on one of these clusters.
     PlacedOn(Vec<Path>),
     /// `[never] reaches X`: a contract, service or `SERVICE.COMPONENT`.
-    Reaches { never: bool, target: Path },
+    Reaches {
+        never: bool,
+        target: Path,
+    },
     /// `[never] shares with user "U" | team T | others`.
-    Shares { never: bool, with: Party },
+    Shares {
+        never: bool,
+        with: Party,
+    },
     /// `that EXPR`: true at the claimed contract.
     That(Expr),
 }

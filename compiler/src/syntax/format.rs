@@ -601,3 +601,52 @@ fn expr(e: &Expr) -> String {
         ExprKind::Error => String::new(),
     }
 }
+
+/// A claim of the IR written as a `claim` block in canonical format (`aptc verify` prints a
+/// counterexample so, to be pasted into a `test`). Label keys are written bare: the file it goes
+/// into must see them (`import` their namespaces).
+pub fn claim_block(claim: &aptc_core::ir::Claim) -> String {
+    use aptc_core::ir::Consumer;
+    let text = |s: &str| string(&StrLit { parts: vec![StrPart::Text(s.into())], span: Span::new(0, 0) });
+    let mut out = format!("claim {} {{\n", claim.name);
+    match &claim.consumer {
+        Consumer::User(user) => out.push_str(&format!("    user {}\n", text(user))),
+        Consumer::Team(team) => out.push_str(&format!("    team {team}\n")),
+    }
+    out.push_str(&format!("    contract {}\n", claim.contract));
+    if !claim.labels.is_empty() {
+        let entries: Vec<String> = claim
+            .labels
+            .iter()
+            .map(|(id, value)| {
+                let key = id.split_once('.').map_or(id.as_str(), |(_, key)| key);
+                format!("{key} = {}", value_literal(value, &text))
+            })
+            .collect();
+        out.push_str(&format!("    labels {{ {} }}\n", entries.join(", ")));
+    }
+    out.push('}');
+    out
+}
+
+/// An IR value as an `.apt` literal.
+fn value_literal(value: &aptc_core::ir::Value, text: &dyn Fn(&str) -> String) -> String {
+    use aptc_core::ir::Value;
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Str(s) => text(s),
+        Value::List(items) => {
+            format!("[{}]", items.iter().map(|v| value_literal(v, text)).collect::<Vec<_>>().join(", "))
+        }
+        Value::Map(entries) if entries.is_empty() => "{}".into(),
+        Value::Map(entries) => format!(
+            "{{ {} }}",
+            entries
+                .iter()
+                .map(|(k, v)| format!("{} = {}", text(k), value_literal(v, text)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

@@ -145,8 +145,21 @@ fn ident<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ide
 /// Words with a meaning only where they stand, in `expect` statements; elsewhere they are
 /// ordinary identifiers.
 pub(crate) const CONTEXTUAL_WORDS: &[&str] = &[
-    "resolved", "rejected", "instance", "instances", "no", "for", "group", "others", "failed", "placed", "reaches",
-    "shares", "never", "with", "that",
+    "resolved",
+    "rejected",
+    "instance",
+    "instances",
+    "no",
+    "for",
+    "group",
+    "others",
+    "failed",
+    "placed",
+    "reaches",
+    "shares",
+    "never",
+    "with",
+    "that",
 ];
 
 /// A contextual word (one of [`CONTEXTUAL_WORDS`]); `label` is it in backquotes, for errors.
@@ -707,7 +720,8 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
             .ignore_then(path().separated_by(punct(Token::Comma)).at_least(1).collect::<Vec<_>>())
             .map(Assertion::PlacedOn),
         word("that", "`that`").ignore_then(expr.clone()).map(Assertion::That),
-        never.clone()
+        never
+            .clone()
             .then_ignore(word("reaches", "`reaches`"))
             .then(path())
             .map(|(never, target)| Assertion::Reaches { never, target }),
