@@ -124,13 +124,9 @@ fn show(report: &Report) -> String {
             for line in claim_block(&c.claim).lines() {
                 out.push_str(&format!("      {}\n", printable(line)));
             }
-            out.push_str("    decisions:\n");
-            for decision in &c.outcome.decisions {
-                let step = serde_json::to_value(decision).unwrap_or_default();
-                out.push_str(&format!("      {}\n", printable(&step.to_string())));
-            }
-            if let Some(reason) = &c.outcome.reason {
-                out.push_str(&format!("    reason: {}\n", printable(reason)));
+            out.push_str("    how it resolves:\n");
+            for line in super::explain::explain_claim(&c.state, &c.outcome).lines() {
+                out.push_str(&format!("      {}\n", printable(line)));
             }
         }
     }

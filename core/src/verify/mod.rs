@@ -56,6 +56,9 @@ pub struct Counterexample {
     pub why: String,
     /// How the claim resolves, with its decision chain.
     pub outcome: ClaimOutcome,
+    /// Its desired state alone (the instances its chain names); `outcome` says what matters.
+    #[serde(skip)]
+    pub state: DesiredState,
 }
 
 /// Verifies every assertion of `program`, in the IR's order.
@@ -319,6 +322,7 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 expectation_origin: expect.origin.clone(),
                 why,
                 outcome,
+                state,
             };
             report(Verdict::Violated { counterexample: Box::new(counterexample) }, total)
         }
