@@ -63,7 +63,7 @@ pub fn run(args: VerifyArgs, color: bool) -> anyhow::Result<ExitCode> {
                     super::words::count(count, "error")
                 );
                 broken += 1;
-                json_policies.push(json!({ "path": policy, "error": "the policy has errors" }));
+                json_policies.push(json!({ "path": policy, "error": "the policy has errors", "assertions": [] }));
                 continue;
             }
             Err(error) => return Err(error.into()),
@@ -93,10 +93,12 @@ pub fn run(args: VerifyArgs, color: bool) -> anyhow::Result<ExitCode> {
         println!("{proved} proved, {violated} violated, {unknown} unknown");
     } else {
         let out = json!({
-            "format": "aptc-verify",
-            "version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION,
             "policies": json_policies,
-            "summary": { "proved": proved, "violated": violated, "unknown": unknown },
+            "proved": proved,
+            "violated": violated,
+            "unknown": unknown,
+            "broken": broken,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     }

@@ -285,6 +285,11 @@ impl Uses {
     fn constants(&self, expr: &Expr) -> Option<Vec<Value>> {
         match expr {
             Expr::Const(v) => Some(vec![v.clone()]),
+            // `-1` is lowered as the negation of `1`.
+            Expr::Neg(inner) => match inner.as_ref() {
+                Expr::Const(Value::Int(n)) => Some(vec![Value::Int(n.checked_neg()?)]),
+                _ => None,
+            },
             _ => None,
         }
     }
