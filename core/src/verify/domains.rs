@@ -127,11 +127,16 @@ impl Uses {
     /// values different; anything else could make two values one key.
     fn allocation(&mut self, key: &Expr) {
         match key {
-            Expr::Template(t) if t.parts.iter().filter(|p| matches!(p, TemplatePart::Expr(_))).count() <= 1 => {
+            Expr::Label(id) => self.label(id, Pos::Data),
+            Expr::Template(t)
+                if t.parts.iter().all(|p| matches!(p, TemplatePart::Text(_) | TemplatePart::Expr(Expr::Label(_))))
+                    && t.parts.iter().filter(|p| matches!(p, TemplatePart::Expr(_))).count() <= 1 =>
+            {
                 self.template(t, Pos::Data)
             }
-            Expr::Template(t) => self.template(t, Pos::Opaque("combined with other values in an allocation key")),
-            other => self.expr(other, Pos::Data),
+            // Two values could give one key (`lower`, two labels in one text): the key's classes
+            // are not the label's.
+            other => self.expr(other, Pos::Opaque("in an allocation key computed from it")),
         }
     }
 
@@ -237,6 +242,13 @@ impl Uses {
             }
             BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
                 match (labelish(lhs), labelish(rhs)) {
+                    // Strings between two constants in code-point order have no representative.
+                    (Some((id, _)), _) | (_, Some((id, _)))
+                        if !matches!(op, BinaryOp::Eq | BinaryOp::Ne)
+                            && [lhs, rhs].iter().any(|e| matches!(e, Expr::Const(Value::Str(_)))) =>
+                    {
+                        self.label(&id, Pos::Opaque("ordered against a string"))
+                    }
                     (Some((id, fallback)), None) if self.constants(rhs).is_some() => {
                         self.compared(&id, fallback, self.constants(rhs).unwrap_or_default())
                     }
