@@ -85,8 +85,9 @@ pub fn run(args: VerifyArgs, color: bool) -> anyhow::Result<ExitCode> {
                 print!("{}", show(report));
             }
         }
-        json_policies
-            .push(json!({ "path": policy, "assertions": reports.iter().map(json_report).collect::<Vec<_>>() }));
+        json_policies.push(
+            json!({ "path": policy, "error": null, "assertions": reports.iter().map(json_report).collect::<Vec<_>>() }),
+        );
     }
     if text {
         println!();
