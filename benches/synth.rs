@@ -78,7 +78,7 @@ impl Rng {
 const ENVS: [&str; 3] = ["dev", "stage", "prod"];
 const CHARTS: [&str; 6] = ["redis", "postgresql", "kafka", "nginx", "memcached", "rabbitmq"];
 const REGIONS: [&str; 4] = ["us-east", "us-west", "eu-central", "ap-south"];
-const TEAMS: [&str; 5] = ["web", "mobile", "data", "ml", "infra"];
+pub const TEAMS: [&str; 5] = ["web", "mobile", "data", "ml", "infra"];
 
 /// Generates the whole workspace.
 pub fn generate(config: &SynthConfig) -> Vec<SynthFile> {

@@ -2238,3 +2238,99 @@ fn given_no_paths_commands_take_the_files_of_the_aptc_toml() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("leaves the policy root"), "{bad:?}");
 }
+
+#[test]
+fn verify_proves_the_assertions_of_every_example() {
+    let out = aptc(&["verify", "--color", "never", "examples/"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("assert guestbook.developers_stay_private ... proved"), "{text}");
+    assert!(text.contains("assert social.mobile_never_reaches_kafka ... proved"), "{text}");
+    assert_eq!(text.lines().last(), Some("8 proved, 0 violated, 0 unknown"), "{text}");
+}
+
+/// The guestbook with one false assertion: production claims all share one guestbook.
+fn guestbook_with_a_false_assertion(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    copy_tree(&root().join("examples/guestbook"), &dir);
+    let mut text = std::fs::read_to_string(dir.join("assertions.apt")).unwrap();
+    text.push_str(
+        "\nassert production_is_private {\n    when labels.env == \"prod\"\n\n    expect never shares with others\n}\n",
+    );
+    std::fs::write(dir.join("assertions.apt"), text).unwrap();
+    dir
+}
+
+#[test]
+fn verify_shows_a_counterexample_that_aptc_test_reproduces() {
+    let dir = guestbook_with_a_false_assertion("verify-violated");
+    let out = aptc(&["verify", "--color", "never", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    insta::assert_snapshot!("verify_violated", text.replace(dir.to_str().unwrap(), "[DIR]"));
+
+    // The claim block, pasted into a test, resolves as the counterexample says: onto the shared
+    // production instance.
+    let start = text.find("      claim production_is_private_counterexample {").unwrap();
+    let block: String =
+        text[start..].lines().take_while(|l| !l.starts_with("    how")).map(|l| format!("{}\n", &l[6..])).collect();
+    let test = format!(
+        "namespace guestbook\n\ntest reproduces {{\n{block}\n    expect instance guestbook.frontend for production_is_private_counterexample {{\n        cluster production\n    }}\n    expect instances 6\n}}\n"
+    );
+    std::fs::write(dir.join("reproduce.apt"), test).unwrap();
+    let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("test guestbook.reproduces ... ok"), "{}", stdout(&out));
+
+    let out = aptc(&["verify", "--format", "json", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/schema/verify.schema.json")).unwrap()).unwrap();
+    assert!(jsonschema::is_valid(&schema, &json), "{json}");
+    let last = &json["policies"][0]["assertions"][4];
+    assert_eq!(last["verdict"], "violated");
+    assert_eq!(last["counterexample"]["claim"]["consumer"]["user"], "gina@example.com");
+    assert!(last["counterexample"]["claim_block"].as_str().unwrap().contains("labels { env = \"prod\" }"));
+    assert_eq!(json["violated"], 1);
+}
+
+#[test]
+fn verify_says_unknown_when_a_label_is_transformed_before_it_is_compared() {
+    let dir = scratch("verify-unknown");
+    std::fs::write(
+        dir.join("policy.apt"),
+        r#"namespace system
+
+label team: string = ""
+team web
+service app {
+    component web chart "nginx" {
+        version "1.0"
+    }
+}
+contract app {
+    context main {
+        use app
+    }
+}
+cluster main {}
+rule web_only when lower(labels.team) == "web" {
+    place on main
+}
+
+/// Undecidable by classes: `lower` maps infinitely many values onto "web".
+assert always_placed {
+    expect resolved
+}
+"#,
+    )
+    .unwrap();
+    let out = aptc(&["verify", "--color", "never", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("assert system.always_placed ... unknown"), "{text}");
+    assert!(text.contains("label `system.team` is passed to a function whose result the policy compares"), "{text}");
+    let out = aptc(&["verify", "--allow-unknown", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}

@@ -250,6 +250,12 @@ fn managed(item: &ItemKind, namespace: &str) -> Option<(String, Span, Role)> {
             t.name.span,
             if admin == Role::DomainAdmin { admin } else { Role::Consumer },
         ),
+        // An assertion deploys nothing either.
+        ItemKind::Assert(a) => (
+            format!("assertion `{}`", a.name.text),
+            a.name.span,
+            if admin == Role::DomainAdmin { admin } else { Role::Consumer },
+        ),
         ItemKind::Cluster(c) => (format!("cluster `{}`", c.name.text), c.name.span, Role::DomainAdmin),
         ItemKind::User(u) => {
             (format!("user \"{}\"", u.name.as_plain().unwrap_or_default()), u.name.span, Role::DomainAdmin)

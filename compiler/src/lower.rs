@@ -65,6 +65,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         grants: Vec::new(),
         claims: Vec::new(),
         tests: Vec::new(),
+        assertions: Vec::new(),
     };
     for &file in ws.files(db) {
         let summary = file_summary(db, file);
@@ -117,6 +118,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     // Stable: a namespace's tests stay in file order, then as written.
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
+    program.assertions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program
 }
 
@@ -220,6 +222,7 @@ impl Lowerer<'_> {
             }
             ItemKind::Claim(claim) => program.claims.push(self.claim(claim)),
             ItemKind::Test(test) => program.tests.push(self.test(test)),
+            ItemKind::Assert(assert) => program.assertions.push(self.assertion(assert)),
             ItemKind::User(user) => {
                 let lowered = self.user(user);
                 program.users.insert(lowered.name.to_lowercase(), lowered);
@@ -316,6 +319,76 @@ impl Lowerer<'_> {
             }
         }
         lowered
+    }
+
+    fn assertion(&self, assert: &ast::AssertBlock) -> Assertion {
+        let mut lowered = Assertion {
+            namespace: self.namespace(),
+            name: assert.name.text.to_string(),
+            origin: self.file.origin(assert.name.span),
+            consumers: Vec::new(),
+            contracts: Vec::new(),
+            criteria: None,
+            expects: Vec::new(),
+        };
+        let user = |lit: &ast::StrLit| lit.as_plain().unwrap_or_default().to_lowercase();
+        for stmt in &assert.body.stmts {
+            match &stmt.node {
+                ast::AssertStmt::For(clause) => match clause {
+                    ast::ForClause::User(lit) => lowered.consumers.push(Quantifier::User(user(lit))),
+                    ast::ForClause::TeamUsers(team) => {
+                        lowered.consumers.push(Quantifier::TeamUsers(team.text.to_string()))
+                    }
+                    ast::ForClause::Group(lit) => {
+                        lowered.consumers.push(Quantifier::Group(lit.as_plain().unwrap_or_default()))
+                    }
+                    ast::ForClause::Team(team) => lowered.consumers.push(Quantifier::Team(team.text.to_string())),
+                    ast::ForClause::Contract(path) => {
+                        lowered.contracts.push(self.resolve(Kind::Contract, &path.segments))
+                    }
+                },
+                ast::AssertStmt::When(e) => lowered.criteria = Some(self.expr(e)),
+                ast::AssertStmt::Expect(a) => {
+                    let expect = match &a.node {
+                        ast::Assertion::Resolved => Outcome::Resolved,
+                        ast::Assertion::Rejected => Outcome::Rejected,
+                        ast::Assertion::Failed => Outcome::Failed,
+                        ast::Assertion::PlacedOn(clusters) => Outcome::PlacedOn {
+                            clusters: clusters.iter().map(|c| self.resolve(Kind::Cluster, &c.segments)).collect(),
+                        },
+                        ast::Assertion::Reaches { never, target } => {
+                            Outcome::Reaches { never: *never, target: self.target(target) }
+                        }
+                        ast::Assertion::Shares { never, with } => Outcome::Shares {
+                            never: *never,
+                            with: match with {
+                                ast::Party::User(lit) => Party::User(user(lit)),
+                                ast::Party::Team(team) => Party::Team(team.text.to_string()),
+                                ast::Party::Others => Party::Others,
+                            },
+                        },
+                        ast::Assertion::That(e) => Outcome::That { expr: self.expr(e) },
+                    };
+                    lowered.expects.push(AssertExpectation { expect, origin: self.file.origin(stmt.span) });
+                }
+                ast::AssertStmt::Error => {}
+            }
+        }
+        lowered
+    }
+
+    /// What `reaches` names: a contract, else a service, else `SERVICE.COMPONENT` (the checker's
+    /// order).
+    fn target(&self, path: &ast::Path) -> Target {
+        let texts: Vec<&str> = path.segments.iter().map(|s| s.text.as_str()).collect();
+        if let Lookup::Found(contract, _) = self.scope.resolve(Kind::Contract, &texts) {
+            return Target::Contract(contract.to_string());
+        }
+        if let Lookup::Found(service, _) = self.scope.resolve(Kind::Service, &texts) {
+            return Target::Service(service.to_string());
+        }
+        let (service, component) = self.test_component(path);
+        Target::Component { service, component }
     }
 
     fn expect(&self, expect: &ast::Expect) -> Expect {

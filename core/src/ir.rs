@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The version of the IR format. Bump it on any change to these types.
-pub const IR_VERSION: u32 = 3;
+pub const IR_VERSION: u32 = 4;
 
 /// The `format` tag every IR file carries.
 pub const IR_FORMAT: &str = "aptc-ir";
@@ -50,6 +50,9 @@ pub struct Program {
     pub claims: Vec<Claim>,
     /// The policy's `test` blocks, in namespace order, then as written (`aptc test`).
     pub tests: Vec<TestCase>,
+    /// The policy's `assert` blocks, in namespace order, then as written (`aptc verify`; added in
+    /// IR version 4).
+    pub assertions: Vec<Assertion>,
 }
 
 /// Where something was written, for explanations.
@@ -344,6 +347,95 @@ pub enum Expect {
 }
 
 /// One manifest file of a `manifests` component.
+/// An `assert` block (docs/language.md §19): what must hold of every possible claim it describes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assertion {
+    pub namespace: String,
+    pub name: String,
+    pub origin: Origin,
+    /// Whose claims: empty for every declared user and team.
+    pub consumers: Vec<Quantifier>,
+    /// Which contracts (ids): empty for every contract the consumer may consume.
+    pub contracts: Vec<String>,
+    /// Only claims whose initial labels make it true.
+    pub criteria: Option<Expr>,
+    pub expects: Vec<AssertExpectation>,
+}
+
+impl Assertion {
+    /// `namespace.name`.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+}
+
+/// The consumers a `for` statement adds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantifier {
+    /// One user, by its lower-cased name.
+    User(String),
+    /// Every user of the team.
+    TeamUsers(String),
+    /// Every user with the group.
+    Group(String),
+    /// Claims filed by the team itself.
+    Team(String),
+}
+
+/// One `expect` of an assertion, with where it is written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssertExpectation {
+    pub expect: Outcome,
+    pub origin: Origin,
+}
+
+/// What an assertion expects of each possible claim (docs/language.md §19.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Resolved,
+    Rejected,
+    Failed,
+    /// Every instance on one of these clusters (ids).
+    PlacedOn {
+        clusters: Vec<String>,
+    },
+    Reaches {
+        never: bool,
+        target: Target,
+    },
+    Shares {
+        never: bool,
+        with: Party,
+    },
+    /// True at the claimed contract.
+    That {
+        expr: Expr,
+    },
+}
+
+/// What `reaches` names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    Contract(String),
+    Service(String),
+    Component { service: String, component: String },
+}
+
+/// Whose claims `shares` compares with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    /// A user, by its lower-cased name.
+    User(String),
+    /// Claims of the team and of its users.
+    Team(String),
+    /// Any other consumer.
+    Others,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ManifestTemplate {
     /// The path relative to the directory of the declaring file, `/`-separated.

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod resolve;
 pub mod secret;
 pub mod testing;
+pub mod verify;
 
 /// A hash map with a fast hasher (foldhash, seeded per process): the core's maps are hot, and
 /// none of their orders reaches any output.

@@ -105,6 +105,7 @@ fn render(text: &str, value: &str) -> String {
         grants: Vec::new(),
         claims: Vec::new(),
         tests: Vec::new(),
+        assertions: Vec::new(),
     };
     let labels = Default::default();
     let user = Subject::default();

@@ -74,6 +74,7 @@ module.exports = grammar({
         $.grant_declaration,
         $.function_declaration,
         $.test_declaration,
+        $.assert_declaration,
       ),
 
     // ---------------------------------------------------------------- lexical
@@ -259,6 +260,37 @@ module.exports = grammar({
       ),
     expect_context_statement: ($) => seq('context', field('context', $.identifier)),
     expect_cluster_statement: ($) => seq('cluster', field('cluster', $.path)),
+
+    // ---------------------------------------------------------------- assertions (aptc verify)
+
+    assert_declaration: ($) => seq('assert', field('name', $.identifier), field('body', $.assert_body)),
+    assert_body: ($) => block($.for_statement, $.when_statement, $.assertion_statement),
+    for_statement: ($) =>
+      seq(
+        'for',
+        choice(
+          seq('user', field('user', $.string)),
+          seq('users', 'in', choice(seq('team', field('team', $.identifier)), seq('group', field('group', $.string)))),
+          seq('team', field('team', $.identifier)),
+          seq('contract', field('contract', $.path)),
+        ),
+      ),
+    assertion_statement: ($) =>
+      seq(
+        'expect',
+        choice(
+          field('outcome', choice('resolved', 'rejected', 'failed')),
+          seq('placed', 'on', field('cluster', $.path), repeat(seq(',', field('cluster', $.path)))),
+          seq(optional('never'), 'reaches', field('target', $.path)),
+          seq(
+            optional('never'),
+            'shares',
+            'with',
+            choice(seq('user', field('user', $.string)), seq('team', field('team', $.identifier)), 'others'),
+          ),
+          seq('that', field('condition', $._expression)),
+        ),
+      ),
 
     // ---------------------------------------------------------------- references
 

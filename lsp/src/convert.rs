@@ -224,6 +224,7 @@ pub fn symbol_kind(kind: ide::SymbolKind) -> lsp::SymbolKind {
         K::Grant => lsp::SymbolKind::KEY,
         K::Function => lsp::SymbolKind::FUNCTION,
         K::Test => lsp::SymbolKind::METHOD,
+        K::Assert => lsp::SymbolKind::METHOD,
     }
 }
 

@@ -20,6 +20,7 @@ mod push;
 mod signals;
 mod store;
 mod test;
+mod verify;
 mod watch;
 mod words;
 
@@ -165,6 +166,14 @@ Prints one line per test and a summary line `N passed, N failed`.",
 "0 every test passed; 1 a test failed, or a policy has errors (its tests did not run);\n\
 2 usage or I/O error."))]
     Test(test::TestArgs),
+    /// Prove the policy's `assert` blocks over every possible claim, or show a counterexample.
+    #[command(after_help = help!("Examples:\n  aptc verify examples/guestbook\n  \
+aptc verify --format json .\n  \
+aptc verify --allow-unknown examples/     every complete policy under it\n\n\
+Prints one line per assertion: proved, VIOLATED (with a counterexample claim) or unknown (why).",
+"0 every assertion proved (or unknown, with --allow-unknown); 1 an assertion is violated or\n\
+unknown, or a policy has errors; 2 usage or I/O error."))]
+    Verify(verify::VerifyArgs),
     /// Resolve, plan against the last revision, apply to the policy's clusters (Helm releases,
     /// server-side apply) or render when none is configured, and record a revision.
     #[command(after_help = help!("Examples:\n  aptc deploy --dry-run examples/quickstart     show the plan only\n  \
@@ -266,6 +275,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diff(args) => diff::run(args, color),
         Command::Graph(args) => graph::run(args, color),
         Command::Test(args) => test::run(args, color),
+        Command::Verify(args) => verify::run(args, color),
         Command::Deploy(args) => deploy::run(args, color),
         Command::History(args) => history::run(args),
         Command::Store(args) => store::run(args),

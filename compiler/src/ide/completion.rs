@@ -466,7 +466,9 @@ impl Cx<'_> {
             return self.label_keys();
         }
         let keywords: &[Keyword] = match top.map(|f| f.kind) {
-            None => &[Namespace, Import, Label, Service, Contract, Rule, Cluster, Claim, User, Users, Team, Grant],
+            None => {
+                &[Namespace, Import, Label, Service, Contract, Rule, Cluster, Claim, User, Users, Team, Grant, Assert]
+            }
             Some(FrameKind::Service) => &[Component],
             Some(FrameKind::Component) => &[Repo, Version, When, After, Values, Discovery],
             Some(FrameKind::Contract) => &[Set, Remove, Context],
@@ -478,6 +480,13 @@ impl Cx<'_> {
             Some(FrameKind::Team) => &[Labels],
             Some(FrameKind::Test) => &[Claim, User, Expect],
             Some(FrameKind::Expectation) => &[Context, Cluster, Namespace, Values],
+            // `for` is a word with a meaning only here, not a keyword.
+            Some(FrameKind::Assert) => {
+                return ["for", When.as_str(), Expect.as_str()]
+                    .into_iter()
+                    .map(|k| Completion::new(k, CompletionKind::Keyword))
+                    .collect();
+            }
             _ => &[],
         };
         keywords.iter().map(|k| Completion::new(k.as_str(), CompletionKind::Keyword)).collect()

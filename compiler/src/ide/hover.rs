@@ -186,7 +186,8 @@ const KEYWORDS: &[(&str, &str)] = &[
     ("grant", "Gives a role on namespaces to the users its criteria select (§11.1)."),
     ("fn", "A standard-library function signature (in the prelude only)."),
     ("test", "Declares a policy test: claims and what must come of them (§18)."),
-    ("expect", "What a test expects of a claim (§18.2)."),
+    ("expect", "What a test expects of a claim (§18.2), or an assertion of every possible claim (§19.2)."),
+    ("assert", "Declares an assertion: what must hold of every possible claim, proved by `aptc verify` (§19)."),
     ("true", "The `bool` true."),
     ("false", "The `bool` false."),
     ("and", "Both conditions (short-circuit)."),
@@ -297,6 +298,7 @@ pub fn declaration(db: &dyn salsa::Database, ws: Workspace, site: FileSpan) -> O
                 }
             }
             ItemKind::Test(t) if at(t.name.span) => Some(simple(t.body.span.start)),
+            ItemKind::Assert(a) if at(a.name.span) => Some(simple(a.body.span.start)),
             ItemKind::Test(t) => t.body.stmts.iter().find_map(|stmt| match &stmt.node {
                 TestStmt::Claim(c) if at(c.name.span) => Some(Declaration {
                     header: header(text, stmt.span.start, c.body.span.start),

@@ -221,6 +221,7 @@ impl Collector<'_> {
             ItemKind::Claim(claim) => self.claim(claim),
             ItemKind::User(user) => self.user(user),
             ItemKind::Test(test) => self.test(test),
+            ItemKind::Assert(assert) => self.assertion(assert),
             ItemKind::Team(team) => {
                 self.define(Kind::Team, &team.name);
                 for stmt in team.body.iter().flat_map(|b| &b.stmts) {
@@ -291,6 +292,51 @@ impl Collector<'_> {
                 UserStmt::Groups(groups) => groups.iter().for_each(|g| self.expr(g)),
                 UserStmt::Labels(map) => self.label_map(map),
                 UserStmt::Error => {}
+            }
+        }
+    }
+
+    /// An assertion: its name, and every name its `for`, `when` and `expect` statements use
+    /// (docs/language.md §19), resolved as `semantics::file::assertions` checks them.
+    fn assertion(&mut self, assert: &AssertBlock) {
+        self.define(Kind::Assert, &assert.name);
+        for stmt in &assert.body.stmts {
+            match &stmt.node {
+                AssertStmt::For(clause) => match clause {
+                    ForClause::User(lit) => self.user_ref(lit),
+                    ForClause::TeamUsers(team) | ForClause::Team(team) => {
+                        self.reference(Kind::Team, std::slice::from_ref(team));
+                    }
+                    ForClause::Group(_) => {}
+                    ForClause::Contract(path) => {
+                        self.reference(Kind::Contract, &path.segments);
+                    }
+                },
+                AssertStmt::When(e) => self.expr(e),
+                AssertStmt::Expect(a) => match &a.node {
+                    Assertion::PlacedOn(clusters) => {
+                        for cluster in clusters {
+                            self.reference(Kind::Cluster, &cluster.segments);
+                        }
+                    }
+                    Assertion::Reaches { target, .. } => {
+                        let texts: Vec<&str> = target.segments.iter().map(|s| s.text.as_str()).collect();
+                        if matches!(self.scope.resolve(Kind::Contract, &texts), Lookup::Found(..)) {
+                            self.reference(Kind::Contract, &target.segments);
+                        } else if matches!(self.scope.resolve(Kind::Service, &texts), Lookup::Found(..)) {
+                            self.reference(Kind::Service, &target.segments);
+                        } else {
+                            self.test_component(target);
+                        }
+                    }
+                    Assertion::Shares { with: Party::User(lit), .. } => self.user_ref(lit),
+                    Assertion::Shares { with: Party::Team(team), .. } => {
+                        self.reference(Kind::Team, std::slice::from_ref(team));
+                    }
+                    Assertion::That(e) => self.expr(e),
+                    _ => {}
+                },
+                AssertStmt::Error => {}
             }
         }
     }

@@ -23,6 +23,8 @@ pub enum SymbolKind {
     Function,
     /// A `test` block; its claims and users are its children.
     Test,
+    /// An `assert` block.
+    Assert,
 }
 
 /// A declaration in the outline.
@@ -100,6 +102,7 @@ pub fn document_symbols(db: &dyn salsa::Database, file: SourceText) -> Vec<Symbo
             ItemKind::Grant(grant) => {
                 symbol(&format!("grant {}", grant.role.text), SymbolKind::Grant, span, grant.role.span)
             }
+            ItemKind::Assert(assert) => symbol(&assert.name.text, SymbolKind::Assert, span, assert.name.span),
             ItemKind::Test(test) => {
                 let mut s = symbol(&test.name.text, SymbolKind::Test, span, test.name.span);
                 for stmt in &test.body.stmts {
@@ -239,6 +242,7 @@ pub fn folding_ranges(db: &dyn salsa::Database, file: SourceText) -> Vec<Fold> {
             }
             ItemKind::Claim(claim) => claim_folds(claim, &mut region),
             ItemKind::User(user) => user_folds(user, &mut region),
+            ItemKind::Assert(assert) => region(assert.body.span),
             ItemKind::Test(test) => {
                 region(test.body.span);
                 for stmt in &test.body.stmts {

@@ -744,3 +744,53 @@ fn completion_hover_and_definition_inside_tests() {
     let label = definition_at(&f.db, f.ws, tests, f.at("tests.apt", "env = \"prod\"", 1));
     assert_eq!(label.iter().map(|d| d.file).collect::<Vec<_>>(), [f.id("platform.apt")]);
 }
+
+const ASSERTIONS: &str = r#"namespace analytics
+
+import platform.env
+
+/// Production pipelines stay on the local cluster.
+assert prod_local {
+    for user "ada@example.com"
+    for users in team app_team
+    for contract pipeline
+    when labels.env == "prod"
+
+    expect placed on system.local
+    expect reaches platform.kafka
+    expect never shares with team platform_team
+    
+}
+"#;
+
+#[test]
+fn assertions_have_references_rename_outline_hover_and_completion() {
+    let f = Fixture::new(&[
+        ("platform.apt", PLATFORM),
+        ("analytics.apt", ANALYTICS),
+        ("system.apt", SYSTEM),
+        ("assertions.apt", ASSERTIONS),
+    ]);
+    assert_eq!(f.errors(), Vec::<String>::new());
+    // The contract `platform.kafka`: its declaration, the `uses` and the assertion's `reaches`.
+    let kafka = references(&f.db, f.ws, f.file("platform.apt"), f.at("platform.apt", "contract kafka", 9), true);
+    assert!(kafka.iter().any(|r| r.file == f.id("assertions.apt")), "{kafka:?}");
+    // Renaming the cluster reaches `placed on`, and the policy still checks.
+    let edits = rename(&f.db, f.ws, f.file("system.apt"), f.at("system.apt", "cluster local", 8), "home").unwrap();
+    assert!(edits.iter().any(|e| e.file == f.id("assertions.apt")), "{edits:?}");
+    let files = f.edited(&edits);
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    assert_eq!(Fixture::new(&refs).errors(), Vec::<String>::new());
+    // The team in `for users in team` is a reference too.
+    let team = references(&f.db, f.ws, f.file("system.apt"), f.at("system.apt", "team app_team", 5), false);
+    assert!(team.iter().any(|r| r.file == f.id("assertions.apt")), "{team:?}");
+    // Outline, hover and completion.
+    let symbols = document_symbols(&f.db, f.file("assertions.apt"));
+    assert!(symbols.iter().any(|s| s.name == "prod_local" && s.kind == SymbolKind::Assert), "{symbols:?}");
+    let keyword = hover(&f.db, f.ws, f.file("assertions.apt"), f.at("assertions.apt", "assert prod", 1)).unwrap();
+    assert!(keyword.markdown.contains("every possible claim"), "{}", keyword.markdown);
+    let named = hover(&f.db, f.ws, f.file("assertions.apt"), f.at("assertions.apt", "prod_local", 2)).unwrap();
+    assert!(named.markdown.contains("Production pipelines stay"), "{}", named.markdown);
+    let statement = f.complete("assertions.apt", "    \n}", 4);
+    assert_eq!(statement, ["for", "when", "expect"]);
+}

@@ -25,6 +25,8 @@ pub enum Kind {
     User,
     /// A `test` block; tests are unique per namespace.
     Test,
+    /// An `assert` block; assertions are unique per namespace.
+    Assert,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::Team => "team",
             Kind::User => "user",
             Kind::Test => "test",
+            Kind::Assert => "assert",
         }
     }
 
@@ -148,6 +151,7 @@ fn summarize(file: &SourceFile) -> FileSummary {
             // The test's own claims and users are not objects of the namespace: only the
             // test sees them (semantics::file checks them).
             ItemKind::Test(t) => summary.objects.push((Kind::Test, t.name.text.clone())),
+            ItemKind::Assert(a) => summary.objects.push((Kind::Assert, a.name.text.clone())),
             ItemKind::Rule(r) => summary.objects.push((Kind::Rule, r.name.text.clone())),
             ItemKind::Cluster(c) => summary.objects.push((Kind::Cluster, c.name.text.clone())),
             ItemKind::Claim(c) => summary.objects.push((Kind::Claim, c.name.text.clone())),

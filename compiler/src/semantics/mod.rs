@@ -96,6 +96,7 @@ fn declared(item: &ItemKind) -> Option<(Kind, SmolStr, Span)> {
         ItemKind::Team(t) => (Kind::Team, t.name.text.clone(), t.name.span),
         ItemKind::User(u) => (Kind::User, SmolStr::new(u.name.as_plain()?), u.name.span),
         ItemKind::Test(t) => (Kind::Test, t.name.text.clone(), t.name.span),
+        ItemKind::Assert(a) => (Kind::Assert, a.name.text.clone(), a.name.span),
         _ => return None,
     })
 }

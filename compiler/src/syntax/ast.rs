@@ -95,6 +95,8 @@ pub enum ItemKind {
     Function(FunctionDecl),
     /// `test NAME { … }`: a policy test, run by `aptc test`.
     Test(TestBlock),
+    /// `assert NAME { … }`: a statement about every possible claim, proved by `aptc verify`.
+    Assert(AssertBlock),
     /// Text the parser skipped after a syntax error.
     Error,
 }
@@ -448,6 +450,74 @@ pub enum InstanceStmt {
     /// equal the given constants; entries not listed are not compared.
     Values(MapLit),
     Error,
+}
+
+/// `assert NAME { … }` (docs/language.md §19): what must hold of every possible claim the
+/// `for` and `when` statements describe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AssertBlock {
+    pub name: Ident,
+    pub body: Block<AssertStmt>,
+}
+
+/// Statements in an assertion's body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum AssertStmt {
+    /// `for …`: which consumers or contracts the possible claims have.
+    For(ForClause),
+    /// `when EXPR`: only claims whose initial labels make it true are concerned.
+    When(Expr),
+    /// `expect …`: what must hold of each of them.
+    Expect(Spanned<Assertion>),
+    Error,
+}
+
+/// What a `for` statement adds to an assertion's possible claims.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum ForClause {
+    /// `for user "NAME"`.
+    User(StrLit),
+    /// `for users in team TEAM`: every user of the team.
+    TeamUsers(Ident),
+    /// `for users in group "GROUP"`: every user with the group.
+    Group(StrLit),
+    /// `for team TEAM`: claims the team files itself.
+    Team(Ident),
+    /// `for contract PATH`.
+    Contract(Path),
+}
+
+/// What an assertion expects of each possible claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Assertion {
+    Resolved,
+    /// Does not resolve (rejected by a rule, or failed).
+    Rejected,
+    /// Failed, not by a rule.
+    Failed,
+    /// `placed on C1, C2`: every instance on one of these clusters.
+    PlacedOn(Vec<Path>),
+    /// `[never] reaches X`: a contract, service or `SERVICE.COMPONENT`.
+    Reaches {
+        never: bool,
+        target: Path,
+    },
+    /// `[never] shares with user "U" | team T | others`.
+    Shares {
+        never: bool,
+        with: Party,
+    },
+    /// `that EXPR`: true at the claimed contract.
+    That(Expr),
+}
+
+/// Whose claims a sharing expectation compares with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Party {
+    User(StrLit),
+    Team(Ident),
+    /// Any consumer other than the possible claim's own.
+    Others,
 }
 
 /// An expression.

@@ -280,6 +280,16 @@ impl Printer<'_> {
                     TestStmt::Error => p.verbatim(s.span),
                 });
             }
+            ItemKind::Assert(assert) => {
+                self.write("assert ");
+                self.write(&assert.name.text);
+                self.block(&assert.body, |p, s| match &s.node {
+                    AssertStmt::For(clause) => p.write(&format!("for {}", for_clause(clause))),
+                    AssertStmt::When(e) => p.write(&format!("when {}", expr(e))),
+                    AssertStmt::Expect(a) => p.write(&format!("expect {}", assertion(&a.node))),
+                    AssertStmt::Error => p.verbatim(s.span),
+                });
+            }
             ItemKind::Error => self.verbatim(item.span),
         }
     }
@@ -498,6 +508,38 @@ fn map_key(key: &MapKey) -> String {
     }
 }
 
+fn for_clause(clause: &ForClause) -> String {
+    match clause {
+        ForClause::User(name) => format!("user {}", string(name)),
+        ForClause::TeamUsers(team) => format!("users in team {}", team.text),
+        ForClause::Group(group) => format!("users in group {}", string(group)),
+        ForClause::Team(team) => format!("team {}", team.text),
+        ForClause::Contract(contract) => format!("contract {}", path(contract)),
+    }
+}
+
+fn assertion(assertion: &Assertion) -> String {
+    let never = |never: bool| if never { "never " } else { "" };
+    match assertion {
+        Assertion::Resolved => "resolved".into(),
+        Assertion::Rejected => "rejected".into(),
+        Assertion::Failed => "failed".into(),
+        Assertion::PlacedOn(clusters) => {
+            format!("placed on {}", clusters.iter().map(path).collect::<Vec<_>>().join(", "))
+        }
+        Assertion::Reaches { never: n, target } => format!("{}reaches {}", never(*n), path(target)),
+        Assertion::Shares { never: n, with } => {
+            let with = match with {
+                Party::User(name) => format!("user {}", string(name)),
+                Party::Team(team) => format!("team {}", team.text),
+                Party::Others => "others".into(),
+            };
+            format!("{}shares with {with}", never(*n))
+        }
+        Assertion::That(e) => format!("that {}", expr(e)),
+    }
+}
+
 fn path(path: &Path) -> String {
     path.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(".")
 }
@@ -557,5 +599,54 @@ fn expr(e: &Expr) -> String {
         ExprKind::Binary { op, lhs, rhs } => format!("{} {} {}", expr(lhs), op.as_str(), expr(rhs)),
         ExprKind::Paren(inner) => format!("({})", expr(inner)),
         ExprKind::Error => String::new(),
+    }
+}
+
+/// A claim of the IR written as a `claim` block in canonical format (`aptc verify` prints a
+/// counterexample so, to be pasted into a `test`). Label keys are written bare: the file it goes
+/// into must see them (`import` their namespaces).
+pub fn claim_block(claim: &aptc_core::ir::Claim) -> String {
+    use aptc_core::ir::Consumer;
+    let text = |s: &str| string(&StrLit { parts: vec![StrPart::Text(s.into())], span: Span::new(0, 0) });
+    let mut out = format!("claim {} {{\n", claim.name);
+    match &claim.consumer {
+        Consumer::User(user) => out.push_str(&format!("    user {}\n", text(user))),
+        Consumer::Team(team) => out.push_str(&format!("    team {team}\n")),
+    }
+    out.push_str(&format!("    contract {}\n", claim.contract));
+    if !claim.labels.is_empty() {
+        let entries: Vec<String> = claim
+            .labels
+            .iter()
+            .map(|(id, value)| {
+                let key = id.split_once('.').map_or(id.as_str(), |(_, key)| key);
+                format!("{key} = {}", value_literal(value, &text))
+            })
+            .collect();
+        out.push_str(&format!("    labels {{ {} }}\n", entries.join(", ")));
+    }
+    out.push('}');
+    out
+}
+
+/// An IR value as an `.apt` literal.
+fn value_literal(value: &aptc_core::ir::Value, text: &dyn Fn(&str) -> String) -> String {
+    use aptc_core::ir::Value;
+    match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Str(s) => text(s),
+        Value::List(items) => {
+            format!("[{}]", items.iter().map(|v| value_literal(v, text)).collect::<Vec<_>>().join(", "))
+        }
+        Value::Map(entries) if entries.is_empty() => "{}".into(),
+        Value::Map(entries) => format!(
+            "{{ {} }}",
+            entries
+                .iter()
+                .map(|(k, v)| format!("{} = {}", text(k), value_literal(v, text)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }

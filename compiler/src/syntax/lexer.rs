@@ -161,6 +161,7 @@ keywords! {
     Fn => "fn",
     Test => "test",
     Expect => "expect",
+    Assert => "assert",
     True => "true",
     False => "false",
     And => "and",

@@ -86,6 +86,7 @@ const ITEM_KEYWORDS: &[Keyword] = &[
     Keyword::Grant,
     Keyword::Fn,
     Keyword::Test,
+    Keyword::Assert,
 ];
 
 pub(crate) fn span(s: SimpleSpan) -> Span {
@@ -143,7 +144,23 @@ fn ident<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ide
 
 /// Words with a meaning only where they stand, in `expect` statements; elsewhere they are
 /// ordinary identifiers.
-pub(crate) const CONTEXTUAL_WORDS: &[&str] = &["resolved", "rejected", "instance", "instances", "no", "for"];
+pub(crate) const CONTEXTUAL_WORDS: &[&str] = &[
+    "resolved",
+    "rejected",
+    "instance",
+    "instances",
+    "no",
+    "for",
+    "group",
+    "others",
+    "failed",
+    "placed",
+    "reaches",
+    "shares",
+    "never",
+    "with",
+    "that",
+];
 
 /// A contextual word (one of [`CONTEXTUAL_WORDS`]); `label` is it in backquotes, for errors.
 fn word<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(
@@ -678,6 +695,53 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .then(block(test_stmt, TestStmt::Error, TEST_STMTS, "test"))
         .map(|(name, body)| ItemKind::Test(TestBlock { name, body }));
 
+    // Assertions (docs/language.md §19).
+    let for_clause = word("for", "`for`").ignore_then(choice((
+        kw(Keyword::User).ignore_then(string()).map(ForClause::User),
+        kw(Keyword::Users).ignore_then(kw(Keyword::In)).ignore_then(choice((
+            kw(Keyword::Team).ignore_then(ident()).map(ForClause::TeamUsers),
+            word("group", "`group`").ignore_then(string()).map(ForClause::Group),
+        ))),
+        kw(Keyword::Team).ignore_then(ident()).map(ForClause::Team),
+        kw(Keyword::Contract).ignore_then(path()).map(ForClause::Contract),
+    )));
+    let party = choice((
+        kw(Keyword::User).ignore_then(string()).map(Party::User),
+        kw(Keyword::Team).ignore_then(ident()).map(Party::Team),
+        word("others", "`others`").to(Party::Others),
+    ));
+    let never = word("never", "`never`").or_not().map(|n| n.is_some());
+    let assertion = choice((
+        word("resolved", "`resolved`").to(Assertion::Resolved),
+        word("rejected", "`rejected`").to(Assertion::Rejected),
+        word("failed", "`failed`").to(Assertion::Failed),
+        word("placed", "`placed`")
+            .ignore_then(kw(Keyword::On))
+            .ignore_then(path().separated_by(punct(Token::Comma)).at_least(1).collect::<Vec<_>>())
+            .map(Assertion::PlacedOn),
+        word("that", "`that`").ignore_then(expr.clone()).map(Assertion::That),
+        never
+            .clone()
+            .then_ignore(word("reaches", "`reaches`"))
+            .then(path())
+            .map(|(never, target)| Assertion::Reaches { never, target }),
+        never
+            .then_ignore(word("shares", "`shares`"))
+            .then_ignore(word("with", "`with`"))
+            .then(party)
+            .map(|(never, with)| Assertion::Shares { never, with }),
+    ))
+    .map_with(|node, e| Spanned { node, span: span(e.span()) });
+    let assert_stmt = choice((
+        for_clause.map(AssertStmt::For),
+        kw(Keyword::When).ignore_then(expr.clone()).map(AssertStmt::When),
+        kw(Keyword::Expect).ignore_then(assertion).map(AssertStmt::Expect),
+    ));
+    let assert = kw(Keyword::Assert)
+        .ignore_then(ident())
+        .then(block(assert_stmt, AssertStmt::Error, &[Keyword::When, Keyword::Expect], "assertion"))
+        .map(|(name, body)| ItemKind::Assert(AssertBlock { name, body }));
+
     choice((
         namespace.boxed(),
         import.boxed(),
@@ -693,6 +757,7 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         grant.boxed(),
         function.boxed(),
         test.boxed(),
+        assert.boxed(),
     ))
     .labelled("declaration")
 }

@@ -132,6 +132,7 @@ impl Validator {
             ItemKind::Claim(claim) => self.claim(item.span, claim),
             ItemKind::User(user) => self.user(user),
             ItemKind::Test(test) => self.test(test),
+            ItemKind::Assert(assert) => self.assert(assert),
             ItemKind::Team(team) => {
                 if let Some(body) = &team.body {
                     self.unique(&body.stmts, |s| matches!(s, TeamStmt::Labels(_)).then_some("labels"));
@@ -417,6 +418,39 @@ impl Validator {
                 )
                 .with_primary_message("no `expect` statement")
                 .with_help("add what the policy should do, e.g. `expect claim NAME resolved`, or remove the test"),
+            );
+        }
+    }
+
+    /// An assertion (docs/language.md §19): `when` at most once, expressions checked, at least one
+    /// `expect`.
+    fn assert(&mut self, assert: &AssertBlock) {
+        self.unique(&assert.body.stmts, |s| matches!(s, AssertStmt::When(_)).then_some("when"));
+        let mut expects = false;
+        let mut broken = false;
+        for stmt in &assert.body.stmts {
+            match &stmt.node {
+                AssertStmt::When(e) => self.expr(e),
+                AssertStmt::Expect(a) => {
+                    expects = true;
+                    if let Assertion::That(e) = &a.node {
+                        self.expr(e);
+                    }
+                }
+                AssertStmt::For(_) => {}
+                AssertStmt::Error => broken = true,
+            }
+        }
+        if !expects && !broken {
+            self.out.push(
+                Diagnostic::new(
+                    codes::EMPTY_BLOCK,
+                    self.file,
+                    assert.name.span,
+                    format!("assertion `{}` expects nothing", assert.name.text),
+                )
+                .with_primary_message("no `expect` statement")
+                .with_help("say what must hold of every claim, e.g. `expect resolved`, or remove the assertion"),
             );
         }
     }

@@ -85,6 +85,37 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     merging.state
 }
 
+/// Resolves claims of one's own against a program, each as if it were the program's only claim
+/// (`core::verify` judges every possible claim so, docs/verification.md). The program's own claims
+/// are not resolved; what it prepares (roles, shared names) is kept across the claims.
+pub struct Alone<'p> {
+    program: &'p Program,
+    access: Access<'p>,
+    names: Names<'p>,
+    deployed: DeployedNames,
+}
+
+impl<'p> Alone<'p> {
+    pub fn new(program: &'p Program) -> Alone<'p> {
+        Alone { program, access: Access::new(program), names: Names::new(program), deployed: DeployedNames::new() }
+    }
+
+    /// The desired state of `claim` alone, exactly as [`resolve_with`] would give it for a
+    /// program whose only claim it is; with its decision chain when `chain`.
+    pub fn resolve(&self, claim: &Claim, chain: bool) -> DesiredState {
+        let chains = if chain { Chains::All } else { Chains::None };
+        let mut merging = Merging {
+            state: DesiredState::default(),
+            labels: Interner::default(),
+            taken: TakenNames::of(&self.deployed),
+        };
+        let (id, result, staged, decisions) =
+            resolve_claim(self.program, &self.access, &self.names, &self.deployed, chains, claim);
+        merging.claim(claim, id, result, staged, decisions);
+        merging.state
+    }
+}
+
 /// The Kubernetes names instances were deployed with, by instance key (from the last revision).
 pub type DeployedNames = BTreeMap<String, DeployedName>;
 

@@ -10,6 +10,7 @@
   (user_body)
   (team_body)
   (test_body)
+  (assert_body)
   (expect_body)
   (import_list)
   (map)

@@ -33,6 +33,7 @@
   "team"
   "grant"
   "test"
+  "assert"
 ] @keyword
 
 "fn" @keyword.function
@@ -70,6 +71,15 @@
   "instances"
   "no"
   "for"
+  "group"
+  "failed"
+  "placed"
+  "reaches"
+  "shares"
+  "never"
+  "with"
+  "others"
+  "that"
 ] @keyword
 
 ; `labels { … }` is a statement; in `set labels.KEY` it is the label set being changed.
@@ -114,6 +124,7 @@
 (claim_declaration name: (identifier) @type.definition)
 (team_declaration name: (identifier) @type.definition)
 (test_declaration name: (identifier) @function)
+(assert_declaration name: (identifier) @function)
 (grant_declaration role: (identifier) @constant.builtin)
 (grant_declaration namespaces: (identifier) @module)
 

@@ -21,6 +21,7 @@
 (claim_declaration name: (identifier) @local.definition.type)
 (team_declaration name: (identifier) @local.definition.type)
 (test_declaration name: (identifier) @local.definition.function)
+(assert_declaration name: (identifier) @local.definition.function)
 (function_declaration name: (identifier) @local.definition.function)
 (parameter name: (identifier) @local.definition.parameter)
 

@@ -20,6 +20,8 @@ pub(super) enum FrameKind {
     Team,
     /// A `test` block.
     Test,
+    /// An `assert` block.
+    Assert,
     /// The block of `expect instance S.C for CLAIM { … }`.
     Expectation,
     LabelsMap,
@@ -149,7 +151,7 @@ pub(super) fn starts_item(tokens: &Tokens, i: usize) -> bool {
             next_is_ident
         }
         Keyword::Users => matches!(next, Some(Token::Keyword(Keyword::From))),
-        Keyword::Contract | Keyword::Cluster | Keyword::Claim | Keyword::Test => {
+        Keyword::Contract | Keyword::Cluster | Keyword::Claim | Keyword::Test | Keyword::Assert => {
             next_is_ident && matches!(tokens.get(i + 2), Some((Token::LBrace, _)))
         }
         _ => false,
@@ -185,6 +187,7 @@ fn frame_at<'s>(tokens: &Tokens<'s>, open: usize) -> Frame<'s> {
                     Keyword::User => FrameKind::User,
                     Keyword::Team => FrameKind::Team,
                     Keyword::Test => FrameKind::Test,
+                    Keyword::Assert => FrameKind::Assert,
                     Keyword::Expect => FrameKind::Expectation,
                     _ => continue,
                 };

@@ -21,6 +21,7 @@ use super::index::{Kind, ObjectRef, file_summary, map_key_text, workspace_index}
 use super::scope::{Lookup, Scope, closest, did_you_mean};
 use super::types::Ty;
 
+mod assertions;
 mod coverage;
 mod grants;
 mod test_blocks;
@@ -137,6 +138,7 @@ impl Walker<'_, '_> {
                 self.facts.claims.push(facts);
             }
             ItemKind::Test(test) => self.test(test),
+            ItemKind::Assert(assert) => self.assertion(assert),
             ItemKind::User(user) => self.user(user),
             ItemKind::Team(team) => {
                 for stmt in team.body.iter().flat_map(|b| &b.stmts) {
