@@ -18,6 +18,7 @@ mod post_render;
 mod signals;
 mod store;
 mod test;
+mod ui;
 mod watch;
 mod words;
 
@@ -202,6 +203,14 @@ SIGINT or SIGTERM stops it cleanly: what runs finishes and is recorded.",
 "130 stopped by SIGINT or SIGTERM; 0 not started (--fix declined); 2 usage or I/O error\n\
 (a path that does not exist, no --yes for --fix without a terminal)."))]
     Watch(watch::WatchArgs),
+    /// Serve the dashboard: the policy's graph, each claim's decision chain, the instances, the
+    /// revisions with their plans and diffs, drift, and rollback when allowed.
+    #[command(after_help = help!("Examples:\n  aptc ui examples/twitter-analytics --open\n  \
+aptc ui . --as alice --allow-rollback --target render\n\n\
+Listens on 127.0.0.1:7878 by default; any other address requires the token it prints.",
+"0 never (it serves until stopped); 2 usage or I/O error (the address is taken, a path\n\
+does not exist)."))]
+    Ui(ui::UiArgs),
     /// Print a shell completion script for aptc's commands and flags.
     #[command(after_help = help!("Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
 aptc completions zsh > ~/.zfunc/_aptc            (with fpath+=~/.zfunc before compinit)\n  \
@@ -253,6 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(args) => store::run(args),
         Command::Rollback(args) => deploy::rollback(args),
         Command::Watch(args) => watch::run(args, color),
+        Command::Ui(args) => ui::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::PostRender(args) => post_render::run(args),
