@@ -22,7 +22,7 @@ const clusterName = (c: string) => c.replace(/^system\./, '');
 /** The layout of the graph: the pure part, run once per graph. */
 export function layOut(graph: Graph): Layout {
   const g = new dagre.graphlib.Graph({ compound: true, multigraph: false });
-  g.setGraph({ rankdir: 'LR', nodesep: 12, ranksep: 60, marginx: 20, marginy: 20 });
+  g.setGraph({ rankdir: 'LR', nodesep: 12, ranksep: 60, marginx: 20, marginy: 20, ranker: 'longest-path' });
   g.setDefaultEdgeLabel(() => ({}));
   const nodes = new Map<string, DrawnNode>();
   const add = (node: Omit<DrawnNode, 'x' | 'y' | 'width' | 'height'>) => {
@@ -67,6 +67,7 @@ export function layOut(graph: Graph): Layout {
   }
   for (const c of graph.claims) if (c.contract) g.setEdge(`c:${c.claim}`, `k:${c.contract}`);
   dagre.layout(g);
+  performance.mark('graph-laid-out');
   for (const node of nodes.values()) {
     const laid = g.node(node.id);
     node.x = laid.x - node.width / 2; node.y = laid.y - node.height / 2;
