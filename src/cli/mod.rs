@@ -208,7 +208,7 @@ SIGINT or SIGTERM stops it cleanly: what runs finishes and is recorded.",
     #[command(after_help = help!("Examples:\n  aptc ui examples/twitter-analytics --open\n  \
 aptc ui . --as alice --allow-rollback --target render\n\n\
 Listens on 127.0.0.1:7878 by default; any other address requires the token it prints.",
-"0 never (it serves until stopped); 2 usage or I/O error (the address is taken, a path\n\
+"none while it serves (until SIGINT or SIGTERM ends it); 2 usage or I/O error (the address is taken, a path\n\
 does not exist)."))]
     Ui(ui::UiArgs),
     /// Print a shell completion script for aptc's commands and flags.

@@ -24,22 +24,24 @@ pub enum UiError {
     /// The policy does not load (its rendered diagnostics).
     #[error("the policy does not load:\n{0}")]
     Policy(String),
+    /// No such claim, instance, revision or policy file (what to write instead).
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    BadRequest(String),
     /// The dashboard was started read-only, or the user may not do this.
     #[error("{0}")]
     Forbidden(String),
     /// The plan changed between showing it and confirming it.
     #[error("{0}")]
     Conflict(String),
+    /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Drift or a rollback failed in the runtime (its message is the CLI's).
     #[error(transparent)]
     Deploy(#[from] DeployError),
     #[error("encoding JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The server itself failed (binding, its runtime, a task).
     #[error("{0}")]
     Internal(String),
 }

@@ -28,6 +28,7 @@ pub struct App {
 }
 
 impl App {
+    /// The dashboard of `source`; drift and rollback only with `deploys`.
     pub fn new(source: Arc<dyn Source>, deploys: Option<Deploys>) -> App {
         App { source, deploys: deploys.map(Arc::new), rolling_back: Arc::default() }
     }
@@ -37,7 +38,6 @@ impl IntoResponse for UiError {
     fn into_response(self) -> Response {
         let status = match &self {
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
-            UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
             UiError::Conflict(_) => StatusCode::CONFLICT,
             UiError::Policy(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -16,7 +16,9 @@ use aptc_runtime::watch::Snapshot;
 /// A policy as the dashboard shows it: the program, its desired state (secrets redacted, no
 /// decision chains: a claim's chain is computed when asked for) and the text of its files.
 pub struct Loaded {
+    /// For the decision chains, resolved again per claim when asked.
     pub program: Program,
+    /// Redacted: nothing in it is a secret's value.
     pub state: DesiredState,
     /// `(path as origins name it, text)` of every policy file.
     pub files: Vec<(String, Arc<str>)>,
