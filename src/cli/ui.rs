@@ -76,7 +76,9 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
     aptc_ui::run(args.listen, app, |started| {
         println!("aptc ui: {}", started.url);
         if started.token.is_some() {
-            println!("listening beyond this machine: every request must carry the token (it is in the address above)");
+            println!(
+                "listening beyond this machine: every API request must carry the token (it is in the address above; open that address)"
+            );
         }
         match &deploys.rollback_as {
             Some(user) => println!("rollbacks allowed, as {user}"),

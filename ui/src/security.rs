@@ -1,8 +1,10 @@
 //! Who may talk to the dashboard. On a loopback address only this machine can, and the `Host`
 //! header must name a loopback host (so a web page elsewhere cannot reach it by DNS rebinding);
-//! on any other address every request must carry the token printed at start (header
-//! `Authorization: Bearer TOKEN`, or `?token=TOKEN` for the first page load and the event
-//! stream, which cannot set headers).
+//! on any other address every API request must carry the token printed at start (header
+//! `Authorization: Bearer TOKEN`, or `?token=TOKEN` for the event stream, which cannot set
+//! headers). The page's own files (the built app, the same in every copy of aptc, holding no
+//! data) load without it, so the browser can fetch its script and styles; the page takes the
+//! token from its address and sends it with every API request.
 
 use std::net::SocketAddr;
 
@@ -33,6 +35,7 @@ impl Access {
     fn allows(&self, request: &Request) -> bool {
         match &self.token {
             None => request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).is_some_and(is_loopback_host),
+            Some(_) if !request.uri().path().starts_with("/api/") => true,
             Some(token) => {
                 let bearer = request
                     .headers()
