@@ -1805,6 +1805,7 @@ fn every_command_documents_and_keeps_its_exit_codes() {
         "history",
         "rollback",
         "watch",
+        "ui",
         "completions",
         "man",
     ] {

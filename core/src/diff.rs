@@ -122,8 +122,8 @@ fn located(kind: &InstanceKind) -> InstanceKind {
 }
 
 /// Leaf-level differences between two JSON values, with dotted paths; a secret is a leaf, shown
-/// as `***`.
-fn json_changes(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+/// as `***`. Public for the dashboard's diff of two revisions' units.
+pub fn json_changes(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
     match (a, b) {
         (serde_json::Value::Object(x), serde_json::Value::Object(y))
             if SecretRef::from_json(a).is_none() && SecretRef::from_json(b).is_none() =>

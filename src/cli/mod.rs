@@ -21,6 +21,7 @@ mod signals;
 mod store;
 mod test;
 mod verify;
+mod ui;
 mod watch;
 mod words;
 
@@ -229,6 +230,14 @@ aptc controller run --kubeconfig control.yaml --work-dir /var/lib/aptc",
 "manifests: 0 printed, 2 usage error; run: 130 stopped by SIGTERM or SIGINT, 2 it could not start\n\
 (no cluster configuration, a port in use, an unreadable certificate)."))]
     Controller(controller::ControllerArgs),
+    /// Serve the dashboard: the policy's graph, each claim's decision chain, the instances, the
+    /// revisions with their plans and diffs, drift, and rollback when allowed.
+    #[command(after_help = help!("Examples:\n  aptc ui examples/twitter-analytics --open\n  \
+aptc ui . --as alice --allow-rollback --target render\n\n\
+Listens on 127.0.0.1:7878 by default; any other address requires the token it prints.",
+"none while it serves (until SIGINT or SIGTERM ends it); 2 usage or I/O error (the address is taken, a path\n\
+does not exist)."))]
+    Ui(ui::UiArgs),
     /// Print a shell completion script for aptc's commands and flags.
     #[command(after_help = help!("Examples:\n  aptc completions bash > ~/.local/share/bash-completion/completions/aptc\n  \
 aptc completions zsh > ~/.zfunc/_aptc            (with fpath+=~/.zfunc before compinit)\n  \
@@ -283,6 +292,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(args, color),
         Command::Push(args) => push::run(args),
         Command::Controller(args) => controller::run(args),
+        Command::Ui(args) => ui::run(args),
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::PostRender(args) => post_render::run(args),

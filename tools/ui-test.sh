@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The dashboard in a real browser (ui/web/tests/browser.mjs): Debian's Chromium, headless, driven
+# by playwright-core from the locked npm packages. Needs /usr/bin/chromium (`apt-get install -y
+# chromium`; .ci/run installs it) and the debug aptc, which it builds if needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [[ ! -x /usr/bin/chromium ]]; then
+  echo "tools/ui-test.sh: /usr/bin/chromium is missing: apt-get install -y chromium" >&2
+  exit 2
+fi
+cargo build --locked --quiet --bin aptc
+(cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
+APTC="$PWD/target/debug/aptc" node --test ui/web/tests/browser.test.mjs

@@ -1,0 +1,136 @@
+// The dashboard in a real browser: Debian's Chromium, headless, driven by playwright-core (no
+// browser download). Starts the real `aptc ui` (APTC: the binary), checks the graph of
+// examples/twitter-analytics, the rejected claim's reason and a decision chain, the escaping of
+// hostile labels, and a confirmed rollback on a scratch store. Screenshots: target/ui-screenshots/.
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import assert from 'node:assert/strict';
+import { test, after } from 'node:test';
+
+const root = resolve(import.meta.dirname, '../../..');
+const aptc = process.env.APTC ?? join(root, 'target/debug/aptc');
+const shots = join(root, 'target/ui-screenshots');
+mkdirSync(shots, { recursive: true });
+const scratch = mkdtempSync(join(tmpdir(), 'aptc-ui-browser-'));
+const servers = [];
+after(() => { for (const s of servers) s.kill(); rmSync(scratch, { recursive: true, force: true }); });
+
+/** `aptc ui ARGS` on a free port; resolves to its address once it prints it. */
+function serve(args) {
+  const child = spawn(aptc, ['ui', '--listen', '127.0.0.1:0', '--target', 'render', ...args], { cwd: root });
+  servers.push(child);
+  return new Promise((ok, fail) => {
+    let out = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/aptc ui: (http:\/\/\S+)/);
+      if (m) ok(m[1]);
+    });
+    child.stderr.on('data', (d) => process.stderr.write(d));
+    child.on('exit', (code) => fail(new Error(`aptc ui exited ${code}: ${out}`)));
+  });
+}
+
+async function browser() {
+  const userDataDir = mkdtempSync(join(scratch, 'profile-'));
+  return chromium.launchPersistentContext(userDataDir, {
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    viewport: { width: 1400, height: 900 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+test('the graph shows every instance and the rejected claim with its reason; a claim shows its chain', async () => {
+  const url = await serve(['--state', join(scratch, 'twitter.db'), 'examples/twitter-analytics']);
+  const context = await browser();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  const graph = await (await page.request.get(url + 'api/v1/graph')).json();
+  for (const instance of graph.instances.filter((i) => i.kind === 'service')) {
+    assert.equal(await page.locator(`[data-node="s:${instance.key}"]`).count(), 1, instance.key);
+  }
+  for (const instance of graph.instances.filter((i) => i.kind !== 'service')) {
+    const parent = graph.instances.find((p) => p.kind === 'service' && p.edges.includes(instance.key));
+    const text = await page.locator(`[data-node="s:${parent.key}"]`).textContent();
+    assert.ok(text.includes(`${instance.component}: ${instance.kind}`) || text.includes('more'), `${instance.key} in ${text}`);
+  }
+  const rejected = graph.claims.find((c) => c.status === 'rejected');
+  assert.ok(rejected, 'the example has a rejected claim');
+  const node = page.locator(`[data-node="c:${rejected.claim}"]`);
+  assert.match(await node.textContent(), /REJECTED: .+/);
+  assert.ok((await node.getAttribute('class')).includes('rejected'));
+  await page.screenshot({ path: join(shots, 'graph.png') });
+  // Through to the decision chain, by the keyboard-reachable link.
+  await page.locator(`a[href="#/claim/${encodeURIComponent(rejected.claim)}"]`).first().click();
+  await page.locator('[data-testid="chain"] li').first().waitFor();
+  assert.match(await page.locator('[data-testid="verdict"]').textContent(), new RegExp(`REJECTED: ${rejected.reason.slice(0, 20)}`));
+  assert.ok(await page.locator('[data-testid="chain"] li').count() > 1);
+  await page.locator('.source .line.hit').waitFor();
+  await page.screenshot({ path: join(shots, 'claim.png') });
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('hostile labels reach the page as text only', async () => {
+  const policy = join(scratch, 'hostile');
+  cpSync(join(root, 'examples/quickstart'), policy, { recursive: true });
+  const hello = join(policy, 'hello.apt');
+  const hostile = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2"> " --- \'\n---\n';
+  writeFileSync(hello, readFileSync(hello, 'utf8')
+    .replace('label replicas: int = 1', `label replicas: int = 1\n\n/// A motto.\nlabel motto: string = ${JSON.stringify(hostile)}`)
+    .replace('replicaCount = labels.replicas', 'replicaCount = labels.replicas\n            motto = labels.motto'));
+  const url = await serve(['--state', join(scratch, 'hostile.db'), policy]);
+  const context = await browser();
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  const graph = await (await page.request.get(url + 'api/v1/graph')).json();
+  const web = graph.instances.find((i) => i.component === 'web');
+  await page.goto(`${url}#/instance/${web.name}`);
+  await page.locator('pre.json').first().waitFor();
+  const values = await page.locator('pre.json').first().textContent();
+  assert.ok(values.includes('<script>window.pwned=1</script>'), values);
+  assert.equal(await page.evaluate(() => window.pwned), undefined);
+  assert.equal(await page.locator('main script, main img').count(), 0);
+  await context.close();
+});
+
+test('a rollback shows its plan and applies it once confirmed', async () => {
+  const dir = join(scratch, 'rollback');
+  const policy = join(dir, 'policy');
+  cpSync(join(root, 'examples/quickstart'), policy, { recursive: true });
+  const store = ['--state', join(dir, 'state.db'), '--out', join(dir, 'out')];
+  const deploy = () => execFileSync(aptc, ['deploy', '--yes', '--as', 'ada@example.com', '--target', 'render', ...store, policy], { cwd: root, stdio: 'pipe' });
+  deploy();
+  const hello = join(policy, 'hello.apt');
+  writeFileSync(hello, readFileSync(hello, 'utf8').replace('label replicas: int = 1', 'label replicas: int = 3'));
+  deploy();
+  const url = await serve([...store, '--as', 'ada@example.com', '--allow-rollback', policy]);
+  const context = await browser();
+  const page = await context.newPage();
+  await page.goto(url + '#/history');
+  await page.locator('[data-testid="rollback-1"]').click();
+  const plan = page.locator('[data-testid="rollback-plan"]');
+  await plan.waitFor();
+  assert.match(await plan.textContent(), /update/);
+  await page.screenshot({ path: join(shots, 'rollback-plan.png') });
+  await page.locator('[data-testid="rollback-confirm"]').click();
+  await page.locator('[data-testid="rollback-message"]').waitFor();
+  assert.match(await page.locator('[data-testid="rollback-message"]').textContent(), /applied, revision 3/);
+  // The history follows: revision 3, a rollback to 1.
+  await page.locator('text=rollback to 1').first().waitFor();
+  await page.locator('[aria-label="compare revision 1"]').check();
+  await page.locator('[aria-label="compare revision 2"]').check();
+  await page.locator('[data-testid="diff"]').waitFor();
+  assert.match(await page.locator('[data-testid="diff"]').textContent(), /changed/);
+  await page.screenshot({ path: join(shots, 'history.png') });
+  await context.close();
+});
