@@ -68,6 +68,8 @@ EXPLAIN = {
     "APT0408": "(Warning.) A label without a default is read where an unset label fails the claim (a criterion, a value, a template; not inside `default(…)`), and nothing sets it: no claim, user, team, users file, contract, context or rule. Every claim that reaches the read would fail at resolution (docs/language.md §4.4), though the policy checks clean. A cluster's `labels` describe the cluster and set no claim label. Give the label a default, set it somewhere, or read it as `default(labels.NAME, FALLBACK)` where it is optional.",
     "APT0501": "A claim's consumer (its user, or its team) lacks the `consumer` role (or a stronger one) in a namespace that resolving the claim would enter: the claimed contract's, or that of any contract its services use, directly or not. The claim would be refused when resolved. Grant the role in `system` (`grant consumer on NS when …`), or claim another contract.",
     "APT0502": "With `aptc check --as USER`: an object that `USER` may not define or change. Labels, services, contracts and rules need `namespace_admin` of their namespace, claims `consumer`, and everything in `system` (clusters, users, teams, grants, global rules and labels) `domain_admin`. The roles come from the grants and from `owned_by`. Every object of the policy is reported, not only the ones the user added or changed, so the output also lists objects that others manage (here the team, the user and the grant in `system`); commands that compare with the previous policy report only what changed (docs/language.md §11.3).",
+    "APT0601": "`aptc verify` found a possible claim for which an `assert` block's expectation does not hold (docs/language.md §19, docs/verification.md). The claim is a counterexample: a concrete user, contract and labels, printed as a `claim` block that, pasted into a `test`, makes `aptc test` reproduce it. `aptc verify` prints it with its decision chain; `--format sarif` and the editor show it at the assertion's name, with the expectation it breaks. Fix the policy, or the assertion if it says more than you meant (narrow it with `for` or `when`).",
+    "APT0602": "(Warning in the editor and with `aptc verify --allow-unknown`; otherwise it fails `aptc verify`.) The engine could neither prove nor violate an assertion: a label is used in a way its values cannot be split into finitely many classes (passed to a function whose result is compared, matched with a regular expression, …), or the assertion's possible claims exceed the budget of 200,000. The message says which label and use, or which contract blew the budget. docs/verification.md lists what the engine decides; narrow the assertion with `for` or `when`, or compare the label itself.",
     "APT0503": "`aptc check --as USER` names a user that the policy does not declare (with `user \"NAME\"` in namespace `system`), so no roles can be computed for it. User names compare case-insensitively.",
 }
 
@@ -91,6 +93,7 @@ def main():
         "- `APT03xx`: types of labels, expressions and interpolated strings.",
         "- `APT04xx`: graph checks and lints (cycles, unreachable contexts, unused objects).",
         "- `APT05xx`: ownership and access control.",
+        "- `APT06xx`: assertions (`aptc verify`; their examples show what `aptc verify` prints).",
         "",
         "Errors make `aptc check` exit 1; warnings do so only with `--deny-warnings`.",
         "Each example below is a file, or a directory of files, in `tests/cases/diagnostics/`, and the output is what `aptc check` prints",
@@ -124,8 +127,9 @@ def main():
                     args = (case / "ARGS").read_text().split()
             else:
                 out += ["```apt", case.read_text().rstrip("\n"), "```", ""]
-            run = subprocess.run([str(APTC), "check", "--color", "never", *args, str(rel)], cwd=ROOT, capture_output=True, text=True)
-            shown = " ".join(["aptc check", *args, str(rel)])
+            command = "verify" if code.startswith("APT06") else "check"
+            run = subprocess.run([str(APTC), command, "--color", "never", *args, str(rel)], cwd=ROOT, capture_output=True, text=True)
+            shown = " ".join([f"aptc {command}", *args, str(rel)])
             out += ["```text", f"$ {shown}", run.stdout.rstrip("\n"), "```", ""]
     (ROOT / "docs/diagnostics.md").write_text("\n".join(out))
 
