@@ -2406,3 +2406,66 @@ fn verify_sarif_puts_each_violated_or_undecided_assertion_at_its_name() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not hold"), "{out:?}");
 }
+
+#[test]
+fn diff_all_claims_finds_each_kind_of_changed_claim_with_an_example() {
+    // One context of twitter-analytics changes: staging is allocated per user, not per team.
+    let dir = scratch("diff-all-claims");
+    copy_tree(&root().join("examples/twitter-analytics"), &dir);
+    let file = dir.join("social/twitter_stats.apt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("        allocate per user.team\n"));
+    std::fs::write(&file, text.replace("        allocate per user.team\n", "        allocate per user.name\n"))
+        .unwrap();
+    let (old, new) = ("examples/twitter-analytics", dir.to_str().unwrap());
+
+    let out = aptc(&["diff", "--all-claims", old, new]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let every = &text[text.find("every possible claim:").expect(&text)..];
+    // Alice (web_dev, as Bob) no longer shares Bob's staging instance; Bob gets his own.
+    assert!(every.contains("~ sharing of claims of social.twitter_stats"), "{every}");
+    assert!(
+        every.contains("before: `us_west/twitter-stage/social.twitter_stats/batch/web_dev` with user `bob@example.com`\n      after:  none"),
+        "{every}"
+    );
+    assert!(every.contains("            user \"alice@example.com\"\n"), "{every}");
+    assert!(every.contains("labels { env = \"stage\" }"), "{every}");
+    assert!(every.ends_with("2 kinds of claims change (over 7293 possible claims)\n"), "{every}");
+
+    let out = aptc(&["diff", "--all-claims", "--exit-code", "--format", "json", old, new]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = json_of(&out);
+    assert_valid("diff.schema.json", &json);
+    let all = &json["all_claims"];
+    assert_eq!((all["verdict"].as_str(), all["claims"].as_u64()), (Some("changed"), Some(7293)), "{all:#}");
+    let kinds = all["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 2, "{all:#}");
+    assert_eq!(kinds[0]["example"]["consumer"]["user"], "alice@example.com");
+    assert!(kinds[0]["claim_block"].as_str().unwrap().starts_with("claim possible_claim {"));
+
+    // Unchanged: a proof, exit 0 with --exit-code.
+    let same = aptc(&["diff", "--all-claims", "--exit-code", old, old]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    assert!(
+        stdout(&same)
+            .contains("no possible claim changes outcome, placement or sharing (proved over 7293 possible claims"),
+        "{}",
+        stdout(&same)
+    );
+    let quickstart = "examples/quickstart";
+    let json = json_of(&aptc(&["diff", "--all-claims", "--format", "json", quickstart, quickstart]));
+    assert_valid("diff.schema.json", &json);
+    assert_eq!(json["all_claims"]["verdict"], "unchanged");
+
+    // Undecidable: unknown with the reason, which `--exit-code` counts as an effect.
+    let undecidable = scratch("diff-all-claims-unknown");
+    std::fs::write(undecidable.join("policy.apt"), UNDECIDABLE).unwrap();
+    let path = undecidable.to_str().unwrap();
+    let out = aptc(&["diff", "--all-claims", path, path]);
+    assert!(stdout(&out).contains("unknown: label `system.team` is passed to a function"), "{}", stdout(&out));
+    assert_eq!(aptc(&["diff", "--all-claims", "--exit-code", path, path]).status.code(), Some(1));
+    let json = json_of(&aptc(&["diff", "--all-claims", "--format", "json", path, path]));
+    assert_valid("diff.schema.json", &json);
+    assert_eq!(json["all_claims"]["verdict"], "unknown");
+}

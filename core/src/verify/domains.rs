@@ -306,6 +306,23 @@ impl Uses {
         }
     }
 
+    /// Adds what another walk found (of the same contract in another version of the policy), so
+    /// the classes tell apart every value either version can: `aptc diff --all-claims`. Both
+    /// walks are settled.
+    pub fn merge(&mut self, other: &Uses) {
+        for (label, values) in &other.pool {
+            self.pool.entry(label.clone()).or_default().extend(values.iter().cloned());
+        }
+        for (label, values) in &other.elements {
+            self.elements.entry(label.clone()).or_default().extend(values.iter().cloned());
+        }
+        self.read.extend(other.read.iter().cloned());
+        self.decided.extend(other.decided.iter().cloned());
+        for (label, why) in &other.opaque {
+            self.opaque.entry(label.clone()).or_insert_with(|| why.clone());
+        }
+    }
+
     /// After the walk: a label computed from another carries its source's classes only when the
     /// target is itself never decided on; a copy shares the target's constants. Runs to a fixpoint.
     pub fn settle(&mut self) {

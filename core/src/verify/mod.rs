@@ -6,7 +6,10 @@
 //! What the abstraction cannot split, or a space past the budget, makes an assertion `Unknown`
 //! with the reason: never `Proved` unless it is.
 
+mod compare;
 mod domains;
+
+pub use compare::{Aspect, ChangeKind, Comparison, Impact, compare, compare_within};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +18,7 @@ use serde::Serialize;
 
 use crate::access::Access;
 use crate::eval::{Env, Placement, Subject};
-use crate::ir::{Assertion, Claim, Consumer, Origin, Outcome, Party, Program, Quantifier, Target, Value};
+use crate::ir::{Assertion, Claim, Consumer, LabelDecl, Origin, Outcome, Party, Program, Quantifier, Target, Value};
 use crate::resolve::{Alone, Chains, ClaimOutcome, DesiredState, Options, Status, resolve_with};
 
 use domains::{Uses, finite, representatives};
@@ -195,6 +198,40 @@ impl Space {
     }
 }
 
+/// Each label `uses` reads (but `skip`s) with the representatives of its classes, and how many
+/// combinations they make; `Err` with why when a label's values cannot be split into classes.
+fn label_space<'a>(
+    decl: impl Fn(&str) -> Option<&'a LabelDecl>,
+    uses: &Uses,
+    skip: impl Fn(&str) -> bool,
+    held: &BTreeMap<String, BTreeSet<Value>>,
+    contract: &str,
+) -> Result<(Vec<(String, Vec<Option<Value>>)>, usize), String> {
+    let mut labels = Vec::new();
+    let mut size: usize = 1;
+    for label in &uses.read {
+        if skip(label) {
+            continue;
+        }
+        let Some(decl) = decl(label) else { continue };
+        if let Some(why) = uses.opaque.get(label)
+            && !finite(&decl.ty)
+        {
+            return Err(format!(
+                "label `{label}` is {why}, so its values cannot be split into classes (claims of `{contract}`)"
+            ));
+        }
+        let empty = BTreeSet::new();
+        let reps = representatives(&decl.ty, decl.default.as_ref(), uses, label, held.get(label).unwrap_or(&empty));
+        if reps.is_empty() {
+            continue;
+        }
+        size = size.saturating_mul(reps.len());
+        labels.push((label.clone(), reps));
+    }
+    Ok((labels, size))
+}
+
 fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report {
     let report =
         |verdict, claims| Report { assertion: assertion.id(), origin: assertion.origin.clone(), verdict, claims };
@@ -229,39 +266,16 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 uses
             });
             // The consumer's own labels override the claim's: those are not the claim's to vary.
-            let mut labels = Vec::new();
-            let mut size: usize = 1;
-            for label in &uses.read {
-                if subject.labels.contains_key(label) {
-                    continue;
-                }
-                let Some(decl) = program.labels.get(label) else { continue };
-                if let Some(why) = uses.opaque.get(label)
-                    && !finite(&decl.ty)
-                {
-                    return report(
-                        Verdict::Unknown {
-                            reason: format!(
-                                "label `{label}` is {why}, so its values cannot be split into classes (claims of `{contract}`)"
-                            ),
-                        },
-                        0,
-                    );
-                }
-                let empty = BTreeSet::new();
-                let reps = representatives(
-                    &decl.ty,
-                    decl.default.as_ref(),
-                    uses,
-                    label,
-                    shared.held.get(label).unwrap_or(&empty),
-                );
-                if reps.is_empty() {
-                    continue;
-                }
-                size = size.saturating_mul(reps.len());
-                labels.push((label.clone(), reps));
-            }
+            let (labels, size) = match label_space(
+                |label| program.labels.get(label),
+                uses,
+                |label| subject.labels.contains_key(label),
+                &shared.held,
+                contract,
+            ) {
+                Ok(space) => space,
+                Err(reason) => return report(Verdict::Unknown { reason }, 0),
+            };
             total = total.saturating_add(size);
             if total > budget {
                 return report(
