@@ -14,6 +14,7 @@ pub mod db;
 pub mod diagnostics;
 pub mod host;
 pub mod ide;
+pub mod lints;
 pub mod lower;
 pub mod semantics;
 pub mod source;

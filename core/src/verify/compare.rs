@@ -137,7 +137,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
                 uses
             });
             // A label every version's consumer sets is not the claim's to vary.
-            let (labels, size) = match label_space(
+            let classes = match label_space(
                 |label| new.labels.get(label).or_else(|| old.labels.get(label)),
                 uses,
                 |label| subjects.iter().all(|(_, subject)| subject.labels.contains_key(label)),
@@ -147,6 +147,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
                 Ok(space) => space,
                 Err(reason) => return unknown(reason),
             };
+            let size = classes.size;
             total = total.saturating_add(size);
             if total > budget {
                 return unknown(format!(
@@ -157,8 +158,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
                 consumer: consumer.clone(),
                 subject: subjects[0].1.clone(),
                 contract: contract.clone(),
-                labels,
-                size,
+                classes,
             });
         }
     }
@@ -166,7 +166,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
         .iter()
         .scan(0usize, |at, s| {
             let start = *at;
-            *at += s.size;
+            *at += s.classes.size;
             Some(start)
         })
         .collect();
@@ -236,7 +236,7 @@ fn possible_claim(space: &Space, n: usize, old: &Program, new: &Program) -> Clai
         name: "possible_claim".to_string(),
         consumer: space.consumer.clone(),
         contract: space.contract.clone(),
-        labels: space.labels(n),
+        labels: space.classes.labels(n),
         origin: Origin { file: "(a possible claim)".to_string(), line: 0, column: 0 },
     }
 }

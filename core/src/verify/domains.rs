@@ -37,6 +37,9 @@ pub(super) struct Uses {
     flows: Vec<(String, String, bool)>,
     contracts: BTreeSet<String>,
     namespaces: BTreeSet<String>,
+    /// Whether a walked expression reads more than labels and the user (the claim, the cluster,
+    /// an instance, values, discovery): the lints, which vary only those, then say nothing.
+    pub beyond: bool,
 }
 
 impl Uses {
@@ -108,7 +111,20 @@ impl Uses {
         }
     }
 
-    /// An assertion's own expressions (`when`, `expect that`).
+    /// What choosing a context of `contract` evaluates: the contract's label operations and its
+    /// contexts' criteria (the lints).
+    pub fn contexts(&mut self, contract: &crate::ir::Contract) {
+        for op in &contract.ops {
+            self.op(op);
+        }
+        for context in &contract.contexts {
+            if let Some(criteria) = &context.criteria {
+                self.expr(criteria, Pos::Decision);
+            }
+        }
+    }
+
+    /// An assertion's own expressions (`when`, `expect that`), or a rule's criteria.
     pub fn decision(&mut self, expr: &Expr) {
         self.expr(expr, Pos::Decision);
     }
@@ -166,13 +182,10 @@ impl Uses {
     fn expr(&mut self, expr: &Expr, pos: Pos<'_>) {
         match expr {
             Expr::Label(id) => self.label(id, pos),
-            Expr::Const(_)
-            | Expr::User(_)
-            | Expr::Claim(_)
-            | Expr::Cluster(_)
-            | Expr::Instance(_)
-            | Expr::Value(_)
-            | Expr::Discovery { .. } => {}
+            Expr::Const(_) | Expr::User(_) => {}
+            Expr::Claim(_) | Expr::Cluster(_) | Expr::Instance(_) | Expr::Value(_) | Expr::Discovery { .. } => {
+                self.beyond = true
+            }
             Expr::Template(t) => {
                 let p = match pos {
                     Pos::Data => Pos::Data,
