@@ -4,13 +4,12 @@
 //! they run only on a policy without errors, once per change of the workspace (a salsa query);
 //! what the file checks already report at the same place is not reported again.
 
-use std::path::Path;
-
 use aptc_core::verify::{LintKind, lints};
 
+use crate::assertions::in_workspace;
 use crate::db::{Workspace, report};
 use crate::diagnostics::{Diagnostic, codes};
-use crate::source::{Span, offset_in};
+use crate::source::Span;
 
 /// Reports the engine's lints of a policy that checks without errors.
 #[salsa::tracked]
@@ -20,11 +19,9 @@ pub fn engine_lints(db: &dyn salsa::Database, ws: Workspace) {
         return;
     }
     let program = crate::lower::lower_clean(db, ws);
+    let locate = in_workspace(db, ws);
     for lint in lints(&program) {
-        let Some(file) = ws.files(db).iter().find(|f| Path::new(&lint.origin.file) == f.path(db).as_path()) else {
-            continue;
-        };
-        let Some(start) = offset_in(file.text(db), lint.origin.line, lint.origin.column) else { continue };
+        let Some((id, start, _)) = locate(&lint.origin) else { continue };
         let span = Span::new(start as usize, start as usize + lint.name.len());
         let (code, primary, help) = match lint.kind {
             LintKind::UnreachableContext => (
@@ -43,7 +40,6 @@ pub fn engine_lints(db: &dyn salsa::Database, ws: Workspace) {
                 "grant the consumer role in its namespace (`grant consumer on NS when …` in `system`), or remove it",
             ),
         };
-        let id = file.id(db);
         let here = |file, at| file == id && at == span;
         if checked.iter().any(|d| {
             d.code == code && (here(d.primary.file, d.primary.span) || d.labels.iter().any(|l| here(l.file, l.span)))

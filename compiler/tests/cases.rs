@@ -32,7 +32,11 @@ fn diagnostics_case(path: &Path) {
     if code.starts_with("APT06") {
         let program = analysis.lower().unwrap_or_else(|errors| panic!("{name} has errors: {errors:#?}"));
         let reports = aptc_core::verify::verify(&program);
-        diagnostics.extend(assertions::diagnostics(analysis.sources(), &reports, Severity::Error));
+        diagnostics.extend(assertions::diagnostics(
+            &assertions::in_sources(analysis.sources()),
+            &reports,
+            Severity::Error,
+        ));
     }
     let sources = analysis.into_sources();
     assert!(diagnostics.iter().any(|d| d.code.as_str() == code), "{name} should trigger {code}, got {diagnostics:#?}");

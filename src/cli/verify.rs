@@ -102,7 +102,7 @@ pub fn run(args: VerifyArgs, color: bool) -> anyhow::Result<ExitCode> {
         }
         if let Some(sources) = &sources {
             let severity = if args.allow_unknown { Severity::Warning } else { Severity::Error };
-            let found = assertions::diagnostics(sources, &reports, severity);
+            let found = assertions::diagnostics(&assertions::in_sources(sources), &reports, severity);
             sarif_results.extend(merged(&mut sarif_sources, sources, found));
         }
         json_policies.push(
