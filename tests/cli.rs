@@ -2296,12 +2296,8 @@ fn verify_shows_a_counterexample_that_aptc_test_reproduces() {
     assert_eq!(json["violated"], 1);
 }
 
-#[test]
-fn verify_says_unknown_when_a_label_is_transformed_before_it_is_compared() {
-    let dir = scratch("verify-unknown");
-    std::fs::write(
-        dir.join("policy.apt"),
-        r#"namespace system
+/// A policy whose one assertion the engine cannot decide.
+const UNDECIDABLE: &str = r#"namespace system
 
 label team: string = ""
 team web
@@ -2324,9 +2320,12 @@ rule web_only when lower(labels.team) == "web" {
 assert always_placed {
     expect resolved
 }
-"#,
-    )
-    .unwrap();
+"#;
+
+#[test]
+fn verify_says_unknown_when_a_label_is_transformed_before_it_is_compared() {
+    let dir = scratch("verify-unknown");
+    std::fs::write(dir.join("policy.apt"), UNDECIDABLE).unwrap();
     let out = aptc(&["verify", "--color", "never", dir.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
@@ -2334,4 +2333,139 @@ assert always_placed {
     assert!(text.contains("label `system.team` is passed to a function whose result the policy compares"), "{text}");
     let out = aptc(&["verify", "--allow-unknown", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn verify_sarif_puts_each_violated_or_undecided_assertion_at_its_name() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/sarif-schema-2.1.0.json")).unwrap())
+            .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the SARIF schema compiles");
+    let sarif = |args: &[&str]| {
+        let out = aptc(args);
+        let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&log).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "invalid SARIF for {args:?}: {errors:#?}");
+        (out.status.code(), log["runs"][0]["results"].as_array().unwrap().clone())
+    };
+
+    // Proved everywhere: no result, exit 0.
+    let (code, results) = sarif(&["verify", "--format", "sarif", "examples/"]);
+    assert_eq!((code, results.len()), (Some(0), 0), "{results:#?}");
+
+    // A violated assertion: an error at its name, the counterexample in the message, the broken
+    // expectation as a related location.
+    let dir = guestbook_with_a_false_assertion("verify-sarif");
+    let (code, results) = sarif(&["verify", "--format", "sarif", dir.to_str().unwrap()]);
+    assert_eq!((code, results.len()), (Some(1), 1), "{results:#?}");
+    let result = &results[0];
+    assert_eq!(result["ruleId"], "APT0601");
+    assert_eq!(result["level"], "error");
+    let text = std::fs::read_to_string(dir.join("assertions.apt")).unwrap();
+    let line = text.lines().position(|l| l == "assert production_is_private {").unwrap() + 1;
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!((region["startLine"].as_u64(), region["startColumn"].as_u64()), (Some(line as u64), Some(8)));
+    assert_eq!(region["endColumn"], 8 + "production_is_private".len());
+    assert!(
+        result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("assertions.apt")
+    );
+    let message = result["message"]["text"].as_str().unwrap();
+    assert!(message.contains("`expect never shares with others` does not hold"), "{message}");
+    assert!(message.contains("claim production_is_private_counterexample {"), "{message}");
+    assert!(message.contains("labels { env = \"prod\" }"), "{message}");
+    let related = &result["relatedLocations"][0]["physicalLocation"]["region"];
+    assert_eq!(related["startLine"], line as u64 + 3);
+
+    // Undecided: an error unless `--allow-unknown`, then a warning (exit codes as text).
+    let dir = scratch("verify-sarif-unknown");
+    std::fs::write(dir.join("policy.apt"), UNDECIDABLE).unwrap();
+    let (code, results) = sarif(&["verify", "--format", "sarif", dir.to_str().unwrap()]);
+    assert_eq!(
+        (code, results[0]["ruleId"].as_str(), results[0]["level"].as_str()),
+        (Some(1), Some("APT0602"), Some("error"))
+    );
+    assert!(results[0]["message"]["text"].as_str().unwrap().contains("label `system.team`"), "{results:#?}");
+    let (code, results) = sarif(&["verify", "--format", "sarif", "--allow-unknown", dir.to_str().unwrap()]);
+    assert_eq!((code, results[0]["level"].as_str()), (Some(0), Some("warning")));
+
+    // A policy with errors: its errors are the results; exit 1.
+    std::fs::write(dir.join("policy.apt"), THREE_ERRORS).unwrap();
+    let (code, results) = sarif(&["verify", "--format", "sarif", dir.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(!results.is_empty() && results.iter().all(|r| r["level"] == "error"), "{results:#?}");
+
+    // A built `.aptir` holds no sources to point into: a usage error.
+    let ir = scratch("verify-sarif-ir").join("policy.aptir");
+    let built = aptc(&["build", "examples/guestbook", "-o", ir.to_str().unwrap()]);
+    assert!(built.status.success(), "{built:?}");
+    let out = aptc(&["verify", "--format", "sarif", ir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not hold"), "{out:?}");
+}
+
+#[test]
+fn diff_all_claims_finds_each_kind_of_changed_claim_with_an_example() {
+    // One context of twitter-analytics changes: staging is allocated per user, not per team.
+    let dir = scratch("diff-all-claims");
+    copy_tree(&root().join("examples/twitter-analytics"), &dir);
+    let file = dir.join("social/twitter_stats.apt");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("        allocate per user.team\n"));
+    std::fs::write(&file, text.replace("        allocate per user.team\n", "        allocate per user.name\n"))
+        .unwrap();
+    let (old, new) = ("examples/twitter-analytics", dir.to_str().unwrap());
+
+    let out = aptc(&["diff", "--all-claims", old, new]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    let every = &text[text.find("every possible claim:").expect(&text)..];
+    // Alice (web_dev, as Bob) no longer shares Bob's staging instance; Bob gets his own.
+    assert!(every.contains("~ sharing of claims of social.twitter_stats"), "{every}");
+    assert!(
+        every.contains("before: `us_west/twitter-stage/social.twitter_stats/batch/web_dev` with user `bob@example.com`\n      after:  none"),
+        "{every}"
+    );
+    assert!(every.contains("            user \"alice@example.com\"\n"), "{every}");
+    assert!(every.contains("labels { env = \"stage\" }"), "{every}");
+    assert!(every.ends_with("2 kinds of claims change (over 264 possible claims)\n"), "{every}");
+
+    let out = aptc(&["diff", "--all-claims", "--exit-code", "--format", "json", old, new]);
+    assert_eq!(out.status.code(), Some(1));
+    let json = json_of(&out);
+    assert_valid("diff.schema.json", &json);
+    let all = &json["all_claims"];
+    assert_eq!((all["verdict"].as_str(), all["claims"].as_u64()), (Some("changed"), Some(264)), "{all:#}");
+    let kinds = all["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 2, "{all:#}");
+    assert_eq!(kinds[0]["example"]["consumer"]["user"], "alice@example.com");
+    assert!(kinds[0]["claim_block"].as_str().unwrap().starts_with("claim possible_claim {"));
+
+    // Unchanged: a proof, exit 0 with --exit-code.
+    let same = aptc(&["diff", "--all-claims", "--exit-code", old, old]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    assert!(
+        stdout(&same)
+            .contains("no possible claim changes outcome, placement or sharing (proved over 264 possible claims"),
+        "{}",
+        stdout(&same)
+    );
+    let quickstart = "examples/quickstart";
+    let json = json_of(&aptc(&["diff", "--all-claims", "--format", "json", quickstart, quickstart]));
+    assert_valid("diff.schema.json", &json);
+    assert_eq!(json["all_claims"]["verdict"], "unchanged");
+
+    // Undecidable: unknown with the reason, which `--exit-code` counts as an effect.
+    let undecidable = scratch("diff-all-claims-unknown");
+    std::fs::write(undecidable.join("policy.apt"), UNDECIDABLE).unwrap();
+    let path = undecidable.to_str().unwrap();
+    let out = aptc(&["diff", "--all-claims", path, path]);
+    assert!(stdout(&out).contains("unknown: label `system.team` is passed to a function"), "{}", stdout(&out));
+    assert_eq!(aptc(&["diff", "--all-claims", "--exit-code", path, path]).status.code(), Some(1));
+    let json = json_of(&aptc(&["diff", "--all-claims", "--format", "json", path, path]));
+    assert_valid("diff.schema.json", &json);
+    assert_eq!(json["all_claims"]["verdict"], "unknown");
 }

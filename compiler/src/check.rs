@@ -299,6 +299,16 @@ pub(crate) fn summarize(db: &Database, ws: Workspace, files: usize, diagnostics:
 /// Every diagnostic of the workspace, sorted: the semantic checks and the access checks (which
 /// lower the grants and ask the core, so they sit above lowering).
 pub fn diagnostics(db: &dyn salsa::Database, ws: Workspace) -> Vec<Diagnostic> {
+    let mut all = checked(db, ws);
+    all.extend(crate::lints::engine_lints::accumulated::<Reported>(db, ws).into_iter().map(|r| r.0.clone()));
+    crate::diagnostics::sort(&mut all);
+    all.dedup();
+    all
+}
+
+/// The semantic and access checks' diagnostics (all but the engine's lints, which need a policy
+/// that lowers), sorted.
+pub(crate) fn checked(db: &dyn salsa::Database, ws: Workspace) -> Vec<Diagnostic> {
     let mut all = semantics::diagnostics(db, ws);
     all.extend(crate::access::check_acl::accumulated::<Reported>(db, ws).into_iter().map(|r| r.0.clone()));
     crate::diagnostics::sort(&mut all);
@@ -308,7 +318,7 @@ pub fn diagnostics(db: &dyn salsa::Database, ws: Workspace) -> Vec<Diagnostic> {
 
 /// Lowers the workspace, or returns its errors (warnings do not stop lowering).
 pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<aptc_core::ir::Program, Vec<Diagnostic>> {
-    let errors: Vec<Diagnostic> = diagnostics(db, ws).into_iter().filter(Diagnostic::is_error).collect();
+    let errors: Vec<Diagnostic> = checked(db, ws).into_iter().filter(Diagnostic::is_error).collect();
     if !errors.is_empty() {
         return Err(errors);
     }

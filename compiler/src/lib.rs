@@ -3,16 +3,18 @@
 //! Stages are modules: [`syntax`] (lexer, parser, formatter, structural checks),
 //! [`semantics`] (names, types, lints, access control), [`diagnostics`] (codes and
 //! rendering), [`source`] (files and positions), [`lower`] (a checked policy to the core's
-//! resolution IR).
+//! resolution IR), [`assertions`] (what `aptc verify` found, as diagnostics).
 //! [`db`] is the incremental database every stage runs in; [`host`] is the front door the
 //! CLI, benches and tests use (load, check, lower); [`ide`] holds the queries the language server asks.
 
 pub mod access;
+pub mod assertions;
 pub mod check;
 pub mod db;
 pub mod diagnostics;
 pub mod host;
 pub mod ide;
+pub mod lints;
 pub mod lower;
 pub mod semantics;
 pub mod source;

@@ -26,10 +26,31 @@ impl SourceFile {
         (line as u32 + 1, column + 1)
     }
 
+    /// The byte offset of a 1-based line and column (in characters), as [`SourceFile::line_col`]
+    /// gives them (and the IR's origins hold them); `None` past the text.
+    pub fn offset(&self, line: u32, column: u32) -> Option<u32> {
+        offset_in(&self.text, line, column)
+    }
+
     /// Start and end positions of a span as (line, column) pairs, both 1-based.
     pub fn span_lines(&self, span: Span) -> ((u32, u32), (u32, u32)) {
         (self.line_col(span.start), self.line_col(span.end))
     }
+}
+
+/// The byte offset of a 1-based line and column (in characters) of `text`; `None` past it.
+pub fn offset_in(text: &str, line: u32, column: u32) -> Option<u32> {
+    if line == 0 {
+        return None;
+    }
+    let mut start = 0;
+    for _ in 1..line {
+        start += text[start..].find('\n')? + 1;
+    }
+    let rest = &text[start..];
+    let end = rest.find('\n').unwrap_or(rest.len());
+    let within = rest[..end].char_indices().map(|(i, _)| i).chain([end]).nth((column as usize).checked_sub(1)?)?;
+    Some((start + within) as u32)
 }
 
 /// All files of one run. Files keep the order they were added in.
@@ -98,6 +119,20 @@ mod tests {
         assert_eq!(file.line_col(3), (2, 1));
         assert_eq!(file.line_col(5), (2, 2)); // after the two-byte 'ç'
         assert_eq!(file.line_col(99), (3, 1));
+    }
+
+    #[test]
+    fn offset_is_the_inverse_of_line_col() {
+        let mut map = SourceMap::new();
+        let id = map.add("a.apt", "ab\nçd\n");
+        let file = map.get(id);
+        for offset in [0, 1, 2, 3, 5, 6] {
+            let (line, column) = file.line_col(offset);
+            assert_eq!(file.offset(line, column), Some(offset));
+        }
+        assert_eq!(file.offset(2, 4), None);
+        assert_eq!(file.offset(0, 1), None);
+        assert_eq!(file.offset(9, 1), None);
     }
 }
 

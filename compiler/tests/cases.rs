@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Trial};
 
-use aptc_compiler::diagnostics::{codes, json, render};
-use aptc_compiler::host::{check, check_with};
+use aptc_compiler::assertions;
+use aptc_compiler::diagnostics::{Severity, codes, json, render};
+use aptc_compiler::host::{Analysis, check, check_with};
 use aptc_compiler::source::FileId;
 use aptc_compiler::syntax::{format::format_source, parse};
 
@@ -20,20 +21,28 @@ fn parse_case(path: &Path) {
     insta::assert_snapshot!(format!("parse__{}", common::stem(path)), common::compact_tree(&parse.file));
 }
 
-/// A diagnostics case triggers its code and snapshots the human and JSON output.
+/// A diagnostics case triggers its code and snapshots the human and JSON output. An assertion
+/// case (`APT06xx`) is checked, then verified as `aptc verify` does.
 fn diagnostics_case(path: &Path) {
     let name = format!("diagnostics/{}", path.file_name().unwrap().to_string_lossy());
-    let (mut sources, settings) = common::load_case(path);
-    let result = check_with(&mut sources, settings);
+    let (sources, settings) = common::load_case(path);
     let code = common::stem(path)[..7].to_string();
-    assert!(
-        result.diagnostics.iter().any(|d| d.code.as_str() == code),
-        "{name} should trigger {code}, got {:#?}",
-        result.diagnostics
-    );
-    let human = render::render(&sources, &result.diagnostics, false);
+    let mut analysis = Analysis::of_sources(sources, settings);
+    let mut diagnostics = analysis.check().diagnostics;
+    if code.starts_with("APT06") {
+        let program = analysis.lower().unwrap_or_else(|errors| panic!("{name} has errors: {errors:#?}"));
+        let reports = aptc_core::verify::verify(&program);
+        diagnostics.extend(assertions::diagnostics(
+            &assertions::in_sources(analysis.sources()),
+            &reports,
+            Severity::Error,
+        ));
+    }
+    let sources = analysis.into_sources();
+    assert!(diagnostics.iter().any(|d| d.code.as_str() == code), "{name} should trigger {code}, got {diagnostics:#?}");
+    let human = render::render(&sources, &diagnostics, false);
     insta::assert_snapshot!(format!("diagnostics__{}", common::stem(path)), human);
-    let json = serde_json::to_string_pretty(&json::to_json(&sources, &result.diagnostics)).unwrap();
+    let json = serde_json::to_string_pretty(&json::to_json(&sources, &diagnostics)).unwrap();
     insta::assert_snapshot!(format!("diagnostics_json__{}", common::stem(path)), json);
 }
 

@@ -236,6 +236,23 @@ impl Backend {
         edited.map(|(_, value)| value)
     }
 
+    /// Verifies the assertions of the policy of a saved file, keeps what was found for its
+    /// diagnostics, and publishes them; dropped when an edit came meanwhile (it was about the
+    /// saved text).
+    async fn verify_saved(&self, uri: Uri) {
+        let generation = self.inner.generation.load(Ordering::SeqCst);
+        let Some(snapshot) = self.with_state(|state| state.snapshot_for(&uri)).flatten() else { return };
+        let Ok(found) = on_query_thread("verify", move || assertion_diagnostics(&snapshot)).await else { return };
+        self.change(|state| {
+            if self.inner.generation.load(Ordering::SeqCst) == generation
+                && let Some((i, _)) = state.find(&uri)
+            {
+                state.policies[i].assertions = found;
+            }
+            None::<((usize, FileId), ())>
+        });
+    }
+
     /// Schedules the workspace pass of diagnostics.
     fn schedule_diagnostics(&self) {
         self.change(|_| None::<((usize, FileId), ())>);
@@ -341,6 +358,10 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
         check_file(&s.db, s.ws, file);
     }
     let mut by_file = to_lsp(s, &aptc_compiler::check::diagnostics(&s.db, s.ws));
+    for (id, found) in &s.assertions {
+        let Some(uri) = s.files.uri(*id) else { continue };
+        by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new())).1.extend(found.iter().cloned());
+    }
     for id in s.open.keys() {
         if let Some(uri) = s.files.uri(*id) {
             by_file.entry(*id).or_insert_with(|| (uri.clone(), Vec::new()));
@@ -354,6 +375,27 @@ fn diagnostics_by_file(s: &Snapshot) -> Vec<(Uri, Option<i32>, Vec<Diagnostic>)>
         })
         .collect();
     found.extend(config_diagnostic(s));
+    found
+}
+
+/// The policy's assertions verified (`compiler::assertions`), by file: violated ones as errors,
+/// undecided ones as warnings, proved ones as hints at the assertion's name (editors show a hint
+/// faintly, with its message on hover). Nothing for a policy with errors.
+fn assertion_diagnostics(s: &Snapshot) -> HashMap<FileId, Vec<Diagnostic>> {
+    let Some(verified) = aptc_compiler::assertions::verify_workspace(&s.db, s.ws) else { return HashMap::new() };
+    let mut found: HashMap<FileId, Vec<Diagnostic>> =
+        to_lsp(s, &verified.diagnostics).into_iter().map(|(id, (_, d))| (id, d)).collect();
+    for (file, span, message) in verified.proved {
+        let Some(input) = s.files.input(file) else { continue };
+        let text = s.text(input);
+        found.entry(file).or_default().push(Diagnostic {
+            range: LineIndex::new(&text).range(span),
+            severity: Some(DiagnosticSeverity::HINT),
+            source: Some("aptc".into()),
+            message,
+            ..Diagnostic::default()
+        });
+    }
     found
 }
 
@@ -630,10 +672,13 @@ impl LanguageServer for Backend {
         self.schedule_diagnostics();
     }
 
-    async fn did_save(&self, _: DidSaveTextDocumentParams) {
+    async fn did_save(&self, params: DidSaveTextDocumentParams) {
         // A saved policy file may add or change a `manifests` component or a `users from`.
         self.with_state(State::refresh_referenced);
         self.schedule_diagnostics();
+        // Then its policy's assertions, off this handler (proving may take a moment).
+        let backend = Backend { inner: self.inner.clone() };
+        tokio::spawn(async move { backend.verify_saved(params.text_document.uri).await });
     }
 
     async fn did_change_watched_files(&self, params: DidChangeWatchedFilesParams) {
@@ -686,6 +731,7 @@ impl LanguageServer for Backend {
             }
             state.set_text(id, &text);
             state.open.insert(id, version);
+            state.assertions.clear();
             if let Some(whole_policy) = state.whole_policy.get_mut(&id) {
                 let moved = std::mem::take(whole_policy).into_iter().filter_map(|mut d| {
                     let shift = |range| params.content_changes.iter().try_fold(range, convert::shift_range);

@@ -67,6 +67,9 @@ pub struct Policy {
     /// Why its `aptc.toml` cannot be read (the file, the error): shown on that file, while the
     /// policy takes every file under its root.
     pub config_error: Option<(PathBuf, String)>,
+    /// What verifying the assertions found when a file was last saved (violated and undecided
+    /// ones, proved ones as hints), by file; an edit clears it (it was about the saved text).
+    pub assertions: HashMap<FileId, Vec<Diagnostic>>,
     next_id: u32,
 }
 
@@ -82,6 +85,8 @@ pub struct Snapshot {
     pub whole_policy: HashMap<FileId, Vec<Diagnostic>>,
     /// As [`Policy::config_error`].
     pub config_error: Option<(PathBuf, String)>,
+    /// As [`Policy::assertions`].
+    pub assertions: HashMap<FileId, Vec<Diagnostic>>,
 }
 
 impl Snapshot {
@@ -131,6 +136,7 @@ impl Policy {
             files: Arc::new(files),
             open: HashMap::new(),
             whole_policy: HashMap::new(),
+            assertions: HashMap::new(),
             config_error: None,
             next_id,
         }
@@ -144,6 +150,7 @@ impl Policy {
             open: self.open.clone(),
             whole_policy: self.whole_policy.clone(),
             config_error: self.config_error.clone(),
+            assertions: self.assertions.clone(),
         }
     }
 

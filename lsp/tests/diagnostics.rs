@@ -134,3 +134,51 @@ async fn whole_policy_diagnostics_of_the_edited_document_move_with_the_edit() {
     assert!(!client.receives_within(QUIET, again).await, "the workspace pass agrees");
     client.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saving_verifies_the_assertions_and_shows_each_at_its_name() {
+    let root = repo().join("examples/guestbook");
+    let assertions = root.join("assertions.apt");
+    let mut client = TestClient::start(Options::default());
+    client.initialize(&root).await;
+    let text = client.open_from_disk(&assertions).await;
+    client.diagnostics(&assertions, |d| d.is_empty()).await;
+
+    // One false assertion: every production claim shares the one production guestbook.
+    let text = format!(
+        "{text}\nassert production_is_private {{\n    when labels.env == \"prod\"\n\n    expect never shares with others\n}}\n"
+    );
+    edit(&mut client, &assertions, 2, &text).await;
+    let saved = json!({ "textDocument": { "uri": uri(&assertions) } });
+    client.notify("textDocument/didSave", saved.clone()).await;
+    let shown = client.diagnostics(&assertions, |d| d.iter().any(|d| d["code"] == "APT0601")).await;
+    let violated: Vec<&Value> = shown.iter().filter(|d| d["code"] == "APT0601").collect();
+    assert_eq!(violated.len(), 1, "{shown:#?}");
+    let (line, character) = find(&text, "production_is_private {", 0);
+    assert_eq!(violated[0]["range"]["start"], position(line, character), "{shown:#?}");
+    assert_eq!(violated[0]["severity"], 1);
+    let message = violated[0]["message"].as_str().unwrap();
+    assert!(message.contains("`expect never shares with others` does not hold"), "{message}");
+    // The counterexample and the broken expectation come along.
+    assert!(shown.iter().any(|d| d.to_string().contains("claim production_is_private_counterexample")), "{shown:#?}");
+    // The four assertions of the example are proved: a hint each, at its name.
+    let hints: Vec<&Value> = shown.iter().filter(|d| d["severity"] == 4).collect();
+    assert_eq!(hints.len(), 4, "{shown:#?}");
+    let (line, character) = find(&text, "developers_stay_private", 0);
+    assert!(
+        hints.iter().any(|h| h["range"]["start"] == position(line, character)
+            && h["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("assertion `guestbook.developers_stay_private` is proved over")),
+        "{hints:#?}"
+    );
+
+    // An edit: the results were about the saved text, and go.
+    edit(&mut client, &assertions, 3, &format!("{text}\n")).await;
+    client.diagnostics(&assertions, |d| d.is_empty()).await;
+    // Saved again: back.
+    client.notify("textDocument/didSave", saved).await;
+    client.diagnostics(&assertions, |d| d.iter().any(|d| d["code"] == "APT0601")).await;
+    client.shutdown().await;
+}

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use aptc_compiler::syntax::format::claim_block;
 use aptc_core::changes::{Refusal, refusals};
 use aptc_core::diff::{StateDiff, diff};
 use aptc_core::resolve::{DesiredState, resolve};
+use aptc_core::verify::{Aspect, Comparison, Impact, compare};
 use clap::Args;
 use serde_json::json;
 
@@ -35,6 +37,11 @@ pub struct DiffArgs {
     /// (as a deploy refuses them, docs/language.md §11.3); exit 1 when there are any.
     #[arg(long = "as", value_name = "USER")]
     acting_user: Option<String>,
+    /// Also compare the two policies over every possible claim, not only the policy's own
+    /// (docs/verification.md §6): which kinds of claims change outcome, placement or sharing,
+    /// each with an example; or a proof that none does.
+    #[arg(long)]
+    all_claims: bool,
 }
 
 /// The version of the JSON output; raised when a field changes meaning or goes away (adding one
@@ -59,9 +66,13 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     };
     let (old, new) = (resolve(&old_program), resolve(&new_program));
     let change = diff(&old, &new);
+    let every = args.all_claims.then(|| compare(&old_program, &new_program));
     match args.format {
         Format::Text => {
             print!("{}", printable(&text(&old, &new, &change)));
+            if let Some(every) = &every {
+                print!("{}", printable(&every_claim_text(every)));
+            }
             if let (Some(user), Some(refused)) = (&args.acting_user, &refused) {
                 print!("{}", printable(&refusals_text(user, refused)));
             }
@@ -71,11 +82,73 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
             if let Some(refused) = &refused {
                 out["refused"] = serde_json::to_value(refused)?;
             }
+            if let Some(every) = &every {
+                out["all_claims"] = every_claim_json(every)?;
+            }
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
-    let findings = (args.exit_code && !change.is_empty()) || refused.is_some_and(|r| !r.is_empty());
+    // A possible claim that changes, or may (unknown), is an effect of the change.
+    let effect = !change.is_empty() || every.as_ref().is_some_and(|e| !matches!(e.verdict, Impact::Unchanged));
+    let findings = (args.exit_code && effect) || refused.is_some_and(|r| !r.is_empty());
     Ok(if findings { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+}
+
+/// The comparison over every possible claim, for people: each kind of change with its example
+/// claim (a `claim` block, to paste into a `test`), or the proof that none changes.
+fn every_claim_text(every: &Comparison) -> String {
+    let mut out = String::from("\nevery possible claim:\n");
+    match &every.verdict {
+        Impact::Unchanged => out.push_str(&format!(
+            "  no possible claim changes outcome, placement or sharing (proved over {}, docs/verification.md)\n",
+            count(every.claims, "possible claim")
+        )),
+        Impact::Unknown { reason } => out.push_str(&format!("  unknown: {reason}\n")),
+        Impact::Changed { kinds } => {
+            for kind in kinds {
+                let aspect = match kind.aspect {
+                    Aspect::Outcome => "outcome",
+                    Aspect::Placement => "placement",
+                    Aspect::Sharing => "sharing",
+                };
+                let consumers: Vec<&str> = kind.consumers.iter().map(String::as_str).collect();
+                out.push_str(&format!(
+                    "  ~ {aspect} of claims of {} ({}; by {})\n",
+                    kind.contract,
+                    count(kind.claims, "possible claim"),
+                    consumers.join(", ")
+                ));
+                out.push_str(&format!(
+                    "      before: {}\n      after:  {}\n      for example:\n",
+                    kind.before, kind.after
+                ));
+                for line in claim_block(&kind.example).lines() {
+                    out.push_str(&format!("        {line}\n"));
+                }
+            }
+            out.push_str(&format!(
+                "{} of claims change{} (over {})\n",
+                count(kinds.len(), "kind"),
+                if kinds.len() == 1 { "s" } else { "" },
+                count(every.claims, "possible claim")
+            ));
+        }
+    }
+    out
+}
+
+/// The comparison for tools (docs/formats.md): the verdict, each kind with its example claim
+/// (also as a `claim` block).
+fn every_claim_json(every: &Comparison) -> anyhow::Result<serde_json::Value> {
+    let mut value = serde_json::to_value(every)?;
+    if let (Impact::Changed { kinds }, Some(items)) =
+        (&every.verdict, value.get_mut("kinds").and_then(|k| k.as_array_mut()))
+    {
+        for (kind, item) in kinds.iter().zip(items) {
+            item["claim_block"] = json!(claim_block(&kind.example));
+        }
+    }
+    Ok(value)
 }
 
 /// What `user` may not change, for people.

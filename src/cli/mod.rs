@@ -20,8 +20,8 @@ mod push;
 mod signals;
 mod store;
 mod test;
-mod verify;
 mod ui;
+mod verify;
 mod watch;
 mod words;
 
@@ -170,6 +170,7 @@ Prints one line per test and a summary line `N passed, N failed`.",
     /// Prove the policy's `assert` blocks over every possible claim, or show a counterexample.
     #[command(after_help = help!("Examples:\n  aptc verify examples/guestbook\n  \
 aptc verify --format json .\n  \
+aptc verify --format sarif . > verify.sarif   for code scanning\n  \
 aptc verify --allow-unknown examples/     every complete policy under it\n\n\
 Prints one line per assertion: proved, VIOLATED (with a counterexample claim) or unknown (why).",
 "0 every assertion proved (or unknown, with --allow-unknown); 1 an assertion is violated or\n\

@@ -3,7 +3,7 @@
 //!
 //! APT00xx: lexical and syntax errors. APT01xx: structure of a single declaration.
 //! APT02xx: names and imports. APT03xx: types and expressions. APT04xx: graph checks and lints.
-//! APT05xx: ownership and access control.
+//! APT05xx: ownership and access control. APT06xx: assertions (`aptc verify`).
 
 use serde::{Serialize, Serializer};
 
@@ -106,9 +106,12 @@ codes! {
     UNUSED_OBJECT = "APT0406", Warning, "unused object";
     OVERRIDDEN_CLAIM_LABEL = "APT0407", Warning, "claim label overridden by its consumer";
     NEVER_SET_LABEL = "APT0408", Warning, "label read but never set";
+    NO_CONSUMER = "APT0409", Warning, "contract no one may consume";
     MAY_NOT_CONSUME = "APT0501", Error, "consumer may not consume";
     MAY_NOT_MANAGE = "APT0502", Error, "user may not manage this object";
     UNKNOWN_ACTING_USER = "APT0503", Error, "unknown acting user";
+    ASSERTION_VIOLATED = "APT0601", Error, "assertion violated";
+    ASSERTION_UNKNOWN = "APT0602", Warning, "assertion not decided";
 }
 
 /// Looks a code up by its text (`APT0004`).

@@ -24,6 +24,10 @@ pub fn to_sarif(sources: &SourceMap, diagnostics: &[Diagnostic], tool_version: &
         .iter()
         .map(|d| {
             let mut message = d.message.clone();
+            for note in &d.notes {
+                message.push_str("\nnote: ");
+                message.push_str(note);
+            }
             if let Some(help) = &d.help {
                 message.push_str("\nhelp: ");
                 message.push_str(help);

@@ -31,12 +31,18 @@ pub(super) struct Uses {
     pub read: BTreeSet<String>,
     /// Labels read other than as data (compared, branched on, …).
     decided: BTreeSet<String>,
+    /// Labels in allocation keys: their values decide which instances a claim shares with the
+    /// policy's claims, so the values those hold stay classes of their own.
+    keyed: BTreeSet<String>,
     /// Labels the abstraction cannot split, with why.
     pub opaque: BTreeMap<String, String>,
     /// `set labels.Y = …labels.X…`: (X, Y, whether a plain copy).
     flows: Vec<(String, String, bool)>,
     contracts: BTreeSet<String>,
     namespaces: BTreeSet<String>,
+    /// Whether a walked expression reads more than labels and the user (the claim, the cluster,
+    /// an instance, values, discovery): the lints, which vary only those, then say nothing.
+    pub beyond: bool,
 }
 
 impl Uses {
@@ -108,7 +114,20 @@ impl Uses {
         }
     }
 
-    /// An assertion's own expressions (`when`, `expect that`).
+    /// What choosing a context of `contract` evaluates: the contract's label operations and its
+    /// contexts' criteria (the lints).
+    pub fn contexts(&mut self, contract: &crate::ir::Contract) {
+        for op in &contract.ops {
+            self.op(op);
+        }
+        for context in &contract.contexts {
+            if let Some(criteria) = &context.criteria {
+                self.expr(criteria, Pos::Decision);
+            }
+        }
+    }
+
+    /// An assertion's own expressions (`when`, `expect that`), or a rule's criteria.
     pub fn decision(&mut self, expr: &Expr) {
         self.expr(expr, Pos::Decision);
     }
@@ -127,11 +146,19 @@ impl Uses {
     /// values different; anything else could make two values one key.
     fn allocation(&mut self, key: &Expr) {
         match key {
-            Expr::Label(id) => self.label(id, Pos::Data),
+            Expr::Label(id) => {
+                self.keyed.insert(id.clone());
+                self.label(id, Pos::Data)
+            }
             Expr::Template(t)
                 if t.parts.iter().all(|p| matches!(p, TemplatePart::Text(_) | TemplatePart::Expr(Expr::Label(_))))
                     && t.parts.iter().filter(|p| matches!(p, TemplatePart::Expr(_))).count() <= 1 =>
             {
+                for part in &t.parts {
+                    if let TemplatePart::Expr(Expr::Label(id)) = part {
+                        self.keyed.insert(id.clone());
+                    }
+                }
                 self.template(t, Pos::Data)
             }
             // Two values could give one key (`lower`, two labels in one text): the key's classes
@@ -166,13 +193,10 @@ impl Uses {
     fn expr(&mut self, expr: &Expr, pos: Pos<'_>) {
         match expr {
             Expr::Label(id) => self.label(id, pos),
-            Expr::Const(_)
-            | Expr::User(_)
-            | Expr::Claim(_)
-            | Expr::Cluster(_)
-            | Expr::Instance(_)
-            | Expr::Value(_)
-            | Expr::Discovery { .. } => {}
+            Expr::Const(_) | Expr::User(_) => {}
+            Expr::Claim(_) | Expr::Cluster(_) | Expr::Instance(_) | Expr::Value(_) | Expr::Discovery { .. } => {
+                self.beyond = true
+            }
             Expr::Template(t) => {
                 let p = match pos {
                     Pos::Data => Pos::Data,
@@ -306,6 +330,24 @@ impl Uses {
         }
     }
 
+    /// Adds what another walk found (of the same contract in another version of the policy), so
+    /// the classes tell apart every value either version can: `aptc diff --all-claims`. Both
+    /// walks are settled.
+    pub fn merge(&mut self, other: &Uses) {
+        for (label, values) in &other.pool {
+            self.pool.entry(label.clone()).or_default().extend(values.iter().cloned());
+        }
+        for (label, values) in &other.elements {
+            self.elements.entry(label.clone()).or_default().extend(values.iter().cloned());
+        }
+        self.read.extend(other.read.iter().cloned());
+        self.decided.extend(other.decided.iter().cloned());
+        self.keyed.extend(other.keyed.iter().cloned());
+        for (label, why) in &other.opaque {
+            self.opaque.entry(label.clone()).or_insert_with(|| why.clone());
+        }
+    }
+
     /// After the walk: a label computed from another carries its source's classes only when the
     /// target is itself never decided on; a copy shares the target's constants. Runs to a fixpoint.
     pub fn settle(&mut self) {
@@ -313,6 +355,10 @@ impl Uses {
             let mut changed = false;
             for (from, to, copy) in self.flows.clone() {
                 let to_decided = self.decided.contains(&to) || self.opaque.contains_key(&to);
+                // A label copied or computed into a key: its values decide the key too.
+                if self.keyed.contains(&to) && self.keyed.insert(from.clone()) {
+                    changed = true;
+                }
                 if copy {
                     if let Some(why) = self.opaque.get(&to).cloned()
                         && !self.opaque.contains_key(&from)
@@ -419,6 +465,21 @@ pub(super) fn representatives(
     let mut pool: BTreeSet<Value> = uses.pool.get(id).cloned().unwrap_or_default();
     pool.extend(extra.iter().cloned());
     let decided = uses.decided.contains(id);
+    // Only carried as data (no comparison, membership test or allocation key reads it): every
+    // value gives the same outcome up to renaming, so one class, besides "not set" when that
+    // differs (docs/verification.md §2).
+    let data_only = !decided && !uses.keyed.contains(id) && uses.elements.get(id).is_none_or(BTreeSet::is_empty);
+    if data_only && !finite(ty) {
+        let value = match ty {
+            "int" => Value::Int(0),
+            _ if ty.starts_with('[') => Value::List(Vec::new()),
+            _ => Value::Str(fresh(&BTreeSet::new())),
+        };
+        return match default {
+            Some(_) => vec![None],
+            None => vec![None, Some(value)],
+        };
+    }
     match ty {
         "bool" => out.extend([Some(Value::Bool(false)), Some(Value::Bool(true))]),
         "int" => {

@@ -6,7 +6,12 @@
 //! What the abstraction cannot split, or a space past the budget, makes an assertion `Unknown`
 //! with the reason: never `Proved` unless it is.
 
+mod compare;
 mod domains;
+mod lints;
+
+pub use compare::{Aspect, ChangeKind, Comparison, Impact, compare, compare_within};
+pub use lints::{LINT_BUDGET, Lint, LintKind, lints};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +20,7 @@ use serde::Serialize;
 
 use crate::access::Access;
 use crate::eval::{Env, Placement, Subject};
-use crate::ir::{Assertion, Claim, Consumer, Origin, Outcome, Party, Program, Quantifier, Target, Value};
+use crate::ir::{Assertion, Claim, Consumer, LabelDecl, Origin, Outcome, Party, Program, Quantifier, Target, Value};
 use crate::resolve::{Alone, Chains, ClaimOutcome, DesiredState, Options, Status, resolve_with};
 
 use domains::{Uses, finite, representatives};
@@ -100,24 +105,7 @@ impl<'p> Shared<'p> {
                 (key.clone(), of)
             })
             .collect();
-        let mut held: BTreeMap<String, BTreeSet<Value>> = BTreeMap::new();
-        let maps = program
-            .claims
-            .iter()
-            .map(|c| &c.labels)
-            .chain(program.users.values().map(|u| &u.labels))
-            .chain(program.teams.values().map(|t| &t.labels))
-            .chain(program.clusters.values().map(|c| &c.labels));
-        for map in maps {
-            for (label, value) in map {
-                held.entry(label.clone()).or_default().insert(value.clone());
-            }
-        }
-        for (label, decl) in &program.labels {
-            if let Some(default) = &decl.default {
-                held.entry(label.clone()).or_default().insert(default.clone());
-            }
-        }
+        let held = held(program);
         Shared { program, alone: Alone::new(program), access: Access::new(program), sharing, held }
     }
 
@@ -172,16 +160,44 @@ impl<'p> Shared<'p> {
     }
 }
 
-/// One (consumer, contract) pair and its label space: each label with its representatives.
+/// Label → values the policy's claims, users, teams and clusters give it, and its default.
+fn held(program: &Program) -> BTreeMap<String, BTreeSet<Value>> {
+    let mut held: BTreeMap<String, BTreeSet<Value>> = BTreeMap::new();
+    let maps = program
+        .claims
+        .iter()
+        .map(|c| &c.labels)
+        .chain(program.users.values().map(|u| &u.labels))
+        .chain(program.teams.values().map(|t| &t.labels))
+        .chain(program.clusters.values().map(|c| &c.labels));
+    for map in maps {
+        for (label, value) in map {
+            held.entry(label.clone()).or_default().insert(value.clone());
+        }
+    }
+    for (label, decl) in &program.labels {
+        if let Some(default) = &decl.default {
+            held.entry(label.clone()).or_default().insert(default.clone());
+        }
+    }
+    held
+}
+
+/// One (consumer, contract) pair and its label space.
 struct Space {
     consumer: Consumer,
     subject: Subject,
     contract: String,
+    classes: Classes,
+}
+
+/// Labels with the representatives of their classes, and how many combinations they make.
+struct Classes {
     labels: Vec<(String, Vec<Option<Value>>)>,
     size: usize,
 }
 
-impl Space {
+impl Classes {
     /// The `n`th combination (mixed radix, first label fastest), as a claim's labels.
     fn labels(&self, mut n: usize) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
@@ -193,6 +209,40 @@ impl Space {
         }
         out
     }
+}
+
+/// Each label `uses` reads (but `skip`s) with the representatives of its classes; `Err` with why
+/// when a label's values cannot be split into classes.
+fn label_space<'a>(
+    decl: impl Fn(&str) -> Option<&'a LabelDecl>,
+    uses: &Uses,
+    skip: impl Fn(&str) -> bool,
+    held: &BTreeMap<String, BTreeSet<Value>>,
+    contract: &str,
+) -> Result<Classes, String> {
+    let mut labels = Vec::new();
+    let mut size: usize = 1;
+    for label in &uses.read {
+        if skip(label) {
+            continue;
+        }
+        let Some(decl) = decl(label) else { continue };
+        if let Some(why) = uses.opaque.get(label)
+            && !finite(&decl.ty)
+        {
+            return Err(format!(
+                "label `{label}` is {why}, so its values cannot be split into classes (claims of `{contract}`)"
+            ));
+        }
+        let empty = BTreeSet::new();
+        let reps = representatives(&decl.ty, decl.default.as_ref(), uses, label, held.get(label).unwrap_or(&empty));
+        if reps.is_empty() {
+            continue;
+        }
+        size = size.saturating_mul(reps.len());
+        labels.push((label.clone(), reps));
+    }
+    Ok(Classes { labels, size })
 }
 
 fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report {
@@ -229,39 +279,17 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 uses
             });
             // The consumer's own labels override the claim's: those are not the claim's to vary.
-            let mut labels = Vec::new();
-            let mut size: usize = 1;
-            for label in &uses.read {
-                if subject.labels.contains_key(label) {
-                    continue;
-                }
-                let Some(decl) = program.labels.get(label) else { continue };
-                if let Some(why) = uses.opaque.get(label)
-                    && !finite(&decl.ty)
-                {
-                    return report(
-                        Verdict::Unknown {
-                            reason: format!(
-                                "label `{label}` is {why}, so its values cannot be split into classes (claims of `{contract}`)"
-                            ),
-                        },
-                        0,
-                    );
-                }
-                let empty = BTreeSet::new();
-                let reps = representatives(
-                    &decl.ty,
-                    decl.default.as_ref(),
-                    uses,
-                    label,
-                    shared.held.get(label).unwrap_or(&empty),
-                );
-                if reps.is_empty() {
-                    continue;
-                }
-                size = size.saturating_mul(reps.len());
-                labels.push((label.clone(), reps));
-            }
+            let classes = match label_space(
+                |label| program.labels.get(label),
+                uses,
+                |label| subject.labels.contains_key(label),
+                &shared.held,
+                contract,
+            ) {
+                Ok(space) => space,
+                Err(reason) => return report(Verdict::Unknown { reason }, 0),
+            };
+            let size = classes.size;
             total = total.saturating_add(size);
             if total > budget {
                 return report(
@@ -277,8 +305,7 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 consumer: consumer.clone(),
                 subject: subject.clone(),
                 contract: contract.clone(),
-                labels,
-                size,
+                classes,
             });
         }
     }
@@ -288,7 +315,7 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
         .iter()
         .scan(0usize, |at, s| {
             let start = *at;
-            *at += s.size;
+            *at += s.classes.size;
             Some(start)
         })
         .collect();
@@ -300,7 +327,7 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
             name: format!("{}_counterexample", assertion.name),
             consumer: space.consumer.clone(),
             contract: space.contract.clone(),
-            labels: space.labels(n - offsets[i]),
+            labels: space.classes.labels(n - offsets[i]),
             origin: assertion.origin.clone(),
         };
         if !concerned(program, assertion, &claim, &space.subject) {

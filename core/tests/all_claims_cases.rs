@@ -1,0 +1,86 @@
+//! `aptc diff --all-claims` as data: every directory under `tests/cases/all_claims/` holds a
+//! policy before (`old/`) and after (`new/`) a change; the comparison over every possible claim
+//! (`core::verify::compare`) is snapshotted, and each kind's example claim, resolved again by
+//! both versions, must differ as the kind says. Adding a case is adding a directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Trial};
+
+use aptc_core::ir::Program;
+use aptc_core::resolve::{Alone, Status};
+use aptc_core::verify::{Aspect, Impact, compare, compare_within};
+
+fn cases() -> Vec<PathBuf> {
+    let dir = common::root().join("tests/cases/all_claims");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.retain(|p| p.is_dir());
+    cases.sort();
+    cases
+}
+
+/// What a claim's aspect reads as in one version: status (with reason), or where its instances are.
+fn aspect_of(program: &Program, claim: &aptc_core::ir::Claim, aspect: Aspect) -> String {
+    let state = Alone::new(program).resolve(claim, false);
+    let outcome = &state.claims[&claim.id()];
+    match aspect {
+        Aspect::Outcome => format!("{:?} {:?}", outcome.status, outcome.reason),
+        Aspect::Placement => {
+            assert_eq!(outcome.status, Status::Resolved);
+            let mut at: Vec<String> =
+                state.instances.values().map(|i| format!("{}/{}", i.cluster, i.k8s_namespace)).collect();
+            at.sort();
+            at.dedup();
+            at.join(",")
+        }
+        // Sharing depends on the policy's claims: the instance keys say it.
+        Aspect::Sharing => state.instances.keys().cloned().collect::<Vec<_>>().join(","),
+    }
+}
+
+fn case(path: &Path) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let old = common::lower_path(&path.join("old"));
+    let new = common::lower_path(&path.join("new"));
+    let comparison = compare(&old, &new);
+    if let Impact::Changed { kinds } = &comparison.verdict {
+        for kind in kinds {
+            assert_ne!(
+                aspect_of(&old, &kind.example, kind.aspect),
+                aspect_of(&new, &kind.example, kind.aspect),
+                "{name}: the example of {kind:#?} does not change"
+            );
+        }
+    }
+    // Comparing a version with itself proves that nothing changes, or cannot tell.
+    assert!(!matches!(compare(&new, &new).verdict, Impact::Changed { .. }), "{name}: a version differs from itself");
+    insta::assert_snapshot!(format!("all_claims__{name}"), serde_json::to_string_pretty(&comparison).unwrap());
+}
+
+fn the_budget_makes_a_large_space_unknown() {
+    let path = common::root().join("tests/cases/all_claims/02_boundary_moves");
+    let (old, new) = (common::lower_path(&path.join("old")), common::lower_path(&path.join("new")));
+    let Impact::Unknown { reason } = compare_within(&old, &new, 10).verdict else { panic!("not unknown") };
+    assert!(reason.contains("more than 10 classes"), "{reason}");
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials: Vec<Trial> = cases()
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            Trial::test(name, move || {
+                case(&path);
+                Ok(())
+            })
+        })
+        .collect();
+    trials.push(Trial::test("the_budget_makes_a_large_space_unknown", || {
+        the_budget_makes_a_large_space_unknown();
+        Ok(())
+    }));
+    libtest_mimic::run(&args, trials).exit();
+}
