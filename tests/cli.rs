@@ -2335,3 +2335,93 @@ assert always_placed {
     let out = aptc(&["verify", "--allow-unknown", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// `--state kube://CONTEXT/NAMESPACE`: deploys, `history` and `rollback` keep and read their
+/// revisions as ConfigMaps in a namespace of the cluster (the API-server double, over HTTP through
+/// a kubeconfig), not in a file.
+#[test]
+fn history_and_rollback_work_on_a_store_in_the_cluster() {
+    let dir = scratch("kube-state");
+    let fake = aptc_kube_fake::FakeApi::new();
+    fake.insert(
+        "/api/v1/namespaces/team-state",
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
+    );
+    let url = fake.serve().expect("serving the fake API server");
+    let kubeconfig = dir.join("kubeconfig");
+    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    let system = "namespace system\n\nteam web_team\nuser \"ada\" {\n    team web_team\n}\ncluster local {}\n\
+                  rule everywhere {\n    place on local\n}\ngrant consumer on web\n";
+    let web = "namespace web owned_by web_team\n\nservice config {\n    component map manifests \"k8s/*.yaml\"\n}\n\n\
+               contract config {\n    context all {\n        use config\n    }\n}\n\n\
+               claim a {\n    user \"ada\"\n    contract config\n}\n";
+    let map = |value: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"${{instance.name}}\"\ndata:\n  k: {value}\n")
+    };
+    std::fs::write(policy.join("system.apt"), system).unwrap();
+    std::fs::write(policy.join("web.apt"), web).unwrap();
+    std::fs::write(policy.join("k8s/map.yaml"), map("one")).unwrap();
+    let state = "kube://fake/team-state";
+    let (out, policy_arg) = (dir.join("out"), policy.to_str().unwrap().to_string());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(args)
+            .args(["--state", state])
+            .current_dir(&dir)
+            .env_remove("APTC_LOG")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("APTC_USER", "ada")
+            .output()
+            .expect("running aptc")
+    };
+    let out_arg = out.to_str().unwrap();
+    let first = run(&["deploy", "--yes", "--out", out_arg, &policy_arg]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(stdout(&first).contains("revision 1: 1 created"), "{first:?}");
+    std::fs::write(policy.join("k8s/map.yaml"), map("two")).unwrap();
+    let second = run(&["deploy", "--yes", "--out", out_arg, &policy_arg]);
+    assert!(stdout(&second).contains("revision 2: 0 created, 1 updated"), "{second:?}");
+    assert!(!policy.join(".aptc/state.db").exists() && !dir.join(".aptc").exists(), "no state file");
+
+    let back = run(&["rollback", "1", "--yes", "--out", out_arg]);
+    assert!(back.status.success(), "{back:?}");
+    assert!(stdout(&back).contains("revision 3: 0 created, 1 updated"), "{back:?}");
+
+    let history = run(&["history"]);
+    assert!(history.status.success(), "{history:?}");
+    let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].trim_start().starts_with("1  ") && lines[0].contains(" ada "), "{lines:?}");
+    assert!(lines[2].contains("rollback to 1: 0 created, 1 updated"), "{lines:?}");
+    let show = run(&["history", "show", "2"]);
+    assert!(stdout(&show).starts_with("revision 2\n"), "{show:?}");
+    let missing = run(&["history", "show", "9"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no revision 9 in kube://fake/team-state"),
+        "{missing:?}"
+    );
+    fn texts(dir: &Path, into: &mut String) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                texts(&path, into);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                into.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut rendered = String::new();
+    texts(&out, &mut rendered);
+    assert!(rendered.contains("k: one") && !rendered.contains("k: two"), "rolled back to revision 1: {rendered}");
+    for number in 1..=3 {
+        let path = format!("/api/v1/namespaces/team-state/configmaps/aptc-revision-{number}");
+        assert!(fake.object(&path).is_some(), "{path}");
+    }
+
+    let bad = aptc(&["history", "--state", "kube://fake"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("kube://CONTEXT/NAMESPACE"), "{bad:?}");
+}

@@ -1,5 +1,8 @@
-//! The revision store: every deploy is a revision, kept in one embedded, transactional file
-//! (redb; `.aptc/state.db` under the policy root by default).
+//! The revision store: every deploy is a revision. [`Store`] is what deploys, rollbacks,
+//! `history` and the dashboard ask of a store, with two backends chosen by [`Location`]
+//! (`--state`): [`FileStore`], one embedded, transactional file (redb; `.aptc/state.db` under the
+//! policy root by default), described below, and [`KubeStore`], ConfigMaps in a namespace of a
+//! cluster (`kube://CONTEXT/NAMESPACE`; see `store::kube`).
 //!
 //! A revision records who deployed what and when (number, RFC 3339 UTC time, identity, a hash of
 //! the policy), the desired state, the plan with each action's outcome and timing, the instances
