@@ -2425,3 +2425,68 @@ fn history_and_rollback_work_on_a_store_in_the_cluster() {
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("kube://CONTEXT/NAMESPACE"), "{bad:?}");
 }
+
+/// A deploy SIGKILLed mid-apply with its revisions in the cluster: `history` shows it unfinished,
+/// and the next deploy takes over its lock at once (its process is gone from this machine),
+/// records what it did and does the rest.
+#[cfg(unix)]
+#[test]
+fn a_killed_deploy_with_its_store_in_the_cluster_is_recovered() {
+    let dir = scratch("kube-state-killed");
+    let fake = aptc_kube_fake::FakeApi::new();
+    fake.insert(
+        "/api/v1/namespaces/team-state",
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
+    );
+    let url = fake.serve().expect("serving the fake API server");
+    let kubeconfig = dir.join("kubeconfig");
+    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    let system = "namespace system\n\nuser \"ada\" {}\ncluster local {}\nrule everywhere {\n    place on local\n}\n";
+    let web = "namespace web\n\nservice config {\n    component map manifests \"k8s/*.yaml\"\n}\n\n\
+               contract config {\n    context all {\n        use config\n    }\n}\n\n\
+               claim a {\n    user \"ada\"\n    contract config\n}\n";
+    std::fs::write(policy.join("system.apt"), system).unwrap();
+    std::fs::write(policy.join("web.apt"), web).unwrap();
+    std::fs::write(
+        policy.join("k8s/map.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"${instance.name}\"\ndata:\n  k: v\n",
+    )
+    .unwrap();
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aptc"));
+        command
+            .args(args)
+            .args(["--state", "kube://fake/team-state"])
+            .current_dir(&dir)
+            .env_remove("APTC_LOG")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("APTC_USER", "ada");
+        command
+    };
+    let policy_arg = policy.to_str().unwrap();
+    // The apply of the instance's objects never gets an answer: the deploy is stuck mid-action.
+    fake.hold("PATCH", "/configmaps/");
+    let child = command(&["deploy", "--yes", "--target", "cluster", policy_arg])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reaper = Reaper(child);
+    assert!(wait_for(30, || fake.requests().iter().any(|r| r.method == "PATCH")), "the apply started");
+    // SAFETY: signalling the child this test started.
+    assert_eq!(unsafe { libc::kill(reaper.0.id() as i32, libc::SIGKILL) }, 0);
+    reaper.0.wait().unwrap();
+    fake.come_back();
+
+    let history = command(&["history"]).output().unwrap();
+    assert!(stdout(&history).contains("not finished"), "{history:?}");
+    let next = command(&["deploy", "--yes", "--target", "cluster", policy_arg]).output().unwrap();
+    assert!(next.status.success(), "{next:?}");
+    assert!(stdout(&next).contains("revision 2: 1 created"), "{next:?}");
+    let history = command(&["history"]).output().unwrap();
+    let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("1 failed"), "the killed deploy, recorded: {lines:?}");
+}
