@@ -34,7 +34,7 @@ use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::plan::{plan, units};
 use aptc_runtime::render::RenderDriver;
-use aptc_runtime::store::{Cause, Store};
+use aptc_runtime::store::{Cause, FileStore};
 use divan::counter::ItemsCount;
 use divan::{Bencher, black_box};
 
@@ -133,7 +133,7 @@ fn first_deploy(bencher: Bencher, instances: usize) {
     let desired = units(&state);
     assert_eq!(desired.len(), instances);
     bencher.counter(ItemsCount::new(instances)).with_inputs(Scratch::new).bench_local_refs(|scratch| {
-        let store = Store::open(&scratch.0.join("state.db")).expect("opening a new store");
+        let store = FileStore::open(&scratch.0.join("state.db")).expect("opening a new store");
         // Manifests instances need no Helm.
         let driver = RenderDriver::new(
             &scratch.0.join("out"),

@@ -2469,3 +2469,158 @@ fn diff_all_claims_finds_each_kind_of_changed_claim_with_an_example() {
     assert_valid("diff.schema.json", &json);
     assert_eq!(json["all_claims"]["verdict"], "unknown");
 }
+
+/// `--state kube://CONTEXT/NAMESPACE`: deploys, `history` and `rollback` keep and read their
+/// revisions as ConfigMaps in a namespace of the cluster (the API-server double, over HTTP through
+/// a kubeconfig), not in a file.
+#[test]
+fn history_and_rollback_work_on_a_store_in_the_cluster() {
+    let dir = scratch("kube-state");
+    let fake = aptc_kube_fake::FakeApi::new();
+    fake.insert(
+        "/api/v1/namespaces/team-state",
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
+    );
+    let url = fake.serve().expect("serving the fake API server");
+    let kubeconfig = dir.join("kubeconfig");
+    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    let system = "namespace system\n\nteam web_team\nuser \"ada\" {\n    team web_team\n}\ncluster local {}\n\
+                  rule everywhere {\n    place on local\n}\ngrant consumer on web\n";
+    let web = "namespace web owned_by web_team\n\nservice config {\n    component map manifests \"k8s/*.yaml\"\n}\n\n\
+               contract config {\n    context all {\n        use config\n    }\n}\n\n\
+               claim a {\n    user \"ada\"\n    contract config\n}\n";
+    let map = |value: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"${{instance.name}}\"\ndata:\n  k: {value}\n")
+    };
+    std::fs::write(policy.join("system.apt"), system).unwrap();
+    std::fs::write(policy.join("web.apt"), web).unwrap();
+    std::fs::write(policy.join("k8s/map.yaml"), map("one")).unwrap();
+    let state = "kube://fake/team-state";
+    let (out, policy_arg) = (dir.join("out"), policy.to_str().unwrap().to_string());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_aptc"))
+            .args(args)
+            .args(["--state", state])
+            .current_dir(&dir)
+            .env_remove("APTC_LOG")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("APTC_USER", "ada")
+            .output()
+            .expect("running aptc")
+    };
+    let out_arg = out.to_str().unwrap();
+    let first = run(&["deploy", "--yes", "--out", out_arg, &policy_arg]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(stdout(&first).contains("revision 1: 1 created"), "{first:?}");
+    std::fs::write(policy.join("k8s/map.yaml"), map("two")).unwrap();
+    let second = run(&["deploy", "--yes", "--out", out_arg, &policy_arg]);
+    assert!(stdout(&second).contains("revision 2: 0 created, 1 updated"), "{second:?}");
+    assert!(!policy.join(".aptc/state.db").exists() && !dir.join(".aptc").exists(), "no state file");
+
+    let back = run(&["rollback", "1", "--yes", "--out", out_arg]);
+    assert!(back.status.success(), "{back:?}");
+    assert!(stdout(&back).contains("revision 3: 0 created, 1 updated"), "{back:?}");
+
+    let history = run(&["history"]);
+    assert!(history.status.success(), "{history:?}");
+    let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].trim_start().starts_with("1  ") && lines[0].contains(" ada "), "{lines:?}");
+    assert!(lines[2].contains("rollback to 1: 0 created, 1 updated"), "{lines:?}");
+    let show = run(&["history", "show", "2"]);
+    assert!(stdout(&show).starts_with("revision 2\n"), "{show:?}");
+    let missing = run(&["history", "show", "9"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no revision 9 in kube://fake/team-state"),
+        "{missing:?}"
+    );
+    fn texts(dir: &Path, into: &mut String) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                texts(&path, into);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                into.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    let mut rendered = String::new();
+    texts(&out, &mut rendered);
+    assert!(rendered.contains("k: one") && !rendered.contains("k: two"), "rolled back to revision 1: {rendered}");
+    for number in 1..=3 {
+        let path = format!("/api/v1/namespaces/team-state/configmaps/aptc-revision-{number}");
+        assert!(fake.object(&path).is_some(), "{path}");
+    }
+
+    let bad = aptc(&["history", "--state", "kube://fake"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("kube://CONTEXT/NAMESPACE"), "{bad:?}");
+}
+
+/// A deploy SIGKILLed mid-apply with its revisions in the cluster: `history` shows it unfinished,
+/// and the next deploy takes over its lock at once (its process is gone from this machine),
+/// records what it did and does the rest.
+#[cfg(unix)]
+#[test]
+fn a_killed_deploy_with_its_store_in_the_cluster_is_recovered() {
+    let dir = scratch("kube-state-killed");
+    let fake = aptc_kube_fake::FakeApi::new();
+    fake.insert(
+        "/api/v1/namespaces/team-state",
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
+    );
+    let url = fake.serve().expect("serving the fake API server");
+    let kubeconfig = dir.join("kubeconfig");
+    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    let system = "namespace system\n\nuser \"ada\" {}\ncluster local {}\nrule everywhere {\n    place on local\n}\n";
+    let web = "namespace web\n\nservice config {\n    component map manifests \"k8s/*.yaml\"\n}\n\n\
+               contract config {\n    context all {\n        use config\n    }\n}\n\n\
+               claim a {\n    user \"ada\"\n    contract config\n}\n";
+    std::fs::write(policy.join("system.apt"), system).unwrap();
+    std::fs::write(policy.join("web.apt"), web).unwrap();
+    std::fs::write(
+        policy.join("k8s/map.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"${instance.name}\"\ndata:\n  k: v\n",
+    )
+    .unwrap();
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_aptc"));
+        command
+            .args(args)
+            .args(["--state", "kube://fake/team-state"])
+            .current_dir(&dir)
+            .env_remove("APTC_LOG")
+            .env("KUBECONFIG", &kubeconfig)
+            .env("APTC_USER", "ada");
+        command
+    };
+    let policy_arg = policy.to_str().unwrap();
+    // The apply of the instance's objects never gets an answer: the deploy is stuck mid-action.
+    fake.hold("PATCH", "/configmaps/");
+    let child = command(&["deploy", "--yes", "--target", "cluster", policy_arg])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reaper = Reaper(child);
+    assert!(wait_for(30, || fake.requests().iter().any(|r| r.method == "PATCH")), "the apply started");
+    // SAFETY: signalling the child this test started.
+    assert_eq!(unsafe { libc::kill(reaper.0.id() as i32, libc::SIGKILL) }, 0);
+    reaper.0.wait().unwrap();
+    fake.come_back();
+
+    let history = command(&["history"]).output().unwrap();
+    assert!(stdout(&history).contains("not finished"), "{history:?}");
+    let next = command(&["deploy", "--yes", "--target", "cluster", policy_arg]).output().unwrap();
+    assert!(next.status.success(), "{next:?}");
+    assert!(stdout(&next).contains("revision 2: 1 created"), "{next:?}");
+    let history = command(&["history"]).output().unwrap();
+    let lines: Vec<String> = stdout(&history).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("1 failed"), "the killed deploy, recorded: {lines:?}");
+}

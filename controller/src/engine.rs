@@ -13,7 +13,7 @@ use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deploy::{DeployError, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Fix, NotPlanned, Reconciler, Targets};
 use aptc_runtime::plan::{ClaimEnds, units};
-use aptc_runtime::store::Cause;
+use aptc_runtime::store::{Cause, Location};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use thiserror::Error;
 
@@ -39,7 +39,7 @@ pub enum EngineError {
 /// The controller's state between steps.
 pub struct Engine {
     reconciler: Reconciler,
-    state: PathBuf,
+    state: Location,
     targets: Targets,
     cancel: Cancel,
     work: PathBuf,
@@ -67,12 +67,19 @@ pub struct Step {
 }
 
 impl Engine {
-    /// An engine keeping its revision store and unpacked bundles under `work`, applying with
-    /// `targets`' driver, comparing the target with the last revision every `interval`.
-    pub fn new(work: &Path, targets: Targets, cancel: Cancel, interval: Duration) -> Result<Engine, EngineError> {
+    /// An engine keeping its revisions in `state` (the controller's: a Kubernetes store in its
+    /// namespace) and unpacked bundles under `work`, applying with `targets`' driver, comparing the
+    /// target with the last revision every `interval`.
+    pub fn new(
+        state: &Location,
+        work: &Path,
+        targets: Targets,
+        cancel: Cancel,
+        interval: Duration,
+    ) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(work)
             .map_err(|source| policy::PolicyError::Work { path: work.to_path_buf(), source })?;
-        let state = work.join("state.db");
+        let state = state.clone();
         let deployer = Deployer::new(&state, targets.clone(), cancel.clone());
         let (reconciler, target) = Reconciler::new(deployer, None, true, interval)?;
         tracing::info!(%target, "controller engine ready");
@@ -303,7 +310,8 @@ mod tests {
             helm: None,
             post_renderer: Ok(PathBuf::from("aptc")),
         };
-        Engine::new(&dir.join("work"), targets, Cancel::default(), Duration::from_secs(60)).unwrap()
+        let state = Location::File(dir.join("work/state.db"));
+        Engine::new(&state, &dir.join("work"), targets, Cancel::default(), Duration::from_secs(60)).unwrap()
     }
 
     fn now() -> Time {
@@ -357,7 +365,7 @@ mod tests {
 
     /// How many revisions the engine's store holds.
     fn revisions(dir: &Path) -> usize {
-        let store = aptc_runtime::store::Store::open_read(&dir.join("work/state.db")).unwrap().unwrap();
+        let store = aptc_runtime::store::open_read(&Location::File(dir.join("work/state.db"))).unwrap().unwrap();
         store.list().unwrap().len()
     }
 

@@ -102,12 +102,16 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "Why each verb (in the controller's namespace only):",
             "- leases get/create/update: leader election; one replica holds the Lease and renews it,",
             "  a standby reads it and takes it over once it has expired.",
+            "- configmaps get/list/create/update: the revision store (ConfigMaps aptc-store and",
+            "  aptc-revision-N): revisions are created, never replaced; the store's head (its lock",
+            "  and the journal of a running deploy) is read and updated with resourceVersion preconditions.",
         ],
         object: json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": { "name": NAME, "namespace": ns, "labels": labels },
             "rules": [
-                { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] }
+                { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] },
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"] }
             ]
         }),
     });

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deployer::Targets;
+use aptc_runtime::store::Location;
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -45,7 +46,10 @@ pub struct Options {
     /// The control cluster: a kubeconfig and context, or (both `None`) the ambient configuration
     /// (`$KUBECONFIG`, `~/.kube/config`, else the in-cluster service account).
     pub target: Target,
-    /// Where the revision store, rendered output and unpacked bundles go.
+    /// Where the revisions are kept (`aptc controller run`: a Kubernetes store in the controller's
+    /// namespace of the control cluster, shared by every replica).
+    pub state: Location,
+    /// Where rendered output and unpacked bundles go.
     pub work: PathBuf,
     /// The controller's own Kubernetes namespace (its Lease is there).
     pub namespace: String,
@@ -225,9 +229,10 @@ fn read(path: &PathBuf) -> Result<String, RunError> {
 async fn start_engine(options: &Options, cancel: Cancel) -> Result<std::sync::mpsc::Sender<Job>, RunError> {
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     let (started, result) = oneshot::channel();
-    let (work, targets, interval) = (options.work.clone(), options.targets.clone(), options.interval);
+    let (state, work, targets, interval) =
+        (options.state.clone(), options.work.clone(), options.targets.clone(), options.interval);
     std::thread::spawn(move || {
-        let mut engine = match Engine::new(&work, targets, cancel, interval) {
+        let mut engine = match Engine::new(&state, &work, targets, cancel, interval) {
             Ok(engine) => {
                 let _ = started.send(Ok(()));
                 engine

@@ -21,7 +21,7 @@ use crate::apply::{Applied, Progress, applied_after, execute};
 use crate::cancel::Cancel;
 use crate::driver::Driver;
 use crate::plan::{ClaimEnds, Plan, Unit, plan};
-use crate::store::{Cause, Journal, Revision, Store, action_records, now_rfc3339};
+use crate::store::{Cause, Journal, Location, Revision, Store, action_records, now_rfc3339};
 use aptc_core::access::{Access, Role};
 
 /// A deploy that cannot start or be recorded (an action that fails is not this: it is recorded
@@ -33,21 +33,19 @@ pub enum DeployError {
     Store(#[from] crate::store::StoreError),
     /// The store keeps another target's revisions: planning against them would be wrong.
     #[error(
-        "{} holds the revisions of `{found}`, not of `{target}`: deploy to that target, or keep another state file \
-(--state) for this one",
-        store.display()
+        "{store} holds the revisions of `{found}`, not of `{target}`: deploy to that target, or keep another state \
+(--state) for this one"
     )]
-    OtherTarget { store: std::path::PathBuf, found: String, target: String },
+    OtherTarget { store: Location, found: String, target: String },
     /// The store belongs to another policy (its recorded root): planning this policy against its
     /// revisions would delete what that policy deployed.
     #[error(
-        "{} belongs to the policy at {}, not to the policy at {}: deploy that policy, or, if this store is meant \
+        "{store} belongs to the policy at {}, not to the policy at {}: deploy that policy, or, if this store is meant \
 (the policy moved), give it explicitly with --state (or APTC_STATE)",
-        store.display(),
         recorded.display(),
         root.display()
     )]
-    OtherPolicy { store: std::path::PathBuf, recorded: std::path::PathBuf, root: std::path::PathBuf },
+    OtherPolicy { store: Location, recorded: std::path::PathBuf, root: std::path::PathBuf },
     /// The driver cannot carry the plan out (a tool missing, a cluster not answering).
     #[error(transparent)]
     Driver(Box<crate::driver::DriverError>),
@@ -55,18 +53,17 @@ pub enum DeployError {
     #[error("--out is where the render target writes: it cannot go with --target cluster")]
     OutWithCluster,
     /// A rollback with no store to roll back in.
-    #[error("there are no revisions: {} does not exist", store.display())]
-    NoRevisions { store: std::path::PathBuf },
+    #[error("there are no revisions: {store} does not exist")]
+    NoRevisions { store: Location },
     /// A rollback to a revision the store does not have (`last`: its last one).
     #[error(
-        "there is no revision {number} in {} (the last is {}; see `aptc history`)",
-        store.display(),
+        "there is no revision {number} in {store} (the last is {}; see `aptc history`)",
         last.map_or("none".to_string(), |n| n.to_string())
     )]
-    NoSuchRevision { store: std::path::PathBuf, number: u64, last: Option<u64> },
+    NoSuchRevision { store: Location, number: u64, last: Option<u64> },
     /// Another deploy recorded a revision between this plan and its apply.
-    #[error("{} changed since the plan was made (revision {next} is next, not {planned}); plan again", store.display())]
-    Stale { store: std::path::PathBuf, next: u64, planned: u64 },
+    #[error("{store} changed since the plan was made (revision {next} is next, not {planned}); plan again")]
+    Stale { store: Location, next: u64, planned: u64 },
 }
 
 impl From<crate::driver::DriverError> for DeployError {
@@ -107,7 +104,7 @@ pub enum Refresh {
 /// or a revision), looking at the target as `refresh` says; `claims` (see [`plan`]) keeps what
 /// failed claims need. A store whose revisions went to another target is refused.
 pub fn prepare(
-    store: Option<&Store>,
+    store: Option<&dyn Store>,
     driver: &dyn Driver,
     desired: &BTreeMap<String, Unit>,
     claims: Option<&ClaimEnds>,
@@ -126,7 +123,7 @@ pub fn prepare(
         && last.target != driver.target()
     {
         return Err(DeployError::OtherTarget {
-            store: store.path().to_path_buf(),
+            store: store.location().clone(),
             found: last.target.clone(),
             target: driver.target(),
         });
@@ -180,7 +177,7 @@ pub struct Request {
 /// Applies a prepared plan and records the revision (also when actions failed, or `cancel` stopped
 /// it: it says exactly what was done).
 pub fn apply(
-    store: &Store,
+    store: &dyn Store,
     driver: &dyn Driver,
     prepared: Prepared,
     request: Request,
@@ -189,7 +186,7 @@ pub fn apply(
 ) -> Result<Revision, DeployError> {
     let next = store.next_number()?;
     if next != prepared.revision {
-        return Err(DeployError::Stale { store: store.path().to_path_buf(), next, planned: prepared.revision });
+        return Err(DeployError::Stale { store: store.location().clone(), next, planned: prepared.revision });
     }
     let started = Instant::now();
     let mut revision = Revision {
@@ -230,7 +227,7 @@ pub fn apply(
 /// Journals each action's report as it ends (so a killed deploy loses nothing), then tells the
 /// caller's progress.
 struct Journaling<'a> {
-    store: &'a Store,
+    store: &'a dyn Store,
     revision: u64,
     inner: &'a dyn Progress,
 }

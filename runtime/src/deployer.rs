@@ -10,7 +10,7 @@
 //! found, applies under `fix`, and says what it did and when to run again (`requeue_after`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aptc_core::ir::{Cluster, Program};
@@ -27,7 +27,7 @@ use crate::plan::refresh_digests;
 use crate::release::Releases;
 use crate::render::RenderDriver;
 use crate::retry::Backoff;
-use crate::store::{Cause, Journal, Revision, Store};
+use crate::store::{self, Cause, Journal, Location, Revision, Store};
 
 /// Where to apply, as the user chose it (`--target`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +159,7 @@ pub struct Deployment {
 
 /// Runs deploys and rollbacks against one store, on the target the user chose.
 pub struct Deployer {
-    state: PathBuf,
+    state: Location,
     targets: Targets,
     cancel: Cancel,
     /// The policy root deployed, and whether the store was given explicitly (see
@@ -170,8 +170,8 @@ pub struct Deployer {
 impl Deployer {
     /// Deploys keep their revisions in `state`, apply where `targets` says, and stop cleanly once
     /// `cancel` is cancelled.
-    pub fn new(state: &Path, targets: Targets, cancel: Cancel) -> Deployer {
-        Deployer { state: state.to_path_buf(), targets, cancel, root: None }
+    pub fn new(state: &Location, targets: Targets, cancel: Cancel) -> Deployer {
+        Deployer { state: state.clone(), targets, cancel, root: None }
     }
 
     /// The store belongs to the policy at `root`: a store that records another root is refused
@@ -184,7 +184,7 @@ impl Deployer {
     }
 
     /// Refuses a store of another policy root; records the root in a store without one.
-    fn claim(&self, store: &Store) -> Result<(), DeployError> {
+    fn claim(&self, store: &dyn Store) -> Result<(), DeployError> {
         let Some((root, explicit)) = &self.root else { return Ok(()) };
         match store.policy_root()? {
             Some(recorded) if recorded != *root && !explicit => {
@@ -195,15 +195,15 @@ impl Deployer {
         }
     }
 
-    /// The store's path.
-    pub fn state(&self) -> &Path {
+    /// Where the store is.
+    pub fn state(&self) -> &Location {
         &self.state
     }
 
     /// The names the last revision's instances were deployed with: resolving with them
     /// ([`aptc_core::resolve::resolve_keeping`]) keeps every running instance's name.
     pub fn deployed_names(&self) -> Result<DeployedNames, DeployError> {
-        let Some(store) = Store::open_read(&self.state)? else { return Ok(DeployedNames::new()) };
+        let Some(store) = store::open_read(&self.state)? else { return Ok(DeployedNames::new()) };
         let Some(last) = store.last()? else { return Ok(DeployedNames::new()) };
         Ok(last
             .applied
@@ -229,10 +229,9 @@ impl Deployer {
         options: Options,
         supervisor: &mut dyn Supervisor,
     ) -> Result<Deployment, DeployError> {
-        let existed = self.state.exists();
-        let store = if options.dry_run { Store::open_read(&self.state)? } else { Some(Store::open(&self.state)?) };
+        let store = if options.dry_run { store::open_read(&self.state)? } else { Some(store::open(&self.state)?) };
         if let Some(store) = &store {
-            self.claim(store)?;
+            self.claim(store.as_ref())?;
         }
         let (driver, target) = self.targets.driver(request.program.as_ref())?;
         let driver = driver.as_ref();
@@ -241,24 +240,25 @@ impl Deployer {
             (false, true) => Refresh::Presence,
             (false, false) => Refresh::No,
         };
-        let prepared = prepare(store.as_ref(), driver, &request.desired, request.claims.as_ref(), refresh)?;
-        supervisor.planned(&prepared, pending(&prepared, store.as_ref())?.as_ref(), driver);
+        let prepared = prepare(store.as_deref(), driver, &request.desired, request.claims.as_ref(), refresh)?;
+        supervisor.planned(&prepared, pending(&prepared, store.as_deref())?.as_ref(), driver);
         let ended = |ended| Ok(Deployment { target: target.clone(), ended });
         // Checked before anything else, a plan without actions included: a policy change that
         // moves no instance is still recorded, and the next deploy takes its roles from it.
         let refused = refusals(&prepared, request.program.as_ref(), &request.user);
         if !refused.is_empty() {
-            if !existed && store.is_some() {
+            if let Some(store) = store.filter(|s| s.created()) {
                 // The store this run created for a first deploy holds nothing: leave no trace.
-                drop(store);
-                let _ = std::fs::remove_file(&self.state);
+                if let Err(error) = store.discard() {
+                    tracing::warn!(%error, "removing the empty store of a refused first deploy");
+                }
             }
             return ended(Ended::Refused { user: request.user, refusals: refused });
         }
         if prepared.plan.is_empty() {
             let (unchanged, previous) = (prepared.plan.unchanged.len(), prepared.previous);
             let revision = match store.filter(|_| !options.dry_run) {
-                Some(store) => Some(apply(&store, driver, prepared, request, &Quiet, &self.cancel)?),
+                Some(store) => Some(apply(store.as_ref(), driver, prepared, request, &Quiet, &self.cancel)?),
                 None => None,
             };
             return ended(Ended::NoChanges { unchanged, previous, revision });
@@ -273,7 +273,7 @@ impl Deployer {
             return ended(Ended::Declined);
         }
         let progress = supervisor.applying(&prepared);
-        let revision = apply(&store, driver, prepared, request, progress, &self.cancel)?;
+        let revision = apply(store.as_ref(), driver, prepared, request, progress, &self.cancel)?;
         if self.cancel.is_cancelled() {
             let not_started = revision.actions.iter().filter(|a| a.report.outcome == Outcome::Interrupted).count();
             return ended(Ended::Interrupted { revision, not_started });
@@ -293,7 +293,7 @@ impl Deployer {
     ) -> Result<Deployment, DeployError> {
         let (revision, desired_state, program) = {
             let store =
-                Store::open_read(&self.state)?.ok_or_else(|| DeployError::NoRevisions { store: self.state.clone() })?;
+                store::open_read(&self.state)?.ok_or_else(|| DeployError::NoRevisions { store: self.state.clone() })?;
             let Some(revision) = store.get(to)? else {
                 let last = store.last()?.map(|r| r.number);
                 return Err(DeployError::NoSuchRevision { store: self.state.clone(), number: to, last });
@@ -320,11 +320,11 @@ impl Deployer {
 
 /// The journal of a deploy that has not finished, when `prepare` did not recover it (the store is
 /// only read, or another aptc is deploying).
-fn pending(prepared: &Prepared, store: Option<&Store>) -> Result<Option<Journal>, DeployError> {
+fn pending(prepared: &Prepared, store: Option<&dyn Store>) -> Result<Option<Journal>, DeployError> {
     if prepared.recovered.is_some() {
         return Ok(None);
     }
-    Ok(store.map(Store::pending).transpose()?.flatten())
+    Ok(store.map(|s| s.pending()).transpose()?.flatten())
 }
 
 /// The policy a [`Reconciler`] enforces: what a deploy of it would send.
@@ -576,7 +576,7 @@ impl Reconciler {
 
     /// Compares the target with what the last revision applied.
     fn check_drift(&mut self) -> DriftCheck {
-        let last = match Store::open_read(&self.deployer.state).and_then(|s| s.map(|s| s.last()).transpose()) {
+        let last = match store::open_read(&self.deployer.state).and_then(|s| s.map(|s| s.last()).transpose()) {
             Ok(last) => last.flatten(),
             Err(error) => return DriftCheck::Unreadable(error.into()),
         };
@@ -597,15 +597,15 @@ impl Reconciler {
         let desired = desired.ok_or(NotPlanned::NoPolicy)?;
         let driver = Drifted { driver: self.driver.as_ref(), keys: drift.iter().map(|d| d.key.clone()).collect() };
         let state = &self.deployer.state;
-        let store = if self.fix { Store::open(state).map(Some) } else { Store::open_read(state) }
+        let store = if self.fix { store::open(state).map(Some) } else { store::open_read(state) }
             .map_err(|e| NotPlanned::Store(e.into()))?;
         if let Some(store) = &store {
-            self.deployer.claim(store).map_err(NotPlanned::Plan)?;
+            self.deployer.claim(store.as_ref()).map_err(NotPlanned::Plan)?;
         }
         let mut prepared =
-            prepare(store.as_ref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
+            prepare(store.as_deref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
                 .map_err(NotPlanned::Plan)?;
-        let pending = pending(&prepared, store.as_ref()).map_err(NotPlanned::Store)?;
+        let pending = pending(&prepared, store.as_deref()).map_err(NotPlanned::Store)?;
         explain(&mut prepared.plan, drift);
         let planned = |prepared, fix| Ok(Planned { prepared, pending, fix });
         if prepared.plan.is_empty() {
@@ -633,7 +633,7 @@ impl Reconciler {
             return planned(prepared, Fix::NotReady(error));
         }
         let shown = prepared.clone();
-        let fix = match apply(&store, &driver, prepared, desired.clone(), &Quiet, &self.deployer.cancel) {
+        let fix = match apply(store.as_ref(), &driver, prepared, desired.clone(), &Quiet, &self.deployer.cancel) {
             Ok(revision) => {
                 self.reported.clear();
                 Fix::Recorded(revision)
@@ -646,6 +646,8 @@ impl Reconciler {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::plan::units;
     use crate::test_policy::compile;
@@ -658,7 +660,7 @@ mod tests {
             helm: None,
             post_renderer: Ok(PathBuf::from("aptc")),
         };
-        Deployer::new(&dir.join("state.db"), targets, Cancel::new())
+        Deployer::new(&Location::File(dir.join("state.db")), targets, Cancel::new())
     }
 
     /// A policy with nothing to deploy, as `ada` deploys it.
@@ -675,7 +677,7 @@ mod tests {
         let deployer = deployer(dir.path());
         let dry = deployer.deploy(request(), Options { dry_run: true, ..Options::default() }, &mut Silent).unwrap();
         assert!(matches!(dry.ended, Ended::NoChanges { revision: None, previous: None, .. }), "{dry:?}");
-        assert!(!deployer.state().exists(), "a dry run creates no store");
+        assert!(!dir.path().join("state.db").exists(), "a dry run creates no store");
         let first = deployer.deploy(request(), Options::default(), &mut Silent).unwrap();
         assert!(matches!(&first.ended, Ended::NoChanges { revision: Some(r), .. } if r.number == 1), "{first:?}");
         assert!(first.target.starts_with("rendered to "), "{}", first.target);

@@ -77,7 +77,7 @@ pub fn sweep(root: &Path) -> usize {
 }
 
 /// Whether process `pid` runs (on Unix; elsewhere it is assumed to, so nothing is removed).
-fn is_running(pid: u32) -> bool {
+pub(crate) fn is_running(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

@@ -1,5 +1,8 @@
-//! The revision store: every deploy is a revision, kept in one embedded, transactional file
-//! (redb; `.aptc/state.db` under the policy root by default).
+//! The revision store: every deploy is a revision. [`Store`] is what deploys, rollbacks,
+//! `history` and the dashboard ask of a store, with two backends chosen by [`Location`]
+//! (`--state`): [`FileStore`], one embedded, transactional file (redb; `.aptc/state.db` under the
+//! policy root by default), described below, and [`KubeStore`], ConfigMaps in a namespace of a
+//! cluster (`kube://CONTEXT/NAMESPACE`; see `store::kube`).
 //!
 //! A revision records who deployed what and when (number, RFC 3339 UTC time, identity, a hash of
 //! the policy), the desired state, the plan with each action's outcome and timing, the instances
@@ -19,20 +22,20 @@
 //!
 //! A damaged file (bytes changed on disk) is found before it is used: every open runs redb's
 //! integrity check, which verifies the checksum of every page the store uses, because redb trusts
-//! the pages it reads and can panic on a damaged one. A reader ([`Store::open_read`]: `history`,
+//! the pages it reads and can panic on a damaged one. A reader ([`FileStore::open_read`]: `history`,
 //! dry runs, rollbacks' lookups) reads a private copy of the file, checked and migrated the same
 //! way, so it needs no lock: `history` works while a deploy runs and sees its journal. An empty or
-//! foreign file is refused, never replaced by a new store. [`Store::check`] says what is damaged
-//! and [`Store::repair`] copies every readable revision into a fresh store, keeping the damaged
+//! foreign file is refused, never replaced by a new store. [`FileStore::check`] says what is damaged
+//! and [`FileStore::repair`] copies every readable revision into a fresh store, keeping the damaged
 //! file beside it (`state.db.damaged-<time>`).
 //!
 //! A deploy is journaled while it runs, so that killing aptc (or a crash, or a power cut) loses
 //! nothing: before the first action, `journal` gets the revision as planned ([`Journal`]); as each
 //! action ends, `journal_reports` gets its report, in its own transaction. Recording the revision
 //! removes both in the same transaction. A journal found later means the deploy that wrote it
-//! stopped, or still runs: [`Store::recover`] records it as a revision with what its reports say,
+//! stopped, or still runs: [`FileStore::recover`] records it as a revision with what its reports say,
 //! and every action without a report as failed (the next deploy does it again; drivers' actions are
-//! idempotent), so the store always says what was done; [`Store::unfinished`] shows it as it is.
+//! idempotent), so the store always says what was done; [`FileStore::unfinished`] shows it as it is.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -45,8 +48,10 @@ use crate::apply::{ActionReport, Applied, Outcome};
 use crate::plan::{Op, Plan, Unit};
 use crate::private_dir::{self, PrivateDir};
 
+mod kube;
 mod salvage;
 
+pub use kube::KubeStore;
 pub use salvage::{Health, Repaired};
 
 /// The layout of the store; a store written by a newer aptc is refused, one written in an older
@@ -82,11 +87,11 @@ every readable revision into a fresh store and keeps the damaged file beside it"
     )
 }
 
-/// What [`Store::recover`] records for an action a stopped deploy did not report on.
+/// What [`FileStore::recover`] records for an action a stopped deploy did not report on.
 pub const UNFINISHED: &str =
     "aptc stopped (killed or crashed) before this action reported how it ended; the next deploy does it again";
 
-/// What [`Store::unfinished`] shows for an action of a deploy that has not finished and that has
+/// What [`FileStore::unfinished`] shows for an action of a deploy that has not finished and that has
 /// not reported yet.
 pub const NOT_REPORTED: &str = "not reported yet: the deploy is still running, or was killed before this action ended";
 
@@ -162,22 +167,60 @@ move the file away",
     #[error("{} is damaged: {part}. {}", file.display(), how_to_recover(file))]
     Damaged { file: PathBuf, part: String },
     /// A record cannot be encoded (`what`: `a revision`, `a journal`).
-    #[error("encoding {what} for {}: {source}", path.display())]
+    #[error("encoding {what} for {store}: {source}")]
     Encode {
         what: &'static str,
-        path: PathBuf,
+        store: Location,
         #[source]
         source: serde_json::Error,
     },
-    /// A write to a store opened with [`Store::open_read`] (a bug in the caller).
-    #[error("{} is open for reading only", path.display())]
-    ReadOnly { path: PathBuf },
+    /// A write to a store opened for reading only ([`open_read`]; a bug in the caller).
+    #[error("{store} is open for reading only")]
+    ReadOnly { store: Location },
     /// A revision recorded out of turn: another deploy recorded one since.
-    #[error("revision {number} cannot be recorded in {}: the next revision is {next}", path.display())]
-    OutOfOrder { path: PathBuf, number: u64, next: u64 },
+    #[error("revision {number} cannot be recorded in {store}: the next revision is {next}")]
+    OutOfOrder { store: Location, number: u64, next: u64 },
     /// A deploy that stopped left its journal, which must be recovered before another begins.
-    #[error("{} holds the unfinished revision {number}: recover it first", path.display())]
-    Unfinished { path: PathBuf, number: u64 },
+    #[error("{store} holds the unfinished revision {number}: recover it first")]
+    Unfinished { store: Location, number: u64 },
+    /// `--state` names a Kubernetes store in a form that is not `kube://CONTEXT/NAMESPACE`.
+    #[error("--state {text}: {reason} (the form is kube://CONTEXT/NAMESPACE; an empty CONTEXT is the current one)")]
+    BadLocation { text: String, reason: String },
+    /// The cluster of a Kubernetes store cannot be reached or refused a request (`action`:
+    /// `listing the revisions`, …); the API's reason.
+    #[error("{store}: {action}: {reason}")]
+    Kube { store: Location, action: String, reason: String },
+    /// Another writer holds a Kubernetes store (a deploy or rollback is running, or one was killed
+    /// on another machine less than the lock's lifetime ago).
+    #[error(
+        "{store} is in use by another aptc ({holder}); try again when it has finished (the lock of an aptc killed on \
+another machine lapses {lapse} s after its last renewal)"
+    )]
+    Held { store: Location, holder: String, lapse: u64 },
+    /// This writer's lock on a Kubernetes store was taken over (it was not renewed in time), so it
+    /// writes nothing more.
+    #[error("{store}: another aptc took over the lock of this deploy ({why}); this one writes nothing more")]
+    LockLost { store: Location, why: String },
+    /// Another writer recorded revision `number` first: this one is not recorded, nothing is merged.
+    #[error(
+        "{store}: revision {number} was recorded by another aptc at the same time; this one is not recorded: plan again"
+    )]
+    Conflict { store: Location, number: u64 },
+    /// A record of a Kubernetes store does not decode: `part` says which and why.
+    #[error("{store} is damaged: {part}")]
+    Corrupt { store: Location, part: String },
+    /// A record is larger, compressed, than one Kubernetes object holds.
+    #[error(
+        "{store}: {what} takes {size} bytes compressed, more than the {limit} bytes one Kubernetes object holds; keep \
+this policy's revisions in a file (--state PATH)"
+    )]
+    TooLarge { store: Location, what: String, size: usize, limit: usize },
+    /// A newer aptc wrote this Kubernetes store.
+    #[error(
+        "{store} was written by a newer aptc (store schema {found}, this aptc knows {}); use that aptc",
+        kube::SCHEMA
+    )]
+    KubeSchema { store: Location, found: String },
 }
 
 /// Why a revision was made.
@@ -327,34 +370,314 @@ pub fn action_records(plan: &Plan, reports: &[ActionReport]) -> Vec<ActionRecord
         .collect()
 }
 
-/// An open store.
-pub struct Store {
+/// Where a revision store is, as `--state` names it: a file (redb), or a namespace of a
+/// Kubernetes cluster (`kube://CONTEXT/NAMESPACE`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A redb file ([`FileStore`]).
+    File(PathBuf),
+    /// ConfigMaps in a namespace of a cluster ([`KubeStore`]).
+    Kube(KubeLocation),
+}
+
+/// A Kubernetes store's cluster and namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubeLocation {
+    /// The kubeconfig (`None`: `$KUBECONFIG`, else `~/.kube/config`, else the in-cluster service
+    /// account when there is neither and no context is named).
+    pub kubeconfig: Option<PathBuf>,
+    /// The context in it (`None`: its current context).
+    pub context: Option<String>,
+    /// The namespace holding the store's objects.
+    pub namespace: String,
+}
+
+/// The scheme of a Kubernetes store in `--state`.
+pub const KUBE_SCHEME: &str = "kube://";
+
+impl Location {
+    /// `--state` as given: `kube://CONTEXT/NAMESPACE` (CONTEXT is everything before the last `/`,
+    /// since context names may hold slashes and namespaces cannot; empty: the current context),
+    /// else a file's path.
+    pub fn from_arg(arg: &Path) -> Result<Location, StoreError> {
+        let Some(rest) = arg.to_str().and_then(|text| text.strip_prefix(KUBE_SCHEME)) else {
+            return Ok(Location::File(arg.to_path_buf()));
+        };
+        let bad = |reason: &str| StoreError::BadLocation { text: arg.display().to_string(), reason: reason.into() };
+        let Some((context, namespace)) = rest.rsplit_once('/') else {
+            return Err(bad("there is no namespace after the context"));
+        };
+        let valid = !namespace.is_empty()
+            && namespace.len() <= 63
+            && namespace.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !namespace.starts_with('-')
+            && !namespace.ends_with('-');
+        if !valid {
+            return Err(bad(&format!(
+                "`{namespace}` is not a namespace name (lowercase letters, digits and `-`, at most 63, not at either end)"
+            )));
+        }
+        Ok(Location::Kube(KubeLocation {
+            kubeconfig: None,
+            context: (!context.is_empty()).then(|| context.to_string()),
+            namespace: namespace.to_string(),
+        }))
+    }
+
+    /// The file of a file store.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Location::File(path) => Some(path),
+            Location::Kube(_) => None,
+        }
+    }
+
+    /// A stamp that changes whenever the store changes (the dashboard's live updates poll it);
+    /// `none` when there is no store, `unreadable` when it cannot be asked.
+    pub fn stamp(&self) -> String {
+        match self {
+            Location::File(path) => match std::fs::metadata(path) {
+                Ok(meta) => {
+                    let time = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                    format!("{}:{}", meta.len(), time.map_or(0, |t| t.as_nanos()))
+                }
+                Err(_) => "none".to_string(),
+            },
+            Location::Kube(location) => kube::stamp(self, location).unwrap_or_else(|error| {
+                tracing::debug!(%error, "the store's stamp");
+                "unreadable".to_string()
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// A file's path; `kube://CONTEXT/NAMESPACE` (with the kubeconfig when one is named).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Kube(KubeLocation { kubeconfig, context, namespace }) => {
+                write!(f, "{KUBE_SCHEME}{}/{namespace}", context.as_deref().unwrap_or_default())?;
+                match kubeconfig {
+                    Some(path) => write!(f, " (kubeconfig {})", path.display()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Opens the store at `location` for writing, creating it if there is none; one writer at a time
+/// (a file is locked; a Kubernetes store's lock object is taken).
+pub fn open(location: &Location) -> Result<Box<dyn Store>, StoreError> {
+    Ok(match location {
+        Location::File(path) => Box::new(FileStore::open(path)?),
+        Location::Kube(kube) => Box::new(KubeStore::open(location, kube)?),
+    })
+}
+
+/// Opens the store at `location` for reading only (no lock: it works while a deploy runs);
+/// `None` when there is none.
+pub fn open_read(location: &Location) -> Result<Option<Box<dyn Store>>, StoreError> {
+    Ok(match location {
+        Location::File(path) => FileStore::open_read(path)?.map(|s| Box::new(s) as Box<dyn Store>),
+        Location::Kube(kube) => KubeStore::open_read(location, kube)?.map(|s| Box::new(s) as Box<dyn Store>),
+    })
+}
+
+/// A revision store: what deploys, rollbacks, `history` and the dashboard ask of one, whichever
+/// backend keeps it ([`FileStore`]: a redb file; [`KubeStore`]: objects in a cluster). The
+/// required methods are each backend's reads and writes; what follows from them (numbering,
+/// recovering a stopped deploy, showing an unfinished one) is written once, here.
+///
+/// `Sync`: the actions of a deploy journal their reports from several threads at once.
+pub trait Store: Send + Sync {
+    /// Where it is (what messages name).
+    fn location(&self) -> &Location;
+
+    /// Whether it was opened for writing ([`open`]).
+    fn is_writable(&self) -> bool;
+
+    /// Whether opening it for writing created it (nothing was there before).
+    fn created(&self) -> bool;
+
+    /// Removes a store this run created and left empty (a first deploy that was refused leaves no
+    /// trace).
+    fn discard(self: Box<Self>) -> Result<(), StoreError>;
+
+    /// The policy root the store belongs to (docs/language.md §3.1: the directory holding
+    /// `aptc.toml`, else the directory deployed); `None` until a deploy records one.
+    fn policy_root(&self) -> Result<Option<PathBuf>, StoreError>;
+
+    /// Records the policy root the store belongs to (see [`Store::policy_root`]).
+    fn set_policy_root(&self, root: &Path) -> Result<(), StoreError>;
+
+    /// Every revision, oldest first.
+    fn list(&self) -> Result<Vec<Revision>, StoreError>;
+
+    /// Revision `number`.
+    fn get(&self, number: u64) -> Result<Option<Revision>, StoreError>;
+
+    /// The latest revision.
+    fn last(&self) -> Result<Option<Revision>, StoreError>;
+
+    /// How many revisions there are.
+    fn len(&self) -> Result<u64, StoreError>;
+
+    /// The full desired state recorded with revision `number` (see [`Store::desired_state`]).
+    fn recorded_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// The policy (resolution IR) revision `number` deployed; `None` for a revision recorded
+    /// without one (by an older aptc, or by a rollback to such a revision).
+    fn program(&self, number: u64) -> Result<Option<aptc_core::ir::Program>, StoreError>;
+
+    /// Records a new revision with its full desired state and the policy deployed, at once, and
+    /// removes its journal. Its number must be the next one; a revision of that number recorded
+    /// by another writer meanwhile is never replaced.
+    fn record_with_program(
+        &self,
+        revision: &Revision,
+        desired_state: &serde_json::Value,
+        program: Option<&aptc_core::ir::Program>,
+    ) -> Result<(), StoreError>;
+
+    /// Writes the journal of a deploy about to apply (see [`Store::begin`]).
+    fn write_journal(&self, journal: &Journal) -> Result<(), StoreError>;
+
+    /// Journals how action `index` of the running revision `number` ended, durably.
+    fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError>;
+
+    /// The journal of a deploy that has not been recorded (running now in another process, or
+    /// stopped), if any.
+    fn pending(&self) -> Result<Option<Journal>, StoreError>;
+
+    /// The reports a running (or stopped) deploy journaled, by action index.
+    fn journaled_reports(&self, journal: &Journal) -> Result<Vec<Option<ActionReport>>, StoreError>;
+
+    /// Removes the journal of revision `number`, which is recorded already (a writer stopped
+    /// between recording it and removing its journal, which a file store does at once).
+    fn forget_journal(&self, number: u64) -> Result<(), StoreError>;
+
+    /// The number the next revision gets.
+    fn next_number(&self) -> Result<u64, StoreError> {
+        Ok(self.last()?.map_or(1, |r| r.number + 1))
+    }
+
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Records a new revision with its full desired state. Its number must be the next one.
+    fn record(&self, revision: &Revision, desired_state: &serde_json::Value) -> Result<(), StoreError> {
+        self.record_with_program(revision, desired_state, None)
+    }
+
+    /// The full desired state revision `number` deployed (as JSON); for the revision of a deploy
+    /// that has not finished, the one its journal holds.
+    fn desired_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
+        if let Some(state) = self.recorded_state(number)? {
+            return Ok(Some(state));
+        }
+        Ok(self.pending()?.filter(|j| j.revision.number == number).map(|j| j.desired_state))
+    }
+
+    /// Journals a revision before its first action (see the module docs). A journal left by a
+    /// stopped deploy must be recovered first.
+    fn begin(&self, journal: &Journal) -> Result<(), StoreError> {
+        if let Some(old) = self.pending()? {
+            return Err(StoreError::Unfinished { store: self.location().clone(), number: old.revision.number });
+        }
+        self.write_journal(journal)
+    }
+
+    /// The revision of a deploy that has not finished (it runs now, or was killed), as its
+    /// journal says so far: the actions that reported with their outcome, the others
+    /// [`Outcome::Skipped`] with [`NOT_REPORTED`]. Nothing is recorded: `history` shows it.
+    fn unfinished(&self) -> Result<Option<Revision>, StoreError> {
+        let Some(journal) = self.pending()? else { return Ok(None) };
+        let reports: Vec<ActionReport> = self
+            .journaled_reports(&journal)?
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(ActionReport {
+                    outcome: Outcome::Skipped { reason: NOT_REPORTED.to_string() },
+                    started_ms: 0,
+                    duration_ms: 0,
+                })
+            })
+            .collect();
+        let mut revision = journal.revision;
+        revision.actions = action_records(&journal.plan, &reports);
+        Ok(Some(revision))
+    }
+
+    /// Records the revision of a deploy that stopped before recording it (see the module docs);
+    /// `None` when there is none. Only a store open for writing can hold a stopped deploy's
+    /// journal, since a running deploy holds the store.
+    fn recover(&self) -> Result<Option<Revision>, StoreError> {
+        if !self.is_writable() {
+            return Err(StoreError::ReadOnly { store: self.location().clone() });
+        }
+        let Some(journal) = self.pending()? else { return Ok(None) };
+        let number = journal.revision.number;
+        if number < self.next_number()? {
+            self.forget_journal(number)?;
+            return Ok(None);
+        }
+        let reports: Vec<ActionReport> = self
+            .journaled_reports(&journal)?
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or(ActionReport {
+                    outcome: Outcome::Failed { error: UNFINISHED.to_string(), retryable: true },
+                    started_ms: 0,
+                    duration_ms: 0,
+                })
+            })
+            .collect();
+        let mut revision = journal.revision;
+        revision.applied = crate::apply::applied_after(&revision.applied, &journal.plan, &reports, number);
+        revision.actions = action_records(&journal.plan, &reports);
+        let program = journal.program.as_deref().map(aptc_core::ir::Program::from_json).transpose().map_err(|e| {
+            StoreError::Corrupt { store: self.location().clone(), part: format!("the journal's policy ({e})") }
+        })?;
+        self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
+        Ok(Some(revision))
+    }
+}
+
+/// A store in one redb file (see the module docs).
+pub struct FileStore {
     /// The store's file, or (a reader's) its private copy.
     db: Database,
     /// The store's file (what messages name).
     path: PathBuf,
+    location: Location,
     writable: bool,
+    /// Opening it for writing created the file.
+    created: bool,
     /// The directory of a reader's private copy, removed with the store (after `db` is closed:
     /// fields drop in order).
     _copy: Option<PrivateDir>,
 }
 
-/// How often [`Store::open_read`] copies the file again when the copy does not verify: a deploy
+/// How often [`FileStore::open_read`] copies the file again when the copy does not verify: a deploy
 /// committing while the file is copied can tear the copy's newest commit.
 const COPY_ATTEMPTS: u32 = 4;
 
-impl Store {
+impl FileStore {
     /// Opens the store at `path` for writing, creating it (and its directory) if there is no file.
     /// An existing file is verified first (redb's integrity check); an empty or foreign file is
     /// refused, never replaced. Fails if another process has it open for writing.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<FileStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|source| StoreError::CreateDir { dir: parent.to_path_buf(), source })?;
         }
-        let existing = refuse_foreign(path)?;
-        let db = open_verified(path, path, existing)?;
-        let store = Store { db, path: path.to_path_buf(), writable: true, _copy: None };
+        let created = !refuse_foreign(path)? && create_whole(path)?;
+        let db = open_verified(path, path, true)?;
+        let location = Location::File(path.to_path_buf());
+        let store = FileStore { db, path: path.to_path_buf(), location, writable: true, created, _copy: None };
         store.initialise()?;
         Ok(store)
     }
@@ -365,7 +688,7 @@ impl Store {
     /// takes no lock: it works while a deploy runs, and sees that deploy's journal as it was when
     /// copied. A store left unclean by a killed deploy is repaired in the copy; the file itself is
     /// never written.
-    pub fn open_read(path: &Path) -> Result<Option<Store>, StoreError> {
+    pub fn open_read(path: &Path) -> Result<Option<FileStore>, StoreError> {
         if !refuse_foreign(path)? {
             return Ok(None);
         }
@@ -374,7 +697,15 @@ impl Store {
             let (copy, file) = private_copy(path, "store")?;
             match open_verified(&file, path, true) {
                 Ok(db) => {
-                    let store = Store { db, path: path.to_path_buf(), writable: false, _copy: Some(copy) };
+                    let location = Location::File(path.to_path_buf());
+                    let store = FileStore {
+                        db,
+                        path: path.to_path_buf(),
+                        location,
+                        writable: false,
+                        created: false,
+                        _copy: Some(copy),
+                    };
                     store.initialise()?;
                     return Ok(Some(store));
                 }
@@ -404,20 +735,15 @@ impl Store {
 
     /// `what` (`a revision`) does not encode.
     fn encode(&self, what: &'static str, source: serde_json::Error) -> StoreError {
-        StoreError::Encode { what, path: self.path.clone(), source }
+        StoreError::Encode { what, store: self.location.clone(), source }
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
         self.db.begin_read().map_err(|e| self.db("reading", e))
     }
 
-    /// Whether it was opened for writing ([`Store::open`]).
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
     fn writer(&self) -> Result<&Database, StoreError> {
-        if self.writable { Ok(&self.db) } else { Err(StoreError::ReadOnly { path: self.path.clone() }) }
+        if self.writable { Ok(&self.db) } else { Err(StoreError::ReadOnly { store: self.location.clone() }) }
     }
 
     /// Creates the tables and the schema mark of a new store; checks the mark of an old one, and
@@ -455,9 +781,53 @@ impl Store {
         StoreError::Schema { path: self.path.clone(), found }
     }
 
-    /// The policy root the store belongs to (docs/language.md §3.1: the directory holding
-    /// `aptc.toml`, else the directory deployed); `None` until a deploy records one.
-    pub fn policy_root(&self) -> Result<Option<PathBuf>, StoreError> {
+    /// `table` in a read transaction; `None` when no aptc has written it into this store yet.
+    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
+        match txn.open_table(table) {
+            Ok(table) => Ok(Some(table)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.db("reading", e)),
+        }
+    }
+
+    fn read_bytes(&self, table: TableDefinition<u64, &[u8]>, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.begin_read()?;
+        let Some(table) = self.table(&txn, table)? else { return Ok(None) };
+        Ok(table.get(number).map_err(|e| self.db("reading", e))?.map(|v| v.value().to_vec()))
+    }
+
+    fn decode(&self, number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| self.damaged(format!("revision {number}"), e))
+    }
+}
+
+impl Store for FileStore {
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    fn created(&self) -> bool {
+        self.created
+    }
+
+    fn discard(self: Box<Self>) -> Result<(), StoreError> {
+        if !self.created || !self.is_empty()? || self.pending()?.is_some() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        drop(self);
+        std::fs::remove_file(&path).map_err(|source| StoreError::File { what: "removing", path, source })
+    }
+
+    fn policy_root(&self) -> Result<Option<PathBuf>, StoreError> {
         let txn = self.begin_read()?;
         let Some(settings) = self.table(&txn, SETTINGS)? else { return Ok(None) };
         let Some(value) = settings.get(POLICY_ROOT).map_err(|e| self.db("reading", e))? else { return Ok(None) };
@@ -465,8 +835,7 @@ impl Store {
         Ok(Some(PathBuf::from(text)))
     }
 
-    /// Records the policy root the store belongs to (see [`Store::policy_root`]).
-    pub fn set_policy_root(&self, root: &Path) -> Result<(), StoreError> {
+    fn set_policy_root(&self, root: &Path) -> Result<(), StoreError> {
         let text = root.to_string_lossy();
         let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(SETTINGS)
@@ -476,8 +845,7 @@ impl Store {
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
-    /// Every revision, oldest first.
-    pub fn list(&self) -> Result<Vec<Revision>, StoreError> {
+    fn list(&self) -> Result<Vec<Revision>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(Vec::new()) };
         let mut out = Vec::new();
@@ -488,13 +856,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Revision `number`.
-    pub fn get(&self, number: u64) -> Result<Option<Revision>, StoreError> {
+    fn get(&self, number: u64) -> Result<Option<Revision>, StoreError> {
         self.read_bytes(REVISIONS, number)?.map(|bytes| self.decode(number, &bytes)).transpose()
     }
 
-    /// The latest revision.
-    pub fn last(&self) -> Result<Option<Revision>, StoreError> {
+    fn last(&self) -> Result<Option<Revision>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, REVISIONS)? else { return Ok(None) };
         match table.last().map_err(|e| self.db("reading", e))? {
@@ -503,13 +869,7 @@ impl Store {
         }
     }
 
-    /// The number the next revision gets.
-    pub fn next_number(&self) -> Result<u64, StoreError> {
-        Ok(self.last()?.map_or(1, |r| r.number + 1))
-    }
-
-    /// How many revisions there are.
-    pub fn len(&self) -> Result<u64, StoreError> {
+    fn len(&self) -> Result<u64, StoreError> {
         let txn = self.begin_read()?;
         match self.table(&txn, REVISIONS)? {
             Some(table) => table.len().map_err(|e| self.db("reading", e)),
@@ -517,22 +877,13 @@ impl Store {
         }
     }
 
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.len()? == 0)
+    fn recorded_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
+        self.read_bytes(DESIRED, number)?
+            .map(|bytes| serde_json::from_slice(&bytes).map_err(|e| self.damaged(format!("revision {number}"), e)))
+            .transpose()
     }
 
-    /// The full desired state revision `number` deployed (as JSON); for the revision of a deploy
-    /// that has not finished, the one its journal holds.
-    pub fn desired_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {
-        if let Some(bytes) = self.read_bytes(DESIRED, number)? {
-            return serde_json::from_slice(&bytes).map(Some).map_err(|e| self.damaged(format!("revision {number}"), e));
-        }
-        Ok(self.pending()?.filter(|j| j.revision.number == number).map(|j| j.desired_state))
-    }
-
-    /// The policy (resolution IR) revision `number` deployed; `None` for a revision recorded
-    /// without one (by an older aptc, or by a rollback to such a revision).
-    pub fn program(&self, number: u64) -> Result<Option<aptc_core::ir::Program>, StoreError> {
+    fn program(&self, number: u64) -> Result<Option<aptc_core::ir::Program>, StoreError> {
         self.read_bytes(PROGRAMS, number)?
             .map(|bytes| {
                 let part = || format!("the policy of revision {number}");
@@ -542,14 +893,7 @@ impl Store {
             .transpose()
     }
 
-    /// Records a new revision with its full desired state, in one transaction. Its number must
-    /// be the next one.
-    pub fn record(&self, revision: &Revision, desired_state: &serde_json::Value) -> Result<(), StoreError> {
-        self.record_with_program(revision, desired_state, None)
-    }
-
-    /// [`Store::record`], keeping the policy deployed (see [`Store::program`]) too.
-    pub fn record_with_program(
+    fn record_with_program(
         &self,
         revision: &Revision,
         desired_state: &serde_json::Value,
@@ -558,7 +902,7 @@ impl Store {
         let db = self.writer()?;
         let next = self.next_number()?;
         if revision.number != next {
-            return Err(StoreError::OutOfOrder { path: self.path.clone(), number: revision.number, next });
+            return Err(StoreError::OutOfOrder { store: self.location.clone(), number: revision.number, next });
         }
         let record = serde_json::to_vec(revision).map_err(|e| self.encode("a revision", e))?;
         let desired = serde_json::to_vec(desired_state).map_err(|e| self.encode("a revision", e))?;
@@ -584,12 +928,7 @@ impl Store {
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
-    /// Journals a revision before its first action (see the module docs). A journal left by a
-    /// stopped deploy must be recovered first.
-    pub fn begin(&self, journal: &Journal) -> Result<(), StoreError> {
-        if let Some(old) = self.pending()? {
-            return Err(StoreError::Unfinished { path: self.path.clone(), number: old.revision.number });
-        }
+    fn write_journal(&self, journal: &Journal) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(journal).map_err(|e| self.encode("a journal", e))?;
         let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL)
@@ -599,8 +938,7 @@ impl Store {
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
-    /// Journals how action `index` of the running revision `number` ended, durably.
-    pub fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError> {
+    fn journal_report(&self, number: u64, index: usize, report: &ActionReport) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(report).map_err(|e| self.encode("a journal", e))?;
         let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
         txn.open_table(JOURNAL_REPORTS)
@@ -610,9 +948,7 @@ impl Store {
         txn.commit().map_err(|e| self.db("writing", e))
     }
 
-    /// The journal of a deploy that has not been recorded (running now in another process, or
-    /// stopped), if any.
-    pub fn pending(&self) -> Result<Option<Journal>, StoreError> {
+    fn pending(&self) -> Result<Option<Journal>, StoreError> {
         let txn = self.begin_read()?;
         let Some(table) = self.table(&txn, JOURNAL)? else { return Ok(None) };
         match table.first().map_err(|e| self.db("reading", e))? {
@@ -623,7 +959,6 @@ impl Store {
         }
     }
 
-    /// The reports a running (or stopped) deploy journaled, by action index.
     fn journaled_reports(&self, journal: &Journal) -> Result<Vec<Option<ActionReport>>, StoreError> {
         let number = journal.revision.number;
         let mut reports: Vec<Option<ActionReport>> = vec![None; journal.plan.actions.len()];
@@ -640,79 +975,19 @@ impl Store {
         Ok(reports)
     }
 
-    /// The revision of a deploy that has not finished (it runs now, or was killed), as its
-    /// journal says so far: the actions that reported with their outcome, the others
-    /// [`Outcome::Skipped`] with [`NOT_REPORTED`]. Nothing is recorded: `history` shows it.
-    pub fn unfinished(&self) -> Result<Option<Revision>, StoreError> {
-        let Some(journal) = self.pending()? else { return Ok(None) };
-        let reports: Vec<ActionReport> = self
-            .journaled_reports(&journal)?
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or(ActionReport {
-                    outcome: Outcome::Skipped { reason: NOT_REPORTED.to_string() },
-                    started_ms: 0,
-                    duration_ms: 0,
-                })
-            })
-            .collect();
-        let mut revision = journal.revision;
-        revision.actions = action_records(&journal.plan, &reports);
-        Ok(Some(revision))
-    }
-
-    /// Records the revision of a deploy that stopped before recording it (see the module docs);
-    /// `None` when there is none. Only a store open for writing can hold a stopped deploy's
-    /// journal, since a running deploy keeps the store locked.
-    pub fn recover(&self) -> Result<Option<Revision>, StoreError> {
-        self.writer()?;
-        let Some(journal) = self.pending()? else { return Ok(None) };
-        let number = journal.revision.number;
-        let reports: Vec<ActionReport> = self
-            .journaled_reports(&journal)?
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or(ActionReport {
-                    outcome: Outcome::Failed { error: UNFINISHED.to_string(), retryable: true },
-                    started_ms: 0,
-                    duration_ms: 0,
-                })
-            })
-            .collect();
-        let mut revision = journal.revision;
-        revision.applied = crate::apply::applied_after(&revision.applied, &journal.plan, &reports, number);
-        revision.actions = action_records(&journal.plan, &reports);
-        let program = journal
-            .program
-            .as_deref()
-            .map(aptc_core::ir::Program::from_json)
-            .transpose()
-            .map_err(|e| self.damaged("the journal", e))?;
-        self.record_with_program(&revision, &journal.desired_state, program.as_ref())?;
-        Ok(Some(revision))
-    }
-
-    /// `table` in a read transaction; `None` when no aptc has written it into this store yet.
-    fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &self,
-        txn: &redb::ReadTransaction,
-        table: TableDefinition<K, V>,
-    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StoreError> {
-        match txn.open_table(table) {
-            Ok(table) => Ok(Some(table)),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
-            Err(e) => Err(self.db("reading", e)),
+    fn forget_journal(&self, number: u64) -> Result<(), StoreError> {
+        let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
+        {
+            txn.open_table(JOURNAL)
+                .map_err(|e| self.db("writing", e))?
+                .remove(number)
+                .map_err(|e| self.db("writing", e))?;
+            txn.open_table(JOURNAL_REPORTS)
+                .map_err(|e| self.db("writing", e))?
+                .retain_in((number, 0)..=(number, u64::MAX), |_, _| false)
+                .map_err(|e| self.db("writing", e))?;
         }
-    }
-
-    fn read_bytes(&self, table: TableDefinition<u64, &[u8]>, number: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let txn = self.begin_read()?;
-        let Some(table) = self.table(&txn, table)? else { return Ok(None) };
-        Ok(table.get(number).map_err(|e| self.db("reading", e))?.map(|v| v.value().to_vec()))
-    }
-
-    fn decode(&self, number: u64, bytes: &[u8]) -> Result<Revision, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| self.damaged(format!("revision {number}"), e))
+        txn.commit().map_err(|e| self.db("writing", e))
     }
 }
 
@@ -737,6 +1012,24 @@ fn refuse_foreign(path: &Path) -> Result<bool, StoreError> {
         return Err(StoreError::NotAStore { path: path.to_path_buf() });
     }
     Ok(true)
+}
+
+/// Creates an empty redb file at `path` whole, so that another aptc creating it at the same time
+/// never reads it half-written (and refuses it as foreign): made beside it, then linked into place,
+/// which fails when the other was first. Whether this call created it.
+fn create_whole(path: &Path) -> Result<bool, StoreError> {
+    let failed = |source| StoreError::File { what: "creating", path: path.to_path_buf(), source };
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".new-{}", std::process::id()));
+    let fresh = path.with_file_name(name);
+    drop(open_verified(&fresh, path, false)?);
+    let linked = std::fs::hard_link(&fresh, path);
+    std::fs::remove_file(&fresh).map_err(failed)?;
+    match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(failed(source)),
+    }
 }
 
 /// Opens `file` for writing after redb's integrity check, which verifies the checksum of every
@@ -848,9 +1141,9 @@ mod tests {
     fn revisions_are_written_read_back_and_listed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/state.db");
-        assert!(Store::open_read(&path).unwrap().is_none(), "reading creates nothing");
+        assert!(FileStore::open_read(&path).unwrap().is_none(), "reading creates nothing");
         assert!(!path.exists());
-        let store = Store::open(&path).unwrap();
+        let store = FileStore::open(&path).unwrap();
         assert!(store.is_empty().unwrap());
         assert_eq!(store.next_number().unwrap(), 1);
         let first = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &["a", "b"]);
@@ -867,7 +1160,7 @@ mod tests {
         assert!(store.get(9).unwrap().is_none());
         assert_eq!(first.counts().summary(), "2 created, 0 updated, 0 deleted");
         drop(store);
-        let again = Store::open_read(&path).unwrap().unwrap();
+        let again = FileStore::open_read(&path).unwrap().unwrap();
         assert_eq!(again.len().unwrap(), 2);
         assert!(again.record(&revision(3, Cause::Rollback { to: 1 }, &[]), &serde_json::json!({})).is_err());
     }
@@ -878,14 +1171,14 @@ mod tests {
     fn copies_of_the_store_never_outlive_their_reader() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        Store::open(&path)
+        FileStore::open(&path)
             .unwrap()
             .record(&revision(1, Cause::Rollback { to: 1 }, &["a"]), &serde_json::json!({}))
             .unwrap();
         // A pid above the kernel's maximum (2^22) runs nowhere.
         let left = tempfile::Builder::new().prefix("aptc-private-99999999-store-").tempdir().unwrap().keep();
         std::fs::copy(&path, left.join("state.db")).unwrap();
-        let reader = Store::open_read(&path).unwrap().unwrap();
+        let reader = FileStore::open_read(&path).unwrap().unwrap();
         assert!(!left.exists(), "the killed reader's copy is removed");
         let copy = reader._copy.as_ref().unwrap().path().to_path_buf();
         assert!(
@@ -902,7 +1195,7 @@ mod tests {
     #[test]
     fn a_rollback_plans_back_to_the_old_desired_units() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let store = FileStore::open(&dir.path().join("state.db")).unwrap();
         store.record(&revision(1, Cause::Deploy { paths: vec![] }, &["a", "b"]), &serde_json::json!({})).unwrap();
         store.record(&revision(2, Cause::Deploy { paths: vec![] }, &["a", "c"]), &serde_json::json!({})).unwrap();
         // Rolling back to 1 from what 2 left applied: create b, delete c, keep a.
@@ -918,8 +1211,8 @@ mod tests {
     fn a_store_in_use_is_refused_with_a_clear_message() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let _held = Store::open(&path).unwrap();
-        let error = Store::open(&path).err().unwrap();
+        let _held = FileStore::open(&path).unwrap();
+        let error = FileStore::open(&path).err().unwrap();
         assert!(matches!(error, StoreError::Busy { .. }));
         let error = error.to_string();
         assert!(error.contains("in use by another aptc"), "{error}");
@@ -935,8 +1228,10 @@ mod tests {
             txn.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
             txn.commit().unwrap();
         }
-        assert!(matches!(Store::open(&path).err().unwrap(), StoreError::Schema { found, .. } if found == SCHEMA + 1));
-        assert!(Store::open_read(&path).err().unwrap().to_string().contains("newer aptc"));
+        assert!(
+            matches!(FileStore::open(&path).err().unwrap(), StoreError::Schema { found, .. } if found == SCHEMA + 1)
+        );
+        assert!(FileStore::open_read(&path).err().unwrap().to_string().contains("newer aptc"));
     }
 
     #[test]
@@ -955,7 +1250,7 @@ mod tests {
             txn.commit().unwrap();
         }
         {
-            let old = Store::open_read(&path).unwrap().unwrap();
+            let old = FileStore::open_read(&path).unwrap().unwrap();
             assert_eq!(old.last().unwrap().unwrap().number, 1);
             assert!(old.program(1).unwrap().is_none(), "a revision without a policy reads as none");
         }
@@ -965,7 +1260,7 @@ mod tests {
             txn.open_table(META).unwrap().get("schema").unwrap().unwrap().value()
         };
         assert_eq!(schema(&path), 1, "a reader migrates its copy, never the file");
-        let store = Store::open(&path).unwrap();
+        let store = FileStore::open(&path).unwrap();
         assert_eq!(store.get(1).unwrap().unwrap().number, 1, "migrated to schema 2");
         assert!(store.program(1).unwrap().is_none());
         let program = crate::test_policy::compile(&[("system.apt", "namespace system\n\nuser \"ada\" {}\n")]);
@@ -984,7 +1279,7 @@ mod tests {
         let desired: BTreeMap<String, Unit> = ["a", "b"].iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
         let plan = crate::plan::plan(&BTreeMap::new(), &desired, None, &|_| true);
         {
-            let store = Store::open(&path).unwrap();
+            let store = FileStore::open(&path).unwrap();
             let mut planned = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &[]);
             planned.desired = desired.clone();
             let journal =
@@ -996,12 +1291,12 @@ mod tests {
             store.journal_report(1, 0, &done).unwrap();
             // The process dies here: the store is dropped without recording the revision.
         }
-        let read = Store::open_read(&path).unwrap().unwrap();
+        let read = FileStore::open_read(&path).unwrap().unwrap();
         assert!(read.last().unwrap().is_none());
         assert_eq!(read.pending().unwrap().unwrap().revision.number, 1);
         assert!(read.recover().is_err(), "only a writer recovers");
         drop(read);
-        let store = Store::open(&path).unwrap();
+        let store = FileStore::open(&path).unwrap();
         let recovered = store.recover().unwrap().unwrap();
         assert_eq!(recovered.number, 1);
         assert!(recovered.actions[0].report.outcome.succeeded());
@@ -1023,19 +1318,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.db");
         std::fs::write(&empty, "").unwrap();
-        for error in [Store::open(&empty).err().unwrap(), Store::open_read(&empty).err().unwrap()] {
+        for error in [FileStore::open(&empty).err().unwrap(), FileStore::open_read(&empty).err().unwrap()] {
             assert!(matches!(error, StoreError::Empty { .. }), "{error}");
             assert!(error.to_string().contains("is empty, so it is not a revision store"), "{error}");
         }
         assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "not replaced by a new store");
         let foreign = dir.path().join("notes.db");
         std::fs::write(&foreign, "my notes, not a store").unwrap();
-        assert!(matches!(Store::open(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
-        assert!(matches!(Store::open_read(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
+        assert!(matches!(FileStore::open(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
+        assert!(matches!(FileStore::open_read(&foreign).err().unwrap(), StoreError::NotAStore { .. }));
         assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "my notes, not a store");
         // What aptc writes starts as every redb file does, which is how a store is told apart.
         let store = dir.path().join("state.db");
-        drop(Store::open(&store).unwrap());
+        drop(FileStore::open(&store).unwrap());
         assert!(std::fs::read(&store).unwrap().starts_with(&REDB_MAGIC));
     }
 
@@ -1044,7 +1339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         {
-            let store = Store::open(&path).unwrap();
+            let store = FileStore::open(&path).unwrap();
             store.set_policy_root(Path::new("/policies/shop")).unwrap();
             for number in 1..=3 {
                 let mut r = revision(number, Cause::Deploy { paths: vec!["p".into()] }, &["a"]);
@@ -1052,8 +1347,8 @@ mod tests {
                 store.record(&r, &serde_json::json!({ "n": number })).unwrap();
             }
         }
-        assert!(!Store::check(&path).unwrap().is_damaged());
-        assert!(Store::repair(&path).unwrap().is_none(), "nothing to repair");
+        assert!(!FileStore::check(&path).unwrap().is_damaged());
+        assert!(FileStore::repair(&path).unwrap().is_none(), "nothing to repair");
         // Revision 2's record no longer parses: the quote before its user is changed on disk.
         let mut bytes = std::fs::read(&path).unwrap();
         let needle = b"\"user-of-revision-2\"";
@@ -1061,28 +1356,28 @@ mod tests {
         bytes[at] = b'!';
         std::fs::write(&path, &bytes).unwrap();
 
-        for error in [Store::open(&path).err().unwrap(), Store::open_read(&path).err().unwrap()] {
+        for error in [FileStore::open(&path).err().unwrap(), FileStore::open_read(&path).err().unwrap()] {
             assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
             let text = error.to_string();
             assert!(text.contains("state.db is damaged: its pages do not match their checksums"), "{text}");
             assert!(text.contains("aptc store repair --state"), "{text}");
         }
-        let health = Store::check(&path).unwrap();
+        let health = FileStore::check(&path).unwrap();
         assert!(health.is_damaged());
         assert_eq!(health.readable, [1, 3], "{health:?}");
         assert!(health.damage.iter().any(|d| d.starts_with("revision 2 cannot be read")), "{health:?}");
 
-        let repaired = Store::repair(&path).unwrap().unwrap();
+        let repaired = FileStore::repair(&path).unwrap().unwrap();
         assert_eq!(repaired.health.readable, [1, 3]);
         assert_eq!(std::fs::read(&repaired.damaged).unwrap(), bytes, "the damaged file is kept as it was");
         assert!(repaired.damaged.file_name().unwrap().to_string_lossy().starts_with("state.db.damaged-"));
-        let store = Store::open_read(&path).unwrap().unwrap();
+        let store = FileStore::open_read(&path).unwrap().unwrap();
         assert_eq!(store.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(store.desired_state(3).unwrap().unwrap()["n"], 3);
         assert_eq!(store.policy_root().unwrap().unwrap(), Path::new("/policies/shop"));
-        assert!(!Store::check(&path).unwrap().is_damaged());
+        assert!(!FileStore::check(&path).unwrap().is_damaged());
         drop(store);
-        assert_eq!(Store::open(&path).unwrap().next_number().unwrap(), 4);
+        assert_eq!(FileStore::open(&path).unwrap().next_number().unwrap(), 4);
     }
 
     #[test]
@@ -1091,7 +1386,7 @@ mod tests {
         let path = dir.path().join("state.db");
         let desired: BTreeMap<String, Unit> = ["a", "b"].iter().map(|k| (k.to_string(), unit(k, &[]))).collect();
         let plan = crate::plan::plan(&BTreeMap::new(), &desired, None, &|_| true);
-        let writer = Store::open(&path).unwrap();
+        let writer = FileStore::open(&path).unwrap();
         writer.record(&revision(1, Cause::Deploy { paths: vec![] }, &[]), &serde_json::json!({})).unwrap();
         let mut planned = revision(2, Cause::Deploy { paths: vec!["p".into()] }, &[]);
         planned.desired = desired.clone();
@@ -1106,8 +1401,8 @@ mod tests {
         writer.journal_report(2, 0, &done).unwrap();
 
         // The deploy holds the store for writing: another writer is refused, readers are not.
-        assert!(matches!(Store::open(&path).err().unwrap(), StoreError::Busy { .. }));
-        let reader = Store::open_read(&path).unwrap().unwrap();
+        assert!(matches!(FileStore::open(&path).err().unwrap(), StoreError::Busy { .. }));
+        let reader = FileStore::open_read(&path).unwrap().unwrap();
         assert_eq!(reader.last().unwrap().unwrap().number, 1);
         assert_eq!(reader.pending().unwrap().unwrap().revision.number, 2);
         let unfinished = reader.unfinished().unwrap().unwrap();
@@ -1119,7 +1414,7 @@ mod tests {
 
         // The writer goes on; a reader opened later sees what it wrote since.
         writer.journal_report(2, 1, &done).unwrap();
-        let later = Store::open_read(&path).unwrap().unwrap();
+        let later = FileStore::open_read(&path).unwrap().unwrap();
         assert!(later.unfinished().unwrap().unwrap().actions.iter().all(|a| a.report.outcome.succeeded()));
         assert!(reader.unfinished().unwrap().unwrap().actions[1].report.outcome != done.outcome, "a snapshot");
     }

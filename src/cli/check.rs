@@ -10,7 +10,7 @@ use aptc_compiler::diagnostics::{json, render, sarif};
 use aptc_compiler::host::{Analysis, load_program};
 use aptc_compiler::workspace;
 use aptc_core::ir::Program;
-use aptc_runtime::store::Store;
+use aptc_runtime::store::{self, Location};
 use clap::{Args, ValueEnum};
 
 use super::checkout::Checkout;
@@ -41,8 +41,10 @@ pub struct CheckArgs {
     git: Option<String>,
     /// The revision store, for --against REVISION. Default: `.aptc/state.db` in the policy root
     /// (the directory with `aptc.toml`, else the common directory of the paths).
-    #[arg(long, value_name = "PATH", env = "APTC_STATE")]
-    state: Option<PathBuf>,
+    /// PATH is a file; kube://CONTEXT/NAMESPACE keeps the revisions as ConfigMaps in NAMESPACE of
+    /// the kubeconfig's CONTEXT (empty: its current context), shared by everyone deploying there.
+    #[arg(long, value_name = "PATH|kube://CONTEXT/NAMESPACE", env = "APTC_STATE", value_parser = super::store::parse_state())]
+    state: Option<Location>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -102,12 +104,12 @@ fn base_policy(args: &CheckArgs, paths: &[PathBuf]) -> anyhow::Result<Option<Pro
     }
     let Some(against) = &args.against else { return Ok(None) };
     if let (Ok(number), false) = (against.parse::<u64>(), Path::new(against).exists()) {
-        let state = super::store::state_path(args.state.as_deref(), &super::store::policy_root(paths));
-        let store = Store::open_read(&state)?
-            .with_context(|| format!("there is no revision {number}: {} does not exist", state.display()))?;
-        let program = store.program(number)?.with_context(|| {
-            format!("revision {number} of {} has no policy recorded to check against", state.display())
-        })?;
+        let state = super::store::state_location(args.state.as_ref(), &super::store::policy_root(paths));
+        let store = store::open_read(&state)?
+            .with_context(|| format!("there is no revision {number}: {state} does not exist"))?;
+        let program = store
+            .program(number)?
+            .with_context(|| format!("revision {number} of {state} has no policy recorded to check against"))?;
         return Ok(Some(program));
     }
     let program =

@@ -11,6 +11,7 @@ use aptc_controller::push::Target;
 use aptc_controller::run::Options;
 use aptc_runtime::deployer::{TargetChoice, Targets};
 use aptc_runtime::helm::HelmError;
+use aptc_runtime::store::{KubeLocation, Location};
 use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
@@ -40,7 +41,8 @@ struct RunArgs {
     /// The context in it (default: its current context).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
-    /// Where the revision store and unpacked bundles are kept.
+    /// Where rendered output and unpacked bundles are kept (the revisions are kept in the cluster:
+    /// ConfigMaps in --namespace, docs/controller.md).
     #[arg(long, value_name = "DIR", default_value = "/tmp/aptc-controller")]
     work_dir: PathBuf,
     /// The controller's own namespace (its leader Lease is there).
@@ -98,8 +100,15 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 helm: args.helm,
                 post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
             };
+            // The revisions live in the control cluster, beside the Lease: every replica sees them.
+            let state = Location::Kube(KubeLocation {
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+                namespace: args.namespace.clone(),
+            });
             aptc_controller::run::run(Options {
                 target: Target { kubeconfig: args.kubeconfig, context: args.context },
+                state,
                 work: args.work_dir,
                 namespace: args.namespace,
                 identity: args.identity,

@@ -20,7 +20,7 @@ use aptc_runtime::driver::Driver;
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::plan::{Action, ClaimEnds, Kind, Op, Plan, Unit, units};
 use aptc_runtime::report::Report;
-use aptc_runtime::store::{Cause, Journal, Revision};
+use aptc_runtime::store::{Cause, Journal, Location, Revision};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -37,8 +37,10 @@ pub struct RunArgs {
     /// The revision store (created on the first deploy). Default: .aptc/state.db under the policy
     /// root (the nearest directory holding aptc.toml, else the directory deployed), which refuses
     /// another policy's deploys; one given here is used as it is.
-    #[arg(long, value_name = "PATH", env = "APTC_STATE")]
-    pub state: Option<PathBuf>,
+    /// PATH is a file; kube://CONTEXT/NAMESPACE keeps the revisions as ConfigMaps in NAMESPACE of
+    /// the kubeconfig's CONTEXT (empty: its current context), shared by everyone deploying there.
+    #[arg(long, value_name = "PATH|kube://CONTEXT/NAMESPACE", env = "APTC_STATE", value_parser = super::store::parse_state())]
+    pub state: Option<Location>,
     /// Where to apply: `cluster` (the clusters the policy declares, through their kubeconfig),
     /// `render` (into a directory, for GitOps), or `auto`: the clusters when one is configured
     /// and answers, else render (the embedded default). `--out` means `render`.
@@ -89,7 +91,7 @@ impl RunArgs {
     /// Deploys of the policy at `root` (see [`super::store::policy_root`]) to `--state` (else the
     /// root's store) on [`RunArgs::targets`], stopped by this process's signals.
     pub fn deployer(&self, root: &Path) -> Deployer {
-        let state = super::store::state_path(self.state.as_deref(), root);
+        let state = super::store::state_location(self.state.as_ref(), root);
         Deployer::new(&state, self.targets(root), super::signals::token())
             .with_policy_root(root.to_path_buf(), self.state.is_some())
     }

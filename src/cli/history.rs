@@ -1,18 +1,17 @@
 //! `aptc history`: the revisions of the store, one line each; `aptc history show N`: one
 //! revision's plan and results.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use aptc_core::secret::redact;
 use aptc_runtime::apply::Outcome;
-use aptc_runtime::store::{Revision, Store};
+use aptc_runtime::store::{self, Location, Revision};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::deploy::show_results;
-use super::store::{policy_root, state_path};
+use super::store::{policy_root, state_location};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -20,8 +19,10 @@ pub struct HistoryArgs {
     command: Option<HistoryCommand>,
     /// The revision store (default: .aptc/state.db under the policy root of the current
     /// directory: the nearest directory holding aptc.toml, else the current directory).
-    #[arg(long, value_name = "PATH", env = "APTC_STATE", global = true)]
-    state: Option<PathBuf>,
+    /// PATH is a file; kube://CONTEXT/NAMESPACE keeps the revisions as ConfigMaps in NAMESPACE of
+    /// the kubeconfig's CONTEXT (empty: its current context), shared by everyone deploying there.
+    #[arg(long, value_name = "PATH|kube://CONTEXT/NAMESPACE", env = "APTC_STATE", value_parser = super::store::parse_state(), global = true)]
+    state: Option<Location>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     format: Format,
@@ -45,14 +46,14 @@ enum Format {
 }
 
 pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
-    let state = state_path(args.state.as_deref(), &policy_root(&[]));
-    let Some(store) = Store::open_read(&state)? else {
+    let state = state_location(args.state.as_ref(), &policy_root(&[]));
+    let Some(store) = store::open_read(&state)? else {
         match (&args.command, args.format) {
             (Some(HistoryCommand::Show { revision }), _) => {
-                bail!("there is no revision {revision}: {} does not exist", state.display())
+                bail!("there is no revision {revision}: {state} does not exist")
             }
             (None, Format::Json) => println!("[]"),
-            (None, Format::Text) => println!("no revisions yet ({} does not exist)", state.display()),
+            (None, Format::Text) => println!("no revisions yet ({state} does not exist)"),
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -108,7 +109,7 @@ running; the next deploy records what it did)",
                     None => {
                         let last =
                             store.last()?.map_or("there are none".to_string(), |r| format!("the last is {}", r.number));
-                        bail!("there is no revision {number} in {} ({last})", state.display());
+                        bail!("there is no revision {number} in {state} ({last})");
                     }
                 },
             };

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aptc_runtime::store::{Health, Store, StoreError};
+use aptc_runtime::store::{FileStore, Health, Location, StoreError};
 use clap::{Args, Subcommand};
 
 use super::EXIT_FINDINGS;
@@ -18,9 +18,15 @@ pub fn policy_root(paths: &[PathBuf]) -> PathBuf {
     aptc_compiler::workspace::policy_root(if paths.is_empty() { &cwd } else { paths })
 }
 
-/// The store: `explicit` (`--state`, `APTC_STATE`) as given, else the one under `root`.
-pub fn state_path(explicit: Option<&Path>, root: &Path) -> PathBuf {
-    explicit.map_or_else(|| root.join(DEFAULT_STATE), Path::to_path_buf)
+/// The store: `explicit` (`--state`, `APTC_STATE`) as given, else the file under `root`.
+pub fn state_location(explicit: Option<&Location>, root: &Path) -> Location {
+    explicit.cloned().unwrap_or_else(|| Location::File(root.join(DEFAULT_STATE)))
+}
+
+/// `--state`: a file's path, or `kube://CONTEXT/NAMESPACE` (`runtime::store::Location::from_arg`).
+pub fn parse_state() -> impl clap::builder::TypedValueParser<Value = Location> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().try_map(|text| Location::from_arg(Path::new(&text)))
 }
 
 #[derive(Debug, Args)]
@@ -44,10 +50,16 @@ enum StoreCommand {
 }
 
 pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let path = &state_path(args.state.as_deref(), &policy_root(&[]));
+    let path = &args.state.unwrap_or_else(|| policy_root(&[]).join(DEFAULT_STATE));
+    if path.to_str().is_some_and(|p| p.starts_with(aptc_runtime::store::KUBE_SCHEME)) {
+        anyhow::bail!(
+            "aptc store check and repair are for store files; a Kubernetes store's objects are kept by the API server \
+(see docs/controller.md)"
+        );
+    }
     match args.command {
         StoreCommand::Check => {
-            let health = match Store::check(path) {
+            let health = match FileStore::check(path) {
                 Ok(health) => health,
                 Err(error @ (StoreError::Empty { .. } | StoreError::NotAStore { .. })) => {
                     println!("{error}");
@@ -71,7 +83,7 @@ is kept beside it)",
             Ok(ExitCode::from(EXIT_FINDINGS))
         }
         StoreCommand::Repair => {
-            let Some(repaired) = Store::repair(path)? else {
+            let Some(repaired) = FileStore::repair(path)? else {
                 println!("{}: not damaged; nothing to repair", path.display());
                 return Ok(ExitCode::SUCCESS);
             };

@@ -12,7 +12,9 @@ use aptc_ui::target::Deploys;
 use clap::Args;
 
 use super::deploy::{RunArgs, Target};
-use super::store::{policy_root, state_path};
+use aptc_runtime::store::Location;
+
+use super::store::{policy_root, state_location};
 
 #[derive(Debug, Args)]
 pub struct UiArgs {
@@ -30,8 +32,10 @@ pub struct UiArgs {
     #[arg(long, requires = "user")]
     allow_rollback: bool,
     /// The revision store (default: .aptc/state.db under the policy root).
-    #[arg(long, value_name = "PATH", env = "APTC_STATE")]
-    state: Option<PathBuf>,
+    /// PATH is a file; kube://CONTEXT/NAMESPACE keeps the revisions as ConfigMaps in NAMESPACE of
+    /// the kubeconfig's CONTEXT (empty: its current context), shared by everyone deploying there.
+    #[arg(long, value_name = "PATH|kube://CONTEXT/NAMESPACE", env = "APTC_STATE", value_parser = super::store::parse_state())]
+    state: Option<Location>,
     /// Where deploys apply (for drift and rollback), as for `aptc deploy`.
     #[arg(long, value_enum, env = "APTC_TARGET", default_value_t = Target::Auto)]
     target: Target,
@@ -55,7 +59,7 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{}: no such file or directory", missing.display());
     }
     let root = policy_root(&paths);
-    let state = state_path(args.state.as_deref(), &root);
+    let state = state_location(args.state.as_ref(), &root);
     let run = RunArgs {
         state: args.state.clone(),
         target: args.target,

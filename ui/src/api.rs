@@ -30,7 +30,7 @@ pub fn summary(source: &dyn Source) -> Result<Value, UiError> {
         Some(store) => store.list()?.last().map(|r| r.number),
         None => None,
     };
-    let store = json!({ "path": source.state_path().display().to_string(), "last_revision": revisions });
+    let store = json!({ "path": source.state().to_string(), "last_revision": revisions });
     let loaded = match &*policy {
         Ok(loaded) => loaded,
         Err(rendered) => {

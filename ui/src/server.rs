@@ -126,7 +126,7 @@ async fn session(State(app): State<App>) -> Json<Value> {
 
 async fn drift(State(app): State<App>) -> Result<Json<Value>, UiError> {
     let deploys = deploys(&app)?;
-    blocking(move || target::drift(app.source.state_path(), &deploys)).await
+    blocking(move || target::drift(app.source.state(), &deploys)).await
 }
 
 async fn rollback(
@@ -136,7 +136,7 @@ async fn rollback(
 ) -> Result<Json<Value>, UiError> {
     let deploys = deploys(&app)?;
     let _one = app.rolling_back.clone().lock_owned().await;
-    blocking(move || target::rollback(app.source.state_path(), &deploys, to, confirm.digest)).await
+    blocking(move || target::rollback(app.source.state(), &deploys, to, confirm.digest)).await
 }
 
 /// Serves `router` on `listener` until the process ends.

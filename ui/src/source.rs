@@ -2,15 +2,14 @@
 //! local policy files and revision store ([`LocalSource`]); the controller's state later, behind
 //! the same trait, so both serve the same pages.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use aptc_compiler::db::Settings;
 use aptc_compiler::host::{Analysis, PolicyError};
 use aptc_core::ir::Program;
 use aptc_core::resolve::{Chains, DeployedNames, DesiredState, Options, resolve_with};
-use aptc_runtime::store::{Store, StoreError};
+use aptc_runtime::store::{self, Location, Store, StoreError};
 use aptc_runtime::watch::Snapshot;
 
 /// A policy as the dashboard shows it: the program, its desired state (secrets redacted, no
@@ -32,39 +31,28 @@ pub trait Source: Send + Sync + 'static {
     /// The policy as it is now.
     fn policy(&self) -> Arc<Policy>;
     /// The revision store, read-only (`None`: nothing deployed yet).
-    fn store(&self) -> Result<Option<Store>, StoreError>;
-    /// Where the store is, for people.
-    fn state_path(&self) -> &Path;
+    fn store(&self) -> Result<Option<Box<dyn Store>>, StoreError>;
+    /// Where the store is (a file, or a namespace of a cluster).
+    fn state(&self) -> &Location;
     /// A stamp that changes whenever the policy files or the store change (live updates poll it).
     fn generation(&self) -> String;
 }
 
-/// The local policy files and revision store (`aptc ui PATHS --state DB`): the policy is loaded
+/// The local policy files and a revision store (`aptc ui PATHS --state DB`, or a Kubernetes store): the policy is loaded
 /// again when a file of it changes (the same poll as `aptc watch`).
 pub struct LocalSource {
     paths: Vec<PathBuf>,
-    state: PathBuf,
+    state: Location,
     /// The files as last seen, the policy loaded from them, and how many times it was loaded.
     cache: Mutex<(Snapshot, Arc<Policy>, u64)>,
 }
 
 impl LocalSource {
     /// The policy at `paths` (files or directories), its revisions in `state`.
-    pub fn new(paths: Vec<PathBuf>, state: PathBuf) -> LocalSource {
+    pub fn new(paths: Vec<PathBuf>, state: Location) -> LocalSource {
         let snapshot = snapshot(&paths);
         let policy = Arc::new(load(&paths));
         LocalSource { paths, state, cache: Mutex::new((snapshot, policy, 1)) }
-    }
-
-    /// The store file's size and modification time: a deploy changes them.
-    fn store_stamp(&self) -> String {
-        match std::fs::metadata(&self.state) {
-            Ok(meta) => {
-                let time = meta.modified().ok().and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok());
-                format!("{}:{}", meta.len(), time.map_or(0, |t| t.as_nanos()))
-            }
-            Err(_) => "none".to_string(),
-        }
     }
 }
 
@@ -101,17 +89,17 @@ impl Source for LocalSource {
         cache.1.clone()
     }
 
-    fn store(&self) -> Result<Option<Store>, StoreError> {
-        Store::open_read(&self.state)
+    fn store(&self) -> Result<Option<Box<dyn Store>>, StoreError> {
+        store::open_read(&self.state)
     }
 
-    fn state_path(&self) -> &Path {
+    fn state(&self) -> &Location {
         &self.state
     }
 
     fn generation(&self) -> String {
         self.policy();
         let loads = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).2;
-        format!("{loads}:{}", self.store_stamp())
+        format!("{loads}:{}", self.state.stamp())
     }
 }

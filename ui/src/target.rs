@@ -5,7 +5,7 @@
 //! two requests: the plan (a dry run, with the digest of its actions), then the confirmation,
 //! which applies only if the plan made again has the same digest.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aptc_core::digest::sha256;
 use aptc_runtime::cancel::Cancel;
@@ -14,7 +14,7 @@ use aptc_runtime::deployer::{Deployer, Ended, Options, Supervisor, Targets};
 use aptc_runtime::drift::{DriftKind, detect};
 use aptc_runtime::driver::Driver;
 use aptc_runtime::report::Report;
-use aptc_runtime::store::{Journal, Store};
+use aptc_runtime::store::{self, Journal, Location};
 use serde_json::{Value, json};
 
 use crate::UiError;
@@ -35,7 +35,7 @@ pub struct Deploys {
 }
 
 impl Deploys {
-    fn deployer(&self, state: &Path) -> Deployer {
+    fn deployer(&self, state: &Location) -> Deployer {
         Deployer::new(state, self.targets.clone(), Cancel::new())
             .with_policy_root(self.policy_root.clone(), self.explicit_state)
     }
@@ -43,8 +43,8 @@ impl Deploys {
 
 /// `GET /api/v1/drift`: each unit of the last revision whose state on the target differs from
 /// what was applied (missing, or files changed, added, removed), asked of the target now.
-pub fn drift(state: &Path, deploys: &Deploys) -> Result<Value, UiError> {
-    let Some(store) = Store::open_read(state)? else {
+pub fn drift(state: &Location, deploys: &Deploys) -> Result<Value, UiError> {
+    let Some(store) = store::open_read(state)? else {
         return Ok(json!({ "revision": null, "target": null, "drift": [] }));
     };
     let Some(last) = store.last()? else { return Ok(json!({ "revision": null, "target": null, "drift": [] })) };
@@ -92,7 +92,7 @@ impl Supervisor for Page {
 /// `POST /api/v1/rollback/{to}` without a digest: the plan of rolling back to revision `to` (as
 /// `aptc rollback --dry-run --format json`), with the digest to confirm it by; with `confirm`:
 /// applies it if the plan is still the same.
-pub fn rollback(state: &Path, deploys: &Deploys, to: u64, confirm: Option<String>) -> Result<Value, UiError> {
+pub fn rollback(state: &Location, deploys: &Deploys, to: u64, confirm: Option<String>) -> Result<Value, UiError> {
     let Some(user) = &deploys.rollback_as else {
         return Err(UiError::Forbidden(
             "the dashboard is read-only: start it with `--as USER --allow-rollback` to roll back".to_string(),

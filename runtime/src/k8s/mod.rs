@@ -16,7 +16,7 @@ mod apply;
 mod fingerprint;
 mod inventory;
 mod object;
-mod ops;
+pub(crate) mod ops;
 
 #[cfg(test)]
 mod tests;

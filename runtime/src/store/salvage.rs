@@ -1,5 +1,5 @@
-//! A damaged store: what can still be read from it ([`Store::check`]) and a fresh store holding
-//! every readable revision ([`Store::repair`]).
+//! A damaged store: what can still be read from it ([`FileStore::check`]) and a fresh store holding
+//! every readable revision ([`FileStore::repair`]).
 //!
 //! A damaged file cannot be trusted to redb's integrity check (it fails), so it is read without
 //! one, from a private copy: each table, then each record on its own, so that a damaged page loses
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{JOURNAL_REPORTS, META, NUMBERED, POLICY_ROOT, Revision, SETTINGS, Store, StoreError};
+use super::{FileStore, JOURNAL_REPORTS, META, NUMBERED, POLICY_ROOT, Revision, SETTINGS, StoreError};
 
 /// Serialises [`guarded`] calls across threads: each swaps the process's panic hook.
 static HOOK: Mutex<()> = Mutex::new(());
@@ -61,7 +61,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     format!("redb failed on a damaged page: {text}")
 }
 
-/// What [`Store::check`] found.
+/// What [`FileStore::check`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
     /// What is damaged, one line each; empty when nothing is.
@@ -78,7 +78,7 @@ impl Health {
     }
 }
 
-/// What [`Store::repair`] did.
+/// What [`FileStore::repair`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repaired {
     /// What the fresh store holds and what was lost ([`Health`] of the damaged file).
@@ -339,11 +339,11 @@ takes its roles from the policy it deploys"
     }
 }
 
-impl Store {
+impl FileStore {
     /// What is damaged in the store at `path` (redb's integrity check, then every record decoded)
     /// and what can still be read.
     pub fn check(path: &Path) -> Result<Health, StoreError> {
-        let verified = match Store::open_read(path) {
+        let verified = match FileStore::open_read(path) {
             Ok(Some(store)) => {
                 drop(store);
                 None
@@ -360,7 +360,7 @@ impl Store {
     /// takes its place; the damaged file is kept beside it as `<name>.damaged-<time>`. `None`
     /// when the store is not damaged (nothing is changed).
     pub fn repair(path: &Path) -> Result<Option<Repaired>, StoreError> {
-        let health = Store::check(path)?;
+        let health = FileStore::check(path)?;
         if !health.is_damaged() {
             return Ok(None);
         }
@@ -369,7 +369,7 @@ impl Store {
         let fresh = path.with_file_name(format!(".{name}.repairing-{}", std::process::id()));
         let _ = std::fs::remove_file(&fresh);
         {
-            let store = Store::open(&fresh)?;
+            let store = FileStore::open(&fresh)?;
             let db = store.writer()?;
             let write = |e: redb::Error| store.db("writing", e);
             let txn = db.begin_write().map_err(|e| write(e.into()))?;
