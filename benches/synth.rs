@@ -332,7 +332,8 @@ pub fn engine(claims: usize, users: usize, seed: u64) -> Vec<SynthFile> {
          rule other_placement weight 100 when labels.env != \"prod\" {\n    place on c1\n}\n\n\
          grant consumer on * when true\n",
     );
-    let mut apps = String::from("/// Services and contracts, generated.\nnamespace apps owned_by ops\n\nimport system\n\n");
+    let mut apps =
+        String::from("/// Services and contracts, generated.\nnamespace apps owned_by ops\n\nimport system\n\n");
     for s in 0..SERVICES {
         let level = s / LEVEL;
         let uses: Vec<usize> = if level + 1 < 4 {

@@ -37,7 +37,9 @@ fn main() -> ExitCode {
             _ => false,
         };
         if !parsed {
-            eprintln!("usage: synth [--lines N] [--claims N] [--users N] [--diamond DEPTH | --engine] [--seed N] [--out DIR]");
+            eprintln!(
+                "usage: synth [--lines N] [--claims N] [--users N] [--diamond DEPTH | --engine] [--seed N] [--out DIR]"
+            );
             return ExitCode::from(2);
         }
     }

@@ -194,8 +194,13 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                             format!("{} of {} instance(s) not applied yet", waiting.len(), deployable.len()),
                         )
                     };
+                    let root = outcome.root.as_ref().and_then(|key| state.instances.get(key));
+                    let resolved = match root {
+                        Some(root) => format!("contract {} served by instance {}", root.contract, root.name),
+                        None => format!("claim {} resolved", outcome.claim),
+                    };
                     let state = if waiting.is_empty() { "Ready" } else { "Resolved" };
-                    (state, vec![condition("Resolved", true, "Resolved", format!("contract {}", outcome.claim)), ready])
+                    (state, vec![condition("Resolved", true, "Resolved", resolved), ready])
                 }
             }
         }
@@ -308,6 +313,7 @@ mod tests {
         assert_eq!(statuses[0].instances.len(), 2, "{:?}", statuses[0].instances);
         assert!(statuses[0].instances.iter().all(|i| i.cluster == "system.local"));
         assert_eq!(statuses[0].conditions[1].reason, "NotApplied");
+        assert!(statuses[0].conditions[0].message.starts_with("contract web.site served by instance site-root-"));
         assert_eq!(statuses[0].observed_generation, Some(3));
         assert_eq!(statuses[1].state.as_deref(), Some("Rejected"));
         let rejected = &statuses[1].conditions[1];

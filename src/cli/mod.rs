@@ -20,8 +20,8 @@ mod push;
 mod signals;
 mod store;
 mod test;
-mod verify;
 mod ui;
+mod verify;
 mod watch;
 mod words;
 
