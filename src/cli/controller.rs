@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aptc_controller::lease::Election;
 use aptc_controller::manifests::{Install, PROBE_PORT, WEBHOOK_PORT, manifests, to_yaml};
 use aptc_controller::push::Target;
 use aptc_controller::run::Options;
@@ -65,6 +66,11 @@ struct RunArgs {
     /// Seconds between two comparisons of the clusters with the last revision (drift).
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     interval: u64,
+    /// Seconds a leader Lease not renewed still belongs to its holder; the leader renews it every
+    /// third of this, and a standby takes over at most this plus a third after the leader's last
+    /// renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3_600))]
+    lease_duration: u64,
     /// The Helm binary (default: APTC_HELM, PATH, ./.tools/bin/helm).
     #[arg(long, value_name = "PATH", env = "APTC_HELM")]
     helm: Option<PathBuf>,
@@ -108,6 +114,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 tls: args.tls_cert.zip(args.tls_key),
                 targets,
                 interval: Duration::from_secs(args.interval),
+                election: Election::lasting(Duration::from_secs(args.lease_duration)),
             })?;
             Ok(ExitCode::from(super::EXIT_INTERRUPTED))
         }
