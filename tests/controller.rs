@@ -468,6 +468,21 @@ impl Loop {
         self.status_when(running, namespace, name, |s| s["state"] == state && s["observedGeneration"] == generation)
     }
 
+    /// The events (events.k8s.io/v1) about an object of `kind` named `name` in `namespace`, once
+    /// one with `reason` is among them (within 30 s).
+    fn events_once(&self, namespace: &str, kind: &str, name: &str, reason: &str) -> Vec<Value> {
+        let prefix = format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events/");
+        let events = || -> Vec<Value> {
+            let paths = self.fake.paths().into_iter().filter(|p| p.starts_with(&prefix));
+            paths
+                .filter_map(|p| self.fake.object(&p))
+                .filter(|e| e["regarding"]["kind"] == kind && e["regarding"]["name"] == name)
+                .collect()
+        };
+        assert!(common::wait_for(30, || events().iter().any(|e| e["reason"] == reason)), "{reason}: {:#?}", events());
+        events()
+    }
+
     fn config_map(&self, name: &str) -> Option<Value> {
         self.fake.object(&format!("/api/v1/namespaces/apps/configmaps/{name}"))
     }
@@ -508,6 +523,16 @@ fn claims_added_changed_and_deleted_reach_their_statuses_and_objects() {
     let store = instance(&cluster.settled(&running, "data", "eve-store", "Ready"));
     assert_eq!(cluster.config_map(&store).unwrap()["data"]["size"], "3");
 
+    // Each apply is told on the claims of its instance, by the controller.
+    let applied = cluster.events_once("web", "Claim", "ada-dev", "Applied");
+    let event = applied.iter().find(|e| e["reason"] == "Applied").unwrap();
+    assert_eq!((&event["type"], &event["action"]), (&"Normal".into(), &"Apply".into()));
+    assert_eq!(event["reportingController"], "aptc-controller");
+    assert_eq!(event["reportingInstance"], "one");
+    let note = event["note"].as_str().unwrap();
+    assert!(note.starts_with("create site-config-") && note.ends_with(" on fake/apps"), "{note}");
+    cluster.events_once("data", "Claim", "eve-store", "Applied");
+
     // Bad claims fail only themselves, each saying why.
     cluster.file("web", "ada-prod", "ada", "site", serde_json::json!({ "env": "prod" }));
     cluster.file("web", "ghost", "ghost", "site", serde_json::json!({}));
@@ -533,6 +558,12 @@ fn claims_added_changed_and_deleted_reach_their_statuses_and_objects() {
     for (namespace, name) in [("web", "ada-dev"), ("web", "ada-plain"), ("data", "eve-store")] {
         assert_eq!(cluster.claim(namespace, name).unwrap()["status"]["state"], "Ready", "{name}");
     }
+    // A rejection and a failure are warnings on their claims, with the reason.
+    let rejected = cluster.events_once("web", "Claim", "ada-prod", "Rejected");
+    assert_eq!(rejected[0]["type"], "Warning");
+    assert!(rejected[0]["note"].as_str().unwrap().contains("prod is not served from here"));
+    let failed = cluster.events_once("data", "Claim", "eve-web", "Failed");
+    assert!(failed[0]["note"].as_str().unwrap().contains("consume"), "{failed:#?}");
 
     // The metrics count claims by state; this replica leads.
     let (_, metrics) = get(running.probe, "/metrics").unwrap();
@@ -557,6 +588,14 @@ fn claims_added_changed_and_deleted_reach_their_statuses_and_objects() {
     cluster.delete("web", "ada-plain");
     assert!(common::wait_for(30, || cluster.config_map(&plain).is_none()), "the instance of a deleted claim goes");
     assert!(cluster.config_map(&hostile).is_some() && cluster.config_map(&store).is_some());
+
+    // An apply that fails is a warning on its claim, with the cluster's answer.
+    cluster.fake.fail_next("PATCH", "/namespaces/apps/configmaps/", 1, 422);
+    cluster.file("web", "ada-fails", "ada", "site", serde_json::json!({ "note": "fails" }));
+    let failed = cluster.events_once("web", "Claim", "ada-fails", "ApplyFailed");
+    let failed = failed.iter().find(|e| e["reason"] == "ApplyFailed").unwrap();
+    assert_eq!(failed["type"], "Warning");
+    assert!(failed["note"].as_str().unwrap().contains("injected failure"), "{failed:#}");
     drop(running);
 }
 
@@ -590,6 +629,10 @@ fn a_bundle_with_errors_keeps_its_last_good_version_and_others_go_on() {
     let web = invalid("web");
     assert_eq!(web["usedDigest"], good, "the last good version is used");
     assert!(web["diagnostics"][0].as_str().unwrap().starts_with("web/web/web.apt:"), "{web:#}");
+    let told = cluster.events_once("default", "PolicyBundle", "web", "InvalidBundle");
+    let note = told[0]["note"].as_str().unwrap();
+    assert!(note.starts_with("its last good version is used: web/web/web.apt:"), "{note}");
+    assert_eq!(told[0]["type"], "Warning");
     let shop = invalid("shop");
     assert_eq!(shop["usedDigest"], Value::Null, "no good version to use");
     assert!(

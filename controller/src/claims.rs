@@ -128,7 +128,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
             type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
-            message: shortened(message),
+            message: shortened(message, MAX_MESSAGE),
             last_transition_time: last,
             observed_generation: generation,
         }
@@ -212,10 +212,11 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
 /// a consumer's label value).
 const MAX_MESSAGE: usize = 2048;
 
-/// `message`, cut at [`MAX_MESSAGE`] bytes (on a character boundary) with `…` when longer.
-fn shortened(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
+/// `message`, cut at `max` bytes (on a character boundary) with `…` when longer (condition
+/// messages, event notes: the API server bounds both).
+pub fn shortened(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
         while !message.is_char_boundary(end) {
             end -= 1;
         }

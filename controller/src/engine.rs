@@ -17,7 +17,7 @@ use aptc_runtime::store::Cause;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use thiserror::Error;
 
-use crate::claims::{Came, status, to_program_claim};
+use crate::claims::{Came, shortened, status, to_program_claim};
 use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
 use crate::policy::{self, Archives, Standing};
 
@@ -64,6 +64,42 @@ pub struct Step {
     pub not_applied: Option<String>,
     /// When to step again at the latest.
     pub requeue_after: Duration,
+    /// What to tell as Kubernetes Events: each apply and its failure on the claims of the
+    /// instance, a claim newly rejected or failed, a bundle newly found invalid.
+    pub events: Vec<Note>,
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum About {
+    /// A Claim, by (Kubernetes namespace, name).
+    Claim(String, String),
+    /// A PolicyBundle, by name.
+    Bundle(String),
+}
+
+/// One Kubernetes Event to publish (`run` turns it into an `events.k8s.io/v1` Event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub about: About,
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    /// `Applied`, `ApplyFailed`, `Rejected`, `Failed`, `InvalidBundle` (what `kubectl describe`
+    /// shows as the reason).
+    pub reason: &'static str,
+    /// `Apply`, `Resolve`, `Check`: what the controller was doing.
+    pub action: &'static str,
+    /// The message, at most [`MAX_NOTE`] bytes.
+    pub note: String,
+}
+
+/// The longest event note (the API server's limit is 1 kB).
+pub const MAX_NOTE: usize = 1000;
+
+impl Note {
+    fn new(about: About, warning: bool, reason: &'static str, action: &'static str, note: String) -> Note {
+        Note { about, warning, reason, action, note: shortened(note, MAX_NOTE) }
+    }
 }
 
 impl Engine {
@@ -139,17 +175,24 @@ impl Engine {
             };
             bundle_statuses.insert(name.clone(), status);
         }
+        let mut events = bundle_events(bundles, &bundle_statuses);
         let dir = assembled.checked.dir.path().to_path_buf();
         let Some(mut program) = assembled.checked.program else {
             let why = assembled.checked.problems.values().flatten().cloned().collect::<Vec<_>>().join("; ");
             let mut step = self.stalled(bundle_statuses, claims, why, now);
             step.used = assembled.used;
+            step.events = events;
             return step;
         };
         let mut invalid = BTreeMap::new();
+        // The Claim resource of each program claim, by the claim's id.
+        let mut resources = BTreeMap::new();
         for claim in claims {
             match to_program_claim(claim, &program) {
-                Ok(ir) if program.claims.iter().all(|c| c.id() != ir.id()) => program.claims.push(ir),
+                Ok(ir) if program.claims.iter().all(|c| c.id() != ir.id()) => {
+                    resources.insert(ir.id(), key(claim));
+                    program.claims.push(ir);
+                }
                 Ok(ir) => drop(invalid.insert(key(claim), format!("another claim is named `{}`", ir.id()))),
                 Err(why) => drop(invalid.insert(key(claim), why)),
             }
@@ -181,6 +224,7 @@ impl Engine {
                         .iter()
                         .filter(|a| matches!(a.report.outcome, aptc_runtime::apply::Outcome::Failed { .. }))
                         .count();
+                    events.extend(apply_events(&revision.actions, &resolved, &resources));
                     self.applied = revision.applied.keys().cloned().collect();
                 }
                 Fix::Refused(why) => not_applied = Some(why.join("; ")),
@@ -203,7 +247,9 @@ impl Engine {
                     }
                 }
             };
-            claim_statuses.insert(key(claim), status(claim, came, &self.applied, &dir, now));
+            let status = status(claim, came, &self.applied, &dir, now);
+            events.extend(claim_event(claim, &status));
+            claim_statuses.insert(key(claim), status);
         }
         Step {
             bundles: bundle_statuses,
@@ -212,6 +258,7 @@ impl Engine {
             apply_failures,
             not_applied,
             requeue_after: reconciled.requeue_after,
+            events,
         }
     }
 
@@ -247,8 +294,72 @@ impl Engine {
             apply_failures: 0,
             not_applied: Some(why),
             requeue_after: Duration::from_secs(30),
+            events: Vec::new(),
         }
     }
+}
+
+/// An event for each applied or failed action, on each Claim whose resolution holds its instance
+/// (a deleted instance's claims are gone: nothing to tell them).
+fn apply_events(
+    actions: &[aptc_runtime::store::ActionRecord],
+    resolved: &aptc_core::resolve::state::DesiredState,
+    resources: &BTreeMap<String, (String, String)>,
+) -> Vec<Note> {
+    use aptc_runtime::apply::Outcome;
+    let mut events = Vec::new();
+    for action in actions {
+        let (warning, reason, what) = match &action.report.outcome {
+            Outcome::Succeeded { .. } => (false, "Applied", String::new()),
+            Outcome::Failed { error, .. } => (true, "ApplyFailed", format!(": {error}")),
+            Outcome::Skipped { reason } => (true, "ApplyFailed", format!(": skipped, {reason}")),
+            Outcome::Interrupted => continue,
+        };
+        let Some(instance) = resolved.instances.get(&action.key) else { continue };
+        let op = format!("{:?}", action.op).to_lowercase();
+        let note = format!("{op} {} on {}{what}", action.name, action.place);
+        for used in &instance.claims {
+            if let Some((namespace, name)) = resources.get(&used.claim) {
+                let about = About::Claim(namespace.clone(), name.clone());
+                events.push(Note::new(about, warning, reason, "Apply", note.clone()));
+            }
+        }
+    }
+    events
+}
+
+/// A warning for a claim that is newly rejected or failed (another state, or a new generation).
+fn claim_event(claim: &Claim, status: &ClaimStatus) -> Option<Note> {
+    let (reason, condition) = match status.state.as_deref() {
+        Some("Rejected") => ("Rejected", "Rejected"),
+        Some("Failed") => ("Failed", "Failed"),
+        _ => return None,
+    };
+    let before = claim.status.as_ref();
+    if before.is_some_and(|b| b.state == status.state && b.observed_generation == status.observed_generation) {
+        return None;
+    }
+    let message = status.conditions.iter().find(|c| c.type_ == condition).map(|c| c.message.clone());
+    let (namespace, name) = key(claim);
+    Some(Note::new(About::Claim(namespace, name), true, reason, "Resolve", message.unwrap_or_default()))
+}
+
+/// A warning for each bundle newly found invalid (another state, or a new generation), with its
+/// first diagnostics.
+fn bundle_events(bundles: &[PolicyBundle], statuses: &BTreeMap<String, PolicyBundleStatus>) -> Vec<Note> {
+    let mut events = Vec::new();
+    for bundle in bundles {
+        let Some(name) = bundle.metadata.name.as_ref() else { continue };
+        let Some(status) = statuses.get(name).filter(|s| s.state.as_deref() == Some("Invalid")) else { continue };
+        let before = bundle.status.as_ref();
+        if before.is_some_and(|b| b.state == status.state && b.observed_generation == status.observed_generation) {
+            continue;
+        }
+        let used = if status.used_digest.is_some() { "its last good version is used" } else { "it is not used" };
+        let note = format!("{used}: {}", status.diagnostics.join("; "));
+        events.push(Note::new(About::Bundle(name.clone()), true, "InvalidBundle", "Check", note));
+    }
+    events
 }
 
 /// The most diagnostics a bundle's status lists (an object must stay small).
@@ -333,6 +444,30 @@ mod tests {
         assert_eq!((instance.cluster.as_str(), instance.namespace.as_str()), ("system.local", "default"));
         let rendered = walk(&dir.path().join("out"));
         assert!(rendered.iter().any(|p| p.contains(&instance.name)), "{rendered:?}");
+        let told = |step: &Step| -> Vec<(String, &'static str)> {
+            let mut told: Vec<_> = step
+                .events
+                .iter()
+                .map(|e| match &e.about {
+                    About::Claim(_, name) | About::Bundle(name) => (name.clone(), e.reason),
+                })
+                .collect();
+            told.sort();
+            told.dedup();
+            told
+        };
+        let expected = [("ada-prod", "Applied"), ("bad", "Failed"), ("eve-prod", "Rejected")];
+        assert_eq!(told(&step), expected.map(|(n, r)| (n.to_string(), r)));
+        // Told once: the same claims with the statuses written are quiet.
+        let with_statuses: Vec<Claim> = claims
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.status = Some(step.claims[&key(&c)].clone());
+                c
+            })
+            .collect();
+        assert_eq!(told(&engine.step(&bundles, &with_statuses, &now())), []);
 
         // A broken bundle keeps the last good version in use; the claims stay ready.
         let broken = [bundles[0].clone(), bundle("web", &[("web/web.apt", "namespace web\ncontract site {\n")])];

@@ -78,6 +78,8 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "- claims/status patch: each Claim's conditions, instances and observedGeneration.",
             "- validatingwebhookconfigurations get/update (only aptc's, by name): the controller writes the CA of",
             "  the serving certificate it generates into its webhook configuration.",
+            "- events (events.k8s.io) create/patch: each apply and failure is told on its Claims, in their",
+            "  namespaces, and a bundle's errors on its PolicyBundle (in `default`); patch counts a repeat.",
             "Nothing here lets the controller change bundles or claims themselves, or read Secrets but its own.",
         ],
         object: json!({
@@ -89,7 +91,8 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
                 {
                     "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
                     "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "update"]
-                }
+                },
+                { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] }
             ]
         }),
     });

@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource};
 use serde_json::json;
@@ -31,7 +32,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::crd::{Claim, PolicyBundle, kube_name};
-use crate::engine::{Engine, EngineError, Step};
+use crate::engine::{About, Engine, EngineError, Note, Step};
 use crate::lease::Election;
 use crate::manifests::{LEASE, NAME, WEBHOOK_CONFIGURATION, WEBHOOK_NAME, WEBHOOK_SECRET};
 use crate::policy::{self, Archives};
@@ -147,6 +148,8 @@ async fn run_async(options: Options) -> Result<(), RunError> {
     }
     tracing::info!(identity = %options.identity, "watching bundles and claims");
 
+    let reporter = Reporter { controller: NAME.into(), instance: Some(options.identity.clone()) };
+    let recorder = Recorder::new(client.clone(), reporter);
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
     let (leading_sender, mut lease_held) = watch::channel(false);
     let election = tokio::spawn(elect(leases.clone(), options.identity.clone(), options.election, leading_sender));
@@ -192,6 +195,7 @@ async fn run_async(options: Options) -> Result<(), RunError> {
                 tracing::warn!(%why, "not applied");
             }
             write_statuses(&client, &step, &bundle_list, &claim_list).await;
+            tokio::spawn(publish(recorder.clone(), step.events.clone(), &bundle_list, &claim_list));
             count_claims(&shared, &step);
             last_good = step.used.clone();
             *shared.used.write().unwrap_or_else(|e| e.into_inner()) = step.used;
@@ -410,6 +414,56 @@ async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], 
         if let Err(error) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
             tracing::warn!(claim = %format!("{namespace}/{name}"), %error, "writing the status");
         }
+    }
+}
+
+/// How many events are published at once.
+const EVENTS_AT_ONCE: usize = 16;
+
+/// Publishes a step's events (`events.k8s.io/v1`, through kube's `Recorder`, which counts a
+/// repeated event as a series), on the objects they are about; a failure is logged.
+fn publish(
+    recorder: Recorder,
+    notes: Vec<Note>,
+    bundles: &[PolicyBundle],
+    claims: &[Claim],
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut references = BTreeMap::new();
+    for bundle in bundles {
+        if let Some(name) = &bundle.metadata.name {
+            references.insert(About::Bundle(name.clone()), bundle.object_ref(&()));
+        }
+    }
+    for claim in claims {
+        if let (Some(namespace), Some(name)) = (&claim.metadata.namespace, &claim.metadata.name) {
+            references.insert(About::Claim(namespace.clone(), name.clone()), claim.object_ref(&()));
+        }
+    }
+    let events: Vec<_> = notes
+        .into_iter()
+        .filter_map(|note| {
+            let reference = references.get(&note.about)?.clone();
+            let event = Event {
+                type_: if note.warning { EventType::Warning } else { EventType::Normal },
+                reason: note.reason.into(),
+                note: Some(note.note),
+                action: note.action.into(),
+                secondary: None,
+            };
+            Some((event, reference))
+        })
+        .collect();
+    async move {
+        futures::stream::iter(events)
+            .for_each_concurrent(EVENTS_AT_ONCE, |(event, reference)| {
+                let recorder = recorder.clone();
+                async move {
+                    if let Err(error) = recorder.publish(&event, &reference).await {
+                        tracing::warn!(%error, reason = %event.reason, object = ?reference.name, "publishing an event");
+                    }
+                }
+            })
+            .await;
     }
 }
 
