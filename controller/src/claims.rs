@@ -6,11 +6,11 @@
 //! `claim` block in that namespace would: `NAME` of the namespace, or `NAMESPACE.NAME`; its label
 //! values must have the labels' declared types, since no compiler has checked them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use aptc_core::ir::{Claim as IrClaim, Consumer, Origin, Program, Value};
-use aptc_core::resolve::state::{ClaimOutcome, DesiredState, InstanceKind, Status};
+use aptc_core::resolve::state::{ClaimOutcome, DesiredState, Instance, InstanceKind, Status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value as Json;
 
@@ -107,8 +107,25 @@ pub enum Came<'a> {
     Invalid(String),
     /// There is no policy to resolve it against yet.
     NoPolicy,
-    /// The resolver's outcome, with the state it belongs to.
-    Outcome { outcome: &'a ClaimOutcome, state: &'a DesiredState },
+    /// The resolver's outcome, with the state it belongs to and the instances the claim uses
+    /// (from [`uses_by_claim`]).
+    Outcome { outcome: &'a ClaimOutcome, state: &'a DesiredState, uses: &'a [&'a Instance] },
+}
+
+/// The instances each claim uses, by claim id: made once per step, so a status need not look at
+/// every instance of the state (10,000 claims and as many instances would be 10^8 looks).
+pub fn uses_by_claim(state: &DesiredState) -> HashMap<&str, Vec<&Instance>> {
+    let mut uses: HashMap<&str, Vec<&Instance>> = HashMap::new();
+    for instance in state.instances.values() {
+        for used in &instance.claims {
+            let list = uses.entry(used.claim.as_str()).or_default();
+            // A claim reaching one instance by two paths lists it once.
+            if list.last().is_none_or(|last| last.key != instance.key) {
+                list.push(instance);
+            }
+        }
+    }
+    uses
 }
 
 /// The status of `claim` given what it came to, which deployable instances the target holds
@@ -145,7 +162,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                 condition("Failed", true, "InvalidClaim", why),
             ],
         ),
-        Came::Outcome { outcome, state } => {
+        Came::Outcome { outcome, state, uses } => {
             let reason = outcome.reason.clone().unwrap_or_default();
             let at = outcome.reason_origin.as_ref().map(|o| {
                 let file = Path::new(&o.file).strip_prefix(dir).map_or(o.file.clone(), |p| p.display().to_string());
@@ -169,9 +186,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                 ),
                 Status::Resolved => {
                     let mut deployable = Vec::new();
-                    for instance in
-                        state.instances.values().filter(|i| i.claims.iter().any(|u| u.claim == outcome.claim))
-                    {
+                    for instance in uses {
                         instances.push(ClaimInstance {
                             name: instance.name.clone(),
                             contract: instance.contract.clone(),
@@ -301,12 +316,17 @@ mod tests {
             program.claims.push(to_program_claim(c, &program).unwrap());
         }
         let state = resolve(&program);
+        let uses = uses_by_claim(&state);
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
         let statuses: Vec<ClaimStatus> = claims
             .iter()
             .map(|c| {
                 let id = format!("web.{}", c.metadata.name.as_deref().unwrap());
-                let came = Came::Outcome { outcome: &state.claims[&id], state: &state };
+                let came = Came::Outcome {
+                    outcome: &state.claims[&id],
+                    state: &state,
+                    uses: uses.get(id.as_str()).map_or(&[][..], Vec::as_slice),
+                };
                 status(c, came, &BTreeSet::new(), dir.path(), &now)
             })
             .collect();
@@ -328,7 +348,7 @@ mod tests {
         let mut ok = claims[0].clone();
         ok.status = Some(statuses[0].clone());
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_600).unwrap());
-        let came = Came::Outcome { outcome: &state.claims["web.ok"], state: &state };
+        let came = Came::Outcome { outcome: &state.claims["web.ok"], state: &state, uses: &uses["web.ok"] };
         let ready = status(&ok, came, &applied, dir.path(), &later);
         assert_eq!(ready.state.as_deref(), Some("Ready"));
         assert_eq!(ready.conditions[0].last_transition_time, now);

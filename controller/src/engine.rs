@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aptc_core::resolve::resolve_keeping;
@@ -17,7 +18,7 @@ use aptc_runtime::store::Cause;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use thiserror::Error;
 
-use crate::claims::{Came, shortened, status, to_program_claim};
+use crate::claims::{Came, shortened, status, to_program_claim, uses_by_claim};
 use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
 use crate::policy::{self, Archives, Standing};
 
@@ -48,6 +49,16 @@ pub struct Engine {
     last_good: Archives,
     /// The deployable instances the target holds, by key, as last known.
     applied: BTreeSet<String>,
+    /// The last assembled policy and what it was assembled from: a step whose bundles are the
+    /// same (most steps: a claim changed) neither unpacks nor checks them again.
+    assembled: Option<Cached>,
+}
+
+/// An assembled policy, with the bundles and last good versions it came from.
+struct Cached {
+    current: Archives,
+    last_good: Archives,
+    assembled: Arc<policy::Assembled>,
 }
 
 /// What one step found and did.
@@ -127,11 +138,13 @@ impl Engine {
             work: work.to_path_buf(),
             last_good,
             applied: BTreeSet::new(),
+            assembled: None,
         })
     }
 
     /// One step over the bundles and claims the cluster holds now.
     pub fn step(&mut self, bundles: &[PolicyBundle], claims: &[Claim], now: &Time) -> Step {
+        let started = std::time::Instant::now();
         let mut bundle_statuses = BTreeMap::new();
         let mut current = Archives::new();
         let mut names = BTreeMap::new();
@@ -151,9 +164,20 @@ impl Engine {
             current.insert(namespace.clone(), bundle.spec.archive.clone());
             names.insert(namespace.clone(), (name, bundle.metadata.generation));
         }
-        let assembled = match policy::assemble(&current, &self.last_good, &self.work) {
-            Ok(assembled) => assembled,
-            Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
+        let assembled = match &self.assembled {
+            Some(cached) if cached.current == current && cached.last_good == self.last_good => cached.assembled.clone(),
+            _ => match policy::assemble(&current, &self.last_good, &self.work) {
+                Ok(assembled) => {
+                    let assembled = Arc::new(assembled);
+                    self.assembled = Some(Cached {
+                        current: current.clone(),
+                        last_good: self.last_good.clone(),
+                        assembled: assembled.clone(),
+                    });
+                    assembled
+                }
+                Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
+            },
         };
         let before = self.last_good.clone();
         self.last_good.extend(assembled.used.clone());
@@ -177,29 +201,38 @@ impl Engine {
         }
         let mut events = bundle_events(bundles, &bundle_statuses);
         let dir = assembled.checked.dir.path().to_path_buf();
-        let Some(mut program) = assembled.checked.program else {
+        let Some(mut program) = assembled.checked.program.clone() else {
             let why = assembled.checked.problems.values().flatten().cloned().collect::<Vec<_>>().join("; ");
             let mut step = self.stalled(bundle_statuses, claims, why, now);
-            step.used = assembled.used;
+            step.used = assembled.used.clone();
             step.events = events;
             return step;
         };
         let mut invalid = BTreeMap::new();
         // The Claim resource of each program claim, by the claim's id.
         let mut resources = BTreeMap::new();
+        // Checked against the policy's own claims only (a lookup by id among those filed so far:
+        // a scan of every claim per claim was quadratic).
+        let mut filed = Vec::with_capacity(claims.len());
         for claim in claims {
             match to_program_claim(claim, &program) {
-                Ok(ir) if program.claims.iter().all(|c| c.id() != ir.id()) => {
-                    resources.insert(ir.id(), key(claim));
-                    program.claims.push(ir);
+                Ok(ir) => {
+                    let id = ir.id();
+                    if resources.contains_key(&id) {
+                        invalid.insert(key(claim), format!("another claim is named `{id}`"));
+                    } else {
+                        resources.insert(id, key(claim));
+                        filed.push(ir);
+                    }
                 }
-                Ok(ir) => drop(invalid.insert(key(claim), format!("another claim is named `{}`", ir.id()))),
                 Err(why) => drop(invalid.insert(key(claim), why)),
             }
         }
+        program.claims.extend(filed);
         program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let deployer = Deployer::new(&self.state, self.targets.clone(), self.cancel.clone());
         let deployed = deployer.deployed_names().unwrap_or_default();
+        let assembled_at = started.elapsed();
         let resolved = resolve_keeping(&program, &deployed);
         let desired = units(&resolved);
         let request = Request {
@@ -212,6 +245,7 @@ impl Engine {
             program: Some(program),
             parallel: 4,
         };
+        let resolved_at = started.elapsed();
         let reconciled = self.reconciler.reconcile(Some(&request));
         let mut apply_failures = 0;
         let mut not_applied = None;
@@ -235,14 +269,19 @@ impl Engine {
             Some(Err(NotPlanned::Store(error) | NotPlanned::Plan(error))) => not_applied = Some(error.to_string()),
             Some(Err(NotPlanned::NoPolicy)) | None => {}
         }
+        let applied_at = started.elapsed();
         let mut claim_statuses = BTreeMap::new();
+        let uses = uses_by_claim(&resolved);
         for claim in claims {
             let came = match invalid.remove(&key(claim)) {
                 Some(why) => Came::Invalid(why),
                 None => {
                     let id = format!("{}.{}", crate::crd::apt_namespace(&key(claim).0), key(claim).1);
                     match resolved.claims.get(&id) {
-                        Some(outcome) => Came::Outcome { outcome, state: &resolved },
+                        Some(outcome) => {
+                            let used = uses.get(id.as_str()).map_or(&[][..], Vec::as_slice);
+                            Came::Outcome { outcome, state: &resolved, uses: used }
+                        }
                         None => Came::Invalid(format!("the resolver has no outcome for `{id}`")),
                     }
                 }
@@ -251,10 +290,19 @@ impl Engine {
             events.extend(claim_event(claim, &status));
             claim_statuses.insert(key(claim), status);
         }
+        tracing::debug!(
+            claims = claims.len(),
+            instances = resolved.instances.len(),
+            assemble_and_claims_ms = assembled_at.as_millis() as u64,
+            resolve_ms = (resolved_at - assembled_at).as_millis() as u64,
+            plan_apply_record_ms = (applied_at - resolved_at).as_millis() as u64,
+            statuses_ms = (started.elapsed() - applied_at).as_millis() as u64,
+            "step"
+        );
         Step {
             bundles: bundle_statuses,
             claims: claim_statuses,
-            used: assembled.used,
+            used: assembled.used.clone(),
             apply_failures,
             not_applied,
             requeue_after: reconciled.requeue_after,

@@ -323,15 +323,34 @@ async fn start_engine(options: &Options, cancel: Cancel) -> Result<std::sync::mp
     }
 }
 
-/// Wakes the loop on every watch event; logs watch errors (the backoff retries them).
-async fn notify_on<S, E>(stream: S, changed: Arc<Notify>)
+/// Wakes the loop on every watch event that can change a step: an object added, deleted, or
+/// given a new generation (its spec changed), and the end of each (re)list. A write of a status
+/// alone (the controller's own, mostly) changes no generation and wakes nothing, so a step's
+/// status writes do not cause another step. Logs watch errors (the backoff retries them).
+async fn notify_on<S, K>(stream: S, changed: Arc<Notify>)
 where
-    S: futures::Stream<Item = Result<E, watcher::Error>>,
+    S: futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    K: Resource,
 {
     let mut stream = std::pin::pin!(stream);
+    let mut generations: std::collections::HashMap<(Option<String>, Option<String>), Option<i64>> =
+        std::collections::HashMap::new();
+    let key = |object: &K| (object.meta().namespace.clone(), object.meta().name.clone());
     while let Some(event) = stream.next().await {
         match event {
-            Ok(_) => changed.notify_one(),
+            Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) => {
+                let generation = object.meta().generation;
+                if generations.insert(key(&object), generation) != Some(generation) {
+                    changed.notify_one();
+                }
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                generations.remove(&key(&object));
+                changed.notify_one();
+            }
+            // A relist: what is listed is told again, what went meanwhile is forgotten.
+            Ok(watcher::Event::Init) => generations.clear(),
+            Ok(watcher::Event::InitDone) => changed.notify_one(),
             Err(error) => tracing::warn!(%error, "watching"),
         }
     }
@@ -381,13 +400,18 @@ fn archives(bundles: &[PolicyBundle]) -> Archives {
         .collect()
 }
 
+/// How many status writes are in flight at once.
+const WRITES_AT_ONCE: usize = 32;
+
 /// Writes each status that differs from the object's, by server-side apply of the status
-/// subresource; a failed write is logged and retried at the next step.
+/// subresource, [`WRITES_AT_ONCE`] at a time; a failed write is logged and retried at the next
+/// step.
 async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], claims: &[Claim]) {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let bundle_api: Api<PolicyBundle> = Api::all(client.clone());
     let had: BTreeMap<&str, _> =
         bundles.iter().filter_map(|b| Some((b.metadata.name.as_deref()?, b.status.as_ref()))).collect();
+    let mut writes = Vec::new();
     for (name, status) in &step.bundles {
         if had.get(name.as_str()).copied().flatten() == Some(status) {
             continue;
@@ -396,9 +420,12 @@ async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], 
             "apiVersion": PolicyBundle::api_version(&()), "kind": PolicyBundle::kind(&()),
             "metadata": { "name": name }, "status": status
         });
-        if let Err(error) = bundle_api.patch_status(name, &params, &Patch::Apply(&body)).await {
-            tracing::warn!(bundle = %name, %error, "writing the status");
-        }
+        let (api, params) = (bundle_api.clone(), &params);
+        writes.push(futures::future::Either::Left(async move {
+            if let Err(error) = api.patch_status(name, params, &Patch::Apply(&body)).await {
+                tracing::warn!(bundle = %name, %error, "writing the status");
+            }
+        }));
     }
     for claim in claims {
         let (Some(namespace), Some(name)) = (&claim.metadata.namespace, &claim.metadata.name) else { continue };
@@ -411,10 +438,14 @@ async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], 
             "metadata": { "name": name, "namespace": namespace }, "status": status
         });
         let api: Api<Claim> = Api::namespaced(client.clone(), namespace);
-        if let Err(error) = api.patch_status(name, &params, &Patch::Apply(&body)).await {
-            tracing::warn!(claim = %format!("{namespace}/{name}"), %error, "writing the status");
-        }
+        let params = &params;
+        writes.push(futures::future::Either::Right(async move {
+            if let Err(error) = api.patch_status(name, params, &Patch::Apply(&body)).await {
+                tracing::warn!(claim = %format!("{namespace}/{name}"), %error, "writing the status");
+            }
+        }));
     }
+    futures::stream::iter(writes).for_each_concurrent(WRITES_AT_ONCE, |write| write).await;
 }
 
 /// How many events are published at once.
