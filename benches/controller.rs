@@ -220,6 +220,7 @@ fn start(dir: &Path, kubeconfig: &Path) -> Result<Controller, String> {
         .args(["--namespace", "aptc-system", "--identity", "bench", "--lease-duration", "3"])
         .args(["--probe-addr", &free().map_err(|e| e.to_string())?])
         .args(["--webhook-addr", &free().map_err(|e| e.to_string())?])
+        .args(["--ui-addr", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("controller.log")).map_err(|e| e.to_string())?)

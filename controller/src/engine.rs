@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use crate::claims::{Came, shortened, status, to_program_claim, uses_by_claim};
 use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
+use crate::dashboard::ControllerSource;
 use crate::policy::{self, Archives, Standing};
 
 /// The file of the work directory holding the last good version of each bundle.
@@ -52,6 +53,8 @@ pub struct Engine {
     /// The last assembled policy and what it was assembled from: a step whose bundles are the
     /// same (most steps: a claim changed) neither unpacks nor checks them again.
     assembled: Option<Cached>,
+    /// Where each step's policy and desired state are shown (`--ui-addr`).
+    dashboard: Option<Arc<ControllerSource>>,
 }
 
 /// An assembled policy, with the bundles and last good versions it came from.
@@ -139,7 +142,14 @@ impl Engine {
             last_good,
             applied: BTreeSet::new(),
             assembled: None,
+            dashboard: None,
         })
+    }
+
+    /// The engine, showing each step's policy and desired state on `dashboard`.
+    pub fn showing(mut self, dashboard: Arc<ControllerSource>) -> Engine {
+        self.dashboard = Some(dashboard);
+        self
     }
 
     /// One step over the bundles and claims the cluster holds now.
@@ -299,6 +309,10 @@ impl Engine {
             statuses_ms = (started.elapsed() - applied_at).as_millis() as u64,
             "step"
         );
+        drop(uses);
+        if let (Some(dashboard), Some(program)) = (&self.dashboard, request.program) {
+            dashboard.show(program, resolved, &dir);
+        }
         Step {
             bundles: bundle_statuses,
             claims: claim_statuses,

@@ -32,6 +32,7 @@ use thiserror::Error;
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::crd::{Claim, PolicyBundle, kube_name};
+use crate::dashboard::ControllerSource;
 use crate::engine::{About, Engine, EngineError, Note, Step};
 use crate::lease::Election;
 use crate::manifests::{LEASE, NAME, WEBHOOK_CONFIGURATION, WEBHOOK_NAME, WEBHOOK_SECRET};
@@ -68,6 +69,9 @@ pub struct Options {
     pub interval: Duration,
     /// The leader election's timing.
     pub election: Election,
+    /// Where the dashboard is served (`None`: not served); on any address but loopback every API
+    /// request needs the token logged at start, as for `aptc ui --listen`.
+    pub ui: Option<SocketAddr>,
 }
 
 /// Why the controller could not run.
@@ -89,6 +93,8 @@ pub enum RunError {
     },
     #[error("starting: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("serving the dashboard on {addr}: {why}")]
+    Dashboard { addr: SocketAddr, why: String },
     #[error("the webhook's certificate (Secret {namespace}/{WEBHOOK_SECRET}): {why}")]
     SharedCertificate { namespace: String, why: String },
 }
@@ -136,8 +142,12 @@ async fn run_async(options: Options) -> Result<(), RunError> {
     tokio::spawn(notify_on(watch_bundles.default_backoff(), changed.clone()));
     tokio::spawn(notify_on(watch_claims.default_backoff(), changed.clone()));
 
+    let dashboard = match options.ui {
+        Some(addr) => Some(serve_dashboard(addr, &options.work).await?),
+        None => None,
+    };
     let cancel = Cancel::default();
-    let jobs = start_engine(&options, cancel.clone()).await?;
+    let jobs = start_engine(&options, cancel.clone(), dashboard).await?;
     tokio::select! {
         _ = stop.notified() => return Ok(()),
         ready = async { (bundles.wait_until_ready().await, claims.wait_until_ready().await) } => {
@@ -295,8 +305,37 @@ fn read(path: &PathBuf) -> Result<String, RunError> {
     std::fs::read_to_string(path).map_err(|source| RunError::Tls { path: path.clone(), source })
 }
 
+/// Serves the dashboard (aptc-ui's pages and API over the controller's state) on `addr`, under
+/// the access rule of `aptc ui`: loopback only for loopback hosts, a token anywhere else (logged
+/// once, with the address to open).
+async fn serve_dashboard(addr: SocketAddr, work: &std::path::Path) -> Result<Arc<ControllerSource>, RunError> {
+    let failed = |why: String| RunError::Dashboard { addr, why };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| failed(e.to_string()))?;
+    let bound = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+    let access = aptc_ui::security::Access::for_address(&bound).map_err(|e| failed(e.to_string()))?;
+    match &access.token {
+        Some(token) => {
+            tracing::info!(url = %format!("http://{bound}/?token={token}"), "dashboard (every API request needs the token)")
+        }
+        None => tracing::info!(url = %format!("http://{bound}/"), "dashboard"),
+    }
+    let source = Arc::new(ControllerSource::new(work.join("state.db")));
+    let app = aptc_ui::server::App::new(source.clone(), None);
+    let router = aptc_ui::server::router(app, access);
+    tokio::spawn(async move {
+        if let Err(error) = aptc_ui::server::serve(listener, router).await {
+            tracing::error!(%error, "serving the dashboard");
+        }
+    });
+    Ok(source)
+}
+
 /// The engine on a thread of its own; the sender of its jobs once it has started.
-async fn start_engine(options: &Options, cancel: Cancel) -> Result<std::sync::mpsc::Sender<Job>, RunError> {
+async fn start_engine(
+    options: &Options,
+    cancel: Cancel,
+    dashboard: Option<Arc<ControllerSource>>,
+) -> Result<std::sync::mpsc::Sender<Job>, RunError> {
     let (jobs, queue) = std::sync::mpsc::channel::<Job>();
     let (started, result) = oneshot::channel();
     let (work, targets, interval) = (options.work.clone(), options.targets.clone(), options.interval);
@@ -304,7 +343,10 @@ async fn start_engine(options: &Options, cancel: Cancel) -> Result<std::sync::mp
         let mut engine = match Engine::new(&work, targets, cancel, interval) {
             Ok(engine) => {
                 let _ = started.send(Ok(()));
-                engine
+                match dashboard {
+                    Some(dashboard) => engine.showing(dashboard),
+                    None => engine,
+                }
             }
             Err(error) => {
                 let _ = started.send(Err(error));
