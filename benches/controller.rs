@@ -93,6 +93,8 @@ fn run(dir: &Path, claims: usize) -> Result<(), String> {
     let all = (0..claims).collect::<Vec<_>>();
     wait(&fake, &mut controller, Duration::from_secs(600), &all, |_, s| s["state"] == "Ready")?;
     report("first: every claim Ready", started.elapsed(), None);
+    let first_peak = peak_rss(controller.0.id()).unwrap_or_default();
+    println!("{:<48} {:>10.1} MiB", "  peak RSS so far", first_peak as f64 / 1024.0);
 
     let frozen: Vec<usize> = (0..claims).filter(|i| i % GROUPS < 40).collect();
     write_policy(&policy, &format!("{WEB}{FREEZE}"))?;

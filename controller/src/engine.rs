@@ -4,12 +4,13 @@
 //! [`Reconciler`] (its driver, store, drift checks and backoff), and say what every bundle's and
 //! claim's status should be. `run` feeds it from reflectors and writes the statuses.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aptc_core::resolve::resolve_keeping;
+use aptc_core::resolve::{Chains, Options, resolve_with};
 use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deploy::{DeployError, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Fix, NotPlanned, Reconciler, Targets};
@@ -153,7 +154,9 @@ impl Engine {
     }
 
     /// One step over the bundles and claims the cluster holds now.
-    pub fn step(&mut self, bundles: &[PolicyBundle], claims: &[Claim], now: &Time) -> Step {
+    pub fn step<C: Borrow<Claim>>(&mut self, bundles: &[PolicyBundle], claims: &[C], now: &Time) -> Step {
+        let claims: Vec<&Claim> = claims.iter().map(Borrow::borrow).collect();
+        let claims = claims.as_slice();
         let started = std::time::Instant::now();
         let mut bundle_statuses = BTreeMap::new();
         let mut current = Archives::new();
@@ -243,7 +246,10 @@ impl Engine {
         let deployer = Deployer::new(&self.state, self.targets.clone(), self.cancel.clone());
         let deployed = deployer.deployed_names().unwrap_or_default();
         let assembled_at = started.elapsed();
-        let resolved = resolve_keeping(&program, &deployed);
+        // Without decision chains: statuses need only each claim's reason and its place, and the
+        // chains were most of a step's time and memory at 10,000 claims (docs/performance.md).
+        // The plan then calls a claim refused by access "failed" (its reason says why).
+        let resolved = resolve_with(&program, &Options { deployed: &deployed, chains: Chains::None });
         let desired = units(&resolved);
         let request = Request {
             user: CONTROLLER_USER.into(),
@@ -341,7 +347,7 @@ impl Engine {
     fn stalled(
         &self,
         bundles: BTreeMap<String, PolicyBundleStatus>,
-        claims: &[Claim],
+        claims: &[&Claim],
         why: String,
         now: &Time,
     ) -> Step {

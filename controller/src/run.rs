@@ -44,7 +44,7 @@ use crate::serve::{self, Certificate, ServeError, Shared, StateLabel};
 pub const FIELD_MANAGER: &str = "aptc-controller";
 
 /// How long changes are gathered before a step (a push of several bundles is one step).
-const SETTLE: Duration = Duration::from_millis(300);
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// How the controller runs.
 pub struct Options {
@@ -102,7 +102,8 @@ pub enum RunError {
 /// A step for the engine's thread.
 struct Job {
     bundles: Vec<PolicyBundle>,
-    claims: Vec<Claim>,
+    /// The reflector's own objects, shared (10,000 Claims are not copied per step).
+    claims: Vec<Arc<Claim>>,
     reply: oneshot::Sender<Step>,
 }
 
@@ -159,7 +160,7 @@ async fn run_async(options: Options) -> Result<(), RunError> {
     tracing::info!(identity = %options.identity, "watching bundles and claims");
 
     let reporter = Reporter { controller: NAME.into(), instance: Some(options.identity.clone()) };
-    let recorder = Recorder::new(client.clone(), reporter);
+
     let leases: Api<Lease> = Api::namespaced(client.clone(), &options.namespace);
     let (leading_sender, mut lease_held) = watch::channel(false);
     let election = tokio::spawn(elect(leases.clone(), options.identity.clone(), options.election, leading_sender));
@@ -189,7 +190,7 @@ async fn run_async(options: Options) -> Result<(), RunError> {
         }
         dirty = false;
         let bundle_list: Vec<PolicyBundle> = bundles.state().iter().map(|b| (**b).clone()).collect();
-        let claim_list: Vec<Claim> = claims.state().iter().map(|c| (**c).clone()).collect();
+        let claim_list: Vec<Arc<Claim>> = claims.state();
         if leading {
             let started = Instant::now();
             let (reply, answer) = oneshot::channel();
@@ -205,7 +206,7 @@ async fn run_async(options: Options) -> Result<(), RunError> {
                 tracing::warn!(%why, "not applied");
             }
             write_statuses(&client, &step, &bundle_list, &claim_list).await;
-            tokio::spawn(publish(recorder.clone(), step.events.clone(), &bundle_list, &claim_list));
+            tokio::spawn(publish(client.clone(), reporter.clone(), step.events.clone(), &bundle_list, &claim_list));
             count_claims(&shared, &step);
             last_good = step.used.clone();
             *shared.used.write().unwrap_or_else(|e| e.into_inner()) = step.used;
@@ -448,7 +449,7 @@ const WRITES_AT_ONCE: usize = 32;
 /// Writes each status that differs from the object's, by server-side apply of the status
 /// subresource, [`WRITES_AT_ONCE`] at a time; a failed write is logged and retried at the next
 /// step.
-async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], claims: &[Claim]) {
+async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], claims: &[Arc<Claim>]) {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let bundle_api: Api<PolicyBundle> = Api::all(client.clone());
     let had: BTreeMap<&str, _> =
@@ -492,14 +493,19 @@ async fn write_statuses(client: &Client, step: &Step, bundles: &[PolicyBundle], 
 
 /// How many events are published at once.
 const EVENTS_AT_ONCE: usize = 16;
+/// How many events one `Recorder` publishes: its cache of past events (for series) is swept on
+/// every publish, so a recorder for 10,000 events spent most of the controller's time sweeping
+/// (docs/performance.md); repeats within one step's chunk are still counted as a series.
+const EVENTS_PER_RECORDER: usize = 64;
 
-/// Publishes a step's events (`events.k8s.io/v1`, through kube's `Recorder`, which counts a
-/// repeated event as a series), on the objects they are about; a failure is logged.
+/// Publishes a step's events (`events.k8s.io/v1`, through kube's `Recorder`), on the objects they
+/// are about; a failure is logged.
 fn publish(
-    recorder: Recorder,
+    client: Client,
+    reporter: Reporter,
     notes: Vec<Note>,
     bundles: &[PolicyBundle],
-    claims: &[Claim],
+    claims: &[Arc<Claim>],
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut references = BTreeMap::new();
     for bundle in bundles {
@@ -526,14 +532,19 @@ fn publish(
             Some((event, reference))
         })
         .collect();
+    let mut jobs = Vec::with_capacity(events.len());
+    let mut recorder = Recorder::new(client.clone(), reporter.clone());
+    for (i, (event, reference)) in events.into_iter().enumerate() {
+        if i > 0 && i % EVENTS_PER_RECORDER == 0 {
+            recorder = Recorder::new(client.clone(), reporter.clone());
+        }
+        jobs.push((recorder.clone(), event, reference));
+    }
     async move {
-        futures::stream::iter(events)
-            .for_each_concurrent(EVENTS_AT_ONCE, |(event, reference)| {
-                let recorder = recorder.clone();
-                async move {
-                    if let Err(error) = recorder.publish(&event, &reference).await {
-                        tracing::warn!(%error, reason = %event.reason, object = ?reference.name, "publishing an event");
-                    }
+        futures::stream::iter(jobs)
+            .for_each_concurrent(EVENTS_AT_ONCE, |(recorder, event, reference)| async move {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, reason = %event.reason, object = ?reference.name, "publishing an event");
                 }
             })
             .await;
