@@ -229,15 +229,15 @@ impl Engine {
         let mut filed = Vec::with_capacity(claims.len());
         for claim in claims {
             match to_program_claim(claim, &program) {
-                Ok(ir) => {
-                    let id = ir.id();
-                    if resources.contains_key(&id) {
-                        invalid.insert(key(claim), format!("another claim is named `{id}`"));
-                    } else {
-                        resources.insert(id, key(claim));
+                Ok(ir) => match resources.entry(ir.id()) {
+                    std::collections::btree_map::Entry::Occupied(taken) => {
+                        invalid.insert(key(claim), format!("another claim is named `{}`", taken.key()));
+                    }
+                    std::collections::btree_map::Entry::Vacant(free) => {
+                        free.insert(key(claim));
                         filed.push(ir);
                     }
-                }
+                },
                 Err(why) => drop(invalid.insert(key(claim), why)),
             }
         }
