@@ -28,6 +28,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ),
     ("guestbook: dependencies first, prune", guestbook_deploys_dependencies_first_and_prunes),
     ("manifests: server-side apply and prune", manifests_are_server_side_applied_and_pruned),
+    ("controller: installed, claims as two users, impersonation refused, failover", controller_in_the_cluster),
 ];
 
 /// Runs every scenario when `APTC_E2E=1` and `KUBECONFIG` names a kubeconfig file; otherwise
@@ -255,4 +256,139 @@ contract app {\n    context all {\n        use app\n    }\n}\n\nclaim one {\n   
     let last = aptc(&dir, "e2e@example.com", &["deploy", path]);
     assert!(last.contains("1 deleted"), "{last}");
     assert!(names().is_empty(), "{:?}", names());
+}
+
+/// Runs `kubectl ARGS` (with `input` on its standard input); its output, or its error text when
+/// it fails and `ok` is false.
+fn kubectl(args: &[&str], input: &str, ok: bool) -> String {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.success(), ok, "kubectl {args:?}:\n{text}");
+    text
+}
+
+/// A Claim as YAML (through serde, never spliced).
+fn claim_yaml(name: &str, user: &str, labels: serde_json::Value) -> String {
+    let claim = serde_json::json!({
+        "apiVersion": "aptc.dev/v1alpha1", "kind": "Claim",
+        "metadata": { "name": name, "namespace": "aptc-e2e-claims" },
+        "spec": { "user": user, "contract": "site", "labels": labels }
+    });
+    serde_json::to_string(&claim).unwrap()
+}
+
+/// `aptc controller` installed with the printed manifests (the image in `APTC_E2E_IMAGE`, which the
+/// cluster must be able to pull: `docker build -t aptc:e2e . && kind load docker-image aptc:e2e`),
+/// a policy pushed, claims filed with kubectl as two users (`--as`), a claim for another user
+/// refused by the admission policy, statuses, and the leader pod deleted with a claim filed
+/// meanwhile. The controller applies through kubeconfigs the cluster declarations name, which
+/// this install mounts none of, so resolved claims stay `Resolved` (not `Ready`) here.
+fn controller_in_the_cluster() {
+    let Ok(image) = std::env::var("APTC_E2E_IMAGE") else {
+        println!("e2e: controller: SKIPPED, set APTC_E2E_IMAGE to an aptc image the cluster can pull");
+        return;
+    };
+    let namespace = "aptc-e2e-controller";
+    let printed = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["controller", "manifests", "--namespace", namespace, "--image", &image])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let manifests = String::from_utf8(printed.stdout).unwrap();
+    kubectl(&["apply", "-f", "-"], &manifests, true);
+    kubectl(&["-n", namespace, "rollout", "status", "deployment/aptc-controller", "--timeout=300s"], "", true);
+
+    // A policy of two users; the claims' namespace and the right to file claims there.
+    let dir = root().join("target/e2e/controller");
+    let _ = std::fs::remove_dir_all(&dir);
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    std::fs::write(
+        policy.join("system.apt"),
+        "namespace system\n\nuser \"e2e-ada\"\nuser \"e2e-eve\"\n\ncluster here {\n    namespace \"aptc-e2e-apps\"\n}\n\nrule everywhere {\n    place on here\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policy.join("aptc_e2e_claims.apt"),
+        "namespace aptc_e2e_claims\n\nlabel env: \"dev\" | \"prod\" = \"dev\"\n\nrule no_prod when labels.env == \"prod\" {\n    reject \"no prod in e2e\"\n}\n\nservice site {\n    component config manifests \"k8s/*.yaml\"\n}\n\ncontract site {\n    context all {\n        allocate per user.name\n        use site\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        policy.join("k8s/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${instance.name}\ndata:\n  by: aptc\n",
+    )
+    .unwrap();
+    let pushed = Command::new(env!("CARGO_BIN_EXE_aptc")).args(["push"]).arg(&policy).output().unwrap();
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    let access = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": [
+        { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "aptc-e2e-claims" } },
+        { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+          "metadata": { "name": "claims", "namespace": "aptc-e2e-claims" },
+          "rules": [{ "apiGroups": ["aptc.dev"], "resources": ["claims"], "verbs": ["get", "create", "patch", "update"] }] },
+        { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": { "name": "claims", "namespace": "aptc-e2e-claims" },
+          "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "claims" },
+          "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "e2e-ada" },
+                       { "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "e2e-eve" }] }
+    ]});
+    kubectl(&["apply", "-f", "-"], &access.to_string(), true);
+
+    // Two users file their own claims; one files a claim in the other's name and is refused.
+    kubectl(&["apply", "--as", "e2e-ada", "-f", "-"], &claim_yaml("ada", "e2e-ada", serde_json::json!({})), true);
+    let prod = claim_yaml("eve-prod", "e2e-eve", serde_json::json!({ "env": "prod" }));
+    kubectl(&["apply", "--as", "e2e-eve", "-f", "-"], &prod, true);
+    let refused = kubectl(
+        &["apply", "--as", "e2e-eve", "-f", "-"],
+        &claim_yaml("posing", "e2e-ada", serde_json::json!({})),
+        false,
+    );
+    assert!(refused.contains("spec.user must be the requesting user (e2e-eve), not e2e-ada"), "{refused}");
+
+    let state = |name: &str| {
+        kubectl(&["-n", "aptc-e2e-claims", "get", "claim", name, "-o", "jsonpath={.status.state}"], "", true)
+    };
+    assert!(wait_for(120, || state("ada") == "Resolved" || state("ada") == "Ready"), "ada: {}", state("ada"));
+    assert!(wait_for(120, || state("eve-prod") == "Rejected"), "eve-prod: {}", state("eve-prod"));
+    let why = kubectl(
+        &[
+            "-n",
+            "aptc-e2e-claims",
+            "get",
+            "claim",
+            "eve-prod",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Rejected\")].message}",
+        ],
+        "",
+        true,
+    );
+    assert!(why.contains("no prod in e2e"), "{why}");
+
+    // Failover: the leader's pod goes; a claim filed meanwhile still reaches its status.
+    let holder = kubectl(
+        &["-n", namespace, "get", "lease", "aptc-controller-leader", "-o", "jsonpath={.spec.holderIdentity}"],
+        "",
+        true,
+    );
+    kubectl(&["-n", namespace, "delete", "pod", holder.trim(), "--wait=false"], "", true);
+    kubectl(&["apply", "--as", "e2e-eve", "-f", "-"], &claim_yaml("eve", "e2e-eve", serde_json::json!({})), true);
+    assert!(wait_for(120, || state("eve") == "Resolved" || state("eve") == "Ready"), "eve: {}", state("eve"));
+    let new_holder = kubectl(
+        &["-n", namespace, "get", "lease", "aptc-controller-leader", "-o", "jsonpath={.spec.holderIdentity}"],
+        "",
+        true,
+    );
+    assert_ne!(new_holder.trim(), holder.trim(), "another replica leads");
+
+    kubectl(&["delete", "namespace", "aptc-e2e-claims", "--wait=false"], "", true);
+    kubectl(&["delete", "-f", "-", "--wait=false"], &manifests, true);
 }

@@ -6,11 +6,11 @@
 //! `claim` block in that namespace would: `NAME` of the namespace, or `NAMESPACE.NAME`; its label
 //! values must have the labels' declared types, since no compiler has checked them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use aptc_core::ir::{Claim as IrClaim, Consumer, Origin, Program, Value};
-use aptc_core::resolve::state::{ClaimOutcome, DesiredState, InstanceKind, Status};
+use aptc_core::resolve::state::{ClaimOutcome, DesiredState, Instance, InstanceKind, Status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use serde_json::Value as Json;
 
@@ -107,8 +107,25 @@ pub enum Came<'a> {
     Invalid(String),
     /// There is no policy to resolve it against yet.
     NoPolicy,
-    /// The resolver's outcome, with the state it belongs to.
-    Outcome { outcome: &'a ClaimOutcome, state: &'a DesiredState },
+    /// The resolver's outcome, with the state it belongs to and the instances the claim uses
+    /// (from [`uses_by_claim`]).
+    Outcome { outcome: &'a ClaimOutcome, state: &'a DesiredState, uses: &'a [&'a Instance] },
+}
+
+/// The instances each claim uses, by claim id: made once per step, so a status need not look at
+/// every instance of the state (10,000 claims and as many instances would be 10^8 looks).
+pub fn uses_by_claim(state: &DesiredState) -> HashMap<&str, Vec<&Instance>> {
+    let mut uses: HashMap<&str, Vec<&Instance>> = HashMap::new();
+    for instance in state.instances.values() {
+        for used in &instance.claims {
+            let list = uses.entry(used.claim.as_str()).or_default();
+            // A claim reaching one instance by two paths lists it once.
+            if list.last().is_none_or(|last| last.key != instance.key) {
+                list.push(instance);
+            }
+        }
+    }
+    uses
 }
 
 /// The status of `claim` given what it came to, which deployable instances the target holds
@@ -128,7 +145,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
             type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
-            message: shortened(message),
+            message: shortened(message, MAX_MESSAGE),
             last_transition_time: last,
             observed_generation: generation,
         }
@@ -145,7 +162,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                 condition("Failed", true, "InvalidClaim", why),
             ],
         ),
-        Came::Outcome { outcome, state } => {
+        Came::Outcome { outcome, state, uses } => {
             let reason = outcome.reason.clone().unwrap_or_default();
             let at = outcome.reason_origin.as_ref().map(|o| {
                 let file = Path::new(&o.file).strip_prefix(dir).map_or(o.file.clone(), |p| p.display().to_string());
@@ -169,9 +186,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                 ),
                 Status::Resolved => {
                     let mut deployable = Vec::new();
-                    for instance in
-                        state.instances.values().filter(|i| i.claims.iter().any(|u| u.claim == outcome.claim))
-                    {
+                    for instance in uses {
                         instances.push(ClaimInstance {
                             name: instance.name.clone(),
                             contract: instance.contract.clone(),
@@ -194,8 +209,13 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                             format!("{} of {} instance(s) not applied yet", waiting.len(), deployable.len()),
                         )
                     };
+                    let root = outcome.root.as_ref().and_then(|key| state.instances.get(key));
+                    let resolved = match root {
+                        Some(root) => format!("contract {} served by instance {}", root.contract, root.name),
+                        None => format!("claim {} resolved", outcome.claim),
+                    };
                     let state = if waiting.is_empty() { "Ready" } else { "Resolved" };
-                    (state, vec![condition("Resolved", true, "Resolved", format!("contract {}", outcome.claim)), ready])
+                    (state, vec![condition("Resolved", true, "Resolved", resolved), ready])
                 }
             }
         }
@@ -207,10 +227,11 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
 /// a consumer's label value).
 const MAX_MESSAGE: usize = 2048;
 
-/// `message`, cut at [`MAX_MESSAGE`] bytes (on a character boundary) with `…` when longer.
-fn shortened(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE {
-        let mut end = MAX_MESSAGE;
+/// `message`, cut at `max` bytes (on a character boundary) with `…` when longer (condition
+/// messages, event notes: the API server bounds both).
+pub fn shortened(mut message: String, max: usize) -> String {
+    if message.len() > max {
+        let mut end = max;
         while !message.is_char_boundary(end) {
             end -= 1;
         }
@@ -295,12 +316,17 @@ mod tests {
             program.claims.push(to_program_claim(c, &program).unwrap());
         }
         let state = resolve(&program);
+        let uses = uses_by_claim(&state);
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
         let statuses: Vec<ClaimStatus> = claims
             .iter()
             .map(|c| {
                 let id = format!("web.{}", c.metadata.name.as_deref().unwrap());
-                let came = Came::Outcome { outcome: &state.claims[&id], state: &state };
+                let came = Came::Outcome {
+                    outcome: &state.claims[&id],
+                    state: &state,
+                    uses: uses.get(id.as_str()).map_or(&[][..], Vec::as_slice),
+                };
                 status(c, came, &BTreeSet::new(), dir.path(), &now)
             })
             .collect();
@@ -308,6 +334,7 @@ mod tests {
         assert_eq!(statuses[0].instances.len(), 2, "{:?}", statuses[0].instances);
         assert!(statuses[0].instances.iter().all(|i| i.cluster == "system.local"));
         assert_eq!(statuses[0].conditions[1].reason, "NotApplied");
+        assert!(statuses[0].conditions[0].message.starts_with("contract web.site served by instance site-root-"));
         assert_eq!(statuses[0].observed_generation, Some(3));
         assert_eq!(statuses[1].state.as_deref(), Some("Rejected"));
         let rejected = &statuses[1].conditions[1];
@@ -321,7 +348,7 @@ mod tests {
         let mut ok = claims[0].clone();
         ok.status = Some(statuses[0].clone());
         let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_600).unwrap());
-        let came = Came::Outcome { outcome: &state.claims["web.ok"], state: &state };
+        let came = Came::Outcome { outcome: &state.claims["web.ok"], state: &state, uses: &uses["web.ok"] };
         let ready = status(&ok, came, &applied, dir.path(), &later);
         assert_eq!(ready.state.as_deref(), Some("Ready"));
         assert_eq!(ready.conditions[0].last_transition_time, now);

@@ -4,11 +4,13 @@
 //! [`Reconciler`] (its driver, store, drift checks and backoff), and say what every bundle's and
 //! claim's status should be. `run` feeds it from reflectors and writes the statuses.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use aptc_core::resolve::resolve_keeping;
+use aptc_core::resolve::{Chains, Options, resolve_with};
 use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deploy::{DeployError, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Fix, NotPlanned, Reconciler, Targets};
@@ -17,8 +19,9 @@ use aptc_runtime::store::{Cause, Location};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use thiserror::Error;
 
-use crate::claims::{Came, status, to_program_claim};
+use crate::claims::{Came, shortened, status, to_program_claim, uses_by_claim};
 use crate::crd::{Claim, ClaimStatus, PolicyBundle, PolicyBundleStatus, kube_name};
+use crate::dashboard::ControllerSource;
 use crate::policy::{self, Archives, Standing};
 
 /// The file of the work directory holding the last good version of each bundle.
@@ -48,6 +51,18 @@ pub struct Engine {
     last_good: Archives,
     /// The deployable instances the target holds, by key, as last known.
     applied: BTreeSet<String>,
+    /// The last assembled policy and what it was assembled from: a step whose bundles are the
+    /// same (most steps: a claim changed) neither unpacks nor checks them again.
+    assembled: Option<Cached>,
+    /// Where each step's policy and desired state are shown (`--ui-addr`).
+    dashboard: Option<Arc<ControllerSource>>,
+}
+
+/// An assembled policy, with the bundles and last good versions it came from.
+struct Cached {
+    current: Archives,
+    last_good: Archives,
+    assembled: Arc<policy::Assembled>,
 }
 
 /// What one step found and did.
@@ -64,6 +79,42 @@ pub struct Step {
     pub not_applied: Option<String>,
     /// When to step again at the latest.
     pub requeue_after: Duration,
+    /// What to tell as Kubernetes Events: each apply and its failure on the claims of the
+    /// instance, a claim newly rejected or failed, a bundle newly found invalid.
+    pub events: Vec<Note>,
+}
+
+/// The object an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum About {
+    /// A Claim, by (Kubernetes namespace, name).
+    Claim(String, String),
+    /// A PolicyBundle, by name.
+    Bundle(String),
+}
+
+/// One Kubernetes Event to publish (`run` turns it into an `events.k8s.io/v1` Event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub about: About,
+    /// `Warning` rather than `Normal`.
+    pub warning: bool,
+    /// `Applied`, `ApplyFailed`, `Rejected`, `Failed`, `InvalidBundle` (what `kubectl describe`
+    /// shows as the reason).
+    pub reason: &'static str,
+    /// `Apply`, `Resolve`, `Check`: what the controller was doing.
+    pub action: &'static str,
+    /// The message, at most [`MAX_NOTE`] bytes.
+    pub note: String,
+}
+
+/// The longest event note (the API server's limit is 1 kB).
+pub const MAX_NOTE: usize = 1000;
+
+impl Note {
+    fn new(about: About, warning: bool, reason: &'static str, action: &'static str, note: String) -> Note {
+        Note { about, warning, reason, action, note: shortened(note, MAX_NOTE) }
+    }
 }
 
 impl Engine {
@@ -98,11 +149,22 @@ impl Engine {
             work: work.to_path_buf(),
             last_good,
             applied: BTreeSet::new(),
+            assembled: None,
+            dashboard: None,
         })
     }
 
+    /// The engine, showing each step's policy and desired state on `dashboard`.
+    pub fn showing(mut self, dashboard: Arc<ControllerSource>) -> Engine {
+        self.dashboard = Some(dashboard);
+        self
+    }
+
     /// One step over the bundles and claims the cluster holds now.
-    pub fn step(&mut self, bundles: &[PolicyBundle], claims: &[Claim], now: &Time) -> Step {
+    pub fn step<C: Borrow<Claim>>(&mut self, bundles: &[PolicyBundle], claims: &[C], now: &Time) -> Step {
+        let claims: Vec<&Claim> = claims.iter().map(Borrow::borrow).collect();
+        let claims = claims.as_slice();
+        let started = std::time::Instant::now();
         let mut bundle_statuses = BTreeMap::new();
         let mut current = Archives::new();
         let mut names = BTreeMap::new();
@@ -122,9 +184,20 @@ impl Engine {
             current.insert(namespace.clone(), bundle.spec.archive.clone());
             names.insert(namespace.clone(), (name, bundle.metadata.generation));
         }
-        let assembled = match policy::assemble(&current, &self.last_good, &self.work) {
-            Ok(assembled) => assembled,
-            Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
+        let assembled = match &self.assembled {
+            Some(cached) if cached.current == current && cached.last_good == self.last_good => cached.assembled.clone(),
+            _ => match policy::assemble(&current, &self.last_good, &self.work) {
+                Ok(assembled) => {
+                    let assembled = Arc::new(assembled);
+                    self.assembled = Some(Cached {
+                        current: current.clone(),
+                        last_good: self.last_good.clone(),
+                        assembled: assembled.clone(),
+                    });
+                    assembled
+                }
+                Err(error) => return self.stalled(bundle_statuses, claims, error.to_string(), now),
+            },
         };
         let before = self.last_good.clone();
         self.last_good.extend(assembled.used.clone());
@@ -146,25 +219,44 @@ impl Engine {
             };
             bundle_statuses.insert(name.clone(), status);
         }
+        let mut events = bundle_events(bundles, &bundle_statuses);
         let dir = assembled.checked.dir.path().to_path_buf();
-        let Some(mut program) = assembled.checked.program else {
+        let Some(mut program) = assembled.checked.program.clone() else {
             let why = assembled.checked.problems.values().flatten().cloned().collect::<Vec<_>>().join("; ");
             let mut step = self.stalled(bundle_statuses, claims, why, now);
-            step.used = assembled.used;
+            step.used = assembled.used.clone();
+            step.events = events;
             return step;
         };
         let mut invalid = BTreeMap::new();
+        // The Claim resource of each program claim, by the claim's id.
+        let mut resources = BTreeMap::new();
+        // Checked against the policy's own claims only (a lookup by id among those filed so far:
+        // a scan of every claim per claim was quadratic).
+        let mut filed = Vec::with_capacity(claims.len());
         for claim in claims {
             match to_program_claim(claim, &program) {
-                Ok(ir) if program.claims.iter().all(|c| c.id() != ir.id()) => program.claims.push(ir),
-                Ok(ir) => drop(invalid.insert(key(claim), format!("another claim is named `{}`", ir.id()))),
+                Ok(ir) => match resources.entry(ir.id()) {
+                    std::collections::btree_map::Entry::Occupied(taken) => {
+                        invalid.insert(key(claim), format!("another claim is named `{}`", taken.key()));
+                    }
+                    std::collections::btree_map::Entry::Vacant(free) => {
+                        free.insert(key(claim));
+                        filed.push(ir);
+                    }
+                },
                 Err(why) => drop(invalid.insert(key(claim), why)),
             }
         }
+        program.claims.extend(filed);
         program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let deployer = Deployer::new(&self.state, self.targets.clone(), self.cancel.clone());
         let deployed = deployer.deployed_names().unwrap_or_default();
-        let resolved = resolve_keeping(&program, &deployed);
+        let assembled_at = started.elapsed();
+        // Without decision chains: statuses need only each claim's reason and its place, and the
+        // chains were most of a step's time and memory at 10,000 claims (docs/performance.md).
+        // The plan then calls a claim refused by access "failed" (its reason says why).
+        let resolved = resolve_with(&program, &Options { deployed: &deployed, chains: Chains::None });
         let desired = units(&resolved);
         let request = Request {
             user: CONTROLLER_USER.into(),
@@ -176,6 +268,7 @@ impl Engine {
             program: Some(program),
             parallel: 4,
         };
+        let resolved_at = started.elapsed();
         let reconciled = self.reconciler.reconcile(Some(&request));
         let mut apply_failures = 0;
         let mut not_applied = None;
@@ -188,6 +281,7 @@ impl Engine {
                         .iter()
                         .filter(|a| matches!(a.report.outcome, aptc_runtime::apply::Outcome::Failed { .. }))
                         .count();
+                    events.extend(apply_events(&revision.actions, &resolved, &resources));
                     self.applied = revision.applied.keys().cloned().collect();
                 }
                 Fix::Refused(why) => not_applied = Some(why.join("; ")),
@@ -198,27 +292,48 @@ impl Engine {
             Some(Err(NotPlanned::Store(error) | NotPlanned::Plan(error))) => not_applied = Some(error.to_string()),
             Some(Err(NotPlanned::NoPolicy)) | None => {}
         }
+        let applied_at = started.elapsed();
         let mut claim_statuses = BTreeMap::new();
+        let uses = uses_by_claim(&resolved);
         for claim in claims {
             let came = match invalid.remove(&key(claim)) {
                 Some(why) => Came::Invalid(why),
                 None => {
                     let id = format!("{}.{}", crate::crd::apt_namespace(&key(claim).0), key(claim).1);
                     match resolved.claims.get(&id) {
-                        Some(outcome) => Came::Outcome { outcome, state: &resolved },
+                        Some(outcome) => {
+                            let used = uses.get(id.as_str()).map_or(&[][..], Vec::as_slice);
+                            Came::Outcome { outcome, state: &resolved, uses: used }
+                        }
                         None => Came::Invalid(format!("the resolver has no outcome for `{id}`")),
                     }
                 }
             };
-            claim_statuses.insert(key(claim), status(claim, came, &self.applied, &dir, now));
+            let status = status(claim, came, &self.applied, &dir, now);
+            events.extend(claim_event(claim, &status));
+            claim_statuses.insert(key(claim), status);
+        }
+        tracing::debug!(
+            claims = claims.len(),
+            instances = resolved.instances.len(),
+            assemble_and_claims_ms = assembled_at.as_millis() as u64,
+            resolve_ms = (resolved_at - assembled_at).as_millis() as u64,
+            plan_apply_record_ms = (applied_at - resolved_at).as_millis() as u64,
+            statuses_ms = (started.elapsed() - applied_at).as_millis() as u64,
+            "step"
+        );
+        drop(uses);
+        if let (Some(dashboard), Some(program)) = (&self.dashboard, request.program) {
+            dashboard.show(program, resolved, &dir);
         }
         Step {
             bundles: bundle_statuses,
             claims: claim_statuses,
-            used: assembled.used,
+            used: assembled.used.clone(),
             apply_failures,
             not_applied,
             requeue_after: reconciled.requeue_after,
+            events,
         }
     }
 
@@ -239,7 +354,7 @@ impl Engine {
     fn stalled(
         &self,
         bundles: BTreeMap<String, PolicyBundleStatus>,
-        claims: &[Claim],
+        claims: &[&Claim],
         why: String,
         now: &Time,
     ) -> Step {
@@ -254,8 +369,72 @@ impl Engine {
             apply_failures: 0,
             not_applied: Some(why),
             requeue_after: Duration::from_secs(30),
+            events: Vec::new(),
         }
     }
+}
+
+/// An event for each applied or failed action, on each Claim whose resolution holds its instance
+/// (a deleted instance's claims are gone: nothing to tell them).
+fn apply_events(
+    actions: &[aptc_runtime::store::ActionRecord],
+    resolved: &aptc_core::resolve::state::DesiredState,
+    resources: &BTreeMap<String, (String, String)>,
+) -> Vec<Note> {
+    use aptc_runtime::apply::Outcome;
+    let mut events = Vec::new();
+    for action in actions {
+        let (warning, reason, what) = match &action.report.outcome {
+            Outcome::Succeeded { .. } => (false, "Applied", String::new()),
+            Outcome::Failed { error, .. } => (true, "ApplyFailed", format!(": {error}")),
+            Outcome::Skipped { reason } => (true, "ApplyFailed", format!(": skipped, {reason}")),
+            Outcome::Interrupted => continue,
+        };
+        let Some(instance) = resolved.instances.get(&action.key) else { continue };
+        let op = format!("{:?}", action.op).to_lowercase();
+        let note = format!("{op} {} on {}{what}", action.name, action.place);
+        for used in &instance.claims {
+            if let Some((namespace, name)) = resources.get(&used.claim) {
+                let about = About::Claim(namespace.clone(), name.clone());
+                events.push(Note::new(about, warning, reason, "Apply", note.clone()));
+            }
+        }
+    }
+    events
+}
+
+/// A warning for a claim that is newly rejected or failed (another state, or a new generation).
+fn claim_event(claim: &Claim, status: &ClaimStatus) -> Option<Note> {
+    let (reason, condition) = match status.state.as_deref() {
+        Some("Rejected") => ("Rejected", "Rejected"),
+        Some("Failed") => ("Failed", "Failed"),
+        _ => return None,
+    };
+    let before = claim.status.as_ref();
+    if before.is_some_and(|b| b.state == status.state && b.observed_generation == status.observed_generation) {
+        return None;
+    }
+    let message = status.conditions.iter().find(|c| c.type_ == condition).map(|c| c.message.clone());
+    let (namespace, name) = key(claim);
+    Some(Note::new(About::Claim(namespace, name), true, reason, "Resolve", message.unwrap_or_default()))
+}
+
+/// A warning for each bundle newly found invalid (another state, or a new generation), with its
+/// first diagnostics.
+fn bundle_events(bundles: &[PolicyBundle], statuses: &BTreeMap<String, PolicyBundleStatus>) -> Vec<Note> {
+    let mut events = Vec::new();
+    for bundle in bundles {
+        let Some(name) = bundle.metadata.name.as_ref() else { continue };
+        let Some(status) = statuses.get(name).filter(|s| s.state.as_deref() == Some("Invalid")) else { continue };
+        let before = bundle.status.as_ref();
+        if before.is_some_and(|b| b.state == status.state && b.observed_generation == status.observed_generation) {
+            continue;
+        }
+        let used = if status.used_digest.is_some() { "its last good version is used" } else { "it is not used" };
+        let note = format!("{used}: {}", status.diagnostics.join("; "));
+        events.push(Note::new(About::Bundle(name.clone()), true, "InvalidBundle", "Check", note));
+    }
+    events
 }
 
 /// The most diagnostics a bundle's status lists (an object must stay small).
@@ -341,6 +520,30 @@ mod tests {
         assert_eq!((instance.cluster.as_str(), instance.namespace.as_str()), ("system.local", "default"));
         let rendered = walk(&dir.path().join("out"));
         assert!(rendered.iter().any(|p| p.contains(&instance.name)), "{rendered:?}");
+        let told = |step: &Step| -> Vec<(String, &'static str)> {
+            let mut told: Vec<_> = step
+                .events
+                .iter()
+                .map(|e| match &e.about {
+                    About::Claim(_, name) | About::Bundle(name) => (name.clone(), e.reason),
+                })
+                .collect();
+            told.sort();
+            told.dedup();
+            told
+        };
+        let expected = [("ada-prod", "Applied"), ("bad", "Failed"), ("eve-prod", "Rejected")];
+        assert_eq!(told(&step), expected.map(|(n, r)| (n.to_string(), r)));
+        // Told once: the same claims with the statuses written are quiet.
+        let with_statuses: Vec<Claim> = claims
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.status = Some(step.claims[&key(&c)].clone());
+                c
+            })
+            .collect();
+        assert_eq!(told(&engine.step(&bundles, &with_statuses, &now())), []);
 
         // A broken bundle keeps the last good version in use; the claims stay ready.
         let broken = [bundles[0].clone(), bundle("web", &[("web/web.apt", "namespace web\ncontract site {\n")])];

@@ -1,12 +1,13 @@
 //! aptc in the cluster: policy bundles and claims as Kubernetes resources (`crd`), packed and
 //! pushed by `aptc push` (`bundle`, `push`), checked at admission (`admission`), and resolved and
-//! applied by the controller (`run`). It sits above the compiler (bundles are policy text to
+//! applied by the controller (`run`), which serves the dashboard over its state (`dashboard`). It sits above the compiler (bundles are policy text to
 //! check) and the runtime (which applies); the CLI's `aptc controller` and `aptc push` only call it.
 
 pub mod admission;
 pub mod bundle;
 pub mod claims;
 pub mod crd;
+pub mod dashboard;
 pub mod engine;
 pub mod lease;
 pub mod manifests;

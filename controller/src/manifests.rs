@@ -20,6 +20,11 @@ pub const PROBE_PORT: u16 = 8080;
 pub const WEBHOOK_PATH: &str = "/validate/policybundles";
 /// The name of the webhook configuration (the controller writes its CA bundle into it).
 pub const WEBHOOK_CONFIGURATION: &str = "aptc-policybundles";
+/// The name of the bundle webhook within its configuration.
+pub const WEBHOOK_NAME: &str = "policybundles.aptc.dev";
+/// The Secret (in the controller's namespace) holding the generated webhook certificate every
+/// replica serves.
+pub const WEBHOOK_SECRET: &str = "aptc-controller-webhook-tls";
 /// The Lease the replicas elect their leader with.
 pub const LEASE: &str = "aptc-controller-leader";
 
@@ -71,9 +76,11 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "- policybundles/status patch: a bundle's diagnostics and the version in use are written to its status.",
             "- claims get/list/watch: every Claim in every namespace is resolved, kept current by a watch.",
             "- claims/status patch: each Claim's conditions, instances and observedGeneration.",
-            "- validatingwebhookconfigurations get/patch (only aptc's, by name): the controller writes the CA of",
+            "- validatingwebhookconfigurations get/update (only aptc's, by name): the controller writes the CA of",
             "  the serving certificate it generates into its webhook configuration.",
-            "Nothing here lets the controller change bundles or claims themselves, or read Secrets.",
+            "- events (events.k8s.io) create/patch: each apply and failure is told on its Claims, in their",
+            "  namespaces, and a bundle's errors on its PolicyBundle (in `default`); patch counts a repeat.",
+            "Nothing here lets the controller change bundles or claims themselves, or read Secrets but its own.",
         ],
         object: json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -83,8 +90,9 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
                 { "apiGroups": ["aptc.dev"], "resources": ["policybundles/status", "claims/status"], "verbs": ["patch"] },
                 {
                     "apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"],
-                    "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "patch"]
-                }
+                    "resourceNames": [WEBHOOK_CONFIGURATION], "verbs": ["get", "update"]
+                },
+                { "apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"] }
             ]
         }),
     });
@@ -105,13 +113,18 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "- configmaps get/list/create/update: the revision store (ConfigMaps aptc-store and",
             "  aptc-revision-N): revisions are created, never replaced; the store's head (its lock",
             "  and the journal of a running deploy) is read and updated with resourceVersion preconditions.",
+            "- secrets create: the first replica stores the webhook certificate it generates (creating",
+            "  cannot be limited to one name; nothing else is granted on Secrets but get of that one).",
+            "- secrets get (only the webhook certificate's, by name): every replica serves that certificate.",
         ],
         object: json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": { "name": NAME, "namespace": ns, "labels": labels },
             "rules": [
                 { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] },
-                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"] }
+                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"] },
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["create"] },
+                { "apiGroups": [""], "resources": ["secrets"], "resourceNames": [WEBHOOK_SECRET], "verbs": ["get"] }
             ]
         }),
     });
@@ -158,13 +171,13 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
         why: &[
             "Bundles are checked by the policy's own rule of who may change what (docs/language.md §11):",
             "the controller runs the change check with the requester's user name. Its CA bundle is written",
-            "by the controller, which generates the serving certificate at start.",
+            "by the controller: the serving certificate the first replica generated, kept in a Secret.",
         ],
         object: json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
             "metadata": { "name": WEBHOOK_CONFIGURATION, "labels": labels },
             "webhooks": [{
-                "name": "policybundles.aptc.dev",
+                "name": WEBHOOK_NAME,
                 "admissionReviewVersions": ["v1"],
                 "sideEffects": "None",
                 "failurePolicy": "Fail",
@@ -193,7 +206,8 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
     });
     out.push(Manifest {
         why: &[
-            "Two replicas: one leads (holds the Lease), the other serves the webhook and stands by.",
+            "Two replicas: one leads (holds the Lease), the other serves the webhook and stands by; both",
+            "serve the one webhook certificate kept in the Secret aptc-controller-webhook-tls.",
             "Target clusters are reached through the kubeconfigs their declarations name; to deploy into",
             "this cluster, bind the ServiceAccount to the rights the policy's objects need.",
         ],

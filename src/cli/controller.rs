@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use aptc_controller::lease::Election;
 use aptc_controller::manifests::{Install, PROBE_PORT, WEBHOOK_PORT, manifests, to_yaml};
 use aptc_controller::push::Target;
 use aptc_controller::run::Options;
@@ -67,6 +68,16 @@ struct RunArgs {
     /// Seconds between two comparisons of the clusters with the last revision (drift).
     #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     interval: u64,
+    /// Seconds a leader Lease not renewed still belongs to its holder; the leader renews it every
+    /// third of this, and a standby takes over at most this plus a third after the leader's last
+    /// renewal.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3_600))]
+    lease_duration: u64,
+    /// Where the dashboard (the pages of `aptc ui`, over the controller's policy, desired state
+    /// and revisions) is served. Loopback by default (reach it with `kubectl port-forward`); any
+    /// other address requires the token the controller logs at start. `none`: not served.
+    #[arg(long, value_name = "ADDR|none", default_value = "127.0.0.1:8090", value_parser = ui_addr)]
+    ui_addr: UiAddr,
     /// The Helm binary (default: APTC_HELM, PATH, ./.tools/bin/helm).
     #[arg(long, value_name = "PATH", env = "APTC_HELM")]
     helm: Option<PathBuf>,
@@ -117,8 +128,24 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 tls: args.tls_cert.zip(args.tls_key),
                 targets,
                 interval: Duration::from_secs(args.interval),
+                election: Election::lasting(Duration::from_secs(args.lease_duration)),
+                ui: args.ui_addr.0,
             })?;
             Ok(ExitCode::from(super::EXIT_INTERRUPTED))
         }
     }
+}
+
+/// `--ui-addr`: where the dashboard is served, if anywhere.
+#[derive(Clone, Debug)]
+struct UiAddr(Option<SocketAddr>);
+
+/// `--ui-addr`: an address, or `none`.
+fn ui_addr(text: &str) -> Result<UiAddr, String> {
+    if text == "none" {
+        return Ok(UiAddr(None));
+    }
+    text.parse()
+        .map(|addr| UiAddr(Some(addr)))
+        .map_err(|e| format!("{e} (an address such as 127.0.0.1:8090, or `none`)"))
 }

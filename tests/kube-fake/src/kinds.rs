@@ -44,7 +44,7 @@ impl Kind {
 }
 
 /// The kinds served from the start: what aptc's cluster driver, Helm's storage and a controller
-/// (Leases, Events) use.
+/// (Leases, Events, its webhook's configuration) use.
 pub(crate) fn built_in() -> Vec<Kind> {
     vec![
         Kind::new("", "v1", "ConfigMap", "configmaps", true, false),
@@ -56,6 +56,14 @@ pub(crate) fn built_in() -> Vec<Kind> {
         Kind::new("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true),
         Kind::new("coordination.k8s.io", "v1", "Lease", "leases", true, false),
         Kind::new("events.k8s.io", "v1", "Event", "events", true, false),
+        Kind::new(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            false,
+            false,
+        ),
     ]
 }
 

@@ -4,7 +4,8 @@
 //! requests they send to a real one.
 //!
 //! [`FakeApi`] serves any group/version/kind: a table of built-in kinds (ConfigMap, Namespace,
-//! Service, Secret, Event, Deployment, CustomResourceDefinition, Lease, events.k8s.io Event) and
+//! Service, Secret, Event, Deployment, CustomResourceDefinition, Lease, events.k8s.io Event,
+//! ValidatingWebhookConfiguration) and
 //! the kinds of the CRDs written to it (`kinds`); objects are kept by URL path with one global
 //! resourceVersion, generations and finalizers (`objects`); the REST verbs (list, create, get,
 //! replace, merge/JSON patch, server-side apply, delete, the `status` subresource, resourceVersion
@@ -117,7 +118,8 @@ impl Default for FakeApi {
 impl FakeApi {
     /// A server with the built-in kinds (core v1 ConfigMap, Namespace, Service, Secret, Event;
     /// apps/v1 Deployment; apiextensions.k8s.io/v1 CustomResourceDefinition;
-    /// coordination.k8s.io/v1 Lease; events.k8s.io/v1 Event) and the namespace `default`.
+    /// coordination.k8s.io/v1 Lease; events.k8s.io/v1 Event; admissionregistration.k8s.io/v1
+    /// ValidatingWebhookConfiguration) and the namespace `default`.
     pub fn new() -> FakeApi {
         let state = State {
             held: Vec::new(),
