@@ -8,8 +8,12 @@ use std::collections::BTreeSet;
 
 use aptc_core::diff::json_changes;
 use aptc_core::ir::Consumer;
-use aptc_core::resolve::{Chains, DeployedNames, InstanceKind, Options, Status, resolve_with};
+use aptc_core::resolve::{Chains, DeployedNames, Instance, InstanceKind, Options, Status, resolve_with};
 use aptc_core::secret::{redact, redact_text};
+use aptc_runtime::helm::{Helm, HelmError};
+use aptc_runtime::manifest::write_stream;
+use aptc_runtime::plan::unit;
+use aptc_runtime::render::template_chart;
 use aptc_runtime::store::Revision;
 use serde_json::{Value, json};
 
@@ -139,20 +143,23 @@ pub fn claim(source: &dyn Source, id: &str) -> Result<Value, UiError> {
     Ok(json!({ "format_version": FORMAT_VERSION, "claims": [outcome], "instance": null }))
 }
 
+/// The instance called `name` (as `aptc plan` shows it).
+fn find_instance<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a Instance, UiError> {
+    loaded
+        .state
+        .instances
+        .values()
+        .find(|i| i.name == name)
+        .ok_or_else(|| UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")))
+}
+
 /// `GET /api/v1/instances/{name}`: an instance's place, values (secrets `***`), discovery, the
 /// claims that consume it, its rendered manifest files and the last revision that changed it.
 pub fn instance(source: &dyn Source, name: &str) -> Result<Value, UiError> {
     let policy = source.policy();
     let loaded = loaded(&policy)?;
-    let Some(instance) = loaded.state.instances.values().find(|i| i.name == name) else {
-        return Err(UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")));
-    };
-    let files: Vec<Value> = match &instance.kind {
-        InstanceKind::Manifests { files, .. } => {
-            files.iter().map(|f| json!({ "path": f.path, "text": redact_text(&f.text) })).collect()
-        }
-        _ => Vec::new(),
-    };
+    let instance = find_instance(loaded, name)?;
+    let files = template_files(instance);
     // The kind as the plan format writes it, less the manifest files (shown redacted above).
     let mut kind = serde_json::to_value(&instance.kind)?;
     if let Some(manifests) = kind.get_mut("manifests").and_then(Value::as_object_mut) {
@@ -189,6 +196,53 @@ pub fn instance(source: &dyn Source, name: &str) -> Result<Value, UiError> {
         "files": files,
         "last_change": last_change,
     }))
+}
+
+/// A manifests instance's rendered templates (`path`, `text`), each secret `***`; empty for
+/// any other kind.
+fn template_files(instance: &Instance) -> Vec<Value> {
+    match &instance.kind {
+        InstanceKind::Manifests { files, .. } => {
+            files.iter().map(|f| json!({ "path": f.path, "text": redact_text(&f.text) })).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `GET /api/v1/instances/{name}/manifests`: what the instance deploys, rendered. A manifests
+/// instance: its rendered templates. A chart instance: the real `helm template` of its chart
+/// (the runtime's [`template_chart`], as the render target runs it), given the values already
+/// redacted, so no secret reaches Helm or the page; `helm` is asked only then. When Helm fails
+/// (not found, the chart missing, a bad template), `error` says why and `files` is empty: the
+/// page shows the message.
+pub fn manifests(
+    source: &dyn Source,
+    name: &str,
+    helm: impl FnOnce() -> Result<Helm, HelmError>,
+) -> Result<Value, UiError> {
+    let policy = source.policy();
+    let loaded = loaded(&policy)?;
+    let instance = find_instance(loaded, name)?;
+    let answer = |renderer: &str, helm: Option<&str>, files: Vec<Value>, error: Option<String>| {
+        json!({ "format_version": FORMAT_VERSION, "name": instance.name, "renderer": renderer, "helm": helm,
+                "files": files, "error": error })
+    };
+    if !matches!(instance.kind, InstanceKind::Chart { .. }) {
+        return Ok(answer("templates", None, template_files(instance), None));
+    }
+    let helm = match helm() {
+        Ok(helm) => helm,
+        Err(error) => return Ok(answer("helm template", None, Vec::new(), Some(error.to_string()))),
+    };
+    let unit = unit(&loaded.state, &instance.key)
+        .ok_or_else(|| UiError::NotFound(format!("instance `{name}` deploys nothing")))?;
+    let rendered = template_chart(&helm, &unit).and_then(|documents| Ok(write_stream(&documents)?));
+    Ok(match rendered.map_err(|e| e.to_string()) {
+        Ok(text) => {
+            answer("helm template", Some(&helm.version), vec![json!({ "path": "manifest.yaml", "text": text })], None)
+        }
+        Err(error) => answer("helm template", Some(&helm.version), Vec::new(), Some(error)),
+    })
 }
 
 /// A revision as `aptc history --format json` writes it (`finished`: false for a deploy that

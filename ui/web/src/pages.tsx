@@ -83,6 +83,26 @@ export function ClaimPage({ id, version }: { id: string; version: number }) {
   );
 }
 
+interface Rendered { renderer: string; helm: string | null; files: { path: string; text: string }[]; error: string | null }
+
+/** What the instance deploys, rendered (a chart by `helm template`, which takes a moment). */
+function Manifests({ name, version }: { name: string; version: number }) {
+  const [r, error] = useData<Rendered>(`/api/v1/instances/${encodeURIComponent(name)}/manifests`, version);
+  const problem = error ?? r?.error;
+  return (
+    <section aria-labelledby="rendered" data-testid="manifests">
+      <h2 id="rendered">rendered manifests</h2>
+      {problem ? <p class="error" role="alert">could not render: {problem}</p>
+        : !r ? <p>rendering…</p>
+        : <>
+            <p>by {r.renderer}{r.helm ? ` (helm ${r.helm})` : ''}, secrets as ***</p>
+            {r.files.length === 0 && <p>no files</p>}
+            {r.files.map((f) => <><h3>{f.path}</h3><pre>{f.text}</pre></>)}
+          </>}
+    </section>
+  );
+}
+
 export function InstancePage({ name, version }: { name: string; version: number }) {
   const [i, error] = useData<any>(`/api/v1/instances/${encodeURIComponent(name)}`, version);
   if (error) return <p class="error" role="alert">{error}</p>;
@@ -101,7 +121,7 @@ export function InstancePage({ name, version }: { name: string; version: number 
       <h2>values</h2><Json value={i.values} />
       <h2>discovery</h2><Json value={i.discovery} />
       <h2>kind</h2><Json value={i.kind} />
-      {i.files.length > 0 && <><h2>rendered manifests</h2>{i.files.map((f: any) => <><h3>{f.path}</h3><pre>{f.text}</pre></>)}</>}
+      <Manifests name={i.name} version={version} />
     </section>
   );
 }

@@ -79,7 +79,7 @@ test('the graph shows every instance and the rejected claim with its reason; a c
   await context.close();
 });
 
-test('hostile labels reach the page as text only', async () => {
+test('hostile labels reach the page as text only; an instance shows its chart rendered', async () => {
   const policy = join(scratch, 'hostile');
   cpSync(join(root, 'examples/quickstart'), policy, { recursive: true });
   const hello = join(policy, 'hello.apt');
@@ -94,8 +94,13 @@ test('hostile labels reach the page as text only', async () => {
   await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
   const graph = await (await page.request.get(url + 'api/v1/graph')).json();
   const web = graph.instances.find((i) => i.component === 'web');
-  await page.goto(`${url}#/instance/${web.name}`);
+  // Through the instance list to the instance, where helm's rendering of its chart is shown.
+  await page.locator(`[data-instance="${web.name}"]`).click();
   await page.locator('pre.json').first().waitFor();
+  const manifests = page.locator('[data-testid="manifests"]');
+  await manifests.locator('pre').first().waitFor();
+  assert.match(await manifests.textContent(), /by helm template.*kind: Deployment/s);
+  await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
   const values = await page.locator('pre.json').first().textContent();
   assert.ok(values.includes('<script>window.pwned=1</script>'), values);
   assert.equal(await page.evaluate(() => window.pwned), undefined);
