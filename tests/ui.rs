@@ -258,7 +258,7 @@ fn history_diff_and_a_confirmed_rollback() {
     assert_eq!(revisions.as_array().unwrap().len(), 2);
     insta::assert_json_snapshot!("revision_2", stable(&ui.get("/api/v1/revisions/2"), &dir)["actions"]);
     insta::assert_json_snapshot!("diff_1_2", ui.get("/api/v1/diff?from=1&to=2"));
-    insta::assert_json_snapshot!("drift_none", stable(&ui.get("/api/v1/drift"), &dir));
+    insta::assert_json_snapshot!("drift_none", stable(&ui.get("/api/v1/drift/now"), &dir));
 
     // Step 1: the plan, nothing applied.
     let (status, plan) = ui.post("/api/v1/rollback/1", "{}");
@@ -340,4 +340,38 @@ fn a_chart_instance_shows_what_helm_renders_with_secrets_redacted() {
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("helm template failed") && error.contains("no-such-template"), "{error}");
     assert_eq!(ui.request("GET", "/api/v1/instances/nothing-like-it/manifests", None, "127.0.0.1").0, 404);
+}
+
+#[test]
+fn the_last_drift_check_is_kept_in_the_store_and_served() {
+    let dir = scratch("drift");
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    deploy(&dir, &policy, "ada@example.com");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let args = ["--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), policy.to_str().unwrap()];
+    let ui = start(&dir, "127.0.0.1:0", &args);
+    insta::assert_json_snapshot!("drift_not_checked", ui.get("/api/v1/drift"));
+    // A rendered file edited by hand.
+    let hello = out.join("local/hello");
+    let mut instances: Vec<PathBuf> = std::fs::read_dir(&hello).unwrap().map(|e| e.unwrap().path()).collect();
+    instances.sort();
+    let edited = instances.iter().map(|d| d.join("manifest.yaml")).find(|f| f.exists()).unwrap();
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{text}# edited by hand\n")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["deploy", "--refresh", "--dry-run", "--as", "ada@example.com", "--target", "render"])
+        .args(["--state", state.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .arg(&policy)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let kept = ui.get("/api/v1/drift");
+    assert_eq!(kept["checked"]["cause"], "dry_run");
+    assert_eq!(kept["checked"]["user"], "ada@example.com");
+    assert!(kept["checked"]["time"].as_str().unwrap().ends_with('Z'), "{kept}");
+    insta::assert_json_snapshot!("drift_kept", stable(&kept, &dir));
+    // What the target says now is the same.
+    assert_eq!(ui.get("/api/v1/drift/now")["drift"], kept["drift"]);
 }

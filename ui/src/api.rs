@@ -10,6 +10,7 @@ use aptc_core::diff::json_changes;
 use aptc_core::ir::Consumer;
 use aptc_core::resolve::{Chains, DeployedNames, Instance, InstanceKind, Options, Status, resolve_with};
 use aptc_core::secret::{redact, redact_text};
+use aptc_runtime::drift::{Drift, DriftKind};
 use aptc_runtime::helm::{Helm, HelmError};
 use aptc_runtime::manifest::write_stream;
 use aptc_runtime::plan::unit;
@@ -310,6 +311,36 @@ pub fn diff(source: &dyn Source, from: u64, to: u64) -> Result<Value, UiError> {
     Ok(
         json!({ "format_version": FORMAT_VERSION, "from": from, "to": to, "added": added, "removed": removed, "changed": changed }),
     )
+}
+
+/// One drifted unit as the API writes it: `key`, `name`, `place`, `kind` (`missing`,
+/// `modified`), and the files `changed`, `added`, `removed` (empty when missing).
+pub fn drift_json(drift: &Drift) -> Value {
+    let none = Vec::new();
+    let (changed, added, removed) = match &drift.kind {
+        DriftKind::Missing => (&none, &none, &none),
+        DriftKind::Modified { changed, added, removed } => (changed, added, removed),
+    };
+    json!({ "key": drift.key, "name": drift.name, "place": drift.place, "kind": drift.kind.name(),
+            "changed": changed, "added": added, "removed": removed })
+}
+
+/// `GET /api/v1/drift`: what the last drift check kept in the store found (`checked`: when, by
+/// whom, why; `revision` and `target`: what was compared), without asking the target; all `null`
+/// and no `drift` when none was recorded yet.
+pub fn last_drift(source: &dyn Source) -> Result<Value, UiError> {
+    let Some(record) = source.last_drift()? else {
+        return Ok(
+            json!({ "format_version": FORMAT_VERSION, "checked": null, "revision": null, "target": null, "drift": [] }),
+        );
+    };
+    Ok(json!({
+        "format_version": FORMAT_VERSION,
+        "checked": { "time": record.time, "user": record.user, "cause": record.cause },
+        "revision": record.revision,
+        "target": record.target,
+        "drift": record.drift.iter().map(drift_json).collect::<Vec<_>>(),
+    }))
 }
 
 /// `GET /api/v1/source?file=PATH`: the text of one of the policy's files (only those: the path

@@ -113,7 +113,8 @@ pub fn router(app: App, access: Access) -> Router {
                 blocking(move || api::source_file(&*a.source, &q.file))
             }),
         )
-        .route("/api/v1/drift", get(drift))
+        .route("/api/v1/drift", get(|State(a): State<App>| blocking(move || api::last_drift(&*a.source))))
+        .route("/api/v1/drift/now", get(drift))
         .route("/api/v1/rollback/{n}", post(rollback))
         .route("/api/v1/events", get(|State(a): State<App>| async move { live::events(a.source.clone()) }))
         .fallback(assets::serve)

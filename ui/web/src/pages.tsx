@@ -220,16 +220,45 @@ export function HistoryPage({ version, session, refresh }: { version: number; se
   );
 }
 
+interface Drifted { name: string; place: string; kind: string; changed: string[]; added: string[]; removed: string[] }
+interface DriftAnswer {
+  checked?: { time: string; user: string | null; cause: string } | null;
+  revision: number | null; target: string | null; drift: Drifted[];
+}
+
+const checkedBy: Record<string, string> = {
+  deploy: 'aptc deploy --refresh', dry_run: 'aptc deploy --refresh --dry-run', reconcile: 'aptc watch',
+};
+
+function DriftList({ d }: { d: DriftAnswer }) {
+  return (
+    <>
+      <p>the target ({d.target}) against revision {d.revision}: {d.drift.length ? `${d.drift.length} instances drifted` : 'as deployed'}</p>
+      <ul>{d.drift.map((x) => <li>{x.name} on {x.place}: {x.kind} {[...x.changed, ...x.added, ...x.removed].join(', ')}</li>)}</ul>
+    </>
+  );
+}
+
 export function DriftPage({ version }: { version: number }) {
-  const [d, error] = useData<any>('/api/v1/drift', version);
-  if (error) return <p class="error">{error}</p>;
-  if (!d) return <p>asking the target…</p>;
-  if (d.revision === null) return <p>nothing deployed yet</p>;
+  const [d, error] = useData<DriftAnswer>('/api/v1/drift', version);
+  const [now, setNow] = useState<DriftAnswer | null>(null);
+  const [nowError, setNowError] = useState<string | null>(null);
+  const check = () => { setNowError(null); get<DriftAnswer>('/api/v1/drift/now').then(setNow).catch((e: Error) => setNowError(e.message)); };
+  if (error) return <p class="error" role="alert">{error}</p>;
+  if (!d) return <p>loading…</p>;
   return (
     <section>
       <h1>drift</h1>
-      <p>the target ({d.target}) against revision {d.revision}: {d.drift.length ? `${d.drift.length} instances drifted` : 'as deployed'}</p>
-      <ul>{d.drift.map((x: any) => <li>{x.name} on {x.place}: {x.kind} {[...x.changed, ...x.added, ...x.removed].join(', ')}</li>)}</ul>
+      {d.checked
+        ? <div data-testid="drift-last">
+            <p>last checked at <time dateTime={d.checked.time}>{d.checked.time}</time> by {d.checked.user ?? 'an unattended check'} ({checkedBy[d.checked.cause] ?? d.checked.cause})</p>
+            <DriftList d={d} />
+          </div>
+        : <p data-testid="drift-last">no drift check recorded yet: run <code>aptc deploy --refresh --dry-run</code> or <code>aptc watch</code></p>}
+      <h2>now</h2>
+      <button onClick={check} data-testid="drift-now">check the target now</button>
+      {nowError && <p class="error" role="alert">{nowError}</p>}
+      {now && (now.revision === null ? <p>nothing deployed yet</p> : <div data-testid="drift-now-result"><DriftList d={now} /><p>(shown only: not kept)</p></div>)}
     </section>
   );
 }
