@@ -154,7 +154,7 @@ export function GraphPage({ graph }: { graph: Graph }) {
         </ul>
       )}
       <div class="graph-body">
-        <svg ref={svg} class="graph" tabIndex={0} role="img" aria-label="service graph: arrow keys pan, + and − zoom, 0 resets"
+        <svg ref={svg} class="graph" tabIndex={0} role="group" aria-label="service graph: arrow keys pan, + and − zoom, 0 resets; each claim and service instance is a link"
           viewBox={`0 0 ${Math.max(layout.width, 400)} ${Math.max(layout.height, 300)}`}
           onKeyDown={onKey}
           onWheel={(e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1); }}

@@ -23,7 +23,7 @@ function SourceView({ origin, version }: { origin: Origin; version: number }) {
   useEffect(() => { document.getElementById(`line-${origin.line}`)?.scrollIntoView({ block: 'center' }); }, [file, origin]);
   if (!file) return null;
   return (
-    <pre class="source" aria-label={`source ${origin.file}`}>
+    <pre class="source" tabIndex={0} aria-label={`source ${origin.file}`}>
       {file.text.split('\n').map((line, k) => (
         <div id={`line-${k + 1}`} class={k + 1 === origin.line ? 'line hit' : 'line'}>
           <span class="ln">{k + 1}</span>{highlight(line)}
