@@ -72,11 +72,15 @@ pub fn graph(source: &dyn Source) -> Result<Value, UiError> {
         .claims
         .iter()
         .map(|claim| {
-            let consumer = match &claim.consumer {
-                Consumer::User(user) => json!({ "user": user }),
-                Consumer::Team(team) => json!({ "team": team }),
+            // The team a claim is for: the consuming team, or the consuming user's team as the
+            // policy declares it (`user.team`; none when the user has none).
+            let (consumer, team) = match &claim.consumer {
+                Consumer::User(user) => {
+                    (json!({ "user": user }), loaded.program.users.get(user).and_then(|u| u.team.clone()))
+                }
+                Consumer::Team(team) => (json!({ "team": team }), Some(team.clone())),
             };
-            (claim.id(), json!({ "contract": claim.contract, "consumer": consumer }))
+            (claim.id(), json!({ "contract": claim.contract, "consumer": consumer, "team": team }))
         })
         .collect();
     let claims: Vec<Value> = state
@@ -93,6 +97,7 @@ pub fn graph(source: &dyn Source) -> Result<Value, UiError> {
                 "root": c.root,
                 "contract": of["contract"],
                 "consumer": of["consumer"],
+                "team": of["team"],
             })
         })
         .collect();
