@@ -923,6 +923,12 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
 
     let history = aptc(&["history", "--state", state.to_str().unwrap()]);
     assert!(history.status.success(), "{history:?}");
+    // Its drift checks are kept in the store, the last one as watch's.
+    let store = aptc_runtime::store::FileStore::open_read(state).unwrap().unwrap();
+    use aptc_runtime::store::Store as _;
+    let last = store.last_drift().unwrap().expect("watch keeps its drift checks");
+    assert_eq!(last.cause, aptc_runtime::store::DriftCause::Reconcile);
+    assert_eq!(last.user.as_deref(), Some("ada@example.com"));
 }
 
 /// Given no paths, `watch` follows the policy of the current directory's `aptc.toml`: a file

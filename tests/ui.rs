@@ -24,11 +24,21 @@ struct Dashboard {
 
 /// `aptc ui --listen LISTEN ARGS`, run in the repository, its output in `dir`.
 fn start(dir: &Path, listen: &str, args: &[&str]) -> Dashboard {
+    serve(dir, listen, args, &[])
+}
+
+/// [`start`] on loopback, with `env` set for the server's process.
+fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Dashboard {
+    serve(dir, "127.0.0.1:0", args, env)
+}
+
+fn serve(dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Dashboard {
     let log = dir.join("ui.log");
     let server = Reaper::spawn(
         Command::new(env!("CARGO_BIN_EXE_aptc"))
             .args(["ui", "--listen", listen, "--target", "render"])
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(root())
             .env_remove("APTC_LOG"),
         &log,
@@ -248,7 +258,7 @@ fn history_diff_and_a_confirmed_rollback() {
     assert_eq!(revisions.as_array().unwrap().len(), 2);
     insta::assert_json_snapshot!("revision_2", stable(&ui.get("/api/v1/revisions/2"), &dir)["actions"]);
     insta::assert_json_snapshot!("diff_1_2", ui.get("/api/v1/diff?from=1&to=2"));
-    insta::assert_json_snapshot!("drift_none", stable(&ui.get("/api/v1/drift"), &dir));
+    insta::assert_json_snapshot!("drift_none", stable(&ui.get("/api/v1/drift/now"), &dir));
 
     // Step 1: the plan, nothing applied.
     let (status, plan) = ui.post("/api/v1/rollback/1", "{}");
@@ -282,4 +292,86 @@ fn history_diff_and_a_confirmed_rollback() {
     let said = String::from_utf8_lossy(&cli.stdout).into_owned() + &String::from_utf8_lossy(&cli.stderr);
     let first_refusal = refused["error"].as_str().unwrap().lines().nth(1).unwrap().to_string();
     assert!(said.contains(first_refusal.trim()), "the CLI: {said}\nthe dashboard: {refused}");
+}
+
+#[test]
+fn a_chart_instance_shows_what_helm_renders_with_secrets_redacted() {
+    let dir = scratch("chart");
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    // The greeting is a secret: it reaches neither Helm nor the page.
+    let hello = policy.join("hello.apt");
+    let text = std::fs::read_to_string(&hello).unwrap();
+    let secret = r#"text = secret_env("APTC_UI_TEST_GREETING")"#;
+    std::fs::write(&hello, text.replace(r#"text = "Hello from ${instance.name} (${labels.env})""#, secret)).unwrap();
+    let state = dir.join("state.db");
+    let ui = start_with_env(
+        &dir,
+        &["--state", state.to_str().unwrap(), policy.to_str().unwrap()],
+        &[("APTC_UI_TEST_GREETING", "the-secret-greeting")],
+    );
+    let graph = ui.get("/api/v1/graph");
+    let named = |kind: &str| -> Vec<String> {
+        graph["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["kind"] == kind)
+            .map(|i| i["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let chart = &named("chart")[0];
+    let rendered = ui.get(&format!("/api/v1/instances/{chart}/manifests"));
+    let text = rendered["files"][0]["text"].as_str().unwrap().to_string();
+    assert!(!text.contains("the-secret-greeting"), "{text}");
+    assert!(text.contains("-text=***"), "{text}");
+    let mut shown = rendered.clone();
+    shown["helm"] = Value::String("[helm version]".to_string());
+    insta::assert_json_snapshot!("chart_manifests", stable(&shown, &dir));
+    // A manifests instance: its rendered templates.
+    let templates = ui.get(&format!("/api/v1/instances/{}/manifests", named("manifests")[0]));
+    assert_eq!(templates["renderer"], "templates");
+    assert!(templates["files"][0]["text"].as_str().unwrap().contains("kind: ConfigMap"), "{templates}");
+    // A template Helm cannot render: its message, not a failed request.
+    let broken = policy.join("charts/hello/templates/broken.yaml");
+    std::fs::write(&broken, "{{ include \"no-such-template\" . }}\n").unwrap();
+    let failed = ui.get(&format!("/api/v1/instances/{chart}/manifests"));
+    assert_eq!(failed["files"], Value::Array(Vec::new()));
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("helm template failed") && error.contains("no-such-template"), "{error}");
+    assert_eq!(ui.request("GET", "/api/v1/instances/nothing-like-it/manifests", None, "127.0.0.1").0, 404);
+}
+
+#[test]
+fn the_last_drift_check_is_kept_in_the_store_and_served() {
+    let dir = scratch("drift");
+    let policy = dir.join("policy");
+    copy_tree(&root().join("examples/quickstart"), &policy);
+    deploy(&dir, &policy, "ada@example.com");
+    let (state, out) = (dir.join("state.db"), dir.join("out"));
+    let args = ["--state", state.to_str().unwrap(), "--out", out.to_str().unwrap(), policy.to_str().unwrap()];
+    let ui = start(&dir, "127.0.0.1:0", &args);
+    insta::assert_json_snapshot!("drift_not_checked", ui.get("/api/v1/drift"));
+    // A rendered file edited by hand.
+    let hello = out.join("local/hello");
+    let mut instances: Vec<PathBuf> = std::fs::read_dir(&hello).unwrap().map(|e| e.unwrap().path()).collect();
+    instances.sort();
+    let edited = instances.iter().map(|d| d.join("manifest.yaml")).find(|f| f.exists()).unwrap();
+    let text = std::fs::read_to_string(&edited).unwrap();
+    std::fs::write(&edited, format!("{text}# edited by hand\n")).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["deploy", "--refresh", "--dry-run", "--as", "ada@example.com", "--target", "render"])
+        .args(["--state", state.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .arg(&policy)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    let kept = ui.get("/api/v1/drift");
+    assert_eq!(kept["checked"]["cause"], "dry_run");
+    assert_eq!(kept["checked"]["user"], "ada@example.com");
+    assert!(kept["checked"]["time"].as_str().unwrap().ends_with('Z'), "{kept}");
+    insta::assert_json_snapshot!("drift_kept", stable(&kept, &dir));
+    // What the target says now is the same.
+    assert_eq!(ui.get("/api/v1/drift/now")["drift"], kept["drift"]);
 }

@@ -86,6 +86,9 @@ pub struct Prepared {
     pub last_program: Option<Program>,
     /// A revision a stopped deploy left unrecorded, recorded now (see [`crate::store`]'s journal).
     pub recovered: Option<Revision>,
+    /// What comparing the target with the last revision found (`Refresh::Drift` with a last
+    /// revision only), for the caller to keep ([`crate::store::Store::record_drift`]).
+    pub drift: Option<Vec<crate::drift::Drift>>,
 }
 
 /// How much of the target a plan looks at, beyond the last revision.
@@ -130,15 +133,15 @@ pub fn prepare(
     }
     let applied = last.as_ref().map(|r| r.applied.clone()).unwrap_or_default();
     let current: BTreeMap<String, Unit> = applied.iter().map(|(k, a)| (k.clone(), a.unit.clone())).collect();
-    let plan = match refresh {
-        Refresh::No => plan(&current, desired, claims, &|_| true),
-        Refresh::Presence => plan(&current, desired, claims, &|unit| driver.is_present(unit)),
+    let (plan, drift) = match refresh {
+        Refresh::No => (plan(&current, desired, claims, &|_| true), None),
+        Refresh::Presence => (plan(&current, desired, claims, &|unit| driver.is_present(unit)), None),
         Refresh::Drift => {
             let drift = crate::drift::detect(&applied, driver);
             let drifted = crate::drift::Drifted { driver, keys: drift.iter().map(|d| d.key.clone()).collect() };
             let mut plan = plan(&current, desired, claims, &|unit| drifted.is_present(unit));
             crate::drift::explain(&mut plan, &drift);
-            plan
+            (plan, last.is_some().then_some(drift))
         }
     };
     let last_program = match (store, &last) {
@@ -152,6 +155,7 @@ pub fn prepare(
         plan,
         last_program,
         recovered,
+        drift,
     })
 }
 
@@ -431,6 +435,7 @@ contract cache {
             applied,
             last_program: old.cloned(),
             recovered: None,
+            drift: None,
         }
     }
 

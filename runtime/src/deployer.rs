@@ -27,7 +27,7 @@ use crate::plan::refresh_digests;
 use crate::release::Releases;
 use crate::render::RenderDriver;
 use crate::retry::Backoff;
-use crate::store::{self, Cause, Journal, Location, Revision, Store};
+use crate::store::{self, Cause, DriftCause, DriftRecord, Journal, Location, Revision, Store, now_rfc3339};
 
 /// Where to apply, as the user chose it (`--target`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +241,10 @@ impl Deployer {
             (false, false) => Refresh::No,
         };
         let prepared = prepare(store.as_deref(), driver, &request.desired, request.claims.as_ref(), refresh)?;
+        if let (Some(drift), Some(revision)) = (&prepared.drift, prepared.previous) {
+            let cause = if options.dry_run { DriftCause::DryRun } else { DriftCause::Deploy };
+            self.keep_drift(store.as_deref(), drift_record(Some(request.user.clone()), cause, revision, driver, drift));
+        }
         supervisor.planned(&prepared, pending(&prepared, store.as_deref())?.as_ref(), driver);
         let ended = |ended| Ok(Deployment { target: target.clone(), ended });
         // Checked before anything else, a plan without actions included: a policy change that
@@ -281,6 +285,19 @@ impl Deployer {
         ended(Ended::Applied(revision))
     }
 
+    /// Keeps a drift check in the store (`store` if it was opened for writing, else the store
+    /// opened for writing just for this, as after a dry run). Keeping it is not the command's
+    /// purpose: when the store is busy (another deploy) it is only logged.
+    fn keep_drift(&self, store: Option<&dyn Store>, record: DriftRecord) {
+        let kept = match store.filter(|s| s.is_writable()) {
+            Some(store) => store.record_drift(&record),
+            None => store::open(&self.state).and_then(|store| store.record_drift(&record)),
+        };
+        if let Err(error) = kept {
+            tracing::warn!(%error, "the drift check was not kept in the store");
+        }
+    }
+
     /// Deploys again the desired units of revision `to` (their charts and manifests read from
     /// disk as they are now), as `user`.
     pub fn rollback(
@@ -316,6 +333,17 @@ impl Deployer {
         };
         self.deploy(request, options, supervisor)
     }
+}
+
+/// A drift check of `driver`'s target against revision `revision`, made now.
+fn drift_record(
+    user: Option<String>,
+    cause: DriftCause,
+    revision: u64,
+    driver: &dyn Driver,
+    drift: &[Drift],
+) -> DriftRecord {
+    DriftRecord { time: now_rfc3339(), user, cause, revision, target: driver.target(), drift: drift.to_vec() }
 }
 
 /// The journal of a deploy that has not finished, when `prepare` did not recover it (the store is
@@ -491,7 +519,7 @@ impl Reconciler {
         let mut drift = None;
         let mut repair = Vec::new();
         if Instant::now() >= self.next_drift_check {
-            let check = self.check_drift();
+            let check = self.check_drift(desired.map(|d| d.user.clone()));
             if let DriftCheck::Compared { drift: found, .. } = &check
                 && self.fix
             {
@@ -574,8 +602,9 @@ impl Reconciler {
         }))
     }
 
-    /// Compares the target with what the last revision applied.
-    fn check_drift(&mut self) -> DriftCheck {
+    /// Compares the target with what the last revision applied, and keeps what it found in the
+    /// store (as run by `user`, the policy's deploying user when one has loaded).
+    fn check_drift(&mut self, user: Option<String>) -> DriftCheck {
         let last = match store::open_read(&self.deployer.state).and_then(|s| s.map(|s| s.last()).transpose()) {
             Ok(last) => last.flatten(),
             Err(error) => return DriftCheck::Unreadable(error.into()),
@@ -585,6 +614,8 @@ impl Reconciler {
             return DriftCheck::OtherTarget { target: last.target };
         }
         let drift = detect(&last.applied, self.driver.as_ref());
+        let record = drift_record(user, DriftCause::Reconcile, last.number, self.driver.as_ref(), &drift);
+        self.deployer.keep_drift(None, record);
         let now: BTreeSet<(String, String)> = drift.iter().map(|d| (d.key.clone(), d.kind.describe())).collect();
         let news = now != self.reported || (self.fix && !drift.is_empty());
         self.reported = now;

@@ -11,12 +11,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use crate::apply::Applied;
 use crate::driver::{ActionResult, Driver, DriverError};
 use crate::plan::{Action, Plan, Unit};
 
-/// How a unit drifted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a unit drifted. As JSON (kept in the store's last drift check), `kind` names the variant
+/// beside the unit's fields: `{"kind": "modified", "changed": […], …}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DriftKind {
     /// Not on the target any more.
     Missing,
@@ -51,12 +55,13 @@ impl DriftKind {
 }
 
 /// One drifted unit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
     pub key: String,
     pub name: String,
     /// `cluster/k8s-namespace`.
     pub place: String,
+    #[serde(flatten)]
     pub kind: DriftKind,
 }
 

@@ -84,6 +84,9 @@ pub enum DriverError {
         #[source]
         source: std::io::Error,
     },
+    /// A chart operation asked of a unit that is not a chart (a caller's mistake, reported).
+    #[error("{0} is not a chart instance")]
+    NotAChart(String),
     /// An instance name that cannot be a directory of the render target.
     #[error("`{0}` cannot be a directory name")]
     BadName(String),
@@ -121,6 +124,7 @@ impl DriverError {
             | DriverError::Manifest(_)
             | DriverError::Secret(_)
             | DriverError::BadName(_)
+            | DriverError::NotAChart(_)
             | DriverError::NotOurs { .. } => false,
         }
     }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::source::{DigestCache, Source, rendered_digest};
 use aptc_core::access::Access;
 use aptc_core::ir::{Consumer, Program};
-use aptc_core::resolve::{Decision, DesiredState, InstanceKind, RenderedFile, Status};
+use aptc_core::resolve::{Decision, DesiredState, Instance, InstanceKind, RenderedFile, Status};
 use aptc_core::secret::SecretRef;
 
 /// One deployable instance (chart or manifests), with what a driver needs to apply it.
@@ -130,51 +130,59 @@ fn changed_paths(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: 
 /// their local files (read from disk here).
 pub fn units(state: &DesiredState) -> BTreeMap<String, Unit> {
     let mut digests = DigestCache::default();
-    let mut out = BTreeMap::new();
-    for instance in state.instances.values() {
-        let source = match &instance.kind {
-            InstanceKind::Chart { chart, repo, version, base_dir } => Source::Chart {
-                chart: chart.clone(),
-                repo: repo.clone(),
-                version: version.clone(),
-                base_dir: base_dir.clone(),
-            },
-            InstanceKind::Manifests { glob, base_dir, .. } => {
-                Source::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
-            }
-            InstanceKind::Service | InstanceKind::Uses { .. } => continue,
-        };
-        let files = match &instance.kind {
-            InstanceKind::Manifests { files, .. } => files.clone(),
-            _ => Vec::new(),
-        };
-        let content = content(&source, &files, &mut digests);
-        let secrets = crate::secrets::digest(&instance.values, source.base_dir());
-        out.insert(
-            instance.key.clone(),
-            Unit {
-                key: instance.key.clone(),
-                name: instance.name.clone(),
-                id: instance.id.clone(),
-                source,
-                cluster: instance.cluster.clone(),
-                k8s_namespace: instance.k8s_namespace.clone(),
-                namespace: instance.service.split('.').next().unwrap_or_default().to_string(),
-                service: instance.service.clone(),
-                contract: instance.contract.clone(),
-                context: instance.context.clone(),
-                component: instance.component.clone(),
-                claims: instance.claims.iter().map(|c| c.claim.clone()).collect(),
-                values: instance.values.clone(),
-                discovery: instance.discovery.clone(),
-                depends_on: unit_dependencies(state, &instance.key),
-                content,
-                files,
-                secrets,
-            },
-        );
-    }
-    out
+    state
+        .instances
+        .values()
+        .filter_map(|instance| unit_of(state, instance, &mut digests))
+        .map(|unit| (unit.key.clone(), unit))
+        .collect()
+}
+
+/// The unit of one instance of `state` (`None`: no such instance, or it deploys nothing), as
+/// [`units`] makes it, for a caller that wants one (the dashboard rendering an instance).
+pub fn unit(state: &DesiredState, key: &str) -> Option<Unit> {
+    unit_of(state, state.instances.get(key)?, &mut DigestCache::default())
+}
+
+fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache) -> Option<Unit> {
+    let source = match &instance.kind {
+        InstanceKind::Chart { chart, repo, version, base_dir } => Source::Chart {
+            chart: chart.clone(),
+            repo: repo.clone(),
+            version: version.clone(),
+            base_dir: base_dir.clone(),
+        },
+        InstanceKind::Manifests { glob, base_dir, .. } => {
+            Source::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
+        }
+        InstanceKind::Service | InstanceKind::Uses { .. } => return None,
+    };
+    let files = match &instance.kind {
+        InstanceKind::Manifests { files, .. } => files.clone(),
+        _ => Vec::new(),
+    };
+    let content = content(&source, &files, digests);
+    let secrets = crate::secrets::digest(&instance.values, source.base_dir());
+    Some(Unit {
+        key: instance.key.clone(),
+        name: instance.name.clone(),
+        id: instance.id.clone(),
+        source,
+        cluster: instance.cluster.clone(),
+        k8s_namespace: instance.k8s_namespace.clone(),
+        namespace: instance.service.split('.').next().unwrap_or_default().to_string(),
+        service: instance.service.clone(),
+        contract: instance.contract.clone(),
+        context: instance.context.clone(),
+        component: instance.component.clone(),
+        claims: instance.claims.iter().map(|c| c.claim.clone()).collect(),
+        values: instance.values.clone(),
+        discovery: instance.discovery.clone(),
+        depends_on: unit_dependencies(state, &instance.key),
+        content,
+        files,
+        secrets,
+    })
 }
 
 /// The digest of what a unit deploys: its rendered manifests, or its chart's local files.

@@ -68,17 +68,9 @@ impl RenderDriver {
         let mut objects = 0;
         let mut listed = Vec::new();
         match &unit.source {
-            Source::Chart { version, .. } => {
+            Source::Chart { .. } => {
                 let helm = self.helm.as_ref().map_err(|e| e.clone())?;
-                let chart = unit.source.chart_ref().expect("a chart source has a chart reference");
-                let output = helm.template(&TemplateRequest {
-                    release: &unit.name,
-                    chart: &chart,
-                    version: version.as_deref(),
-                    namespace: &unit.k8s_namespace,
-                    values: &values,
-                })?;
-                let mut documents = parse_stream(&output).map_err(|e| e.in_output("helm's output"))?;
+                let mut documents = template_chart(helm, unit)?;
                 stamp_all(&mut documents, &Stamp::of(unit, revision))?;
                 files.push(("manifest.yaml".to_string(), write_stream(&documents)?));
                 objects += documents.len();
@@ -193,6 +185,24 @@ impl RenderDriver {
         }
         Ok(ActionResult { detail: format!("removed {}", self.relative(&dir)) })
     }
+}
+
+/// The objects `helm template` renders for a chart unit, with every secret in its values as
+/// `***` (they are never revealed to a rendering), before aptc's stamp: what the render target
+/// writes, and what the dashboard shows of a chart instance. Errors are Helm's (a missing chart, a
+/// bad template) or its output not being YAML; a unit that is not a chart is [`DriverError::NotAChart`].
+pub fn template_chart(helm: &Helm, unit: &Unit) -> Result<Vec<Document>, DriverError> {
+    let (Source::Chart { version, .. }, Some(chart)) = (&unit.source, unit.source.chart_ref()) else {
+        return Err(DriverError::NotAChart(unit.key.clone()));
+    };
+    let output = helm.template(&TemplateRequest {
+        release: &unit.name,
+        chart: &chart,
+        version: version.as_deref(),
+        namespace: &unit.k8s_namespace,
+        values: &redact(&unit.values),
+    })?;
+    parse_stream(&output).map_err(|e| e.in_output("helm's output").into())
 }
 
 impl Driver for RenderDriver {

@@ -67,6 +67,11 @@ const DESIRED: TableDefinition<u64, &[u8]> = TableDefinition::new("desired");
 const PROGRAMS: TableDefinition<u64, &[u8]> = TableDefinition::new("programs");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 const JOURNAL_REPORTS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journal_reports");
+/// The last drift check ([`DriftRecord`]) under [`LAST_DRIFT`]. Written by the first check, so a
+/// store from before drift checks were kept has no such table, which reads as none recorded; an
+/// older aptc ignores it.
+const DRIFT: TableDefinition<&str, &[u8]> = TableDefinition::new("drift");
+const LAST_DRIFT: &str = "last";
 
 /// The tables keyed by revision number, by name (schema 1 had them too, with `&str` values).
 const NUMBERED: [&str; 4] = ["revisions", "desired", "programs", "journal"];
@@ -94,6 +99,36 @@ pub const UNFINISHED: &str =
 /// What [`FileStore::unfinished`] shows for an action of a deploy that has not finished and that has
 /// not reported yet.
 pub const NOT_REPORTED: &str = "not reported yet: the deploy is still running, or was killed before this action ended";
+
+/// What started a drift check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftCause {
+    /// `aptc deploy --refresh` (or `aptc rollback --refresh`).
+    Deploy,
+    /// The same with `--dry-run`: checked and kept, nothing applied.
+    DryRun,
+    /// An unattended step: `aptc watch`, or the controller.
+    Reconcile,
+}
+
+/// What the last drift check found: the target against revision `revision`. The store keeps only
+/// the last, so that the dashboard can say what was found, when and by whom, without asking the
+/// target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Who ran it (the deploying user); `None` for an unattended check before a policy loaded.
+    pub user: Option<String>,
+    pub cause: DriftCause,
+    /// The revision compared with.
+    pub revision: u64,
+    /// The target compared (a driver's `target`).
+    pub target: String,
+    /// The drifted units, in key order (empty: as deployed).
+    pub drift: Vec<crate::drift::Drift>,
+}
 
 /// A revision being applied, as journaled before its first action (see the module docs).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -558,6 +593,14 @@ pub trait Store: Send + Sync {
     /// between recording it and removing its journal, which a file store does at once).
     fn forget_journal(&self, number: u64) -> Result<(), StoreError>;
 
+    /// Keeps `record` as the last drift check, replacing the one before (needs a writer).
+    fn record_drift(&self, record: &DriftRecord) -> Result<(), StoreError>;
+
+    /// The last drift check kept ([`Store::record_drift`]); `None` when none was recorded (also in
+    /// a store from before they were kept, or one rebuilt by `store repair`, which copies
+    /// revisions only).
+    fn last_drift(&self) -> Result<Option<DriftRecord>, StoreError>;
+
     /// The number the next revision gets.
     fn next_number(&self) -> Result<u64, StoreError> {
         Ok(self.last()?.map_or(1, |r| r.number + 1))
@@ -843,6 +886,23 @@ impl Store for FileStore {
             .insert(POLICY_ROOT, text.as_bytes())
             .map_err(|e| self.db("writing", e))?;
         txn.commit().map_err(|e| self.db("writing", e))
+    }
+
+    fn record_drift(&self, record: &DriftRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| self.encode("a drift check", e))?;
+        let txn = self.writer()?.begin_write().map_err(|e| self.db("writing", e))?;
+        txn.open_table(DRIFT)
+            .map_err(|e| self.db("writing", e))?
+            .insert(LAST_DRIFT, bytes.as_slice())
+            .map_err(|e| self.db("writing", e))?;
+        txn.commit().map_err(|e| self.db("writing", e))
+    }
+
+    fn last_drift(&self) -> Result<Option<DriftRecord>, StoreError> {
+        let txn = self.begin_read()?;
+        let Some(table) = self.table(&txn, DRIFT)? else { return Ok(None) };
+        let Some(value) = table.get(LAST_DRIFT).map_err(|e| self.db("reading", e))? else { return Ok(None) };
+        serde_json::from_slice(value.value()).map(Some).map_err(|e| self.damaged("the last drift check", e))
     }
 
     fn list(&self) -> Result<Vec<Revision>, StoreError> {
@@ -1163,6 +1223,28 @@ mod tests {
         let again = FileStore::open_read(&path).unwrap().unwrap();
         assert_eq!(again.len().unwrap(), 2);
         assert!(again.record(&revision(3, Cause::Rollback { to: 1 }, &[]), &serde_json::json!({})).is_err());
+    }
+
+    /// A store from before drift checks were kept has no `drift` table: none recorded, no error.
+    /// (Keeping and replacing one: runtime/tests/store.rs, on both backends.)
+    #[test]
+    fn a_store_without_a_drift_table_has_no_last_drift_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = FileStore::open(&path).unwrap();
+        store.record(&revision(1, Cause::Deploy { paths: vec![] }, &["a"]), &serde_json::json!({})).unwrap();
+        drop(store);
+        let older = Database::open(&path).unwrap();
+        let tables: Vec<String> = older
+            .begin_read()
+            .unwrap()
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_string())
+            .collect();
+        assert!(!tables.contains(&"drift".to_string()), "{tables:?}");
+        drop(older);
+        assert_eq!(FileStore::open_read(&path).unwrap().unwrap().last_drift().unwrap(), None);
     }
 
     /// A reader killed while it read left its copy of the store (every revision) in the system's

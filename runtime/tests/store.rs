@@ -66,6 +66,7 @@ suite!(
     two_writers_racing_for_revision_numbers_lose_nothing,
     a_killed_deploy_is_recovered_from_its_journal,
     a_refused_first_deploy_leaves_no_store,
+    the_last_drift_check_is_kept_replaced_and_read_by_readers,
 );
 
 fn unit(key: &str) -> Unit {
@@ -170,6 +171,40 @@ fn revisions_are_recorded_read_back_and_listed(place: &Place) {
     let again = store::open(at).unwrap();
     assert!(!again.created(), "opened, not created");
     assert_eq!(again.next_number().unwrap(), 3);
+}
+
+/// What `deploy --refresh` and `watch` found last, for the dashboard's drift page: none until one
+/// is kept, replaced by the next, read by readers, refused to them, kept across a new writer.
+fn the_last_drift_check_is_kept_replaced_and_read_by_readers(place: &Place) {
+    use aptc_runtime::drift::{Drift, DriftKind};
+    use aptc_runtime::store::{DriftCause, DriftRecord, now_rfc3339};
+    let at = &place.location;
+    let writer = store::open(at).unwrap();
+    writer.record(&revision(1, "ada", &["a"]), &serde_json::json!({})).unwrap();
+    assert_eq!(writer.last_drift().unwrap(), None);
+    let modified = Drift {
+        key: "local/web/a".into(),
+        name: "a \"quoted\"\n---".into(),
+        place: "local/web".into(),
+        kind: DriftKind::Modified { changed: vec!["manifest.yaml".into()], added: vec![], removed: vec![] },
+    };
+    let first = DriftRecord {
+        time: now_rfc3339(),
+        user: Some("ada".into()),
+        cause: DriftCause::Deploy,
+        revision: 1,
+        target: "render:/out".into(),
+        drift: vec![modified.clone(), Drift { kind: DriftKind::Missing, ..modified }],
+    };
+    writer.record_drift(&first).unwrap();
+    assert_eq!(store::open_read(at).unwrap().unwrap().last_drift().unwrap().as_ref(), Some(&first));
+    let second = DriftRecord { user: None, cause: DriftCause::Reconcile, drift: Vec::new(), ..first.clone() };
+    writer.record_drift(&second).unwrap();
+    drop(writer);
+    let reader = store::open_read(at).unwrap().unwrap();
+    assert_eq!(reader.last_drift().unwrap().as_ref(), Some(&second));
+    assert!(matches!(reader.record_drift(&first).unwrap_err(), StoreError::ReadOnly { .. }));
+    assert_eq!(store::open(at).unwrap().last_drift().unwrap(), Some(second), "kept for the next writer");
 }
 
 fn one_writer_at_a_time_and_readers_see_its_journal(place: &Place) {

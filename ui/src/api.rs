@@ -8,8 +8,13 @@ use std::collections::BTreeSet;
 
 use aptc_core::diff::json_changes;
 use aptc_core::ir::Consumer;
-use aptc_core::resolve::{Chains, DeployedNames, InstanceKind, Options, Status, resolve_with};
+use aptc_core::resolve::{Chains, DeployedNames, Instance, InstanceKind, Options, Status, resolve_with};
 use aptc_core::secret::{redact, redact_text};
+use aptc_runtime::drift::{Drift, DriftKind};
+use aptc_runtime::helm::{Helm, HelmError};
+use aptc_runtime::manifest::write_stream;
+use aptc_runtime::plan::unit;
+use aptc_runtime::render::template_chart;
 use aptc_runtime::store::Revision;
 use serde_json::{Value, json};
 
@@ -67,11 +72,15 @@ pub fn graph(source: &dyn Source) -> Result<Value, UiError> {
         .claims
         .iter()
         .map(|claim| {
-            let consumer = match &claim.consumer {
-                Consumer::User(user) => json!({ "user": user }),
-                Consumer::Team(team) => json!({ "team": team }),
+            // The team a claim is for: the consuming team, or the consuming user's team as the
+            // policy declares it (`user.team`; none when the user has none).
+            let (consumer, team) = match &claim.consumer {
+                Consumer::User(user) => {
+                    (json!({ "user": user }), loaded.program.users.get(user).and_then(|u| u.team.clone()))
+                }
+                Consumer::Team(team) => (json!({ "team": team }), Some(team.clone())),
             };
-            (claim.id(), json!({ "contract": claim.contract, "consumer": consumer }))
+            (claim.id(), json!({ "contract": claim.contract, "consumer": consumer, "team": team }))
         })
         .collect();
     let claims: Vec<Value> = state
@@ -88,6 +97,7 @@ pub fn graph(source: &dyn Source) -> Result<Value, UiError> {
                 "root": c.root,
                 "contract": of["contract"],
                 "consumer": of["consumer"],
+                "team": of["team"],
             })
         })
         .collect();
@@ -139,20 +149,23 @@ pub fn claim(source: &dyn Source, id: &str) -> Result<Value, UiError> {
     Ok(json!({ "format_version": FORMAT_VERSION, "claims": [outcome], "instance": null }))
 }
 
+/// The instance called `name` (as `aptc plan` shows it).
+fn find_instance<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a Instance, UiError> {
+    loaded
+        .state
+        .instances
+        .values()
+        .find(|i| i.name == name)
+        .ok_or_else(|| UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")))
+}
+
 /// `GET /api/v1/instances/{name}`: an instance's place, values (secrets `***`), discovery, the
 /// claims that consume it, its rendered manifest files and the last revision that changed it.
 pub fn instance(source: &dyn Source, name: &str) -> Result<Value, UiError> {
     let policy = source.policy();
     let loaded = loaded(&policy)?;
-    let Some(instance) = loaded.state.instances.values().find(|i| i.name == name) else {
-        return Err(UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")));
-    };
-    let files: Vec<Value> = match &instance.kind {
-        InstanceKind::Manifests { files, .. } => {
-            files.iter().map(|f| json!({ "path": f.path, "text": redact_text(&f.text) })).collect()
-        }
-        _ => Vec::new(),
-    };
+    let instance = find_instance(loaded, name)?;
+    let files = template_files(instance);
     // The kind as the plan format writes it, less the manifest files (shown redacted above).
     let mut kind = serde_json::to_value(&instance.kind)?;
     if let Some(manifests) = kind.get_mut("manifests").and_then(Value::as_object_mut) {
@@ -189,6 +202,53 @@ pub fn instance(source: &dyn Source, name: &str) -> Result<Value, UiError> {
         "files": files,
         "last_change": last_change,
     }))
+}
+
+/// A manifests instance's rendered templates (`path`, `text`), each secret `***`; empty for
+/// any other kind.
+fn template_files(instance: &Instance) -> Vec<Value> {
+    match &instance.kind {
+        InstanceKind::Manifests { files, .. } => {
+            files.iter().map(|f| json!({ "path": f.path, "text": redact_text(&f.text) })).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `GET /api/v1/instances/{name}/manifests`: what the instance deploys, rendered. A manifests
+/// instance: its rendered templates. A chart instance: the real `helm template` of its chart
+/// (the runtime's [`template_chart`], as the render target runs it), given the values already
+/// redacted, so no secret reaches Helm or the page; `helm` is asked only then. When Helm fails
+/// (not found, the chart missing, a bad template), `error` says why and `files` is empty: the
+/// page shows the message.
+pub fn manifests(
+    source: &dyn Source,
+    name: &str,
+    helm: impl FnOnce() -> Result<Helm, HelmError>,
+) -> Result<Value, UiError> {
+    let policy = source.policy();
+    let loaded = loaded(&policy)?;
+    let instance = find_instance(loaded, name)?;
+    let answer = |renderer: &str, helm: Option<&str>, files: Vec<Value>, error: Option<String>| {
+        json!({ "format_version": FORMAT_VERSION, "name": instance.name, "renderer": renderer, "helm": helm,
+                "files": files, "error": error })
+    };
+    if !matches!(instance.kind, InstanceKind::Chart { .. }) {
+        return Ok(answer("templates", None, template_files(instance), None));
+    }
+    let helm = match helm() {
+        Ok(helm) => helm,
+        Err(error) => return Ok(answer("helm template", None, Vec::new(), Some(error.to_string()))),
+    };
+    let unit = unit(&loaded.state, &instance.key)
+        .ok_or_else(|| UiError::NotFound(format!("instance `{name}` deploys nothing")))?;
+    let rendered = template_chart(&helm, &unit).and_then(|documents| Ok(write_stream(&documents)?));
+    Ok(match rendered.map_err(|e| e.to_string()) {
+        Ok(text) => {
+            answer("helm template", Some(&helm.version), vec![json!({ "path": "manifest.yaml", "text": text })], None)
+        }
+        Err(error) => answer("helm template", Some(&helm.version), Vec::new(), Some(error)),
+    })
 }
 
 /// A revision as `aptc history --format json` writes it (`finished`: false for a deploy that
@@ -256,6 +316,36 @@ pub fn diff(source: &dyn Source, from: u64, to: u64) -> Result<Value, UiError> {
     Ok(
         json!({ "format_version": FORMAT_VERSION, "from": from, "to": to, "added": added, "removed": removed, "changed": changed }),
     )
+}
+
+/// One drifted unit as the API writes it: `key`, `name`, `place`, `kind` (`missing`,
+/// `modified`), and the files `changed`, `added`, `removed` (empty when missing).
+pub fn drift_json(drift: &Drift) -> Value {
+    let none = Vec::new();
+    let (changed, added, removed) = match &drift.kind {
+        DriftKind::Missing => (&none, &none, &none),
+        DriftKind::Modified { changed, added, removed } => (changed, added, removed),
+    };
+    json!({ "key": drift.key, "name": drift.name, "place": drift.place, "kind": drift.kind.name(),
+            "changed": changed, "added": added, "removed": removed })
+}
+
+/// `GET /api/v1/drift`: what the last drift check kept in the store found (`checked`: when, by
+/// whom, why; `revision` and `target`: what was compared), without asking the target; all `null`
+/// and no `drift` when none was recorded yet.
+pub fn last_drift(source: &dyn Source) -> Result<Value, UiError> {
+    let Some(record) = source.last_drift()? else {
+        return Ok(
+            json!({ "format_version": FORMAT_VERSION, "checked": null, "revision": null, "target": null, "drift": [] }),
+        );
+    };
+    Ok(json!({
+        "format_version": FORMAT_VERSION,
+        "checked": { "time": record.time, "user": record.user, "cause": record.cause },
+        "revision": record.revision,
+        "target": record.target,
+        "drift": record.drift.iter().map(drift_json).collect::<Vec<_>>(),
+    }))
 }
 
 /// `GET /api/v1/source?file=PATH`: the text of one of the policy's files (only those: the path

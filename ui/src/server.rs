@@ -12,6 +12,8 @@ use axum::{Json, Router, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use aptc_runtime::helm::Helm;
+
 use crate::security::{Access, guard};
 use crate::source::Source;
 use crate::target::Deploys;
@@ -93,6 +95,7 @@ pub fn router(app: App, access: Access) -> Router {
             "/api/v1/instances/{name}",
             get(|State(a): State<App>, Path(name): Path<String>| blocking(move || api::instance(&*a.source, &name))),
         )
+        .route("/api/v1/instances/{name}/manifests", get(manifests))
         .route("/api/v1/revisions", get(|State(a): State<App>| blocking(move || api::revisions(&*a.source))))
         .route(
             "/api/v1/revisions/{n}",
@@ -110,7 +113,8 @@ pub fn router(app: App, access: Access) -> Router {
                 blocking(move || api::source_file(&*a.source, &q.file))
             }),
         )
-        .route("/api/v1/drift", get(drift))
+        .route("/api/v1/drift", get(|State(a): State<App>| blocking(move || api::last_drift(&*a.source))))
+        .route("/api/v1/drift/now", get(drift))
         .route("/api/v1/rollback/{n}", post(rollback))
         .route("/api/v1/events", get(|State(a): State<App>| async move { live::events(a.source.clone()) }))
         .fallback(assets::serve)
@@ -122,6 +126,13 @@ pub fn router(app: App, access: Access) -> Router {
 async fn session(State(app): State<App>) -> Json<Value> {
     let rollback_as = app.deploys.as_ref().and_then(|d| d.rollback_as.clone());
     Json(json!({ "read_only": rollback_as.is_none(), "rollback_as": rollback_as }))
+}
+
+/// `GET /api/v1/instances/{name}/manifests`, with the Helm `--helm` names (else the one found as
+/// `aptc deploy` finds it), looked for only for a chart instance.
+async fn manifests(State(app): State<App>, Path(name): Path<String>) -> Result<Json<Value>, UiError> {
+    let explicit = app.deploys.as_ref().and_then(|d| d.targets.helm.clone());
+    blocking(move || api::manifests(&*app.source, &name, || Helm::locate(explicit.as_deref()))).await
 }
 
 async fn drift(State(app): State<App>) -> Result<Json<Value>, UiError> {

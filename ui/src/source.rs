@@ -9,7 +9,7 @@ use aptc_compiler::db::Settings;
 use aptc_compiler::host::{Analysis, PolicyError};
 use aptc_core::ir::Program;
 use aptc_core::resolve::{Chains, DeployedNames, DesiredState, Options, resolve_with};
-use aptc_runtime::store::{self, Location, Store, StoreError};
+use aptc_runtime::store::{self, DriftRecord, Location, Store, StoreError};
 use aptc_runtime::watch::Snapshot;
 
 /// A policy as the dashboard shows it: the program, its desired state (secrets redacted, no
@@ -36,10 +36,18 @@ pub trait Source: Send + Sync + 'static {
     fn state(&self) -> &Location;
     /// A stamp that changes whenever the policy files or the store change (live updates poll it).
     fn generation(&self) -> String;
+    /// The last drift check kept in the store (`aptc deploy --refresh`, `aptc watch`); `None`:
+    /// none recorded yet. By default read from [`Source::store`].
+    fn last_drift(&self) -> Result<Option<DriftRecord>, StoreError> {
+        match self.store()? {
+            Some(store) => store.last_drift(),
+            None => Ok(None),
+        }
+    }
 }
 
-/// The local policy files and a revision store (`aptc ui PATHS --state DB`, or a Kubernetes store): the policy is loaded
-/// again when a file of it changes (the same poll as `aptc watch`).
+/// The local policy files and a revision store (`aptc ui PATHS --state DB`, or a Kubernetes
+/// store): the policy is loaded again when a file of it changes (the same poll as `aptc watch`).
 pub struct LocalSource {
     paths: Vec<PathBuf>,
     state: Location,

@@ -11,13 +11,14 @@ use aptc_core::digest::sha256;
 use aptc_runtime::cancel::Cancel;
 use aptc_runtime::deploy::Prepared;
 use aptc_runtime::deployer::{Deployer, Ended, Options, Supervisor, Targets};
-use aptc_runtime::drift::{DriftKind, detect};
+use aptc_runtime::drift::detect;
 use aptc_runtime::driver::Driver;
 use aptc_runtime::report::Report;
 use aptc_runtime::store::{self, Journal, Location};
 use serde_json::{Value, json};
 
 use crate::UiError;
+use crate::api::drift_json;
 
 /// Where deploys of this policy go, and who may roll back.
 #[derive(Clone, Debug)]
@@ -41,8 +42,9 @@ impl Deploys {
     }
 }
 
-/// `GET /api/v1/drift`: each unit of the last revision whose state on the target differs from
-/// what was applied (missing, or files changed, added, removed), asked of the target now.
+/// `GET /api/v1/drift/now`: each unit of the last revision whose state on the target differs from
+/// what was applied (missing, or files changed, added, removed), asked of the target now. The
+/// dashboard is read-only: this check is shown, not kept in the store.
 pub fn drift(state: &Location, deploys: &Deploys) -> Result<Value, UiError> {
     let Some(store) = store::open_read(state)? else {
         return Ok(json!({ "revision": null, "target": null, "drift": [] }));
@@ -50,17 +52,7 @@ pub fn drift(state: &Location, deploys: &Deploys) -> Result<Value, UiError> {
     let Some(last) = store.last()? else { return Ok(json!({ "revision": null, "target": null, "drift": [] })) };
     let program = store.program(last.number)?;
     let (driver, target) = deploys.targets.driver(program.as_ref())?;
-    let found: Vec<Value> = detect(&last.applied, driver.as_ref())
-        .into_iter()
-        .map(|d| {
-            let (changed, added, removed) = match &d.kind {
-                DriftKind::Missing => (Vec::new(), Vec::new(), Vec::new()),
-                DriftKind::Modified { changed, added, removed } => (changed.clone(), added.clone(), removed.clone()),
-            };
-            json!({ "key": d.key, "name": d.name, "place": d.place, "kind": d.kind.name(),
-                    "changed": changed, "added": added, "removed": removed })
-        })
-        .collect();
+    let found: Vec<Value> = detect(&last.applied, driver.as_ref()).iter().map(drift_json).collect();
     Ok(json!({ "revision": last.number, "target": target, "drift": found }))
 }
 

@@ -17,11 +17,11 @@
 //!   revisions in a file. JSON compresses about tenfold, so that is a desired state of about
 //!   10 MB.
 //! - `aptc-store` (`aptc.dev/store: head`): the store's schema, the policy root, the writer's lock
-//!   (`holder`: host, process, since, last renewal, lifetime) and the journal of the running
-//!   deploy with the reports of its actions. Every write of it is a replace with the
-//!   `resourceVersion` this writer last wrote (optimistic concurrency): a writer whose lock was
-//!   taken over gets 409 on its next write and stops writing ([`StoreError::LockLost`]); two
-//!   deployers never interleave.
+//!   (`holder`: host, process, since, last renewal, lifetime), the journal of the running deploy
+//!   with the reports of its actions, and the last drift check. Every write of it is a replace
+//!   with the `resourceVersion` this writer last wrote (optimistic concurrency): a writer whose
+//!   lock was taken over gets 409 on its next write and stops writing ([`StoreError::LockLost`]);
+//!   two deployers never interleave.
 //!
 //! The lock: opening for writing takes it when nobody holds it, when its holder's renewal has
 //! lapsed ([`LAPSE`] without one; a writer renews every [`RENEW`] from a task of its own), or when
@@ -42,7 +42,7 @@ use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
-use super::{Journal, KubeLocation, Location, Revision, Store, StoreError};
+use super::{DriftRecord, Journal, KubeLocation, Location, Revision, Store, StoreError};
 use crate::apply::ActionReport;
 use crate::connection::Connection;
 use crate::k8s::ops::reason;
@@ -78,6 +78,7 @@ const DESIRED: &str = "desired-state.json.gz";
 const PROGRAM: &str = "program.json.gz";
 const JOURNAL: &str = "journal.json.gz";
 const REPORTS: &str = "reports.json.gz";
+const DRIFT: &str = "drift.json.gz";
 
 /// A revision object's name.
 fn revision_name(number: u64) -> String {
@@ -276,7 +277,7 @@ impl Shared {
         if size > LIMIT {
             return Err(StoreError::TooLarge {
                 store: self.location.clone(),
-                what: "the journal of this deploy".into(),
+                what: "the journal of this deploy and the last drift check".into(),
                 size,
                 limit: LIMIT,
             });
@@ -556,6 +557,19 @@ impl Store for KubeStore {
             head.binary_data.get_or_insert_default().insert(REPORTS.into(), ByteString(gzip(&bytes)));
             Ok(())
         })
+    }
+
+    fn record_drift(&self, record: &DriftRecord) -> Result<(), StoreError> {
+        let bytes = self.zip(record, "a drift check")?;
+        self.update(|head| {
+            head.binary_data.get_or_insert_default().insert(DRIFT.into(), bytes);
+            Ok(())
+        })
+    }
+
+    fn last_drift(&self) -> Result<Option<DriftRecord>, StoreError> {
+        let Some(head) = self.head()? else { return Ok(None) };
+        self.record(&head, DRIFT, "the last drift check")
     }
 
     fn pending(&self) -> Result<Option<Journal>, StoreError> {

@@ -37,6 +37,8 @@ export interface GraphClaim {
   claim: string; status: 'resolved' | 'rejected' | 'failed'; reason: string | null;
   reason_origin: Origin | null; origin: Origin; root: string | null; contract: string;
   consumer: { user?: string; team?: string } | null;
+  /** The consuming team, or the consuming user's team (`user.team`); null when the user has none. */
+  team: string | null;
 }
 export interface GraphInstance {
   key: string; name: string; id: string; kind: string; cluster: string; k8s_namespace: string;

@@ -10,7 +10,7 @@ interface Box { id: string; x: number; y: number; width: number; height: number 
 interface DrawnNode extends Box {
   kind: 'claim' | 'contract' | 'service';
   title: string; lines: string[]; href: string; state?: string; reason?: string | null;
-  team?: string; cluster?: string; contract?: string;
+  teams?: string[]; cluster?: string; contract?: string;
 }
 interface Layout { nodes: DrawnNode[]; groups: (Box & { label: string })[]; edges: { points: { x: number; y: number }[] }[]; width: number; height: number }
 
@@ -36,11 +36,11 @@ export function layOut(graph: Graph): Layout {
   const byKey = new Map(graph.instances.map((i) => [i.key, i]));
   const teamOf = new Map<string, string>();
   for (const c of graph.claims) {
-    const team = c.consumer?.team ?? c.consumer?.user ?? '';
+    const team = c.team ?? '';
     teamOf.set(c.claim, team);
     const lines = c.status === 'resolved' ? [] : [`${c.status.toUpperCase()}: ${c.reason ?? ''}`.slice(0, 60)];
     add({ id: `c:${c.claim}`, kind: 'claim', title: c.claim, lines, href: `#/claim/${encodeURIComponent(c.claim)}`,
-      state: c.status, reason: c.reason, team, contract: c.contract });
+      state: c.status, reason: c.reason, teams: team ? [team] : [], contract: c.contract });
   }
   const contracts = new Set(graph.claims.map((c) => c.contract).filter(Boolean));
   for (const i of graph.instances) if (i.kind === 'service') contracts.add(i.contract);
@@ -57,7 +57,7 @@ export function layOut(graph: Graph): Layout {
     if (!groups.has(group)) { groups.add(group); g.setNode(group, {}); }
     add({ id: `s:${i.key}`, kind: 'service', title: `${i.service} / ${i.context}`, lines,
       href: `#/instance/${encodeURIComponent(i.name)}`, cluster: clusterName(i.cluster), contract: i.contract,
-      team: i.claims.map((c) => teamOf.get(c)).find(Boolean) });
+      teams: [...new Set(i.claims.map((c) => teamOf.get(c)).filter((t): t is string => !!t))] });
     g.setParent(`s:${i.key}`, group);
     g.setEdge(`k:${i.contract}`, `s:${i.key}`);
     for (const c of components) {
@@ -85,7 +85,7 @@ interface Filters { search: string; team: string; cluster: string; contract: str
 
 function matches(node: DrawnNode, f: Filters): boolean {
   if (f.search && !`${node.title} ${node.lines.join(' ')}`.toLowerCase().includes(f.search.toLowerCase())) return false;
-  if (f.team && node.team !== f.team) return false;
+  if (f.team && !node.teams?.includes(f.team)) return false;
   if (f.cluster && node.kind !== 'claim' && node.kind !== 'contract' && node.cluster !== f.cluster) return false;
   if (f.contract && node.contract !== f.contract) return false;
   if (f.state && (node.kind !== 'claim' || node.state !== f.state)) return false;
@@ -115,7 +115,7 @@ export function GraphPage({ graph }: { graph: Graph }) {
     requestAnimationFrame(() => { performance.mark('graph-drawn'); document.body.dataset.graphDrawn = 'yes'; });
   }, [layout]);
   const set = (key: keyof Filters) => (value: string) => setFilters({ ...filters, [key]: value });
-  const teams = [...new Set(layout.nodes.map((n) => n.team).filter((t): t is string => !!t))].sort();
+  const teams = [...new Set(layout.nodes.flatMap((n) => n.teams ?? []))].sort();
   const clusters = [...new Set(graph.instances.map((i) => clusterName(i.cluster)))].sort();
   const contracts = [...new Set(graph.instances.map((i) => i.contract))].sort();
   const zoom = (factor: number) => setView((v) => ({ ...v, scale: Math.min(4, Math.max(0.05, v.scale * factor)) }));
@@ -154,7 +154,7 @@ export function GraphPage({ graph }: { graph: Graph }) {
         </ul>
       )}
       <div class="graph-body">
-        <svg ref={svg} class="graph" tabIndex={0} role="img" aria-label="service graph: arrow keys pan, + and − zoom, 0 resets"
+        <svg ref={svg} class="graph" tabIndex={0} role="group" aria-label="service graph: arrow keys pan, + and − zoom, 0 resets; each claim and service instance is a link"
           viewBox={`0 0 ${Math.max(layout.width, 400)} ${Math.max(layout.height, 300)}`}
           onKeyDown={onKey}
           onWheel={(e) => { e.preventDefault(); zoom(e.deltaY < 0 ? 1.1 : 1 / 1.1); }}

@@ -23,7 +23,7 @@ function SourceView({ origin, version }: { origin: Origin; version: number }) {
   useEffect(() => { document.getElementById(`line-${origin.line}`)?.scrollIntoView({ block: 'center' }); }, [file, origin]);
   if (!file) return null;
   return (
-    <pre class="source" aria-label={`source ${origin.file}`}>
+    <pre class="source" tabIndex={0} aria-label={`source ${origin.file}`}>
       {file.text.split('\n').map((line, k) => (
         <div id={`line-${k + 1}`} class={k + 1 === origin.line ? 'line hit' : 'line'}>
           <span class="ln">{k + 1}</span>{highlight(line)}
@@ -83,6 +83,26 @@ export function ClaimPage({ id, version }: { id: string; version: number }) {
   );
 }
 
+interface Rendered { renderer: string; helm: string | null; files: { path: string; text: string }[]; error: string | null }
+
+/** What the instance deploys, rendered (a chart by `helm template`, which takes a moment). */
+function Manifests({ name, version }: { name: string; version: number }) {
+  const [r, error] = useData<Rendered>(`/api/v1/instances/${encodeURIComponent(name)}/manifests`, version);
+  const problem = error ?? r?.error;
+  return (
+    <section aria-labelledby="rendered" data-testid="manifests">
+      <h2 id="rendered">rendered manifests</h2>
+      {problem ? <p class="error" role="alert">could not render: {problem}</p>
+        : !r ? <p>rendering…</p>
+        : <>
+            <p>by {r.renderer}{r.helm ? ` (helm ${r.helm})` : ''}, secrets as ***</p>
+            {r.files.length === 0 && <p>no files</p>}
+            {r.files.map((f) => <><h3>{f.path}</h3><pre>{f.text}</pre></>)}
+          </>}
+    </section>
+  );
+}
+
 export function InstancePage({ name, version }: { name: string; version: number }) {
   const [i, error] = useData<any>(`/api/v1/instances/${encodeURIComponent(name)}`, version);
   if (error) return <p class="error" role="alert">{error}</p>;
@@ -101,7 +121,7 @@ export function InstancePage({ name, version }: { name: string; version: number 
       <h2>values</h2><Json value={i.values} />
       <h2>discovery</h2><Json value={i.discovery} />
       <h2>kind</h2><Json value={i.kind} />
-      {i.files.length > 0 && <><h2>rendered manifests</h2>{i.files.map((f: any) => <><h3>{f.path}</h3><pre>{f.text}</pre></>)}</>}
+      <Manifests name={i.name} version={version} />
     </section>
   );
 }
@@ -200,16 +220,45 @@ export function HistoryPage({ version, session, refresh }: { version: number; se
   );
 }
 
+interface Drifted { name: string; place: string; kind: string; changed: string[]; added: string[]; removed: string[] }
+interface DriftAnswer {
+  checked?: { time: string; user: string | null; cause: string } | null;
+  revision: number | null; target: string | null; drift: Drifted[];
+}
+
+const checkedBy: Record<string, string> = {
+  deploy: 'aptc deploy --refresh', dry_run: 'aptc deploy --refresh --dry-run', reconcile: 'aptc watch',
+};
+
+function DriftList({ d }: { d: DriftAnswer }) {
+  return (
+    <>
+      <p>the target ({d.target}) against revision {d.revision}: {d.drift.length ? `${d.drift.length} instances drifted` : 'as deployed'}</p>
+      <ul>{d.drift.map((x) => <li>{x.name} on {x.place}: {x.kind} {[...x.changed, ...x.added, ...x.removed].join(', ')}</li>)}</ul>
+    </>
+  );
+}
+
 export function DriftPage({ version }: { version: number }) {
-  const [d, error] = useData<any>('/api/v1/drift', version);
-  if (error) return <p class="error">{error}</p>;
-  if (!d) return <p>asking the target…</p>;
-  if (d.revision === null) return <p>nothing deployed yet</p>;
+  const [d, error] = useData<DriftAnswer>('/api/v1/drift', version);
+  const [now, setNow] = useState<DriftAnswer | null>(null);
+  const [nowError, setNowError] = useState<string | null>(null);
+  const check = () => { setNowError(null); get<DriftAnswer>('/api/v1/drift/now').then(setNow).catch((e: Error) => setNowError(e.message)); };
+  if (error) return <p class="error" role="alert">{error}</p>;
+  if (!d) return <p>loading…</p>;
   return (
     <section>
       <h1>drift</h1>
-      <p>the target ({d.target}) against revision {d.revision}: {d.drift.length ? `${d.drift.length} instances drifted` : 'as deployed'}</p>
-      <ul>{d.drift.map((x: any) => <li>{x.name} on {x.place}: {x.kind} {[...x.changed, ...x.added, ...x.removed].join(', ')}</li>)}</ul>
+      {d.checked
+        ? <div data-testid="drift-last">
+            <p>last checked at <time dateTime={d.checked.time}>{d.checked.time}</time> by {d.checked.user ?? 'an unattended check'} ({checkedBy[d.checked.cause] ?? d.checked.cause})</p>
+            <DriftList d={d} />
+          </div>
+        : <p data-testid="drift-last">no drift check recorded yet: run <code>aptc deploy --refresh --dry-run</code> or <code>aptc watch</code></p>}
+      <h2>now</h2>
+      <button onClick={check} data-testid="drift-now">check the target now</button>
+      {nowError && <p class="error" role="alert">{nowError}</p>}
+      {now && (now.revision === null ? <p>nothing deployed yet</p> : <div data-testid="drift-now-result"><DriftList d={now} /><p>(shown only: not kept)</p></div>)}
     </section>
   );
 }

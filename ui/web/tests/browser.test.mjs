@@ -1,8 +1,10 @@
 // The dashboard in a real browser: Debian's Chromium, headless, driven by playwright-core (no
 // browser download). Starts the real `aptc ui` (APTC: the binary), checks the graph of
 // examples/twitter-analytics, the rejected claim's reason and a decision chain, the escaping of
-// hostile labels, and a confirmed rollback on a scratch store. Screenshots: target/ui-screenshots/.
+// hostile labels, a confirmed rollback on a scratch store, axe's accessibility audit of every page
+// and the keyboard path to a claim. Screenshots: target/ui-screenshots/.
 import { chromium } from 'playwright-core';
+import AxeBuilder from '@axe-core/playwright';
 import { spawn, execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -79,7 +81,7 @@ test('the graph shows every instance and the rejected claim with its reason; a c
   await context.close();
 });
 
-test('hostile labels reach the page as text only', async () => {
+test('hostile labels reach the page as text only; an instance shows its chart rendered', async () => {
   const policy = join(scratch, 'hostile');
   cpSync(join(root, 'examples/quickstart'), policy, { recursive: true });
   const hello = join(policy, 'hello.apt');
@@ -94,8 +96,13 @@ test('hostile labels reach the page as text only', async () => {
   await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
   const graph = await (await page.request.get(url + 'api/v1/graph')).json();
   const web = graph.instances.find((i) => i.component === 'web');
-  await page.goto(`${url}#/instance/${web.name}`);
+  // Through the instance list to the instance, where helm's rendering of its chart is shown.
+  await page.locator(`[data-instance="${web.name}"]`).click();
   await page.locator('pre.json').first().waitFor();
+  const manifests = page.locator('[data-testid="manifests"]');
+  await manifests.locator('pre').first().waitFor();
+  assert.match(await manifests.textContent(), /by helm template.*kind: Deployment/s);
+  await page.screenshot({ path: join(shots, 'instance.png'), fullPage: true });
   const values = await page.locator('pre.json').first().textContent();
   assert.ok(values.includes('<script>window.pwned=1</script>'), values);
   assert.equal(await page.evaluate(() => window.pwned), undefined);
@@ -132,5 +139,98 @@ test('a rollback shows its plan and applies it once confirmed', async () => {
   await page.locator('[data-testid="diff"]').waitFor();
   assert.match(await page.locator('[data-testid="diff"]').textContent(), /changed/);
   await page.screenshot({ path: join(shots, 'history.png') });
+  await context.close();
+});
+
+/** axe's audit of the page as it is: no violation of serious or critical impact. */
+async function audit(page, name) {
+  const result = await new AxeBuilder({ page }).analyze();
+  const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  const said = bad.map((v) => `${v.impact} ${v.id}: ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join('; ')}`);
+  assert.deepEqual(said, [], `${name}: ${said.join('\n')}`);
+  assert.ok(result.passes.length > 0, `${name}: axe ran`);
+}
+
+/** Two render deploys of a copy of examples/quickstart in `dir` (replicas 1, then 3). */
+function twoRevisions(dir) {
+  const policy = join(dir, 'policy');
+  cpSync(join(root, 'examples/quickstart'), policy, { recursive: true });
+  const store = ['--state', join(dir, 'state.db'), '--out', join(dir, 'out')];
+  const deploy = () => execFileSync(aptc, ['deploy', '--yes', '--as', 'ada@example.com', '--target', 'render', ...store, policy], { cwd: root, stdio: 'pipe' });
+  deploy();
+  const hello = join(policy, 'hello.apt');
+  writeFileSync(hello, readFileSync(hello, 'utf8').replace('label replicas: int = 1', 'label replicas: int = 3'));
+  deploy();
+  return { policy, store };
+}
+
+test('axe finds nothing serious on the graph, claim, instance, history and drift pages', async () => {
+  const context = await browser();
+  const page = await context.newPage();
+  const twitter = await serve(['--state', join(scratch, 'axe-twitter.db'), 'examples/twitter-analytics']);
+  await page.goto(twitter);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  await audit(page, 'the graph (with a rejected claim)');
+  await page.goto(`${twitter}#/claim/social.carol_dev`);
+  await page.locator('.source .line.hit').waitFor();
+  await audit(page, 'a rejected claim');
+  const { policy, store } = twoRevisions(join(scratch, 'axe'));
+  const url = await serve([...store, '--as', 'ada@example.com', '--allow-rollback', policy]);
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  const graph = await (await page.request.get(url + 'api/v1/graph')).json();
+  await page.goto(`${url}#/claim/${graph.claims[0].claim}`);
+  await page.locator('.source .line.hit').waitFor();
+  await audit(page, 'a resolved claim');
+  const web = graph.instances.find((i) => i.kind === 'chart');
+  await page.goto(`${url}#/instance/${web.name}`);
+  await page.locator('[data-testid="manifests"] pre').first().waitFor();
+  await audit(page, 'an instance');
+  await page.goto(`${url}#/history`);
+  await page.locator('[aria-label="compare revision 1"]').check();
+  await page.locator('[aria-label="compare revision 2"]').check();
+  await page.locator('[data-testid="diff"]').waitFor();
+  await page.locator('[data-testid="revisions"] button.link').first().click();
+  await page.locator('text=revision 2: deploy').waitFor();
+  await page.locator('[data-testid="rollback-1"]').click();
+  await page.locator('[data-testid="rollback-plan"]').waitFor();
+  await audit(page, 'the history, a revision, a diff and a rollback plan');
+  await page.goto(`${url}#/drift`);
+  await page.locator('[data-testid="drift-now"]').click();
+  await page.locator('[data-testid="drift-now-result"]').waitFor();
+  await audit(page, 'drift');
+  await context.close();
+});
+
+test('the keyboard reaches the search box, the graph\'s nodes and the instance list, and Enter opens a claim', async () => {
+  const url = await serve(['--state', join(scratch, 'keys.db'), 'examples/twitter-analytics']);
+  const context = await browser();
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  const focused = () => page.evaluate(() => {
+    const e = document.activeElement;
+    return { tag: e?.tagName.toLowerCase(), type: e?.getAttribute('type'), href: e?.getAttribute('href'),
+      inGraph: !!e?.closest('svg.graph'), inList: !!e?.closest('aside.instances') };
+  });
+  const reached = { search: false, node: false, entry: false };
+  let claim = null;
+  for (let presses = 0; presses < 200 && !(reached.search && reached.node && reached.entry); presses++) {
+    await page.keyboard.press('Tab');
+    const f = await focused();
+    if (f.tag === 'input' && f.type === 'search') reached.search = true;
+    if (f.inGraph && f.href) { reached.node = true; if (!claim && f.href.startsWith('#/claim/')) claim = presses; }
+    if (f.inList && f.href) reached.entry = true;
+  }
+  assert.deepEqual(reached, { search: true, node: true, entry: true });
+  // Back to the first claim node, by the keyboard alone, and Enter opens it.
+  await page.goto(url);
+  await page.waitForFunction(() => document.body.dataset.graphDrawn === 'yes');
+  for (let presses = 0; presses <= claim; presses++) await page.keyboard.press('Tab');
+  const target = (await focused()).href;
+  assert.match(target, /^#\/claim\//);
+  await page.keyboard.press('Enter');
+  await page.locator('[data-testid="chain"] li').first().waitFor();
+  assert.equal(await page.evaluate(() => location.hash), target);
   await context.close();
 });
