@@ -10,4 +10,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 cargo build --locked --quiet --bin aptc
 (cd ui/web && npm ci --no-audit --no-fund --loglevel=error)
-APTC="$PWD/target/debug/aptc" node --test ui/web/tests/browser.test.mjs
+# Each test has 3 minutes and the whole run 20: a browser that hangs fails the run instead of
+# keeping CI waiting.
+APTC="$PWD/target/debug/aptc" timeout --kill-after=30 1200 \
+  node --test --test-timeout=180000 ui/web/tests/browser.test.mjs

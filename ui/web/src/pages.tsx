@@ -198,7 +198,9 @@ export function HistoryPage({ version, session, refresh }: { version: number; se
   if (error) return <p class="error">{error}</p>;
   if (!revisions) return <p>loading…</p>;
   if (!revisions.length) return <p>no revisions yet: deploy with `aptc deploy`</p>;
-  const toggle = (n: number) => setPair(pair.includes(n) ? pair.filter((p) => p !== n) : [...pair, n].slice(-2));
+  // From the pair as it is when the change applies, not as this render saw it: two quick clicks
+  // (before a render) would otherwise lose the first.
+  const toggle = (n: number) => setPair((now) => (now.includes(n) ? now.filter((p) => p !== n) : [...now, n].slice(-2)));
   const sorted = [...pair].sort((a, b) => a - b);
   return (
     <section>

@@ -18,7 +18,14 @@ const shots = join(root, 'target/ui-screenshots');
 mkdirSync(shots, { recursive: true });
 const scratch = mkdtempSync(join(tmpdir(), 'aptc-ui-browser-'));
 const servers = [];
-after(() => { for (const s of servers) s.kill(); rmSync(scratch, { recursive: true, force: true }); });
+const contexts = [];
+// Everything started is stopped, whatever failed: a browser left open keeps the test runner (and
+// CI) waiting forever.
+after(async () => {
+  await Promise.all(contexts.map((c) => c.close().catch(() => {})));
+  for (const s of servers) s.kill('SIGKILL');
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 /** `aptc ui ARGS` on a free port; resolves to its address once it prints it. */
 function serve(args) {
@@ -38,13 +45,15 @@ function serve(args) {
 
 async function browser() {
   const userDataDir = mkdtempSync(join(scratch, 'profile-'));
-  return chromium.launchPersistentContext(userDataDir, {
+  const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1400, height: 900 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  contexts.push(context);
+  return context;
 }
 
 test('the graph shows every instance and the rejected claim with its reason; a claim shows its chain', async () => {
