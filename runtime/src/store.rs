@@ -1079,8 +1079,11 @@ fn refuse_foreign(path: &Path) -> Result<bool, StoreError> {
 /// which fails when the other was first. Whether this call created it.
 fn create_whole(path: &Path) -> Result<bool, StoreError> {
     let failed = |source| StoreError::File { what: "creating", path: path.to_path_buf(), source };
+    // Unique to this call: two threads of one process may create the same store at once.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".new-{}", std::process::id()));
+    name.push(format!(".new-{}-{call}", std::process::id()));
     let fresh = path.with_file_name(name);
     drop(open_verified(&fresh, path, false)?);
     let linked = std::fs::hard_link(&fresh, path);
