@@ -8,7 +8,7 @@
 #     compile dominates the first run (4.5 to 7 minutes on a 2-core machine), later runs reuse it;
 #   - the extension's npm packages, exactly as package-lock.json pins them (`npm ci`);
 #   - Neovim (0.7 or later), with apt-get when `nvim` is missing and the script runs as root
-#     (otherwise the nvim part is skipped with a message), and aptc itself (`cargo build`, debug;
+#     (otherwise the nvim part is skipped with a message), and aptc itself (`cargo test --no-run`, debug;
 #     set APTC_BIN to test another binary instead).
 #
 # Usage: tools/editors-test.sh [tree-sitter|vscode|nvim]...   (no argument: all three)
@@ -226,9 +226,11 @@ neovim_lsp() {
         step "aptc binary: APTC_BIN=$APTC_BIN"
         aptc="$APTC_BIN"
     else
-        step "aptc binary: cargo build --bin aptc (debug)"
+        # The aptc the README's test command builds: a plain `cargo build` resolves features
+        # without the dev-dependencies and would build much of the workspace again.
+        step "aptc binary: cargo test --workspace --no-run (debug)"
         command -v cargo >/dev/null || fail "cargo is needed to build aptc (or set APTC_BIN)"
-        (cd "$ROOT" && cargo build --bin aptc --locked) || fail "cargo build --bin aptc"
+        (cd "$ROOT" && cargo test --workspace --locked --no-run) || fail "cargo test --workspace --no-run"
         aptc="${CARGO_TARGET_DIR:-$ROOT/target}/debug/aptc"
     fi
     [[ -x "$aptc" ]] || fail "not an executable: $aptc"
