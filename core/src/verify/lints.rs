@@ -461,3 +461,46 @@ fn env<'a>(program: &'a Program, labels: &'a BTreeMap<String, Value>, subject: &
         values: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Template;
+
+    fn text(parts: &[Option<&str>]) -> Expr {
+        let label = || Expr::Label("system.team".to_string());
+        Expr::Template(Template {
+            parts: parts
+                .iter()
+                .map(|p| match p {
+                    Some(t) => TemplatePart::Text(t.to_string()),
+                    None => TemplatePart::Expr(label()),
+                })
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn literal_text_rules_out_every_value_only_when_no_interpolation_can_mend_it() {
+        for invalid in [
+            text(&[Some("Team-"), None]),
+            text(&[Some("-"), None]),
+            text(&[None, Some("-")]),
+            text(&[Some(&"a".repeat(40)), None, Some(&"b".repeat(24))]),
+            text(&[Some("a_b")]),
+            Expr::Const(Value::Str(String::new())),
+        ] {
+            assert!(fixed_text(&invalid).is_some(), "{invalid:?}");
+        }
+        // Each can be valid for some value: an interpolation between the dashes, or text alone
+        // that is a name.
+        for near_miss in [
+            text(&[Some("team-"), None]),
+            text(&[None, Some("-"), None]),
+            text(&[Some("team")]),
+            text(&[Some(&"a".repeat(40)), None, Some(&"b".repeat(23))]),
+        ] {
+            assert_eq!(fixed_text(&near_miss), None, "{near_miss:?}");
+        }
+    }
+}
