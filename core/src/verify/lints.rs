@@ -20,7 +20,8 @@ use crate::ir::{Action, Expr, LabelOp, Origin, Program, Rule, TemplatePart, Valu
 use crate::resolve::is_dns_label;
 
 /// How many (label classes × consumers) evaluations one contract or rule may take before the
-/// lint gives up on it (silently: `aptc check` must stay fast).
+/// lint gives up on it (silently: `aptc check` must stay fast); for a shadowed rule, each class
+/// and consumer counts once per rule run (the rules before it, and it).
 pub const LINT_BUDGET: usize = 20_000;
 
 /// What a lint found.
@@ -184,7 +185,8 @@ fn shadowed(
         uses.rule(r);
     }
     uses.settle();
-    let space = space(program, &uses, held, id, subjects.len())?;
+    // Each run evaluates up to every rule before it, and it: that many evaluations per class.
+    let space = space(program, &uses, held, id, subjects.len().saturating_mul(earlier.len() + 1))?;
     // For each earlier rule, the runs it rejected where `rule`'s criteria held (or failed).
     let mut rejected = vec![0usize; earlier.len()];
     let mut failed = 0;
