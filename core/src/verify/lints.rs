@@ -57,7 +57,8 @@ pub struct Lint {
     pub related: Option<(String, Origin)>,
 }
 
-/// The lints of `program` (none for a policy without users or teams), in a fixed order (contracts by id, then rules by namespace and order).
+/// The lints of `program` (none for a policy without users or teams), in a fixed order: contracts
+/// by id, then rules by namespace and order (whether each can fire or is shadowed, then its placement).
 pub fn lints(program: &Program) -> Vec<Lint> {
     let access = Access::new(program);
     let mut subjects: Vec<Subject> = program.users.keys().filter_map(|u| access.user(u)).collect();
@@ -162,9 +163,9 @@ fn never_fires(
 }
 
 /// `rule` when the rules before it in its namespace (`earlier`, in order) shadow it: run as the
-/// resolver runs them (§7.2, §7.3) from every class of the labels they and `rule` read, for every
-/// user and team, no run reaches `rule` with its criteria true (or failing), and some run where
-/// they hold was rejected by an earlier rule. The runs start from every class, a superset of what
+/// resolver runs them (docs/language.md §7.2, §7.3) from every class of the labels they and
+/// `rule` read, for every user and team, no run reaches `rule` with its criteria true (or
+/// failing), and some run where they hold was rejected by an earlier rule. The runs start from every class, a superset of what
 /// the rules of an enclosing group (the namespace's, before `system`'s) can leave, so this holds
 /// for every claim; a rule whose criteria only earlier label changes make false is not reported.
 fn shadowed(
