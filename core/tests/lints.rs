@@ -264,3 +264,31 @@ rule h_one_zone_valid {
         ]
     );
 }
+
+#[test]
+fn a_namespace_rule_is_shadowed_only_by_an_earlier_rule_of_its_own_group() {
+    // `web`'s rules run before `system`'s, and only for `web`'s contracts: `web.too_many` shadows
+    // `web.way_too_many`, but not `system.way_too_many`, which other namespaces' claims reach.
+    let system = format!(
+        "{BASE}\n{}",
+        r#"
+rule way_too_many when labels.replicas > 10 {
+    reject "way too many"
+}
+"#
+    );
+    let web = r#"namespace web
+
+import system
+
+rule too_many when labels.replicas > 5 {
+    reject "too many"
+}
+rule way_too_many when labels.replicas > 10 {
+    reject "way too many"
+}
+"#;
+    let program = common::compile(&[("system.apt", system.as_str()), ("web.apt", web)]);
+    let found: Vec<_> = lints(&program).into_iter().map(|l| (l.kind, l.origin.file, l.name)).collect();
+    assert_eq!(found, vec![(LintKind::ShadowedRule, "web.apt".to_string(), "way_too_many".to_string())]);
+}
