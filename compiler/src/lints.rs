@@ -1,6 +1,7 @@
 //! The verification engine's lints in `aptc check` and the editor (`aptc_core::verify::lints`):
 //! a context no claim can reach (`APT0403`), a rule that can never fire (`APT0405`), a contract no
-//! one may consume (`APT0409`), each with its proof as a note. They need the lowered program, so
+//! one may consume (`APT0409`), a rule shadowed by an earlier rejection (`APT0410`), a placement in
+//! no valid Kubernetes namespace (`APT0411`), each with its proof as a note. They need the lowered program, so
 //! they run only on a policy without errors, once per change of the workspace (a salsa query);
 //! what the file checks already report at the same place is not reported again.
 
@@ -39,6 +40,16 @@ pub fn engine_lints(db: &dyn salsa::Database, ws: Workspace) {
                 "no one may consume it",
                 "grant the consumer role in its namespace (`grant consumer on NS when …` in `system`), or remove it",
             ),
+            LintKind::ShadowedRule => (
+                codes::SHADOWED_RULE,
+                "shadowed",
+                "rules run in order (weight, then name) and a rejection stops the claim: narrow the earlier rule, give this one a lower weight, or remove it",
+            ),
+            LintKind::InvalidPlacement => (
+                codes::INVALID_PLACEMENT,
+                "no valid namespace",
+                "give `place … namespace` (or the cluster's `namespace`) lowercase letters, digits and `-` only",
+            ),
         };
         let here = |file, at| file == id && at == span;
         if checked.iter().any(|d| {
@@ -46,12 +57,16 @@ pub fn engine_lints(db: &dyn salsa::Database, ws: Workspace) {
         }) {
             continue;
         }
-        report(
-            db,
-            Diagnostic::new(code, id, span, lint.message)
-                .with_primary_message(primary)
-                .with_note(format!("proof: {}", lint.proof))
-                .with_help(help),
-        );
+        let mut diagnostic = Diagnostic::new(code, id, span, lint.message)
+            .with_primary_message(primary)
+            .with_note(format!("proof: {}", lint.proof))
+            .with_help(help);
+        if let Some((name, origin)) = &lint.related
+            && let Some((file, start, _)) = locate(origin)
+        {
+            let at = Span::new(start as usize, start as usize + name.len());
+            diagnostic = diagnostic.with_label(file, at, "rejects first");
+        }
+        report(db, diagnostic);
     }
 }

@@ -1,15 +1,16 @@
 //! Soundness of `core::verify` (docs/verification.md): on small random policies and assertions,
 //! the engine is compared with brute force over explicit domains of label values, each claim
 //! resolved by the real resolver. Never `proved` when brute force finds a violation; every
-//! counterexample, resolved again, violates the assertion.
+//! counterexample, resolved again, violates the assertion. Likewise for the lint that runs rules
+//! itself (a shadowed rule, `APT0410`): no claim resolved by the real resolver fires it.
 
 use std::collections::BTreeMap;
 
 use aptc_compiler::host::Analysis;
 use aptc_core::eval::{Env, Placement};
 use aptc_core::ir::{Claim, Consumer, Outcome, Program, Value};
-use aptc_core::resolve::{Alone, DesiredState, Status};
-use aptc_core::verify::{BUDGET, Verdict, verify_one};
+use aptc_core::resolve::{Alone, Decision, DesiredState, Status};
+use aptc_core::verify::{BUDGET, LintKind, Verdict, lints, verify_one};
 use proptest::prelude::*;
 
 /// A condition over the labels and the consumer, as `.apt`.
@@ -272,8 +273,106 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
     }
 }
 
+/// A rule's action, as `.apt`: rejections often, so that rules shadow each other.
+fn action() -> impl Strategy<Value = String> {
+    prop_oneof![
+        2 => Just("reject \"no\"".to_string()),
+        1 => (0i64..3).prop_map(|k| format!("set labels.n = {k}")),
+        1 => prop::sample::select(vec!["p", "q"]).prop_map(|c| format!("set labels.a = \"{c}\"")),
+        1 => Just("remove labels.a".to_string()),
+    ]
+}
+
+/// A policy of a few rules (`r1`, `r2`, … in that order, each with criteria or none) over the
+/// labels of [`label_sets`], after one that places everything.
+fn rules_policy(a_default: bool, rules: &[(Option<String>, String)]) -> String {
+    let a = if a_default { "label a: string = \"q\"" } else { "label a: string" };
+    let rules: String = rules
+        .iter()
+        .enumerate()
+        .map(|(i, (when, action))| {
+            let when = when.as_ref().map(|w| format!(" when {w}")).unwrap_or_default();
+            format!("rule r{} weight 1{when} {{\n    {action}\n}}\n", i + 1)
+        })
+        .collect();
+    format!(
+        r#"namespace system
+
+{a}
+label n: int
+label e: "x" | "y" | "z" = "z"
+label flag: bool = false
+team t1
+team t2
+user "u1@x" {{
+    team t1
+}}
+user "u2@x" {{
+    team t2
+}}
+cluster east {{}}
+service app {{
+    component web chart "nginx" {{
+        version "1.0"
+    }}
+}}
+contract app {{
+    context all {{
+        use app
+    }}
+}}
+rule everything_east {{
+    place on east
+}}
+{rules}
+claim policy_claim {{
+    user "u1@x"
+    contract app
+}}
+"#
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_shadowed_rule_fires_for_no_claim(
+        a_default in prop::bool::ANY,
+        rules in prop::collection::vec((prop::option::of(conditions()), action()), 2..5),
+    ) {
+        let text = rules_policy(a_default, &rules);
+        let mut analysis = Analysis::of_texts([("policy.apt", text.clone())]);
+        let Ok(program) = analysis.lower() else { return Ok(()) };
+        let shadowed: Vec<_> = lints(&program)
+            .into_iter()
+            .filter(|l| l.kind == LintKind::ShadowedRule)
+            .map(|l| (format!("system.{}", l.name), l.origin))
+            .collect();
+        if shadowed.is_empty() {
+            return Ok(());
+        }
+        let consumers = [Consumer::User("u1@x".into()), Consumer::User("u2@x".into()), Consumer::Team("t1".into()), Consumer::Team("t2".into())];
+        for consumer in &consumers {
+            for labels in label_sets() {
+                let claim = Claim {
+                    namespace: "system".into(),
+                    name: "possible".into(),
+                    consumer: consumer.clone(),
+                    contract: "system.app".into(),
+                    labels,
+                    origin: Default::default(),
+                };
+                let state = Alone::new(&program).resolve(&claim, true);
+                let outcome = &state.claims[&claim.id()];
+                for (rule, origin) in &shadowed {
+                    let fired = outcome.decisions.iter().any(|d| matches!(d, Decision::Rule { rule: r, fired: true, .. } if **r == **rule));
+                    let failed_there = outcome.status == Status::Failed && outcome.reason_origin.as_ref() == Some(origin);
+                    prop_assert!(!fired && !failed_there, "{rule} is called shadowed, but {claim:?} reaches it: {outcome:?}\n{text}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn verify_agrees_with_brute_force(case in case()) {

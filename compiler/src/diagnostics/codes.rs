@@ -107,6 +107,8 @@ codes! {
     OVERRIDDEN_CLAIM_LABEL = "APT0407", Warning, "claim label overridden by its consumer";
     NEVER_SET_LABEL = "APT0408", Warning, "label read but never set";
     NO_CONSUMER = "APT0409", Warning, "contract no one may consume";
+    SHADOWED_RULE = "APT0410", Warning, "rule shadowed by an earlier rejection";
+    INVALID_PLACEMENT = "APT0411", Warning, "placement in no valid Kubernetes namespace";
     MAY_NOT_CONSUME = "APT0501", Error, "consumer may not consume";
     MAY_NOT_MANAGE = "APT0502", Error, "user may not manage this object";
     UNKNOWN_ACTING_USER = "APT0503", Error, "unknown acting user";

@@ -1146,7 +1146,9 @@ pub fn instance_name(contract: &str, component: &str, key: &str) -> (String, Str
     (format!("{base}-{id}"), id)
 }
 
-fn is_dns_label(name: &str) -> bool {
+/// Whether `name` is a valid Kubernetes namespace name (a DNS-1123 label); the engine's lints
+/// prove placements against the same test.
+pub(crate) fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ir::{Action, BinaryOp, Expr, LabelOp, Program, Source, Template, TemplatePart, Value};
+use crate::ir::{Action, BinaryOp, Expr, LabelOp, Program, Rule, Source, Template, TemplatePart, Value};
 
 /// Where a label's value goes.
 #[derive(Clone, Copy)]
@@ -98,20 +98,35 @@ impl Uses {
             return;
         }
         for rule in program.rules.get(namespace).into_iter().flatten() {
-            if let Some(criteria) = &rule.criteria {
-                self.expr(criteria, Pos::Decision);
-            }
+            self.rule(rule);
             for action in &rule.actions {
                 match action {
-                    Action::Label(op) => self.op(op),
                     Action::Reject { message } => self.template(message, Pos::Data),
-                    Action::Place { namespace: Some(ns), .. } => {
-                        self.expr(ns, Pos::Opaque("in a Kubernetes namespace name, which must be valid"))
-                    }
-                    Action::Place { .. } => {}
+                    Action::Place { namespace: Some(ns), .. } => self.namespace(ns),
+                    Action::Label(_) | Action::Place { namespace: None, .. } => {}
                 }
             }
         }
+    }
+
+    /// What deciding a rule evaluates, as far as later rules can tell (the lints): its criteria
+    /// and its label operations. Not its `reject` message nor its `place … namespace`: whether
+    /// they evaluate or fail, the claim goes on (a placement) or stops (a rejection) the same.
+    pub fn rule(&mut self, rule: &Rule) {
+        if let Some(criteria) = &rule.criteria {
+            self.expr(criteria, Pos::Decision);
+        }
+        for action in &rule.actions {
+            if let Action::Label(op) = action {
+                self.op(op);
+            }
+        }
+    }
+
+    /// The Kubernetes namespace of a `place`: which values give a valid name is not something
+    /// the classes split, so only labels of finite types can be enumerated there.
+    pub fn namespace(&mut self, expr: &Expr) {
+        self.expr(expr, Pos::Opaque("in a Kubernetes namespace name, which must be valid"))
     }
 
     /// What choosing a context of `contract` evaluates: the contract's label operations and its
