@@ -56,6 +56,8 @@ pub struct Engine {
     assembled: Option<Cached>,
     /// Where each step's policy and desired state are shown (`--ui-addr`).
     dashboard: Option<Arc<ControllerSource>>,
+    /// The archives of bundles whose files are a Git commit (repositories under `work/git`).
+    sources: crate::git::Sources,
 }
 
 /// An assembled policy, with the bundles and last good versions it came from.
@@ -151,6 +153,7 @@ impl Engine {
             applied: BTreeSet::new(),
             assembled: None,
             dashboard: None,
+            sources: crate::git::Sources::new(&work.join("git")),
         })
     }
 
@@ -168,6 +171,9 @@ impl Engine {
         let mut bundle_statuses = BTreeMap::new();
         let mut current = Archives::new();
         let mut names = BTreeMap::new();
+        // Bundles whose files could not be had (a Git source that cannot be fetched, a commit
+        // that is not there): their last good version stays in use, as for files with errors.
+        let mut unfetched: BTreeMap<String, String> = BTreeMap::new();
         for bundle in bundles {
             let name = bundle.metadata.name.clone().unwrap_or_default();
             let namespace = &bundle.spec.namespace;
@@ -181,7 +187,18 @@ impl Engine {
                 bundle_statuses.insert(name, status);
                 continue;
             }
-            current.insert(namespace.clone(), bundle.spec.archive.clone());
+            match self.sources.archive(&bundle.spec) {
+                Ok(archive) => {
+                    current.insert(namespace.clone(), archive);
+                }
+                Err(error) => {
+                    tracing::warn!(bundle = %name, %error, "the bundle's files cannot be had");
+                    if let Some(good) = self.last_good.get(namespace) {
+                        current.insert(namespace.clone(), good.clone());
+                    }
+                    unfetched.insert(namespace.clone(), error.to_string());
+                }
+            }
             names.insert(namespace.clone(), (name, bundle.metadata.generation));
         }
         let assembled = match &self.assembled {
@@ -206,9 +223,16 @@ impl Engine {
             self.save_last_good();
         }
         for (namespace, (name, generation)) in &names {
-            let (state, diagnostics) = match &assembled.standing[namespace] {
-                Standing::InUse => ("InUse", Vec::new()),
-                Standing::Invalid { problems, .. } => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
+            let (state, diagnostics) = match (unfetched.get(namespace), assembled.standing.get(namespace)) {
+                (Some(problem), standing) => {
+                    let mut lines = vec![problem.clone()];
+                    if let Some(Standing::Invalid { problems, .. }) = standing {
+                        lines.extend(problems.iter().cloned());
+                    }
+                    ("Invalid", at_most(&lines, MAX_DIAGNOSTICS))
+                }
+                (None, Some(Standing::Invalid { problems, .. })) => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
+                (None, _) => ("InUse", Vec::new()),
             };
             let used_digest = assembled.used.get(namespace).map(|archive| crate::bundle::digest(archive));
             let status = PolicyBundleStatus {
