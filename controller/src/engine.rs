@@ -590,6 +590,46 @@ mod tests {
         assert_eq!(revisions, super::tests::revisions(dir.path()), "nothing was applied again");
     }
 
+    #[test]
+    fn a_git_bundle_that_cannot_be_fetched_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = engine(dir.path());
+        let good = [
+            bundle("system", &[("system.apt", SYSTEM)]),
+            bundle("web", &[("web/web.apt", APP), ("web/k8s/cm.yaml", TEMPLATE)]),
+        ];
+        let claims = [claim("ada-prod", "ada", "prod")];
+        let step = engine.step(&good, &claims, &now());
+        assert_eq!(step.bundles["web"].state.as_deref(), Some("InUse"));
+        // Moved to a repository nobody serves (port 9 on loopback: nothing listens there).
+        let mut moved = good[1].clone();
+        moved.spec.archive = String::new();
+        moved.spec.git = Some(crate::crd::GitSource {
+            url: "git://127.0.0.1:9/policy".into(),
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            path: String::new(),
+        });
+        let step = engine.step(&[good[0].clone(), moved.clone()], &claims, &now());
+        let web = &step.bundles["web"];
+        assert_eq!(web.state.as_deref(), Some("Invalid"));
+        assert!(web.diagnostics[0].starts_with("cannot fetch git://127.0.0.1:9/policy: "), "{:?}", web.diagnostics);
+        assert_eq!(web.used_digest.as_deref(), Some(good[1].spec.digest.as_str()));
+        assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+        // A new team's bundle on a branch has no last good version: reported, left out.
+        let mut shop = bundle("shop", &[("shop/shop.apt", "namespace shop\n")]);
+        shop.spec.archive = String::new();
+        shop.spec.git = Some(crate::crd::GitSource {
+            url: "https://git.example.com/p".into(),
+            revision: "main".into(),
+            path: String::new(),
+        });
+        let step = engine.step(&[good[0].clone(), moved, shop], &claims, &now());
+        let shop = &step.bundles["shop"];
+        assert_eq!(shop.state.as_deref(), Some("Invalid"));
+        assert!(shop.diagnostics[0].contains("`main` is not a full commit id"), "{:?}", shop.diagnostics);
+        assert_eq!(shop.used_digest, None);
+    }
+
     /// How many revisions the engine's store holds.
     fn revisions(dir: &Path) -> usize {
         let store = aptc_runtime::store::open_read(&Location::File(dir.join("work/state.db"))).unwrap().unwrap();

@@ -31,6 +31,9 @@ const PROTOCOLS: &str = "http:https:git:ssh";
 const SCHEMES: [&str; 4] = ["https://", "http://", "git://", "ssh://"];
 /// How many archives a [`Sources`] remembers.
 const REMEMBERED: usize = 256;
+/// How long a source that failed is not tried again (an unreachable host must not hold up every
+/// step of the controller for [`TIMEOUT`]).
+const RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// Why a Git source gives no archive.
 #[derive(Debug, Error)]
@@ -76,6 +79,9 @@ pub enum GitError {
     Differs { namespace: String, revision: String, paths: String },
     #[error("running git: {0}")]
     Git(String),
+    /// A failure of the last [`RETRY_AFTER`], as it was told then.
+    #[error("{0}")]
+    Remembered(String),
     #[error("the work directory {path}: {source}")]
     Work {
         path: PathBuf,
@@ -131,13 +137,22 @@ pub struct Sources {
     timeout: Duration,
     /// Archives by (source, namespace). The lock is held while git runs, so one process never
     /// runs two gits in one cache repository.
-    made: Mutex<BTreeMap<(String, String, String, String), String>>,
+    made: Mutex<Made>,
+}
+
+type Key = (String, String, String, String);
+
+/// What a [`Sources`] remembers: archives made, and recent failures with when they happened.
+#[derive(Default)]
+struct Made {
+    archives: BTreeMap<Key, String>,
+    failed: BTreeMap<Key, (Instant, String)>,
 }
 
 impl Sources {
     /// Sources keeping their repositories under `cache`.
     pub fn new(cache: &Path) -> Sources {
-        Sources { cache: cache.to_path_buf(), timeout: TIMEOUT, made: Mutex::new(BTreeMap::new()) }
+        Sources { cache: cache.to_path_buf(), timeout: TIMEOUT, made: Mutex::new(Made::default()) }
     }
 
     /// The archive a bundle's spec stands for: its `archive`, or the one its Git source makes,
@@ -146,24 +161,36 @@ impl Sources {
         let Some(git) = check_spec(spec)? else { return Ok(spec.archive.clone()) };
         let key = (git.url.clone(), git.revision.to_ascii_lowercase(), git.path.clone(), spec.namespace.clone());
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
-        let archive = match made.get(&key) {
+        made.failed.retain(|_, (when, _)| when.elapsed() < RETRY_AFTER);
+        if let Some((_, why)) = made.failed.get(&key) {
+            return Err(GitError::Remembered(why.clone()));
+        }
+        let archive = match made.archives.get(&key) {
             Some(archive) => archive.clone(),
             None => {
                 let started = Instant::now();
-                let repo = self.fetched(git)?;
-                let deadline = started + self.timeout;
-                let bundle = bundle_at(&repo, &key.1, &git.path, &spec.namespace, &self.cache, deadline)?;
-                let archive = bundle.pack().map_err(|source| GitError::Bundle {
-                    revision: git.revision.clone(),
-                    path: git.path.clone(),
-                    source,
-                })?;
+                let archive = self.fetched(git).and_then(|repo| {
+                    let deadline = started + self.timeout;
+                    let bundle = bundle_at(&repo, &key.1, &git.path, &spec.namespace, &self.cache, deadline)?;
+                    bundle.pack().map_err(|source| GitError::Bundle {
+                        revision: git.revision.clone(),
+                        path: git.path.clone(),
+                        source,
+                    })
+                });
+                let archive = match archive {
+                    Ok(archive) => archive,
+                    Err(error) => {
+                        made.failed.insert(key, (Instant::now(), error.to_string()));
+                        return Err(error);
+                    }
+                };
                 tracing::info!(url = %git.url, revision = %git.revision, path = %git.path, namespace = %spec.namespace,
                     ms = started.elapsed().as_millis() as u64, "made a bundle from Git");
-                if made.len() >= REMEMBERED {
-                    made.clear();
+                if made.archives.len() >= REMEMBERED {
+                    made.archives.clear();
                 }
-                made.insert(key, archive.clone());
+                made.archives.insert(key, archive.clone());
                 archive
             }
         };
