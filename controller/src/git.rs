@@ -363,10 +363,8 @@ pub fn run_git(args: &[&str], deadline: Instant, limit: u64) -> Result<Vec<u8>, 
     match status {
         None => Err(format!("git {} did not finish in time", args.iter().find(|a| !a.starts_with('-')).unwrap_or(&""))),
         Some(status) if status.success() => Ok(stdout),
-        Some(status) if limit != 0 && stdout.len() as u64 > limit => {
-            let _ = status;
-            Ok(stdout)
-        }
+        // Past the limit (git ended by the closed pipe): the caller tells it from the length.
+        Some(_) if limit != 0 && stdout.len() as u64 > limit => Ok(stdout),
         Some(status) => {
             let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
             let tail = lines[lines.len().saturating_sub(3)..].join("; ");
