@@ -155,6 +155,12 @@ impl Sources {
         Sources { cache: cache.to_path_buf(), timeout: TIMEOUT, made: Mutex::new(Made::default()) }
     }
 
+    /// The same, with another bound on the Git work for one bundle (instead of [`TIMEOUT`]).
+    pub fn with_timeout(mut self, timeout: Duration) -> Sources {
+        self.timeout = timeout;
+        self
+    }
+
     /// The archive a bundle's spec stands for: its `archive`, or the one its Git source makes,
     /// which must have the spec's digest (what `aptc push` checked against the commit).
     pub fn archive(&self, spec: &PolicyBundleSpec) -> Result<String, GitError> {
@@ -573,6 +579,30 @@ pub(crate) mod tests {
         assert!(said.starts_with(&format!("cannot fetch {nobody}: ")), "{said}");
         let said = error(spec("web", &format!("{url}-gone"), &first, "policy", ""));
         assert!(said.starts_with("cannot fetch"), "{said}");
+    }
+
+    #[test]
+    fn a_server_that_never_answers_is_given_up_on_in_time_and_not_asked_again_at_once() {
+        // Accepts connections and says nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                held.push(stream);
+            }
+        });
+        let work = tempfile::tempdir().unwrap();
+        let sources = Sources::new(work.path()).with_timeout(Duration::from_secs(2));
+        let url = format!("git://127.0.0.1:{port}/policy");
+        let source = spec("web", &url, "0123456789abcdef0123456789abcdef01234567", "", "");
+        let started = Instant::now();
+        let said = sources.archive(&source).unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        assert!(said.starts_with(&format!("cannot fetch {url}: git fetch did not finish in time")), "{said}");
+        let started = Instant::now();
+        assert_eq!(sources.archive(&source).unwrap_err().to_string(), said);
+        assert!(started.elapsed() < Duration::from_millis(500), "remembered, not tried again");
     }
 
     #[test]
