@@ -847,7 +847,7 @@ fn bundles_from_a_git_repository_served_on_loopback() {
 
     let (output, shown) = push(&[]);
     assert_eq!(output.status.code(), Some(0), "{shown}");
-    assert!(shown.contains("policybundle/web (namespace web) updated"), "{shown}");
+    assert!(shown.contains(&format!("policybundle/web (namespace web) updated (commit {})", &first[..12])), "{shown}");
     let web = bundle("web");
     assert_eq!(web["spec"]["git"], serde_json::json!({ "url": url, "revision": first }), "{web:#}");
     assert_eq!(web["spec"]["archive"], Value::Null, "the files are not in the object");

@@ -52,6 +52,8 @@ pub struct Pushed {
     pub namespace: String,
     /// The object's name.
     pub name: String,
+    /// The commit it names, when its files are a Git commit's.
+    pub revision: Option<String>,
     pub outcome: Result<Change, PushError>,
 }
 
@@ -165,7 +167,8 @@ pub async fn push(client: &Client, bundles: &[PolicyBundle]) -> Vec<Pushed> {
     for bundle in bundles {
         let name = bundle.metadata.name.clone().unwrap_or_default();
         let outcome = push_one(&api, &name, bundle).await;
-        out.push(Pushed { namespace: bundle.spec.namespace.clone(), name, outcome });
+        let revision = bundle.spec.git.as_ref().map(|git| git.revision.clone());
+        out.push(Pushed { namespace: bundle.spec.namespace.clone(), name, revision, outcome });
     }
     out
 }

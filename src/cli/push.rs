@@ -55,7 +55,11 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
                     Change::Updated => "updated",
                     Change::Unchanged => "unchanged",
                 };
-                println!("policybundle/{} (namespace {}) {what}", bundle.name, bundle.namespace);
+                let from = match &bundle.revision {
+                    Some(commit) => format!(" (commit {})", commit.get(..12).unwrap_or(commit)),
+                    None => String::new(),
+                };
+                println!("policybundle/{} (namespace {}) {what}{from}", bundle.name, bundle.namespace);
             }
             Err(error) => {
                 refused += 1;
