@@ -75,7 +75,7 @@ pub fn decide(request: &Value, current: &Archives, work: &Path, sources: &Source
     if bundle.spec.git.is_none() && crate::bundle::digest(&bundle.spec.archive) != bundle.spec.digest {
         return Decision::Denied("spec.digest is not the sha256 of spec.archive (push it with `aptc push`)".into());
     }
-    let archive = match sources.archive(&bundle.spec) {
+    let archive = match sources.archive_fresh(&bundle.spec) {
         Ok(archive) => archive,
         Err(error) => return Decision::Denied(format!("the bundle of namespace `{namespace}`: {error}")),
     };

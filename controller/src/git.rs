@@ -162,13 +162,24 @@ impl Sources {
     }
 
     /// The archive a bundle's spec stands for: its `archive`, or the one its Git source makes,
-    /// which must have the spec's digest (what `aptc push` checked against the commit).
+    /// which must have the spec's digest (what `aptc push` checked against the commit). A source
+    /// that failed in the last 30 s is not tried again: its failure is told again.
     pub fn archive(&self, spec: &PolicyBundleSpec) -> Result<String, GitError> {
+        self.archive_with(spec, true)
+    }
+
+    /// The same, trying a source again whatever its last failure (the webhook: a user who just
+    /// pushed the missing commit to the repository must not be refused for 30 s more).
+    pub fn archive_fresh(&self, spec: &PolicyBundleSpec) -> Result<String, GitError> {
+        self.archive_with(spec, false)
+    }
+
+    fn archive_with(&self, spec: &PolicyBundleSpec, remembered: bool) -> Result<String, GitError> {
         let Some(git) = check_spec(spec)? else { return Ok(spec.archive.clone()) };
         let key = (git.url.clone(), git.revision.to_ascii_lowercase(), git.path.clone(), spec.namespace.clone());
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         made.failed.retain(|_, (when, _)| when.elapsed() < RETRY_AFTER);
-        if let Some((_, why)) = made.failed.get(&key) {
+        if let Some((_, why)) = made.failed.get(&key).filter(|_| remembered) {
             return Err(GitError::Remembered(why.clone()));
         }
         let archive = match made.archives.get(&key) {
@@ -603,6 +614,10 @@ pub(crate) mod tests {
         let started = Instant::now();
         assert_eq!(sources.archive(&source).unwrap_err().to_string(), said);
         assert!(started.elapsed() < Duration::from_millis(500), "remembered, not tried again");
+        // The webhook tries again.
+        let started = Instant::now();
+        assert_eq!(sources.archive_fresh(&source).unwrap_err().to_string(), said);
+        assert!(started.elapsed() >= Duration::from_secs(2), "tried again: {:?}", started.elapsed());
     }
 
     #[test]
