@@ -46,7 +46,9 @@ pub enum GitError {
         "spec.git.revision `{0}` is not a full commit id (40 hexadecimal digits): a bundle is pinned to a commit, so that what it holds changes only by a write of the bundle, which admission checks (`git rev-parse {0}` gives its commit)"
     )]
     NotPinned(String),
-    #[error("spec.git.url `{0}` is not an https://, http://, git:// or ssh:// URL")]
+    #[error(
+        "spec.git.url `{0}` is not an https://, http://, git:// or ssh:// URL (write `git@host:path` as `ssh://git@host/path`)"
+    )]
     Url(String),
     #[error("spec.git.path `{0}` is not a relative path inside the repository (`/`-separated, no `.` or `..`)")]
     Path(String),
