@@ -782,3 +782,155 @@ fn two_replicas_one_applies_and_the_other_takes_over_when_it_is_killed() {
     assert_eq!(cluster.claim("web", "ada-dev").unwrap()["status"]["state"], "Ready");
     assert_eq!(cluster.claim("data", "eve-store").unwrap()["status"]["state"], "Ready");
 }
+
+/// `git` in a test's repository (no user or system configuration).
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("running git");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// `git daemon` serving the repositories under `base` on loopback (`git://127.0.0.1:PORT/NAME`).
+fn git_daemon(base: &Path) -> (common::Reaper, u16) {
+    let daemon = Path::new("/usr/lib/git-core/git-daemon");
+    assert!(
+        daemon.exists(),
+        "{} is missing: these tests need Debian's git package (it ships git-daemon)",
+        daemon.display()
+    );
+    let port = free_port();
+    let reaper = common::Reaper::spawn(
+        Command::new(daemon)
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base),
+        &base.join("git-daemon.out"),
+        &base.join("git-daemon.err"),
+    );
+    assert!(
+        common::wait_for(10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        "git daemon did not listen: {}",
+        std::fs::read_to_string(base.join("git-daemon.err")).unwrap_or_default()
+    );
+    (reaper, port)
+}
+
+/// Bundles pushed as commits of a repository served on loopback: the controller fetches them and
+/// claims resolve with the repository's policy; a bundle moved to a new commit is picked up;
+/// uncommitted files are refused by `aptc push`; an unreachable URL, a missing commit and a branch
+/// are reported in the bundle's status while its last good version stays in use.
+#[test]
+fn bundles_from_a_git_repository_served_on_loopback() {
+    let cluster = Loop::new("git");
+    let policy = cluster.dir.join("policy");
+    git(&policy, &["init", "--quiet", "--initial-branch=main"]);
+    git(&policy, &["add", "."]);
+    git(&policy, &["commit", "--quiet", "-m", "the policy"]);
+    let first = git(&policy, &["rev-parse", "HEAD"]);
+    let (_daemon, port) = git_daemon(&cluster.dir);
+    let url = format!("git://127.0.0.1:{port}/policy");
+    let push = |extra: &[&str]| {
+        let mut args = vec!["push", "--git-url", url.as_str()];
+        args.extend_from_slice(extra);
+        args.push(policy.to_str().unwrap());
+        aptc(&cluster.dir, &cluster.kubeconfig, &args)
+    };
+    let bundle = |name: &str| cluster.fake.object(&format!("{BUNDLES}/{name}")).unwrap();
+    let archived = bundle("web")["spec"]["digest"].clone();
+
+    let (output, shown) = push(&[]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains(&format!("policybundle/web (namespace web) updated (commit {})", &first[..12])), "{shown}");
+    let web = bundle("web");
+    assert_eq!(web["spec"]["git"], serde_json::json!({ "url": url, "revision": first }), "{web:#}");
+    assert_eq!(web["spec"]["archive"], Value::Null, "the files are not in the object");
+    assert_eq!(web["spec"]["digest"], archived, "the same files make the same archive");
+    let (output, shown) = push(&[]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("policybundle/web (namespace web) unchanged"), "{shown}");
+
+    let running = cluster.controller("one");
+    cluster.file("web", "ada-dev", "ada", "site", serde_json::json!({ "note": "dev" }));
+    let ready = cluster.settled(&running, "web", "ada-dev", "Ready");
+    let name = instance(&ready);
+    assert_eq!(cluster.config_map(&name).unwrap()["data"]["env"], "dev");
+    assert!(common::wait_for(30, || bundle("web")["status"]["state"] == "InUse"), "{:#}", bundle("web"));
+
+    // A change not committed is not what the controller would fetch: refused.
+    let template = policy.join("web/k8s/config.yaml");
+    std::fs::write(&template, format!("{LOOP_WEB_TEMPLATE}  source: git\n")).unwrap();
+    let (output, shown) = push(&[]);
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("the files of namespace `web` differ from commit {first} (web/k8s/config.yaml)")),
+        "{shown}"
+    );
+    let (output, shown) = push(&["--revision", "main"]);
+    assert_ne!(output.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("`main` is not a full commit id"), "{shown}");
+
+    // Committed and pushed: the bundle names the new commit, and the controller applies it.
+    git(&policy, &["commit", "--quiet", "-am", "source"]);
+    let second = git(&policy, &["rev-parse", "HEAD"]);
+    let (output, shown) = push(&[]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert_eq!(bundle("web")["spec"]["git"]["revision"], second.as_str());
+    assert!(
+        common::wait_for(30, || cluster.config_map(&name).is_some_and(|m| m["data"]["source"] == "git")),
+        "{:#}\n{}",
+        cluster.config_map(&name).unwrap_or_default(),
+        std::fs::read_to_string(&running.errors).unwrap_or_default()
+    );
+    let good = bundle("data")["spec"]["digest"].clone();
+    assert!(common::wait_for(30, || bundle("data")["status"]["usedDigest"] == good));
+
+    // Sources that cannot be had, written as a team bypassing `aptc push` would: each is told
+    // in the bundle's status, and its last good version stays in use.
+    let moved = |source: Value| {
+        let mut body = bundle("data");
+        body["spec"]["git"] = source;
+        let body = serde_json::json!({
+            "apiVersion": "aptc.dev/v1alpha1", "kind": "PolicyBundle",
+            "metadata": { "name": "data" }, "spec": body["spec"]
+        });
+        let api: kube::Api<aptc_controller::crd::PolicyBundle> = kube::Api::all(cluster.client());
+        let params = kube::api::PatchParams::apply("aptc-push").force();
+        cluster.runtime.block_on(api.patch("data", &params, &kube::api::Patch::Apply(&body))).unwrap();
+        let generation = bundle("data")["metadata"]["generation"].clone();
+        assert!(
+            common::wait_for(30, || {
+                let status = &bundle("data")["status"];
+                status["state"] == "Invalid" && status["observedGeneration"] == generation
+            }),
+            "{:#}",
+            bundle("data")
+        );
+        let status = bundle("data")["status"].clone();
+        assert_eq!(status["usedDigest"], good, "the last good version is used: {status:#}");
+        status["diagnostics"][0].as_str().unwrap().to_string()
+    };
+    let nobody = format!("git://127.0.0.1:{}/policy", free_port());
+    let said = moved(serde_json::json!({ "url": nobody, "revision": second }));
+    assert!(said.starts_with(&format!("cannot fetch {nobody}: ")), "{said}");
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let said = moved(serde_json::json!({ "url": url, "revision": missing }));
+    assert_eq!(said, format!("{url} has no commit {missing} (push it to the repository first)"));
+    let said = moved(serde_json::json!({ "url": url, "revision": "main" }));
+    assert!(said.starts_with("spec.git.revision `main` is not a full commit id"), "{said}");
+    // The data team's claims go on meanwhile.
+    cluster.file("data", "eve-store", "eve", "store", serde_json::json!({ "size": 3 }));
+    cluster.settled(&running, "data", "eve-store", "Ready");
+
+    // Pushed again: in use.
+    let (output, shown) = push(&[]);
+    assert_eq!(output.status.code(), Some(0), "{shown}");
+    assert!(common::wait_for(30, || bundle("data")["status"]["state"] == "InUse"), "{:#}", bundle("data"));
+    drop(running);
+}

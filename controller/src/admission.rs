@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use crate::crd::{PolicyBundle, kube_name};
+use crate::git::Sources;
 use crate::policy::{self, Archives};
 
 /// The most error lines a refusal quotes (the rest are counted).
@@ -33,15 +34,15 @@ pub enum Decision {
 
 /// Answers an AdmissionReview (v1) of a PolicyBundle: the AdmissionReview to send back.
 /// `current` is the policy in use (each namespace's version in use); `work` is where bundles are
-/// unpacked to be checked.
-pub fn review(body: &[u8], current: &Archives, work: &Path) -> Result<Value, ReviewError> {
+/// unpacked to be checked; `sources` makes the archive of a bundle whose files are a Git commit.
+pub fn review(body: &[u8], current: &Archives, work: &Path, sources: &Sources) -> Result<Value, ReviewError> {
     let review: Value = serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     if review["apiVersion"] != "admission.k8s.io/v1" || review["kind"] != "AdmissionReview" {
         return Err(ReviewError::Malformed(format!("apiVersion {} kind {}", review["apiVersion"], review["kind"])));
     }
     let request = &review["request"];
     let Some(uid) = request["uid"].as_str() else { return Err(ReviewError::Malformed("no request.uid".into())) };
-    let decision = decide(request, current, work);
+    let decision = decide(request, current, work, sources);
     let response = match decision {
         Decision::Allowed => json!({ "uid": uid, "allowed": true }),
         Decision::Denied(message) => json!({
@@ -53,8 +54,9 @@ pub fn review(body: &[u8], current: &Archives, work: &Path) -> Result<Value, Rev
     Ok(json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response }))
 }
 
-/// The decision on a review's `request`.
-pub fn decide(request: &Value, current: &Archives, work: &Path) -> Decision {
+/// The decision on a review's `request`. A bundle whose files are a Git commit is fetched and
+/// checked as its archive would be: what the commit holds is what is checked.
+pub fn decide(request: &Value, current: &Archives, work: &Path, sources: &Sources) -> Decision {
     let Some(user) = request["userInfo"]["username"].as_str() else {
         return Decision::Denied("the request names no user".into());
     };
@@ -70,15 +72,19 @@ pub fn decide(request: &Value, current: &Archives, work: &Path) -> Decision {
             None => format!("namespace `{namespace}` has no Kubernetes name"),
         });
     }
-    if crate::bundle::digest(&bundle.spec.archive) != bundle.spec.digest {
+    if bundle.spec.git.is_none() && crate::bundle::digest(&bundle.spec.archive) != bundle.spec.digest {
         return Decision::Denied("spec.digest is not the sha256 of spec.archive (push it with `aptc push`)".into());
     }
+    let archive = match sources.archive_fresh(&bundle.spec) {
+        Ok(archive) => archive,
+        Err(error) => return Decision::Denied(format!("the bundle of namespace `{namespace}`: {error}")),
+    };
     let base = match policy::check(current, work) {
         Ok(base) => base,
         Err(error) => return Decision::Denied(format!("the controller cannot check bundles now: {error}")),
     };
     let mut next = current.clone();
-    next.insert(namespace.clone(), bundle.spec.archive.clone());
+    next.insert(namespace.clone(), archive);
     let checked = match policy::check(&next, work) {
         Ok(checked) => checked,
         Err(error) => return Decision::Denied(format!("the controller cannot check bundles now: {error}")),
@@ -147,9 +153,13 @@ mod tests {
         .unwrap()
     }
 
+    fn sources(work: &tempfile::TempDir) -> Sources {
+        Sources::new(&work.path().join("git"))
+    }
+
     fn answer(body: &[u8]) -> Value {
         let work = tempfile::tempdir().unwrap();
-        review(body, &in_use(), work.path()).unwrap()
+        review(body, &in_use(), work.path(), &sources(&work)).unwrap()
     }
 
     #[test]
@@ -212,12 +222,22 @@ mod tests {
     fn the_first_bundle_is_allowed_as_access_control_is_off() {
         let work = tempfile::tempdir().unwrap();
         let alone = SYSTEM.replace("grant consumer on web\n", "");
-        let answer =
-            review(&review_of("anyone", "system", &[("system.apt", &alone)]), &Archives::new(), work.path()).unwrap();
+        let answer = review(
+            &review_of("anyone", "system", &[("system.apt", &alone)]),
+            &Archives::new(),
+            work.path(),
+            &sources(&work),
+        )
+        .unwrap();
         assert_eq!(answer["response"]["allowed"], true, "{answer}");
         // Still, it must check on its own.
-        let answer =
-            review(&review_of("anyone", "system", &[("system.apt", SYSTEM)]), &Archives::new(), work.path()).unwrap();
+        let answer = review(
+            &review_of("anyone", "system", &[("system.apt", SYSTEM)]),
+            &Archives::new(),
+            work.path(),
+            &sources(&work),
+        )
+        .unwrap();
         assert_eq!(answer["response"]["allowed"], false, "{answer}");
     }
 
@@ -229,23 +249,76 @@ mod tests {
             br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#,
             br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{}}"#,
         ] {
-            assert!(review(body, &in_use(), work.path()).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                review(body, &in_use(), work.path(), &sources(&work)).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         // A request with a uid but a hostile object is answered, denied.
         let hostile = json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": { "uid": "u", "userInfo": { "username": "ada" }, "object": { "spec": { "namespace": "web\n---" } } }
         });
-        let answer = review(&serde_json::to_vec(&hostile).unwrap(), &in_use(), work.path()).unwrap();
+        let answer = review(&serde_json::to_vec(&hostile).unwrap(), &in_use(), work.path(), &sources(&work)).unwrap();
         assert_eq!(answer["response"]["allowed"], false);
         assert!(answer["response"]["status"]["message"].as_str().unwrap().starts_with("not a PolicyBundle"));
         let mut wrong_name: Value = serde_json::from_slice(&review_of("ada", "web", &[("web.apt", WEB)])).unwrap();
         wrong_name["request"]["object"]["metadata"]["name"] = json!("system");
-        let answer = review(&serde_json::to_vec(&wrong_name).unwrap(), &in_use(), work.path()).unwrap();
+        let answer =
+            review(&serde_json::to_vec(&wrong_name).unwrap(), &in_use(), work.path(), &sources(&work)).unwrap();
         assert_eq!(answer["response"]["status"]["message"], "the bundle of namespace `web` must be named `web`");
         let mut tampered: Value = serde_json::from_slice(&review_of("ada", "web", &[("web.apt", WEB)])).unwrap();
         tampered["request"]["object"]["spec"]["digest"] = json!("sha256:00");
-        let answer = review(&serde_json::to_vec(&tampered).unwrap(), &in_use(), work.path()).unwrap();
+        let answer = review(&serde_json::to_vec(&tampered).unwrap(), &in_use(), work.path(), &sources(&work)).unwrap();
         assert!(answer["response"]["status"]["message"].as_str().unwrap().contains("spec.digest"));
+    }
+
+    /// A review of `spec` (a Git source) by `user`.
+    fn review_of_git(user: &str, spec: crate::crd::PolicyBundleSpec) -> Vec<u8> {
+        let bundle = PolicyBundle::new(&kube_name(&spec.namespace).unwrap(), spec);
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": { "uid": "u", "userInfo": { "username": user }, "object": bundle }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_git_bundle_is_fetched_and_checked_as_its_archive_would_be() {
+        use crate::git::tests::{free_port, git, repository, serve, spec};
+        let base = tempfile::tempdir().unwrap();
+        let (repo, _) = repository(base.path(), "policy");
+        std::fs::write(repo.join("policy/web/web.apt"), WEB.replace("context all", "context everyone")).unwrap();
+        git(&repo, &["commit", "--quiet", "-am", "everyone"]);
+        let commit = git(&repo, &["rev-parse", "HEAD"]);
+        let daemon = serve(base.path());
+        let url = format!("git://127.0.0.1:{}/policy", daemon.port);
+        let collected = crate::bundle::collect(&[repo.join("policy")]).unwrap();
+        let digest = crate::bundle::digest(&collected[1].pack().unwrap());
+        let work = tempfile::tempdir().unwrap();
+        let sources = sources(&work);
+        let decide = |user: &str, spec| review(&review_of_git(user, spec), &in_use(), work.path(), &sources).unwrap();
+        let web = |revision: &str, url: &str| spec("web", url, revision, "policy", &digest);
+
+        let answer = decide("ada", web(&commit, &url));
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+        // The same check as for an archive: another team may not change web's namespace.
+        let answer = decide("eve", web(&commit, &url));
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("user `eve` may not"), "{message}");
+        // A branch is refused: the bundle's content could change without a write the webhook sees.
+        let answer = decide("ada", web("main", &url));
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains("`main` is not a full commit id"), "{message}");
+        let missing = "0123456789abcdef0123456789abcdef01234567";
+        let answer = decide("ada", web(missing, &url));
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("has no commit {missing}")), "{message}");
+        let nobody = format!("git://127.0.0.1:{}/policy", free_port());
+        let answer = decide("ada", web(&commit, &nobody));
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.starts_with(&format!("the bundle of namespace `web`: cannot fetch {nobody}")), "{message}");
     }
 }

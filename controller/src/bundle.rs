@@ -173,6 +173,7 @@ impl Bundle {
             namespace: self.namespace.clone(),
             digest: digest(&archive),
             archive,
+            git: None,
             files: u32::try_from(self.files.len()).unwrap_or(u32::MAX),
         };
         Ok(PolicyBundle::new(&name, spec))
@@ -194,7 +195,14 @@ pub fn unpack(archive: &str, dir: &Path) -> Result<Vec<String>, BundleError> {
         return Err(bad(format!("it is {} characters, over the limit of {MAX_ARCHIVE}", archive.len())));
     }
     let bytes = data_encoding::BASE64.decode(archive.as_bytes()).map_err(|e| bad(format!("not Base64: {e}")))?;
-    let mut tar = tar::Archive::new(GzDecoder::new(bytes.as_slice()));
+    unpack_tar(GzDecoder::new(bytes.as_slice()), dir)
+}
+
+/// Unpacks a plain tar stream into `dir` with the limits of [`unpack`] (a global pax header, as
+/// `git archive` writes, is skipped).
+pub fn unpack_tar(reader: impl Read, dir: &Path) -> Result<Vec<String>, BundleError> {
+    let bad = |what: String| BundleError::Archive(what);
+    let mut tar = tar::Archive::new(reader);
     let io = |source| BundleError::Io { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut written = Vec::new();
@@ -210,7 +218,7 @@ pub fn unpack(archive: &str, dir: &Path) -> Result<Vec<String>, BundleError> {
             return Err(bad(format!("the entry `{shown}` is not a relative path inside the bundle")));
         }
         match entry.header().entry_type() {
-            tar::EntryType::Directory => continue,
+            tar::EntryType::Directory | tar::EntryType::XGlobalHeader => continue,
             tar::EntryType::Regular => {}
             other => return Err(bad(format!("the entry `{shown}` is a {other:?}, not a plain file"))),
         }

@@ -43,11 +43,33 @@ pub struct PolicyBundleSpec {
     /// The `.apt` namespace whose files this is (the object is named after it: lower case, `_` as `-`).
     pub namespace: String,
     /// The files, as a gzipped tar archive in Base64 (paths relative to the policy's root).
+    /// Empty when the files come from `git` instead (exactly one of the two).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub archive: String,
-    /// `sha256:` of the archive's bytes, so the controller can tell versions apart cheaply.
+    /// Instead of `archive`: a commit of a Git repository the controller fetches, whose policy
+    /// at `path` gives this namespace's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitSource>,
+    /// `sha256:` of the archive's text (for `git`, of the archive the commit's files make, as
+    /// `aptc push` packs them), so the controller can tell versions apart cheaply.
     pub digest: String,
     /// How many files the archive holds (shown by `kubectl get policybundles`).
     pub files: u32,
+}
+
+/// Where a bundle's files are when they are not in the object: a commit of a Git repository.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSource {
+    /// The repository: `https://`, `http://`, `git://` or `ssh://` (no credentials are configured:
+    /// public repositories, or what the controller's environment grants).
+    pub url: String,
+    /// The commit: its full id (40 hexadecimal digits), never a branch or a tag, so that what a
+    /// bundle holds only changes by a write of the bundle, which the admission webhook checks.
+    pub revision: String,
+    /// The directory of the policy's root in the repository (`/`-separated; empty: its top).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
 }
 
 /// What the controller made of a bundle.

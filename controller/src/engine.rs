@@ -56,6 +56,8 @@ pub struct Engine {
     assembled: Option<Cached>,
     /// Where each step's policy and desired state are shown (`--ui-addr`).
     dashboard: Option<Arc<ControllerSource>>,
+    /// The archives of bundles whose files are a Git commit (repositories under `work/git`).
+    sources: crate::git::Sources,
 }
 
 /// An assembled policy, with the bundles and last good versions it came from.
@@ -151,6 +153,7 @@ impl Engine {
             applied: BTreeSet::new(),
             assembled: None,
             dashboard: None,
+            sources: crate::git::Sources::new(&work.join("git")),
         })
     }
 
@@ -168,6 +171,9 @@ impl Engine {
         let mut bundle_statuses = BTreeMap::new();
         let mut current = Archives::new();
         let mut names = BTreeMap::new();
+        // Bundles whose files could not be had (a Git source that cannot be fetched, a commit
+        // that is not there): their last good version stays in use, as for files with errors.
+        let mut unfetched: BTreeMap<String, String> = BTreeMap::new();
         for bundle in bundles {
             let name = bundle.metadata.name.clone().unwrap_or_default();
             let namespace = &bundle.spec.namespace;
@@ -181,7 +187,18 @@ impl Engine {
                 bundle_statuses.insert(name, status);
                 continue;
             }
-            current.insert(namespace.clone(), bundle.spec.archive.clone());
+            match self.sources.archive(&bundle.spec) {
+                Ok(archive) => {
+                    current.insert(namespace.clone(), archive);
+                }
+                Err(error) => {
+                    tracing::warn!(bundle = %name, %error, "the bundle's files cannot be had");
+                    if let Some(good) = self.last_good.get(namespace) {
+                        current.insert(namespace.clone(), good.clone());
+                    }
+                    unfetched.insert(namespace.clone(), error.to_string());
+                }
+            }
             names.insert(namespace.clone(), (name, bundle.metadata.generation));
         }
         let assembled = match &self.assembled {
@@ -206,9 +223,16 @@ impl Engine {
             self.save_last_good();
         }
         for (namespace, (name, generation)) in &names {
-            let (state, diagnostics) = match &assembled.standing[namespace] {
-                Standing::InUse => ("InUse", Vec::new()),
-                Standing::Invalid { problems, .. } => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
+            let (state, diagnostics) = match (unfetched.get(namespace), assembled.standing.get(namespace)) {
+                (Some(problem), standing) => {
+                    let mut lines = vec![problem.clone()];
+                    if let Some(Standing::Invalid { problems, .. }) = standing {
+                        lines.extend(problems.iter().cloned());
+                    }
+                    ("Invalid", at_most(&lines, MAX_DIAGNOSTICS))
+                }
+                (None, Some(Standing::Invalid { problems, .. })) => ("Invalid", at_most(problems, MAX_DIAGNOSTICS)),
+                (None, _) => ("InUse", Vec::new()),
             };
             let used_digest = assembled.used.get(namespace).map(|archive| crate::bundle::digest(archive));
             let status = PolicyBundleStatus {
@@ -564,6 +588,46 @@ mod tests {
         assert_eq!(step.bundles["web"].used_digest.as_deref(), Some(bundles[1].spec.digest.as_str()));
         assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
         assert_eq!(revisions, super::tests::revisions(dir.path()), "nothing was applied again");
+    }
+
+    #[test]
+    fn a_git_bundle_that_cannot_be_fetched_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = engine(dir.path());
+        let good = [
+            bundle("system", &[("system.apt", SYSTEM)]),
+            bundle("web", &[("web/web.apt", APP), ("web/k8s/cm.yaml", TEMPLATE)]),
+        ];
+        let claims = [claim("ada-prod", "ada", "prod")];
+        let step = engine.step(&good, &claims, &now());
+        assert_eq!(step.bundles["web"].state.as_deref(), Some("InUse"));
+        // Moved to a repository nobody serves (port 9 on loopback: nothing listens there).
+        let mut moved = good[1].clone();
+        moved.spec.archive = String::new();
+        moved.spec.git = Some(crate::crd::GitSource {
+            url: "git://127.0.0.1:9/policy".into(),
+            revision: "0123456789abcdef0123456789abcdef01234567".into(),
+            path: String::new(),
+        });
+        let step = engine.step(&[good[0].clone(), moved.clone()], &claims, &now());
+        let web = &step.bundles["web"];
+        assert_eq!(web.state.as_deref(), Some("Invalid"));
+        assert!(web.diagnostics[0].starts_with("cannot fetch git://127.0.0.1:9/policy: "), "{:?}", web.diagnostics);
+        assert_eq!(web.used_digest.as_deref(), Some(good[1].spec.digest.as_str()));
+        assert_eq!(step.claims[&("web".to_string(), "ada-prod".to_string())].state.as_deref(), Some("Ready"));
+        // A new team's bundle on a branch has no last good version: reported, left out.
+        let mut shop = bundle("shop", &[("shop/shop.apt", "namespace shop\n")]);
+        shop.spec.archive = String::new();
+        shop.spec.git = Some(crate::crd::GitSource {
+            url: "https://git.example.com/p".into(),
+            revision: "main".into(),
+            path: String::new(),
+        });
+        let step = engine.step(&[good[0].clone(), moved, shop], &claims, &now());
+        let shop = &step.bundles["shop"];
+        assert_eq!(shop.state.as_deref(), Some("Invalid"));
+        assert!(shop.diagnostics[0].contains("`main` is not a full commit id"), "{:?}", shop.diagnostics);
+        assert_eq!(shop.used_digest, None);
     }
 
     /// How many revisions the engine's store holds.

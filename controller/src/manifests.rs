@@ -172,6 +172,7 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "Bundles are checked by the policy's own rule of who may change what (docs/language.md §11):",
             "the controller runs the change check with the requester's user name. Its CA bundle is written",
             "by the controller: the serving certificate the first replica generated, kept in a Secret.",
+            "30 s (the most Kubernetes allows): a bundle of a Git commit is fetched before it is checked.",
         ],
         object: json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
@@ -181,7 +182,7 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
                 "admissionReviewVersions": ["v1"],
                 "sideEffects": "None",
                 "failurePolicy": "Fail",
-                "timeoutSeconds": 10,
+                "timeoutSeconds": 30,
                 "rules": [{
                     "apiGroups": ["aptc.dev"], "apiVersions": ["v1alpha1"],
                     "operations": ["CREATE", "UPDATE"], "resources": ["policybundles"], "scope": "Cluster"

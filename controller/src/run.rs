@@ -223,9 +223,9 @@ async fn run_async(options: Options) -> Result<(), RunError> {
             next_step = Instant::now() + step.requeue_after;
         } else {
             // A standby keeps the policy in use current for the webhook, as the leader does.
-            let current = archives(&bundle_list);
-            let (work, previous) = (options.work.join("standby"), last_good.clone());
+            let (work, previous, sources) = (options.work.join("standby"), last_good.clone(), shared.clone());
             let assembled = tokio::task::spawn_blocking(move || {
+                let current = archives(&bundle_list, &sources.sources, &previous);
                 policy::assemble(&current, &previous, &work).map(|a| a.used).map_err(|e| e.to_string())
             })
             .await;
@@ -445,12 +445,16 @@ async fn signals(mut signals: Signals, stop: Arc<Notify>) {
     stop.notify_one();
 }
 
-/// The bundles' archives by `.apt` namespace (those named after their namespace).
-fn archives(bundles: &[PolicyBundle]) -> Archives {
+/// The bundles' archives by `.apt` namespace (those named after their namespace); a bundle whose
+/// files cannot be had (a Git source that cannot be fetched) keeps its `previous` version.
+fn archives(bundles: &[PolicyBundle], sources: &crate::git::Sources, previous: &Archives) -> Archives {
     bundles
         .iter()
         .filter(|b| kube_name(&b.spec.namespace).as_deref() == b.metadata.name.as_deref())
-        .map(|b| (b.spec.namespace.clone(), b.spec.archive.clone()))
+        .filter_map(|b| {
+            let archive = sources.archive(&b.spec).ok().or_else(|| previous.get(&b.spec.namespace).cloned())?;
+            Some((b.spec.namespace.clone(), archive))
+        })
         .collect()
 }
 

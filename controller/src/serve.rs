@@ -95,6 +95,9 @@ pub struct Shared {
     pub work: PathBuf,
     /// Seconds since the epoch of the last reconcile step (0: none yet).
     pub last_step: AtomicI64,
+    /// The archives of Git-sourced bundles (repositories under `work/git`), for the webhook and
+    /// a standby's assembling.
+    pub sources: crate::git::Sources,
 }
 
 impl Shared {
@@ -103,8 +106,9 @@ impl Shared {
             ready: AtomicBool::new(false),
             used: RwLock::new(Archives::new()),
             metrics: Metrics::default(),
-            work,
             last_step: AtomicI64::new(0),
+            sources: crate::git::Sources::new(&work.join("git")),
+            work,
         }
     }
 }
@@ -128,7 +132,7 @@ pub fn answer(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Resp
             .expect("a valid response"),
         (&Method::POST, WEBHOOK_PATH) => {
             let used = shared.used.read().unwrap_or_else(|e| e.into_inner()).clone();
-            match crate::admission::review(body, &used, &shared.work) {
+            match crate::admission::review(body, &used, &shared.work, &shared.sources) {
                 Ok(review) => Response::builder()
                     .header("content-type", "application/json")
                     .body(Full::new(Bytes::from(review.to_string())))

@@ -1,12 +1,13 @@
 //! `aptc push [PATHS]`: the policy's bundles (one per `.apt` namespace) applied to the control
-//! cluster where `aptc controller` runs (`aptc_controller::push`); a line per bundle.
+//! cluster where `aptc controller` runs (`aptc_controller::push`); a line per bundle. With
+//! `--git-url`, the bundles name a commit the controller fetches instead of carrying the files.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aptc_compiler::host::paths_or_cwd;
 use aptc_controller::bundle::BundleError;
-use aptc_controller::push::{Change, PushError, Target, push_paths};
+use aptc_controller::push::{Change, GitPush, PushError, Target, push_paths};
 use clap::Args;
 
 use super::EXIT_FINDINGS;
@@ -21,6 +22,13 @@ pub struct PushArgs {
     /// The context in it (default: its current context).
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
+    /// Push bundles naming a commit of this Git repository (as the controller reaches it) instead
+    /// of carrying the files; the paths must be in a checkout of it, their files as committed.
+    #[arg(long, value_name = "URL")]
+    git_url: Option<String>,
+    /// The commit the bundles name: a full commit id (default: the checkout's HEAD).
+    #[arg(long, value_name = "COMMIT", requires = "git_url")]
+    revision: Option<String>,
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -29,7 +37,8 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{}: no such file or directory", missing.display());
     }
     let target = Target { kubeconfig: args.kubeconfig, context: args.context };
-    let pushed = match push_paths(&paths, &target) {
+    let git = args.git_url.map(|url| GitPush { url, revision: args.revision });
+    let pushed = match push_paths(&paths, git.as_ref(), &target) {
         Err(PushError::Bundle(BundleError::Invalid { count, rendered })) => {
             eprint!("{rendered}");
             eprintln!("error: the policy has {count} error(s); nothing was pushed");
@@ -46,7 +55,11 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
                     Change::Updated => "updated",
                     Change::Unchanged => "unchanged",
                 };
-                println!("policybundle/{} (namespace {}) {what}", bundle.name, bundle.namespace);
+                let from = match &bundle.revision {
+                    Some(commit) => format!(" (commit {})", commit.get(..12).unwrap_or(commit)),
+                    None => String::new(),
+                };
+                println!("policybundle/{} (namespace {}) {what}{from}", bundle.name, bundle.namespace);
             }
             Err(error) => {
                 refused += 1;
