@@ -148,10 +148,10 @@ fn first_deploy(bencher: Bencher, instances: usize) {
             program: Some(program.clone()),
             desired: desired.clone(),
             claims: None,
-            desired_state: serde_json::to_value(&state).expect("encoding the desired state"),
+            desired_state: serde_json::to_value(&state).expect("encoding the desired state").into(),
             parallel: 1,
         };
-        let revision = apply(&store, &driver, prepared, request, &Quiet, &Cancel::new()).expect("deploying");
+        let revision = apply(&store, &driver, prepared, &request, &Quiet, &Cancel::new()).expect("deploying");
         assert_eq!(revision.counts().created, instances);
         revision
     });

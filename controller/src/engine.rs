@@ -287,7 +287,7 @@ impl Engine {
             cause: Cause::Deploy { paths: names.values().map(|(name, _)| format!("policybundle/{name}")).collect() },
             policy: policy_hash(&program),
             claims: Some(ClaimEnds::of(&program, &resolved)),
-            desired_state: serde_json::to_value(&resolved).unwrap_or_default(),
+            desired_state: serde_json::to_value(&resolved).unwrap_or_default().into(),
             desired: desired.clone(),
             program: Some(program),
             parallel: 4,

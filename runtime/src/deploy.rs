@@ -172,8 +172,9 @@ pub struct Request {
     pub desired: BTreeMap<String, Unit>,
     /// How the policy's claims ended ([`ClaimEnds`]); `None` for a rollback (a revision's units).
     pub claims: Option<ClaimEnds>,
-    /// The full desired state, kept with the revision.
-    pub desired_state: serde_json::Value,
+    /// The full desired state, kept with the revision (shared with the journal, not copied: at
+    /// 10,000 claims a copy was a fifth of the controller's peak memory).
+    pub desired_state: std::sync::Arc<serde_json::Value>,
     /// At most this many actions at once.
     pub parallel: usize,
 }
@@ -184,7 +185,7 @@ pub fn apply(
     store: &dyn Store,
     driver: &dyn Driver,
     prepared: Prepared,
-    request: Request,
+    request: &Request,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<Revision, DeployError> {
@@ -196,16 +197,17 @@ pub fn apply(
     let mut revision = Revision {
         number: prepared.revision,
         time: now_rfc3339(),
-        user: request.user,
-        cause: request.cause,
-        policy: request.policy,
+        user: request.user.clone(),
+        cause: request.cause.clone(),
+        policy: request.policy.clone(),
         target: driver.target(),
         duration_ms: 0,
         actions: Vec::new(),
         // What failed claims keep stays desired: a rollback to this revision keeps it too.
         desired: request
             .desired
-            .into_iter()
+            .iter()
+            .map(|(key, unit)| (key.clone(), unit.clone()))
             .chain(prepared.plan.kept.iter().map(|k| (k.unit.key.clone(), k.unit.clone())))
             .collect(),
         applied: prepared.applied.clone(),

@@ -262,7 +262,7 @@ impl Deployer {
         if prepared.plan.is_empty() {
             let (unchanged, previous) = (prepared.plan.unchanged.len(), prepared.previous);
             let revision = match store.filter(|_| !options.dry_run) {
-                Some(store) => Some(apply(store.as_ref(), driver, prepared, request, &Quiet, &self.cancel)?),
+                Some(store) => Some(apply(store.as_ref(), driver, prepared, &request, &Quiet, &self.cancel)?),
                 None => None,
             };
             return ended(Ended::NoChanges { unchanged, previous, revision });
@@ -277,7 +277,7 @@ impl Deployer {
             return ended(Ended::Declined);
         }
         let progress = supervisor.applying(&prepared);
-        let revision = apply(store.as_ref(), driver, prepared, request, progress, &self.cancel)?;
+        let revision = apply(store.as_ref(), driver, prepared, &request, progress, &self.cancel)?;
         if self.cancel.is_cancelled() {
             let not_started = revision.actions.iter().filter(|a| a.report.outcome == Outcome::Interrupted).count();
             return ended(Ended::Interrupted { revision, not_started });
@@ -328,7 +328,7 @@ impl Deployer {
             program,
             desired,
             claims: None,
-            desired_state,
+            desired_state: desired_state.into(),
             parallel,
         };
         self.deploy(request, options, supervisor)
@@ -664,7 +664,7 @@ impl Reconciler {
             return planned(prepared, Fix::NotReady(error));
         }
         let shown = prepared.clone();
-        let fix = match apply(store.as_ref(), &driver, prepared, desired.clone(), &Quiet, &self.deployer.cancel) {
+        let fix = match apply(store.as_ref(), &driver, prepared, desired, &Quiet, &self.deployer.cancel) {
             Ok(revision) => {
                 self.reported.clear();
                 Fix::Recorded(revision)
@@ -743,7 +743,7 @@ mod tests {
             policy: crate::deploy::policy_hash(&program),
             desired: units(&state),
             claims: Some(crate::plan::ClaimEnds::of(&program, &state)),
-            desired_state: serde_json::to_value(&state).unwrap(),
+            desired_state: serde_json::to_value(&state).unwrap().into(),
             program: Some(program),
             parallel: 1,
         }

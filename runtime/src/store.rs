@@ -137,7 +137,7 @@ pub struct Journal {
     /// held before it.
     pub revision: Revision,
     pub plan: Plan,
-    pub desired_state: serde_json::Value,
+    pub desired_state: std::sync::Arc<serde_json::Value>,
     /// The policy deployed, as [`aptc_core::ir::Program::to_json`] writes it.
     pub program: Option<String>,
 }
@@ -621,7 +621,10 @@ pub trait Store: Send + Sync {
         if let Some(state) = self.recorded_state(number)? {
             return Ok(Some(state));
         }
-        Ok(self.pending()?.filter(|j| j.revision.number == number).map(|j| j.desired_state))
+        Ok(self
+            .pending()?
+            .filter(|j| j.revision.number == number)
+            .map(|j| std::sync::Arc::unwrap_or_clone(j.desired_state)))
     }
 
     /// Journals a revision before its first action (see the module docs). A journal left by a
@@ -1367,8 +1370,12 @@ mod tests {
             let store = FileStore::open(&path).unwrap();
             let mut planned = revision(1, Cause::Deploy { paths: vec!["p".into()] }, &[]);
             planned.desired = desired.clone();
-            let journal =
-                Journal { revision: planned, plan: plan.clone(), desired_state: serde_json::json!({}), program: None };
+            let journal = Journal {
+                revision: planned,
+                plan: plan.clone(),
+                desired_state: serde_json::json!({}).into(),
+                program: None,
+            };
             store.begin(&journal).unwrap();
             assert!(store.begin(&journal).unwrap_err().to_string().contains("unfinished revision 1"));
             let done =
@@ -1478,7 +1485,7 @@ mod tests {
         let journal = Journal {
             revision: planned,
             plan: plan.clone(),
-            desired_state: serde_json::json!({ "planned": true }),
+            desired_state: serde_json::json!({ "planned": true }).into(),
             program: None,
         };
         writer.begin(&journal).unwrap();

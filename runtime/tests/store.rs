@@ -293,7 +293,7 @@ fn journal(number: u64) -> (Journal, Plan) {
     let journal = Journal {
         revision: planned,
         plan: plan.clone(),
-        desired_state: serde_json::json!({ "planned": true }),
+        desired_state: serde_json::json!({ "planned": true }).into(),
         program: Some(program().to_json()),
     };
     (journal, plan)

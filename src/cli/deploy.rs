@@ -181,7 +181,7 @@ pub(super) fn request(
         policy: policy_hash(&program),
         desired: units(&state),
         claims: Some(ClaimEnds::of(&program, &state)),
-        desired_state: serde_json::to_value(&state).context("encoding the desired state")?,
+        desired_state: serde_json::to_value(&state).context("encoding the desired state")?.into(),
         program: Some(program),
         parallel: usize::from(run.parallel),
     };

@@ -594,7 +594,9 @@ impl Store for KubeStore {
     fn forget_journal(&self, number: u64) -> Result<(), StoreError> {
         let location = self.location.clone();
         self.update(|head| {
-            let journaled: Option<Journal> = decode(head, JOURNAL).map_err(|why| StoreError::Corrupt {
+            // Only the journal's revision number: the whole journal (its desired state, the
+            // policy) was a tenth of the controller's peak memory at 10,000 claims.
+            let journaled: Option<JournaledNumber> = decode(head, JOURNAL).map_err(|why| StoreError::Corrupt {
                 store: location.clone(),
                 part: format!("the journal cannot be read ({why})"),
             })?;
@@ -607,6 +609,18 @@ impl Store for KubeStore {
             Ok(())
         })
     }
+}
+
+/// The part of a [`Journal`] that says which revision it is.
+#[derive(Deserialize)]
+struct JournaledNumber {
+    revision: RevisionNumber,
+}
+
+/// A revision's number, the rest of it skipped.
+#[derive(Deserialize)]
+struct RevisionNumber {
+    number: u64,
 }
 
 impl KubeStore {
