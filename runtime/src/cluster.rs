@@ -412,6 +412,7 @@ mod tests {
             name: "prod".into(),
             context: Some("prod-ctx".into()),
             kubeconfig: Some("/k/config".into()),
+            credentials: None,
             namespace: None,
             labels: Default::default(),
             base_dir: "/policy".into(),

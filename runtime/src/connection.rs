@@ -71,6 +71,7 @@ mod tests {
             name: "prod".into(),
             context: context.map(Into::into),
             kubeconfig: kubeconfig.map(Into::into),
+            credentials: None,
             namespace: None,
             labels: Default::default(),
             base_dir: "/policy/system".into(),
