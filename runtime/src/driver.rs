@@ -76,6 +76,9 @@ pub enum DriverError {
     /// A secret the unit refers to cannot be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The kubeconfig of the unit's cluster (a Secret's, or the home cluster's) cannot be had.
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
     /// A file or directory of the target could not be made, written, moved or removed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -120,6 +123,7 @@ impl DriverError {
             DriverError::Kubernetes(error) => error.is_transient(),
             DriverError::ClusterLost { .. } | DriverError::Io { .. } => true,
             DriverError::Scrubbed { transient, .. } => *transient,
+            DriverError::Credentials(error) => error.is_transient(),
             DriverError::NeedsHelm(_)
             | DriverError::Manifest(_)
             | DriverError::Secret(_)

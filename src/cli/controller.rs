@@ -10,6 +10,7 @@ use aptc_controller::lease::Election;
 use aptc_controller::manifests::{Install, PROBE_PORT, WEBHOOK_PORT, manifests, to_yaml};
 use aptc_controller::push::Target;
 use aptc_controller::run::Options;
+use aptc_runtime::credentials::Home;
 use aptc_runtime::deployer::{TargetChoice, Targets};
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::store::{KubeLocation, Location};
@@ -110,6 +111,13 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 default_out: args.work_dir.join("out"),
                 helm: args.helm,
                 post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
+                // Clusters' kubeconfig Secrets are read in the controller's own namespace of the
+                // control cluster, which is also what `kubeconfig in_cluster` reaches.
+                home: Home {
+                    kubeconfig: args.kubeconfig.clone(),
+                    context: args.context.clone(),
+                    namespace: Some(args.namespace.clone()),
+                },
             };
             // The revisions live in the control cluster, beside the Lease: every replica sees them.
             let state = Location::Kube(KubeLocation {
