@@ -319,8 +319,7 @@ fn describe_credentials(
     let context = connection.context.as_deref().map_or("current context".to_string(), |c| format!("context {c}"));
     match credentials {
         aptc_core::ir::Credentials::Secret { name, key: entry } => {
-            let namespace =
-                home.namespace.as_deref().map_or("the namespace".to_string(), |n| format!("namespace {n}"));
+            let namespace = home.namespace.as_deref().map_or("the namespace".to_string(), |n| format!("namespace {n}"));
             format!("{key} ({context} of the Secret {name} key {entry} in {namespace} of {})", home.describe())
         }
         aptc_core::ir::Credentials::InCluster => format!("{key} (in_cluster: {})", home.describe()),

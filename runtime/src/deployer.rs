@@ -592,13 +592,11 @@ impl Reconciler {
     /// Chooses the driver again when the policy's clusters are not those it was chosen for.
     fn switch(&mut self, program: Option<&Program>) -> Option<Result<String, DeployError>> {
         let program = program?;
-        // The first policy that loads is what the driver was chosen without (it did not load
-        // then): it becomes the baseline, as the clusters of a later one are compared with it.
-        let Some(known) = &self.clusters else {
-            self.clusters = Some(program.clusters.clone());
-            return None;
-        };
-        if *known == program.clusters {
+        // A driver chosen before any policy loaded knows no cluster: the first policy that loads
+        // switches it to its clusters (the controller starts so), unless it declares none.
+        let known = self.clusters.clone().unwrap_or_default();
+        if known == program.clusters {
+            self.clusters = Some(known);
             return None;
         }
         self.clusters = Some(program.clusters.clone());

@@ -95,12 +95,22 @@ struct ManifestsArgs {
     /// Replicas: one leads, the others stand by.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     replicas: u32,
+    /// A Secret of the controller's namespace holding a cluster's kubeconfig (`kubeconfig secret
+    /// "NAME"` in a cluster declaration): the Role lets the controller get it, by name. Repeat
+    /// for each; none by default.
+    #[arg(long = "kubeconfig-secret", value_name = "NAME")]
+    kubeconfig_secrets: Vec<String>,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ControllerCommand::Manifests(args) => {
-            let install = Install { namespace: args.namespace, image: args.image, replicas: args.replicas };
+            let install = Install {
+                namespace: args.namespace,
+                image: args.image,
+                replicas: args.replicas,
+                kubeconfig_secrets: args.kubeconfig_secrets,
+            };
             print!("{}", to_yaml(&manifests(&install))?);
             Ok(ExitCode::SUCCESS)
         }
