@@ -523,4 +523,47 @@ mod tests {
         assert!(!driver.is_configured(), "no kubeconfig file at /k/config");
         assert!(driver.probe().unwrap_err().to_string().contains("/k/config"));
     }
+
+    #[test]
+    fn a_rotated_kubeconfig_secret_is_read_again_and_a_deleted_one_fails_its_cluster() {
+        let fake = aptc_kube_fake::FakeApi::new();
+        let dir = tempfile::tempdir().unwrap();
+        let home_kubeconfig = dir.path().join("home");
+        aptc_kube_fake::write_kubeconfig(&home_kubeconfig, &fake.serve().unwrap(), "control").unwrap();
+        let path = "/api/v1/namespaces/aptc-system/secrets/prod";
+        let put = |server: &str| {
+            let target = dir.path().join("target");
+            aptc_kube_fake::write_kubeconfig(&target, server, "prod").unwrap();
+            let contents = std::fs::read(&target).unwrap();
+            fake.insert(
+                path,
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": "prod", "namespace": "aptc-system" },
+                    "data": { "kubeconfig": serde_json::to_value(k8s_openapi::ByteString(contents)).unwrap() }
+                }),
+            );
+        };
+        put("https://one.example");
+        let credentials = aptc_core::ir::Credentials::Secret { name: "prod".into(), key: "kubeconfig".into() };
+        let home = Home { kubeconfig: Some(home_kubeconfig), context: None, namespace: Some("aptc-system".into()) };
+        let driver = ClusterDriver::new(
+            BTreeMap::from([("system.prod".to_string(), Connection::ambient("system.prod"))]),
+            Err(HelmError::NotFound { place: "in this test".into() }),
+        )
+        .with_credentials(BTreeMap::from([("system.prod".to_string(), credentials)]), home);
+        assert!(driver.is_configured(), "the home has a kubeconfig");
+        let read = |driver: &ClusterDriver| {
+            std::fs::read_to_string(driver.connection("system.prod").unwrap().kubeconfig.unwrap()).unwrap()
+        };
+        assert!(read(&driver).contains("https://one.example"));
+        put("https://two.example");
+        assert!(read(&driver).contains("https://one.example"), "kept until the next preflight");
+        driver.renew("system.prod").unwrap();
+        assert!(read(&driver).contains("https://two.example"), "read again");
+        fake.remove(path);
+        let error = driver.renew("system.prod").unwrap_err();
+        assert!(error.is_transient() && error.to_string().contains("no Secret `prod`"), "{error}");
+        assert!(driver.connection("system.prod").is_err(), "not kept once it is gone");
+    }
 }

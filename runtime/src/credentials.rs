@@ -63,6 +63,12 @@ its kubeconfig; create it with `kubectl -n {namespace} create secret generic {na
         if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
     )]
     NoKey { cluster: String, namespace: String, name: String, key: String, keys: Vec<String> },
+    /// The declaration names no possible Secret or key.
+    #[error(
+        "cluster {cluster}: `kubeconfig secret {name:?} key {key:?}` names no possible Secret key (a Secret's name is \
+lower-case letters, digits, `-` and `.`, at most 253; a key is letters, digits, `-`, `_` and `.`)"
+    )]
+    BadName { cluster: String, name: String, key: String },
     /// The key holds no kubeconfig, or not the declared context.
     #[error(
         "cluster {cluster}: the key `{key}` of the Secret `{namespace}/{name}` is not a usable kubeconfig: {reason}"
@@ -188,6 +194,13 @@ impl Credentials {
         match credentials {
             ir::Credentials::InCluster => self.in_cluster(key),
             ir::Credentials::Secret { name, key: entry } => {
+                if !is_secret_name(name) || !is_secret_key(entry) {
+                    return Err(CredentialsError::BadName {
+                        cluster: key.to_string(),
+                        name: name.clone(),
+                        key: entry.clone(),
+                    });
+                }
                 let (contents, namespace) = self.read_secret(key, name, entry)?;
                 let not_kubeconfig = |reason: String| CredentialsError::NotKubeconfig {
                     cluster: key.to_string(),
@@ -304,16 +317,16 @@ impl Credentials {
 
     /// Writes `contents` as the kubeconfig of `cluster` (0600, in the private directory).
     fn keep(&self, cluster: &str, contents: &[u8]) -> Result<PathBuf, CredentialsError> {
-        let mut dir = self.dir.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.dir.lock().unwrap_or_else(|p| p.into_inner());
         let write_error =
             |path: PathBuf, source| CredentialsError::Write { cluster: cluster.to_string(), path, source };
-        if dir.is_none() {
-            *dir = Some(
+        let dir = match &mut *slot {
+            Some(dir) => dir,
+            empty => empty.insert(
                 crate::private_dir::PrivateDir::create("kubeconfig")
                     .map_err(|e| write_error(std::env::temp_dir(), e))?,
-            );
-        }
-        let Some(dir) = dir.as_ref() else { unreachable!("made above") };
+            ),
+        };
         // `system.NAME` is a file name (identifiers have no `/`).
         let path = dir.path().join(format!("{cluster}.kubeconfig"));
         let mut options = std::fs::OpenOptions::new();
@@ -327,6 +340,23 @@ impl Credentials {
         std::io::Write::write_all(&mut file, contents).map_err(|e| write_error(path.clone(), e))?;
         Ok(path)
     }
+}
+
+/// A Kubernetes object name (DNS subdomain): lower-case alphanumerics, `-` and `.`, starting and
+/// ending with an alphanumeric, at most 253 characters.
+fn is_secret_name(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    name.len() <= 253
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// A key of a Secret's data: alphanumerics, `-`, `_` and `.`, at most 253 characters.
+fn is_secret_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
 /// A small runtime for one read (the driver's callers are synchronous).
@@ -388,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn names_that_cannot_be_secrets_are_refused_before_any_request() {
+        assert!(is_secret_name("prod-kubeconfig") && is_secret_name("a.b") && is_secret_key("eu.yaml"));
+        assert!(!is_secret_name("") && !is_secret_name("Prod") && !is_secret_name("a/b") && !is_secret_name("-a"));
+        assert!(!is_secret_key("") && !is_secret_key("a/b"));
+        let credentials = Credentials::new(Home::default());
+        let bad = ir::Credentials::Secret { name: "../x".into(), key: "kubeconfig".into() };
+        let error = credentials.connect("system.prod", None, &bad).unwrap_err();
+        assert!(matches!(error, CredentialsError::BadName { .. }), "{error:?}");
+        assert!(error.to_string().contains("system.prod") && !error.is_transient(), "{error}");
+    }
+
+    #[test]
     fn a_home_without_a_kubeconfig_says_which_it_would_use() {
         let home =
             Home { kubeconfig: Some("/nowhere/config".into()), context: Some("control".into()), namespace: None };
@@ -400,5 +442,83 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("system.prod") && message.contains("/nowhere/config"), "{message}");
         assert!(error.is_transient());
+    }
+
+    /// A served API-server double holding `secrets` (name → key → contents) in `aptc-system`,
+    /// and the home reaching it.
+    fn served(secrets: &[(&str, &str, &[u8])]) -> (aptc_kube_fake::FakeApi, tempfile::TempDir, Home) {
+        let fake = aptc_kube_fake::FakeApi::new();
+        for (name, key, contents) in secrets {
+            fake.insert(
+                &format!("/api/v1/namespaces/aptc-system/secrets/{name}"),
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": name, "namespace": "aptc-system" },
+                    "data": { *key: serde_json::to_value(k8s_openapi::ByteString(contents.to_vec())).unwrap() }
+                }),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("home");
+        aptc_kube_fake::write_kubeconfig(&kubeconfig, &fake.serve().unwrap(), "control").unwrap();
+        let home = Home { kubeconfig: Some(kubeconfig), context: None, namespace: Some("aptc-system".into()) };
+        (fake, dir, home)
+    }
+
+    #[test]
+    fn a_secret_s_kubeconfig_is_read_checked_and_kept_privately() {
+        const TARGET: &[u8] = b"apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: https://t.example\n\
+users:\n- name: u\n  user:\n    token: sekret-token-1\ncontexts:\n- name: prod\n  context:\n    cluster: t\n    user: u\n";
+        let (_fake, _dir, home) = served(&[
+            ("prod", "kubeconfig", TARGET),
+            ("other-key", "config", TARGET),
+            ("garbage", "kubeconfig", b"sekret-token-2: [unclosed"),
+        ]);
+        let credentials = Credentials::new(home);
+        let secret = |name: &str| ir::Credentials::Secret { name: name.into(), key: "kubeconfig".into() };
+
+        let connected = credentials.connect("system.prod", Some("prod"), &secret("prod")).unwrap();
+        let path = connected.connection.kubeconfig.clone().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), TARGET);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        }
+        assert_eq!(connected.connection.context.as_deref(), Some("prod"));
+        let described = connected.connection.describe();
+        assert_eq!(described, "system.prod (context prod of the Secret aptc-system/prod key kubeconfig)");
+
+        let errors = [
+            credentials.connect("system.a", None, &secret("absent")).unwrap_err(),
+            credentials.connect("system.b", None, &secret("other-key")).unwrap_err(),
+            credentials.connect("system.c", None, &secret("garbage")).unwrap_err(),
+            credentials.connect("system.d", Some("elsewhere"), &secret("prod")).unwrap_err(),
+            // No context named and the kubeconfig has no current one.
+            credentials.connect("system.e", None, &secret("prod")).unwrap_err(),
+        ];
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(matches!(errors[0], CredentialsError::NoSecret { .. }) && errors[0].is_transient(), "{messages:?}");
+        assert!(messages[0].contains("no Secret `absent` in namespace `aptc-system`"), "{}", messages[0]);
+        assert!(matches!(&errors[1], CredentialsError::NoKey { keys, .. } if keys == &["config"]), "{messages:?}");
+        assert!(messages[1].contains("has no key `kubeconfig` (its keys: config)"), "{}", messages[1]);
+        assert!(matches!(errors[2], CredentialsError::NotKubeconfig { .. }) && !errors[2].is_transient());
+        assert!(messages[3].contains("no context `elsewhere`"), "{}", messages[3]);
+        assert!(messages[4].contains("no current-context"), "{}", messages[4]);
+        for (message, cluster) in messages.iter().zip(["system.a", "system.b", "system.c", "system.d", "system.e"]) {
+            assert!(message.starts_with(&format!("cluster {cluster}: ")), "{message}");
+            assert!(!message.contains("sekret-token"), "never the Secret's contents: {message}");
+        }
+    }
+
+    #[test]
+    fn in_cluster_is_the_home_s_own_connection() {
+        let (_fake, _dir, home) = served(&[]);
+        let kubeconfig = home.kubeconfig.clone();
+        let connected = Credentials::new(home).connect("system.home", None, &ir::Credentials::InCluster).unwrap();
+        assert_eq!(connected.connection.kubeconfig, kubeconfig);
+        assert_eq!(connected.connection.context, None);
+        assert!(connected.contents.is_none(), "nothing written");
     }
 }
