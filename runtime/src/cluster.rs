@@ -308,8 +308,8 @@ impl ClusterDriver {
     }
 }
 
-/// For people: `system.prod (the Secret prod key kubeconfig in the namespace of context control of
-/// /k/config)`.
+/// For people: `system.prod (current context of the Secret prod key kubeconfig in namespace
+/// aptc-system of context control of /k/config)`.
 fn describe_credentials(
     key: &str,
     connection: &Connection,

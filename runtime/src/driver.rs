@@ -78,7 +78,7 @@ pub enum DriverError {
     Secret(#[from] SecretError),
     /// The kubeconfig of the unit's cluster (a Secret's, or the home cluster's) cannot be had.
     #[error(transparent)]
-    Credentials(#[from] crate::credentials::CredentialsError),
+    Credentials(Box<crate::credentials::CredentialsError>),
     /// A file or directory of the target could not be made, written, moved or removed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -110,6 +110,12 @@ pub enum DriverError {
     /// Helm call running then was stopped, and nothing more is tried on that cluster.
     #[error("the cluster {cluster} became unreachable: {reason}; nothing more is applied there in this deploy")]
     ClusterLost { cluster: String, reason: String },
+}
+
+impl From<crate::credentials::CredentialsError> for DriverError {
+    fn from(error: crate::credentials::CredentialsError) -> DriverError {
+        DriverError::Credentials(Box::new(error))
+    }
 }
 
 impl DriverError {
