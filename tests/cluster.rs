@@ -590,3 +590,124 @@ fn a_repair_that_keeps_failing_backs_off() {
     assert!(wait_for(40, || fake.object(&greeting).is_some()), "repaired once the refusal ends: {}", shown());
     assert_eq!(watcher.terminate().and_then(|s| s.code()), Some(130), "stopped by a signal: {}", shown());
 }
+
+const CREDENTIALS_SYSTEM: &str = r#"namespace system
+
+user "ada@example.com"
+
+cluster prod {
+    kubeconfig secret "prod-kubeconfig"
+    namespace "apps"
+}
+
+cluster later {
+    kubeconfig secret "later" key "config"
+    namespace "apps"
+}
+"#;
+
+const CREDENTIALS_APP: &str = r#"namespace app
+
+label target: "prod" | "later" = "prod"
+
+rule to_prod when labels.target == "prod" {
+    place on system.prod
+}
+
+rule to_later when labels.target == "later" {
+    place on system.later
+}
+
+service site {
+    component config manifests "k8s/*.yaml" {
+        values {
+            greeting = "hello"
+        }
+    }
+}
+
+contract site {
+    context all {
+        allocate per labels.target
+        use site
+    }
+}
+
+claim on_prod {
+    user "ada@example.com"
+    contract site
+}
+
+claim on_later {
+    user "ada@example.com"
+    contract site
+    labels { target = "later" }
+}
+"#;
+
+/// The Secret `name` of namespace `default` holding `contents` under `key`, as a real API server
+/// keeps it (Base64 in `data`).
+fn kubeconfig_secret(name: &str, key: &str, contents: &[u8]) -> Value {
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(contents.to_vec())).unwrap();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": { "name": name, "namespace": "default" },
+        "data": { key: encoded },
+    })
+}
+
+#[test]
+fn clusters_whose_kubeconfig_is_a_secret_are_deployed_to_and_a_missing_secret_fails_only_its_instance() {
+    let dir = common::scratch("cluster-tests", "credentials");
+    let policy = dir.join("policy");
+    std::fs::create_dir_all(policy.join("k8s")).unwrap();
+    std::fs::write(policy.join("system.apt"), CREDENTIALS_SYSTEM).unwrap();
+    std::fs::write(policy.join("app.apt"), CREDENTIALS_APP).unwrap();
+    std::fs::write(
+        policy.join("k8s/greeting.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${instance.name}-greeting\ndata:\n  greeting: \"${values.greeting}\"\n",
+    )
+    .unwrap();
+    // The home: the ambient kubeconfig's current context (namespace `default`), where the
+    // Secrets are; the target cluster is another API server, known only to the Secret.
+    let (home, kubeconfig) = served(&dir);
+    let target = FakeApi::new();
+    let target_kubeconfig = dir.join("target-kubeconfig");
+    write_kubeconfig(&target_kubeconfig, &target.serve().unwrap(), "target").unwrap();
+    let contents = std::fs::read(&target_kubeconfig).unwrap();
+    std::fs::remove_file(&target_kubeconfig).unwrap();
+    home.insert(
+        "/api/v1/namespaces/default/secrets/prod-kubeconfig",
+        kubeconfig_secret("prod-kubeconfig", "kubeconfig", &contents),
+    );
+
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert_eq!(first.status.code(), Some(1), "the instance on `later` failed: {shown}");
+    let home_described = format!("the current context of {}", kubeconfig.display());
+    assert!(
+        shown.contains(&format!(
+            "system.prod (current context of the Secret prod-kubeconfig key kubeconfig in the namespace of {home_described})"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("cluster system.later: there is no Secret `later` in namespace `default`")
+            && shown.contains("kubectl -n default create secret generic later --from-file=config=PATH"),
+        "the failure names the Secret and says what to do: {shown}"
+    );
+    let applied: Vec<String> = target.paths().into_iter().filter(|p| p.starts_with(CONFIG_MAPS)).collect();
+    assert_eq!(applied.len(), 2, "the prod instance's ConfigMap and inventory, on the target cluster: {applied:?}");
+    assert!(applied.iter().any(|p| p.ends_with("-greeting")), "{applied:?}");
+    assert!(config_maps(&home).is_empty(), "nothing applied to the home cluster");
+    assert!(home.paths_of("GET").iter().any(|p| p == "/api/v1/namespaces/default/secrets/later"), "asked for it");
+
+    // Once the Secret exists (under the key the declaration names), the next deploy applies the
+    // failed instance through it.
+    home.insert("/api/v1/namespaces/default/secrets/later", kubeconfig_secret("later", "config", &contents));
+    let (second, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(second.status.success(), "{shown}");
+    assert!(shown.contains("1 created"), "{shown}");
+    let greetings = target.paths().into_iter().filter(|p| p.starts_with(CONFIG_MAPS) && p.ends_with("-greeting"));
+    assert_eq!(greetings.count(), 2, "both instances on the target cluster");
+}

@@ -187,21 +187,27 @@ fn the_helm_chart_renders_what_controller_manifests_prints() {
         String::from_utf8_lossy(&lint.stdout),
         String::from_utf8_lossy(&lint.stderr)
     );
-    for (namespace, image, replicas) in
-        [("aptc-system", "aptc:0.1.0", "2"), ("platform", "registry.example.com/aptc:1 #x", "3")]
-    {
-        let rendered = Command::new(&helm.path)
+    for (namespace, image, replicas, secrets) in [
+        ("aptc-system", "aptc:0.1.0", "2", &[][..]),
+        ("platform", "registry.example.com/aptc:1 #x", "3", &["prod-kubeconfig", "fleet"][..]),
+    ] {
+        let mut helm_template = Command::new(&helm.path);
+        helm_template
             .args(["template", "aptc"])
             .arg(&chart)
             .args(["--namespace", namespace, "--include-crds", "--set-string", &format!("image={image}")])
-            .args(["--set", &format!("replicas={replicas}")])
-            .output()
-            .unwrap();
+            .args(["--set", &format!("replicas={replicas}")]);
+        for (i, secret) in secrets.iter().enumerate() {
+            helm_template.args(["--set-string", &format!("kubeconfigSecrets[{i}]={secret}")]);
+        }
+        let rendered = helm_template.output().unwrap();
         assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
-        let printed = Command::new(env!("CARGO_BIN_EXE_aptc"))
-            .args(["controller", "manifests", "--namespace", namespace, "--image", image, "--replicas", replicas])
-            .output()
-            .unwrap();
+        let mut manifests = Command::new(env!("CARGO_BIN_EXE_aptc"));
+        manifests.args(["controller", "manifests", "--namespace", namespace, "--image", image, "--replicas", replicas]);
+        for secret in secrets {
+            manifests.args(["--kubeconfig-secret", secret]);
+        }
+        let printed = manifests.output().unwrap();
         assert!(printed.status.success());
         assert_eq!(
             objects(&String::from_utf8(rendered.stdout).unwrap(), &[]),
@@ -380,6 +386,7 @@ impl Loop {
             namespace: "aptc-system".into(),
             image: "aptc:test".into(),
             replicas: 2,
+            kubeconfig_secrets: vec![],
         };
         let webhook = aptc_controller::manifests::manifests(&install)
             .into_iter()
@@ -933,4 +940,77 @@ fn bundles_from_a_git_repository_served_on_loopback() {
     assert_eq!(output.status.code(), Some(0), "{shown}");
     assert!(common::wait_for(30, || bundle("data")["status"]["state"] == "InUse"), "{:#}", bundle("data"));
     drop(running);
+}
+
+/// The system bundle with the target cluster reached through a kubeconfig Secret of the
+/// controller's namespace, and the data team's claims placed on a cluster whose Secret is missing.
+const SECRET_SYSTEM: &str = r#"namespace system
+
+team web_team
+team data_team
+
+user "ada" { team web_team }
+user "eve" { team data_team }
+
+grant consumer on web when user.team == "web_team"
+grant consumer on data
+
+cluster fake {
+    kubeconfig secret "fake-kubeconfig"
+    namespace "apps"
+}
+
+cluster broken {
+    kubeconfig secret "broken-kubeconfig" key "config"
+    namespace "apps"
+}
+
+rule web_here when user.team == "web_team" {
+    place on fake
+}
+
+rule data_there when user.team == "data_team" {
+    place on broken
+}
+"#;
+
+#[test]
+fn a_target_cluster_reached_through_a_kubeconfig_secret_and_a_missing_one_failing_only_its_claims() {
+    let cluster = Loop::new("credentials");
+    // The target cluster is another API server, known only to the Secret in aptc-system.
+    let target = FakeApi::new();
+    let target_kubeconfig = cluster.dir.join("target-kubeconfig");
+    write_kubeconfig(&target_kubeconfig, &target.serve().unwrap(), "target").unwrap();
+    let contents = std::fs::read(&target_kubeconfig).unwrap();
+    std::fs::remove_file(&target_kubeconfig).unwrap();
+    cluster.fake.insert(
+        "/api/v1/namespaces/aptc-system/secrets/fake-kubeconfig",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": "fake-kubeconfig", "namespace": "aptc-system" },
+            "data": { "kubeconfig": serde_json::to_value(k8s_openapi::ByteString(contents)).unwrap() }
+        }),
+    );
+    cluster.bundle("system", &[("system.apt", SECRET_SYSTEM)]);
+    let running = cluster.controller("one");
+    cluster.file("web", "ada-dev", "ada", "site", serde_json::json!({ "note": "plain" }));
+    cluster.file("data", "eve-store", "eve", "store", serde_json::json!({ "size": 3 }));
+
+    let ready = cluster.settled(&running, "web", "ada-dev", "Ready");
+    let name = instance(&ready);
+    let path = format!("/api/v1/namespaces/apps/configmaps/{name}");
+    assert!(target.object(&path).is_some(), "applied to the cluster the Secret reaches: {:?}", target.paths());
+    assert!(cluster.config_map(&name).is_none(), "not to the control cluster");
+
+    let failed = cluster.events_once("data", "Claim", "eve-store", "ApplyFailed");
+    let note = failed.iter().find(|e| e["reason"] == "ApplyFailed").unwrap()["note"].as_str().unwrap().to_string();
+    assert!(
+        note.contains("cluster system.broken: there is no Secret `broken-kubeconfig` in namespace `aptc-system`"),
+        "the failure names the Secret: {note}"
+    );
+    let status = cluster.claim("data", "eve-store").unwrap()["status"].clone();
+    assert_ne!(status["state"], "Ready", "{status:#}");
+    assert_eq!(condition(&status, "Ready")["status"], "False", "{status:#}");
+    // The web team's instance stays applied while the data team's keeps failing.
+    assert_eq!(cluster.settled(&running, "web", "ada-dev", "Ready")["state"], "Ready");
 }

@@ -132,6 +132,7 @@ users:\n- name: u\n  user:\n    token: x\n",
         cluster: "system.dead".into(),
         kubeconfig: Some(kubeconfig.clone()),
         context: Some("dead".into()),
+        origin: None,
     };
     let started = Instant::now();
     let error = releases.upgrade(&connection, &unit(&chart), 1, &serde_json::json!({})).unwrap_err().to_string();

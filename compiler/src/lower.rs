@@ -205,6 +205,7 @@ impl Lowerer<'_> {
                     name: cluster.name.text.to_string(),
                     context: None,
                     kubeconfig: None,
+                    credentials: None,
                     namespace: None,
                     labels: BTreeMap::new(),
                     base_dir: self.file.dir.clone(),
@@ -213,6 +214,13 @@ impl Lowerer<'_> {
                     match &stmt.node {
                         ast::ClusterStmt::Context(s) => lowered.context = s.as_plain(),
                         ast::ClusterStmt::Kubeconfig(s) => lowered.kubeconfig = s.as_plain(),
+                        ast::ClusterStmt::KubeconfigSecret { name, key } => {
+                            lowered.credentials = name.as_plain().map(|name| Credentials::Secret {
+                                name,
+                                key: key.as_ref().and_then(|k| k.as_plain()).unwrap_or_else(|| KUBECONFIG_KEY.into()),
+                            });
+                        }
+                        ast::ClusterStmt::InCluster(_) => lowered.credentials = Some(Credentials::InCluster),
                         ast::ClusterStmt::Namespace(s) => lowered.namespace = s.as_plain(),
                         ast::ClusterStmt::Labels(map) => lowered.labels = self.label_map(map),
                         ast::ClusterStmt::Error => {}

@@ -54,3 +54,21 @@ fn a_file_of_another_version_is_refused_with_a_clear_error() {
     assert!(matches!(Program::from_json("{\"format\": \"other\", \"version\": 1}"), Err(LoadError::NotIr(_))));
     assert!(matches!(Program::from_json("not json"), Err(LoadError::NotIr(_))));
 }
+
+#[test]
+fn cluster_credentials_lower_to_where_the_kubeconfig_comes_from() {
+    use aptc_core::ir::Credentials;
+    let text = "namespace system\n\ncluster prod {\n    kubeconfig secret \"prod\"\n    context \"us\"\n}\n\
+cluster eu {\n    kubeconfig secret \"fleet\" key \"eu.yaml\"\n}\n\ncluster home {\n    kubeconfig in_cluster\n}\n\n\
+cluster laptop {\n    kubeconfig \"kube.yaml\"\n}\n";
+    let program = Analysis::of_texts([("system.apt", text)]).lower().expect("clean");
+    let credentials = |name: &str| program.clusters[&format!("system.{name}")].credentials.clone();
+    assert_eq!(credentials("prod"), Some(Credentials::Secret { name: "prod".into(), key: "kubeconfig".into() }));
+    assert_eq!(credentials("eu"), Some(Credentials::Secret { name: "fleet".into(), key: "eu.yaml".into() }));
+    assert_eq!(credentials("home"), Some(Credentials::InCluster));
+    assert_eq!(credentials("laptop"), None);
+    assert_eq!(program.clusters["system.prod"].context.as_deref(), Some("us"));
+    let json = program.to_json();
+    assert_eq!(Program::from_json(&json).unwrap(), program, "round-trips");
+    assert_eq!(json.matches("\"credentials\"").count(), 3, "absent where there are none: {json}");
+}

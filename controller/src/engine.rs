@@ -512,6 +512,7 @@ mod tests {
             default_out: dir.join("out"),
             helm: None,
             post_renderer: Ok(PathBuf::from("aptc")),
+            home: Default::default(),
         };
         let state = Location::File(dir.join("work/state.db"));
         Engine::new(&state, &dir.join("work"), targets, Cancel::default(), Duration::from_secs(60)).unwrap()

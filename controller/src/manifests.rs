@@ -37,6 +37,9 @@ pub struct Install {
     pub image: String,
     /// Replicas (one leads, the others stand by).
     pub replicas: u32,
+    /// The Secrets (in its namespace) holding the kubeconfigs of clusters declared with
+    /// `kubeconfig secret` (docs/language.md §8.1), which the controller may `get`, by name.
+    pub kubeconfig_secrets: Vec<String>,
 }
 
 /// One object, with the comment lines written above it.
@@ -116,16 +119,13 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "- secrets create: the first replica stores the webhook certificate it generates (creating",
             "  cannot be limited to one name; nothing else is granted on Secrets but get of that one).",
             "- secrets get (only the webhook certificate's, by name): every replica serves that certificate.",
+            "- secrets get (only those named by --kubeconfig-secret, by name; none by default): the",
+            "  kubeconfigs of the clusters the policy declares with `kubeconfig secret`.",
         ],
         object: json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": { "name": NAME, "namespace": ns, "labels": labels },
-            "rules": [
-                { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] },
-                { "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"] },
-                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["create"] },
-                { "apiGroups": [""], "resources": ["secrets"], "resourceNames": [WEBHOOK_SECRET], "verbs": ["get"] }
-            ]
+            "rules": role_rules(install)
         }),
     });
     out.push(Manifest {
@@ -275,12 +275,29 @@ pub fn to_yaml(manifests: &[Manifest]) -> Result<String, serde_saphyr::ser::Erro
     Ok(out)
 }
 
+/// The Role's rules: a rule for the kubeconfig Secrets only when some are named (an empty
+/// `resourceNames` would allow every name).
+fn role_rules(install: &Install) -> Value {
+    let mut rules = vec![
+        json!({ "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"] }),
+        json!({ "apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "update"] }),
+        json!({ "apiGroups": [""], "resources": ["secrets"], "verbs": ["create"] }),
+        json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": [WEBHOOK_SECRET], "verbs": ["get"] }),
+    ];
+    if !install.kubeconfig_secrets.is_empty() {
+        rules.push(json!({
+            "apiGroups": [""], "resources": ["secrets"], "resourceNames": install.kubeconfig_secrets, "verbs": ["get"]
+        }));
+    }
+    Value::Array(rules)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn install() -> Install {
-        Install { namespace: "aptc-system".into(), image: "aptc:0.1.0".into(), replicas: 2 }
+        Install { namespace: "aptc-system".into(), image: "aptc:0.1.0".into(), replicas: 2, kubeconfig_secrets: vec![] }
     }
 
     #[test]
@@ -296,7 +313,12 @@ mod tests {
 
     #[test]
     fn values_are_written_as_data() {
-        let hostile = Install { namespace: "x\n---\nkind: Secret".into(), image: "i: {\"'".into(), replicas: 1 };
+        let hostile = Install {
+            namespace: "x\n---\nkind: Secret".into(),
+            image: "i: {\"'".into(),
+            replicas: 1,
+            kubeconfig_secrets: vec!["a\n- b".into()],
+        };
         let yaml = to_yaml(&manifests(&hostile)).unwrap();
         let documents = aptc_runtime::manifest::parse_stream(&yaml).unwrap();
         assert_eq!(documents.len(), manifests(&hostile).len(), "no document was injected");
@@ -304,5 +326,22 @@ mod tests {
         let deployment = documents.iter().find(|d| d.value["kind"] == "Deployment").unwrap();
         assert_eq!(deployment.value["spec"]["template"]["spec"]["containers"][0]["image"], "i: {\"'");
         assert_eq!(deployment.value["metadata"]["namespace"], "x\n---\nkind: Secret");
+        let role = documents.iter().find(|d| d.value["kind"] == "Role").unwrap();
+        assert_eq!(role.value["rules"][4]["resourceNames"], json!(["a\n- b"]));
+    }
+
+    #[test]
+    fn kubeconfig_secrets_are_granted_by_name_only() {
+        let role = |names: Vec<String>| {
+            let install = Install { kubeconfig_secrets: names, ..install() };
+            manifests(&install).into_iter().find(|m| m.object["kind"] == "Role").unwrap().object
+        };
+        let none = role(vec![]);
+        assert_eq!(none["rules"].as_array().unwrap().len(), 4, "no rule without names (empty would mean all)");
+        let some = role(vec!["prod-kubeconfig".into(), "fleet".into()]);
+        assert_eq!(
+            some["rules"][4],
+            json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["prod-kubeconfig", "fleet"], "verbs": ["get"] })
+        );
     }
 }

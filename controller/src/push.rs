@@ -81,6 +81,7 @@ impl Target {
             cluster: "control".into(),
             kubeconfig: self.kubeconfig.clone(),
             context: self.context.clone(),
+            origin: None,
         };
         let path = connection.kubeconfig_path();
         let error = |reason: String| PushError::Kubeconfig { path: path.clone(), reason };

@@ -236,10 +236,29 @@ pub struct Cluster {
     pub context: Option<String>,
     /// As written: relative to `base_dir`, or `~/…`.
     pub kubeconfig: Option<String>,
+    /// Where the kubeconfig comes from when it is not a file (`kubeconfig secret …`,
+    /// `kubeconfig in_cluster`); absent from the IR of clusters without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Credentials>,
     pub namespace: Option<String>,
     pub labels: BTreeMap<String, Value>,
     /// The directory of the file that declares the cluster.
     pub base_dir: String,
+}
+
+/// The key of a kubeconfig Secret when `kubeconfig secret "NAME"` names none.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+
+/// A cluster's credentials that are no file (docs/language.md §8.1), found through the *home*
+/// cluster: the controller's own cluster and namespace, or for a deploy from a laptop the current
+/// context of the ambient kubeconfig and its namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Credentials {
+    /// The kubeconfig held by the key `key` of the Secret `name` in the home namespace.
+    Secret { name: String, key: String },
+    /// The home cluster itself, with the home's own credentials (in a pod, its service account).
+    InCluster,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -184,7 +184,15 @@ module.exports = grammar({
     cluster_declaration: ($) => seq('cluster', field('name', $.identifier), field('body', $.cluster_body)),
     cluster_body: ($) => block($.context_statement, $.kubeconfig_statement, $.namespace_statement, $.labels_statement),
     context_statement: ($) => seq('context', field('context', $.string)),
-    kubeconfig_statement: ($) => seq('kubeconfig', field('path', $.string)),
+    kubeconfig_statement: ($) =>
+      seq(
+        'kubeconfig',
+        choice(
+          field('path', $.string),
+          seq('secret', field('secret', $.string), optional(seq('key', field('key', $.string)))),
+          'in_cluster',
+        ),
+      ),
     namespace_statement: ($) => seq('namespace', field('namespace', $.string)),
     labels_statement: ($) => seq('labels', field('labels', $.map)),
 

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use aptc_core::ir::Program;
 
 use crate::connection::Connection;
+use crate::credentials::{Connected, Credentials, CredentialsError, Home};
 use crate::driver::{ActionResult, Driver, DriverError};
 use crate::helm::HelmError;
 use crate::k8s::Applier;
@@ -36,6 +37,13 @@ pub struct ClusterDriver {
     /// By `system.NAME`; a cluster the policy no longer declares is reached as
     /// [`Connection::ambient`] (to delete what was deployed there).
     connections: BTreeMap<String, Connection>,
+    /// The clusters whose kubeconfig comes from a Secret or is the home cluster, by `system.NAME`
+    /// (their contexts are in `connections`).
+    declared: BTreeMap<String, aptc_core::ir::Credentials>,
+    /// How those are reached, and their connections once made (with the kubeconfig read, so a
+    /// rotated Secret is noticed at the next preflight).
+    credentials: Credentials,
+    connected: Mutex<HashMap<String, Connected>>,
     /// `Err`: helm is missing (only chart units need it).
     releases: Result<Releases, HelmError>,
     appliers: Mutex<HashMap<String, Arc<Applier>>>,
@@ -60,6 +68,12 @@ pub fn connections(program: &Program) -> BTreeMap<String, Connection> {
     program.clusters.iter().map(|(key, cluster)| (key.clone(), Connection::for_cluster(key, cluster))).collect()
 }
 
+/// The clusters of `program` whose kubeconfig is a Secret's or the home cluster's, by
+/// `system.NAME`.
+pub fn credentials(program: &Program) -> BTreeMap<String, aptc_core::ir::Credentials> {
+    program.clusters.iter().filter_map(|(key, cluster)| Some((key.clone(), cluster.credentials.clone()?))).collect()
+}
+
 impl ClusterDriver {
     /// A driver for the declared clusters `connections`, with Helm releases from `releases`.
     pub fn new(connections: BTreeMap<String, Connection>, releases: Result<Releases, HelmError>) -> ClusterDriver {
@@ -69,6 +83,9 @@ impl ClusterDriver {
             .map_or(LOST_AFTER, |secs| Duration::from_secs(secs.max(1)));
         ClusterDriver {
             connections,
+            declared: BTreeMap::new(),
+            credentials: Credentials::new(Home::default()),
+            connected: Mutex::new(HashMap::new()),
             releases,
             appliers: Mutex::new(HashMap::new()),
             lost_after,
@@ -77,10 +94,24 @@ impl ClusterDriver {
         }
     }
 
-    /// Whether any declared cluster has a kubeconfig to read: without one, no cluster is
-    /// configured and the embedded default (rendering) applies.
+    /// The driver with `declared`, the clusters whose kubeconfig is a Secret's or the home
+    /// cluster's (docs/language.md §8.1), found through `home`.
+    pub fn with_credentials(
+        mut self,
+        declared: BTreeMap<String, aptc_core::ir::Credentials>,
+        home: Home,
+    ) -> ClusterDriver {
+        self.declared = declared;
+        self.credentials = Credentials::new(home);
+        self
+    }
+
+    /// Whether any declared cluster has a kubeconfig to read (or, for those of a Secret or the
+    /// home cluster, the home has one): without one, no cluster is configured and the embedded
+    /// default (rendering) applies.
     pub fn is_configured(&self) -> bool {
-        self.connections.values().any(Connection::is_configured)
+        self.connections.iter().any(|(key, c)| !self.declared.contains_key(key) && c.is_configured())
+            || (!self.declared.is_empty() && self.credentials.home().is_configured())
     }
 
     /// Connects to every declared cluster (kept for the deploy); the first that does not answer
@@ -92,8 +123,43 @@ impl ClusterDriver {
         Ok(())
     }
 
-    fn connection(&self, cluster: &str) -> Connection {
-        self.connections.get(cluster).cloned().unwrap_or_else(|| Connection::ambient(cluster))
+    /// The connection of `cluster`; for one of a Secret or the home cluster, made on first use.
+    fn connection(&self, cluster: &str) -> Result<Connection, DriverError> {
+        let Some(credentials) = self.declared.get(cluster) else {
+            return Ok(self.connections.get(cluster).cloned().unwrap_or_else(|| Connection::ambient(cluster)));
+        };
+        if let Some(connected) = self.connected.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
+            return Ok(connected.connection.clone());
+        }
+        let connected = self.connect(cluster, credentials)?;
+        let connection = connected.connection.clone();
+        self.connected.lock().unwrap_or_else(|p| p.into_inner()).insert(cluster.to_string(), connected);
+        Ok(connection)
+    }
+
+    fn connect(&self, cluster: &str, credentials: &aptc_core::ir::Credentials) -> Result<Connected, CredentialsError> {
+        let context = self.connections.get(cluster).and_then(|c| c.context.as_deref());
+        self.credentials.connect(cluster, context, credentials)
+    }
+
+    /// Reads the credentials of `cluster` (one of a Secret or the home cluster) again; when the
+    /// kubeconfig changed (a rotated Secret), its connection is replaced and its client made anew.
+    fn renew(&self, cluster: &str) -> Result<(), DriverError> {
+        let Some(credentials) = self.declared.get(cluster) else { return Ok(()) };
+        let fresh = match self.connect(cluster, credentials) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                self.connected.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
+                self.appliers.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
+                return Err(error.into());
+            }
+        };
+        let mut connected = self.connected.lock().unwrap_or_else(|p| p.into_inner());
+        if connected.get(cluster) != Some(&fresh) {
+            connected.insert(cluster.to_string(), fresh);
+            self.appliers.lock().unwrap_or_else(|p| p.into_inner()).remove(cluster);
+        }
+        Ok(())
     }
 
     /// The applier of `cluster`, connecting on first use.
@@ -101,7 +167,7 @@ impl ClusterDriver {
         if let Some(applier) = self.appliers.lock().unwrap_or_else(|p| p.into_inner()).get(cluster) {
             return Ok(applier.clone());
         }
-        let applier = Arc::new(Applier::connect(&self.connection(cluster))?);
+        let applier = Arc::new(Applier::connect(&self.connection(cluster)?)?);
         let mut appliers = self.appliers.lock().unwrap_or_else(|p| p.into_inner());
         Ok(appliers.entry(cluster.to_string()).or_insert(applier).clone())
     }
@@ -169,10 +235,10 @@ helm if it ran)",
     /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
     fn carry_out(&self, revision: u64, action: &Action) -> Result<String, DriverError> {
         let unit = &action.unit;
-        let connection = self.connection(&unit.cluster);
         if let Some(reason) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).get(&unit.cluster) {
             return Err(DriverError::ClusterLost { cluster: unit.cluster.clone(), reason: reason.clone() });
         }
+        let connection = self.connection(&unit.cluster)?;
         match (&unit.source, action.op) {
             (Source::Chart { .. }, Op::Delete) => {
                 let releases = self.releases()?;
@@ -242,6 +308,24 @@ impl ClusterDriver {
     }
 }
 
+/// For people: `system.prod (current context of the Secret prod key kubeconfig in namespace
+/// aptc-system of context control of /k/config)`.
+fn describe_credentials(
+    key: &str,
+    connection: &Connection,
+    credentials: &aptc_core::ir::Credentials,
+    home: &Home,
+) -> String {
+    let context = connection.context.as_deref().map_or("current context".to_string(), |c| format!("context {c}"));
+    match credentials {
+        aptc_core::ir::Credentials::Secret { name, key: entry } => {
+            let namespace = home.namespace.as_deref().map_or("the namespace".to_string(), |n| format!("namespace {n}"));
+            format!("{key} ({context} of the Secret {name} key {entry} in {namespace} of {})", home.describe())
+        }
+        aptc_core::ir::Credentials::InCluster => format!("{key} (in_cluster: {})", home.describe()),
+    }
+}
+
 /// The directory a unit's relative secret files are read from (its policy file's).
 fn base_dir(unit: &Unit) -> &Path {
     match &unit.source {
@@ -264,7 +348,14 @@ impl Driver for ClusterDriver {
     }
 
     fn describe(&self) -> String {
-        let clusters: Vec<String> = self.connections.values().map(Connection::describe).collect();
+        let clusters: Vec<String> = self
+            .connections
+            .iter()
+            .map(|(key, connection)| match self.declared.get(key) {
+                Some(credentials) => describe_credentials(key, connection, credentials, self.credentials.home()),
+                None => connection.describe(),
+            })
+            .collect();
         format!("applied to Kubernetes: {}", clusters.join(", "))
     }
 
@@ -275,16 +366,23 @@ impl Driver for ClusterDriver {
         }
         let clusters: BTreeSet<&str> = plan.actions.iter().map(|a| a.unit.cluster.as_str()).collect();
         for cluster in clusters {
-            self.applier(cluster)?;
+            // A cluster whose Secret cannot be read fails its own actions (saying why), not the
+            // deploy: the other clusters' instances go on.
+            match self.renew(cluster).and_then(|()| self.applier(cluster).map(drop)) {
+                Err(DriverError::Credentials(error)) => {
+                    tracing::warn!(cluster, "{error}");
+                }
+                other => other?,
+            }
         }
         Ok(())
     }
 
     fn is_present(&self, unit: &Unit) -> bool {
         match &unit.source {
-            Source::Chart { .. } => self
-                .releases()
-                .is_ok_and(|r| r.status(&self.connection(&unit.cluster), unit).is_ok_and(|s| s.is_some())),
+            Source::Chart { .. } => self.releases().is_ok_and(|r| {
+                self.connection(&unit.cluster).is_ok_and(|c| r.status(&c, unit).is_ok_and(|s| s.is_some()))
+            }),
             Source::Manifests { .. } => self.applier(&unit.cluster).is_ok_and(|a| a.is_present(unit).unwrap_or(false)),
         }
     }
@@ -311,7 +409,7 @@ impl Driver for ClusterDriver {
         match &unit.source {
             Source::Chart { .. } => {
                 let releases = self.releases().ok()?;
-                let connection = self.connection(&unit.cluster);
+                let connection = self.connection(&unit.cluster).ok()?;
                 let status = releases.status(&connection, unit).ok()??;
                 let manifest = releases.manifest(&connection, unit).ok()?;
                 let objects: Vec<serde_json::Value> =
@@ -412,6 +510,7 @@ mod tests {
             name: "prod".into(),
             context: Some("prod-ctx".into()),
             kubeconfig: Some("/k/config".into()),
+            credentials: None,
             namespace: None,
             labels: Default::default(),
             base_dir: "/policy".into(),
@@ -423,5 +522,48 @@ mod tests {
         assert_eq!(driver.describe(), "applied to Kubernetes: system.prod (context prod-ctx in /k/config)");
         assert!(!driver.is_configured(), "no kubeconfig file at /k/config");
         assert!(driver.probe().unwrap_err().to_string().contains("/k/config"));
+    }
+
+    #[test]
+    fn a_rotated_kubeconfig_secret_is_read_again_and_a_deleted_one_fails_its_cluster() {
+        let fake = aptc_kube_fake::FakeApi::new();
+        let dir = tempfile::tempdir().unwrap();
+        let home_kubeconfig = dir.path().join("home");
+        aptc_kube_fake::write_kubeconfig(&home_kubeconfig, &fake.serve().unwrap(), "control").unwrap();
+        let path = "/api/v1/namespaces/aptc-system/secrets/prod";
+        let put = |server: &str| {
+            let target = dir.path().join("target");
+            aptc_kube_fake::write_kubeconfig(&target, server, "prod").unwrap();
+            let contents = std::fs::read(&target).unwrap();
+            fake.insert(
+                path,
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": "prod", "namespace": "aptc-system" },
+                    "data": { "kubeconfig": serde_json::to_value(k8s_openapi::ByteString(contents)).unwrap() }
+                }),
+            );
+        };
+        put("https://one.example");
+        let credentials = aptc_core::ir::Credentials::Secret { name: "prod".into(), key: "kubeconfig".into() };
+        let home = Home { kubeconfig: Some(home_kubeconfig), context: None, namespace: Some("aptc-system".into()) };
+        let driver = ClusterDriver::new(
+            BTreeMap::from([("system.prod".to_string(), Connection::ambient("system.prod"))]),
+            Err(HelmError::NotFound { place: "in this test".into() }),
+        )
+        .with_credentials(BTreeMap::from([("system.prod".to_string(), credentials)]), home);
+        assert!(driver.is_configured(), "the home has a kubeconfig");
+        let read = |driver: &ClusterDriver| {
+            std::fs::read_to_string(driver.connection("system.prod").unwrap().kubeconfig.unwrap()).unwrap()
+        };
+        assert!(read(&driver).contains("https://one.example"));
+        put("https://two.example");
+        assert!(read(&driver).contains("https://one.example"), "kept until the next preflight");
+        driver.renew("system.prod").unwrap();
+        assert!(read(&driver).contains("https://two.example"), "read again");
+        fake.remove(path);
+        let error = driver.renew("system.prod").unwrap_err();
+        assert!(error.is_transient() && error.to_string().contains("no Secret `prod`"), "{error}");
+        assert!(driver.connection("system.prod").is_err(), "not kept once it is gone");
     }
 }

@@ -15,6 +15,9 @@ pub struct Connection {
     pub kubeconfig: Option<PathBuf>,
     /// The context; `None`: the kubeconfig's current context.
     pub context: Option<String>,
+    /// Where the kubeconfig came from when it is no file of the user's, for people (`the Secret
+    /// aptc-system/prod key kubeconfig`); `None`: the file says it.
+    pub origin: Option<String>,
 }
 
 impl Connection {
@@ -25,13 +28,13 @@ impl Connection {
             Some(rest) => home().join(rest),
             None => Path::new(&cluster.base_dir).join(written),
         });
-        Connection { cluster: key.to_string(), kubeconfig, context: cluster.context.clone() }
+        Connection { cluster: key.to_string(), kubeconfig, context: cluster.context.clone(), origin: None }
     }
 
     /// The connection for a cluster the policy does not declare (a unit recorded by an older
     /// policy): the ambient kubeconfig and its current context.
     pub fn ambient(key: &str) -> Connection {
-        Connection { cluster: key.to_string(), kubeconfig: None, context: None }
+        Connection { cluster: key.to_string(), kubeconfig: None, context: None, origin: None }
     }
 
     /// The kubeconfig file this connection reads: its own, else `$KUBECONFIG` (the first of its
@@ -54,7 +57,10 @@ impl Connection {
     /// For people: `system.prod (context prod-us-east in ~/.kube/config)`.
     pub fn describe(&self) -> String {
         let context = self.context.as_deref().map_or("current context".to_string(), |c| format!("context {c}"));
-        format!("{} ({context} in {})", self.cluster, self.kubeconfig_path().display())
+        match &self.origin {
+            Some(origin) => format!("{} ({context} of {origin})", self.cluster),
+            None => format!("{} ({context} in {})", self.cluster, self.kubeconfig_path().display()),
+        }
     }
 }
 
@@ -71,6 +77,7 @@ mod tests {
             name: "prod".into(),
             context: context.map(Into::into),
             kubeconfig: kubeconfig.map(Into::into),
+            credentials: None,
             namespace: None,
             labels: Default::default(),
             base_dir: "/policy/system".into(),

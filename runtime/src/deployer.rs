@@ -19,6 +19,7 @@ use aptc_core::resolve::{DeployedName, DeployedNames};
 use crate::apply::{Outcome, Progress, Quiet};
 use crate::cancel::Cancel;
 use crate::cluster::{self, ClusterDriver};
+use crate::credentials::Home;
 use crate::deploy::{DeployError, Prepared, Refresh, Request, apply, mass_delete, prepare, refusals};
 use crate::drift::{Drift, Drifted, detect, explain};
 use crate::driver::{Driver, DriverError};
@@ -54,6 +55,10 @@ pub struct Targets {
     /// The aptc executable, which Helm runs as the post-renderer (`Err`: it cannot be found, which
     /// matters only for chart instances on clusters).
     pub post_renderer: Result<PathBuf, HelmError>,
+    /// Where the Secrets of `kubeconfig secret` clusters are read and what `kubeconfig
+    /// in_cluster` reaches (docs/language.md §8.1): the controller's cluster and namespace, or by
+    /// default the ambient kubeconfig's current context and its namespace.
+    pub home: Home,
 }
 
 impl Targets {
@@ -76,7 +81,8 @@ impl Targets {
         }
         let releases = helm().and_then(|helm| Releases::new(helm, self.post_renderer.clone()?));
         let connections = program.map(cluster::connections).unwrap_or_default();
-        let driver = ClusterDriver::new(connections, releases);
+        let credentials = program.map(cluster::credentials).unwrap_or_default();
+        let driver = ClusterDriver::new(connections, releases).with_credentials(credentials, self.home.clone());
         if choice == TargetChoice::Auto {
             if !driver.is_configured() {
                 return Ok(render(
@@ -586,13 +592,11 @@ impl Reconciler {
     /// Chooses the driver again when the policy's clusters are not those it was chosen for.
     fn switch(&mut self, program: Option<&Program>) -> Option<Result<String, DeployError>> {
         let program = program?;
-        // The first policy that loads is what the driver was chosen without (it did not load
-        // then): it becomes the baseline, as the clusters of a later one are compared with it.
-        let Some(known) = &self.clusters else {
-            self.clusters = Some(program.clusters.clone());
-            return None;
-        };
-        if *known == program.clusters {
+        // A driver chosen before any policy loaded knows no cluster: the first policy that loads
+        // switches it to its clusters (the controller starts so), unless it declares none.
+        let known = self.clusters.clone().unwrap_or_default();
+        if known == program.clusters {
+            self.clusters = Some(known);
             return None;
         }
         self.clusters = Some(program.clusters.clone());
@@ -690,6 +694,7 @@ mod tests {
             default_out: dir.join("unused"),
             helm: None,
             post_renderer: Ok(PathBuf::from("aptc")),
+            home: Home::default(),
         };
         Deployer::new(&Location::File(dir.join("state.db")), targets, Cancel::new())
     }

@@ -76,6 +76,9 @@ pub enum DriverError {
     /// A secret the unit refers to cannot be read.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The kubeconfig of the unit's cluster (a Secret's, or the home cluster's) cannot be had.
+    #[error(transparent)]
+    Credentials(Box<crate::credentials::CredentialsError>),
     /// A file or directory of the target could not be made, written, moved or removed.
     #[error("{what} {}: {source}", path.display())]
     Io {
@@ -109,6 +112,12 @@ pub enum DriverError {
     ClusterLost { cluster: String, reason: String },
 }
 
+impl From<crate::credentials::CredentialsError> for DriverError {
+    fn from(error: crate::credentials::CredentialsError) -> DriverError {
+        DriverError::Credentials(Box::new(error))
+    }
+}
+
 impl DriverError {
     /// Whether the same action may succeed if run again unchanged: Helm or the API failed for a
     /// moment (by the typed errors' own `is_transient`), the cluster did not answer, a file could
@@ -120,6 +129,7 @@ impl DriverError {
             DriverError::Kubernetes(error) => error.is_transient(),
             DriverError::ClusterLost { .. } | DriverError::Io { .. } => true,
             DriverError::Scrubbed { transient, .. } => *transient,
+            DriverError::Credentials(error) => error.is_transient(),
             DriverError::NeedsHelm(_)
             | DriverError::Manifest(_)
             | DriverError::Secret(_)

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod cancel;
 pub mod cluster;
 pub mod connection;
+pub mod credentials;
 pub mod deploy;
 pub mod deployer;
 pub mod drift;

@@ -712,6 +712,7 @@ exit 0
             cluster: "system.prod".into(),
             kubeconfig: Some(PathBuf::from("/k/prod.yaml")),
             context: Some("prod-us".into()),
+            origin: None,
         }
     }
 

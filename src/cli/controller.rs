@@ -10,6 +10,7 @@ use aptc_controller::lease::Election;
 use aptc_controller::manifests::{Install, PROBE_PORT, WEBHOOK_PORT, manifests, to_yaml};
 use aptc_controller::push::Target;
 use aptc_controller::run::Options;
+use aptc_runtime::credentials::Home;
 use aptc_runtime::deployer::{TargetChoice, Targets};
 use aptc_runtime::helm::HelmError;
 use aptc_runtime::store::{KubeLocation, Location};
@@ -94,12 +95,22 @@ struct ManifestsArgs {
     /// Replicas: one leads, the others stand by.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     replicas: u32,
+    /// A Secret of the controller's namespace holding a cluster's kubeconfig (`kubeconfig secret
+    /// "NAME"` in a cluster declaration): the Role lets the controller get it, by name. Repeat
+    /// for each; none by default.
+    #[arg(long = "kubeconfig-secret", value_name = "NAME")]
+    kubeconfig_secrets: Vec<String>,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ControllerCommand::Manifests(args) => {
-            let install = Install { namespace: args.namespace, image: args.image, replicas: args.replicas };
+            let install = Install {
+                namespace: args.namespace,
+                image: args.image,
+                replicas: args.replicas,
+                kubeconfig_secrets: args.kubeconfig_secrets,
+            };
             print!("{}", to_yaml(&manifests(&install))?);
             Ok(ExitCode::SUCCESS)
         }
@@ -110,6 +121,13 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 default_out: args.work_dir.join("out"),
                 helm: args.helm,
                 post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
+                // Clusters' kubeconfig Secrets are read in the controller's own namespace of the
+                // control cluster, which is also what `kubeconfig in_cluster` reaches.
+                home: Home {
+                    kubeconfig: args.kubeconfig.clone(),
+                    context: args.context.clone(),
+                    namespace: Some(args.namespace.clone()),
+                },
             };
             // The revisions live in the control cluster, beside the Lease: every replica sees them.
             let state = Location::Kube(KubeLocation {

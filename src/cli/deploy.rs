@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use aptc_core::ir::Program;
 use aptc_core::resolve::{ClaimOutcome, Status, resolve_keeping};
 use aptc_runtime::apply::{ActionReport, INTERRUPTED, Outcome, Progress};
+use aptc_runtime::credentials::Home;
 use aptc_runtime::deploy::{Prepared, Request, policy_hash};
 use aptc_runtime::deployer::{Deployer, Deployment, Ended, Options, Supervisor, TargetChoice, Targets};
 use aptc_runtime::driver::Driver;
@@ -85,6 +86,8 @@ impl RunArgs {
             default_out: root.join(DEFAULT_OUT),
             helm: self.helm.clone(),
             post_renderer: std::env::current_exe().map_err(|e| HelmError::io("finding the aptc executable", e)),
+            // A laptop's home: the ambient kubeconfig's current context and its namespace.
+            home: Home::default(),
         }
     }
 

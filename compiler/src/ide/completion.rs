@@ -226,6 +226,10 @@ impl Cx<'_> {
                     ROLES.iter().map(|r| Completion::new(*r, CompletionKind::Role).detail("role")).collect()
                 }
                 Keyword::Allocate => vec![Completion::new("per", CompletionKind::Keyword)],
+                // `kubeconfig "PATH"`, `kubeconfig secret "NAME"`, `kubeconfig in_cluster`.
+                Keyword::Kubeconfig if block_kind == Some(FrameKind::Cluster) => {
+                    ["secret", "in_cluster"].into_iter().map(|w| Completion::new(w, CompletionKind::Keyword)).collect()
+                }
                 Keyword::Place => vec![Completion::new("on", CompletionKind::Keyword)],
                 Keyword::Set | Keyword::Remove => vec![Completion::new("labels", CompletionKind::Variable)],
                 Keyword::When
@@ -275,6 +279,14 @@ impl Cx<'_> {
             }
             Some(Token::LParen | Token::Lt | Token::Le | Token::Gt | Token::Ge | Token::Minus) => {
                 self.expression(frames)
+            }
+            // `kubeconfig secret "NAME" key "KEY"`.
+            Some(Token::Str(_))
+                if n >= 3
+                    && before[n - 2].0 == Token::Ident("secret")
+                    && before[n - 3].0 == Token::Keyword(Keyword::Kubeconfig) =>
+            {
+                vec![Completion::new("key", CompletionKind::Keyword)]
             }
             _ => self.follow_ups(before, frames),
         }

@@ -175,7 +175,10 @@ const KEYWORDS: &[(&str, &str)] = &[
     ("place", "Places the contract on a cluster: `place on CLUSTER [namespace EXPR]`."),
     ("on", "The cluster of a placement, or the namespaces of a grant."),
     ("cluster", "Declares a cluster to deploy to (§8)."),
-    ("kubeconfig", "The kubeconfig file of a cluster."),
+    (
+        "kubeconfig",
+        "Where a cluster's kubeconfig comes from: a file, `secret \"NAME\" [key \"KEY\"]` or `in_cluster` (§8).",
+    ),
     ("claim", "Declares a claim: a consumer's request for a contract with labels (§9)."),
     ("user", "Declares a user (in `system`), or the user a claim is made for."),
     ("users", "`users from \"FILE\"`: users read from a YAML or JSON file (§10.3)."),
@@ -227,6 +230,8 @@ fn built_in(text: &str, offset: u32) -> Option<Hover> {
         format!("```apt\n{word}\n```\n{what}\n")
     } else if let Token::Keyword(keyword) = token {
         let (_, what) = KEYWORDS.iter().find(|(name, _)| *name == keyword.as_str())?;
+        format!("```apt\n{word}\n```\nkeyword · {what}\n")
+    } else if let Some(what) = crate::ide::tokens::kubeconfig_word(tokens, at) {
         format!("```apt\n{word}\n```\nkeyword · {what}\n")
     } else {
         return None;

@@ -794,3 +794,29 @@ fn assertions_have_references_rename_outline_hover_and_completion() {
     let statement = f.complete("assertions.apt", "    \n}", 4);
     assert_eq!(statement, ["for", "when", "expect"]);
 }
+
+#[test]
+fn kubeconfig_sources_are_completed_explained_and_highlighted() {
+    let text = "namespace system\n\ncluster prod {\n    kubeconfig secret \"prod\" key \"config\"\n}\n\n\
+cluster home {\n    kubeconfig in_cluster\n}\n\ncluster typing {\n    kubeconfig \n}\n\ncluster keyless {\n    kubeconfig secret \"x\" \n}\n";
+    let f = Fixture::new(&[("system.apt", text)]);
+    let after = f.complete("system.apt", "kubeconfig \n", 11);
+    assert_eq!(after, ["secret", "in_cluster"]);
+    assert_eq!(f.complete("system.apt", "secret \"x\" \n", 11), ["key"]);
+    let shown = |needle: &str, delta: u32| {
+        hover(&f.db, f.ws, f.file("system.apt"), f.at("system.apt", needle, delta))
+            .map(|h| h.markdown)
+            .unwrap_or_default()
+    };
+    assert!(shown("secret \"prod\"", 1).contains("Secret in the home namespace"), "{}", shown("secret \"prod\"", 1));
+    assert!(shown("key \"config\"", 1).contains("The key of the Secret"));
+    assert!(shown("in_cluster", 1).contains("The home cluster itself"));
+    let tokens = semantic_tokens(&f.db, f.ws, f.file("system.apt"));
+    let kind_at = |needle: &str| {
+        let offset = f.at("system.apt", needle, 1);
+        tokens.iter().find(|t| t.span.start <= offset && offset < t.span.end).map(|t| t.kind)
+    };
+    for word in ["secret \"prod\"", "key \"config\"", "in_cluster"] {
+        assert_eq!(kind_at(word), Some(TokenKind::Keyword), "{word}");
+    }
+}

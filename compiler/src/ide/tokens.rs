@@ -93,6 +93,7 @@ pub fn semantic_tokens(db: &dyn salsa::Database, ws: Workspace, file: SourceText
             Token::Keyword(k) if before_dot && k.is_name_like() => Some(TokenKind::Variable),
             Token::Keyword(Keyword::True | Keyword::False) => Some(TokenKind::Keyword),
             Token::Keyword(_) => Some(TokenKind::Keyword),
+            Token::Ident(_) if kubeconfig_word(tokens, i).is_some() => Some(TokenKind::Keyword),
             Token::Int(_) => Some(TokenKind::Number),
             Token::Str(_) => Some(TokenKind::String),
             Token::EqEq
@@ -165,5 +166,24 @@ fn push(out: &mut Vec<SemanticToken>, token: SemanticToken) {
     let overlaps = out.last().is_some_and(|last| last.span.end > token.span.start);
     if token.span.start < token.span.end && !overlaps {
         out.push(token);
+    }
+}
+
+/// What the contextual word at `tokens[i]` means when it is one of a cluster's `kubeconfig`
+/// statement (`secret`, `key`, `in_cluster`; docs/language.md §8.1); `None` for any other token.
+pub(crate) fn kubeconfig_word(tokens: &[(Token<'_>, Span)], i: usize) -> Option<&'static str> {
+    let at = |back: usize| i.checked_sub(back).and_then(|j| tokens.get(j)).map(|(t, _)| *t);
+    let kubeconfig = Some(Token::Keyword(Keyword::Kubeconfig));
+    match tokens.get(i)?.0 {
+        Token::Ident("secret") if at(1) == kubeconfig => Some(
+            "The kubeconfig is the key `kubeconfig` (or `key \"KEY\"`) of this Secret in the home namespace (§8.1).",
+        ),
+        Token::Ident("in_cluster") if at(1) == kubeconfig => {
+            Some("The home cluster itself: the controller's own cluster, with its service account (§8.1).")
+        }
+        Token::Ident("key") if at(2) == Some(Token::Ident("secret")) && at(3) == kubeconfig => {
+            Some("The key of the Secret that holds the kubeconfig (default `kubeconfig`).")
+        }
+        _ => None,
     }
 }

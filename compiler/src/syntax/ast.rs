@@ -270,6 +270,14 @@ pub enum ClusterStmt {
     Context(StrLit),
     /// `kubeconfig "path"`.
     Kubeconfig(StrLit),
+    /// `kubeconfig secret "NAME" [key "KEY"]`: the kubeconfig held by a Kubernetes Secret of the
+    /// home cluster (docs/language.md §8.1).
+    KubeconfigSecret {
+        name: StrLit,
+        key: Option<StrLit>,
+    },
+    /// `kubeconfig in_cluster`: the home cluster itself (`span`: the word `in_cluster`).
+    InCluster(Span),
     /// `namespace "default"`: the default Kubernetes namespace.
     Namespace(StrLit),
     Labels(MapLit),

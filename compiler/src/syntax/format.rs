@@ -226,6 +226,13 @@ impl Printer<'_> {
                 self.block(&cluster.body, |p, s| match &s.node {
                     ClusterStmt::Context(v) => p.write(&format!("context {}", string(v))),
                     ClusterStmt::Kubeconfig(v) => p.write(&format!("kubeconfig {}", string(v))),
+                    ClusterStmt::KubeconfigSecret { name, key } => {
+                        p.write(&format!("kubeconfig secret {}", string(name)));
+                        if let Some(key) = key {
+                            p.write(&format!(" key {}", string(key)));
+                        }
+                    }
+                    ClusterStmt::InCluster(_) => p.write("kubeconfig in_cluster"),
                     ClusterStmt::Namespace(v) => p.write(&format!("namespace {}", string(v))),
                     ClusterStmt::Labels(map) => p.keyword_map("labels", map),
                     ClusterStmt::Error => p.verbatim(s.span),

@@ -142,8 +142,8 @@ fn ident<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Ide
         .labelled("identifier")
 }
 
-/// Words with a meaning only where they stand, in `expect` statements; elsewhere they are
-/// ordinary identifiers.
+/// Words with a meaning only where they stand, in `expect` statements and after `kubeconfig`;
+/// elsewhere they are ordinary identifiers.
 pub(crate) const CONTEXTUAL_WORDS: &[&str] = &[
     "resolved",
     "rejected",
@@ -160,6 +160,9 @@ pub(crate) const CONTEXTUAL_WORDS: &[&str] = &[
     "never",
     "with",
     "that",
+    "secret",
+    "key",
+    "in_cluster",
 ];
 
 /// A contextual word (one of [`CONTEXTUAL_WORDS`]); `label` is it in backquotes, for errors.
@@ -542,7 +545,14 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
 
     let cluster_stmt = choice((
         kw(Keyword::Context).ignore_then(string()).map(ClusterStmt::Context),
-        kw(Keyword::Kubeconfig).ignore_then(string()).map(ClusterStmt::Kubeconfig),
+        kw(Keyword::Kubeconfig).ignore_then(choice((
+            string().map(ClusterStmt::Kubeconfig),
+            word("secret", "`secret`")
+                .ignore_then(string())
+                .then(word("key", "`key`").ignore_then(string()).or_not())
+                .map(|(name, key)| ClusterStmt::KubeconfigSecret { name, key }),
+            word("in_cluster", "`in_cluster`").map_with(|(), e| ClusterStmt::InCluster(span(e.span()))),
+        ))),
         kw(Keyword::Namespace).ignore_then(string()).map(ClusterStmt::Namespace),
         kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClusterStmt::Labels),
     ));

@@ -119,10 +119,13 @@ impl Validator {
                 self.unique(&cluster.body.stmts, |s| match s {
                     ClusterStmt::Context(_) => Some("context"),
                     ClusterStmt::Kubeconfig(_) => Some("kubeconfig"),
+                    ClusterStmt::KubeconfigSecret { .. } => Some("kubeconfig secret"),
+                    ClusterStmt::InCluster(_) => Some("kubeconfig in_cluster"),
                     ClusterStmt::Namespace(_) => Some("namespace"),
                     ClusterStmt::Labels(_) => Some("labels"),
                     ClusterStmt::Error => None,
                 });
+                self.cluster_credentials(&cluster.body.stmts);
                 for stmt in &cluster.body.stmts {
                     if let ClusterStmt::Labels(map) = &stmt.node {
                         self.map(map);
@@ -480,6 +483,51 @@ impl Validator {
             None => {
                 seen.insert(key, (value, span));
             }
+        }
+    }
+
+    /// A cluster's kubeconfig comes from one place (a file, a Secret, or the home cluster), and
+    /// `in_cluster` has no contexts to choose from.
+    fn cluster_credentials(&mut self, stmts: &[Spanned<ClusterStmt>]) {
+        let form = |s: &ClusterStmt| match s {
+            ClusterStmt::Kubeconfig(_) => Some("kubeconfig \"PATH\""),
+            ClusterStmt::KubeconfigSecret { .. } => Some("kubeconfig secret"),
+            ClusterStmt::InCluster(_) => Some("kubeconfig in_cluster"),
+            _ => None,
+        };
+        let mut first: Option<(&'static str, Span)> = None;
+        for stmt in stmts {
+            let Some(this) = form(&stmt.node) else { continue };
+            match first {
+                None => first = Some((this, stmt.span)),
+                Some((earlier, earlier_span)) if earlier != this => self.out.push(
+                    Diagnostic::new(
+                        codes::CONFLICTING_STATEMENTS,
+                        self.file,
+                        stmt.span,
+                        format!("a cluster's kubeconfig comes from one place, not `{earlier}` and `{this}`"),
+                    )
+                    .with_primary_message("a second source of the kubeconfig")
+                    .with_label(self.file, earlier_span, "the kubeconfig already comes from here")
+                    .with_help("keep the one statement that says where this cluster's credentials are"),
+                ),
+                Some(_) => {}
+            }
+        }
+        let in_cluster = stmts.iter().find(|s| matches!(s.node, ClusterStmt::InCluster(_)));
+        let context = stmts.iter().find(|s| matches!(s.node, ClusterStmt::Context(_)));
+        if let (Some(in_cluster), Some(context)) = (in_cluster, context) {
+            self.out.push(
+                Diagnostic::new(
+                    codes::CONFLICTING_STATEMENTS,
+                    self.file,
+                    context.span,
+                    "`context` names a context of a kubeconfig, and `kubeconfig in_cluster` has none",
+                )
+                .with_primary_message("no context to choose")
+                .with_label(self.file, in_cluster.span, "the home cluster itself")
+                .with_help("remove `context`, or name a kubeconfig (a file or a Secret) that has this context"),
+            );
         }
     }
 

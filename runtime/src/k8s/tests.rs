@@ -301,6 +301,7 @@ fn connecting_to_a_cluster_that_does_not_answer_fails_quickly_naming_it() {
         cluster: "system.prod".into(),
         kubeconfig: Some(path.clone()),
         context: Some("nowhere-ctx".into()),
+        origin: None,
     };
     let started = std::time::Instant::now();
     let error = Applier::connect(&connection).err().expect("no cluster answers there");

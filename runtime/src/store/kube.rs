@@ -728,6 +728,7 @@ fn connect(location: &Location, kube: &KubeLocation) -> Result<(tokio::runtime::
         cluster: location.to_string(),
         kubeconfig: kube.kubeconfig.clone(),
         context: kube.context.clone(),
+        origin: None,
     };
     let path = connection.kubeconfig_path();
     let api = runtime.block_on(async {

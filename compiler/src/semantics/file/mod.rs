@@ -795,6 +795,13 @@ impl Walker<'_, '_> {
                 ClusterStmt::Kubeconfig(lit) => {
                     self.c.plain(lit, "a kubeconfig path");
                 }
+                ClusterStmt::KubeconfigSecret { name, key } => {
+                    self.c.plain(name, "a Secret's name");
+                    if let Some(key) = key {
+                        self.c.plain(key, "a Secret's key");
+                    }
+                }
+                ClusterStmt::InCluster(_) => {}
                 ClusterStmt::Namespace(lit) => {
                     self.c.plain(lit, "a cluster's default namespace");
                 }
