@@ -75,10 +75,7 @@ fn run(dir: &Path, claims: usize) -> Result<(), String> {
         })?;
     }
     for namespace in ["web", "apps", "aptc-system"] {
-        fake.insert(
-            &format!("/api/v1/namespaces/{namespace}"),
-            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } }),
-        );
+        fake.insert_namespace(namespace);
     }
     let policy = dir.join("policy");
     write_policy(&policy, WEB)?;

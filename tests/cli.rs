@@ -2483,10 +2483,7 @@ fn diff_all_claims_finds_each_kind_of_changed_claim_with_an_example() {
 fn history_and_rollback_work_on_a_store_in_the_cluster() {
     let dir = scratch("kube-state");
     let fake = aptc_kube_fake::FakeApi::new();
-    fake.insert(
-        "/api/v1/namespaces/team-state",
-        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
-    );
+    fake.insert_namespace("team-state");
     let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
     aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
@@ -2574,10 +2571,7 @@ fn history_and_rollback_work_on_a_store_in_the_cluster() {
 fn a_killed_deploy_with_its_store_in_the_cluster_is_recovered() {
     let dir = scratch("kube-state-killed");
     let fake = aptc_kube_fake::FakeApi::new();
-    fake.insert(
-        "/api/v1/namespaces/team-state",
-        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team-state" } }),
-    );
+    fake.insert_namespace("team-state");
     let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
     aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();

@@ -365,10 +365,7 @@ impl Loop {
         let dir = common::scratch("controller-tests", name);
         let (fake, kubeconfig) = served(&dir, true);
         for namespace in ["web", "data", "shop", "aptc-system"] {
-            fake.insert(
-                &format!("/api/v1/namespaces/{namespace}"),
-                serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } }),
-            );
+            fake.insert_namespace(namespace);
         }
         let policy = dir.join("policy");
         for (path, text) in [

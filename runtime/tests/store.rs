@@ -33,10 +33,7 @@ fn file() -> Place {
 fn kube() -> Place {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeApi::new();
-    fake.insert(
-        &format!("/api/v1/namespaces/{NAMESPACE}"),
-        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NAMESPACE } }),
-    );
+    fake.insert_namespace(NAMESPACE);
     let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.path().join("kubeconfig");
     write_kubeconfig(&kubeconfig, &url, "fake").unwrap();

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::domains::Uses;
-use super::{BUDGET, Shared, Space, consumer_text, label_space};
+use super::{BUDGET, Shared, Space, Spaces, consumer_text, label_space};
 use crate::ir::{Claim, Consumer, Origin, Program};
 use crate::resolve::{DesiredState, Status};
 
@@ -162,20 +162,12 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
             });
         }
     }
-    let offsets: Vec<usize> = spaces
-        .iter()
-        .scan(0usize, |at, s| {
-            let start = *at;
-            *at += s.classes.size;
-            Some(start)
-        })
-        .collect();
+    let spaces = Spaces::new(spaces);
     let changes: Vec<(usize, Vec<(Aspect, String, String)>)> = (0..total)
         .into_par_iter()
         .filter_map(|n| {
-            let i = offsets.partition_point(|&start| start <= n) - 1;
-            let space = &spaces[i];
-            let claim = possible_claim(space, n - offsets[i], old, new);
+            let (space, index) = spaces.at(n);
+            let claim = possible_claim(space, index, old, new);
             let (a, b) = (seen(&before, &claim), seen(&after, &claim));
             let mut differs = Vec::new();
             if a.outcome != b.outcome {
@@ -200,8 +192,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
     let mut kinds: Vec<ChangeKind> = Vec::new();
     let mut index: BTreeMap<(Aspect, String, String, String), usize> = BTreeMap::new();
     for (n, differs) in changes {
-        let i = offsets.partition_point(|&start| start <= n) - 1;
-        let space = &spaces[i];
+        let (space, within) = spaces.at(n);
         for (aspect, before, after) in differs {
             let key = (aspect, space.contract.clone(), before.clone(), after.clone());
             let at = *index.entry(key).or_insert_with(|| {
@@ -212,7 +203,7 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
                     after,
                     claims: 0,
                     consumers: BTreeSet::new(),
-                    example: possible_claim(space, n - offsets[i], old, new),
+                    example: possible_claim(space, within, old, new),
                 });
                 kinds.len() - 1
             });

@@ -191,6 +191,33 @@ struct Space {
     classes: Classes,
 }
 
+/// The spaces' possible claims numbered one after another, in the spaces' order: the first
+/// number of each space, to find possible claim `n` in them ([`Spaces::at`]).
+struct Spaces {
+    spaces: Vec<Space>,
+    starts: Vec<usize>,
+}
+
+impl Spaces {
+    fn new(spaces: Vec<Space>) -> Spaces {
+        let starts = spaces
+            .iter()
+            .scan(0usize, |at, s| {
+                let start = *at;
+                *at += s.classes.size;
+                Some(start)
+            })
+            .collect();
+        Spaces { spaces, starts }
+    }
+
+    /// The space of possible claim `n`, and its number within that space.
+    fn at(&self, n: usize) -> (&Space, usize) {
+        let i = self.starts.partition_point(|&start| start <= n) - 1;
+        (&self.spaces[i], n - self.starts[i])
+    }
+}
+
 /// Labels with the representatives of their classes, and how many combinations they make.
 struct Classes {
     labels: Vec<(String, Vec<Option<Value>>)>,
@@ -311,23 +338,15 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
     }
     // Candidates in order: the first violation found is the first in this order, on any number
     // of threads.
-    let offsets: Vec<usize> = spaces
-        .iter()
-        .scan(0usize, |at, s| {
-            let start = *at;
-            *at += s.classes.size;
-            Some(start)
-        })
-        .collect();
+    let spaces = Spaces::new(spaces);
     let found = (0..total).into_par_iter().find_map_first(|n| {
-        let i = offsets.partition_point(|&start| start <= n) - 1;
-        let space = &spaces[i];
+        let (space, index) = spaces.at(n);
         let claim = Claim {
             namespace: assertion.namespace.clone(),
             name: format!("{}_counterexample", assertion.name),
             consumer: space.consumer.clone(),
             contract: space.contract.clone(),
-            labels: space.classes.labels(n - offsets[i]),
+            labels: space.classes.labels(index),
             origin: assertion.origin.clone(),
         };
         if !concerned(program, assertion, &claim, &space.subject) {

@@ -131,11 +131,16 @@ impl FakeApi {
             events: watch::Log::default(),
         };
         let fake = FakeApi { state: Arc::new(Mutex::new(state)) };
-        fake.insert(
-            "/api/v1/namespaces/default",
-            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "default" } }),
-        );
+        fake.insert_namespace("default");
         fake
+    }
+
+    /// Creates the namespace `name` (namespaced objects can only be created in one that exists).
+    pub fn insert_namespace(&self, name: &str) {
+        self.insert(
+            &format!("/api/v1/namespaces/{name}"),
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }),
+        );
     }
 
     /// A client talking to this server in process (to be called inside a tokio runtime).
