@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aptc_kube_fake::{FakeApi, write_kubeconfig};
+use aptc_kube_fake::FakeApi;
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "namespace system\n\ncluster fake {\n    context \"fake\"\n    namespace \"apps\"\n}\n\nrule everywhere {\n    place on fake\n}\n";
@@ -60,9 +60,8 @@ impl Drop for Controller {
 
 fn run(dir: &Path, claims: usize) -> Result<(), String> {
     let fake = FakeApi::new();
-    let url = fake.serve().map_err(|e| e.to_string())?;
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &url, "fake").map_err(|e| e.to_string())?;
+    fake.serve_to(&kubeconfig, "fake").map_err(|e| e.to_string())?;
     for crd in aptc_controller::manifests::crds() {
         let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;

@@ -2484,9 +2484,8 @@ fn history_and_rollback_work_on_a_store_in_the_cluster() {
     let dir = scratch("kube-state");
     let fake = aptc_kube_fake::FakeApi::new();
     fake.insert_namespace("team-state");
-    let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
-    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    fake.serve_to(&kubeconfig, "fake").expect("serving the fake API server");
     let policy = dir.join("policy");
     std::fs::create_dir_all(policy.join("k8s")).unwrap();
     let system = "namespace system\n\nteam web_team\nuser \"ada\" {\n    team web_team\n}\ncluster local {}\n\
@@ -2572,9 +2571,8 @@ fn a_killed_deploy_with_its_store_in_the_cluster_is_recovered() {
     let dir = scratch("kube-state-killed");
     let fake = aptc_kube_fake::FakeApi::new();
     fake.insert_namespace("team-state");
-    let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
-    aptc_kube_fake::write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    fake.serve_to(&kubeconfig, "fake").expect("serving the fake API server");
     let policy = dir.join("policy");
     std::fs::create_dir_all(policy.join("k8s")).unwrap();
     let system = "namespace system\n\nuser \"ada\" {}\ncluster local {}\nrule everywhere {\n    place on local\n}\n";

@@ -78,9 +78,8 @@ fn policy(name: &str) -> PathBuf {
 /// A fake API server served on loopback, and a kubeconfig in `dir` whose context `fake` reaches it.
 fn served(dir: &Path) -> (FakeApi, PathBuf) {
     let fake = FakeApi::new();
-    let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    fake.serve_to(&kubeconfig, "fake").expect("serving the fake API server");
     (fake, kubeconfig)
 }
 

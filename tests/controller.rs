@@ -18,9 +18,8 @@ const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/aptc-system/leases/
 /// controller's CRDs applied to it (as `aptc controller manifests | kubectl apply` would).
 fn served(dir: &Path, crds: bool) -> (FakeApi, PathBuf) {
     let fake = FakeApi::new();
-    let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    fake.serve_to(&kubeconfig, "fake").expect("serving the fake API server");
     if crds {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {

@@ -529,7 +529,7 @@ mod tests {
         let fake = aptc_kube_fake::FakeApi::new();
         let dir = tempfile::tempdir().unwrap();
         let home_kubeconfig = dir.path().join("home");
-        aptc_kube_fake::write_kubeconfig(&home_kubeconfig, &fake.serve().unwrap(), "control").unwrap();
+        fake.serve_to(&home_kubeconfig, "control").unwrap();
         let path = "/api/v1/namespaces/aptc-system/secrets/prod";
         let put = |server: &str| {
             let target = dir.path().join("target");

@@ -460,7 +460,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("home");
-        aptc_kube_fake::write_kubeconfig(&kubeconfig, &fake.serve().unwrap(), "control").unwrap();
+        fake.serve_to(&kubeconfig, "control").unwrap();
         let home = Home { kubeconfig: Some(kubeconfig), context: None, namespace: Some("aptc-system".into()) };
         (fake, dir, home)
     }

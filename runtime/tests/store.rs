@@ -34,9 +34,8 @@ fn kube() -> Place {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeApi::new();
     fake.insert_namespace(NAMESPACE);
-    let url = fake.serve().expect("serving the fake API server");
     let kubeconfig = dir.path().join("kubeconfig");
-    write_kubeconfig(&kubeconfig, &url, "fake").unwrap();
+    fake.serve_to(&kubeconfig, "fake").expect("serving the fake API server");
     let location = Location::Kube(KubeLocation {
         kubeconfig: Some(kubeconfig),
         context: Some("fake".into()),

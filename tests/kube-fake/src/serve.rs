@@ -27,6 +27,12 @@ impl FakeApi {
         Ok(url)
     }
 
+    /// Serves this fake ([`FakeApi::serve`]) and writes a kubeconfig at `kubeconfig` whose current
+    /// context `context` reaches it ([`write_kubeconfig`]): what a test hands to `aptc`.
+    pub fn serve_to(&self, kubeconfig: &Path, context: &str) -> io::Result<()> {
+        write_kubeconfig(kubeconfig, &self.serve()?, context)
+    }
+
     /// Accepts connections for ever, each served on a task of its own (kube keeps connections
     /// alive and opens several at once).
     async fn accept(self, listener: std::net::TcpListener) {
