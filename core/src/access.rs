@@ -118,16 +118,7 @@ impl<'a> Access<'a> {
     fn grants_of(&self, subject: &Subject) -> Grants {
         let program = self.program;
         let no_labels = BTreeMap::new();
-        let env = Env {
-            program,
-            labels: &no_labels,
-            user: subject,
-            claim: ("", "", ""),
-            placement: None,
-            instance: None,
-            discovery: None,
-            values: None,
-        };
+        let env = Env::of_labels(program, &no_labels, subject);
         program
             .grants
             .iter()

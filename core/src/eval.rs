@@ -62,6 +62,23 @@ pub struct Env<'a> {
     pub values: Option<&'a [(String, Value)]>,
 }
 
+impl<'a> Env<'a> {
+    /// What criteria read before a claim has a name or a place: the labels and the user (access
+    /// rules, the verification engine's candidates).
+    pub fn of_labels(program: &'a Program, labels: &'a BTreeMap<String, Value>, user: &'a Subject) -> Env<'a> {
+        Env {
+            program,
+            labels,
+            user,
+            claim: ("", "", ""),
+            placement: None,
+            instance: None,
+            discovery: None,
+            values: None,
+        }
+    }
+}
+
 impl Env<'_> {
     /// The value of a label: set, else its default, else unset.
     pub fn label(&self, id: &str) -> Result<Value, EvalError> {

@@ -146,7 +146,7 @@ fn never_fires(
     let space = space(program, &uses, held, id, subjects.len())?;
     let fires = (0..space.size).any(|n| {
         let labels = space.labels(n);
-        subjects.iter().any(|subject| env(program, &labels, subject).bool(criteria).unwrap_or(false))
+        subjects.iter().any(|subject| Env::of_labels(program, &labels, subject).bool(criteria).unwrap_or(false))
     });
     (!fires).then(|| Lint {
         kind: LintKind::RuleNeverFires,
@@ -195,7 +195,10 @@ fn shadowed(
         let start = space.labels(n);
         for subject in subjects {
             let (labels, stop) = run(program, earlier, start.clone(), subject);
-            let holds = rule.criteria.as_ref().is_none_or(|c| env(program, &labels, subject).bool(c).unwrap_or(true));
+            let holds = rule
+                .criteria
+                .as_ref()
+                .is_none_or(|c| Env::of_labels(program, &labels, subject).bool(c).unwrap_or(true));
             match stop {
                 _ if !holds => {}
                 None => return None,
@@ -255,7 +258,7 @@ fn run(
     for (i, rule) in rules.iter().enumerate() {
         let fired = match &rule.criteria {
             None => Ok(true),
-            Some(criteria) => env(program, &labels, subject).bool(criteria),
+            Some(criteria) => Env::of_labels(program, &labels, subject).bool(criteria),
         };
         match fired {
             Err(_) => return (labels, Some(Stop::Failed)),
@@ -373,7 +376,7 @@ fn never_valid(
         let labels = space.labels(n);
         for subject in subjects {
             // A failure fails the claim as surely as an invalid name.
-            if let Ok(value) = env(program, &labels, subject).eval(expr) {
+            if let Ok(value) = Env::of_labels(program, &labels, subject).eval(expr) {
                 let name = value.to_string();
                 if is_dns_label(&name) {
                     return None;
@@ -419,7 +422,7 @@ fn chosen(
     for op in &contract.ops {
         apply(program, op, &mut labels, subject).ok()?;
     }
-    let env = env(program, &labels, subject);
+    let env = Env::of_labels(program, &labels, subject);
     for (i, context) in contract.contexts.iter().enumerate() {
         match &context.criteria {
             None => return Some(i),
@@ -442,7 +445,7 @@ fn apply(
 ) -> Result<(), EvalError> {
     match op {
         LabelOp::Set { label, value } => {
-            let value = env(program, labels, subject).eval(value)?;
+            let value = Env::of_labels(program, labels, subject).eval(value)?;
             labels.insert(label.clone(), value);
         }
         LabelOp::Remove { label } => {
@@ -450,19 +453,6 @@ fn apply(
         }
     }
     Ok(())
-}
-
-fn env<'a>(program: &'a Program, labels: &'a BTreeMap<String, Value>, subject: &'a Subject) -> Env<'a> {
-    Env {
-        program,
-        labels,
-        user: subject,
-        claim: ("", "", ""),
-        placement: None,
-        instance: None,
-        discovery: None,
-        values: None,
-    }
 }
 
 #[cfg(test)]

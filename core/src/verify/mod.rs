@@ -381,16 +381,7 @@ fn concerned(program: &Program, assertion: &Assertion, claim: &Claim, subject: &
     let mut labels = claim.labels.clone();
     labels.extend(subject.labels.clone());
     let id = claim.id();
-    let env = Env {
-        program,
-        labels: &labels,
-        user: subject,
-        claim: (&claim.name, &claim.namespace, &id),
-        placement: None,
-        instance: None,
-        discovery: None,
-        values: None,
-    };
+    let env = Env { claim: (&claim.name, &claim.namespace, &id), ..Env::of_labels(program, &labels, subject) };
     env.bool(criteria).unwrap_or(false)
 }
 
@@ -455,14 +446,9 @@ fn violation(
                 let placement =
                     root.map(|r| Placement { cluster: r.cluster.clone(), namespace: r.k8s_namespace.clone() });
                 let env = Env {
-                    program: shared.program,
-                    labels: &labels,
-                    user: subject,
                     claim: (&claim.name, &claim.namespace, &id),
                     placement: placement.as_ref(),
-                    instance: None,
-                    discovery: None,
-                    values: None,
+                    ..Env::of_labels(shared.program, &labels, subject)
                 };
                 match env.bool(expr) {
                     Ok(true) => None,
