@@ -110,11 +110,15 @@ fn run(dir: &Path, claims: usize) -> Result<(), String> {
 
     let peak = peak_rss(controller.0.id()).ok_or("the controller's VmHWM cannot be read")?;
     println!("{:<48} {:>10.1} MiB   (budget 256 MiB)", "controller peak RSS", peak as f64 / 1024.0);
-    // Where a step's time went (the engine's debug lines), the last few steps.
+    // Where a step's time went (the engine's and the deploy's debug lines), the last few steps.
     let log = std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default();
-    let steps: Vec<&str> = log.lines().filter(|l| l.contains(" step ")).collect();
-    for line in &steps[steps.len().saturating_sub(4)..] {
-        println!("  {}", line.split_once(" step ").map_or(*line, |(_, fields)| fields));
+    let steps: Vec<&str> = log.lines().filter(|l| l.contains(" step ") || l.contains(" applied ")).collect();
+    for line in &steps[steps.len().saturating_sub(8)..] {
+        let fields = [" step ", " applied "].iter().find_map(|m| line.split_once(m).map(|(_, f)| (m.trim(), f)));
+        match fields {
+            Some((what, fields)) => println!("  {what}: {fields}"),
+            None => println!("  {line}"),
+        }
     }
     Ok(())
 }
@@ -210,7 +214,7 @@ fn start(dir: &Path, kubeconfig: &Path) -> Result<Controller, String> {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.to_string());
     let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
         .env("KUBECONFIG", kubeconfig)
-        .env("APTC_LOG", "warn,aptc_controller::engine=debug")
+        .env("APTC_LOG", "warn,aptc_controller::engine=debug,aptc_runtime::deploy=debug")
         .args(["controller", "run", "--kubeconfig"])
         .arg(kubeconfig)
         .arg("--work-dir")

@@ -219,6 +219,7 @@ pub fn apply(
         desired_state: request.desired_state.clone(),
         program: request.program.as_ref().map(Program::to_json),
     })?;
+    let journaled = started.elapsed();
     let journaling = Journaling { store, revision: prepared.revision, inner: progress };
     let reports = execute(&prepared.plan, driver, prepared.revision, request.parallel, &journaling, cancel);
     let mut applied = applied_after(&prepared.applied, &prepared.plan, &reports, prepared.revision);
@@ -226,7 +227,16 @@ pub fn apply(
     revision.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     revision.actions = action_records(&prepared.plan, &reports);
     revision.applied = applied;
+    let executed = started.elapsed();
     store.record_with_program(&revision, &request.desired_state, request.program.as_ref())?;
+    tracing::debug!(
+        revision = revision.number,
+        actions = revision.actions.len(),
+        journal_ms = journaled.as_millis() as u64,
+        actions_ms = (executed - journaled).as_millis() as u64,
+        record_ms = (started.elapsed() - executed).as_millis() as u64,
+        "applied"
+    );
     Ok(revision)
 }
 

@@ -383,6 +383,30 @@ mod kube_only {
         assert!(fake.object(&head_path()).unwrap()["data"].get("holder").is_none(), "released");
     }
 
+    /// The last revision and the next number come from the revisions' metadata and one get: a
+    /// deploy's cost must not grow with the history (each revision holds a whole desired state).
+    #[test]
+    fn the_last_revision_is_read_without_the_others() {
+        let place = kube();
+        let writer = store::open(&place.location).unwrap();
+        for number in 1..=5 {
+            writer.record(&revision(number, "ada", &["a"]), &json!({ "n": number })).unwrap();
+        }
+        let fake = place.fake.as_ref().unwrap();
+        let before = fake.requests().len();
+        assert_eq!(writer.last().unwrap().unwrap().number, 5);
+        assert_eq!(writer.next_number().unwrap(), 6);
+        assert_eq!(writer.len().unwrap(), 5);
+        let requests = fake.requests().split_off(before);
+        let lists: Vec<_> = requests.iter().filter(|r| r.method == "GET" && r.path.ends_with("/configmaps")).collect();
+        assert_eq!(lists.len(), 3, "one list each: {requests:?}");
+        assert!(lists.iter().all(|r| r.accept.contains("as=PartialObjectMetadataList")), "metadata only: {lists:?}");
+        let gets: Vec<_> = requests.iter().filter(|r| r.path.contains("aptc-revision-")).map(|r| &r.path).collect();
+        assert_eq!(gets, [&format!("/api/v1/namespaces/{NAMESPACE}/configmaps/aptc-revision-5")]);
+        // The whole history still lists in full.
+        assert_eq!(writer.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    }
+
     /// A killed deploy's lock: taken at once when its process ran on this machine, else only
     /// once its renewal has lapsed; the journal it left is recovered either way.
     #[test]
@@ -460,9 +484,12 @@ mod kube_only {
 
         // The race itself: `fast` POSTs revision 2 while another writer's revision 2 lands first.
         fake.hold("POST", "/configmaps");
+        let posts = || fake.requests().iter().filter(|r| r.method == "POST").count();
+        let posted = posts();
         let racing = std::thread::scope(|scope| {
             let recording = scope.spawn(|| fast.record(&revision(2, "fast", &[]), &json!({})));
-            while !fake.requests().iter().any(|r| r.method == "POST") {
+            // Until `fast`'s own POST of revision 2 is held (it chose its number before).
+            while posts() == posted {
                 std::thread::yield_now();
             }
             let mut theirs =

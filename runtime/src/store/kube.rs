@@ -30,7 +30,7 @@
 //! blocks writers until its lock lapses; its journal is then recovered as a file store's is
 //! ([`Store::recover`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -226,6 +226,27 @@ impl KubeStore {
             out.insert(number, object);
         }
         Ok(out)
+    }
+
+    /// The numbers of the revision objects, from their metadata only: a list with their data
+    /// would carry every revision's desired state, and `last`, `len` and `next_number` run at
+    /// every deploy, so a step's cost would grow with the history.
+    fn revision_numbers(&self) -> Result<BTreeSet<u64>, StoreError> {
+        let params = ListParams::default().labels(&format!("{LABEL_STORE}=revision"));
+        let list = self
+            .runtime
+            .block_on(self.api.list_metadata(&params))
+            .map_err(|e| self.error("listing the revisions", &e))?;
+        list.items
+            .iter()
+            .map(|object| {
+                let number = object.metadata.labels.as_ref().and_then(|labels| labels.get(LABEL_REVISION));
+                number.and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+                    let name = object.metadata.name.clone().unwrap_or_default();
+                    self.corrupt(format!("{name} has no revision number ({LABEL_REVISION})"))
+                })
+            })
+            .collect()
     }
 
     fn revision_object(&self, number: u64) -> Result<Option<ConfigMap>, StoreError> {
@@ -442,11 +463,18 @@ impl Store for KubeStore {
     }
 
     fn last(&self) -> Result<Option<Revision>, StoreError> {
-        self.revisions()?.last_key_value().map(|(number, object)| self.decode_revision(*number, object)).transpose()
+        let Some(number) = self.revision_numbers()?.last().copied() else { return Ok(None) };
+        // Gone between the list and the get: only `discard` deletes revisions.
+        let object = self.revision_object(number)?.ok_or_else(|| self.corrupt(format!("revision {number} is gone")))?;
+        self.decode_revision(number, &object).map(Some)
+    }
+
+    fn next_number(&self) -> Result<u64, StoreError> {
+        Ok(self.revision_numbers()?.last().map_or(1, |number| number + 1))
     }
 
     fn len(&self) -> Result<u64, StoreError> {
-        Ok(self.revisions()?.len() as u64)
+        Ok(self.revision_numbers()?.len() as u64)
     }
 
     fn recorded_state(&self, number: u64) -> Result<Option<serde_json::Value>, StoreError> {

@@ -48,6 +48,8 @@ pub struct Recorded {
     pub query: String,
     /// The `Content-Type` header (`application/apply-patch+yaml` for server-side apply).
     pub content_type: String,
+    /// The `Accept` header (`…;as=PartialObjectMetadataList;…` asks a list for metadata only).
+    pub accept: String,
     /// The request body as text (JSON for everything kube sends).
     pub body: String,
     /// The request body as sent (protobuf from client-go's typed clients).
@@ -326,6 +328,7 @@ fn recorded(parts: &http::request::Parts, body: &[u8]) -> Recorded {
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
         content_type: header(http::header::CONTENT_TYPE),
+        accept: header(http::header::ACCEPT),
         body: String::from_utf8_lossy(body).into_owned(),
         raw: body.to_vec(),
     }
@@ -426,6 +429,7 @@ mod tests {
                 path: "/api/v1/namespaces/default/configmaps/c".into(),
                 query: format!("fieldManager={manager}&force={force}"),
                 content_type: "application/apply-patch+yaml".into(),
+                accept: String::new(),
                 body: body.to_string(),
                 raw: Vec::new(),
             },

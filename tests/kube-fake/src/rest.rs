@@ -121,14 +121,28 @@ impl State {
             };
             return self.watch(kind, watch);
         }
-        let items: Vec<&Value> = self
-            .objects
-            .iter()
-            .filter(|(path, object)| {
-                Collection::of(path).is_some_and(|c| collection.covers(&c)) && selector.matches(object)
-            })
-            .map(|(_, object)| object)
-            .collect();
+        let items = self.objects.iter().filter(|(path, object)| {
+            Collection::of(path).is_some_and(|c| collection.covers(&c)) && selector.matches(object)
+        });
+        // `kubectl get` and kube's `list_metadata` ask for metadata only, through `Accept`.
+        if request.accept.contains("as=PartialObjectMetadataList") {
+            let items: Vec<Value> = items
+                .map(|(_, object)| {
+                    json!({
+                        "apiVersion": "meta.k8s.io/v1",
+                        "kind": "PartialObjectMetadata",
+                        "metadata": object["metadata"],
+                    })
+                })
+                .collect();
+            return ok(&json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": { "resourceVersion": self.version.to_string() },
+                "items": items,
+            }));
+        }
+        let items: Vec<&Value> = items.map(|(_, object)| object).collect();
         ok(&json!({
             "kind": format!("{}List", kind.kind),
             "apiVersion": kind.group_version(),
