@@ -112,9 +112,11 @@ fn run(dir: &Path, claims: usize) -> Result<(), String> {
     println!("{:<48} {:>10.1} MiB   (budget 256 MiB)", "controller peak RSS", peak as f64 / 1024.0);
     // Where a step's time went (the engine's and the deploy's debug lines), the last few steps.
     let log = std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default();
-    let steps: Vec<&str> = log.lines().filter(|l| l.contains(" step ") || l.contains(" applied ")).collect();
-    for line in &steps[steps.len().saturating_sub(8)..] {
-        let fields = [" step ", " applied "].iter().find_map(|m| line.split_once(m).map(|(_, f)| (m.trim(), f)));
+    let steps: Vec<&str> =
+        log.lines().filter(|l| l.contains(" step ") || l.contains(" applied ") || l.contains(" planned ")).collect();
+    for line in &steps[steps.len().saturating_sub(9)..] {
+        let fields =
+            [" step ", " applied ", " planned "].iter().find_map(|m| line.split_once(m).map(|(_, f)| (m.trim(), f)));
         match fields {
             Some((what, fields)) => println!("  {what}: {fields}"),
             None => println!("  {line}"),
@@ -214,7 +216,7 @@ fn start(dir: &Path, kubeconfig: &Path) -> Result<Controller, String> {
     let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.to_string());
     let child = Command::new(env!("CARGO_BIN_EXE_aptc"))
         .env("KUBECONFIG", kubeconfig)
-        .env("APTC_LOG", "warn,aptc_controller::engine=debug,aptc_runtime::deploy=debug")
+        .env("APTC_LOG", "warn,aptc_controller::engine=debug,aptc_runtime::deploy=debug,aptc_runtime::deployer=debug")
         .args(["controller", "run", "--kubeconfig"])
         .arg(kubeconfig)
         .arg("--work-dir")

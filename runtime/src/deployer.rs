@@ -630,6 +630,7 @@ impl Reconciler {
     /// applies it under `fix`.
     fn plan(&mut self, desired: Option<&Desired>, drift: &[Drift]) -> Result<Planned, NotPlanned> {
         let desired = desired.ok_or(NotPlanned::NoPolicy)?;
+        let started = Instant::now();
         let driver = Drifted { driver: self.driver.as_ref(), keys: drift.iter().map(|d| d.key.clone()).collect() };
         let state = &self.deployer.state;
         let store = if self.fix { store::open(state).map(Some) } else { store::open_read(state) }
@@ -637,10 +638,17 @@ impl Reconciler {
         if let Some(store) = &store {
             self.deployer.claim(store.as_ref()).map_err(NotPlanned::Plan)?;
         }
+        let opened = started.elapsed();
         let mut prepared =
             prepare(store.as_deref(), &driver, &desired.desired, desired.claims.as_ref(), Refresh::Presence)
                 .map_err(NotPlanned::Plan)?;
         let pending = pending(&prepared, store.as_deref()).map_err(NotPlanned::Store)?;
+        tracing::debug!(
+            actions = prepared.plan.actions.len(),
+            open_ms = opened.as_millis() as u64,
+            prepare_ms = (started.elapsed() - opened).as_millis() as u64,
+            "planned"
+        );
         explain(&mut prepared.plan, drift);
         let planned = |prepared, fix| Ok(Planned { prepared, pending, fix });
         if prepared.plan.is_empty() {

@@ -407,6 +407,56 @@ mod kube_only {
         assert_eq!(writer.list().unwrap().iter().map(|r| r.number).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     }
 
+    /// The journal (a whole desired state) is an object of its own, in force while the head
+    /// names it: the head that every action's report and every renewal rewrites stays small; a
+    /// journal left without the mark is stale; a journal in the head (an older store's) still
+    /// counts and is forgotten when its revision is recorded.
+    #[test]
+    fn the_journal_is_its_own_object_and_the_head_stays_small() {
+        let place = kube();
+        let fake = place.fake.as_ref().unwrap();
+        let journal_path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps/aptc-journal");
+        let (mut journal, _) = journal(1);
+        journal.desired_state = json!({ "big": (0..20_000).map(|i| i.to_string()).collect::<Vec<_>>() }).into();
+        let writer = store::open(&place.location).unwrap();
+        writer.begin(&journal).unwrap();
+        writer.journal_report(1, 0, &succeeded()).unwrap();
+        let head = fake.object(&head_path()).unwrap();
+        assert_eq!(head["data"]["journal"], "1");
+        let head_size = serde_json::to_string(&head).unwrap().len();
+        let journal_size = serde_json::to_string(&fake.object(&journal_path).unwrap()).unwrap().len();
+        assert!(head_size * 10 < journal_size, "head {head_size} bytes, journal {journal_size} bytes");
+        assert_eq!(writer.pending().unwrap().unwrap(), journal);
+        writer.record(&Revision { actions: Vec::new(), ..journal.revision.clone() }, &json!({})).unwrap();
+        assert!(writer.pending().unwrap().is_none());
+        assert!(fake.object(&head_path()).unwrap()["data"].get("journal").is_none());
+        assert!(fake.object(&journal_path).is_some(), "stale, and ignored without the mark");
+
+        // The next deploy replaces it.
+        let (next, _) = super::journal(2);
+        writer.begin(&next).unwrap();
+        assert_eq!(writer.pending().unwrap().unwrap(), next);
+        writer.record(&Revision { actions: Vec::new(), ..next.revision.clone() }, &json!({})).unwrap();
+        drop(writer);
+
+        // An older store's journal, in the head.
+        let (old, _) = super::journal(3);
+        fake.edit(&head_path(), |head| {
+            let zipped = {
+                use std::io::Write;
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&serde_json::to_vec(&old).unwrap()).unwrap();
+                encoder.finish().unwrap()
+            };
+            head["binaryData"]["journal.json.gz"] = serde_json::to_value(k8s_openapi::ByteString(zipped)).unwrap();
+        });
+        let writer = store::open(&place.location).unwrap();
+        assert_eq!(writer.pending().unwrap().unwrap(), old);
+        assert_eq!(writer.recover().unwrap().unwrap().number, 3);
+        assert!(writer.pending().unwrap().is_none());
+        assert!(fake.object(&head_path()).unwrap()["binaryData"].get("journal.json.gz").is_none());
+    }
+
     /// A killed deploy's lock: taken at once when its process ran on this machine, else only
     /// once its renewal has lapsed; the journal it left is recovered either way.
     #[test]

@@ -16,9 +16,15 @@
 //!   the API server's 1 MiB): past it, [`StoreError::TooLarge`] says to keep that policy's
 //!   revisions in a file. JSON compresses about tenfold, so that is a desired state of about
 //!   10 MB.
+//! - `aptc-journal` (`aptc.dev/store: journal`): the journal of the running deploy (its revision,
+//!   plan, desired state and policy, compressed), written by the lock holder before the first
+//!   action. It is in force only while the head names its revision (`journal` in the head's
+//!   `data`): one left behind by a finished deploy, or written by a deploy killed before it marked
+//!   the head (so before any action), is stale and ignored. Kept out of the head so that the
+//!   head's frequent writes (every action's report, every lock renewal) stay small.
 //! - `aptc-store` (`aptc.dev/store: head`): the store's schema, the policy root, the writer's lock
-//!   (`holder`: host, process, since, last renewal, lifetime), the journal of the running deploy
-//!   with the reports of its actions, and the last drift check. Every write of it is a replace
+//!   (`holder`: host, process, since, last renewal, lifetime), the revision of the running deploy's
+//!   journal with the reports of its actions, and the last drift check. Every write of it is a replace
 //!   with the `resourceVersion` this writer last wrote (optimistic concurrency): a writer whose
 //!   lock was taken over gets 409 on its next write and stops writing ([`StoreError::LockLost`]);
 //!   two deployers never interleave.
@@ -77,6 +83,10 @@ const REVISION: &str = "revision.json.gz";
 const DESIRED: &str = "desired-state.json.gz";
 const PROGRAM: &str = "program.json.gz";
 const JOURNAL: &str = "journal.json.gz";
+/// The journal's object (see the module's documentation).
+const JOURNAL_OBJECT: &str = "aptc-journal";
+/// The head's mark of the journal in force: its revision number.
+const JOURNAL_MARK: &str = "journal";
 const REPORTS: &str = "reports.json.gz";
 const DRIFT: &str = "drift.json.gz";
 
@@ -298,7 +308,7 @@ impl Shared {
         if size > LIMIT {
             return Err(StoreError::TooLarge {
                 store: self.location.clone(),
-                what: "the journal of this deploy and the last drift check".into(),
+                what: "the reports of this deploy's actions and the last drift check".into(),
                 size,
                 limit: LIMIT,
             });
@@ -555,11 +565,40 @@ impl Store for KubeStore {
     }
 
     fn write_journal(&self, journal: &Journal) -> Result<(), StoreError> {
+        let number = journal.revision.number;
         let bytes = self.zip(journal, "a journal")?;
-        let reports = self.zip(&Reports { number: journal.revision.number, by_index: BTreeMap::new() }, "a journal")?;
+        if bytes.0.len() > LIMIT {
+            return Err(StoreError::TooLarge {
+                store: self.location.clone(),
+                what: format!("the journal of revision {number}"),
+                size: bytes.0.len(),
+                limit: LIMIT,
+            });
+        }
+        let reports = self.zip(&Reports { number, by_index: BTreeMap::new() }, "a journal")?;
+        // Renewing first proves the lock is still this writer's, then the journal, then the mark
+        // that puts it in force (a journal without the mark is stale: no action ran under it).
+        self.update(|_| Ok(()))?;
+        let object = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(JOURNAL_OBJECT.into()),
+                labels: Some(labels("journal")),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(BTreeMap::from([(JOURNAL.to_string(), bytes)])),
+            ..ConfigMap::default()
+        };
+        let written = match self.runtime.block_on(self.api.create(&PostParams::default(), &object)) {
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.runtime.block_on(self.api.replace(JOURNAL_OBJECT, &PostParams::default(), &object))
+            }
+            other => other,
+        };
+        written.map_err(|e| self.error(&format!("writing the journal of revision {number}"), &e))?;
         self.update(|head| {
+            head.data.get_or_insert_default().insert(JOURNAL_MARK.into(), number.to_string());
             let data = head.binary_data.get_or_insert_default();
-            data.insert(JOURNAL.into(), bytes);
+            data.remove(JOURNAL);
             data.insert(REPORTS.into(), reports);
             Ok(())
         })
@@ -602,7 +641,27 @@ impl Store for KubeStore {
 
     fn pending(&self) -> Result<Option<Journal>, StoreError> {
         let Some(head) = self.head()? else { return Ok(None) };
-        self.record(&head, JOURNAL, "the journal")
+        let Some(mark) = head.data.as_ref().and_then(|data| data.get(JOURNAL_MARK)) else {
+            // A journal in the head itself, as stores written before the journal's own object.
+            return self.record(&head, JOURNAL, "the journal");
+        };
+        let number: u64 =
+            mark.parse().map_err(|_| self.corrupt(format!("the journal's mark `{mark}` is no number")))?;
+        let object = self
+            .runtime
+            .block_on(self.api.get_opt(JOURNAL_OBJECT))
+            .map_err(|e| self.error("reading the journal", &e))?
+            .ok_or_else(|| self.corrupt(format!("the journal of revision {number} is gone ({JOURNAL_OBJECT})")))?;
+        let journal: Journal = self
+            .record(&object, JOURNAL, "the journal")?
+            .ok_or_else(|| self.corrupt(format!("{JOURNAL_OBJECT} holds no journal")))?;
+        if journal.revision.number != number {
+            return Err(self.corrupt(format!(
+                "{JOURNAL_OBJECT} holds the journal of revision {}, the head names revision {number}",
+                journal.revision.number
+            )));
+        }
+        Ok(Some(journal))
     }
 
     fn journaled_reports(&self, journal: &Journal) -> Result<Vec<Option<ActionReport>>, StoreError> {
@@ -622,20 +681,33 @@ impl Store for KubeStore {
     fn forget_journal(&self, number: u64) -> Result<(), StoreError> {
         let location = self.location.clone();
         self.update(|head| {
-            // Only the journal's revision number: the whole journal (its desired state, the
-            // policy) was a tenth of the controller's peak memory at 10,000 claims.
-            let journaled: Option<JournaledNumber> = decode(head, JOURNAL).map_err(|why| StoreError::Corrupt {
-                store: location.clone(),
-                part: format!("the journal cannot be read ({why})"),
-            })?;
-            if journaled.is_some_and(|j| j.revision.number == number)
-                && let Some(data) = head.binary_data.as_mut()
-            {
-                data.remove(JOURNAL);
-                data.remove(REPORTS);
+            let marked = head.data.as_ref().and_then(|data| data.get(JOURNAL_MARK)).map(|mark| mark.parse::<u64>());
+            let journaled = match marked {
+                Some(Ok(marked)) => Some(marked),
+                Some(Err(_)) => None,
+                // A journal in the head itself (an older store's): only its revision number; the
+                // whole journal (its desired state, the policy) was a tenth of the controller's
+                // peak memory at 10,000 claims.
+                None => decode::<JournaledNumber>(head, JOURNAL)
+                    .map_err(|why| StoreError::Corrupt {
+                        store: location.clone(),
+                        part: format!("the journal cannot be read ({why})"),
+                    })?
+                    .map(|j| j.revision.number),
+            };
+            if journaled == Some(number) {
+                if let Some(data) = head.data.as_mut() {
+                    data.remove(JOURNAL_MARK);
+                }
+                if let Some(data) = head.binary_data.as_mut() {
+                    data.remove(JOURNAL);
+                    data.remove(REPORTS);
+                }
             }
             Ok(())
         })
+        // The journal's object stays, stale without the mark, until the next deploy replaces it.
+        // (Removing it would cost the writer's role `delete` on ConfigMaps, for no gain.)
     }
 }
 
@@ -667,7 +739,7 @@ impl KubeStore {
 pub(super) fn stamp(location: &Location, kube: &KubeLocation) -> Result<String, StoreError> {
     let (runtime, api) = connect(location, kube)?;
     let list = runtime
-        .block_on(api.list(&ListParams::default().labels(LABEL_STORE)))
+        .block_on(api.list_metadata(&ListParams::default().labels(LABEL_STORE)))
         .map_err(|e| kube_error(location, "listing the store", &e))?;
     let newest = list
         .items
