@@ -48,6 +48,7 @@ pub struct Placement {
 }
 
 /// Everything an expression may read.
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub program: &'a Program,
     pub labels: &'a BTreeMap<String, Value>,
@@ -60,6 +61,79 @@ pub struct Env<'a> {
     pub discovery: Option<&'a BTreeMap<String, BTreeMap<String, Value>>>,
     /// The component's evaluated `values`, for `values.KEY` in its manifest templates.
     pub values: Option<&'a [(String, Value)]>,
+    /// Told what this evaluation reads of the labels (`core::verify`'s path conditions); `None`
+    /// everywhere else.
+    pub observer: Option<&'a dyn Observer>,
+}
+
+/// What an evaluation learns about the claim's labels, in the order it learns it: the path
+/// condition the verification engine generalises a resolution by (docs/verification.md §3).
+pub trait Observer: Sync {
+    /// `labels.LABEL` read as a value (copied, interpolated, compared with something computed…):
+    /// anything may depend on it.
+    fn read(&self, label: &str);
+    /// An atomic test of `labels.LABEL` (or `default(labels.LABEL, C)`) against constants,
+    /// `op(lhs, rhs)`, and what it gave: nothing else of the label was read to decide it.
+    fn test(&self, label: &str, test: Atomic<'_>, result: &Result<bool, EvalError>);
+}
+
+/// An atomic test as the evaluator met it, so that an observer can ask it again of other values
+/// ([`Atomic::on`]).
+#[derive(Clone, Copy)]
+pub struct Atomic<'e> {
+    pub op: BinaryOp,
+    pub lhs: &'e Expr,
+    pub rhs: &'e Expr,
+}
+
+impl Atomic<'_> {
+    /// The test's result for a claim whose label `label` is `value` (`None`: not set), with the
+    /// evaluator's own semantics (defaults, `default`, errors).
+    pub fn on(&self, program: &Program, user: &Subject, label: &str, value: Option<&Value>) -> Result<bool, EvalError> {
+        let mut labels = BTreeMap::new();
+        if let Some(value) = value {
+            labels.insert(label.to_string(), value.clone());
+        }
+        Env::of_labels(program, &labels, user).comparison(self.op, self.lhs, self.rhs)
+    }
+}
+
+/// The label an atomic test reads, when `op(lhs, rhs)` is one: `labels.X` or
+/// `default(labels.X, CONSTANT)` compared with a constant, or a constant tested for membership in
+/// `labels.X` (the forms `verify::domains` splits classes by).
+fn atomic_label<'e>(op: BinaryOp, lhs: &'e Expr, rhs: &'e Expr) -> Option<&'e str> {
+    fn labelish(expr: &Expr) -> Option<&str> {
+        match expr {
+            Expr::Label(id) => Some(id),
+            Expr::Call { function, args } if function == "default" => match args.as_slice() {
+                [Expr::Label(id), Expr::Const(_)] => Some(id),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    fn constant(expr: &Expr) -> bool {
+        match expr {
+            Expr::Const(_) => true,
+            Expr::Neg(inner) => matches!(inner.as_ref(), Expr::Const(Value::Int(_))),
+            _ => false,
+        }
+    }
+    match op {
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            match (labelish(lhs), labelish(rhs)) {
+                (Some(id), None) if constant(rhs) => Some(id),
+                (None, Some(id)) if constant(lhs) => Some(id),
+                _ => None,
+            }
+        }
+        BinaryOp::In | BinaryOp::NotIn => match (lhs, rhs) {
+            (_, Expr::Const(Value::List(_))) => labelish(lhs),
+            (Expr::Const(_), Expr::Label(id)) => Some(id),
+            _ => None,
+        },
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Matches => None,
+    }
 }
 
 impl<'a> Env<'a> {
@@ -75,6 +149,7 @@ impl<'a> Env<'a> {
             instance: None,
             discovery: None,
             values: None,
+            observer: None,
         }
     }
 }
@@ -82,6 +157,9 @@ impl<'a> Env<'a> {
 impl Env<'_> {
     /// The value of a label: set, else its default, else unset.
     pub fn label(&self, id: &str) -> Result<Value, EvalError> {
+        if let Some(observer) = self.observer {
+            observer.read(id);
+        }
         if let Some(value) = self.labels.get(id) {
             return Ok(value.clone());
         }
@@ -249,6 +327,21 @@ impl Env<'_> {
             BinaryOp::Or => return Ok(Value::Bool(self.bool(lhs)? || self.bool(rhs)?)),
             _ => {}
         }
+        // An atomic test on a label is told as one, its label read unobserved: the observer
+        // learns the test's result, not the value.
+        if let Some(observer) = self.observer
+            && let Some(label) = atomic_label(op, lhs, rhs)
+        {
+            let quiet = Env { observer: None, ..*self };
+            let result = quiet.comparison(op, lhs, rhs);
+            observer.test(label, Atomic { op, lhs, rhs }, &result);
+            return result.map(Value::Bool);
+        }
+        self.comparison(op, lhs, rhs).map(Value::Bool)
+    }
+
+    /// A comparison (every binary operator but `and` and `or`, which [`Env::binary`] takes).
+    fn comparison(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<bool, EvalError> {
         let (a, b) = (self.eval(lhs)?, self.eval(rhs)?);
         let result = match (op, &a, &b) {
             (BinaryOp::Eq, _, _) => a == b,
@@ -268,7 +361,7 @@ impl Env<'_> {
                 .is_match(text),
             _ => return Err(EvalError::Type(format!("cannot apply {op:?} to {} and {}", a.literal(), b.literal()))),
         };
-        Ok(Value::Bool(result))
+        Ok(result)
     }
 
     fn call(&self, function: &str, args: &[Expr]) -> Result<Value, EvalError> {

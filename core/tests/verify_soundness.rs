@@ -208,6 +208,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
             instance: None,
             discovery: None,
             values: None,
+            observer: None,
         };
         if env.bool(criteria) != Ok(true) {
             return false;
@@ -266,6 +267,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
                 instance: None,
                 discovery: None,
                 values: None,
+                observer: None,
             };
             env.bool(expr) != Ok(true)
         }
@@ -400,5 +402,21 @@ proptest! {
             }
             Verdict::Unknown { reason } => prop_assert!(false, "unknown: {reason}\n{text}"),
         }
+        // The same assertion past a budget of 0: every space through the SAT-guided paths (§3).
+        let by_solver = verify_one(&program, &program.assertions[0], 0);
+        prop_assert!(by_solver.solver.is_some() || by_solver.claims == 0, "not by the solver: {by_solver:?}");
+        match &by_solver.verdict {
+            Verdict::Proved => {
+                prop_assert!(brute.is_none(), "proved by the solver, but brute force finds {brute:?}\n{text}");
+                prop_assert!(matches!(report.verdict, Verdict::Proved), "the solver proves what enumeration does not\n{text}");
+            }
+            Verdict::Violated { counterexample } => {
+                prop_assert!(violates(&program, &counterexample.claim, &sharing), "the solver's counterexample does not violate\n{counterexample:?}\n{text}");
+                prop_assert!(matches!(report.verdict, Verdict::Violated { .. }), "the solver finds what enumeration does not\n{text}");
+            }
+            Verdict::Unknown { reason } => prop_assert!(false, "unknown by the solver: {reason}\n{text}"),
+        }
+        // And never more paths than enumeration's classes.
+        prop_assert!(by_solver.claims <= report.claims.max(1), "{} paths for {} classes\n{text}", by_solver.claims, report.claims);
     }
 }
