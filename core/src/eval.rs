@@ -70,11 +70,13 @@ pub struct Env<'a> {
 /// condition the verification engine generalises a resolution by (docs/verification.md §3).
 pub trait Observer: Sync {
     /// `labels.LABEL` read as a value (copied, interpolated, compared with something computed…):
-    /// anything may depend on it.
-    fn read(&self, label: &str);
+    /// anything may depend on it. `value` is what the labels hold for it then (`None`: not set),
+    /// so the observer can tell the claim's own value from one resolution set.
+    fn read(&self, label: &str, value: Option<&Value>);
     /// An atomic test of `labels.LABEL` (or `default(labels.LABEL, C)`) against constants,
-    /// `op(lhs, rhs)`, and what it gave: nothing else of the label was read to decide it.
-    fn test(&self, label: &str, test: Atomic<'_>, result: &Result<bool, EvalError>);
+    /// `op(lhs, rhs)`, on the labels' `value` for it, and what it gave: nothing else of the label
+    /// was read to decide it.
+    fn test(&self, label: &str, value: Option<&Value>, test: Atomic<'_>, result: &Result<bool, EvalError>);
 }
 
 /// An atomic test as the evaluator met it, so that an observer can ask it again of other values
@@ -158,7 +160,7 @@ impl Env<'_> {
     /// The value of a label: set, else its default, else unset.
     pub fn label(&self, id: &str) -> Result<Value, EvalError> {
         if let Some(observer) = self.observer {
-            observer.read(id);
+            observer.read(id, self.labels.get(id));
         }
         if let Some(value) = self.labels.get(id) {
             return Ok(value.clone());
@@ -334,7 +336,7 @@ impl Env<'_> {
         {
             let quiet = Env { observer: None, ..*self };
             let result = quiet.comparison(op, lhs, rhs);
-            observer.test(label, Atomic { op, lhs, rhs }, &result);
+            observer.test(label, self.labels.get(label), Atomic { op, lhs, rhs }, &result);
             return result.map(Value::Bool);
         }
         self.comparison(op, lhs, rhs).map(Value::Bool)
@@ -487,6 +489,91 @@ mod tests {
         assert_eq!(call("hash", &[str("a")]), call("hash", &[str("a")]));
         assert_eq!(call("hash", &[str("a")]).unwrap().to_string().len(), 8);
         assert_eq!(call("secret_env", &[str("PW")]), Ok(SecretRef::Env("PW".into()).marker()));
+    }
+
+    /// Records what an evaluation tells its observer.
+    #[derive(Default)]
+    struct Log(std::sync::Mutex<Vec<String>>);
+
+    impl Observer for Log {
+        fn read(&self, label: &str, value: Option<&Value>) {
+            self.0.lock().unwrap().push(format!("read {label} {value:?}"));
+        }
+        fn test(&self, label: &str, value: Option<&Value>, _: Atomic<'_>, result: &Result<bool, EvalError>) {
+            self.0.lock().unwrap().push(format!("test {label} {value:?} {result:?}"));
+        }
+    }
+
+    fn program(labels: &[(&str, &str, Option<Value>)]) -> Program {
+        Program {
+            format: String::new(),
+            version: 0,
+            compiler: String::new(),
+            labels: labels
+                .iter()
+                .map(|(id, ty, default)| {
+                    (id.to_string(), crate::ir::LabelDecl { ty: ty.to_string(), default: default.clone() })
+                })
+                .collect(),
+            namespaces: BTreeMap::new(),
+            services: BTreeMap::new(),
+            contracts: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            users: BTreeMap::new(),
+            teams: BTreeMap::new(),
+            grants: Vec::new(),
+            claims: Vec::new(),
+            tests: Vec::new(),
+            assertions: Vec::new(),
+        }
+    }
+
+    fn cmp(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+        Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }
+    }
+
+    #[test]
+    fn an_observer_learns_atomic_tests_and_reads_in_order() {
+        let program = program(&[("s.a", "string", None), ("s.b", "bool", Some(Value::Bool(false)))]);
+        // `labels.a == "x" and labels.b`, then `lower(labels.a) == "x"` (not atomic: a read).
+        let test = cmp(BinaryOp::Eq, Expr::Label("s.a".into()), Expr::Const(str("x")));
+        let both = cmp(BinaryOp::And, test.clone(), Expr::Label("s.b".into()));
+        let computed = cmp(
+            BinaryOp::Eq,
+            Expr::Call { function: "lower".into(), args: vec![Expr::Label("s.a".into())] },
+            Expr::Const(str("x")),
+        );
+        let user = Subject::default();
+        let log = Log::default();
+        let labels = BTreeMap::from([("s.a".to_string(), str("x"))]);
+        let env = Env { observer: Some(&log), ..Env::of_labels(&program, &labels, &user) };
+        assert_eq!(env.bool(&both), Ok(false));
+        assert_eq!(env.bool(&computed), Ok(true));
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [r#"test s.a Some(Str("x")) Ok(true)"#, "read s.b None", r#"read s.a Some(Str("x"))"#]
+        );
+        // The test asked again of other values, with the evaluator's semantics (an unset label
+        // without a default fails).
+        let Expr::Binary { op, lhs, rhs } = &test else { unreachable!() };
+        let atomic = Atomic { op: *op, lhs, rhs };
+        assert_eq!(atomic.on(&program, &user, "s.a", Some(&str("y"))), Ok(false));
+        assert!(matches!(atomic.on(&program, &user, "s.a", None), Err(EvalError::Unset(_))));
+    }
+
+    #[test]
+    fn only_label_against_constant_is_atomic() {
+        let label = Expr::Label("s.n".into());
+        let one = Expr::Const(Value::Int(1));
+        let minus = Expr::Neg(Box::new(one.clone()));
+        let list = Expr::Const(Value::List(vec![str("a")]));
+        assert_eq!(atomic_label(BinaryOp::Lt, &label, &one), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::Ge, &minus, &label), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::In, &label, &list), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::In, &Expr::Const(str("a")), &label), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::Eq, &label, &label), None);
+        assert_eq!(atomic_label(BinaryOp::Matches, &label, &Expr::Const(str("a.*"))), None);
     }
 
     #[test]

@@ -374,9 +374,8 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
 /// spaces in parallel, the verdict taken in the spaces' order (so the same on any number of
 /// threads): the first violation, else the first space past the path budget, else proved.
 fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: usize) -> Report {
-    let written = sat::written(shared.program);
     let explored: Vec<sat::Explored> =
-        spaces.par_iter().map(|space| sat::explore(shared, assertion, space, &written, PATH_BUDGET)).collect();
+        spaces.par_iter().map(|space| sat::explore(shared, assertion, space, PATH_BUDGET)).collect();
     let paths = explored
         .iter()
         .map(|e| match e {

@@ -9,13 +9,13 @@
 //! and asked again, until no combination is left (proved), one violates (its representative is the
 //! counterexample), or the path budget is spent (unknown).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use batsat::{BasicSolver, Lit, SolverInterface, Var, lbool};
 
 use crate::eval::{Atomic, EvalError, Observer, Subject};
-use crate::ir::{Action, Assertion, BinaryOp, Claim, LabelOp, Program, Value};
+use crate::ir::{Assertion, BinaryOp, Claim, Program, Value};
 
 use super::{Shared, Space, judge};
 
@@ -33,31 +33,6 @@ pub(super) enum Explored {
     Budget { paths: usize },
 }
 
-/// The labels some operation of the program writes (`set`, `remove`: a contract's, a context's, a
-/// rule's): a test of one may be of a value the run computed rather than the claim's, so what
-/// the run learns of it is its class only.
-pub(super) fn written(program: &Program) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut op = |op: &LabelOp| {
-        let label = match op {
-            LabelOp::Set { label, .. } | LabelOp::Remove { label } => label,
-        };
-        out.insert(label.clone());
-    };
-    for contract in program.contracts.values() {
-        contract.ops.iter().for_each(&mut op);
-        contract.contexts.iter().flat_map(|c| &c.ops).for_each(&mut op);
-    }
-    for rule in program.rules.values().flatten() {
-        for action in &rule.actions {
-            if let Action::Label(label_op) = action {
-                op(label_op);
-            }
-        }
-    }
-    out
-}
-
 /// An atomic test, by where it is written in the program (every expression evaluated is the
 /// program's, borrowed for the whole exploration, so its address names it) and its label.
 type TestKey = (usize, usize, usize, u8);
@@ -67,13 +42,7 @@ type Tests = Mutex<HashMap<TestKey, Vec<Result<bool, EvalError>>>>;
 
 /// Explores one space until every combination of its classes is covered, one violates, or
 /// `budget` paths were taken. Deterministic: one solver, one thread, the same proposals.
-pub(super) fn explore(
-    shared: &Shared,
-    assertion: &Assertion,
-    space: &Space,
-    written: &BTreeSet<String>,
-    budget: usize,
-) -> Explored {
+pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, budget: usize) -> Explored {
     let labels = &space.classes.labels;
     let mut solver = BasicSolver::default();
     // "Not set" (or the first class) is tried first, so counterexamples set little.
@@ -100,29 +69,18 @@ pub(super) fn explore(
         paths += 1;
         let chosen: Vec<usize> =
             vars.iter().map(|vs| vs.iter().position(|v| solver.value_var(*v) == lbool::TRUE).unwrap_or(0)).collect();
-        let claim = Claim {
-            namespace: assertion.namespace.clone(),
-            name: format!("{}_counterexample", assertion.name),
-            consumer: space.consumer.clone(),
-            contract: space.contract.clone(),
-            labels: labels
-                .iter()
-                .zip(&chosen)
-                .filter_map(|((label, reps), &c)| Some((label.clone(), reps.get(c)?.clone()?)))
-                .collect(),
-            origin: assertion.origin.clone(),
-        };
+        let claim = claim_of(assertion, space, &chosen);
         let path = Path {
             program: shared.program,
             subject: &space.subject,
             index: &index,
             labels,
             chosen: &chosen,
-            written,
             tests: &tests,
             allowed: Mutex::new(vec![None; labels.len()]),
         };
-        if let Some((index, why)) = judge(shared, assertion, &claim, &space.subject, Some(&path)) {
+        if let Some(found) = judge(shared, assertion, &claim, &space.subject, Some(&path)) {
+            let (claim, (index, why)) = simplest(shared, assertion, space, chosen, claim, found);
             return Explored::Violated { claim, index, why, paths };
         }
         let mut clause = path.blocking(&vars);
@@ -133,6 +91,49 @@ pub(super) fn explore(
     }
 }
 
+/// The representative claim of a combination of classes.
+fn claim_of(assertion: &Assertion, space: &Space, chosen: &[usize]) -> Claim {
+    Claim {
+        namespace: assertion.namespace.clone(),
+        name: format!("{}_counterexample", assertion.name),
+        consumer: space.consumer.clone(),
+        contract: space.contract.clone(),
+        labels: space
+            .classes
+            .labels
+            .iter()
+            .zip(chosen)
+            .filter_map(|((label, reps), &c)| Some((label.clone(), reps.get(c)?.clone()?)))
+            .collect(),
+        origin: assertion.origin.clone(),
+    }
+}
+
+/// A violating claim with as few labels set as one pass can make it: each label in order is put
+/// back to its first class ("not set" where there is one) while the claim still violates. The
+/// solver's choice of the other labels is arbitrary; a counterexample should show what matters.
+fn simplest(
+    shared: &Shared,
+    assertion: &Assertion,
+    space: &Space,
+    mut chosen: Vec<usize>,
+    mut claim: Claim,
+    mut found: (usize, String),
+) -> (Claim, (usize, String)) {
+    for i in 0..chosen.len() {
+        if chosen[i] == 0 {
+            continue;
+        }
+        let mut fewer = chosen.clone();
+        fewer[i] = 0;
+        let candidate = claim_of(assertion, space, &fewer);
+        if let Some(still) = judge(shared, assertion, &candidate, &space.subject, None) {
+            (chosen, claim, found) = (fewer, candidate, still);
+        }
+    }
+    (claim, found)
+}
+
 /// The observer of one path: for each label, the classes that agree with what the run learnt.
 struct Path<'s> {
     program: &'s Program,
@@ -140,7 +141,6 @@ struct Path<'s> {
     index: &'s BTreeMap<&'s str, usize>,
     labels: &'s [(String, Vec<Option<Value>>)],
     chosen: &'s [usize],
-    written: &'s BTreeSet<String>,
     tests: &'s Tests,
     /// Per label: `None` while the run learnt nothing of it, else the classes still alike.
     allowed: Mutex<Vec<Option<Vec<bool>>>>,
@@ -173,21 +173,27 @@ impl Path<'_> {
     }
 }
 
+impl Path<'_> {
+    /// The label's index in the space and its class on this path, when the labels still hold the
+    /// claim's own value for it (`value`). A value resolution set is the same on every path
+    /// that agrees with this one so far (what it was computed from is in the path condition),
+    /// so whatever is made of it teaches nothing about the label's class.
+    fn own(&self, label: &str, value: Option<&Value>) -> Option<(usize, usize)> {
+        let &i = self.index.get(label)?;
+        let own = self.chosen[i];
+        (self.labels[i].1.get(own)?.as_ref() == value).then_some((i, own))
+    }
+}
+
 impl Observer for Path<'_> {
-    fn read(&self, label: &str) {
-        if let Some(&i) = self.index.get(label) {
-            let own = self.chosen[i];
+    fn read(&self, label: &str, value: Option<&Value>) {
+        if let Some((i, own)) = self.own(label, value) {
             self.restrict(i, |c| c == own);
         }
     }
 
-    fn test(&self, label: &str, test: Atomic<'_>, result: &Result<bool, EvalError>) {
-        let Some(&i) = self.index.get(label) else { return };
-        let own = self.chosen[i];
-        if self.written.contains(label) {
-            // The value tested may be one the run set: only the class is known to give the same.
-            return self.restrict(i, |c| c == own);
-        }
+    fn test(&self, label: &str, value: Option<&Value>, test: Atomic<'_>, result: &Result<bool, EvalError>) {
+        let Some((i, own)) = self.own(label, value) else { return };
         let key: TestKey = (i, test.lhs as *const _ as usize, test.rhs as *const _ as usize, op_code(test.op));
         let mut tests = self.tests.lock().unwrap_or_else(|e| e.into_inner());
         let results = tests.entry(key).or_insert_with(|| {
