@@ -83,7 +83,9 @@ pub trait Observer: Sync {
 /// ([`Atomic::on`]).
 #[derive(Clone, Copy)]
 pub struct Atomic<'e> {
+    /// The comparison (`==` … `>=`, `in`, `not in`).
     pub op: BinaryOp,
+    /// Its sides as written: one reads the label, the other is a constant.
     pub lhs: &'e Expr,
     pub rhs: &'e Expr,
 }

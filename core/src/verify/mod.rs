@@ -90,7 +90,8 @@ pub fn verify(program: &Program) -> Vec<Report> {
     program.assertions.iter().map(|a| verify_with(&shared, a, BUDGET)).collect()
 }
 
-/// Verifies one assertion, resolving at most `budget` possible claims.
+/// Verifies one assertion, enumerating at most `budget` possible claims; past it, the SAT-guided
+/// paths decide (§3). A budget of 0 sends every space to them (the soundness test does).
 pub fn verify_one(program: &Program, assertion: &Assertion, budget: usize) -> Report {
     verify_with(&Shared::new(program), assertion, budget)
 }

@@ -45,9 +45,13 @@ type Tests = Mutex<HashMap<TestKey, Vec<Result<bool, EvalError>>>>;
 pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, budget: usize) -> Explored {
     let labels = &space.classes.labels;
     let mut solver = BasicSolver::default();
-    // "Not set" (or the first class) is tried first, so counterexamples set little.
-    let vars: Vec<Vec<Var>> =
-        labels.iter().map(|(_, reps)| reps.iter().map(|_| solver.new_var(lbool::FALSE, true)).collect()).collect();
+    // The first class ("not set" where there is one) is tried first, so counterexamples set little.
+    let vars: Vec<Vec<Var>> = labels
+        .iter()
+        .map(|(_, reps)| {
+            (0..reps.len()).map(|c| solver.new_var(if c == 0 { lbool::TRUE } else { lbool::FALSE }, true)).collect()
+        })
+        .collect();
     for classes in &vars {
         solver.add_clause_reuse(&mut classes.iter().map(|v| Lit::new(*v, true)).collect());
         for (i, a) in classes.iter().enumerate() {
@@ -60,8 +64,13 @@ pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, bud
     let tests: Tests = Mutex::new(HashMap::new());
     let mut paths = 0;
     loop {
-        if solver.solve_limited(&[]) != lbool::TRUE {
+        let answer = solver.solve_limited(&[]);
+        if answer == lbool::FALSE {
             return Explored::Covered { paths };
+        }
+        if answer != lbool::TRUE {
+            // No limit is set, so the solver always answers; if it did not, nothing is proved.
+            return Explored::Budget { paths };
         }
         if paths >= budget {
             return Explored::Budget { paths };
