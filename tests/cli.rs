@@ -2302,6 +2302,50 @@ fn verify_shows_a_counterexample_that_aptc_test_reproduces() {
     assert_eq!(json["violated"], 1);
 }
 
+#[test]
+fn verify_decides_past_the_enumeration_budget_and_aptc_test_reproduces_the_counterexample() {
+    // 17,694,720 classes of possible claims: past the budget of 200,000, so the SAT-guided paths
+    // (docs/verification.md §3) decide both assertions, where `aptc verify` used to say unknown.
+    let dir = scratch("verify-past-budget");
+    let case = root().join("tests/cases/diagnostics/APT0601_assertion_violated_past_the_budget/system.apt");
+    std::fs::copy(case, dir.join("system.apt")).unwrap();
+    let out = aptc(&["verify", "--color", "never", dir.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("assert system.prod_on_production ... proved (17694720 classes of possible claims, in "),
+        "{text}"
+    );
+    assert!(text.contains("assert system.always_resolves ... VIOLATED"), "{text}");
+    assert_eq!(text.lines().last(), Some("1 proved, 1 violated, 0 unknown"), "{text}");
+
+    // The counterexample, pasted into a test, is rejected as the verdict says.
+    let start = text.find("      claim always_resolves_counterexample {").unwrap();
+    let block: String =
+        text[start..].lines().take_while(|l| !l.starts_with("    how")).map(|l| format!("{}\n", &l[6..])).collect();
+    assert!(block.contains("labels { size = 11, tier = \"free\" }"), "{block}");
+    let test = format!(
+        "namespace system\n\ntest reproduces {{\n{block}\n    expect claim always_resolves_counterexample rejected matches \"at most 10 replicas\"\n}}\n"
+    );
+    std::fs::write(dir.join("reproduce.apt"), test).unwrap();
+    let out = aptc(&["test", "--color", "never", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout(&out).contains("test system.reproduces ... ok"), "{}", stdout(&out));
+
+    // JSON: the solver's run is reported, and the output keeps to its schema.
+    let out = aptc(&["verify", "--format", "json", dir.to_str().unwrap()]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/schema/verify.schema.json")).unwrap()).unwrap();
+    assert!(jsonschema::is_valid(&schema, &json), "{json}");
+    let proved = &json["policies"][0]["assertions"][0];
+    assert_eq!(proved["verdict"], "proved");
+    assert_eq!(proved["solver"]["classes"], 17_694_720);
+    let paths = proved["solver"]["paths"].as_u64().unwrap();
+    assert!(paths > 0 && paths < 200_000, "{proved}");
+    assert_eq!(proved["claims"].as_u64(), Some(paths));
+}
+
 /// A policy whose one assertion the engine cannot decide.
 const UNDECIDABLE: &str = r#"namespace system
 

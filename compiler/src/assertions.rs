@@ -53,8 +53,11 @@ pub fn verify_workspace(db: &dyn salsa::Database, ws: Workspace) -> Option<Verif
         .filter(|r| matches!(r.verdict, Verdict::Proved))
         .filter_map(|r| {
             let span = name_span(&locate, r)?;
-            let claims =
-                if r.claims == 1 { "1 possible claim".to_string() } else { format!("{} possible claims", r.claims) };
+            let claims = match &r.solver {
+                None if r.claims == 1 => "1 possible claim".to_string(),
+                None => format!("{} possible claims", r.claims),
+                Some(run) => format!("{} classes of possible claims ({} paths)", run.classes, run.paths),
+            };
             Some((span.0, span.1, format!("assertion `{}` is proved over {claims}", r.assertion)))
         })
         .collect();

@@ -48,6 +48,7 @@ pub struct Placement {
 }
 
 /// Everything an expression may read.
+#[derive(Clone, Copy)]
 pub struct Env<'a> {
     pub program: &'a Program,
     pub labels: &'a BTreeMap<String, Value>,
@@ -60,6 +61,83 @@ pub struct Env<'a> {
     pub discovery: Option<&'a BTreeMap<String, BTreeMap<String, Value>>>,
     /// The component's evaluated `values`, for `values.KEY` in its manifest templates.
     pub values: Option<&'a [(String, Value)]>,
+    /// Told what this evaluation reads of the labels (`core::verify`'s path conditions); `None`
+    /// everywhere else.
+    pub observer: Option<&'a dyn Observer>,
+}
+
+/// What an evaluation learns about the claim's labels, in the order it learns it: the path
+/// condition the verification engine generalises a resolution by (docs/verification.md §3).
+pub trait Observer: Sync {
+    /// `labels.LABEL` read as a value (copied, interpolated, compared with something computed…):
+    /// anything may depend on it. `value` is what the labels hold for it then (`None`: not set),
+    /// so the observer can tell the claim's own value from one resolution set.
+    fn read(&self, label: &str, value: Option<&Value>);
+    /// An atomic test of `labels.LABEL` (or `default(labels.LABEL, C)`) against constants,
+    /// `op(lhs, rhs)`, on the labels' `value` for it, and what it gave: nothing else of the label
+    /// was read to decide it.
+    fn test(&self, label: &str, value: Option<&Value>, test: Atomic<'_>, result: &Result<bool, EvalError>);
+}
+
+/// An atomic test as the evaluator met it, so that an observer can ask it again of other values
+/// ([`Atomic::on`]).
+#[derive(Clone, Copy)]
+pub struct Atomic<'e> {
+    /// The comparison (`==` … `>=`, `in`, `not in`).
+    pub op: BinaryOp,
+    /// Its sides as written: one reads the label, the other is a constant.
+    pub lhs: &'e Expr,
+    pub rhs: &'e Expr,
+}
+
+impl Atomic<'_> {
+    /// The test's result for a claim whose label `label` is `value` (`None`: not set), with the
+    /// evaluator's own semantics (defaults, `default`, errors).
+    pub fn on(&self, program: &Program, user: &Subject, label: &str, value: Option<&Value>) -> Result<bool, EvalError> {
+        let mut labels = BTreeMap::new();
+        if let Some(value) = value {
+            labels.insert(label.to_string(), value.clone());
+        }
+        Env::of_labels(program, &labels, user).comparison(self.op, self.lhs, self.rhs)
+    }
+}
+
+/// The label an atomic test reads, when `op(lhs, rhs)` is one: `labels.X` or
+/// `default(labels.X, CONSTANT)` compared with a constant, or a constant tested for membership in
+/// `labels.X` (the forms `verify::domains` splits classes by).
+fn atomic_label<'e>(op: BinaryOp, lhs: &'e Expr, rhs: &'e Expr) -> Option<&'e str> {
+    fn labelish(expr: &Expr) -> Option<&str> {
+        match expr {
+            Expr::Label(id) => Some(id),
+            Expr::Call { function, args } if function == "default" => match args.as_slice() {
+                [Expr::Label(id), Expr::Const(_)] => Some(id),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    fn constant(expr: &Expr) -> bool {
+        match expr {
+            Expr::Const(_) => true,
+            Expr::Neg(inner) => matches!(inner.as_ref(), Expr::Const(Value::Int(_))),
+            _ => false,
+        }
+    }
+    match op {
+        BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge => {
+            match (labelish(lhs), labelish(rhs)) {
+                (Some(id), None) if constant(rhs) => Some(id),
+                (None, Some(id)) if constant(lhs) => Some(id),
+                _ => None,
+            }
+        }
+        BinaryOp::In | BinaryOp::NotIn => match (lhs, rhs) {
+            (_, Expr::Const(Value::List(_))) => labelish(lhs),
+            (Expr::Const(_), Expr::Label(id)) => Some(id),
+            _ => None,
+        },
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Matches => None,
+    }
 }
 
 impl<'a> Env<'a> {
@@ -75,6 +153,7 @@ impl<'a> Env<'a> {
             instance: None,
             discovery: None,
             values: None,
+            observer: None,
         }
     }
 }
@@ -82,6 +161,9 @@ impl<'a> Env<'a> {
 impl Env<'_> {
     /// The value of a label: set, else its default, else unset.
     pub fn label(&self, id: &str) -> Result<Value, EvalError> {
+        if let Some(observer) = self.observer {
+            observer.read(id, self.labels.get(id));
+        }
         if let Some(value) = self.labels.get(id) {
             return Ok(value.clone());
         }
@@ -249,6 +331,21 @@ impl Env<'_> {
             BinaryOp::Or => return Ok(Value::Bool(self.bool(lhs)? || self.bool(rhs)?)),
             _ => {}
         }
+        // An atomic test on a label is told as one, its label read unobserved: the observer
+        // learns the test's result, not the value.
+        if let Some(observer) = self.observer
+            && let Some(label) = atomic_label(op, lhs, rhs)
+        {
+            let quiet = Env { observer: None, ..*self };
+            let result = quiet.comparison(op, lhs, rhs);
+            observer.test(label, self.labels.get(label), Atomic { op, lhs, rhs }, &result);
+            return result.map(Value::Bool);
+        }
+        self.comparison(op, lhs, rhs).map(Value::Bool)
+    }
+
+    /// A comparison (every binary operator but `and` and `or`, which [`Env::binary`] takes).
+    fn comparison(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<bool, EvalError> {
         let (a, b) = (self.eval(lhs)?, self.eval(rhs)?);
         let result = match (op, &a, &b) {
             (BinaryOp::Eq, _, _) => a == b,
@@ -268,7 +365,7 @@ impl Env<'_> {
                 .is_match(text),
             _ => return Err(EvalError::Type(format!("cannot apply {op:?} to {} and {}", a.literal(), b.literal()))),
         };
-        Ok(Value::Bool(result))
+        Ok(result)
     }
 
     fn call(&self, function: &str, args: &[Expr]) -> Result<Value, EvalError> {
@@ -394,6 +491,91 @@ mod tests {
         assert_eq!(call("hash", &[str("a")]), call("hash", &[str("a")]));
         assert_eq!(call("hash", &[str("a")]).unwrap().to_string().len(), 8);
         assert_eq!(call("secret_env", &[str("PW")]), Ok(SecretRef::Env("PW".into()).marker()));
+    }
+
+    /// Records what an evaluation tells its observer.
+    #[derive(Default)]
+    struct Log(std::sync::Mutex<Vec<String>>);
+
+    impl Observer for Log {
+        fn read(&self, label: &str, value: Option<&Value>) {
+            self.0.lock().unwrap().push(format!("read {label} {value:?}"));
+        }
+        fn test(&self, label: &str, value: Option<&Value>, _: Atomic<'_>, result: &Result<bool, EvalError>) {
+            self.0.lock().unwrap().push(format!("test {label} {value:?} {result:?}"));
+        }
+    }
+
+    fn program(labels: &[(&str, &str, Option<Value>)]) -> Program {
+        Program {
+            format: String::new(),
+            version: 0,
+            compiler: String::new(),
+            labels: labels
+                .iter()
+                .map(|(id, ty, default)| {
+                    (id.to_string(), crate::ir::LabelDecl { ty: ty.to_string(), default: default.clone() })
+                })
+                .collect(),
+            namespaces: BTreeMap::new(),
+            services: BTreeMap::new(),
+            contracts: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            users: BTreeMap::new(),
+            teams: BTreeMap::new(),
+            grants: Vec::new(),
+            claims: Vec::new(),
+            tests: Vec::new(),
+            assertions: Vec::new(),
+        }
+    }
+
+    fn cmp(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
+        Expr::Binary { op, lhs: Box::new(lhs), rhs: Box::new(rhs) }
+    }
+
+    #[test]
+    fn an_observer_learns_atomic_tests_and_reads_in_order() {
+        let program = program(&[("s.a", "string", None), ("s.b", "bool", Some(Value::Bool(false)))]);
+        // `labels.a == "x" and labels.b`, then `lower(labels.a) == "x"` (not atomic: a read).
+        let test = cmp(BinaryOp::Eq, Expr::Label("s.a".into()), Expr::Const(str("x")));
+        let both = cmp(BinaryOp::And, test.clone(), Expr::Label("s.b".into()));
+        let computed = cmp(
+            BinaryOp::Eq,
+            Expr::Call { function: "lower".into(), args: vec![Expr::Label("s.a".into())] },
+            Expr::Const(str("x")),
+        );
+        let user = Subject::default();
+        let log = Log::default();
+        let labels = BTreeMap::from([("s.a".to_string(), str("x"))]);
+        let env = Env { observer: Some(&log), ..Env::of_labels(&program, &labels, &user) };
+        assert_eq!(env.bool(&both), Ok(false));
+        assert_eq!(env.bool(&computed), Ok(true));
+        assert_eq!(
+            *log.0.lock().unwrap(),
+            [r#"test s.a Some(Str("x")) Ok(true)"#, "read s.b None", r#"read s.a Some(Str("x"))"#]
+        );
+        // The test asked again of other values, with the evaluator's semantics (an unset label
+        // without a default fails).
+        let Expr::Binary { op, lhs, rhs } = &test else { unreachable!() };
+        let atomic = Atomic { op: *op, lhs, rhs };
+        assert_eq!(atomic.on(&program, &user, "s.a", Some(&str("y"))), Ok(false));
+        assert!(matches!(atomic.on(&program, &user, "s.a", None), Err(EvalError::Unset(_))));
+    }
+
+    #[test]
+    fn only_label_against_constant_is_atomic() {
+        let label = Expr::Label("s.n".into());
+        let one = Expr::Const(Value::Int(1));
+        let minus = Expr::Neg(Box::new(one.clone()));
+        let list = Expr::Const(Value::List(vec![str("a")]));
+        assert_eq!(atomic_label(BinaryOp::Lt, &label, &one), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::Ge, &minus, &label), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::In, &label, &list), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::In, &Expr::Const(str("a")), &label), Some("s.n"));
+        assert_eq!(atomic_label(BinaryOp::Eq, &label, &label), None);
+        assert_eq!(atomic_label(BinaryOp::Matches, &label, &Expr::Const(str("a.*"))), None);
     }
 
     #[test]

@@ -118,6 +118,7 @@ fn render(text: &str, value: &str) -> String {
         instance: None,
         discovery: None,
         values: None,
+        observer: None,
     };
     env.render_manifest(&Template { parts }).unwrap()
 }

@@ -58,9 +58,23 @@ struct Case {
     set_n: Option<i64>,
     east_when: String,
     reject_when: Option<String>,
+    /// A first rule that changes a label the later rules and the expectations read.
+    relabel: Option<(String, String)>,
     user_label: Option<String>,
     when: Option<String>,
     expect: String,
+}
+
+/// A label change by a rule: later tests of the label see a value resolution set, not the claim's.
+fn relabel() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "set labels.a = \"p\"",
+        "set labels.a = \"r\"",
+        "remove labels.a",
+        "set labels.n = 1",
+        "set labels.e = \"x\"",
+    ])
+    .prop_map(str::to_string)
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -71,21 +85,25 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::of(0i64..3),
         conditions(),
         prop::option::of(conditions()),
+        prop::option::of((conditions(), relabel())),
         prop::option::of(prop::sample::select(vec!["p", "q"]).prop_map(str::to_string)),
         prop::option::of(conditions()),
         expectation(),
     )
         .prop_map(
-            |(a_default, context_when, allocate, set_n, east_when, reject_when, user_label, when, expect)| Case {
-                a_default,
-                context_when,
-                allocate,
-                set_n,
-                east_when,
-                reject_when,
-                user_label,
-                when,
-                expect,
+            |(a_default, context_when, allocate, set_n, east_when, reject_when, relabel, user_label, when, expect)| {
+                Case {
+                    a_default,
+                    context_when,
+                    allocate,
+                    set_n,
+                    east_when,
+                    reject_when,
+                    relabel,
+                    user_label,
+                    when,
+                    expect,
+                }
             },
         )
 }
@@ -98,6 +116,11 @@ fn policy(case: &Case) -> String {
         .reject_when
         .as_ref()
         .map(|w| format!("rule no weight 5 when {w} {{\n    reject \"no\"\n}}\n"))
+        .unwrap_or_default();
+    let relabel = case
+        .relabel
+        .as_ref()
+        .map(|(w, action)| format!("rule relabel weight 1 when {w} {{\n    {action}\n}}\n"))
         .unwrap_or_default();
     let user_labels = case
         .user_label
@@ -140,7 +163,7 @@ rule east weight 10 when {east} {{
 rule west weight 20 when not ({east}) {{
     place on west
 }}
-{reject}
+{relabel}{reject}
 claim policy_claim {{
     user "u1@x"
     contract app
@@ -208,6 +231,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
             instance: None,
             discovery: None,
             values: None,
+            observer: None,
         };
         if env.bool(criteria) != Ok(true) {
             return false;
@@ -266,6 +290,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
                 instance: None,
                 discovery: None,
                 values: None,
+                observer: None,
             };
             env.bool(expr) != Ok(true)
         }
@@ -400,5 +425,21 @@ proptest! {
             }
             Verdict::Unknown { reason } => prop_assert!(false, "unknown: {reason}\n{text}"),
         }
+        // The same assertion past a budget of 0: every space through the SAT-guided paths (§3).
+        let by_solver = verify_one(&program, &program.assertions[0], 0);
+        prop_assert!(by_solver.solver.is_some() || by_solver.claims == 0, "not by the solver: {by_solver:?}");
+        match &by_solver.verdict {
+            Verdict::Proved => {
+                prop_assert!(brute.is_none(), "proved by the solver, but brute force finds {brute:?}\n{text}");
+                prop_assert!(matches!(report.verdict, Verdict::Proved), "the solver proves what enumeration does not\n{text}");
+            }
+            Verdict::Violated { counterexample } => {
+                prop_assert!(violates(&program, &counterexample.claim, &sharing), "the solver's counterexample does not violate\n{counterexample:?}\n{text}");
+                prop_assert!(matches!(report.verdict, Verdict::Violated { .. }), "the solver finds what enumeration does not\n{text}");
+            }
+            Verdict::Unknown { reason } => prop_assert!(false, "unknown by the solver: {reason}\n{text}"),
+        }
+        // And never more paths than enumeration's classes.
+        prop_assert!(by_solver.claims <= report.claims.max(1), "{} paths for {} classes\n{text}", by_solver.claims, report.claims);
     }
 }

@@ -197,10 +197,18 @@ fn show(report: &Report) -> String {
     let mut out = String::new();
     let name = printable(&report.assertion);
     match &report.verdict {
-        Verdict::Proved => out.push_str(&format!(
-            "assert {name} ... proved ({})\n",
-            super::words::count(report.claims, "possible claim")
-        )),
+        Verdict::Proved => match &report.solver {
+            None => out.push_str(&format!(
+                "assert {name} ... proved ({})\n",
+                super::words::count(report.claims, "possible claim")
+            )),
+            // Past the enumeration budget: the classes covered, and the paths that covered them.
+            Some(run) => out.push_str(&format!(
+                "assert {name} ... proved ({} classes of possible claims, in {} through the resolver)\n",
+                run.classes,
+                super::words::count(run.paths, "path")
+            )),
+        },
         Verdict::Unknown { reason } => {
             out.push_str(&format!("assert {name} ... unknown  ({})\n    {}\n", report.origin, printable(reason)))
         }

@@ -91,7 +91,7 @@ impl Incremental {
             claims
                 .into_par_iter()
                 .map(|claim| {
-                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim);
+                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim, None);
                     entry(claim, run)
                 })
                 .collect()
@@ -147,7 +147,7 @@ impl Incremental {
                 let access = Access::new(&self.program);
                 let names = Names::new(&self.program);
                 let chains = if self.keep_chains { Chains::All } else { Chains::None };
-                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim)
+                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim, None)
             };
             update.resolved = 1;
             let entry = entry(claim, run);

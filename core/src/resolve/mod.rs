@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SYSTEM_NAMESPACE, Source, Value};
 
 use crate::access::Access;
-use crate::eval::{Env, EvalError, Placement, Subject};
+use crate::eval::{Env, EvalError, Observer, Placement, Subject};
 pub use incremental::{Incremental, Update};
 pub use state::*;
 
@@ -76,7 +76,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     for chunk in program.claims.chunks(CHUNK) {
         let runs: Vec<ClaimRunResult> = chunk
             .par_iter()
-            .map(|claim| resolve_claim(program, &access, &names, deployed, options.chains, claim))
+            .map(|claim| resolve_claim(program, &access, &names, deployed, options.chains, claim, None))
             .collect();
         for (claim, (id, result, staged, decisions)) in chunk.iter().zip(runs) {
             merging.claim(claim, id, result, staged, decisions);
@@ -103,6 +103,12 @@ impl<'p> Alone<'p> {
     /// The desired state of `claim` alone, exactly as [`resolve_with`] would give it for a
     /// program whose only claim it is; with its decision chain when `chain`.
     pub fn resolve(&self, claim: &Claim, chain: bool) -> DesiredState {
+        self.resolve_observed(claim, chain, None)
+    }
+
+    /// As [`Alone::resolve`], telling `observer` everything the resolution reads of the claim's
+    /// labels (the verification engine's path conditions, docs/verification.md §3).
+    pub fn resolve_observed(&self, claim: &Claim, chain: bool, observer: Option<&dyn Observer>) -> DesiredState {
         let chains = if chain { Chains::All } else { Chains::None };
         let mut merging = Merging {
             state: DesiredState::default(),
@@ -110,7 +116,7 @@ impl<'p> Alone<'p> {
             taken: TakenNames::of(&self.deployed),
         };
         let (id, result, staged, decisions) =
-            resolve_claim(self.program, &self.access, &self.names, &self.deployed, chains, claim);
+            resolve_claim(self.program, &self.access, &self.names, &self.deployed, chains, claim, observer);
         merging.claim(claim, id, result, staged, decisions);
         merging.state
     }
@@ -140,6 +146,7 @@ fn resolve_claim(
     deployed: &DeployedNames,
     chains: Chains,
     claim: &Claim,
+    observer: Option<&dyn Observer>,
 ) -> ClaimRunResult {
     let id = claim.id();
     let keeps_chain = match chains {
@@ -162,6 +169,7 @@ fn resolve_claim(
         stack: Vec::new(),
         memo: BTreeMap::new(),
         entered: Vec::new(),
+        observer,
     };
     let result = run.start(claim);
     let (staged, decisions) = (run.staged, run.decisions);
@@ -383,6 +391,8 @@ struct ClaimRun<'a> {
     memo: BTreeMap<String, Vec<Memo>>,
     /// Every contract this claim entered or reused, in order (a memo's subtree is a range of it).
     entered: Vec<Arc<str>>,
+    /// Told what the run reads of the labels (`Alone::resolve_observed`).
+    observer: Option<&'a dyn Observer>,
 }
 
 /// One resolution of a contract within a claim: its inputs, its result, and every contract its
@@ -481,6 +491,7 @@ impl<'a> ClaimRun<'a> {
             instance,
             discovery,
             values: None,
+            observer: self.observer,
         }
     }
 

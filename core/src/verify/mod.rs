@@ -9,9 +9,11 @@
 mod compare;
 mod domains;
 mod lints;
+mod sat;
 
 pub use compare::{Aspect, ChangeKind, Comparison, Impact, compare, compare_within};
 pub use lints::{LINT_BUDGET, Lint, LintKind, lints};
+pub use sat::PATH_BUDGET;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,7 +21,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::access::Access;
-use crate::eval::{Env, Placement, Subject};
+use crate::eval::{Env, Observer, Placement, Subject};
 use crate::ir::{Assertion, Claim, Consumer, LabelDecl, Origin, Outcome, Party, Program, Quantifier, Target, Value};
 use crate::resolve::{Alone, Chains, ClaimOutcome, DesiredState, Options, Status, resolve_with};
 
@@ -36,8 +38,21 @@ pub struct Report {
     pub origin: Origin,
     #[serde(flatten)]
     pub verdict: Verdict,
-    /// How many possible claims (one per class) were resolved.
+    /// How many possible claims (one per class, or one per path past the budget) were resolved.
     pub claims: usize,
+    /// Past the enumeration budget, what the SAT-guided path enumeration did (§3); absent when
+    /// every class was enumerated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver: Option<SolverRun>,
+}
+
+/// The SAT-guided path enumeration of one assertion (docs/verification.md §3).
+#[derive(Clone, Debug, Serialize)]
+pub struct SolverRun {
+    /// The combinations of classes it stood for (saturating).
+    pub classes: usize,
+    /// The paths it resolved (each one representative claim).
+    pub paths: usize,
 }
 
 /// Proved, violated (with a counterexample) or unknown (with why).
@@ -75,7 +90,8 @@ pub fn verify(program: &Program) -> Vec<Report> {
     program.assertions.iter().map(|a| verify_with(&shared, a, BUDGET)).collect()
 }
 
-/// Verifies one assertion, resolving at most `budget` possible claims.
+/// Verifies one assertion, enumerating at most `budget` possible claims; past it, the SAT-guided
+/// paths decide (§3). A budget of 0 sends every space to them (the soundness test does).
 pub fn verify_one(program: &Program, assertion: &Assertion, budget: usize) -> Report {
     verify_with(&Shared::new(program), assertion, budget)
 }
@@ -273,8 +289,13 @@ fn label_space<'a>(
 }
 
 fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report {
-    let report =
-        |verdict, claims| Report { assertion: assertion.id(), origin: assertion.origin.clone(), verdict, claims };
+    let report = |verdict, claims, solver| Report {
+        assertion: assertion.id(),
+        origin: assertion.origin.clone(),
+        verdict,
+        claims,
+        solver,
+    };
     let program = shared.program;
     let mut spaces: Vec<Space> = Vec::new();
     let mut total: usize = 0;
@@ -314,20 +335,9 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 contract,
             ) {
                 Ok(space) => space,
-                Err(reason) => return report(Verdict::Unknown { reason }, 0),
+                Err(reason) => return report(Verdict::Unknown { reason }, 0, None),
             };
-            let size = classes.size;
-            total = total.saturating_add(size);
-            if total > budget {
-                return report(
-                    Verdict::Unknown {
-                        reason: format!(
-                            "more than {budget} classes of claims to resolve (the labels of `{contract}` alone give {size}); name the contracts or consumers with `for`, or narrow with `when`"
-                        ),
-                    },
-                    0,
-                );
-            }
+            total = total.saturating_add(classes.size);
             spaces.push(Space {
                 consumer: consumer.clone(),
                 subject: subject.clone(),
@@ -335,6 +345,9 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
                 classes,
             });
         }
+    }
+    if total > budget {
+        return by_solver(shared, assertion, spaces, total);
     }
     // Candidates in order: the first violation found is the first in this order, on any number
     // of threads.
@@ -349,39 +362,105 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
             labels: space.classes.labels(index),
             origin: assertion.origin.clone(),
         };
-        if !concerned(program, assertion, &claim, &space.subject) {
-            return None;
-        }
-        let state = shared.alone.resolve(&claim, false);
-        let (index, why) = violation(shared, assertion, &claim, &space.subject, &state)?;
+        let (index, why) = judge(shared, assertion, &claim, &space.subject, None)?;
         Some((claim, index, why))
     });
     match found {
-        None => report(Verdict::Proved, total),
-        Some((claim, index, why)) => {
-            let state = shared.alone.resolve(&claim, true);
-            let outcome = state.claims.get(&claim.id()).cloned().expect("a resolved claim has an outcome");
-            let expect = &assertion.expects[index];
-            let counterexample = Counterexample {
-                claim,
-                expectation: describe(&expect.expect),
-                expectation_origin: expect.origin.clone(),
-                why,
-                outcome,
-                state,
-            };
-            report(Verdict::Violated { counterexample: Box::new(counterexample) }, total)
-        }
+        None => report(Verdict::Proved, total, None),
+        Some((claim, index, why)) => report(violated(shared, assertion, claim, index, why), total, None),
     }
 }
 
+/// Past the enumeration budget: each space explored path by path with the SAT solver (§3), the
+/// spaces in parallel, the verdict taken in the spaces' order (so the same on any number of
+/// threads): the first violation, else the first space past the path budget, else proved.
+fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: usize) -> Report {
+    let explored: Vec<sat::Explored> =
+        spaces.par_iter().map(|space| sat::explore(shared, assertion, space, PATH_BUDGET)).collect();
+    let paths = explored
+        .iter()
+        .map(|e| match e {
+            sat::Explored::Covered { paths } | sat::Explored::Budget { paths } => *paths,
+            sat::Explored::Violated { paths, .. } => *paths,
+        })
+        .fold(0usize, usize::saturating_add);
+    let solver = Some(SolverRun { classes: total, paths });
+    let report = |verdict| Report {
+        assertion: assertion.id(),
+        origin: assertion.origin.clone(),
+        verdict,
+        claims: paths,
+        solver: solver.clone(),
+    };
+    let mut budget = None;
+    for (space, explored) in spaces.iter().zip(explored) {
+        match explored {
+            sat::Explored::Violated { claim, index, why, .. } => {
+                return report(violated(shared, assertion, claim, index, why));
+            }
+            sat::Explored::Budget { .. } if budget.is_none() => budget = Some(space),
+            _ => {}
+        }
+    }
+    match budget {
+        None => report(Verdict::Proved),
+        Some(space) => report(Verdict::Unknown {
+            reason: format!(
+                "more than {BUDGET} classes of claims, and the claims of `{}` by {} take more than {PATH_BUDGET} paths through the resolver; name the contracts or consumers with `for`, or narrow with `when`",
+                space.contract,
+                consumer_text(&space.consumer)
+            ),
+        }),
+    }
+}
+
+/// The verdict of a violating claim: resolved again with its decision chain.
+fn violated(shared: &Shared, assertion: &Assertion, claim: Claim, index: usize, why: String) -> Verdict {
+    let state = shared.alone.resolve(&claim, true);
+    let outcome = state.claims.get(&claim.id()).cloned().expect("a resolved claim has an outcome");
+    let expect = &assertion.expects[index];
+    let counterexample = Counterexample {
+        claim,
+        expectation: describe(&expect.expect),
+        expectation_origin: expect.origin.clone(),
+        why,
+        outcome,
+        state,
+    };
+    Verdict::Violated { counterexample: Box::new(counterexample) }
+}
+
+/// Whether a possible claim violates the assertion (the expectation and why), resolved alone;
+/// everything read of its labels is told to `observer` (the `when`, the resolution, the
+/// expectations).
+fn judge(
+    shared: &Shared,
+    assertion: &Assertion,
+    claim: &Claim,
+    subject: &Subject,
+    observer: Option<&dyn Observer>,
+) -> Option<(usize, String)> {
+    if !concerned(shared.program, assertion, claim, subject, observer) {
+        return None;
+    }
+    let state = shared.alone.resolve_observed(claim, false, observer);
+    violation(shared, assertion, claim, subject, &state, observer)
+}
+
 /// Whether the assertion's `when` holds for the claim's initial labels (an error: not concerned).
-fn concerned(program: &Program, assertion: &Assertion, claim: &Claim, subject: &Subject) -> bool {
+fn concerned(
+    program: &Program,
+    assertion: &Assertion,
+    claim: &Claim,
+    subject: &Subject,
+    observer: Option<&dyn Observer>,
+) -> bool {
     let Some(criteria) = &assertion.criteria else { return true };
     let mut labels = claim.labels.clone();
     labels.extend(subject.labels.clone());
     let id = claim.id();
-    let env = Env { claim: (&claim.name, &claim.namespace, &id), ..Env::of_labels(program, &labels, subject) };
+    let env =
+        Env { claim: (&claim.name, &claim.namespace, &id), observer, ..Env::of_labels(program, &labels, subject) };
     env.bool(criteria).unwrap_or(false)
 }
 
@@ -392,6 +471,7 @@ fn violation(
     claim: &Claim,
     subject: &Subject,
     state: &DesiredState,
+    observer: Option<&dyn Observer>,
 ) -> Option<(usize, String)> {
     let id = claim.id();
     let outcome = state.claims.get(&id)?;
@@ -448,6 +528,7 @@ fn violation(
                 let env = Env {
                     claim: (&claim.name, &claim.namespace, &id),
                     placement: placement.as_ref(),
+                    observer,
                     ..Env::of_labels(shared.program, &labels, subject)
                 };
                 match env.bool(expr) {
