@@ -290,8 +290,10 @@ fn claim_yaml(name: &str, user: &str, labels: serde_json::Value) -> String {
 /// cluster must be able to pull: `docker build -t aptc:e2e . && kind load docker-image aptc:e2e`),
 /// a policy pushed, claims filed with kubectl as two users (`--as`), a claim for another user
 /// refused by the admission policy, statuses, and the leader pod deleted with a claim filed
-/// meanwhile. The controller applies through kubeconfigs the cluster declarations name, which
-/// this install mounts none of, so resolved claims stay `Resolved` (not `Ready`) here.
+/// meanwhile. The policy's cluster is the control cluster itself (`kubeconfig in_cluster`), its
+/// service account bound to ConfigMaps in the apps namespace, so claims become `Ready`, their
+/// objects appear, and the revisions the controller records are read from here with
+/// `aptc history --state kube:///NAMESPACE`.
 fn controller_in_the_cluster() {
     let Ok(image) = std::env::var("APTC_E2E_IMAGE") else {
         println!("e2e: controller: SKIPPED, set APTC_E2E_IMAGE to an aptc image the cluster can pull");
@@ -314,7 +316,7 @@ fn controller_in_the_cluster() {
     std::fs::create_dir_all(policy.join("k8s")).unwrap();
     std::fs::write(
         policy.join("system.apt"),
-        "namespace system\n\nuser \"e2e-ada\"\nuser \"e2e-eve\"\n\ncluster here {\n    namespace \"aptc-e2e-apps\"\n}\n\nrule everywhere {\n    place on here\n}\n",
+        "namespace system\n\nuser \"e2e-ada\"\nuser \"e2e-eve\"\n\ncluster here {\n    namespace \"aptc-e2e-apps\"\n    kubeconfig in_cluster\n}\n\nrule everywhere {\n    place on here\n}\n",
     )
     .unwrap();
     std::fs::write(
@@ -331,6 +333,16 @@ fn controller_in_the_cluster() {
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
     let access = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": [
         { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "aptc-e2e-claims" } },
+        { "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "aptc-e2e-apps" } },
+        // What the policy's objects need, for the controller's service account (docs/controller.md).
+        { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+          "metadata": { "name": "aptc-apply", "namespace": "aptc-e2e-apps" },
+          "rules": [{ "apiGroups": [""], "resources": ["configmaps"],
+                      "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"] }] },
+        { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+          "metadata": { "name": "aptc-apply", "namespace": "aptc-e2e-apps" },
+          "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "aptc-apply" },
+          "subjects": [{ "kind": "ServiceAccount", "name": "aptc-controller", "namespace": namespace }] },
         { "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
           "metadata": { "name": "claims", "namespace": "aptc-e2e-claims" },
           "rules": [{ "apiGroups": ["aptc.dev"], "resources": ["claims"], "verbs": ["get", "create", "patch", "update"] }] },
@@ -356,7 +368,14 @@ fn controller_in_the_cluster() {
     let state = |name: &str| {
         kubectl(&["-n", "aptc-e2e-claims", "get", "claim", name, "-o", "jsonpath={.status.state}"], "", true)
     };
-    assert!(wait_for(120, || state("ada") == "Resolved" || state("ada") == "Ready"), "ada: {}", state("ada"));
+    // Applied objects in the apps namespace, as aptc labels them.
+    let objects = || {
+        let names =
+            kubectl(&["-n", "aptc-e2e-apps", "get", "configmaps", "-l", "aptc.dev/instance", "-o", "name"], "", true);
+        names.lines().filter(|l| l.starts_with("configmap/")).count()
+    };
+    assert!(wait_for(180, || state("ada") == "Ready"), "ada: {}", state("ada"));
+    assert_eq!(objects(), 1, "ada's instance only (eve's prod claim is rejected)");
     assert!(wait_for(120, || state("eve-prod") == "Rejected"), "eve-prod: {}", state("eve-prod"));
     let why = kubectl(
         &[
@@ -381,7 +400,8 @@ fn controller_in_the_cluster() {
     );
     kubectl(&["-n", namespace, "delete", "pod", holder.trim(), "--wait=false"], "", true);
     kubectl(&["apply", "--as", "e2e-eve", "-f", "-"], &claim_yaml("eve", "e2e-eve", serde_json::json!({})), true);
-    assert!(wait_for(120, || state("eve") == "Resolved" || state("eve") == "Ready"), "eve: {}", state("eve"));
+    assert!(wait_for(180, || state("eve") == "Ready"), "eve: {}", state("eve"));
+    assert_eq!(objects(), 2, "one instance per user");
     let new_holder = kubectl(
         &["-n", namespace, "get", "lease", "aptc-controller-leader", "-o", "jsonpath={.spec.holderIdentity}"],
         "",
@@ -389,6 +409,16 @@ fn controller_in_the_cluster() {
     );
     assert_ne!(new_holder.trim(), holder.trim(), "another replica leads");
 
+    // One history, kept in the cluster by whichever replica led, read from here.
+    let history = Command::new(env!("CARGO_BIN_EXE_aptc"))
+        .args(["history", "--format", "json", "--state", &format!("kube:///{namespace}")])
+        .output()
+        .unwrap();
+    assert!(history.status.success(), "{}", String::from_utf8_lossy(&history.stderr));
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(history.contains("\"aptc-controller\""), "revisions recorded by the controller: {history}");
+
     kubectl(&["delete", "namespace", "aptc-e2e-claims", "--wait=false"], "", true);
+    kubectl(&["delete", "namespace", "aptc-e2e-apps", "--wait=false"], "", true);
     kubectl(&["delete", "-f", "-", "--wait=false"], &manifests, true);
 }
