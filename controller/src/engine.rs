@@ -143,6 +143,8 @@ impl Engine {
             }),
             Err(_) => Archives::new(),
         };
+        // Git sources' credentials are read where the clusters' kubeconfigs are: the home.
+        let sources = crate::git::Sources::new(&work.join("git")).with_home(targets.home.clone());
         Ok(Engine {
             reconciler: reconciler.checked_upstream(),
             state,
@@ -153,7 +155,7 @@ impl Engine {
             applied: BTreeSet::new(),
             assembled: None,
             dashboard: None,
-            sources: crate::git::Sources::new(&work.join("git")),
+            sources,
         })
     }
 
@@ -281,7 +283,7 @@ impl Engine {
         // chains were most of a step's time and memory at 10,000 claims (docs/performance.md).
         // The plan then calls a claim refused by access "failed" (its reason says why).
         let resolved = resolve_with(&program, &Options { deployed: &deployed, chains: Chains::None });
-        let desired = units(&resolved);
+        let desired = units(&resolved, &self.targets.secrets());
         let request = Request {
             user: CONTROLLER_USER.into(),
             cause: Cause::Deploy { paths: names.values().map(|(name, _)| format!("policybundle/{name}")).collect() },
@@ -609,6 +611,7 @@ mod tests {
             url: "git://127.0.0.1:9/policy".into(),
             revision: "0123456789abcdef0123456789abcdef01234567".into(),
             path: String::new(),
+            secret_ref: None,
         });
         let step = engine.step(&[good[0].clone(), moved.clone()], &claims, &now());
         let web = &step.bundles["web"];
@@ -623,6 +626,7 @@ mod tests {
             url: "https://git.example.com/p".into(),
             revision: "main".into(),
             path: String::new(),
+            secret_ref: None,
         });
         let step = engine.step(&[good[0].clone(), moved, shop], &claims, &now());
         let shop = &step.bundles["shop"];
