@@ -776,3 +776,36 @@ fn a_secret_k8s_value_is_read_from_the_home_namespace_and_never_shown() {
     assert!(rotated.status.success() && shown.contains("secrets changed"), "{shown}");
     assert_eq!(fake.object(&token).unwrap()["data"]["token"], ROTATED);
 }
+
+/// `aptc store check`/`repair --state kube://…` through the real binary: an object of the store
+/// that cannot be read is found (exit 1), moved aside by the repair, and the store reads again.
+#[test]
+fn store_check_and_repair_take_a_kubernetes_store() {
+    let dir = common::scratch("cluster-tests", "store-check");
+    let (fake, kubeconfig) = served(&dir);
+    fake.insert_namespace("aptc-state");
+    let state = "kube://fake/aptc-state";
+    let (empty, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert!(empty.status.success() && shown.contains("not damaged; 0 revisions (none yet)"), "{shown}");
+    fake.insert(
+        "/api/v1/namespaces/aptc-state/configmaps/aptc-revision-1",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "aptc-revision-1", "namespace": "aptc-state",
+                "labels": { "aptc.dev/store": "revision", "aptc.dev/revision": "1" } },
+            "binaryData": { "revision.json.gz": "bm90IGd6aXA=" }
+        }),
+    );
+    let (damaged, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert_eq!(damaged.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("is damaged:") && shown.contains("the record of revision 1 cannot be read"), "{shown}");
+    assert!(shown.contains("there is no head object aptc-store"), "{shown}");
+    let (repaired, shown) = aptc(&dir, &kubeconfig, &["store", "repair", "--state", state]);
+    assert!(repaired.status.success(), "{shown}");
+    assert!(
+        shown.contains("moved aptc-revision-1, which cannot be read, aside as aptc-revision-1-damaged-"),
+        "{shown}"
+    );
+    let (after, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert!(after.status.success() && shown.contains("not damaged; 0 revisions"), "{shown}");
+}
