@@ -33,10 +33,18 @@ pub const CONTROLLER_USER: &str = "aptc-controller";
 /// Why the engine could not start or step.
 #[derive(Debug, Error)]
 pub enum EngineError {
+    /// Boxed: a deploy's error is large, and every `Result` of the engine (and of `run`) would
+    /// carry its size (clippy's `result_large_err`).
     #[error(transparent)]
-    Deploy(#[from] DeployError),
+    Deploy(Box<DeployError>),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+}
+
+impl From<DeployError> for EngineError {
+    fn from(error: DeployError) -> EngineError {
+        EngineError::Deploy(Box::new(error))
+    }
 }
 
 /// The controller's state between steps.

@@ -41,6 +41,10 @@ pub struct SecretError {
 /// How a variable is looked up (the process's environment, or a test's).
 type Env = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
 
+/// The keys of Kubernetes Secrets read, by (Secret, key): the value, or why not and whether that
+/// may pass.
+type KubeReads = BTreeMap<(String, String), Result<String, (String, bool)>>;
+
 /// Where secrets are read: the process's environment, files, and the Kubernetes Secrets of the
 /// home namespace (docs/language.md §8.1). Each Kubernetes Secret key is read once per
 /// `Secrets`, so a caller makes one per deploy step or action: a rotated Secret is read again by
@@ -50,7 +54,7 @@ pub struct Secrets {
     home: Option<Home>,
     env: Env,
     /// The keys of Kubernetes Secrets read so far: the value, or why not.
-    kube: Mutex<BTreeMap<(String, String), Result<String, (String, bool)>>>,
+    kube: Mutex<KubeReads>,
 }
 
 impl Secrets {
