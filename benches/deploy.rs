@@ -111,14 +111,16 @@ fn program(dir: &Path, claims: usize) -> Program {
 fn resolve_units(bencher: Bencher, instances: usize) {
     let policy = Scratch::new();
     let program = program(&policy.0, instances);
-    assert_eq!(units(&resolve(&program)).len(), instances);
-    bencher.counter(ItemsCount::new(instances)).bench(|| black_box(units(&resolve(black_box(&program)))));
+    assert_eq!(units(&resolve(&program), &aptc_runtime::secrets::Secrets::local()).len(), instances);
+    bencher
+        .counter(ItemsCount::new(instances))
+        .bench(|| black_box(units(&resolve(black_box(&program)), &aptc_runtime::secrets::Secrets::local())));
 }
 
 #[divan::bench(args = INSTANCES, sample_count = 30)]
 fn plan_first(bencher: Bencher, instances: usize) {
     let policy = Scratch::new();
-    let desired = units(&resolve(&program(&policy.0, instances)));
+    let desired = units(&resolve(&program(&policy.0, instances)), &aptc_runtime::secrets::Secrets::local());
     let applied = BTreeMap::new();
     bencher
         .counter(ItemsCount::new(instances))
@@ -130,7 +132,7 @@ fn first_deploy(bencher: Bencher, instances: usize) {
     let policy = Scratch::new();
     let program = program(&policy.0, instances);
     let state = resolve(&program);
-    let desired = units(&state);
+    let desired = units(&state, &aptc_runtime::secrets::Secrets::local());
     assert_eq!(desired.len(), instances);
     bencher.counter(ItemsCount::new(instances)).with_inputs(Scratch::new).bench_local_refs(|scratch| {
         let store = FileStore::open(&scratch.0.join("state.db")).expect("opening a new store");

@@ -710,3 +710,102 @@ fn clusters_whose_kubeconfig_is_a_secret_are_deployed_to_and_a_missing_secret_fa
     let greetings = target.paths().into_iter().filter(|p| p.starts_with(CONFIG_MAPS) && p.ends_with("-greeting"));
     assert_eq!(greetings.count(), 2, "both instances on the target cluster");
 }
+
+/// `secret_k8s` (docs/language.md §5.9): read from the home namespace (the current context's,
+/// `default`) when the instance is applied, never shown, a rotated value an update, and a
+/// missing Secret or key a failure naming the reference.
+#[test]
+fn a_secret_k8s_value_is_read_from_the_home_namespace_and_never_shown() {
+    const VALUE: &str = "k8s-secret-51c9";
+    const ROTATED: &str = "k8s-secret-rotated-0e27";
+    let dir = policy("secret-k8s");
+    let app = APP.replace(r#"secret_env("APTC_TEST_CLUSTER_SECRET")"#, r#"secret_k8s("app-auth", "token")"#);
+    std::fs::write(dir.join("policy/app.apt"), format!("{app}{CLAIM}")).unwrap();
+    let (fake, kubeconfig) = served(&dir);
+    let never_shown = |shown: &str| {
+        assert!(!shown.contains(VALUE) && !shown.contains(ROTATED), "a secret was shown: {shown}");
+    };
+    let policy_path = dir.join("policy");
+    let (plan, shown) = aptc(&dir, &kubeconfig, &["plan", "--format", "json", policy_path.to_str().unwrap()]);
+    assert!(plan.status.success() && shown.contains("\"token\": \"***\""), "{shown}");
+    assert!(fake.paths_of("GET").iter().all(|p| !p.contains("/secrets/")), "`aptc plan` reads no Secret");
+
+    let (missing, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert_eq!(missing.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(
+            r#"secret secret_k8s("app-auth", "token"): there is no Secret `app-auth` in namespace `default`"#
+        ) && shown.contains("kubectl -n default create secret generic app-auth --from-file=token=PATH"),
+        "the failure names the reference and says what to do: {shown}"
+    );
+    assert!(config_map(&fake, "token").is_none(), "nothing with the secret was applied");
+
+    fake.insert("/api/v1/namespaces/default/secrets/app-auth", kubeconfig_secret("app-auth", "other", b"x"));
+    let (no_key, shown) = deploy(&dir, &kubeconfig, &[]);
+    // A missing key is the policy's or the Secret's to fix, not a moment's: failed for good.
+    assert!(no_key.status.success() && shown.contains("running again does not fix"), "{shown}");
+    assert!(shown.contains("the Secret `default/app-auth` has no key `token` (its keys: other)"), "{shown}");
+
+    fake.insert(
+        "/api/v1/namespaces/default/secrets/app-auth",
+        kubeconfig_secret("app-auth", "token", VALUE.as_bytes()),
+    );
+    let (first, shown) = deploy(&dir, &kubeconfig, &[]);
+    never_shown(&shown);
+    assert!(first.status.success(), "{shown}");
+    let token = config_map(&fake, "token").expect("the token ConfigMap");
+    assert_eq!(fake.object(&token).unwrap()["data"]["token"], VALUE, "the cluster gets the Secret's value");
+
+    let state = dir.join("state.db");
+    let (history, shown) =
+        aptc(&dir, &kubeconfig, &["history", "show", "3", "--format", "json", "--state", state.to_str().unwrap()]);
+    never_shown(&shown);
+    assert!(history.status.success() && shown.contains("***"), "{shown}");
+    let stored = std::fs::read(&state).unwrap();
+    let needle = VALUE.as_bytes();
+    assert!(!stored.windows(needle.len()).any(|w| w == needle), "the store holds no secret");
+
+    let (again, shown) = deploy(&dir, &kubeconfig, &[]);
+    assert!(again.status.success() && shown.contains("no changes"), "{shown}");
+    fake.insert(
+        "/api/v1/namespaces/default/secrets/app-auth",
+        kubeconfig_secret("app-auth", "token", ROTATED.as_bytes()),
+    );
+    let (rotated, shown) = deploy(&dir, &kubeconfig, &[]);
+    never_shown(&shown);
+    assert!(rotated.status.success() && shown.contains("secrets changed"), "{shown}");
+    assert_eq!(fake.object(&token).unwrap()["data"]["token"], ROTATED);
+}
+
+/// `aptc store check`/`repair --state kube://…` through the real binary: an object of the store
+/// that cannot be read is found (exit 1), moved aside by the repair, and the store reads again.
+#[test]
+fn store_check_and_repair_take_a_kubernetes_store() {
+    let dir = common::scratch("cluster-tests", "store-check");
+    let (fake, kubeconfig) = served(&dir);
+    fake.insert_namespace("aptc-state");
+    let state = "kube://fake/aptc-state";
+    let (empty, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert!(empty.status.success() && shown.contains("not damaged; 0 revisions (none yet)"), "{shown}");
+    fake.insert(
+        "/api/v1/namespaces/aptc-state/configmaps/aptc-revision-1",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "aptc-revision-1", "namespace": "aptc-state",
+                "labels": { "aptc.dev/store": "revision", "aptc.dev/revision": "1" } },
+            "binaryData": { "revision.json.gz": "bm90IGd6aXA=" }
+        }),
+    );
+    let (damaged, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert_eq!(damaged.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("is damaged:") && shown.contains("the record of revision 1 cannot be read"), "{shown}");
+    assert!(shown.contains("there is no head object aptc-store"), "{shown}");
+    let (repaired, shown) = aptc(&dir, &kubeconfig, &["store", "repair", "--state", state]);
+    assert!(repaired.status.success(), "{shown}");
+    assert!(
+        shown.contains("moved aptc-revision-1, which cannot be read, aside as aptc-revision-1-damaged-"),
+        "{shown}"
+    );
+    let (after, shown) = aptc(&dir, &kubeconfig, &["store", "check", "--state", state]);
+    assert!(after.status.success() && shown.contains("not damaged; 0 revisions"), "{shown}");
+}

@@ -197,14 +197,14 @@ fn the_helm_chart_renders_what_controller_manifests_prints() {
             .args(["--namespace", namespace, "--include-crds", "--set-string", &format!("image={image}")])
             .args(["--set", &format!("replicas={replicas}")]);
         for (i, secret) in secrets.iter().enumerate() {
-            helm_template.args(["--set-string", &format!("kubeconfigSecrets[{i}]={secret}")]);
+            helm_template.args(["--set-string", &format!("secrets[{i}]={secret}")]);
         }
         let rendered = helm_template.output().unwrap();
         assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
         let mut manifests = Command::new(env!("CARGO_BIN_EXE_aptc"));
         manifests.args(["controller", "manifests", "--namespace", namespace, "--image", image, "--replicas", replicas]);
         for secret in secrets {
-            manifests.args(["--kubeconfig-secret", secret]);
+            manifests.args(["--secret", secret]);
         }
         let printed = manifests.output().unwrap();
         assert!(printed.status.success());
@@ -382,7 +382,7 @@ impl Loop {
             namespace: "aptc-system".into(),
             image: "aptc:test".into(),
             replicas: 2,
-            kubeconfig_secrets: vec![],
+            secrets: vec![],
         };
         let webhook = aptc_controller::manifests::manifests(&install)
             .into_iter()

@@ -61,8 +61,8 @@ pub struct PolicyBundleSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSource {
-    /// The repository: `https://`, `http://`, `git://` or `ssh://` (no credentials are configured:
-    /// public repositories, or what the controller's environment grants).
+    /// The repository: `https://`, `http://`, `git://` or `ssh://` (credentials from `secretRef`,
+    /// else none: public repositories, or what the controller's environment grants).
     pub url: String,
     /// The commit: its full id (40 hexadecimal digits), never a branch or a tag, so that what a
     /// bundle holds only changes by a write of the bundle, which the admission webhook checks.
@@ -70,6 +70,18 @@ pub struct GitSource {
     /// The directory of the policy's root in the repository (`/`-separated; empty: its top).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// A Secret of the controller's namespace holding the credentials for the repository:
+    /// `username` and `password` (a token) for `https://`/`http://`, `ssh-privatekey` (and
+    /// `known_hosts`) for `ssh://`. The controller's Role must let it get it
+    /// (`aptc controller manifests --secret NAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+}
+
+/// A Secret named by a resource, in the controller's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretRef {
+    pub name: String,
 }
 
 /// What the controller made of a bundle.

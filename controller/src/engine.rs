@@ -33,10 +33,18 @@ pub const CONTROLLER_USER: &str = "aptc-controller";
 /// Why the engine could not start or step.
 #[derive(Debug, Error)]
 pub enum EngineError {
+    /// Boxed: a deploy's error is large, and every `Result` of the engine (and of `run`) would
+    /// carry its size (clippy's `result_large_err`).
     #[error(transparent)]
-    Deploy(#[from] DeployError),
+    Deploy(Box<DeployError>),
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+}
+
+impl From<DeployError> for EngineError {
+    fn from(error: DeployError) -> EngineError {
+        EngineError::Deploy(Box::new(error))
+    }
 }
 
 /// The controller's state between steps.
@@ -143,6 +151,8 @@ impl Engine {
             }),
             Err(_) => Archives::new(),
         };
+        // Git sources' credentials are read where the clusters' kubeconfigs are: the home.
+        let sources = crate::git::Sources::new(&work.join("git")).with_home(targets.home.clone());
         Ok(Engine {
             reconciler: reconciler.checked_upstream(),
             state,
@@ -153,7 +163,7 @@ impl Engine {
             applied: BTreeSet::new(),
             assembled: None,
             dashboard: None,
-            sources: crate::git::Sources::new(&work.join("git")),
+            sources,
         })
     }
 
@@ -281,7 +291,7 @@ impl Engine {
         // chains were most of a step's time and memory at 10,000 claims (docs/performance.md).
         // The plan then calls a claim refused by access "failed" (its reason says why).
         let resolved = resolve_with(&program, &Options { deployed: &deployed, chains: Chains::None });
-        let desired = units(&resolved);
+        let desired = units(&resolved, &self.targets.secrets());
         let request = Request {
             user: CONTROLLER_USER.into(),
             cause: Cause::Deploy { paths: names.values().map(|(name, _)| format!("policybundle/{name}")).collect() },
@@ -609,6 +619,7 @@ mod tests {
             url: "git://127.0.0.1:9/policy".into(),
             revision: "0123456789abcdef0123456789abcdef01234567".into(),
             path: String::new(),
+            secret_ref: None,
         });
         let step = engine.step(&[good[0].clone(), moved.clone()], &claims, &now());
         let web = &step.bundles["web"];
@@ -623,6 +634,7 @@ mod tests {
             url: "https://git.example.com/p".into(),
             revision: "main".into(),
             path: String::new(),
+            secret_ref: None,
         });
         let step = engine.step(&[good[0].clone(), moved, shop], &claims, &now());
         let shop = &step.bundles["shop"];

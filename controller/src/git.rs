@@ -54,6 +54,8 @@ pub enum GitError {
     Path(String),
     #[error("cannot fetch {url}: {why}")]
     Fetch { url: String, why: String },
+    #[error("the credentials for {url} (spec.git.secretRef `{name}`): {why}")]
+    Credentials { url: String, name: String, why: String },
     #[error("{url} has no commit {revision} (push it to the repository first)")]
     MissingCommit { url: String, revision: String },
     #[error("commit {revision} has no directory `{path}`")]
@@ -137,6 +139,9 @@ pub fn check_spec(spec: &PolicyBundleSpec) -> Result<Option<&GitSource>, GitErro
 pub struct Sources {
     cache: PathBuf,
     timeout: Duration,
+    /// Where the Secrets of `spec.git.secretRef` are read (the controller's namespace); `None`:
+    /// a source naming one fails.
+    home: Option<aptc_runtime::credentials::Home>,
     /// Archives by (source, namespace). The lock is held while git runs, so one process never
     /// runs two gits in one cache repository.
     made: Mutex<Made>,
@@ -154,7 +159,13 @@ struct Made {
 impl Sources {
     /// Sources keeping their repositories under `cache`.
     pub fn new(cache: &Path) -> Sources {
-        Sources { cache: cache.to_path_buf(), timeout: TIMEOUT, made: Mutex::new(Made::default()) }
+        Sources { cache: cache.to_path_buf(), timeout: TIMEOUT, home: None, made: Mutex::new(Made::default()) }
+    }
+
+    /// The same, reading the credentials of `spec.git.secretRef` from `home`'s Secrets.
+    pub fn with_home(mut self, home: aptc_runtime::credentials::Home) -> Sources {
+        self.home = Some(home);
+        self
     }
 
     /// The same, with another bound on the Git work for one bundle (instead of [`TIMEOUT`]).
@@ -178,7 +189,9 @@ impl Sources {
 
     fn archive_with(&self, spec: &PolicyBundleSpec, remembered: bool) -> Result<String, GitError> {
         let Some(git) = check_spec(spec)? else { return Ok(spec.archive.clone()) };
-        let key = (git.url.clone(), git.revision.to_ascii_lowercase(), git.path.clone(), spec.namespace.clone());
+        // What one Secret's credentials fetched is not another's (or no Secret's) to use: the
+        // Secret is part of the key, and of the cache repository's name.
+        let key = (source_key(git), git.revision.to_ascii_lowercase(), git.path.clone(), spec.namespace.clone());
         let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
         made.failed.retain(|_, (when, _)| when.elapsed() < RETRY_AFTER);
         if let Some((_, why)) = made.failed.get(&key).filter(|_| remembered) {
@@ -229,7 +242,7 @@ impl Sources {
     /// commit itself, else every branch and tag, for servers that refuse a commit by id).
     fn fetched(&self, git: &GitSource) -> Result<PathBuf, GitError> {
         let deadline = Instant::now() + self.timeout;
-        let repo = self.cache.join(format!("{}.git", &hex::encode(Sha256::digest(git.url.as_bytes()))[..24]));
+        let repo = self.cache.join(format!("{}.git", &hex::encode(Sha256::digest(source_key(git).as_bytes()))[..24]));
         let repo_arg = repo.to_string_lossy().to_string();
         if !repo.join("HEAD").exists() {
             std::fs::create_dir_all(&self.cache)
@@ -241,10 +254,20 @@ impl Sources {
             return Ok(repo);
         }
         let git_dir = format!("--git-dir={repo_arg}");
+        // Kept in a private directory while git runs, removed when `auth` is dropped.
+        let auth = match &git.secret_ref {
+            None => None,
+            Some(secret) => Some(self.credentials(git, &secret.name)?),
+        };
+        let env = auth.as_ref().map(|a| a.env.as_slice()).unwrap_or_default();
+        let named = |why: String| match &git.secret_ref {
+            Some(secret) => format!("{why} (with the credentials of the Secret `{}`)", secret.name),
+            None => why,
+        };
         let fetch = |refspecs: &[&str]| {
             let mut args = vec![git_dir.as_str(), "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", &git.url];
             args.extend_from_slice(refspecs);
-            run_git(&args, deadline, 0)
+            run_git_with(&args, deadline, 0, env).map_err(named)
         };
         let first = fetch(&[&revision]);
         if first.is_ok() && has_commit(&repo, &revision, deadline) {
@@ -255,6 +278,97 @@ impl Sources {
             Ok(_) if has_commit(&repo, &revision, deadline) => Ok(repo),
             Ok(_) => Err(GitError::MissingCommit { url: git.url.clone(), revision: git.revision.clone() }),
         }
+    }
+}
+
+impl Sources {
+    /// The credentials of the Secret `name` for the source's URL, kept where git reads them.
+    fn credentials(&self, git: &GitSource, name: &str) -> Result<Auth, GitError> {
+        let failed = |why: String| GitError::Credentials { url: git.url.clone(), name: name.to_string(), why };
+        let home = self.home.as_ref().ok_or_else(|| failed("no Secrets can be read here".into()))?;
+        let data = home.secret_data(name).map_err(failed)?;
+        std::fs::create_dir_all(&self.cache).map_err(|source| GitError::Work { path: self.cache.clone(), source })?;
+        Auth::new(&git.url, &data, &self.cache).map_err(failed)
+    }
+}
+
+/// A source's credentials as git reads them: files in a private directory (0700, each file
+/// 0600; removed on drop) and the environment naming them. No other process of another user can
+/// read them, and nothing else of aptc's is in that directory.
+struct Auth {
+    _dir: tempfile::TempDir,
+    env: Vec<(&'static str, std::ffi::OsString)>,
+}
+
+impl Auth {
+    /// For `https://`/`http://`: `username` and `password` answered by a `GIT_ASKPASS` helper
+    /// that reads them from the files beside it. For `ssh://`: `ssh-privatekey` (and
+    /// `known_hosts`, else the system's) through `GIT_SSH_COMMAND`.
+    fn new(url: &str, data: &BTreeMap<String, Vec<u8>>, under: &Path) -> Result<Auth, String> {
+        let dir = tempfile::Builder::new().prefix(".auth-").tempdir_in(under).map_err(|e| e.to_string())?;
+        let write = |name: &str, contents: &[u8], mode: u32| -> Result<PathBuf, String> {
+            let path = dir.path().join(name);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(mode);
+            }
+            #[cfg(not(unix))]
+            let _ = mode;
+            let mut file = options.open(&path).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::io::Write::write_all(&mut file, contents).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            Ok(path)
+        };
+        let key = |name: &str| {
+            data.get(name).ok_or_else(|| {
+                let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+                format!(
+                    "the Secret has no key `{name}` (its keys: {})",
+                    if keys.is_empty() { "none".into() } else { keys.join(", ") }
+                )
+            })
+        };
+        let lower = url.to_ascii_lowercase();
+        let env = if lower.starts_with("https://") || lower.starts_with("http://") {
+            write("username", key("username")?, 0o600)?;
+            write("password", key("password")?, 0o600)?;
+            // The helper names no path: it reads the files beside itself.
+            let helper = "#!/bin/sh\ndir=$(dirname \"$0\")\ncase \"$1\" in\n[Uu]sername*) exec cat \"$dir/username\" ;;\n*) exec cat \"$dir/password\" ;;\nesac\n";
+            let helper = write("askpass", helper.as_bytes(), 0o700)?;
+            vec![("GIT_ASKPASS", helper.into_os_string())]
+        } else if lower.starts_with("ssh://") {
+            let identity = write("identity", key("ssh-privatekey")?, 0o600)?;
+            let mut command = format!(
+                "ssh -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -i {}",
+                shell_quote(&identity.to_string_lossy())
+            );
+            if let Some(known) = data.get("known_hosts") {
+                let known = write("known_hosts", known, 0o600)?;
+                command.push_str(&format!(
+                    " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={}",
+                    shell_quote(&known.to_string_lossy())
+                ));
+            }
+            vec![("GIT_SSH_COMMAND", command.into())]
+        } else {
+            return Err("only https://, http:// and ssh:// sources take credentials".into());
+        };
+        Ok(Auth { _dir: dir, env })
+    }
+}
+
+/// `text` as one word of a POSIX shell (`GIT_SSH_COMMAND` is run by a shell).
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The URL, and the Secret its credentials come from (none: the URL alone, as before).
+fn source_key(git: &GitSource) -> String {
+    match &git.secret_ref {
+        None => git.url.clone(),
+        Some(secret) => format!("{}\0{}", git.url, secret.name),
     }
 }
 
@@ -321,6 +435,16 @@ pub fn bundle_at(
 /// Runs git with `args` until `deadline`: its standard output (at most `limit` bytes and one
 /// more, when `limit` is not 0), or why it failed (its last lines of standard error).
 pub fn run_git(args: &[&str], deadline: Instant, limit: u64) -> Result<Vec<u8>, String> {
+    run_git_with(args, deadline, limit, &[])
+}
+
+/// [`run_git`] with `env` set after aptc's own settings (a source's credentials).
+fn run_git_with(
+    args: &[&str],
+    deadline: Instant,
+    limit: u64,
+    env: &[(&'static str, std::ffi::OsString)],
+) -> Result<Vec<u8>, String> {
     let mut command = Command::new("git");
     command
         .args(["-c", "core.hooksPath=/dev/null", "-c", "protocol.version=2"])
@@ -347,6 +471,9 @@ pub fn run_git(args: &[&str], deadline: Instant, limit: u64) -> Result<Vec<u8>, 
         "SSH_ASKPASS",
     ] {
         command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
     }
     let mut child = command.spawn().map_err(|e| format!("git cannot be started ({e}); is git installed?"))?;
     let mut stdout = child.stdout.take().expect("piped");
@@ -513,7 +640,7 @@ pub(crate) mod tests {
         PolicyBundleSpec {
             namespace: namespace.into(),
             archive: String::new(),
-            git: Some(GitSource { url: url.into(), revision: revision.into(), path: path.into() }),
+            git: Some(GitSource { url: url.into(), revision: revision.into(), path: path.into(), secret_ref: None }),
             digest: digest.into(),
             files: 1,
         }
@@ -641,5 +768,186 @@ pub(crate) mod tests {
         assert_eq!(differing(&local, &at).as_deref(), Some("system.apt"));
         let outside = tempfile::tempdir().unwrap();
         assert!(matches!(locate(outside.path()), Err(GitError::NotARepository { .. })));
+    }
+
+    /// `git http-backend` behind a small HTTP server on loopback that serves the repositories
+    /// under `base` only to a request with HTTP Basic credentials `user:password` (others get
+    /// 401, as a private repository's host answers). Its thread lives as long as the tests.
+    fn http_git(base: &Path, user: &str, password: &str) -> u16 {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let expected = format!("Basic {}", data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes()));
+        let base = base.to_path_buf();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let mut headers = BTreeMap::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                    }
+                }
+                let mut body = Vec::new();
+                if let Some(length) = headers.get("content-length").and_then(|l| l.parse::<u64>().ok()) {
+                    (&mut reader).take(length).read_to_end(&mut body).unwrap();
+                } else if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+                    loop {
+                        let mut size = String::new();
+                        reader.read_line(&mut size).unwrap();
+                        let size = u64::from_str_radix(size.trim(), 16).unwrap_or(0);
+                        let mut chunk = Vec::new();
+                        (&mut reader).take(size + 2).read_to_end(&mut chunk).unwrap();
+                        if size == 0 {
+                            break;
+                        }
+                        body.extend_from_slice(&chunk[..size as usize]);
+                    }
+                }
+                if headers.get("authorization") != Some(&expected) {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                }
+                let mut parts = request.split_whitespace();
+                let (method, target) = (parts.next().unwrap_or("GET"), parts.next().unwrap_or("/"));
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let mut command = Command::new("git");
+                command
+                    .arg("http-backend")
+                    .env("GIT_PROJECT_ROOT", &base)
+                    .env("GIT_HTTP_EXPORT_ALL", "1")
+                    .env("GIT_CONFIG_NOSYSTEM", "1")
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .env("REQUEST_METHOD", method)
+                    .env("PATH_INFO", path)
+                    .env("QUERY_STRING", query)
+                    .env("REMOTE_USER", "ada")
+                    .env("REMOTE_ADDR", "127.0.0.1")
+                    .env("CONTENT_LENGTH", body.len().to_string())
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped());
+                for (header, variable) in [
+                    ("content-type", "CONTENT_TYPE"),
+                    ("git-protocol", "GIT_PROTOCOL"),
+                    ("content-encoding", "HTTP_CONTENT_ENCODING"),
+                ] {
+                    if let Some(value) = headers.get(header) {
+                        command.env(variable, value);
+                    }
+                }
+                let mut child = command.spawn().unwrap();
+                child.stdin.take().unwrap().write_all(&body).unwrap();
+                let output = child.wait_with_output().unwrap();
+                let split = output.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+                let split = split.or_else(|| output.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+                let (head, body) = match split {
+                    Some((at, gap)) => {
+                        (String::from_utf8_lossy(&output.stdout[..at]).to_string(), &output.stdout[at + gap..])
+                    }
+                    None => (String::new(), &output.stdout[..]),
+                };
+                let mut status = "200 OK".to_string();
+                let mut response = String::new();
+                for line in head.lines() {
+                    match line.split_once(':') {
+                        Some((name, value)) if name.eq_ignore_ascii_case("status") => status = value.trim().to_string(),
+                        Some(_) => response.push_str(&format!("{line}\r\n")),
+                        None => {}
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body));
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_private_repository_is_fetched_with_its_secret_s_credentials_and_a_wrong_password_says_so() {
+        const PASSWORD: &str = "git-pw-0b61";
+        let base = tempfile::tempdir().unwrap();
+        let (repo, commit) = repository(base.path(), "policy");
+        let port = http_git(base.path(), "ada", PASSWORD);
+        let url = format!("http://127.0.0.1:{port}/policy");
+        let fake = aptc_kube_fake::FakeApi::new();
+        for (name, keys) in [
+            ("git-ok", vec![("username", "ada"), ("password", PASSWORD)]),
+            ("git-wrong", vec![("username", "ada"), ("password", "not-the-pw-5c")]),
+            ("git-partial", vec![("username", "ada")]),
+        ] {
+            let data: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .map(|(k, v)| {
+                    (k.to_string(), serde_json::to_value(k8s_openapi::ByteString(v.as_bytes().to_vec())).unwrap())
+                })
+                .collect();
+            fake.insert(
+                &format!("/api/v1/namespaces/aptc-system/secrets/{name}"),
+                serde_json::json!({ "apiVersion": "v1", "kind": "Secret",
+                    "metadata": { "name": name, "namespace": "aptc-system" }, "data": data }),
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("home");
+        fake.serve_to(&kubeconfig, "control").unwrap();
+        let home = aptc_runtime::credentials::Home {
+            kubeconfig: Some(kubeconfig),
+            context: None,
+            namespace: Some("aptc-system".into()),
+        };
+        let cache = dir.path().join("git");
+        let sources = Sources::new(&cache).with_home(home);
+        let local = bundle::collect(&[repo.join("policy")]).unwrap();
+        let web = local.iter().find(|b| b.namespace == "web").unwrap().pack().unwrap();
+        let with = |secret: Option<&str>| {
+            let mut spec = spec("web", &url, &commit, "policy", &bundle::digest(&web));
+            spec.git.as_mut().unwrap().secret_ref = secret.map(|name| crate::crd::SecretRef { name: name.into() });
+            spec
+        };
+
+        assert_eq!(sources.archive(&with(Some("git-ok"))).unwrap(), web, "fetched with the credentials");
+        let errors: Vec<String> = [None, Some("git-wrong"), Some("git-partial"), Some("absent")]
+            .into_iter()
+            .map(|secret| sources.archive(&with(secret)).unwrap_err().to_string())
+            .collect();
+        assert!(errors[0].starts_with(&format!("cannot fetch {url}: ")), "no credentials, no fetch: {}", errors[0]);
+        assert!(
+            errors[1].contains("Authentication failed")
+                && errors[1].contains("(with the credentials of the Secret `git-wrong`)"),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[2].contains("spec.git.secretRef `git-partial`") && errors[2].contains("has no key `password`"),
+            "{}",
+            errors[2]
+        );
+        assert!(errors[3].contains("there is no Secret `absent` in namespace `aptc-system`"), "{}", errors[3]);
+        for error in &errors {
+            assert!(!error.contains(PASSWORD) && !error.contains("not-the-pw"), "never a password: {error}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".auth-"))
+            .collect();
+        assert!(left.is_empty(), "the credentials' files are removed after git ran: {left:?}");
+        // Without a home, a source naming a Secret fails, saying so.
+        let homeless = Sources::new(&dir.path().join("other")).archive(&with(Some("git-ok"))).unwrap_err();
+        assert!(homeless.to_string().contains("no Secrets can be read here"), "{homeless}");
     }
 }

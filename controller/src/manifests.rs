@@ -37,9 +37,10 @@ pub struct Install {
     pub image: String,
     /// Replicas (one leads, the others stand by).
     pub replicas: u32,
-    /// The Secrets (in its namespace) holding the kubeconfigs of clusters declared with
-    /// `kubeconfig secret` (docs/language.md §8.1), which the controller may `get`, by name.
-    pub kubeconfig_secrets: Vec<String>,
+    /// The Secrets (in its namespace) the policy names, which the controller may `get`, by name:
+    /// the kubeconfigs of clusters declared with `kubeconfig secret` (docs/language.md §8.1), the
+    /// values of `secret_k8s` (§5.9) and the credentials of Git sources (`spec.git.secretRef`).
+    pub secrets: Vec<String>,
 }
 
 /// One object, with the comment lines written above it.
@@ -119,8 +120,9 @@ pub fn manifests(install: &Install) -> Vec<Manifest> {
             "- secrets create: the first replica stores the webhook certificate it generates (creating",
             "  cannot be limited to one name; nothing else is granted on Secrets but get of that one).",
             "- secrets get (only the webhook certificate's, by name): every replica serves that certificate.",
-            "- secrets get (only those named by --kubeconfig-secret, by name; none by default): the",
-            "  kubeconfigs of the clusters the policy declares with `kubeconfig secret`.",
+            "- secrets get (only those named by --secret, by name; none by default): the kubeconfigs",
+            "  of `kubeconfig secret` clusters, the values of `secret_k8s` and the credentials of",
+            "  Git sources (spec.git.secretRef) that the policy and its bundles name.",
         ],
         object: json!({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
@@ -284,9 +286,9 @@ fn role_rules(install: &Install) -> Value {
         json!({ "apiGroups": [""], "resources": ["secrets"], "verbs": ["create"] }),
         json!({ "apiGroups": [""], "resources": ["secrets"], "resourceNames": [WEBHOOK_SECRET], "verbs": ["get"] }),
     ];
-    if !install.kubeconfig_secrets.is_empty() {
+    if !install.secrets.is_empty() {
         rules.push(json!({
-            "apiGroups": [""], "resources": ["secrets"], "resourceNames": install.kubeconfig_secrets, "verbs": ["get"]
+            "apiGroups": [""], "resources": ["secrets"], "resourceNames": install.secrets, "verbs": ["get"]
         }));
     }
     Value::Array(rules)
@@ -297,7 +299,7 @@ mod tests {
     use super::*;
 
     fn install() -> Install {
-        Install { namespace: "aptc-system".into(), image: "aptc:0.1.0".into(), replicas: 2, kubeconfig_secrets: vec![] }
+        Install { namespace: "aptc-system".into(), image: "aptc:0.1.0".into(), replicas: 2, secrets: vec![] }
     }
 
     #[test]
@@ -317,7 +319,7 @@ mod tests {
             namespace: "x\n---\nkind: Secret".into(),
             image: "i: {\"'".into(),
             replicas: 1,
-            kubeconfig_secrets: vec!["a\n- b".into()],
+            secrets: vec!["a\n- b".into()],
         };
         let yaml = to_yaml(&manifests(&hostile)).unwrap();
         let documents = aptc_runtime::manifest::parse_stream(&yaml).unwrap();
@@ -331,9 +333,9 @@ mod tests {
     }
 
     #[test]
-    fn kubeconfig_secrets_are_granted_by_name_only() {
+    fn secrets_are_granted_by_name_only() {
         let role = |names: Vec<String>| {
-            let install = Install { kubeconfig_secrets: names, ..install() };
+            let install = Install { secrets: names, ..install() };
             manifests(&install).into_iter().find(|m| m.object["kind"] == "Role").unwrap().object
         };
         let none = role(vec![]);

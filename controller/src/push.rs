@@ -99,6 +99,9 @@ pub struct GitPush {
     pub url: String,
     /// The commit (a full id); `None`: the checkout's `HEAD`.
     pub revision: Option<String>,
+    /// The Secret of the controller's namespace with the repository's credentials
+    /// (`spec.git.secretRef`); `None`: the repository needs none.
+    pub secret: Option<String>,
 }
 
 /// Builds the bundles of the policy at `paths` and pushes each to `target` (as archives, or
@@ -151,7 +154,12 @@ fn git_resources(bundles: &[Bundle], paths: &[PathBuf], source: &GitPush) -> Res
         let spec = PolicyBundleSpec {
             namespace: bundle.namespace.clone(),
             archive: String::new(),
-            git: Some(GitSource { url: source.url.clone(), revision: revision.clone(), path: path.clone() }),
+            git: Some(GitSource {
+                url: source.url.clone(),
+                revision: revision.clone(),
+                path: path.clone(),
+                secret_ref: source.secret.clone().map(|name| crate::crd::SecretRef { name }),
+            }),
             digest: bundle::digest(&archive),
             files: u32::try_from(bundle.files.len()).unwrap_or(u32::MAX),
         };

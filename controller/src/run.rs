@@ -127,7 +127,7 @@ async fn run_async(options: Options) -> Result<(), RunError> {
     } else {
         options.target.client().await?
     };
-    let shared = Arc::new(Shared::new(options.work.join("admission")));
+    let shared = Arc::new(Shared::new(options.work.join("admission")).with_home(options.targets.home.clone()));
     serve::serve_http(options.probe_addr, shared.clone()).await?;
     let certificate = match &options.tls {
         Some((cert, key)) => Certificate { cert_pem: read(cert)?, key_pem: read(key)? },

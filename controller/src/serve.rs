@@ -111,6 +111,12 @@ impl Shared {
             work,
         }
     }
+
+    /// The same, reading Git sources' credentials (`spec.git.secretRef`) from `home`'s Secrets.
+    pub fn with_home(mut self, home: aptc_runtime::credentials::Home) -> Shared {
+        self.sources = crate::git::Sources::new(&self.work.join("git")).with_home(home);
+        self
+    }
 }
 
 /// The answer to one request (either server: both route the same paths).

@@ -196,7 +196,7 @@ impl Env<'_> {
                 let mut out: Vec<(String, Value)> = Vec::with_capacity(entries.len());
                 for (key, value) in entries {
                     let key = self.render(key)?;
-                    // Only `secret_env` and `secret_file` make markers (a key computed at run time
+                    // Only the `secret_*` functions make markers (a key computed at run time
                     // could otherwise forge one, and have a deploy read any variable or file).
                     if key == SECRET_KEY {
                         return Err(EvalError::Type(format!("the map key `{key}` is reserved for secrets")));
@@ -414,6 +414,7 @@ pub const FUNCTIONS: &[&str] = &[
     "to_int",
     "secret_env",
     "secret_file",
+    "secret_k8s",
 ];
 
 /// The standard library (stdlib/prelude.apt declares the signatures).
@@ -454,6 +455,7 @@ pub fn call(function: &str, args: &[Value]) -> Result<Value, EvalError> {
         // A reference only: the secret is read when a driver applies the instance.
         "secret_env" => SecretRef::Env(s(0)?.to_string()).marker(),
         "secret_file" => SecretRef::File(s(0)?.to_string()).marker(),
+        "secret_k8s" => SecretRef::Kube { name: s(0)?.to_string(), key: s(1)?.to_string() }.marker(),
         "to_int" => {
             let text = s(0)?;
             Value::Int(
@@ -491,6 +493,8 @@ mod tests {
         assert_eq!(call("hash", &[str("a")]), call("hash", &[str("a")]));
         assert_eq!(call("hash", &[str("a")]).unwrap().to_string().len(), 8);
         assert_eq!(call("secret_env", &[str("PW")]), Ok(SecretRef::Env("PW".into()).marker()));
+        let k8s = SecretRef::Kube { name: "db".into(), key: "pw".into() };
+        assert_eq!(call("secret_k8s", &[str("db"), str("pw")]), Ok(k8s.marker()));
     }
 
     /// Records what an evaluation tells its observer.

@@ -1,6 +1,7 @@
-//! Secret references (docs/language.md §5.9): `secret_env(NAME)` and `secret_file(PATH)` evaluate
-//! to a *marker*, `{"$secret": {"env": "NAME"}}` or `{"$secret": {"file": "PATH"}}`, which the
-//! desired state, plans and stores carry instead of the secret. This module is the pure half:
+//! Secret references (docs/language.md §5.9): `secret_env(NAME)`, `secret_file(PATH)` and
+//! `secret_k8s(NAME, KEY)` evaluate to a *marker*, `{"$secret": {"env": "NAME"}}`,
+//! `{"$secret": {"file": "PATH"}}` or `{"$secret": {"k8s": {"name": "NAME", "key": "KEY"}}}`,
+//! which the desired state, plans and stores carry instead of the secret. This module is the pure half:
 //! recognising markers, [`redact`]ing them for people, and the textual [`placeholder`] a secret
 //! stands as inside a rendered template. Reading secrets (revealing, digests, scrubbing tool
 //! output) is I/O and lives in the runtime.
@@ -26,15 +27,22 @@ pub enum SecretRef {
     Env(String),
     /// The file at this path, as written (relative to the policy file's directory).
     File(String),
+    /// The key `key` of the Kubernetes Secret `name` in the home namespace (docs/language.md
+    /// §8.1: the controller's namespace, or the current context's).
+    Kube { name: String, key: String },
 }
 
 impl SecretRef {
     /// The marker the resolver puts into the desired state for this reference.
     pub fn marker(&self) -> Value {
-        Value::Map(vec![(
-            SECRET_KEY.to_string(),
-            Value::Map(vec![(self.kind().to_string(), Value::Str(self.name().to_string()))]),
-        )])
+        let inner = match self {
+            SecretRef::Env(name) | SecretRef::File(name) => Value::Str(name.clone()),
+            SecretRef::Kube { name, key } => Value::Map(vec![
+                ("name".to_string(), Value::Str(name.clone())),
+                ("key".to_string(), Value::Str(key.clone())),
+            ]),
+        };
+        Value::Map(vec![(SECRET_KEY.to_string(), Value::Map(vec![(self.kind().to_string(), inner)]))])
     }
 
     /// The reference a JSON value is the marker of, if it is one.
@@ -42,38 +50,54 @@ impl SecretRef {
         let outer = value.as_object().filter(|o| o.len() == 1)?;
         let inner = outer.get(SECRET_KEY)?.as_object().filter(|o| o.len() == 1)?;
         let (kind, name) = inner.iter().next()?;
+        if kind == "k8s" {
+            let fields = name.as_object().filter(|o| o.len() == 2)?;
+            let field = |f: &str| fields.get(f).and_then(Json::as_str).map(str::to_string);
+            return Some(SecretRef::Kube { name: field("name")?, key: field("key")? });
+        }
         SecretRef::new(kind, name.as_str()?)
     }
 
-    /// The reference of a marker's kind (`env`, `file`) and name.
+    /// The reference of a marker's kind (`env`, `file`, `k8s`) and name (for `k8s`,
+    /// `NAME/KEY`: neither a Secret's name nor a key holds a `/`).
     pub fn new(kind: &str, name: &str) -> Option<SecretRef> {
         match kind {
             "env" => Some(SecretRef::Env(name.to_string())),
             "file" => Some(SecretRef::File(name.to_string())),
+            "k8s" => {
+                let (name, key) = name.split_once('/')?;
+                Some(SecretRef::Kube { name: name.to_string(), key: key.to_string() })
+            }
             _ => None,
         }
     }
 
-    /// `env` or `file`.
+    /// `env`, `file` or `k8s`.
     pub fn kind(&self) -> &'static str {
         match self {
             SecretRef::Env(_) => "env",
             SecretRef::File(_) => "file",
+            SecretRef::Kube { .. } => "k8s",
         }
     }
 
-    /// The variable's name or the file's path, as written.
-    pub fn name(&self) -> &str {
+    /// The variable's name or the file's path, as written; for a Kubernetes Secret, `NAME/KEY`
+    /// (the inverse of [`SecretRef::new`]).
+    pub fn name(&self) -> String {
         match self {
-            SecretRef::Env(name) | SecretRef::File(name) => name,
+            SecretRef::Env(name) | SecretRef::File(name) => name.clone(),
+            SecretRef::Kube { name, key } => format!("{name}/{key}"),
         }
     }
 }
 
 impl fmt::Display for SecretRef {
-    /// As the policy wrote it: `secret_env("NAME")`.
+    /// As the policy wrote it: `secret_env("NAME")`, `secret_k8s("NAME", "KEY")`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "secret_{}({:?})", self.kind(), self.name())
+        match self {
+            SecretRef::Kube { name, key } => write!(f, "secret_k8s({name:?}, {key:?})"),
+            other => write!(f, "secret_{}({:?})", other.kind(), other.name()),
+        }
     }
 }
 
@@ -146,4 +170,38 @@ pub fn replace_placeholders<E>(text: &str, f: &mut impl FnMut(SecretRef) -> Resu
 pub fn redact_text(text: &str) -> String {
     replace_placeholders(text, &mut |_| Ok::<_, std::convert::Infallible>(REDACTED.to_string()))
         .unwrap_or_else(|never| match never {})
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_kubernetes_secret_reference_round_trips_as_marker_placeholder_and_text() {
+        let secret = SecretRef::Kube { name: "db-auth".into(), key: "pass.word".into() };
+        let marker = secret.marker().to_json();
+        assert_eq!(marker, json!({ "$secret": { "k8s": { "name": "db-auth", "key": "pass.word" } } }));
+        assert_eq!(SecretRef::from_json(&marker), Some(secret.clone()));
+        assert_eq!(secret.to_string(), r#"secret_k8s("db-auth", "pass.word")"#);
+        let text = format!("password: {}\n", placeholder(&secret));
+        let revealed = replace_placeholders(&text, &mut |s| Ok::<_, ()>(format!("<{s}>"))).unwrap();
+        assert_eq!(revealed, "password: <secret_k8s(\"db-auth\", \"pass.word\")>\n");
+        assert_eq!(redact_text(&text), "password: ***\n");
+        assert_eq!(redact(&json!({ "a": [marker] })), json!({ "a": ["***"] }));
+    }
+
+    #[test]
+    fn malformed_kubernetes_markers_are_not_references() {
+        for bad in [
+            json!({ "$secret": { "k8s": "db/pw" } }),
+            json!({ "$secret": { "k8s": { "name": "db" } } }),
+            json!({ "$secret": { "k8s": { "name": "db", "key": "pw", "more": "x" } } }),
+            json!({ "$secret": { "k8s": { "name": "db", "key": 1 } } }),
+        ] {
+            assert_eq!(SecretRef::from_json(&bad), None, "{bad}");
+        }
+        assert_eq!(SecretRef::new("k8s", "no-slash"), None);
+    }
 }

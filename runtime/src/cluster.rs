@@ -8,7 +8,7 @@
 //!
 //! Secrets are revealed here and nowhere else, just before they are handed to Helm (on its
 //! standard input: no file holds them) or to the API server; what Helm says is scrubbed of them
-//! and of their encodings ([`secrets::scrub`]) before it is logged, stored or shown.
+//! and of their encodings ([`Secrets::scrub`]) before it is logged, stored or shown.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -26,7 +26,7 @@ use crate::k8s::Applier;
 use crate::manifest::{parse_stream, unit_documents};
 use crate::plan::{Action, Op, Plan, Unit};
 use crate::release::{Guard, ReleaseOutcome, Releases};
-use crate::secrets;
+use crate::secrets::Secrets;
 use crate::source::Source;
 
 /// The name under which a cluster driver's revisions are kept (one store per fleet of clusters).
@@ -104,6 +104,12 @@ impl ClusterDriver {
         self.declared = declared;
         self.credentials = Credentials::new(home);
         self
+    }
+
+    /// Where this driver reads secrets: `secret_k8s` from the home's Secrets, as the
+    /// kubeconfigs of `kubeconfig secret` (docs/language.md §5.9, §8.1).
+    pub fn secrets(&self) -> Secrets {
+        Secrets::new(self.credentials.home().clone())
     }
 
     /// Whether any declared cluster has a kubeconfig to read (or, for those of a Secret or the
@@ -233,7 +239,7 @@ helm if it ran)",
     }
 
     /// Applies or deletes one unit; errors are scrubbed of the unit's secrets by the caller.
-    fn carry_out(&self, revision: u64, action: &Action) -> Result<String, DriverError> {
+    fn carry_out(&self, revision: u64, action: &Action, secrets: &Secrets) -> Result<String, DriverError> {
         let unit = &action.unit;
         if let Some(reason) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).get(&unit.cluster) {
             return Err(DriverError::ClusterLost { cluster: unit.cluster.clone(), reason: reason.clone() });
@@ -250,13 +256,13 @@ helm if it ran)",
             }
             (Source::Chart { .. }, _) => {
                 let releases = self.releases()?;
-                let values = secrets::reveal(&unit.values, base_dir(unit))?;
+                let values = secrets.reveal(&unit.values, base_dir(unit))?;
                 // Created here rather than by Helm, so it carries aptc's label like every
                 // namespace aptc makes.
                 let applier = self.applier(&unit.cluster)?;
                 applier.ensure_namespace(&unit.k8s_namespace)?;
                 let base = base_dir(unit);
-                let scrub = |text: &str| secrets::scrub(text, &unit.values, base);
+                let scrub = |text: &str| secrets.scrub(text, &unit.values, base);
                 self.watched(&unit.cluster, &applier, |stop| {
                     let guard = Guard { scrub: &scrub, stop };
                     // A release an interrupted deploy left locked is unlocked first.
@@ -279,7 +285,7 @@ helm if it ran)",
             }
             (Source::Manifests { .. }, _) => {
                 let applier = self.applier(&unit.cluster)?;
-                let objects = objects(unit, revision)?;
+                let objects = objects(unit, revision, secrets)?;
                 self.watched(&unit.cluster, &applier, |stop| {
                     Ok(applier.apply_until(unit, revision, &objects, stop)?.detail)
                 })
@@ -334,11 +340,11 @@ fn base_dir(unit: &Unit) -> &Path {
 }
 
 /// A manifests unit's objects, stamped for `revision`, with their secrets revealed.
-fn objects(unit: &Unit, revision: u64) -> Result<Vec<serde_json::Value>, DriverError> {
+fn objects(unit: &Unit, revision: u64, secrets: &Secrets) -> Result<Vec<serde_json::Value>, DriverError> {
     let base = base_dir(unit);
     unit_documents(unit, revision)?
         .into_iter()
-        .map(|document| Ok(secrets::reveal_in_strings(document.value, base)?))
+        .map(|document| Ok(secrets.reveal_in_strings(document.value, base)?))
         .collect()
 }
 
@@ -389,11 +395,13 @@ impl Driver for ClusterDriver {
 
     fn apply(&self, revision: u64, action: &Action) -> Result<ActionResult, DriverError> {
         let unit = &action.unit;
-        self.carry_out(revision, action).map(|detail| ActionResult { detail }).map_err(|error| {
+        // Read once for this action: a rotated Secret is read again by the next.
+        let secrets = self.secrets();
+        self.carry_out(revision, action, &secrets).map(|detail| ActionResult { detail }).map_err(|error| {
             // Whatever a tool said, it never shows a secret: an error that would is kept as its
             // scrubbed text only.
             let message = error.to_string();
-            let scrubbed = secrets::scrub(&message, &unit.values, base_dir(unit));
+            let scrubbed = secrets.scrub(&message, &unit.values, base_dir(unit));
             if scrubbed == message {
                 error
             } else {
@@ -420,7 +428,7 @@ impl Driver for ClusterDriver {
             }
             Source::Manifests { .. } => {
                 let revision = 0; // the revision label is left out of fingerprints
-                let objects = objects(unit, revision).ok()?;
+                let objects = objects(unit, revision, &self.secrets()).ok()?;
                 self.fingerprint_reporting(&applier, unit, &objects)
             }
         }

@@ -159,6 +159,83 @@ impl Home {
     }
 }
 
+/// Why a key of a Secret in the home namespace could not be read; its callers say whose Secret it
+/// is (a cluster's kubeconfig, a `secret_k8s` value). Never holds the Secret's contents.
+#[derive(Debug)]
+pub(crate) enum SecretReadError {
+    /// The home cluster cannot be used or reached.
+    Home(String),
+    /// There is no such Secret in `namespace`.
+    NoSecret { namespace: String },
+    /// The Secret has no such key; these are its keys.
+    NoKey { namespace: String, keys: Vec<String> },
+    /// The API refused or failed to give the Secret (e.g. RBAC).
+    Read { namespace: String, reason: String },
+}
+
+impl Home {
+    /// The bytes of `entry` in the Secret `name` of the home namespace, and that namespace.
+    pub(crate) fn read_secret(&self, name: &str, entry: &str) -> Result<(Vec<u8>, String), SecretReadError> {
+        let (mut data, namespace) = self.read_secret_data(name)?;
+        let keys: Vec<String> = data.keys().cloned().collect();
+        match data.remove(entry) {
+            Some(contents) => Ok((contents, namespace)),
+            None => Err(SecretReadError::NoKey { namespace, keys }),
+        }
+    }
+
+    /// Every key of the Secret `name` in the home namespace (for credentials of several parts,
+    /// such as a Git source's), or why not, in words that name the Secret and never its contents.
+    pub fn secret_data(&self, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+        if !is_secret_name(name) {
+            return Err(format!("`{name}` cannot be a Secret's name"));
+        }
+        let home = self.describe();
+        self.read_secret_data(name).map(|(data, _)| data).map_err(|error| match error {
+            SecretReadError::Home(reason) => format!("cannot reach the home cluster ({home}): {reason}"),
+            SecretReadError::NoSecret { namespace } => {
+                format!("there is no Secret `{name}` in namespace `{namespace}` of the home cluster ({home})")
+            }
+            SecretReadError::NoKey { namespace, .. } => format!("the Secret `{namespace}/{name}` lacks a key"),
+            SecretReadError::Read { namespace, reason } => {
+                format!("reading the Secret `{namespace}/{name}` on the home cluster ({home}): {reason}")
+            }
+        })
+    }
+
+    /// Every key of the Secret `name` in the home namespace, and that namespace, read now on a
+    /// small runtime of its own (the callers are synchronous).
+    fn read_secret_data(&self, name: &str) -> Result<(BTreeMap<String, Vec<u8>>, String), SecretReadError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SecretReadError::Home(format!("starting a Kubernetes client: {e}")))?;
+        runtime.block_on(async {
+            let (config, namespace) = self.config().await.map_err(SecretReadError::Home)?;
+            let client = Client::try_from(config).map_err(|e| SecretReadError::Home(crate::k8s::ops::chain(&e)))?;
+            let api: Api<Secret> = Api::namespaced(client, &namespace);
+            let secret = match tokio::time::timeout(READ_TIMEOUT, api.get_opt(name)).await {
+                Err(_) => {
+                    let reason = format!("no answer within {} s", READ_TIMEOUT.as_secs());
+                    return Err(SecretReadError::Read { namespace, reason });
+                }
+                Ok(Err(error)) => {
+                    return Err(SecretReadError::Read { namespace, reason: crate::k8s::ops::reason(&error) });
+                }
+                Ok(Ok(None)) => return Err(SecretReadError::NoSecret { namespace }),
+                Ok(Ok(Some(secret))) => secret,
+            };
+            let mut data: BTreeMap<String, Vec<u8>> =
+                secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+            // `stringData` is write-only in a real API server; a double may keep it.
+            for (k, v) in secret.string_data.unwrap_or_default() {
+                data.entry(k).or_insert_with(|| v.into_bytes());
+            }
+            Ok((data, namespace))
+        })
+    }
+}
+
 /// How the driver reaches the clusters of `kubeconfig secret` and `kubeconfig in_cluster`.
 pub struct Credentials {
     home: Home,
@@ -267,51 +344,25 @@ impl Credentials {
     /// The bytes of `entry` in the Secret `name` of the home namespace, and that namespace.
     fn read_secret(&self, cluster: &str, name: &str, entry: &str) -> Result<(Vec<u8>, String), CredentialsError> {
         let home = self.home.describe();
-        let runtime = runtime(cluster, &self.home)?;
-        runtime.block_on(async {
-            let home_error =
-                |reason: String| CredentialsError::Home { cluster: cluster.to_string(), home: home.clone(), reason };
-            let (config, namespace) = self.home.config().await.map_err(home_error)?;
-            let client = Client::try_from(config).map_err(|e| home_error(crate::k8s::ops::chain(&e)))?;
-            let api: Api<Secret> = Api::namespaced(client, &namespace);
-            let read_error = |reason: String| CredentialsError::Read {
+        self.home.read_secret(name, entry).map_err(|error| match error {
+            SecretReadError::Home(reason) => CredentialsError::Home { cluster: cluster.to_string(), home, reason },
+            SecretReadError::Read { namespace, reason } => {
+                CredentialsError::Read { cluster: cluster.to_string(), home, namespace, name: name.to_string(), reason }
+            }
+            SecretReadError::NoSecret { namespace } => CredentialsError::NoSecret {
                 cluster: cluster.to_string(),
-                home: home.clone(),
-                namespace: namespace.clone(),
+                home,
+                namespace,
                 name: name.to_string(),
-                reason,
-            };
-            let secret = match tokio::time::timeout(READ_TIMEOUT, api.get_opt(name)).await {
-                Err(_) => return Err(read_error(format!("no answer within {} s", READ_TIMEOUT.as_secs()))),
-                Ok(Err(error)) => return Err(read_error(crate::k8s::ops::reason(&error))),
-                Ok(Ok(None)) => {
-                    return Err(CredentialsError::NoSecret {
-                        cluster: cluster.to_string(),
-                        home: home.clone(),
-                        namespace,
-                        name: name.to_string(),
-                        key: entry.to_string(),
-                    });
-                }
-                Ok(Ok(Some(secret))) => secret,
-            };
-            let mut data: BTreeMap<String, Vec<u8>> =
-                secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-            // `stringData` is write-only in a real API server; a double may keep it.
-            for (k, v) in secret.string_data.unwrap_or_default() {
-                data.entry(k).or_insert_with(|| v.into_bytes());
-            }
-            let keys: Vec<String> = data.keys().cloned().collect();
-            match data.remove(entry) {
-                Some(contents) => Ok((contents, namespace)),
-                None => Err(CredentialsError::NoKey {
-                    cluster: cluster.to_string(),
-                    namespace,
-                    name: name.to_string(),
-                    key: entry.to_string(),
-                    keys,
-                }),
-            }
+                key: entry.to_string(),
+            },
+            SecretReadError::NoKey { namespace, keys } => CredentialsError::NoKey {
+                cluster: cluster.to_string(),
+                namespace,
+                name: name.to_string(),
+                key: entry.to_string(),
+                keys,
+            },
         })
     }
 
@@ -344,7 +395,7 @@ impl Credentials {
 
 /// A Kubernetes object name (DNS subdomain): lower-case alphanumerics, `-` and `.`, starting and
 /// ending with an alphanumeric, at most 253 characters.
-fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     name.len() <= 253
         && edge(name.chars().next())
@@ -353,19 +404,10 @@ fn is_secret_name(name: &str) -> bool {
 }
 
 /// A key of a Secret's data: alphanumerics, `-`, `_` and `.`, at most 253 characters.
-fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 253
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-}
-
-/// A small runtime for one read (the driver's callers are synchronous).
-fn runtime(cluster: &str, home: &Home) -> Result<tokio::runtime::Runtime, CredentialsError> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| CredentialsError::Home {
-        cluster: cluster.to_string(),
-        home: home.describe(),
-        reason: format!("starting a Kubernetes client: {e}"),
-    })
 }
 
 /// A kubeconfig (JSON, which is YAML) reaching `server` with the service account's token and CA

@@ -434,7 +434,7 @@ contract cache {
     /// Plans `new` against what deploying `old` left, with `old` as the last revision's policy.
     fn prepared(old: Option<&Program>, new: &Program) -> Prepared {
         let applied: BTreeMap<String, Applied> = old
-            .map(|p| units(&resolve(p)))
+            .map(|p| units(&resolve(p), &crate::secrets::Secrets::local()))
             .unwrap_or_default()
             .into_iter()
             .map(|(k, unit)| (k, Applied { revision: 1, unit, fingerprint: None }))
@@ -443,7 +443,7 @@ contract cache {
         Prepared {
             revision: 2,
             previous: old.map(|_| 1),
-            plan: plan(&current, &units(&resolve(new)), None, &|_| true),
+            plan: plan(&current, &units(&resolve(new), &crate::secrets::Secrets::local()), None, &|_| true),
             applied,
             last_program: old.cloned(),
             recovered: None,

@@ -28,6 +28,7 @@ use crate::plan::refresh_digests;
 use crate::release::Releases;
 use crate::render::RenderDriver;
 use crate::retry::Backoff;
+use crate::secrets::Secrets;
 use crate::store::{self, Cause, DriftCause, DriftRecord, Journal, Location, Revision, Store, now_rfc3339};
 
 /// Where to apply, as the user chose it (`--target`).
@@ -62,6 +63,12 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// Where secrets are read for these targets: `secret_k8s` from the Secrets of the home, where
+    /// the kubeconfigs of `kubeconfig secret` are read too (docs/language.md §5.9, §8.1).
+    pub fn secrets(&self) -> Secrets {
+        Secrets::new(self.home.clone())
+    }
+
     /// The driver for `program`'s clusters as the choice says, and a line saying where it applies
     /// and, under `Auto`, why.
     pub fn driver(&self, program: Option<&Program>) -> Result<(Box<dyn Driver>, String), DeployError> {
@@ -326,7 +333,7 @@ impl Deployer {
         };
         supervisor.rolling_back(&revision);
         let mut desired = revision.desired.clone();
-        refresh_digests(&mut desired);
+        refresh_digests(&mut desired, &self.targets.secrets());
         let request = Request {
             user,
             cause: Cause::Rollback { to: revision.number },
@@ -754,7 +761,7 @@ mod tests {
             user: "ada".into(),
             cause: Cause::Deploy { paths: vec![".".into()] },
             policy: crate::deploy::policy_hash(&program),
-            desired: units(&state),
+            desired: units(&state, &crate::secrets::Secrets::local()),
             claims: Some(crate::plan::ClaimEnds::of(&program, &state)),
             desired_state: serde_json::to_value(&state).unwrap().into(),
             program: Some(program),

@@ -130,9 +130,9 @@ impl DriverError {
             DriverError::ClusterLost { .. } | DriverError::Io { .. } => true,
             DriverError::Scrubbed { transient, .. } => *transient,
             DriverError::Credentials(error) => error.is_transient(),
+            DriverError::Secret(error) => error.transient,
             DriverError::NeedsHelm(_)
             | DriverError::Manifest(_)
-            | DriverError::Secret(_)
             | DriverError::BadName(_)
             | DriverError::NotAChart(_)
             | DriverError::NotOurs { .. } => false,

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::secrets::Secrets;
 use crate::source::{DigestCache, Source, rendered_digest};
 use aptc_core::access::Access;
 use aptc_core::ir::{Consumer, Program};
@@ -57,7 +58,7 @@ pub struct Unit {
     /// and a rollback applies it again (empty for a chart, and in stores from before templates).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<RenderedFile>,
-    /// A digest of the secrets its values refer to ([`crate::secrets::digest`]), so that a rotated
+    /// A digest of the secrets its values refer to ([`Secrets::digest`]), so that a rotated
     /// secret is a change; `None` without secrets (and in stores from before secrets).
     #[serde(default)]
     pub secrets: Option<String>,
@@ -128,23 +129,23 @@ fn changed_paths(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: 
 
 /// The deployable units of a desired state, by key, with their dependencies and the digests of
 /// their local files (read from disk here).
-pub fn units(state: &DesiredState) -> BTreeMap<String, Unit> {
+pub fn units(state: &DesiredState, secrets: &Secrets) -> BTreeMap<String, Unit> {
     let mut digests = DigestCache::default();
     state
         .instances
         .values()
-        .filter_map(|instance| unit_of(state, instance, &mut digests))
+        .filter_map(|instance| unit_of(state, instance, &mut digests, secrets))
         .map(|unit| (unit.key.clone(), unit))
         .collect()
 }
 
 /// The unit of one instance of `state` (`None`: no such instance, or it deploys nothing), as
 /// [`units`] makes it, for a caller that wants one (the dashboard rendering an instance).
-pub fn unit(state: &DesiredState, key: &str) -> Option<Unit> {
-    unit_of(state, state.instances.get(key)?, &mut DigestCache::default())
+pub fn unit(state: &DesiredState, key: &str, secrets: &Secrets) -> Option<Unit> {
+    unit_of(state, state.instances.get(key)?, &mut DigestCache::default(), secrets)
 }
 
-fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache) -> Option<Unit> {
+fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache, secrets: &Secrets) -> Option<Unit> {
     let source = match &instance.kind {
         InstanceKind::Chart { chart, repo, version, base_dir } => Source::Chart {
             chart: chart.clone(),
@@ -162,7 +163,7 @@ fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache)
         _ => Vec::new(),
     };
     let content = content(&source, &files, digests);
-    let secrets = crate::secrets::digest(&instance.values, source.base_dir());
+    let secrets = secrets.digest(&instance.values, source.base_dir());
     Some(Unit {
         key: instance.key.clone(),
         name: instance.name.clone(),
@@ -222,11 +223,11 @@ fn unit_dependencies(state: &DesiredState, key: &str) -> Vec<String> {
 /// Recomputes the content and secrets digests of units taken from a stored revision (for a
 /// rollback: the chart files on disk and the secrets now are what will be deployed; manifests
 /// are the rendered files the revision recorded).
-pub fn refresh_digests(units: &mut BTreeMap<String, Unit>) {
+pub fn refresh_digests(units: &mut BTreeMap<String, Unit>, secrets: &Secrets) {
     let mut digests = DigestCache::default();
     for unit in units.values_mut() {
         unit.content = content(&unit.source, &unit.files, &mut digests);
-        unit.secrets = crate::secrets::digest(&unit.values, unit.source.base_dir());
+        unit.secrets = secrets.digest(&unit.values, unit.source.base_dir());
     }
 }
 

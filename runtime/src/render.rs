@@ -368,7 +368,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let policy = root.join("tests/cases/resolve/33_manifests_component");
         let program = aptc_compiler::host::load_program(&[policy], false).unwrap();
-        let units = crate::plan::units(&aptc_core::resolve::resolve(&program));
+        let units = crate::plan::units(&aptc_core::resolve::resolve(&program), &crate::secrets::Secrets::local());
         let unit = units.values().find(|u| u.claims == ["web.with_owner"]).unwrap();
         let out = tempfile::tempdir().unwrap();
         let driver = RenderDriver::new(out.path(), Err(HelmError::NotFound { place: "in this test".into() }));

@@ -49,9 +49,11 @@ use crate::plan::{Op, Plan, Unit};
 use crate::private_dir::{self, PrivateDir};
 
 mod kube;
+mod kube_salvage;
 mod salvage;
 
 pub use kube::KubeStore;
+pub use kube_salvage::KubeHealth;
 pub use salvage::{Health, Repaired};
 
 /// The layout of the store; a store written by a newer aptc is refused, one written in an older

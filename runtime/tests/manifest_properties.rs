@@ -71,7 +71,7 @@ fn exercise(dir: &Path, manifest: &str) {
     let _ = render::render(&sources, &result.diagnostics, false);
     let Ok(program) = Analysis::of_sources(sources, Settings::default()).lower() else { return };
     let state = resolve(&program);
-    for unit in units(&state).values() {
+    for unit in units(&state, &aptc_runtime::secrets::Secrets::local()).values() {
         let _ = unit_documents(unit, 1);
     }
 }

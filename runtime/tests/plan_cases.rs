@@ -52,12 +52,12 @@ fn run(name: &str, dir: &Path, snapshots: &Path) -> Result<(), Failed> {
         None
     };
     let applied: BTreeMap<String, Unit> = match &previous {
-        Some(files) => units(&resolve(&compile(dir, files)?)),
+        Some(files) => units(&resolve(&compile(dir, files)?), &aptc_runtime::secrets::Secrets::local()),
         None => BTreeMap::new(),
     };
     let program = compile(dir, &current)?;
     let state = resolve(&program);
-    let desired = units(&state);
+    let desired = units(&state, &aptc_runtime::secrets::Secrets::local());
     let shown = show(&plan(&applied, &desired, Some(&ClaimEnds::of(&program, &state)), &|_| true));
     let outcome = std::panic::catch_unwind(|| {
         insta::with_settings!({ snapshot_path => snapshots, prepend_module_to_snapshot => false, omit_expression => true }, {

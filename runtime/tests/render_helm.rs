@@ -38,7 +38,7 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
     let Some(helm) = helm("quickstart_renders_with_real_helm_and_every_object_is_stamped") else { return };
     let program = common::lower_path(Path::new("examples/quickstart"));
     let state = resolve(&program);
-    let desired = units(&state);
+    let desired = units(&state, &aptc_runtime::secrets::Secrets::local());
     assert_eq!(desired.len(), 4, "ada's private greeter and the shared production one, each with its config");
     let out = tempfile::tempdir().unwrap();
     let driver = RenderDriver::new(out.path(), Ok(helm));
@@ -89,7 +89,7 @@ fn quickstart_renders_with_real_helm_and_every_object_is_stamped() {
 fn a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents() {
     let Some(helm) = helm("a_chart_that_cannot_be_downloaded_fails_only_its_instance_and_dependents") else { return };
     let program = common::lower_path(Path::new("examples/quickstart"));
-    let mut desired = units(&resolve(&program));
+    let mut desired = units(&resolve(&program), &aptc_runtime::secrets::Secrets::local());
     let local = desired.values().find(|u| u.component == "web").unwrap().clone();
     // A remote chart from a repository that refuses connections (nothing listens on port 9 here),
     // and an instance that depends on it.
@@ -140,7 +140,7 @@ fn local_chart_unit(name: &str, template: &str) -> (tempfile::TempDir, Unit) {
     std::fs::write(chart.join("Chart.yaml"), format!("apiVersion: v2\nname: {name}\nversion: 0.1.0\n")).unwrap();
     std::fs::write(chart.join("templates").join(format!("{name}.yaml")), template).unwrap();
     let program = common::lower_path(Path::new("examples/quickstart"));
-    let mut unit = units(&resolve(&program)).into_values().next().unwrap();
+    let mut unit = units(&resolve(&program), &aptc_runtime::secrets::Secrets::local()).into_values().next().unwrap();
     unit.source = Source::Chart {
         chart: "./chart".into(),
         repo: None,
@@ -172,7 +172,7 @@ fn a_rendered_chart_shows_secrets_as_stars_and_never_their_value() {
     );
     std::fs::write(policy.path().join("password.txt"), "s3cr3t-never-rendered\n").unwrap();
     unit.values = serde_json::json!({ "auth": { "password": { "$secret": { "file": "password.txt" } } } });
-    let revealed = aptc_runtime::secrets::reveal(&unit.values, policy.path()).unwrap();
+    let revealed = aptc_runtime::secrets::Secrets::local().reveal(&unit.values, policy.path()).unwrap();
     assert_eq!(revealed["auth"]["password"], "s3cr3t-never-rendered", "the secret is there to leak");
     let (_out, dir) = render_alone(helm, &unit);
     let manifest = std::fs::read_to_string(dir.join("manifest.yaml")).unwrap();

@@ -617,4 +617,87 @@ mod kube_only {
         let error = store::open(&missing).err().unwrap().to_string();
         assert!(error.contains("reading the kubeconfig"), "{error}");
     }
+
+    fn revision_path(number: u64) -> String {
+        format!("/api/v1/namespaces/{NAMESPACE}/configmaps/aptc-revision-{number}")
+    }
+
+    /// `aptc store check`/`repair` of a Kubernetes store: a revision whose record does not decode
+    /// is found and moved aside, an interrupted deploy's journal recorded, and what cannot be had
+    /// back (a missing revision) still said.
+    #[test]
+    fn check_finds_what_cannot_be_read_and_repair_moves_it_aside_and_records_the_journal() {
+        let place = kube();
+        let fake = place.fake.as_ref().unwrap();
+        let Location::Kube(kube) = &place.location else { unreachable!() };
+        let writer = store::open(&place.location).unwrap();
+        for number in 1..=3 {
+            writer.record(&revision(number, "ada", &["a"]), &json!({ "n": number })).unwrap();
+        }
+        writer.begin(&journal(4).0).unwrap();
+        drop(writer);
+        let healthy = store::KubeStore::check(&place.location, kube).unwrap();
+        assert_eq!((healthy.readable.clone(), healthy.unfinished), (vec![1, 2, 3], Some(4)));
+        assert!(!healthy.is_damaged(), "{healthy:?}");
+
+        // Revision 2 edited by hand: its record no longer decodes, and every listing failed on it.
+        fake.edit(&revision_path(2), |o| o["binaryData"]["revision.json.gz"] = json!("bm90IGd6aXA="));
+        assert!(store::open_read(&place.location).unwrap().unwrap().list().is_err(), "history fails on it");
+        let damaged = store::KubeStore::check(&place.location, kube).unwrap();
+        assert_eq!(damaged.readable, [1, 3]);
+        assert_eq!(damaged.damage.len(), 1, "{damaged:?}");
+        assert!(damaged.damage[0].starts_with("the record of revision 2 cannot be read"), "{damaged:?}");
+        assert!(fake.object(&revision_path(2)).is_some(), "check changes nothing");
+
+        let (done, after) = store::KubeStore::repair(&place.location, kube).unwrap();
+        assert_eq!(done.len(), 2, "{done:?}");
+        assert!(
+            done[0].starts_with("moved aptc-revision-2, which cannot be read, aside as aptc-revision-2-damaged-"),
+            "{done:?}"
+        );
+        assert!(done[1].starts_with("recorded the journal of the interrupted deploy as revision 4"), "{done:?}");
+        assert_eq!((after.readable.clone(), after.unfinished), (vec![1, 3, 4], None));
+        assert_eq!(after.damage, ["revisions missing: 2 (their objects were deleted; they cannot be had back)"]);
+        let aside = fake.paths().into_iter().find(|p| p.contains("aptc-revision-2-damaged-")).expect("kept aside");
+        assert!(fake.object(&aside).unwrap()["metadata"]["labels"].is_null(), "not part of the store");
+        let numbers: Vec<u64> =
+            store::open_read(&place.location).unwrap().unwrap().list().unwrap().iter().map(|r| r.number).collect();
+        assert_eq!(numbers, [1, 3, 4], "history reads again");
+        let (again, _) = store::KubeStore::repair(&place.location, kube).unwrap();
+        assert!(again.is_empty(), "nothing more to do: {again:?}");
+    }
+
+    #[test]
+    fn a_journal_that_cannot_be_read_leaves_the_head_and_the_head_is_kept_aside() {
+        let place = kube();
+        let fake = place.fake.as_ref().unwrap();
+        let Location::Kube(kube) = &place.location else { unreachable!() };
+        let writer = store::open(&place.location).unwrap();
+        writer.record(&revision(1, "ada", &["a"]), &json!({})).unwrap();
+        writer.begin(&journal(2).0).unwrap();
+        drop(writer);
+        let journal_path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps/aptc-journal");
+        fake.edit(&journal_path, |o| o["binaryData"]["journal.json.gz"] = json!("bm90IGd6aXA="));
+        let damaged = store::KubeStore::check(&place.location, kube).unwrap();
+        assert!(
+            damaged.damage.iter().any(|d| d.starts_with("the journal in aptc-journal cannot be read")),
+            "{damaged:?}"
+        );
+        // Held by a live writer: refused.
+        let holding = store::open(&place.location);
+        if let Ok(holding) = holding {
+            let error = store::KubeStore::repair(&place.location, kube).unwrap_err();
+            assert!(matches!(error, StoreError::Held { .. }), "{error}");
+            drop(holding);
+        }
+        let (done, after) = store::KubeStore::repair(&place.location, kube).unwrap();
+        assert!(
+            done.len() == 1 && done[0].starts_with("removed the journal, which cannot be read, from aptc-store"),
+            "{done:?}"
+        );
+        assert!(!after.is_damaged() && after.unfinished.is_none() && after.readable == [1], "{after:?}");
+        assert!(fake.object(&head_path()).unwrap()["data"]["journal"].is_null(), "the mark is gone");
+        assert!(fake.paths().iter().any(|p| p.contains("aptc-store-damaged-")), "the head as it was is kept");
+        assert!(store::open(&place.location).is_ok(), "writable again");
+    }
 }

@@ -95,11 +95,12 @@ struct ManifestsArgs {
     /// Replicas: one leads, the others stand by.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     replicas: u32,
-    /// A Secret of the controller's namespace holding a cluster's kubeconfig (`kubeconfig secret
-    /// "NAME"` in a cluster declaration): the Role lets the controller get it, by name. Repeat
+    /// A Secret of the controller's namespace that the policy names: a cluster's kubeconfig
+    /// (`kubeconfig secret "NAME"`), a value (`secret_k8s("NAME", KEY)`) or a Git source's
+    /// credentials (`spec.git.secretRef`). The Role lets the controller get it, by name. Repeat
     /// for each; none by default.
-    #[arg(long = "kubeconfig-secret", value_name = "NAME")]
-    kubeconfig_secrets: Vec<String>,
+    #[arg(long = "secret", visible_alias = "kubeconfig-secret", value_name = "NAME")]
+    secrets: Vec<String>,
 }
 
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
@@ -109,7 +110,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
                 namespace: args.namespace,
                 image: args.image,
                 replicas: args.replicas,
-                kubeconfig_secrets: args.kubeconfig_secrets,
+                secrets: args.secrets,
             };
             print!("{}", to_yaml(&manifests(&install))?);
             Ok(ExitCode::SUCCESS)

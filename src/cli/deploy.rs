@@ -182,7 +182,7 @@ pub(super) fn request(
         user: run.identity(),
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },
         policy: policy_hash(&program),
-        desired: units(&state),
+        desired: units(&state, &run.targets(&super::store::policy_root(paths)).secrets()),
         claims: Some(ClaimEnds::of(&program, &state)),
         desired_state: serde_json::to_value(&state).context("encoding the desired state")?.into(),
         program: Some(program),

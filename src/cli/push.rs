@@ -29,6 +29,11 @@ pub struct PushArgs {
     /// The commit the bundles name: a full commit id (default: the checkout's HEAD).
     #[arg(long, value_name = "COMMIT", requires = "git_url")]
     revision: Option<String>,
+    /// The Secret of the controller's namespace holding the repository's credentials
+    /// (`username`/`password` for https, `ssh-privatekey` and `known_hosts` for ssh), named in
+    /// each bundle's `spec.git.secretRef`; the controller's Role must let it get it.
+    #[arg(long, value_name = "NAME", requires = "git_url")]
+    git_secret: Option<String>,
 }
 
 pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
@@ -37,7 +42,7 @@ pub fn run(args: PushArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{}: no such file or directory", missing.display());
     }
     let target = Target { kubeconfig: args.kubeconfig, context: args.context };
-    let git = args.git_url.map(|url| GitPush { url, revision: args.revision });
+    let git = args.git_url.map(|url| GitPush { url, revision: args.revision, secret: args.git_secret });
     let pushed = match push_paths(&paths, git.as_ref(), &target) {
         Err(PushError::Bundle(BundleError::Invalid { count, rendered })) => {
             eprint!("{rendered}");

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use aptc_runtime::store::{FileStore, Health, Location, StoreError};
+use aptc_runtime::store::{FileStore, Health, KubeHealth, KubeLocation, KubeStore, Location, StoreError};
 use clap::{Args, Subcommand};
 
 use super::EXIT_FINDINGS;
@@ -41,21 +41,21 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
-    /// Verify the store (every page's checksum, every record decoded) and say what is damaged and
-    /// what can still be read. Exit 1 when it is damaged.
+    /// Verify the store (every page's checksum, every record decoded; for kube://, every object's
+    /// records, missing revisions and a journal left) and say what is damaged and what can still
+    /// be read. Exit 1 when it is damaged.
     Check,
     /// Copy every readable revision into a fresh store that takes the damaged one's place; the
-    /// damaged file is kept beside it as STATE.damaged-<time>. Nothing changes when it is not damaged.
+    /// damaged file is kept beside it as STATE.damaged-<time>. Nothing changes when it is not
+    /// damaged. For kube://: objects that cannot be read are moved aside (NAME-damaged-<time>) and
+    /// an interrupted deploy's journal is recorded as its revision.
     Repair,
 }
 
 pub fn run(args: StoreArgs) -> anyhow::Result<ExitCode> {
     let path = &args.state.unwrap_or_else(|| policy_root(&[]).join(DEFAULT_STATE));
-    if path.to_str().is_some_and(|p| p.starts_with(aptc_runtime::store::KUBE_SCHEME)) {
-        anyhow::bail!(
-            "aptc store check and repair are for store files; a Kubernetes store's objects are kept by the API server \
-(see docs/controller.md)"
-        );
+    if let Location::Kube(kube) = Location::from_arg(path)? {
+        return kube_store(&args.command, &Location::Kube(kube.clone()), &kube);
     }
     match args.command {
         StoreCommand::Check => {
@@ -96,6 +96,62 @@ is kept beside it)",
                 "the next deploy plans against the last revision kept; deploy with --refresh to compare with what the \
 target holds now"
             );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `check`/`repair` of a Kubernetes store (`kube://CONTEXT/NAMESPACE`): its objects.
+fn kube_store(command: &StoreCommand, location: &Location, kube: &KubeLocation) -> anyhow::Result<ExitCode> {
+    let lines = |items: &[String]| items.iter().map(|d| format!("  - {d}\n")).collect::<String>();
+    let readable = |health: &KubeHealth| {
+        let numbers: Vec<String> = health.readable.iter().map(u64::to_string).collect();
+        if numbers.is_empty() {
+            "readable: no revision".to_string()
+        } else {
+            format!("readable: revisions {}", numbers.join(", "))
+        }
+    };
+    let unfinished = |health: &KubeHealth| {
+        health.unfinished.map(|n| format!("a deploy of revision {n} did not finish: its journal is in the head"))
+    };
+    match command {
+        StoreCommand::Check => {
+            let health = KubeStore::check(location, kube)?;
+            if !health.is_damaged() {
+                let last = health.readable.last().map_or("none yet".to_string(), |n| format!("the last is {n}"));
+                println!("{location}: not damaged; {} revisions ({last})", health.readable.len());
+                if let Some(line) = unfinished(&health) {
+                    println!("{line}; the next deploy records it (or: aptc store repair --state {location})");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("{location} is damaged:");
+            print!("{}", lines(&health.damage));
+            println!("{}", readable(&health));
+            if let Some(line) = unfinished(&health) {
+                println!("{line}");
+            }
+            println!(
+                "to recover: aptc store repair --state {location} (moves what cannot be read aside, records an \
+interrupted deploy's journal)"
+            );
+            Ok(ExitCode::from(EXIT_FINDINGS))
+        }
+        StoreCommand::Repair => {
+            let (done, after) = KubeStore::repair(location, kube)?;
+            if done.is_empty() {
+                println!("{location}: nothing to repair");
+            } else {
+                println!("repaired {location}:");
+                print!("{}", lines(&done));
+            }
+            println!("{}", readable(&after));
+            if after.is_damaged() {
+                println!("still:");
+                print!("{}", lines(&after.damage));
+                return Ok(ExitCode::from(EXIT_FINDINGS));
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -240,7 +240,8 @@ pub fn manifests(
         Ok(helm) => helm,
         Err(error) => return Ok(answer("helm template", None, Vec::new(), Some(error.to_string()))),
     };
-    let unit = unit(&loaded.state, &instance.key)
+    // Rendered with `***` for every secret: the digest of the secrets is not needed.
+    let unit = unit(&loaded.state, &instance.key, &aptc_runtime::secrets::Secrets::local())
         .ok_or_else(|| UiError::NotFound(format!("instance `{name}` deploys nothing")))?;
     let rendered = template_chart(&helm, &unit).and_then(|documents| Ok(write_stream(&documents)?));
     Ok(match rendered.map_err(|e| e.to_string()) {

@@ -284,6 +284,9 @@ fn completion_by_position() {
     assert!(lower.documentation.as_deref().unwrap_or_default().contains("Lower-cases"));
     let secret = items.iter().find(|c| c.label == "secret_env").unwrap();
     assert_eq!(secret.detail.as_deref(), Some("fn secret_env(name: string) -> secret"), "from the prelude");
+    let k8s = items.iter().find(|c| c.label == "secret_k8s").unwrap();
+    assert_eq!(k8s.detail.as_deref(), Some("fn secret_k8s(name: string, key: string) -> secret"));
+    assert!(k8s.documentation.as_deref().unwrap_or_default().contains("Kubernetes Secret"));
     // The word being typed is replaced.
     let partial = f.at("edit.apt", "component q", 5);
     let list = completions(&f.db, f.ws, f.file("edit.apt"), partial);

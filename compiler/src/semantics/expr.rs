@@ -306,7 +306,7 @@ another function"
                 )
                 .with_primary_message("reserved key")
                 .with_help(
-                    "refer to a secret with `secret_env(NAME)` or `secret_file(PATH)`; otherwise rename the key"
+                    "refer to a secret with `secret_env(NAME)`, `secret_file(PATH)` or `secret_k8s(NAME, KEY)`; otherwise rename the key"
                         .to_string(),
                 ),
             );

@@ -18,7 +18,7 @@ pub enum Ty {
     /// A map literal; maps have no type of their own.
     Map,
     Any,
-    /// A reference to a secret (`secret_env`, `secret_file`): only a value in a component's
+    /// A reference to a secret (`secret_env`, `secret_file`, `secret_k8s`): only a value in a component's
     /// `values` may hold one, so the secret itself is read only when the instance is deployed.
     Secret,
     /// The type of `[]` before its use decides it.

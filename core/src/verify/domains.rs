@@ -245,7 +245,7 @@ impl Uses {
             }
             Expr::Call { function, args } => {
                 let p = match (function.as_str(), pos) {
-                    ("to_int" | "truncate" | "secret_env" | "secret_file", _) => {
+                    ("to_int" | "truncate" | "secret_env" | "secret_file" | "secret_k8s", _) => {
                         Pos::Opaque("passed to a function that can fail on some values")
                     }
                     (_, Pos::Data) => Pos::Data,

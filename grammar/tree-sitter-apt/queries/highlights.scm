@@ -165,10 +165,12 @@
 ((call_expression function: (identifier) @function.builtin)
   (#any-of? @function.builtin
     "lower" "upper" "trim" "trim_prefix" "trim_suffix" "starts_with" "ends_with" "contains"
-    "replace" "split" "join" "len" "default" "to_string" "to_int" "truncate" "hash"))
+    "replace" "split" "join" "len" "default" "to_string" "to_int" "truncate" "hash"
+    "secret_env" "secret_file" "secret_k8s"))
 ((call_expression function: (identifier) @function.call)
   (#not-any-of? @function.call
     "lower" "upper" "trim" "trim_prefix" "trim_suffix" "starts_with" "ends_with" "contains"
-    "replace" "split" "join" "len" "default" "to_string" "to_int" "truncate" "hash"))
+    "replace" "split" "join" "len" "default" "to_string" "to_int" "truncate" "hash"
+    "secret_env" "secret_file" "secret_k8s"))
 
 (map_entry key: (identifier) @property)

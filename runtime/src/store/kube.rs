@@ -79,25 +79,25 @@ pub const RENEW: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keys of the records in `binaryData`.
-const REVISION: &str = "revision.json.gz";
-const DESIRED: &str = "desired-state.json.gz";
+pub(super) const REVISION: &str = "revision.json.gz";
+pub(super) const DESIRED: &str = "desired-state.json.gz";
 const PROGRAM: &str = "program.json.gz";
-const JOURNAL: &str = "journal.json.gz";
+pub(super) const JOURNAL: &str = "journal.json.gz";
 /// The journal's object (see the module's documentation).
-const JOURNAL_OBJECT: &str = "aptc-journal";
+pub(super) const JOURNAL_OBJECT: &str = "aptc-journal";
 /// The head's mark of the journal in force: its revision number.
-const JOURNAL_MARK: &str = "journal";
-const REPORTS: &str = "reports.json.gz";
+pub(super) const JOURNAL_MARK: &str = "journal";
+pub(super) const REPORTS: &str = "reports.json.gz";
 const DRIFT: &str = "drift.json.gz";
 
 /// A revision object's name.
-fn revision_name(number: u64) -> String {
+pub(super) fn revision_name(number: u64) -> String {
     format!("aptc-revision-{number}")
 }
 
 /// Who holds a store's lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Holder {
+pub(super) struct Holder {
     host: String,
     pid: u32,
     /// When it took the lock (RFC 3339), which tells two openings by one process apart.
@@ -105,7 +105,7 @@ struct Holder {
     /// Its last renewal (RFC 3339).
     renewed: String,
     /// How long the lock holds after a renewal.
-    lapse_seconds: u64,
+    pub(super) lapse_seconds: u64,
 }
 
 impl Holder {
@@ -122,7 +122,7 @@ impl Holder {
 
     /// Whether nobody holds the lock any more: its renewal lapsed, or it is a process of this
     /// machine that no longer runs.
-    fn lapsed(&self) -> bool {
+    pub(super) fn lapsed(&self) -> bool {
         let renewed = humantime::parse_rfc3339(&self.renewed).unwrap_or(SystemTime::UNIX_EPOCH);
         let expired =
             SystemTime::now().duration_since(renewed).is_ok_and(|age| age > Duration::from_secs(self.lapse_seconds));
@@ -131,7 +131,7 @@ impl Holder {
     }
 
     /// For people: `pid 42 on host ci-7, since …, renewed …`.
-    fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!("pid {} on host {}, since {}, renewed {}", self.pid, self.host, self.since, self.renewed)
     }
 }
@@ -713,14 +713,14 @@ impl Store for KubeStore {
 
 /// The part of a [`Journal`] that says which revision it is.
 #[derive(Deserialize)]
-struct JournaledNumber {
-    revision: RevisionNumber,
+pub(super) struct JournaledNumber {
+    pub(super) revision: RevisionNumber,
 }
 
 /// A revision's number, the rest of it skipped.
 #[derive(Deserialize)]
-struct RevisionNumber {
-    number: u64,
+pub(super) struct RevisionNumber {
+    pub(super) number: u64,
 }
 
 impl KubeStore {
@@ -766,7 +766,7 @@ fn labels(what: &str) -> BTreeMap<String, String> {
     ])
 }
 
-fn holder(head: &ConfigMap) -> Option<Holder> {
+pub(super) fn holder(head: &ConfigMap) -> Option<Holder> {
     serde_json::from_str(head.data.as_ref()?.get("holder")?).ok()
 }
 
@@ -778,7 +778,7 @@ fn set_holder(head: &mut ConfigMap, holder: Option<&Holder>) {
     };
 }
 
-fn check_schema(location: &Location, head: &ConfigMap) -> Result<(), StoreError> {
+pub(super) fn check_schema(location: &Location, head: &ConfigMap) -> Result<(), StoreError> {
     let found = head.data.as_ref().and_then(|d| d.get("schema")).cloned().unwrap_or_default();
     match found.parse::<u64>() {
         Ok(schema) if schema <= SCHEMA => Ok(()),
@@ -802,20 +802,23 @@ fn unzip(object: &ConfigMap, key: &str) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// `binaryData[key]` of `object`, decompressed and decoded from JSON; `None` when absent.
-fn decode<T: serde::de::DeserializeOwned>(object: &ConfigMap, key: &str) -> Result<Option<T>, String> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(object: &ConfigMap, key: &str) -> Result<Option<T>, String> {
     match unzip(object, key)? {
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| e.to_string()),
         None => Ok(None),
     }
 }
 
-fn kube_error(location: &Location, action: &str, error: &kube::Error) -> StoreError {
+pub(super) fn kube_error(location: &Location, action: &str, error: &kube::Error) -> StoreError {
     StoreError::Kube { store: location.clone(), action: action.to_string(), reason: reason(error) }
 }
 
 /// A runtime and the ConfigMaps of `kube`'s namespace: the kubeconfig and context it names, else
 /// the ambient kubeconfig, else (none, and no context named) the in-cluster service account.
-fn connect(location: &Location, kube: &KubeLocation) -> Result<(tokio::runtime::Runtime, Api<ConfigMap>), StoreError> {
+pub(super) fn connect(
+    location: &Location,
+    kube: &KubeLocation,
+) -> Result<(tokio::runtime::Runtime, Api<ConfigMap>), StoreError> {
     let failed =
         |action: &str, reason: String| StoreError::Kube { store: location.clone(), action: action.into(), reason };
     let runtime = tokio::runtime::Builder::new_multi_thread()
