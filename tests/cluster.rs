@@ -743,7 +743,12 @@ fn a_secret_k8s_value_is_read_from_the_home_namespace_and_never_shown() {
     fake.insert("/api/v1/namespaces/default/secrets/app-auth", kubeconfig_secret("app-auth", "other", b"x"));
     let (no_key, shown) = deploy(&dir, &kubeconfig, &[]);
     // A missing key is the policy's or the Secret's to fix, not a moment's: failed for good.
-    assert!(no_key.status.success() && shown.contains("running again does not fix"), "{shown}");
+    assert!(
+        no_key.status.code() == Some(1)
+            && shown.contains("running again does not fix")
+            && !shown.contains("run the same command again"),
+        "exit 1, and no advice to retry: {shown}"
+    );
     assert!(shown.contains("the Secret `default/app-auth` has no key `token` (its keys: other)"), "{shown}");
 
     fake.insert(

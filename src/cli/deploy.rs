@@ -360,6 +360,9 @@ meant, deploy again with --allow-mass-delete. It would delete:",
         }
         if counts.failed > for_good || counts.skipped > 0 {
             self.say("run the same command again to retry what failed or was skipped");
+        }
+        // Any failure is a finding (README "Exit codes"), also one that running again does not fix.
+        if counts.failed > 0 || counts.skipped > 0 {
             return Ok(ExitCode::from(EXIT_FINDINGS));
         }
         Ok(ExitCode::SUCCESS)
