@@ -98,7 +98,7 @@ impl Incremental {
             claims
                 .into_par_iter()
                 .map(|claim| {
-                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim, None);
+                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim);
                     entry(claim, run)
                 })
                 .collect()
@@ -154,7 +154,7 @@ impl Incremental {
                 let access = Access::new(&self.program);
                 let names = Names::new(&self.program);
                 let chains = if self.keep_chains { Chains::All } else { Chains::None };
-                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim, None)
+                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim)
             };
             update.resolved = 1;
             let entry = entry(claim, run);
@@ -227,19 +227,15 @@ impl Incremental {
 
 fn entry(claim: Claim, (id, result, staged, decisions): super::ClaimRunResult) -> Entry {
     let resources = if result.is_ok() {
-        let mut resources = Vec::new();
-        for (key, instance) in &staged {
-            resources.push(Resource::Instance(key.clone()));
-            // Runs kept here are resolved without fixed instances: every instance is whole.
-            if let super::Stage::Whole(instance) = instance {
-                resources.push(Resource::Name(
-                    instance.cluster.clone(),
-                    instance.k8s_namespace.clone(),
-                    instance.name.clone(),
-                ));
-            }
-        }
-        resources
+        staged
+            .iter()
+            .flat_map(|(key, instance)| {
+                [
+                    Resource::Instance(key.clone()),
+                    Resource::Name(instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone()),
+                ]
+            })
+            .collect()
     } else {
         Vec::new()
     };

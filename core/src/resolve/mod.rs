@@ -81,7 +81,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
             .par_iter()
             .map(|claim| {
                 let (id, result, mut staged, decisions) =
-                    resolve_claim(program, &access, &names, deployed, options.chains, claim, Some(fixed));
+                    resolve_claim(program, &access, &names, deployed, options.chains, claim);
                 let known = settle(fixed, &id, &result, &mut staged);
                 ((id, result, staged, decisions), known)
             })
@@ -118,7 +118,7 @@ impl<'p> Alone<'p> {
             taken: TakenNames::of(&self.deployed),
         };
         let (id, result, staged, decisions) =
-            resolve_claim(self.program, &self.access, &self.names, &self.deployed, chains, claim, None);
+            resolve_claim(self.program, &self.access, &self.names, &self.deployed, chains, claim);
         merging.claim(claim, id, result, staged, decisions, None);
         merging.state
     }
@@ -140,8 +140,7 @@ pub struct DeployedName {
 /// few enough that their staged instances stay small next to the desired state.
 const CHUNK: usize = 256;
 
-/// One claim resolved on its own; `fixed`: instances earlier claims fixed, which the claim's own
-/// instances equal to them only refer to ([`Stage::Fixed`]).
+/// One claim resolved on its own.
 fn resolve_claim(
     program: &Program,
     access: &Access,
@@ -149,7 +148,6 @@ fn resolve_claim(
     deployed: &DeployedNames,
     chains: Chains,
     claim: &Claim,
-    fixed: Option<&DesiredState>,
 ) -> ClaimRunResult {
     let id = claim.id();
     let keeps_chain = match chains {
@@ -163,7 +161,6 @@ fn resolve_claim(
         access,
         names,
         deployed,
-        fixed,
         claim_id: &id,
         claim_name: &claim.name,
         claim_namespace: &claim.namespace,
@@ -331,40 +328,12 @@ impl Interner {
 /// A claim resolved on its own: its id, root or failure, staged instances and decisions.
 type ClaimRunResult = (String, Result<String, Failure>, Staged, Vec<Decision>);
 
-/// A claim's instances before the merge, by key.
-type Staged = BTreeMap<String, Stage>;
+/// A claim's instances before the merge, boxed: an `Instance` is ~400 bytes, and B-tree nodes
+/// of them are allocations large enough to make glibc's allocator consolidate on every claim.
+type Staged = BTreeMap<String, Box<Instance>>;
 
-/// A claim's instance before the merge.
-#[derive(Clone, Debug)]
-enum Stage {
-    /// Boxed: an `Instance` is ~400 bytes, and B-tree nodes of them are allocations large enough
-    /// to make glibc's allocator consolidate on every claim.
-    Whole(Box<Instance>),
-    /// Equal in values and discovery to the instance an earlier chunk fixed under its key, the
-    /// rest following from the key: the merge only adds the claim's use and edges to it, so it is
-    /// not built again (on Aptomi's engine shape most of a claim's instances are such shared ones).
-    Fixed { edges: Vec<String>, claims: Vec<ClaimUse> },
-}
-
-impl Stage {
-    fn edges_and_claims(&mut self) -> (&mut Vec<String>, &mut Vec<ClaimUse>) {
-        match self {
-            Stage::Whole(instance) => (&mut instance.edges, &mut instance.claims),
-            Stage::Fixed { edges, claims } => (edges, claims),
-        }
-    }
-
-    /// Its values and discovery: its own, or those of `fixed`, the instance fixed under its key.
-    fn computed<'s>(&'s self, fixed: Option<&'s Instance>) -> Option<(&'s serde_json::Value, &'s serde_json::Value)> {
-        match self {
-            Stage::Whole(instance) => Some((&instance.values, &instance.discovery)),
-            Stage::Fixed { .. } => fixed.map(|f| (&f.values, &f.discovery)),
-        }
-    }
-}
-
-/// A component's staged instance, what its siblings see of its discovery, and what it publishes.
-type ComponentResult = (Stage, BTreeMap<String, Value>, BTreeMap<String, Value>);
+/// A component's instance, what its siblings see of its discovery, and what it publishes.
+type ComponentResult = (Instance, BTreeMap<String, Value>, BTreeMap<String, Value>);
 
 /// Why a claim did not resolve.
 #[derive(Clone, Debug)]
@@ -410,9 +379,6 @@ struct ClaimRun<'a> {
     access: &'a Access<'a>,
     names: &'a Names<'a>,
     deployed: &'a DeployedNames,
-    /// Instances fixed before this claim's chunk (see [`Stage::Fixed`]); none when the run is kept
-    /// to be merged again into other states ([`Incremental`]).
-    fixed: Option<&'a DesiredState>,
     claim_id: &'a str,
     claim_name: &'a str,
     claim_namespace: &'a str,
@@ -772,21 +738,19 @@ impl<'a> ClaimRun<'a> {
             published.extend(own);
             discovery.insert(component.name.clone(), visible);
             component_keys.insert(component.name.clone(), key.clone());
-            edges.push(key.clone());
-            self.stage(key, instance, depth, &label_json)?;
+            edges.push(key);
+            self.stage(instance, depth, &label_json)?;
         }
         self.stack.pop();
         // The service instance's key is the base itself: no component name can collide with it.
         let root_key = base;
-        let root = if self.is_fixed(&root_key, &[], &published) {
-            Stage::Fixed { edges, claims: Vec::new() }
-        } else {
-            let (name, id) = self.named(site.contract, "root", &root_key);
-            let root =
-                instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges);
-            Stage::Whole(Box::new(Instance { name, id, ..root }))
+        let (name, id) = self.named(site.contract, "root", &root_key);
+        let root = Instance {
+            name,
+            id,
+            ..instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges)
         };
-        self.stage(root_key.clone(), root, depth, &label_json)?;
+        self.stage(root, depth, &label_json)?;
         Ok(Resolved { key: root_key, published })
     }
 
@@ -877,62 +841,44 @@ impl<'a> ClaimRun<'a> {
         // What siblings read as `C.discovery`: what it receives and what it writes.
         let mut visible = received;
         visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if self.is_fixed(key, &values, &visible) {
-            return Ok((Stage::Fixed { edges, claims: Vec::new() }, visible, own));
-        }
         let instance =
             Instance { name, id, ..instance(key, kind, site, &component.name, Value::Map(values), &visible, edges) };
-        Ok((Stage::Whole(Box::new(instance)), visible, own))
-    }
-
-    /// Whether an instance fixed before this claim's chunk has key `key` and these values and
-    /// discovery (as JSON, equal to what [`instance`] would make of them): then the rest of the
-    /// instance, a function of its key, is the same too (the merge compares values and discovery
-    /// only, §15.5).
-    fn is_fixed(&self, key: &str, values: &[(String, Value)], discovery: &BTreeMap<String, Value>) -> bool {
-        let Some(existing) = self.fixed.and_then(|fixed| fixed.instances.get(key)) else { return false };
-        same_map(values.iter().map(|(k, v)| (k.as_str(), v)), values.len(), &existing.values)
-            && same_map(discovery.iter().map(|(k, v)| (k.as_str(), v)), discovery.len(), &existing.discovery)
+        Ok((instance, visible, own))
     }
 
     /// Adds an instance for this claim. Reaching one key twice in one claim gives one instance,
     /// and both paths must compute the same values (§15.5, within a claim).
     fn stage(
         &mut self,
-        key: String,
-        mut instance: Stage,
+        mut instance: Instance,
         depth: usize,
         labels: &Arc<BTreeMap<String, serde_json::Value>>,
     ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
-        let fixed = self.fixed.and_then(|fixed| fixed.instances.get(&key));
-        match self.staged.get_mut(&key) {
+        match self.staged.get_mut(&instance.key) {
             Some(existing) => {
-                // Two `Fixed` ones both equal the fixed instance.
-                if let (Some(a), Some(b)) = (existing.computed(fixed), instance.computed(fixed))
-                    && !(matches!(existing, Stage::Fixed { .. }) && matches!(instance, Stage::Fixed { .. }))
-                {
-                    let mut diffs = differences(a.0, b.0);
-                    diffs.extend(differences(a.1, b.1).into_iter().map(|d| format!("discovery {d}")));
-                    if !diffs.is_empty() {
-                        return Err(Failure::failed(
-                            format!(
-                                "the claim reaches instance `{key}` twice with different values: {}",
-                                diffs.join(", ")
-                            ),
-                            None,
-                        ));
-                    }
+                let mut diffs = differences(&existing.values, &instance.values);
+                diffs.extend(
+                    differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")),
+                );
+                if !diffs.is_empty() {
+                    return Err(Failure::failed(
+                        format!(
+                            "the claim reaches instance `{}` twice with different values: {}",
+                            instance.key,
+                            diffs.join(", ")
+                        ),
+                        None,
+                    ));
                 }
-                let (edges, claims) = existing.edges_and_claims();
-                union_edges(edges, std::mem::take(instance.edges_and_claims().0));
-                if !claims.iter().any(|c| c.depth == depth) {
-                    claims.push(used);
+                union_edges(&mut existing.edges, instance.edges);
+                if !existing.claims.iter().any(|c| c.depth == depth) {
+                    existing.claims.push(used);
                 }
             }
             None => {
-                instance.edges_and_claims().1.push(used);
-                self.staged.insert(key, instance);
+                instance.claims.push(used);
+                self.staged.insert(instance.key.clone(), Box::new(instance));
             }
         }
         Ok(())
@@ -1049,8 +995,7 @@ fn instance(
 /// conflict in key order fails the claim.
 fn merge_check(state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
     for (key, instance) in staged {
-        // A `Fixed` one equals an instance that does not change.
-        let (Stage::Whole(instance), Some(existing)) = (instance, state.instances.get(key)) else { continue };
+        let Some(existing) = state.instances.get(key) else { continue };
         if let Some(failure) = conflict(existing, instance, claim) {
             return Err(failure);
         }
@@ -1073,7 +1018,6 @@ fn settle(fixed: &DesiredState, claim: &str, result: &Result<String, Failure>, s
         return None;
     }
     let (key, failure) = staged.iter().find_map(|(key, instance)| {
-        let Stage::Whole(instance) = instance else { return None };
         let existing = fixed.instances.get(key)?;
         conflict(existing, instance, claim).map(|failure| (key.clone(), failure))
     })?;
@@ -1120,27 +1064,6 @@ fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Whether map entries (keys unique, as in every [`Value::Map`]) are, as JSON, the object `json`:
-/// `Value::to_json` of them would equal it. Compared in place: no JSON is built.
-fn same_map<'v>(entries: impl IntoIterator<Item = (&'v str, &'v Value)>, len: usize, json: &serde_json::Value) -> bool {
-    let Some(object) = json.as_object() else { return false };
-    object.len() == len && entries.into_iter().all(|(k, v)| object.get(k).is_some_and(|j| same(v, j)))
-}
-
-/// Whether `value.to_json()` would equal `json`.
-fn same(value: &Value, json: &serde_json::Value) -> bool {
-    match (value, json) {
-        (Value::Bool(a), serde_json::Value::Bool(b)) => a == b,
-        (Value::Int(n), serde_json::Value::Number(_)) => *json == serde_json::Value::from(*n),
-        (Value::Str(a), serde_json::Value::String(b)) => a == b,
-        (Value::List(items), serde_json::Value::Array(json)) => {
-            items.len() == json.len() && items.iter().zip(json).all(|(v, j)| same(v, j))
-        }
-        (Value::Map(entries), _) => same_map(entries.iter().map(|(k, v)| (k.as_str(), v)), entries.len(), json),
-        _ => false,
-    }
-}
-
 fn show(value: Option<&serde_json::Value>) -> String {
     value.map_or_else(|| "(none)".to_string(), |v| v.to_string())
 }
@@ -1166,7 +1089,7 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
         Vec::new();
     for (key, mut instance) in staged {
         // One claim's instances share a few maps: intern each once.
-        for used in instance.edges_and_claims().1.iter_mut() {
+        for used in &mut instance.claims {
             match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
                 Some((_, interned)) => used.labels = interned.clone(),
                 None => {
@@ -1177,18 +1100,14 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
                 }
             }
         }
-        match (state.instances.get_mut(&key), instance) {
-            (Some(existing), mut instance) => {
-                let (edges, claims) = instance.edges_and_claims();
-                existing.claims.append(claims);
-                union_edges(&mut existing.edges, std::mem::take(edges));
+        match state.instances.get_mut(&key) {
+            Some(existing) => {
+                existing.claims.extend(instance.claims);
+                union_edges(&mut existing.edges, instance.edges);
             }
-            (None, Stage::Whole(instance)) => {
+            None => {
                 state.instances.insert(key, *instance);
             }
-            // A `Fixed` one is staged only for a key the state holds (instances never leave it
-            // during a resolution).
-            (None, Stage::Fixed { .. }) => {}
         }
     }
 }
@@ -1215,8 +1134,6 @@ impl TakenNames {
     fn take(&mut self, state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
         let mut taken = Vec::new();
         for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
-            // A `Fixed` one's key is in the state.
-            let Stage::Whole(instance) = instance else { continue };
             let slot = (instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone());
             match self.0.get(&slot) {
                 Some(other) if other != key => {
