@@ -43,3 +43,51 @@ fn diamond_resolution_is_the_same_on_any_number_of_threads() {
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| resolve(&program));
     assert_eq!(many, serde_json::to_string(&one).unwrap());
 }
+
+fn engine(claims: usize) -> Program {
+    let files = synth::engine(claims, 40, 3).into_iter().map(|file| (file.path, file.text));
+    let mut analysis = Analysis::of_texts(files);
+    match analysis.lower() {
+        Ok(program) => program,
+        Err(errors) => panic!("{}", analysis.render(&errors, false)),
+    }
+}
+
+/// The state as bytes: the plan format, the notes it carries, and every decision chain.
+fn bytes(state: &aptc_core::resolve::DesiredState) -> String {
+    let chains: String = state.claims.values().map(|c| serde_json::to_string(&c.decisions).unwrap()).collect();
+    serde_json::to_string(state).unwrap() + &chains
+}
+
+/// Aptomi's engine shape over several chunks of claims: most claims conflict on a shared
+/// instance an earlier chunk fixed, which the worker that resolved them finds (`settle`); the
+/// state is the one of merging every claim's whole run on its own (`Incremental`, which never
+/// looks ahead), with and without chains, on any number of threads.
+#[test]
+fn conflicts_found_by_the_workers_give_the_state_of_a_plain_merge() {
+    use aptc_core::resolve::{Chains, DeployedNames, Incremental, Options, resolve_with};
+    let mut program = engine(1_100);
+    program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    for (keep, chains) in [(false, Chains::None), (true, Chains::All)] {
+        let options = Options { deployed: &DeployedNames::new(), chains };
+        let state = resolve_with(&program, &options);
+        let plain = Incremental::new(program.clone(), DeployedNames::new(), keep);
+        assert_eq!(bytes(&state), bytes(plain.state()));
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        assert_eq!(bytes(&state), bytes(&one.install(|| resolve_with(&program, &options))));
+        // The path under test is taken: claims after the first chunk conflict with instances
+        // fixed before it, and the first claims collect their notes.
+        let late_conflicts = program.claims[256..]
+            .iter()
+            .filter(|claim| {
+                state.claims[&claim.id()]
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("conflict on shared instance"))
+            })
+            .count();
+        assert!(late_conflicts > 500, "{late_conflicts}");
+        assert!(state.claims.values().any(|c| c.notes.len() > 50));
+        assert!(state.claims.values().filter(|c| c.status == Status::Resolved).count() > 20);
+    }
+}

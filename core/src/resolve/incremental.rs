@@ -49,7 +49,14 @@ struct Entry {
 
 impl Entry {
     fn merge_into(&self, merging: &mut Merging) {
-        merging.claim(&self.claim, self.id.clone(), self.result.clone(), self.staged.clone(), self.decisions.clone());
+        merging.claim(
+            &self.claim,
+            self.id.clone(),
+            self.result.clone(),
+            self.staged.clone(),
+            self.decisions.clone(),
+            None,
+        );
     }
 }
 
