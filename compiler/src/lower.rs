@@ -50,22 +50,12 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         format: IR_FORMAT.to_string(),
         version: IR_VERSION,
         compiler: env!("CARGO_PKG_VERSION").to_string(),
-        labels: BTreeMap::new(),
         namespaces: index
             .namespaces
             .iter()
             .map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string())))
             .collect(),
-        services: BTreeMap::new(),
-        contracts: BTreeMap::new(),
-        rules: BTreeMap::new(),
-        clusters: BTreeMap::new(),
-        users: BTreeMap::new(),
-        teams: BTreeMap::new(),
-        grants: Vec::new(),
-        claims: Vec::new(),
-        tests: Vec::new(),
-        assertions: Vec::new(),
+        ..Program::default()
     };
     for &file in ws.files(db) {
         let summary = file_summary(db, file);

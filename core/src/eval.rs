@@ -512,26 +512,13 @@ mod tests {
 
     fn program(labels: &[(&str, &str, Option<Value>)]) -> Program {
         Program {
-            format: String::new(),
-            version: 0,
-            compiler: String::new(),
             labels: labels
                 .iter()
                 .map(|(id, ty, default)| {
                     (id.to_string(), crate::ir::LabelDecl { ty: ty.to_string(), default: default.clone() })
                 })
                 .collect(),
-            namespaces: BTreeMap::new(),
-            services: BTreeMap::new(),
-            contracts: BTreeMap::new(),
-            rules: BTreeMap::new(),
-            clusters: BTreeMap::new(),
-            users: BTreeMap::new(),
-            teams: BTreeMap::new(),
-            grants: Vec::new(),
-            claims: Vec::new(),
-            tests: Vec::new(),
-            assertions: Vec::new(),
+            ..Program::default()
         }
     }
 

@@ -23,8 +23,8 @@ pub const SYSTEM_NAMESPACE: &str = "system";
 /// literal may use it, so a policy cannot forge one.
 pub const SECRET_KEY: &str = "$secret";
 
-/// A lowered policy.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A lowered policy (`Default`: the empty one, which lowering and tests fill in).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Program {
     pub format: String,
     pub version: u32,
