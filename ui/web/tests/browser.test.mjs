@@ -145,7 +145,9 @@ test('a rollback shows its plan and applies it once confirmed', async () => {
   await page.locator('text=rollback to 1').first().waitFor();
   await page.locator('[aria-label="compare revision 1"]').check();
   await page.locator('[aria-label="compare revision 2"]').check();
-  await page.locator('[data-testid="diff"]').waitFor();
+  // The diff, or the error the page shows instead (so a failure says why, not only "timeout").
+  await page.locator('[data-testid="diff"], main p.error').first().waitFor();
+  assert.equal(await page.locator('main p.error').count(), 0, await page.locator('main').textContent());
   assert.match(await page.locator('[data-testid="diff"]').textContent(), /changed/);
   await page.screenshot({ path: join(shots, 'history.png') });
   await context.close();
@@ -198,7 +200,9 @@ test('axe finds nothing serious on the graph, claim, instance, history and drift
   await page.goto(`${url}#/history`);
   await page.locator('[aria-label="compare revision 1"]').check();
   await page.locator('[aria-label="compare revision 2"]').check();
-  await page.locator('[data-testid="diff"]').waitFor();
+  // The diff, or the error the page shows instead (so a failure says why, not only "timeout").
+  await page.locator('[data-testid="diff"], main p.error').first().waitFor();
+  assert.equal(await page.locator('main p.error').count(), 0, await page.locator('main').textContent());
   await page.locator('[data-testid="revisions"] button.link').first().click();
   await page.locator('text=revision 2: deploy').waitFor();
   await page.locator('[data-testid="rollback-1"]').click();
