@@ -221,21 +221,7 @@ impl KubeStore {
         let params = ListParams::default().labels(&format!("{LABEL_STORE}=revision"));
         let list =
             self.runtime.block_on(self.api.list(&params)).map_err(|e| self.error("listing the revisions", &e))?;
-        let mut out = BTreeMap::new();
-        for object in list.items {
-            let number = object
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(LABEL_REVISION))
-                .and_then(|n| n.parse::<u64>().ok());
-            let Some(number) = number else {
-                let name = object.metadata.name.clone().unwrap_or_default();
-                return Err(self.corrupt(format!("{name} has no revision number ({LABEL_REVISION})")));
-            };
-            out.insert(number, object);
-        }
-        Ok(out)
+        list.items.into_iter().map(|object| Ok((self.number_of(&object.metadata)?, object))).collect()
     }
 
     /// The numbers of the revision objects, from their metadata only: a list with their data
@@ -247,16 +233,16 @@ impl KubeStore {
             .runtime
             .block_on(self.api.list_metadata(&params))
             .map_err(|e| self.error("listing the revisions", &e))?;
-        list.items
-            .iter()
-            .map(|object| {
-                let number = object.metadata.labels.as_ref().and_then(|labels| labels.get(LABEL_REVISION));
-                number.and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
-                    let name = object.metadata.name.clone().unwrap_or_default();
-                    self.corrupt(format!("{name} has no revision number ({LABEL_REVISION})"))
-                })
-            })
-            .collect()
+        list.items.iter().map(|object| self.number_of(&object.metadata)).collect()
+    }
+
+    /// A revision object's number, from its label.
+    fn number_of(&self, metadata: &ObjectMeta) -> Result<u64, StoreError> {
+        let number = metadata.labels.as_ref().and_then(|labels| labels.get(LABEL_REVISION));
+        number.and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+            let name = metadata.name.clone().unwrap_or_default();
+            self.corrupt(format!("{name} has no revision number ({LABEL_REVISION})"))
+        })
     }
 
     fn revision_object(&self, number: u64) -> Result<Option<ConfigMap>, StoreError> {
@@ -641,12 +627,11 @@ impl Store for KubeStore {
 
     fn pending(&self) -> Result<Option<Journal>, StoreError> {
         let Some(head) = self.head()? else { return Ok(None) };
-        let Some(mark) = head.data.as_ref().and_then(|data| data.get(JOURNAL_MARK)) else {
+        let Some(mark) = journal_mark(&head) else {
             // A journal in the head itself, as stores written before the journal's own object.
             return self.record(&head, JOURNAL, "the journal");
         };
-        let number: u64 =
-            mark.parse().map_err(|_| self.corrupt(format!("the journal's mark `{mark}` is no number")))?;
+        let number = mark.map_err(|why| self.corrupt(why))?;
         let object = self
             .runtime
             .block_on(self.api.get_opt(JOURNAL_OBJECT))
@@ -681,8 +666,7 @@ impl Store for KubeStore {
     fn forget_journal(&self, number: u64) -> Result<(), StoreError> {
         let location = self.location.clone();
         self.update(|head| {
-            let marked = head.data.as_ref().and_then(|data| data.get(JOURNAL_MARK)).map(|mark| mark.parse::<u64>());
-            let journaled = match marked {
+            let journaled = match journal_mark(head) {
                 Some(Ok(marked)) => Some(marked),
                 Some(Err(_)) => None,
                 // A journal in the head itself (an older store's): only its revision number; the
@@ -764,6 +748,13 @@ fn labels(what: &str) -> BTreeMap<String, String> {
         ("app.kubernetes.io/managed-by".to_string(), "aptc".to_string()),
         (LABEL_STORE.to_string(), what.to_string()),
     ])
+}
+
+/// The revision whose journal is in force, as the head's mark names it; `None` without a mark
+/// (no deploy running, or an older store's journal in the head itself).
+pub(super) fn journal_mark(head: &ConfigMap) -> Option<Result<u64, String>> {
+    let mark = head.data.as_ref()?.get(JOURNAL_MARK)?;
+    Some(mark.parse().map_err(|_| format!("the journal's mark in {HEAD}, `{mark}`, is no revision number")))
 }
 
 pub(super) fn holder(head: &ConfigMap) -> Option<Holder> {

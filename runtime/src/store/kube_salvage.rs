@@ -11,7 +11,7 @@ use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 
 use super::kube::{
     DESIRED, HEAD, JOURNAL, JOURNAL_MARK, JOURNAL_OBJECT, JournaledNumber, KubeStore, LABEL_REVISION, LABEL_STORE,
-    REPORTS, REVISION, check_schema, connect, decode, holder, kube_error, revision_name,
+    REPORTS, REVISION, check_schema, connect, decode, holder, journal_mark, kube_error, revision_name,
 };
 use super::{KubeLocation, Location, Revision, Store, StoreError};
 
@@ -125,13 +125,14 @@ async fn journaled(
     api: &Api<ConfigMap>,
     head: &ConfigMap,
 ) -> Result<Result<Option<u64>, String>, StoreError> {
-    let Some(mark) = head.data.as_ref().and_then(|data| data.get(JOURNAL_MARK)) else {
-        return Ok(decode::<JournaledNumber>(head, JOURNAL)
-            .map(|journal| journal.map(|j| j.revision.number))
-            .map_err(|why| format!("the journal in {HEAD} cannot be read ({why})")));
-    };
-    let Ok(number) = mark.parse::<u64>() else {
-        return Ok(Err(format!("the journal's mark in {HEAD}, `{mark}`, is no revision number")));
+    let number = match journal_mark(head) {
+        None => {
+            return Ok(decode::<JournaledNumber>(head, JOURNAL)
+                .map(|journal| journal.map(|j| j.revision.number))
+                .map_err(|why| format!("the journal in {HEAD} cannot be read ({why})")));
+        }
+        Some(Err(why)) => return Ok(Err(why)),
+        Some(Ok(number)) => number,
     };
     let object = api
         .get_opt(JOURNAL_OBJECT)
