@@ -44,7 +44,7 @@ pub fn summary(source: &dyn Source) -> Result<Value, UiError> {
     };
     let state = &loaded.state;
     let count = |status: Status| state.claims.values().filter(|c| c.status == status).count();
-    let clusters: BTreeSet<&str> = state.instances.values().map(|i| i.cluster.as_str()).collect();
+    let clusters: BTreeSet<&str> = state.instances.values().map(|i| &*i.cluster).collect();
     let deployable = state
         .instances
         .values()

@@ -186,7 +186,7 @@ impl Incremental {
         for resource in &seen {
             let Resource::Instance(key) = resource else { continue };
             if let Some(instance) = state.instances.remove(key) {
-                let slot = (instance.cluster, instance.k8s_namespace, instance.name);
+                let slot = (instance.cluster.to_string(), instance.k8s_namespace.to_string(), instance.name);
                 let deployed_here = self
                     .deployed
                     .get(key)
@@ -232,7 +232,11 @@ fn entry(claim: Claim, (id, result, staged, decisions): super::ClaimRunResult) -
             .flat_map(|(key, instance)| {
                 [
                     Resource::Instance(key.clone()),
-                    Resource::Name(instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone()),
+                    Resource::Name(
+                        instance.cluster.to_string(),
+                        instance.k8s_namespace.to_string(),
+                        instance.name.clone(),
+                    ),
                 ]
             })
             .collect()

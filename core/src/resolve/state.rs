@@ -33,20 +33,20 @@ pub enum InstanceKind {
     /// The instance of a service (its components hang below it).
     Service,
     Chart {
-        chart: String,
-        repo: Option<String>,
-        version: Option<String>,
-        base_dir: String,
+        chart: Arc<str>,
+        repo: Option<Arc<str>>,
+        version: Option<Arc<str>>,
+        base_dir: Arc<str>,
     },
     Manifests {
-        glob: String,
-        base_dir: String,
+        glob: Arc<str>,
+        base_dir: Arc<str>,
         /// The manifest templates rendered for this instance, in sorted path order.
         files: Vec<RenderedFile>,
     },
     /// A `uses` component: an edge to the used contract's service instance.
     Uses {
-        contract: String,
+        contract: Arc<str>,
     },
 }
 
@@ -61,6 +61,11 @@ pub struct RenderedFile {
 }
 
 /// One component (or service) instance.
+///
+/// The names it shares with thousands of other instances (its cluster, Kubernetes namespace,
+/// contract, context, service, component, and its kind's chart or glob and directory) are
+/// `Arc<str>`s the resolver makes once, so building an instance bumps reference counts instead of
+/// allocating; they serialize as the plain strings.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Instance {
     pub key: String,
@@ -70,14 +75,14 @@ pub struct Instance {
     pub id: String,
     pub kind: InstanceKind,
     /// `system.name` of the cluster.
-    pub cluster: String,
-    pub k8s_namespace: String,
+    pub cluster: Arc<str>,
+    pub k8s_namespace: Arc<str>,
     /// `namespace.name` of the contract, the chosen context and the service.
-    pub contract: String,
-    pub context: String,
-    pub service: String,
+    pub contract: Arc<str>,
+    pub context: Arc<str>,
+    pub service: Arc<str>,
     /// The component, or `root` for the service instance.
-    pub component: String,
+    pub component: Arc<str>,
     pub allocation: Vec<String>,
     pub values: serde_json::Value,
     pub discovery: serde_json::Value,
