@@ -374,6 +374,7 @@ fn instances_of<'s>(state: &'s DesiredState, claim: &str, service: &str, compone
         .instances
         .values()
         .filter(|i| *i.service == *service && *i.component == *component && i.claims.iter().any(|c| c.claim == claim))
+        .map(|i| &**i)
         .collect()
 }
 

@@ -156,6 +156,7 @@ fn find_instance<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a Instance, UiE
         .instances
         .values()
         .find(|i| i.name == name)
+        .map(|i| &**i)
         .ok_or_else(|| UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")))
 }
 

@@ -495,7 +495,7 @@ struct Site<'s> {
     service: Arc<str>,
     cluster: Arc<str>,
     k8s_namespace: Arc<str>,
-    keys: &'s [String],
+    keys: Arc<[String]>,
     placement: &'s Placement,
 }
 
@@ -785,7 +785,7 @@ impl<'a> ClaimRun<'a> {
             service: service_names.id.clone(),
             cluster: names.cluster(&placement.cluster),
             k8s_namespace: Arc::from(placement.namespace.as_str()),
-            keys: &keys,
+            keys: Arc::from(keys),
             placement: &placement,
         };
         // 9. components, in dependency order
@@ -1048,7 +1048,7 @@ fn instance(
         context: site.context.clone(),
         service: site.service.clone(),
         component: component.clone(),
-        allocation: site.keys.to_vec(),
+        allocation: site.keys.clone(),
         values: values.to_json(),
         discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         edges,
@@ -1171,25 +1171,51 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
                 union_edges(&mut existing.edges, instance.edges);
             }
             None => {
-                state.instances.insert(key, *instance);
+                state.instances.insert(key, instance);
             }
         }
     }
 }
 
-/// Instance names held, per cluster and Kubernetes namespace: (cluster, namespace, name) → key.
-struct TakenNames(FastMap<(String, String, String), String>);
+/// Instance names held (§5.8): per cluster, per Kubernetes namespace, each name and the key of the
+/// instance holding it. Clusters and namespaces are the instances' shared strings (`Arc<str>`), so
+/// an instance taking a name copies its name and key only, and a name is looked up by `&str`.
+#[derive(Default)]
+struct TakenNames(FastMap<Arc<str>, FastMap<Arc<str>, FastMap<Box<str>, Box<str>>>>);
 
 impl TakenNames {
     /// Deployed instances hold their names before any claim resolves: a new instance can never
     /// take a running one's name, whatever order claims resolve in (§5.8).
     fn of(deployed: &DeployedNames) -> TakenNames {
-        TakenNames(
-            deployed
-                .iter()
-                .map(|(key, d)| ((d.cluster.clone(), d.k8s_namespace.clone(), d.name.clone()), key.clone()))
-                .collect(),
-        )
+        let mut taken = TakenNames::default();
+        for (key, d) in deployed {
+            taken.insert(&Arc::from(d.cluster.as_str()), &Arc::from(d.k8s_namespace.as_str()), &d.name, key);
+        }
+        taken
+    }
+
+    /// The key of the instance holding `name` in Kubernetes namespace `k8s_namespace` of `cluster`.
+    fn holder(&self, cluster: &str, k8s_namespace: &str, name: &str) -> Option<&str> {
+        self.0.get(cluster)?.get(k8s_namespace)?.get(name).map(|key| &**key)
+    }
+
+    fn insert(&mut self, cluster: &Arc<str>, k8s_namespace: &Arc<str>, name: &str, key: &str) {
+        let names = match self.0.get_mut(&**cluster) {
+            Some(names) => names,
+            None => self.0.entry(cluster.clone()).or_default(),
+        };
+        let names = match names.get_mut(&**k8s_namespace) {
+            Some(names) => names,
+            None => names.entry(k8s_namespace.clone()).or_default(),
+        };
+        names.insert(Box::from(name), Box::from(key));
+    }
+
+    /// Frees `name` in Kubernetes namespace `k8s_namespace` of `cluster`.
+    fn release(&mut self, cluster: &str, k8s_namespace: &str, name: &str) {
+        if let Some(names) = self.0.get_mut(cluster).and_then(|names| names.get_mut(k8s_namespace)) {
+            names.remove(name);
+        }
     }
 
     /// Takes the names of a claim's new instances, unless one is another instance's in its
@@ -1197,17 +1223,16 @@ impl TakenNames {
     /// bits of hash this should never happen by chance; if it does, it is an error, never two
     /// instances on one Helm release.
     fn take(&mut self, state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
-        let mut taken = Vec::new();
+        let mut taken: Vec<&Instance> = Vec::new();
         for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
-            let slot = (instance.cluster.to_string(), instance.k8s_namespace.to_string(), instance.name.clone());
-            match self.0.get(&slot) {
+            match self.holder(&instance.cluster, &instance.k8s_namespace, &instance.name) {
                 Some(other) if other != key => {
                     let reason = format!(
                         "instance `{key}` would be named `{}`, the name instance `{other}` holds in Kubernetes namespace `{}` of cluster `{}`: claim `{claim}` cannot resolve",
                         instance.name, instance.k8s_namespace, instance.cluster
                     );
-                    for slot in taken {
-                        self.0.remove(&slot);
+                    for instance in taken {
+                        self.release(&instance.cluster, &instance.k8s_namespace, &instance.name);
                     }
                     return Err(Failure {
                         status: Status::Failed,
@@ -1219,8 +1244,8 @@ impl TakenNames {
                 }
                 Some(_) => {}
                 None => {
-                    self.0.insert(slot.clone(), key.clone());
-                    taken.push(slot);
+                    self.insert(&instance.cluster, &instance.k8s_namespace, &instance.name, key);
+                    taken.push(instance);
                 }
             }
         }

@@ -20,8 +20,10 @@ pub const FORMAT_VERSION: u32 = 2;
 /// use only where they differ (an index into a table of label sets), and no decision chains.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DesiredState {
-    /// By instance key.
-    pub instances: BTreeMap<String, Instance>,
+    /// By instance key. Boxed: the B-tree's nodes hold pointers rather than ~350-byte instances
+    /// (less memory in half-full nodes, less copying when they split), and an instance moves in
+    /// from its claim's staged tree without being copied.
+    pub instances: BTreeMap<String, Box<Instance>>,
     /// By claim id (`namespace.name`).
     pub claims: BTreeMap<String, ClaimOutcome>,
 }
@@ -83,7 +85,8 @@ pub struct Instance {
     pub service: Arc<str>,
     /// The component, or `root` for the service instance.
     pub component: Arc<str>,
-    pub allocation: Vec<String>,
+    /// The context's allocation keys, shared by the instances of a service instance.
+    pub allocation: Arc<[String]>,
     pub values: serde_json::Value,
     pub discovery: serde_json::Value,
     /// Keys of the instances this one points to: a service instance to its components, a
@@ -445,14 +448,14 @@ mod tests {
             context: "main".into(),
             service: "a.s".into(),
             component: "root".into(),
-            allocation: Vec::new(),
+            allocation: Arc::from([]),
             values: values.clone(),
             discovery: serde_json::json!({ "url": secret }),
             edges: Vec::new(),
             claims: Vec::new(),
         };
         let mut state = DesiredState::default();
-        state.instances.insert("k".into(), instance);
+        state.instances.insert("k".into(), Box::new(instance));
         let streamed = serde_json::to_string_pretty(&state.redacted()).unwrap();
         let yaml = serde_saphyr::to_string(&state.redacted()).unwrap();
         state.redact();
