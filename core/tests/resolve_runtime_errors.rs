@@ -206,7 +206,7 @@ fn a_cycle_through_contracts_fails_the_claims_that_reach_it() {
     // Claims that do not reach the cycle are unaffected.
     assert_resolved(&state, "web.ada_db");
     assert_resolved(&state, "web.bob_site");
-    assert!(state.instances.values().all(|i| i.contract != "web.shop" && i.contract != "platform.queue"));
+    assert!(state.instances.values().all(|i| &*i.contract != "web.shop" && &*i.contract != "platform.queue"));
 }
 
 #[test]

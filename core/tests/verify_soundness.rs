@@ -256,7 +256,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
         Outcome::PlacedOn { clusters } => {
             resolved && state.instances.values().any(|i| !clusters.iter().any(|c| **c == *i.cluster))
         }
-        Outcome::Reaches { never: true, .. } => state.instances.values().any(|i| i.contract == "system.app"),
+        Outcome::Reaches { never: true, .. } => state.instances.values().any(|i| &*i.contract == "system.app"),
         Outcome::Shares { never: true, .. } => shared_with(&|c| *c != claim.consumer),
         Outcome::Shares { never: false, .. } => !shared_with(&|c| match c {
             Consumer::Team(t) => t == "t1",
