@@ -189,10 +189,10 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                     for instance in uses {
                         instances.push(ClaimInstance {
                             name: instance.name.clone(),
-                            contract: instance.contract.clone(),
-                            component: instance.component.clone(),
-                            cluster: instance.cluster.clone(),
-                            namespace: instance.k8s_namespace.clone(),
+                            contract: instance.contract.to_string(),
+                            component: instance.component.to_string(),
+                            cluster: instance.cluster.to_string(),
+                            namespace: instance.k8s_namespace.to_string(),
                         });
                         if matches!(instance.kind, InstanceKind::Chart { .. } | InstanceKind::Manifests { .. }) {
                             deployable.push(instance.key.clone());

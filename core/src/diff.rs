@@ -1,6 +1,7 @@
 //! What a policy change does: the difference between two desired states (the what-if).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -112,10 +113,10 @@ fn located(kind: &InstanceKind) -> InstanceKind {
             chart: chart.clone(),
             repo: repo.clone(),
             version: version.clone(),
-            base_dir: String::new(),
+            base_dir: Arc::from(""),
         },
         InstanceKind::Manifests { glob, .. } => {
-            InstanceKind::Manifests { glob: glob.clone(), base_dir: String::new(), files: Vec::new() }
+            InstanceKind::Manifests { glob: glob.clone(), base_dir: Arc::from(""), files: Vec::new() }
         }
         other => other.clone(),
     }

@@ -218,17 +218,17 @@ fn check(state: &DesiredState, expect: &Expect) -> Checked {
                     format!("namespace {:?}", instance.k8s_namespace),
                 ];
                 if let Some(context) = context
-                    && instance.context != *context
+                    && *instance.context != **context
                 {
                     wrong.push(format!("context: expected `{context}`, got `{}`", instance.context));
                 }
                 if let Some(cluster) = cluster
-                    && instance.cluster != *cluster
+                    && *instance.cluster != **cluster
                 {
                     wrong.push(format!("cluster: expected `{}`, got `{}`", short(cluster), short(&instance.cluster)));
                 }
                 if let Some(namespace) = namespace
-                    && instance.k8s_namespace != *namespace
+                    && *instance.k8s_namespace != **namespace
                 {
                     wrong.push(format!("namespace: expected {namespace:?}, got {:?}", instance.k8s_namespace));
                 }
@@ -373,7 +373,8 @@ fn instances_of<'s>(state: &'s DesiredState, claim: &str, service: &str, compone
     state
         .instances
         .values()
-        .filter(|i| i.service == service && i.component == component && i.claims.iter().any(|c| c.claim == claim))
+        .filter(|i| *i.service == *service && *i.component == *component && i.claims.iter().any(|c| c.claim == claim))
+        .map(|i| &**i)
         .collect()
 }
 

@@ -17,8 +17,8 @@ fn recorded(state: &DesiredState) -> DeployedNames {
             let name = DeployedName {
                 name: i.name.clone(),
                 id: i.id.clone(),
-                cluster: i.cluster.clone(),
-                k8s_namespace: i.k8s_namespace.clone(),
+                cluster: i.cluster.to_string(),
+                k8s_namespace: i.k8s_namespace.to_string(),
             };
             (key.clone(), name)
         })
@@ -72,8 +72,8 @@ fn a_name_held_by_a_deployed_instance_is_never_taken() {
     let holder = DeployedName {
         name: victim.name.clone(),
         id: victim.id.clone(),
-        cluster: victim.cluster.clone(),
-        k8s_namespace: victim.k8s_namespace.clone(),
+        cluster: victim.cluster.to_string(),
+        k8s_namespace: victim.k8s_namespace.to_string(),
     };
     let deployed: DeployedNames = [("someone/else's/instance".to_string(), holder)].into();
     let state = resolve_keeping(&program, &deployed);

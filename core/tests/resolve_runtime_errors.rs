@@ -169,7 +169,7 @@ fn the_clean_policy_resolves_every_claim() {
     }
     // One platform.db instance shared by ada_db (depth 0) and both shops (depth 2).
     let db: Vec<_> =
-        state.instances.values().filter(|i| i.contract == "platform.db" && i.component == "root").collect();
+        state.instances.values().filter(|i| &*i.contract == "platform.db" && &*i.component == "root").collect();
     assert_eq!(db.len(), 1, "{db:#?}");
     let mut users: Vec<(&str, usize)> = db[0].claims.iter().map(|c| (c.claim.as_str(), c.depth)).collect();
     users.sort();
@@ -206,7 +206,7 @@ fn a_cycle_through_contracts_fails_the_claims_that_reach_it() {
     // Claims that do not reach the cycle are unaffected.
     assert_resolved(&state, "web.ada_db");
     assert_resolved(&state, "web.bob_site");
-    assert!(state.instances.values().all(|i| i.contract != "web.shop" && i.contract != "platform.queue"));
+    assert!(state.instances.values().all(|i| &*i.contract != "web.shop" && &*i.contract != "platform.queue"));
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn a_claim_for_a_missing_user_fails_alone() {
     for claim in ["web.ada_db", "web.ada_shop", "web.bob_site"] {
         assert_resolved(&state, claim);
     }
-    let shops = state.instances.values().filter(|i| i.contract == "web.shop" && i.component == "root").count();
+    let shops = state.instances.values().filter(|i| &*i.contract == "web.shop" && &*i.component == "root").count();
     assert_eq!(shops, 1);
 }
 

@@ -253,8 +253,10 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
         Outcome::Resolved => !resolved,
         Outcome::Rejected => resolved,
         Outcome::Failed => outcome.status != Status::Failed,
-        Outcome::PlacedOn { clusters } => resolved && state.instances.values().any(|i| !clusters.contains(&i.cluster)),
-        Outcome::Reaches { never: true, .. } => state.instances.values().any(|i| i.contract == "system.app"),
+        Outcome::PlacedOn { clusters } => {
+            resolved && state.instances.values().any(|i| !clusters.iter().any(|c| **c == *i.cluster))
+        }
+        Outcome::Reaches { never: true, .. } => state.instances.values().any(|i| &*i.contract == "system.app"),
         Outcome::Shares { never: true, .. } => shared_with(&|c| *c != claim.consumer),
         Outcome::Shares { never: false, .. } => !shared_with(&|c| match c {
             Consumer::Team(t) => t == "t1",
@@ -280,7 +282,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
                 })
                 .collect();
             let root = &state.instances[outcome.root.as_ref().unwrap()];
-            let placement = Placement { cluster: root.cluster.clone(), namespace: root.k8s_namespace.clone() };
+            let placement = Placement { cluster: root.cluster.to_string(), namespace: root.k8s_namespace.to_string() };
             let env = Env {
                 program,
                 labels: &labels,

@@ -783,8 +783,8 @@ mod tests {
                 let name = DeployedName {
                     name: format!("config-map-{id}"),
                     id,
-                    cluster: i.cluster,
-                    k8s_namespace: i.k8s_namespace,
+                    cluster: i.cluster.to_string(),
+                    k8s_namespace: i.k8s_namespace.to_string(),
                 };
                 (i.key, name)
             })

@@ -148,13 +148,13 @@ pub fn unit(state: &DesiredState, key: &str, secrets: &Secrets) -> Option<Unit> 
 fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache, secrets: &Secrets) -> Option<Unit> {
     let source = match &instance.kind {
         InstanceKind::Chart { chart, repo, version, base_dir } => Source::Chart {
-            chart: chart.clone(),
-            repo: repo.clone(),
-            version: version.clone(),
-            base_dir: base_dir.clone(),
+            chart: chart.to_string(),
+            repo: repo.as_deref().map(str::to_string),
+            version: version.as_deref().map(str::to_string),
+            base_dir: base_dir.to_string(),
         },
         InstanceKind::Manifests { glob, base_dir, .. } => {
-            Source::Manifests { glob: glob.clone(), base_dir: base_dir.clone() }
+            Source::Manifests { glob: glob.to_string(), base_dir: base_dir.to_string() }
         }
         InstanceKind::Service | InstanceKind::Uses { .. } => return None,
     };
@@ -169,13 +169,13 @@ fn unit_of(state: &DesiredState, instance: &Instance, digests: &mut DigestCache,
         name: instance.name.clone(),
         id: instance.id.clone(),
         source,
-        cluster: instance.cluster.clone(),
-        k8s_namespace: instance.k8s_namespace.clone(),
+        cluster: instance.cluster.to_string(),
+        k8s_namespace: instance.k8s_namespace.to_string(),
         namespace: instance.service.split('.').next().unwrap_or_default().to_string(),
-        service: instance.service.clone(),
-        contract: instance.contract.clone(),
-        context: instance.context.clone(),
-        component: instance.component.clone(),
+        service: instance.service.to_string(),
+        contract: instance.contract.to_string(),
+        context: instance.context.to_string(),
+        component: instance.component.to_string(),
         claims: instance.claims.iter().map(|c| c.claim.clone()).collect(),
         values: instance.values.clone(),
         discovery: instance.discovery.clone(),

@@ -44,7 +44,7 @@ pub fn summary(source: &dyn Source) -> Result<Value, UiError> {
     };
     let state = &loaded.state;
     let count = |status: Status| state.claims.values().filter(|c| c.status == status).count();
-    let clusters: BTreeSet<&str> = state.instances.values().map(|i| i.cluster.as_str()).collect();
+    let clusters: BTreeSet<&str> = state.instances.values().map(|i| &*i.cluster).collect();
     let deployable = state
         .instances
         .values()
@@ -156,6 +156,7 @@ fn find_instance<'a>(loaded: &'a Loaded, name: &str) -> Result<&'a Instance, UiE
         .instances
         .values()
         .find(|i| i.name == name)
+        .map(|i| &**i)
         .ok_or_else(|| UiError::NotFound(format!("no instance `{name}` (instances are named as `aptc plan` shows)")))
 }
 

@@ -16,6 +16,7 @@
 //! Claims are kept in resolution order, (namespace, name), the order `lower` gives them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -33,7 +34,7 @@ type Order = (String, String);
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Resource {
     Instance(String),
-    Name(String, String, String),
+    Name(Arc<str>, Arc<str>, String),
 }
 
 /// One claim and its own resolution, kept for merging again.
@@ -186,13 +187,12 @@ impl Incremental {
         for resource in &seen {
             let Resource::Instance(key) = resource else { continue };
             if let Some(instance) = state.instances.remove(key) {
-                let slot = (instance.cluster, instance.k8s_namespace, instance.name);
-                let deployed_here = self
-                    .deployed
-                    .get(key)
-                    .is_some_and(|d| (&d.cluster, &d.k8s_namespace, &d.name) == (&slot.0, &slot.1, &slot.2));
-                if !deployed_here && taken.0.get(&slot) == Some(key) {
-                    taken.0.remove(&slot);
+                let (cluster, k8s_namespace, name) = (&*instance.cluster, &*instance.k8s_namespace, &*instance.name);
+                let deployed_here = self.deployed.get(key).is_some_and(|d| {
+                    (d.cluster.as_str(), d.k8s_namespace.as_str(), d.name.as_str()) == (cluster, k8s_namespace, name)
+                });
+                if !deployed_here && taken.holder(cluster, k8s_namespace, name) == Some(key.as_str()) {
+                    taken.release(cluster, k8s_namespace, name);
                 }
             }
             update.instances.insert(key.clone());

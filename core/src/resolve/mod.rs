@@ -184,15 +184,57 @@ fn resolve_claim(
     (id, result, staged, decisions)
 }
 
-/// The program's contract ids, context names, rule ids and their origins as shared strings: every
-/// claim's decision chain (~60 steps) points to them instead of copying them. Each contract's and
-/// each namespace's rules' are made the first time a claim needs them, so resolving a few claims
-/// of a large policy pays for the few contracts they reach, not for all.
+/// The program's contract ids, context names, rule ids and their origins, its services' and
+/// components' names and its clusters' ids as shared strings: every claim's decision chain (~60
+/// steps) and every instance point to them instead of copying them (an instance's contract,
+/// context, service, component, cluster and kind are reference counts bumped, not strings
+/// allocated). Each contract's, service's and namespace's rules' are made the first time a claim
+/// needs them, so resolving a few claims of a large policy pays for the few contracts they reach,
+/// not for all.
 struct Names<'p> {
     program: &'p Program,
     contracts: FastMap<&'p str, OnceLock<ContractNames>>,
     /// Rules by namespace, in the IR's order.
     rules: FastMap<&'p str, OnceLock<Vec<Shared>>>,
+    services: FastMap<&'p str, OnceLock<ServiceNames>>,
+    /// Cluster ids (`system.name`).
+    clusters: FastMap<&'p str, Arc<str>>,
+    /// The component of every service instance.
+    root: Arc<str>,
+}
+
+/// A service's id and its components' names and instance kinds (a manifests kind without its
+/// rendered files), in the IR's order.
+struct ServiceNames {
+    id: Arc<str>,
+    components: Vec<(Arc<str>, InstanceKind)>,
+}
+
+impl ServiceNames {
+    fn of(id: &str, service: &crate::ir::Service) -> ServiceNames {
+        let components = service
+            .components
+            .iter()
+            .map(|component| {
+                let kind = match &component.source {
+                    Source::Uses { contract } => InstanceKind::Uses { contract: Arc::from(contract.as_str()) },
+                    Source::Chart { chart, repo, version, base_dir } => InstanceKind::Chart {
+                        chart: Arc::from(chart.as_str()),
+                        repo: repo.as_deref().map(Arc::from),
+                        version: version.as_deref().map(Arc::from),
+                        base_dir: Arc::from(base_dir.as_str()),
+                    },
+                    Source::Manifests { glob, base_dir, .. } => InstanceKind::Manifests {
+                        glob: Arc::from(glob.as_str()),
+                        base_dir: Arc::from(base_dir.as_str()),
+                        files: Vec::new(),
+                    },
+                };
+                (Arc::from(component.name.as_str()), kind)
+            })
+            .collect();
+        ServiceNames { id: Arc::from(id), components }
+    }
 }
 
 /// A name and its origin, shared by every decision that cites them.
@@ -210,7 +252,21 @@ impl<'p> Names<'p> {
             program,
             contracts: program.contracts.keys().map(|id| (id.as_str(), OnceLock::new())).collect(),
             rules: program.rules.keys().map(|ns| (ns.as_str(), OnceLock::new())).collect(),
+            services: program.services.keys().map(|id| (id.as_str(), OnceLock::new())).collect(),
+            clusters: program.clusters.keys().map(|id| (id.as_str(), Arc::from(id.as_str()))).collect(),
+            root: Arc::from("root"),
         }
+    }
+
+    /// Service `id`'s names, if it exists.
+    fn service(&self, id: &str) -> Option<&ServiceNames> {
+        let names = self.services.get(id)?;
+        let service = self.program.services.get(id)?;
+        Some(names.get_or_init(|| ServiceNames::of(id, service)))
+    }
+
+    fn cluster(&self, id: &str) -> Arc<str> {
+        self.clusters.get(id).cloned().unwrap_or_else(|| Arc::from(id))
     }
 
     fn of_contract(&self, id: &str) -> Option<&ContractNames> {
@@ -431,12 +487,15 @@ struct Resolved {
     published: BTreeMap<String, Value>,
 }
 
-/// Where a component instance sits: its service instance's contract, context and keys.
+/// Where a component instance sits: its service instance's contract, context, service, placement
+/// and keys, the names shared by every instance built there.
 struct Site<'s> {
-    contract: &'s str,
-    context: &'s str,
-    service: &'s str,
-    keys: &'s [String],
+    contract: Arc<str>,
+    context: Arc<str>,
+    service: Arc<str>,
+    cluster: Arc<str>,
+    k8s_namespace: Arc<str>,
+    keys: Arc<[String]>,
     placement: &'s Placement,
 }
 
@@ -650,11 +709,11 @@ impl<'a> ClaimRun<'a> {
             });
             tried.push(format!("`{}` = {matched}", context.name));
             if matched {
-                chosen = Some(context);
+                chosen = Some((context, name));
                 break;
             }
         }
-        let Some(context) = chosen else {
+        let Some((context, context_name)) = chosen else {
             return Err(Failure::failed(
                 format!("no context of contract `{id}` matched ({})", tried.join(", ")),
                 Some(&contract.origin),
@@ -709,7 +768,9 @@ impl<'a> ClaimRun<'a> {
             base.push('/');
             base.push_str(&escape_key(key));
         }
-        let Some(service) = program.services.get(&context.service) else {
+        let (Some(service), Some(service_names)) =
+            (program.services.get(&context.service), names.service(&context.service))
+        else {
             return Err(Failure::failed(
                 format!("service `{}` does not exist", context.service),
                 Some(&context.origin),
@@ -719,10 +780,12 @@ impl<'a> ClaimRun<'a> {
         let label_json: Arc<BTreeMap<String, serde_json::Value>> =
             Arc::new(labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
         let site = Site {
-            contract: id,
-            context: &context.name,
-            service: &context.service,
-            keys: &keys,
+            contract: names.contract(id),
+            context: context_name.clone(),
+            service: service_names.id.clone(),
+            cluster: names.cluster(&placement.cluster),
+            k8s_namespace: Arc::from(placement.namespace.as_str()),
+            keys: Arc::from(keys),
             placement: &placement,
         };
         // 9. components, in dependency order
@@ -730,7 +793,7 @@ impl<'a> ClaimRun<'a> {
         let mut published: BTreeMap<String, Value> = BTreeMap::new();
         let mut component_keys: BTreeMap<String, String> = BTreeMap::new();
         let mut edges = Vec::new();
-        for component in &service.components {
+        for (component, shared) in service.components.iter().zip(&service_names.components) {
             let included = match &component.criteria {
                 None => true,
                 Some(criteria) => self.env(&labels, Some(&placement), None, None).bool(criteria).map_err(|e| {
@@ -743,7 +806,7 @@ impl<'a> ClaimRun<'a> {
                 continue;
             }
             let (instance, visible, own) =
-                self.component(component, &key, &site, &labels, &mut discovery, depth, &component_keys)?;
+                self.component(component, shared, &key, &site, &labels, &mut discovery, depth, &component_keys)?;
             // A service publishes what its components write in `discovery`, not what a `uses`
             // component receives (unless it re-exports it).
             published.extend(own);
@@ -755,11 +818,11 @@ impl<'a> ClaimRun<'a> {
         self.stack.pop();
         // The service instance's key is the base itself: no component name can collide with it.
         let root_key = base;
-        let (name, id) = self.named(site.contract, "root", &root_key);
+        let (name, id) = self.named(&site.contract, "root", &root_key);
         let root = Instance {
             name,
             id,
-            ..instance(&root_key, InstanceKind::Service, &site, "root", Value::Map(Vec::new()), &published, edges)
+            ..instance(&root_key, InstanceKind::Service, &site, &names.root, Value::Map(Vec::new()), &published, edges)
         };
         self.stage(root, depth, &label_json)?;
         Ok(Resolved { key: root_key, published })
@@ -769,6 +832,8 @@ impl<'a> ClaimRun<'a> {
     fn component(
         &mut self,
         component: &Component,
+        // Its name and kind, shared.
+        (component_name, kind): &(Arc<str>, InstanceKind),
         key: &str,
         site: &Site,
         labels: &BTreeMap<String, Value>,
@@ -778,27 +843,16 @@ impl<'a> ClaimRun<'a> {
         depth: usize,
         component_keys: &BTreeMap<String, String>,
     ) -> Result<ComponentResult, Failure> {
-        let (name, id) = self.named(site.contract, &component.name, key);
+        let (name, id) = self.named(&site.contract, &component.name, key);
         let mut edges: Vec<String> =
             component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
         let mut received = BTreeMap::new();
-        let mut kind = match &component.source {
-            Source::Uses { contract: used } => {
-                let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
-                edges.push(child.key);
-                received = child.published;
-                InstanceKind::Uses { contract: used.clone() }
-            }
-            Source::Chart { chart, repo, version, base_dir } => InstanceKind::Chart {
-                chart: chart.clone(),
-                repo: repo.clone(),
-                version: version.clone(),
-                base_dir: base_dir.clone(),
-            },
-            Source::Manifests { glob, base_dir, .. } => {
-                InstanceKind::Manifests { glob: glob.clone(), base_dir: base_dir.clone(), files: Vec::new() }
-            }
-        };
+        if let Source::Uses { contract: used } = &component.source {
+            let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
+            edges.push(child.key);
+            received = child.published;
+        }
+        let mut kind = kind.clone();
         // Within its own discovery map, a `uses` component reads what it receives (an entry of its
         // own name, not a copy of the map: the names of a service's components are unique).
         discovery.insert(component.name.clone(), received.clone());
@@ -853,7 +907,7 @@ impl<'a> ClaimRun<'a> {
         let mut visible = received;
         visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         let instance =
-            Instance { name, id, ..instance(key, kind, site, &component.name, Value::Map(values), &visible, edges) };
+            Instance { name, id, ..instance(key, kind, site, component_name, Value::Map(values), &visible, edges) };
         Ok((instance, visible, own))
     }
 
@@ -978,7 +1032,7 @@ fn instance(
     key: &str,
     kind: InstanceKind,
     site: &Site,
-    component: &str,
+    component: &Arc<str>,
     values: Value,
     discovery: &BTreeMap<String, Value>,
     edges: Vec<String>,
@@ -988,13 +1042,13 @@ fn instance(
         name: String::new(),
         id: String::new(),
         kind,
-        cluster: site.placement.cluster.clone(),
-        k8s_namespace: site.placement.namespace.clone(),
-        contract: site.contract.to_string(),
-        context: site.context.to_string(),
-        service: site.service.to_string(),
-        component: component.to_string(),
-        allocation: site.keys.to_vec(),
+        cluster: site.cluster.clone(),
+        k8s_namespace: site.k8s_namespace.clone(),
+        contract: site.contract.clone(),
+        context: site.context.clone(),
+        service: site.service.clone(),
+        component: component.clone(),
+        allocation: site.keys.clone(),
         values: values.to_json(),
         discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         edges,
@@ -1117,25 +1171,51 @@ fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
                 union_edges(&mut existing.edges, instance.edges);
             }
             None => {
-                state.instances.insert(key, *instance);
+                state.instances.insert(key, instance);
             }
         }
     }
 }
 
-/// Instance names held, per cluster and Kubernetes namespace: (cluster, namespace, name) → key.
-struct TakenNames(FastMap<(String, String, String), String>);
+/// Instance names held (§5.8): per cluster, per Kubernetes namespace, each name and the key of the
+/// instance holding it. Clusters and namespaces are the instances' shared strings (`Arc<str>`), so
+/// an instance taking a name copies its name and key only, and a name is looked up by `&str`.
+#[derive(Default)]
+struct TakenNames(FastMap<Arc<str>, FastMap<Arc<str>, FastMap<Box<str>, Box<str>>>>);
 
 impl TakenNames {
     /// Deployed instances hold their names before any claim resolves: a new instance can never
     /// take a running one's name, whatever order claims resolve in (§5.8).
     fn of(deployed: &DeployedNames) -> TakenNames {
-        TakenNames(
-            deployed
-                .iter()
-                .map(|(key, d)| ((d.cluster.clone(), d.k8s_namespace.clone(), d.name.clone()), key.clone()))
-                .collect(),
-        )
+        let mut taken = TakenNames::default();
+        for (key, d) in deployed {
+            taken.insert(&Arc::from(d.cluster.as_str()), &Arc::from(d.k8s_namespace.as_str()), &d.name, key);
+        }
+        taken
+    }
+
+    /// The key of the instance holding `name` in Kubernetes namespace `k8s_namespace` of `cluster`.
+    fn holder(&self, cluster: &str, k8s_namespace: &str, name: &str) -> Option<&str> {
+        self.0.get(cluster)?.get(k8s_namespace)?.get(name).map(|key| &**key)
+    }
+
+    fn insert(&mut self, cluster: &Arc<str>, k8s_namespace: &Arc<str>, name: &str, key: &str) {
+        let names = match self.0.get_mut(&**cluster) {
+            Some(names) => names,
+            None => self.0.entry(cluster.clone()).or_default(),
+        };
+        let names = match names.get_mut(&**k8s_namespace) {
+            Some(names) => names,
+            None => names.entry(k8s_namespace.clone()).or_default(),
+        };
+        names.insert(Box::from(name), Box::from(key));
+    }
+
+    /// Frees `name` in Kubernetes namespace `k8s_namespace` of `cluster`.
+    fn release(&mut self, cluster: &str, k8s_namespace: &str, name: &str) {
+        if let Some(names) = self.0.get_mut(cluster).and_then(|names| names.get_mut(k8s_namespace)) {
+            names.remove(name);
+        }
     }
 
     /// Takes the names of a claim's new instances, unless one is another instance's in its
@@ -1143,17 +1223,16 @@ impl TakenNames {
     /// bits of hash this should never happen by chance; if it does, it is an error, never two
     /// instances on one Helm release.
     fn take(&mut self, state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
-        let mut taken = Vec::new();
+        let mut taken: Vec<&Instance> = Vec::new();
         for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
-            let slot = (instance.cluster.clone(), instance.k8s_namespace.clone(), instance.name.clone());
-            match self.0.get(&slot) {
+            match self.holder(&instance.cluster, &instance.k8s_namespace, &instance.name) {
                 Some(other) if other != key => {
                     let reason = format!(
                         "instance `{key}` would be named `{}`, the name instance `{other}` holds in Kubernetes namespace `{}` of cluster `{}`: claim `{claim}` cannot resolve",
                         instance.name, instance.k8s_namespace, instance.cluster
                     );
-                    for slot in taken {
-                        self.0.remove(&slot);
+                    for instance in taken {
+                        self.release(&instance.cluster, &instance.k8s_namespace, &instance.name);
                     }
                     return Err(Failure {
                         status: Status::Failed,
@@ -1165,8 +1244,8 @@ impl TakenNames {
                 }
                 Some(_) => {}
                 None => {
-                    self.0.insert(slot.clone(), key.clone());
-                    taken.push(slot);
+                    self.insert(&instance.cluster, &instance.k8s_namespace, &instance.name, key);
+                    taken.push(instance);
                 }
             }
         }

@@ -487,14 +487,14 @@ fn violation(
             Outcome::PlacedOn { clusters } if resolved => state
                 .instances
                 .values()
-                .find(|inst| !clusters.contains(&inst.cluster))
+                .find(|inst| !clusters.iter().any(|c| **c == *inst.cluster))
                 .map(|inst| format!("instance `{}` is placed on `{}`", inst.key, inst.cluster)),
             Outcome::Reaches { never, target } => {
                 let reached = state.instances.values().find(|inst| match target {
-                    Target::Contract(c) => inst.contract == *c,
-                    Target::Service(s) => inst.service == *s,
+                    Target::Contract(c) => *inst.contract == **c,
+                    Target::Service(s) => *inst.service == **s,
                     Target::Component { service, component } => {
-                        inst.service == *service && inst.component == *component
+                        *inst.service == **service && *inst.component == **component
                     }
                 });
                 match (never, reached) {
@@ -524,7 +524,7 @@ fn violation(
                     .unwrap_or_default();
                 let root = outcome.root.as_ref().and_then(|r| state.instances.get(r));
                 let placement =
-                    root.map(|r| Placement { cluster: r.cluster.clone(), namespace: r.k8s_namespace.clone() });
+                    root.map(|r| Placement { cluster: r.cluster.to_string(), namespace: r.k8s_namespace.to_string() });
                 let env = Env {
                     claim: (&claim.name, &claim.namespace, &id),
                     placement: placement.as_ref(),
