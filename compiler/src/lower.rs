@@ -63,7 +63,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         if namespace == crate::syntax::validate::STD_NAMESPACE {
             continue;
         }
-        let scope = Scope { index, namespace, imports: &summary.imports };
+        let scope = Scope::new(index, namespace, &summary.imports);
         let manifests: HashMap<&str, &[ManifestFile]> = ws
             .manifests(db)
             .iter()
@@ -81,7 +81,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         let summary = file_summary(db, source);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
         let lowerer = Lowerer {
-            scope: Scope { index, namespace, imports: &summary.imports },
+            scope: Scope::new(index, namespace, &summary.imports),
             file: &FileInfo::new(db, source),
             manifests: &HashMap::new(),
         };

@@ -74,23 +74,27 @@ pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
         result.summary.errors += refused.len();
         result.diagnostics.extend(refused);
     }
-    let sources = analysis.into_sources();
+    let sources = analysis.sources();
     let summary = result.summary;
     match args.format {
         Format::Human => {
-            print!("{}", render::render(&sources, &result.diagnostics, color));
+            print!("{}", render::render(sources, &result.diagnostics, color));
             println!("{}", summary_line(&summary));
         }
         Format::Json => {
-            let out = json::to_json(&sources, &result.diagnostics);
+            let out = json::to_json(sources, &result.diagnostics);
             println!("{}", serde_json::to_string_pretty(&out).context("encoding JSON")?);
         }
         Format::Sarif => {
-            let out = sarif::to_sarif(&sources, &result.diagnostics, env!("CARGO_PKG_VERSION"));
+            let out = sarif::to_sarif(sources, &result.diagnostics, env!("CARGO_PKG_VERSION"));
             println!("{}", serde_json::to_string_pretty(&out).context("encoding SARIF")?);
         }
     }
     let failed = summary.errors > 0 || (args.deny_warnings && summary.warnings > 0);
+    // The process ends here: freeing the database (every file's tree and every query's result)
+    // one allocation at a time only costs time (3.5% of the CPU of checking 100,000 claims);
+    // the operating system takes the memory back whole.
+    std::mem::forget(analysis);
     Ok(if failed { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
 }
 

@@ -21,7 +21,7 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
     for &file in ws.files(db) {
         let summary = file_summary(db, file);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let scope = Scope { index, namespace, imports: &summary.imports };
+        let scope = Scope::new(index, namespace, &summary.imports);
         let resolve = |map: &MapLit| -> BTreeSet<ObjectRef> {
             map.entries
                 .iter()
