@@ -1,10 +1,9 @@
 //! Name resolution: what a name written in a file refers to (docs/language.md §3.5).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
+use crate::FastMap;
 use crate::syntax::ast::SmolStr;
 use crate::syntax::edit_distance;
+use std::cell::RefCell;
 
 use super::index::{ImportSummary, Index, Kind, ObjectRef};
 
@@ -18,7 +17,7 @@ pub struct Scope<'a> {
     /// What each name written so far resolved to. A file names the same few labels, contracts
     /// and users again and again (a thousand claims each naming four labels, a contract and a
     /// user), and each fresh resolution is several lookups in the workspace's index.
-    memo: RefCell<HashMap<(Kind, SmolStr, Option<SmolStr>), Lookup>>,
+    memo: RefCell<FastMap<(Kind, SmolStr, Option<SmolStr>), Lookup>>,
 }
 
 /// The outcome of resolving a name.

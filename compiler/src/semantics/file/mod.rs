@@ -376,7 +376,7 @@ impl Walker<'_, '_> {
         }
         if let Some(default) = &label.default {
             let env = Env { roots: Roots::CONSTANT, place: "a label default", components: None };
-            self.c.expect(default, &env, &ty, &format!("the default of label `{}`", label.name.text));
+            self.c.expect(default, &env, &ty, format_args!("the default of label `{}`", label.name.text));
         }
     }
 
@@ -397,7 +397,7 @@ impl Walker<'_, '_> {
                     if place != CLUSTER_LABELS {
                         self.facts.label_writes.insert(object);
                     }
-                    self.c.expect(&entry.value, &env, &ty, &format!("label `{}`", key.text))
+                    self.c.expect(&entry.value, &env, &ty, format_args!("label `{}`", key.text))
                 }
                 None => {
                     self.c.expr(&entry.value, &env);
@@ -423,7 +423,7 @@ impl Walker<'_, '_> {
             LabelOp::Set { label, value } => match self.c.label(label) {
                 Some((object, ty)) => {
                     self.facts.label_writes.insert(object);
-                    self.c.expect(value, env, &ty, &format!("label `{}`", label.text))
+                    self.c.expect(value, env, &ty, format_args!("label `{}`", label.text))
                 }
                 None => {
                     self.c.expr(value, env);
