@@ -14,6 +14,7 @@ use aptc_core::access::{Access, Role};
 use aptc_core::eval::Subject;
 use aptc_core::ir::{Program, SYSTEM_NAMESPACE};
 
+use crate::FastMap;
 use crate::db::{Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
@@ -112,17 +113,22 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
     let sites = definition_sites(db, ws);
     let index = workspace_index(db, ws);
     let mut reach = Reach { edges: &edges, memo: HashMap::new() };
+    // Each consumer's subject and roles, asked once: a consumer files many claims.
+    let mut subjects: FastMap<&Consumer, Option<(Subject, Rc<Roles>)>> = FastMap::default();
     for (file, f) in &facts {
         db.unwind_if_revision_cancelled();
         let Some((namespace, _)) = index.files.get(file) else { continue };
         for claim in &f.claims {
             let (Some(consumer), Some(contract)) = (&claim.consumer, &claim.contract) else { continue };
-            let subject = match consumer {
-                Consumer::User(name) => access.user(name),
-                Consumer::Team(name) => access.team(name),
-            };
-            let Some(subject) = subject else { continue };
-            let roles = roles_of(&subject);
+            let known = subjects.entry(consumer).or_insert_with(|| {
+                let subject = match consumer {
+                    Consumer::User(name) => access.user(name),
+                    Consumer::Team(name) => access.team(name),
+                }?;
+                let roles = roles_of(&subject);
+                Some((subject, roles))
+            });
+            let Some((subject, roles)) = known else { continue };
             if reach.allowed(&roles, contract) {
                 continue;
             }

@@ -20,3 +20,10 @@ pub mod semantics;
 pub mod source;
 pub mod syntax;
 pub mod workspace;
+
+/// A hash map with a fast hasher (foldhash, seeded per process), for the checker's per-file maps
+/// that are filled for every claim; none of their orders reaches any output.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A hash set with [`FastMap`]'s hasher.
+pub(crate) type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

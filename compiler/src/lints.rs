@@ -19,7 +19,7 @@ pub fn engine_lints(db: &dyn salsa::Database, ws: Workspace) {
     if checked.iter().any(Diagnostic::is_error) {
         return;
     }
-    let program = crate::lower::lower_clean(db, ws);
+    let program = crate::lower::lints_program(db, ws);
     let locate = in_workspace(db, ws);
     for lint in lints(&program) {
         let Some((id, start, _)) = locate(&lint.origin) else { continue };

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::FastSet;
 use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
 use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
@@ -29,17 +30,28 @@ pub fn access_program(db: &dyn salsa::Database, ws: Workspace) -> Program {
     build(db, ws, Items::Access)
 }
 
+/// The program the engine's lints read (`aptc_core::verify::lints`): [`lower_clean`]'s, but
+/// with only the claims that give some label a value no earlier claim of their file gives it.
+/// The lints read claims for nothing but the values they give labels (the classes of each label
+/// start from them), so they find the same; lowering every claim of a large policy was a
+/// quarter of `aptc check`.
+pub fn lints_program(db: &dyn salsa::Database, ws: Workspace) -> Program {
+    build(db, ws, Items::Lints)
+}
+
 /// Which items [`build`] lowers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Items {
     All,
     /// Only what decides roles (see [`access_program`]).
     Access,
+    /// All but claims whose label values are held already (see [`lints_program`]).
+    Lints,
 }
 
 impl Items {
     fn includes(self, item: &ItemKind) -> bool {
-        self == Items::All
+        self != Items::Access
             || matches!(item, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_))
     }
 }
@@ -63,7 +75,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         if namespace == crate::syntax::validate::STD_NAMESPACE {
             continue;
         }
-        let scope = Scope { index, namespace, imports: &summary.imports };
+        let scope = Scope::new(index, namespace, &summary.imports);
         let manifests: HashMap<&str, &[ManifestFile]> = ws
             .manifests(db)
             .iter()
@@ -71,7 +83,13 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
             .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
             .collect();
         let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
+        let mut held = FastSet::default();
         for item in parse_file(db, file).file.items.iter().filter(|item| items.includes(&item.kind)) {
+            if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
+                && !gives_new_values(claim, &mut held)
+            {
+                continue;
+            }
             lowerer.item(item, &mut program);
         }
     }
@@ -81,7 +99,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
         let summary = file_summary(db, source);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
         let lowerer = Lowerer {
-            scope: Scope { index, namespace, imports: &summary.imports },
+            scope: Scope::new(index, namespace, &summary.imports),
             file: &FileInfo::new(db, source),
             manifests: &HashMap::new(),
         };
@@ -110,6 +128,31 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program.assertions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program
+}
+
+/// Whether `claim` gives a label a value that no claim of `held` gives it (label keys as written,
+/// so within one file's scope); if so, its values are added to `held`. The lowered labels are
+/// those of the last `labels` map, each key's last entry: a map that names a key twice is
+/// always lowered and never added, so `held` only holds values some lowered claim gives.
+fn gives_new_values(claim: &ast::Claim, held: &mut FastSet<(ast::SmolStr, Value)>) -> bool {
+    let map = claim.body.stmts.iter().rev().find_map(|stmt| match &stmt.node {
+        ast::ClaimStmt::Labels(map) => Some(map),
+        _ => None,
+    });
+    let values: Vec<(ast::SmolStr, Value)> = map
+        .into_iter()
+        .flat_map(|map| &map.entries)
+        .filter_map(|entry| Some((map_key_text(&entry.key)?, constant(&entry.value)?)))
+        .collect();
+    let once = values.iter().enumerate().all(|(i, (key, _))| values[..i].iter().all(|(other, _)| other != key));
+    if !once {
+        return true;
+    }
+    if values.iter().all(|value| held.contains(value)) {
+        return false;
+    }
+    held.extend(values);
+    true
 }
 
 /// A file's path, directory and line starts, for origins.
@@ -747,4 +790,74 @@ fn dependency_order(components: Vec<Component>) -> Vec<Component> {
     }
     let mut slots: Vec<Option<Component>> = components.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::host::Analysis;
+
+    /// Claims whose label values earlier claims hold are left out of the lints' program, and
+    /// the lints find the same.
+    #[test]
+    fn lints_program_keeps_the_values_of_the_claims() {
+        let policy = r#"namespace system
+label env: "dev" | "prod" = "dev"
+label region: string = "eu"
+team ops
+user "a@example.com" {
+    team ops
+}
+grant consumer on * when true
+cluster c0 {
+    namespace "apps"
+}
+rule placement weight 1 {
+    place on c0
+}
+service s {
+    component c chart "x" {
+        version "1"
+    }
+}
+contract k {
+    context prod when labels.env == "prod" {
+        use s
+    }
+    context eu when labels.region == "eu" {
+        use s
+    }
+    context other {
+        use s
+    }
+}
+claim a {
+    user "a@example.com"
+    contract k
+    labels { env = "dev", region = "eu" }
+}
+claim b {
+    user "a@example.com"
+    contract k
+    labels { region = "eu", env = "dev" }
+}
+claim c {
+    user "a@example.com"
+    contract k
+    labels { env = "dev", region = "us" }
+}
+claim d {
+    user "a@example.com"
+    contract k
+}
+"#;
+        let analysis = Analysis::of_texts([("system.apt", policy)]);
+        let (db, ws) = (analysis.db(), analysis.workspace());
+        let all = super::lower_clean(db, ws);
+        let lints = super::lints_program(db, ws);
+        let names: Vec<&str> = lints.claims.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+        assert_eq!(all.claims.len(), 4);
+        let found = |program| format!("{:?}", aptc_core::verify::lints(program));
+        assert_eq!(found(&lints), found(&all));
+    }
 }

@@ -1,5 +1,7 @@
 //! Human output: diagnostics drawn over the source with ariadne.
 
+use std::collections::HashSet;
+
 use ariadne::{Color, Config, IndexType, Label as AriadneLabel, Report, ReportKind};
 
 use super::{Diagnostic, Severity};
@@ -8,10 +10,22 @@ use crate::source::SourceMap;
 /// Renders diagnostics as text; `color` adds ANSI colours (only on a terminal).
 pub fn render(sources: &SourceMap, diagnostics: &[Diagnostic], color: bool) -> String {
     let mut out = Vec::new();
-    let cache: Vec<(String, String)> =
-        sources.iter().map(|(_, file)| (file.path.display().to_string(), file.text.to_string())).collect();
-    let mut cache = ariadne::sources(cache);
     let name = |id: crate::source::FileId| sources.get(id).path.display().to_string();
+    // Only the files the diagnostics point into are split into lines: a policy of a hundred
+    // files with one warning must not copy and index them all. Files are taken by name, as
+    // ariadne looks them up (of two files of the same name, the later one, as before).
+    let shown: HashSet<String> = diagnostics
+        .iter()
+        .flat_map(|d| std::iter::once(d.primary.file).chain(d.labels.iter().map(|l| l.file)))
+        .map(name)
+        .collect();
+    let cache: Vec<(String, String)> = sources
+        .iter()
+        .map(|(_, file)| (file.path.display().to_string(), file))
+        .filter(|(path, _)| shown.contains(path))
+        .map(|(path, file)| (path, file.text.to_string()))
+        .collect();
+    let mut cache = ariadne::sources(cache);
     for diagnostic in diagnostics {
         let (kind, accent) = match diagnostic.severity {
             Severity::Error => (ReportKind::Error, Color::Red),

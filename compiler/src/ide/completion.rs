@@ -177,7 +177,7 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn scope(&self) -> Scope<'_> {
-        Scope { index: self.index, namespace: self.namespace, imports: self.imports }
+        Scope::new(self.index, self.namespace, self.imports)
     }
 
     fn docs(&self, target: &Target) -> Option<String> {

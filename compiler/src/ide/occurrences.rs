@@ -75,7 +75,7 @@ pub fn file_occurrences(db: &dyn salsa::Database, ws: Workspace, file: SourceTex
     let summary = file_summary(db, file);
     let parse = parse_file(db, file);
     let namespace = summary.namespace.clone().unwrap_or_default();
-    let scope = Scope { index, namespace: &namespace, imports: &summary.imports };
+    let scope = Scope::new(index, &namespace, &summary.imports);
     let mut collector = Collector { scope, text: file.text(db), service: None, test: None, out: Vec::new() };
     for item in &parse.file.items {
         collector.item(item);

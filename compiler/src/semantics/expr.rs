@@ -250,7 +250,9 @@ another function"
     }
 
     /// Checks that `expr` has a type that fits `want` (an enum accepts only its own values).
-    pub fn expect(&mut self, expr: &Expr, env: &Env, want: &Ty, what: &str) {
+    ///
+    /// `what` names the value in messages; it is only formatted when there is one to give.
+    pub fn expect(&mut self, expr: &Expr, env: &Env, want: &Ty, what: impl std::fmt::Display + Copy) {
         if let (Ty::Enum(variants), Some(text)) = (want, constant_string(expr)) {
             if !variants.iter().any(|v| *v == text) {
                 self.not_a_variant(expr.span, &text, variants, what);
@@ -278,7 +280,7 @@ another function"
         }
     }
 
-    pub fn not_a_variant(&mut self, span: Span, text: &str, variants: &[SmolStr], what: &str) {
+    pub fn not_a_variant(&mut self, span: Span, text: &str, variants: &[SmolStr], what: impl std::fmt::Display) {
         let suggestion = super::scope::closest(text, variants.iter());
         let listed: Vec<String> = variants.iter().map(|v| format!("\"{v}\"")).collect();
         self.report(

@@ -21,7 +21,7 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
     for &file in ws.files(db) {
         let summary = file_summary(db, file);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let scope = Scope { index, namespace, imports: &summary.imports };
+        let scope = Scope::new(index, namespace, &summary.imports);
         let resolve = |map: &MapLit| -> BTreeSet<ObjectRef> {
             map.entries
                 .iter()
@@ -66,20 +66,30 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
     for (file, facts) in all_facts(db, ws) {
         let Some((namespace, _)) = index.files.get(&file) else { continue };
         for claim in &facts.claims {
-            let (who, overriding): (String, BTreeSet<&ObjectRef>) = match &claim.consumer {
-                Some(Consumer::Team(team)) => {
-                    (format!("team `{team}`"), team_labels.get(team).into_iter().flatten().collect())
-                }
+            // The consumer's own labels and its team's; most claims set none of them, so the
+            // message and the claim's site are looked for only when one does.
+            let (own, from_team) = match &claim.consumer {
+                Some(Consumer::Team(team)) => (None, team_labels.get(team)),
                 Some(Consumer::User(name)) => {
                     let Some((team, own)) = user_labels.get(name.as_str()) else { continue };
-                    let from_team = team.as_ref().and_then(|t| team_labels.get(t)).into_iter().flatten();
-                    (format!("user `{name}`"), own.iter().chain(from_team).collect())
+                    (Some(own), team.as_ref().and_then(|t| team_labels.get(t)))
                 }
+                None => continue,
+            };
+            let overriding = |label: &&ObjectRef| {
+                own.is_some_and(|set| set.contains(*label)) || from_team.is_some_and(|set| set.contains(*label))
+            };
+            if !claim.labels.iter().any(|label| overriding(&label)) {
+                continue;
+            }
+            let who = match &claim.consumer {
+                Some(Consumer::Team(team)) => format!("team `{team}`"),
+                Some(Consumer::User(name)) => format!("user `{name}`"),
                 None => continue,
             };
             let site = ObjectRef { kind: Kind::Claim, namespace: namespace.clone(), name: claim.name.clone() };
             let Some(&(claim_file, span)) = sites.get(&site).and_then(|s| s.first()) else { continue };
-            for label in claim.labels.iter().filter(|l| overriding.contains(l)) {
+            for label in claim.labels.iter().filter(overriding) {
                 report(
                     db,
                     Diagnostic::new(

@@ -1,7 +1,9 @@
 //! Name resolution: what a name written in a file refers to (docs/language.md §3.5).
 
+use crate::FastMap;
 use crate::syntax::ast::SmolStr;
 use crate::syntax::edit_distance;
+use std::cell::RefCell;
 
 use super::index::{ImportSummary, Index, Kind, ObjectRef};
 
@@ -12,10 +14,14 @@ pub struct Scope<'a> {
     pub index: &'a Index,
     pub namespace: &'a SmolStr,
     pub imports: &'a [ImportSummary],
+    /// What each name written so far resolved to. A file names the same few labels, contracts
+    /// and users again and again (a thousand claims each naming four labels, a contract and a
+    /// user), and each fresh resolution is several lookups in the workspace's index.
+    memo: RefCell<FastMap<(Kind, SmolStr, Option<SmolStr>), Lookup>>,
 }
 
 /// The outcome of resolving a name.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lookup {
     /// The object, and the import (by position) that made it visible, if any.
     Found(ObjectRef, Option<usize>),
@@ -30,9 +36,29 @@ pub enum Lookup {
     TooLong,
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    /// The scope of a file of `namespace` with `imports`.
+    pub fn new(index: &'a Index, namespace: &'a SmolStr, imports: &'a [ImportSummary]) -> Scope<'a> {
+        Scope { index, namespace, imports, memo: RefCell::default() }
+    }
+
     /// Resolves a reference of `kind` written as `segments` (`kafka` or `platform.kafka`).
     pub fn resolve(&self, kind: Kind, segments: &[&str]) -> Lookup {
+        let key = match segments {
+            [name] => (kind, SmolStr::new(name), None),
+            [qualifier, name] => (kind, SmolStr::new(qualifier), Some(SmolStr::new(name))),
+            _ => return Lookup::TooLong,
+        };
+        if let Some(known) = self.memo.borrow().get(&key) {
+            return known.clone();
+        }
+        let found = self.lookup(kind, segments);
+        self.memo.borrow_mut().insert(key, found.clone());
+        found
+    }
+
+    /// [`Scope::resolve`] without the memo.
+    fn lookup(&self, kind: Kind, segments: &[&str]) -> Lookup {
         match segments {
             [name] if kind.is_global() => {
                 let name = if kind == Kind::User { SmolStr::new(name.to_lowercase()) } else { SmolStr::new(name) };

@@ -315,7 +315,7 @@ pub fn check_external_users(db: &dyn salsa::Database, ws: Workspace) {
         let Some(source) = ws.files(db).iter().copied().find(|f| f.id(db) == file) else { continue };
         let summary = super::index::file_summary(db, source);
         let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let scope = Scope { index, namespace, imports: &summary.imports };
+        let scope = Scope::new(index, namespace, &summary.imports);
         if let Some(team) = &user.team
             && !index.has(Kind::Team, "", team)
         {
@@ -409,7 +409,7 @@ pub fn external_user_labels<'db>(
             let source = ws.files(db).iter().copied().find(|f| f.id(db) == user.declared_in.0)?;
             let summary = super::index::file_summary(db, source);
             let namespace = summary.namespace.as_ref()?;
-            let scope = Scope { index, namespace, imports: &summary.imports };
+            let scope = Scope::new(index, namespace, &summary.imports);
             let labels = user
                 .labels
                 .iter()

@@ -115,7 +115,9 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
         out.push((Token::Error, SimpleSpan::from(span.range())));
         i = run_end;
     }
-    let tree_ends = tree_ends(&out, &match_brackets(&out));
+    // Brackets match as before unless a run was cut.
+    let matching = if cut.0.is_empty() { matching } else { match_brackets(&out) };
+    let tree_ends = tree_ends(&out, &matching);
     Prepared { tokens: out, groups: Groups { tree_ends, strings }, errors, cut }
 }
 
@@ -273,6 +275,10 @@ fn interpolation_depth(raw: &str, budget: u32) -> Result<(), usize> {
     enum Frame {
         Text,
         Code,
+    }
+    if !raw.contains("${") {
+        // Nothing nests without an interpolation (most strings).
+        return Ok(());
     }
     let bytes = raw.as_bytes();
     let mut stack = vec![Frame::Text];

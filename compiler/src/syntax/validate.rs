@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aptc_core::ir::SYSTEM_NAMESPACE;
 
 use super::ast::*;
+use crate::FastMap;
 use crate::diagnostics::{Diagnostic, codes};
 use crate::source::FileId;
 
@@ -596,10 +597,11 @@ impl Validator {
 
     /// Reports statements of the same kind given twice in one block.
     fn unique<S>(&mut self, stmts: &[Spanned<S>], kind: impl Fn(&S) -> Option<&'static str>) {
-        let mut seen: HashMap<&'static str, Span> = HashMap::new();
+        // A few kinds of statement: a list is quicker than hashing each one.
+        let mut seen: Vec<(&'static str, Span)> = Vec::new();
         for stmt in stmts {
             let Some(name) = kind(&stmt.node) else { continue };
-            match seen.get(name) {
+            match seen.iter().find(|(seen, _)| *seen == name).map(|(_, span)| span) {
                 Some(first) => self.out.push(
                     Diagnostic::new(
                         codes::DUPLICATE_STATEMENT,
@@ -611,9 +613,7 @@ impl Validator {
                     .with_label(self.file, *first, "first given here")
                     .with_help(format!("keep one `{name}`")),
                 ),
-                None => {
-                    seen.insert(name, stmt.span);
-                }
+                None => seen.push((name, stmt.span)),
             }
         }
     }
@@ -643,11 +643,11 @@ impl Validator {
     }
 
     fn map(&mut self, map: &MapLit) {
-        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut seen: FastMap<SmolStr, Span> = FastMap::default();
         for entry in &map.entries {
             let key = match &entry.key {
-                MapKey::Name(ident) => Some(ident.text.to_string()),
-                MapKey::Str(lit) => lit.as_plain(),
+                MapKey::Name(ident) => Some(ident.text.clone()),
+                MapKey::Str(lit) => lit.as_plain().map(SmolStr::from),
             };
             if let Some(key) = key {
                 if let Some(first) = seen.get(&key) {

@@ -72,7 +72,7 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
     let summary = file_summary(db, file);
     let parse = parse_file(db, file);
     let Some(namespace) = summary.namespace.as_ref() else { return FileFacts::default() };
-    let scope = Scope { index, namespace, imports: &summary.imports };
+    let scope = Scope::new(index, namespace, &summary.imports);
     let mut checker = Checker {
         file: file.id(db),
         scope,
@@ -163,7 +163,8 @@ impl Walker<'_, '_> {
     /// Resolves a reference to an object, reporting failures. Records the use.
     fn reference(&mut self, kind: Kind, segments: &[Ident], span: Span) -> Option<ObjectRef> {
         let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
-        let written = texts.join(".");
+        // As written, for messages only: most references resolve.
+        let written = || texts.join(".");
         match self.c.scope.resolve(kind, &texts) {
             Lookup::Found(object, via) => {
                 if let Some(i) = via {
@@ -174,10 +175,11 @@ impl Walker<'_, '_> {
             }
             Lookup::Ambiguous(candidates, via) => {
                 self.c.used_imports.extend(via);
-                self.c.ambiguous(span, &written, &candidates);
+                self.c.ambiguous(span, &written(), &candidates);
                 None
             }
             Lookup::NotFound { suggestions } => {
+                let written = written();
                 let what = kind.as_str();
                 let mut help = did_you_mean(&suggestions);
                 if help.is_none() {
@@ -220,6 +222,7 @@ impl Walker<'_, '_> {
                 None
             }
             Lookup::TooLong => {
+                let written = written();
                 self.c.report(
                     Diagnostic::new(
                         codes::UNRESOLVED_NAME,
@@ -373,7 +376,7 @@ impl Walker<'_, '_> {
         }
         if let Some(default) = &label.default {
             let env = Env { roots: Roots::CONSTANT, place: "a label default", components: None };
-            self.c.expect(default, &env, &ty, &format!("the default of label `{}`", label.name.text));
+            self.c.expect(default, &env, &ty, format_args!("the default of label `{}`", label.name.text));
         }
     }
 
@@ -394,7 +397,7 @@ impl Walker<'_, '_> {
                     if place != CLUSTER_LABELS {
                         self.facts.label_writes.insert(object);
                     }
-                    self.c.expect(&entry.value, &env, &ty, &format!("label `{}`", key.text))
+                    self.c.expect(&entry.value, &env, &ty, format_args!("label `{}`", key.text))
                 }
                 None => {
                     self.c.expr(&entry.value, &env);
@@ -420,7 +423,7 @@ impl Walker<'_, '_> {
             LabelOp::Set { label, value } => match self.c.label(label) {
                 Some((object, ty)) => {
                     self.facts.label_writes.insert(object);
-                    self.c.expect(value, env, &ty, &format!("label `{}`", label.text))
+                    self.c.expect(value, env, &ty, format_args!("label `{}`", label.text))
                 }
                 None => {
                     self.c.expr(value, env);
