@@ -62,7 +62,8 @@ fn main() {
     if !args.only_save {
         typing(&runtime, &args);
     }
-    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    // This bench belongs to the `aptc-lsp` crate (lsp/): the examples are one level up.
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for (example, file) in [("guestbook", "assertions.apt"), ("twitter-analytics", "social/assertions.apt")] {
         let times = runtime.block_on(measure_save(&examples.join(example), file, args.saves));
         report(&format!("didSave → assertion diagnostics ({example})"), times, args.saves);
