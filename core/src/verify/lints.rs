@@ -100,8 +100,9 @@ pub fn lints_within(program: &Program, budget: usize) -> Vec<Lint> {
         uses.settle();
         let Some(space) = space(program, &uses, &held, id) else { continue };
         let mut reached = vec![false; contract.contexts.len()];
-        let walked = walk(&space, budget, consumers.len(), |labels, path| {
-            for subject in &consumers {
+        let judged = alike(consumers.iter().copied(), &uses);
+        let walked = walk(&space, budget, judged.len(), |labels, path| {
+            for (subject, _) in &judged {
                 let run = path.map(|p| p.observer(program, subject));
                 if let Some(i) = chosen(program, contract, labels.clone(), subject, observer(&run)) {
                     reached[i] = true;
@@ -156,10 +157,11 @@ fn never_fires(
     uses.decision(criteria);
     uses.settle();
     let space = space(program, &uses, held, id)?;
-    let walked = walk(&space, budget, subjects.len(), |labels, path| {
-        subjects
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len(), |labels, path| {
+        judged
             .iter()
-            .any(|subject| {
+            .any(|(subject, _)| {
                 let run = path.map(|p| p.observer(program, subject));
                 let env = Env { observer: observer(&run), ..Env::of_labels(program, labels, subject) };
                 env.bool(criteria).unwrap_or(false)
@@ -211,8 +213,9 @@ fn shadowed(
     // For each earlier rule, the runs it rejected where `rule`'s criteria held (or failed).
     let mut rejected = vec![0usize; earlier.len()];
     let mut failed = 0;
-    let walked = walk(&space, budget, subjects.len().saturating_mul(earlier.len() + 1), |start, path| {
-        for subject in subjects {
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len().saturating_mul(earlier.len() + 1), |start, path| {
+        for &(subject, weight) in &judged {
             let observed = path.map(|p| p.observer(program, subject));
             let (labels, stop) = run(program, earlier, start.clone(), subject, observer(&observed));
             let holds = rule.criteria.as_ref().is_none_or(|c| {
@@ -222,8 +225,8 @@ fn shadowed(
             match stop {
                 _ if !holds => {}
                 None => return Some(()),
-                Some(Stop::Rejected(i)) => rejected[i] += 1,
-                Some(Stop::Failed) => failed += 1,
+                Some(Stop::Rejected(i)) => rejected[i] += weight,
+                Some(Stop::Failed) => failed += weight,
             }
         }
         None
@@ -397,8 +400,9 @@ fn never_valid(
     uses.settle();
     let space = space(program, &uses, held, id)?;
     let mut names = BTreeSet::new();
-    let walked = walk(&space, budget, subjects.len(), |labels, path| {
-        for subject in subjects {
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len(), |labels, path| {
+        for (subject, _) in &judged {
             let run = path.map(|p| p.observer(program, subject));
             // A failure fails the claim as surely as an invalid name.
             if let Ok(value) = (Env { observer: observer(&run), ..Env::of_labels(program, labels, subject) }).eval(expr)
@@ -430,6 +434,33 @@ fn space(program: &Program, uses: &Uses, held: &BTreeMap<String, BTreeSet<Value>
         return None;
     }
     label_space(|label| program.labels.get(label), uses, |_| false, held, id).ok()
+}
+
+/// One consumer of each kind the walked expressions tell apart (the first of each, in order),
+/// with how many consumers it stands for: the evaluator reads a consumer only through `user.*`,
+/// so consumers equal in every field those read give every evaluation the same result, and
+/// judging one judges them all.
+fn alike<'s>(subjects: impl IntoIterator<Item = &'s Subject>, uses: &Uses) -> Vec<(&'s Subject, usize)> {
+    let mut kinds: BTreeMap<Vec<Option<Value>>, usize> = BTreeMap::new();
+    let mut out: Vec<(&Subject, usize)> = Vec::new();
+    for subject in subjects {
+        let key: Vec<Option<Value>> = uses
+            .user
+            .iter()
+            .map(|field| match field.as_str() {
+                "name" => Some(Value::Str(subject.name.clone())),
+                "team" => subject.team.clone().map(Value::Str),
+                "groups" => Some(Value::List(subject.groups.iter().cloned().map(Value::Str).collect())),
+                label => subject.labels.get(label.strip_prefix("labels.").unwrap_or(label)).cloned(),
+            })
+            .collect();
+        let at = *kinds.entry(key).or_insert(out.len());
+        if at == out.len() {
+            out.push((subject, 0));
+        }
+        out[at].1 += 1;
+    }
+    out
 }
 
 /// How a lint's walk over a space ended.
