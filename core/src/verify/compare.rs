@@ -199,6 +199,9 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize, paths: usize)
 /// What differs for one possible claim: the aspect, before and after.
 type Difference = (Aspect, String, String);
 
+/// A path whose representative differs: its classes, and what differs.
+type Found = (Vec<usize>, Vec<Difference>);
+
 /// The two versions, as each resolves claims.
 struct Versions<'v> {
     before: &'v Shared<'v>,
@@ -280,7 +283,7 @@ fn by_paths(
     total: usize,
     budget: usize,
 ) -> Comparison {
-    let explored: Vec<(sat::Explored<()>, Vec<(Vec<usize>, Vec<Difference>)>)> = spaces
+    let explored: Vec<(sat::Explored<()>, Vec<Found>)> = spaces
         .par_iter()
         .zip(subjects)
         .map(|(space, [old_subject, new_subject])| {
