@@ -9,7 +9,12 @@
 //! editor shows diagnostics that account for the keystroke, debounce included), and the time to
 //! answer each completion. Timings are what a user sees; nothing here is asserted.
 //!
-//! Arguments (after `--`): `--lines N`, `--edits N`, `--interval-ms N`.
+//! Then, on `examples/guestbook` and `examples/twitter-analytics`, the file of their assertions
+//! is opened and saved after an edit (an edit clears the assertions' results, a save verifies
+//! them again: docs/verification.md §5), `--saves` times: printed, the time from each `didSave`
+//! to the `publishDiagnostics` of that file that shows the assertions' results again.
+//!
+//! Arguments (after `--`): `--lines N`, `--edits N`, `--interval-ms N`, `--saves N`, `--only-save`.
 
 mod synth;
 
@@ -27,10 +32,13 @@ struct Args {
     lines: usize,
     edits: usize,
     interval: Duration,
+    saves: usize,
+    only_save: bool,
 }
 
 fn args() -> Args {
-    let mut args = Args { lines: 100_000, edits: 200, interval: Duration::from_millis(100) };
+    let mut args =
+        Args { lines: 100_000, edits: 200, interval: Duration::from_millis(100), saves: 20, only_save: false };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().and_then(|v| v.parse::<u64>().ok());
@@ -38,6 +46,8 @@ fn args() -> Args {
             "--lines" => args.lines = value().map_or(args.lines, |v| v as usize),
             "--edits" => args.edits = value().map_or(args.edits, |v| v as usize),
             "--interval-ms" => args.interval = value().map_or(args.interval, Duration::from_millis),
+            "--saves" => args.saves = value().map_or(args.saves, |v| v as usize),
+            "--only-save" => args.only_save = true,
             _ => {} // `cargo bench` passes `--bench`
         }
     }
@@ -46,6 +56,23 @@ fn args() -> Args {
 
 fn main() {
     let args = args();
+    // As `aptc lsp` runs it.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    if !args.only_save {
+        typing(&runtime, &args);
+    }
+    // This bench belongs to the `aptc-lsp` crate (lsp/): the examples are one level up.
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (example, file) in [("guestbook", "assertions.apt"), ("twitter-analytics", "social/assertions.apt")] {
+        let times = runtime.block_on(measure_save(&examples.join(example), file, args.saves));
+        report(&format!("didSave → assertion diagnostics ({example})"), times, args.saves);
+    }
+    runtime.shutdown_timeout(Duration::from_millis(100));
+}
+
+/// The typing measurement on a generated workspace.
+fn typing(runtime: &tokio::runtime::Runtime, args: &Args) {
     let dir = std::env::temp_dir().join(format!("aptc-lsp-latency-{}", std::process::id()));
     let files = synth::generate(&synth::SynthConfig::for_lines(args.lines, 7));
     for file in &files {
@@ -61,11 +88,7 @@ fn main() {
         args.edits,
         args.interval
     );
-    // As `aptc lsp` runs it.
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-    let measured = runtime.block_on(measure(&dir, &files[files.len() / 2].path, &args));
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    let measured = runtime.block_on(measure(&dir, &files[files.len() / 2].path, args));
     let _ = std::fs::remove_dir_all(&dir);
     report("didChange → publishDiagnostics", measured.diagnostics, args.edits);
     report("completion after a keystroke", measured.completion, args.edits);
@@ -99,11 +122,11 @@ fn report(what: &str, mut times: Vec<Duration>, expected: usize) {
 }
 
 /// What the reader saw: responses by request id, and each `publishDiagnostics` of any file
-/// (URI, version, arrival).
+/// (URI, version, arrival, whether it shows an assertion's result).
 #[derive(Default)]
 struct Seen {
     waiting: HashMap<i64, oneshot::Sender<(Value, Instant)>>,
-    published: Vec<(String, Option<i64>, Instant)>,
+    published: Vec<(String, Option<i64>, Instant, bool)>,
 }
 
 struct Client {
@@ -139,8 +162,17 @@ impl Client {
         let seen = self.seen.lock().expect("the lock");
         seen.published
             .iter()
-            .find(|(u, v, at)| u == uri && v.is_some_and(|v| v >= version) && *at >= since)
-            .map(|(_, _, at)| *at)
+            .find(|(u, v, at, _)| u == uri && v.is_some_and(|v| v >= version) && *at >= since)
+            .map(|(_, _, at, _)| *at)
+    }
+
+    /// When `uri` was first published with an assertion's result, after `since`.
+    fn verified(&self, uri: &str, since: Instant) -> Option<Instant> {
+        let seen = self.seen.lock().expect("the lock");
+        seen.published
+            .iter()
+            .find(|(u, _, at, verified)| u == uri && *verified && *at >= since)
+            .map(|(_, _, at, _)| *at)
     }
 }
 
@@ -171,7 +203,15 @@ async fn read_loop(reader: tokio::io::ReadHalf<DuplexStream>, seen: Arc<Mutex<Se
         if message["method"] == "textDocument/publishDiagnostics" {
             let params = &message["params"];
             let uri = params["uri"].as_str().unwrap_or_default().to_string();
-            seen.published.push((uri, params["version"].as_i64(), now));
+            // A proved assertion is a hint "… is proved over …"; a violated or unknown one is
+            // APT0601 or APT0602.
+            let verified = params["diagnostics"].as_array().is_some_and(|all| {
+                all.iter().any(|d| {
+                    d["message"].as_str().is_some_and(|m| m.contains(" is proved over "))
+                        || d["code"].as_str().is_some_and(|c| c == "APT0601" || c == "APT0602")
+                })
+            });
+            seen.published.push((uri, params["version"].as_i64(), now, verified));
         } else if message.get("method").is_none()
             && let Some(id) = message["id"].as_i64()
             && let Some(tx) = seen.waiting.remove(&id)
@@ -185,14 +225,76 @@ fn uri(path: &Path) -> String {
     Uri::from_file_path(path).expect("an absolute path").as_str().to_string()
 }
 
-async fn measure(root: &Path, file: &str, args: &Args) -> Measured {
+/// A server on an in-memory pipe, and a client of it.
+fn connect() -> (Client, tokio::task::JoinHandle<aptc_lsp::Ending>) {
     let (client_end, server_end) = tokio::io::duplex(1 << 20);
     let (server_read, server_write) = tokio::io::split(server_end);
     let server = tokio::spawn(aptc_lsp::serve(server_read, server_write, aptc_lsp::Options::default()));
     let (reader, writer) = tokio::io::split(client_end);
     let seen = Arc::new(Mutex::new(Seen::default()));
     tokio::spawn(read_loop(reader, seen.clone()));
-    let mut client = Client { writer, next_id: 1, seen };
+    (Client { writer, next_id: 1, seen }, server)
+}
+
+/// From each `didSave` of `file` in the policy at `root` to the diagnostics showing its
+/// assertions' results, each save after an edit (a line added at the end, then removed) whose
+/// own diagnostics have arrived.
+async fn measure_save(root: &Path, file: &str, saves: usize) -> Vec<Duration> {
+    let (mut client, server) = connect();
+    let started = Instant::now();
+    let folders = json!([{ "uri": uri(root), "name": "example" }]);
+    client.request("initialize", json!({ "processId": null, "capabilities": {}, "workspaceFolders": folders })).await;
+    client.notify("initialized", json!({})).await;
+    let path = root.join(file);
+    let document = uri(&path);
+    let text = std::fs::read_to_string(&path).expect("reading the document");
+    let lines = text.matches('\n').count();
+    let open = json!({ "textDocument": { "uri": document, "languageId": "apt", "version": 1, "text": text } });
+    client.notify("textDocument/didOpen", open).await;
+    let mut times = Vec::new();
+    for save in 0..saves {
+        let version = save as i64 + 2;
+        let end = json!({ "line": lines, "character": 0 });
+        let range = if save % 2 == 0 {
+            json!({ "start": end, "end": end })
+        } else {
+            json!({ "start": end, "end": { "line": lines + 1, "character": 0 } })
+        };
+        let new_text = if save % 2 == 0 { "\n" } else { "" };
+        let tick = Instant::now();
+        let change = json!({
+            "textDocument": { "uri": document, "version": version },
+            "contentChanges": [{ "range": range, "text": new_text }],
+        });
+        client.notify("textDocument/didChange", change).await;
+        let deadline = tick + Duration::from_secs(10);
+        while client.published(&document, version, tick).is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tick = Instant::now();
+        client.notify("textDocument/didSave", json!({ "textDocument": { "uri": document } })).await;
+        let deadline = tick + Duration::from_secs(30);
+        loop {
+            if let Some(at) = client.verified(&document, tick) {
+                times.push(at - tick);
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    println!("{}: {} saves in {:?}", root.display(), saves, started.elapsed());
+    client.request("shutdown", Value::Null).await;
+    client.notify("exit", Value::Null).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    times
+}
+
+async fn measure(root: &Path, file: &str, args: &Args) -> Measured {
+    let (mut client, server) = connect();
 
     let started = Instant::now();
     let folders = json!([{ "uri": uri(root), "name": "synth" }]);

@@ -2520,6 +2520,42 @@ fn diff_all_claims_finds_each_kind_of_changed_claim_with_an_example() {
     assert_eq!(json["all_claims"]["verdict"], "unknown");
 }
 
+#[test]
+fn diff_all_claims_past_the_budget_decides_by_paths() {
+    // Over a million classes of claims (tests/cases/all_claims/06…, 07…): the SAT-guided paths
+    // through both versions (docs/verification.md §6), no longer `unknown`.
+    let changes = root().join("tests/cases/all_claims/06_past_the_budget_changes");
+    let (old, new) = (changes.join("old"), changes.join("new"));
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let out = aptc(&["diff", "--all-claims", "--exit-code", old, new]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    let every = &text[text.find("every possible claim:").expect(&text)..];
+    assert!(every.contains("~ outcome of claims of system.app (256 paths; by user `ann@example.com`)"), "{every}");
+    assert!(every.contains("labels { size = 20, tier = \"free\" }"), "{every}");
+    assert!(
+        every.ends_with(
+            "4 kinds of claims change (over 1658880 classes of claims, along 1218 paths through both versions)\n"
+        ),
+        "{every}"
+    );
+    let json = json_of(&aptc(&["diff", "--all-claims", "--format", "json", old, new]));
+    assert_valid("diff.schema.json", &json);
+    let all = &json["all_claims"];
+    assert_eq!(all["verdict"], "changed", "{all:#}");
+    assert_eq!((all["solver"]["classes"].as_u64(), all["solver"]["paths"].as_u64()), (Some(1_658_880), Some(1218)));
+
+    let unchanged = root().join("tests/cases/all_claims/07_past_the_budget_unchanged");
+    let (old, new) = (unchanged.join("old"), unchanged.join("new"));
+    let out = aptc(&["diff", "--all-claims", "--exit-code", old.to_str().unwrap(), new.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains("no possible claim changes outcome, placement or sharing (proved over 1290240 classes of claims, along 1026 paths through both versions"),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// `--state kube://CONTEXT/NAMESPACE`: deploys, `history` and `rollback` keep and read their
 /// revisions as ConfigMaps in a namespace of the cluster (the API-server double, over HTTP through
 /// a kubeconfig), not in a file.

@@ -2,7 +2,9 @@
 //! the engine is compared with brute force over explicit domains of label values, each claim
 //! resolved by the real resolver. Never `proved` when brute force finds a violation; every
 //! counterexample, resolved again, violates the assertion. Likewise for the lint that runs rules
-//! itself (a shadowed rule, `APT0410`): no claim resolved by the real resolver fires it.
+//! itself (a shadowed rule, `APT0410`): no claim resolved by the real resolver fires it, by
+//! enumeration or past the lints' budget by paths. And `aptc diff --all-claims` past the budget
+//! (the SAT-guided paths through both versions) finds the kinds of change enumeration finds.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +12,9 @@ use aptc_compiler::host::Analysis;
 use aptc_core::eval::{Env, Placement};
 use aptc_core::ir::{Claim, Consumer, Outcome, Program, Value};
 use aptc_core::resolve::{Alone, Decision, DesiredState, Status};
-use aptc_core::verify::{BUDGET, LintKind, Verdict, lints, verify_one};
+use aptc_core::verify::{
+    BUDGET, Comparison, Impact, LintKind, PATH_BUDGET, Verdict, compare_within, lints, lints_within, verify_one,
+};
 use proptest::prelude::*;
 
 /// A condition over the labels and the consumer, as `.apt`.
@@ -364,17 +368,24 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn a_shadowed_rule_fires_for_no_claim(
+    fn a_shadowed_or_never_firing_rule_fires_for_no_claim(
         a_default in prop::bool::ANY,
         rules in prop::collection::vec((prop::option::of(conditions()), action()), 2..5),
     ) {
         let text = rules_policy(a_default, &rules);
         let mut analysis = Analysis::of_texts([("policy.apt", text.clone())]);
         let Ok(program) = analysis.lower() else { return Ok(()) };
-        let shadowed: Vec<_> = lints(&program)
+        // The same lints past a budget of 0 (every rule through the SAT-guided paths, §3).
+        let found = lints(&program);
+        let by_paths = lints_within(&program, 0);
+        let named = |all: &[aptc_core::verify::Lint]| all.iter().map(|l| (l.kind, l.name.clone())).collect::<Vec<_>>();
+        prop_assert_eq!(named(&found), named(&by_paths), "{}", text);
+        // Neither a shadowed rule nor one that never fires fires for any claim.
+        let shadowed: Vec<_> = found
             .into_iter()
-            .filter(|l| l.kind == LintKind::ShadowedRule)
-            .map(|l| (format!("system.{}", l.name), l.origin))
+            .chain(by_paths)
+            .filter(|l| matches!(l.kind, LintKind::ShadowedRule | LintKind::RuleNeverFires))
+            .map(|l| (format!("system.{}", l.name), l.origin, l.kind))
             .collect();
         if shadowed.is_empty() {
             return Ok(());
@@ -392,9 +403,10 @@ proptest! {
                 };
                 let state = Alone::new(&program).resolve(&claim, true);
                 let outcome = &state.claims[&claim.id()];
-                for (rule, origin) in &shadowed {
+                for (rule, origin, kind) in &shadowed {
                     let fired = outcome.decisions.iter().any(|d| matches!(d, Decision::Rule { rule: r, fired: true, .. } if **r == **rule));
-                    let failed_there = outcome.status == Status::Failed && outcome.reason_origin.as_ref() == Some(origin);
+                    // A shadowed rule is not even evaluated; one that never fires may fail.
+                    let failed_there = *kind == LintKind::ShadowedRule && outcome.status == Status::Failed && outcome.reason_origin.as_ref() == Some(origin);
                     prop_assert!(!fired && !failed_there, "{rule} is called shadowed, but {claim:?} reaches it: {outcome:?}\n{text}");
                 }
             }
@@ -444,4 +456,69 @@ proptest! {
         // And never more paths than enumeration's classes.
         prop_assert!(by_solver.claims <= report.claims.max(1), "{} paths for {} classes\n{text}", by_solver.claims, report.claims);
     }
+
+    #[test]
+    fn compare_by_paths_agrees_with_enumeration(old in case().boxed(), new in case().boxed()) {
+        compare_agrees(&old, &new)?;
+    }
+}
+
+/// `compare_by_paths_agrees_with_enumeration`'s body: two versions of the policy of
+/// `verify_agrees_with_brute_force` (their cases boxed: two value trees of that size side by
+/// side overflow a debug build's test thread), compared by enumeration and, with a budget of 0,
+/// by the SAT-guided paths through both.
+fn compare_agrees(old: &Case, new: &Case) -> Result<(), TestCaseError> {
+    let (old_text, new_text) = (policy(old), policy(new));
+
+    let Ok(old) = Analysis::of_texts([("policy.apt", old_text.clone())]).lower() else { return Ok(()) };
+    let Ok(new) = Analysis::of_texts([("policy.apt", new_text.clone())]).lower() else { return Ok(()) };
+    let enumerated = compare_within(&old, &new, BUDGET, PATH_BUDGET);
+    let by_paths = compare_within(&old, &new, 0, PATH_BUDGET);
+    prop_assert!(by_paths.solver.is_some() || by_paths.claims == 0, "not by the solver: {by_paths:?}");
+    let kinds = |c: &Comparison| match &c.verdict {
+        Impact::Unchanged => Some(Vec::new()),
+        Impact::Changed { kinds } => {
+            let mut all: Vec<_> =
+                kinds.iter().map(|k| (k.aspect, k.contract.clone(), k.before.clone(), k.after.clone())).collect();
+            all.sort();
+            Some(all)
+        }
+        Impact::Unknown { .. } => None,
+    };
+    prop_assert_eq!(kinds(&enumerated), kinds(&by_paths), "{}\n---\n{}", old_text, new_text);
+    prop_assert!(
+        by_paths.claims <= enumerated.claims.max(1),
+        "{} paths for {} classes",
+        by_paths.claims,
+        enumerated.claims
+    );
+    // Unchanged by the paths: no claim of the explicit domains changes outcome.
+    if matches!(by_paths.verdict, Impact::Unchanged) {
+        let consumers = [
+            Consumer::User("u1@x".into()),
+            Consumer::User("u2@x".into()),
+            Consumer::Team("t1".into()),
+            Consumer::Team("t2".into()),
+        ];
+        let (a, b) = (Alone::new(&old), Alone::new(&new));
+        for consumer in &consumers {
+            for labels in label_sets().into_iter().step_by(7) {
+                let claim = Claim {
+                    namespace: "system".into(),
+                    name: "possible".into(),
+                    consumer: consumer.clone(),
+                    contract: "system.app".into(),
+                    labels,
+                    origin: Default::default(),
+                };
+                let outcome = |state: DesiredState| state.claims[&claim.id()].clone();
+                let (x, y) = (outcome(a.resolve(&claim, false)), outcome(b.resolve(&claim, false)));
+                prop_assert!(
+                    x.status == y.status && x.reason == y.reason,
+                    "unchanged, but {claim:?} goes from {x:?} to {y:?}\n{old_text}\n---\n{new_text}"
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -98,10 +98,18 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
 /// claim (a `claim` block, to paste into a `test`), or the proof that none changes.
 fn every_claim_text(every: &Comparison) -> String {
     let mut out = String::from("\nevery possible claim:\n");
+    // Enumerated: one claim per class. Past the budget: the classes, covered by paths (§3), and a
+    // kind counts the paths that showed it.
+    let (over, unit) = match &every.solver {
+        None => (count(every.claims, "possible claim"), "possible claim"),
+        Some(run) => (
+            format!("{} classes of claims, along {} through both versions", run.classes, count(run.paths, "path")),
+            "path",
+        ),
+    };
     match &every.verdict {
         Impact::Unchanged => out.push_str(&format!(
-            "  no possible claim changes outcome, placement or sharing (proved over {}, docs/verification.md)\n",
-            count(every.claims, "possible claim")
+            "  no possible claim changes outcome, placement or sharing (proved over {over}, docs/verification.md)\n"
         )),
         Impact::Unknown { reason } => out.push_str(&format!("  unknown: {reason}\n")),
         Impact::Changed { kinds } => {
@@ -115,7 +123,7 @@ fn every_claim_text(every: &Comparison) -> String {
                 out.push_str(&format!(
                     "  ~ {aspect} of claims of {} ({}; by {})\n",
                     kind.contract,
-                    count(kind.claims, "possible claim"),
+                    count(kind.claims, unit),
                     consumers.join(", ")
                 ));
                 out.push_str(&format!(
@@ -127,10 +135,9 @@ fn every_claim_text(every: &Comparison) -> String {
                 }
             }
             out.push_str(&format!(
-                "{} of claims change{} (over {})\n",
+                "{} of claims change{} (over {over})\n",
                 count(kinds.len(), "kind"),
                 if kinds.len() == 1 { "s" } else { "" },
-                count(every.claims, "possible claim")
             ));
         }
     }

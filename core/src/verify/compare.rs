@@ -10,7 +10,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::domains::Uses;
-use super::{BUDGET, Shared, Space, Spaces, consumer_text, label_space};
+use super::{BUDGET, PATH_BUDGET, Shared, SolverRun, Space, Spaces, consumer_text, label_space, sat};
+use crate::eval::{Observer, Subject};
 use crate::ir::{Claim, Consumer, Origin, Program};
 use crate::resolve::{DesiredState, Status};
 
@@ -19,8 +20,13 @@ use crate::resolve::{DesiredState, Status};
 pub struct Comparison {
     #[serde(flatten)]
     pub verdict: Impact,
-    /// How many possible claims (one per class) each version resolved.
+    /// How many possible claims each version resolved: one per class, or past the enumeration
+    /// budget one per path (§3).
     pub claims: usize,
+    /// Past the enumeration budget, what the SAT-guided path enumeration did; then each kind's
+    /// `claims` counts paths, not classes. Absent when every class was enumerated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver: Option<SolverRun>,
 }
 
 /// No possible claim changes (a proof over every class), these kinds change, or the engine
@@ -52,10 +58,13 @@ pub struct ChangeKind {
     pub contract: String,
     pub before: String,
     pub after: String,
-    /// How many possible claims (classes) change so, and whose.
+    /// How many possible claims change so, and whose: classes when every class was enumerated;
+    /// past the budget, the paths that showed it (each at least one class of its own, so a lower
+    /// bound of the classes).
     pub claims: usize,
     pub consumers: BTreeSet<String>,
-    /// The first such claim in the enumeration's order.
+    /// The first such claim in the enumeration's order (past the budget: of the first path that
+    /// showed it, with each label in turn put back to its first class while it still does).
     pub example: Claim,
 }
 
@@ -72,12 +81,14 @@ struct Seen {
 /// Compares `old` and `new` over every possible claim: every consumer (user or team) of either,
 /// every contract of either it may consume in either, every combination of label classes.
 pub fn compare(old: &Program, new: &Program) -> Comparison {
-    compare_within(old, new, BUDGET)
+    compare_within(old, new, BUDGET, PATH_BUDGET)
 }
 
-/// [`compare`], resolving at most `budget` possible claims per version.
-pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison {
-    let unknown = |reason: String| Comparison { verdict: Impact::Unknown { reason }, claims: 0 };
+/// [`compare`], enumerating at most `budget` possible claims per version; past it, the SAT-guided
+/// paths decide (§3), at most `paths` per consumer and contract. A budget of 0 sends every space
+/// to them (the soundness test does).
+pub fn compare_within(old: &Program, new: &Program, budget: usize, paths: usize) -> Comparison {
+    let unknown = |reason: String| Comparison { verdict: Impact::Unknown { reason }, claims: 0, solver: None };
     let (before, after) = (Shared::new(old), Shared::new(new));
     let mut held = before.held.clone();
     for (label, values) in &after.held {
@@ -105,6 +116,8 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
     let contracts: BTreeSet<&String> = old.contracts.keys().chain(new.contracts.keys()).collect();
     let mut analyses: BTreeMap<&str, Uses> = BTreeMap::new();
     let mut spaces: Vec<Space> = Vec::new();
+    // Each space's consumer as each version knows it (the other's where one does not).
+    let mut subjects_of: Vec<[Subject; 2]> = Vec::new();
     let mut total: usize = 0;
     for consumer in consumers.into_values() {
         let subjects: Vec<_> = [&before, &after]
@@ -147,13 +160,10 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
                 Ok(space) => space,
                 Err(reason) => return unknown(reason),
             };
-            let size = classes.size;
-            total = total.saturating_add(size);
-            if total > budget {
-                return unknown(format!(
-                    "more than {budget} classes of claims to resolve (the labels of `{contract}` alone give {size})"
-                ));
-            }
+            total = total.saturating_add(classes.size);
+            let of = |shared: &Shared| subjects.iter().find(|(s, _)| std::ptr::eq(*s, shared)).map(|(_, s)| s.clone());
+            let first = subjects[0].1.clone();
+            subjects_of.push([of(&before).unwrap_or_else(|| first.clone()), of(&after).unwrap_or(first)]);
             spaces.push(Space {
                 consumer: consumer.clone(),
                 subject: subjects[0].1.clone(),
@@ -162,60 +172,172 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize) -> Comparison
             });
         }
     }
+    let versions = Versions { before: &before, after: &after, old, new };
+    if total > budget {
+        return by_paths(&versions, &spaces, &subjects_of, total, paths);
+    }
     let spaces = Spaces::new(spaces);
-    let changes: Vec<(usize, Vec<(Aspect, String, String)>)> = (0..total)
+    let changes: Vec<(usize, Vec<Difference>)> = (0..total)
         .into_par_iter()
         .filter_map(|n| {
             let (space, index) = spaces.at(n);
-            let claim = possible_claim(space, index, old, new);
-            let (a, b) = (seen(&before, &claim), seen(&after, &claim));
-            let mut differs = Vec::new();
-            if a.outcome != b.outcome {
-                differs.push((Aspect::Outcome, a.outcome, b.outcome));
-            } else if a.resolved {
-                if a.placement != b.placement {
-                    differs.push((Aspect::Placement, a.placement, b.placement));
-                }
-                if a.sharing != b.sharing {
-                    // Only what differs: a shared platform instance shared in both says nothing.
-                    let only = |x: &BTreeSet<String>, y: &BTreeSet<String>| list(x.difference(y).cloned().collect());
-                    differs.push((Aspect::Sharing, only(&a.sharing, &b.sharing), only(&b.sharing, &a.sharing)));
-                }
-            }
+            let differs = versions.differences(&possible_claim(space, &space.classes.labels(index), old, new), None);
             (!differs.is_empty()).then_some((n, differs))
         })
         .collect();
-    if changes.is_empty() {
-        return Comparison { verdict: Impact::Unchanged, claims: total };
-    }
-    // Kinds in the order of their first example.
-    let mut kinds: Vec<ChangeKind> = Vec::new();
-    let mut index: BTreeMap<(Aspect, String, String, String), usize> = BTreeMap::new();
-    for (n, differs) in changes {
-        let (space, within) = spaces.at(n);
-        for (aspect, before, after) in differs {
-            let key = (aspect, space.contract.clone(), before.clone(), after.clone());
-            let at = *index.entry(key).or_insert_with(|| {
-                kinds.push(ChangeKind {
-                    aspect,
-                    contract: space.contract.clone(),
-                    before,
-                    after,
-                    claims: 0,
-                    consumers: BTreeSet::new(),
-                    example: possible_claim(space, within, old, new),
-                });
-                kinds.len() - 1
-            });
-            kinds[at].claims += 1;
-            kinds[at].consumers.insert(consumer_text(&space.consumer));
-        }
-    }
-    Comparison { verdict: Impact::Changed { kinds }, claims: total }
+    let kinds = kinds(
+        changes.into_iter().map(|(n, differs)| {
+            let (space, within) = spaces.at(n);
+            (space, within, differs)
+        }),
+        |space, within, _| possible_claim(space, &space.classes.labels(*within), old, new),
+    );
+    let verdict = if kinds.is_empty() { Impact::Unchanged } else { Impact::Changed { kinds } };
+    Comparison { verdict, claims: total, solver: None }
 }
 
-/// The `n`th claim of a space, in the contract's namespace (of the version that has it).
-fn possible_claim(space: &Space, n: usize, old: &Program, new: &Program) -> Claim {
+/// What differs for one possible claim: the aspect, before and after.
+type Difference = (Aspect, String, String);
+
+/// A path whose representative differs: its classes, and what differs.
+type Found = (Vec<usize>, Vec<Difference>);
+
+/// The two versions, as each resolves claims.
+struct Versions<'v> {
+    before: &'v Shared<'v>,
+    after: &'v Shared<'v>,
+    old: &'v Program,
+    new: &'v Program,
+}
+
+impl Versions<'_> {
+    /// How the claim's outcome, placement and sharing differ between the versions; each version's
+    /// run is told to its observer, when there are.
+    fn differences(&self, claim: &Claim, observers: Option<[&dyn Observer; 2]>) -> Vec<Difference> {
+        let (a, b) =
+            (seen(self.before, claim, observers.map(|o| o[0])), seen(self.after, claim, observers.map(|o| o[1])));
+        let mut differs = Vec::new();
+        if a.outcome != b.outcome {
+            differs.push((Aspect::Outcome, a.outcome, b.outcome));
+        } else if a.resolved {
+            if a.placement != b.placement {
+                differs.push((Aspect::Placement, a.placement, b.placement));
+            }
+            if a.sharing != b.sharing {
+                // Only what differs: a shared platform instance shared in both says nothing.
+                let only = |x: &BTreeSet<String>, y: &BTreeSet<String>| list(x.difference(y).cloned().collect());
+                differs.push((Aspect::Sharing, only(&a.sharing, &b.sharing), only(&b.sharing, &a.sharing)));
+            }
+        }
+        differs
+    }
+}
+
+/// The kinds of the differences found, in the order given: one per contract, aspect, before and
+/// after, counting each finding once; `example` makes a kind's example from its first finding
+/// (where in its space, and the difference).
+fn kinds<'s, W>(
+    found: impl Iterator<Item = (&'s Space, W, Vec<Difference>)>,
+    mut example: impl FnMut(&'s Space, &W, &Difference) -> Claim,
+) -> Vec<ChangeKind> {
+    let mut kinds: Vec<ChangeKind> = Vec::new();
+    let mut index: BTreeMap<(Aspect, String, String, String), usize> = BTreeMap::new();
+    for (space, at, differs) in found {
+        for difference in differs {
+            let key = (difference.0, space.contract.clone(), difference.1.clone(), difference.2.clone());
+            let i = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    let example = example(space, &at, &difference);
+                    let (aspect, before, after) = difference;
+                    kinds.push(ChangeKind {
+                        aspect,
+                        contract: space.contract.clone(),
+                        before,
+                        after,
+                        claims: 0,
+                        consumers: BTreeSet::new(),
+                        example,
+                    });
+                    index.insert(key, kinds.len() - 1);
+                    kinds.len() - 1
+                }
+            };
+            kinds[i].claims += 1;
+            kinds[i].consumers.insert(consumer_text(&space.consumer));
+        }
+    }
+    kinds
+}
+
+/// Past the enumeration budget (§3, §6): each space explored path by path, each path's
+/// representative resolved by both versions with the path's observers (the path condition is
+/// what both runs learnt), the spaces in parallel and the kinds read in the spaces' order, then
+/// the paths' (so the same on any number of threads). Each kind's example is its first path's
+/// representative, with each label in turn put back to its first class while it still differs
+/// the same way. Any space past `budget` paths makes the comparison `Unknown`.
+fn by_paths(
+    versions: &Versions,
+    spaces: &[Space],
+    subjects: &[[Subject; 2]],
+    total: usize,
+    budget: usize,
+) -> Comparison {
+    let explored: Vec<(sat::Explored<()>, Vec<Found>)> = spaces
+        .par_iter()
+        .zip(subjects)
+        .map(|(space, [old_subject, new_subject])| {
+            let claim_of =
+                |chosen: &[usize]| possible_claim(space, &space.classes.chosen(chosen), versions.old, versions.new);
+            let mut found = Vec::new();
+            let explored = sat::explore(&space.classes.labels, budget, |path| {
+                let (a, b) = (path.observer(versions.old, old_subject), path.observer(versions.new, new_subject));
+                let differs = versions.differences(&claim_of(path.chosen()), Some([&a, &b]));
+                if !differs.is_empty() {
+                    found.push((path.chosen().to_vec(), differs));
+                }
+                None
+            });
+            (explored, found)
+        })
+        .collect();
+    let paths = explored.iter().map(|(e, _)| e.paths()).fold(0usize, usize::saturating_add);
+    let solver = Some(SolverRun { classes: total, paths });
+    if let Some(space) =
+        spaces.iter().zip(&explored).find_map(|(s, (e, _))| matches!(e, sat::Explored::Budget { .. }).then_some(s))
+    {
+        return Comparison {
+            verdict: Impact::Unknown {
+                reason: format!(
+                    "more than {BUDGET} classes of claims, and the claims of `{}` by {} take more than {budget} paths through the two versions",
+                    space.contract,
+                    consumer_text(&space.consumer)
+                ),
+            },
+            claims: paths,
+            solver,
+        };
+    }
+    let found = spaces
+        .iter()
+        .zip(explored)
+        .flat_map(|(space, (_, found))| found.into_iter().map(move |(chosen, differs)| (space, chosen, differs)));
+    // Each kind's example: its first path, made simpler while it still differs that way.
+    let kinds = kinds(found, |space, chosen, difference| {
+        let claim_of =
+            |chosen: &[usize]| possible_claim(space, &space.classes.chosen(chosen), versions.old, versions.new);
+        let (simple, ()) = sat::simplest(chosen.clone(), (), |fewer| {
+            versions.differences(&claim_of(fewer), None).contains(difference).then_some(())
+        });
+        claim_of(&simple)
+    });
+    let verdict = if kinds.is_empty() { Impact::Unchanged } else { Impact::Changed { kinds } };
+    Comparison { verdict, claims: paths, solver }
+}
+
+/// A possible claim of a space with these labels, in the contract's namespace (of the version
+/// that has it).
+fn possible_claim(space: &Space, labels: &BTreeMap<String, crate::ir::Value>, old: &Program, new: &Program) -> Claim {
     let namespace = new
         .contracts
         .get(&space.contract)
@@ -227,14 +349,14 @@ fn possible_claim(space: &Space, n: usize, old: &Program, new: &Program) -> Clai
         name: "possible_claim".to_string(),
         consumer: space.consumer.clone(),
         contract: space.contract.clone(),
-        labels: space.classes.labels(n),
+        labels: labels.clone(),
         origin: Origin { file: "(a possible claim)".to_string(), line: 0, column: 0 },
     }
 }
 
 /// How one version resolves a claim, per aspect.
-fn seen(shared: &Shared, claim: &Claim) -> Seen {
-    let state: DesiredState = shared.alone.resolve(claim, false);
+fn seen(shared: &Shared, claim: &Claim, observer: Option<&dyn Observer>) -> Seen {
+    let state: DesiredState = shared.alone.resolve_observed(claim, false, observer);
     let outcome = state.claims.get(&claim.id());
     let status = outcome.map(|o| o.status);
     let reason = outcome.and_then(|o| o.reason.clone()).unwrap_or_default();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ir::{Action, BinaryOp, Expr, LabelOp, Program, Rule, Source, Template, TemplatePart, Value};
+use crate::ir::{Action, BinaryOp, Expr, LabelOp, Program, Rule, Source, Template, TemplatePart, UserField, Value};
 
 /// Where a label's value goes.
 #[derive(Clone, Copy)]
@@ -43,6 +43,9 @@ pub(super) struct Uses {
     /// Whether a walked expression reads more than labels and the user (the claim, the cluster,
     /// an instance, values, discovery): the lints, which vary only those, then say nothing.
     pub beyond: bool,
+    /// What of the user the walked expressions read (`name`, `team`, `groups`, `labels.X`): two
+    /// consumers alike in those are alike for them (the lints judge one of each kind).
+    pub user: BTreeSet<String>,
 }
 
 impl Uses {
@@ -208,7 +211,15 @@ impl Uses {
     fn expr(&mut self, expr: &Expr, pos: Pos<'_>) {
         match expr {
             Expr::Label(id) => self.label(id, pos),
-            Expr::Const(_) | Expr::User(_) => {}
+            Expr::Const(_) => {}
+            Expr::User(field) => {
+                self.user.insert(match field {
+                    UserField::Name => "name".to_string(),
+                    UserField::Team => "team".to_string(),
+                    UserField::Groups => "groups".to_string(),
+                    UserField::Label(id) => format!("labels.{id}"),
+                });
+            }
             Expr::Claim(_) | Expr::Cluster(_) | Expr::Instance(_) | Expr::Value(_) | Expr::Discovery { .. } => {
                 self.beyond = true
             }
@@ -356,6 +367,7 @@ impl Uses {
             self.elements.entry(label.clone()).or_default().extend(values.iter().cloned());
         }
         self.read.extend(other.read.iter().cloned());
+        self.user.extend(other.user.iter().cloned());
         self.decided.extend(other.decided.iter().cloned());
         self.keyed.extend(other.keyed.iter().cloned());
         for (label, why) in &other.opaque {

@@ -13,15 +13,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::domains::Uses;
-use super::{Classes, held, label_space};
+use super::{Classes, held, label_space, sat};
 use crate::access::Access;
-use crate::eval::{Env, EvalError, Subject};
+use crate::eval::{Env, EvalError, Observer, Subject};
 use crate::ir::{Action, Expr, LabelOp, Origin, Program, Rule, TemplatePart, Value};
 use crate::resolve::is_dns_label;
 
-/// How many (label classes × consumers) evaluations one contract or rule may take before the
-/// lint gives up on it (silently: `aptc check` must stay fast); for a shadowed rule, each class
-/// and consumer counts once per rule run (the rules before it, and it).
+/// How many (label classes × consumers) evaluations one contract or rule may take by enumeration;
+/// for a shadowed rule, each class and consumer counts once per rule run (the rules before it,
+/// and it). Past it, the same number of evaluations with one path (docs/verification.md §3) in
+/// place of each class: at most `LINT_BUDGET / (consumers × runs)` paths, then the lint gives up
+/// (silently: `aptc check` must stay fast).
 pub const LINT_BUDGET: usize = 20_000;
 
 /// What a lint found.
@@ -60,6 +62,13 @@ pub struct Lint {
 /// The lints of `program` (none for a policy without users or teams), in a fixed order: contracts
 /// by id, then rules by namespace and order (whether each can fire or is shadowed, then its placement).
 pub fn lints(program: &Program) -> Vec<Lint> {
+    lints_within(program, LINT_BUDGET)
+}
+
+/// [`lints`], enumerating at most `budget` evaluations per contract or rule; past it, paths decide
+/// (at most `LINT_BUDGET` evaluations' worth). A budget of 0 sends every space to the paths (the
+/// soundness test does).
+pub fn lints_within(program: &Program, budget: usize) -> Vec<Lint> {
     let access = Access::new(program);
     let mut subjects: Vec<Subject> = program.users.keys().filter_map(|u| access.user(u)).collect();
     subjects.extend(program.teams.keys().filter_map(|t| access.team(t)));
@@ -89,19 +98,22 @@ pub fn lints(program: &Program) -> Vec<Lint> {
         let mut uses = Uses::default();
         uses.contexts(contract);
         uses.settle();
-        let Some(space) = space(program, &uses, &held, id, consumers.len()) else { continue };
+        let Some(space) = space(program, &uses, &held, id) else { continue };
         let mut reached = vec![false; contract.contexts.len()];
-        'all: for n in 0..space.size {
-            let labels = space.labels(n);
-            for subject in &consumers {
-                if let Some(i) = chosen(program, contract, labels.clone(), subject) {
+        let judged = alike(consumers.iter().copied(), &uses);
+        let walked = walk(&space, budget, judged.len(), |labels, path| {
+            for (subject, _) in &judged {
+                let run = path.map(|p| p.observer(program, subject));
+                if let Some(i) = chosen(program, contract, labels.clone(), subject, observer(&run)) {
                     reached[i] = true;
                     if reached.iter().all(|r| *r) {
-                        break 'all;
+                        return Some(());
                     }
                 }
             }
-        }
+            None
+        });
+        let Walk::Covered(covered) = walked else { continue };
         for (context, _) in contract.contexts.iter().zip(&reached).filter(|(_, r)| !**r) {
             out.push(Lint {
                 kind: LintKind::UnreachableContext,
@@ -109,8 +121,8 @@ pub fn lints(program: &Program) -> Vec<Lint> {
                 origin: context.origin.clone(),
                 message: format!("context `{}` of `{id}` can never be chosen", context.name),
                 proof: format!(
-                    "for each of the {} classes of the labels its contexts read, and each consumer who may claim it ({} of {} users and teams), an earlier context matches first or its criteria are false",
-                    space.size,
+                    "for {}, and each consumer who may claim it ({} of {} users and teams), an earlier context matches first or its criteria are false",
+                    covered.each("of the labels its contexts read"),
                     consumers.len(),
                     subjects.len()
                 ),
@@ -121,10 +133,10 @@ pub fn lints(program: &Program) -> Vec<Lint> {
     for rules in program.rules.values() {
         for (i, rule) in rules.iter().enumerate() {
             let id = format!("{}.{}", rule.namespace, rule.name);
-            let found = never_fires(program, rule, &id, &subjects, &held)
-                .or_else(|| shadowed(program, &rules[..i], rule, &id, &subjects, &held));
+            let found = never_fires(program, rule, &id, &subjects, &held, budget)
+                .or_else(|| shadowed(program, &rules[..i], rule, &id, &subjects, &held, budget));
             out.extend(found);
-            out.extend(placement(program, rule, &id, &subjects, &held));
+            out.extend(placement(program, rule, &id, &subjects, &held, budget));
         }
     }
     out
@@ -138,24 +150,33 @@ fn never_fires(
     id: &str,
     subjects: &[Subject],
     held: &BTreeMap<String, BTreeSet<Value>>,
+    budget: usize,
 ) -> Option<Lint> {
     let criteria = rule.criteria.as_ref()?;
     let mut uses = Uses::default();
     uses.decision(criteria);
     uses.settle();
-    let space = space(program, &uses, held, id, subjects.len())?;
-    let fires = (0..space.size).any(|n| {
-        let labels = space.labels(n);
-        subjects.iter().any(|subject| Env::of_labels(program, &labels, subject).bool(criteria).unwrap_or(false))
+    let space = space(program, &uses, held, id)?;
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len(), |labels, path| {
+        judged
+            .iter()
+            .any(|(subject, _)| {
+                let run = path.map(|p| p.observer(program, subject));
+                let env = Env { observer: observer(&run), ..Env::of_labels(program, labels, subject) };
+                env.bool(criteria).unwrap_or(false)
+            })
+            .then_some(())
     });
-    (!fires).then(|| Lint {
+    let Walk::Covered(covered) = walked else { return None };
+    Some(Lint {
         kind: LintKind::RuleNeverFires,
         name: rule.name.clone(),
         origin: rule.origin.clone(),
         message: format!("rule `{id}` can never fire"),
         proof: format!(
-            "its criteria are false for each of the {} classes of the labels they read, and each user and team ({})",
-            space.size,
+            "its criteria are false for {}, and each user and team ({})",
+            covered.each("of the labels they read"),
             subjects.len()
         ),
         related: None,
@@ -175,6 +196,7 @@ fn shadowed(
     id: &str,
     subjects: &[Subject],
     held: &BTreeMap<String, BTreeSet<Value>>,
+    budget: usize,
 ) -> Option<Lint> {
     // Only a rejection shadows; a rule without actions has nothing to shadow (APT0151 says so).
     let rejects = |r: &Rule| r.actions.iter().any(|a| matches!(a, Action::Reject { .. }));
@@ -187,26 +209,29 @@ fn shadowed(
     }
     uses.settle();
     // Each run evaluates up to every rule before it, and it: that many evaluations per class.
-    let space = space(program, &uses, held, id, subjects.len().saturating_mul(earlier.len() + 1))?;
+    let space = space(program, &uses, held, id)?;
     // For each earlier rule, the runs it rejected where `rule`'s criteria held (or failed).
     let mut rejected = vec![0usize; earlier.len()];
     let mut failed = 0;
-    for n in 0..space.size {
-        let start = space.labels(n);
-        for subject in subjects {
-            let (labels, stop) = run(program, earlier, start.clone(), subject);
-            let holds = rule
-                .criteria
-                .as_ref()
-                .is_none_or(|c| Env::of_labels(program, &labels, subject).bool(c).unwrap_or(true));
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len().saturating_mul(earlier.len() + 1), |start, path| {
+        for &(subject, weight) in &judged {
+            let observed = path.map(|p| p.observer(program, subject));
+            let (labels, stop) = run(program, earlier, start.clone(), subject, observer(&observed));
+            let holds = rule.criteria.as_ref().is_none_or(|c| {
+                let env = Env { observer: observer(&observed), ..Env::of_labels(program, &labels, subject) };
+                env.bool(c).unwrap_or(true)
+            });
             match stop {
                 _ if !holds => {}
-                None => return None,
-                Some(Stop::Rejected(i)) => rejected[i] += 1,
-                Some(Stop::Failed) => failed += 1,
+                None => return Some(()),
+                Some(Stop::Rejected(i)) => rejected[i] += weight,
+                Some(Stop::Failed) => failed += weight,
             }
         }
-    }
+        None
+    });
+    let Walk::Covered(covered) = walked else { return None };
     let first = rejected.iter().position(|n| *n > 0)?;
     let by: Vec<String> = earlier
         .iter()
@@ -226,8 +251,8 @@ fn shadowed(
             shadow.namespace, shadow.name
         ),
         proof: format!(
-            "the rules before it, run in order as the resolver runs them from each of the {} classes of the labels they read and for each user and team ({}), never reach it with its criteria true: each of the {} runs where they hold was rejected first (by {}){failed}",
-            space.size,
+            "the rules before it, run in order as the resolver runs them from {} and for each user and team ({}), never reach it with its criteria true: each of the {} runs where they hold was rejected first (by {}){failed}",
+            covered.each("of the labels they read"),
             subjects.len(),
             runs,
             by.join(", ")
@@ -254,11 +279,12 @@ fn run(
     rules: &[Rule],
     mut labels: BTreeMap<String, Value>,
     subject: &Subject,
+    observer: Option<&dyn Observer>,
 ) -> (BTreeMap<String, Value>, Option<Stop>) {
     for (i, rule) in rules.iter().enumerate() {
         let fired = match &rule.criteria {
             None => Ok(true),
-            Some(criteria) => Env::of_labels(program, &labels, subject).bool(criteria),
+            Some(criteria) => Env { observer, ..Env::of_labels(program, &labels, subject) }.bool(criteria),
         };
         match fired {
             Err(_) => return (labels, Some(Stop::Failed)),
@@ -268,7 +294,7 @@ fn run(
         for action in &rule.actions {
             match action {
                 Action::Label(op) => {
-                    if apply(program, op, &mut labels, subject).is_err() {
+                    if apply(program, op, &mut labels, subject, observer).is_err() {
                         return (labels, Some(Stop::Failed));
                     }
                 }
@@ -290,6 +316,7 @@ fn placement(
     id: &str,
     subjects: &[Subject],
     held: &BTreeMap<String, BTreeSet<Value>>,
+    budget: usize,
 ) -> Option<Lint> {
     let (cluster, namespace) = rule.actions.iter().rev().find_map(|action| match action {
         Action::Place { cluster, namespace } => Some((cluster, namespace.as_ref())),
@@ -305,7 +332,7 @@ fn placement(
         }
         Some(expr) => match fixed_text(expr) {
             Some(why) => why,
-            None => never_valid(program, expr, id, subjects, held)?,
+            None => never_valid(program, expr, id, subjects, held, budget)?,
         },
     };
     Some(Lint {
@@ -366,49 +393,135 @@ fn never_valid(
     id: &str,
     subjects: &[Subject],
     held: &BTreeMap<String, BTreeSet<Value>>,
+    budget: usize,
 ) -> Option<String> {
     let mut uses = Uses::default();
     uses.namespace(expr);
     uses.settle();
-    let space = space(program, &uses, held, id, subjects.len())?;
+    let space = space(program, &uses, held, id)?;
     let mut names = BTreeSet::new();
-    for n in 0..space.size {
-        let labels = space.labels(n);
-        for subject in subjects {
+    let judged = alike(subjects, &uses);
+    let walked = walk(&space, budget, judged.len(), |labels, path| {
+        for (subject, _) in &judged {
+            let run = path.map(|p| p.observer(program, subject));
             // A failure fails the claim as surely as an invalid name.
-            if let Ok(value) = Env::of_labels(program, &labels, subject).eval(expr) {
+            if let Ok(value) = (Env { observer: observer(&run), ..Env::of_labels(program, labels, subject) }).eval(expr)
+            {
                 let name = value.to_string();
                 if is_dns_label(&name) {
-                    return None;
+                    return Some(());
                 }
                 names.insert(name);
             }
         }
-    }
+        None
+    });
+    let Walk::Covered(covered) = walked else { return None };
     let shown: Vec<String> = names.iter().take(3).map(|n| format!("{n:?}")).collect();
     let more = if names.len() > shown.len() { ", …" } else { "" };
     let values = if names.is_empty() { "it fails".to_string() } else { format!("{}{more}", shown.join(", ")) };
     Some(format!(
-        "for each of the {} classes of the labels its namespace reads, and each user and team ({}), it gives no valid one ({values})",
-        space.size,
+        "for {}, and each user and team ({}), it gives no valid one ({values})",
+        covered.each("of the labels its namespace reads"),
         subjects.len()
     ))
 }
 
 /// The label classes `uses` reads, or `None` when the lint cannot decide (an expression reads
-/// more than labels and the user, a label cannot be split, or the space is past the budget).
-fn space(
-    program: &Program,
-    uses: &Uses,
-    held: &BTreeMap<String, BTreeSet<Value>>,
-    id: &str,
-    consumers: usize,
-) -> Option<Classes> {
+/// more than labels and the user, or a label cannot be split).
+fn space(program: &Program, uses: &Uses, held: &BTreeMap<String, BTreeSet<Value>>, id: &str) -> Option<Classes> {
     if uses.beyond {
         return None;
     }
-    let classes = label_space(|label| program.labels.get(label), uses, |_| false, held, id).ok()?;
-    (classes.size.saturating_mul(consumers.max(1)) <= LINT_BUDGET).then_some(classes)
+    label_space(|label| program.labels.get(label), uses, |_| false, held, id).ok()
+}
+
+/// One consumer of each kind the walked expressions tell apart (the first of each, in order),
+/// with how many consumers it stands for: the evaluator reads a consumer only through `user.*`,
+/// so consumers equal in every field those read give every evaluation the same result, and
+/// judging one judges them all.
+fn alike<'s>(subjects: impl IntoIterator<Item = &'s Subject>, uses: &Uses) -> Vec<(&'s Subject, usize)> {
+    let mut kinds: BTreeMap<Vec<Option<Value>>, usize> = BTreeMap::new();
+    let mut out: Vec<(&Subject, usize)> = Vec::new();
+    for subject in subjects {
+        let key: Vec<Option<Value>> = uses
+            .user
+            .iter()
+            .map(|field| match field.as_str() {
+                "name" => Some(Value::Str(subject.name.clone())),
+                "team" => subject.team.clone().map(Value::Str),
+                "groups" => Some(Value::List(subject.groups.iter().cloned().map(Value::Str).collect())),
+                label => subject.labels.get(label.strip_prefix("labels.").unwrap_or(label)).cloned(),
+            })
+            .collect();
+        let at = *kinds.entry(key).or_insert(out.len());
+        if at == out.len() {
+            out.push((subject, 0));
+        }
+        out[at].1 += 1;
+    }
+    out
+}
+
+/// How a lint's walk over a space ended.
+enum Walk<T> {
+    /// The judge found what makes the lint not hold (a context reached, a rule that fires…).
+    Found(T),
+    /// Every class was judged (enumerated, or on a path) and none stopped the walk.
+    Covered(Covered),
+    /// Past the budget: no lint.
+    GaveUp,
+}
+
+/// How a space was covered, for a lint's proof.
+struct Covered {
+    classes: usize,
+    /// The paths that covered it, past the enumeration budget.
+    paths: Option<usize>,
+}
+
+impl Covered {
+    /// "each of the N classes `what`", with the paths past the enumeration budget.
+    fn each(&self, what: &str) -> String {
+        match self.paths {
+            None => format!("each of the {} classes {what}", self.classes),
+            Some(paths) => format!(
+                "each of the {} classes {what} (covered by {paths} paths, docs/verification.md §3)",
+                self.classes
+            ),
+        }
+    }
+}
+
+/// Judges every class of `space` (`cost` evaluations each: consumers × rule runs): enumerated
+/// within `budget` evaluations, else path by path (§3) within [`LINT_BUDGET`] evaluations, each
+/// path's judge given the path for its observers (every run on it must be observed, so that
+/// every class the path stands for is judged alike). The judge stops the walk with a finding.
+fn walk<T>(
+    space: &Classes,
+    budget: usize,
+    cost: usize,
+    mut judge: impl FnMut(&BTreeMap<String, Value>, Option<&sat::Path<'_>>) -> Option<T>,
+) -> Walk<T> {
+    let cost = cost.max(1);
+    if space.size.saturating_mul(cost) <= budget {
+        for n in 0..space.size {
+            if let Some(found) = judge(&space.labels(n), None) {
+                return Walk::Found(found);
+            }
+        }
+        return Walk::Covered(Covered { classes: space.size, paths: None });
+    }
+    match sat::explore(&space.labels, LINT_BUDGET / cost, |path| judge(&space.chosen(path.chosen()), Some(path))) {
+        sat::Explored::Found { found, .. } => Walk::Found(found),
+        sat::Explored::Covered { paths } => Walk::Covered(Covered { classes: space.size, paths: Some(paths) }),
+        sat::Explored::Budget { .. } => Walk::GaveUp,
+    }
+}
+
+/// A run's observer as the evaluator takes it.
+fn observer<'a>(run: &'a Option<sat::Run<'_, '_>>) -> Option<&'a dyn Observer> {
+    run.as_ref().map(|r| r as &dyn Observer)
 }
 
 /// The context of `contract` chosen for these labels and this consumer, as the resolver chooses
@@ -418,11 +531,12 @@ fn chosen(
     contract: &crate::ir::Contract,
     mut labels: BTreeMap<String, Value>,
     subject: &Subject,
+    observer: Option<&dyn Observer>,
 ) -> Option<usize> {
     for op in &contract.ops {
-        apply(program, op, &mut labels, subject).ok()?;
+        apply(program, op, &mut labels, subject, observer).ok()?;
     }
-    let env = Env::of_labels(program, &labels, subject);
+    let env = Env { observer, ..Env::of_labels(program, &labels, subject) };
     for (i, context) in contract.contexts.iter().enumerate() {
         match &context.criteria {
             None => return Some(i),
@@ -442,10 +556,11 @@ fn apply(
     op: &LabelOp,
     labels: &mut BTreeMap<String, Value>,
     subject: &Subject,
+    observer: Option<&dyn Observer>,
 ) -> Result<(), EvalError> {
     match op {
         LabelOp::Set { label, value } => {
-            let value = Env::of_labels(program, labels, subject).eval(value)?;
+            let value = Env { observer, ..Env::of_labels(program, labels, subject) }.eval(value)?;
             labels.insert(label.clone(), value);
         }
         LabelOp::Remove { label } => {

@@ -12,7 +12,7 @@ mod lints;
 mod sat;
 
 pub use compare::{Aspect, ChangeKind, Comparison, Impact, compare, compare_within};
-pub use lints::{LINT_BUDGET, Lint, LintKind, lints};
+pub use lints::{LINT_BUDGET, Lint, LintKind, lints, lints_within};
 pub use sat::PATH_BUDGET;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -252,6 +252,15 @@ impl Classes {
         }
         out
     }
+
+    /// The combination that takes class `chosen[i]` of label `i`, as a claim's labels.
+    fn chosen(&self, chosen: &[usize]) -> BTreeMap<String, Value> {
+        self.labels
+            .iter()
+            .zip(chosen)
+            .filter_map(|((label, reps), &c)| Some((label.clone(), reps.get(c)?.clone()?)))
+            .collect()
+    }
 }
 
 /// Each label `uses` reads (but `skip`s) with the representatives of its classes; `Err` with why
@@ -375,15 +384,9 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
 /// spaces in parallel, the verdict taken in the spaces' order (so the same on any number of
 /// threads): the first violation, else the first space past the path budget, else proved.
 fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: usize) -> Report {
-    let explored: Vec<sat::Explored> =
-        spaces.par_iter().map(|space| sat::explore(shared, assertion, space, PATH_BUDGET)).collect();
-    let paths = explored
-        .iter()
-        .map(|e| match e {
-            sat::Explored::Covered { paths } | sat::Explored::Budget { paths } => *paths,
-            sat::Explored::Violated { paths, .. } => *paths,
-        })
-        .fold(0usize, usize::saturating_add);
+    let explored: Vec<sat::Explored<(Claim, usize, String)>> =
+        spaces.par_iter().map(|space| by_paths(shared, assertion, space)).collect();
+    let paths = explored.iter().map(sat::Explored::paths).fold(0usize, usize::saturating_add);
     let solver = Some(SolverRun { classes: total, paths });
     let report = |verdict| Report {
         assertion: assertion.id(),
@@ -395,7 +398,7 @@ fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: 
     let mut budget = None;
     for (space, explored) in spaces.iter().zip(explored) {
         match explored {
-            sat::Explored::Violated { claim, index, why, .. } => {
+            sat::Explored::Found { found: (claim, index, why), .. } => {
                 return report(violated(shared, assertion, claim, index, why));
             }
             sat::Explored::Budget { .. } if budget.is_none() => budget = Some(space),
@@ -412,6 +415,27 @@ fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: 
             ),
         }),
     }
+}
+
+/// One space explored path by path (§3): each path's representative judged with the path's
+/// observer; the first violating one, made simpler, is the finding.
+fn by_paths(shared: &Shared, assertion: &Assertion, space: &Space) -> sat::Explored<(Claim, usize, String)> {
+    let claim_of = |chosen: &[usize]| Claim {
+        namespace: assertion.namespace.clone(),
+        name: format!("{}_counterexample", assertion.name),
+        consumer: space.consumer.clone(),
+        contract: space.contract.clone(),
+        labels: space.classes.chosen(chosen),
+        origin: assertion.origin.clone(),
+    };
+    sat::explore(&space.classes.labels, PATH_BUDGET, |path| {
+        let observer = path.observer(shared.program, &space.subject);
+        let found = judge(shared, assertion, &claim_of(path.chosen()), &space.subject, Some(&observer))?;
+        let (chosen, (index, why)) = sat::simplest(path.chosen().to_vec(), found, |fewer| {
+            judge(shared, assertion, &claim_of(fewer), &space.subject, None)
+        });
+        Some((claim_of(&chosen), index, why))
+    })
 }
 
 /// The verdict of a violating claim: resolved again with its decision chain.

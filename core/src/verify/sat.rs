@@ -2,12 +2,14 @@
 //!
 //! A space's possible claims are its combinations of label classes, one boolean variable per
 //! (label, class) with exactly one class per label. The solver proposes a combination; its
-//! representative claim is resolved by the real resolver (`resolve::Alone`) with an observer that
-//! records what the run learns of each label: an atomic test's result (a set of classes giving the
-//! same result) or a read as a value (the class itself). Every combination whose labels fall in
-//! those sets takes the same path, so has the same verdict: the solver is told "not this path",
-//! and asked again, until no combination is left (proved), one violates (its representative is the
-//! counterexample), or the path budget is spent (unknown).
+//! representative is judged by the caller (an assertion's claim resolved by the real resolver,
+//! a claim resolved by two versions of a policy, a lint's criteria evaluated for every consumer)
+//! with an observer ([`Path::observer`]) that records what each run learns of each label: an
+//! atomic test's result (a set of classes giving the same result) or a read as a value (the class
+//! itself). Every combination whose labels fall in those sets takes the same path in every run,
+//! so is judged the same: the solver is told "not this path", and asked again, until no
+//! combination is left (covered), the judge stops on a finding, or the path budget is spent.
+//! [`explore`] is that loop, shared by `verify`, `compare` and the lints.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -15,37 +17,49 @@ use std::sync::Mutex;
 use batsat::{BasicSolver, Lit, SolverInterface, Var, lbool};
 
 use crate::eval::{Atomic, EvalError, Observer, Subject};
-use crate::ir::{Assertion, BinaryOp, Claim, Program, Value};
-
-use super::{Shared, Space, judge};
+use crate::ir::{BinaryOp, Program, Value};
 
 /// How many paths (resolutions) one (consumer, contract) space may take before the assertion is
-/// `Unknown`.
+/// `Unknown` (and the comparison of `aptc diff --all-claims`).
 pub const PATH_BUDGET: usize = 10_000;
 
 /// What exploring one space found.
-pub(super) enum Explored {
-    /// Every combination of classes is on a path that satisfies the assertion.
+pub(super) enum Explored<T> {
+    /// Every combination of classes is on a path the judge went on from.
     Covered { paths: usize },
-    /// A representative claim violates expectation `index`, for `why`.
-    Violated { claim: Claim, index: usize, why: String, paths: usize },
+    /// The judge stopped on a path with this finding.
+    Found { found: T, paths: usize },
     /// The path budget ran out first.
     Budget { paths: usize },
 }
 
-/// An atomic test, by where it is written in the program (every expression evaluated is the
-/// program's, borrowed for the whole exploration, so its address names it) and its label.
-type TestKey = (usize, usize, usize, u8);
+impl<T> Explored<T> {
+    /// How many paths were taken.
+    pub(super) fn paths(&self) -> usize {
+        match self {
+            Explored::Covered { paths } | Explored::Found { paths, .. } | Explored::Budget { paths } => *paths,
+        }
+    }
+}
+
+/// Labels with the representatives of their classes, in the space's order.
+pub(super) type Labels = [(String, Vec<Option<Value>>)];
+
+/// An atomic test, by the program and consumer it was met for, where it is written in the program
+/// (every expression evaluated is the program's, borrowed for the whole exploration, so its
+/// address names it) and its label.
+type TestKey = (usize, usize, usize, usize, usize, u8);
 
 /// What each class of a label gives each atomic test met so far in a space.
 type Tests = Mutex<HashMap<TestKey, Vec<Result<bool, EvalError>>>>;
 
-/// Explores one space until every combination of its classes is covered, one violates, or
-/// `budget` paths were taken. Deterministic: one solver, one thread, the same proposals.
-pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, budget: usize) -> Explored {
-    let labels = &space.classes.labels;
+/// Explores the combinations of `labels`' classes path by path: `judge` is given each path (the
+/// combination chosen, and observers for the runs it makes) and stops the exploration with a
+/// finding, or lets it go on. Deterministic: one solver, one thread, the same proposals; at most
+/// `budget` paths.
+pub(super) fn explore<T>(labels: &Labels, budget: usize, mut judge: impl FnMut(&Path<'_>) -> Option<T>) -> Explored<T> {
     let mut solver = BasicSolver::default();
-    // The first class ("not set" where there is one) is tried first, so counterexamples set little.
+    // The first class ("not set" where there is one) is tried first, so examples set little.
     let vars: Vec<Vec<Var>> = labels
         .iter()
         .map(|(_, reps)| {
@@ -78,19 +92,15 @@ pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, bud
         paths += 1;
         let chosen: Vec<usize> =
             vars.iter().map(|vs| vs.iter().position(|v| solver.value_var(*v) == lbool::TRUE).unwrap_or(0)).collect();
-        let claim = claim_of(assertion, space, &chosen);
         let path = Path {
-            program: shared.program,
-            subject: &space.subject,
             index: &index,
             labels,
             chosen: &chosen,
             tests: &tests,
             allowed: Mutex::new(vec![None; labels.len()]),
         };
-        if let Some(found) = judge(shared, assertion, &claim, &space.subject, Some(&path)) {
-            let (claim, (index, why)) = simplest(shared, assertion, space, chosen, claim, found);
-            return Explored::Violated { claim, index, why, paths };
+        if let Some(found) = judge(&path) {
+            return Explored::Found { found, paths };
         }
         let mut clause = path.blocking(&vars);
         if clause.is_empty() || !solver.add_clause_reuse(&mut clause) {
@@ -100,62 +110,51 @@ pub(super) fn explore(shared: &Shared, assertion: &Assertion, space: &Space, bud
     }
 }
 
-/// The representative claim of a combination of classes.
-fn claim_of(assertion: &Assertion, space: &Space, chosen: &[usize]) -> Claim {
-    Claim {
-        namespace: assertion.namespace.clone(),
-        name: format!("{}_counterexample", assertion.name),
-        consumer: space.consumer.clone(),
-        contract: space.contract.clone(),
-        labels: space
-            .classes
-            .labels
-            .iter()
-            .zip(chosen)
-            .filter_map(|((label, reps), &c)| Some((label.clone(), reps.get(c)?.clone()?)))
-            .collect(),
-        origin: assertion.origin.clone(),
-    }
-}
-
-/// A violating claim with as few labels set as one pass can make it: each label in order is put
-/// back to its first class ("not set" where there is one) while the claim still violates. The
-/// solver's choice of the other labels is arbitrary; a counterexample should show what matters.
-fn simplest(
-    shared: &Shared,
-    assertion: &Assertion,
-    space: &Space,
+/// A finding's combination with as few labels set as one pass can make it: each label in order
+/// is put back to its first class ("not set" where there is one) while `still` finds something
+/// (it is given the candidate combination). The solver's choice of the other labels is
+/// arbitrary; an example should show what matters.
+pub(super) fn simplest<F>(
     mut chosen: Vec<usize>,
-    mut claim: Claim,
-    mut found: (usize, String),
-) -> (Claim, (usize, String)) {
+    mut found: F,
+    mut still: impl FnMut(&[usize]) -> Option<F>,
+) -> (Vec<usize>, F) {
     for i in 0..chosen.len() {
         if chosen[i] == 0 {
             continue;
         }
         let mut fewer = chosen.clone();
         fewer[i] = 0;
-        let candidate = claim_of(assertion, space, &fewer);
-        if let Some(still) = judge(shared, assertion, &candidate, &space.subject, None) {
-            (chosen, claim, found) = (fewer, candidate, still);
+        if let Some(again) = still(&fewer) {
+            (chosen, found) = (fewer, again);
         }
     }
-    (claim, found)
+    (chosen, found)
 }
 
-/// The observer of one path: for each label, the classes that agree with what the run learnt.
-struct Path<'s> {
-    program: &'s Program,
-    subject: &'s Subject,
+/// One path: the combination chosen and, for each label, the classes that agree with what the
+/// runs on it learnt.
+pub(super) struct Path<'s> {
     index: &'s BTreeMap<&'s str, usize>,
-    labels: &'s [(String, Vec<Option<Value>>)],
+    labels: &'s Labels,
     chosen: &'s [usize],
     tests: &'s Tests,
-    /// Per label: `None` while the run learnt nothing of it, else the classes still alike.
+    /// Per label: `None` while no run learnt anything of it, else the classes still alike.
     allowed: Mutex<Vec<Option<Vec<bool>>>>,
 }
 
-impl Path<'_> {
+impl<'s> Path<'s> {
+    /// The class of each label on this path, in the space's order.
+    pub(super) fn chosen(&self) -> &[usize] {
+        self.chosen
+    }
+
+    /// An observer for one run on this path, evaluated in `program` for `subject`: what it learns
+    /// narrows the path condition (the conjunction over every run on the path).
+    pub(super) fn observer<'o>(&'o self, program: &'o Program, subject: &'o Subject) -> Run<'o, 's> {
+        Run { path: self, program, subject }
+    }
+
     /// Keeps only the classes `keep` says of label `i`.
     fn restrict(&self, i: usize, keep: impl Fn(usize) -> bool) {
         let size = self.labels[i].1.len();
@@ -180,9 +179,7 @@ impl Path<'_> {
         }
         clause
     }
-}
 
-impl Path<'_> {
     /// The label's index in the space and its class on this path, when the labels still hold the
     /// claim's own value for it (`value`). A value resolution set is the same on every path
     /// that agrees with this one so far (what it was computed from is in the path condition),
@@ -194,27 +191,42 @@ impl Path<'_> {
     }
 }
 
-impl Observer for Path<'_> {
+/// The observer of one run on a path: one program (a version of the policy) and one consumer.
+pub(super) struct Run<'o, 's> {
+    path: &'o Path<'s>,
+    program: &'o Program,
+    subject: &'o Subject,
+}
+
+impl Observer for Run<'_, '_> {
     fn read(&self, label: &str, value: Option<&Value>) {
-        if let Some((i, own)) = self.own(label, value) {
-            self.restrict(i, |c| c == own);
+        if let Some((i, own)) = self.path.own(label, value) {
+            self.path.restrict(i, |c| c == own);
         }
     }
 
     fn test(&self, label: &str, value: Option<&Value>, test: Atomic<'_>, result: &Result<bool, EvalError>) {
-        let Some((i, own)) = self.own(label, value) else { return };
-        let key: TestKey = (i, test.lhs as *const _ as usize, test.rhs as *const _ as usize, op_code(test.op));
-        let mut tests = self.tests.lock().unwrap_or_else(|e| e.into_inner());
+        let path = self.path;
+        let Some((i, own)) = path.own(label, value) else { return };
+        let key: TestKey = (
+            self.program as *const _ as usize,
+            self.subject as *const _ as usize,
+            i,
+            test.lhs as *const _ as usize,
+            test.rhs as *const _ as usize,
+            op_code(test.op),
+        );
+        let mut tests = path.tests.lock().unwrap_or_else(|e| e.into_inner());
         let results = tests.entry(key).or_insert_with(|| {
-            self.labels[i].1.iter().map(|rep| test.on(self.program, self.subject, label, rep.as_ref())).collect()
+            path.labels[i].1.iter().map(|rep| test.on(self.program, self.subject, label, rep.as_ref())).collect()
         });
         let same: Vec<bool> = results.iter().map(|r| r == result).collect();
         drop(tests);
         if same.get(own) == Some(&true) {
-            self.restrict(i, |c| same[c]);
+            path.restrict(i, |c| same[c]);
         } else {
             // Never expected (the claim's own class gave this result); the class alone is sound.
-            self.restrict(i, |c| c == own);
+            path.restrict(i, |c| c == own);
         }
     }
 }
