@@ -184,6 +184,27 @@ assert it {{
     )
 }
 
+/// Every claim of `system.app` over the explicit domains, by each of the policies' consumers:
+/// every `step`-th label set of [`label_sets`] for each consumer.
+fn explicit_claims(name: &'static str, step: usize) -> impl Iterator<Item = Claim> {
+    let consumers = [
+        Consumer::User("u1@x".into()),
+        Consumer::User("u2@x".into()),
+        Consumer::Team("t1".into()),
+        Consumer::Team("t2".into()),
+    ];
+    consumers.into_iter().flat_map(move |consumer| {
+        label_sets().into_iter().step_by(step).map(move |labels| Claim {
+            namespace: "system".into(),
+            name: name.into(),
+            consumer: consumer.clone(),
+            contract: "system.app".into(),
+            labels,
+            origin: Default::default(),
+        })
+    })
+}
+
 /// Explicit domains, wider than the engine's classes.
 fn label_sets() -> Vec<BTreeMap<String, Value>> {
     let a: Vec<Option<Value>> = [None, Some(""), Some("p"), Some("q"), Some("r"), Some("zz")]
@@ -390,17 +411,7 @@ proptest! {
         if shadowed.is_empty() {
             return Ok(());
         }
-        let consumers = [Consumer::User("u1@x".into()), Consumer::User("u2@x".into()), Consumer::Team("t1".into()), Consumer::Team("t2".into())];
-        for consumer in &consumers {
-            for labels in label_sets() {
-                let claim = Claim {
-                    namespace: "system".into(),
-                    name: "possible".into(),
-                    consumer: consumer.clone(),
-                    contract: "system.app".into(),
-                    labels,
-                    origin: Default::default(),
-                };
+        for claim in explicit_claims("possible", 1) {
                 let state = Alone::new(&program).resolve(&claim, true);
                 let outcome = &state.claims[&claim.id()];
                 for (rule, origin, kind) in &shadowed {
@@ -409,7 +420,6 @@ proptest! {
                     let failed_there = *kind == LintKind::ShadowedRule && outcome.status == Status::Failed && outcome.reason_origin.as_ref() == Some(origin);
                     prop_assert!(!fired && !failed_there, "{rule} is called shadowed, but {claim:?} reaches it: {outcome:?}\n{text}");
                 }
-            }
         }
     }
 
@@ -423,15 +433,7 @@ proptest! {
         };
         let report = verify_one(&program, &program.assertions[0], BUDGET);
         let sharing = aptc_core::resolve::resolve(&program);
-        let consumers = [Consumer::User("u1@x".into()), Consumer::User("u2@x".into()), Consumer::Team("t1".into()), Consumer::Team("t2".into())];
-        let brute = consumers.iter().flat_map(|consumer| label_sets().into_iter().map(move |labels| Claim {
-            namespace: "system".into(),
-            name: "it_counterexample".into(),
-            consumer: consumer.clone(),
-            contract: "system.app".into(),
-            labels,
-            origin: Default::default(),
-        })).find(|claim| violates(&program, claim, &sharing));
+        let brute = explicit_claims("it_counterexample", 1).find(|claim| violates(&program, claim, &sharing));
         match &report.verdict {
             Verdict::Proved => prop_assert!(brute.is_none(), "proved, but brute force finds {brute:?}\n{text}"),
             Verdict::Violated { counterexample } => {
@@ -494,30 +496,14 @@ fn compare_agrees(old: &Case, new: &Case) -> Result<(), TestCaseError> {
     );
     // Unchanged by the paths: no claim of the explicit domains changes outcome.
     if matches!(by_paths.verdict, Impact::Unchanged) {
-        let consumers = [
-            Consumer::User("u1@x".into()),
-            Consumer::User("u2@x".into()),
-            Consumer::Team("t1".into()),
-            Consumer::Team("t2".into()),
-        ];
         let (a, b) = (Alone::new(&old), Alone::new(&new));
-        for consumer in &consumers {
-            for labels in label_sets().into_iter().step_by(7) {
-                let claim = Claim {
-                    namespace: "system".into(),
-                    name: "possible".into(),
-                    consumer: consumer.clone(),
-                    contract: "system.app".into(),
-                    labels,
-                    origin: Default::default(),
-                };
-                let outcome = |state: DesiredState| state.claims[&claim.id()].clone();
-                let (x, y) = (outcome(a.resolve(&claim, false)), outcome(b.resolve(&claim, false)));
-                prop_assert!(
-                    x.status == y.status && x.reason == y.reason,
-                    "unchanged, but {claim:?} goes from {x:?} to {y:?}\n{old_text}\n---\n{new_text}"
-                );
-            }
+        for claim in explicit_claims("possible", 7) {
+            let outcome = |state: DesiredState| state.claims[&claim.id()].clone();
+            let (x, y) = (outcome(a.resolve(&claim, false)), outcome(b.resolve(&claim, false)));
+            prop_assert!(
+                x.status == y.status && x.reason == y.reason,
+                "unchanged, but {claim:?} goes from {x:?} to {y:?}\n{old_text}\n---\n{new_text}"
+            );
         }
     }
     Ok(())
