@@ -40,20 +40,25 @@ fn aspect_of(program: &Program, claim: &aptc_core::ir::Claim, aspect: Aspect) ->
     }
 }
 
+/// Each kind's example, resolved again by both versions, differs in the kind's aspect.
+fn examples_change(name: &str, old: &Program, new: &Program, comparison: &Comparison) {
+    if let Impact::Changed { kinds } = &comparison.verdict {
+        for kind in kinds {
+            assert_ne!(
+                aspect_of(old, &kind.example, kind.aspect),
+                aspect_of(new, &kind.example, kind.aspect),
+                "{name}: the example of {kind:#?} does not change"
+            );
+        }
+    }
+}
+
 fn case(path: &Path) {
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     let old = common::lower_path(&path.join("old"));
     let new = common::lower_path(&path.join("new"));
     let comparison = compare(&old, &new);
-    if let Impact::Changed { kinds } = &comparison.verdict {
-        for kind in kinds {
-            assert_ne!(
-                aspect_of(&old, &kind.example, kind.aspect),
-                aspect_of(&new, &kind.example, kind.aspect),
-                "{name}: the example of {kind:#?} does not change"
-            );
-        }
-    }
+    examples_change(&name, &old, &new, &comparison);
     // Comparing a version with itself proves that nothing changes, or cannot tell.
     assert!(!matches!(compare(&new, &new).verdict, Impact::Changed { .. }), "{name}: a version differs from itself");
     insta::assert_snapshot!(format!("all_claims__{name}"), serde_json::to_string_pretty(&comparison).unwrap());
@@ -79,15 +84,7 @@ fn past_the_budget_paths_find_what_enumeration_finds() {
         a.sort();
         b.sort();
         assert_eq!(a, b, "{name}: paths and enumeration disagree");
-        if let Impact::Changed { kinds } = &by_paths.verdict {
-            for kind in kinds {
-                assert_ne!(
-                    aspect_of(&old, &kind.example, kind.aspect),
-                    aspect_of(&new, &kind.example, kind.aspect),
-                    "{name}: the example of {kind:#?} does not change"
-                );
-            }
-        }
+        examples_change(name, &old, &new, &by_paths);
     }
     let path = common::root().join("tests/cases/all_claims/02_boundary_moves");
     let (old, new) = (common::lower_path(&path.join("old")), common::lower_path(&path.join("new")));
