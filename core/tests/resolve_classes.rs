@@ -79,7 +79,12 @@ fn case() -> impl Strategy<Value = Case> {
         ]),
         prop::option::of((
             condition(),
-            prop::sample::select(vec!["set labels.a = \"p\"", "remove labels.a", "set labels.n = 1", "remove labels.n"]),
+            prop::sample::select(vec![
+                "set labels.a = \"p\"",
+                "remove labels.a",
+                "set labels.n = 1",
+                "remove labels.n",
+            ]),
         )),
         prop::option::of((
             condition(),

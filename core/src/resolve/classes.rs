@@ -14,7 +14,7 @@
 //! is per claim, and `explain` recomputes the chains it shows.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::access::Access;
 use crate::eval::{Atomic, EvalError, Observer, Subject};
@@ -22,7 +22,7 @@ use crate::ir::{Claim, ClaimField, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
 use super::{
-    ClaimRun, ClaimRunResult, DesiredState, DeployedNames, Failure, Names, Staged, fixed_conflict, still_candidate,
+    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Names, Staged, fixed_conflict, still_candidate,
     subject_of,
 };
 
@@ -42,7 +42,17 @@ struct Entry {
     /// What it read of the consumer and the claim, and what it found.
     reads: Vec<(Read, Option<Value>)>,
     result: Result<String, Failure>,
-    /// Its instances, used by the claim that resolved it.
+    /// The instances of a resolved class, kept once a second claim of it comes: on the engine
+    /// shape most classes of `dev` contexts (one per user) have a single claim, and keeping their
+    /// instances would only cost memory.
+    template: OnceLock<Template>,
+}
+
+/// A class's instances as one of its claims staged them.
+struct Template {
+    /// Those that can matter to a later claim of the class: up to the first that conflicts with
+    /// an instance fixed before (instances fixed never change, so a later claim's first conflict
+    /// is at that key or before).
     staged: Staged,
     /// That claim's labels outside the projection, which every label map of `staged` holds.
     passing: BTreeMap<String, serde_json::Value>,
@@ -64,7 +74,9 @@ impl Read {
         match self {
             Read::User(UserField::Name) => text(&subject.name),
             Read::User(UserField::Team) => subject.team.as_deref().and_then(text),
-            Read::User(UserField::Groups) => Some(Value::List(subject.groups.iter().cloned().map(Value::Str).collect())),
+            Read::User(UserField::Groups) => {
+                Some(Value::List(subject.groups.iter().cloned().map(Value::Str).collect()))
+            }
             Read::User(UserField::Label(id)) => subject.labels.get(id).cloned(),
             Read::Claim(ClaimField::Name) => text(&claim.name),
             Read::Claim(ClaimField::Namespace) => text(&claim.namespace),
@@ -132,81 +144,103 @@ impl Classes {
         let passing: BTreeMap<String, serde_json::Value> =
             passing.into_iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let known = self.lock().get(&class).cloned().unwrap_or_default();
-        let entry = match known
+        let found = known
             .into_iter()
-            .find(|entry| entry.reads.iter().all(|(read, seen)| read.of(access, &subject, claim) == *seen))
-        {
-            Some(entry) => entry,
-            None => {
-                let recorder = Recorder::default();
-                let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
-                let result = run.start(&claim.contract, subject.clone(), labels);
-                let staged = if result.is_ok() { run.staged } else { Staged::new() };
-                let reads = recorder.into_reads().into_iter().map(|read| {
-                    let seen = read.of(access, &subject, claim);
-                    (read, seen)
-                });
-                let entry = Arc::new(Entry { reads: reads.collect(), result, staged, passing: passing.clone() });
-                self.lock().entry(class).or_default().push(entry.clone());
-                entry
+            .find(|entry| entry.reads.iter().all(|(read, seen)| read.of(access, &subject, claim) == *seen));
+        if let Some(entry) = &found {
+            match (&entry.result, entry.template.get()) {
+                (Err(failure), _) => return ((id, Err(failure.clone()), Staged::new(), Vec::new()), None),
+                (Ok(root), Some(template)) => return rebase(root, template, id, &passing, fixed, &self.projection),
+                (Ok(_), None) => {}
             }
-        };
-        self.rebase(&entry, id, &passing, fixed)
+        }
+        let recorder = Recorder::default();
+        let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
+        let result = run.start(&claim.contract, subject.clone(), labels);
+        let mut staged = run.staged;
+        match (found, &result) {
+            // The class's second claim: its instances are kept for the rest.
+            (Some(entry), Ok(root)) => {
+                let cut = fixed_conflict(fixed, &id, &staged).map(|(key, _)| key);
+                if let Some(cut) = cut {
+                    staged.retain(|key, _| *key <= cut);
+                }
+                let template = Template { staged, passing: passing.clone() };
+                let result = rebase(root, &template, id, &passing, fixed, &self.projection);
+                // A class-mate on another thread may have kept the same instances first.
+                let _ = entry.template.set(template);
+                result
+            }
+            (found, _) => {
+                if found.is_none() {
+                    let reads = recorder.into_reads().into_iter().map(|read| {
+                        let seen = read.of(access, &subject, claim);
+                        (read, seen)
+                    });
+                    let entry = Entry { reads: reads.collect(), result: result.clone(), template: OnceLock::new() };
+                    self.lock().entry(class).or_default().push(Arc::new(entry));
+                }
+                let known = super::settle(fixed, &id, &result, &mut staged);
+                ((id, result, staged, Vec::new()), known)
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<(String, Vec<(String, Value)>), Vec<Arc<Entry>>>> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// `entry`'s resolution as claim `id`'s, whose labels outside the projection are `passing`,
-    /// settled against `fixed`: only the instances that may still merge are copied.
-    fn rebase(
-        &self,
-        entry: &Entry,
-        id: String,
-        passing: &BTreeMap<String, serde_json::Value>,
-        fixed: &DesiredState,
-    ) -> (ClaimRunResult, Option<Failure>) {
-        let root = match &entry.result {
-            Ok(root) => root.clone(),
-            Err(failure) => return ((id, Err(failure.clone()), Staged::new(), Vec::new()), None),
-        };
-        let conflict = fixed_conflict(fixed, &id, &entry.staged);
-        let mut maps: Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)> = Vec::new();
-        let mut staged = Staged::new();
-        for (key, instance) in &entry.staged {
-            if conflict.as_ref().is_some_and(|(conflicting, _)| !still_candidate(fixed, conflicting, key)) {
-                continue;
-            }
-            let mut instance = instance.clone();
-            for used in &mut instance.claims {
-                used.claim.clone_from(&id);
-                if *passing != entry.passing {
-                    used.labels = self.relabel(&mut maps, &used.labels, passing);
-                }
-            }
-            staged.insert(key.clone(), instance);
+/// The class's resolution (service instance `root`, instances `template`) as claim `id`'s, whose
+/// labels outside `projection` are `passing`, settled against `fixed` as [`super::settle`] does:
+/// only the instances that may still merge are copied.
+fn rebase(
+    root: &str,
+    template: &Template,
+    id: String,
+    passing: &BTreeMap<String, serde_json::Value>,
+    fixed: &DesiredState,
+    projection: &FastSet<String>,
+) -> (ClaimRunResult, Option<Failure>) {
+    let conflict = fixed_conflict(fixed, &id, &template.staged);
+    let mut maps: Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)> = Vec::new();
+    let mut staged = Staged::new();
+    for (key, instance) in &template.staged {
+        if conflict.as_ref().is_some_and(|(conflicting, _)| !still_candidate(fixed, conflicting, key)) {
+            continue;
         }
-        ((id, Ok(root), staged, Vec::new()), conflict.map(|(_, failure)| failure))
+        let mut instance = instance.clone();
+        for used in &mut instance.claims {
+            used.claim.clone_from(&id);
+            if *passing != template.passing {
+                used.labels = relabel(&mut maps, &used.labels, passing, projection);
+            }
+        }
+        staged.insert(key.clone(), instance);
     }
+    ((id, Ok(root.to_string()), staged, Vec::new()), conflict.map(|(_, failure)| failure))
+}
 
-    /// `labels` with the passing labels replaced by `passing`, made once per map of a claim.
-    fn relabel(
-        &self,
-        maps: &mut Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)>,
-        labels: &LabelJson,
-        passing: &BTreeMap<String, serde_json::Value>,
-    ) -> LabelJson {
-        if let Some((_, made)) = maps.iter().find(|(of, _)| *of == Arc::as_ptr(labels)) {
-            return made.clone();
-        }
-        let mut map: BTreeMap<String, serde_json::Value> =
-            labels.iter().filter(|(label, _)| self.projection.contains(label.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-        map.extend(passing.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let made = Arc::new(map);
-        maps.push((Arc::as_ptr(labels), made.clone()));
-        made
+/// `labels` with the passing labels (outside `projection`) replaced by `passing`, made once per
+/// map of a claim (`maps`: each map of the template and its replacement).
+fn relabel(
+    maps: &mut Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)>,
+    labels: &LabelJson,
+    passing: &BTreeMap<String, serde_json::Value>,
+    projection: &FastSet<String>,
+) -> LabelJson {
+    if let Some((_, made)) = maps.iter().find(|(of, _)| *of == Arc::as_ptr(labels)) {
+        return made.clone();
     }
+    let mut map: BTreeMap<String, serde_json::Value> = labels
+        .iter()
+        .filter(|(label, _)| projection.contains(label.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    map.extend(passing.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let made = Arc::new(map);
+    maps.push((Arc::as_ptr(labels), made.clone()));
+    made
 }
 
 /// Every label the program's contracts, services and rules can read or write: each string under a

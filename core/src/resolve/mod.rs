@@ -180,12 +180,12 @@ fn resolve_claim(
 /// in (§15.1); a consumer that does not exist fails the claim.
 fn subject_of(access: &Access, claim: &Claim) -> Result<(Subject, BTreeMap<String, Value>), Failure> {
     let subject = match &claim.consumer {
-        Consumer::User(name) => access.user(name).ok_or_else(|| {
-            Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin))
-        })?,
-        Consumer::Team(name) => access.team(name).ok_or_else(|| {
-            Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin))
-        })?,
+        Consumer::User(name) => access
+            .user(name)
+            .ok_or_else(|| Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin)))?,
+        Consumer::Team(name) => access
+            .team(name)
+            .ok_or_else(|| Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)))?,
     };
     let mut labels = claim.labels.clone();
     labels.extend(subject.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
