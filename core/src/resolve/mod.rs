@@ -67,7 +67,8 @@ pub enum Chains<'o> {
 }
 
 /// Resolves every claim of `program` as `options` say; the state is the same whatever chains
-/// are kept, but for the claims' `decisions`.
+/// are kept, but for the claims' `decisions`. Keeping none, claims alike in all their resolution
+/// reads resolve once (`classes`).
 pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     let access = Access::new(program);
     let names = Names::new(program);
