@@ -29,12 +29,18 @@ use super::{
 /// Labels by name, as an instance's uses hold them.
 type LabelJson = Arc<BTreeMap<String, serde_json::Value>>;
 
+/// A class: the claimed contract and the claim's labels in the projection.
+type Class = (String, Vec<(String, Value)>);
+
+/// Each class's resolutions.
+type ByClass = FastMap<Class, Vec<Arc<Entry>>>;
+
 /// The claims of one resolution resolved so far, by class: contract and projected labels.
 pub(super) struct Classes {
     /// The labels the program can read or write (anywhere: contracts, contexts, rules, services).
     projection: FastSet<String>,
     /// Each class's resolutions, told apart by what they read of the consumer and the claim.
-    entries: Mutex<FastMap<(String, Vec<(String, Value)>), Vec<Arc<Entry>>>>,
+    entries: Mutex<ByClass>,
 }
 
 /// One claim's resolution, kept for the claims that agree with it on all it read.
@@ -186,7 +192,7 @@ impl Classes {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<(String, Vec<(String, Value)>), Vec<Arc<Entry>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByClass> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
