@@ -5,7 +5,6 @@
 //! naming the claim or the user, access refused to some consumers, values reading the consumer and
 //! the claim, and labels nothing reads; and on Aptomi's engine shape with few users.
 
-#[allow(dead_code)]
 #[path = "../../benches/synth.rs"]
 mod synth;
 
