@@ -77,6 +77,11 @@ pub trait Observer: Sync {
     /// `op(lhs, rhs)`, on the labels' `value` for it, and what it gave: nothing else of the label
     /// was read to decide it.
     fn test(&self, label: &str, value: Option<&Value>, test: Atomic<'_>, result: &Result<bool, EvalError>);
+    /// `user.FIELD` read: what the evaluation gives may depend on the consumer's field (the
+    /// resolver's memo of claims keys a resolution by the consumer's fields it read).
+    fn user(&self, _field: &UserField) {}
+    /// `claim.FIELD` read, as [`Observer::user`].
+    fn claim(&self, _field: ClaimField) {}
 }
 
 /// An atomic test as the evaluator met it, so that an observer can ask it again of other values
@@ -187,6 +192,19 @@ impl Env<'_> {
         }
     }
 
+    /// `user.FIELD` of the consumer.
+    fn user_field(&self, field: &UserField) -> Result<Value, EvalError> {
+        Ok(match field {
+            UserField::Name => Value::Str(self.user.name.clone()),
+            UserField::Team => {
+                Value::Str(self.user.team.clone().ok_or_else(|| EvalError::Unset("`user.team`".into()))?)
+            }
+            UserField::Groups => Value::List(self.user.groups.iter().cloned().map(Value::Str).collect()),
+            // A consumer without the label reads its default, as for `labels`.
+            UserField::Label(id) => self.or_default(self.user.labels.get(id), id, "user.labels")?,
+        })
+    }
+
     pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
         Ok(match expr {
             Expr::Const(value) => value.clone(),
@@ -209,23 +227,25 @@ impl Env<'_> {
                 Value::Map(out)
             }
             Expr::Label(id) => self.label(id)?,
-            Expr::User(field) => match field {
-                UserField::Name => Value::Str(self.user.name.clone()),
-                UserField::Team => {
-                    Value::Str(self.user.team.clone().ok_or_else(|| EvalError::Unset("`user.team`".into()))?)
+            Expr::User(field) => {
+                if let Some(observer) = self.observer {
+                    observer.user(field);
                 }
-                UserField::Groups => Value::List(self.user.groups.iter().cloned().map(Value::Str).collect()),
-                // A consumer without the label reads its default, as for `labels`.
-                UserField::Label(id) => self.or_default(self.user.labels.get(id), id, "user.labels")?,
-            },
-            Expr::Claim(field) => Value::Str(
-                match field {
-                    ClaimField::Name => self.claim.0,
-                    ClaimField::Namespace => self.claim.1,
-                    ClaimField::Id => self.claim.2,
+                self.user_field(field)?
+            }
+            Expr::Claim(field) => {
+                if let Some(observer) = self.observer {
+                    observer.claim(*field);
                 }
-                .to_string(),
-            ),
+                Value::Str(
+                    match field {
+                        ClaimField::Name => self.claim.0,
+                        ClaimField::Namespace => self.claim.1,
+                        ClaimField::Id => self.claim.2,
+                    }
+                    .to_string(),
+                )
+            }
             Expr::Cluster(field) => {
                 let placement = self.placement.ok_or(EvalError::NotPlaced)?;
                 let cluster = self.program.clusters.get(&placement.cluster);

@@ -5,6 +5,7 @@
 //! with the instances earlier claims already fixed. The same program always gives the same
 //! state, byte for byte.
 
+mod classes;
 mod incremental;
 pub mod state;
 
@@ -19,6 +20,7 @@ use crate::ir::{Action, Claim, Component, Consumer, LabelOp, Origin, Program, SY
 
 use crate::access::Access;
 use crate::eval::{Env, EvalError, Observer, Placement, Subject};
+use classes::{Classes, Read, Recorder};
 pub use incremental::{Incremental, Update};
 pub use state::*;
 
@@ -65,13 +67,16 @@ pub enum Chains<'o> {
 }
 
 /// Resolves every claim of `program` as `options` say; the state is the same whatever chains
-/// are kept, but for the claims' `decisions`.
+/// are kept, but for the claims' `decisions`. Keeping none, claims alike in all their resolution
+/// reads resolve once (`classes`).
 pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     let access = Access::new(program);
     let names = Names::new(program);
     let deployed = options.deployed;
     let mut merging =
         Merging { state: DesiredState::default(), labels: Interner::default(), taken: TakenNames::of(deployed) };
+    // Without decision chains, claims alike in all their resolution reads resolve once.
+    let classes = if options.chains == Chains::None { Classes::new(program) } else { None };
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
     for chunk in program.claims.chunks(CHUNK) {
         // The instances earlier chunks fixed stay as they are while this chunk resolves: each
@@ -79,11 +84,14 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
         let fixed = &merging.state;
         let runs: Vec<(ClaimRunResult, Option<Failure>)> = chunk
             .par_iter()
-            .map(|claim| {
-                let (id, result, mut staged, decisions) =
-                    resolve_claim(program, &access, &names, deployed, options.chains, claim, None);
-                let known = settle(fixed, &id, &result, &mut staged);
-                ((id, result, staged, decisions), known)
+            .map(|claim| match &classes {
+                Some(classes) => classes.resolve(program, &access, &names, deployed, claim, fixed),
+                None => {
+                    let (id, result, mut staged, decisions) =
+                        resolve_claim(program, &access, &names, deployed, options.chains, claim, None);
+                    let known = settle(fixed, &id, &result, &mut staged);
+                    ((id, result, staged, decisions), known)
+                }
             })
             .collect();
         for (claim, ((id, result, staged, decisions), known)) in chunk.iter().zip(runs) {
@@ -162,26 +170,27 @@ fn resolve_claim(
         Chains::None => false,
         Chains::Only(only) => only.contains(&id),
     };
-    let mut run = ClaimRun {
-        keeps_chain,
-        program,
-        access,
-        names,
-        deployed,
-        claim_id: &id,
-        claim_name: &claim.name,
-        claim_namespace: &claim.namespace,
-        subject: Subject::default(),
-        decisions: Vec::new(),
-        staged: BTreeMap::new(),
-        stack: Vec::new(),
-        memo: BTreeMap::new(),
-        entered: Vec::new(),
-        observer,
-    };
-    let result = run.start(claim);
+    let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, observer, None);
+    run.keeps_chain = keeps_chain;
+    let result = subject_of(access, claim).and_then(|(subject, labels)| run.start(&claim.contract, subject, labels));
     let (staged, decisions) = (run.staged, run.decisions);
     (id, result, staged, decisions)
+}
+
+/// The claim's consumer as expressions see it, and the claim's labels with the consumer's merged
+/// in (§15.1); a consumer that does not exist fails the claim.
+fn subject_of(access: &Access, claim: &Claim) -> Result<(Subject, BTreeMap<String, Value>), Failure> {
+    let subject = match &claim.consumer {
+        Consumer::User(name) => access
+            .user(name)
+            .ok_or_else(|| Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin)))?,
+        Consumer::Team(name) => access
+            .team(name)
+            .ok_or_else(|| Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)))?,
+    };
+    let mut labels = claim.labels.clone();
+    labels.extend(subject.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok((subject, labels))
 }
 
 /// The program's contract ids, context names, rule ids and their origins, its services' and
@@ -459,8 +468,12 @@ struct ClaimRun<'a> {
     memo: BTreeMap<String, Vec<Memo>>,
     /// Every contract this claim entered or reused, in order (a memo's subtree is a range of it).
     entered: Vec<Arc<str>>,
-    /// Told what the run reads of the labels (`Alone::resolve_observed`).
+    /// Told what the run reads of the labels (`Alone::resolve_observed`), or of the consumer and
+    /// claim (`reads`).
     observer: Option<&'a dyn Observer>,
+    /// Told what the run reads of the consumer and the claim, for the memo of claims
+    /// ([`classes`]): the observer too, and told the access checks.
+    reads: Option<&'a Recorder>,
 }
 
 /// One resolution of a contract within a claim: its inputs, its result, and every contract its
@@ -516,33 +529,43 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
-    fn start(&mut self, claim: &'a Claim) -> Result<String, Failure> {
-        let (subject, consumer_labels) = match &claim.consumer {
-            Consumer::User(name) => {
-                let Some(subject) = self.access.user(name) else {
-                    return Err(Failure::failed(
-                        format!("the claim's user `{name}` does not exist"),
-                        Some(&claim.origin),
-                    ));
-                };
-                let labels = subject.labels.clone();
-                (subject, labels)
-            }
-            Consumer::Team(name) => {
-                let Some(subject) = self.access.team(name) else {
-                    return Err(Failure::failed(
-                        format!("the claim's team `{name}` does not exist"),
-                        Some(&claim.origin),
-                    ));
-                };
-                let labels = subject.labels.clone();
-                (subject, labels)
-            }
-        };
+    /// A run of claim `claim` (whose id is `claim_id`) keeping no decision chain.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        program: &'a Program,
+        access: &'a Access<'a>,
+        names: &'a Names<'a>,
+        deployed: &'a DeployedNames,
+        claim_id: &'a str,
+        claim: &'a Claim,
+        observer: Option<&'a dyn Observer>,
+        reads: Option<&'a Recorder>,
+    ) -> ClaimRun<'a> {
+        ClaimRun {
+            keeps_chain: false,
+            program,
+            access,
+            names,
+            deployed,
+            claim_id,
+            claim_name: &claim.name,
+            claim_namespace: &claim.namespace,
+            subject: Subject::default(),
+            decisions: Vec::new(),
+            staged: BTreeMap::new(),
+            stack: Vec::new(),
+            memo: BTreeMap::new(),
+            entered: Vec::new(),
+            observer,
+            reads,
+        }
+    }
+
+    /// Resolves the claimed contract for `subject` with the claim's `labels` ([`subject_of`]):
+    /// the key of its service instance.
+    fn start(&mut self, contract: &str, subject: Subject, labels: BTreeMap<String, Value>) -> Result<String, Failure> {
         self.subject = subject;
-        let mut labels = claim.labels.clone();
-        labels.extend(consumer_labels);
-        let resolved = self.contract(&claim.contract, labels, None, 0)?;
+        let resolved = self.contract(contract, labels, None, 0)?;
         Ok(resolved.key)
     }
 
@@ -677,7 +700,15 @@ impl<'a> ClaimRun<'a> {
         }
         self.decide(|run| Decision::EnterContract { contract: run.names.contract(id), depth });
         // 1. access
-        if !self.access.may_consume(&self.subject, &contract.namespace) {
+        let may_consume = self.access.may_consume(&self.subject, &contract.namespace);
+        if let Some(reads) = self.reads {
+            reads.note(Read::Consume(contract.namespace.clone()));
+        }
+        if !may_consume {
+            if let Some(reads) = self.reads {
+                // The reason names the consumer.
+                reads.note(Read::User(crate::ir::UserField::Name));
+            }
             return Err(Failure::failed(
                 format!(
                     "`{}` may not consume in namespace `{}` (contract `{id}`)",
@@ -1082,12 +1113,24 @@ fn settle(fixed: &DesiredState, claim: &str, result: &Result<String, Failure>, s
         *staged = Staged::new();
         return None;
     }
-    let (key, failure) = staged.iter().find_map(|(key, instance)| {
+    let (key, failure) = fixed_conflict(fixed, claim, staged)?;
+    staged.retain(|k, _| still_candidate(fixed, &key, k));
+    Some(failure)
+}
+
+/// The first of `staged`'s instances, in key order, that conflicts with one `fixed` holds: its key
+/// and the claim's failure.
+fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<(String, Failure)> {
+    staged.iter().find_map(|(key, instance)| {
         let existing = fixed.instances.get(key)?;
         conflict(existing, instance, claim).map(|failure| (key.clone(), failure))
-    })?;
-    staged.retain(|k, _| *k < key && !fixed.instances.contains_key(k));
-    Some(failure)
+    })
+}
+
+/// Whether a staged instance `key` can still conflict before the claim's conflict with `fixed` at
+/// `conflicting` (an earlier claim of its chunk may add it): see [`settle`].
+fn still_candidate(fixed: &DesiredState, conflicting: &str, key: &str) -> bool {
+    key < conflicting && !fixed.instances.contains_key(key)
 }
 
 /// The conflict of a claim's `instance` with the `existing` one an earlier claim fixed, if their

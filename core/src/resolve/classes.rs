@@ -1,0 +1,275 @@
+//! Claims alike in everything their resolution reads, resolved once (issue #11).
+//!
+//! A claim's resolution is a function of its contract, its labels, and what its expressions and
+//! access checks read of its consumer and of itself (`user.*`, `claim.*`, `may_consume`). Labels
+//! the program never reads nor writes only pass through: every label map of the resolution holds
+//! them as the claim has them. So claims of one contract whose labels agree on the labels the
+//! program can read or write (the *projection*, found once over the IR) and whose consumers and
+//! claims agree on the fields the first one's resolution read give the same result but for the
+//! claim id of each use and the passing labels of each label map: the first resolves, the others
+//! take its result, rebased. On Aptomi's engine shape most claims of a contract share a handful
+//! of label combinations, and `user.name` is read only where a context allocates per user.
+//!
+//! Only resolutions that keep no decision chain go through here ([`super::Chains::None`]): a chain
+//! is per claim, and `explain` recomputes the chains it shows.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::access::Access;
+use crate::eval::{Atomic, EvalError, Observer, Subject};
+use crate::ir::{Claim, ClaimField, Program, UserField, Value};
+use crate::{FastMap, FastSet};
+
+use super::{
+    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Names, Staged, fixed_conflict, still_candidate,
+    subject_of,
+};
+
+/// Labels by name, as an instance's uses hold them.
+type LabelJson = Arc<BTreeMap<String, serde_json::Value>>;
+
+/// A class: the claimed contract and the claim's labels in the projection.
+type Class = (String, Vec<(String, Value)>);
+
+/// Each class's resolutions.
+type ByClass = FastMap<Class, Vec<Arc<Entry>>>;
+
+/// The claims of one resolution resolved so far, by class: contract and projected labels.
+pub(super) struct Classes {
+    /// The labels the program can read or write (anywhere: contracts, contexts, rules, services).
+    projection: FastSet<String>,
+    /// Each class's resolutions, told apart by what they read of the consumer and the claim.
+    entries: Mutex<ByClass>,
+}
+
+/// One claim's resolution, kept for the claims that agree with it on all it read.
+struct Entry {
+    /// What it read of the consumer and the claim, and what it found.
+    reads: Vec<(Read, Option<Value>)>,
+    result: Result<String, Failure>,
+    /// The instances of a resolved class, kept once a second claim of it comes: on the engine
+    /// shape most classes of `dev` contexts (one per user) have a single claim, and keeping their
+    /// instances would only cost memory.
+    template: OnceLock<Template>,
+}
+
+/// A class's instances as one of its claims staged them.
+struct Template {
+    /// Those that can matter to a later claim of the class: up to the first that conflicts with
+    /// an instance fixed before (instances fixed never change, so a later claim's first conflict
+    /// is at that key or before).
+    staged: Staged,
+    /// That claim's labels outside the projection, which every label map of `staged` holds.
+    passing: BTreeMap<String, serde_json::Value>,
+}
+
+/// Something a resolution read besides the labels.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Read {
+    User(UserField),
+    Claim(ClaimField),
+    /// Whether the consumer may consume in this namespace.
+    Consume(String),
+}
+
+impl Read {
+    /// What `claim` (with consumer `subject`) gives for this read.
+    fn of(&self, access: &Access, subject: &Subject, claim: &Claim) -> Option<Value> {
+        let text = |s: &str| Some(Value::Str(s.to_string()));
+        match self {
+            Read::User(UserField::Name) => text(&subject.name),
+            Read::User(UserField::Team) => subject.team.as_deref().and_then(text),
+            Read::User(UserField::Groups) => {
+                Some(Value::List(subject.groups.iter().cloned().map(Value::Str).collect()))
+            }
+            Read::User(UserField::Label(id)) => subject.labels.get(id).cloned(),
+            Read::Claim(ClaimField::Name) => text(&claim.name),
+            Read::Claim(ClaimField::Namespace) => text(&claim.namespace),
+            Read::Claim(ClaimField::Id) => Some(Value::Str(claim.id())),
+            Read::Consume(namespace) => Some(Value::Bool(access.may_consume(subject, namespace))),
+        }
+    }
+}
+
+/// Records what one claim's run reads of its consumer and claim (an evaluator [`Observer`] that
+/// ignores the labels, plus the access checks the run notes).
+#[derive(Default)]
+pub(super) struct Recorder(Mutex<Vec<Read>>);
+
+impl Recorder {
+    pub(super) fn note(&self, read: Read) {
+        let mut reads = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !reads.contains(&read) {
+            reads.push(read);
+        }
+    }
+
+    fn into_reads(self) -> Vec<Read> {
+        self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Observer for Recorder {
+    fn read(&self, _: &str, _: Option<&Value>) {}
+    fn test(&self, _: &str, _: Option<&Value>, _: Atomic<'_>, _: &Result<bool, EvalError>) {}
+    fn user(&self, field: &UserField) {
+        self.note(Read::User(field.clone()));
+    }
+    fn claim(&self, field: ClaimField) {
+        self.note(Read::Claim(field));
+    }
+}
+
+impl Classes {
+    /// The classes of `program`'s claims; `None` if its labels cannot be projected (then every
+    /// claim resolves on its own).
+    pub(super) fn new(program: &Program) -> Option<Classes> {
+        Some(Classes { projection: projection(program)?, entries: Mutex::default() })
+    }
+
+    /// Resolves `claim` (or takes a class-mate's resolution) and checks it against `fixed` as
+    /// [`super::settle`] does: what [`super::resolve_claim`] then `settle` give.
+    pub(super) fn resolve(
+        &self,
+        program: &Program,
+        access: &Access,
+        names: &Names,
+        deployed: &DeployedNames,
+        claim: &Claim,
+        fixed: &DesiredState,
+    ) -> (ClaimRunResult, Option<Failure>) {
+        let id = claim.id();
+        let (subject, labels) = match subject_of(access, claim) {
+            Ok(found) => found,
+            Err(failure) => return ((id, Err(failure), Staged::new(), Vec::new()), None),
+        };
+        let (projected, passing): (Vec<_>, Vec<_>) =
+            labels.iter().partition(|(label, _)| self.projection.contains(label.as_str()));
+        let class = (claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let passing: BTreeMap<String, serde_json::Value> =
+            passing.into_iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let known = self.lock().get(&class).cloned().unwrap_or_default();
+        let found = known
+            .into_iter()
+            .find(|entry| entry.reads.iter().all(|(read, seen)| read.of(access, &subject, claim) == *seen));
+        if let Some(entry) = &found {
+            match (&entry.result, entry.template.get()) {
+                (Err(failure), _) => return ((id, Err(failure.clone()), Staged::new(), Vec::new()), None),
+                (Ok(root), Some(template)) => return rebase(root, template, id, &passing, fixed, &self.projection),
+                (Ok(_), None) => {}
+            }
+        }
+        let recorder = Recorder::default();
+        let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
+        let result = run.start(&claim.contract, subject.clone(), labels);
+        let mut staged = run.staged;
+        match (found, &result) {
+            // The class's second claim: its instances are kept for the rest.
+            (Some(entry), Ok(root)) => {
+                let cut = fixed_conflict(fixed, &id, &staged).map(|(key, _)| key);
+                if let Some(cut) = cut {
+                    staged.retain(|key, _| *key <= cut);
+                }
+                let template = Template { staged, passing: passing.clone() };
+                let result = rebase(root, &template, id, &passing, fixed, &self.projection);
+                // A class-mate on another thread may have kept the same instances first.
+                let _ = entry.template.set(template);
+                result
+            }
+            (found, _) => {
+                if found.is_none() {
+                    let reads = recorder.into_reads().into_iter().map(|read| {
+                        let seen = read.of(access, &subject, claim);
+                        (read, seen)
+                    });
+                    let entry = Entry { reads: reads.collect(), result: result.clone(), template: OnceLock::new() };
+                    self.lock().entry(class).or_default().push(Arc::new(entry));
+                }
+                let known = super::settle(fixed, &id, &result, &mut staged);
+                ((id, result, staged, Vec::new()), known)
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByClass> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The class's resolution (service instance `root`, instances `template`) as claim `id`'s, whose
+/// labels outside `projection` are `passing`, settled against `fixed` as [`super::settle`] does:
+/// only the instances that may still merge are copied.
+fn rebase(
+    root: &str,
+    template: &Template,
+    id: String,
+    passing: &BTreeMap<String, serde_json::Value>,
+    fixed: &DesiredState,
+    projection: &FastSet<String>,
+) -> (ClaimRunResult, Option<Failure>) {
+    let conflict = fixed_conflict(fixed, &id, &template.staged);
+    let mut maps: Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)> = Vec::new();
+    let mut staged = Staged::new();
+    for (key, instance) in &template.staged {
+        if conflict.as_ref().is_some_and(|(conflicting, _)| !still_candidate(fixed, conflicting, key)) {
+            continue;
+        }
+        let mut instance = instance.clone();
+        for used in &mut instance.claims {
+            used.claim.clone_from(&id);
+            if *passing != template.passing {
+                used.labels = relabel(&mut maps, &used.labels, passing, projection);
+            }
+        }
+        staged.insert(key.clone(), instance);
+    }
+    ((id, Ok(root.to_string()), staged, Vec::new()), conflict.map(|(_, failure)| failure))
+}
+
+/// `labels` with the passing labels (outside `projection`) replaced by `passing`, made once per
+/// map of a claim (`maps`: each map of the template and its replacement).
+fn relabel(
+    maps: &mut Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)>,
+    labels: &LabelJson,
+    passing: &BTreeMap<String, serde_json::Value>,
+    projection: &FastSet<String>,
+) -> LabelJson {
+    if let Some((_, made)) = maps.iter().find(|(of, _)| *of == Arc::as_ptr(labels)) {
+        return made.clone();
+    }
+    let mut map: BTreeMap<String, serde_json::Value> = labels
+        .iter()
+        .filter(|(label, _)| projection.contains(label.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    map.extend(passing.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let made = Arc::new(map);
+    maps.push((Arc::as_ptr(labels), made.clone()));
+    made
+}
+
+/// Every label the program's contracts, services and rules can read or write: each string under a
+/// `label` key of their IR (`labels.X` is `{"label": X}`, a label operation `{"label": X, …}`).
+/// Taking every such string over-approximates (a `user.labels.X` or `cluster.labels.X` adds `X`),
+/// which only splits classes further; a label missed would make claims that differ in it alike.
+fn projection(program: &Program) -> Option<FastSet<String>> {
+    fn walk(value: &serde_json::Value, found: &mut FastSet<String>) {
+        match value {
+            serde_json::Value::Object(entries) => {
+                for (key, value) in entries {
+                    if let (true, serde_json::Value::String(label)) = (key == "label", value) {
+                        found.insert(label.clone());
+                    }
+                    walk(value, found);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+            _ => {}
+        }
+    }
+    let ir = serde_json::to_value((&program.contracts, &program.services, &program.rules)).ok()?;
+    let mut found = FastSet::default();
+    walk(&ir, &mut found);
+    Some(found)
+}
