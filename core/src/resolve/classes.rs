@@ -254,22 +254,47 @@ fn relabel(
 /// Taking every such string over-approximates (a `user.labels.X` or `cluster.labels.X` adds `X`),
 /// which only splits classes further; a label missed would make claims that differ in it alike.
 fn projection(program: &Program) -> Option<FastSet<String>> {
-    fn walk(value: &serde_json::Value, found: &mut FastSet<String>) {
-        match value {
-            serde_json::Value::Object(entries) => {
-                for (key, value) in entries {
-                    if let (true, serde_json::Value::String(label)) = (key == "label", value) {
-                        found.insert(label.clone());
-                    }
-                    walk(value, found);
-                }
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
-            _ => {}
-        }
-    }
     let ir = serde_json::to_value((&program.contracts, &program.services, &program.rules)).ok()?;
     let mut found = FastSet::default();
     walk(&ir, &mut found);
     Some(found)
+}
+
+/// Adds to `found` every string under a `label` key of `value`.
+fn walk(value: &serde_json::Value, found: &mut FastSet<String>) {
+    match value {
+        serde_json::Value::Object(entries) => {
+            for (key, value) in entries {
+                if let (true, serde_json::Value::String(label)) = (key == "label", value) {
+                    found.insert(label.clone());
+                }
+                walk(value, found);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, found)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::{Expr, LabelOp, Template, TemplatePart};
+
+    /// The projection finds labels by the IR's serialized form: a label read (`labels.X`, also
+    /// inside a template) and a label written or removed each carry it under a `label` key. Were
+    /// that form to change, the projection would miss labels and make claims that differ in them
+    /// alike; this test fails first.
+    #[test]
+    fn every_label_read_or_written_is_under_a_label_key() {
+        let read = Expr::Label("system.a".into());
+        let in_template = Expr::Template(Template { parts: vec![TemplatePart::Expr(Expr::Label("system.b".into()))] });
+        let set = LabelOp::Set { label: "system.c".into(), value: Expr::Label("system.d".into()) };
+        let remove = LabelOp::Remove { label: "system.e".into() };
+        let mut found = crate::FastSet::default();
+        let ir = serde_json::to_value((read, in_template, set, remove)).unwrap();
+        super::walk(&ir, &mut found);
+        let mut found: Vec<String> = found.into_iter().collect();
+        found.sort();
+        assert_eq!(found, ["system.a", "system.b", "system.c", "system.d", "system.e"]);
+    }
 }
