@@ -58,7 +58,9 @@ enum Format {
 }
 
 pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
-    no_huge_pages();
+    // Checking builds trees and tables touched once (`policy::huge_pages`); not allowed again
+    // after, since `check` resolves nothing.
+    super::policy::huge_pages(false);
     let paths = paths_or_cwd(&args.paths)?;
     let files = workspace::find_policy_files(&paths)?;
     let sources = workspace::load(&files)?;
@@ -97,20 +99,6 @@ pub fn run(args: CheckArgs, color: bool) -> anyhow::Result<ExitCode> {
     // the operating system takes the memory back whole.
     std::mem::forget(analysis);
     Ok(if failed { ExitCode::from(EXIT_FINDINGS) } else { ExitCode::SUCCESS })
-}
-
-/// Turns transparent huge pages off for this process. The allocator asks for them, and the
-/// kernel then zeroes 2 MiB at the first touch of each: checking builds many trees and tables
-/// touched once, and at 100,000 claims that zeroing was a quarter of the CPU (the system time
-/// fell from ~0.85 s to ~0.35 s without them, the user time unchanged; docs/performance.md).
-/// Not for `plan`, whose resolver reads its large state again and again (it lost more user time
-/// to the smaller pages than it saved).
-fn no_huge_pages() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's flag.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
-    }
 }
 
 /// The policy `--against` or `--git` names, lowered.

@@ -93,6 +93,12 @@ impl Cut {
 pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) -> Prepared<'src> {
     let matching = match_brackets(&tokens);
     let depths = depths(&tokens, &matching, depth);
+    if depths.iter().all(|d| d.too_deep.is_none()) {
+        // Nothing to cut (every file a person writes): the tokens go to the parser as they are.
+        let strings = tokens.iter().zip(&depths).filter_map(|(token, d)| decode(token, d.depth)).collect();
+        let tree_ends = tree_ends(&tokens, &matching);
+        return Prepared { tokens, groups: Groups { tree_ends, strings }, errors: Vec::new(), cut: Cut::default() };
+    }
     let mut out = Vec::with_capacity(tokens.len());
     let mut errors = Vec::new();
     let mut cut = Cut::default();
@@ -100,10 +106,7 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
     let mut i = 0;
     while i < tokens.len() {
         let Some(at) = depths[i].too_deep else {
-            if let (Token::Str(string), s) = tokens[i] {
-                let decoded = strings::decode(string.raw, s.start, depths[i].depth + 1);
-                strings.push(StringToken { start: s.start as u32, decoded });
-            }
+            strings.extend(decode(&tokens[i], depths[i].depth));
             out.push(tokens[i]);
             i += 1;
             continue;
@@ -115,10 +118,15 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
         out.push((Token::Error, SimpleSpan::from(span.range())));
         i = run_end;
     }
-    // Brackets match as before unless a run was cut.
-    let matching = if cut.0.is_empty() { matching } else { match_brackets(&out) };
-    let tree_ends = tree_ends(&out, &matching);
+    // A run was cut: the brackets left match anew.
+    let tree_ends = tree_ends(&out, &match_brackets(&out));
     Prepared { tokens: out, groups: Groups { tree_ends, strings }, errors, cut }
+}
+
+/// The string literal `token` is, decoded (its interpolations one level deeper than `depth`).
+fn decode(&(token, s): &(Token<'_>, SimpleSpan), depth: u32) -> Option<StringToken> {
+    let Token::Str(string) = token else { return None };
+    Some(StringToken { start: s.start as u32, decoded: strings::decode(string.raw, s.start, depth + 1) })
 }
 
 fn too_deep(at: Span) -> SyntaxError {

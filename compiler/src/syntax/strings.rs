@@ -24,6 +24,11 @@ pub(crate) fn decode(raw: &str, start: usize, depth: u32) -> (StrLit, Vec<String
     let mut text = String::new();
     let body_end = if raw.len() >= 2 && raw.ends_with('"') { raw.len() - 1 } else { raw.len() };
     let body = &raw[1.min(raw.len())..body_end];
+    let span = Span::new(start, start + raw.len());
+    if !body.contains(['\\', '$']) {
+        // No escape and no interpolation (most strings): the text as written, copied once.
+        return (StrLit { parts: vec![StrPart::Text(SmolStr::new(body))], span }, errors);
+    }
     let base = start + 1;
     let mut chars = body.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -82,7 +87,7 @@ pub(crate) fn decode(raw: &str, start: usize, depth: u32) -> (StrLit, Vec<String
     if !text.is_empty() || parts.is_empty() {
         parts.push(StrPart::Text(SmolStr::new(text)));
     }
-    (StrLit { parts, span: Span::new(start, start + raw.len()) }, errors)
+    (StrLit { parts, span }, errors)
 }
 
 /// Splits the text of a manifest template (docs/language.md §5.2) into text and `${…}`
