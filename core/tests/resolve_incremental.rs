@@ -60,7 +60,8 @@ grant domain_admin when "admins" in user.groups
     let mut x = 7u32;
     for c in 0..24 {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        let contract = if (x >> 16) % 2 == 0 { format!("a{}", (x >> 8) % 6) } else { format!("p{}", (x >> 8) % 5) };
+        let contract =
+            if (x >> 16).is_multiple_of(2) { format!("a{}", (x >> 8) % 6) } else { format!("p{}", (x >> 8) % 5) };
         let replicas = 1 + (x >> 20) % 2;
         text += &format!(
             "claim k{c:02} {{\n    user \"u@example.com\"\n    contract {contract}\n    labels {{ replicas = {replicas} }}\n}}\n"

@@ -391,9 +391,10 @@ impl Interner {
     /// Shares the labels of every use of one claim's instances: the plan format writes a table of
     /// the distinct label sets, told apart by pointer.
     fn share_uses(&mut self, staged: &mut Staged) {
-        // One claim's instances share a few maps: intern each once. (the claim's own map, the interned one)
-        let mut shared: Vec<(Arc<BTreeMap<String, serde_json::Value>>, Arc<BTreeMap<String, serde_json::Value>>)> =
-            Vec::new();
+        type Labels = Arc<BTreeMap<String, serde_json::Value>>;
+        // One claim's instances share a few maps: intern each once. (The claim's own map, the
+        // interned one.)
+        let mut shared: Vec<(Labels, Labels)> = Vec::new();
         for instance in staged.values_mut() {
             for used in &mut instance.claims {
                 match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
