@@ -52,9 +52,9 @@ fn resolve_diamond(bencher: Bencher, depth: usize) {
 }
 
 /// Incremental resolution (issue #11): in a resolved policy held in memory, one claim's labels
-/// change (to another claim's, then back, alternately); the edited claim is resolved again and
-/// the claims sharing instances with it merged again. Building the resolved policy is outside
-/// the measurement.
+/// change (to another claim's, then back, alternately); the edited claim is resolved again, the
+/// claims after it whose merge may read what changed judged again, and the instances whose
+/// merging claims changed rebuilt. Building the resolved policy is outside the measurement.
 #[divan::bench(args = [10_000, 100_000], sample_count = 20, sample_size = 1)]
 fn incremental_one_claim(bencher: Bencher, claims: usize) {
     use aptc_core::resolve::{DeployedNames, Incremental};
@@ -65,7 +65,12 @@ fn incremental_one_claim(bencher: Bencher, claims: usize) {
     let versions = [aptc_core::ir::Claim { labels: other.labels.clone(), ..edited.clone() }, edited.clone()];
     let mut incremental = Incremental::new(program, DeployedNames::new(), false);
     let update = incremental.set_claim(versions[0].clone());
-    eprintln!("{claims} claims: an edit of {} merges {} claims again", edited.name, update.merged.len());
+    eprintln!(
+        "{claims} claims: an edit of {} merges {} claims again and rebuilds {} instances",
+        edited.name,
+        update.merged.len(),
+        update.instances.len()
+    );
     let mut turn = 0;
     bencher.bench_local(|| {
         turn += 1;

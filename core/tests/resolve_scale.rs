@@ -61,8 +61,9 @@ fn bytes(state: &aptc_core::resolve::DesiredState) -> String {
 
 /// Aptomi's engine shape over several chunks of claims: most claims conflict on a shared
 /// instance an earlier chunk fixed, which the worker that resolved them finds (`settle`); the
-/// state is the one of merging every claim's whole run on its own (`Incremental`, which never
-/// looks ahead), with and without chains, on any number of threads.
+/// state is the one `Incremental` builds (which never settles: it judges each claim's whole run
+/// against the first claim that merged each of its instances), with and without chains, on any
+/// number of threads.
 #[test]
 fn conflicts_found_by_the_workers_give_the_state_of_a_plain_merge() {
     use aptc_core::resolve::{Chains, DeployedNames, Incremental, Options, resolve_with};

@@ -396,6 +396,28 @@ impl Interner {
             }
         }
     }
+
+    /// Shares the labels of every use of one claim's instances: the plan format writes a table of
+    /// the distinct label sets, told apart by pointer.
+    fn share_uses(&mut self, staged: &mut Staged) {
+        type Labels = Arc<BTreeMap<String, serde_json::Value>>;
+        // One claim's instances share a few maps: intern each once. (The claim's own map, the
+        // interned one.)
+        let mut shared: Vec<(Labels, Labels)> = Vec::new();
+        for instance in staged.values_mut() {
+            for used in &mut instance.claims {
+                match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
+                    Some((_, interned)) => used.labels = interned.clone(),
+                    None => {
+                        let mut interned = used.labels.clone();
+                        self.share(&mut interned);
+                        let own = std::mem::replace(&mut used.labels, interned.clone());
+                        shared.push((own, interned));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A claim resolved on its own: its id, root or failure, staged instances and decisions.
@@ -1191,23 +1213,9 @@ fn escape_key(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-fn merge(state: &mut DesiredState, labels: &mut Interner, staged: Staged) {
-    // (the claim's own map, the interned one)
-    let mut shared: Vec<(Arc<BTreeMap<String, serde_json::Value>>, Arc<BTreeMap<String, serde_json::Value>>)> =
-        Vec::new();
-    for (key, mut instance) in staged {
-        // One claim's instances share a few maps: intern each once.
-        for used in &mut instance.claims {
-            match shared.iter().find(|(own, _)| Arc::ptr_eq(own, &used.labels)) {
-                Some((_, interned)) => used.labels = interned.clone(),
-                None => {
-                    let mut interned = used.labels.clone();
-                    labels.share(&mut interned);
-                    let own = std::mem::replace(&mut used.labels, interned.clone());
-                    shared.push((own, interned));
-                }
-            }
-        }
+fn merge(state: &mut DesiredState, labels: &mut Interner, mut staged: Staged) {
+    labels.share_uses(&mut staged);
+    for (key, instance) in staged {
         match state.instances.get_mut(&key) {
             Some(existing) => {
                 existing.claims.extend(instance.claims);
@@ -1266,8 +1274,18 @@ impl TakenNames {
     /// bits of hash this should never happen by chance; if it does, it is an error, never two
     /// instances on one Helm release.
     fn take(&mut self, state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
+        self.take_new(staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)), claim)
+    }
+
+    /// [`TakenNames::take`] given the claim's new instances (in key order) rather than the state:
+    /// `Incremental` knows which instances existed at a claim's place without that state.
+    fn take_new<'s>(
+        &mut self,
+        new: impl Iterator<Item = (&'s String, &'s Box<Instance>)>,
+        claim: &str,
+    ) -> Result<(), Failure> {
         let mut taken: Vec<&Instance> = Vec::new();
-        for (key, instance) in staged.iter().filter(|(key, _)| !state.instances.contains_key(*key)) {
+        for (key, instance) in new {
             match self.holder(&instance.cluster, &instance.k8s_namespace, &instance.name) {
                 Some(other) if other != key => {
                     let reason = format!(
