@@ -199,7 +199,8 @@ impl Classes {
         let result = run.start(&claim.contract, subject.clone(), labels);
         let mut staged = run.staged;
         match (found, &result) {
-            // The class's second claim: its instances are kept for the rest.
+            // The class's second claim, its first having kept no template (it conflicted on no
+            // instance fixed before): its instances are kept for the rest.
             (Some(entry), Ok(root)) => {
                 let cut = fixed_conflict(fixed, &id, &staged).map(|(key, _)| key);
                 if let Some(cut) = cut {
