@@ -149,7 +149,7 @@ impl Classes {
     fn split<'l>(&self, claim: &Claim, labels: &'l BTreeMap<String, Value>) -> (Class, Vec<(&'l String, &'l Value)>) {
         let (projected, passing): (Vec<_>, Vec<_>) =
             labels.iter().partition(|(label, _)| self.projection.contains(label.as_str()));
-        (((claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect())), passing)
+        ((claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()), passing)
     }
 
     /// Whether a later claim may take the resolution of `claim` (of `class`) that read `reads`:
