@@ -3,7 +3,9 @@
 //! resolution keeping every chain does. On random small policies with shared instances,
 //! conflicts, allocation per user, label changes and removals, rules that reject with messages
 //! naming the claim or the user, access refused to some consumers, values reading the consumer and
-//! the claim, and labels nothing reads; and on Aptomi's engine shape with few users.
+//! the claim, and labels nothing reads, some written over and over to more than one chunk of
+//! claims (so that claims conflict on instances fixed before); and on Aptomi's engine shape with
+//! few users.
 
 #[path = "../../benches/synth.rs"]
 mod synth;
@@ -57,6 +59,11 @@ struct Case {
     deep_set: bool,
     /// (consumer, a, n, e, quiet) per claim.
     claims: Vec<(usize, usize, usize, usize, usize)>,
+    /// The claims written first over and over for contract `app2`, to more than 256
+    /// (`resolve_with`'s chunk of claims resolved in parallel): they fix the instances of `store`,
+    /// which the claims of `app` then conflict on or agree with in later chunks (a class's first
+    /// claim that conflicts on an instance fixed before keeps the class's template).
+    repeat: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -92,8 +99,9 @@ fn case() -> impl Strategy<Value = Case> {
         prop::bool::ANY,
         prop::bool::ANY,
         prop::collection::vec((0usize..5, 0usize..3, 0usize..3, 0usize..2, 0usize..3), 1..40),
+        prop::bool::ANY,
     )
-        .prop_map(|(context_when, allocate, value, relabel, reject, grant, deep_set, claims)| Case {
+        .prop_map(|(context_when, allocate, value, relabel, reject, grant, deep_set, claims, repeat)| Case {
             context_when,
             allocate,
             value,
@@ -102,6 +110,7 @@ fn case() -> impl Strategy<Value = Case> {
             grant,
             deep_set,
             claims,
+            repeat,
         })
 }
 
@@ -128,7 +137,10 @@ fn policy(case: &Case) -> String {
         .unwrap_or_default();
     let deep_set = if case.deep_set { "        set labels.e = \"y\"\n" } else { "" };
     let mut claims = String::new();
-    for (i, &(consumer, a, n, e, quiet)) in case.claims.iter().enumerate() {
+    let before = if case.repeat { 260 } else { 0 };
+    let written = case.claims.iter().cycle().take(before).enumerate().map(|(i, c)| ("a", "app2", i, c));
+    let own = case.claims.iter().enumerate().map(|(i, c)| ("c", "app", i, c));
+    for (name, contract, i, &(consumer, a, n, e, quiet)) in written.chain(own) {
         let consumer = ["user \"u1@x\"", "user \"u2@x\"", "user \"u3@x\"", "team t1", "team t2"][consumer];
         let mut labels = Vec::new();
         if a < 2 {
@@ -142,7 +154,7 @@ fn policy(case: &Case) -> String {
             labels.push(format!("quiet = \"{}\"", ["one", "two"][quiet]));
         }
         claims.push_str(&format!(
-            "claim c{i} {{\n    {consumer}\n    contract app\n    labels {{ {} }}\n}}\n",
+            "claim {name}{i} {{\n    {consumer}\n    contract {contract}\n    labels {{ {} }}\n}}\n",
             labels.join(", ")
         ));
     }
@@ -174,7 +186,7 @@ cluster west {{}}
 service db {{
     component main chart "postgres" {{
         version "1.0"
-        values {{ e = labels.e }}
+        values {{ e = labels.e, a = default(labels.a, "none") }}
     }}
 }}
 contract store {{
@@ -196,6 +208,11 @@ contract app {{
         use app
     }}
     context other when labels.e == "x" {{
+        use app
+    }}
+}}
+contract app2 {{
+    context any {{
         use app
     }}
 }}
@@ -225,6 +242,7 @@ fn the_generated_policies_share_conflict_and_refuse() {
         grant: true,
         deep_set: true,
         claims: vec![(0, 0, 0, 0, 0), (0, 0, 0, 0, 1), (1, 0, 0, 0, 0), (2, 1, 1, 1, 0), (0, 1, 0, 0, 2)],
+        repeat: false,
     };
     let program = program(&case);
     let (once, each) = both(&program);

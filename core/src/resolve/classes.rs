@@ -18,12 +18,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::access::Access;
 use crate::eval::{Atomic, EvalError, Observer, Subject};
-use crate::ir::{Claim, ClaimField, Program, UserField, Value};
+use crate::ir::{Claim, ClaimField, Consumer, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
 use super::{
-    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Names, Staged, fixed_conflict, still_candidate,
-    subject_of,
+    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Instance, Names, Staged, fixed_conflict,
+    still_candidate, subject_of,
 };
 
 /// Labels by name, as an instance's uses hold them.
@@ -35,12 +35,18 @@ type Class = (String, Vec<(String, Value)>);
 /// Each class's resolutions.
 type ByClass = FastMap<Class, Vec<Arc<Entry>>>;
 
+/// A class, and a claim's consumer (`user NAME`, `team NAME`) or none.
+type Share = (Class, Option<String>);
+
 /// The claims of one resolution resolved so far, by class: contract and projected labels.
 pub(super) struct Classes {
     /// The labels the program can read or write (anywhere: contracts, contexts, rules, services).
     projection: FastSet<String>,
     /// Each class's resolutions, told apart by what they read of the consumer and the claim.
     entries: Mutex<ByClass>,
+    /// How many claims each class has, and each class with each consumer: a class's first claim
+    /// keeps its instances only if another claim may take them (see [`Classes::may_share`]).
+    counts: FastMap<Share, usize>,
 }
 
 /// One claim's resolution, kept for the claims that agree with it on all it read.
@@ -48,9 +54,10 @@ struct Entry {
     /// What it read of the consumer and the claim, and what it found.
     reads: Vec<(Read, Option<Value>)>,
     result: Result<String, Failure>,
-    /// The instances of a resolved class, kept once a second claim of it comes: on the engine
-    /// shape most classes of `dev` contexts (one per user) have a single claim, and keeping their
-    /// instances would only cost memory.
+    /// The instances of a resolved class: those its first claim conflicts on (a few), else all
+    /// up to the first conflict, kept once a second claim of the class comes (on the engine
+    /// shape most classes of `dev` contexts, one per user, have a single claim, and keeping their
+    /// instances would only cost memory).
     template: OnceLock<Template>,
 }
 
@@ -58,7 +65,8 @@ struct Entry {
 struct Template {
     /// Those that can matter to a later claim of the class: up to the first that conflicts with
     /// an instance fixed before (instances fixed never change, so a later claim's first conflict
-    /// is at that key or before).
+    /// is at that key or before). Kept by the first claim when it conflicts, then only the
+    /// instances that conflict or may (see [`settle_first`]); else by the second.
     staged: Staged,
     /// That claim's labels outside the projection, which every label map of `staged` holds.
     passing: BTreeMap<String, serde_json::Value>,
@@ -124,8 +132,36 @@ impl Observer for Recorder {
 impl Classes {
     /// The classes of `program`'s claims; `None` if its labels cannot be projected (then every
     /// claim resolves on its own).
-    pub(super) fn new(program: &Program) -> Option<Classes> {
-        Some(Classes { projection: projection(program)?, entries: Mutex::default() })
+    pub(super) fn new(program: &Program, access: &Access) -> Option<Classes> {
+        let mut classes =
+            Classes { projection: projection(program)?, entries: Mutex::default(), counts: FastMap::default() };
+        for claim in &program.claims {
+            let Ok((_, labels)) = subject_of(access, claim) else { continue };
+            let (class, _) = classes.split(claim, &labels);
+            *classes.counts.entry((class.clone(), Some(consumer(claim)))).or_default() += 1;
+            *classes.counts.entry((class, None)).or_default() += 1;
+        }
+        Some(classes)
+    }
+
+    /// `claim`'s class given its labels (the consumer's merged in), and its labels outside the
+    /// projection.
+    fn split<'l>(&self, claim: &Claim, labels: &'l BTreeMap<String, Value>) -> (Class, Vec<(&'l String, &'l Value)>) {
+        let (projected, passing): (Vec<_>, Vec<_>) =
+            labels.iter().partition(|(label, _)| self.projection.contains(label.as_str()));
+        ((claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()), passing)
+    }
+
+    /// Whether a later claim may take the resolution of `claim` (of `class`) that read `reads`:
+    /// its class has another claim, of the same consumer if the resolution read the consumer's
+    /// name (other reads of the consumer, its team or the access checks, agree across many), and
+    /// the resolution did not read the claim's id.
+    fn may_share(&self, class: &Class, claim: &Claim, reads: &[(Read, Option<Value>)]) -> bool {
+        if reads.iter().any(|(read, _)| *read == Read::Claim(ClaimField::Id)) {
+            return false;
+        }
+        let of_consumer = reads.iter().any(|(read, _)| *read == Read::User(UserField::Name));
+        self.counts.get(&(class.clone(), of_consumer.then(|| consumer(claim)))).is_some_and(|count| *count > 1)
     }
 
     /// Resolves `claim` (or takes a class-mate's resolution) and checks it against `fixed` as
@@ -144,9 +180,7 @@ impl Classes {
             Ok(found) => found,
             Err(failure) => return ((id, Err(failure), Staged::new(), Vec::new()), None),
         };
-        let (projected, passing): (Vec<_>, Vec<_>) =
-            labels.iter().partition(|(label, _)| self.projection.contains(label.as_str()));
-        let class = (claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        let (class, passing) = self.split(claim, &labels);
         let passing: BTreeMap<String, serde_json::Value> =
             passing.into_iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
         let known = self.lock().get(&class).cloned().unwrap_or_default();
@@ -165,7 +199,8 @@ impl Classes {
         let result = run.start(&claim.contract, subject.clone(), labels);
         let mut staged = run.staged;
         match (found, &result) {
-            // The class's second claim: its instances are kept for the rest.
+            // The class's second claim, its first having kept no template (it conflicted on no
+            // instance fixed before): its instances are kept for the rest.
             (Some(entry), Ok(root)) => {
                 let cut = fixed_conflict(fixed, &id, &staged).map(|(key, _)| key);
                 if let Some(cut) = cut {
@@ -178,15 +213,24 @@ impl Classes {
                 result
             }
             (found, _) => {
-                if found.is_none() {
+                let first = found.is_none().then(|| {
                     let reads = recorder.into_reads().into_iter().map(|read| {
                         let seen = read.of(access, &subject, claim);
                         (read, seen)
                     });
-                    let entry = Entry { reads: reads.collect(), result: result.clone(), template: OnceLock::new() };
+                    reads.collect::<Vec<_>>()
+                });
+                let (known, template) = match (&result, &first) {
+                    (Ok(_), Some(reads)) if self.may_share(&class, claim, reads) => {
+                        settle_first(fixed, &id, &mut staged, passing)
+                    }
+                    _ => (super::settle(fixed, &id, &result, &mut staged), None),
+                };
+                if let Some(reads) = first {
+                    let template = template.map_or_else(OnceLock::new, OnceLock::from);
+                    let entry = Entry { reads, result: result.clone(), template };
                     self.lock().entry(class).or_default().push(Arc::new(entry));
                 }
-                let known = super::settle(fixed, &id, &result, &mut staged);
                 ((id, result, staged, Vec::new()), known)
             }
         }
@@ -195,6 +239,41 @@ impl Classes {
     fn lock(&self) -> std::sync::MutexGuard<'_, ByClass> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A claim's consumer, as [`Classes::counts`] tells consumers apart.
+fn consumer(claim: &Claim) -> String {
+    match &claim.consumer {
+        Consumer::User(name) => format!("user {name}"),
+        Consumer::Team(name) => format!("team {name}"),
+    }
+}
+
+/// [`super::settle`] for a class's first claim, which resolved and may be shared. If it conflicts
+/// on an instance fixed before (most of the engine shape's claims do), every later claim of the
+/// class does, at that instance or at one of the candidates `settle` keeps (instances fixed never
+/// change, and a later claim's fixed instances include the first's): those candidates and the
+/// conflicting instance are the class's template, holding only what the conflict checks read (a
+/// class-mate that conflicts never merges, so neither uses nor edges). The class then resolves
+/// once, and its template is a handful of instances. (Without a conflict the template is left to
+/// the class's second claim, as [`Entry::template`] says.)
+fn settle_first(
+    fixed: &DesiredState,
+    id: &str,
+    staged: &mut Staged,
+    passing: BTreeMap<String, serde_json::Value>,
+) -> (Option<Failure>, Option<Template>) {
+    let Some((key, failure)) = fixed_conflict(fixed, id, staged) else { return (None, None) };
+    let conflicting = staged.remove(&key);
+    staged.retain(|k, _| still_candidate(fixed, &key, k));
+    let checked = |mut instance: Box<Instance>| {
+        instance.claims = Vec::new();
+        instance.edges = Vec::new();
+        instance
+    };
+    let mut kept: Staged = staged.iter().map(|(k, instance)| (k.clone(), checked(instance.clone()))).collect();
+    kept.extend(conflicting.map(|instance| (key, checked(instance))));
+    (Some(failure), Some(Template { staged: kept, passing }))
 }
 
 /// The class's resolution (service instance `root`, instances `template`) as claim `id`'s, whose

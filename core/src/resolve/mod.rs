@@ -76,7 +76,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     let mut merging =
         Merging { state: DesiredState::default(), labels: Interner::default(), taken: TakenNames::of(deployed) };
     // Without decision chains, claims alike in all their resolution reads resolve once.
-    let classes = if options.chains == Chains::None { Classes::new(program) } else { None };
+    let classes = if options.chains == Chains::None { Classes::new(program, &access) } else { None };
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
     for chunk in program.claims.chunks(CHUNK) {
         // The instances earlier chunks fixed stay as they are while this chunk resolves: each
