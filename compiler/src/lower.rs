@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::FastSet;
-use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
+use crate::db::{Database, ManifestFile, SourceText, Workspace, parse_file};
 use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::users;
 use crate::syntax::ast::{self, ItemKind};
+use salsa::Database as _;
 
 use aptc_core::ir::*;
 
@@ -57,42 +58,78 @@ impl Items {
 }
 
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
-    let index = workspace_index(db, ws);
-    let mut program = Program {
+    let mut program = begin(db, ws);
+    for &file in ws.files(db) {
+        lower_file(db, ws, file, items, &mut program);
+    }
+    finish(db, ws, &mut program);
+    program
+}
+
+/// [`lower_clean`], for a database that lowers once and is then dropped (`host::Analysis`, the
+/// CLI's): before each file is lowered, what the database holds beyond the capacities its owner
+/// set is evicted (`salsa::Database::trigger_lru_eviction`). Given a capacity of one syntax tree
+/// and one file check, the trees and facts the checks left are freed before the program grows,
+/// and each file's tree soon after its items are lowered (at 100,000 claims, the checked database
+/// and the whole program together were the peak of `aptc plan`). The price is parsing each file
+/// again.
+pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
+    let mut program = begin(db, ws);
+    let files = ws.files(db).clone();
+    for file in files {
+        db.trigger_lru_eviction();
+        lower_file(db, ws, file, Items::All, &mut program);
+    }
+    finish(db, ws, &mut program);
+    program
+}
+
+/// A program with the workspace's namespaces and nothing else yet.
+fn begin(db: &dyn salsa::Database, ws: Workspace) -> Program {
+    Program {
         format: IR_FORMAT.to_string(),
         version: IR_VERSION,
         compiler: env!("CARGO_PKG_VERSION").to_string(),
-        namespaces: index
+        namespaces: workspace_index(db, ws)
             .namespaces
             .iter()
             .map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string())))
             .collect(),
         ..Program::default()
-    };
-    for &file in ws.files(db) {
-        let summary = file_summary(db, file);
-        let Some(namespace) = summary.namespace.as_ref() else { continue };
-        if namespace == crate::syntax::validate::STD_NAMESPACE {
+    }
+}
+
+/// Lowers the `items` of one file into `program`.
+fn lower_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText, items: Items, program: &mut Program) {
+    let index = workspace_index(db, ws);
+    let summary = file_summary(db, file);
+    let Some(namespace) = summary.namespace.as_ref() else { return };
+    if namespace == crate::syntax::validate::STD_NAMESPACE {
+        return;
+    }
+    let scope = Scope::new(index, namespace, &summary.imports);
+    let manifests: HashMap<&str, &[ManifestFile]> = ws
+        .manifests(db)
+        .iter()
+        .filter(|set| set.declared_in(db) == file.id(db))
+        .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
+        .collect();
+    let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
+    let mut held = FastSet::default();
+    for item in parse_file(db, file).file.items.iter().filter(|item| items.includes(&item.kind)) {
+        if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
+            && !gives_new_values(claim, &mut held)
+        {
             continue;
         }
-        let scope = Scope::new(index, namespace, &summary.imports);
-        let manifests: HashMap<&str, &[ManifestFile]> = ws
-            .manifests(db)
-            .iter()
-            .filter(|set| set.declared_in(db) == file.id(db))
-            .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
-            .collect();
-        let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
-        let mut held = FastSet::default();
-        for item in parse_file(db, file).file.items.iter().filter(|item| items.includes(&item.kind)) {
-            if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
-                && !gives_new_values(claim, &mut held)
-            {
-                continue;
-            }
-            lowerer.item(item, &mut program);
-        }
+        lowerer.item(item, program);
     }
+}
+
+/// Adds the users of users files to `program` and puts its rules, claims, tests and assertions
+/// in order.
+fn finish(db: &dyn salsa::Database, ws: Workspace, program: &mut Program) {
+    let index = workspace_index(db, ws);
     for user in users::external_users(db, ws) {
         let (file, _) = user.declared_in;
         let Some(&source) = ws.files(db).iter().find(|f| f.id(db) == file) else { continue };
@@ -127,7 +164,6 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     // Stable: a namespace's tests stay in file order, then as written.
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program.assertions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-    program
 }
 
 /// Whether `claim` gives a label a value that no claim of `held` gives it (label keys as written,

@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::db::{ManifestFile, SourceText, Workspace, parse_file, report};
+use crate::db::{Database, ManifestFile, SourceText, Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
 
@@ -65,8 +65,9 @@ pub struct FileFacts {
 /// Where a `labels { … }` map describes a cluster: its keys are not labels any claim gets.
 const CLUSTER_LABELS: &str = "a cluster's labels";
 
-/// Checks one file against the index of the workspace.
-#[salsa::tracked(returns(ref))]
+/// Checks one file against the index of the workspace. Evictable: unbounded unless the
+/// database's owner sets a capacity (`host::Analysis` frees the facts once it has checked).
+#[salsa::tracked(returns(ref), lru = 0)]
 pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> FileFacts {
     let index = workspace_index(db, ws);
     let summary = file_summary(db, file);
@@ -103,6 +104,12 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
         report(db, diagnostic);
     }
     facts
+}
+
+/// Lets the database keep at most `checks` files' [`check_file`] results (the most recently used)
+/// when it evicts (`salsa::Database::trigger_lru_eviction`); 0, the default, keeps all of them.
+pub fn keep_checks(db: &mut Database, checks: usize) {
+    check_file::set_lru_capacity(db, checks);
 }
 
 struct Walker<'c, 'a> {
