@@ -194,7 +194,7 @@ impl Database {
 }
 
 /// The syntax tree of a file, with its syntax diagnostics. Evictable: unbounded unless the
-/// database's owner sets a capacity (`host::Analysis` keeps one tree while it lowers).
+/// database's owner sets a capacity (`host::Analysis` keeps one once its checks pass).
 #[salsa::tracked(returns(ref), lru = 0)]
 pub fn parse_file(db: &dyn salsa::Database, file: SourceText) -> Parse {
     syntax::parse(file.id(db), file.text(db))

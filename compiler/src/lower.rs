@@ -60,7 +60,7 @@ impl Items {
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let mut program = begin(db, ws);
     for &file in ws.files(db) {
-        lower_file(db, ws, file, &parse_file(db, file).file, items, &mut program);
+        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program);
     }
     finish(db, ws, &mut program);
     program
@@ -86,8 +86,8 @@ pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
         .count();
     program.claims.reserve_exact(claims);
     for &file in ws.files(db) {
-        let parse = crate::syntax::parse(file.id(db), file.text(db));
-        lower_file(db, ws, file, &parse.file, Items::All, &mut program);
+        let tree = || crate::syntax::parse(file.id(db), file.text(db)).file;
+        lower_file(db, ws, file, tree, Items::All, &mut program);
     }
     finish(db, ws, &mut program);
     program
@@ -108,12 +108,13 @@ fn begin(db: &dyn salsa::Database, ws: Workspace) -> Program {
     }
 }
 
-/// Lowers the `items` of one file, whose tree is `tree`, into `program`.
-fn lower_file(
+/// Lowers the `items` of one file into `program`; `tree` gives its syntax tree, asked for only
+/// when the file has items to lower (not for the prelude).
+fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
     db: &dyn salsa::Database,
     ws: Workspace,
     file: SourceText,
-    tree: &ast::SourceFile,
+    tree: impl FnOnce() -> T,
     items: Items,
     program: &mut Program,
 ) {
@@ -132,7 +133,8 @@ fn lower_file(
         .collect();
     let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
     let mut held = FastSet::default();
-    for item in tree.items.iter().filter(|item| items.includes(&item.kind)) {
+    let tree = tree();
+    for item in tree.borrow().items.iter().filter(|item| items.includes(&item.kind)) {
         if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
             && !gives_new_values(claim, &mut held)
         {
