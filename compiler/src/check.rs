@@ -318,9 +318,12 @@ pub(crate) fn checked(db: &dyn salsa::Database, ws: Workspace) -> Vec<Diagnostic
 
 /// Lowers the workspace, or returns its errors (warnings do not stop lowering).
 pub fn lower(db: &dyn salsa::Database, ws: Workspace) -> Result<aptc_core::ir::Program, Vec<Diagnostic>> {
-    let errors: Vec<Diagnostic> = checked(db, ws).into_iter().filter(Diagnostic::is_error).collect();
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    errors(db, ws)?;
     Ok(crate::lower::lower_clean(db, ws))
+}
+
+/// The workspace's errors, if it has any: what stops lowering (warnings do not).
+pub(crate) fn errors(db: &dyn salsa::Database, ws: Workspace) -> Result<(), Vec<Diagnostic>> {
+    let errors: Vec<Diagnostic> = checked(db, ws).into_iter().filter(Diagnostic::is_error).collect();
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }

@@ -193,10 +193,17 @@ impl Database {
     }
 }
 
-/// The syntax tree of a file, with its syntax diagnostics.
-#[salsa::tracked(returns(ref))]
+/// The syntax tree of a file, with its syntax diagnostics. Evictable: unbounded unless the
+/// database's owner sets a capacity (`host::Analysis` keeps one once its checks pass).
+#[salsa::tracked(returns(ref), lru = 0)]
 pub fn parse_file(db: &dyn salsa::Database, file: SourceText) -> Parse {
     syntax::parse(file.id(db), file.text(db))
+}
+
+/// Lets the database keep at most `trees` syntax trees (the most recently used) when it evicts
+/// (`salsa::Database::trigger_lru_eviction`); 0, the default, keeps every tree.
+pub fn keep_trees(db: &mut Database, trees: usize) {
+    parse_file::set_lru_capacity(db, trees);
 }
 
 /// Reports the syntax and structural diagnostics of a file.

@@ -57,6 +57,10 @@ impl Analysis {
     /// A policy of files already in memory (named as diagnostics should name them).
     pub fn of_sources(sources: SourceMap, settings: Settings) -> Analysis {
         let mut db = Database::default();
+        // Lowering frees what only checking needs ([`Analysis::lower`]); the language server's
+        // database keeps everything.
+        crate::db::keep_trees(&mut db, 1);
+        crate::semantics::file::keep_checks(&mut db, 1);
         let ws = load_workspace(&mut db, &sources, settings);
         let files = sources.len();
         Analysis { db, ws, sources, files }
@@ -79,9 +83,12 @@ impl Analysis {
         CheckResult { summary, diagnostics }
     }
 
-    /// The resolution IR of a policy that checks clean, or its errors (ready to render).
+    /// The resolution IR of a policy that checks clean, or its errors (ready to render). The
+    /// syntax trees and file checks are freed while it lowers (each is computed again if asked
+    /// for later), so the program is not built beside all of them.
     pub fn lower(&mut self) -> Result<Program, Vec<Diagnostic>> {
-        crate::check::lower(&self.db, self.ws).map_err(|errors| self.shown(errors))
+        crate::check::errors(&self.db, self.ws).map_err(|errors| self.shown(errors))?;
+        Ok(crate::lower::lower_clean_freeing(&mut self.db, self.ws))
     }
 
     /// What roles are computed from (namespaces and owners, labels, users, teams, grants), as the

@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::FastSet;
-use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
+use crate::db::{Database, ManifestFile, SourceText, Workspace, parse_file};
 use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::users;
 use crate::syntax::ast::{self, ItemKind};
+use salsa::Database as _;
 
 use aptc_core::ir::*;
 
@@ -57,42 +58,96 @@ impl Items {
 }
 
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
-    let index = workspace_index(db, ws);
-    let mut program = Program {
+    let mut program = begin(db, ws);
+    for &file in ws.files(db) {
+        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program);
+    }
+    finish(db, ws, &mut program);
+    program
+}
+
+/// [`lower_clean`], for a database that lowers once and is then dropped (`host::Analysis`, the
+/// CLI's). First what the database holds beyond the capacities its owner set is evicted
+/// (`salsa::Database::trigger_lru_eviction`): given a capacity of one syntax tree and one file
+/// check, the trees and facts the checks left are freed before the program grows. Then each
+/// file is parsed again outside the database and its tree dropped once its items are lowered,
+/// so one tree is held at a time, and the claims are reserved at once, not grown by doubling (at
+/// 100,000 claims, the checked database and the whole program together were the peak of
+/// `aptc plan`). The price is parsing each file a second time.
+pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
+    db.trigger_lru_eviction();
+    let db = &*db;
+    let mut program = begin(db, ws);
+    let claims = ws
+        .files(db)
+        .iter()
+        .flat_map(|&file| &file_summary(db, file).objects)
+        .filter(|(kind, _)| *kind == Kind::Claim)
+        .count();
+    program.claims.reserve_exact(claims);
+    for &file in ws.files(db) {
+        let tree = || crate::syntax::parse(file.id(db), file.text(db)).file;
+        lower_file(db, ws, file, tree, Items::All, &mut program);
+    }
+    finish(db, ws, &mut program);
+    program
+}
+
+/// A program with the workspace's namespaces and nothing else yet.
+fn begin(db: &dyn salsa::Database, ws: Workspace) -> Program {
+    Program {
         format: IR_FORMAT.to_string(),
         version: IR_VERSION,
         compiler: env!("CARGO_PKG_VERSION").to_string(),
-        namespaces: index
+        namespaces: workspace_index(db, ws)
             .namespaces
             .iter()
             .map(|(n, info)| (n.to_string(), info.owner.as_ref().map(|o| o.to_string())))
             .collect(),
         ..Program::default()
-    };
-    for &file in ws.files(db) {
-        let summary = file_summary(db, file);
-        let Some(namespace) = summary.namespace.as_ref() else { continue };
-        if namespace == crate::syntax::validate::STD_NAMESPACE {
+    }
+}
+
+/// Lowers the `items` of one file into `program`; `tree` gives its syntax tree, asked for only
+/// when the file has items to lower (not for the prelude).
+fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
+    db: &dyn salsa::Database,
+    ws: Workspace,
+    file: SourceText,
+    tree: impl FnOnce() -> T,
+    items: Items,
+    program: &mut Program,
+) {
+    let index = workspace_index(db, ws);
+    let summary = file_summary(db, file);
+    let Some(namespace) = summary.namespace.as_ref() else { return };
+    if namespace == crate::syntax::validate::STD_NAMESPACE {
+        return;
+    }
+    let scope = Scope::new(index, namespace, &summary.imports);
+    let manifests: HashMap<&str, &[ManifestFile]> = ws
+        .manifests(db)
+        .iter()
+        .filter(|set| set.declared_in(db) == file.id(db))
+        .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
+        .collect();
+    let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
+    let mut held = FastSet::default();
+    let tree = tree();
+    for item in tree.borrow().items.iter().filter(|item| items.includes(&item.kind)) {
+        if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
+            && !gives_new_values(claim, &mut held)
+        {
             continue;
         }
-        let scope = Scope::new(index, namespace, &summary.imports);
-        let manifests: HashMap<&str, &[ManifestFile]> = ws
-            .manifests(db)
-            .iter()
-            .filter(|set| set.declared_in(db) == file.id(db))
-            .filter_map(|set| Some((set.glob(db).as_str(), set.files(db).as_deref().ok()?)))
-            .collect();
-        let lowerer = Lowerer { scope, file: &FileInfo::new(db, file), manifests: &manifests };
-        let mut held = FastSet::default();
-        for item in parse_file(db, file).file.items.iter().filter(|item| items.includes(&item.kind)) {
-            if let (Items::Lints, ItemKind::Claim(claim)) = (items, &item.kind)
-                && !gives_new_values(claim, &mut held)
-            {
-                continue;
-            }
-            lowerer.item(item, &mut program);
-        }
+        lowerer.item(item, program);
     }
+}
+
+/// Adds the users of users files to `program` and puts its rules, claims, tests and assertions
+/// in order.
+fn finish(db: &dyn salsa::Database, ws: Workspace, program: &mut Program) {
+    let index = workspace_index(db, ws);
     for user in users::external_users(db, ws) {
         let (file, _) = user.declared_in;
         let Some(&source) = ws.files(db).iter().find(|f| f.id(db) == file) else { continue };
@@ -127,7 +182,6 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     // Stable: a namespace's tests stay in file order, then as written.
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program.assertions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
-    program
 }
 
 /// Whether `claim` gives a label a value that no claim of `held` gives it (label keys as written,
@@ -796,11 +850,7 @@ fn dependency_order(components: Vec<Component>) -> Vec<Component> {
 mod tests {
     use crate::host::Analysis;
 
-    /// Claims whose label values earlier claims hold are left out of the lints' program, and
-    /// the lints find the same.
-    #[test]
-    fn lints_program_keeps_the_values_of_the_claims() {
-        let policy = r#"namespace system
+    const POLICY: &str = r#"namespace system
 label env: "dev" | "prod" = "dev"
 label region: string = "eu"
 team ops
@@ -850,7 +900,39 @@ claim d {
     contract k
 }
 "#;
-        let analysis = Analysis::of_texts([("system.apt", policy)]);
+
+    /// A second file of the policy (with the grant that lets the claims of [`POLICY`] be made),
+    /// so that lowering file by file frees a tree it needs no more.
+    const MORE: &str = r#"namespace system
+grant consumer on system when true
+claim e {
+    user "a@example.com"
+    contract k
+    labels { env = "prod" }
+}
+"#;
+
+    /// `Analysis::lower`, which evicts the trees and file checks and parses each file again,
+    /// gives the program of lowering the whole checked database, and checking after it (the
+    /// evicted values computed again) gives the same diagnostics.
+    #[test]
+    fn lowering_while_freeing_gives_the_same_program_and_diagnostics() {
+        let files = [("system.apt", POLICY), ("more.apt", MORE)];
+        let mut kept = Analysis::of_texts(files);
+        let expected = super::lower_clean(kept.db(), kept.workspace());
+        let diagnostics = kept.check().diagnostics;
+        let mut freed = Analysis::of_texts(files);
+        let program = freed.lower().expect("the policy checks clean");
+        assert_eq!(program.claims.len(), 5);
+        assert_eq!(program.to_json(), expected.to_json());
+        assert_eq!(freed.check().diagnostics, diagnostics);
+    }
+
+    /// Claims whose label values earlier claims hold are left out of the lints' program, and
+    /// the lints find the same.
+    #[test]
+    fn lints_program_keeps_the_values_of_the_claims() {
+        let analysis = Analysis::of_texts([("system.apt", POLICY)]);
         let (db, ws) = (analysis.db(), analysis.workspace());
         let all = super::lower_clean(db, ws);
         let lints = super::lints_program(db, ws);
