@@ -143,27 +143,34 @@ test('a rollback shows its plan and applies it once confirmed', async () => {
   assert.match(await page.locator('[data-testid="rollback-message"]').textContent(), /applied, revision 3/);
   // The history follows: revision 3, a rollback to 1.
   await page.locator('text=rollback to 1').first().waitFor();
-  // The diff, or the error the page shows instead (so a failure says why, not only "timeout").
-  // The page may still be refreshing after the rollback (once in four CI runs a tick was lost,
-  // 2026-12-07): tick again whichever box is not ticked, up to five times.
-  const shown = page.locator('[data-testid="diff"], main p.error').first();
-  for (let attempt = 1; ; attempt++) {
-    for (const n of [1, 2]) {
-      const box = page.locator(`[aria-label="compare revision ${n}"]`);
-      if (!(await box.isChecked())) await box.check();
-    }
-    try {
-      await shown.waitFor({ timeout: 6000 });
-      break;
-    } catch (e) {
-      if (attempt === 5) throw e;
-    }
-  }
+  await compareRevisions(page, 1, 2);
   assert.equal(await page.locator('main p.error').count(), 0, await page.locator('main').textContent());
   assert.match(await page.locator('[data-testid="diff"]').textContent(), /changed/);
   await page.screenshot({ path: join(shots, 'history.png') });
   await context.close();
 });
+
+/**
+ * Ticks the history page's compare boxes of revisions `a` and `b` and waits for the diff, or for
+ * the error the page shows instead (so a failure says why, not only "timeout"). The page may
+ * still be refreshing after a deploy or a rollback (once in four CI runs a tick was lost,
+ * 2026-12-07): whichever box is not ticked is ticked again, up to five times.
+ */
+async function compareRevisions(page, a, b) {
+  const shown = page.locator('[data-testid="diff"], main p.error').first();
+  for (let attempt = 1; ; attempt++) {
+    for (const n of [a, b]) {
+      const box = page.locator(`[aria-label="compare revision ${n}"]`);
+      if (!(await box.isChecked())) await box.check();
+    }
+    try {
+      await shown.waitFor({ timeout: 6000 });
+      return;
+    } catch (e) {
+      if (attempt === 5) throw e;
+    }
+  }
+}
 
 /** axe's audit of the page as it is: no violation of serious or critical impact. */
 async function audit(page, name) {
@@ -210,22 +217,7 @@ test('axe finds nothing serious on the graph, claim, instance, history and drift
   await page.locator('[data-testid="manifests"] pre').first().waitFor();
   await audit(page, 'an instance');
   await page.goto(`${url}#/history`);
-  // The diff, or the error the page shows instead (so a failure says why, not only "timeout").
-  // The page may still be refreshing after the rollback (once in four CI runs a tick was lost,
-  // 2026-12-07): tick again whichever box is not ticked, up to five times.
-  const shown = page.locator('[data-testid="diff"], main p.error').first();
-  for (let attempt = 1; ; attempt++) {
-    for (const n of [1, 2]) {
-      const box = page.locator(`[aria-label="compare revision ${n}"]`);
-      if (!(await box.isChecked())) await box.check();
-    }
-    try {
-      await shown.waitFor({ timeout: 6000 });
-      break;
-    } catch (e) {
-      if (attempt === 5) throw e;
-    }
-  }
+  await compareRevisions(page, 1, 2);
   assert.equal(await page.locator('main p.error').count(), 0, await page.locator('main').textContent());
   await page.locator('[data-testid="revisions"] button.link').first().click();
   await page.locator('text=revision 2: deploy').waitFor();
