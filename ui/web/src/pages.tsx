@@ -207,8 +207,10 @@ export function HistoryPage({ version, session, refresh }: { version: number; se
       <h1>history</h1>
       <table data-testid="revisions">
         <thead><tr><th>compare</th><th>revision</th><th>when</th><th>who</th><th>what</th><th>actions</th><th></th></tr></thead>
+        {/* Keyed by revision: a refresh adds rows at the top, and a row's state (a compare tick, an
+            open rollback plan) must stay with its revision, not with its position. */}
         <tbody>{[...revisions].reverse().map((r) => (
-          <tr>
+          <tr key={r.number}>
             <td><input type="checkbox" aria-label={`compare revision ${r.number}`} checked={pair.includes(r.number)} onChange={() => toggle(r.number)} /></td>
             <td><button class="link" onClick={() => setShown(r.number)}>{r.number}</button>{r.finished ? '' : ' (not finished)'}</td>
             <td>{r.time}</td><td>{r.user}</td><td>{cause(r.cause)}</td><td>{r.actions.length}</td>

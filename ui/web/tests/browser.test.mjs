@@ -152,9 +152,11 @@ test('a rollback shows its plan and applies it once confirmed', async () => {
 
 /**
  * Ticks the history page's compare boxes of revisions `a` and `b` and waits for the diff, or for
- * the error the page shows instead (so a failure says why, not only "timeout"). The page may
- * still be refreshing after a deploy or a rollback (once in four CI runs a tick was lost,
- * 2026-12-07): whichever box is not ticked is ticked again, up to five times.
+ * the error the page shows instead (so a failure says why, not only "timeout"). Once in four CI
+ * runs a tick was lost (2026-12-07): the history's rows were not keyed, so a refresh right after a
+ * rollback moved a row's tick to another revision. The rows are keyed now (the test above shows a
+ * row's state staying with its revision); a box found not ticked is still ticked again, up to five
+ * times, so a refresh cannot time this check out.
  */
 async function compareRevisions(page, a, b) {
   const shown = page.locator('[data-testid="diff"], main p.error').first();
@@ -191,8 +193,35 @@ function twoRevisions(dir) {
   const hello = join(policy, 'hello.apt');
   writeFileSync(hello, readFileSync(hello, 'utf8').replace('label replicas: int = 1', 'label replicas: int = 3'));
   deploy();
-  return { policy, store };
+  return { policy, store, deploy };
 }
+
+test('a rollback plan stays with its revision when a deploy elsewhere adds a revision', async () => {
+  const { policy, store, deploy } = twoRevisions(join(scratch, 'moving'));
+  const url = await serve([...store, '--as', 'ada@example.com', '--allow-rollback', policy]);
+  const context = await browser();
+  const page = await context.newPage();
+  await page.goto(url + '#/history');
+  await page.locator('[data-testid="rollback-1"]').click();
+  await page.locator('[data-testid="rollback-plan"]').waitFor();
+  // Someone else deploys (replicas 2): the page refreshes with revision 3 at the top of the list.
+  const hello = join(policy, 'hello.apt');
+  writeFileSync(hello, readFileSync(hello, 'utf8').replace('label replicas: int = 3', 'label replicas: int = 2'));
+  deploy();
+  await page.locator('[aria-label="compare revision 3"]').waitFor();
+  // The open plan is still revision 1's, on revision 1's row, and confirming it rolls back to 1
+  // (its actions are the same from revision 3: the same instances updated to revision 1's values).
+  const row = page.locator('[data-testid="revisions"] tr', { has: page.locator('[data-testid="rollback-plan"]') });
+  assert.equal(await row.count(), 1);
+  assert.equal(await row.locator('[data-testid="rollback-1"]').count(), 1, await row.textContent());
+  assert.match(await row.locator('[data-testid="rollback-plan"] h3').textContent(), /rolling back to revision 1 /);
+  await page.locator('[data-testid="rollback-confirm"]').click();
+  const message = page.locator('[data-testid="revisions"] tr', { has: page.locator('[data-testid="rollback-1"]') })
+    .locator('[data-testid="rollback-message"]');
+  await message.waitFor();
+  assert.match(await message.textContent(), /rollback to 1: applied, revision 4/);
+  await context.close();
+});
 
 test('axe finds nothing serious on the graph, claim, instance, history and drift pages', async () => {
   const context = await browser();
