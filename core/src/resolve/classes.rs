@@ -424,7 +424,7 @@ mod tests {
             name: name.into(),
             consumer: Consumer::User("u".into()),
             contract: contract.into(),
-            labels: [("a.quiet".to_string(), Value::Str(name.into()))].into(),
+            labels: std::sync::Arc::new([("a.quiet".to_string(), Value::Str(name.into()))].into()),
             origin: Origin::default(),
         };
         let user = User { name: "u".into(), team: None, groups: Vec::new(), labels: Default::default() };

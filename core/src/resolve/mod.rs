@@ -188,7 +188,7 @@ fn subject_of(access: &Access, claim: &Claim) -> Result<(Subject, BTreeMap<Strin
             .team(name)
             .ok_or_else(|| Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)))?,
     };
-    let mut labels = claim.labels.clone();
+    let mut labels = BTreeMap::clone(&claim.labels);
     labels.extend(subject.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok((subject, labels))
 }
