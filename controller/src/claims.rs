@@ -57,7 +57,7 @@ pub fn to_program_claim(claim: &Claim, program: &Program) -> Result<IrClaim, Str
         name,
         consumer: Consumer::User(claim.spec.user.clone()),
         contract,
-        labels,
+        labels: labels.into(),
         origin: origin(claim),
     })
 }

@@ -6,6 +6,7 @@
 //! runtime loads it, or lowers sources on the fly ([`lower::lower`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -290,7 +291,10 @@ pub struct Claim {
     pub name: String,
     pub consumer: Consumer,
     pub contract: String,
-    pub labels: BTreeMap<String, Value>,
+    /// Shared by the claims that write the same labels (lowering shares them within a file): on
+    /// Aptomi's engine shape 100,000 claims write a few hundred distinct maps, and a map of its
+    /// own per claim was ~570 bytes, alive until the plan is written. Serialized as the map.
+    pub labels: Arc<BTreeMap<String, Value>>,
     pub origin: Origin,
 }
 

@@ -199,7 +199,7 @@ fn explicit_claims(name: &'static str, step: usize) -> impl Iterator<Item = Clai
             name: name.into(),
             consumer: consumer.clone(),
             contract: "system.app".into(),
-            labels,
+            labels: labels.into(),
             origin: Default::default(),
         })
     })
@@ -245,7 +245,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
     };
     let id = claim.id();
     if let Some(criteria) = &assertion.criteria {
-        let mut labels = claim.labels.clone();
+        let mut labels = std::collections::BTreeMap::clone(&claim.labels);
         labels.extend(subject.labels.clone());
         let env = Env {
             program,

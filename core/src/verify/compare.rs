@@ -349,7 +349,7 @@ fn possible_claim(space: &Space, labels: &BTreeMap<String, crate::ir::Value>, ol
         name: "possible_claim".to_string(),
         consumer: space.consumer.clone(),
         contract: space.contract.clone(),
-        labels: labels.clone(),
+        labels: labels.clone().into(),
         origin: Origin { file: "(a possible claim)".to_string(), line: 0, column: 0 },
     }
 }

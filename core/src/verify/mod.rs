@@ -182,7 +182,7 @@ fn held(program: &Program) -> BTreeMap<String, BTreeSet<Value>> {
     let maps = program
         .claims
         .iter()
-        .map(|c| &c.labels)
+        .map(|c| &*c.labels)
         .chain(program.users.values().map(|u| &u.labels))
         .chain(program.teams.values().map(|t| &t.labels))
         .chain(program.clusters.values().map(|c| &c.labels));
@@ -368,7 +368,7 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
             name: format!("{}_counterexample", assertion.name),
             consumer: space.consumer.clone(),
             contract: space.contract.clone(),
-            labels: space.classes.labels(index),
+            labels: space.classes.labels(index).into(),
             origin: assertion.origin.clone(),
         };
         let (index, why) = judge(shared, assertion, &claim, &space.subject, None)?;
@@ -425,7 +425,7 @@ fn by_paths(shared: &Shared, assertion: &Assertion, space: &Space) -> sat::Explo
         name: format!("{}_counterexample", assertion.name),
         consumer: space.consumer.clone(),
         contract: space.contract.clone(),
-        labels: space.classes.chosen(chosen),
+        labels: space.classes.chosen(chosen).into(),
         origin: assertion.origin.clone(),
     };
     sat::explore(&space.classes.labels, PATH_BUDGET, |path| {
@@ -480,7 +480,7 @@ fn concerned(
     observer: Option<&dyn Observer>,
 ) -> bool {
     let Some(criteria) = &assertion.criteria else { return true };
-    let mut labels = claim.labels.clone();
+    let mut labels = BTreeMap::clone(&claim.labels);
     labels.extend(subject.labels.clone());
     let id = claim.id();
     let env =
