@@ -112,7 +112,8 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
     let depths = depths(&tokens, &matching, depth);
     if depths.iter().all(|d| d.too_deep.is_none()) {
         // Nothing to cut (every file a person writes): the tokens go to the parser as they are.
-        let strings = tokens.iter().zip(&depths).filter_map(|(token, d)| decode(token, d.depth)).collect();
+        let mut strings = Vec::with_capacity(tokens.iter().filter(|(t, _)| matches!(t, Token::Str(_))).count());
+        strings.extend(tokens.iter().zip(&depths).filter_map(|(token, d)| decode(token, d.depth)));
         let tree_ends = tree_ends(&tokens, &matching);
         return Prepared { tokens, groups: Groups { tree_ends, strings }, errors: Vec::new(), cut: Cut::default() };
     }
