@@ -627,12 +627,15 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         ))
         .map(|(name, body)| ItemKind::Cluster(Cluster { name, body }));
 
-    let claim_stmt = choice((
-        kw(Keyword::User).ignore_then(string()).map(ClaimStmt::User),
-        kw(Keyword::Team).ignore_then(ident()).map(ClaimStmt::Team),
-        kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract),
-        kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels),
-    ));
+    let claim_stmt = by_keyword(
+        [
+            (Keyword::User, kw(Keyword::User).ignore_then(string()).map(ClaimStmt::User).boxed()),
+            (Keyword::Team, kw(Keyword::Team).ignore_then(ident()).map(ClaimStmt::Team).boxed()),
+            (Keyword::Contract, kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract).boxed()),
+            (Keyword::Labels, kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels).boxed()),
+        ],
+        None,
+    );
     // Claims and users are items, and statements of tests: `enclosing` says which.
     let claim_decl = move |enclosing: &'static [Keyword]| {
         kw(Keyword::Claim)
@@ -813,62 +816,55 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .then(block(assert_stmt, AssertStmt::Error, &[Keyword::When, Keyword::Expect], "assertion"))
         .map(|(name, body)| ItemKind::Assert(AssertBlock { name, body }));
 
-    // Each item begins with its keyword.
-    let namespace = (Keyword::Namespace, namespace.boxed());
-    let import = (Keyword::Import, import.boxed());
-    let label = (Keyword::Label, label.boxed());
-    let service = (Keyword::Service, service.boxed());
-    let contract = (Keyword::Contract, contract.boxed());
-    let rule = (Keyword::Rule, rule.boxed());
-    let cluster = (Keyword::Cluster, cluster.boxed());
-    let claim = (Keyword::Claim, claim.boxed());
-    let user = (Keyword::User, user.boxed());
-    let team = (Keyword::Team, team.boxed());
-    let users_from = (Keyword::Users, users_from.boxed());
-    let grant = (Keyword::Grant, grant.boxed());
-    let function = (Keyword::Fn, function.boxed());
-    let test = (Keyword::Test, test.boxed());
-    let assert = (Keyword::Assert, assert.boxed());
-    let items = [
-        namespace, import, label, service, contract, rule, cluster, claim, user, team, users_from, grant, function,
-        test, assert,
-    ];
+    by_keyword(
+        [
+            (Keyword::Namespace, namespace.boxed()),
+            (Keyword::Import, import.boxed()),
+            (Keyword::Label, label.boxed()),
+            (Keyword::Service, service.boxed()),
+            (Keyword::Contract, contract.boxed()),
+            (Keyword::Rule, rule.boxed()),
+            (Keyword::Cluster, cluster.boxed()),
+            (Keyword::Claim, claim.boxed()),
+            (Keyword::User, user.boxed()),
+            (Keyword::Team, team.boxed()),
+            (Keyword::Users, users_from.boxed()),
+            (Keyword::Grant, grant.boxed()),
+            (Keyword::Fn, function.boxed()),
+            (Keyword::Test, test.boxed()),
+            (Keyword::Assert, assert.boxed()),
+        ],
+        Some("declaration"),
+    )
+}
+
+/// A boxed parser over the token slice.
+type BoxedP<'tok, 'src, O, E> = Boxed<'tok, 'tok, TokenInput<'tok, 'src>, O, Extra<E>>;
+
+/// Alternatives that each begin with their own keyword: the second pass tries them in turn,
+/// as `choice` does (the first that parses wins, and `label` names them in errors); the first
+/// pass goes straight to the one the next token begins, which is the only one that could
+/// parse (a claim was the eighth item tried).
+fn by_keyword<'tok, 'src: 'tok, O: 'tok, E: SyntaxErr<'tok, 'src>, const N: usize>(
+    alternatives: [(Keyword, BoxedP<'tok, 'src, O, E>); N],
+    label: Option<&'static str>,
+) -> BoxedP<'tok, 'src, O, E> {
     if E::FIRST_PASS {
-        // The item its first token begins, as the choice below would find it, without trying
-        // the others (a claim was the eighth alternative tried).
         return custom(move |inp| {
             let before = inp.cursor();
             let first = inp.peek();
-            match items.iter().find(|(keyword, _)| first == Some(Token::Keyword(*keyword))) {
-                Some((_, item)) => inp.parse(item),
-                None => Err(LabelError::expected_found(["declaration"], None, inp.span_since(&before))),
+            match alternatives.iter().find(|(keyword, _)| first == Some(Token::Keyword(*keyword))) {
+                Some((_, alternative)) => inp.parse(alternative),
+                None => Err(LabelError::expected_found(label, None, inp.span_since(&before))),
             }
         })
         .boxed();
     }
-    let [
-        namespace,
-        import,
-        label,
-        service,
-        contract,
-        rule,
-        cluster,
-        claim,
-        user,
-        team,
-        users_from,
-        grant,
-        function,
-        test,
-        assert,
-    ] = items.map(|(_, item)| item);
-    choice((
-        namespace, import, label, service, contract, rule, cluster, claim, user, team, users_from, grant, function,
-        test, assert,
-    ))
-    .labelled("declaration")
-    .boxed()
+    let alternatives = choice(alternatives.map(|(_, alternative)| alternative));
+    match label {
+        Some(label) => alternatives.labelled(label).boxed(),
+        None => alternatives.boxed(),
+    }
 }
 
 fn file_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Vec<Item>, E> {
