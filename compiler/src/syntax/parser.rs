@@ -46,11 +46,12 @@ pub(crate) trait SyntaxErr<'tok, 'src: 'tok>:
     /// Whether this is the first pass's error type. The first pass only decides whether a
     /// file is clean and, if it is, gives its tree, so it takes shortcuts that give the same
     /// tree for a clean file and fail (or report an error) wherever the full grammar would:
-    /// it picks an item by its keyword instead of trying each in turn ([`item_parser`]),
-    /// takes a lone literal without trying every operator after it ([`lone_literal`]), and
-    /// moves decoded strings out instead of copying them ([`Groups::decoded`]). The second
-    /// pass, which builds the diagnostics, runs the full grammar, so every message is as it
-    /// was; `tests::both_passes_give_the_same_tree` holds the two passes equal.
+    /// it picks an item or a claim's statement by its keyword instead of trying each in turn
+    /// ([`by_keyword`]), takes a lone literal without trying every operator after it
+    /// ([`lone_literal`]), and moves decoded strings out instead of copying them
+    /// ([`Groups::decoded`]). The second pass, which builds the diagnostics, runs the full
+    /// grammar, so every message is as it was; `tests::both_passes_give_the_same_tree` holds
+    /// the two passes equal.
     const FIRST_PASS: bool;
 
     /// An error the grammar reports itself.
