@@ -80,6 +80,9 @@ pub struct Checker<'a> {
     pub optional_reads: u32,
     /// Imports (by position) that resolved at least one name.
     pub used_imports: HashSet<usize>,
+    /// Each label key this file wrote that resolved, with its type: a file of claims writes
+    /// the same few keys thousands of times, and all a key's later uses need is this.
+    pub labels_found: HashMap<SmolStr, (ObjectRef, Ty)>,
 }
 
 impl Checker<'_> {
@@ -89,13 +92,18 @@ impl Checker<'_> {
 
     /// Resolves a label key written in this file, reporting what goes wrong.
     pub fn label(&mut self, key: &Ident) -> Option<(ObjectRef, Ty)> {
+        if let Some(found) = self.labels_found.get(&key.text) {
+            return Some(found.clone());
+        }
         match self.scope.resolve(Kind::Label, &[key.text.as_str()]) {
             Lookup::Found(label, via) => {
                 via.map(|i| self.used_imports.insert(i));
                 let ty =
                     self.scope.index.labels.get(&(label.namespace.clone(), label.name.clone())).map(|s| s.ty.clone());
                 self.used.insert(label.clone());
-                Some((label, ty.unwrap_or(Ty::Unknown)))
+                let found = (label, ty.unwrap_or(Ty::Unknown));
+                self.labels_found.insert(key.text.clone(), found.clone());
+                Some(found)
             }
             Lookup::Ambiguous(candidates, via) => {
                 self.used_imports.extend(via);

@@ -46,12 +46,16 @@ pub fn parse(file: FileId, src: &str) -> Parse {
     }
     let lexed = lexer::lex(src);
     let mut errors: Vec<SyntaxError> = lexed.errors.iter().map(|e| lex_error(e, src, |s| s)).collect();
-    let tokens: Vec<(Token<'_>, SimpleSpan)> = lexed
-        .tokens
-        .iter()
-        .filter(|(token, _)| *token != Token::Error) // already reported as lex errors
-        .map(|&(token, span)| (token, SimpleSpan::from(span.range())))
-        .collect();
+    // Reserved up front: a filtered iterator's length is unknown, and growing the vector
+    // by doubling copied the tokens several times.
+    let mut tokens: Vec<(Token<'_>, SimpleSpan)> = Vec::with_capacity(lexed.tokens.len());
+    tokens.extend(
+        lexed
+            .tokens
+            .iter()
+            .filter(|(token, _)| *token != Token::Error) // already reported as lex errors
+            .map(|&(token, span)| (token, SimpleSpan::from(span.range()))),
+    );
     let prepared = nesting::prepare(tokens, 0);
     errors.extend(prepared.errors);
     let (mut items, parse_errors) = parser::parse_tokens(&prepared.tokens, prepared.groups, src.len());

@@ -17,7 +17,7 @@
 use chumsky::span::SimpleSpan;
 
 use super::SyntaxError;
-use super::ast::{Span, StrLit};
+use super::ast::{Span, StrLit, StrPart};
 use super::lexer::{Keyword, Token};
 use super::strings;
 use crate::diagnostics::codes;
@@ -45,7 +45,8 @@ pub(crate) struct Groups {
 #[derive(Debug)]
 struct StringToken {
     start: u32,
-    decoded: (StrLit, Vec<SyntaxError>),
+    /// `None` once the parser's first pass took it (see [`Groups::decoded`]).
+    decoded: Option<(StrLit, Vec<SyntaxError>)>,
 }
 
 impl Groups {
@@ -55,13 +56,29 @@ impl Groups {
     }
 
     /// The string literal `raw` that starts at byte `start`, decoded.
-    pub(crate) fn decoded(&self, raw: &str, start: usize) -> (StrLit, Vec<SyntaxError>) {
+    ///
+    /// With `take`, a string without interpolations is moved out rather than copied (the
+    /// parser's first pass, which most files end with); asked for again (by the second pass,
+    /// or by a parser tried after another that failed), it is decoded anew, which for such a
+    /// string is one scan and cannot recurse. A string with interpolations is always copied,
+    /// so a file with errors does not decode nested strings again in each pass.
+    pub(crate) fn decoded(&mut self, raw: &str, start: usize, take: bool) -> (StrLit, Vec<SyntaxError>) {
         let at = self.strings.partition_point(|s| (s.start as usize) < start);
-        match self.strings.get(at) {
-            Some(string) if string.start as usize == start => string.decoded.clone(),
-            // Every string the parser sees was decoded; were one not, refusing its
-            // interpolations as too deep is the answer that cannot recurse.
-            _ => strings::decode(raw, start, MAX_DEPTH + 1),
+        let kept = match self.strings.get_mut(at) {
+            Some(string) if string.start as usize == start => &mut string.decoded,
+            _ => &mut None,
+        };
+        let plain =
+            |(lit, _): &mut (StrLit, Vec<SyntaxError>)| !lit.parts.iter().any(|p| matches!(p, StrPart::Interp(_)));
+        if take && let Some(decoded) = kept.take_if(plain) {
+            return decoded;
+        }
+        match kept {
+            Some(decoded) => decoded.clone(),
+            // Every string the parser sees was decoded, and only strings without interpolations
+            // are taken; were one neither, refusing its interpolations as too deep is the
+            // answer that cannot recurse.
+            None => strings::decode(raw, start, MAX_DEPTH + 1),
         }
     }
 }
@@ -95,7 +112,8 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
     let depths = depths(&tokens, &matching, depth);
     if depths.iter().all(|d| d.too_deep.is_none()) {
         // Nothing to cut (every file a person writes): the tokens go to the parser as they are.
-        let strings = tokens.iter().zip(&depths).filter_map(|(token, d)| decode(token, d.depth)).collect();
+        let mut strings = Vec::with_capacity(tokens.iter().filter(|(t, _)| matches!(t, Token::Str(_))).count());
+        strings.extend(tokens.iter().zip(&depths).filter_map(|(token, d)| decode(token, d.depth)));
         let tree_ends = tree_ends(&tokens, &matching);
         return Prepared { tokens, groups: Groups { tree_ends, strings }, errors: Vec::new(), cut: Cut::default() };
     }
@@ -126,7 +144,7 @@ pub(crate) fn prepare<'src>(tokens: Vec<(Token<'src>, SimpleSpan)>, depth: u32) 
 /// The string literal `token` is, decoded (its interpolations one level deeper than `depth`).
 fn decode(&(token, s): &(Token<'_>, SimpleSpan), depth: u32) -> Option<StringToken> {
     let Token::Str(string) = token else { return None };
-    Some(StringToken { start: s.start as u32, decoded: strings::decode(string.raw, s.start, depth + 1) })
+    Some(StringToken { start: s.start as u32, decoded: Some(strings::decode(string.raw, s.start, depth + 1)) })
 }
 
 fn too_deep(at: Span) -> SyntaxError {

@@ -43,17 +43,32 @@ pub(crate) type TokenInput<'tok, 'src> = MappedInput<'tok, Token<'src>, SimpleSp
 pub(crate) trait SyntaxErr<'tok, 'src: 'tok>:
     chumsky::error::Error<'tok, TokenInput<'tok, 'src>> + LabelError<'tok, TokenInput<'tok, 'src>, &'static str> + 'tok
 {
+    /// Whether this is the first pass's error type. The first pass only decides whether a
+    /// file is clean and, if it is, gives its tree, so it takes shortcuts that give the same
+    /// tree for a clean file and fail (or report an error) wherever the full grammar would:
+    /// it picks an item or a claim's statement by its keyword instead of trying each in turn
+    /// ([`by_keyword`]), takes a lone literal without trying every operator after it
+    /// ([`lone_literal`]), and moves decoded strings out instead of copying them
+    /// ([`Groups::decoded`]). The second pass, which builds the diagnostics, runs the full
+    /// grammar, so every message is as it was; `tests::both_passes_give_the_same_tree` holds
+    /// the two passes equal.
+    const FIRST_PASS: bool;
+
     /// An error the grammar reports itself.
     fn issue(span: SimpleSpan, issue: Issue) -> Self;
 }
 
 impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for ParseError<'tok, 'src> {
+    const FIRST_PASS: bool = false;
+
     fn issue(span: SimpleSpan, issue: Issue) -> Self {
         Rich::custom(span, issue)
     }
 }
 
 impl<'tok, 'src: 'tok> SyntaxErr<'tok, 'src> for EmptyErr {
+    const FIRST_PASS: bool = true;
+
     fn issue(_: SimpleSpan, _: Issue) -> Self {
         EmptyErr::default()
     }
@@ -202,7 +217,7 @@ fn string<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, St
             |(token, s): (super::lexer::StrToken<'src>, SimpleSpan),
              e: &mut MapExtra<'tok, '_, _, Extra<E>>,
              emitter| {
-                let (lit, errors) = e.state().decoded(token.raw, s.start);
+                let (lit, errors) = e.state().decoded(token.raw, s.start, E::FIRST_PASS);
                 for error in errors {
                     let at = SimpleSpan::from(error.span.range());
                     emitter.emit(E::issue(at, Issue::InString(error)));
@@ -308,10 +323,57 @@ fn expr_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         });
         let and =
             not.clone().foldl(kw(Keyword::And).ignore_then(not).repeated(), |lhs, rhs| binary(BinaryOp::And, lhs, rhs));
-        and.clone()
+        let full = and
+            .clone()
             .foldl(kw(Keyword::Or).ignore_then(and).repeated(), |lhs, rhs| binary(BinaryOp::Or, lhs, rhs))
+            .boxed();
+        if E::FIRST_PASS {
+            custom(move |inp| match lone_literal(inp) {
+                Some(expr) => Ok(expr),
+                None => inp.parse(&full),
+            })
             .boxed()
+        } else {
+            full
+        }
     })
+}
+
+/// The first pass's shortcut for the commonest expression, a lone literal (a label's value
+/// in a claim): a string, an integer, `true` or `false` that nothing after it continues.
+/// The full grammar gives the same tree for it, but only after trying each operator that
+/// could follow, at each level of precedence. `None` (and nothing consumed) for anything
+/// else, and for a literal with an error, which the full grammar reports.
+fn lone_literal<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>(
+    inp: &mut InputRef<'tok, '_, TokenInput<'tok, 'src>, Extra<E>>,
+) -> Option<Expr> {
+    let before = inp.save();
+    let start = inp.cursor();
+    let token = inp.next()?;
+    let at: SimpleSpan = inp.span_since(&start);
+    let continued = inp.peek().is_some_and(|next| continues_operand(&next));
+    let literal = |kind| Some(Expr { kind, span: span(at) });
+    let expr = match token {
+        _ if continued => None,
+        Token::Str(string) => match inp.state().decoded(string.raw, at.start, true) {
+            (lit, errors) if errors.is_empty() => Some(Expr { span: lit.span, kind: ExprKind::Str(lit) }),
+            _ => None,
+        },
+        Token::Int(text) => text.replace('_', "").parse::<i64>().ok().and_then(|value| literal(ExprKind::Int(value))),
+        Token::Keyword(Keyword::True) => literal(ExprKind::Bool(true)),
+        Token::Keyword(Keyword::False) => literal(ExprKind::Bool(false)),
+        _ => None,
+    };
+    if expr.is_none() {
+        inp.rewind(before);
+    }
+    expr
+}
+
+/// Whether `token`, after an operand, continues its expression: a comparison, or `and`/`or`.
+fn continues_operand(token: &Token<'_>) -> bool {
+    matches!(token, Token::EqEq | Token::NotEq | Token::Le | Token::Lt | Token::Ge | Token::Gt)
+        || matches!(token, Token::Keyword(Keyword::In | Keyword::Not | Keyword::Matches | Keyword::And | Keyword::Or))
 }
 
 fn binary(op: BinaryOp, lhs: Expr, rhs: Expr) -> Expr {
@@ -566,12 +628,15 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         ))
         .map(|(name, body)| ItemKind::Cluster(Cluster { name, body }));
 
-    let claim_stmt = choice((
-        kw(Keyword::User).ignore_then(string()).map(ClaimStmt::User),
-        kw(Keyword::Team).ignore_then(ident()).map(ClaimStmt::Team),
-        kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract),
-        kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels),
-    ));
+    let claim_stmt = by_keyword(
+        [
+            (Keyword::User, kw(Keyword::User).ignore_then(string()).map(ClaimStmt::User).boxed()),
+            (Keyword::Team, kw(Keyword::Team).ignore_then(ident()).map(ClaimStmt::Team).boxed()),
+            (Keyword::Contract, kw(Keyword::Contract).ignore_then(path()).map(ClaimStmt::Contract).boxed()),
+            (Keyword::Labels, kw(Keyword::Labels).ignore_then(map_lit(expr.clone())).map(ClaimStmt::Labels).boxed()),
+        ],
+        None,
+    );
     // Claims and users are items, and statements of tests: `enclosing` says which.
     let claim_decl = move |enclosing: &'static [Keyword]| {
         kw(Keyword::Claim)
@@ -752,24 +817,55 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .then(block(assert_stmt, AssertStmt::Error, &[Keyword::When, Keyword::Expect], "assertion"))
         .map(|(name, body)| ItemKind::Assert(AssertBlock { name, body }));
 
-    choice((
-        namespace.boxed(),
-        import.boxed(),
-        label.boxed(),
-        service.boxed(),
-        contract.boxed(),
-        rule.boxed(),
-        cluster.boxed(),
-        claim.boxed(),
-        user.boxed(),
-        team.boxed(),
-        users_from.boxed(),
-        grant.boxed(),
-        function.boxed(),
-        test.boxed(),
-        assert.boxed(),
-    ))
-    .labelled("declaration")
+    by_keyword(
+        [
+            (Keyword::Namespace, namespace.boxed()),
+            (Keyword::Import, import.boxed()),
+            (Keyword::Label, label.boxed()),
+            (Keyword::Service, service.boxed()),
+            (Keyword::Contract, contract.boxed()),
+            (Keyword::Rule, rule.boxed()),
+            (Keyword::Cluster, cluster.boxed()),
+            (Keyword::Claim, claim.boxed()),
+            (Keyword::User, user.boxed()),
+            (Keyword::Team, team.boxed()),
+            (Keyword::Users, users_from.boxed()),
+            (Keyword::Grant, grant.boxed()),
+            (Keyword::Fn, function.boxed()),
+            (Keyword::Test, test.boxed()),
+            (Keyword::Assert, assert.boxed()),
+        ],
+        Some("declaration"),
+    )
+}
+
+/// A boxed parser over the token slice.
+type BoxedP<'tok, 'src, O, E> = Boxed<'tok, 'tok, TokenInput<'tok, 'src>, O, Extra<E>>;
+
+/// Alternatives that each begin with their own keyword: the second pass tries them in turn,
+/// as `choice` does (the first that parses wins, and `label` names them in errors); the first
+/// pass goes straight to the one the next token begins, which is the only one that could
+/// parse (a claim was the eighth item tried).
+fn by_keyword<'tok, 'src: 'tok, O: 'tok, E: SyntaxErr<'tok, 'src>, const N: usize>(
+    alternatives: [(Keyword, BoxedP<'tok, 'src, O, E>); N],
+    label: Option<&'static str>,
+) -> BoxedP<'tok, 'src, O, E> {
+    if E::FIRST_PASS {
+        return custom(move |inp| {
+            let before = inp.cursor();
+            let first = inp.peek();
+            match alternatives.iter().find(|(keyword, _)| first == Some(Token::Keyword(*keyword))) {
+                Some((_, alternative)) => inp.parse(alternative),
+                None => Err(LabelError::expected_found(label, None, inp.span_since(&before))),
+            }
+        })
+        .boxed();
+    }
+    let alternatives = choice(alternatives.map(|(_, alternative)| alternative));
+    match label {
+        Some(label) => alternatives.labelled(label).boxed(),
+        None => alternatives.boxed(),
+    }
 }
 
 fn file_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'src, Vec<Item>, E> {
@@ -786,4 +882,89 @@ fn file_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .repeated()
         .collect::<Vec<_>>()
         .then_ignore(end())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::syntax::{lexer, nesting};
+
+    /// Both passes over `src`: the first pass's items (if it found none of its errors) and the
+    /// second's (if it found none of its errors).
+    fn both_passes(src: &str) -> (Option<Vec<Item>>, Option<Vec<Item>>) {
+        let lexed = lexer::lex(src);
+        let tokens: Vec<(Token<'_>, SimpleSpan)> =
+            lexed.tokens.iter().map(|&(token, s)| (token, SimpleSpan::from(s.range()))).collect();
+        let run = |first: bool| {
+            let prepared = nesting::prepare(tokens.clone(), 0);
+            let input = prepared.tokens.split_token_span(SimpleSpan::from(src.len()..src.len()));
+            let state = &mut SimpleState(prepared.groups);
+            let (items, clean) = if first {
+                let parsed = file_parser::<EmptyErr>().parse_with_state(input, state);
+                (parsed.output().cloned(), !parsed.has_errors())
+            } else {
+                let parsed = file_parser::<ParseError>().parse_with_state(input, state);
+                (parsed.output().cloned(), !parsed.has_errors())
+            };
+            items.filter(|_| clean && prepared.errors.is_empty())
+        };
+        (run(true), run(false))
+    }
+
+    /// The first pass's shortcuts give exactly the full grammar's tree for every clean file,
+    /// and a file that the full grammar finds errors in is not clean to the first pass either.
+    #[test]
+    fn both_passes_give_the_same_tree() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut sources = Vec::new();
+        for dir in ["tests/cases/parse", "tests/cases/diagnostics", "tests/cases/format", "examples"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|e| e == "apt") {
+                        sources.push(std::fs::read_to_string(&path).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        assert!(sources.len() > 50, "the cases were not found");
+        // Literals with and without what continues them, and literals with errors.
+        for value in [
+            r#""a""#,
+            r#""a" == "b""#,
+            r#""a" != "b" and true"#,
+            r#""a" in ["a"] or false"#,
+            r#""a" not in ["b"]"#,
+            r#""a" matches "b.*""#,
+            "1 < 2",
+            "1_000 >= 2",
+            "-1",
+            "not true",
+            "true or false and true",
+            "[1, \"x\", false]",
+            "{ a = 1, b = \"x\" }",
+            "f(1, \"x\")",
+            "labels.env",
+            r#""${labels.env}-x""#,
+            r#""bad \q""#,
+            "99999999999999999999",
+            r#""a" "b""#,
+            r#""a" == "b" == "c""#,
+        ] {
+            sources.push(format!("claim c {{ user \"u\" contract x.y labels {{ a = {value}, b = {value} }} }}"));
+            sources.push(format!("label l: string = {value}\nrule r when {value} {{ set labels.x = {value} }}"));
+        }
+        let mut clean = 0;
+        for src in &sources {
+            let (first, second) = both_passes(src);
+            assert_eq!(first, second, "{src}");
+            clean += usize::from(first.is_some());
+        }
+        assert!(clean > 20, "too few clean files: {clean}");
+    }
 }

@@ -27,7 +27,9 @@ impl Walker<'_, '_> {
                         }
                     }
                 }
-                UserStmt::Labels(map) => self.label_map(map, "a user's labels"),
+                UserStmt::Labels(map) => {
+                    self.label_map(map, "a user's labels");
+                }
                 UserStmt::Error => {}
             }
         }

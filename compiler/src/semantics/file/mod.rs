@@ -85,6 +85,7 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
         label_reads: BTreeMap::new(),
         optional_reads: 0,
         used_imports: HashSet::new(),
+        labels_found: HashMap::new(),
     };
     let manifests: HashMap<&str, &Result<Vec<ManifestFile>, String>> = ws
         .manifests(db)
@@ -395,8 +396,11 @@ impl Walker<'_, '_> {
     }
 
     /// A `labels { … }` map of constants: keys are visible labels, values fit their types.
-    fn label_map(&mut self, map: &MapLit, place: &'static str) {
+    /// Checks a `labels { … }` map; returns the labels it sets that resolve, in order (the keys
+    /// that resolve to nothing are left out).
+    fn label_map(&mut self, map: &MapLit, place: &'static str) -> Vec<ObjectRef> {
         let env = Env { roots: Roots::CONSTANT, place, components: None };
+        let mut labels = Vec::with_capacity(map.entries.len());
         for entry in &map.entries {
             let key = match &entry.key {
                 MapKey::Name(ident) => ident.clone(),
@@ -409,30 +413,17 @@ impl Walker<'_, '_> {
                 Some((object, ty)) => {
                     // A cluster's labels describe the cluster (`cluster.labels.KEY`), not claims.
                     if place != CLUSTER_LABELS {
-                        self.facts.label_writes.insert(object);
+                        self.facts.label_writes.insert(object.clone());
                     }
-                    self.c.expect(&entry.value, &env, &ty, format_args!("label `{}`", key.text))
+                    self.c.expect(&entry.value, &env, &ty, format_args!("label `{}`", key.text));
+                    labels.push(object);
                 }
                 None => {
                     self.c.expr(&entry.value, &env);
                 }
             }
         }
-    }
-
-    /// The labels a `labels { … }` map sets, resolved (keys that resolve to nothing are left out),
-    /// the file's one list of them.
-    fn label_ids(&mut self, map: &MapLit) -> Arc<[ObjectRef]> {
-        let labels: Vec<ObjectRef> = map
-            .entries
-            .iter()
-            .filter_map(|entry| map_key_text(&entry.key))
-            .filter_map(|key| match self.c.scope.resolve(Kind::Label, &[key.as_str()]) {
-                Lookup::Found(label, _) => Some(label),
-                _ => None,
-            })
-            .collect();
-        self.shared_labels(labels)
+        labels
     }
 
     /// The file's one list of `labels`.
@@ -835,7 +826,9 @@ impl Walker<'_, '_> {
                 ClusterStmt::Namespace(lit) => {
                     self.c.plain(lit, "a cluster's default namespace");
                 }
-                ClusterStmt::Labels(map) => self.label_map(map, CLUSTER_LABELS),
+                ClusterStmt::Labels(map) => {
+                    self.label_map(map, CLUSTER_LABELS);
+                }
                 ClusterStmt::Error => {}
             }
         }
@@ -867,8 +860,8 @@ impl Walker<'_, '_> {
                 }
                 ClaimStmt::Contract(path) => facts.contract = self.reference(Kind::Contract, &path.segments, path.span),
                 ClaimStmt::Labels(map) => {
-                    self.label_map(map, "a claim's labels");
-                    facts.labels = self.label_ids(map);
+                    let labels = self.label_map(map, "a claim's labels");
+                    facts.labels = self.shared_labels(labels);
                 }
                 ClaimStmt::Error => {}
             }
