@@ -22,7 +22,6 @@ use crate::eval::{Atomic, EvalError, Observer, Subject};
 use crate::ir::{Claim, ClaimField, Consumer, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
-use super::subtrees::{Sharing, Subtrees};
 use super::{
     ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Instance, Names, Staged, fixed_conflict,
     still_candidate, subject_of,
@@ -54,8 +53,6 @@ pub(super) struct Classes {
     counts: FastMap<Share, usize>,
     /// Hashes the keys of `counts` the same way in every run.
     share: foldhash::fast::FixedState,
-    /// The contracts resolved below the claimed ones, shared across classes.
-    subtrees: Subtrees,
 }
 
 /// One claim's resolution, kept for the claims that agree with it on all it read.
@@ -92,7 +89,7 @@ pub(super) enum Read {
 
 impl Read {
     /// What `claim` (with consumer `subject`) gives for this read.
-    pub(super) fn of(&self, access: &Access, subject: &Subject, claim: &Claim) -> Option<Value> {
+    fn of(&self, access: &Access, subject: &Subject, claim: &Claim) -> Option<Value> {
         let text = |s: &str| Some(Value::Str(s.to_string()));
         match self {
             Read::User(UserField::Name) => text(&subject.name),
@@ -112,89 +109,24 @@ impl Read {
 /// Records what one claim's run reads of its consumer and claim (an evaluator [`Observer`] that
 /// ignores the labels, plus the access checks the run notes).
 #[derive(Default)]
-pub(super) struct Recorder(Mutex<Notes>);
-
-/// The distinct reads of a run, and every read in order (a subtree's are a range of it:
-/// [`super::subtrees`]); the labels read, by name and in order, for the same.
-#[derive(Default)]
-struct Notes {
-    distinct: Vec<Read>,
-    all: Vec<Read>,
-    labels: Vec<String>,
-    /// Indices into `labels`: a run reads a handful of labels many times.
-    labels_read: Vec<u32>,
-}
-
-/// Where the reads noted from a point of a run on start: [`Recorder::mark`].
-#[derive(Clone, Copy, Default)]
-pub(super) struct Mark {
-    reads: usize,
-    labels: usize,
-}
+pub(super) struct Recorder(Mutex<Vec<Read>>);
 
 impl Recorder {
     pub(super) fn note(&self, read: Read) {
-        let mut notes = self.lock();
-        if !notes.distinct.contains(&read) {
-            notes.distinct.push(read.clone());
+        let mut reads = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !reads.contains(&read) {
+            reads.push(read);
         }
-        notes.all.push(read);
-    }
-
-    /// Notes a label read or written (by name).
-    pub(super) fn note_label(&self, label: &str) {
-        let mut notes = self.lock();
-        let index = match notes.labels.iter().position(|known| known == label) {
-            Some(index) => index,
-            None => {
-                notes.labels.push(label.to_string());
-                notes.labels.len() - 1
-            }
-        };
-        notes.labels_read.push(u32::try_from(index).unwrap_or(u32::MAX));
-    }
-
-    /// Where the reads noted from now on start, for [`Recorder::since`].
-    pub(super) fn mark(&self) -> Mark {
-        let notes = self.lock();
-        Mark { reads: notes.all.len(), labels: notes.labels_read.len() }
-    }
-
-    /// The distinct reads of the consumer and the claim noted since `mark`, and the names of the
-    /// labels read since, sorted.
-    pub(super) fn since(&self, mark: Mark) -> (Vec<Read>, Vec<String>) {
-        let notes = self.lock();
-        let mut reads: Vec<Read> = Vec::new();
-        for read in &notes.all[mark.reads..] {
-            if !reads.contains(read) {
-                reads.push(read.clone());
-            }
-        }
-        let mut indices = notes.labels_read[mark.labels..].to_vec();
-        indices.sort_unstable();
-        indices.dedup();
-        let mut labels: Vec<String> =
-            indices.into_iter().filter_map(|i| notes.labels.get(i as usize).cloned()).collect();
-        labels.sort_unstable();
-        (reads, labels)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Notes> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn into_reads(self) -> Vec<Read> {
-        self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).distinct
+        self.0.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Observer for Recorder {
-    fn read(&self, label: &str, _: Option<&Value>) {
-        self.note_label(label);
-    }
-    fn test(&self, label: &str, _: Option<&Value>, _: Atomic<'_>, _: &Result<bool, EvalError>) {
-        self.note_label(label);
-    }
+    fn read(&self, _: &str, _: Option<&Value>) {}
+    fn test(&self, _: &str, _: Option<&Value>, _: Atomic<'_>, _: &Result<bool, EvalError>) {}
     fn user(&self, field: &UserField) {
         self.note(Read::User(field.clone()));
     }
@@ -212,7 +144,6 @@ impl Classes {
             entries: Mutex::default(),
             counts: FastMap::default(),
             share: foldhash::fast::FixedState::default(),
-            subtrees: Subtrees::default(),
         };
         for claim in &program.claims {
             let Ok((_, labels)) = subject_of(access, claim) else { continue };
@@ -281,7 +212,6 @@ impl Classes {
         }
         let recorder = Recorder::default();
         let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
-        run.sharing = Some(Sharing::new(&self.subtrees, claim, &recorder));
         let result = run.start(&claim.contract, subject.clone(), labels);
         let mut staged = run.staged;
         match (found, &result) {

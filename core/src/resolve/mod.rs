@@ -8,7 +8,6 @@
 mod classes;
 mod incremental;
 pub mod state;
-mod subtrees;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,7 +23,6 @@ use crate::eval::{Env, EvalError, Observer, Placement, Subject};
 use classes::{Classes, Read, Recorder};
 pub use incremental::{Incremental, Update};
 pub use state::*;
-use subtrees::{Inputs, Sharing, Stage};
 
 /// Contracts nested deeper than this are taken for a cycle.
 const MAX_DEPTH: usize = 64;
@@ -102,6 +100,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     }
     merging.state
 }
+
 /// Resolves claims of one's own against a program, each as if it were the program's only claim
 /// (`core::verify` judges every possible claim so, docs/verification.md). The program's own claims
 /// are not resolved; what it prepares (roles, shared names) is kept across the claims.
@@ -497,8 +496,6 @@ struct ClaimRun<'a> {
     /// Told what the run reads of the consumer and the claim, for the memo of claims
     /// ([`classes`]): the observer too, and told the access checks.
     reads: Option<&'a Recorder>,
-    /// The subtrees earlier claims resolved, for a run keeping no chain ([`subtrees`]).
-    sharing: Option<Sharing<'a>>,
 }
 
 /// One resolution of a contract within a claim: its inputs, its result, and every contract its
@@ -511,11 +508,6 @@ struct Memo {
     entered: Vec<Arc<str>>,
     /// Its decisions, in the claim's chain.
     chain: std::ops::Range<usize>,
-    /// When sharing subtrees: what it read of the consumer and the claim, the labels it read or
-    /// wrote, and its instances (a range of [`Sharing::log`]), which a later subtree reusing it
-    /// holds too.
-    reads: (Vec<Read>, Vec<String>),
-    log: std::ops::Range<usize>,
 }
 
 /// A contract reached again with the same inputs repeats its decisions in the claim's chain while
@@ -588,7 +580,6 @@ impl<'a> ClaimRun<'a> {
             entered: Vec::new(),
             observer,
             reads,
-            sharing: None,
         }
     }
 
@@ -633,18 +624,11 @@ impl<'a> ClaimRun<'a> {
                     .env(labels, placement, None, None)
                     .eval(value)
                     .map_err(|e| Failure::eval(e, &format!("setting label `{label}`"), origin))?;
-                if let Some(reads) = self.reads {
-                    // Subtrees are keyed by the labels they write too (`subtrees`).
-                    reads.note_label(label);
-                }
                 let effect = format!("set {label} = {}", value.literal());
                 labels.insert(label.clone(), value);
                 Ok(effect)
             }
             LabelOp::Remove { label } => {
-                if let Some(reads) = self.reads {
-                    reads.note_label(label);
-                }
                 labels.remove(label);
                 Ok(format!("remove {label}"))
             }
@@ -665,13 +649,8 @@ impl<'a> ClaimRun<'a> {
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
-        if let Some((resolved, chain, entered, (reads, log))) = self.reuse(id, &labels, placement.as_ref(), depth) {
+        if let Some((resolved, chain, entered)) = self.reuse(id, &labels, placement.as_ref(), depth) {
             self.entered.extend(entered);
-            if let Some(sharing) = &mut self.sharing {
-                // A subtree around this one holds its reads and instances too.
-                sharing.note(reads.0, &reads.1);
-                sharing.log.extend_from_within(log);
-            }
             if self.decisions.len() + chain.len() <= CHAIN_WRITTEN_OUT {
                 self.decisions.extend_from_within(chain);
             } else {
@@ -680,85 +659,36 @@ impl<'a> ClaimRun<'a> {
             }
             return Ok(resolved);
         }
-        let inputs = Inputs { contract: id, depth, labels: &labels, placement: placement.as_ref() };
-        // The claimed contract is shared by `classes`; below it, by `subtrees`.
-        let shared = match &self.sharing {
-            Some(sharing) if depth > 0 => sharing
-                .find(self.access, &self.subject, &inputs)
-                .filter(|subtree| !subtree.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s))),
-            _ => None,
-        };
         let start = self.decisions.len();
         let entered_from = self.entered.len();
-        let mark = self.sharing.as_ref().map(Sharing::mark);
-        let inputs = (labels, placement);
-        let resolved = match &shared {
-            Some(subtree) => self.replay(subtree, &inputs.0)?,
-            None => {
-                self.entered.push(self.names.contract(id));
-                self.contract_steps(id, inputs.0.clone(), inputs.1.clone(), depth)
-                    .map_err(|failure| failure.located(id, depth))?
-            }
-        };
+        self.entered.push(self.names.contract(id));
+        let inputs = (labels.clone(), placement.clone());
+        let resolved =
+            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
         // Every contract of the subtree, those of reused subtrees included.
         let mut entered = self.entered[entered_from..].to_vec();
         entered.sort_unstable();
         entered.dedup();
-        let (labels, placement) = inputs;
-        let mut reads = (Vec::new(), Vec::new());
-        let mut log = 0..0;
-        if let (Some(sharing), Some((mark, log_from))) = (&self.sharing, mark) {
-            reads = sharing.since(mark);
-            log = log_from..sharing.log.len();
-            let inputs = Inputs { contract: id, depth, labels: &labels, placement: placement.as_ref() };
-            if depth > 0 && shared.is_none() {
-                let read = (&reads.0[..], &reads.1[..]);
-                sharing.keep(self.access, &self.subject, &inputs, read, log_from, &resolved, &entered);
-            }
-        }
         self.memo.entry(id.to_string()).or_default().push(Memo {
             depth,
-            labels,
-            placement,
+            labels: inputs.0,
+            placement: inputs.1,
             resolved: resolved.clone(),
             entered,
             chain: start..self.decisions.len(),
-            reads,
-            log,
         });
         Ok(resolved)
     }
 
-    /// Stages the instances of a subtree an earlier claim resolved, as resolving it would: in the
-    /// same order, with this claim's uses and the labels it reached it with.
-    fn replay(&mut self, subtree: &subtrees::Subtree, received: &BTreeMap<String, Value>) -> Result<Resolved, Failure> {
-        self.entered.extend(subtree.entered.iter().cloned());
-        let Some(sharing) = &mut self.sharing else { return Ok(subtree.resolved.clone()) };
-        let (reads, labels) = subtree.reads();
-        sharing.note(reads, &labels);
-        let mut relabeled = subtree.relabeled(received);
-        for stage in &subtree.staged {
-            let labels = relabeled.labels(stage);
-            if let Some(sharing) = &mut self.sharing {
-                sharing.log.push(Stage { labels: labels.clone(), ..stage.clone() });
-            }
-            self.stage(Instance::clone(&stage.instance), stage.depth, &labels)
-                .map_err(|failure| failure.located(&stage.contract, stage.depth))?;
-        }
-        Ok(subtree.resolved.clone())
-    }
-
     /// The earlier result of this contract with these inputs, unless the current path's stack
     /// holds a contract of its subtree (then resolving again reports the cycle).
-    #[allow(clippy::type_complexity)]
     fn reuse(
         &self,
         id: &str,
         labels: &BTreeMap<String, Value>,
         placement: Option<&Placement>,
         depth: usize,
-    ) -> Option<(Resolved, std::ops::Range<usize>, Vec<Arc<str>>, ((Vec<Read>, Vec<String>), std::ops::Range<usize>))>
-    {
+    ) -> Option<(Resolved, std::ops::Range<usize>, Vec<Arc<str>>)> {
         let memo = self
             .memo
             .get(id)?
@@ -767,7 +697,7 @@ impl<'a> ClaimRun<'a> {
         if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
             return None;
         }
-        Some((memo.resolved.clone(), memo.chain.clone(), memo.entered.clone(), (memo.reads.clone(), memo.log.clone())))
+        Some((memo.resolved.clone(), memo.chain.clone(), memo.entered.clone()))
     }
 
     /// The steps of §15.2, in order.
@@ -936,7 +866,7 @@ impl<'a> ClaimRun<'a> {
             discovery.insert(component.name.clone(), visible);
             component_keys.insert(component.name.clone(), key.clone());
             edges.push(key);
-            self.put(instance, depth, &label_json, &site.contract)?;
+            self.stage(instance, depth, &label_json)?;
         }
         self.stack.pop();
         // The service instance's key is the base itself: no component name can collide with it.
@@ -947,7 +877,7 @@ impl<'a> ClaimRun<'a> {
             id,
             ..instance(&root_key, InstanceKind::Service, &site, &names.root, Value::Map(Vec::new()), &published, edges)
         };
-        self.put(root, depth, &label_json, &site.contract)?;
+        self.stage(root, depth, &label_json)?;
         Ok(Resolved { key: root_key, published })
     }
 
@@ -1032,22 +962,6 @@ impl<'a> ClaimRun<'a> {
         let instance =
             Instance { name, id, ..instance(key, kind, site, component_name, Value::Map(values), &visible, edges) };
         Ok((instance, visible, own))
-    }
-
-    /// [`ClaimRun::stage`], noting the instance in [`Sharing::log`] when sharing subtrees (below
-    /// the claimed contract: only those are shared).
-    fn put(
-        &mut self,
-        instance: Instance,
-        depth: usize,
-        labels: &Arc<BTreeMap<String, serde_json::Value>>,
-        contract: &Arc<str>,
-    ) -> Result<(), Failure> {
-        if let Some(sharing) = self.sharing.as_mut().filter(|_| depth > 0) {
-            let (instance, labels, contract) = (Arc::new(instance.clone()), labels.clone(), contract.clone());
-            sharing.log.push(Stage { instance, depth, labels, contract });
-        }
-        self.stage(instance, depth, labels)
     }
 
     /// Adds an instance for this claim. Reaching one key twice in one claim gives one instance,
