@@ -611,26 +611,28 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
+    /// Applies a label operation; its effect as a rule's decision shows it, if the run keeps its
+    /// chain (a run keeping none formats nothing: a `set` per context of every contract).
     fn apply(
         &self,
         op: &LabelOp,
         labels: &mut BTreeMap<String, Value>,
         placement: Option<&Placement>,
         origin: &Origin,
-    ) -> Result<String, Failure> {
+    ) -> Result<Option<String>, Failure> {
         match op {
             LabelOp::Set { label, value } => {
                 let value = self
                     .env(labels, placement, None, None)
                     .eval(value)
                     .map_err(|e| Failure::eval(e, &format!("setting label `{label}`"), origin))?;
-                let effect = format!("set {label} = {}", value.literal());
+                let effect = self.keeps_chain.then(|| format!("set {label} = {}", value.literal()));
                 labels.insert(label.clone(), value);
                 Ok(effect)
             }
             LabelOp::Remove { label } => {
                 labels.remove(label);
-                Ok(format!("remove {label}"))
+                Ok(self.keeps_chain.then(|| format!("remove {label}")))
             }
         }
     }
@@ -745,7 +747,6 @@ impl<'a> ClaimRun<'a> {
         }
         // 3. context
         let mut chosen = None;
-        let mut tried = Vec::new();
         let names = self.names;
         for (context, (name, origin)) in contract.contexts.iter().zip(names.contexts(id)) {
             let matched = match &context.criteria {
@@ -760,13 +761,14 @@ impl<'a> ClaimRun<'a> {
                 matched,
                 origin: origin.clone(),
             });
-            tried.push(format!("`{}` = {matched}", context.name));
             if matched {
                 chosen = Some((context, name));
                 break;
             }
         }
         let Some((context, context_name)) = chosen else {
+            // Every context was tried, and none matched.
+            let tried: Vec<String> = contract.contexts.iter().map(|c| format!("`{}` = false", c.name)).collect();
             return Err(Failure::failed(
                 format!("no context of contract `{id}` matched ({})", tried.join(", ")),
                 Some(&contract.origin),
@@ -777,9 +779,14 @@ impl<'a> ClaimRun<'a> {
             self.apply(op, &mut labels, placement.as_ref(), &context.origin)?;
         }
         // 5. rules: local, then global
-        let placing = self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        self.rules(&contract.namespace, &mut labels, &mut placement)?;
         // 6. placement
         let Some(placement) = placement else {
+            let placing: Vec<&Arc<str>> = self
+                .namespace_rules(&contract.namespace)
+                .filter(|(rule, _)| rule.actions.iter().any(|action| matches!(action, Action::Place { .. })))
+                .map(|(_, (rule_id, _))| rule_id)
+                .collect();
             let considered = if placing.is_empty() {
                 format!("no rule of namespace `{}` or `system` places anything", contract.namespace)
             } else {
@@ -973,12 +980,19 @@ impl<'a> ClaimRun<'a> {
         labels: &Arc<BTreeMap<String, serde_json::Value>>,
     ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
-        match self.staged.get_mut(&instance.key) {
-            Some(existing) => {
-                let mut diffs = differences(&existing.values, &instance.values);
-                diffs.extend(
-                    differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")),
-                );
+        // One look-up of the key (long, sharing long prefixes with its neighbours).
+        match self.staged.entry(instance.key.clone()) {
+            std::collections::btree_map::Entry::Occupied(mut existing) => {
+                let existing = existing.get_mut();
+                let same = existing.values == instance.values && existing.discovery == instance.discovery;
+                let mut diffs = if same { Vec::new() } else { differences(&existing.values, &instance.values) };
+                if !same {
+                    diffs.extend(
+                        differences(&existing.discovery, &instance.discovery)
+                            .into_iter()
+                            .map(|d| format!("discovery {d}")),
+                    );
+                }
                 if !diffs.is_empty() {
                     return Err(Failure::failed(
                         format!(
@@ -994,12 +1008,21 @@ impl<'a> ClaimRun<'a> {
                     existing.claims.push(used);
                 }
             }
-            None => {
+            std::collections::btree_map::Entry::Vacant(vacant) => {
                 instance.claims.push(used);
-                self.staged.insert(instance.key.clone(), Box::new(instance));
+                vacant.insert(Box::new(instance));
             }
         }
         Ok(())
+    }
+
+    /// The rules a contract of `namespace` goes through, in order: its namespace's, then the
+    /// global ones; with their shared ids and origins.
+    fn namespace_rules(&self, namespace: &str) -> impl Iterator<Item = (&'a crate::ir::Rule, &'a Shared)> + use<'a> {
+        let (program, names) = (self.program, self.names);
+        let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get_key_value(namespace) };
+        let global = program.rules.get_key_value(SYSTEM_NAMESPACE);
+        local.into_iter().chain(global).flat_map(move |(ns, rules)| rules.iter().zip(names.rules(ns)))
     }
 
     fn rules(
@@ -1007,19 +1030,9 @@ impl<'a> ClaimRun<'a> {
         namespace: &str,
         labels: &mut BTreeMap<String, Value>,
         placement: &mut Option<Placement>,
-    ) -> Result<Vec<Arc<str>>, Failure> {
+    ) -> Result<(), Failure> {
         let program = self.program;
-        let names = self.names;
-        let mut placing = Vec::new();
-        let local =
-            if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace).zip(Some(namespace)) };
-        let global = program.rules.get(SYSTEM_NAMESPACE).zip(Some(SYSTEM_NAMESPACE));
-        let each = local.into_iter().chain(global).flat_map(|(rules, ns)| rules.iter().zip(names.rules(ns)));
-        for (rule, (rule_id, shared_origin)) in each {
-            let (rule_id, shared_origin) = (rule_id.clone(), shared_origin.clone());
-            if rule.actions.iter().any(|action| matches!(action, Action::Place { .. })) {
-                placing.push(rule_id.clone());
-            }
+        for (rule, (rule_id, shared_origin)) in self.namespace_rules(namespace) {
             let fired = match &rule.criteria {
                 None => true,
                 Some(criteria) => self
@@ -1031,7 +1044,7 @@ impl<'a> ClaimRun<'a> {
             if fired {
                 for action in &rule.actions {
                     match action {
-                        Action::Label(op) => effect.push(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
+                        Action::Label(op) => effect.extend(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
                         Action::Reject { message } => {
                             let message =
                                 self.env(labels, placement.as_ref(), None, None).render(message).map_err(|e| {
@@ -1042,7 +1055,7 @@ impl<'a> ClaimRun<'a> {
                                 rule: rule_id.clone(),
                                 fired,
                                 effect,
-                                origin: shared_origin,
+                                origin: shared_origin.clone(),
                             });
                             return Err(Failure {
                                 status: Status::Rejected,
@@ -1068,15 +1081,17 @@ impl<'a> ClaimRun<'a> {
                                     .and_then(|c| c.namespace.clone())
                                     .unwrap_or_else(|| "default".to_string()),
                             };
-                            effect.push(format!("place on {cluster} namespace {k8s}"));
+                            if self.keeps_chain {
+                                effect.push(format!("place on {cluster} namespace {k8s}"));
+                            }
                             *placement = Some(Placement { cluster: cluster.clone(), namespace: k8s });
                         }
                     }
                 }
             }
-            self.decide(|_| Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
+            self.decide(|_| Decision::Rule { rule: rule_id.clone(), fired, effect, origin: shared_origin.clone() });
         }
-        Ok(placing)
+        Ok(())
     }
 }
 
