@@ -502,7 +502,7 @@ struct ClaimRun<'a> {
 /// subtree entered (a path whose stack holds one of them must resolve again, to report the cycle).
 struct Memo {
     depth: usize,
-    labels: BTreeMap<String, Value>,
+    labels: Arc<BTreeMap<String, Value>>,
     placement: Option<Placement>,
     resolved: Resolved,
     entered: Vec<Arc<str>>,
@@ -587,7 +587,7 @@ impl<'a> ClaimRun<'a> {
     /// the key of its service instance.
     fn start(&mut self, contract: &str, subject: Subject, labels: BTreeMap<String, Value>) -> Result<String, Failure> {
         self.subject = subject;
-        let resolved = self.contract(contract, labels, None, 0)?;
+        let resolved = self.contract(contract, Arc::new(labels), None, 0)?;
         Ok(resolved.key)
     }
 
@@ -647,7 +647,7 @@ impl<'a> ClaimRun<'a> {
     fn contract(
         &mut self,
         id: &str,
-        labels: BTreeMap<String, Value>,
+        labels: Arc<BTreeMap<String, Value>>,
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
@@ -664,9 +664,12 @@ impl<'a> ClaimRun<'a> {
         let start = self.decisions.len();
         let entered_from = self.entered.len();
         self.entered.push(self.names.contract(id));
+        // The memo keeps the labels received (shared with the caller's other `uses`); the steps
+        // work on a copy.
         let inputs = (labels.clone(), placement.clone());
-        let resolved =
-            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
+        let resolved = self
+            .contract_steps(id, Arc::unwrap_or_clone(labels), placement, depth)
+            .map_err(|failure| failure.located(id, depth))?;
         // Every contract of the subtree, those of reused subtrees included.
         let mut entered = self.entered[entered_from..].to_vec();
         entered.sort_unstable();
@@ -695,7 +698,7 @@ impl<'a> ClaimRun<'a> {
             .memo
             .get(id)?
             .iter()
-            .find(|m| m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels)?;
+            .find(|m| m.depth == depth && m.placement.as_ref() == placement && *m.labels == *labels)?;
         if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
             return None;
         }
@@ -780,6 +783,8 @@ impl<'a> ClaimRun<'a> {
         }
         // 5. rules: local, then global
         self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        // The labels are final: the `uses` below share them.
+        let labels = Arc::new(labels);
         // 6. placement
         let Some(placement) = placement else {
             let placing: Vec<&Arc<str>> = self
@@ -896,7 +901,7 @@ impl<'a> ClaimRun<'a> {
         (component_name, kind): &(Arc<str>, InstanceKind),
         key: &str,
         site: &Site,
-        labels: &BTreeMap<String, Value>,
+        labels: &Arc<BTreeMap<String, Value>>,
         // The discovery of the components before it; it adds its own entry (the caller replaces
         // it with what siblings see).
         discovery: &mut BTreeMap<String, BTreeMap<String, Value>>,
