@@ -856,7 +856,8 @@ impl<'a> ClaimRun<'a> {
         // 9. components, in dependency order
         let mut discovery: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         let mut published: BTreeMap<String, Value> = BTreeMap::new();
-        let mut component_keys: BTreeMap<String, String> = BTreeMap::new();
+        // The names of the components included so far, each key at its index in `edges`.
+        let mut included_names: Vec<&str> = Vec::new();
         let mut edges = Vec::new();
         for (component, shared) in service.components.iter().zip(&service_names.components) {
             let included = match &component.criteria {
@@ -870,13 +871,21 @@ impl<'a> ClaimRun<'a> {
             if !included {
                 continue;
             }
-            let (instance, visible, own) =
-                self.component(component, shared, &key, &site, &labels, &mut discovery, depth, &component_keys)?;
+            let (instance, visible, own) = self.component(
+                component,
+                shared,
+                &key,
+                &site,
+                &labels,
+                &mut discovery,
+                depth,
+                (&included_names, &edges),
+            )?;
             // A service publishes what its components write in `discovery`, not what a `uses`
             // component receives (unless it re-exports it).
             published.extend(own);
             discovery.insert(component.name.clone(), visible);
-            component_keys.insert(component.name.clone(), key.clone());
+            included_names.push(&component.name);
             edges.push(key);
             self.stage(instance, depth, &label_json)?;
         }
@@ -906,11 +915,15 @@ impl<'a> ClaimRun<'a> {
         // it with what siblings see).
         discovery: &mut BTreeMap<String, BTreeMap<String, Value>>,
         depth: usize,
-        component_keys: &BTreeMap<String, String>,
+        // The components of its service included before it, and their keys.
+        (included, keys): (&[&str], &[String]),
     ) -> Result<ComponentResult, Failure> {
         let (name, id) = self.named(&site.contract, &component.name, key);
-        let mut edges: Vec<String> =
-            component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
+        let mut edges: Vec<String> = component
+            .after
+            .iter()
+            .filter_map(|dep| included.iter().position(|n| n == dep).and_then(|i| keys.get(i).cloned()))
+            .collect();
         let mut received = BTreeMap::new();
         if let Source::Uses { contract: used } = &component.source {
             let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
