@@ -502,7 +502,7 @@ struct ClaimRun<'a> {
 /// subtree entered (a path whose stack holds one of them must resolve again, to report the cycle).
 struct Memo {
     depth: usize,
-    labels: BTreeMap<String, Value>,
+    labels: Arc<BTreeMap<String, Value>>,
     placement: Option<Placement>,
     resolved: Resolved,
     entered: Vec<Arc<str>>,
@@ -587,7 +587,7 @@ impl<'a> ClaimRun<'a> {
     /// the key of its service instance.
     fn start(&mut self, contract: &str, subject: Subject, labels: BTreeMap<String, Value>) -> Result<String, Failure> {
         self.subject = subject;
-        let resolved = self.contract(contract, labels, None, 0)?;
+        let resolved = self.contract(contract, Arc::new(labels), None, 0)?;
         Ok(resolved.key)
     }
 
@@ -611,26 +611,28 @@ impl<'a> ClaimRun<'a> {
         }
     }
 
+    /// Applies a label operation; its effect as a rule's decision shows it, if the run keeps its
+    /// chain (a run keeping none formats nothing: a `set` per context of every contract).
     fn apply(
         &self,
         op: &LabelOp,
         labels: &mut BTreeMap<String, Value>,
         placement: Option<&Placement>,
         origin: &Origin,
-    ) -> Result<String, Failure> {
+    ) -> Result<Option<String>, Failure> {
         match op {
             LabelOp::Set { label, value } => {
                 let value = self
                     .env(labels, placement, None, None)
                     .eval(value)
                     .map_err(|e| Failure::eval(e, &format!("setting label `{label}`"), origin))?;
-                let effect = format!("set {label} = {}", value.literal());
+                let effect = self.keeps_chain.then(|| format!("set {label} = {}", value.literal()));
                 labels.insert(label.clone(), value);
                 Ok(effect)
             }
             LabelOp::Remove { label } => {
                 labels.remove(label);
-                Ok(format!("remove {label}"))
+                Ok(self.keeps_chain.then(|| format!("remove {label}")))
             }
         }
     }
@@ -645,7 +647,7 @@ impl<'a> ClaimRun<'a> {
     fn contract(
         &mut self,
         id: &str,
-        labels: BTreeMap<String, Value>,
+        labels: Arc<BTreeMap<String, Value>>,
         placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
@@ -662,9 +664,12 @@ impl<'a> ClaimRun<'a> {
         let start = self.decisions.len();
         let entered_from = self.entered.len();
         self.entered.push(self.names.contract(id));
+        // The memo keeps the labels received (shared with the caller's other `uses`); the steps
+        // work on a copy.
         let inputs = (labels.clone(), placement.clone());
-        let resolved =
-            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
+        let resolved = self
+            .contract_steps(id, Arc::unwrap_or_clone(labels), placement, depth)
+            .map_err(|failure| failure.located(id, depth))?;
         // Every contract of the subtree, those of reused subtrees included.
         let mut entered = self.entered[entered_from..].to_vec();
         entered.sort_unstable();
@@ -693,7 +698,7 @@ impl<'a> ClaimRun<'a> {
             .memo
             .get(id)?
             .iter()
-            .find(|m| m.depth == depth && m.placement.as_ref() == placement && m.labels == *labels)?;
+            .find(|m| m.depth == depth && m.placement.as_ref() == placement && *m.labels == *labels)?;
         if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
             return None;
         }
@@ -745,7 +750,6 @@ impl<'a> ClaimRun<'a> {
         }
         // 3. context
         let mut chosen = None;
-        let mut tried = Vec::new();
         let names = self.names;
         for (context, (name, origin)) in contract.contexts.iter().zip(names.contexts(id)) {
             let matched = match &context.criteria {
@@ -760,13 +764,14 @@ impl<'a> ClaimRun<'a> {
                 matched,
                 origin: origin.clone(),
             });
-            tried.push(format!("`{}` = {matched}", context.name));
             if matched {
                 chosen = Some((context, name));
                 break;
             }
         }
         let Some((context, context_name)) = chosen else {
+            // Every context was tried, and none matched.
+            let tried: Vec<String> = contract.contexts.iter().map(|c| format!("`{}` = false", c.name)).collect();
             return Err(Failure::failed(
                 format!("no context of contract `{id}` matched ({})", tried.join(", ")),
                 Some(&contract.origin),
@@ -777,9 +782,16 @@ impl<'a> ClaimRun<'a> {
             self.apply(op, &mut labels, placement.as_ref(), &context.origin)?;
         }
         // 5. rules: local, then global
-        let placing = self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        self.rules(&contract.namespace, &mut labels, &mut placement)?;
+        // The labels are final: the `uses` below share them.
+        let labels = Arc::new(labels);
         // 6. placement
         let Some(placement) = placement else {
+            let placing: Vec<&Arc<str>> = self
+                .namespace_rules(&contract.namespace)
+                .filter(|(rule, _)| rule.actions.iter().any(|action| matches!(action, Action::Place { .. })))
+                .map(|(_, (rule_id, _))| rule_id)
+                .collect();
             let considered = if placing.is_empty() {
                 format!("no rule of namespace `{}` or `system` places anything", contract.namespace)
             } else {
@@ -844,7 +856,8 @@ impl<'a> ClaimRun<'a> {
         // 9. components, in dependency order
         let mut discovery: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
         let mut published: BTreeMap<String, Value> = BTreeMap::new();
-        let mut component_keys: BTreeMap<String, String> = BTreeMap::new();
+        // The names of the components included so far, each key at its index in `edges`.
+        let mut included_names: Vec<&str> = Vec::new();
         let mut edges = Vec::new();
         for (component, shared) in service.components.iter().zip(&service_names.components) {
             let included = match &component.criteria {
@@ -858,13 +871,21 @@ impl<'a> ClaimRun<'a> {
             if !included {
                 continue;
             }
-            let (instance, visible, own) =
-                self.component(component, shared, &key, &site, &labels, &mut discovery, depth, &component_keys)?;
+            let (instance, visible, own) = self.component(
+                component,
+                shared,
+                &key,
+                &site,
+                &labels,
+                &mut discovery,
+                depth,
+                (&included_names, &edges),
+            )?;
             // A service publishes what its components write in `discovery`, not what a `uses`
             // component receives (unless it re-exports it).
             published.extend(own);
             discovery.insert(component.name.clone(), visible);
-            component_keys.insert(component.name.clone(), key.clone());
+            included_names.push(&component.name);
             edges.push(key);
             self.stage(instance, depth, &label_json)?;
         }
@@ -889,16 +910,20 @@ impl<'a> ClaimRun<'a> {
         (component_name, kind): &(Arc<str>, InstanceKind),
         key: &str,
         site: &Site,
-        labels: &BTreeMap<String, Value>,
+        labels: &Arc<BTreeMap<String, Value>>,
         // The discovery of the components before it; it adds its own entry (the caller replaces
         // it with what siblings see).
         discovery: &mut BTreeMap<String, BTreeMap<String, Value>>,
         depth: usize,
-        component_keys: &BTreeMap<String, String>,
+        // The components of its service included before it, and their keys.
+        (included, keys): (&[&str], &[String]),
     ) -> Result<ComponentResult, Failure> {
         let (name, id) = self.named(&site.contract, &component.name, key);
-        let mut edges: Vec<String> =
-            component.after.iter().filter_map(|dep| component_keys.get(dep).cloned()).collect();
+        let mut edges: Vec<String> = component
+            .after
+            .iter()
+            .filter_map(|dep| included.iter().position(|n| n == dep).and_then(|i| keys.get(i).cloned()))
+            .collect();
         let mut received = BTreeMap::new();
         if let Source::Uses { contract: used } = &component.source {
             let child = self.contract(used, labels.clone(), Some(site.placement.clone()), depth + 1)?;
@@ -973,12 +998,19 @@ impl<'a> ClaimRun<'a> {
         labels: &Arc<BTreeMap<String, serde_json::Value>>,
     ) -> Result<(), Failure> {
         let used = ClaimUse { claim: self.claim_id.to_string(), depth, labels: labels.clone() };
-        match self.staged.get_mut(&instance.key) {
-            Some(existing) => {
-                let mut diffs = differences(&existing.values, &instance.values);
-                diffs.extend(
-                    differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")),
-                );
+        // One look-up of the key (long, sharing long prefixes with its neighbours).
+        match self.staged.entry(instance.key.clone()) {
+            std::collections::btree_map::Entry::Occupied(mut existing) => {
+                let existing = existing.get_mut();
+                let same = existing.values == instance.values && existing.discovery == instance.discovery;
+                let mut diffs = if same { Vec::new() } else { differences(&existing.values, &instance.values) };
+                if !same {
+                    diffs.extend(
+                        differences(&existing.discovery, &instance.discovery)
+                            .into_iter()
+                            .map(|d| format!("discovery {d}")),
+                    );
+                }
                 if !diffs.is_empty() {
                     return Err(Failure::failed(
                         format!(
@@ -994,12 +1026,21 @@ impl<'a> ClaimRun<'a> {
                     existing.claims.push(used);
                 }
             }
-            None => {
+            std::collections::btree_map::Entry::Vacant(vacant) => {
                 instance.claims.push(used);
-                self.staged.insert(instance.key.clone(), Box::new(instance));
+                vacant.insert(Box::new(instance));
             }
         }
         Ok(())
+    }
+
+    /// The rules a contract of `namespace` goes through, in order: its namespace's, then the
+    /// global ones; with their shared ids and origins.
+    fn namespace_rules(&self, namespace: &str) -> impl Iterator<Item = (&'a crate::ir::Rule, &'a Shared)> + use<'a> {
+        let (program, names) = (self.program, self.names);
+        let local = if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get_key_value(namespace) };
+        let global = program.rules.get_key_value(SYSTEM_NAMESPACE);
+        local.into_iter().chain(global).flat_map(move |(ns, rules)| rules.iter().zip(names.rules(ns)))
     }
 
     fn rules(
@@ -1007,19 +1048,9 @@ impl<'a> ClaimRun<'a> {
         namespace: &str,
         labels: &mut BTreeMap<String, Value>,
         placement: &mut Option<Placement>,
-    ) -> Result<Vec<Arc<str>>, Failure> {
+    ) -> Result<(), Failure> {
         let program = self.program;
-        let names = self.names;
-        let mut placing = Vec::new();
-        let local =
-            if namespace == SYSTEM_NAMESPACE { None } else { program.rules.get(namespace).zip(Some(namespace)) };
-        let global = program.rules.get(SYSTEM_NAMESPACE).zip(Some(SYSTEM_NAMESPACE));
-        let each = local.into_iter().chain(global).flat_map(|(rules, ns)| rules.iter().zip(names.rules(ns)));
-        for (rule, (rule_id, shared_origin)) in each {
-            let (rule_id, shared_origin) = (rule_id.clone(), shared_origin.clone());
-            if rule.actions.iter().any(|action| matches!(action, Action::Place { .. })) {
-                placing.push(rule_id.clone());
-            }
+        for (rule, (rule_id, shared_origin)) in self.namespace_rules(namespace) {
             let fired = match &rule.criteria {
                 None => true,
                 Some(criteria) => self
@@ -1031,7 +1062,7 @@ impl<'a> ClaimRun<'a> {
             if fired {
                 for action in &rule.actions {
                     match action {
-                        Action::Label(op) => effect.push(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
+                        Action::Label(op) => effect.extend(self.apply(op, labels, placement.as_ref(), &rule.origin)?),
                         Action::Reject { message } => {
                             let message =
                                 self.env(labels, placement.as_ref(), None, None).render(message).map_err(|e| {
@@ -1042,7 +1073,7 @@ impl<'a> ClaimRun<'a> {
                                 rule: rule_id.clone(),
                                 fired,
                                 effect,
-                                origin: shared_origin,
+                                origin: shared_origin.clone(),
                             });
                             return Err(Failure {
                                 status: Status::Rejected,
@@ -1068,15 +1099,17 @@ impl<'a> ClaimRun<'a> {
                                     .and_then(|c| c.namespace.clone())
                                     .unwrap_or_else(|| "default".to_string()),
                             };
-                            effect.push(format!("place on {cluster} namespace {k8s}"));
+                            if self.keeps_chain {
+                                effect.push(format!("place on {cluster} namespace {k8s}"));
+                            }
                             *placement = Some(Placement { cluster: cluster.clone(), namespace: k8s });
                         }
                     }
                 }
             }
-            self.decide(|_| Decision::Rule { rule: rule_id, fired, effect, origin: shared_origin });
+            self.decide(|_| Decision::Rule { rule: rule_id.clone(), fired, effect, origin: shared_origin.clone() });
         }
-        Ok(placing)
+        Ok(())
     }
 }
 
