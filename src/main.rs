@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", cli::error_message(&error));
             ExitCode::from(cli::exit_code_of(&error))
         }
     }

@@ -401,7 +401,7 @@ impl Supervisor for Terminal {
     fn applying(&mut self, prepared: &Prepared) -> &dyn Progress {
         let stopping = "interrupted: no new instance starts; the running ones finish and are recorded";
         if let Err(error) = super::signals::install(stopping) {
-            tracing::warn!(error = %format!("{error:#}"), "a signal will stop aptc at once");
+            tracing::warn!(error = %super::error_message(&error), "a signal will stop aptc at once");
         }
         self.bars.insert(Bars::new(&prepared.plan))
     }

@@ -67,6 +67,25 @@ pub fn exit_code_of(error: &anyhow::Error) -> u8 {
     if finding { EXIT_FINDINGS } else { EXIT_USAGE }
 }
 
+/// What `error` says to a person: its message and its causes', joined by `: ` as anyhow's `{:#}`
+/// joins them, without a cause that the text before it already says. Many library errors put their
+/// source in their message and also name it as their source (`chart instances need helm: helm was
+/// not found …`, its source `helm was not found …`): `{:#}` printed such a message twice.
+pub fn error_message(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if message.contains(&said) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&said);
+    }
+    message
+}
+
 /// `aptc -V`: the version and the commit it was built from (`build.rs`).
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("APTC_GIT_COMMIT"), ")");
 
@@ -317,3 +336,28 @@ pub fn init_logging() {
 }
 
 use aptc_compiler::host::paths_or_cwd;
+
+#[cfg(test)]
+mod tests {
+    use super::error_message;
+    use aptc_runtime::driver::DriverError;
+    use aptc_runtime::helm::HelmError;
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_said_again() {
+        let missing = HelmError::NotFound { place: "at /nowhere/helm (given by --helm)".to_string() };
+        let error = anyhow::Error::new(DriverError::NeedsHelm(missing.clone())).context("deploying revision 1");
+        let message = error_message(&error);
+        assert_eq!(message, format!("deploying revision 1: chart instances need helm: {missing}"));
+        assert_eq!(message.matches("helm was not found").count(), 1, "{message}");
+        // What anyhow's `{:#}` printed: the source twice.
+        assert_eq!(format!("{error:#}").matches("helm was not found").count(), 2);
+    }
+
+    #[test]
+    fn causes_that_say_something_new_are_joined_as_anyhow_joins_them() {
+        let error = anyhow::anyhow!("the file is not valid UTF-8").context("reading policy.apt").context("loading");
+        assert_eq!(error_message(&error), "loading: reading policy.apt: the file is not valid UTF-8");
+        assert_eq!(error_message(&error), format!("{error:#}"));
+    }
+}

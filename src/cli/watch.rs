@@ -142,9 +142,12 @@ impl Watch {
                 self.desired = Some(desired);
             }
             Err(error) => {
-                tracing::warn!(error = %format!("{error:#}"), "the policy does not load");
+                tracing::warn!(error = %super::error_message(&error), "the policy does not load");
                 let keeping = if self.desired.is_some() { "; keeping the last policy that loaded" } else { "" };
-                println!("the policy does not load: {error:#}{keeping}; waiting for the next change");
+                println!(
+                    "the policy does not load: {}{keeping}; waiting for the next change",
+                    super::error_message(&error)
+                );
             }
         }
     }
