@@ -60,8 +60,9 @@ impl Items {
 
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let mut program = begin(db, ws);
+    let mut label_maps = FastSet::default();
     for &file in ws.files(db) {
-        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program);
+        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program, &mut label_maps);
     }
     finish(db, ws, &mut program);
     program
@@ -86,9 +87,10 @@ pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
         .filter(|(kind, _)| *kind == Kind::Claim)
         .count();
     program.claims.reserve_exact(claims);
+    let mut label_maps = FastSet::default();
     for &file in ws.files(db) {
         let tree = || crate::syntax::parse(file.id(db), file.text(db)).file;
-        lower_file(db, ws, file, tree, Items::All, &mut program);
+        lower_file(db, ws, file, tree, Items::All, &mut program, &mut label_maps);
     }
     finish(db, ws, &mut program);
     program
@@ -110,7 +112,8 @@ fn begin(db: &dyn salsa::Database, ws: Workspace) -> Program {
 }
 
 /// Lowers the `items` of one file into `program`; `tree` gives its syntax tree, asked for only
-/// when the file has items to lower (not for the prelude).
+/// when the file has items to lower (not for the prelude). Its claims share the label maps of
+/// `label_maps`, the distinct maps of the files lowered before it.
 fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
     db: &dyn salsa::Database,
     ws: Workspace,
@@ -118,6 +121,7 @@ fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
     tree: impl FnOnce() -> T,
     items: Items,
     program: &mut Program,
+    label_maps: &mut LabelMaps,
 ) {
     let index = workspace_index(db, ws);
     let summary = file_summary(db, file);
@@ -144,14 +148,17 @@ fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
         }
         lowerer.item(item, program);
     }
-    share_labels(&mut program.claims[claims..]);
+    share_labels(&mut program.claims[claims..], label_maps);
 }
 
-/// Makes the claims that write the same labels share one map ([`Claim::labels`]): a file's
-/// claims write few distinct maps (a few hundred for 12,500 claims of the engine shape), and the
-/// policy's a few more.
-fn share_labels(claims: &mut [Claim]) {
-    let mut shared: FastSet<Arc<BTreeMap<String, Value>>> = FastSet::default();
+/// The distinct label maps of the claims lowered so far.
+type LabelMaps = FastSet<Arc<BTreeMap<String, Value>>>;
+
+/// Makes the claims that write the same labels share one map ([`Claim::labels`]), with each other
+/// and with the claims of `shared`: a policy's claims write few distinct maps (a few hundred for
+/// 100,000 claims of the engine shape). Done file by file, so no file's claims hold a map each at
+/// once.
+fn share_labels(claims: &mut [Claim], shared: &mut LabelMaps) {
     for claim in claims {
         match shared.get(&claim.labels) {
             Some(map) => claim.labels = map.clone(),
@@ -197,9 +204,6 @@ fn finish(db: &dyn salsa::Database, ws: Workspace, program: &mut Program) {
         rules.sort_by(|a, b| (a.weight, &a.name).cmp(&(b.weight, &b.name)));
     }
     program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    // Each file's claims share their maps already (so no file's claims hold a map each at once):
-    // now across files.
-    share_labels(&mut program.claims);
     // Stable: a namespace's tests stay in file order, then as written.
     program.tests.sort_by(|a, b| a.namespace.cmp(&b.namespace));
     program.assertions.sort_by(|a, b| a.namespace.cmp(&b.namespace));
