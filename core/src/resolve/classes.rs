@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::access::Access;
 use crate::eval::{Atomic, EvalError, Observer, Subject};
-use crate::ir::{Claim, ClaimField, Consumer, Program, UserField, Value};
+use crate::ir::{Claim, ClaimField, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
 use super::{
@@ -187,7 +187,7 @@ impl Classes {
 
     /// The key of `counts` for `class`, and `claim`'s consumer if given.
     fn share(&self, class: &Class, claim: Option<&Claim>) -> Share {
-        self.share.hash_one((class, claim.map(consumer)))
+        self.share.hash_one((class, claim.map(|claim| &claim.consumer)))
     }
 
     /// Resolves `claim` (or takes a class-mate's resolution) and checks it against `fixed` as
@@ -291,14 +291,6 @@ impl Classes {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ByClass> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// A claim's consumer, as [`Classes::counts`] tells consumers apart.
-fn consumer(claim: &Claim) -> String {
-    match &claim.consumer {
-        Consumer::User(name) => format!("user {name}"),
-        Consumer::Team(name) => format!("team {name}"),
     }
 }
 
