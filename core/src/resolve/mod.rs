@@ -1002,24 +1002,24 @@ impl<'a> ClaimRun<'a> {
         match self.staged.entry(instance.key.clone()) {
             std::collections::btree_map::Entry::Occupied(mut existing) => {
                 let existing = existing.get_mut();
-                let same = existing.values == instance.values && existing.discovery == instance.discovery;
-                let mut diffs = if same { Vec::new() } else { differences(&existing.values, &instance.values) };
-                if !same {
+                // Equal (the usual case) is a comparison; the differences are listed only if not.
+                if existing.values != instance.values || existing.discovery != instance.discovery {
+                    let mut diffs = differences(&existing.values, &instance.values);
                     diffs.extend(
                         differences(&existing.discovery, &instance.discovery)
                             .into_iter()
                             .map(|d| format!("discovery {d}")),
                     );
-                }
-                if !diffs.is_empty() {
-                    return Err(Failure::failed(
-                        format!(
-                            "the claim reaches instance `{}` twice with different values: {}",
-                            instance.key,
-                            diffs.join(", ")
-                        ),
-                        None,
-                    ));
+                    if !diffs.is_empty() {
+                        return Err(Failure::failed(
+                            format!(
+                                "the claim reaches instance `{}` twice with different values: {}",
+                                instance.key,
+                                diffs.join(", ")
+                            ),
+                            None,
+                        ));
+                    }
                 }
                 union_edges(&mut existing.edges, instance.edges);
                 if !existing.claims.iter().any(|c| c.depth == depth) {
