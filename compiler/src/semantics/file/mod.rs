@@ -395,9 +395,8 @@ impl Walker<'_, '_> {
         }
     }
 
-    /// A `labels { … }` map of constants: keys are visible labels, values fit their types.
-    /// Checks a `labels { … }` map; returns the labels it sets that resolve, in order (the keys
-    /// that resolve to nothing are left out).
+    /// A `labels { … }` map of constants: keys are visible labels, values fit their types. Returns
+    /// the labels it sets that resolve, in order (the keys that resolve to nothing are left out).
     fn label_map(&mut self, map: &MapLit, place: &'static str) -> Vec<ObjectRef> {
         let env = Env { roots: Roots::CONSTANT, place, components: None };
         let mut labels = Vec::with_capacity(map.entries.len());
