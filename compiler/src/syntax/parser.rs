@@ -894,9 +894,7 @@ mod tests {
     /// Both passes over `src`: the first pass's items (if it found none of its errors) and the
     /// second's (if it found none of its errors).
     fn both_passes(src: &str) -> (Option<Vec<Item>>, Option<Vec<Item>>) {
-        let lexed = lexer::lex(src);
-        let tokens: Vec<(Token<'_>, SimpleSpan)> =
-            lexed.tokens.iter().map(|&(token, s)| (token, SimpleSpan::from(s.range()))).collect();
+        let tokens: Vec<(Token<'_>, SimpleSpan)> = lexer::lex_with(src, SimpleSpan::from).tokens;
         let run = |first: bool| {
             let prepared = nesting::prepare(tokens.clone(), 0);
             let input = prepared.tokens.split_token_span(SimpleSpan::from(src.len()..src.len()));
