@@ -177,10 +177,22 @@ impl Walker<'_, '_> {
 
     /// Resolves a reference to an object, reporting failures. Records the use.
     fn reference(&mut self, kind: Kind, segments: &[Ident], span: Span) -> Option<ObjectRef> {
-        let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+        // Most references are one or two names (all `Scope::resolve` reads): those are looked up
+        // without a `Vec` (a file of claims makes several references per claim).
+        let mut few = [""; 2];
+        let many: Vec<&str>;
+        let texts: &[&str] = if segments.len() <= few.len() {
+            for (slot, segment) in few.iter_mut().zip(segments) {
+                *slot = segment.text.as_str();
+            }
+            &few[..segments.len()]
+        } else {
+            many = segments.iter().map(|s| s.text.as_str()).collect();
+            &many
+        };
         // As written, for messages only: most references resolve.
         let written = || texts.join(".");
-        match self.c.scope.resolve(kind, &texts) {
+        match self.c.scope.resolve(kind, texts) {
             Lookup::Found(object, via) => {
                 if let Some(i) = via {
                     self.c.used_imports.insert(i);
@@ -215,7 +227,7 @@ impl Walker<'_, '_> {
                 let mut diagnostic = Diagnostic::new(codes::UNRESOLVED_NAME, self.c.file, span, message)
                     .with_primary_message(format!("unknown {what}"));
                 diagnostic.help = help;
-                if let Some(other) = self.other_kind(kind, &texts) {
+                if let Some(other) = self.other_kind(kind, texts) {
                     diagnostic = diagnostic.with_note(other);
                 }
                 self.c.out.push(diagnostic);
