@@ -16,6 +16,7 @@ use crate::semantics::users;
 use crate::syntax::ast::{self, ItemKind};
 use salsa::Database as _;
 
+use aptc_core::intern::Interner;
 use aptc_core::ir::*;
 
 /// Lowers a workspace that checks clean (`check::lower` refuses one with errors; the compiler's
@@ -60,7 +61,7 @@ impl Items {
 
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let mut program = begin(db, ws);
-    let mut label_maps = FastSet::default();
+    let mut label_maps = LabelMaps::new();
     for &file in ws.files(db) {
         lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program, &mut label_maps);
     }
@@ -87,7 +88,7 @@ pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
         .filter(|(kind, _)| *kind == Kind::Claim)
         .count();
     program.claims.reserve_exact(claims);
-    let mut label_maps = FastSet::default();
+    let mut label_maps = LabelMaps::new();
     for &file in ws.files(db) {
         let tree = || crate::syntax::parse(file.id(db), file.text(db)).file;
         lower_file(db, ws, file, tree, Items::All, &mut program, &mut label_maps);
@@ -152,7 +153,7 @@ fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
 }
 
 /// The distinct label maps of the claims lowered so far.
-type LabelMaps = FastSet<Arc<BTreeMap<String, Value>>>;
+type LabelMaps = Interner<BTreeMap<String, Value>>;
 
 /// Makes the claims that write the same labels share one map ([`Claim::labels`]), with each other
 /// and with the claims of `shared`: a policy's claims write few distinct maps (a few hundred for
@@ -160,12 +161,7 @@ type LabelMaps = FastSet<Arc<BTreeMap<String, Value>>>;
 /// once.
 fn share_labels(claims: &mut [Claim], shared: &mut LabelMaps) {
     for claim in claims {
-        match shared.get(&claim.labels) {
-            Some(map) => claim.labels = map.clone(),
-            None => {
-                shared.insert(claim.labels.clone());
-            }
-        }
+        shared.share(&mut claim.labels);
     }
 }
 

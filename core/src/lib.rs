@@ -5,7 +5,8 @@
 //! standard library; [`access`] computes roles from grants and ownership with it; [`resolve`]
 //! turns a program and its claims into the desired state; [`diff`] compares two desired states,
 //! [`graph`] draws one, [`testing`] runs a policy's `test` blocks. [`secret`] recognises and
-//! redacts secret references; [`digest`] names contents by SHA-256; [`manifest`] splits a YAML stream into documents.
+//! redacts secret references; [`digest`] names contents by SHA-256; [`manifest`] splits a YAML stream into documents;
+//! [`intern`] shares one `Arc` among equal values.
 //!
 //! Invariant: no I/O, no async, no clock, no global state; the same program gives byte-identical
 //! results on any number of threads. The compiler's checker, the resolver, deploys and proofs all
@@ -17,6 +18,7 @@ pub mod diff;
 pub mod digest;
 pub mod eval;
 pub mod graph;
+pub mod intern;
 pub mod ir;
 pub mod manifest;
 pub mod resolve;

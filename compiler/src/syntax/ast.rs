@@ -81,18 +81,18 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum ItemKind {
     Namespace(NamespaceDecl),
-    Import(Import),
-    Label(LabelDecl),
+    Import(Box<Import>),
+    Label(Box<LabelDecl>),
     Service(Service),
     Contract(Contract),
-    Rule(Rule),
+    Rule(Box<Rule>),
     Cluster(Cluster),
     Claim(Claim),
     User(User),
     Team(Team),
     UsersFrom(UsersFrom),
-    Grant(Grant),
-    Function(FunctionDecl),
+    Grant(Box<Grant>),
+    Function(Box<FunctionDecl>),
     /// `test NAME { … }`: a policy test, run by `aptc test`.
     Test(TestBlock),
     /// `assert NAME { … }`: a statement about every possible claim, proved by `aptc verify`.
@@ -547,7 +547,7 @@ pub enum ExprKind {
     Path(Path),
     /// `lower(labels.team)`.
     Call {
-        func: Ident,
+        func: Box<Ident>,
         args: Vec<Expr>,
     },
     Unary {
@@ -667,3 +667,8 @@ impl MapKey {
         }
     }
 }
+
+// The tree of a large policy is held whole while it is checked (a claim's nodes are ~1 KB), so
+// its nodes stay small: the items and expressions that are rare and large are boxed.
+const _: () = assert!(std::mem::size_of::<Item>() <= 112);
+const _: () = assert!(std::mem::size_of::<Expr>() <= 48);

@@ -44,24 +44,17 @@ pub fn parse(file: FileId, src: &str) -> Parse {
             .with_help("split the policy into several files");
         return Parse { file: SourceFile { items: Vec::new() }, comments: Vec::new(), diagnostics: vec![diagnostic] };
     }
-    let lexed = lexer::lex(src);
+    // Lexed with the parser's spans: the parser is handed this vector, not a copy.
+    let lexed = lexer::lex_with(src, SimpleSpan::from);
     let mut errors: Vec<SyntaxError> = lexed.errors.iter().map(|e| lex_error(e, src, |s| s)).collect();
-    // Reserved up front: a filtered iterator's length is unknown, and growing the vector
-    // by doubling copied the tokens several times.
-    let mut tokens: Vec<(Token<'_>, SimpleSpan)> = Vec::with_capacity(lexed.tokens.len());
-    tokens.extend(
-        lexed
-            .tokens
-            .iter()
-            .filter(|(token, _)| *token != Token::Error) // already reported as lex errors
-            .map(|&(token, span)| (token, SimpleSpan::from(span.range()))),
-    );
-    let prepared = nesting::prepare(tokens, 0);
-    errors.extend(prepared.errors);
-    let (mut items, parse_errors) = parser::parse_tokens(&prepared.tokens, prepared.groups, src.len());
     // What follows an invalid character up to the end of its expression (the next `,`, `;` or
     // closing bracket, or the end of the line) is usually "unexpected" only because of it.
     let after_invalid = after_invalid(&lexed.tokens, src);
+    let mut tokens = lexed.tokens;
+    tokens.retain(|(token, _)| *token != Token::Error); // already reported as lex errors
+    let prepared = nesting::prepare(tokens, 0);
+    errors.extend(prepared.errors);
+    let (mut items, parse_errors) = parser::parse_tokens(&prepared.tokens, prepared.groups, src.len());
     for error in &parse_errors {
         let start = error.span().start as u32;
         if after_invalid.iter().any(|(from, to)| (*from..=*to).contains(&start)) || prepared.cut.covers(*error.span()) {
@@ -82,7 +75,7 @@ pub fn parse(file: FileId, src: &str) -> Parse {
 /// The byte ranges after each invalid character where a parse error is only its consequence: from
 /// the next token up to the next `,`, `;` or closing bracket on the same line (inclusive), or the
 /// end of the line.
-fn after_invalid(tokens: &[(Token<'_>, Span)], src: &str) -> Vec<(u32, u32)> {
+fn after_invalid(tokens: &[(Token<'_>, SimpleSpan)], src: &str) -> Vec<(u32, u32)> {
     let mut ranges = Vec::new();
     for (i, (token, _)) in tokens.iter().enumerate() {
         if *token != Token::Error {
@@ -91,7 +84,7 @@ fn after_invalid(tokens: &[(Token<'_>, Span)], src: &str) -> Vec<(u32, u32)> {
         let Some((_, next)) = tokens.get(i + 1).filter(|(t, _)| *t != Token::Error) else { continue };
         let mut end = next.start;
         for (token, span) in &tokens[i + 1..] {
-            let between = src.get(end as usize..span.start as usize).unwrap_or("");
+            let between = src.get(end..span.start).unwrap_or("");
             if *token == Token::Error || between.contains('\n') {
                 break;
             }
@@ -100,7 +93,8 @@ fn after_invalid(tokens: &[(Token<'_>, Span)], src: &str) -> Vec<(u32, u32)> {
                 break;
             }
         }
-        ranges.push((next.start, end));
+        // Offsets fit in `u32`: `parse` refuses larger files.
+        ranges.push((next.start as u32, end as u32));
     }
     ranges
 }

@@ -344,10 +344,10 @@ fn interpolation_depth(raw: &str, budget: u32) -> Result<(), usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::lexer::lex;
+    use crate::syntax::lexer::lex_with;
 
     fn tokens(src: &str) -> Vec<(Token<'_>, SimpleSpan)> {
-        lex(src).tokens.iter().map(|&(t, s)| (t, SimpleSpan::from(s.range()))).collect()
+        lex_with(src, SimpleSpan::from).tokens
     }
 
     /// Groups as recovery always read them: an unclosed opener inside a group is a plain

@@ -269,7 +269,7 @@ fn expr_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
                     .collect::<Vec<_>>()
                     .delimited_by(punct(Token::LParen), punct(Token::RParen)),
             )
-            .map_with(move |(func, args), e| mk(ExprKind::Call { func, args }, e.span()));
+            .map_with(move |(func, args), e| mk(ExprKind::Call { func: Box::new(func), args }, e.span()));
         let expr_path = name()
             .separated_by(punct(Token::Dot))
             .at_least(1)
@@ -523,14 +523,14 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
                 .or_not(),
         )
         .then(kw(Keyword::As).ignore_then(ident()).or_not())
-        .map(|((path, members), alias)| ItemKind::Import(Import { path, members, alias }));
+        .map(|((path, members), alias)| ItemKind::Import(Box::new(Import { path, members, alias })));
 
     let label = kw(Keyword::Label)
         .ignore_then(name())
         .then_ignore(punct(Token::Colon))
         .then(ty.clone())
         .then(punct(Token::Assign).ignore_then(expr.clone()).or_not())
-        .map(|((name, ty), default)| ItemKind::Label(LabelDecl { name, ty, default }));
+        .map(|((name, ty), default)| ItemKind::Label(Box::new(LabelDecl { name, ty, default })));
 
     let component_source = choice((
         kw(Keyword::Uses).ignore_then(path()).map(ComponentSource::Uses),
@@ -603,7 +603,7 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
             &[Keyword::Set, Keyword::Remove, Keyword::Reject, Keyword::Place],
             "rule",
         ))
-        .map(|(((name, weight), criteria), body)| ItemKind::Rule(Rule { name, weight, criteria, body }));
+        .map(|(((name, weight), criteria), body)| ItemKind::Rule(Box::new(Rule { name, weight, criteria, body })));
 
     let cluster_stmt = choice((
         kw(Keyword::Context).ignore_then(string()).map(ClusterStmt::Context),
@@ -701,7 +701,7 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         .ignore_then(ident())
         .then(scope.or_not())
         .then(criteria())
-        .map(|((role, scope), criteria)| ItemKind::Grant(Grant { role, scope, criteria }));
+        .map(|((role, scope), criteria)| ItemKind::Grant(Box::new(Grant { role, scope, criteria })));
 
     let param = name().then_ignore(punct(Token::Colon)).then(ty.clone()).map(|(name, ty)| Param { name, ty });
     let function = kw(Keyword::Fn)
@@ -715,7 +715,7 @@ fn item_parser<'tok, 'src: 'tok, E: SyntaxErr<'tok, 'src>>() -> impl P<'tok, 'sr
         )
         .then_ignore(punct(Token::Arrow))
         .then(ty)
-        .map(|((name, params), ret)| ItemKind::Function(FunctionDecl { name, params, ret }));
+        .map(|((name, params), ret)| ItemKind::Function(Box::new(FunctionDecl { name, params, ret })));
 
     // Tests. Inside a test, `expect` also ends a nested block whose `}` is missing.
     const TEST_STMTS: &[Keyword] = &[Keyword::Claim, Keyword::User, Keyword::Expect];
@@ -894,9 +894,7 @@ mod tests {
     /// Both passes over `src`: the first pass's items (if it found none of its errors) and the
     /// second's (if it found none of its errors).
     fn both_passes(src: &str) -> (Option<Vec<Item>>, Option<Vec<Item>>) {
-        let lexed = lexer::lex(src);
-        let tokens: Vec<(Token<'_>, SimpleSpan)> =
-            lexed.tokens.iter().map(|&(token, s)| (token, SimpleSpan::from(s.range()))).collect();
+        let tokens: Vec<(Token<'_>, SimpleSpan)> = lexer::lex_with(src, SimpleSpan::from).tokens;
         let run = |first: bool| {
             let prepared = nesting::prepare(tokens.clone(), 0);
             let input = prepared.tokens.split_token_span(SimpleSpan::from(src.len()..src.len()));

@@ -172,7 +172,7 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, depth: u32, error
         );
         return error_expr;
     }
-    let lexed = lexer::lex(text);
+    let lexed = lexer::lex_with(text, |range| SimpleSpan::from(range.start + offset..range.end + offset));
     let shift = |span: Span| Span::new(span.start as usize + offset, span.end as usize + offset);
     for error in &lexed.errors {
         errors.push(super::lex_error(error, text, shift));
@@ -180,14 +180,7 @@ fn parse_interpolation(text: &str, offset: usize, whole: Span, depth: u32, error
     if !lexed.errors.is_empty() {
         return error_expr;
     }
-    let tokens: Vec<_> = lexed
-        .tokens
-        .iter()
-        .map(|&(token, span)| {
-            let span = shift(span);
-            (token, SimpleSpan::from(span.range()))
-        })
-        .collect();
+    let tokens = lexed.tokens;
     if let Some(path) = simple_path(&tokens) {
         return path;
     }

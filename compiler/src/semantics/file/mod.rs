@@ -12,10 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::FastSet;
 use crate::db::{Database, ManifestFile, SourceText, Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::*;
+use aptc_core::intern::Interner;
 
 use super::expr::{Checker, ComponentInfo, Components, Env, Roots};
 use super::graph::cycles;
@@ -94,7 +94,7 @@ pub fn check_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> 
         .map(|set| (set.glob(db).as_str(), set.files(db)))
         .collect();
     let mut walker =
-        Walker { c: &mut checker, facts: FileFacts::default(), manifests: &manifests, label_lists: FastSet::default() };
+        Walker { c: &mut checker, facts: FileFacts::default(), manifests: &manifests, label_lists: Interner::new() };
     for item in &parse.file.items {
         walker.item(item);
     }
@@ -124,7 +124,7 @@ struct Walker<'c, 'a> {
     /// The files of this file's `manifests` components, by glob.
     manifests: &'c HashMap<&'c str, &'c Result<Vec<ManifestFile>, String>>,
     /// The lists of labels the file's claims set, each kept once ([`ClaimFacts::labels`]).
-    label_lists: FastSet<Arc<[ObjectRef]>>,
+    label_lists: Interner<[ObjectRef]>,
 }
 
 const CONTRACT_ENV: Env = Env { roots: Roots::CONTRACT, place: "a contract", components: None };
@@ -177,10 +177,22 @@ impl Walker<'_, '_> {
 
     /// Resolves a reference to an object, reporting failures. Records the use.
     fn reference(&mut self, kind: Kind, segments: &[Ident], span: Span) -> Option<ObjectRef> {
-        let texts: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+        // Most references are one or two names (all `Scope::resolve` reads): those are looked up
+        // without a `Vec` (a file of claims makes several references per claim).
+        let mut few = [""; 2];
+        let many: Vec<&str>;
+        let texts: &[&str] = if segments.len() <= few.len() {
+            for (slot, segment) in few.iter_mut().zip(segments) {
+                *slot = segment.text.as_str();
+            }
+            &few[..segments.len()]
+        } else {
+            many = segments.iter().map(|s| s.text.as_str()).collect();
+            &many
+        };
         // As written, for messages only: most references resolve.
         let written = || texts.join(".");
-        match self.c.scope.resolve(kind, &texts) {
+        match self.c.scope.resolve(kind, texts) {
             Lookup::Found(object, via) => {
                 if let Some(i) = via {
                     self.c.used_imports.insert(i);
@@ -215,7 +227,7 @@ impl Walker<'_, '_> {
                 let mut diagnostic = Diagnostic::new(codes::UNRESOLVED_NAME, self.c.file, span, message)
                     .with_primary_message(format!("unknown {what}"));
                 diagnostic.help = help;
-                if let Some(other) = self.other_kind(kind, &texts) {
+                if let Some(other) = self.other_kind(kind, texts) {
                     diagnostic = diagnostic.with_note(other);
                 }
                 self.c.out.push(diagnostic);
@@ -423,16 +435,6 @@ impl Walker<'_, '_> {
             }
         }
         labels
-    }
-
-    /// The file's one list of `labels`.
-    fn shared_labels(&mut self, labels: Vec<ObjectRef>) -> Arc<[ObjectRef]> {
-        if let Some(shared) = self.label_lists.get(labels.as_slice()) {
-            return shared.clone();
-        }
-        let shared: Arc<[ObjectRef]> = labels.into();
-        self.label_lists.insert(shared.clone());
-        shared
     }
 
     fn label_op(&mut self, op: &LabelOp, env: &Env) {
@@ -839,7 +841,7 @@ impl Walker<'_, '_> {
             name: claim.name.text.clone(),
             consumer: None,
             contract: None,
-            labels: self.shared_labels(Vec::new()),
+            labels: self.label_lists.intern(Vec::new()),
         };
         for stmt in &claim.body.stmts {
             match &stmt.node {
@@ -860,7 +862,7 @@ impl Walker<'_, '_> {
                 ClaimStmt::Contract(path) => facts.contract = self.reference(Kind::Contract, &path.segments, path.span),
                 ClaimStmt::Labels(map) => {
                     let labels = self.label_map(map, "a claim's labels");
-                    facts.labels = self.shared_labels(labels);
+                    facts.labels = self.label_lists.intern(labels);
                 }
                 ClaimStmt::Error => {}
             }
