@@ -236,7 +236,10 @@ impl<'a> Env<'a> {
     /// An expression's value, borrowed where the expression names one that is already there (a
     /// constant, a label, a discovery value, a component value) and computed otherwise: what is
     /// only compared or written out is not copied first. Reads and errors as [`Env::eval`].
-    fn value<'x>(&'x self, expr: &'x Expr) -> Result<Cow<'x, Value>, EvalError> {
+    fn value<'x>(&self, expr: &'x Expr) -> Result<Cow<'x, Value>, EvalError>
+    where
+        'a: 'x,
+    {
         Ok(match expr {
             Expr::Const(value) => Cow::Borrowed(value),
             Expr::Label(id) => Cow::Borrowed(self.label_ref(id)?),
@@ -411,16 +414,16 @@ impl<'a> Env<'a> {
             && let Some(label) = atomic_label(op, lhs, rhs)
         {
             let held = self.labels.get(label);
-            let quiet = Env { observer: None, ..*self };
-            let result = quiet.atomic_test(op, lhs, rhs, label, held);
+            let result = self.atomic_test(op, lhs, rhs, label, held);
             observer.test(label, held, Atomic { op, lhs, rhs }, &result);
             return result;
         }
         self.comparison(op, lhs, rhs)
     }
 
-    /// [`Env::comparison`] of an atomic test of `label`, which the labels hold as `held`: a side
-    /// that is `labels.LABEL` takes it without looking it up again.
+    /// [`Env::comparison`] of an atomic test of `label`, which the labels hold as `held`, with
+    /// nothing it reads told to the observer: a side that is `labels.LABEL` takes `held` without
+    /// looking it up again.
     fn atomic_test(
         &self,
         op: BinaryOp,
@@ -433,15 +436,15 @@ impl<'a> Env<'a> {
     }
 
     /// A side of [`Env::atomic_test`].
-    fn atomic_side<'x>(
-        &'x self,
-        expr: &'x Expr,
-        label: &str,
-        held: Option<&'a Value>,
-    ) -> Result<Cow<'x, Value>, EvalError> {
+    fn atomic_side<'x>(&self, expr: &'x Expr, label: &str, held: Option<&'a Value>) -> Result<Cow<'x, Value>, EvalError>
+    where
+        'a: 'x,
+    {
         match expr {
             Expr::Label(id) if id == label => self.held_or_default(id, held).map(Cow::Borrowed),
-            _ => self.value(expr),
+            Expr::Const(value) => Ok(Cow::Borrowed(value)),
+            // `default(labels.LABEL, C)` or `-N`, evaluated without the observer.
+            _ => Env { observer: None, ..*self }.value(expr),
         }
     }
 
@@ -854,6 +857,11 @@ mod tests {
         let (result, log) = observed(true, |env| env.bool(&test));
         assert_eq!(result, Err(EvalError::Unset("label `s.c`".into())));
         assert_eq!(log, [r#"test s.c None Err(Unset("label `s.c`"))"#]);
+        // A side evaluated in full reads its label unobserved too.
+        let fallback =
+            Expr::Call { function: "default".into(), args: vec![Expr::Label("s.c".into()), Expr::Const(str("x"))] };
+        let test = cmp(BinaryOp::Eq, fallback, Expr::Const(str("x")));
+        assert_eq!(observed(true, |env| env.bool(&test)), (Ok(true), vec!["test s.c None Ok(true)".to_string()]));
     }
 
     #[test]
