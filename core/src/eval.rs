@@ -1,5 +1,6 @@
 //! Evaluation of IR expressions for one consumer at one point of resolution.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::ir::SECRET_KEY;
@@ -163,33 +164,89 @@ impl<'a> Env<'a> {
     }
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
     /// The value of a label: set, else its default, else unset.
     pub fn label(&self, id: &str) -> Result<Value, EvalError> {
+        self.label_ref(id).cloned()
+    }
+
+    /// [`Env::label`] borrowed: the labels are looked up once, for the observer and the value.
+    fn label_ref(&self, id: &str) -> Result<&'a Value, EvalError> {
+        let held = self.labels.get(id);
         if let Some(observer) = self.observer {
-            observer.read(id, self.labels.get(id));
+            observer.read(id, held);
         }
-        if let Some(value) = self.labels.get(id) {
-            return Ok(value.clone());
-        }
-        self.program
-            .labels
-            .get(id)
-            .and_then(|decl| decl.default.clone())
-            .ok_or_else(|| EvalError::Unset(format!("label `{id}`")))
+        self.held_or_default(id, held)
+    }
+
+    /// What label `id` reads as when the labels hold `held` for it.
+    fn held_or_default(&self, id: &str, held: Option<&'a Value>) -> Result<&'a Value, EvalError> {
+        held.or_else(|| self.default_of(id)).ok_or_else(|| EvalError::Unset(format!("label `{id}`")))
+    }
+
+    /// The declared default of label `id`, if it has one.
+    fn default_of(&self, id: &str) -> Option<&'a Value> {
+        self.program.labels.get(id).and_then(|decl| decl.default.as_ref())
     }
 
     /// A label value some object holds, or else the label's declared default.
     fn or_default(&self, held: Option<&Value>, id: &str, what: &str) -> Result<Value, EvalError> {
         match held {
             Some(value) => Ok(value.clone()),
-            None => self
-                .program
-                .labels
-                .get(id)
-                .and_then(|d| d.default.clone())
-                .ok_or_else(|| EvalError::Unset(format!("`{what}` `{id}`"))),
+            None => self.default_of(id).cloned().ok_or_else(|| EvalError::Unset(format!("`{what}` `{id}`"))),
         }
+    }
+
+    /// `C.discovery.KEY` of a component evaluated before.
+    fn discovery_ref(&self, component: &str, key: &str) -> Result<&'a Value, EvalError> {
+        self.discovery.and_then(|d| d.get(component)).and_then(|values| values.get(key)).ok_or_else(|| {
+            EvalError::Unset(format!("`{component}.discovery.{key}` (was `{component}` skipped by its `when`?)"))
+        })
+    }
+
+    /// `values.KEY` of the component's evaluated values.
+    fn value_ref(&self, key: &str) -> Result<&'a Value, EvalError> {
+        self.values
+            .and_then(|values| values.iter().find(|(k, _)| k == key))
+            .map(|(_, value)| value)
+            .ok_or_else(|| EvalError::Unset(format!("`values.{key}`")))
+    }
+
+    /// `claim.FIELD`, told to the observer.
+    fn claim_field(&self, field: ClaimField) -> &'a str {
+        if let Some(observer) = self.observer {
+            observer.claim(field);
+        }
+        match field {
+            ClaimField::Name => self.claim.0,
+            ClaimField::Namespace => self.claim.1,
+            ClaimField::Id => self.claim.2,
+        }
+    }
+
+    /// `instance.FIELD`, in a component only.
+    fn instance_field(&self, field: InstanceField) -> Result<&'a str, EvalError> {
+        let (name, id) = self.instance.ok_or_else(|| EvalError::Type("`instance` outside a component".into()))?;
+        Ok(match field {
+            InstanceField::Name => name,
+            InstanceField::Id => id,
+        })
+    }
+
+    /// An expression's value, borrowed where the expression names one that is already there (a
+    /// constant, a label, a discovery value, a component value) and computed otherwise: what is
+    /// only compared or written out is not copied first. Reads and errors as [`Env::eval`].
+    fn value<'x>(&self, expr: &'x Expr) -> Result<Cow<'x, Value>, EvalError>
+    where
+        'a: 'x,
+    {
+        Ok(match expr {
+            Expr::Const(value) => Cow::Borrowed(value),
+            Expr::Label(id) => Cow::Borrowed(self.label_ref(id)?),
+            Expr::Discovery { component, key } => Cow::Borrowed(self.discovery_ref(component, key)?),
+            Expr::Value(key) => Cow::Borrowed(self.value_ref(key)?),
+            _ => Cow::Owned(self.eval(expr)?),
+        })
     }
 
     /// `user.FIELD` of the consumer.
@@ -226,26 +283,14 @@ impl Env<'_> {
                 }
                 Value::Map(out)
             }
-            Expr::Label(id) => self.label(id)?,
+            Expr::Label(id) => self.label_ref(id)?.clone(),
             Expr::User(field) => {
                 if let Some(observer) = self.observer {
                     observer.user(field);
                 }
                 self.user_field(field)?
             }
-            Expr::Claim(field) => {
-                if let Some(observer) = self.observer {
-                    observer.claim(*field);
-                }
-                Value::Str(
-                    match field {
-                        ClaimField::Name => self.claim.0,
-                        ClaimField::Namespace => self.claim.1,
-                        ClaimField::Id => self.claim.2,
-                    }
-                    .to_string(),
-                )
-            }
+            Expr::Claim(field) => Value::Str(self.claim_field(*field).to_string()),
             Expr::Cluster(field) => {
                 let placement = self.placement.ok_or(EvalError::NotPlaced)?;
                 let cluster = self.program.clusters.get(&placement.cluster);
@@ -259,59 +304,71 @@ impl Env<'_> {
                     }
                 }
             }
-            Expr::Instance(field) => {
-                let (name, id) =
-                    self.instance.ok_or_else(|| EvalError::Type("`instance` outside a component".into()))?;
-                Value::Str(
-                    match field {
-                        InstanceField::Name => name,
-                        InstanceField::Id => id,
-                    }
-                    .to_string(),
-                )
-            }
-            Expr::Discovery { component, key } => {
-                self.discovery.and_then(|d| d.get(component)).and_then(|values| values.get(key)).cloned().ok_or_else(
-                    || {
-                        EvalError::Unset(format!(
-                            "`{component}.discovery.{key}` (was `{component}` skipped by its `when`?)"
-                        ))
-                    },
-                )?
-            }
-            Expr::Value(key) => self
-                .values
-                .and_then(|values| values.iter().find(|(k, _)| k == key))
-                .map(|(_, value)| value.clone())
-                .ok_or_else(|| EvalError::Unset(format!("`values.{key}`")))?,
+            Expr::Instance(field) => Value::Str(self.instance_field(*field)?.to_string()),
+            Expr::Discovery { component, key } => self.discovery_ref(component, key)?.clone(),
+            Expr::Value(key) => self.value_ref(key)?.clone(),
             Expr::Call { function, args } => self.call(function, args)?,
             Expr::Not(inner) => Value::Bool(!self.bool(inner)?),
             Expr::Neg(inner) => match self.eval(inner)? {
                 Value::Int(n) => Value::Int(n.checked_neg().ok_or(EvalError::Overflow)?),
                 other => return Err(EvalError::Type(format!("`-` of {}", other.literal()))),
             },
-            Expr::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs)?,
+            Expr::Binary { op, lhs, rhs } => Value::Bool(self.binary(*op, lhs, rhs)?),
         })
     }
 
-    /// Evaluates a condition.
+    /// Evaluates a condition. A test or a negation is decided without a [`Value`] made of it, a
+    /// label or a constant without a copy of it.
     pub fn bool(&self, expr: &Expr) -> Result<bool, EvalError> {
-        match self.eval(expr)? {
-            Value::Bool(b) => Ok(b),
-            other => Err(EvalError::Type(format!("a condition evaluated to {}", other.literal()))),
+        match expr {
+            Expr::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs),
+            Expr::Not(inner) => Ok(!self.bool(inner)?),
+            _ => match self.value(expr)?.as_ref() {
+                Value::Bool(b) => Ok(*b),
+                other => Err(EvalError::Type(format!("a condition evaluated to {}", other.literal()))),
+            },
         }
     }
 
-    /// Renders a template to its string.
+    /// Renders a template to its string. Each interpolation is written into it as it is, without
+    /// a copy or a string of its own first (a label, `instance.name`, `claim.*`).
     pub fn render(&self, template: &Template) -> Result<String, EvalError> {
-        let mut out = String::new();
+        // Room for the text and a short value per interpolation: most templates then allocate
+        // once (`"pg://${instance.name}:5432"`, `"${labels.team}-db"`); one that is a single
+        // interpolation starts empty and takes the value's exact size.
+        let capacity = template
+            .parts
+            .iter()
+            .map(|part| match part {
+                TemplatePart::Text(text) => text.len(),
+                TemplatePart::Expr(_) if template.parts.len() > 1 => 24,
+                TemplatePart::Expr(_) => 0,
+            })
+            .sum();
+        let mut out = String::with_capacity(capacity);
         for part in &template.parts {
             match part {
                 TemplatePart::Text(text) => out.push_str(text),
-                TemplatePart::Expr(expr) => out.push_str(&self.eval(expr)?.to_string()),
+                TemplatePart::Expr(expr) => self.interpolate(expr, &mut out)?,
             }
         }
         Ok(out)
+    }
+
+    /// Appends `expr`'s text as interpolation writes it ([`Value`]'s `Display`) to `out`.
+    fn interpolate(&self, expr: &Expr, out: &mut String) -> Result<(), EvalError> {
+        match expr {
+            Expr::Claim(field) => out.push_str(self.claim_field(*field)),
+            Expr::Instance(field) => out.push_str(self.instance_field(*field)?),
+            _ => match self.value(expr)? {
+                Cow::Owned(Value::Str(text)) if out.is_empty() => *out = text,
+                value => match value.as_ref() {
+                    Value::Str(text) => out.push_str(text),
+                    other => out.push_str(&other.to_string()),
+                },
+            },
+        }
+        Ok(())
     }
 
     /// Renders a manifest template (docs/language.md §5.2) structurally: the template is parsed
@@ -345,10 +402,10 @@ impl Env<'_> {
         })
     }
 
-    fn binary(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<Value, EvalError> {
+    fn binary(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<bool, EvalError> {
         match op {
-            BinaryOp::And => return Ok(Value::Bool(self.bool(lhs)? && self.bool(rhs)?)),
-            BinaryOp::Or => return Ok(Value::Bool(self.bool(lhs)? || self.bool(rhs)?)),
+            BinaryOp::And => return Ok(self.bool(lhs)? && self.bool(rhs)?),
+            BinaryOp::Or => return Ok(self.bool(lhs)? || self.bool(rhs)?),
             _ => {}
         }
         // An atomic test on a label is told as one, its label read unobserved: the observer
@@ -356,36 +413,45 @@ impl Env<'_> {
         if let Some(observer) = self.observer
             && let Some(label) = atomic_label(op, lhs, rhs)
         {
-            let quiet = Env { observer: None, ..*self };
-            let result = quiet.comparison(op, lhs, rhs);
-            observer.test(label, self.labels.get(label), Atomic { op, lhs, rhs }, &result);
-            return result.map(Value::Bool);
+            let held = self.labels.get(label);
+            let result = self.atomic_test(op, lhs, rhs, label, held);
+            observer.test(label, held, Atomic { op, lhs, rhs }, &result);
+            return result;
         }
-        self.comparison(op, lhs, rhs).map(Value::Bool)
+        self.comparison(op, lhs, rhs)
     }
 
-    /// A comparison (every binary operator but `and` and `or`, which [`Env::binary`] takes).
+    /// [`Env::comparison`] of an atomic test of `label`, which the labels hold as `held`, with
+    /// nothing it reads told to the observer: a side that is `labels.LABEL` takes `held` without
+    /// looking it up again.
+    fn atomic_test(
+        &self,
+        op: BinaryOp,
+        lhs: &Expr,
+        rhs: &Expr,
+        label: &str,
+        held: Option<&'a Value>,
+    ) -> Result<bool, EvalError> {
+        compare(op, &*self.atomic_side(lhs, label, held)?, &*self.atomic_side(rhs, label, held)?)
+    }
+
+    /// A side of [`Env::atomic_test`].
+    fn atomic_side<'x>(&self, expr: &'x Expr, label: &str, held: Option<&'a Value>) -> Result<Cow<'x, Value>, EvalError>
+    where
+        'a: 'x,
+    {
+        match expr {
+            Expr::Label(id) if id == label => self.held_or_default(id, held).map(Cow::Borrowed),
+            Expr::Const(value) => Ok(Cow::Borrowed(value)),
+            // `default(labels.LABEL, C)` or `-N`, evaluated without the observer.
+            _ => Env { observer: None, ..*self }.value(expr),
+        }
+    }
+
+    /// A comparison (every binary operator but `and` and `or`, which [`Env::binary`] takes), of
+    /// its sides borrowed where they can be.
     fn comparison(&self, op: BinaryOp, lhs: &Expr, rhs: &Expr) -> Result<bool, EvalError> {
-        let (a, b) = (self.eval(lhs)?, self.eval(rhs)?);
-        let result = match (op, &a, &b) {
-            (BinaryOp::Eq, _, _) => a == b,
-            (BinaryOp::Ne, _, _) => a != b,
-            (BinaryOp::In, _, Value::List(items)) => items.contains(&a),
-            (BinaryOp::NotIn, _, Value::List(items)) => !items.contains(&a),
-            (BinaryOp::Lt, Value::Int(x), Value::Int(y)) => x < y,
-            (BinaryOp::Le, Value::Int(x), Value::Int(y)) => x <= y,
-            (BinaryOp::Gt, Value::Int(x), Value::Int(y)) => x > y,
-            (BinaryOp::Ge, Value::Int(x), Value::Int(y)) => x >= y,
-            (BinaryOp::Lt, Value::Str(x), Value::Str(y)) => x < y,
-            (BinaryOp::Le, Value::Str(x), Value::Str(y)) => x <= y,
-            (BinaryOp::Gt, Value::Str(x), Value::Str(y)) => x > y,
-            (BinaryOp::Ge, Value::Str(x), Value::Str(y)) => x >= y,
-            (BinaryOp::Matches, Value::Str(text), Value::Str(pattern)) => regex::Regex::new(pattern)
-                .map_err(|e| EvalError::Regex { pattern: pattern.clone(), reason: e.to_string() })?
-                .is_match(text),
-            _ => return Err(EvalError::Type(format!("cannot apply {op:?} to {} and {}", a.literal(), b.literal()))),
-        };
-        Ok(result)
+        compare(op, &*self.value(lhs)?, &*self.value(rhs)?)
     }
 
     fn call(&self, function: &str, args: &[Expr]) -> Result<Value, EvalError> {
@@ -400,6 +466,28 @@ impl Env<'_> {
         let values: Vec<Value> = args.iter().map(|a| self.eval(a)).collect::<Result<_, _>>()?;
         call(function, &values)
     }
+}
+
+/// `op(a, b)` for every binary operator but `and` and `or`.
+fn compare(op: BinaryOp, a: &Value, b: &Value) -> Result<bool, EvalError> {
+    Ok(match (op, a, b) {
+        (BinaryOp::Eq, _, _) => a == b,
+        (BinaryOp::Ne, _, _) => a != b,
+        (BinaryOp::In, _, Value::List(items)) => items.contains(a),
+        (BinaryOp::NotIn, _, Value::List(items)) => !items.contains(a),
+        (BinaryOp::Lt, Value::Int(x), Value::Int(y)) => x < y,
+        (BinaryOp::Le, Value::Int(x), Value::Int(y)) => x <= y,
+        (BinaryOp::Gt, Value::Int(x), Value::Int(y)) => x > y,
+        (BinaryOp::Ge, Value::Int(x), Value::Int(y)) => x >= y,
+        (BinaryOp::Lt, Value::Str(x), Value::Str(y)) => x < y,
+        (BinaryOp::Le, Value::Str(x), Value::Str(y)) => x <= y,
+        (BinaryOp::Gt, Value::Str(x), Value::Str(y)) => x > y,
+        (BinaryOp::Ge, Value::Str(x), Value::Str(y)) => x >= y,
+        (BinaryOp::Matches, Value::Str(text), Value::Str(pattern)) => regex::Regex::new(pattern)
+            .map_err(|e| EvalError::Regex { pattern: pattern.clone(), reason: e.to_string() })?
+            .is_match(text),
+        _ => return Err(EvalError::Type(format!("cannot apply {op:?} to {} and {}", a.literal(), b.literal()))),
+    })
 }
 
 fn is_empty(value: &Value) -> bool {
@@ -528,6 +616,12 @@ mod tests {
         fn test(&self, label: &str, value: Option<&Value>, _: Atomic<'_>, result: &Result<bool, EvalError>) {
             self.0.lock().unwrap().push(format!("test {label} {value:?} {result:?}"));
         }
+        fn user(&self, field: &UserField) {
+            self.0.lock().unwrap().push(format!("user {field:?}"));
+        }
+        fn claim(&self, field: ClaimField) {
+            self.0.lock().unwrap().push(format!("claim {field:?}"));
+        }
     }
 
     fn program(labels: &[(&str, &str, Option<Value>)]) -> Program {
@@ -587,6 +681,187 @@ mod tests {
         assert_eq!(atomic_label(BinaryOp::In, &Expr::Const(str("a")), &label), Some("s.n"));
         assert_eq!(atomic_label(BinaryOp::Eq, &label, &label), None);
         assert_eq!(atomic_label(BinaryOp::Matches, &label, &Expr::Const(str("a.*"))), None);
+    }
+
+    /// Expressions of every kind, with values set, defaulted, missing and of the wrong type.
+    fn samples() -> Vec<Expr> {
+        let label = |id: &str| Expr::Label(id.to_string());
+        let constant = |value: Value| Expr::Const(value);
+        let template = |parts: Vec<TemplatePart>| Expr::Template(Template { parts });
+        let call = |function: &str, args: Vec<Expr>| Expr::Call { function: function.to_string(), args };
+        let mut exprs = vec![
+            constant(Value::Bool(true)),
+            constant(str("x")),
+            constant(Value::Int(-3)),
+            constant(Value::List(vec![str("x"), Value::Int(1)])),
+            constant(Value::Map(vec![("k".into(), str("v"))])),
+            label("s.a"),
+            label("s.b"),
+            label("s.c"),
+            label("s.n"),
+            label("s.l"),
+            Expr::Discovery { component: "db".into(), key: "url".into() },
+            Expr::Discovery { component: "db".into(), key: "none".into() },
+            Expr::Discovery { component: "none".into(), key: "url".into() },
+            Expr::Value("tier".into()),
+            Expr::Value("none".into()),
+            Expr::Claim(ClaimField::Name),
+            Expr::Claim(ClaimField::Id),
+            Expr::Instance(InstanceField::Name),
+            Expr::User(UserField::Name),
+            Expr::User(UserField::Groups),
+            Expr::Not(Box::new(label("s.b"))),
+            Expr::Not(Box::new(label("s.a"))),
+            Expr::Neg(Box::new(label("s.n"))),
+            template(vec![TemplatePart::Text("v-".into()), TemplatePart::Expr(label("s.a"))]),
+            template(vec![TemplatePart::Expr(Expr::Instance(InstanceField::Id))]),
+            template(vec![TemplatePart::Expr(label("s.c"))]),
+            call("lower", vec![label("s.a")]),
+            call("default", vec![label("s.c"), constant(str("d"))]),
+            call("len", vec![label("s.n")]),
+            Expr::List(vec![label("s.a"), label("s.n")]),
+        ];
+        let sides = [
+            label("s.a"),
+            label("s.c"),
+            label("s.n"),
+            label("s.l"),
+            constant(str("x")),
+            constant(str("[")),
+            constant(Value::Int(2)),
+            Expr::Neg(Box::new(constant(Value::Int(2)))),
+            constant(Value::List(vec![str("x")])),
+            call("default", vec![label("s.c"), constant(str("x"))]),
+            call("lower", vec![label("s.a")]),
+        ];
+        let ops = [
+            BinaryOp::Eq,
+            BinaryOp::Ne,
+            BinaryOp::Lt,
+            BinaryOp::Ge,
+            BinaryOp::In,
+            BinaryOp::NotIn,
+            BinaryOp::Matches,
+            BinaryOp::And,
+            BinaryOp::Or,
+        ];
+        for op in ops {
+            for lhs in &sides {
+                for rhs in &sides {
+                    exprs.push(cmp(op, lhs.clone(), rhs.clone()));
+                }
+            }
+        }
+        exprs.push(cmp(BinaryOp::And, label("s.b"), label("s.a")));
+        exprs.push(cmp(BinaryOp::Or, Expr::Not(Box::new(label("s.b"))), label("s.a")));
+        exprs
+    }
+
+    /// Evaluates `check(env)` in the sample environment, with or without an observer, and what
+    /// the observer was told.
+    fn observed<T>(observe: bool, check: impl Fn(&Env<'_>) -> T) -> (T, Vec<String>) {
+        let program = program(&[
+            ("s.a", "string", None),
+            ("s.b", "bool", Some(Value::Bool(false))),
+            ("s.c", "string", None),
+            ("s.n", "int", Some(Value::Int(7))),
+            ("s.l", "[string]", None),
+        ]);
+        let labels =
+            BTreeMap::from([("s.a".to_string(), str("X")), ("s.l".to_string(), Value::List(vec![str("x"), str("y")]))]);
+        let user = Subject { name: "ada".into(), groups: vec!["ops".into()], ..Subject::default() };
+        let discovery = BTreeMap::from([("db".to_string(), BTreeMap::from([("url".to_string(), str("pg://db"))]))]);
+        let values = [("tier".to_string(), str("gold"))];
+        let log = Log::default();
+        let env = Env {
+            claim: ("k0", "apps", "id0"),
+            instance: Some(("web-1", "i1")),
+            discovery: Some(&discovery),
+            values: Some(&values),
+            observer: if observe { Some(&log) } else { None },
+            ..Env::of_labels(&program, &labels, &user)
+        };
+        let result = check(&env);
+        (result, log.0.into_inner().unwrap())
+    }
+
+    /// The fast paths (borrowed values, conditions without a `Value`, interpolations written in
+    /// place, atomic tests without a second lookup) give what evaluating a whole `Value` gives:
+    /// the same result or error, and the same observer calls in the same order.
+    #[test]
+    fn fast_paths_agree_with_evaluation() {
+        let general_bool = |env: &Env<'_>, expr: &Expr| match env.eval(expr)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(EvalError::Type(format!("a condition evaluated to {}", other.literal()))),
+        };
+        let general_render = |env: &Env<'_>, template: &Template| -> Result<String, EvalError> {
+            let mut out = String::new();
+            for part in &template.parts {
+                match part {
+                    TemplatePart::Text(text) => out.push_str(text),
+                    TemplatePart::Expr(expr) => out.push_str(&env.eval(expr)?.to_string()),
+                }
+            }
+            Ok(out)
+        };
+        let (mut oks, mut errors) = (0, 0);
+        for expr in samples() {
+            for observe in [false, true] {
+                let eval = observed(observe, |env| env.eval(&expr));
+                assert_eq!(observed(observe, |env| env.value(&expr).map(Cow::into_owned)), eval, "{expr:?}");
+                let condition = observed(observe, |env| env.bool(&expr));
+                assert_eq!(condition, observed(observe, |env| general_bool(env, &expr)), "{expr:?}");
+                if condition.0.is_ok() {
+                    oks += 1;
+                } else {
+                    errors += 1;
+                }
+                for parts in [
+                    vec![TemplatePart::Expr(expr.clone())],
+                    vec![
+                        TemplatePart::Text("<".into()),
+                        TemplatePart::Expr(expr.clone()),
+                        TemplatePart::Text(">".into()),
+                        TemplatePart::Expr(expr.clone()),
+                    ],
+                ] {
+                    let template = Template { parts };
+                    assert_eq!(
+                        observed(observe, |env| env.render(&template)),
+                        observed(observe, |env| general_render(env, &template)),
+                        "{expr:?}"
+                    );
+                }
+                // An atomic test asked of an observer is the test asked without one, its sides
+                // evaluated whole.
+                if let Expr::Binary { op, lhs, rhs } = &expr
+                    && !matches!(op, BinaryOp::And | BinaryOp::Or)
+                {
+                    let whole = observed(false, |env| compare(*op, &env.eval(lhs)?, &env.eval(rhs)?)).0;
+                    assert_eq!(condition.0, whole, "{expr:?}");
+                }
+            }
+        }
+        // The samples reach both outcomes many times.
+        assert!(oks > 100 && errors > 100, "{oks} {errors}");
+    }
+
+    #[test]
+    fn an_atomic_test_tells_the_held_value() {
+        let test = cmp(BinaryOp::Lt, Expr::Label("s.n".into()), Expr::Const(Value::Int(9)));
+        assert_eq!(observed(true, |env| env.bool(&test)), (Ok(true), vec!["test s.n None Ok(true)".to_string()]));
+        let test = cmp(BinaryOp::Eq, Expr::Const(str("X")), Expr::Label("s.a".into()));
+        let (result, log) = observed(true, |env| env.bool(&test));
+        assert_eq!((result, log), (Ok(true), vec![r#"test s.a Some(Str("X")) Ok(true)"#.to_string()]));
+        let test = cmp(BinaryOp::Eq, Expr::Label("s.c".into()), Expr::Const(str("X")));
+        let (result, log) = observed(true, |env| env.bool(&test));
+        assert_eq!(result, Err(EvalError::Unset("label `s.c`".into())));
+        assert_eq!(log, [r#"test s.c None Err(Unset("label `s.c`"))"#]);
+        // A side evaluated in full reads its label unobserved too.
+        let fallback =
+            Expr::Call { function: "default".into(), args: vec![Expr::Label("s.c".into()), Expr::Const(str("x"))] };
+        let test = cmp(BinaryOp::Eq, fallback, Expr::Const(str("x")));
+        assert_eq!(observed(true, |env| env.bool(&test)), (Ok(true), vec!["test s.c None Ok(true)".to_string()]));
     }
 
     #[test]
