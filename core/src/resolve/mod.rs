@@ -1135,7 +1135,7 @@ fn instance(
         service: site.service.clone(),
         component: component.clone(),
         allocation: site.keys.clone(),
-        values: values.to_json(),
+        values: values.into_json(),
         discovery: serde_json::Value::Object(discovery.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
         edges,
         claims: Vec::new(),
