@@ -427,8 +427,9 @@ type ClaimRunResult = (String, Result<String, Failure>, Staged, Vec<Decision>);
 /// of them are allocations large enough to make glibc's allocator consolidate on every claim.
 type Staged = BTreeMap<String, Box<Instance>>;
 
-/// A component's instance, what its siblings see of its discovery, and what it publishes.
-type ComponentResult = (Instance, BTreeMap<String, Value>, BTreeMap<String, Value>);
+/// A component's instance, and what it publishes (what its siblings see of its discovery is its
+/// entry in the service's discovery map).
+type ComponentResult = (Instance, BTreeMap<String, Value>);
 
 /// Why a claim did not resolve.
 #[derive(Clone, Debug)]
@@ -871,7 +872,7 @@ impl<'a> ClaimRun<'a> {
             if !included {
                 continue;
             }
-            let (instance, visible, own) = self.component(
+            let (instance, own) = self.component(
                 component,
                 shared,
                 &key,
@@ -884,7 +885,6 @@ impl<'a> ClaimRun<'a> {
             // A service publishes what its components write in `discovery`, not what a `uses`
             // component receives (unless it re-exports it).
             published.extend(own);
-            discovery.insert(component.name.clone(), visible);
             included_names.push(&component.name);
             edges.push(key);
             self.stage(instance, depth, &label_json)?;
@@ -911,8 +911,8 @@ impl<'a> ClaimRun<'a> {
         key: &str,
         site: &Site,
         labels: &Arc<BTreeMap<String, Value>>,
-        // The discovery of the components before it; it adds its own entry (the caller replaces
-        // it with what siblings see).
+        // The discovery of the components before it; it adds its own entry: what it receives while
+        // it evaluates, then what siblings see.
         discovery: &mut BTreeMap<String, BTreeMap<String, Value>>,
         depth: usize,
         // The components of its service included before it, and their keys.
@@ -933,9 +933,10 @@ impl<'a> ClaimRun<'a> {
         let mut kind = kind.clone();
         // Within its own discovery map, a `uses` component reads what it receives (an entry of its
         // own name, not a copy of the map: the names of a service's components are unique).
-        discovery.insert(component.name.clone(), received.clone());
-        let discovery = &*discovery;
-        let env = self.env(labels, Some(site.placement), Some((&name, &id)), Some(discovery));
+        discovery.insert(component.name.clone(), received);
+        let none = BTreeMap::new();
+        let received = discovery.get(&component.name).unwrap_or(&none);
+        let env = self.env(labels, Some(site.placement), Some((&name, &id)), Some(&*discovery));
         let mut values = Vec::new();
         for (k, v) in &component.values {
             let k = env.render(k).map_err(|e| {
@@ -981,12 +982,15 @@ impl<'a> ClaimRun<'a> {
                 files.push(RenderedFile { path: manifest.path.clone(), text });
             }
         }
-        // What siblings read as `C.discovery`: what it receives and what it writes.
-        let mut visible = received;
-        visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // What siblings read as `C.discovery`: what it receives and what it writes, in its entry.
+        let mut visible = discovery.get_mut(&component.name);
+        if let Some(visible) = visible.as_deref_mut() {
+            visible.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let visible = visible.map_or(&none, |visible| &*visible);
         let instance =
-            Instance { name, id, ..instance(key, kind, site, component_name, Value::Map(values), &visible, edges) };
-        Ok((instance, visible, own))
+            Instance { name, id, ..instance(key, kind, site, component_name, Value::Map(values), visible, edges) };
+        Ok((instance, own))
     }
 
     /// Adds an instance for this claim. Reaching one key twice in one claim gives one instance,
