@@ -95,6 +95,19 @@ impl Value {
             }
         }
     }
+
+    /// [`Value::to_json`] of a value no longer needed: its strings move into the JSON instead of
+    /// being copied (the resolver's instance values, built per instance and then dropped).
+    pub fn into_json(self) -> serde_json::Value {
+        match self {
+            Value::Str(s) => serde_json::Value::String(s),
+            Value::List(items) => serde_json::Value::Array(items.into_iter().map(Value::into_json).collect()),
+            Value::Map(entries) => {
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, v.into_json())).collect())
+            }
+            scalar => scalar.to_json(),
+        }
+    }
 }
 
 impl std::fmt::Display for Value {
@@ -596,5 +609,20 @@ impl Program {
             return Err(LoadError::Version { found: header.version, expected: IR_VERSION, compiler: header.compiler });
         }
         serde_json::from_str(text).map_err(|e| LoadError::NotIr(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Value;
+
+    #[test]
+    fn into_json_gives_what_to_json_gives() {
+        let text = |s: &str| Value::Str(s.to_string());
+        let value = Value::Map(vec![
+            ("b".to_string(), Value::List(vec![Value::Int(1), Value::Bool(true), text("x")])),
+            ("a".to_string(), Value::Map(vec![("c".to_string(), text("y")), ("d".to_string(), Value::List(vec![]))])),
+        ]);
+        assert_eq!(value.clone().into_json(), value.to_json());
     }
 }
