@@ -198,10 +198,10 @@ impl Classes {
         labels.into_iter().partition(|(label, _)| self.projection.contains(label.as_str()))
     }
 
-    /// Whether a later claim may take the resolution of `claim` (of `class`) that read `reads`:
-    /// its class has another claim, of the same consumer if the resolution read the consumer's
-    /// name (other reads of the consumer, its team or the access checks, agree across many), and
-    /// the resolution did not read the claim's id.
+    /// Whether a later claim may take the resolution that read `reads` of a claim whose
+    /// [`Shares`] are `shares`: its class has another claim, of the same consumer if the
+    /// resolution read the consumer's name (other reads of the consumer, its team or the access
+    /// checks, agree across many), and the resolution did not read the claim's id.
     fn may_share(&self, shares: Shares, reads: &[(Read, Option<Value>)]) -> bool {
         if reads.iter().any(|(read, _)| *read == Read::Claim(ClaimField::Id)) {
             return false;
