@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::access::Access;
 use crate::eval::{Atomic, EvalError, Observer, Subject};
-use crate::ir::{Claim, ClaimField, Program, UserField, Value};
+use crate::ir::{Claim, ClaimField, Consumer, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
 use super::{
-    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Instance, Names, Staged, fixed_conflict,
-    still_candidate, subject_of,
+    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, Instance, Names, Staged, consumer, fixed_conflict,
+    missing_consumer,
 };
 
 /// Labels by name, as an instance's uses hold them.
@@ -32,6 +32,9 @@ type LabelJson = Arc<BTreeMap<String, serde_json::Value>>;
 
 /// A class: the claimed contract and the claim's labels in the projection.
 type Class = (String, Vec<(String, Value)>);
+
+/// Labels of a claim in the projection (or outside it), in label order.
+type Projected<'l> = Vec<(&'l String, &'l Value)>;
 
 /// Each class's resolutions, and how many of each class's claims have not resolved yet.
 #[derive(Default)]
@@ -49,6 +52,13 @@ struct ByClass {
 /// counts decide what is kept, never what a claim resolves to.
 type Share = u64;
 
+/// A claim's [`Share`]s: of its class, and of its class with its consumer.
+#[derive(Clone, Copy)]
+struct Shares {
+    of_class: Share,
+    of_consumer: Share,
+}
+
 /// The claims of one resolution resolved so far, by class: contract and projected labels.
 pub(super) struct Classes {
     /// The labels the program can read or write (anywhere: contracts, contexts, rules, services).
@@ -60,6 +70,9 @@ pub(super) struct Classes {
     counts: FastMap<Share, usize>,
     /// Hashes the keys of `counts` the same way in every run.
     share: foldhash::fast::FixedState,
+    /// Each claim's consumer as expressions see it (`None`: it does not exist), made once: a
+    /// few hundred users for thousands of claims.
+    consumers: FastMap<Consumer, Option<Subject>>,
 }
 
 /// One claim's resolution, kept for the claims that agree with it on all it read.
@@ -151,43 +164,57 @@ impl Classes {
             entries: Mutex::default(),
             counts: FastMap::default(),
             share: foldhash::fast::FixedState::default(),
+            consumers: FastMap::default(),
         };
+        let mut consumers = FastMap::default();
+        for claim in &program.claims {
+            if !consumers.contains_key(&claim.consumer) {
+                consumers.insert(claim.consumer.clone(), consumer(access, &claim.consumer));
+            }
+        }
         let mut left = FastMap::default();
         for claim in &program.claims {
-            let Ok((_, labels)) = subject_of(access, claim) else { continue };
-            let (class, _) = classes.split(claim, &labels);
-            let (of_consumer, of_class) = (classes.share(&class, Some(claim)), classes.share(&class, None));
+            let Some(Some(subject)) = consumers.get(&claim.consumer) else { continue };
+            let (projected, _) = classes.split(claim, subject);
+            let of_consumer = classes.share(&claim.contract, &projected, Some(claim));
+            let of_class = classes.share(&claim.contract, &projected, None);
             *classes.counts.entry(of_consumer).or_default() += 1;
             *classes.counts.entry(of_class).or_default() += 1;
             *left.entry(of_class).or_default() += 1;
         }
+        classes.consumers = consumers;
         classes.entries.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner()).left = left;
         Some(classes)
     }
 
-    /// `claim`'s class given its labels (the consumer's merged in), and its labels outside the
-    /// projection.
-    fn split<'l>(&self, claim: &Claim, labels: &'l BTreeMap<String, Value>) -> (Class, Vec<(&'l String, &'l Value)>) {
-        let (projected, passing): (Vec<_>, Vec<_>) =
-            labels.iter().partition(|(label, _)| self.projection.contains(label.as_str()));
-        ((claim.contract.clone(), projected.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect()), passing)
+    /// `claim`'s labels with its consumer's merged in (§15.1, as [`super::subject_of`] merges
+    /// them), in the projection and outside it, each in label order: borrowed, not a merged copy.
+    fn split<'l>(&self, claim: &'l Claim, subject: &'l Subject) -> (Projected<'l>, Projected<'l>) {
+        let mut labels: Projected = (claim.labels.iter())
+            .filter(|(label, _)| !subject.labels.contains_key(*label))
+            .chain(&subject.labels)
+            .collect();
+        labels.sort_unstable_by_key(|(label, _)| *label);
+        labels.into_iter().partition(|(label, _)| self.projection.contains(label.as_str()))
     }
 
-    /// Whether a later claim may take the resolution of `claim` (of `class`) that read `reads`:
-    /// its class has another claim, of the same consumer if the resolution read the consumer's
-    /// name (other reads of the consumer, its team or the access checks, agree across many), and
-    /// the resolution did not read the claim's id.
-    fn may_share(&self, class: &Class, claim: &Claim, reads: &[(Read, Option<Value>)]) -> bool {
+    /// Whether a later claim may take the resolution that read `reads` of a claim whose
+    /// [`Shares`] are `shares`: its class has another claim, of the same consumer if the
+    /// resolution read the consumer's name (other reads of the consumer, its team or the access
+    /// checks, agree across many), and the resolution did not read the claim's id.
+    fn may_share(&self, shares: Shares, reads: &[(Read, Option<Value>)]) -> bool {
         if reads.iter().any(|(read, _)| *read == Read::Claim(ClaimField::Id)) {
             return false;
         }
         let of_consumer = reads.iter().any(|(read, _)| *read == Read::User(UserField::Name));
-        self.counts.get(&self.share(class, of_consumer.then_some(claim))).is_some_and(|count| *count > 1)
+        let share = if of_consumer { shares.of_consumer } else { shares.of_class };
+        self.counts.get(&share).is_some_and(|count| *count > 1)
     }
 
-    /// The key of `counts` for `class`, and `claim`'s consumer if given.
-    fn share(&self, class: &Class, claim: Option<&Claim>) -> Share {
-        self.share.hash_one((class, claim.map(|claim| &claim.consumer)))
+    /// The key of `counts` for the class of `contract` and `projected` labels, and `claim`'s
+    /// consumer if given.
+    fn share(&self, contract: &str, projected: &Projected, claim: Option<&Claim>) -> Share {
+        self.share.hash_one((contract, projected, claim.map(|claim| &claim.consumer)))
     }
 
     /// Resolves `claim` (or takes a class-mate's resolution) and checks it against `fixed` as
@@ -202,20 +229,36 @@ impl Classes {
         fixed: &DesiredState,
     ) -> (ClaimRunResult, Option<Failure>) {
         let id = claim.id();
-        let (subject, labels) = match subject_of(access, claim) {
-            Ok(found) => found,
-            Err(failure) => return ((id, Err(failure), Staged::new(), Vec::new()), None),
+        let looked_up;
+        let subject = match self.consumers.get(&claim.consumer) {
+            Some(subject) => subject.as_ref(),
+            None => {
+                looked_up = consumer(access, &claim.consumer);
+                looked_up.as_ref()
+            }
         };
-        let (class, passing) = self.split(claim, &labels);
-        let passing: BTreeMap<String, serde_json::Value> =
-            passing.into_iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let Some(subject) = subject else {
+            return ((id, Err(missing_consumer(claim)), Staged::new(), Vec::new()), None);
+        };
+        let (projected, passing) = self.split(claim, subject);
+        let shares = Shares {
+            of_class: self.share(&claim.contract, &projected, None),
+            of_consumer: self.share(&claim.contract, &projected, Some(claim)),
+        };
+        // The labels, all of them, only for a claim that resolves on its own.
+        let labels =
+            || projected.iter().chain(&passing).map(|(label, value)| ((*label).clone(), (*value).clone())).collect();
+        let class: Class = (
+            claim.contract.clone(),
+            projected.iter().map(|(label, value)| ((*label).clone(), (*value).clone())).collect(),
+        );
         // The claim's result, and the entry it leaves if it is the first of its class told apart
         // by what it read.
         let (resolved, entry) = 'claim: {
             let known = self.lock().by_class.get(&class).cloned().unwrap_or_default();
             let found = known
                 .into_iter()
-                .find(|entry| entry.reads.iter().all(|(read, seen)| read.of(access, &subject, claim) == *seen));
+                .find(|entry| entry.reads.iter().all(|(read, seen)| read.of(access, subject, claim) == *seen));
             if let Some(entry) = &found {
                 match (&entry.result, entry.template.get()) {
                     (Err(failure), _) => {
@@ -229,17 +272,19 @@ impl Classes {
             }
             let recorder = Recorder::default();
             let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
-            let result = run.start(&claim.contract, subject.clone(), labels);
+            let result = run.start(&claim.contract, subject.clone(), labels());
             let mut staged = run.staged;
             match (found, &result) {
                 // The class's second claim, its first having kept no template (it conflicted on no
                 // instance fixed before): its instances are kept for the rest.
                 (Some(entry), Ok(root)) => {
-                    let cut = fixed_conflict(fixed, &id, &staged).map(|(key, _)| key);
-                    if let Some(cut) = cut {
-                        staged.retain(|key, _| *key <= cut);
+                    // Up to its first conflict with an instance fixed before, if it has one.
+                    if let Some(found) = fixed_conflict(fixed, &id, &staged)
+                        && let Some(after) = staged.keys().nth(found.at + 1).cloned()
+                    {
+                        drop(staged.split_off(&after));
                     }
-                    let template = Template { staged, passing: passing.clone() };
+                    let template = Template { staged, passing: passing_json(&passing) };
                     let result = rebase(root, &template, id, &passing, fixed, &self.projection);
                     // A class-mate on another thread may have kept the same instances first.
                     let _ = entry.template.set(template);
@@ -248,14 +293,14 @@ impl Classes {
                 (found, _) => {
                     let first = found.is_none().then(|| {
                         let reads = recorder.into_reads().into_iter().map(|read| {
-                            let seen = read.of(access, &subject, claim);
+                            let seen = read.of(access, subject, claim);
                             (read, seen)
                         });
                         reads.collect::<Vec<_>>()
                     });
                     let (known, template) = match (&result, &first) {
-                        (Ok(_), Some(reads)) if self.may_share(&class, claim, reads) => {
-                            settle_first(fixed, &id, &mut staged, passing)
+                        (Ok(_), Some(reads)) if self.may_share(shares, reads) => {
+                            settle_first(fixed, &id, &mut staged, passing_json(&passing))
                         }
                         _ => (super::settle(fixed, &id, &result, &mut staged), None),
                     };
@@ -267,15 +312,14 @@ impl Classes {
                 }
             }
         };
-        self.done(class, entry);
+        self.done(class, shares.of_class, entry);
         resolved
     }
 
     /// Counts one more claim of `class` resolved, keeping `entry` (its resolution, if new) for
     /// the claims left: once none is left the class's entries are dropped. (Two classes sharing a
     /// [`Share`] share a count, so each is dropped no sooner than its own last claim.)
-    fn done(&self, class: Class, entry: Option<Entry>) {
-        let share = self.share(&class, None);
+    fn done(&self, class: Class, share: Share, entry: Option<Entry>) {
         let mut memo = self.lock();
         let left = memo.left.get_mut(&share).map_or(0, |left| {
             *left = left.saturating_sub(1);
@@ -308,17 +352,25 @@ fn settle_first(
     staged: &mut Staged,
     passing: BTreeMap<String, serde_json::Value>,
 ) -> (Option<Failure>, Option<Template>) {
-    let Some((key, failure)) = fixed_conflict(fixed, id, staged) else { return (None, None) };
-    let conflicting = staged.remove(&key);
-    staged.retain(|k, _| still_candidate(fixed, &key, k));
+    let Some(found) = fixed_conflict(fixed, id, staged) else { return (None, None) };
     let checked = |mut instance: Box<Instance>| {
         instance.claims = Vec::new();
         instance.edges = Vec::new();
         instance
     };
-    let mut kept: Staged = staged.iter().map(|(k, instance)| (k.clone(), checked(instance.clone()))).collect();
-    kept.extend(conflicting.map(|instance| (key, checked(instance))));
-    (Some(failure), Some(Template { staged: kept, passing }))
+    // The candidates stay staged and are copied into the template; the conflicting instance
+    // moves there; the rest is dropped.
+    let mut kept = Staged::new();
+    let all = std::mem::take(staged);
+    for (position, (key, instance)) in all.into_iter().enumerate() {
+        if position == found.at {
+            kept.insert(key, checked(instance));
+        } else if found.is_candidate(position) {
+            kept.insert(key.clone(), checked(instance.clone()));
+            staged.insert(key, instance);
+        }
+    }
+    (Some(found.failure), Some(Template { staged: kept, passing }))
 }
 
 /// The class's resolution (service instance `root`, instances `template`) as claim `id`'s, whose
@@ -328,27 +380,39 @@ fn rebase(
     root: &str,
     template: &Template,
     id: String,
-    passing: &BTreeMap<String, serde_json::Value>,
+    passing: &Projected,
     fixed: &DesiredState,
     projection: &FastSet<String>,
 ) -> (ClaimRunResult, Option<Failure>) {
     let conflict = fixed_conflict(fixed, &id, &template.staged);
     let mut maps: Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)> = Vec::new();
+    // The passing labels as label maps hold them, if they are not the template's: made at the
+    // first use copied (most class-mates conflict and copy none).
+    let mut relabelled: Option<Option<BTreeMap<String, serde_json::Value>>> = None;
     let mut staged = Staged::new();
-    for (key, instance) in &template.staged {
-        if conflict.as_ref().is_some_and(|(conflicting, _)| !still_candidate(fixed, conflicting, key)) {
+    for (position, (key, instance)) in template.staged.iter().enumerate() {
+        if conflict.as_ref().is_some_and(|found| !found.is_candidate(position)) {
             continue;
         }
         let mut instance = instance.clone();
         for used in &mut instance.claims {
             used.claim.clone_from(&id);
-            if *passing != template.passing {
+            let passing = relabelled.get_or_insert_with(|| {
+                let passing = passing_json(passing);
+                (passing != template.passing).then_some(passing)
+            });
+            if let Some(passing) = passing {
                 used.labels = relabel(&mut maps, &used.labels, passing, projection);
             }
         }
         staged.insert(key.clone(), instance);
     }
-    ((id, Ok(root.to_string()), staged, Vec::new()), conflict.map(|(_, failure)| failure))
+    ((id, Ok(root.to_string()), staged, Vec::new()), conflict.map(|found| found.failure))
+}
+
+/// Labels outside the projection as label maps hold them.
+fn passing_json(passing: &Projected) -> BTreeMap<String, serde_json::Value> {
+    passing.iter().map(|(label, value)| ((*label).clone(), value.to_json())).collect()
 }
 
 /// `labels` with the passing labels (outside `projection`) replaced by `passing`, made once per

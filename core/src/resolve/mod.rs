@@ -180,17 +180,27 @@ fn resolve_claim(
 /// The claim's consumer as expressions see it, and the claim's labels with the consumer's merged
 /// in (§15.1); a consumer that does not exist fails the claim.
 fn subject_of(access: &Access, claim: &Claim) -> Result<(Subject, BTreeMap<String, Value>), Failure> {
-    let subject = match &claim.consumer {
-        Consumer::User(name) => access
-            .user(name)
-            .ok_or_else(|| Failure::failed(format!("the claim's user `{name}` does not exist"), Some(&claim.origin)))?,
-        Consumer::Team(name) => access
-            .team(name)
-            .ok_or_else(|| Failure::failed(format!("the claim's team `{name}` does not exist"), Some(&claim.origin)))?,
-    };
+    let subject = consumer(access, &claim.consumer).ok_or_else(|| missing_consumer(claim))?;
     let mut labels = BTreeMap::clone(&claim.labels);
     labels.extend(subject.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     Ok((subject, labels))
+}
+
+/// How a claim whose consumer does not exist fails.
+fn missing_consumer(claim: &Claim) -> Failure {
+    let (what, name) = match &claim.consumer {
+        Consumer::User(name) => ("user", name),
+        Consumer::Team(name) => ("team", name),
+    };
+    Failure::failed(format!("the claim's {what} `{name}` does not exist"), Some(&claim.origin))
+}
+
+/// A claim's consumer as expressions see it, if it exists.
+fn consumer(access: &Access, consumer: &Consumer) -> Option<Subject> {
+    match consumer {
+        Consumer::User(name) => access.user(name),
+        Consumer::Team(name) => access.team(name),
+    }
 }
 
 /// The program's contract ids, context names, rule ids and their origins, its services' and
@@ -380,15 +390,15 @@ impl Merging {
                 });
                 outcome.root = Some(root);
             }
-            Err(failure) => {
-                if let Some((earlier, note)) = &failure.conflict
-                    && let Some(other) = state.claims.get_mut(earlier)
+            Err(Failure { status, reason, origin, conflict, .. }) => {
+                if let Some((earlier, note)) = conflict
+                    && let Some(other) = state.claims.get_mut(&earlier)
                 {
-                    other.notes.push(note.clone());
+                    other.notes.push(note);
                 }
-                outcome.status = failure.status;
-                outcome.reason = Some(failure.reason);
-                outcome.reason_origin = failure.origin;
+                outcome.status = status;
+                outcome.reason = Some(reason);
+                outcome.reason_origin = origin;
             }
         }
         outcome.decisions = decisions;
@@ -1029,18 +1039,12 @@ impl<'a> ClaimRun<'a> {
                 let existing = existing.get_mut();
                 // Equal (the usual case) is a comparison; the differences are listed only if not.
                 if existing.values != instance.values || existing.discovery != instance.discovery {
-                    let mut diffs = differences(&existing.values, &instance.values);
-                    diffs.extend(
-                        differences(&existing.discovery, &instance.discovery)
-                            .into_iter()
-                            .map(|d| format!("discovery {d}")),
-                    );
+                    let diffs = differences(existing, &instance);
                     if !diffs.is_empty() {
                         return Err(Failure::failed(
                             format!(
-                                "the claim reaches instance `{}` twice with different values: {}",
-                                instance.key,
-                                diffs.join(", ")
+                                "the claim reaches instance `{}` twice with different values: {diffs}",
+                                instance.key
                             ),
                             None,
                         ));
@@ -1193,24 +1197,56 @@ fn settle(fixed: &DesiredState, claim: &str, result: &Result<String, Failure>, s
         *staged = Staged::new();
         return None;
     }
-    let (key, failure) = fixed_conflict(fixed, claim, staged)?;
-    staged.retain(|k, _| still_candidate(fixed, &key, k));
-    Some(failure)
+    let found = fixed_conflict(fixed, claim, staged)?;
+    found.keep_candidates(staged);
+    Some(found.failure)
 }
 
-/// The first of `staged`'s instances, in key order, that conflicts with one `fixed` holds: its key
-/// and the claim's failure.
-fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<(String, Failure)> {
-    staged.iter().find_map(|(key, instance)| {
-        let existing = fixed.instances.get(key)?;
-        conflict(existing, instance, claim).map(|failure| (key.clone(), failure))
-    })
+/// The first of a claim's staged instances, in key order, that conflicts with one the chunks
+/// before its own fixed ([`fixed_conflict`]), and what [`settle`] keeps besides.
+struct FixedConflict {
+    /// Its position among the staged instances, in key order.
+    at: usize,
+    failure: Failure,
+    /// The positions before `at` of the staged instances `fixed` lacks, in order: the only ones
+    /// that can still conflict before it at the merge (an earlier claim of the chunk may add
+    /// them). Found by the one lookup per key that looked for the conflict.
+    candidates: Vec<usize>,
 }
 
-/// Whether a staged instance `key` can still conflict before the claim's conflict with `fixed` at
-/// `conflicting` (an earlier claim of its chunk may add it): see [`settle`].
-fn still_candidate(fixed: &DesiredState, conflicting: &str, key: &str) -> bool {
-    key < conflicting && !fixed.instances.contains_key(key)
+impl FixedConflict {
+    /// Whether the staged instance at `position` can still conflict before this one.
+    fn is_candidate(&self, position: usize) -> bool {
+        self.candidates.binary_search(&position).is_ok()
+    }
+
+    /// Drops every staged instance but the candidates (the conflicting one too).
+    fn keep_candidates(&self, staged: &mut Staged) {
+        if self.candidates.is_empty() {
+            *staged = Staged::new();
+        } else {
+            let all = std::mem::take(staged);
+            *staged =
+                all.into_iter().enumerate().filter(|(at, _)| self.is_candidate(*at)).map(|(_, kept)| kept).collect();
+        }
+    }
+}
+
+/// The first of `staged`'s instances, in key order, that conflicts with one `fixed` holds, with
+/// the candidates before it (see [`FixedConflict`]).
+fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<FixedConflict> {
+    let mut candidates = Vec::new();
+    for (at, (key, instance)) in staged.iter().enumerate() {
+        match fixed.instances.get(key) {
+            None => candidates.push(at),
+            Some(existing) => {
+                if let Some(failure) = conflict(existing, instance, claim) {
+                    return Some(FixedConflict { at, failure, candidates });
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The conflict of a claim's `instance` with the `existing` one an earlier claim fixed, if their
@@ -1221,8 +1257,7 @@ fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Fai
         return None;
     }
     let key = &instance.key;
-    let mut diffs = differences(&existing.values, &instance.values);
-    diffs.extend(differences(&existing.discovery, &instance.discovery).into_iter().map(|d| format!("discovery {d}")));
+    let diffs = differences(existing, instance);
     if diffs.is_empty() {
         return None;
     }
@@ -1230,30 +1265,85 @@ fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Fai
     Some(Failure {
         status: Status::Failed,
         reason: format!(
-            "conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {}",
-            diffs.join(", ")
+            "conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {diffs}"
         ),
         origin: None,
-        conflict: Some((
-            earlier,
-            format!("claim `{claim}` conflicts on shared instance `{key}`: {}", diffs.join(", ")),
-        )),
+        conflict: Some((earlier, format!("claim `{claim}` conflicts on shared instance `{key}`: {diffs}"))),
         located: true,
     })
 }
 
-/// Entries that differ between two JSON maps, as "`key`: old vs new".
-fn differences(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec![format!("{a} vs {b}")] };
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| format!("`{k}`: {} vs {}", show(a.get(k)), show(b.get(k))))
-        .collect()
+/// What differs between two instances of one key, as "`key`: old vs new" per entry of their
+/// values, then "discovery `key`: old vs new" per entry of their discovery, joined by ", ";
+/// empty if nothing does.
+fn differences(a: &Instance, b: &Instance) -> String {
+    let mut diffs = String::new();
+    entry_differences(&mut diffs, "", &a.values, &b.values);
+    entry_differences(&mut diffs, "discovery ", &a.discovery, &b.discovery);
+    diffs
 }
 
-fn show(value: Option<&serde_json::Value>) -> String {
-    value.map_or_else(|| "(none)".to_string(), |v| v.to_string())
+/// Appends to `out` the entries that differ between two JSON maps, in key order, each as
+/// "{prefix}`key`: old vs new" and after a ", " unless `out` was empty. The maps are sorted
+/// (`serde_json` without `preserve_order`), so one walk of both pairs their keys.
+fn entry_differences(out: &mut String, prefix: &str, a: &serde_json::Value, b: &serde_json::Value) {
+    use std::fmt::Write;
+    let entry = |out: &mut String, args: std::fmt::Arguments| {
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(prefix);
+        // Writing to a `String` cannot fail.
+        let _ = out.write_fmt(args);
+    };
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        entry(out, format_args!("{a} vs {b}"));
+        return;
+    };
+    let (mut a, mut b) = (a.iter(), b.iter());
+    let (mut next_a, mut next_b) = (a.next(), b.next());
+    loop {
+        let (key, old, new) = match (next_a, next_b) {
+            (None, None) => return,
+            (Some((key, old)), Some((other, new))) => match key.cmp(other) {
+                std::cmp::Ordering::Equal => {
+                    (next_a, next_b) = (a.next(), b.next());
+                    (key, Some(old), Some(new))
+                }
+                std::cmp::Ordering::Less => {
+                    next_a = a.next();
+                    (key, Some(old), None)
+                }
+                std::cmp::Ordering::Greater => {
+                    next_b = b.next();
+                    (other, None, Some(new))
+                }
+            },
+            (Some((key, old)), None) => {
+                next_a = a.next();
+                (key, Some(old), None)
+            }
+            (None, Some((key, new))) => {
+                next_b = b.next();
+                (key, None, Some(new))
+            }
+        };
+        if old != new {
+            entry(out, format_args!("`{key}`: {} vs {}", Shown(old), Shown(new)));
+        }
+    }
+}
+
+/// A value of [`differences`]: its JSON, or `(none)`.
+struct Shown<'v>(Option<&'v serde_json::Value>);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(value) => write!(f, "{value}"),
+            None => f.write_str("(none)"),
+        }
+    }
 }
 
 /// Adds the edges `more` has and `edges` lacks, keeping order.
