@@ -1,7 +1,7 @@
 //! One shared copy of equal values: an [`Interner`] hands out the same [`Arc`] for every value
 //! equal to one it has seen, so thousands of equal label maps or label lists (a policy's claims
 //! write few distinct ones) cost one allocation. The compiler's checker and lowering share label
-//! lists and label maps through it.
+//! lists and label maps through it, and the resolver the label maps of instances' uses.
 
 use std::borrow::Borrow;
 use std::hash::Hash;

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::{
-    Chains, ClaimOutcome, DeployedNames, DesiredState, Failure, Instance, Interner, Names, Staged, Status, TakenNames,
+    Chains, ClaimOutcome, DeployedNames, DesiredState, Failure, Instance, LabelSets, Names, Staged, Status, TakenNames,
     conflict, resolve_claim, union_edges,
 };
 use crate::access::Access;
@@ -121,7 +121,7 @@ pub struct Incremental {
     /// By Kubernetes name: the keys of the instances taking it.
     names: HashMap<String, BTreeSet<String>>,
     /// Equal label maps of the claims' uses, shared (as the full resolution's merge shares them).
-    labels: Interner,
+    labels: LabelSets,
     state: DesiredState,
 }
 
@@ -152,7 +152,7 @@ impl Incremental {
             entries: BTreeMap::new(),
             users: HashMap::new(),
             names: HashMap::new(),
-            labels: Interner::default(),
+            labels: LabelSets::default(),
             state: DesiredState::default(),
         };
         let mut orders = Vec::with_capacity(runs.len());

@@ -11,7 +11,7 @@ pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::{FastMap, FastSet};
+use crate::FastMap;
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -74,7 +74,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
     let names = Names::new(program);
     let deployed = options.deployed;
     let mut merging =
-        Merging { state: DesiredState::default(), labels: Interner::default(), taken: TakenNames::of(deployed) };
+        Merging { state: DesiredState::default(), labels: LabelSets::default(), taken: TakenNames::of(deployed) };
     // Without decision chains, claims alike in all their resolution reads resolve once.
     let classes = if options.chains == Chains::None { Classes::new(program, &access) } else { None };
     // Claims are resolved a chunk at a time, so only one chunk's staged trees wait for the merge.
@@ -128,7 +128,7 @@ impl<'p> Alone<'p> {
         let chains = if chain { Chains::All } else { Chains::None };
         let mut merging = Merging {
             state: DesiredState::default(),
-            labels: Interner::default(),
+            labels: LabelSets::default(),
             taken: TakenNames::of(&self.deployed),
         };
         let (id, result, staged, decisions) =
@@ -347,7 +347,7 @@ impl<'p> Names<'p> {
 /// The desired state being merged, with what merging needs besides.
 struct Merging {
     state: DesiredState,
-    labels: Interner,
+    labels: LabelSets,
     /// The names instances hold so far, so no two instances share one (§5.8).
     taken: TakenNames,
 }
@@ -408,20 +408,9 @@ impl Merging {
 
 /// Equal label maps of different claims, shared: many claims reach an instance with the same labels.
 #[derive(Default)]
-struct Interner {
-    maps: FastSet<Arc<BTreeMap<String, serde_json::Value>>>,
-}
+struct LabelSets(crate::intern::Interner<BTreeMap<String, serde_json::Value>>);
 
-impl Interner {
-    fn share(&mut self, labels: &mut Arc<BTreeMap<String, serde_json::Value>>) {
-        match self.maps.get(&**labels) {
-            Some(shared) => *labels = shared.clone(),
-            None => {
-                self.maps.insert(labels.clone());
-            }
-        }
-    }
-
+impl LabelSets {
     /// Shares the labels of every use of one claim's instances: the plan format writes a table of
     /// the distinct label sets, told apart by pointer.
     fn share_uses(&mut self, staged: &mut Staged) {
@@ -435,7 +424,7 @@ impl Interner {
                     Some((_, interned)) => used.labels = interned.clone(),
                     None => {
                         let mut interned = used.labels.clone();
-                        self.share(&mut interned);
+                        self.0.share(&mut interned);
                         let own = std::mem::replace(&mut used.labels, interned.clone());
                         shared.push((own, interned));
                     }
@@ -1361,7 +1350,7 @@ fn escape_key(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-fn merge(state: &mut DesiredState, labels: &mut Interner, mut staged: Staged) {
+fn merge(state: &mut DesiredState, labels: &mut LabelSets, mut staged: Staged) {
     labels.share_uses(&mut staged);
     for (key, mut instance) in staged {
         match state.instances.get_mut(&key) {
