@@ -1026,18 +1026,12 @@ impl<'a> ClaimRun<'a> {
         match self.staged.entry(instance.key.clone()) {
             std::collections::btree_map::Entry::Occupied(mut existing) => {
                 let existing = existing.get_mut();
-                // Equal (the usual case) is a comparison; the differences are listed only if not.
-                if existing.values != instance.values || existing.discovery != instance.discovery {
-                    let diffs = differences(existing, &instance);
-                    if !diffs.is_empty() {
-                        return Err(Failure::failed(
-                            format!(
-                                "the claim reaches instance `{}` twice with different values: {diffs}",
-                                instance.key
-                            ),
-                            None,
-                        ));
-                    }
+                let diffs = differences(existing, &instance);
+                if !diffs.is_empty() {
+                    return Err(Failure::failed(
+                        format!("the claim reaches instance `{}` twice with different values: {diffs}", instance.key),
+                        None,
+                    ));
                 }
                 union_edges(&mut existing.edges, instance.edges);
                 if !existing.claims.iter().any(|c| c.depth == depth) {
@@ -1241,15 +1235,12 @@ fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<
 /// The conflict of a claim's `instance` with the `existing` one an earlier claim fixed, if their
 /// values or discovery differ (§15.5).
 fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Failure> {
-    // Most claims that reach a shared instance agree with it: equal is cheap to tell.
-    if existing.values == instance.values && existing.discovery == instance.discovery {
-        return None;
-    }
-    let key = &instance.key;
+    // Most claims that reach a shared instance agree with it: `differences` tells equal cheaply.
     let diffs = differences(existing, instance);
     if diffs.is_empty() {
         return None;
     }
+    let key = &instance.key;
     let earlier = existing.claims.first().map(|c| c.claim.clone()).unwrap_or_default();
     Some(Failure {
         status: Status::Failed,
@@ -1264,11 +1255,13 @@ fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Fai
 
 /// What differs between two instances of one key, as "`key`: old vs new" per entry of their
 /// values, then "discovery `key`: old vs new" per entry of their discovery, joined by ", ";
-/// empty if nothing does.
+/// empty if nothing does (equal instances, the usual case, cost a comparison).
 fn differences(a: &Instance, b: &Instance) -> String {
     let mut diffs = String::new();
-    entry_differences(&mut diffs, "", &a.values, &b.values);
-    entry_differences(&mut diffs, "discovery ", &a.discovery, &b.discovery);
+    if a.values != b.values || a.discovery != b.discovery {
+        entry_differences(&mut diffs, "", &a.values, &b.values);
+        entry_differences(&mut diffs, "discovery ", &a.discovery, &b.discovery);
+    }
     diffs
 }
 
@@ -1276,6 +1269,7 @@ fn differences(a: &Instance, b: &Instance) -> String {
 /// "{prefix}`key`: old vs new" and after a ", " unless `out` was empty. The maps are sorted
 /// (`serde_json` without `preserve_order`), so one walk of both pairs their keys.
 fn entry_differences(out: &mut String, prefix: &str, a: &serde_json::Value, b: &serde_json::Value) {
+    use itertools::{EitherOrBoth, Itertools};
     use std::fmt::Write;
     let entry = |out: &mut String, args: std::fmt::Arguments| {
         if !out.is_empty() {
@@ -1289,33 +1283,11 @@ fn entry_differences(out: &mut String, prefix: &str, a: &serde_json::Value, b: &
         entry(out, format_args!("{a} vs {b}"));
         return;
     };
-    let (mut a, mut b) = (a.iter(), b.iter());
-    let (mut next_a, mut next_b) = (a.next(), b.next());
-    loop {
-        let (key, old, new) = match (next_a, next_b) {
-            (None, None) => return,
-            (Some((key, old)), Some((other, new))) => match key.cmp(other) {
-                std::cmp::Ordering::Equal => {
-                    (next_a, next_b) = (a.next(), b.next());
-                    (key, Some(old), Some(new))
-                }
-                std::cmp::Ordering::Less => {
-                    next_a = a.next();
-                    (key, Some(old), None)
-                }
-                std::cmp::Ordering::Greater => {
-                    next_b = b.next();
-                    (other, None, Some(new))
-                }
-            },
-            (Some((key, old)), None) => {
-                next_a = a.next();
-                (key, Some(old), None)
-            }
-            (None, Some((key, new))) => {
-                next_b = b.next();
-                (key, None, Some(new))
-            }
+    for pair in a.iter().merge_join_by(b, |(key, _), (other, _)| key.cmp(other)) {
+        let (key, old, new) = match pair {
+            EitherOrBoth::Both((key, old), (_, new)) => (key, Some(old), Some(new)),
+            EitherOrBoth::Left((key, old)) => (key, Some(old), None),
+            EitherOrBoth::Right((key, new)) => (key, None, Some(new)),
         };
         if old != new {
             entry(out, format_args!("`{key}`: {} vs {}", Shown(old), Shown(new)));
