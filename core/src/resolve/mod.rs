@@ -1240,17 +1240,36 @@ fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Fai
     if diffs.is_empty() {
         return None;
     }
-    let key = &instance.key;
-    let earlier = existing.claims.first().map(|c| c.claim.clone()).unwrap_or_default();
-    Some(Failure {
+    Some(conflict_failure(&instance.key, first_claim(existing), &diffs, claim))
+}
+
+/// The claim that fixed `existing` (its first use, which later claims never displace).
+fn first_claim(existing: &Instance) -> &str {
+    existing.claims.first().map_or("", |c| c.claim.as_str())
+}
+
+/// `claim`'s failure on conflicting with instance `key`, which claim `earlier` fixed first, by
+/// `diffs` ([`differences`]); and the note the earlier claim gets.
+fn conflict_failure(key: &str, earlier: &str, diffs: &str, claim: &str) -> Failure {
+    let reason = ["conflict on shared instance `", key, "`: claim `", earlier, "` fixed it first; this claim computes "];
+    let note = ["claim `", claim, "` conflicts on shared instance `", key, "`: "];
+    Failure {
         status: Status::Failed,
-        reason: format!(
-            "conflict on shared instance `{key}`: claim `{earlier}` fixed it first; this claim computes {diffs}"
-        ),
+        reason: exactly(&reason, diffs),
         origin: None,
-        conflict: Some((earlier, format!("claim `{claim}` conflicts on shared instance `{key}`: {diffs}"))),
+        conflict: Some((earlier.to_string(), exactly(&note, diffs))),
         located: true,
-    })
+    }
+}
+
+/// `parts` then `last`, in a string of exactly their length. The outcomes keep a reason and a
+/// note per conflicting claim (most of the engine shape's claims): `format!` grows its string by
+/// doubling, which left up to twice the text's size allocated.
+fn exactly(parts: &[&str], last: &str) -> String {
+    let mut text = String::with_capacity(parts.iter().map(|part| part.len()).sum::<usize>() + last.len());
+    parts.iter().for_each(|part| text.push_str(part));
+    text.push_str(last);
+    text
 }
 
 /// What differs between two instances of one key, as "`key`: old vs new" per entry of their
