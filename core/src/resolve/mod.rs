@@ -884,7 +884,8 @@ impl<'a> ClaimRun<'a> {
                     Failure::eval(e, &format!("the `when` of component `{}`", component.name), &component.origin)
                 })?,
             };
-            let key = format!("{base}/{}", component.name);
+            // At its exact length: the key stays in the state, as the root's edge.
+            let key = exactly(&[&base, "/"], &component.name);
             self.decide(|_| Decision::Component { key: key.clone(), included });
             if !included {
                 continue;
@@ -909,7 +910,10 @@ impl<'a> ClaimRun<'a> {
         }
         self.stack.pop();
         // The service instance's key is the base itself: no component name can collide with it.
-        let root_key = base;
+        // (Grown by pushes, it had up to twice its length allocated; it stays in the state as an
+        // edge of the `uses` component that reached it.)
+        let mut root_key = base;
+        root_key.shrink_to_fit();
         let (name, id) = self.named(&context_names.root, &root_key);
         let root = Instance {
             name,
@@ -1262,9 +1266,10 @@ fn conflict_failure(key: &str, earlier: &str, diffs: &str, claim: &str) -> Failu
     }
 }
 
-/// `parts` then `last`, in a string of exactly their length. The outcomes keep a reason and a
-/// note per conflicting claim (most of the engine shape's claims): `format!` grows its string by
-/// doubling, which left up to twice the text's size allocated.
+/// `parts` then `last`, in a string of exactly their length, for text the state keeps (a
+/// conflict's reason and note, one each per conflicting claim: most of the engine shape's claims;
+/// instance keys): `format!` grows its string by doubling, which left up to twice the text's size
+/// allocated.
 fn exactly(parts: &[&str], last: &str) -> String {
     let mut text = String::with_capacity(parts.iter().map(|part| part.len()).sum::<usize>() + last.len());
     parts.iter().for_each(|part| text.push_str(part));
