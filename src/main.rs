@@ -10,33 +10,29 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Run by the loader before mimalloc's own constructor (priority 101): see [`tune_allocator`].
+/// Run by the loader before mimalloc's own constructor (priority 101; the linker orders
+/// `.init_array.NNNNN` entries by priority): see [`commit_arenas_on_demand`].
 #[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array.00100")]
-static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+static BEFORE_MIMALLOC: extern "C" fn() = commit_arenas_on_demand;
 
-/// mimalloc's defaults keep the memory a phase frees committed for later (a purge delay of
-/// 10 s, and arenas committed eagerly on Linux, whose purge only resets pages), so the front
-/// end's peak stays in `plan`'s resident set while the resolver allocates beside it: 71 MiB at
-/// 10,000 claims where the heap holds 42 (docs/performance.md). Purging at once, with arenas
-/// committed on demand, returns freed pages to the system. The options must be set before
-/// mimalloc reserves its first arena, which happens before `main`; `MIMALLOC_PURGE_DELAY` and
-/// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still override them.
+/// On Linux mimalloc commits its arenas eagerly by default, and purging memory in such an arena
+/// only resets its pages (they stay in the resident set). Committed on demand, a purge returns
+/// them, so what the front end frees before the resolver's peak (`cli::policy::load` purges it)
+/// leaves `plan`'s resident set: 63 MiB at 10,000 claims instead of 71 (docs/performance.md).
+/// It must be set before mimalloc reserves its first arena, which happens before `main`;
+/// `MIMALLOC_ARENA_EAGER_COMMIT` in the environment still overrides it.
 #[cfg(target_os = "linux")]
-extern "C" fn tune_allocator() {
-    // SAFETY: these only write mimalloc's option table, which it reads from its constructor on.
-    unsafe {
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0);
-        libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-    }
+extern "C" fn commit_arenas_on_demand() {
+    // SAFETY: this only writes mimalloc's option table, which its constructor reads after it.
+    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
 }
 
-/// mimalloc 3's `mi_option_t` values (`mimalloc.h`); `libmimalloc-sys` names only version 2's.
+/// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_t` (`mimalloc.h`): `libmimalloc-sys`
+/// names only version 2's options. A CLI test reads mimalloc's report of its options by name.
 #[cfg(target_os = "linux")]
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-#[cfg(target_os = "linux")]
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
     restore_default_sigpipe();

@@ -20,7 +20,7 @@ pub type Locate<'a> = Box<dyn Fn(&Origin) -> Option<(FileId, u32, Arc<str>)> + '
 /// Origins located in a source map (the CLI's).
 pub fn in_sources(sources: &SourceMap) -> Locate<'_> {
     Box::new(move |origin| {
-        let file = sources.find(Path::new(&origin.file))?;
+        let file = sources.find(Path::new(&*origin.file))?;
         let source = sources.get(file);
         Some((file, source.offset(origin.line, origin.column)?, source.text.clone()))
     })
@@ -29,7 +29,7 @@ pub fn in_sources(sources: &SourceMap) -> Locate<'_> {
 /// Origins located in a workspace's files (the language server's, and the lints').
 pub fn in_workspace(db: &dyn salsa::Database, ws: Workspace) -> Locate<'_> {
     Box::new(move |origin| {
-        let file = ws.files(db).iter().find(|f| Path::new(&origin.file) == f.path(db).as_path())?;
+        let file = ws.files(db).iter().find(|f| Path::new(&*origin.file) == f.path(db).as_path())?;
         let text = file.text(db).clone();
         Some((file.id(db), offset_in(&text, origin.line, origin.column)?, text))
     })

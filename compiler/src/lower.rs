@@ -232,7 +232,7 @@ fn gives_new_values(claim: &ast::Claim, held: &mut FastSet<(ast::SmolStr, Value)
 
 /// A file's path, directory and line starts, for origins.
 struct FileInfo {
-    path: String,
+    path: std::sync::Arc<str>,
     dir: String,
     line_starts: Vec<usize>,
     text: std::sync::Arc<str>,
@@ -245,7 +245,7 @@ impl FileInfo {
         let path = file.path(db);
         let dir = path.parent().map(|p| p.display().to_string()).unwrap_or_default();
         FileInfo {
-            path: path.display().to_string(),
+            path: path.display().to_string().into(),
             dir: if dir.is_empty() { ".".into() } else { dir },
             line_starts,
             text,

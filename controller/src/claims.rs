@@ -21,7 +21,7 @@ use crate::crd::{Claim, ClaimInstance, ClaimStatus, apt_namespace};
 pub fn origin(claim: &Claim) -> Origin {
     let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
     let name = claim.metadata.name.as_deref().unwrap_or_default();
-    Origin { file: format!("kubernetes:{namespace}/{name}"), line: 0, column: 0 }
+    Origin { file: format!("kubernetes:{namespace}/{name}").into(), line: 0, column: 0 }
 }
 
 /// The program's claim for a Claim resource, or why it cannot be one (its status says so).
@@ -165,7 +165,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
         Came::Outcome { outcome, state, uses } => {
             let reason = outcome.reason.clone().unwrap_or_default();
             let at = outcome.reason_origin.as_ref().map(|o| {
-                let file = Path::new(&o.file).strip_prefix(dir).map_or(o.file.clone(), |p| p.display().to_string());
+                let file = Path::new(&*o.file).strip_prefix(dir).map_or(o.file.to_string(), |p| p.display().to_string());
                 format!(" ({file}:{}:{})", o.line, o.column)
             });
             let why = format!("{reason}{}", at.unwrap_or_default());
@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(ir.consumer, Consumer::User("ada".into()));
         assert_eq!(ir.labels["web.env"], Value::Str("prod".into()));
         assert_eq!(ir.labels["web.replicas"], Value::Int(2));
-        assert_eq!(ir.origin.file, "kubernetes:web/mine");
+        assert_eq!(&*ir.origin.file, "kubernetes:web/mine");
     }
 
     #[test]

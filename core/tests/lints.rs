@@ -289,6 +289,6 @@ rule way_too_many when labels.replicas > 10 {
 }
 "#;
     let program = common::compile(&[("system.apt", system.as_str()), ("web.apt", web)]);
-    let found: Vec<_> = lints(&program).into_iter().map(|l| (l.kind, l.origin.file, l.name)).collect();
+    let found: Vec<_> = lints(&program).into_iter().map(|l| (l.kind, l.origin.file.to_string(), l.name)).collect();
     assert_eq!(found, vec![(LintKind::ShadowedRule, "web.apt".to_string(), "way_too_many".to_string())]);
 }

@@ -350,7 +350,7 @@ fn possible_claim(space: &Space, labels: &BTreeMap<String, crate::ir::Value>, ol
         consumer: space.consumer.clone(),
         contract: space.contract.clone(),
         labels: labels.clone().into(),
-        origin: Origin { file: "(a possible claim)".to_string(), line: 0, column: 0 },
+        origin: Origin { file: "(a possible claim)".into(), line: 0, column: 0 },
     }
 }
 
