@@ -165,7 +165,8 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
         Came::Outcome { outcome, state, uses } => {
             let reason = outcome.reason.clone().unwrap_or_default();
             let at = outcome.reason_origin.as_ref().map(|o| {
-                let file = Path::new(&*o.file).strip_prefix(dir).map_or(o.file.to_string(), |p| p.display().to_string());
+                let file =
+                    Path::new(&*o.file).strip_prefix(dir).map_or(o.file.to_string(), |p| p.display().to_string());
                 format!(" ({file}:{}:{})", o.line, o.column)
             });
             let why = format!("{reason}{}", at.unwrap_or_default());

@@ -568,26 +568,11 @@ mod tests {
     /// fixed later before it (equal, or conflicting, which then comes first) is seen.
     #[test]
     fn a_template_checked_again_finds_what_a_full_check_finds() {
-        use crate::resolve::{ClaimUse, Instance, InstanceKind, fixed_conflict};
-        use std::sync::Arc;
+        use crate::resolve::{ClaimUse, Instance, fixed_conflict};
         let instance = |key: &str, value: i64, claim: &str| {
-            Box::new(Instance {
-                key: key.into(),
-                name: key.into(),
-                id: key.into(),
-                kind: InstanceKind::Service,
-                cluster: "system.c".into(),
-                k8s_namespace: "ns".into(),
-                contract: "a.c".into(),
-                context: "main".into(),
-                service: "a.s".into(),
-                component: "root".into(),
-                allocation: Arc::from([]),
-                values: serde_json::json!({ "v": value }),
-                discovery: serde_json::json!({}),
-                edges: Vec::new(),
-                claims: vec![ClaimUse { claim: claim.into(), depth: 0, labels: Default::default() }],
-            })
+            let used = ClaimUse { claim: claim.into(), depth: 0, labels: Default::default() };
+            let values = serde_json::json!({ "v": value });
+            Box::new(Instance { claims: vec![used], ..Instance::service_for_tests(key, values, serde_json::json!({})) })
         };
         let staged: super::Staged = ["a", "b", "c", "d", "e", "f"].map(|k| (k.to_string(), instance(k, 0, "x"))).into();
         let template = super::Template::new(staged.clone(), Default::default());
@@ -603,7 +588,9 @@ mod tests {
             let full = fixed_conflict(&fixed, &claim, &staged);
             let checked = template.fixed_conflict(&fixed, &claim);
             let summary = |found: &Option<super::FixedConflict>| {
-                found.as_ref().map(|f| (f.at, f.candidates.clone(), f.failure.reason.clone(), f.failure.conflict.clone()))
+                found
+                    .as_ref()
+                    .map(|f| (f.at, f.candidates.clone(), f.failure.reason.clone(), f.failure.conflict.clone()))
             };
             assert_eq!(summary(&checked), summary(&full), "round {round}");
             seen.push(checked.map(|f| (f.at, f.candidates)));

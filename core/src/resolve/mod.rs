@@ -1255,7 +1255,8 @@ fn first_claim(existing: &Instance) -> &str {
 /// `claim`'s failure on conflicting with instance `key`, which claim `earlier` fixed first, by
 /// `diffs` ([`differences`]); and the note the earlier claim gets.
 fn conflict_failure(key: &str, earlier: &str, diffs: &str, claim: &str) -> Failure {
-    let reason = ["conflict on shared instance `", key, "`: claim `", earlier, "` fixed it first; this claim computes "];
+    let reason =
+        ["conflict on shared instance `", key, "`: claim `", earlier, "` fixed it first; this claim computes "];
     let note = ["claim `", claim, "` conflicts on shared instance `", key, "`: "];
     Failure {
         status: Status::Failed,

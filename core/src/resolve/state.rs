@@ -425,6 +425,31 @@ impl DesiredState {
 }
 
 #[cfg(test)]
+impl Instance {
+    /// A service instance of key `key` (also its name and id) with these values and discovery,
+    /// used by no claim, for the resolver's unit tests.
+    pub(crate) fn service_for_tests(key: &str, values: serde_json::Value, discovery: serde_json::Value) -> Instance {
+        Instance {
+            key: key.into(),
+            name: key.into(),
+            id: key.into(),
+            kind: InstanceKind::Service,
+            cluster: "system.c".into(),
+            k8s_namespace: "ns".into(),
+            contract: "a.c".into(),
+            context: "main".into(),
+            service: "a.s".into(),
+            component: "root".into(),
+            allocation: Arc::from([]),
+            values,
+            discovery,
+            edges: Vec::new(),
+            claims: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -437,23 +462,7 @@ mod tests {
             "not_a_marker": { "$secret": { "env": "A" }, "other": 1 },
             "plain": "x",
         });
-        let instance = Instance {
-            key: "k".into(),
-            name: "n".into(),
-            id: "i".into(),
-            kind: InstanceKind::Service,
-            cluster: "system.c".into(),
-            k8s_namespace: "ns".into(),
-            contract: "a.c".into(),
-            context: "main".into(),
-            service: "a.s".into(),
-            component: "root".into(),
-            allocation: Arc::from([]),
-            values: values.clone(),
-            discovery: serde_json::json!({ "url": secret }),
-            edges: Vec::new(),
-            claims: Vec::new(),
-        };
+        let instance = Instance::service_for_tests("k", values.clone(), serde_json::json!({ "url": secret }));
         let mut state = DesiredState::default();
         state.instances.insert("k".into(), Box::new(instance));
         let streamed = serde_json::to_string_pretty(&state.redacted()).unwrap();
