@@ -24,7 +24,7 @@ use crate::{FastMap, FastSet};
 
 use super::{
     ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, FixedConflict, Instance, Names, Staged,
-    conflict_failure, consumer, differences, first_claim, fixed_conflict, missing_consumer,
+    conflict_failure, consumer, first_claim, first_fixed_conflict, fixed_conflict, missing_consumer,
 };
 
 /// Labels by name, as an instance's uses hold them.
@@ -124,28 +124,16 @@ impl Template {
     fn fixed_conflict(&self, fixed: &DesiredState, claim: &str) -> Option<FixedConflict> {
         let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let last = checked.take();
-        let (mut conflict, mut unfixed) = (None, Vec::new());
-        for (position, (key, instance)) in self.staged.iter().enumerate() {
-            if let Some(last) = &last {
-                if last.conflict.as_ref().is_some_and(|(at, ..)| position >= *at) {
-                    break;
-                }
-                if last.unfixed.binary_search(&position).is_err() {
-                    // Fixed, and equal, at the last check.
-                    continue;
-                }
+        let (found, unfixed) = match &last {
+            None => first_fixed_conflict(fixed, &self.staged, |_| true, usize::MAX),
+            // Positions fixed and equal at the last check stay so; nothing after its conflict counts.
+            Some(last) => {
+                let stop = last.conflict.as_ref().map_or(usize::MAX, |(at, ..)| *at);
+                first_fixed_conflict(fixed, &self.staged, |at| last.unfixed.binary_search(&at).is_ok(), stop)
             }
-            match fixed.instances.get(key) {
-                None => unfixed.push(position),
-                Some(existing) => {
-                    let diffs = differences(existing, instance);
-                    if !diffs.is_empty() {
-                        conflict = Some((position, key.clone(), first_claim(existing).to_string(), diffs));
-                        break;
-                    }
-                }
-            }
-        }
+        };
+        let conflict =
+            found.map(|found| (found.at, found.key.to_string(), first_claim(found.existing).to_string(), found.diffs));
         let now = Checked { conflict: conflict.or_else(|| last.and_then(|last| last.conflict)), unfixed };
         let found = now.conflict.as_ref().map(|(at, key, earlier, diffs)| FixedConflict {
             at: *at,

@@ -1222,18 +1222,52 @@ impl FixedConflict {
 /// The first of `staged`'s instances, in key order, that conflicts with one `fixed` holds, with
 /// the candidates before it (see [`FixedConflict`]).
 fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<FixedConflict> {
-    let mut candidates = Vec::new();
-    for (at, (key, instance)) in staged.iter().enumerate() {
+    let (found, candidates) = first_fixed_conflict(fixed, staged, |_| true, usize::MAX);
+    found.map(|found| FixedConflict {
+        at: found.at,
+        failure: conflict_failure(found.key, first_claim(found.existing), &found.diffs, claim),
+        candidates,
+    })
+}
+
+/// The first instance `fixed` holds with other values, found by [`first_fixed_conflict`].
+struct FirstConflict<'s> {
+    /// Its position among the staged instances, in key order.
+    at: usize,
+    key: &'s str,
+    /// The instance an earlier claim fixed.
+    existing: &'s Instance,
+    /// What differs ([`differences`]).
+    diffs: String,
+}
+
+/// Walks `staged` in key order against `fixed`, looking at the positions `look` lets through
+/// before position `stop`: the first conflict, and the positions looked at before it that
+/// `fixed` lacks. [`fixed_conflict`] looks at every position; a class's template looks again
+/// only at those that were not fixed the last time (`classes::Checked`).
+fn first_fixed_conflict<'s>(
+    fixed: &'s DesiredState,
+    staged: &'s Staged,
+    look: impl Fn(usize) -> bool,
+    stop: usize,
+) -> (Option<FirstConflict<'s>>, Vec<usize>) {
+    let mut unfixed = Vec::new();
+    for (at, (key, instance)) in staged.iter().enumerate().take(stop) {
+        if !look(at) {
+            continue;
+        }
         match fixed.instances.get(key) {
-            None => candidates.push(at),
+            None => unfixed.push(at),
             Some(existing) => {
-                if let Some(failure) = conflict(existing, instance, claim) {
-                    return Some(FixedConflict { at, failure, candidates });
+                // Most claims that reach a shared instance agree with it: equal is cheap.
+                let diffs = differences(existing, instance);
+                if !diffs.is_empty() {
+                    return (Some(FirstConflict { at, key, existing, diffs }), unfixed);
                 }
             }
         }
     }
-    None
+    (None, unfixed)
 }
 
 /// The conflict of a claim's `instance` with the `existing` one an earlier claim fixed, if their
