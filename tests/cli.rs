@@ -2152,6 +2152,7 @@ fn the_state_belongs_to_the_policy_not_to_the_current_directory() {
     // A policy tree moved with its state: the store says whose it is, and is refused unless given.
     let moved = dir.join("moved");
     copy_tree(&quickstart, &moved);
+    copy_tree(&quickstart.join(".aptc"), &moved.join(".aptc"));
     let refused = aptc_in(&a, &["deploy", "--dry-run", "--as", "ada@example.com", moved.to_str().unwrap()]);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     let error = String::from_utf8_lossy(&refused.stderr);
