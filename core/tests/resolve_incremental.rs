@@ -239,6 +239,116 @@ fn run_edits(mut program: Program, edits: &[Edit], keep_chains: bool) {
     }
 }
 
+/// A policy where claims after the first chunk (256 claims) conflict with an instance the first
+/// chunk fixed, at a key before a shared redis that the `deep` claims reach twice with different
+/// values (directly, and through `sessions`, which sets `memory`).
+fn past_the_cut() -> Program {
+    let system = r#"
+namespace system
+label memory: string = "256mb"
+label owner: string = "none"
+label deep: bool = false
+team app_team
+team infra_team
+user "ada@example.com" {
+    team app_team
+}
+cluster local {
+    namespace "apps"
+}
+rule everything_on_local {
+    place on local
+}
+"#;
+    let infra = r#"
+namespace infra owned_by infra_team
+import system
+service redis {
+    component redis chart "bitnami/redis" {
+        version "18.0.0"
+        values { maxmemory = labels.memory }
+    }
+}
+contract redis {
+    context shared {
+        use redis
+    }
+}
+service sessions {
+    component store uses redis
+}
+contract sessions {
+    set labels.memory = "4gb"
+    context shared {
+        use sessions
+    }
+}
+"#;
+    let mut app = String::from(
+        r#"
+namespace app owned_by app_team
+import system
+service web {
+    component conf chart "bitnami/nginx" {
+        version "15.0.0"
+        values { owner = labels.owner }
+    }
+    component cache uses infra.redis
+    component sessions uses infra.sessions {
+        when labels.deep
+    }
+}
+contract web {
+    context shared {
+        use web
+    }
+}
+"#,
+    );
+    let claim = |name: &str, labels: &str| {
+        format!("claim {name} {{\n    user \"ada@example.com\"\n    contract web\n    labels {{ {labels} }}\n}}\n")
+    };
+    for i in 0..256 {
+        app += &claim(&format!("c{i:03}"), r#"owner = "a""#);
+    }
+    app += &claim("z1", r#"owner = "b", deep = true"#);
+    app += &claim("z2", r#"owner = "b""#);
+    app += &claim("z3", r#"owner = "a", deep = true"#);
+    lower(
+        [("system.apt", system), ("infra.apt", infra), ("app.apt", app.as_str())]
+            .map(|(p, t)| (p.to_string(), t.to_string())),
+    )
+}
+
+/// A claim that conflicts with an instance fixed before its chunk builds no instance past that
+/// key (`ClaimRun::cut` in the resolver), yet fails as it would have: on reaching an instance past
+/// the conflict twice with different values, an error of its own, which comes before the
+/// conflict (`z1`, as `z3` without a conflict); else on the conflict (`z2`). The incremental
+/// resolver, which builds every instance of every claim, gives the same state byte for byte.
+#[test]
+fn instances_past_a_claims_conflict_are_checked_but_not_built() {
+    let program = past_the_cut();
+    let twice = "the claim reaches instance `local/apps/infra.redis/shared/redis` twice with different values: \
+                 `maxmemory`: \"256mb\" vs \"4gb\" (in contract `infra.redis`, depth 2)";
+    for keep_chains in [false, true] {
+        let full = state(&program, keep_chains);
+        let reason = |claim: &str| full.claims[claim].reason.clone().unwrap_or_default();
+        assert_eq!(full.claims["app.c255"].status, Status::Resolved);
+        assert_eq!(reason("app.z1"), twice);
+        assert_eq!(reason("app.z3"), twice);
+        assert!(
+            reason("app.z2")
+                .starts_with("conflict on shared instance `local/apps/app.web/shared/conf`: claim `app.c000`"),
+            "{}",
+            reason("app.z2")
+        );
+        let incremental = Incremental::new(program.clone(), DeployedNames::new(), keep_chains);
+        if let Some(diff) = differs(&text(&full), &text(incremental.state())) {
+            panic!("the full resolution differs from the incremental one {diff}");
+        }
+    }
+}
+
 #[test]
 fn the_policy_has_shared_instances_conflicts_and_failures() {
     // So the edits below exercise the merge: claims sharing instances, some of them conflicting.

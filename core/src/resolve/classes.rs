@@ -319,6 +319,7 @@ impl Classes {
             }
             let recorder = Recorder::default();
             let mut run = ClaimRun::new(program, access, names, deployed, &id, claim, Some(&recorder), Some(&recorder));
+            run.fixed = Some(fixed);
             let result = run.start(&claim.contract, subject.clone(), labels());
             let mut staged = run.staged;
             match (found, &result) {

@@ -138,7 +138,7 @@ impl Incremental {
             claims
                 .into_par_iter()
                 .map(|claim| {
-                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim, None);
+                    let run = resolve_claim(&program, &access, &names, &deployed, chains, &claim, None, None);
                     entry(claim, run, Vec::new())
                 })
                 .collect()
@@ -223,7 +223,7 @@ impl Incremental {
                 let access = Access::new(&self.program);
                 let names = Names::new(&self.program);
                 let chains = if self.keep_chains { Chains::All } else { Chains::None };
-                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim, None)
+                resolve_claim(&self.program, &access, &names, &self.deployed, chains, &claim, None, None)
             };
             pass.update.resolved = 1;
             let (notes, noted_by) = kept;
