@@ -23,12 +23,9 @@ use crate::ir::{Claim, ClaimField, Consumer, Program, UserField, Value};
 use crate::{FastMap, FastSet};
 
 use super::{
-    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, FixedConflict, Instance, Names, Staged,
+    ClaimRun, ClaimRunResult, DeployedNames, DesiredState, Failure, FixedConflict, Instance, LabelJson, Names, Staged,
     conflict_failure, consumer, first_claim, first_fixed_conflict, fixed_conflict, missing_consumer,
 };
-
-/// Labels by name, as an instance's uses hold them.
-type LabelJson = Arc<BTreeMap<String, serde_json::Value>>;
 
 /// A class: the claimed contract and the claim's labels in the projection.
 type Class = (String, Vec<(String, Value)>);

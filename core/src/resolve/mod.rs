@@ -520,7 +520,13 @@ struct ClaimRun<'a> {
     cut: Option<String>,
     /// The instances past the cut, by key: their values and discovery as computed.
     passed: FastMap<String, (Value, BTreeMap<String, Value>)>,
+    /// Each distinct label map of the claim's contracts, as its instances' uses hold it
+    /// ([`ClaimRun::label_json`]).
+    label_json: Vec<(Arc<BTreeMap<String, Value>>, LabelJson)>,
 }
+
+/// Labels by name, as an instance's uses hold them.
+type LabelJson = Arc<BTreeMap<String, serde_json::Value>>;
 
 /// One resolution of a contract within a claim: its inputs, its result, and every contract its
 /// subtree entered (a path whose stack holds one of them must resolve again, to report the cycle).
@@ -608,6 +614,7 @@ impl<'a> ClaimRun<'a> {
             fixed: None,
             cut: None,
             passed: FastMap::default(),
+            label_json: Vec::new(),
         }
     }
 
@@ -641,10 +648,15 @@ impl<'a> ClaimRun<'a> {
 
     /// Applies a label operation; its effect as a rule's decision shows it, if the run keeps its
     /// chain (a run keeping none formats nothing: a `set` per context of every contract).
+    ///
+    /// The labels are copied only when the operation changes them and another holds them (the
+    /// caller's contract, its other `uses`, the memo): below the claimed contract, a context
+    /// mostly sets a label to the value it already has (`tier` on the engine shape), and the
+    /// contract then works on the labels it received, not on a copy.
     fn apply(
         &self,
         op: &LabelOp,
-        labels: &mut BTreeMap<String, Value>,
+        labels: &mut Arc<BTreeMap<String, Value>>,
         placement: Option<&Placement>,
         origin: &Origin,
     ) -> Result<Option<String>, Failure> {
@@ -655,14 +667,29 @@ impl<'a> ClaimRun<'a> {
                     .eval(value)
                     .map_err(|e| Failure::eval(e, &format!("setting label `{label}`"), origin))?;
                 let effect = self.keeps_chain.then(|| format!("set {label} = {}", value.literal()));
-                labels.insert(label.clone(), value);
+                if labels.get(label) != Some(&value) {
+                    Arc::make_mut(labels).insert(label.clone(), value);
+                }
                 Ok(effect)
             }
             LabelOp::Remove { label } => {
-                labels.remove(label);
+                if labels.contains_key(label) {
+                    Arc::make_mut(labels).remove(label);
+                }
                 Ok(self.keeps_chain.then(|| format!("remove {label}")))
             }
         }
+    }
+
+    /// The labels as an instance's uses hold them: made once per distinct map of the claim (a
+    /// contract that changes no label shares its caller's).
+    fn label_json(&mut self, labels: &Arc<BTreeMap<String, Value>>) -> LabelJson {
+        if let Some((_, json)) = self.label_json.iter().find(|(map, _)| Arc::ptr_eq(map, labels)) {
+            return json.clone();
+        }
+        let json: LabelJson = Arc::new(labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
+        self.label_json.push((labels.clone(), json.clone()));
+        json
     }
 
     /// Resolves a contract; a failure names the contract and depth where it happened.
@@ -693,11 +720,10 @@ impl<'a> ClaimRun<'a> {
         let entered_from = self.entered.len();
         self.entered.push(self.names.contract(id));
         // The memo keeps the labels received (shared with the caller's other `uses`); the steps
-        // work on a copy.
+        // copy them if they change them.
         let inputs = (labels.clone(), placement.clone());
-        let resolved = self
-            .contract_steps(id, Arc::unwrap_or_clone(labels), placement, depth)
-            .map_err(|failure| failure.located(id, depth))?;
+        let resolved =
+            self.contract_steps(id, labels, placement, depth).map_err(|failure| failure.located(id, depth))?;
         // Every contract of the subtree, those of reused subtrees included.
         let mut entered = self.entered[entered_from..].to_vec();
         entered.sort_unstable();
@@ -718,15 +744,15 @@ impl<'a> ClaimRun<'a> {
     fn reuse(
         &self,
         id: &str,
-        labels: &BTreeMap<String, Value>,
+        labels: &Arc<BTreeMap<String, Value>>,
         placement: Option<&Placement>,
         depth: usize,
     ) -> Option<(Resolved, std::ops::Range<usize>, Vec<Arc<str>>)> {
-        let memo = self
-            .memo
-            .get(id)?
-            .iter()
-            .find(|m| m.depth == depth && m.placement.as_ref() == placement && *m.labels == *labels)?;
+        let memo = self.memo.get(id)?.iter().find(|m| {
+            m.depth == depth
+                && m.placement.as_ref() == placement
+                && (Arc::ptr_eq(&m.labels, labels) || *m.labels == **labels)
+        })?;
         if memo.entered.iter().any(|c| self.stack.iter().any(|s| **c == **s)) {
             return None;
         }
@@ -737,7 +763,7 @@ impl<'a> ClaimRun<'a> {
     fn contract_steps(
         &mut self,
         id: &str,
-        mut labels: BTreeMap<String, Value>,
+        mut labels: Arc<BTreeMap<String, Value>>,
         mut placement: Option<Placement>,
         depth: usize,
     ) -> Result<Resolved, Failure> {
@@ -813,7 +839,6 @@ impl<'a> ClaimRun<'a> {
         // 5. rules: local, then global
         self.rules(&contract.namespace, &mut labels, &mut placement)?;
         // The labels are final: the `uses` below share them.
-        let labels = Arc::new(labels);
         // 6. placement
         let Some(placement) = placement else {
             let placing: Vec<&Arc<str>> = self
@@ -871,8 +896,7 @@ impl<'a> ClaimRun<'a> {
             ));
         };
         self.stack.push(id.to_string());
-        let label_json: Arc<BTreeMap<String, serde_json::Value>> =
-            Arc::new(labels.iter().map(|(k, v)| (k.clone(), v.to_json())).collect());
+        let label_json = self.label_json(&labels);
         let site = Site {
             contract: names.contract(id),
             context: context_names.shared.0.clone(),
@@ -1120,7 +1144,7 @@ impl<'a> ClaimRun<'a> {
     fn rules(
         &mut self,
         namespace: &str,
-        labels: &mut BTreeMap<String, Value>,
+        labels: &mut Arc<BTreeMap<String, Value>>,
         placement: &mut Option<Placement>,
     ) -> Result<(), Failure> {
         let program = self.program;
