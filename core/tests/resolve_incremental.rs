@@ -332,7 +332,7 @@ fn instances_past_a_claims_conflict_are_checked_but_not_built() {
                  `maxmemory`: \"256mb\" vs \"4gb\" (in contract `infra.redis`, depth 2)";
     for keep_chains in [false, true] {
         let full = state(&program, keep_chains);
-        let reason = |claim: &str| full.claims[claim].reason.clone().unwrap_or_default();
+        let reason = |claim: &str| full.claims[claim].reason.as_deref().unwrap_or_default().to_string();
         assert_eq!(full.claims["app.c255"].status, Status::Resolved);
         assert_eq!(reason("app.z1"), twice);
         assert_eq!(reason("app.z3"), twice);

@@ -139,7 +139,7 @@ fn status(state: &DesiredState, claim: &str) -> Status {
 }
 
 fn reason(state: &DesiredState, claim: &str) -> String {
-    state.claims[claim].reason.clone().unwrap_or_default()
+    state.claims[claim].reason.as_deref().unwrap_or_default().to_string()
 }
 
 /// Nothing of a failed claim may enter the desired state.

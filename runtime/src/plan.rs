@@ -332,7 +332,7 @@ impl ClaimEnds {
         let access = Access::new(program);
         let mut ends = BTreeMap::new();
         for (id, outcome) in &state.claims {
-            let reason = outcome.reason.clone().unwrap_or_default();
+            let reason = outcome.reason.as_deref().unwrap_or_default().to_string();
             let end = match outcome.status {
                 Status::Resolved => ClaimEnd::Resolved,
                 Status::Rejected => ClaimEnd::Rejected(reason),

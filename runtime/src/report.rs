@@ -180,7 +180,7 @@ impl Report {
             .map(|o| NotDeployed {
                 claim: o.claim.clone(),
                 status: if o.status == ClaimStatus::Rejected { "rejected" } else { "failed" },
-                reason: o.reason.clone().unwrap_or_default(),
+                reason: o.reason.as_deref().unwrap_or_default().to_string(),
             })
             .collect();
         self

@@ -354,7 +354,7 @@ impl Incremental {
             Judged::Merged(root) => outcome.status != Status::Resolved || outcome.root.as_ref() != Some(root),
             Judged::Failed(failure, _) => {
                 outcome.status != failure.status
-                    || outcome.reason.as_ref() != Some(&failure.reason)
+                    || outcome.reason.as_deref() != Some(failure.reason.as_str())
                     || outcome.reason_origin != failure.origin
             }
         }
@@ -385,7 +385,7 @@ impl Incremental {
             }
             Judged::Failed(failure, on) => {
                 outcome.status = failure.status;
-                outcome.reason = Some(failure.reason);
+                outcome.reason = Some(failure.reason.into());
                 outcome.reason_origin = failure.origin;
                 outcome.root = None;
                 outcome.labels = None;

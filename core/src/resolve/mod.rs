@@ -345,6 +345,8 @@ impl<'p> Names<'p> {
 struct Merging {
     state: DesiredState,
     labels: LabelSets,
+    /// The claims' reasons, shared when equal ([`ClaimOutcome::reason`]).
+    reasons: crate::intern::Interner<str>,
     /// The names instances hold so far, so no two instances share one (§5.8).
     taken: TakenNames,
 }
@@ -362,7 +364,7 @@ impl Merging {
         decisions: Vec<Decision>,
         known: Option<Failure>,
     ) {
-        let Merging { state, labels, taken } = self;
+        let Merging { state, labels, reasons, taken } = self;
         let mut outcome = ClaimOutcome {
             claim: id.clone(),
             origin: claim.origin.clone(),
@@ -394,7 +396,7 @@ impl Merging {
                     other.notes.push(note);
                 }
                 outcome.status = status;
-                outcome.reason = Some(reason);
+                outcome.reason = Some(reasons.intern(reason));
                 outcome.reason_origin = origin;
             }
         }
