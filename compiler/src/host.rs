@@ -83,12 +83,12 @@ impl Analysis {
         CheckResult { summary, diagnostics }
     }
 
-    /// The resolution IR of a policy that checks clean, or its errors (ready to render). The
-    /// syntax trees and file checks are freed while it lowers (each is computed again if asked
-    /// for later), so the program is not built beside all of them.
+    /// The resolution IR of a policy that checks clean, or its errors (ready to render). Each
+    /// file is checked and lowered while its syntax tree is alive, and the tree freed before the
+    /// next (`check::lower_file_by_file`); the file checks are freed at the end. What was freed is
+    /// computed again if asked for later.
     pub fn lower(&mut self) -> Result<Program, Vec<Diagnostic>> {
-        crate::check::errors(&self.db, self.ws).map_err(|errors| self.shown(errors))?;
-        Ok(crate::lower::lower_clean_freeing(&mut self.db, self.ws))
+        crate::check::lower_file_by_file(&mut self.db, self.ws).map_err(|errors| self.shown(errors))
     }
 
     /// What roles are computed from (namespaces and owners, labels, users, teams, grants), as the

@@ -8,13 +8,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::FastSet;
-use crate::db::{Database, ManifestFile, SourceText, Workspace, parse_file};
+use crate::db::{ManifestFile, SourceText, Workspace, parse_file};
 use crate::semantics::expr::constant;
 use crate::semantics::index::{Kind, file_summary, map_key_text, workspace_index};
 use crate::semantics::scope::{Lookup, Scope};
 use crate::semantics::users;
 use crate::syntax::ast::{self, ItemKind};
-use salsa::Database as _;
 
 use aptc_core::intern::Interner;
 use aptc_core::ir::*;
@@ -63,38 +62,52 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let mut program = begin(db, ws);
     let mut label_maps = LabelMaps::new();
     for &file in ws.files(db) {
+        // A file without an item roles are computed from has nothing for the access program,
+        // and its tree (freed by a host that checks file by file) is not asked for again.
+        if items == Items::Access && !crate::semantics::file_declarations(db, file).access_items {
+            continue;
+        }
         lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program, &mut label_maps);
     }
     finish(db, ws, &mut program);
     program
 }
 
-/// [`lower_clean`], for a database that lowers once and is then dropped (`host::Analysis`, the
-/// CLI's). First what the database holds beyond the capacities its owner set is evicted
-/// (`salsa::Database::trigger_lru_eviction`): given a capacity of one syntax tree and one file
-/// check, the trees and facts the checks left are freed before the program grows. Then each
-/// file is parsed again outside the database and its tree dropped once its items are lowered,
-/// so one tree is held at a time, and the claims are reserved at once, not grown by doubling (at
-/// 100,000 claims, the checked database and the whole program together were the peak of
-/// `aptc plan`). The price is parsing each file a second time.
-pub fn lower_clean_freeing(db: &mut Database, ws: Workspace) -> Program {
-    db.trigger_lru_eviction();
-    let db = &*db;
-    let mut program = begin(db, ws);
-    let claims = ws
-        .files(db)
-        .iter()
-        .flat_map(|&file| &file_summary(db, file).objects)
-        .filter(|(kind, _)| *kind == Kind::Claim)
-        .count();
-    program.claims.reserve_exact(claims);
-    let mut label_maps = LabelMaps::new();
-    for &file in ws.files(db) {
-        let tree = || crate::syntax::parse(file.id(db), file.text(db)).file;
-        lower_file(db, ws, file, tree, Items::All, &mut program, &mut label_maps);
+/// [`lower_clean`]'s program built a file at a time, for a host that checks and lowers each file
+/// while its syntax tree is alive and frees the tree before the next
+/// ([`crate::check::lower_file_by_file`]): so each file is parsed once more after loading, not
+/// twice, and one tree is held at a time. What it builds is only used if the workspace checks
+/// clean (lowering never panics on a policy with errors: [`access_program`] lowers one).
+pub(crate) struct FileByFile {
+    program: Program,
+    label_maps: LabelMaps,
+}
+
+impl FileByFile {
+    /// An empty program, with room for every claim of the workspace (at 100,000 claims, growing
+    /// the claims by doubling held two copies at once).
+    pub(crate) fn new(db: &dyn salsa::Database, ws: Workspace) -> FileByFile {
+        let mut program = begin(db, ws);
+        let claims = ws
+            .files(db)
+            .iter()
+            .flat_map(|&file| &file_summary(db, file).objects)
+            .filter(|(kind, _)| *kind == Kind::Claim)
+            .count();
+        program.claims.reserve_exact(claims);
+        FileByFile { program, label_maps: LabelMaps::new() }
     }
-    finish(db, ws, &mut program);
-    program
+
+    /// Lowers the items of `file`.
+    pub(crate) fn file(&mut self, db: &dyn salsa::Database, ws: Workspace, file: SourceText) {
+        lower_file(db, ws, file, || &parse_file(db, file).file, Items::All, &mut self.program, &mut self.label_maps);
+    }
+
+    /// The program, once every file is lowered.
+    pub(crate) fn finish(mut self, db: &dyn salsa::Database, ws: Workspace) -> Program {
+        finish(db, ws, &mut self.program);
+        self.program
+    }
 }
 
 /// A program with the workspace's namespaces and nothing else yet.
@@ -933,7 +946,7 @@ claim e {
 }
 "#;
 
-    /// `Analysis::lower`, which evicts the trees and file checks and parses each file again,
+    /// `Analysis::lower`, which checks and lowers file by file and frees each tree before the next,
     /// gives the program of lowering the whole checked database, and checking after it (the
     /// evicted values computed again) gives the same diagnostics.
     #[test]
@@ -947,6 +960,22 @@ claim e {
         assert_eq!(program.claims.len(), 5);
         assert_eq!(program.to_json(), expected.to_json());
         assert_eq!(freed.check().diagnostics, diagnostics);
+    }
+
+    /// A policy with errors that only the whole-policy checks find (a claim declared in two
+    /// files, a namespace given two owners) gives `Analysis::lower`, which reads per-file facts
+    /// instead of the freed trees, the errors that checking the whole database gives.
+    #[test]
+    fn lowering_file_by_file_finds_the_whole_policy_errors() {
+        let twice = "namespace system owned_by other_team\nteam other_team\nclaim a {\n    user \"a@example.com\"\n    contract k\n}\n";
+        let owned = "namespace system owned_by ops\n";
+        let files = [("system.apt", POLICY), ("more.apt", MORE), ("twice.apt", twice), ("owned.apt", owned)];
+        let mut kept = Analysis::of_texts(files);
+        let expected: Vec<_> = kept.check().diagnostics.into_iter().filter(|d| d.is_error()).collect();
+        let codes: Vec<&str> = expected.iter().map(|d| d.code.as_str()).collect();
+        assert!(codes.contains(&"APT0202") && codes.contains(&"APT0206"), "{codes:?}");
+        let errors = Analysis::of_texts(files).lower().expect_err("the policy has errors");
+        assert_eq!(errors, expected);
     }
 
     /// Claims whose label values earlier claims hold are left out of the lints' program, and

@@ -62,13 +62,12 @@ fn executions(
 ) -> (Vec<String>, usize) {
     log.lock().unwrap().clear();
     let diagnostics = aptc_compiler::check::diagnostics(db, ws);
-    let ran = log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|key| format!("{}(", db.ingredient_debug_name(key.ingredient_index())))
-        .collect();
-    (ran, diagnostics.iter().filter(|d| d.is_error()).count())
+    (ran(db, log), diagnostics.iter().filter(|d| d.is_error()).count())
+}
+
+/// The names of the query bodies the log holds, in order.
+fn ran(db: &Database, log: &Mutex<Vec<salsa::DatabaseKeyIndex>>) -> Vec<String> {
+    log.lock().unwrap().iter().map(|key| format!("{}(", db.ingredient_debug_name(key.ingredient_index()))).collect()
 }
 
 fn count(ran: &[String], query: &str) -> usize {
@@ -139,4 +138,35 @@ fn a_created_chart_clears_its_error_and_reruns_only_the_chart_check() {
     assert_eq!(count(&ran, "check_charts"), 1, "the platform file's chart check: {ran:?}");
     assert_eq!(count(&ran, "check_file"), 0, "no file is checked again: {ran:?}");
     assert_eq!(count(&ran, "parse_file"), 0, "{ran:?}");
+}
+
+/// `check::lower_file_by_file` (how `aptc plan` checks and lowers) frees the syntax trees loading
+/// parsed, then parses each file once more, checking and lowering it while its tree is alive and
+/// freeing it before the next. The whole-policy checks read per-file facts, not trees, so no file
+/// is parsed again, except a file with items roles come from (platform's `label`), whose part of
+/// the access program is lowered from its tree, and the small prelude, whose outline the index
+/// first asks for when lowering begins (loading outlines only the policy's own files).
+#[test]
+fn lowering_file_by_file_parses_each_file_once_more() {
+    let (mut db, log) = logged_database();
+    aptc_compiler::db::keep_trees(&mut db, 1);
+    aptc_compiler::semantics::file::keep_checks(&mut db, 1);
+    let mut sources = SourceMap::new();
+    sources.add("platform.apt", PLATFORM);
+    sources.add("analytics.apt", ANALYTICS);
+    let ws = load_workspace(&mut db, &sources, Settings::default());
+    log.lock().unwrap().clear();
+    let program = aptc_compiler::check::lower_file_by_file(&mut db, ws).expect("the policy checks clean");
+    let freeing = ran(&db, &log);
+    assert_eq!(count(&freeing, "parse_file"), 3 + 2, "each file once, platform and the prelude twice: {freeing:?}");
+    assert_eq!(count(&freeing, "check_file"), 3, "{freeing:?}");
+    assert_eq!(count(&freeing, "file_summary"), 1, "the prelude's: {freeing:?}");
+    assert_eq!(program.contracts.len(), 2);
+    // Without freeing (a database that keeps every tree), checking parses only the prelude.
+    let (mut kept, log) = logged_database();
+    let ws = load_workspace(&mut kept, &sources, Settings::default());
+    log.lock().unwrap().clear();
+    aptc_compiler::check::lower(&kept, ws).expect("the policy checks clean");
+    let keeping = ran(&kept, &log);
+    assert_eq!(count(&keeping, "parse_file"), 1, "the prelude, which loading does not outline: {keeping:?}");
 }

@@ -18,7 +18,7 @@ pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::db::{Reported, Workspace, check_syntax, parse_file, report};
+use crate::db::{Reported, SourceText, Workspace, check_syntax, parse_file, report};
 use crate::diagnostics::{self, Diagnostic, codes};
 use crate::source::FileId;
 use crate::syntax::ast::{ItemKind, SmolStr, Span};
@@ -31,9 +31,7 @@ use index::{Kind, ObjectRef, file_summary, workspace_index};
 #[salsa::tracked]
 pub fn check_workspace(db: &dyn salsa::Database, ws: Workspace) {
     for &file in ws.files(db) {
-        check_syntax(db, file);
-        check_file(db, ws, file);
-        charts::check_charts(db, ws, file);
+        check_one_file(db, ws, file);
     }
     check_definitions(db, ws);
     users::check_external_users(db, ws);
@@ -55,17 +53,62 @@ pub fn all_facts(db: &dyn salsa::Database, ws: Workspace) -> Vec<(FileId, &FileF
     ws.files(db).iter().map(|&file| (file.id(db), check_file(db, ws, file))).collect()
 }
 
+/// Every per-file check of `file`, and every per-file query the whole-policy checks read: once
+/// they have run, the whole-policy checks need no syntax tree, so a host that checks file by file
+/// can free each tree before the next ([`crate::check::lower_file_by_file`]).
+pub fn check_one_file(db: &dyn salsa::Database, ws: Workspace, file: SourceText) {
+    check_syntax(db, file);
+    check_file(db, ws, file);
+    charts::check_charts(db, ws, file);
+    file_declarations(db, file);
+    overrides::consumer_labels(db, ws, file);
+}
+
+/// What one file declares and where, as the whole-policy checks read it (not its syntax tree).
+/// Spans are kept out of [`index::FileSummary`], so that an edit that only moves text leaves the
+/// index as it was; they are here.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FileDeclarations {
+    /// Each object the file declares, keyed as [`definition_sites`] keys it, with its name's span.
+    pub sites: Vec<(ObjectRef, Span)>,
+    /// Each `namespace … owned_by …`: the namespace, the owning team and the span of its name.
+    pub owners: Vec<(SmolStr, SmolStr, Span)>,
+    /// Whether the file parsed without errors.
+    pub parses: bool,
+    /// Whether it has an item roles are computed from (a label, user, team or grant:
+    /// [`crate::lower::access_program`]).
+    pub access_items: bool,
+}
+
+/// The declarations of `file`.
+#[salsa::tracked(returns(ref))]
+pub fn file_declarations(db: &dyn salsa::Database, file: SourceText) -> FileDeclarations {
+    let parse = parse_file(db, file);
+    let mut declarations = FileDeclarations { parses: !parse.has_errors(), ..FileDeclarations::default() };
+    let namespace = file_summary(db, file).namespace.clone();
+    for item in &parse.file.items {
+        declarations.access_items |=
+            matches!(item.kind, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_));
+        if let ItemKind::Namespace(ns) = &item.kind
+            && let Some(owner) = &ns.owner
+        {
+            declarations.owners.push((ns.name.text.clone(), owner.text.clone(), owner.span));
+        }
+        let (Some(namespace), Some((kind, name, span))) = (&namespace, declared(&item.kind)) else { continue };
+        let namespace = if kind.is_global() { SmolStr::default() } else { namespace.clone() };
+        let name = if kind == Kind::User { SmolStr::new(name.to_lowercase()) } else { name };
+        declarations.sites.push((ObjectRef { kind, namespace, name }, span));
+    }
+    declarations
+}
+
 /// Where each object is declared: file and the span of its name.
 #[salsa::tracked(returns(ref))]
 pub fn definition_sites(db: &dyn salsa::Database, ws: Workspace) -> BTreeMap<ObjectRef, Vec<(FileId, Span)>> {
     let mut sites: BTreeMap<ObjectRef, Vec<(FileId, Span)>> = BTreeMap::new();
     for &file in ws.files(db) {
-        let Some(namespace) = file_summary(db, file).namespace.clone() else { continue };
-        for item in &parse_file(db, file).file.items {
-            let Some((kind, name, span)) = declared(&item.kind) else { continue };
-            let namespace = if kind.is_global() { SmolStr::default() } else { namespace.clone() };
-            let name = if kind == Kind::User { SmolStr::new(name.to_lowercase()) } else { name };
-            sites.entry(ObjectRef { kind, namespace, name }).or_default().push((file.id(db), span));
+        for (object, span) in &file_declarations(db, file).sites {
+            sites.entry(object.clone()).or_default().push((file.id(db), *span));
         }
     }
     sites
@@ -152,17 +195,15 @@ fn check_definitions(db: &dyn salsa::Database, ws: Workspace) {
     }
     let mut owners: BTreeMap<SmolStr, (SmolStr, FileId, Span)> = BTreeMap::new();
     for &file in ws.files(db) {
-        for item in &parse_file(db, file).file.items {
-            let ItemKind::Namespace(ns) = &item.kind else { continue };
-            let Some(owner) = &ns.owner else { continue };
-            match owners.get(&ns.name.text) {
-                Some((first, first_file, first_span)) if *first != owner.text => report(
+        for (namespace, owner, owner_span) in &file_declarations(db, file).owners {
+            match owners.get(namespace) {
+                Some((first, first_file, first_span)) if first != owner => report(
                     db,
                     Diagnostic::new(
                         codes::CONFLICTING_OWNERS,
                         file.id(db),
-                        owner.span,
-                        format!("namespace `{}` is owned by `{first}` and by `{}`", ns.name.text, owner.text),
+                        *owner_span,
+                        format!("namespace `{namespace}` is owned by `{first}` and by `{owner}`"),
                     )
                     .with_primary_message("a second owner")
                     .with_label(*first_file, *first_span, "first owner")
@@ -172,7 +213,7 @@ fn check_definitions(db: &dyn salsa::Database, ws: Workspace) {
                 ),
                 Some(_) => {}
                 None => {
-                    owners.insert(ns.name.text.clone(), (owner.text.clone(), file.id(db), owner.span));
+                    owners.insert(namespace.clone(), (owner.clone(), file.id(db), *owner_span));
                 }
             }
         }
@@ -223,7 +264,7 @@ fn check_graph(db: &dyn salsa::Database, ws: Workspace) {
     }
     import_cycles(db, ws, &facts);
     // A file that does not parse may hide the uses of anything: no unused-object noise then.
-    let parses = ws.files(db).iter().all(|&file| !parse_file(db, file).has_errors());
+    let parses = ws.files(db).iter().all(|&file| file_declarations(db, file).parses);
     if parses {
         unused_objects(db, &facts, sites);
         never_set_labels(db, ws, &facts);

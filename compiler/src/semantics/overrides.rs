@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::db::{Workspace, parse_file, report};
+use crate::db::{SourceText, Workspace, parse_file, report};
 use crate::diagnostics::{Diagnostic, codes};
 use crate::syntax::ast::{ItemKind, MapLit, SmolStr, TeamStmt, UserStmt};
 
@@ -12,6 +12,61 @@ use super::index::{Kind, ObjectRef, file_summary, map_key_text, workspace_index}
 use super::scope::{Lookup, Scope};
 use super::{all_facts, definition_sites, users};
 
+/// The labels one file states about consumers, resolved to the labels they name: per team, and
+/// per user (lower-cased) with the user's team. Read by [`check_label_overrides`] instead of the
+/// file's syntax tree.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ConsumerLabels {
+    pub teams: Vec<(SmolStr, BTreeSet<ObjectRef>)>,
+    pub users: Vec<(String, Option<SmolStr>, BTreeSet<ObjectRef>)>,
+}
+
+/// The consumer labels of `file`.
+#[salsa::tracked(returns(ref))]
+pub fn consumer_labels(db: &dyn salsa::Database, ws: Workspace, file: SourceText) -> ConsumerLabels {
+    let mut found = ConsumerLabels::default();
+    let summary = file_summary(db, file);
+    let Some(namespace) = summary.namespace.as_ref() else { return found };
+    let scope = Scope::new(workspace_index(db, ws), namespace, &summary.imports);
+    let resolve = |map: &MapLit| -> BTreeSet<ObjectRef> {
+        map.entries
+            .iter()
+            .filter_map(|e| map_key_text(&e.key))
+            .filter_map(|k| match scope.resolve(Kind::Label, &[k.as_str()]) {
+                Lookup::Found(label, _) => Some(label),
+                _ => None,
+            })
+            .collect()
+    };
+    for item in &parse_file(db, file).file.items {
+        match &item.kind {
+            ItemKind::Team(team) => {
+                let mut set = BTreeSet::new();
+                for stmt in team.body.iter().flat_map(|b| &b.stmts) {
+                    if let TeamStmt::Labels(map) = &stmt.node {
+                        set.extend(resolve(map));
+                    }
+                }
+                found.teams.push((team.name.text.clone(), set));
+            }
+            ItemKind::User(user) => {
+                let Some(name) = user.name.as_plain() else { continue };
+                let (mut team, mut set) = (None, BTreeSet::new());
+                for stmt in user.body.iter().flat_map(|b| &b.stmts) {
+                    match &stmt.node {
+                        UserStmt::Team(named) => team = Some(named.text.clone()),
+                        UserStmt::Labels(map) => set.extend(resolve(map)),
+                        _ => {}
+                    }
+                }
+                found.users.push((name.to_lowercase(), team, set));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
 /// Warns for each claim label that its consumer (team, or user and team) also sets.
 #[salsa::tracked]
 pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
@@ -19,42 +74,16 @@ pub fn check_label_overrides(db: &dyn salsa::Database, ws: Workspace) {
     let mut team_labels: BTreeMap<SmolStr, BTreeSet<ObjectRef>> = BTreeMap::new();
     let mut user_labels: BTreeMap<String, (Option<SmolStr>, BTreeSet<ObjectRef>)> = BTreeMap::new();
     for &file in ws.files(db) {
-        let summary = file_summary(db, file);
-        let Some(namespace) = summary.namespace.as_ref() else { continue };
-        let scope = Scope::new(index, namespace, &summary.imports);
-        let resolve = |map: &MapLit| -> BTreeSet<ObjectRef> {
-            map.entries
-                .iter()
-                .filter_map(|e| map_key_text(&e.key))
-                .filter_map(|k| match scope.resolve(Kind::Label, &[k.as_str()]) {
-                    Lookup::Found(label, _) => Some(label),
-                    _ => None,
-                })
-                .collect()
-        };
-        for item in &parse_file(db, file).file.items {
-            match &item.kind {
-                ItemKind::Team(team) => {
-                    let set = team_labels.entry(team.name.text.clone()).or_default();
-                    for stmt in team.body.iter().flat_map(|b| &b.stmts) {
-                        if let TeamStmt::Labels(map) = &stmt.node {
-                            set.extend(resolve(map));
-                        }
-                    }
-                }
-                ItemKind::User(user) => {
-                    let Some(name) = user.name.as_plain() else { continue };
-                    let entry = user_labels.entry(name.to_lowercase()).or_default();
-                    for stmt in user.body.iter().flat_map(|b| &b.stmts) {
-                        match &stmt.node {
-                            UserStmt::Team(team) => entry.0 = Some(team.text.clone()),
-                            UserStmt::Labels(map) => entry.1.extend(resolve(map)),
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
+        let found = consumer_labels(db, ws, file);
+        for (team, labels) in &found.teams {
+            team_labels.entry(team.clone()).or_default().extend(labels.iter().cloned());
+        }
+        for (user, team, labels) in &found.users {
+            let entry = user_labels.entry(user.clone()).or_default();
+            if team.is_some() {
+                entry.0 = team.clone();
             }
+            entry.1.extend(labels.iter().cloned());
         }
     }
     for (user, labels) in users::external_user_labels(db, ws) {
