@@ -7,7 +7,10 @@ mod synth;
 
 use aptc_compiler::host::Analysis;
 use aptc_core::ir::Program;
-use aptc_core::resolve::{Status, resolve};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aptc_core::resolve::{ConflictNote, Status, resolve};
 
 fn diamond(depth: usize, claims: usize) -> Program {
     let files = synth::diamond(depth, claims).into_iter().map(|file| (file.path, file.text));
@@ -94,22 +97,29 @@ fn conflicts_found_by_the_workers_give_the_state_of_a_plain_merge() {
 }
 
 /// Claims that fail alike keep one reason between them (on the engine shape most claims conflict
-/// on a few shared instances, for a few thousand distinct reasons at 100,000 claims): every
-/// reason equal to another is the same allocation.
+/// on a few shared instances, for a few thousand distinct reasons at 100,000 claims), and the notes
+/// their conflicts leave one text after the claim: every reason or note text equal to another is
+/// the same allocation. A note still reads as the whole line.
 #[test]
-fn claims_that_fail_alike_share_their_reason() {
+fn claims_that_fail_alike_share_their_reason_and_note() {
     let state = resolve(&engine(1_100));
-    let reasons: Vec<&std::sync::Arc<str>> = state.claims.values().filter_map(|c| c.reason.as_ref()).collect();
-    let mut first: std::collections::HashMap<&str, &std::sync::Arc<str>> = std::collections::HashMap::new();
-    for reason in &reasons {
-        let shared = first.entry(&***reason).or_insert(reason);
-        assert!(std::sync::Arc::ptr_eq(shared, reason), "an equal reason held twice: {reason}");
+    let reasons: Vec<&Arc<str>> = state.claims.values().filter_map(|c| c.reason.as_ref()).collect();
+    let notes: Vec<&ConflictNote> = state.claims.values().flat_map(|c| &c.notes).collect();
+    for (what, texts) in [("reason", reasons), ("note", notes.iter().map(|n| n.conflict()).collect())] {
+        let mut first: HashMap<&str, &Arc<str>> = HashMap::new();
+        for text in &texts {
+            let shared = first.entry(&***text).or_insert(text);
+            assert!(Arc::ptr_eq(shared, text), "an equal {what} held twice: {text}");
+        }
+        // The path under test is taken: many claims, few distinct texts.
+        assert!(
+            texts.len() > 500 && first.len() * 2 < texts.len(),
+            "{} {what}s, {} distinct",
+            texts.len(),
+            first.len()
+        );
     }
-    // The path under test is taken: many claims, few distinct reasons.
-    assert!(
-        reasons.len() > 500 && first.len() * 2 < reasons.len(),
-        "{} reasons, {} distinct",
-        reasons.len(),
-        first.len()
-    );
+    let note = notes[0];
+    assert_eq!(note.to_string(), format!("claim `{}` conflicts on shared instance `{}", note.claim, note.conflict()));
+    assert_eq!(serde_json::to_value(note).unwrap(), serde_json::Value::String(note.to_string()));
 }

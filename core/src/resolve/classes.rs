@@ -116,9 +116,9 @@ impl Template {
         Template { staged, passing, checked: Mutex::new(None) }
     }
 
-    /// What [`fixed_conflict`] finds for `staged` as claim `claim`'s instances, found from the
+    /// What [`fixed_conflict`] finds for the template's staged instances, found from the
     /// last check (see [`Checked`]).
-    fn fixed_conflict(&self, fixed: &DesiredState, claim: &str) -> Option<FixedConflict> {
+    fn fixed_conflict(&self, fixed: &DesiredState) -> Option<FixedConflict> {
         let mut checked = self.checked.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let last = checked.take();
         let (found, unfixed) = match &last {
@@ -134,7 +134,7 @@ impl Template {
         let now = Checked { conflict: conflict.or_else(|| last.and_then(|last| last.conflict)), unfixed };
         let found = now.conflict.as_ref().map(|(at, key, earlier, diffs)| FixedConflict {
             at: *at,
-            failure: conflict_failure(key, earlier, diffs, claim),
+            failure: conflict_failure(key, earlier, diffs),
             candidates: now.unfixed.clone(),
         });
         *checked = Some(now);
@@ -324,7 +324,7 @@ impl Classes {
                 // instance fixed before): its instances are kept for the rest.
                 (Some(entry), Ok(root)) => {
                     // Up to its first conflict with an instance fixed before, if it has one.
-                    if let Some(found) = fixed_conflict(fixed, &id, &staged)
+                    if let Some(found) = fixed_conflict(fixed, &staged)
                         && let Some(after) = staged.keys().nth(found.at + 1).cloned()
                     {
                         drop(staged.split_off(&after));
@@ -345,9 +345,9 @@ impl Classes {
                     });
                     let (known, template) = match (&result, &first) {
                         (Ok(_), Some(reads)) if self.may_share(shares, reads) => {
-                            settle_first(fixed, &id, &mut staged, passing_json(&passing))
+                            settle_first(fixed, &mut staged, passing_json(&passing))
                         }
-                        _ => (super::settle(fixed, &id, &result, &mut staged), None),
+                        _ => (super::settle(fixed, &result, &mut staged), None),
                     };
                     let entry = first.map(|reads| {
                         let template = template.map_or_else(OnceLock::new, OnceLock::from);
@@ -393,11 +393,10 @@ impl Classes {
 /// the class's second claim, as [`Entry::template`] says.)
 fn settle_first(
     fixed: &DesiredState,
-    id: &str,
     staged: &mut Staged,
     passing: BTreeMap<String, serde_json::Value>,
 ) -> (Option<Failure>, Option<Template>) {
-    let Some(found) = fixed_conflict(fixed, id, staged) else { return (None, None) };
+    let Some(found) = fixed_conflict(fixed, staged) else { return (None, None) };
     let checked = |mut instance: Box<Instance>| {
         instance.claims = Vec::new();
         instance.edges = Vec::new();
@@ -429,7 +428,7 @@ fn rebase(
     fixed: &DesiredState,
     projection: &FastSet<String>,
 ) -> (ClaimRunResult, Option<Failure>) {
-    let conflict = template.fixed_conflict(fixed, &id);
+    let conflict = template.fixed_conflict(fixed);
     let mut maps: Vec<(*const BTreeMap<String, serde_json::Value>, LabelJson)> = Vec::new();
     // The passing labels as label maps hold them, if they are not the template's: made at the
     // first use copied (most class-mates conflict and copy none).
@@ -570,9 +569,8 @@ mod tests {
             if let Some((key, value)) = step {
                 fixed.instances.entry(key.to_string()).or_insert_with(|| instance(key, value, "earlier"));
             }
-            let claim = format!("n.claim{round}");
-            let full = fixed_conflict(&fixed, &claim, &staged);
-            let checked = template.fixed_conflict(&fixed, &claim);
+            let full = fixed_conflict(&fixed, &staged);
+            let checked = template.fixed_conflict(&fixed);
             let summary = |found: &Option<super::FixedConflict>| {
                 found
                     .as_ref()

@@ -34,8 +34,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::{
-    Chains, ClaimOutcome, DeployedNames, DesiredState, Failure, Instance, LabelSets, Names, Staged, Status, TakenNames,
-    conflict, resolve_claim, union_edges,
+    Chains, ClaimOutcome, ConflictNote, DeployedNames, DesiredState, Failure, Instance, LabelSets, Names, Staged,
+    Status, TakenNames, conflict, resolve_claim, union_edges,
 };
 use crate::access::Access;
 use crate::ir::{Claim, Program};
@@ -323,7 +323,7 @@ impl Incremental {
             match self.fixer_before(key, order) {
                 Some(fixer) => {
                     let existing = self.entries.get(fixer).and_then(|fixer| fixer.staged.get(key));
-                    if let Some(failure) = existing.and_then(|existing| conflict(existing, instance, &entry.id)) {
+                    if let Some(failure) = existing.and_then(|existing| conflict(existing, instance)) {
                         return Judged::Failed(failure, Some(fixer.clone()));
                     }
                 }
@@ -389,8 +389,8 @@ impl Incremental {
                 outcome.reason_origin = failure.origin;
                 outcome.root = None;
                 outcome.labels = None;
-                if let (Some(on), Some((_, note))) = (on, failure.conflict) {
-                    self.note(&on, order, note);
+                if let (Some(on), Some((_, about))) = (on, failure.conflict) {
+                    self.note(&on, order, ConflictNote::new(id.clone(), about.into()));
                     if let Some(entry) = self.entries.get_mut(order) {
                         entry.noted_on = Some(on);
                     }
@@ -400,7 +400,7 @@ impl Incremental {
     }
 
     /// Adds `note`, of claim `by`, to claim `on`'s outcome, in claim order.
-    fn note(&mut self, on: &Order, by: &Order, note: String) {
+    fn note(&mut self, on: &Order, by: &Order, note: ConflictNote) {
         let Some(entry) = self.entries.get_mut(on) else { return };
         let at = entry.noted_by.partition_point(|o| o < by);
         entry.noted_by.insert(at, by.clone());

@@ -86,7 +86,7 @@ pub fn resolve_with(program: &Program, options: &Options) -> DesiredState {
                 None => {
                     let (id, result, mut staged, decisions) =
                         resolve_claim(program, &access, &names, deployed, options.chains, claim, None, Some(fixed));
-                    let known = settle(fixed, &id, &result, &mut staged);
+                    let known = settle(fixed, &result, &mut staged);
                     ((id, result, staged, decisions), known)
                 }
             })
@@ -345,7 +345,8 @@ impl<'p> Names<'p> {
 struct Merging {
     state: DesiredState,
     labels: LabelSets,
-    /// The claims' reasons, shared when equal ([`ClaimOutcome::reason`]).
+    /// The claims' reasons, and the notes' parts after the claim, shared when equal
+    /// ([`ClaimOutcome::reason`], [`ConflictNote`]).
     reasons: crate::intern::Interner<str>,
     /// The names instances hold so far, so no two instances share one (§5.8).
     taken: TakenNames,
@@ -377,7 +378,7 @@ impl Merging {
             notes: Vec::new(),
         };
         let checked = result
-            .and_then(|root| merge_check(state, &staged, &id).map(|()| root))
+            .and_then(|root| merge_check(state, &staged).map(|()| root))
             .and_then(|root| known.map_or(Ok(root), Err))
             .and_then(|root| taken.take(state, &staged, &id).map(|()| root));
         match checked {
@@ -393,7 +394,7 @@ impl Merging {
                 if let Some((earlier, note)) = conflict
                     && let Some(other) = state.claims.get_mut(&earlier)
                 {
-                    other.notes.push(note);
+                    other.notes.push(ConflictNote::new(id.clone(), reasons.intern(note)));
                 }
                 outcome.status = status;
                 outcome.reason = Some(reasons.intern(reason));
@@ -450,7 +451,8 @@ struct Failure {
     status: Status,
     reason: String,
     origin: Option<Origin>,
-    /// For a conflict: the earlier claim and a note for it.
+    /// For a conflict: the earlier claim and what the note it gets says after the claim
+    /// ([`ConflictNote::about`]).
     conflict: Option<(String, String)>,
     /// Whether the reason already names the contract and depth where it happened.
     located: bool,
@@ -1255,10 +1257,10 @@ fn instance(
 
 /// Checks a claim's staged instances against those earlier claims fixed (§15.5): the first
 /// conflict in key order fails the claim.
-fn merge_check(state: &DesiredState, staged: &Staged, claim: &str) -> Result<(), Failure> {
+fn merge_check(state: &DesiredState, staged: &Staged) -> Result<(), Failure> {
     for (key, instance) in staged {
         let Some(existing) = state.instances.get(key) else { continue };
-        if let Some(failure) = conflict(existing, instance, claim) {
+        if let Some(failure) = conflict(existing, instance) {
             return Err(failure);
         }
     }
@@ -1274,12 +1276,12 @@ fn merge_check(state: &DesiredState, staged: &Staged, claim: &str) -> Result<(),
 /// resolution failed never merges, so its staged instances are dropped here too. (On Aptomi's
 /// engine shape 93% of claims conflict on a shared instance: freeing their trees on the merging
 /// thread, across threads, was a fifth of the CPU.)
-fn settle(fixed: &DesiredState, claim: &str, result: &Result<String, Failure>, staged: &mut Staged) -> Option<Failure> {
+fn settle(fixed: &DesiredState, result: &Result<String, Failure>, staged: &mut Staged) -> Option<Failure> {
     if result.is_err() {
         *staged = Staged::new();
         return None;
     }
-    let found = fixed_conflict(fixed, claim, staged)?;
+    let found = fixed_conflict(fixed, staged)?;
     found.keep_candidates(staged);
     Some(found.failure)
 }
@@ -1316,11 +1318,11 @@ impl FixedConflict {
 
 /// The first of `staged`'s instances, in key order, that conflicts with one `fixed` holds, with
 /// the candidates before it (see [`FixedConflict`]).
-fn fixed_conflict(fixed: &DesiredState, claim: &str, staged: &Staged) -> Option<FixedConflict> {
+fn fixed_conflict(fixed: &DesiredState, staged: &Staged) -> Option<FixedConflict> {
     let (found, candidates) = first_fixed_conflict(fixed, staged, |_| true, usize::MAX);
     found.map(|found| FixedConflict {
         at: found.at,
-        failure: conflict_failure(found.key, first_claim(found.existing), &found.diffs, claim),
+        failure: conflict_failure(found.key, first_claim(found.existing), &found.diffs),
         candidates,
     })
 }
@@ -1367,13 +1369,13 @@ fn first_fixed_conflict<'s>(
 
 /// The conflict of a claim's `instance` with the `existing` one an earlier claim fixed, if their
 /// values or discovery differ (§15.5).
-fn conflict(existing: &Instance, instance: &Instance, claim: &str) -> Option<Failure> {
+fn conflict(existing: &Instance, instance: &Instance) -> Option<Failure> {
     // Most claims that reach a shared instance agree with it: `differences` tells equal cheaply.
     let diffs = differences(existing, instance);
     if diffs.is_empty() {
         return None;
     }
-    Some(conflict_failure(&instance.key, first_claim(existing), &diffs, claim))
+    Some(conflict_failure(&instance.key, first_claim(existing), &diffs))
 }
 
 /// The claim that fixed `existing` (its first use, which later claims never displace).
@@ -1381,24 +1383,24 @@ fn first_claim(existing: &Instance) -> &str {
     existing.claims.first().map_or("", |c| c.claim.as_str())
 }
 
-/// `claim`'s failure on conflicting with instance `key`, which claim `earlier` fixed first, by
-/// `diffs` ([`differences`]); and the note the earlier claim gets.
-fn conflict_failure(key: &str, earlier: &str, diffs: &str, claim: &str) -> Failure {
+/// A claim's failure on conflicting with instance `key`, which claim `earlier` fixed first, by
+/// `diffs` ([`differences`]); and what the note the earlier claim gets says after the claim (the
+/// merge, which knows the claim, makes the note).
+fn conflict_failure(key: &str, earlier: &str, diffs: &str) -> Failure {
     let reason =
         ["conflict on shared instance `", key, "`: claim `", earlier, "` fixed it first; this claim computes "];
-    let note = ["claim `", claim, "` conflicts on shared instance `", key, "`: "];
     Failure {
         status: Status::Failed,
         reason: exactly(&reason, diffs),
         origin: None,
-        conflict: Some((earlier.to_string(), exactly(&note, diffs))),
+        conflict: Some((earlier.to_string(), ConflictNote::about(key, diffs))),
         located: true,
     }
 }
 
 /// `parts` then `last`, in a string of exactly their length, for text the state keeps (a
-/// conflict's reason and note, one each per conflicting claim: most of the engine shape's claims;
-/// instance keys): `format!` grows its string by doubling, which left up to twice the text's size
+/// conflict's reason, one per conflicting claim: most of the engine shape's claims; instance
+/// keys): `format!` grows its string by doubling, which left up to twice the text's size
 /// allocated.
 fn exactly(parts: &[&str], last: &str) -> String {
     let mut text = String::with_capacity(parts.iter().map(|part| part.len()).sum::<usize>() + last.len());

@@ -145,7 +145,53 @@ pub struct ClaimOutcome {
     /// it out (`aptc explain` shows it).
     pub decisions: Vec<Decision>,
     /// Facts worth knowing that did not fail the claim (a later claim conflicting with it).
-    pub notes: Vec<String>,
+    pub notes: Vec<ConflictNote>,
+}
+
+/// A later claim's conflict on an instance this claim fixed. Shown and serialized as one line:
+/// "claim `CLAIM` conflicts on shared instance `KEY`: DIFFERENCES". On Aptomi's engine shape most
+/// claims conflict, each leaving a note, and claims alike conflict alike: the part after the claim
+/// is one shared allocation per distinct instance and differences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConflictNote {
+    /// The conflicting claim.
+    pub claim: String,
+    /// The instance's key and the differences: "KEY`: DIFFERENCES".
+    about: Arc<str>,
+}
+
+impl ConflictNote {
+    /// The note of `claim`, whose conflict is `about` ([`ConflictNote::about`]).
+    pub(crate) fn new(claim: String, about: Arc<str>) -> ConflictNote {
+        ConflictNote { claim, about }
+    }
+
+    /// The note after the claim, "KEY`: DIFFERENCES": one allocation for all claims alike.
+    pub fn conflict(&self) -> &Arc<str> {
+        &self.about
+    }
+
+    /// What a claim's conflict on instance `key`, by `differences` (`` `value`: old vs new ``,
+    /// …), says after the claim: "KEY`: DIFFERENCES".
+    pub(crate) fn about(key: &str, differences: &str) -> String {
+        let mut about = String::with_capacity(key.len() + 3 + differences.len());
+        about.push_str(key);
+        about.push_str("`: ");
+        about.push_str(differences);
+        about
+    }
+}
+
+impl std::fmt::Display for ConflictNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "claim `{}` conflicts on shared instance `{}", self.claim, self.about)
+    }
+}
+
+impl Serialize for ConflictNote {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// One step of the decision chain. Names and origins of the program are shared (`Arc`) by every
@@ -272,7 +318,7 @@ struct ClaimView<'s> {
     reason_origin: &'s Option<Origin>,
     root: &'s Option<String>,
     labels: Option<&'s BTreeMap<String, serde_json::Value>>,
-    notes: &'s [String],
+    notes: &'s [ConflictNote],
 }
 
 impl<'s> ClaimView<'s> {
