@@ -116,6 +116,9 @@ pub fn exercise(text: &str) {
     let _ = render::render(&sources, &result.diagnostics, true);
     let _ = json::to_json(&sources, &result.diagnostics);
     let _ = sarif::to_sarif(&sources, &result.diagnostics, "test");
+    // What `plan` runs: the checks and lowering, file by file, which lowers a policy with errors
+    // before it knows of them (and then drops the program).
+    let _ = aptc_compiler::host::Analysis::of_texts([("prop.apt", text)]).lower();
     if let Ok(formatted) = format_source(FileId(0), text) {
         let again = format_source(FileId(0), &formatted).expect("formatted output must parse");
         assert_eq!(again, formatted, "not idempotent for {text:?}");
