@@ -53,8 +53,7 @@ enum Items {
 
 impl Items {
     fn includes(self, item: &ItemKind) -> bool {
-        self != Items::Access
-            || matches!(item, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_))
+        self != Items::Access || crate::semantics::decides_roles(item)
     }
 }
 

@@ -80,6 +80,12 @@ pub struct FileDeclarations {
     pub access_items: bool,
 }
 
+/// Whether roles are computed from `item` (a label, user, team or grant): the items of
+/// [`crate::lower::access_program`].
+pub fn decides_roles(item: &ItemKind) -> bool {
+    matches!(item, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_))
+}
+
 /// The declarations of `file`.
 #[salsa::tracked(returns(ref))]
 pub fn file_declarations(db: &dyn salsa::Database, file: SourceText) -> FileDeclarations {
@@ -87,8 +93,7 @@ pub fn file_declarations(db: &dyn salsa::Database, file: SourceText) -> FileDecl
     let mut declarations = FileDeclarations { parses: !parse.has_errors(), ..FileDeclarations::default() };
     let namespace = file_summary(db, file).namespace.clone();
     for item in &parse.file.items {
-        declarations.access_items |=
-            matches!(item.kind, ItemKind::Label(_) | ItemKind::User(_) | ItemKind::Team(_) | ItemKind::Grant(_));
+        declarations.access_items |= decides_roles(&item.kind);
         if let ItemKind::Namespace(ns) = &item.kind
             && let Some(owner) = &ns.owner
         {

@@ -345,9 +345,9 @@ impl<'p> Names<'p> {
 struct Merging {
     state: DesiredState,
     labels: LabelSets,
-    /// The claims' reasons, and the notes' parts after the claim, shared when equal
+    /// The claims' reasons and the notes' texts after the claim, each shared when equal
     /// ([`ClaimOutcome::reason`], [`ConflictNote`]).
-    reasons: crate::intern::Interner<str>,
+    texts: crate::intern::Interner<str>,
     /// The names instances hold so far, so no two instances share one (§5.8).
     taken: TakenNames,
 }
@@ -365,7 +365,7 @@ impl Merging {
         decisions: Vec<Decision>,
         known: Option<Failure>,
     ) {
-        let Merging { state, labels, reasons, taken } = self;
+        let Merging { state, labels, texts, taken } = self;
         let mut outcome = ClaimOutcome {
             claim: id.clone(),
             origin: claim.origin.clone(),
@@ -394,10 +394,10 @@ impl Merging {
                 if let Some((earlier, note)) = conflict
                     && let Some(other) = state.claims.get_mut(&earlier)
                 {
-                    other.notes.push(ConflictNote::new(id.clone(), reasons.intern(note)));
+                    other.notes.push(ConflictNote::new(id.clone(), texts.intern(note)));
                 }
                 outcome.status = status;
-                outcome.reason = Some(reasons.intern(reason));
+                outcome.reason = Some(texts.intern(reason));
                 outcome.reason_origin = origin;
             }
         }
@@ -1399,8 +1399,8 @@ fn conflict_failure(key: &str, earlier: &str, diffs: &str) -> Failure {
 }
 
 /// `parts` then `last`, in a string of exactly their length, for text the state keeps (a
-/// conflict's reason, one per conflicting claim: most of the engine shape's claims; instance
-/// keys): `format!` grows its string by doubling, which left up to twice the text's size
+/// conflict's reason and its note's text, one each per conflicting claim: most of the engine
+/// shape's claims; instance keys): `format!` grows its string by doubling, which left up to twice the text's size
 /// allocated.
 fn exactly(parts: &[&str], last: &str) -> String {
     let mut text = String::with_capacity(parts.iter().map(|part| part.len()).sum::<usize>() + last.len());

@@ -174,11 +174,7 @@ impl ConflictNote {
     /// What a claim's conflict on instance `key`, by `differences` (`` `value`: old vs new ``,
     /// …), says after the claim: "KEY`: DIFFERENCES".
     pub(crate) fn about(key: &str, differences: &str) -> String {
-        let mut about = String::with_capacity(key.len() + 3 + differences.len());
-        about.push_str(key);
-        about.push_str("`: ");
-        about.push_str(differences);
-        about
+        super::exactly(&[key, "`: "], differences)
     }
 }
 
