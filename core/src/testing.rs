@@ -327,6 +327,7 @@ fn outcome<'s>(state: &'s DesiredState, claim: &str) -> Result<&'s ClaimOutcome,
     state
         .claims
         .get(claim)
+        .map(|outcome| &**outcome)
         .ok_or_else(|| Checked::failed("no such claim", format!("the policy has no claim `{claim}`")))
 }
 

@@ -177,7 +177,8 @@ pub(super) fn request(
     run: &RunArgs,
 ) -> anyhow::Result<(Request, Vec<ClaimOutcome>)> {
     let state = resolve_keeping(&program, &run.deployer(&super::store::policy_root(paths)).deployed_names()?);
-    let unresolved = state.claims.values().filter(|o| o.status != Status::Resolved).cloned().collect();
+    let unresolved =
+        state.claims.values().filter(|o| o.status != Status::Resolved).map(|o| ClaimOutcome::clone(o)).collect();
     let request = Request {
         user: run.identity(),
         cause: Cause::Deploy { paths: paths.iter().map(|p| p.display().to_string()).collect() },

@@ -75,8 +75,12 @@ fn explained(program: &Program, target: &str) -> DesiredState {
 
 /// The claim `target` names (`name` or `namespace.name`), else the instance (name, id or key).
 fn find<'s>(state: &'s DesiredState, target: &str) -> anyhow::Result<Found<'s>> {
-    let claims: Vec<&ClaimOutcome> =
-        state.claims.values().filter(|c| c.claim == target || c.claim.rsplit('.').next() == Some(target)).collect();
+    let claims: Vec<&ClaimOutcome> = state
+        .claims
+        .values()
+        .map(|c| &**c)
+        .filter(|c| c.claim == target || c.claim.rsplit('.').next() == Some(target))
+        .collect();
     if let [claim] = claims.as_slice() {
         return Ok(Found::Claim(claim));
     }
@@ -94,7 +98,7 @@ fn find<'s>(state: &'s DesiredState, target: &str) -> anyhow::Result<Found<'s>> 
 
 /// The claims that need an instance, in resolution order.
 fn needing<'s>(state: &'s DesiredState, instance: &Instance) -> Vec<&'s ClaimOutcome> {
-    instance.claims.iter().filter_map(|used| state.claims.get(&used.claim)).collect()
+    instance.claims.iter().filter_map(|used| state.claims.get(&used.claim)).map(|c| &**c).collect()
 }
 
 fn text(state: &DesiredState, found: &Found) -> String {

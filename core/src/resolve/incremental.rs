@@ -131,7 +131,7 @@ impl Incremental {
     pub fn new(mut program: Program, deployed: DeployedNames, keep_chains: bool) -> Incremental {
         let mut claims = std::mem::take(&mut program.claims);
         claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        let runs: Vec<(Entry, ClaimOutcome)> = {
+        let runs: Vec<(Entry, Box<ClaimOutcome>)> = {
             let access = Access::new(&program);
             let names = Names::new(&program);
             let chains = if keep_chains { Chains::All } else { Chains::None };
@@ -515,11 +515,11 @@ fn entry(
     claim: Claim,
     (id, result, mut staged, decisions): super::ClaimRunResult,
     noted_by: Vec<Order>,
-) -> (Entry, ClaimOutcome) {
+) -> (Entry, Box<ClaimOutcome>) {
     if result.is_err() {
         staged = Staged::new();
     }
-    let outcome = ClaimOutcome {
+    let outcome = Box::new(ClaimOutcome {
         claim: id.clone(),
         origin: claim.origin.clone(),
         status: Status::Failed,
@@ -529,6 +529,6 @@ fn entry(
         labels: None,
         decisions,
         notes: Vec::new(),
-    };
+    });
     (Entry { claim, id, result, staged, merged: false, noted_on: None, noted_by }, outcome)
 }

@@ -366,7 +366,7 @@ impl Merging {
         known: Option<Failure>,
     ) {
         let Merging { state, labels, texts, taken } = self;
-        let mut outcome = ClaimOutcome {
+        let mut outcome = Box::new(ClaimOutcome {
             claim: id.clone(),
             origin: claim.origin.clone(),
             status: Status::Resolved,
@@ -376,7 +376,7 @@ impl Merging {
             labels: None,
             decisions: Vec::new(),
             notes: Vec::new(),
-        };
+        });
         let checked = result
             .and_then(|root| merge_check(state, &staged).map(|()| root))
             .and_then(|root| known.map_or(Ok(root), Err))

@@ -441,7 +441,8 @@ fn by_paths(shared: &Shared, assertion: &Assertion, space: &Space) -> sat::Explo
 /// The verdict of a violating claim: resolved again with its decision chain.
 fn violated(shared: &Shared, assertion: &Assertion, claim: Claim, index: usize, why: String) -> Verdict {
     let state = shared.alone.resolve(&claim, true);
-    let outcome = state.claims.get(&claim.id()).cloned().expect("a resolved claim has an outcome");
+    let outcome =
+        state.claims.get(&claim.id()).map(|o| ClaimOutcome::clone(o)).expect("a resolved claim has an outcome");
     let expect = &assertion.expects[index];
     let counterexample = Counterexample {
         claim,
