@@ -25,8 +25,8 @@ pub struct DesiredState {
     /// from its claim's staged tree without being copied.
     pub instances: BTreeMap<String, Box<Instance>>,
     /// By claim id (`namespace.name`). Boxed for the same reason as `instances`: claims merge in
-    /// claim order, and a B-tree filled in order keeps its nodes about half full, which cost ~170
-    /// bytes per claim with the ~180-byte outcomes inline (docs/performance.md).
+    /// claim order, not in key order, and the B-tree's partly full nodes cost ~170 bytes more
+    /// per claim with the 176-byte outcomes inline (docs/performance.md).
     pub claims: BTreeMap<String, Box<ClaimOutcome>>,
 }
 
