@@ -1400,8 +1400,8 @@ fn conflict_failure(key: &str, earlier: &str, diffs: &str) -> Failure {
 
 /// `parts` then `last`, in a string of exactly their length, for text the state keeps (a
 /// conflict's reason and its note's text, one each per conflicting claim: most of the engine
-/// shape's claims; instance keys): `format!` grows its string by doubling, which left up to twice the text's size
-/// allocated.
+/// shape's claims; instance keys): `format!` grows its string by doubling, which left up to
+/// twice the text's size allocated.
 fn exactly(parts: &[&str], last: &str) -> String {
     let mut text = String::with_capacity(parts.iter().map(|part| part.len()).sum::<usize>() + last.len());
     parts.iter().for_each(|part| text.push_str(part));
