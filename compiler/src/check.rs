@@ -51,18 +51,49 @@ pub struct Summary {
 
 /// A workspace of `sources`, plus the embedded prelude when no file declares `namespace std`,
 /// plus the users files that `users from` statements name, the files of `manifests` components
-/// and what is at the path of each local chart (read from disk here).
+/// and what is at the path of each local chart (read from disk here). Every file's syntax tree
+/// stays in the database, for the checks and the editor's queries that read them next.
 pub fn load_workspace(db: &mut Database, sources: &SourceMap, settings: Settings) -> Workspace {
+    load(db, sources, settings, Trees::Kept)
+}
+
+/// [`load_workspace`] for a database that lowers once ([`lower_file_by_file`]): each file's
+/// syntax tree is freed (`salsa::Database::trigger_lru_eviction`, down to the trees the database
+/// keeps: [`crate::db::keep_trees`]) once what loading reads of it is read, so the trees of all
+/// files are never held at once. Lowering parses each file again in turn, as it would anyway,
+/// so this costs no parse; `aptc check` reads every tree again right after loading, and so keeps
+/// them. (At 100,000 claims the trees held at the end of loading were `plan`'s peak.)
+pub fn load_workspace_to_lower(db: &mut Database, sources: &SourceMap, settings: Settings) -> Workspace {
+    load(db, sources, settings, Trees::FreedFileByFile)
+}
+
+/// Whether loading keeps the files' syntax trees ([`load_workspace`], [`load_workspace_to_lower`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trees {
+    Kept,
+    FreedFileByFile,
+}
+
+fn load(db: &mut Database, sources: &SourceMap, settings: Settings, trees: Trees) -> Workspace {
     let ws = db.workspace(sources, settings);
-    let mut files = ws.files(db).clone();
-    let declares_std = files.iter().any(|&f| file_summary(db, f).namespace.as_deref() == Some(STD_NAMESPACE));
+    let sources_files = ws.files(db).clone();
+    let mut files = sources_files.clone();
+    let (mut declares_std, mut users_files, mut manifests, mut charts) = (false, Vec::new(), Vec::new(), Vec::new());
+    // The manifest files are numbered after the run's files and the prelude.
+    let mut next_manifest = sources.len() as u32 + 1;
+    // File by file, everything loading reads of a file's tree, in the files' order.
+    for &file in &sources_files {
+        declares_std |= file_summary(db, file).namespace.as_deref() == Some(STD_NAMESPACE);
+        users_files.extend(read_users_files(db, &[file], &[]));
+        manifests.extend(load_manifests(db, &[file], &mut next_manifest));
+        charts.extend(look_at_charts(db, &[file], &[]));
+        if trees == Trees::FreedFileByFile {
+            db.trigger_lru_eviction();
+        }
+    }
     if !declares_std {
         files.push(SourceText::new(db, FileId(sources.len() as u32), PRELUDE_PATH.into(), PRELUDE.into()));
     }
-    let sources_files = ws.files(db).clone();
-    let users_files = read_users_files(db, &sources_files, &[]);
-    let manifests = load_manifests(db, &sources_files, FileId(sources.len() as u32 + 1));
-    let charts = look_at_charts(db, &sources_files, &[]);
     let settings = ws.settings(db).clone();
     Workspace::new(db, files, users_files, manifests, charts, settings)
 }
@@ -159,12 +190,11 @@ pub fn refresh_users_files(db: &mut Database, ws: Workspace) {
 }
 
 /// The manifest files of every `manifests "GLOB"` component of `files` (read from disk here),
-/// numbered from `first` on: after the files of the run and the prelude.
-fn load_manifests(db: &mut Database, files: &[SourceText], first: FileId) -> Vec<ManifestSet> {
-    let mut next = first.0;
+/// numbered from `next` on (which moves on).
+fn load_manifests(db: &mut Database, files: &[SourceText], next: &mut u32) -> Vec<ManifestSet> {
     let mut sets = Vec::new();
     for (file, glob) in manifest_globs(db, files) {
-        let found = read_manifests(db, file, &glob, &HashMap::new(), &mut next);
+        let found = read_manifests(db, file, &glob, &HashMap::new(), next);
         sets.push(ManifestSet::new(db, file.id(db), glob, found));
     }
     sets

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use aptc_core::ir::{self, Program, SYSTEM_NAMESPACE};
 use thiserror::Error;
 
-use crate::check::{CheckResult, load_workspace, shown, summarize};
+use crate::check::{CheckResult, load_workspace, load_workspace_to_lower, shown, summarize};
 use crate::db::{Database, Settings, Workspace};
 use crate::diagnostics::{Diagnostic, render};
 use crate::source::{FileId, SourceMap};
@@ -54,14 +54,31 @@ impl Analysis {
         Ok(Analysis::of_sources(workspace::load(&files)?, settings))
     }
 
+    /// [`Analysis::open`] for a caller that only lowers ([`Analysis::program`]: `aptc plan`,
+    /// `build`, `graph`): no file's syntax tree is kept past loading ([`load_workspace_to_lower`]),
+    /// since lowering parses each file again, one at a time. [`Analysis::check`] works as well,
+    /// but parses every file again.
+    pub fn open_to_lower(paths: &[PathBuf], settings: Settings) -> Result<Analysis, LoadError> {
+        let files = workspace::find_apt_files(paths)?;
+        Ok(Analysis::loaded(workspace::load(&files)?, settings, load_workspace_to_lower))
+    }
+
     /// A policy of files already in memory (named as diagnostics should name them).
     pub fn of_sources(sources: SourceMap, settings: Settings) -> Analysis {
+        Analysis::loaded(sources, settings, load_workspace)
+    }
+
+    fn loaded(
+        sources: SourceMap,
+        settings: Settings,
+        load: fn(&mut Database, &SourceMap, Settings) -> Workspace,
+    ) -> Analysis {
         let mut db = Database::default();
         // Lowering frees what only checking needs ([`Analysis::lower`]); the language server's
         // database keeps everything.
         crate::db::keep_trees(&mut db, 1);
         crate::semantics::file::keep_checks(&mut db, 1);
-        let ws = load_workspace(&mut db, &sources, settings);
+        let ws = load(&mut db, &sources, settings);
         let files = sources.len();
         Analysis { db, ws, sources, files }
     }
@@ -205,7 +222,7 @@ pub fn load_program(paths: &[PathBuf], color: bool) -> Result<Program, PolicyErr
     {
         return read_ir(single).map_err(|source| PolicyError::Ir { path: single.clone(), source });
     }
-    Analysis::open(paths, Settings::default())?.program(color)
+    Analysis::open_to_lower(paths, Settings::default())?.program(color)
 }
 
 fn read_ir(path: &Path) -> Result<Program, IrReadError> {
