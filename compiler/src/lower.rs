@@ -59,14 +59,14 @@ impl Items {
 
 fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
     let mut program = begin(db, ws);
-    let mut label_maps = LabelMaps::new();
+    let mut sharing = Sharing::default();
     for &file in ws.files(db) {
         // A file without an item roles are computed from has nothing for the access program,
         // and its tree (freed by a host that checks file by file) is not asked for again.
         if items == Items::Access && !crate::semantics::file_declarations(db, file).access_items {
             continue;
         }
-        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program, &mut label_maps);
+        lower_file(db, ws, file, || &parse_file(db, file).file, items, &mut program, &mut sharing);
     }
     finish(db, ws, &mut program);
     program
@@ -79,7 +79,7 @@ fn build(db: &dyn salsa::Database, ws: Workspace, items: Items) -> Program {
 /// clean (lowering never panics on a policy with errors: [`access_program`] lowers one).
 pub(crate) struct FileByFile {
     program: Program,
-    label_maps: LabelMaps,
+    sharing: Sharing,
 }
 
 impl FileByFile {
@@ -94,12 +94,12 @@ impl FileByFile {
             .filter(|(kind, _)| *kind == Kind::Claim)
             .count();
         program.claims.reserve_exact(claims);
-        FileByFile { program, label_maps: LabelMaps::new() }
+        FileByFile { program, sharing: Sharing::default() }
     }
 
     /// Lowers the items of `file`.
     pub(crate) fn file(&mut self, db: &dyn salsa::Database, ws: Workspace, file: SourceText) {
-        lower_file(db, ws, file, || &parse_file(db, file).file, Items::All, &mut self.program, &mut self.label_maps);
+        lower_file(db, ws, file, || &parse_file(db, file).file, Items::All, &mut self.program, &mut self.sharing);
     }
 
     /// The program, once every file is lowered.
@@ -125,8 +125,8 @@ fn begin(db: &dyn salsa::Database, ws: Workspace) -> Program {
 }
 
 /// Lowers the `items` of one file into `program`; `tree` gives its syntax tree, asked for only
-/// when the file has items to lower (not for the prelude). Its claims share the label maps of
-/// `label_maps`, the distinct maps of the files lowered before it.
+/// when the file has items to lower (not for the prelude). Its claims share the label maps and
+/// names of `sharing`, those of the files lowered before it.
 fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
     db: &dyn salsa::Database,
     ws: Workspace,
@@ -134,7 +134,7 @@ fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
     tree: impl FnOnce() -> T,
     items: Items,
     program: &mut Program,
-    label_maps: &mut LabelMaps,
+    sharing: &mut Sharing,
 ) {
     let index = workspace_index(db, ws);
     let summary = file_summary(db, file);
@@ -161,19 +161,30 @@ fn lower_file<T: std::borrow::Borrow<ast::SourceFile>>(
         }
         lowerer.item(item, program);
     }
-    share_labels(&mut program.claims[claims..], label_maps);
+    sharing.share(&mut program.claims[claims..]);
 }
 
-/// The distinct label maps of the claims lowered so far.
-type LabelMaps = Interner<BTreeMap<String, Value>>;
+/// The distinct label maps, namespaces, contracts and consumers of the claims lowered so far.
+#[derive(Default)]
+struct Sharing {
+    labels: Interner<BTreeMap<String, Value>>,
+    names: Interner<str>,
+}
 
-/// Makes the claims that write the same labels share one map ([`Claim::labels`]), with each other
-/// and with the claims of `shared`: a policy's claims write few distinct maps (a few hundred for
-/// 100,000 claims of the engine shape). Done file by file, so no file's claims hold a map each at
-/// once.
-fn share_labels(claims: &mut [Claim], shared: &mut LabelMaps) {
-    for claim in claims {
-        shared.share(&mut claim.labels);
+impl Sharing {
+    /// Makes the claims that write the same labels share one map ([`Claim::labels`]), and those
+    /// of one namespace, contract or consumer one string, with each other and with the claims
+    /// lowered before: a policy's claims write few distinct maps (a few hundred for 100,000
+    /// claims of the engine shape) and name few namespaces, contracts and consumers. Done file by
+    /// file, so no file's claims hold a map each at once.
+    fn share(&mut self, claims: &mut [Claim]) {
+        for claim in claims {
+            self.labels.share(&mut claim.labels);
+            self.names.share(&mut claim.namespace);
+            self.names.share(&mut claim.contract);
+            let (Consumer::User(name) | Consumer::Team(name)) = &mut claim.consumer;
+            self.names.share(name);
+        }
     }
 }
 
@@ -385,25 +396,25 @@ impl Lowerer<'_> {
 
     /// A claim (of the policy, or of a test block).
     pub(crate) fn claim(&self, claim: &ast::Claim) -> Claim {
-        let mut consumer = Consumer::Team(String::new());
+        let mut consumer = Consumer::Team("".into());
         let mut contract = String::new();
         let mut labels = BTreeMap::new();
         for stmt in &claim.body.stmts {
             match &stmt.node {
                 ast::ClaimStmt::User(name) => {
-                    consumer = Consumer::User(name.as_plain().unwrap_or_default().to_lowercase())
+                    consumer = Consumer::User(name.as_plain().unwrap_or_default().to_lowercase().into())
                 }
-                ast::ClaimStmt::Team(team) => consumer = Consumer::Team(team.text.to_string()),
+                ast::ClaimStmt::Team(team) => consumer = Consumer::Team(team.text.as_str().into()),
                 ast::ClaimStmt::Contract(path) => contract = self.resolve(Kind::Contract, &path.segments),
                 ast::ClaimStmt::Labels(map) => labels = self.label_map(map),
                 ast::ClaimStmt::Error => {}
             }
         }
         Claim {
-            namespace: self.namespace(),
+            namespace: self.namespace().into(),
             name: claim.name.text.to_string(),
             consumer,
-            contract,
+            contract: contract.into(),
             labels: Arc::new(labels),
             origin: self.file.origin(claim.name.span),
         }

@@ -33,7 +33,7 @@ pub fn to_program_claim(claim: &Claim, program: &Program) -> Result<IrClaim, Str
         ));
     }
     let name = claim.metadata.name.clone().unwrap_or_default();
-    if let Some(declared) = program.claims.iter().find(|c| c.namespace == namespace && c.name == name) {
+    if let Some(declared) = program.claims.iter().find(|c| *c.namespace == *namespace && c.name == name) {
         return Err(format!(
             "the policy declares a claim `{name}` in namespace `{namespace}` already ({})",
             declared.origin
@@ -53,10 +53,10 @@ pub fn to_program_claim(claim: &Claim, program: &Program) -> Result<IrClaim, Str
         labels.insert(id, value);
     }
     Ok(IrClaim {
-        namespace,
+        namespace: namespace.into(),
         name,
-        consumer: Consumer::User(claim.spec.user.clone()),
-        contract,
+        consumer: Consumer::User(claim.spec.user.as_str().into()),
+        contract: contract.into(),
         labels: labels.into(),
         origin: origin(claim),
     })
@@ -276,8 +276,8 @@ mod tests {
         let (program, _dir, _work) = program();
         let c = claim("web", "mine", "ada", "site", serde_json::json!({ "env": "prod", "web.replicas": 2 }));
         let ir = to_program_claim(&c, &program).unwrap();
-        assert_eq!(ir.namespace, "web");
-        assert_eq!(ir.contract, "web.site");
+        assert_eq!(&*ir.namespace, "web");
+        assert_eq!(&*ir.contract, "web.site");
         assert_eq!(ir.consumer, Consumer::User("ada".into()));
         assert_eq!(ir.labels["web.env"], Value::Str("prod".into()));
         assert_eq!(ir.labels["web.replicas"], Value::Int(2));

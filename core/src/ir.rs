@@ -300,10 +300,12 @@ pub struct Grant {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Claim {
-    pub namespace: String,
+    /// Shared by the claims of a namespace (lowering shares it), as `contract` by the claims of a
+    /// contract: 100,000 claims name a few namespaces and contracts. Serialized as the string.
+    pub namespace: Arc<str>,
     pub name: String,
     pub consumer: Consumer,
-    pub contract: String,
+    pub contract: Arc<str>,
     /// Shared by the claims that write the same labels (lowering shares them within a file): on
     /// Aptomi's engine shape 100,000 claims write a few hundred distinct maps, and a map of its
     /// own per claim was ~570 bytes, alive until the plan is written. Serialized as the map.
@@ -318,11 +320,13 @@ impl Claim {
     }
 }
 
+/// Who a claim is for. The name is shared by the claims of one user or team (lowering shares
+/// it: 100,000 claims of 200 users hold 200 names); serialized as the string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Consumer {
-    User(String),
-    Team(String),
+    User(Arc<str>),
+    Team(Arc<str>),
 }
 
 /// A `test` block: claims and users added to the policy for this test only, and what the

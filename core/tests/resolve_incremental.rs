@@ -100,7 +100,7 @@ fn differs(got: &str, want: &str) -> Option<String> {
 }
 
 fn order(claim: &Claim) -> (String, String) {
-    (claim.namespace.clone(), claim.name.clone())
+    (claim.namespace.to_string(), claim.name.clone())
 }
 
 /// A claim's instances when it resolves on its own (none if it does not), each with its cluster,
@@ -201,13 +201,13 @@ fn run_edits(mut program: Program, edits: &[Edit], keep_chains: bool) {
         let (a, b) = (program.claims[a % n].clone(), program.claims[b % n].clone());
         // The edited claim as it becomes (None: removed).
         let edited: (String, String, Option<Claim>) = match kind % 5 {
-            0 => (a.namespace.clone(), a.name.clone(), Some(Claim { labels: b.labels.clone(), ..a.clone() })),
-            1 => (a.namespace.clone(), a.name.clone(), Some(Claim { contract: b.contract.clone(), ..a.clone() })),
-            2 => (a.namespace.clone(), a.name.clone(), Some(Claim { consumer: b.consumer.clone(), ..a.clone() })),
-            3 => (a.namespace.clone(), a.name.clone(), None),
+            0 => (a.namespace.to_string(), a.name.clone(), Some(Claim { labels: b.labels.clone(), ..a.clone() })),
+            1 => (a.namespace.to_string(), a.name.clone(), Some(Claim { contract: b.contract.clone(), ..a.clone() })),
+            2 => (a.namespace.to_string(), a.name.clone(), Some(Claim { consumer: b.consumer.clone(), ..a.clone() })),
+            3 => (a.namespace.to_string(), a.name.clone(), None),
             _ => {
                 let name = format!("added{step}");
-                (b.namespace.clone(), name.clone(), Some(Claim { name, labels: a.labels.clone(), ..b.clone() }))
+                (b.namespace.to_string(), name.clone(), Some(Claim { name, labels: a.labels.clone(), ..b.clone() }))
             }
         };
         let (namespace, name, claim) = edited;

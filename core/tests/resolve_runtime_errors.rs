@@ -226,7 +226,7 @@ fn a_self_using_contract_is_a_cycle_too() {
 fn a_claim_for_a_missing_user_fails_alone() {
     let mut program = policy();
     let bob_shop = program.claims.iter_mut().find(|c| c.name == "bob_shop").unwrap();
-    bob_shop.consumer = Consumer::User("nobody@example.com".to_string());
+    bob_shop.consumer = Consumer::User("nobody@example.com".into());
     let state = resolve(&program);
 
     assert_eq!(status(&state, "web.bob_shop"), Status::Failed);
@@ -246,7 +246,7 @@ fn a_claim_for_a_missing_user_fails_alone() {
 fn a_claim_for_a_missing_team_fails_alone() {
     let mut program = policy();
     let bob_site = program.claims.iter_mut().find(|c| c.name == "bob_site").unwrap();
-    bob_site.consumer = Consumer::Team("ghost_team".to_string());
+    bob_site.consumer = Consumer::Team("ghost_team".into());
     let state = resolve(&program);
 
     assert_eq!(status(&state, "web.bob_site"), Status::Failed);
@@ -304,7 +304,7 @@ fn a_consumer_without_any_role_fails_at_the_root() {
 fn a_missing_contract_fails_alone() {
     let mut program = policy();
     let ada_db = program.claims.iter_mut().find(|c| c.name == "ada_db").unwrap();
-    ada_db.contract = "platform.nothing".to_string();
+    ada_db.contract = "platform.nothing".into();
     let state = resolve(&program);
     assert_eq!(status(&state, "web.ada_db"), Status::Failed);
     assert!(reason(&state, "web.ada_db").contains("platform.nothing"), "{}", reason(&state, "web.ada_db"));

@@ -284,8 +284,8 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
         Outcome::Reaches { never: true, .. } => state.instances.values().any(|i| &*i.contract == "system.app"),
         Outcome::Shares { never: true, .. } => shared_with(&|c| *c != claim.consumer),
         Outcome::Shares { never: false, .. } => !shared_with(&|c| match c {
-            Consumer::Team(t) => t == "t1",
-            Consumer::User(u) => program.users[u].team.as_deref() == Some("t1"),
+            Consumer::Team(t) => &**t == "t1",
+            Consumer::User(u) => program.users[&**u].team.as_deref() == Some("t1"),
         }),
         Outcome::That { expr } => {
             if !resolved {
@@ -417,7 +417,7 @@ proptest! {
                 for (rule, origin, kind) in &shadowed {
                     let fired = outcome.decisions.iter().any(|d| matches!(d, Decision::Rule { rule: r, fired: true, .. } if **r == **rule));
                     // A shadowed rule is not even evaluated; one that never fires may fail.
-                    let failed_there = *kind == LintKind::ShadowedRule && outcome.status == Status::Failed && outcome.reason_origin.as_ref() == Some(origin);
+                    let failed_there = *kind == LintKind::ShadowedRule && outcome.status == Status::Failed && outcome.reason_origin.as_deref() == Some(origin);
                     prop_assert!(!fired && !failed_there, "{rule} is called shadowed, but {claim:?} reaches it: {outcome:?}\n{text}");
                 }
         }

@@ -76,9 +76,9 @@ pub fn graph(source: &dyn Source) -> Result<Value, UiError> {
             // policy declares it (`user.team`; none when the user has none).
             let (consumer, team) = match &claim.consumer {
                 Consumer::User(user) => {
-                    (json!({ "user": user }), loaded.program.users.get(user).and_then(|u| u.team.clone()))
+                    (json!({ "user": user }), loaded.program.users.get(&**user).and_then(|u| u.team.clone()))
                 }
-                Consumer::Team(team) => (json!({ "team": team }), Some(team.clone())),
+                Consumer::Team(team) => (json!({ "team": team }), Some(team.to_string())),
             };
             (claim.id(), json!({ "contract": claim.contract, "consumer": consumer, "team": team }))
         })

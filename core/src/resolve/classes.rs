@@ -28,7 +28,7 @@ use super::{
 };
 
 /// A class: the claimed contract and the claim's labels in the projection.
-type Class = (String, Vec<(String, Value)>);
+type Class = (Arc<str>, Vec<(String, Value)>);
 
 /// Labels of a claim in the projection (or outside it), in label order.
 type Projected<'l> = Vec<(&'l String, &'l Value)>;

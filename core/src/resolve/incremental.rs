@@ -158,7 +158,7 @@ impl Incremental {
         let mut orders = Vec::with_capacity(runs.len());
         for (mut entry, outcome) in runs {
             incremental.labels.share_uses(&mut entry.staged);
-            let order = (entry.claim.namespace.clone(), entry.claim.name.clone());
+            let order = (entry.claim.namespace.to_string(), entry.claim.name.clone());
             incremental.index(&order, &entry.staged);
             incremental.state.claims.insert(entry.id.clone(), outcome);
             incremental.entries.insert(order.clone(), entry);
@@ -194,7 +194,7 @@ impl Incremental {
 
     /// Adds `claim`, or replaces the claim of its namespace and name.
     pub fn set_claim(&mut self, claim: Claim) -> Update {
-        let order = (claim.namespace.clone(), claim.name.clone());
+        let order = (claim.namespace.to_string(), claim.name.clone());
         self.edit(order, Some(claim))
     }
 
@@ -355,7 +355,7 @@ impl Incremental {
             Judged::Failed(failure, _) => {
                 outcome.status != failure.status
                     || outcome.reason.as_deref() != Some(failure.reason.as_str())
-                    || outcome.reason_origin != failure.origin
+                    || outcome.reason_origin.as_deref() != failure.origin.as_ref()
             }
         }
     }
@@ -386,7 +386,7 @@ impl Incremental {
             Judged::Failed(failure, on) => {
                 outcome.status = failure.status;
                 outcome.reason = Some(failure.reason.into());
-                outcome.reason_origin = failure.origin;
+                outcome.reason_origin = failure.origin.map(Box::new);
                 outcome.root = None;
                 outcome.labels = None;
                 if let (Some(on), Some((_, about))) = (on, failure.conflict) {

@@ -398,7 +398,7 @@ impl Merging {
                 }
                 outcome.status = status;
                 outcome.reason = Some(texts.intern(reason));
-                outcome.reason_origin = origin;
+                outcome.reason_origin = origin.map(Box::new);
             }
         }
         outcome.decisions = decisions;

@@ -107,10 +107,10 @@ pub fn compare_within(old: &Program, new: &Program, budget: usize, paths: usize)
     let mut consumers: BTreeMap<(u8, String), Consumer> = BTreeMap::new();
     for program in [old, new] {
         for name in program.users.keys() {
-            consumers.insert((0, name.clone()), Consumer::User(name.clone()));
+            consumers.insert((0, name.clone()), Consumer::User(name.as_str().into()));
         }
         for name in program.teams.keys() {
-            consumers.insert((1, name.clone()), Consumer::Team(name.clone()));
+            consumers.insert((1, name.clone()), Consumer::Team(name.as_str().into()));
         }
     }
     let contracts: BTreeSet<&String> = old.contracts.keys().chain(new.contracts.keys()).collect();
@@ -345,10 +345,10 @@ fn possible_claim(space: &Space, labels: &BTreeMap<String, crate::ir::Value>, ol
         .map(|c| c.namespace.clone())
         .unwrap_or_default();
     Claim {
-        namespace,
+        namespace: namespace.into(),
         name: "possible_claim".to_string(),
         consumer: space.consumer.clone(),
-        contract: space.contract.clone(),
+        contract: space.contract.as_str().into(),
         labels: labels.clone().into(),
         origin: Origin { file: "(a possible claim)".into(), line: 0, column: 0 },
     }

@@ -130,7 +130,7 @@ impl<'p> Shared<'p> {
         let program = self.program;
         let mut out: BTreeMap<(u8, String), Consumer> = BTreeMap::new();
         let mut user = |name: &str| {
-            out.insert((0, name.to_string()), Consumer::User(name.to_string()));
+            out.insert((0, name.to_string()), Consumer::User(name.into()));
         };
         if assertion.consumers.is_empty() {
             program.users.keys().for_each(|name| user(name));
@@ -162,7 +162,7 @@ impl<'p> Shared<'p> {
                 .collect()
         };
         for team in teams {
-            out.insert((1, team.clone()), Consumer::Team(team.clone()));
+            out.insert((1, team.clone()), Consumer::Team(team.as_str().into()));
         }
         out.into_values()
             .filter_map(|consumer| {
@@ -364,10 +364,10 @@ fn verify_with(shared: &Shared, assertion: &Assertion, budget: usize) -> Report 
     let found = (0..total).into_par_iter().find_map_first(|n| {
         let (space, index) = spaces.at(n);
         let claim = Claim {
-            namespace: assertion.namespace.clone(),
+            namespace: assertion.namespace.as_str().into(),
             name: format!("{}_counterexample", assertion.name),
             consumer: space.consumer.clone(),
-            contract: space.contract.clone(),
+            contract: space.contract.as_str().into(),
             labels: space.classes.labels(index).into(),
             origin: assertion.origin.clone(),
         };
@@ -421,10 +421,10 @@ fn by_solver(shared: &Shared, assertion: &Assertion, spaces: Vec<Space>, total: 
 /// observer; the first violating one, made simpler, is the finding.
 fn by_paths(shared: &Shared, assertion: &Assertion, space: &Space) -> sat::Explored<(Claim, usize, String)> {
     let claim_of = |chosen: &[usize]| Claim {
-        namespace: assertion.namespace.clone(),
+        namespace: assertion.namespace.as_str().into(),
         name: format!("{}_counterexample", assertion.name),
         consumer: space.consumer.clone(),
-        contract: space.contract.clone(),
+        contract: space.contract.as_str().into(),
         labels: space.classes.chosen(chosen).into(),
         origin: assertion.origin.clone(),
     };
@@ -574,7 +574,7 @@ fn party(program: &Program, with: &Party, own: &Consumer, other: &Consumer) -> b
         Party::Others => other != own,
         Party::User(name) => matches!(other, Consumer::User(u) if u.eq_ignore_ascii_case(name)),
         Party::Team(team) => match other {
-            Consumer::Team(t) => t == team,
+            Consumer::Team(t) => **t == **team,
             Consumer::User(u) => {
                 program.users.get(&u.to_lowercase()).and_then(|u| u.team.as_ref()).is_some_and(|t| t == team)
             }
