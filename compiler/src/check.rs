@@ -76,13 +76,12 @@ enum Trees {
 
 fn load(db: &mut Database, sources: &SourceMap, settings: Settings, trees: Trees) -> Workspace {
     let ws = db.workspace(sources, settings);
-    let sources_files = ws.files(db).clone();
-    let mut files = sources_files.clone();
+    let mut files = ws.files(db).clone();
     let (mut declares_std, mut users_files, mut manifests, mut charts) = (false, Vec::new(), Vec::new(), Vec::new());
     // The manifest files are numbered after the run's files and the prelude.
     let mut next_manifest = sources.len() as u32 + 1;
     // File by file, everything loading reads of a file's tree, in the files' order.
-    for &file in &sources_files {
+    for &file in &files {
         declares_std |= file_summary(db, file).namespace.as_deref() == Some(STD_NAMESPACE);
         users_files.extend(read_users_files(db, &[file], &[]));
         manifests.extend(load_manifests(db, &[file], &mut next_manifest));
