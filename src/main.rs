@@ -1,6 +1,7 @@
 //! `aptc`: the command-line face of the .apt toolchain. It parses arguments, calls the
 //! compiler library and prints; it holds no policy logic of its own.
 
+mod allocator;
 mod cli;
 
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 /// Run by the loader before mimalloc's own constructor (priority 101; the linker orders
 /// `.init_array.NNNNN` entries by priority): see [`commit_arenas_on_demand`].
