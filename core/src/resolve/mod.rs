@@ -1631,18 +1631,18 @@ fn name_base(contract: &str, component: &str) -> Box<str> {
 }
 
 /// The name (`base`, then `-` and the id) and id of instance `key`: [`instance_name`] given its
-/// [`name_base`]. The id is encoded in place and each string allocated once, at its length.
+/// [`name_base`]. The id is encoded into the name, and each string allocated once, at its length.
 fn name_with_base(base: &str, key: &str) -> (String, String) {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(key.as_bytes());
-    let mut encoded = [0u8; ID_CHARS];
-    data_encoding::BASE32_NOPAD.encode_mut(&digest[..ID_CHARS * 5 / 8], &mut encoded);
-    // Base32 is ASCII: each byte is its character.
-    let id: String = encoded.iter().map(|&b| char::from(b.to_ascii_lowercase())).collect();
     let mut name = String::with_capacity(base.len() + 1 + ID_CHARS);
     name.push_str(base);
     name.push('-');
-    name.push_str(&id);
+    let id_at = name.len();
+    data_encoding::BASE32_NOPAD.encode_append(&digest[..ID_CHARS * 5 / 8], &mut name);
+    // Lowercased in place (collecting it as `char`s was 1.3% of `plan`'s instructions).
+    name[id_at..].make_ascii_lowercase();
+    let id = name[id_at..].to_string();
     (name, id)
 }
 
