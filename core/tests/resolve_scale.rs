@@ -86,10 +86,11 @@ fn bytes(state: &aptc_core::resolve::DesiredState) -> String {
 /// instance an earlier chunk fixed, which the worker that resolved them finds (`settle`); the
 /// state is the one `Incremental` builds (which never settles: it judges each claim's whole run
 /// against the first claim that merged each of its instances), with and without chains, on any
-/// number of threads.
+/// number of threads, and whether the resolver borrows the program or takes it (and frees each
+/// chunk of claims once merged).
 #[test]
 fn conflicts_found_by_the_workers_give_the_state_of_a_plain_merge() {
-    use aptc_core::resolve::{Chains, DeployedNames, Incremental, Options, resolve_with};
+    use aptc_core::resolve::{Chains, DeployedNames, Incremental, Options, resolve_taking, resolve_with};
     let mut program = engine(1_100);
     program.claims.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     for (keep, chains) in [(false, Chains::None), (true, Chains::All)] {
@@ -99,6 +100,7 @@ fn conflicts_found_by_the_workers_give_the_state_of_a_plain_merge() {
         assert_eq!(bytes(&state), bytes(plain.state()));
         let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
         assert_eq!(bytes(&state), bytes(&one.install(|| resolve_with(&program, &options))));
+        assert_eq!(bytes(&state), bytes(&resolve_taking(program.clone(), &options)));
         // The path under test is taken: claims after the first chunk conflict with instances
         // fixed before it, and the first claims collect their notes.
         let late_conflicts = program.claims[256..]

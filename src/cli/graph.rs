@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{Context, bail};
 use aptc_core::graph::to_dot;
-use aptc_core::resolve::{Chains, DeployedNames, Options, resolve_with};
+use aptc_core::resolve::{Chains, DeployedNames, Options, resolve_taking};
 use clap::Args;
 
 use super::policy;
@@ -23,7 +23,7 @@ pub struct GraphArgs {
 pub fn run(args: GraphArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     // The graph shows no decision chain: none is kept.
-    let state = resolve_with(&program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
+    let state = resolve_taking(program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
     let dot = to_dot(&state);
     let Some(svg) = args.svg else {
         print!("{dot}");

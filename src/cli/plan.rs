@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use aptc_core::resolve::{Chains, DeployedNames, DesiredState, Instance, InstanceKind, Options, Status, resolve_with};
+use aptc_core::resolve::{
+    Chains, DeployedNames, DesiredState, Instance, InstanceKind, Options, Status, resolve_taking,
+};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 
@@ -35,9 +37,9 @@ enum Format {
 pub fn run(args: PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
     let program = policy::load(&paths_or_cwd(&args.paths)?, color)?;
     // No decision chains: the plan shows none (`aptc explain` recomputes one), and they were most
-    // of a large resolution's memory.
-    let mut state = resolve_with(&program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
-    drop(program);
+    // of a large resolution's memory. The program goes to the resolver, which frees its claims as
+    // they merge.
+    let mut state = resolve_taking(program, &Options { deployed: &DeployedNames::new(), chains: Chains::None });
     match args.format {
         Format::Tree => {
             state.redact();

@@ -200,9 +200,13 @@ impl Observer for Recorder {
 }
 
 impl Classes {
-    /// The classes of `program`'s claims; `None` if its labels cannot be projected (then every
-    /// claim resolves on its own).
-    pub(super) fn new(program: &Program, access: &Access) -> Option<Classes> {
+    /// The classes of `claims`, to be resolved against `program`; `None` if its labels cannot be
+    /// projected (then every claim resolves on its own).
+    pub(super) fn new<'c>(
+        program: &Program,
+        claims: impl Iterator<Item = &'c Claim>,
+        access: &Access,
+    ) -> Option<Classes> {
         let mut classes = Classes {
             projection: projection(program)?,
             entries: Mutex::default(),
@@ -211,13 +215,11 @@ impl Classes {
             consumers: FastMap::default(),
         };
         let mut consumers = FastMap::default();
-        for claim in &program.claims {
+        let mut left = FastMap::default();
+        for claim in claims {
             if !consumers.contains_key(&claim.consumer) {
                 consumers.insert(claim.consumer.clone(), consumer(access, &claim.consumer));
             }
-        }
-        let mut left = FastMap::default();
-        for claim in &program.claims {
             let Some(Some(subject)) = consumers.get(&claim.consumer) else { continue };
             let (projected, _) = classes.split(claim, subject);
             let of_consumer = classes.share(&claim.contract, &projected, Some(claim));
@@ -537,7 +539,7 @@ mod tests {
         let access = Access::new(&program);
         let names = Names::new(&program);
         let (deployed, fixed) = (DeployedNames::new(), DesiredState::default());
-        let classes = super::Classes::new(&program, &access).unwrap();
+        let classes = super::Classes::new(&program, program.claims.iter(), &access).unwrap();
         let mut kept = Vec::new();
         for claim in &program.claims {
             let ((_, result, _, _), _) = classes.resolve(&program, &access, &names, &deployed, claim, &fixed);
