@@ -210,7 +210,7 @@ pub fn status(claim: &Claim, came: Came<'_>, applied: &BTreeSet<String>, dir: &P
                             format!("{} of {} instance(s) not applied yet", waiting.len(), deployable.len()),
                         )
                     };
-                    let root = outcome.root.as_deref().and_then(|key| state.instances.get(key));
+                    let root = outcome.root.as_ref().and_then(|key| state.instances.get(key));
                     let resolved = match root {
                         Some(root) => format!("contract {} served by instance {}", root.contract, root.name),
                         None => format!("claim {} resolved", outcome.claim),

@@ -36,7 +36,7 @@ impl ControllerSource {
     pub fn show(&self, program: Program, mut state: DesiredState, dir: &Path) {
         state.redact();
         for outcome in state.claims.values_mut() {
-            outcome.decisions = Box::default();
+            outcome.decisions = Vec::new();
         }
         let files = files(dir);
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Ok(Loaded { program, state, files }));

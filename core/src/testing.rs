@@ -352,7 +352,7 @@ fn status(outcome: &ClaimOutcome) -> String {
 }
 
 fn resolved_to(state: &DesiredState, outcome: &ClaimOutcome) -> String {
-    match outcome.root.as_deref().and_then(|key| state.instances.get(key)) {
+    match outcome.root.as_ref().and_then(|key| state.instances.get(key)) {
         Some(root) => {
             format!(" (contract `{}`, context `{}`, cluster `{}`)", root.contract, root.context, short(&root.cluster))
         }

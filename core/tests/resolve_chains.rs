@@ -30,7 +30,7 @@ fn with(program: &Program, chains: Chains) -> DesiredState {
 /// `state` with every decision chain dropped.
 fn without_chains(mut state: DesiredState) -> DesiredState {
     for claim in state.claims.values_mut() {
-        claim.decisions = Box::default();
+        claim.decisions.clear();
     }
     state
 }
@@ -72,7 +72,7 @@ fn a_resolved_claim_carries_its_labels_at_the_claimed_contract() {
         };
         resolved += 1;
         let labels = claim.labels.as_ref().expect("a resolved claim has labels");
-        let used = state.instances[&**root].claims.iter().find(|u| u.claim == *id && u.depth == 0).unwrap();
+        let used = state.instances[root].claims.iter().find(|u| u.claim == *id && u.depth == 0).unwrap();
         assert_eq!(used.labels, *labels, "{id}");
     }
     assert!(resolved > 0);

@@ -156,7 +156,7 @@ fn assert_no_instances_of(state: &DesiredState, claim: &str) {
 fn assert_resolved(state: &DesiredState, claim: &str) {
     assert_eq!(status(state, claim), Status::Resolved, "{claim}: {}", reason(state, claim));
     let outcome = &state.claims[claim];
-    let root = outcome.root.as_deref().unwrap_or_else(|| panic!("{claim} resolved without a root"));
+    let root = outcome.root.as_ref().unwrap_or_else(|| panic!("{claim} resolved without a root"));
     assert!(state.instances.contains_key(root), "{claim}'s root {root} is not in the state");
     assert!(state.instances[root].claims.iter().any(|c| c.claim == claim && c.depth == 0));
 }

@@ -306,7 +306,7 @@ fn violates(program: &Program, claim: &Claim, sharing: &DesiredState) -> bool {
                     (k.clone(), v)
                 })
                 .collect();
-            let root = &state.instances[outcome.root.as_deref().unwrap()];
+            let root = &state.instances[outcome.root.as_ref().unwrap()];
             let placement = Placement { cluster: root.cluster.to_string(), namespace: root.k8s_namespace.to_string() };
             let env = Env {
                 program,

@@ -136,7 +136,7 @@ pub fn tree(state: &DesiredState) -> String {
         let line = match outcome.status {
             Status::Resolved => {
                 resolved += 1;
-                let root = outcome.root.as_deref().and_then(|k| state.instances.get(k));
+                let root = outcome.root.as_ref().and_then(|k| state.instances.get(k));
                 format!("resolved → {}", root.map_or("?".to_string(), |r| format!("{} / {}", r.contract, r.context)))
             }
             Status::Rejected => {

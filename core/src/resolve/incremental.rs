@@ -208,7 +208,7 @@ impl Incremental {
         // The claim as it was leaves: its place in the index, its note, its outcome (whose notes,
         // left by later claims, a claim of the same id keeps).
         let old = self.entries.remove(&order);
-        let mut kept = (thin_vec::ThinVec::new(), Vec::new());
+        let mut kept = (Vec::new(), Vec::new());
         if let Some(old) = &old {
             self.unindex(&order, &old.staged);
             if let Some(on) = &old.noted_on {
@@ -351,9 +351,7 @@ impl Incremental {
             return true;
         };
         match judged {
-            Judged::Merged(root) => {
-                outcome.status != Status::Resolved || outcome.root.as_deref() != Some(root.as_str())
-            }
+            Judged::Merged(root) => outcome.status != Status::Resolved || outcome.root.as_ref() != Some(root),
             Judged::Failed(failure, _) => {
                 outcome.status != failure.status
                     || outcome.reason.as_deref() != Some(failure.reason.as_str())
@@ -382,7 +380,7 @@ impl Incremental {
                 outcome.status = Status::Resolved;
                 outcome.reason = None;
                 outcome.reason_origin = None;
-                outcome.root = Some(root.into_boxed_str());
+                outcome.root = Some(root);
                 outcome.labels = labels;
             }
             Judged::Failed(failure, on) => {
@@ -529,8 +527,8 @@ fn entry(
         reason_origin: None,
         root: None,
         labels: None,
-        decisions: decisions.into_boxed_slice(),
-        notes: thin_vec::ThinVec::new(),
+        decisions,
+        notes: Vec::new(),
     });
     (Entry { claim, id, result, staged, merged: false, noted_on: None, noted_by }, outcome)
 }

@@ -424,8 +424,8 @@ impl Merging {
             reason_origin: None,
             root: None,
             labels: None,
-            decisions: Box::default(),
-            notes: thin_vec::ThinVec::new(),
+            decisions: Vec::new(),
+            notes: Vec::new(),
         });
         let checked = result
             .and_then(|root| merge_check(state, &staged).map(|()| root))
@@ -438,7 +438,7 @@ impl Merging {
                 outcome.labels = state.instances.get(&root).and_then(|instance| {
                     instance.claims.iter().rev().find(|u| u.claim == id && u.depth == 0).map(|u| u.labels.clone())
                 });
-                outcome.root = Some(root.into_boxed_str());
+                outcome.root = Some(root);
             }
             Err(Failure { status, reason, origin, conflict, .. }) => {
                 if let Some((earlier, note)) = conflict
@@ -451,7 +451,7 @@ impl Merging {
                 outcome.reason_origin = origin.map(Box::new);
             }
         }
-        outcome.decisions = decisions.into_boxed_slice();
+        outcome.decisions = decisions;
         state.claims.insert(id, outcome);
     }
 }

@@ -547,7 +547,7 @@ fn violation(
                     .as_deref()
                     .map(|l| l.iter().filter_map(|(k, v)| Some((k.clone(), from_json(v)?))).collect())
                     .unwrap_or_default();
-                let root = outcome.root.as_deref().and_then(|r| state.instances.get(r));
+                let root = outcome.root.as_ref().and_then(|r| state.instances.get(r));
                 let placement =
                     root.map(|r| Placement { cluster: r.cluster.to_string(), namespace: r.k8s_namespace.to_string() });
                 let env = Env {
