@@ -90,16 +90,19 @@ mod tests {
                     let count = if size <= 4096 { 64 } else { 2 };
                     let blocks: Vec<*mut u8> = (0..count).map(|_| allocator.alloc(layout)).collect();
                     for &block in &blocks {
-                        assert!(!block.is_null() && block as usize % align == 0, "{size} bytes at {align}");
+                        assert!(!block.is_null() && (block as usize).is_multiple_of(align), "{size} bytes at {align}");
                         block.write_bytes(0xa5, size);
                     }
                     let zeroed = allocator.alloc_zeroed(layout);
-                    assert!(zeroed as usize % align == 0);
+                    assert!((zeroed as usize).is_multiple_of(align));
                     assert!(std::slice::from_raw_parts(zeroed, size).iter().all(|&b| b == 0));
                     for (n, &block) in blocks.iter().enumerate() {
                         let new_size = if n % 2 == 0 { size * 3 } else { size.div_ceil(2) };
                         let moved = allocator.realloc(block, layout, new_size);
-                        assert!(!moved.is_null() && moved as usize % align == 0, "{size} → {new_size} at {align}");
+                        assert!(
+                            !moved.is_null() && (moved as usize).is_multiple_of(align),
+                            "{size} → {new_size} at {align}"
+                        );
                         let kept = std::slice::from_raw_parts(moved, size.min(new_size));
                         assert!(kept.iter().all(|&b| b == 0xa5), "{size} → {new_size} at {align} kept its bytes");
                         allocator.dealloc(moved, Layout::from_size_align(new_size, align).unwrap());
