@@ -928,10 +928,23 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     let (mut watcher, log) = spawn_watch(&dir, &root(), &target, &["--fix", "--yes", policy.to_str().unwrap()]);
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     let hello = out.join("local/hello");
-    let instances = || std::fs::read_dir(&hello).map(|d| d.count()).unwrap_or(0);
-    assert!(wait_for(15, || instances() == 4), "the first revision renders all four instances: {}", shown());
+    // The instances' directories, without the hidden ones an apply stages its writes in.
+    let instances = || -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&hello) else { return Vec::new() };
+        let mut dirs: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+        dirs.retain(|d| !d.file_name().unwrap().to_string_lossy().starts_with('.'));
+        dirs.sort();
+        dirs
+    };
+    // The revision is recorded, not only the fourth directory there: deleting one while the apply
+    // still writes races with the write.
+    assert!(
+        wait_for(15, || instances().len() == 4 && shown().contains("revision 1:")),
+        "the first revision renders all four instances: {}",
+        shown()
+    );
 
-    let victim = std::fs::read_dir(&hello).unwrap().next().unwrap().unwrap().path();
+    let victim = instances().remove(0);
     std::fs::remove_dir_all(&victim).unwrap();
     assert!(
         wait_for(15, || victim.join("instance.json").exists() && shown().contains("revision 2:")),
