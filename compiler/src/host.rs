@@ -37,6 +37,22 @@ pub enum IrReadError {
     Format(#[from] ir::LoadError),
 }
 
+/// Policies of up to this much text keep every file's syntax tree until they are lowered
+/// ([`Analysis::open_to_lower`]), rather than parse each file twice (for loading, then for
+/// lowering): a twentieth of `aptc plan`'s instructions at 10,000 claims of Aptomi's engine shape
+/// (1.5 MB of text), whose trees (~4 MiB) stay well below the resolver's peak. Larger policies
+/// free each tree once read, so that all of their trees are never held at once.
+pub const TREES_KEPT_UP_TO: usize = 4 << 20;
+
+/// How many syntax trees the database keeps when it evicts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trees {
+    /// The most recently used one.
+    One,
+    /// All of them.
+    All,
+}
+
 /// A policy in one database: its sources, the workspace over them, and the settings it was
 /// checked with.
 pub struct Analysis {
@@ -58,25 +74,43 @@ impl Analysis {
     /// `build`, `graph`): no file's syntax tree is kept past loading ([`load_workspace_to_lower`]),
     /// since lowering parses each file again, one at a time. [`Analysis::check`] works as well,
     /// but parses every file again.
+    /// A policy of at most [`TREES_KEPT_UP_TO`] bytes of text keeps its trees from loading to
+    /// lowering instead, and is parsed once.
     pub fn open_to_lower(paths: &[PathBuf], settings: Settings) -> Result<Analysis, LoadError> {
+        Analysis::open_to_lower_keeping(paths, settings, TREES_KEPT_UP_TO)
+    }
+
+    /// [`Analysis::open_to_lower`] keeping the trees of a policy of at most `kept_up_to` bytes
+    /// of text (0: of none), for tests of both ways.
+    pub fn open_to_lower_keeping(
+        paths: &[PathBuf],
+        settings: Settings,
+        kept_up_to: usize,
+    ) -> Result<Analysis, LoadError> {
         let files = workspace::find_apt_files(paths)?;
-        Ok(Analysis::loaded(workspace::load(&files)?, settings, load_workspace_to_lower))
+        let sources = workspace::load(&files)?;
+        let text: usize = sources.iter().map(|(_, file)| file.text.len()).sum();
+        if text <= kept_up_to {
+            return Ok(Analysis::loaded(sources, settings, load_workspace, Trees::All));
+        }
+        Ok(Analysis::loaded(sources, settings, load_workspace_to_lower, Trees::One))
     }
 
     /// A policy of files already in memory (named as diagnostics should name them).
     pub fn of_sources(sources: SourceMap, settings: Settings) -> Analysis {
-        Analysis::loaded(sources, settings, load_workspace)
+        Analysis::loaded(sources, settings, load_workspace, Trees::One)
     }
 
     fn loaded(
         sources: SourceMap,
         settings: Settings,
         load: fn(&mut Database, &SourceMap, Settings) -> Workspace,
+        trees: Trees,
     ) -> Analysis {
         let mut db = Database::default();
         // Lowering frees what only checking needs ([`Analysis::lower`]); the language server's
         // database keeps everything.
-        crate::db::keep_trees(&mut db, 1);
+        crate::db::keep_trees(&mut db, if trees == Trees::All { 0 } else { 1 });
         crate::semantics::file::keep_checks(&mut db, 1);
         let ws = load(&mut db, &sources, settings);
         let files = sources.len();

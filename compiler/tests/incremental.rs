@@ -169,4 +169,14 @@ fn lowering_file_by_file_parses_each_file_once_more() {
     aptc_compiler::check::lower(&kept, ws).expect("the policy checks clean");
     let keeping = ran(&kept, &log);
     assert_eq!(count(&keeping, "parse_file"), 1, "the prelude, which loading does not outline: {keeping:?}");
+    // Lowering file by file in a database that keeps every tree (`plan` on a small policy) parses
+    // no file again either.
+    let (mut kept, log) = logged_database();
+    aptc_compiler::db::keep_trees(&mut kept, 0);
+    aptc_compiler::semantics::file::keep_checks(&mut kept, 1);
+    let ws = load_workspace(&mut kept, &sources, Settings::default());
+    log.lock().unwrap().clear();
+    aptc_compiler::check::lower_file_by_file(&mut kept, ws).expect("the policy checks clean");
+    let keeping = ran(&kept, &log);
+    assert_eq!(count(&keeping, "parse_file"), 1, "the prelude: {keeping:?}");
 }

@@ -22,8 +22,9 @@ fn examples_lower_and_round_trip() {
     }
 }
 
-/// `plan` loads without keeping syntax trees (`Analysis::open_to_lower`): what it reads while
-/// loading (users files, manifest files, local charts) and the program it lowers are the same.
+/// `plan` loads a large policy without keeping syntax trees (`Analysis::open_to_lower`, its trees
+/// freed file by file), a small one keeping them: what it reads while loading (users files,
+/// manifest files, local charts) and the program it lowers are the same either way.
 #[test]
 fn loading_to_lower_gives_the_same_program() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -36,11 +37,15 @@ fn loading_to_lower_gives_the_same_program() {
     for policy in policies {
         let paths = [root.join(policy)];
         let mut kept = Analysis::open(&paths, Settings::default()).unwrap();
-        let mut freed = Analysis::open_to_lower(&paths, Settings::default()).unwrap();
         let lowered = |analysis: &mut Analysis| analysis.lower().expect("the policy checks clean").to_json();
-        assert_eq!(lowered(&mut freed), lowered(&mut kept), "{policy}");
-        // Checking after loading to lower parses the files again, and says the same.
-        assert_eq!(format!("{:?}", freed.check()), format!("{:?}", kept.check()), "{policy}");
+        let program = lowered(&mut kept);
+        let checked = format!("{:?}", kept.check());
+        for kept_up_to in [0, aptc_compiler::host::TREES_KEPT_UP_TO] {
+            let mut to_lower = Analysis::open_to_lower_keeping(&paths, Settings::default(), kept_up_to).unwrap();
+            assert_eq!(lowered(&mut to_lower), program, "{policy}, trees kept up to {kept_up_to} bytes");
+            // Checking after loading to lower (parsing the files again if freed) says the same.
+            assert_eq!(format!("{:?}", to_lower.check()), checked, "{policy}, trees kept up to {kept_up_to} bytes");
+        }
     }
 }
 
