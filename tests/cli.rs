@@ -925,7 +925,7 @@ fn watch_fix_repairs_a_deleted_instance_and_stops_cleanly_on_sigterm() {
     let (dir, policy) = quickstart_copy("watch");
     let target = Target::in_dir(&dir);
     let (state, out) = (&target.state, &target.out);
-    let (mut watcher, log) = spawn_watch(&dir, &root(), &target, &["--fix", "--yes", policy.to_str().unwrap()]);
+    let (mut watcher, log) = spawn_watch(&dir, root(), &target, &["--fix", "--yes", policy.to_str().unwrap()]);
     let shown = || std::fs::read_to_string(&log).unwrap_or_default();
     let hello = out.join("local/hello");
     // The instances' directories, without the hidden ones an apply stages its writes in.
@@ -1950,7 +1950,7 @@ fn a_damaged_store_never_panics_and_says_how_to_recover() {
     let run = |args: &[&str]| target.run_as("ada@example.com", args);
     let first = run(&["deploy", "--yes", "examples/quickstart"]);
     assert!(first.status.success(), "{first:?}");
-    let pristine = std::fs::read(&state).unwrap();
+    let pristine = std::fs::read(state).unwrap();
     assert!(pristine.len() > 3 * 4096, "{} bytes", pristine.len());
 
     let span = pristine.len() - 4096;
@@ -1961,7 +1961,7 @@ fn a_damaged_store_never_panics_and_says_how_to_recover() {
         let offset = 4096 + (i * 7919 + 13 * i * i) % span;
         let mut bytes = pristine.clone();
         bytes[offset] ^= 0x5A;
-        std::fs::write(&state, &bytes).unwrap();
+        std::fs::write(state, &bytes).unwrap();
         let history = ["history", "--state", state.to_str().unwrap()];
         for (args, output) in [
             (&history[..], aptc(&history)),
@@ -1986,7 +1986,7 @@ fn a_damaged_store_never_panics_and_says_how_to_recover() {
     assert!(refused > 0, "some of the changed bytes are in pages the store uses");
 
     // The last damaged file: `store check` says so, `store repair` keeps what can be read.
-    std::fs::write(&state, damaged.unwrap()).unwrap();
+    std::fs::write(state, damaged.unwrap()).unwrap();
     let store = |command: &str| aptc(&["store", command, "--state", state.to_str().unwrap()]);
     let check = store("check");
     assert_eq!(check.status.code(), Some(1), "{check:?}");
@@ -2006,11 +2006,11 @@ fn a_damaged_store_never_panics_and_says_how_to_recover() {
     assert!(history.status.success(), "{history:?}");
 
     // An empty file is never taken for a new store.
-    std::fs::write(&state, "").unwrap();
+    std::fs::write(state, "").unwrap();
     let empty = run(&["deploy", "--yes", "examples/quickstart"]);
     assert_eq!(empty.status.code(), Some(2), "{empty:?}");
     assert!(both(&empty).contains("is empty, so it is not a revision store"), "{empty:?}");
-    assert_eq!(std::fs::metadata(&state).unwrap().len(), 0);
+    assert_eq!(std::fs::metadata(state).unwrap().len(), 0);
     assert_eq!(store("check").status.code(), Some(1));
 }
 

@@ -90,7 +90,9 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
         .chain(facts.iter().flat_map(|(_, f)| f.claims.iter().filter_map(|c| c.contract.as_ref())))
         .map(|node| &node.namespace)
         .collect();
-    let cache: RefCell<BTreeMap<(String, Option<String>), Rc<Roles>>> = Default::default();
+    // By user name and team.
+    type Cache = RefCell<BTreeMap<(String, Option<String>), Rc<Roles>>>;
+    let cache: Cache = Default::default();
     let distinct: RefCell<Vec<Rc<Roles>>> = Default::default();
     let roles_of = |subject: &Subject| {
         let key = (subject.name.clone(), subject.team.clone());
@@ -129,10 +131,10 @@ fn check_consumers(db: &dyn salsa::Database, ws: Workspace, access: &Access) {
                 Some((subject, roles))
             });
             let Some((subject, roles)) = known else { continue };
-            if reach.allowed(&roles, contract) {
+            if reach.allowed(roles, contract) {
                 continue;
             }
-            let denied: Vec<SmolStr> = reach.denied(&roles, contract).into_iter().collect();
+            let denied: Vec<SmolStr> = reach.denied(roles, contract).into_iter().collect();
             let site = ObjectRef { kind: Kind::Claim, namespace: namespace.clone(), name: claim.name.clone() };
             let Some(&(claim_file, span)) = sites.get(&site).and_then(|s| s.first()) else { continue };
             let listed: Vec<String> = denied.iter().map(|ns| format!("`{ns}`")).collect();

@@ -313,6 +313,32 @@ pub fn manifest_files(base: &Path, glob: &str) -> Result<Vec<(PathBuf, String)>,
     Ok(files)
 }
 
+/// What is at `path`, a local chart's path (docs/language.md §5.1): a chart directory (with a
+/// `Chart.yaml` file), a packaged chart (a file named `*.tgz` or `*.tar.gz`; what it holds is not
+/// read), or what is wrong. Only metadata is read (symbolic links followed).
+pub fn probe_chart(path: &Path) -> ChartOnDisk {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => match std::fs::metadata(path.join("Chart.yaml")) {
+            Ok(meta) if meta.is_file() => ChartOnDisk::Directory,
+            Ok(_) => ChartOnDisk::NoChartYaml,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ChartOnDisk::NoChartYaml,
+            Err(error) => ChartOnDisk::Unreadable(error.to_string()),
+        },
+        Ok(_) => {
+            let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
+                ChartOnDisk::Archive
+            } else {
+                ChartOnDisk::NotAChart
+            }
+        }
+        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+            ChartOnDisk::Missing
+        }
+        Err(error) => ChartOnDisk::Unreadable(error.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +397,7 @@ mod tests {
         assert!(wrong_type.starts_with("line 2, column 11: ") && wrong_type.contains("sequence"), "{wrong_type}");
         assert!(PolicyConfig::parse(&base, "exclude = [\"../x\"]").unwrap_err().contains("leaves the policy root"));
         assert!(PolicyConfig::parse(&base, "exclude = [\"[\"]").unwrap_err().contains("not valid"));
-        assert_eq!(find_policy_roots(&[base.clone()]), [base.join("other")]);
+        assert_eq!(find_policy_roots(std::slice::from_ref(&base)), [base.join("other")]);
         assert_eq!(PolicyConfig::find(&base.join("other")).unwrap().unwrap().root, base.join("other"));
     }
 
@@ -395,31 +421,5 @@ mod tests {
         std::fs::write(dir.join("k8s/latin1.yaml"), [0xff, 0xfe]).unwrap();
         assert_eq!(read_referenced(&dir.join("k8s/latin1.yaml")).unwrap_err(), "it is not UTF-8 text");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
-/// What is at `path`, a local chart's path (docs/language.md §5.1): a chart directory (with a
-/// `Chart.yaml` file), a packaged chart (a file named `*.tgz` or `*.tar.gz`; what it holds is not
-/// read), or what is wrong. Only metadata is read (symbolic links followed).
-pub fn probe_chart(path: &Path) -> ChartOnDisk {
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => match std::fs::metadata(path.join("Chart.yaml")) {
-            Ok(meta) if meta.is_file() => ChartOnDisk::Directory,
-            Ok(_) => ChartOnDisk::NoChartYaml,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => ChartOnDisk::NoChartYaml,
-            Err(error) => ChartOnDisk::Unreadable(error.to_string()),
-        },
-        Ok(_) => {
-            let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-            if name.ends_with(".tgz") || name.ends_with(".tar.gz") {
-                ChartOnDisk::Archive
-            } else {
-                ChartOnDisk::NotAChart
-            }
-        }
-        Err(error) if matches!(error.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-            ChartOnDisk::Missing
-        }
-        Err(error) => ChartOnDisk::Unreadable(error.to_string()),
     }
 }

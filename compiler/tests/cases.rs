@@ -156,7 +156,8 @@ fn assert_formatting_is_sound(original: &str, formatted: &str, name: &str) {
 fn main() {
     let arguments = Arguments::from_args();
     // (trial name prefix, directory of tests/cases, what each case must pass)
-    let suites: [(&str, &str, fn(&Path)); 5] = [
+    type Suite = (&'static str, &'static str, fn(&Path));
+    let suites: [Suite; 5] = [
         ("parse", "parse", parse_case),
         ("parse_formats_soundly", "parse", parse_case_formats_soundly),
         ("diagnostics", "diagnostics", diagnostics_case),

@@ -2,7 +2,6 @@
 //! desired state is otherwise the same, so `aptc plan` can keep none and `aptc explain`
 //! recompute one.
 
-#[allow(dead_code)]
 #[path = "../../benches/synth.rs"]
 mod synth;
 

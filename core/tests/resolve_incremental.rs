@@ -3,7 +3,6 @@
 //! the edited claim, judged again only the claims after it whose merge may read what changed, and
 //! rebuilt only the instances whose merging claims changed.
 
-#[allow(dead_code)]
 #[path = "../../benches/synth.rs"]
 mod synth;
 

@@ -1,7 +1,6 @@
 //! The resolver at scale (issue #11): a claim that reaches one contract by exponentially many
 //! `uses` paths resolves each distinct sub-resolution once.
 
-#[allow(dead_code)]
 #[path = "../../benches/synth.rs"]
 mod synth;
 

@@ -36,7 +36,7 @@ pub enum DeployError {
         "{store} holds the revisions of `{found}`, not of `{target}`: deploy to that target, or keep another state \
 (--state) for this one"
     )]
-    OtherTarget { store: Location, found: String, target: String },
+    OtherTarget { store: Box<Location>, found: String, target: String },
     /// The store belongs to another policy (its recorded root): planning this policy against its
     /// revisions would delete what that policy deployed.
     #[error(
@@ -45,7 +45,7 @@ pub enum DeployError {
         recorded.display(),
         root.display()
     )]
-    OtherPolicy { store: Location, recorded: std::path::PathBuf, root: std::path::PathBuf },
+    OtherPolicy { store: Box<Location>, recorded: std::path::PathBuf, root: std::path::PathBuf },
     /// The driver cannot carry the plan out (a tool missing, a cluster not answering).
     #[error(transparent)]
     Driver(Box<crate::driver::DriverError>),
@@ -126,7 +126,7 @@ pub fn prepare(
         && last.target != driver.target()
     {
         return Err(DeployError::OtherTarget {
-            store: store.location().clone(),
+            store: Box::new(store.location().clone()),
             found: last.target.clone(),
             target: driver.target(),
         });

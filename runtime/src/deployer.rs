@@ -201,7 +201,7 @@ impl Deployer {
         let Some((root, explicit)) = &self.root else { return Ok(()) };
         match store.policy_root()? {
             Some(recorded) if recorded != *root && !explicit => {
-                Err(DeployError::OtherPolicy { store: self.state.clone(), recorded, root: root.clone() })
+                Err(DeployError::OtherPolicy { store: Box::new(self.state.clone()), recorded, root: root.clone() })
             }
             None if store.is_writable() => Ok(store.set_policy_root(root)?),
             _ => Ok(()),

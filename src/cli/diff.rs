@@ -60,10 +60,7 @@ pub fn run(args: DiffArgs, color: bool) -> anyhow::Result<ExitCode> {
     };
     let old_program = policy::load(&[old_path], color).context("the old policy")?;
     let new_program = policy::load(&[new_path], color).context("the new policy")?;
-    let refused = match &args.acting_user {
-        Some(user) => Some(refusals(&old_program, &new_program, user)),
-        None => None,
-    };
+    let refused = args.acting_user.as_ref().map(|user| refusals(&old_program, &new_program, user));
     let (old, new) = (resolve(&old_program), resolve(&new_program));
     let change = diff(&old, &new);
     let every = args.all_claims.then(|| compare(&old_program, &new_program));

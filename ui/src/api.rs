@@ -173,15 +173,14 @@ pub fn instance(source: &dyn Source, name: &str) -> Result<Value, UiError> {
         manifests.remove("files");
     }
     let mut last_change = Value::Null;
-    if let Some(store) = source.store()? {
-        if let Some(revision) =
+    if let Some(store) = source.store()?
+        && let Some(revision) =
             store.list()?.into_iter().rev().find(|r| r.actions.iter().any(|a| a.key == instance.key))
-        {
-            let action =
-                revision.actions.iter().find(|a| a.key == instance.key).map(|a| json!({ "op": a.op, "why": a.why }));
-            last_change =
-                json!({ "revision": revision.number, "time": revision.time, "user": revision.user, "action": action });
-        }
+    {
+        let action =
+            revision.actions.iter().find(|a| a.key == instance.key).map(|a| json!({ "op": a.op, "why": a.why }));
+        last_change =
+            json!({ "revision": revision.number, "time": revision.time, "user": revision.user, "action": action });
     }
     Ok(json!({
         "format_version": FORMAT_VERSION,
@@ -244,8 +243,11 @@ pub fn manifests(
     // Rendered with `***` for every secret: the digest of the secrets is not needed.
     let unit = unit(&loaded.state, &instance.key, &aptc_runtime::secrets::Secrets::local())
         .ok_or_else(|| UiError::NotFound(format!("instance `{name}` deploys nothing")))?;
-    let rendered = template_chart(&helm, &unit).and_then(|documents| Ok(write_stream(&documents)?));
-    Ok(match rendered.map_err(|e| e.to_string()) {
+    let rendered = match template_chart(&helm, &unit) {
+        Ok(documents) => write_stream(&documents).map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    Ok(match rendered {
         Ok(text) => {
             answer("helm template", Some(&helm.version), vec![json!({ "path": "manifest.yaml", "text": text })], None)
         }

@@ -103,8 +103,11 @@ pub fn hover(db: &dyn salsa::Database, ws: Workspace, file: SourceText, offset: 
     Some(Hover { span: occurrence.span, markdown: out })
 }
 
+/// A root of expression paths: its name, what it is, and its fields (name, type, what it is).
+type Root = (&'static str, &'static str, &'static [(&'static str, &'static str, &'static str)]);
+
 /// The roots of expression paths, what each is and its fields (docs/language.md §13.3).
-const ROOTS: &[(&str, &str, &[(&str, &str, &str)])] = &[
+const ROOTS: &[Root] = &[
     ("labels", "The claim's labels at this point of resolution (§4): `labels.KEY`.", &[]),
     (
         "user",

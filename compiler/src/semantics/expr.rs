@@ -439,7 +439,7 @@ another function"
                     for item in items {
                         match constant_string(item) {
                             Some(text) if !variants.contains(&SmolStr::new(&text)) => {
-                                self.not_a_variant(item.span, &text, &variants, &describe(lhs))
+                                self.not_a_variant(item.span, &text, &variants, describe(lhs))
                             }
                             Some(_) => {}
                             None => {
@@ -502,7 +502,7 @@ another function"
         let (Ty::Enum(variants), Some(text)) = (ty, constant_string(other)) else { return false };
         if !variants.iter().any(|v| *v == text) {
             let variants = variants.clone();
-            self.not_a_variant(other.span, &text, &variants, &describe(side));
+            self.not_a_variant(other.span, &text, &variants, describe(side));
         }
         true
     }

@@ -17,8 +17,11 @@ pub struct Scope<'a> {
     /// What each name written so far resolved to. A file names the same few labels, contracts
     /// and users again and again (a thousand claims each naming four labels, a contract and a
     /// user), and each fresh resolution is several lookups in the workspace's index.
-    memo: RefCell<FastMap<(Kind, SmolStr, Option<SmolStr>), Lookup>>,
+    memo: RefCell<FastMap<Written, Lookup>>,
 }
+
+/// A name as written: what kind of object it names, the name, and its namespace if qualified.
+type Written = (Kind, SmolStr, Option<SmolStr>);
 
 /// The outcome of resolving a name.
 #[derive(Clone, Debug, PartialEq, Eq)]

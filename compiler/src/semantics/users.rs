@@ -398,10 +398,10 @@ fn value_fits(value: &Value, ty: &Ty) -> bool {
 
 /// The labels each users-file user sets, resolved in the scope of the file that loads it (keys
 /// that resolve to nothing are left out: [`check_external_users`] reports them).
-pub fn external_user_labels<'db>(
-    db: &'db dyn salsa::Database,
+pub fn external_user_labels(
+    db: &dyn salsa::Database,
     ws: Workspace,
-) -> Vec<(&'db ExternalUser, std::collections::BTreeSet<super::index::ObjectRef>)> {
+) -> Vec<(&ExternalUser, std::collections::BTreeSet<super::index::ObjectRef>)> {
     let index = super::index::workspace_index(db, ws);
     external_users(db, ws)
         .iter()

@@ -1564,7 +1564,10 @@ fn merge(state: &mut DesiredState, labels: &mut LabelSets, mut staged: Staged) {
 /// instance holding it. Clusters and namespaces are the instances' shared strings (`Arc<str>`), so
 /// an instance taking a name copies its name and key only, and a name is looked up by `&str`.
 #[derive(Default)]
-struct TakenNames(FastMap<Arc<str>, FastMap<Arc<str>, FastMap<Box<str>, Box<str>>>>);
+struct TakenNames(FastMap<Arc<str>, FastMap<Arc<str>, NamesHeld>>);
+
+/// The names held in one Kubernetes namespace of a cluster, each with the key of its instance.
+type NamesHeld = FastMap<Box<str>, Box<str>>;
 
 impl TakenNames {
     /// Deployed instances hold their names before any claim resolves: a new instance can never
