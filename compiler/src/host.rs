@@ -44,15 +44,6 @@ pub enum IrReadError {
 /// free each tree once read, so that all of their trees are never held at once.
 pub const TREES_KEPT_UP_TO: usize = 4 << 20;
 
-/// How many syntax trees the database keeps when it evicts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Trees {
-    /// The most recently used one.
-    One,
-    /// All of them.
-    All,
-}
-
 /// A policy in one database: its sources, the workspace over them, and the settings it was
 /// checked with.
 pub struct Analysis {
@@ -71,11 +62,10 @@ impl Analysis {
     }
 
     /// [`Analysis::open`] for a caller that only lowers ([`Analysis::program`]: `aptc plan`,
-    /// `build`, `graph`): no file's syntax tree is kept past loading ([`load_workspace_to_lower`]),
-    /// since lowering parses each file again, one at a time. [`Analysis::check`] works as well,
-    /// but parses every file again.
-    /// A policy of at most [`TREES_KEPT_UP_TO`] bytes of text keeps its trees from loading to
-    /// lowering instead, and is parsed once.
+    /// `build`, `graph`). A policy of more than [`TREES_KEPT_UP_TO`] bytes of text keeps no file's
+    /// syntax tree past loading ([`load_workspace_to_lower`]), since lowering parses each file
+    /// again, one at a time ([`Analysis::check`] works as well, but parses every file again); a
+    /// smaller one keeps its trees from loading to lowering, and is parsed once.
     pub fn open_to_lower(paths: &[PathBuf], settings: Settings) -> Result<Analysis, LoadError> {
         Analysis::open_to_lower_keeping(paths, settings, TREES_KEPT_UP_TO)
     }
@@ -91,26 +81,29 @@ impl Analysis {
         let sources = workspace::load(&files)?;
         let text: usize = sources.iter().map(|(_, file)| file.text.len()).sum();
         if text <= kept_up_to {
-            return Ok(Analysis::loaded(sources, settings, load_workspace, Trees::All));
+            // 0: every tree.
+            return Ok(Analysis::loaded(sources, settings, load_workspace, 0));
         }
-        Ok(Analysis::loaded(sources, settings, load_workspace_to_lower, Trees::One))
+        Ok(Analysis::loaded(sources, settings, load_workspace_to_lower, 1))
     }
 
     /// A policy of files already in memory (named as diagnostics should name them).
     pub fn of_sources(sources: SourceMap, settings: Settings) -> Analysis {
-        Analysis::loaded(sources, settings, load_workspace, Trees::One)
+        Analysis::loaded(sources, settings, load_workspace, 1)
     }
 
+    /// `sources` loaded by `load` into a database that keeps `trees` syntax trees when it evicts
+    /// ([`crate::db::keep_trees`]: 0 keeps every tree).
     fn loaded(
         sources: SourceMap,
         settings: Settings,
         load: fn(&mut Database, &SourceMap, Settings) -> Workspace,
-        trees: Trees,
+        trees: usize,
     ) -> Analysis {
         let mut db = Database::default();
         // Lowering frees what only checking needs ([`Analysis::lower`]); the language server's
         // database keeps everything.
-        crate::db::keep_trees(&mut db, if trees == Trees::All { 0 } else { 1 });
+        crate::db::keep_trees(&mut db, trees);
         crate::semantics::file::keep_checks(&mut db, 1);
         let ws = load(&mut db, &sources, settings);
         let files = sources.len();
